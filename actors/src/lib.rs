@@ -1,0 +1,34 @@
+//! The heart of Troupe: the message model, the plugin traits every other crate implements
+//! (`ModelProvider`, `SnapshotStore`), and the actors that wrap them: `Session`,
+//! `SessionRegistry`, `ModelWorker` and the `NodeSupervisor` at the root of a node.
+//!
+//! Plugins never touch ractor: they implement a plain trait, and an actor here wraps them.
+
+pub mod ids;
+pub mod message;
+pub mod metrics;
+pub mod model_worker;
+pub mod node;
+pub mod provider;
+pub mod registry;
+pub mod session;
+pub mod snapshot;
+pub mod supervisor;
+pub mod testing;
+pub mod turn;
+
+#[cfg(test)]
+mod node_tests;
+#[cfg(test)]
+mod supervisor_tests;
+
+pub use ids::SessionKey;
+pub use message::{
+    Attachment, ContentType, DraftDefaults, InboundDraft, InboundMessage, MessageError,
+    MessageLimits, OutboundReply,
+};
+pub use provider::{
+    ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
+    ProviderErrorKind, ProviderInfo, Role, ToolCall, ToolSpec, Usage,
+};
+pub use turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};

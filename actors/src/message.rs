@@ -1,0 +1,406 @@
+//! The standard message model: what every access path and bridge turns its input into
+//! (`InboundMessage`), and what a session answers with (`OutboundReply`).
+//!
+//! Wire payloads arrive as an [`InboundDraft`], where the server may fill in what the client
+//! left out (`id`, `timestamp`, `platform`, `conversation_id`), and become an
+//! [`InboundMessage`] only through [`InboundDraft::validate`], so a message inside the
+//! system has always passed the same checks, whichever door it came in through.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{SessionKey, validate_id, validate_platform};
+
+/// Default largest accepted payload: 64 KiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// The kind of content a message carries. Only `text` is handled end to end today;
+/// the other kinds are reserved so that bridges can already name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentType {
+    Text,
+    Image,
+    Audio,
+    File,
+}
+
+impl ContentType {
+    pub const ALL: [ContentType; 4] = [Self::Text, Self::Image, Self::Audio, Self::File];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Audio => "audio",
+            Self::File => "file",
+        }
+    }
+
+    /// Parses the wire name; `None` for a name that is not a content type at all.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for ContentType {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// A file, picture or voice note that came with a message (carried, not yet interpreted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub content_type: ContentType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+}
+
+/// A validated inbound message: the one shape every access path produces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Unique per sender; the dedupe key (a repeated id gets the first reply again).
+    pub id: String,
+    /// Which door it came through: `ws`, `api`, `openai`, `telegram`, …
+    pub platform: String,
+    pub sender_id: String,
+    /// The conversation on that platform; defaults to `sender_id` (a direct chat).
+    pub conversation_id: String,
+    pub content_type: ContentType,
+    pub payload: String,
+    /// Unix seconds.
+    pub timestamp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+impl InboundMessage {
+    /// The session this message belongs to.
+    pub fn session_key(&self) -> SessionKey {
+        SessionKey::new_unchecked(&self.platform, &self.conversation_id)
+    }
+}
+
+/// The reply a session sends back for one inbound message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundReply {
+    pub id: String,
+    pub in_reply_to: String,
+    pub platform: String,
+    pub recipient_id: String,
+    pub conversation_id: String,
+    pub content_type: ContentType,
+    pub payload: String,
+    /// Unix seconds.
+    pub timestamp: u64,
+}
+
+/// An inbound message as a client sends it: everything the server can fill in is optional.
+/// `content_type` stays a string here so that an unknown kind gets our own error, not serde's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundDraft {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub sender_id: Option<String>,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub payload: Option<String>,
+    #[serde(default)]
+    pub timestamp: Option<u64>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// What the server fills in when the client did not say.
+#[derive(Clone, Debug)]
+pub struct DraftDefaults<'a> {
+    pub platform: &'a str,
+    /// Used when the draft names no sender (e.g. the WebSocket's `hello` identity).
+    pub sender_id: Option<&'a str>,
+    pub now_unix_secs: u64,
+}
+
+/// Limits every inbound message is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageLimits {
+    pub max_payload_bytes: usize,
+}
+
+impl Default for MessageLimits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// Why an inbound message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("payload is empty")]
+    EmptyPayload,
+    #[error("payload is {actual} bytes, larger than the limit of {limit} bytes")]
+    PayloadTooLarge { actual: usize, limit: usize },
+    #[error("unknown content type `{0}` (expected one of: text, image, audio, file)")]
+    UnknownContentType(String),
+    #[error("content type `{0}` is reserved and not supported yet; send `text`")]
+    UnsupportedContentType(ContentType),
+    #[error("field `{field}` is invalid: {reason}")]
+    InvalidId { field: &'static str, reason: String },
+    #[error("field `{0}` is required")]
+    MissingField(&'static str),
+}
+
+impl InboundDraft {
+    /// Fills in server defaults and checks everything; the only way to get an
+    /// [`InboundMessage`] from outside input.
+    pub fn validate(
+        self,
+        defaults: &DraftDefaults<'_>,
+        limits: MessageLimits,
+    ) -> Result<InboundMessage, MessageError> {
+        let platform = self
+            .platform
+            .unwrap_or_else(|| defaults.platform.to_owned());
+        validate_platform(&platform).map_err(|reason| MessageError::InvalidId {
+            field: "platform",
+            reason,
+        })?;
+        let sender_id = match (self.sender_id, defaults.sender_id) {
+            (Some(sender), _) => sender,
+            (None, Some(default_sender)) => default_sender.to_owned(),
+            (None, None) => return Err(MessageError::MissingField("sender_id")),
+        };
+        check_id("sender_id", &sender_id)?;
+        let conversation_id = self.conversation_id.unwrap_or_else(|| sender_id.clone());
+        check_id("conversation_id", &conversation_id)?;
+        let id = self.id.unwrap_or_else(new_message_id);
+        check_id("id", &id)?;
+        if let Some(reply_to) = &self.reply_to {
+            check_id("reply_to", reply_to)?;
+        }
+        let content_type = parse_content_type(self.content_type.as_deref())?;
+        let payload = self.payload.unwrap_or_default();
+        check_payload(content_type, &payload, limits)?;
+        Ok(InboundMessage {
+            id,
+            platform,
+            sender_id,
+            conversation_id,
+            content_type,
+            payload,
+            timestamp: self.timestamp.unwrap_or(defaults.now_unix_secs),
+            reply_to: self.reply_to,
+            attachments: self.attachments,
+            metadata: self.metadata,
+        })
+    }
+}
+
+fn check_id(field: &'static str, value: &str) -> Result<(), MessageError> {
+    validate_id(value).map_err(|reason| MessageError::InvalidId { field, reason })
+}
+
+fn parse_content_type(name: Option<&str>) -> Result<ContentType, MessageError> {
+    let Some(name) = name else {
+        return Ok(ContentType::Text);
+    };
+    let kind = ContentType::parse(name)
+        .ok_or_else(|| MessageError::UnknownContentType(name.to_owned()))?;
+    if kind != ContentType::Text {
+        return Err(MessageError::UnsupportedContentType(kind));
+    }
+    Ok(kind)
+}
+
+fn check_payload(
+    content_type: ContentType,
+    payload: &str,
+    limits: MessageLimits,
+) -> Result<(), MessageError> {
+    if payload.len() > limits.max_payload_bytes {
+        return Err(MessageError::PayloadTooLarge {
+            actual: payload.len(),
+            limit: limits.max_payload_bytes,
+        });
+    }
+    if content_type == ContentType::Text && payload.trim().is_empty() {
+        return Err(MessageError::EmptyPayload);
+    }
+    Ok(())
+}
+
+/// A fresh, unique message id (`m-` + a UUIDv4 in simple form).
+pub fn new_message_id() -> String {
+    format!("m-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> DraftDefaults<'static> {
+        DraftDefaults {
+            platform: "api",
+            sender_id: None,
+            now_unix_secs: 1_700_000_000,
+        }
+    }
+
+    fn draft(json: serde_json::Value) -> InboundDraft {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn fills_in_server_defaults() {
+        let message = draft(serde_json::json!({"sender_id": "alice", "payload": "hi"}))
+            .validate(&defaults(), MessageLimits::default())
+            .unwrap();
+        assert_eq!(message.platform, "api");
+        assert_eq!(message.conversation_id, "alice");
+        assert_eq!(message.content_type, ContentType::Text);
+        assert_eq!(message.timestamp, 1_700_000_000);
+        assert!(message.id.starts_with("m-"));
+    }
+
+    #[test]
+    fn keeps_what_the_client_set() {
+        let message = draft(serde_json::json!({
+            "id": "c1", "platform": "telegram", "sender_id": "42", "conversation_id": "-100",
+            "content_type": "text", "payload": "hello", "timestamp": 5, "reply_to": "c0",
+            "metadata": {"lang": "en"}
+        }))
+        .validate(&defaults(), MessageLimits::default())
+        .unwrap();
+        assert_eq!(message.id, "c1");
+        assert_eq!(message.session_key().to_string(), "telegram:-100");
+        assert_eq!(message.timestamp, 5);
+        assert_eq!(message.reply_to.as_deref(), Some("c0"));
+        assert_eq!(message.metadata["lang"], "en");
+    }
+
+    #[test]
+    fn refuses_empty_and_oversized_payloads() {
+        let empty = draft(serde_json::json!({"sender_id": "a", "payload": "  "}));
+        assert_eq!(
+            empty.validate(&defaults(), MessageLimits::default()),
+            Err(MessageError::EmptyPayload)
+        );
+        let big = draft(serde_json::json!({"sender_id": "a", "payload": "x".repeat(11)}));
+        let error = big.validate(
+            &defaults(),
+            MessageLimits {
+                max_payload_bytes: 10,
+            },
+        );
+        assert_eq!(
+            error,
+            Err(MessageError::PayloadTooLarge {
+                actual: 11,
+                limit: 10
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_and_reserved_content_types() {
+        let unknown = draft(serde_json::json!({"sender_id": "a", "payload": "x",
+            "content_type": "video"}));
+        assert_eq!(
+            unknown.validate(&defaults(), MessageLimits::default()),
+            Err(MessageError::UnknownContentType("video".into()))
+        );
+        let reserved = draft(serde_json::json!({"sender_id": "a", "payload": "x",
+            "content_type": "image"}));
+        assert_eq!(
+            reserved.validate(&defaults(), MessageLimits::default()),
+            Err(MessageError::UnsupportedContentType(ContentType::Image))
+        );
+    }
+
+    #[test]
+    fn refuses_bad_ids() {
+        for bad in [
+            serde_json::json!({"sender_id": "", "payload": "x"}),
+            serde_json::json!({"sender_id": "a b", "payload": "x"}),
+            serde_json::json!({"sender_id": "a", "id": "x".repeat(300), "payload": "x"}),
+            serde_json::json!({"sender_id": "a", "platform": "Not:Ok", "payload": "x"}),
+            serde_json::json!({"sender_id": "a\u{0}", "payload": "x"}),
+        ] {
+            let error = draft(bad.clone()).validate(&defaults(), MessageLimits::default());
+            assert!(
+                matches!(error, Err(MessageError::InvalidId { .. })),
+                "{bad}: {error:?}"
+            );
+        }
+        let missing = draft(serde_json::json!({"payload": "x"}));
+        assert_eq!(
+            missing.validate(&defaults(), MessageLimits::default()),
+            Err(MessageError::MissingField("sender_id"))
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_fields() {
+        let parsed: Result<InboundDraft, _> =
+            serde_json::from_value(serde_json::json!({"sender_id": "a", "bogus": 1}));
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn reply_round_trips_with_exact_field_names() {
+        let reply = OutboundReply {
+            id: "r1".into(),
+            in_reply_to: "c1".into(),
+            platform: "ws".into(),
+            recipient_id: "alice".into(),
+            conversation_id: "alice".into(),
+            content_type: ContentType::Text,
+            payload: "hi".into(),
+            timestamp: 7,
+        };
+        let json = serde_json::to_value(&reply).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "r1", "in_reply_to": "c1", "platform": "ws",
+                "recipient_id": "alice", "conversation_id": "alice", "content_type": "text",
+                "payload": "hi", "timestamp": 7})
+        );
+        assert_eq!(
+            serde_json::from_value::<OutboundReply>(json).unwrap(),
+            reply
+        );
+    }
+}

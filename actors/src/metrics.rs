@@ -1,0 +1,20 @@
+//! Metric names, in one place. Libraries record through the `metrics` facade; the binary
+//! installs the Prometheus recorder.
+
+pub const MESSAGES_IN: &str = "troupe_messages_in_total";
+pub const MESSAGES_OUT: &str = "troupe_messages_out_total";
+pub const MESSAGE_ERRORS: &str = "troupe_message_errors_total";
+pub const DUPLICATE_MESSAGES: &str = "troupe_duplicate_messages_total";
+pub const SESSIONS_ACTIVE: &str = "troupe_sessions_active";
+pub const SESSIONS_PASSIVATED: &str = "troupe_sessions_passivated";
+pub const SESSION_PASSIVATIONS: &str = "troupe_session_passivations_total";
+pub const SESSION_ACTIVATIONS: &str = "troupe_session_activations_total";
+pub const GATEWAY_LATENCY_SECONDS: &str = "troupe_gateway_added_latency_seconds";
+pub const MODEL_LATENCY_SECONDS: &str = "troupe_model_latency_seconds";
+pub const PROVIDER_ERRORS: &str = "troupe_provider_errors_total";
+pub const PROVIDER_RETRIES: &str = "troupe_provider_retries_total";
+pub const PROVIDER_FALLBACKS: &str = "troupe_provider_fallbacks_total";
+pub const ACTOR_RESTARTS: &str = "troupe_actor_restarts_total";
+pub const ACTOR_FAILURES: &str = "troupe_actor_failures_total";
+pub const SNAPSHOT_ERRORS: &str = "troupe_snapshot_errors_total";
+pub const WEBSOCKET_CONNECTIONS: &str = "troupe_websocket_connections";

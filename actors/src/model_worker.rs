@@ -1,0 +1,272 @@
+//! `ModelWorker`: the actor that owns one configured model provider and runs its calls as a
+//! pool of concurrent tasks, with a timeout per attempt, retries with backoff on 429/5xx
+//! (honouring `Retry-After`), a concurrency limit, and a fallback chain to other providers.
+//!
+//! The actor itself never waits on a provider: each call runs in its own task, so one slow
+//! completion never holds up another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::Semaphore;
+
+use crate::metrics as metric_names;
+use crate::provider::{
+    ChatRequest, Completion, DeltaSink, ModelProvider, ProviderError, ProviderErrorKind,
+};
+
+/// Longest `Retry-After` we are willing to wait inside one request.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How a provider is called: limits and what to do when it fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderPolicy {
+    /// Limit for one attempt, from request to last byte.
+    pub timeout: Duration,
+    /// Retries after the first attempt, for retryable failures only.
+    pub max_retries: u32,
+    /// First backoff; doubled per retry, with jitter, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Calls in flight at once; more wait for a slot (within `timeout`).
+    pub max_concurrency: usize,
+    /// Providers (by name) to try, in order, when this one fails.
+    pub fallbacks: Vec<String>,
+}
+
+impl Default for ProviderPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(120),
+            max_retries: 2,
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(8),
+            max_concurrency: 64,
+            fallbacks: Vec::new(),
+        }
+    }
+}
+
+/// The live model workers by provider name. Supervisors update it when they (re)start a
+/// worker; sessions and workers look providers up here on each call, so a restarted worker
+/// is found without anyone holding a stale reference.
+#[derive(Debug, Default)]
+pub struct ModelDirectory {
+    workers: DashMap<String, ActorRef<ModelWorkerMsg>>,
+}
+
+impl ModelDirectory {
+    pub fn get(&self, provider: &str) -> Option<ActorRef<ModelWorkerMsg>> {
+        self.workers.get(provider).map(|worker| worker.clone())
+    }
+
+    pub fn register(&self, provider: &str, worker: ActorRef<ModelWorkerMsg>) {
+        self.workers.insert(provider.to_owned(), worker);
+    }
+}
+
+/// Messages of a [`ModelWorker`].
+pub enum ModelWorkerMsg {
+    /// Run one completion; the answer comes on `reply`.
+    Complete {
+        request: Arc<ChatRequest>,
+        deltas: DeltaSink,
+        /// Providers already tried in this chain (so fallbacks never loop).
+        tried: Vec<String>,
+        reply: RpcReplyPort<Result<Completion, ProviderError>>,
+    },
+}
+
+/// Start-up arguments of a [`ModelWorker`].
+pub struct ModelWorkerArgs {
+    pub provider: Arc<dyn ModelProvider>,
+    pub policy: ProviderPolicy,
+    pub directory: Arc<ModelDirectory>,
+}
+
+/// State of a [`ModelWorker`]: shared with the tasks it spawns.
+pub struct ModelWorkerState {
+    call: Arc<PolicyCall>,
+    directory: Arc<ModelDirectory>,
+}
+
+/// What one call task needs.
+struct PolicyCall {
+    provider: Arc<dyn ModelProvider>,
+    policy: ProviderPolicy,
+    slots: Semaphore,
+}
+
+/// The actor: one per configured provider.
+#[derive(Debug, Default)]
+pub struct ModelWorker;
+
+impl Actor for ModelWorker {
+    type Msg = ModelWorkerMsg;
+    type State = ModelWorkerState;
+    type Arguments = ModelWorkerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ModelWorkerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let slots = Semaphore::new(args.policy.max_concurrency.max(1));
+        let call = PolicyCall {
+            provider: args.provider,
+            policy: args.policy,
+            slots,
+        };
+        Ok(ModelWorkerState {
+            call: Arc::new(call),
+            directory: args.directory,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: ModelWorkerMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ModelWorkerMsg::Complete {
+            request,
+            deltas,
+            mut tried,
+            reply,
+        } = message;
+        let call = Arc::clone(&state.call);
+        let directory = Arc::clone(&state.directory);
+        tokio::spawn(async move {
+            let result = call.run(&request, &deltas).await;
+            let Err(error) = result else {
+                let _ = reply.send(result);
+                return;
+            };
+            tried.push(call.provider.info().name.clone());
+            let next = (!deltas.has_emitted())
+                .then(|| next_fallback(&call.policy.fallbacks, &tried, &directory))
+                .flatten();
+            let Some((fallback_name, fallback)) = next else {
+                let _ = reply.send(Err(error));
+                return;
+            };
+            tracing::warn!(from = %call.provider.info().name, to = %fallback_name, %error, "falling back");
+            metrics::counter!(metric_names::PROVIDER_FALLBACKS, "provider" => call.provider.info().name.clone())
+                .increment(1);
+            let forwarded = ModelWorkerMsg::Complete {
+                request,
+                deltas,
+                tried,
+                reply,
+            };
+            if let Err(send_error) = fallback.cast(forwarded) {
+                tracing::error!(%send_error, "fallback worker is gone");
+            }
+        });
+        Ok(())
+    }
+}
+
+fn next_fallback(
+    fallbacks: &[String],
+    tried: &[String],
+    directory: &ModelDirectory,
+) -> Option<(String, ActorRef<ModelWorkerMsg>)> {
+    fallbacks
+        .iter()
+        .filter(|name| !tried.contains(name))
+        .find_map(|name| directory.get(name).map(|worker| (name.clone(), worker)))
+}
+
+impl PolicyCall {
+    fn provider_name(&self) -> &str {
+        &self.provider.info().name
+    }
+
+    /// One completion under the policy: a slot, then attempts with backoff.
+    async fn run(
+        &self,
+        request: &ChatRequest,
+        deltas: &DeltaSink,
+    ) -> Result<Completion, ProviderError> {
+        let slot = tokio::time::timeout(self.policy.timeout, self.slots.acquire()).await;
+        let Ok(Ok(_slot)) = slot else {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Unavailable,
+                self.provider_name(),
+                format!(
+                    "all {} slots stayed busy for {:?}",
+                    self.policy.max_concurrency, self.policy.timeout
+                ),
+            ));
+        };
+        let mut attempt = 0;
+        loop {
+            let error = match self.attempt(request, deltas).await {
+                Ok(completion) => return Ok(completion),
+                Err(error) => error,
+            };
+            metrics::counter!(metric_names::PROVIDER_ERRORS,
+                "provider" => self.provider_name().to_owned(), "kind" => error.kind.as_str())
+            .increment(1);
+            let Some(wait) = self.retry_wait(&error, attempt, deltas) else {
+                return Err(error);
+            };
+            tracing::info!(provider = %self.provider_name(), %error, ?wait, attempt, "retrying");
+            metrics::counter!(metric_names::PROVIDER_RETRIES, "provider" => self.provider_name().to_owned())
+                .increment(1);
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        request: &ChatRequest,
+        deltas: &DeltaSink,
+    ) -> Result<Completion, ProviderError> {
+        match tokio::time::timeout(self.policy.timeout, self.provider.complete(request, deltas))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::new(
+                ProviderErrorKind::Timeout,
+                self.provider_name(),
+                format!("no complete answer within {:?}", self.policy.timeout),
+            )),
+        }
+    }
+
+    /// How long to wait before the next attempt, or `None` when we must not retry.
+    fn retry_wait(
+        &self,
+        error: &ProviderError,
+        attempt: u32,
+        deltas: &DeltaSink,
+    ) -> Option<Duration> {
+        if !error.kind.is_retryable() || attempt >= self.policy.max_retries || deltas.has_emitted()
+        {
+            return None;
+        }
+        if let Some(retry_after) = error.retry_after {
+            return (retry_after <= MAX_RETRY_AFTER).then_some(retry_after);
+        }
+        Some(backoff(&self.policy, attempt))
+    }
+}
+
+/// Exponential backoff with full jitter in the upper half: `[d/2, d]`, `d = base * 2^attempt`.
+fn backoff(policy: &ProviderPolicy, attempt: u32) -> Duration {
+    let exponential = policy
+        .base_backoff
+        .saturating_mul(2u32.saturating_pow(attempt));
+    let capped = exponential.min(policy.max_backoff);
+    let half = capped / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests;

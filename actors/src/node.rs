@@ -1,0 +1,332 @@
+//! Assembles one node's supervision tree and offers the [`NodeHandle`] that access paths
+//! use to talk to it, without knowing about actors.
+//!
+//! ```text
+//! NodeSupervisor
+//! ├── model:<name>   one ModelWorker per configured provider
+//! ├── registry       SessionRegistry → one Session per (platform, conversation)
+//! └── <extra>        children supplied by the binary (the access layer)
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::ids::SessionKey;
+use crate::message::InboundMessage;
+use crate::model_worker::{ModelDirectory, ModelWorker, ModelWorkerArgs, ProviderPolicy};
+use crate::provider::{ModelProvider, ProviderInfo};
+use crate::registry::{RegistryMsg, RegistryStats, SessionRegistry};
+use crate::session::{SessionConfig, SessionContext, SessionView};
+use crate::snapshot::SnapshotStore;
+use crate::supervisor::{
+    ChildSpec, NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, RestartBudget,
+};
+use crate::turn::{ErrorCode, TurnError, TurnEvent};
+
+/// Longest wait for the registry to answer a query.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A provider and how to call it.
+pub struct ProviderSetup {
+    pub provider: Arc<dyn ModelProvider>,
+    pub policy: ProviderPolicy,
+}
+
+/// Everything a node is built from.
+pub struct NodeSetup {
+    pub session: SessionConfig,
+    pub store: Arc<dyn SnapshotStore>,
+    pub providers: Vec<ProviderSetup>,
+    pub budget: RestartBudget,
+}
+
+/// Where the current registry lives; replaced when the supervisor restarts it.
+#[derive(Default)]
+struct RegistrySlot {
+    registry: RwLock<Option<ActorRef<RegistryMsg>>>,
+}
+
+impl RegistrySlot {
+    fn get(&self) -> Option<ActorRef<RegistryMsg>> {
+        self.registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, registry: ActorRef<RegistryMsg>) {
+        *self
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(registry);
+    }
+}
+
+/// A running node, as access paths see it. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    registry: Arc<RegistrySlot>,
+    supervisor: ActorRef<NodeSupervisorMsg>,
+    store: Arc<dyn SnapshotStore>,
+    providers: Arc<Vec<ProviderInfo>>,
+    default_provider: String,
+    /// Set by [`NodeHandle::shutdown`]: from then on nothing new is accepted.
+    shutting_down: Arc<AtomicBool>,
+}
+
+/// Starts a node. `extra_children` (e.g. the access layer) start last, under the same
+/// supervisor, built from the handle of the running node.
+pub async fn start_node(
+    setup: NodeSetup,
+    extra_children: impl FnOnce(NodeHandle) -> Vec<ChildSpec>,
+) -> Result<(NodeHandle, JoinHandle<()>), ractor::SpawnErr> {
+    let models = Arc::new(ModelDirectory::default());
+    let registry_slot = Arc::new(RegistrySlot::default());
+    let provider_infos = setup
+        .providers
+        .iter()
+        .map(|entry| entry.provider.info().clone())
+        .collect();
+    let mut children: Vec<ChildSpec> = setup
+        .providers
+        .into_iter()
+        .map(|entry| model_worker_spec(entry, &models))
+        .collect();
+    let context = SessionContext {
+        config: Arc::new(setup.session.clone()),
+        store: Arc::clone(&setup.store),
+        models,
+    };
+    children.push(registry_spec(context, &registry_slot));
+    let args = NodeSupervisorArgs {
+        children,
+        budget: setup.budget,
+    };
+    let (supervisor, join) = Actor::spawn(None, NodeSupervisor, args).await?;
+    let handle = NodeHandle {
+        registry: registry_slot,
+        supervisor,
+        store: setup.store,
+        providers: Arc::new(provider_infos),
+        default_provider: setup.session.provider,
+        shutting_down: Arc::default(),
+    };
+    for spec in extra_children(handle.clone()) {
+        handle.supervisor_add_child(spec).await?;
+    }
+    Ok((handle, join))
+}
+
+fn model_worker_spec(entry: ProviderSetup, models: &Arc<ModelDirectory>) -> ChildSpec {
+    let name = entry.provider.info().name.clone();
+    let models = Arc::clone(models);
+    let provider = entry.provider;
+    let policy = entry.policy;
+    let worker_name = name.clone();
+    ChildSpec {
+        name: format!("model:{name}"),
+        start: Arc::new(move |supervisor| {
+            let args = ModelWorkerArgs {
+                provider: Arc::clone(&provider),
+                policy: policy.clone(),
+                directory: Arc::clone(&models),
+            };
+            let models = Arc::clone(&models);
+            let worker_name = worker_name.clone();
+            Box::pin(async move {
+                let (worker, _) = Actor::spawn_linked(None, ModelWorker, args, supervisor).await?;
+                models.register(&worker_name, worker.clone());
+                Ok(worker.get_cell())
+            })
+        }),
+    }
+}
+
+fn registry_spec(context: SessionContext, slot: &Arc<RegistrySlot>) -> ChildSpec {
+    let slot = Arc::clone(slot);
+    ChildSpec {
+        name: "registry".into(),
+        start: Arc::new(move |supervisor| {
+            let context = context.clone();
+            let slot = Arc::clone(&slot);
+            Box::pin(async move {
+                let (registry, _) =
+                    Actor::spawn_linked(None, SessionRegistry, context, supervisor).await?;
+                slot.set(registry.clone());
+                Ok(registry.get_cell())
+            })
+        }),
+    }
+}
+
+fn unavailable() -> TurnError {
+    TurnError::new(
+        ErrorCode::ShuttingDown,
+        "the node is not accepting messages",
+    )
+}
+
+impl NodeHandle {
+    async fn supervisor_add_child(&self, spec: ChildSpec) -> Result<(), ractor::SpawnErr> {
+        let answer = self
+            .supervisor
+            .call(
+                |reply| NodeSupervisorMsg::AddChild { spec, reply },
+                Some(QUERY_TIMEOUT),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(Ok(()))) => Ok(()),
+            Ok(CallResult::Success(Err(message))) => {
+                Err(ractor::SpawnErr::StartupFailed(message.into()))
+            }
+            _ => Err(ractor::SpawnErr::StartupFailed(
+                "the node supervisor did not answer".into(),
+            )),
+        }
+    }
+
+    fn registry(&self) -> Result<ActorRef<RegistryMsg>, TurnError> {
+        if self.is_shutting_down() {
+            return Err(unavailable());
+        }
+        self.registry.get().ok_or_else(unavailable)
+    }
+
+    /// Hands a message to its session; the turn's events arrive on the returned channel,
+    /// which always ends with a final event or closes (the session died).
+    pub fn route(
+        &self,
+        message: InboundMessage,
+    ) -> Result<mpsc::UnboundedReceiver<TurnEvent>, TurnError> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        self.registry()?
+            .cast(RegistryMsg::Route { message, events })
+            .map_err(|_| unavailable())?;
+        Ok(receiver)
+    }
+
+    /// A session's history; `Ok(None)` when it does not exist.
+    pub async fn history(&self, key: SessionKey) -> Result<Option<SessionView>, TurnError> {
+        let registry = self.registry()?;
+        let answer = registry
+            .call(
+                |reply| RegistryMsg::GetHistory { key, reply },
+                Some(QUERY_TIMEOUT),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(view)) => Ok(view),
+            _ => Err(TurnError::new(
+                ErrorCode::SessionFailed,
+                "the session did not answer",
+            )),
+        }
+    }
+
+    /// Resets a session; answers whether there was anything to reset.
+    pub async fn reset(&self, key: SessionKey) -> Result<bool, TurnError> {
+        let registry = self.registry()?;
+        let answer = registry
+            .call(
+                |reply| RegistryMsg::Reset { key, reply },
+                Some(QUERY_TIMEOUT),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(result)) => result,
+            _ => Err(TurnError::new(
+                ErrorCode::SessionFailed,
+                "the session did not answer",
+            )),
+        }
+    }
+
+    pub async fn stats(&self) -> Result<RegistryStats, TurnError> {
+        let registry = self.registry()?;
+        match registry
+            .call(|reply| RegistryMsg::Stats { reply }, Some(QUERY_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(stats)) => Ok(stats),
+            _ => Err(unavailable()),
+        }
+    }
+
+    pub async fn active_sessions(&self) -> Result<Vec<SessionKey>, TurnError> {
+        let registry = self.registry()?;
+        match registry
+            .call(
+                |reply| RegistryMsg::ListActive { reply },
+                Some(QUERY_TIMEOUT),
+            )
+            .await
+        {
+            Ok(CallResult::Success(keys)) => Ok(keys),
+            _ => Err(unavailable()),
+        }
+    }
+
+    /// Restarts per supervised child since the node started.
+    pub async fn restart_counts(&self) -> HashMap<String, u64> {
+        let answer = self
+            .supervisor
+            .call(
+                |reply| NodeSupervisorMsg::RestartCounts { reply },
+                Some(QUERY_TIMEOUT),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(counts)) => counts,
+            _ => HashMap::new(),
+        }
+    }
+
+    /// Whether [`NodeHandle::shutdown`] has begun (`/readyz` turns unready).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// The snapshot store (for listing passivated sessions).
+    pub fn store(&self) -> &Arc<dyn SnapshotStore> {
+        &self.store
+    }
+
+    /// Configured providers.
+    pub fn providers(&self) -> &[ProviderInfo] {
+        &self.providers
+    }
+
+    /// The provider sessions ask.
+    pub fn default_provider(&self) -> Option<&ProviderInfo> {
+        self.providers
+            .iter()
+            .find(|info| info.name == self.default_provider)
+    }
+
+    /// Graceful shutdown of the session layer: refuse new messages, let sessions finish
+    /// their queued turns (each saves its snapshot), then stop the supervision tree.
+    pub async fn shutdown(&self) {
+        let registry = self.registry();
+        self.shutting_down.store(true, Ordering::Release);
+        if let Ok(registry) = registry {
+            let drained = registry
+                .call(
+                    |reply| RegistryMsg::Drain { reply },
+                    Some(Duration::from_secs(60)),
+                )
+                .await;
+            if !matches!(drained, Ok(CallResult::Success(()))) {
+                tracing::warn!("sessions did not drain in time");
+            }
+        }
+        self.supervisor.stop(Some("shutdown".into()));
+    }
+}

@@ -1,0 +1,371 @@
+//! Actor tests of a whole node: sessions, registry, model workers and the supervisor,
+//! with a scripted provider and an in-memory snapshot store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::SessionKey;
+use crate::message::{ContentType, InboundMessage};
+use crate::model_worker::ProviderPolicy;
+use crate::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
+use crate::provider::{ModelProvider, ProviderErrorKind, Role};
+use crate::session::SessionConfig;
+use crate::snapshot::{MemorySnapshotStore, SnapshotStore};
+use crate::supervisor::RestartBudget;
+use crate::testing::{Scripted, ScriptedProvider};
+use crate::turn::{ErrorCode, TurnEvent};
+
+fn session_config() -> SessionConfig {
+    SessionConfig {
+        system_prompt: "be kind".into(),
+        history_window: 6,
+        idle_passivate: Duration::from_secs(600),
+        provider: "main".into(),
+        turn_timeout: Duration::from_secs(5),
+    }
+}
+
+fn quick_policy() -> ProviderPolicy {
+    ProviderPolicy {
+        timeout: Duration::from_millis(300),
+        max_retries: 2,
+        base_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+        max_concurrency: 8,
+        fallbacks: Vec::new(),
+    }
+}
+
+struct TestNode {
+    handle: NodeHandle,
+    store: Arc<MemorySnapshotStore>,
+}
+
+async fn node_with(
+    providers: Vec<(Arc<dyn ModelProvider>, ProviderPolicy)>,
+    config: SessionConfig,
+    store: Arc<MemorySnapshotStore>,
+) -> TestNode {
+    let setup = NodeSetup {
+        session: config,
+        store: Arc::clone(&store) as Arc<dyn SnapshotStore>,
+        providers: providers
+            .into_iter()
+            .map(|(provider, policy)| ProviderSetup { provider, policy })
+            .collect(),
+        budget: RestartBudget::default(),
+    };
+    let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
+    TestNode { handle, store }
+}
+
+async fn scripted_node(script: Vec<Scripted>) -> (TestNode, Arc<ScriptedProvider>) {
+    let provider = Arc::new(ScriptedProvider::new("main", script));
+    let node = node_with(
+        vec![(provider.clone(), quick_policy())],
+        session_config(),
+        Arc::new(MemorySnapshotStore::new()),
+    )
+    .await;
+    (node, provider)
+}
+
+fn text_message(id: &str, conversation: &str, payload: &str) -> InboundMessage {
+    InboundMessage {
+        id: id.into(),
+        platform: "test".into(),
+        sender_id: conversation.into(),
+        conversation_id: conversation.into(),
+        content_type: ContentType::Text,
+        payload: payload.into(),
+        timestamp: 1,
+        reply_to: None,
+        attachments: Vec::new(),
+        metadata: Default::default(),
+    }
+}
+
+/// Collects a turn's events up to and including the final one.
+async fn collect(mut events: UnboundedReceiver<TurnEvent>) -> (Vec<String>, TurnEvent) {
+    let mut deltas = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("turn finished in time")
+            .expect("turn ended with a final event");
+        match event {
+            TurnEvent::Delta { text, .. } => deltas.push(text),
+            last => return (deltas, last),
+        }
+    }
+}
+
+async fn reply_text(node: &NodeHandle, id: &str, conversation: &str, payload: &str) -> String {
+    let (_, last) = collect(node.route(text_message(id, conversation, payload)).unwrap()).await;
+    match last {
+        TurnEvent::Reply { reply, .. } => reply.payload,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn key(conversation: &str) -> SessionKey {
+    SessionKey::new_unchecked("test", conversation)
+}
+
+#[tokio::test]
+async fn streams_deltas_then_the_full_reply_and_keeps_history() {
+    let (node, provider) =
+        scripted_node(vec![Scripted::Text(vec!["Hel".into(), "lo".into()])]).await;
+    let (deltas, last) = collect(
+        node.handle
+            .route(text_message("c1", "alice", "hi"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(deltas, ["Hel", "lo"]);
+    let TurnEvent::Reply { reply, .. } = last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(reply.payload, "Hello");
+    assert_eq!(reply.in_reply_to, "c1");
+    assert_eq!(reply.recipient_id, "alice");
+    let request = &provider.requests()[0];
+    assert_eq!(request.system_prompt.as_deref(), Some("be kind"));
+    let view = node.handle.history(key("alice")).await.unwrap().unwrap();
+    let roles: Vec<Role> = view.history.iter().map(|entry| entry.role).collect();
+    assert_eq!(roles, [Role::User, Role::Assistant]);
+    assert!(
+        node.store.load(&key("alice")).await.unwrap().is_some(),
+        "saved before the reply"
+    );
+}
+
+#[tokio::test]
+async fn history_window_is_bounded_and_sent_to_the_model() {
+    let (node, provider) = scripted_node(Vec::new()).await;
+    for turn in 0..5 {
+        reply_text(
+            &node.handle,
+            &format!("m{turn}"),
+            "bob",
+            &format!("q{turn}"),
+        )
+        .await;
+    }
+    let view = node.handle.history(key("bob")).await.unwrap().unwrap();
+    assert_eq!(view.history.len(), 6);
+    assert_eq!(view.history[0].content, "q2");
+    let last_request = provider.requests().pop().unwrap();
+    assert_eq!(
+        last_request.messages.len(),
+        6,
+        "the window includes the new question"
+    );
+    assert_eq!(last_request.messages.last().unwrap().content, "q4");
+}
+
+#[tokio::test]
+async fn one_session_is_ordered_and_sessions_never_wait_on_each_other() {
+    let (node, _) = scripted_node(vec![
+        Scripted::Delayed(Duration::from_millis(200), "slow".into()),
+        Scripted::Text(vec!["fast".into()]),
+    ])
+    .await;
+    let slow = node
+        .handle
+        .route(text_message("s1", "slowpoke", "first"))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let same_session = node
+        .handle
+        .route(text_message("s2", "slowpoke", "second"))
+        .unwrap();
+    let other_session = node
+        .handle
+        .route(text_message("o1", "other", "hi"))
+        .unwrap();
+    let (_, other) = collect(other_session).await;
+    let TurnEvent::Reply { reply, .. } = other else {
+        panic!("{other:?}")
+    };
+    assert_eq!(
+        reply.payload, "fast",
+        "the other session answered while the slow one waited"
+    );
+    let (_, first) = collect(slow).await;
+    let (_, second) = collect(same_session).await;
+    assert!(matches!(first, TurnEvent::Reply { ref reply, .. } if reply.payload == "slow"));
+    assert!(
+        matches!(second, TurnEvent::Reply { ref reply, .. } if reply.payload == "echo: second")
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_id_gets_the_first_reply_without_asking_the_model_again() {
+    let (node, provider) = scripted_node(vec![Scripted::Text(vec!["once".into()])]).await;
+    let first = reply_text(&node.handle, "same", "carol", "hello").await;
+    let second = reply_text(&node.handle, "same", "carol", "hello").await;
+    assert_eq!(first, "once");
+    assert_eq!(second, "once");
+    assert_eq!(provider.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn idle_sessions_passivate_and_come_back_with_their_history() {
+    let provider = Arc::new(ScriptedProvider::new("main", Vec::new()));
+    let config = SessionConfig {
+        idle_passivate: Duration::from_millis(40),
+        ..session_config()
+    };
+    let node = node_with(
+        vec![(provider.clone(), quick_policy())],
+        config,
+        Arc::new(MemorySnapshotStore::new()),
+    )
+    .await;
+    reply_text(&node.handle, "p1", "dave", "remember me").await;
+    let mut waited = Duration::ZERO;
+    while !node.handle.active_sessions().await.unwrap().is_empty() {
+        assert!(waited < Duration::from_secs(5), "session never passivated");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += Duration::from_millis(10);
+    }
+    reply_text(&node.handle, "p2", "dave", "and now?").await;
+    let last_request = provider.requests().pop().unwrap();
+    let contents: Vec<&str> = last_request
+        .messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(contents, ["remember me", "echo: remember me", "and now?"]);
+}
+
+#[tokio::test]
+async fn a_new_node_on_the_same_store_continues_every_conversation() {
+    let store = Arc::new(MemorySnapshotStore::new());
+    let first = node_with(
+        vec![(
+            Arc::new(ScriptedProvider::new("main", Vec::new())),
+            quick_policy(),
+        )],
+        session_config(),
+        Arc::clone(&store),
+    )
+    .await;
+    reply_text(&first.handle, "k1", "erin", "before restart").await;
+    first.handle.shutdown().await;
+    let provider = Arc::new(ScriptedProvider::new("main", Vec::new()));
+    let second = node_with(
+        vec![(provider.clone(), quick_policy())],
+        session_config(),
+        store,
+    )
+    .await;
+    reply_text(&second.handle, "k2", "erin", "after restart").await;
+    assert_eq!(provider.requests()[0].messages.len(), 3);
+}
+
+#[tokio::test]
+async fn provider_errors_reach_the_user_and_leave_no_trace_in_history() {
+    let (node, _) =
+        scripted_node(vec![Scripted::Fail(ProviderErrorKind::Unauthorized, None)]).await;
+    let (_, last) = collect(
+        node.handle
+            .route(text_message("e1", "frank", "hi"))
+            .unwrap(),
+    )
+    .await;
+    let TurnEvent::Failed { in_reply_to, error } = last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(in_reply_to, "e1");
+    assert_eq!(error.code, ErrorCode::ProviderUnauthorized);
+    assert!(node.handle.history(key("frank")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_after_the_requested_wait() {
+    let (node, provider) = scripted_node(vec![
+        Scripted::Fail(
+            ProviderErrorKind::RateLimited,
+            Some(Duration::from_millis(30)),
+        ),
+        Scripted::Fail(ProviderErrorKind::Server, None),
+        Scripted::Text(vec!["third time".into()]),
+    ])
+    .await;
+    assert_eq!(
+        reply_text(&node.handle, "r1", "gina", "hi").await,
+        "third time"
+    );
+    assert_eq!(provider.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_hanging_provider_times_out_and_the_fallback_answers() {
+    let main = Arc::new(ScriptedProvider::new("main", vec![Scripted::Hang]));
+    let backup = Arc::new(ScriptedProvider::new(
+        "backup",
+        vec![Scripted::Text(vec!["from backup".into()])],
+    ));
+    let main_policy = ProviderPolicy {
+        max_retries: 0,
+        fallbacks: vec!["backup".into()],
+        ..quick_policy()
+    };
+    let node = node_with(
+        vec![(main, main_policy), (backup.clone(), quick_policy())],
+        session_config(),
+        Arc::new(MemorySnapshotStore::new()),
+    )
+    .await;
+    assert_eq!(
+        reply_text(&node.handle, "f1", "hank", "hi").await,
+        "from backup"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_provider_without_fallback_gives_a_timeout_error() {
+    let main = Arc::new(ScriptedProvider::new("main", vec![Scripted::Hang]));
+    let policy = ProviderPolicy {
+        max_retries: 0,
+        ..quick_policy()
+    };
+    let node = node_with(
+        vec![(main, policy)],
+        session_config(),
+        Arc::new(MemorySnapshotStore::new()),
+    )
+    .await;
+    let (_, last) = collect(node.handle.route(text_message("h1", "ivy", "hi")).unwrap()).await;
+    let TurnEvent::Failed { error, .. } = last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(error.code, ErrorCode::ProviderTimeout);
+}
+
+#[tokio::test]
+async fn reset_forgets_the_conversation() {
+    let (node, _) = scripted_node(Vec::new()).await;
+    reply_text(&node.handle, "x1", "jack", "hi").await;
+    assert!(node.handle.reset(key("jack")).await.unwrap());
+    assert!(node.handle.history(key("jack")).await.unwrap().is_none());
+    assert!(node.store.load(&key("jack")).await.unwrap().is_none());
+    assert!(!node.handle.reset(key("jack")).await.unwrap());
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_messages() {
+    let (node, _) = scripted_node(Vec::new()).await;
+    reply_text(&node.handle, "z1", "kim", "hi").await;
+    node.handle.shutdown().await;
+    let refused = node
+        .handle
+        .route(text_message("z2", "kim", "late"))
+        .err()
+        .unwrap();
+    assert_eq!(refused.code, ErrorCode::ShuttingDown);
+}

@@ -1,0 +1,278 @@
+//! The `ModelProvider` plugin trait and the chat types it speaks.
+//!
+//! A provider turns a [`ChatRequest`] (system prompt, history, tools) into a [`Completion`]
+//! (text plus tool calls), pushing text into a [`DeltaSink`] as it streams. Providers know
+//! nothing about actors: the [`crate::model_worker`] wraps them with timeouts, retries,
+//! a concurrency limit and fallbacks.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Who said a message in a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+/// A tool the model asked to run. `arguments` is the JSON text exactly as the model wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A tool offered to the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the parameters.
+    pub parameters: serde_json::Value,
+}
+
+/// One message of a conversation as sent to a model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+    /// Tool calls made by an assistant message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// Everything a provider needs for one completion.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatRequest {
+    pub system_prompt: Option<String>,
+    /// Oldest first; never holds `system` messages (those go in `system_prompt`).
+    pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
+    /// Whether the caller wants text as it is produced.
+    pub stream: bool,
+}
+
+/// Why the model stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    Other,
+}
+
+/// Token counts, when the provider reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// A finished answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+    pub usage: Option<Usage>,
+}
+
+impl Completion {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            tool_calls: Vec::new(),
+            finish_reason: FinishReason::Stop,
+            usage: None,
+        }
+    }
+}
+
+/// What went wrong, as a small enum callers can match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderErrorKind {
+    /// The request took longer than the provider's timeout.
+    Timeout,
+    /// 429: the provider asked us to slow down.
+    RateLimited,
+    /// 5xx or an overloaded answer.
+    Server,
+    /// 401/403: the key is missing or wrong.
+    Unauthorized,
+    /// 4xx other than the above: the request itself is wrong (model name, size…).
+    BadRequest,
+    /// The connection failed or broke.
+    Network,
+    /// The answer could not be understood.
+    Protocol,
+    /// The worker's concurrency limit or the node's shutdown refused the request.
+    Unavailable,
+}
+
+impl ProviderErrorKind {
+    /// Whether a retry may succeed.
+    pub const fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Self::Timeout | Self::RateLimited | Self::Server | Self::Network
+        )
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::RateLimited => "rate_limited",
+            Self::Server => "server_error",
+            Self::Unauthorized => "unauthorized",
+            Self::BadRequest => "bad_request",
+            Self::Network => "network",
+            Self::Protocol => "protocol",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// An error from a model provider.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} ({}): {message}", provider, kind.as_str())]
+pub struct ProviderError {
+    pub kind: ProviderErrorKind,
+    /// The provider's configured name.
+    pub provider: String,
+    pub message: String,
+    /// HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// How long the provider asked us to wait (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn new(kind: ProviderErrorKind, provider: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            provider: provider.to_owned(),
+            message: message.into(),
+            status: None,
+            retry_after: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+}
+
+/// Where a provider pushes text while it streams. Cloning shares the sink.
+#[derive(Clone, Default)]
+pub struct DeltaSink {
+    forward: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    emitted: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for DeltaSink {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("DeltaSink")
+            .field("forwarding", &self.forward.is_some())
+            .field("emitted", &self.has_emitted())
+            .finish()
+    }
+}
+
+impl DeltaSink {
+    /// A sink that calls `forward` for every non-empty piece of text.
+    pub fn new(forward: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self {
+            forward: Some(Arc::new(forward)),
+            emitted: Arc::default(),
+        }
+    }
+
+    /// A sink that drops everything (non-streaming callers).
+    pub fn discard() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.emitted.store(true, Ordering::Release);
+        if let Some(forward) = &self.forward {
+            forward(text);
+        }
+    }
+
+    /// Whether any text went out: after that a retry would repeat text the user saw.
+    pub fn has_emitted(&self) -> bool {
+        self.emitted.load(Ordering::Acquire)
+    }
+}
+
+/// Describes a configured provider (for logs, `/v1/models` and errors).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProviderInfo {
+    /// The configured name (`main`).
+    pub name: String,
+    /// The kind (`openai`, `anthropic`, `echo`).
+    pub kind: String,
+    /// The model it asks for.
+    pub model: String,
+}
+
+/// A model provider: the one trait every backend implements.
+#[async_trait::async_trait]
+pub trait ModelProvider: Send + Sync + 'static {
+    fn info(&self) -> &ProviderInfo;
+
+    /// Runs one completion, pushing text into `deltas` as it arrives when
+    /// `request.stream` is set. Must not retry by itself: the model worker does.
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        deltas: &DeltaSink,
+    ) -> Result<Completion, ProviderError>;
+}

@@ -1,0 +1,461 @@
+//! `Session`: the actor that holds one conversation (one platform, one conversation id).
+//!
+//! It keeps a bounded history window in memory, builds the prompt (system prompt + window),
+//! asks the model worker, streams deltas back, appends the reply and saves a snapshot
+//! before the final reply goes out, so what a user has seen survives a `kill -9`.
+//! Messages of one session are handled one at a time, in order; sessions never wait on
+//! each other. An idle session asks the registry to passivate it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::ids::SessionKey;
+use crate::message::{ContentType, InboundMessage, OutboundReply, unix_now};
+use crate::metrics as metric_names;
+use crate::model_worker::{ModelDirectory, ModelWorkerMsg};
+use crate::provider::{ChatRequest, Completion, DeltaSink, ProviderError, Role};
+use crate::registry::RegistryMsg;
+use crate::snapshot::{HistoryEntry, SessionSnapshot, SnapshotStore, StoreError};
+use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
+
+/// Replies remembered per session for dedupe of repeated message ids.
+const RECENT_REPLY_MEMORY: usize = 64;
+
+/// How every session behaves; shared by all of them.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub system_prompt: String,
+    /// Largest number of history entries kept (and sent to the model).
+    pub history_window: usize,
+    /// Idle time after which a session passivates.
+    pub idle_passivate: Duration,
+    /// The provider asked for replies.
+    pub provider: String,
+    /// Upper bound for one turn, whatever the provider policy says.
+    pub turn_timeout: Duration,
+}
+
+impl SessionConfig {
+    /// How often a session checks whether it has been idle long enough.
+    fn idle_check_period(&self) -> Duration {
+        (self.idle_passivate / 4).clamp(Duration::from_millis(5), Duration::from_secs(30))
+    }
+}
+
+/// Everything a session needs from its surroundings.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub config: Arc<SessionConfig>,
+    pub store: Arc<dyn SnapshotStore>,
+    pub models: Arc<ModelDirectory>,
+}
+
+/// A session's history as the sessions API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionView {
+    pub key: String,
+    pub platform: String,
+    pub conversation_id: String,
+    pub history: Vec<HistoryView>,
+    pub updated_at: u64,
+}
+
+/// One history entry as the sessions API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryView {
+    pub role: Role,
+    pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub timestamp: u64,
+}
+
+/// Messages of a [`Session`].
+pub enum SessionMsg {
+    /// Handle one inbound message; events go to `events`.
+    HandleInbound {
+        message: InboundMessage,
+        events: TurnEvents,
+    },
+    /// The history, or `None` when the session has never held anything.
+    GetHistory {
+        reply: RpcReplyPort<Option<SessionView>>,
+    },
+    /// Forget everything; answers whether there was anything to forget.
+    Reset {
+        reply: RpcReplyPort<Result<bool, TurnError>>,
+    },
+    /// Timer tick: passivate if idle long enough.
+    CheckIdle,
+}
+
+/// Start-up arguments of a [`Session`].
+pub struct SessionArgs {
+    pub key: SessionKey,
+    pub context: SessionContext,
+    pub registry: ActorRef<RegistryMsg>,
+}
+
+/// State of a [`Session`].
+pub struct SessionState {
+    key: SessionKey,
+    context: SessionContext,
+    registry: ActorRef<RegistryMsg>,
+    history: VecDeque<HistoryEntry>,
+    recent_replies: VecDeque<OutboundReply>,
+    /// Unix seconds of the last change.
+    updated_at: u64,
+    /// Inbound messages handled; the registry compares it with what it routed before
+    /// passivating us, so no routed message is ever dropped.
+    handled: u64,
+    last_activity: Instant,
+    /// Whether a snapshot exists or the session holds anything: decides 404 vs. history.
+    exists: bool,
+    /// Set when a snapshot write failed; retried after the next turn and on stop.
+    unsaved: bool,
+    idle_timer: Option<JoinHandle<()>>,
+}
+
+/// The actor.
+#[derive(Debug, Default)]
+pub struct Session;
+
+impl Actor for Session {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: SessionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SessionState {
+            key: args.key,
+            context: args.context,
+            registry: args.registry,
+            history: VecDeque::new(),
+            recent_replies: VecDeque::new(),
+            updated_at: 0,
+            handled: 0,
+            last_activity: Instant::now(),
+            exists: false,
+            unsaved: false,
+            idle_timer: None,
+        })
+    }
+
+    /// Loads the snapshot here rather than in `pre_start`, so the registry never waits on
+    /// the disk: messages queue in the mailbox until the history is back.
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match state.context.store.load(&state.key).await {
+            Ok(Some(snapshot)) => state.restore(snapshot),
+            Ok(None) => {}
+            Err(StoreError::Corrupt { key, reason }) => {
+                metrics::counter!(metric_names::SNAPSHOT_ERRORS).increment(1);
+                tracing::error!(%key, %reason, "snapshot unreadable; the session starts empty");
+            }
+            Err(error) => return Err(Box::new(error)),
+        }
+        let period = state.context.config.idle_check_period();
+        state.idle_timer = Some(myself.send_interval(period, || SessionMsg::CheckIdle));
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.idle_timer.take() {
+            timer.abort();
+        }
+        if state.unsaved {
+            state.save().await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: SessionMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SessionMsg::HandleInbound { message, events } => {
+                state.handled += 1;
+                state.handle_inbound(message, &events).await;
+                state.last_activity = Instant::now();
+            }
+            SessionMsg::GetHistory { reply } => {
+                let _ = reply.send(state.exists.then(|| state.view()));
+            }
+            SessionMsg::Reset { reply } => {
+                let _ = reply.send(state.reset().await);
+                state.last_activity = Instant::now();
+            }
+            SessionMsg::CheckIdle => {
+                if state.last_activity.elapsed() >= state.context.config.idle_passivate {
+                    let idle = RegistryMsg::SessionIdle {
+                        key: state.key.clone(),
+                        handled: state.handled,
+                    };
+                    let _ = state.registry.cast(idle);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SessionState {
+    fn restore(&mut self, snapshot: SessionSnapshot) {
+        self.history = snapshot.history.into();
+        self.recent_replies = snapshot.recent_replies.into();
+        self.updated_at = snapshot.updated_at;
+        self.exists = true;
+    }
+
+    fn snapshot(&self) -> SessionSnapshot {
+        SessionSnapshot {
+            key: self.key.clone(),
+            history: self.history.iter().cloned().collect(),
+            recent_replies: self.recent_replies.iter().cloned().collect(),
+            updated_at: self.updated_at,
+        }
+    }
+
+    fn view(&self) -> SessionView {
+        SessionView {
+            key: self.key.to_string(),
+            platform: self.key.platform().to_owned(),
+            conversation_id: self.key.conversation_id().to_owned(),
+            history: self
+                .history
+                .iter()
+                .map(|entry| HistoryView {
+                    role: entry.role,
+                    content: entry.content.clone(),
+                    message_id: entry.message_id.clone(),
+                    timestamp: entry.timestamp,
+                })
+                .collect(),
+            updated_at: self.updated_at,
+        }
+    }
+
+    async fn save(&mut self) -> bool {
+        match self.context.store.save(&self.snapshot()).await {
+            Ok(()) => {
+                self.unsaved = false;
+                true
+            }
+            Err(error) => {
+                metrics::counter!(metric_names::SNAPSHOT_ERRORS).increment(1);
+                tracing::error!(key = %self.key, %error, "snapshot save failed; will retry");
+                self.unsaved = true;
+                false
+            }
+        }
+    }
+
+    async fn reset(&mut self) -> Result<bool, TurnError> {
+        let existed = self.exists;
+        self.history.clear();
+        self.recent_replies.clear();
+        self.exists = false;
+        self.unsaved = false;
+        self.context
+            .store
+            .delete(&self.key)
+            .await
+            .map_err(|error| {
+                TurnError::new(
+                    ErrorCode::StorageError,
+                    format!("could not delete the session: {error}"),
+                )
+            })?;
+        Ok(existed)
+    }
+
+    fn push_history(&mut self, entry: HistoryEntry) {
+        self.history.push_back(entry);
+        while self.history.len() > self.context.config.history_window.max(1) {
+            self.history.pop_front();
+        }
+    }
+
+    fn remember_reply(&mut self, reply: OutboundReply) {
+        self.recent_replies.push_back(reply);
+        while self.recent_replies.len() > RECENT_REPLY_MEMORY {
+            self.recent_replies.pop_front();
+        }
+    }
+
+    async fn handle_inbound(&mut self, message: InboundMessage, events: &TurnEvents) {
+        if let Some(first_reply) = self
+            .recent_replies
+            .iter()
+            .find(|reply| reply.in_reply_to == message.id)
+        {
+            metrics::counter!(metric_names::DUPLICATE_MESSAGES).increment(1);
+            let event = TurnEvent::Reply {
+                reply: first_reply.clone(),
+                model_latency: Duration::ZERO,
+            };
+            let _ = events.send(event);
+            return;
+        }
+        let in_reply_to = message.id.clone();
+        let event = match self.run_turn(message, events).await {
+            Ok((reply, model_latency)) => TurnEvent::Reply {
+                reply,
+                model_latency,
+            },
+            Err(error) => {
+                metrics::counter!(metric_names::MESSAGE_ERRORS, "code" => error.code.as_str())
+                    .increment(1);
+                TurnEvent::Failed { in_reply_to, error }
+            }
+        };
+        let _ = events.send(event);
+    }
+
+    async fn run_turn(
+        &mut self,
+        message: InboundMessage,
+        events: &TurnEvents,
+    ) -> Result<(OutboundReply, Duration), TurnError> {
+        if message.content_type != ContentType::Text {
+            return Err(TurnError::new(
+                ErrorCode::UnsupportedContentType,
+                format!(
+                    "content type `{}` is not supported yet",
+                    message.content_type
+                ),
+            ));
+        }
+        self.push_history(HistoryEntry {
+            role: Role::User,
+            content: message.payload.clone(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            message_id: Some(message.id.clone()),
+            timestamp: message.timestamp,
+        });
+        let started = Instant::now();
+        let completion = match self.ask_model(&message.id, events).await {
+            Ok(completion) => completion,
+            Err(error) => {
+                // The turn did not happen: forget the question so a retry does not repeat it.
+                self.history.pop_back();
+                return Err(error);
+            }
+        };
+        let model_latency = started.elapsed();
+        metrics::histogram!(metric_names::MODEL_LATENCY_SECONDS)
+            .record(model_latency.as_secs_f64());
+        let now = unix_now();
+        let reply = OutboundReply {
+            id: format!("r-{}", uuid::Uuid::new_v4().simple()),
+            in_reply_to: message.id,
+            platform: message.platform,
+            recipient_id: message.sender_id,
+            conversation_id: message.conversation_id,
+            content_type: ContentType::Text,
+            payload: completion.text.clone(),
+            timestamp: now,
+        };
+        self.push_history(HistoryEntry {
+            role: Role::Assistant,
+            content: completion.text,
+            tool_calls: completion.tool_calls,
+            tool_call_id: None,
+            message_id: Some(reply.id.clone()),
+            timestamp: now,
+        });
+        self.remember_reply(reply.clone());
+        self.updated_at = now;
+        self.exists = true;
+        self.save().await;
+        Ok((reply, model_latency))
+    }
+
+    fn build_request(&self) -> ChatRequest {
+        let system_prompt = &self.context.config.system_prompt;
+        ChatRequest {
+            system_prompt: (!system_prompt.is_empty()).then(|| system_prompt.clone()),
+            messages: self
+                .history
+                .iter()
+                .map(HistoryEntry::to_chat_message)
+                .collect(),
+            tools: Vec::new(),
+            stream: true,
+        }
+    }
+
+    async fn ask_model(
+        &self,
+        in_reply_to: &str,
+        events: &TurnEvents,
+    ) -> Result<Completion, TurnError> {
+        let provider = &self.context.config.provider;
+        let worker = self.context.models.get(provider).ok_or_else(|| {
+            TurnError::new(
+                ErrorCode::ProviderError,
+                format!("provider `{provider}` is not running"),
+            )
+        })?;
+        let delta_events = events.clone();
+        let delta_target = in_reply_to.to_owned();
+        let deltas = DeltaSink::new(move |text| {
+            let delta = TurnEvent::Delta {
+                in_reply_to: delta_target.clone(),
+                text: text.to_owned(),
+            };
+            let _ = delta_events.send(delta);
+        });
+        let request = Arc::new(self.build_request());
+        let timeout = self.context.config.turn_timeout;
+        let answer = worker
+            .call(
+                |reply| ModelWorkerMsg::Complete {
+                    request,
+                    deltas,
+                    tried: Vec::new(),
+                    reply,
+                },
+                Some(timeout),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(Ok(completion))) => Ok(completion),
+            Ok(CallResult::Success(Err(error))) => Err(turn_error_from_provider(&error)),
+            Ok(CallResult::Timeout) => Err(TurnError::new(
+                ErrorCode::ProviderTimeout,
+                format!("the model gave no answer within {timeout:?}"),
+            )),
+            Ok(CallResult::SenderError) | Err(_) => Err(TurnError::new(
+                ErrorCode::ProviderError,
+                format!("provider `{provider}` stopped before answering"),
+            )),
+        }
+    }
+}
+
+fn turn_error_from_provider(error: &ProviderError) -> TurnError {
+    tracing::warn!(%error, "turn failed at the provider");
+    TurnError::from(error)
+}

@@ -1,0 +1,108 @@
+//! First-class fakes for tests of every crate: a [`ScriptedProvider`] that answers from a
+//! script and records what it was asked.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::provider::{
+    ChatRequest, Completion, DeltaSink, ModelProvider, ProviderError, ProviderErrorKind,
+    ProviderInfo,
+};
+
+/// One scripted answer.
+#[derive(Clone, Debug)]
+pub enum Scripted {
+    /// Streams these pieces, then completes with their concatenation.
+    Text(Vec<String>),
+    /// Fails with this kind (and `Retry-After`, if any).
+    Fail(ProviderErrorKind, Option<Duration>),
+    /// Never answers.
+    Hang,
+    /// Answers after a delay.
+    Delayed(Duration, String),
+}
+
+/// A provider that plays a script; when the script runs out it echoes the last user message.
+#[derive(Debug)]
+pub struct ScriptedProvider {
+    info: ProviderInfo,
+    script: Mutex<VecDeque<Scripted>>,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+impl ScriptedProvider {
+    pub fn new(name: &str, script: impl IntoIterator<Item = Scripted>) -> Self {
+        Self {
+            info: ProviderInfo {
+                name: name.to_owned(),
+                kind: "scripted".into(),
+                model: "script".into(),
+            },
+            script: Mutex::new(script.into_iter().collect()),
+            requests: Mutex::default(),
+        }
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<ChatRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn next(&self) -> Option<Scripted> {
+        self.script
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front()
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelProvider for ScriptedProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        deltas: &DeltaSink,
+    ) -> Result<Completion, ProviderError> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(request.clone());
+        match self.next() {
+            Some(Scripted::Text(pieces)) => {
+                for piece in &pieces {
+                    deltas.push(piece);
+                }
+                Ok(Completion::text(pieces.concat()))
+            }
+            Some(Scripted::Fail(kind, retry_after)) => {
+                Err(
+                    ProviderError::new(kind, &self.info.name, "scripted failure")
+                        .with_retry_after(retry_after),
+                )
+            }
+            Some(Scripted::Hang) => std::future::pending().await,
+            Some(Scripted::Delayed(delay, text)) => {
+                tokio::time::sleep(delay).await;
+                deltas.push(&text);
+                Ok(Completion::text(text))
+            }
+            None => {
+                let last = request
+                    .messages
+                    .last()
+                    .map(|message| message.content.clone());
+                let text = format!("echo: {}", last.unwrap_or_default());
+                deltas.push(&text);
+                Ok(Completion::text(text))
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! What a session sends back while it handles one inbound message: text deltas, then
+//! exactly one final event, a reply or an error. Access paths turn these into WebSocket
+//! frames, SSE events or HTTP answers.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::message::OutboundReply;
+use crate::provider::{ProviderError, ProviderErrorKind};
+
+/// Machine-readable error codes shown to clients (`{"code": …}`). One small enum, one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidMessage,
+    PayloadTooLarge,
+    UnsupportedContentType,
+    ProviderError,
+    ProviderTimeout,
+    ProviderRateLimited,
+    ProviderUnauthorized,
+    SessionFailed,
+    ShuttingDown,
+    StorageError,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidMessage => "invalid_message",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedContentType => "unsupported_content_type",
+            Self::ProviderError => "provider_error",
+            Self::ProviderTimeout => "provider_timeout",
+            Self::ProviderRateLimited => "provider_rate_limited",
+            Self::ProviderUnauthorized => "provider_unauthorized",
+            Self::SessionFailed => "session_failed",
+            Self::ShuttingDown => "shutting_down",
+            Self::StorageError => "storage_error",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A failed turn, as the user sees it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TurnError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl TurnError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&ProviderError> for TurnError {
+    fn from(error: &ProviderError) -> Self {
+        let code = match error.kind {
+            ProviderErrorKind::Timeout => ErrorCode::ProviderTimeout,
+            ProviderErrorKind::RateLimited => ErrorCode::ProviderRateLimited,
+            ProviderErrorKind::Unauthorized => ErrorCode::ProviderUnauthorized,
+            _ => ErrorCode::ProviderError,
+        };
+        Self::new(code, format!("the model provider failed: {error}"))
+    }
+}
+
+/// One event of a turn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TurnEvent {
+    /// A piece of the reply as the model produces it.
+    Delta { in_reply_to: String, text: String },
+    /// The whole reply; the last event of a successful turn.
+    Reply {
+        reply: OutboundReply,
+        model_latency: Duration,
+    },
+    /// The last event of a failed turn.
+    Failed {
+        in_reply_to: String,
+        error: TurnError,
+    },
+}
+
+impl TurnEvent {
+    /// Whether this event ends the turn.
+    pub const fn is_final(&self) -> bool {
+        !matches!(self, Self::Delta { .. })
+    }
+}
+
+/// Where a session sends a turn's events. Unbounded: a turn's deltas are bounded by the
+/// model's output, and the session must never wait on a slow client.
+pub type TurnEvents = mpsc::UnboundedSender<TurnEvent>;

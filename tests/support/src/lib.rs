@@ -1,1 +1,9 @@
-//! placeholder
+//! Test harnesses and test doubles shared by Troupe's tests:
+//! - [`fake_llm`]: an OpenAI-compatible and Anthropic server speaking the real wire formats
+//!   (streaming included), scriptable per request (429 with `Retry-After`, 5xx, hangs,
+//!   tool calls, mid-stream errors), recording what it was asked;
+//! - [`process`]: starts the real `troupe` binary on a free port with its own data dir,
+//!   and stops it gracefully or with `kill -9`.
+
+pub mod fake_llm;
+pub mod process;

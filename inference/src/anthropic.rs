@@ -1,0 +1,289 @@
+//! The Anthropic Messages API (`POST {base_url}/v1/messages`), streaming and not.
+//! Streaming follows the published event sequence: `message_start`, then per content
+//! block `content_block_start` / `content_block_delta` (`text_delta` or
+//! `input_json_delta`) / `content_block_stop`, then `message_delta` (stop reason, usage)
+//! and `message_stop`; `ping` is ignored and `error` ends the call.
+
+use std::collections::BTreeMap;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use troupe_actors::{
+    ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
+    ProviderErrorKind, ProviderInfo, Role, ToolCall, Usage,
+};
+
+use crate::http::{client, status_error, stream_error, transport_error};
+
+/// The API version this client speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+#[derive(Debug)]
+pub struct AnthropicProvider {
+    info: ProviderInfo,
+    endpoint: String,
+    api_key: String,
+    max_tokens: u32,
+    stream: bool,
+    client: reqwest::Client,
+}
+
+impl AnthropicProvider {
+    pub fn new(
+        name: &str,
+        base_url: &str,
+        model: &str,
+        api_key: &str,
+        max_tokens: u32,
+        stream: bool,
+    ) -> Self {
+        Self {
+            info: ProviderInfo {
+                name: name.to_owned(),
+                kind: "anthropic".into(),
+                model: model.to_owned(),
+            },
+            endpoint: format!("{}/v1/messages", base_url.trim_end_matches('/')),
+            api_key: api_key.to_owned(),
+            max_tokens,
+            stream,
+            client: client(),
+        }
+    }
+
+    fn body(&self, request: &ChatRequest, stream: bool) -> Value {
+        let messages: Vec<Value> = request.messages.iter().map(wire_message).collect();
+        let mut body = json!({
+            "model": self.info.model,
+            "max_tokens": self.max_tokens,
+            "messages": messages,
+            "stream": stream,
+        });
+        if let Some(system_prompt) = &request.system_prompt {
+            body["system"] = json!(system_prompt);
+        }
+        if !request.tools.is_empty() {
+            body["tools"] = request
+                .tools
+                .iter()
+                .map(|tool| json!({"name": tool.name, "description": tool.description, "input_schema": tool.parameters}))
+                .collect();
+        }
+        body
+    }
+
+    fn protocol_error(&self, message: impl Into<String>) -> ProviderError {
+        ProviderError::new(ProviderErrorKind::Protocol, &self.info.name, message)
+    }
+}
+
+/// Anthropic has no `tool` role: a tool result is a `user` message with a `tool_result`
+/// block, and an assistant's tool calls are `tool_use` blocks.
+fn wire_message(message: &ChatMessage) -> Value {
+    match message.role {
+        Role::Tool => json!({"role": "user", "content": [{
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id,
+            "content": message.content,
+        }]}),
+        Role::Assistant if !message.tool_calls.is_empty() => {
+            let mut blocks = Vec::new();
+            if !message.content.is_empty() {
+                blocks.push(json!({"type": "text", "text": message.content}));
+            }
+            for call in &message.tool_calls {
+                let input: Value =
+                    serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+                blocks.push(
+                    json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}),
+                );
+            }
+            json!({"role": "assistant", "content": blocks})
+        }
+        Role::Assistant => json!({"role": "assistant", "content": message.content}),
+        Role::User | Role::System => json!({"role": "user", "content": message.content}),
+    }
+}
+
+fn stop_reason(reason: Option<&str>) -> FinishReason {
+    match reason {
+        Some("end_turn" | "stop_sequence") | None => FinishReason::Stop,
+        Some("max_tokens") => FinishReason::Length,
+        Some("tool_use") => FinishReason::ToolCalls,
+        Some("refusal") => FinishReason::ContentFilter,
+        Some(_) => FinishReason::Other,
+    }
+}
+
+fn parse_message(answer: &Value) -> Option<Completion> {
+    let blocks = answer.get("content")?.as_array()?;
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
+            Some("tool_use") => tool_calls.push(ToolCall {
+                id: block["id"].as_str().unwrap_or_default().to_owned(),
+                name: block["name"].as_str().unwrap_or_default().to_owned(),
+                arguments: block["input"].to_string(),
+            }),
+            _ => {}
+        }
+    }
+    Some(Completion {
+        text,
+        tool_calls,
+        finish_reason: stop_reason(answer["stop_reason"].as_str()),
+        usage: Some(Usage {
+            input_tokens: answer["usage"]["input_tokens"].as_u64().unwrap_or(0),
+            output_tokens: answer["usage"]["output_tokens"].as_u64().unwrap_or(0),
+        }),
+    })
+}
+
+/// Accumulates a streamed message event by event.
+#[derive(Default)]
+struct StreamState {
+    text: String,
+    /// Tool-use blocks by content block index: (id, name, partial JSON).
+    tool_blocks: BTreeMap<u64, ToolCall>,
+    stop_reason: Option<FinishReason>,
+    usage: Usage,
+    stopped: bool,
+}
+
+impl StreamState {
+    /// Applies one event; `Err` for an `error` event.
+    fn apply(
+        &mut self,
+        event: &Value,
+        deltas: &DeltaSink,
+        provider: &str,
+    ) -> Result<(), ProviderError> {
+        match event["type"].as_str().unwrap_or_default() {
+            "message_start" => {
+                self.usage.input_tokens = event["message"]["usage"]["input_tokens"]
+                    .as_u64()
+                    .unwrap_or(0);
+            }
+            "content_block_start" => {
+                let block = &event["content_block"];
+                if block["type"] == "tool_use" {
+                    self.tool_blocks.insert(
+                        event["index"].as_u64().unwrap_or(0),
+                        ToolCall {
+                            id: block["id"].as_str().unwrap_or_default().to_owned(),
+                            name: block["name"].as_str().unwrap_or_default().to_owned(),
+                            arguments: String::new(),
+                        },
+                    );
+                }
+            }
+            "content_block_delta" => self.apply_delta(event, deltas),
+            "message_delta" => {
+                self.stop_reason = Some(stop_reason(event["delta"]["stop_reason"].as_str()));
+                if let Some(output) = event["usage"]["output_tokens"].as_u64() {
+                    self.usage.output_tokens = output;
+                }
+            }
+            "message_stop" => self.stopped = true,
+            "error" => return Err(stream_error(provider, event)),
+            _ => {} // ping, content_block_stop, and event types added later
+        }
+        Ok(())
+    }
+
+    fn apply_delta(&mut self, event: &Value, deltas: &DeltaSink) {
+        let delta = &event["delta"];
+        match delta["type"].as_str() {
+            Some("text_delta") => {
+                let text = delta["text"].as_str().unwrap_or_default();
+                deltas.push(text);
+                self.text.push_str(text);
+            }
+            Some("input_json_delta") => {
+                let index = event["index"].as_u64().unwrap_or(0);
+                if let Some(call) = self.tool_blocks.get_mut(&index) {
+                    call.arguments
+                        .push_str(delta["partial_json"].as_str().unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(self) -> Completion {
+        let tool_calls = self
+            .tool_blocks
+            .into_values()
+            .map(|mut call| {
+                if call.arguments.trim().is_empty() {
+                    call.arguments = "{}".into();
+                }
+                call
+            })
+            .collect();
+        Completion {
+            text: self.text,
+            tool_calls,
+            finish_reason: self.stop_reason.unwrap_or(FinishReason::Stop),
+            usage: Some(self.usage),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelProvider for AnthropicProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        deltas: &DeltaSink,
+    ) -> Result<Completion, ProviderError> {
+        let stream = request.stream && self.stream;
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .header("x-api-key", &self.api_key)
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .json(&self.body(request, stream))
+            .send()
+            .await
+            .map_err(|error| transport_error(&self.info.name, &error))?;
+        if !response.status().is_success() {
+            return Err(status_error(&self.info.name, response).await);
+        }
+        if !stream {
+            let answer: Value = response
+                .json()
+                .await
+                .map_err(|error| transport_error(&self.info.name, &error))?;
+            return parse_message(&answer)
+                .ok_or_else(|| self.protocol_error("the answer has no content"));
+        }
+        let mut events = response.bytes_stream().eventsource();
+        let mut state = StreamState::default();
+        while let Some(event) = events.next().await {
+            let event = event
+                .map_err(|error| self.protocol_error(format!("broken event stream: {error}")))?;
+            let payload: Value = serde_json::from_str(&event.data)
+                .map_err(|error| self.protocol_error(format!("unreadable event: {error}")))?;
+            state.apply(&payload, deltas, &self.info.name)?;
+            if state.stopped {
+                return Ok(state.finish());
+            }
+        }
+        Err(ProviderError::new(
+            ProviderErrorKind::Network,
+            &self.info.name,
+            "the stream ended before message_stop",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

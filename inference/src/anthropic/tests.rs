@@ -1,0 +1,167 @@
+use std::sync::{Arc, Mutex};
+
+use troupe_actors::ToolSpec;
+use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
+
+use super::*;
+
+fn request(stream: bool) -> ChatRequest {
+    ChatRequest {
+        system_prompt: Some("be brief".into()),
+        messages: vec![ChatMessage::new(Role::User, "hello there")],
+        tools: Vec::new(),
+        stream,
+    }
+}
+
+fn provider(fake: &FakeLlm, key: &str) -> AnthropicProvider {
+    AnthropicProvider::new(
+        "claude",
+        &fake.anthropic_base_url(),
+        "claude-test",
+        key,
+        256,
+        true,
+    )
+}
+
+#[tokio::test]
+async fn streams_text_and_sends_the_wire_format() {
+    let fake = FakeLlm::start(Some("ak-test")).await;
+    fake.script([FakeReply::Text(vec!["Hel".into(), "lo".into()])]);
+    let seen = Arc::new(Mutex::new(String::new()));
+    let sink_seen = Arc::clone(&seen);
+    let sink = DeltaSink::new(move |text| sink_seen.lock().unwrap().push_str(text));
+    let completion = provider(&fake, "ak-test")
+        .complete(&request(true), &sink)
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "Hello");
+    assert_eq!(*seen.lock().unwrap(), "Hello");
+    assert_eq!(
+        completion.usage,
+        Some(Usage {
+            input_tokens: 5,
+            output_tokens: 2
+        })
+    );
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.headers["x-api-key"], "ak-test");
+    assert_eq!(sent.headers["anthropic-version"], ANTHROPIC_VERSION);
+    assert_eq!(sent.body["system"], "be brief");
+    assert_eq!(sent.body["max_tokens"], 256);
+    assert_eq!(
+        sent.body["messages"],
+        json!([{"role": "user", "content": "hello there"}])
+    );
+}
+
+#[tokio::test]
+async fn reads_a_non_streamed_message() {
+    let fake = FakeLlm::start(Some("k")).await;
+    fake.script([FakeReply::Text(vec!["whole".into()])]);
+    let completion = provider(&fake, "k")
+        .complete(&request(false), &DeltaSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "whole");
+    assert_eq!(completion.finish_reason, FinishReason::Stop);
+}
+
+#[tokio::test]
+async fn carries_tool_use_streamed_and_not() {
+    for stream in [true, false] {
+        let fake = FakeLlm::start(Some("k")).await;
+        fake.script([FakeReply::ToolCall {
+            id: "toolu_1".into(),
+            name: "get_time".into(),
+            argument_pieces: vec!["{\"zone\": ".into(), "\"UTC\"}".into()],
+        }]);
+        let mut with_tools = request(stream);
+        with_tools.tools.push(ToolSpec {
+            name: "get_time".into(),
+            description: "current time".into(),
+            parameters: json!({"type": "object"}),
+        });
+        let completion = provider(&fake, "k")
+            .complete(&with_tools, &DeltaSink::discard())
+            .await
+            .unwrap();
+        assert_eq!(
+            completion.finish_reason,
+            FinishReason::ToolCalls,
+            "stream={stream}"
+        );
+        let call = &completion.tool_calls[0];
+        assert_eq!(
+            (call.id.as_str(), call.name.as_str()),
+            ("toolu_1", "get_time")
+        );
+        let arguments: Value = serde_json::from_str(&call.arguments).unwrap();
+        assert_eq!(arguments, json!({"zone": "UTC"}));
+        assert_eq!(
+            fake.requests()[0].body["tools"][0]["input_schema"],
+            json!({"type": "object"})
+        );
+    }
+}
+
+#[test]
+fn tool_history_uses_anthropic_blocks() {
+    let mut assistant = ChatMessage::new(Role::Assistant, "");
+    assistant.tool_calls.push(ToolCall {
+        id: "t1".into(),
+        name: "n".into(),
+        arguments: "{\"a\":1}".into(),
+    });
+    assert_eq!(
+        wire_message(&assistant),
+        json!({"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "n", "input": {"a": 1}}]})
+    );
+    let mut result = ChatMessage::new(Role::Tool, "42");
+    result.tool_call_id = Some("t1".into());
+    assert_eq!(
+        wire_message(&result),
+        json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}]})
+    );
+}
+
+#[tokio::test]
+async fn maps_errors_including_overloaded_and_mid_stream() {
+    let fake = FakeLlm::start(Some("k")).await;
+    let unauthorized = provider(&fake, "bad")
+        .complete(&request(true), &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(unauthorized.kind, ProviderErrorKind::Unauthorized);
+    fake.script([
+        FakeReply::Status {
+            status: 529,
+            retry_after: None,
+            message: "Overloaded".into(),
+        },
+        FakeReply::Status {
+            status: 429,
+            retry_after: Some("1".into()),
+            message: "rate".into(),
+        },
+        FakeReply::StreamError(vec!["par".into()]),
+    ]);
+    let client = provider(&fake, "k");
+    let overloaded = client
+        .complete(&request(true), &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(overloaded.kind, ProviderErrorKind::Server);
+    assert!(overloaded.message.contains("Overloaded"));
+    let limited = client
+        .complete(&request(true), &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(limited.retry_after, Some(std::time::Duration::from_secs(1)));
+    let broken = client
+        .complete(&request(true), &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(broken.kind, ProviderErrorKind::Server);
+}

@@ -1,0 +1,302 @@
+//! Typed provider configuration (`[[providers]]`), its validation, and the factory that
+//! builds a provider from it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use troupe_actors::ModelProvider;
+use troupe_actors::model_worker::ProviderPolicy;
+
+use crate::anthropic::AnthropicProvider;
+use crate::echo::EchoProvider;
+use crate::openai::OpenAiProvider;
+
+pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub const ANTHROPIC_DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
+const fn default_timeout_secs() -> u64 {
+    120
+}
+const fn default_max_retries() -> u32 {
+    2
+}
+const fn default_max_concurrency() -> usize {
+    64
+}
+const fn default_stream() -> bool {
+    true
+}
+
+/// Which wire protocol a provider speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Echo,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 3] = [Self::Openai, Self::Anthropic, Self::Echo];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Echo => "echo",
+        }
+    }
+}
+
+/// One `[[providers]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// How sessions and fallbacks refer to it.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// API root; defaults to the official one for `openai` and `anthropic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Model name; required for `openai` and `anthropic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Environment variable holding the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// File holding the API key (e.g. a mounted secret); wins over `api_key_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
+    /// Providers to try, in order, when this one fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Largest reply in tokens (Anthropic requires one: 1024 when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Stream replies (SSE) from the provider.
+    #[serde(default = "default_stream")]
+    pub stream: bool,
+}
+
+/// A provider entry that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("providers.{name}.{key}: {reason}")]
+    Invalid {
+        name: String,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+impl ProviderConfig {
+    /// An `echo` provider with defaults.
+    pub fn echo(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: ProviderKind::Echo,
+            base_url: None,
+            model: None,
+            api_key_env: None,
+            api_key_file: None,
+            fallbacks: Vec::new(),
+            timeout_secs: default_timeout_secs(),
+            max_retries: default_max_retries(),
+            max_concurrency: default_max_concurrency(),
+            max_tokens: None,
+            stream: default_stream(),
+        }
+    }
+
+    fn invalid(&self, key: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            name: self.name.clone(),
+            key,
+            reason: reason.into(),
+        }
+    }
+
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() || self.name.contains(char::is_whitespace) {
+            return Err(self.invalid("name", "must be a non-empty word"));
+        }
+        if self.timeout_secs == 0 {
+            return Err(self.invalid("timeout_secs", "must be at least 1"));
+        }
+        if self.max_concurrency == 0 {
+            return Err(self.invalid("max_concurrency", "must be at least 1"));
+        }
+        if self.fallbacks.contains(&self.name) {
+            return Err(self.invalid("fallbacks", "a provider cannot fall back to itself"));
+        }
+        if self.kind != ProviderKind::Echo && self.model.as_deref().is_none_or(str::is_empty) {
+            return Err(self.invalid(
+                "model",
+                format!("is required for kind `{}`", self.kind.as_str()),
+            ));
+        }
+        if let Some(base_url) = &self.base_url {
+            let parsed = reqwest::Url::parse(base_url).map_err(|error| {
+                self.invalid("base_url", format!("`{base_url}` is not a URL: {error}"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(self.invalid("base_url", "must be an http:// or https:// URL"));
+            }
+        }
+        Ok(())
+    }
+
+    /// How the model worker calls this provider.
+    pub fn policy(&self) -> ProviderPolicy {
+        ProviderPolicy {
+            timeout: Duration::from_secs(self.timeout_secs),
+            max_retries: self.max_retries,
+            max_concurrency: self.max_concurrency,
+            fallbacks: self.fallbacks.clone(),
+            ..ProviderPolicy::default()
+        }
+    }
+
+    /// The API key from `api_key_file` or `api_key_env`, if any.
+    fn api_key(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(path) = &self.api_key_file {
+            let key = std::fs::read_to_string(path).map_err(|error| {
+                self.invalid(
+                    "api_key_file",
+                    format!("cannot read {}: {error}", path.display()),
+                )
+            })?;
+            return Ok(Some(key.trim().to_owned()));
+        }
+        let Some(variable) = &self.api_key_env else {
+            return Ok(None);
+        };
+        Ok(std::env::var(variable)
+            .ok()
+            .filter(|key| !key.trim().is_empty()))
+    }
+}
+
+/// Builds the provider an entry describes. One line per kind.
+pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn ModelProvider>, ConfigError> {
+    config.validate()?;
+    let api_key = config.api_key()?;
+    let model = config.model.clone().unwrap_or_default();
+    let provider: Arc<dyn ModelProvider> = match config.kind {
+        ProviderKind::Openai => Arc::new(OpenAiProvider::new(
+            &config.name,
+            config
+                .base_url
+                .as_deref()
+                .unwrap_or(OPENAI_DEFAULT_BASE_URL),
+            &model,
+            api_key,
+            config.max_tokens,
+            config.stream,
+        )),
+        ProviderKind::Anthropic => {
+            let api_key = api_key.ok_or_else(|| {
+                let source = config.api_key_env.as_deref().unwrap_or("api_key_env");
+                config.invalid(
+                    "api_key_env",
+                    format!("no API key found (set {source} or api_key_file)"),
+                )
+            })?;
+            Arc::new(AnthropicProvider::new(
+                &config.name,
+                config
+                    .base_url
+                    .as_deref()
+                    .unwrap_or(ANTHROPIC_DEFAULT_BASE_URL),
+                &model,
+                &api_key,
+                config.max_tokens.unwrap_or(1024),
+                config.stream,
+            ))
+        }
+        ProviderKind::Echo => Arc::new(EchoProvider::new(&config.name)),
+    };
+    Ok(provider)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_toml() {
+        let text = r#"
+            name = "main"
+            kind = "openai"
+            base_url = "http://127.0.0.1:11434/v1"
+            model = "llama3.2"
+            api_key_env = "OPENAI_API_KEY"
+            fallbacks = ["backup"]
+        "#;
+        let config: ProviderConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.timeout_secs, 120);
+        assert!(config.stream);
+        let again: ProviderConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_kinds() {
+        let unknown_key =
+            toml::from_str::<ProviderConfig>("name = \"a\"\nkind = \"echo\"\nmodle = \"x\"");
+        assert!(unknown_key.unwrap_err().to_string().contains("modle"));
+        let unknown_kind = toml::from_str::<ProviderConfig>("name = \"a\"\nkind = \"gpt\"");
+        let message = unknown_kind.unwrap_err().to_string();
+        assert!(
+            message.contains("openai") && message.contains("anthropic"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut config = ProviderConfig::echo("main");
+        config.kind = ProviderKind::Openai;
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "providers.main.model: is required for kind `openai`"
+        );
+        config.model = Some("m".into());
+        config.base_url = Some("ftp://x".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("providers.main.base_url")
+        );
+        config.base_url = None;
+        config.fallbacks = vec!["main".into()];
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("itself")
+        );
+    }
+
+    #[test]
+    fn anthropic_without_a_key_is_refused_at_start() {
+        let mut config = ProviderConfig::echo("claude");
+        config.kind = ProviderKind::Anthropic;
+        config.model = Some("claude-sonnet-4-5".into());
+        config.api_key_env = Some("TROUPE_TEST_SURELY_UNSET_KEY".into());
+        let error = build_provider(&config).err().unwrap();
+        assert!(error.to_string().contains("TROUPE_TEST_SURELY_UNSET_KEY"));
+    }
+}

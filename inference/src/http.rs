@@ -1,0 +1,153 @@
+//! What every HTTP provider shares: the client, and the mapping of HTTP failures to
+//! `ProviderError` kinds (429 with `Retry-After`, 5xx, 401/403, other 4xx).
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Response, StatusCode};
+use troupe_actors::{ProviderError, ProviderErrorKind};
+
+/// Longest error body we read for a message.
+const MAX_ERROR_BODY_BYTES: usize = 4096;
+
+/// One shared client: connection pooling across calls, rustls, no total timeout (the
+/// model worker bounds each attempt; streams may run long).
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("troupe/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the TLS backend is compiled in")
+}
+
+/// Maps a transport error.
+pub(crate) fn transport_error(provider: &str, error: &reqwest::Error) -> ProviderError {
+    let kind = if error.is_timeout() {
+        ProviderErrorKind::Timeout
+    } else if error.is_decode() {
+        ProviderErrorKind::Protocol
+    } else {
+        ProviderErrorKind::Network
+    };
+    ProviderError::new(kind, provider, error.to_string())
+}
+
+/// `Retry-After` in seconds or as an HTTP date; `retry-after-ms` first when present.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    if let Some(millis) =
+        header("retry-after-ms").and_then(|value| value.trim().parse::<f64>().ok())
+    {
+        return (millis >= 0.0).then(|| Duration::from_secs_f64(millis / 1000.0));
+    }
+    let value = header("retry-after")?.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(
+        date.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn kind_for_status(status: StatusCode) -> ProviderErrorKind {
+    match status.as_u16() {
+        429 => ProviderErrorKind::RateLimited,
+        401 | 403 => ProviderErrorKind::Unauthorized,
+        408 => ProviderErrorKind::Timeout,
+        // 529: Anthropic's "overloaded".
+        500..=599 => ProviderErrorKind::Server,
+        _ => ProviderErrorKind::BadRequest,
+    }
+}
+
+/// Turns a non-success answer into an error, with the provider's own message when the
+/// body holds one (`{"error": {"message": …}}` in both OpenAI and Anthropic formats).
+pub(crate) async fn status_error(provider: &str, response: Response) -> ProviderError {
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.bytes().await.unwrap_or_default();
+    let body = &body[..body.len().min(MAX_ERROR_BODY_BYTES)];
+    let detail = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|json| {
+            json.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    let message = if detail.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {detail}")
+    };
+    ProviderError::new(kind_for_status(status), provider, message)
+        .with_status(status.as_u16())
+        .with_retry_after(retry_after)
+}
+
+/// A streamed `error` event or payload.
+pub(crate) fn stream_error(provider: &str, payload: &serde_json::Value) -> ProviderError {
+    let message = payload
+        .pointer("/error/message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("the provider reported an error mid-stream");
+    let error_type = payload
+        .pointer("/error/type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("");
+    let kind = match error_type {
+        "overloaded_error" | "api_error" | "server_error" => ProviderErrorKind::Server,
+        "rate_limit_error" | "rate_limit_exceeded" => ProviderErrorKind::RateLimited,
+        _ => ProviderErrorKind::Protocol,
+    };
+    ProviderError::new(kind, provider, message.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_retry_after_in_all_its_forms() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(250)));
+        let mut dated = HeaderMap::new();
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        dated.insert(
+            "retry-after",
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let wait = retry_after(&dated).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        let mut garbage = HeaderMap::new();
+        garbage.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&garbage), None);
+    }
+
+    #[test]
+    fn maps_statuses_to_kinds() {
+        assert_eq!(
+            kind_for_status(StatusCode::TOO_MANY_REQUESTS),
+            ProviderErrorKind::RateLimited
+        );
+        assert_eq!(
+            kind_for_status(StatusCode::UNAUTHORIZED),
+            ProviderErrorKind::Unauthorized
+        );
+        assert_eq!(
+            kind_for_status(StatusCode::from_u16(529).unwrap()),
+            ProviderErrorKind::Server
+        );
+        assert_eq!(
+            kind_for_status(StatusCode::NOT_FOUND),
+            ProviderErrorKind::BadRequest
+        );
+    }
+}

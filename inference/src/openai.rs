@@ -1,0 +1,264 @@
+//! OpenAI-compatible Chat Completions (`POST {base_url}/chat/completions`), streaming
+//! (server-sent events, ending with `data: [DONE]`) and not. Works with OpenAI, Ollama's
+//! `/v1`, vLLM, llama.cpp server and LM Studio. Tool calls are parsed and carried in both
+//! modes (streamed tool calls arrive in pieces keyed by `index`).
+
+use std::collections::BTreeMap;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use troupe_actors::{
+    ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
+    ProviderErrorKind, ProviderInfo, Role, ToolCall, Usage,
+};
+
+use crate::http::{client, status_error, stream_error, transport_error};
+
+#[derive(Debug)]
+pub struct OpenAiProvider {
+    info: ProviderInfo,
+    endpoint: String,
+    api_key: Option<String>,
+    max_tokens: Option<u32>,
+    stream: bool,
+    client: reqwest::Client,
+}
+
+impl OpenAiProvider {
+    pub fn new(
+        name: &str,
+        base_url: &str,
+        model: &str,
+        api_key: Option<String>,
+        max_tokens: Option<u32>,
+        stream: bool,
+    ) -> Self {
+        Self {
+            info: ProviderInfo {
+                name: name.to_owned(),
+                kind: "openai".into(),
+                model: model.to_owned(),
+            },
+            endpoint: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            api_key,
+            max_tokens,
+            stream,
+            client: client(),
+        }
+    }
+
+    fn body(&self, request: &ChatRequest, stream: bool) -> Value {
+        let mut messages = Vec::with_capacity(request.messages.len() + 1);
+        if let Some(system_prompt) = &request.system_prompt {
+            messages.push(json!({"role": "system", "content": system_prompt}));
+        }
+        messages.extend(request.messages.iter().map(wire_message));
+        let mut body = json!({"model": self.info.model, "messages": messages, "stream": stream});
+        if !request.tools.is_empty() {
+            body["tools"] = request
+                .tools
+                .iter()
+                .map(|tool| {
+                    json!({"type": "function", "function": {
+                        "name": tool.name, "description": tool.description, "parameters": tool.parameters}})
+                })
+                .collect();
+        }
+        if let Some(max_tokens) = self.max_tokens {
+            body["max_tokens"] = json!(max_tokens);
+        }
+        body
+    }
+
+    fn protocol_error(&self, message: impl Into<String>) -> ProviderError {
+        ProviderError::new(ProviderErrorKind::Protocol, &self.info.name, message)
+    }
+}
+
+fn wire_message(message: &troupe_actors::ChatMessage) -> Value {
+    let mut wire = json!({"role": message.role.as_str(), "content": message.content});
+    if !message.tool_calls.is_empty() {
+        wire["tool_calls"] = message
+            .tool_calls
+            .iter()
+            .map(|call| {
+                json!({"id": call.id, "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments}})
+            })
+            .collect();
+    }
+    if message.role == Role::Tool {
+        wire["tool_call_id"] = json!(message.tool_call_id);
+    }
+    wire
+}
+
+fn finish_reason(reason: Option<&str>) -> FinishReason {
+    match reason {
+        Some("stop") | None => FinishReason::Stop,
+        Some("length") => FinishReason::Length,
+        Some("tool_calls" | "function_call") => FinishReason::ToolCalls,
+        Some("content_filter") => FinishReason::ContentFilter,
+        Some(_) => FinishReason::Other,
+    }
+}
+
+fn usage(value: &Value) -> Option<Usage> {
+    let usage = value.get("usage").filter(|usage| usage.is_object())?;
+    Some(Usage {
+        input_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0),
+        output_tokens: usage["completion_tokens"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Parses a complete (non-streamed) answer.
+fn parse_completion(answer: &Value) -> Option<Completion> {
+    let choice = answer.get("choices")?.get(0)?;
+    let message = choice.get("message")?;
+    let tool_calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|call| ToolCall {
+                    id: call["id"].as_str().unwrap_or_default().to_owned(),
+                    name: call["function"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    arguments: call["function"]["arguments"]
+                        .as_str()
+                        .unwrap_or("{}")
+                        .to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Completion {
+        text: message["content"].as_str().unwrap_or_default().to_owned(),
+        tool_calls,
+        finish_reason: finish_reason(choice["finish_reason"].as_str()),
+        usage: usage(answer),
+    })
+}
+
+/// Accumulates a streamed answer chunk by chunk.
+#[derive(Default)]
+struct StreamState {
+    text: String,
+    /// Tool calls by their stream `index`.
+    tool_calls: BTreeMap<u64, ToolCall>,
+    finish_reason: Option<FinishReason>,
+    usage: Option<Usage>,
+}
+
+impl StreamState {
+    fn apply(&mut self, chunk: &Value, deltas: &DeltaSink) {
+        if let Some(usage) = usage(chunk) {
+            self.usage = Some(usage);
+        }
+        let Some(choice) = chunk.get("choices").and_then(|choices| choices.get(0)) else {
+            return;
+        };
+        let delta = &choice["delta"];
+        if let Some(text) = delta["content"].as_str() {
+            deltas.push(text);
+            self.text.push_str(text);
+        }
+        for piece in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = piece["index"].as_u64().unwrap_or(0);
+            let call = self.tool_calls.entry(index).or_insert_with(|| ToolCall {
+                id: String::new(),
+                name: String::new(),
+                arguments: String::new(),
+            });
+            if let Some(id) = piece["id"].as_str() {
+                call.id = id.to_owned();
+            }
+            if let Some(name) = piece["function"]["name"].as_str() {
+                call.name.push_str(name);
+            }
+            if let Some(arguments) = piece["function"]["arguments"].as_str() {
+                call.arguments.push_str(arguments);
+            }
+        }
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            self.finish_reason = Some(finish_reason(Some(reason)));
+        }
+    }
+
+    fn finish(self) -> Completion {
+        Completion {
+            text: self.text,
+            tool_calls: self.tool_calls.into_values().collect(),
+            finish_reason: self.finish_reason.unwrap_or(FinishReason::Stop),
+            usage: self.usage,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelProvider for OpenAiProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        deltas: &DeltaSink,
+    ) -> Result<Completion, ProviderError> {
+        let stream = request.stream && self.stream;
+        let mut http_request = self
+            .client
+            .post(&self.endpoint)
+            .json(&self.body(request, stream));
+        if let Some(api_key) = &self.api_key {
+            http_request = http_request.bearer_auth(api_key);
+        }
+        let response = http_request
+            .send()
+            .await
+            .map_err(|error| transport_error(&self.info.name, &error))?;
+        if !response.status().is_success() {
+            return Err(status_error(&self.info.name, response).await);
+        }
+        if !stream {
+            let answer: Value = response
+                .json()
+                .await
+                .map_err(|error| transport_error(&self.info.name, &error))?;
+            return parse_completion(&answer)
+                .ok_or_else(|| self.protocol_error("the answer has no choices[0].message"));
+        }
+        let mut events = response.bytes_stream().eventsource();
+        let mut state = StreamState::default();
+        while let Some(event) = events.next().await {
+            let event = event
+                .map_err(|error| self.protocol_error(format!("broken event stream: {error}")))?;
+            if event.data.trim() == "[DONE]" {
+                return Ok(state.finish());
+            }
+            let chunk: Value = serde_json::from_str(&event.data).map_err(|error| {
+                self.protocol_error(format!("unreadable stream chunk: {error}"))
+            })?;
+            if chunk.get("error").is_some() {
+                return Err(stream_error(&self.info.name, &chunk));
+            }
+            state.apply(&chunk, deltas);
+        }
+        if state.finish_reason.is_some() {
+            return Ok(state.finish()); // some servers close without `[DONE]`
+        }
+        Err(ProviderError::new(
+            ProviderErrorKind::Network,
+            &self.info.name,
+            "the stream ended before the answer did",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+use std::sync::{Arc, Mutex};
+
+use troupe_actors::{ChatMessage, ToolSpec};
+use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
+
+use super::*;
+
+fn request(stream: bool) -> ChatRequest {
+    ChatRequest {
+        system_prompt: Some("be brief".into()),
+        messages: vec![ChatMessage::new(Role::User, "hello there")],
+        tools: Vec::new(),
+        stream,
+    }
+}
+
+fn recording_sink() -> (DeltaSink, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink_seen = Arc::clone(&seen);
+    (
+        DeltaSink::new(move |text| sink_seen.lock().unwrap().push(text.to_owned())),
+        seen,
+    )
+}
+
+fn provider(fake: &FakeLlm, key: Option<&str>) -> OpenAiProvider {
+    OpenAiProvider::new(
+        "main",
+        &fake.openai_base_url(),
+        "fake-model",
+        key.map(str::to_owned),
+        None,
+        true,
+    )
+}
+
+#[tokio::test]
+async fn streams_text_and_sends_the_wire_format() {
+    let fake = FakeLlm::start(Some("sk-test")).await;
+    fake.script([FakeReply::Text(vec!["Hi".into(), " you".into()])]);
+    let (sink, seen) = recording_sink();
+    let completion = provider(&fake, Some("sk-test"))
+        .complete(&request(true), &sink)
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "Hi you");
+    assert_eq!(completion.finish_reason, FinishReason::Stop);
+    assert_eq!(*seen.lock().unwrap(), ["Hi", " you"]);
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.headers["authorization"], "Bearer sk-test");
+    assert_eq!(sent.body["model"], "fake-model");
+    assert_eq!(sent.body["stream"], true);
+    assert_eq!(
+        sent.body["messages"][0],
+        json!({"role": "system", "content": "be brief"})
+    );
+    assert_eq!(
+        sent.body["messages"][1],
+        json!({"role": "user", "content": "hello there"})
+    );
+}
+
+#[tokio::test]
+async fn reads_a_non_streamed_answer_with_usage() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([FakeReply::Text(vec!["whole".into()])]);
+    let completion = provider(&fake, None)
+        .complete(&request(false), &DeltaSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "whole");
+    assert_eq!(completion.usage.unwrap().input_tokens, 5);
+    assert!(fake.requests()[0].headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn carries_tool_calls_streamed_and_not() {
+    for stream in [true, false] {
+        let fake = FakeLlm::start(None).await;
+        fake.script([FakeReply::ToolCall {
+            id: "call_1".into(),
+            name: "get_time".into(),
+            argument_pieces: vec!["{\"zone\":".into(), "\"UTC\"}".into()],
+        }]);
+        let mut with_tools = request(stream);
+        with_tools.tools.push(ToolSpec {
+            name: "get_time".into(),
+            description: "current time".into(),
+            parameters: json!({"type": "object"}),
+        });
+        let completion = provider(&fake, None)
+            .complete(&with_tools, &DeltaSink::discard())
+            .await
+            .unwrap();
+        assert_eq!(
+            completion.finish_reason,
+            FinishReason::ToolCalls,
+            "stream={stream}"
+        );
+        assert_eq!(
+            completion.tool_calls,
+            [ToolCall {
+                id: "call_1".into(),
+                name: "get_time".into(),
+                arguments: "{\"zone\":\"UTC\"}".into()
+            }]
+        );
+        assert_eq!(
+            fake.requests()[0].body["tools"][0]["function"]["name"],
+            "get_time"
+        );
+    }
+}
+
+#[tokio::test]
+async fn maps_http_failures_to_error_kinds() {
+    let fake = FakeLlm::start(Some("right")).await;
+    let wrong_key = provider(&fake, Some("wrong"))
+        .complete(&request(true), &DeltaSink::discard())
+        .await;
+    let error = wrong_key.unwrap_err();
+    assert_eq!(error.kind, ProviderErrorKind::Unauthorized);
+    assert!(
+        error.message.contains("Incorrect API key"),
+        "{}",
+        error.message
+    );
+
+    fake.script([
+        FakeReply::Status {
+            status: 429,
+            retry_after: Some("2".into()),
+            message: "slow down".into(),
+        },
+        FakeReply::Status {
+            status: 503,
+            retry_after: None,
+            message: "down".into(),
+        },
+        FakeReply::Status {
+            status: 404,
+            retry_after: None,
+            message: "no such model".into(),
+        },
+    ]);
+    let client = provider(&fake, Some("right"));
+    let limited = client
+        .complete(&request(true), &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (limited.kind, limited.status),
+        (ProviderErrorKind::RateLimited, Some(429))
+    );
+    assert_eq!(limited.retry_after, Some(std::time::Duration::from_secs(2)));
+    let down = client
+        .complete(&request(true), &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(down.kind, ProviderErrorKind::Server);
+    let missing = client
+        .complete(&request(true), &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind, ProviderErrorKind::BadRequest);
+}
+
+#[tokio::test]
+async fn a_mid_stream_error_fails_after_the_text_already_sent() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([FakeReply::StreamError(vec!["partial".into()])]);
+    let (sink, seen) = recording_sink();
+    let error = provider(&fake, None)
+        .complete(&request(true), &sink)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ProviderErrorKind::Server);
+    assert_eq!(*seen.lock().unwrap(), ["partial"]);
+    assert!(sink.has_emitted());
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_network_error() {
+    let provider = OpenAiProvider::new("main", "http://127.0.0.1:9/v1", "m", None, None, true);
+    let error = provider
+        .complete(&request(true), &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ProviderErrorKind::Network);
+}

@@ -1,0 +1,193 @@
+//! Runs the real `troupe` binary for end-to-end tests: a fresh data dir, a free port, a
+//! written config, and helpers to stop it gracefully (SIGTERM) or brutally (`kill -9`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A free loopback port (bound then released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// A running `troupe serve`.
+pub struct TroupeProcess {
+    pub address: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    binary: PathBuf,
+    child: Option<Child>,
+    /// Kept so the directory lives as long as the process (and across restarts).
+    _scratch: Option<tempfile::TempDir>,
+    log_path: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+impl TroupeProcess {
+    /// Writes `config` (TOML, without `[server]`/`[storage]`, which are added) and starts.
+    pub async fn start(binary: &Path, config: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(binary, config, &[]).await
+    }
+
+    pub async fn start_with_env(
+        binary: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let scratch = tempfile::tempdir()?;
+        let data_dir = scratch.path().join("data");
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let config_path = scratch.path().join("troupe.toml");
+        let full_config = format!(
+            "[server]\nlisten = \"{address}\"\n\n[storage]\ndata_dir = \"{}\"\n\n{config}",
+            data_dir.display()
+        );
+        std::fs::write(&config_path, full_config)?;
+        let mut process = Self {
+            address,
+            log_path: scratch.path().join("troupe.log"),
+            data_dir,
+            config_path,
+            binary: binary.to_owned(),
+            child: None,
+            _scratch: Some(scratch),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        process.launch().await?;
+        Ok(process)
+    }
+
+    /// Starts the binary again on the same config and data dir (after a stop or a kill).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("still running");
+        }
+        self.launch().await
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("TROUPE_TOKEN")
+            .env_remove("TROUPE_LISTEN")
+            .env_remove("TROUPE_DATA_DIR")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (key, value) in &self.extra_env {
+            command.env(key, value);
+        }
+        self.child = Some(command.spawn().context("spawn troupe")?);
+        self.wait_ready(Duration::from_secs(20)).await
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        let url = format!("{}/readyz", self.http_url());
+        while started.elapsed() < limit {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "troupe exited with {status} before ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!(
+            "troupe was not ready within {limit:?}; log:\n{}",
+            self.log()
+        )
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.address)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid().context("not running")?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// `kill -9`, then reap.
+    pub fn kill_hard(&mut self) -> anyhow::Result<()> {
+        self.signal("KILL")?;
+        if let Some(mut child) = self.child.take() {
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for the exit; returns the exit code.
+    pub async fn terminate(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
+        self.signal("TERM")?;
+        let started = Instant::now();
+        let mut child = self.child.take().context("not running")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                bail!(
+                    "troupe did not exit within {limit:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TroupeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

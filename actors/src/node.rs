@@ -20,8 +20,10 @@ use tokio::task::JoinHandle;
 
 use crate::ids::SessionKey;
 use crate::message::InboundMessage;
-use crate::model_worker::{ModelDirectory, ModelWorker, ModelWorkerArgs, ProviderPolicy};
-use crate::provider::{ModelProvider, ProviderInfo};
+use crate::model_worker::{
+    ModelDirectory, ModelWorker, ModelWorkerArgs, ModelWorkerMsg, ProviderPolicy,
+};
+use crate::provider::{ChatRequest, Completion, DeltaSink, ModelProvider, ProviderInfo};
 use crate::registry::{RegistryMsg, RegistryStats, SessionRegistry};
 use crate::session::{SessionConfig, SessionContext, SessionView};
 use crate::snapshot::SnapshotStore;
@@ -79,6 +81,8 @@ pub struct NodeHandle {
     default_provider: String,
     /// Set by [`NodeHandle::shutdown`]: from then on nothing new is accepted.
     shutting_down: Arc<AtomicBool>,
+    models: Arc<ModelDirectory>,
+    turn_timeout: Duration,
 }
 
 /// Starts a node. `extra_children` (e.g. the access layer) start last, under the same
@@ -102,7 +106,7 @@ pub async fn start_node(
     let context = SessionContext {
         config: Arc::new(setup.session.clone()),
         store: Arc::clone(&setup.store),
-        models,
+        models: Arc::clone(&models),
     };
     children.push(registry_spec(context, &registry_slot));
     let args = NodeSupervisorArgs {
@@ -117,6 +121,8 @@ pub async fn start_node(
         providers: Arc::new(provider_infos),
         default_provider: setup.session.provider,
         shutting_down: Arc::default(),
+        models,
+        turn_timeout: setup.session.turn_timeout,
     };
     for spec in extra_children(handle.clone()) {
         handle.supervisor_add_child(spec).await?;
@@ -286,6 +292,48 @@ impl NodeHandle {
         match answer {
             Ok(CallResult::Success(counts)) => counts,
             _ => HashMap::new(),
+        }
+    }
+
+    /// One completion outside any session (a stateless request that brings its own
+    /// history), through the default provider's model worker and its policy.
+    pub async fn complete(
+        &self,
+        request: ChatRequest,
+        deltas: DeltaSink,
+    ) -> Result<Completion, TurnError> {
+        if self.is_shutting_down() {
+            return Err(unavailable());
+        }
+        let worker = self.models.get(&self.default_provider).ok_or_else(|| {
+            TurnError::new(
+                ErrorCode::ProviderError,
+                format!("provider `{}` is not running", self.default_provider),
+            )
+        })?;
+        let request = Arc::new(request);
+        let answer = worker
+            .call(
+                |reply| ModelWorkerMsg::Complete {
+                    request,
+                    deltas,
+                    tried: Vec::new(),
+                    reply,
+                },
+                Some(self.turn_timeout),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(Ok(completion))) => Ok(completion),
+            Ok(CallResult::Success(Err(error))) => Err(TurnError::from(&error)),
+            Ok(CallResult::Timeout) => Err(TurnError::new(
+                ErrorCode::ProviderTimeout,
+                format!("the model gave no answer within {:?}", self.turn_timeout),
+            )),
+            _ => Err(TurnError::new(
+                ErrorCode::ProviderError,
+                "the model worker stopped before answering",
+            )),
         }
     }
 

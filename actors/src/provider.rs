@@ -205,10 +205,13 @@ impl ProviderError {
     }
 }
 
+/// What a [`DeltaSink`] calls for each piece of text.
+type DeltaForward = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Where a provider pushes text while it streams. Cloning shares the sink.
 #[derive(Clone, Default)]
 pub struct DeltaSink {
-    forward: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    forward: Option<DeltaForward>,
     emitted: Arc<AtomicBool>,
 }
 

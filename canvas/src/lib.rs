@@ -1,1 +1,4 @@
-//! placeholder
+//! Collaborative documents the assistant and its user edit together (yrs/Yjs), as sans-IO
+//! logic with a thin WebSocket adapter.
+//!
+//! Nothing here yet.

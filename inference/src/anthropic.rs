@@ -26,7 +26,6 @@ pub struct AnthropicProvider {
     api_key: String,
     max_tokens: u32,
     stream: bool,
-    client: reqwest::Client,
 }
 
 impl AnthropicProvider {
@@ -48,7 +47,6 @@ impl AnthropicProvider {
             api_key: api_key.to_owned(),
             max_tokens,
             stream,
-            client: client(),
         }
     }
 
@@ -245,8 +243,7 @@ impl ModelProvider for AnthropicProvider {
         deltas: &DeltaSink,
     ) -> Result<Completion, ProviderError> {
         let stream = request.stream && self.stream;
-        let response = self
-            .client
+        let response = client()
             .post(&self.endpoint)
             .header("x-api-key", &self.api_key)
             .header("anthropic-version", ANTHROPIC_VERSION)

@@ -1,6 +1,7 @@
 //! What every HTTP provider shares: the client, and the mapping of HTTP failures to
 //! `ProviderError` kinds (429 with `Retry-After`, 5xx, 401/403, other 4xx).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -10,15 +11,28 @@ use troupe_actors::{ProviderError, ProviderErrorKind};
 /// Longest error body we read for a message.
 const MAX_ERROR_BODY_BYTES: usize = 4096;
 
-/// One shared client: connection pooling across calls, rustls, no total timeout (the
-/// model worker bounds each attempt; streams may run long).
+/// The one HTTP client of every provider: connection pooling across calls, rustls, no total
+/// timeout (the model worker bounds each attempt; streams may run long). Built on first
+/// use, because loading the TLS roots takes long enough to matter for a cold start.
+static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+
 pub(crate) fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("troupe/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the TLS backend is compiled in")
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .user_agent(concat!("troupe/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("the TLS backend is compiled in")
+        })
+        .clone()
+}
+
+/// Builds the shared client now. Blocking (TLS roots): call from a blocking thread after
+/// the node is ready, so no request pays for it on the async runtime.
+pub fn warm_up() {
+    let _ = client();
 }
 
 /// Maps a transport error.

@@ -16,4 +16,5 @@ pub use config::{
     build_provider,
 };
 pub use echo::EchoProvider;
+pub use http::warm_up;
 pub use openai::OpenAiProvider;

@@ -22,7 +22,6 @@ pub struct OpenAiProvider {
     api_key: Option<String>,
     max_tokens: Option<u32>,
     stream: bool,
-    client: reqwest::Client,
 }
 
 impl OpenAiProvider {
@@ -44,7 +43,6 @@ impl OpenAiProvider {
             api_key,
             max_tokens,
             stream,
-            client: client(),
         }
     }
 
@@ -211,8 +209,7 @@ impl ModelProvider for OpenAiProvider {
         deltas: &DeltaSink,
     ) -> Result<Completion, ProviderError> {
         let stream = request.stream && self.stream;
-        let mut http_request = self
-            .client
+        let mut http_request = client()
             .post(&self.endpoint)
             .json(&self.body(request, stream));
         if let Some(api_key) = &self.api_key {

@@ -1,1 +1,12 @@
+//! End-to-end tests: the real `troupe` binary, started per test on a free port with its own
+//! data dir, driven over real HTTP and WebSocket, with the testkit's OpenAI-compatible and
+//! Anthropic test doubles as model providers.
 
+mod cli;
+mod openai_facade;
+mod persistence;
+mod providers;
+mod python;
+mod rest;
+mod support;
+mod websocket;

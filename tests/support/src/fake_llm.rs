@@ -181,7 +181,7 @@ impl Shared {
     }
 }
 
-fn sse(events: Vec<String>) -> Response {
+fn sse(events: &[String]) -> Response {
     let body = events.concat();
     (
         [
@@ -248,7 +248,7 @@ async fn openai_chat(
     openai_answer(reply, stream, &model).await
 }
 
-fn openai_chunk(model: &str, delta: Value, finish_reason: Option<&str>) -> String {
+fn openai_chunk(model: &str, delta: &Value, finish_reason: Option<&str>) -> String {
     let chunk = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
         "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]});
     format!("data: {chunk}\n\n")
@@ -263,11 +263,11 @@ async fn openai_answer(reply: FakeReply, stream: bool, model: &str) -> Response 
         FakeReply::Hang => std::future::pending().await,
         FakeReply::Status { status, retry_after, message } => openai_error(status, retry_after.as_deref(), &message),
         FakeReply::Text(pieces) if stream => {
-            let mut events = vec![openai_chunk(model, json!({"role": "assistant", "content": ""}), None)];
-            events.extend(pieces.iter().map(|piece| openai_chunk(model, json!({"content": piece}), None)));
-            events.push(openai_chunk(model, json!({}), Some("stop")));
+            let mut events = vec![openai_chunk(model, &json!({"role": "assistant", "content": ""}), None)];
+            events.extend(pieces.iter().map(|piece| openai_chunk(model, &json!({"content": piece}), None)));
+            events.push(openai_chunk(model, &json!({}), Some("stop")));
             events.push("data: [DONE]\n\n".into());
-            sse(events)
+            sse(&events)
         }
         FakeReply::Text(pieces) => axum::Json(json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
@@ -277,14 +277,14 @@ async fn openai_answer(reply: FakeReply, stream: bool, model: &str) -> Response 
         }))
         .into_response(),
         FakeReply::ToolCall { id, name, argument_pieces } if stream => {
-            let mut events = vec![openai_chunk(model, json!({"role": "assistant", "content": null,
+            let mut events = vec![openai_chunk(model, &json!({"role": "assistant", "content": null,
                 "tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}), None)];
             events.extend(argument_pieces.iter().map(|piece| {
-                openai_chunk(model, json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), None)
+                openai_chunk(model, &json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), None)
             }));
-            events.push(openai_chunk(model, json!({}), Some("tool_calls")));
+            events.push(openai_chunk(model, &json!({}), Some("tool_calls")));
             events.push("data: [DONE]\n\n".into());
-            sse(events)
+            sse(&events)
         }
         FakeReply::ToolCall { id, name, argument_pieces } => axum::Json(json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
@@ -295,9 +295,9 @@ async fn openai_answer(reply: FakeReply, stream: bool, model: &str) -> Response 
         .into_response(),
         FakeReply::StreamError(pieces) => {
             let mut events: Vec<String> =
-                pieces.iter().map(|piece| openai_chunk(model, json!({"content": piece}), None)).collect();
+                pieces.iter().map(|piece| openai_chunk(model, &json!({"content": piece}), None)).collect();
             events.push(format!("data: {}\n\n", json!({"error": {"message": "upstream overloaded", "type": "server_error"}})));
-            sse(events)
+            sse(&events)
         }
     }
 }
@@ -396,7 +396,7 @@ async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Respon
                 &json!({"type": "content_block_stop", "index": 0}),
             ));
             events.extend(anthropic_message_end("end_turn", pieces.len()));
-            sse(events)
+            sse(&events)
         }
         FakeReply::Text(pieces) => axum::Json(json!({
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
@@ -425,7 +425,7 @@ async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Respon
                 &json!({"type": "content_block_stop", "index": 0}),
             ));
             events.extend(anthropic_message_end("tool_use", 3));
-            sse(events)
+            sse(&events)
         }
         FakeReply::ToolCall {
             id,
@@ -458,7 +458,7 @@ async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Respon
                 &json!({"type": "error",
                 "error": {"type": "overloaded_error", "message": "Overloaded"}}),
             ));
-            sse(events)
+            sse(&events)
         }
     }
 }

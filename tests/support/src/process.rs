@@ -30,7 +30,8 @@ pub struct TroupeProcess {
 }
 
 impl TroupeProcess {
-    /// Writes `config` (TOML, without `[server]`/`[storage]`, which are added) and starts.
+    /// Writes `config` and starts; the address and data dir come from `TROUPE_LISTEN` and
+    /// `TROUPE_DATA_DIR`, so `config` may hold any section.
     pub async fn start(binary: &Path, config: &str) -> anyhow::Result<Self> {
         Self::start_with_env(binary, config, &[]).await
     }
@@ -44,11 +45,7 @@ impl TroupeProcess {
         let data_dir = scratch.path().join("data");
         let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let config_path = scratch.path().join("troupe.toml");
-        let full_config = format!(
-            "[server]\nlisten = \"{address}\"\n\n[storage]\ndata_dir = \"{}\"\n\n{config}",
-            data_dir.display()
-        );
-        std::fs::write(&config_path, full_config)?;
+        std::fs::write(&config_path, config)?;
         let mut process = Self {
             address,
             log_path: scratch.path().join("troupe.log"),
@@ -85,8 +82,9 @@ impl TroupeProcess {
             .arg("--config")
             .arg(&self.config_path)
             .env_remove("TROUPE_TOKEN")
-            .env_remove("TROUPE_LISTEN")
-            .env_remove("TROUPE_DATA_DIR")
+            .env_remove("TROUPE_CONFIG")
+            .env("TROUPE_LISTEN", self.address.to_string())
+            .env("TROUPE_DATA_DIR", &self.data_dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -1,0 +1,137 @@
+//! `troupe bench`: opens N sessions against a node, sends M messages each, and reports
+//! throughput, latency percentiles, errors and (for a local node) the server's memory.
+//! `ws://…/ws` drives the WebSocket path; `http://…` drives the OpenAI facade with N users.
+
+mod openai;
+mod rss;
+mod websocket;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::cli::BenchArgs;
+
+/// What one session measured.
+#[derive(Debug, Default)]
+pub(crate) struct SessionOutcome {
+    /// Round trips, in microseconds.
+    pub(crate) latencies_micros: Vec<u64>,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.sessions == 0 || args.messages == 0 || args.in_flight == 0 {
+        anyhow::bail!("--sessions, --messages and --in-flight must be at least 1");
+    }
+    if args
+        .rate
+        .is_some_and(|rate| rate <= 0.0 || !rate.is_finite())
+    {
+        anyhow::bail!("--rate must be a positive number of messages per second");
+    }
+    let server_pid = args.server_pid.or_else(|| rss::pid_listening_on(&args.url));
+    let report = if args.url.starts_with("ws://") || args.url.starts_with("wss://") {
+        websocket::run(&args, server_pid).await?
+    } else {
+        openai::run(&args, server_pid).await?
+    };
+    report.print(&args);
+    Ok(if report.errors() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Everything a run measured.
+pub(crate) struct Report {
+    pub(crate) outcomes: Vec<SessionOutcome>,
+    pub(crate) elapsed: Duration,
+    pub(crate) connect_time: Duration,
+    pub(crate) server_pid: Option<u32>,
+    pub(crate) rss_before_connect: Option<u64>,
+    pub(crate) rss_idle_connected: Option<u64>,
+    pub(crate) rss_after: Option<u64>,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+impl Report {
+    fn errors(&self) -> u64 {
+        self.outcomes.iter().map(|outcome| outcome.errors).sum()
+    }
+
+    fn print(&self, args: &BenchArgs) {
+        let mut histogram = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+        for latency in self
+            .outcomes
+            .iter()
+            .flat_map(|outcome| &outcome.latencies_micros)
+        {
+            histogram.saturating_record(*latency);
+        }
+        let replies = histogram.len();
+        let seconds = self.elapsed.as_secs_f64().max(f64::EPSILON);
+        println!("target        {}", args.url);
+        println!(
+            "load          {} sessions x {} messages, {} in flight per session, rate {}",
+            args.sessions,
+            args.messages,
+            args.in_flight,
+            args.rate
+                .map_or_else(|| "unlimited".into(), |rate| format!("{rate}/s")),
+        );
+        println!(
+            "connect       {} sessions in {:.1} ms",
+            self.outcomes.len(),
+            self.connect_time.as_secs_f64() * 1000.0
+        );
+        println!(
+            "replies       {replies} in {seconds:.2} s = {:.0} messages/s",
+            replies as f64 / seconds
+        );
+        println!("errors        {}", self.errors());
+        if let Some(error) = self
+            .outcomes
+            .iter()
+            .find_map(|outcome| outcome.first_error.as_ref())
+        {
+            println!("first error   {error}");
+        }
+        if replies > 0 {
+            let micros = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+            println!(
+                "latency ms    p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
+                micros(0.5),
+                micros(0.9),
+                micros(0.99),
+                histogram.max() as f64 / 1000.0
+            );
+        }
+        self.print_memory(args);
+    }
+
+    fn print_memory(&self, args: &BenchArgs) {
+        let Some(pid) = self.server_pid else {
+            println!("server RSS    unknown (not a local node; pass --server-pid)");
+            return;
+        };
+        if let (Some(before), Some(idle)) = (self.rss_before_connect, self.rss_idle_connected) {
+            let per_connection = idle.saturating_sub(before) as f64 / args.sessions as f64 / 1024.0;
+            println!(
+                "server RSS    pid {pid}: {} before connecting, {} with {} idle sessions ({per_connection:.2} KiB each)",
+                mib(before),
+                mib(idle),
+                args.sessions
+            );
+        }
+        if let Some(after) = self.rss_after {
+            println!("server RSS    after the run: {}", mib(after));
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The WebSocket load: N connections (each its own sender, so its own session), opened
+//! first and held idle (to measure memory per idle connection), then M messages each with
+//! up to K in flight, optionally paced to a total rate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{Barrier, Semaphore};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Report, SessionOutcome, rss};
+use crate::chat::connect;
+use crate::cli::BenchArgs;
+
+/// Connections opened at once while connecting.
+const CONNECT_CONCURRENCY: usize = 256;
+/// A session with no frame for this long gives up.
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(args: &BenchArgs, server_pid: Option<u32>) -> anyhow::Result<Report> {
+    let rss_before_connect = server_pid.and_then(rss::resident_bytes);
+    let connected = Arc::new(Barrier::new(args.sessions + 1));
+    let go = Arc::new(Barrier::new(args.sessions + 1));
+    let connect_slots = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let payload = "x".repeat(args.payload_bytes.max(1));
+    let interval = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(args.sessions as f64 / rate));
+    let connect_started = Instant::now();
+    let mut sessions = Vec::with_capacity(args.sessions);
+    for index in 0..args.sessions {
+        let plan = SessionPlan {
+            index,
+            url: args.url.clone(),
+            token: args.token.clone(),
+            messages: args.messages,
+            in_flight: args.in_flight,
+            interval,
+            payload: payload.clone(),
+            sessions: args.sessions,
+        };
+        let (connected, go, slots) = (
+            Arc::clone(&connected),
+            Arc::clone(&go),
+            Arc::clone(&connect_slots),
+        );
+        sessions.push(tokio::spawn(async move {
+            plan.run(&connected, &go, &slots).await
+        }));
+    }
+    connected.wait().await;
+    let connect_time = connect_started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500) + Duration::from_secs(args.hold_secs)).await;
+    let rss_idle_connected = server_pid.and_then(rss::resident_bytes);
+    let started = Instant::now();
+    go.wait().await;
+    let mut outcomes = Vec::with_capacity(args.sessions);
+    for session in sessions {
+        outcomes.push(session.await.unwrap_or_else(|error| SessionOutcome {
+            errors: 1,
+            first_error: Some(format!("session task failed: {error}")),
+            ..SessionOutcome::default()
+        }));
+    }
+    Ok(Report {
+        outcomes,
+        elapsed: started.elapsed(),
+        connect_time,
+        server_pid,
+        rss_before_connect,
+        rss_idle_connected,
+        rss_after: server_pid.and_then(rss::resident_bytes),
+    })
+}
+
+struct SessionPlan {
+    index: usize,
+    url: String,
+    token: Option<String>,
+    messages: usize,
+    in_flight: usize,
+    interval: Option<Duration>,
+    payload: String,
+    sessions: usize,
+}
+
+impl SessionPlan {
+    async fn run(self, connected: &Barrier, go: &Barrier, slots: &Semaphore) -> SessionOutcome {
+        let socket = {
+            let _slot = slots.acquire().await;
+            connect(&self.url, self.token.as_deref()).await
+        };
+        connected.wait().await;
+        go.wait().await;
+        let mut socket = match socket {
+            Ok(socket) => socket,
+            Err(error) => {
+                return SessionOutcome {
+                    errors: self.messages as u64,
+                    first_error: Some(format!("{error:#}")),
+                    ..SessionOutcome::default()
+                };
+            }
+        };
+        let mut outcome = SessionOutcome::default();
+        let hello = json!({"type": "hello", "sender_id": format!("bench-{}", self.index)});
+        if socket.send(Message::text(hello.to_string())).await.is_err() {
+            outcome.errors = self.messages as u64;
+            return outcome;
+        }
+        // Spread the first sends over one interval so paced sessions do not move in lockstep.
+        let offset = self.interval.map_or(Duration::ZERO, |interval| {
+            interval.mul_f64(self.index as f64 / self.sessions as f64)
+        });
+        let mut next_send = Instant::now() + offset;
+        let mut pending: HashMap<String, Instant> = HashMap::new();
+        let (mut sent, mut finished) = (0, 0);
+        while finished < self.messages {
+            let may_send = sent < self.messages && pending.len() < self.in_flight;
+            tokio::select! {
+                () = tokio::time::sleep_until(next_send), if may_send => {
+                    let id = format!("b{}-{sent}", self.index);
+                    let frame = json!({"type": "message", "id": id, "payload": self.payload});
+                    if socket.send(Message::text(frame.to_string())).await.is_err() {
+                        break;
+                    }
+                    pending.insert(id, Instant::now());
+                    sent += 1;
+                    next_send = self.interval.map_or_else(Instant::now, |interval| next_send + interval);
+                }
+                frame = tokio::time::timeout(SILENCE_LIMIT, socket.next()) => {
+                    let Ok(Some(Ok(Message::Text(text)))) = frame else {
+                        if matches!(frame, Ok(Some(Ok(_)))) { continue; }
+                        break;
+                    };
+                    let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                    let Some(started) = frame["in_reply_to"].as_str().and_then(|id| pending.remove(id)) else {
+                        continue;
+                    };
+                    finished += 1;
+                    if frame["type"] == "reply" {
+                        outcome.latencies_micros.push(started.elapsed().as_micros() as u64);
+                    } else {
+                        outcome.errors += 1;
+                        outcome.first_error.get_or_insert_with(|| frame.to_string());
+                    }
+                }
+            }
+        }
+        let unanswered = (self.messages - finished) as u64;
+        if unanswered > 0 {
+            outcome.errors += unanswered;
+            outcome
+                .first_error
+                .get_or_insert_with(|| format!("{unanswered} messages got no answer"));
+        }
+        let _ = socket.close(None).await;
+        outcome
+    }
+}

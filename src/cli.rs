@@ -1,0 +1,96 @@
+//! The command line (clap): `serve`, `chat`, `config check`, `version`, `bench`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "troupe",
+    version,
+    about = "A self-hosted personal AI assistant built as a troupe of actors"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a node: the assistant, its API and its web chat page.
+    Serve(ConfigArgs),
+    /// Chat with a running node from the terminal (interactive, or one message with -m).
+    Chat(ChatArgs),
+    /// Work with the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the version.
+    Version,
+    /// Load-test a node over WebSocket (ws://…/ws) or its OpenAI facade (http://…).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Load and validate the configuration, then print what it resolves to.
+    Check(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Config file (default: $TROUPE_CONFIG, else ./troupe.toml if present, else defaults).
+    #[arg(long, short)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChatArgs {
+    /// The node's address.
+    #[arg(long, default_value = "http://127.0.0.1:8787", env = "TROUPE_URL")]
+    pub(crate) url: String,
+    /// Bearer token, if the node requires one.
+    #[arg(long, env = "TROUPE_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Send this one message, print the reply, and exit.
+    #[arg(long, short)]
+    pub(crate) message: Option<String>,
+    /// Who you are to the assistant (default: cli-$USER).
+    #[arg(long)]
+    pub(crate) sender: Option<String>,
+    /// Which conversation to continue (default: your sender id).
+    #[arg(long)]
+    pub(crate) conversation: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// ws://HOST:PORT/ws for the WebSocket path, http://HOST:PORT for the OpenAI facade.
+    #[arg(long, default_value = "ws://127.0.0.1:8787/ws")]
+    pub(crate) url: String,
+    /// Concurrent sessions (connections or users).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) sessions: usize,
+    /// Messages each session sends.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) messages: usize,
+    /// Total messages per second across all sessions (default: as fast as replies come).
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Messages each WebSocket session keeps in flight at once.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) in_flight: usize,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) payload_bytes: usize,
+    /// Seconds to hold the connections open and idle before sending (to measure idle memory).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) hold_secs: u64,
+    /// Bearer token, if the node requires one.
+    #[arg(long, env = "TROUPE_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// The server's process id, to report its memory (found from the port when local).
+    #[arg(long)]
+    pub(crate) server_pid: Option<u32>,
+}

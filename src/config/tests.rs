@@ -1,0 +1,139 @@
+use super::*;
+
+const DOCUMENTED_EXAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:8787"
+allowed_origins = []
+[storage]
+data_dir = ".troupe"
+[assistant]
+provider = "main"
+system_prompt = "You are a helpful personal assistant."
+history_window = 40
+idle_passivate_secs = 600
+[[providers]]
+name = "main"
+kind = "openai"            # openai | anthropic | echo
+base_url = "http://127.0.0.1:11434/v1"
+model = "llama3.2"
+api_key_env = "OPENAI_API_KEY"
+fallbacks = []
+"#;
+
+#[test]
+fn the_documented_example_works_as_written() {
+    let config = TroupeConfig::parse(DOCUMENTED_EXAMPLE).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.server.listen, default_listen());
+    assert_eq!(config.assistant.history_window, 40);
+    assert_eq!(config.providers[0].model.as_deref(), Some("llama3.2"));
+}
+
+#[test]
+fn round_trips_through_toml() {
+    let config = TroupeConfig::parse(DOCUMENTED_EXAMPLE).unwrap();
+    let again = TroupeConfig::parse(&toml::to_string(&config).unwrap()).unwrap();
+    assert_eq!(again, config);
+}
+
+#[test]
+fn an_empty_file_gives_the_defaults() {
+    let config = TroupeConfig::parse("").unwrap();
+    assert_eq!(config, TroupeConfig::default());
+    assert_eq!(config.storage.data_dir, PathBuf::from(".troupe"));
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let error = TroupeConfig::parse("[server]\nlisten_on = \"x\"").unwrap_err();
+    assert!(error.contains("listen_on"), "{error}");
+    let error = TroupeConfig::parse("[assistent]\n").unwrap_err();
+    assert!(error.contains("assistent"), "{error}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let mut config = TroupeConfig::parse(DOCUMENTED_EXAMPLE).unwrap();
+    let environment = Environment {
+        listen: Some("127.0.0.1:9999".into()),
+        data_dir: Some("/tmp/elsewhere".into()),
+        token: Some("s3cret".into()),
+        config: None,
+    };
+    config.apply_environment(&environment).unwrap();
+    assert_eq!(config.server.listen.port(), 9999);
+    assert_eq!(config.storage.data_dir, PathBuf::from("/tmp/elsewhere"));
+    assert_eq!(config.server.token.as_deref(), Some("s3cret"));
+    let bad = Environment {
+        listen: Some("nowhere".into()),
+        ..Environment::default()
+    };
+    let error = config.apply_environment(&bad).unwrap_err().to_string();
+    assert!(error.starts_with("TROUPE_LISTEN:"), "{error}");
+}
+
+#[test]
+fn a_public_address_without_a_token_is_refused() {
+    let mut config = TroupeConfig::default();
+    config.server.listen = "0.0.0.0:8787".parse().unwrap();
+    let error = config.validate().unwrap_err().to_string();
+    assert!(
+        error.starts_with("server.listen:") && error.contains("TROUPE_TOKEN"),
+        "{error}"
+    );
+    config.server.token = Some("t".into());
+    config.validate().unwrap();
+}
+
+#[test]
+fn provider_references_are_checked() {
+    let mut config = TroupeConfig::parse(DOCUMENTED_EXAMPLE).unwrap();
+    config.assistant.provider = "missing".into();
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("assistant.provider:")
+    );
+    let mut config = TroupeConfig::parse(DOCUMENTED_EXAMPLE).unwrap();
+    config.providers[0].fallbacks = vec!["ghost".into()];
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("providers.main.fallbacks:")
+    );
+    let mut config = TroupeConfig::parse(DOCUMENTED_EXAMPLE).unwrap();
+    config.providers.push(config.providers[0].clone());
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("used twice")
+    );
+}
+
+#[test]
+fn numeric_limits_are_checked() {
+    let mut config = TroupeConfig::default();
+    config.assistant.history_window = 0;
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("assistant.history_window:")
+    );
+    let mut config = TroupeConfig::default();
+    config.server.max_payload_bytes = 0;
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("server.max_payload_bytes:")
+    );
+}

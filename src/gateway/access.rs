@@ -1,0 +1,95 @@
+//! `AccessLayer`: the supervised actor that owns the listening socket and runs the HTTP
+//! server. If the server stops with an error, the actor fails and the node supervisor
+//! starts a new one (which binds again); on shutdown it finishes in-flight requests.
+
+use std::net::SocketAddr;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::watch;
+
+use super::{AppState, router};
+
+/// Messages of the [`AccessLayer`].
+pub(crate) enum AccessMsg {
+    /// The server task ended, with its error if it failed.
+    ServerExited(Option<String>),
+}
+
+/// Start-up arguments.
+pub(crate) struct AccessArgs {
+    pub(crate) listen: SocketAddr,
+    pub(crate) state: AppState,
+    /// Set to `true` once the server has stopped after a shutdown.
+    pub(crate) stopped: watch::Sender<bool>,
+}
+
+pub(crate) struct AccessState {
+    listener: Option<tokio::net::TcpListener>,
+    state: AppState,
+    stopped: watch::Sender<bool>,
+}
+
+/// The actor.
+pub(crate) struct AccessLayer;
+
+impl Actor for AccessLayer {
+    type Msg = AccessMsg;
+    type State = AccessState;
+    type Arguments = AccessArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: AccessArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+        Ok(AccessState {
+            listener: Some(listener),
+            state: args.state,
+            stopped: args.stopped,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let listener = state
+            .listener
+            .take()
+            .ok_or("the listener was already taken")?;
+        let app = router(state.state.clone());
+        let shutdown = state.state.shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            let _ = myself.cast(AccessMsg::ServerExited(
+                served.err().map(|error| error.to_string()),
+            ));
+        });
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: AccessMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let AccessMsg::ServerExited(error) = message;
+        if state.state.shutdown.is_cancelled() {
+            let _ = state.stopped.send(true);
+            myself.stop(Some("shut down".into()));
+            return Ok(());
+        }
+        Err(format!(
+            "the HTTP server stopped unexpectedly: {}",
+            error.unwrap_or_else(|| "no error given".into())
+        )
+        .into())
+    }
+}

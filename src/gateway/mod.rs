@@ -1,0 +1,147 @@
+//! The access layer: one axum router serving health, metrics, the WebSocket, the REST API,
+//! the OpenAI-compatible facade and the web chat page, run by the supervised
+//! [`access::AccessLayer`] actor.
+
+pub(crate) mod access;
+mod auth;
+mod error;
+mod openai;
+mod rest;
+mod turns;
+mod web;
+mod ws;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use troupe_actors::MessageLimits;
+use troupe_actors::metrics as metric_names;
+use troupe_actors::node::NodeHandle;
+
+use error::ApiError;
+
+/// What the access layer is configured with.
+#[derive(Clone, Debug)]
+pub(crate) struct GatewaySettings {
+    /// Required bearer token, if any.
+    pub(crate) token: Option<String>,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) limits: MessageLimits,
+    /// Shown by the web page and `troupe chat` (e.g. "no model configured").
+    pub(crate) notice: Option<String>,
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) node: NodeHandle,
+    pub(crate) settings: Arc<GatewaySettings>,
+    pub(crate) metrics: PrometheusHandle,
+    /// Cancelled when the node starts shutting down: connections stop taking messages.
+    pub(crate) shutdown: CancellationToken,
+    /// Tracks WebSocket connections, so shutdown can wait for their in-flight replies.
+    pub(crate) connections: TaskTracker,
+}
+
+/// Builds the router.
+pub(crate) fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/api/v1/info", get(info))
+        .route("/api/v1/messages", post(rest::post_message))
+        .route("/api/v1/sessions", get(rest::list_sessions))
+        .route(
+            "/api/v1/sessions/{key}",
+            get(rest::get_session).delete(rest::delete_session),
+        )
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::list_models))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/ws", get(ws::upgrade))
+        .route("/", get(web::index))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.shutdown.is_cancelled() || state.node.is_shutting_down() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the node is shutting down",
+        )
+        .into_response();
+    }
+    match state.node.stats().await {
+        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(error) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", error.message)
+            .into_response(),
+    }
+}
+
+async fn metrics_page(State(state): State<AppState>) -> Response {
+    if let Ok(stats) = state.node.stats().await {
+        metrics::gauge!(metric_names::SESSIONS_ACTIVE).set(stats.active_sessions as f64);
+        let stored = state.node.store().count() as f64;
+        metrics::gauge!(metric_names::SESSIONS_PASSIVATED)
+            .set((stored - stats.active_sessions as f64).max(0.0));
+    }
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn info(State(state): State<AppState>) -> Response {
+    let provider = state.node.default_provider();
+    axum::Json(json!({
+        "name": "troupe",
+        "version": env!("CARGO_PKG_VERSION"),
+        "provider": provider,
+        "notice": state.settings.notice,
+        "max_payload_bytes": state.settings.limits.max_payload_bytes,
+    }))
+    .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Records what the gateway added to a turn: total time minus the model's time.
+pub(crate) fn record_gateway_latency(started: Instant, model_latency: Duration) {
+    let added = started.elapsed().saturating_sub(model_latency);
+    metrics::histogram!(metric_names::GATEWAY_LATENCY_SECONDS).record(added.as_secs_f64());
+    metrics::counter!(metric_names::MESSAGES_OUT).increment(1);
+}

@@ -1,0 +1,300 @@
+//! The OpenAI-compatible facade: `POST /v1/chat/completions` (streaming and not) and
+//! `GET /v1/models`, so any OpenAI SDK can talk to the assistant.
+//!
+//! With `user` set, the conversation is the session `openai:<user>`, which keeps its
+//! memory, and the last user message is the input. Without it the request is stateless:
+//! its messages are the whole history.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+use troupe_actors::message::{DraftDefaults, InboundDraft, new_message_id, unix_now};
+use troupe_actors::{
+    ChatMessage, ChatRequest, ContentType, DeltaSink, OutboundReply, Role, TurnEvent,
+};
+
+use super::error::ApiError;
+use super::rest::{body_limit, read_json_body};
+use super::turns::{final_reply, session_lost};
+use super::{AppState, record_gateway_latency};
+
+/// The model id the facade presents.
+const ASSISTANT_MODEL: &str = "troupe";
+
+/// The part of a Chat Completions request we use; other parameters are accepted and
+/// ignored, as SDKs send many.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CompletionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<FacadeMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FacadeMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+}
+
+impl FacadeMessage {
+    /// Text of a string content or of the `text` parts of an array content.
+    fn text(&self) -> String {
+        match &self.content {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter(|part| part["type"] == "text")
+                .filter_map(|part| part["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+}
+
+pub(crate) async fn list_models(State(state): State<AppState>) -> Response {
+    let owner = state
+        .node
+        .default_provider()
+        .map_or_else(|| "troupe".to_owned(), |info| info.kind.clone());
+    axum::Json(json!({"object": "list", "data": [
+        {"id": ASSISTANT_MODEL, "object": "model", "created": 0, "owned_by": owner}
+    ]}))
+    .into_response()
+}
+
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let request: CompletionRequest = match read_json_body(&headers, body, body_limit(&state)).await
+    {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    if request.messages.is_empty() {
+        return invalid("`messages` must not be empty").into_response();
+    }
+    let model = request
+        .model
+        .clone()
+        .unwrap_or_else(|| ASSISTANT_MODEL.into());
+    let events = match &request.user {
+        Some(user) => session_turn(&state, user, &request),
+        None => stateless_turn(&state, &request),
+    };
+    let events = match events {
+        Ok(events) => events,
+        Err(error) => return error.into_response(),
+    };
+    if request.stream {
+        return Sse::new(chunk_stream(events, model, started)).into_response();
+    }
+    match final_reply(events).await {
+        Ok((reply, model_latency)) => {
+            record_gateway_latency(started, model_latency);
+            axum::Json(completion_body(&reply, &model)).into_response()
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// With `user`: the last user message goes to the session `openai:<user>`.
+fn session_turn(
+    state: &AppState,
+    user: &str,
+    request: &CompletionRequest,
+) -> Result<UnboundedReceiver<TurnEvent>, ApiError> {
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|message| message.role == "user")
+        .ok_or_else(|| invalid("with `user` set, `messages` must hold a user message"))?;
+    let draft = InboundDraft {
+        platform: Some("openai".into()),
+        sender_id: Some(user.to_owned()),
+        payload: Some(last_user.text()),
+        ..InboundDraft::default()
+    };
+    let defaults = DraftDefaults {
+        platform: "openai",
+        sender_id: None,
+        now_unix_secs: unix_now(),
+    };
+    let message = draft
+        .validate(&defaults, state.settings.limits)
+        .map_err(ApiError::from)?;
+    state.node.route(message).map_err(ApiError::from)
+}
+
+/// Without `user`: the request's messages are the history; no session remembers it.
+fn stateless_turn(
+    state: &AppState,
+    request: &CompletionRequest,
+) -> Result<UnboundedReceiver<TurnEvent>, ApiError> {
+    let mut system_parts = Vec::new();
+    let mut messages = Vec::new();
+    let mut size = 0;
+    for message in &request.messages {
+        let text = message.text();
+        size += text.len();
+        let role = match message.role.as_str() {
+            "system" | "developer" => {
+                system_parts.push(text);
+                continue;
+            }
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            other => return Err(invalid(format!("unknown role `{other}`"))),
+        };
+        let mut chat_message = ChatMessage::new(role, text);
+        chat_message.tool_call_id.clone_from(&message.tool_call_id);
+        messages.push(chat_message);
+    }
+    let limit = state.settings.limits.max_payload_bytes;
+    if size > limit * 4 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the messages hold {size} bytes of text, more than {}",
+                limit * 4
+            ),
+        ));
+    }
+    let request = ChatRequest {
+        system_prompt: (!system_parts.is_empty()).then(|| system_parts.join("\n\n")),
+        messages,
+        tools: Vec::new(),
+        stream: true,
+    };
+    let (events, receiver) = mpsc::unbounded_channel();
+    let node = state.node.clone();
+    let id = new_message_id();
+    tokio::spawn(async move {
+        let delta_events = events.clone();
+        let delta_target = id.clone();
+        let deltas = DeltaSink::new(move |text| {
+            let _ = delta_events.send(TurnEvent::Delta {
+                in_reply_to: delta_target.clone(),
+                text: text.to_owned(),
+            });
+        });
+        let started = Instant::now();
+        let event = match node.complete(request, deltas).await {
+            Ok(completion) => TurnEvent::Reply {
+                reply: OutboundReply {
+                    id: format!("r-{}", uuid::Uuid::new_v4().simple()),
+                    in_reply_to: id,
+                    platform: "openai".into(),
+                    recipient_id: "anonymous".into(),
+                    conversation_id: "stateless".into(),
+                    content_type: ContentType::Text,
+                    payload: completion.text,
+                    timestamp: unix_now(),
+                },
+                model_latency: started.elapsed(),
+            },
+            Err(error) => TurnEvent::Failed {
+                in_reply_to: id,
+                error,
+            },
+        };
+        let _ = events.send(event);
+    });
+    Ok(receiver)
+}
+
+fn completion_id(reply: &OutboundReply) -> String {
+    format!("chatcmpl-{}", reply.id.trim_start_matches("r-"))
+}
+
+fn completion_body(reply: &OutboundReply, model: &str) -> Value {
+    json!({
+        "id": completion_id(reply),
+        "object": "chat.completion",
+        "created": reply.timestamp,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.payload},
+            "finish_reason": "stop", "logprobs": null}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    })
+}
+
+fn chunk(id: &str, model: &str, delta: &Value, finish_reason: Option<&str>) -> Event {
+    let body = json!({"id": id, "object": "chat.completion.chunk", "created": unix_now(), "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": null}]});
+    Event::default().data(body.to_string())
+}
+
+/// The stream the OpenAI SDKs expect: a role chunk, content chunks, a chunk with
+/// `finish_reason`, then `data: [DONE]`. A failure becomes a chunk holding `error`.
+fn chunk_stream(
+    events: UnboundedReceiver<TurnEvent>,
+    model: String,
+    started: Instant,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let opening = chunk(
+        &id,
+        &model,
+        &json!({"role": "assistant", "content": ""}),
+        None,
+    );
+    let body = futures_util::stream::unfold(Some(events), move |events| {
+        let (id, model) = (id.clone(), model.clone());
+        async move {
+            let mut events = events?;
+            let Some(event) = events.recv().await else {
+                let lost = session_lost();
+                let error = json!({"error": {"code": lost.code, "message": lost.message}});
+                return Some((vec![Event::default().data(error.to_string())], None));
+            };
+            let out = match &event {
+                TurnEvent::Delta { text, .. } => {
+                    vec![chunk(&id, &model, &json!({"content": text}), None)]
+                }
+                TurnEvent::Reply { model_latency, .. } => {
+                    record_gateway_latency(started, *model_latency);
+                    vec![
+                        chunk(&id, &model, &json!({}), Some("stop")),
+                        Event::default().data("[DONE]"),
+                    ]
+                }
+                TurnEvent::Failed { error, .. } => {
+                    let error = json!({"error": {"code": error.code, "message": error.message}});
+                    vec![Event::default().data(error.to_string())]
+                }
+            };
+            let next = (!event.is_final()).then_some(events);
+            Some((out, next))
+        }
+    });
+    futures_util::stream::iter([opening])
+        .chain(body.flat_map(futures_util::stream::iter))
+        .map(Ok)
+}

@@ -1,0 +1,240 @@
+//! The REST API: `POST /api/v1/messages` (JSON answer, or SSE with
+//! `Accept: text/event-stream`) and the sessions API.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
+use troupe_actors::{SessionKey, TurnEvent};
+
+use super::error::{ApiError, json_error};
+use super::turns::{final_reply, session_lost};
+use super::{AppState, record_gateway_latency};
+
+/// Largest page of `GET /api/v1/sessions`.
+const MAX_SESSION_PAGE: usize = 1000;
+
+/// Reads a JSON body within `limit` bytes, with our errors for every way it can be wrong.
+pub(crate) async fn read_json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let is_json = content_type
+        .split(';')
+        .next()
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|error| json_error(&error))
+}
+
+/// Room for JSON escaping and the other fields around the largest payload.
+pub(crate) fn body_limit(state: &AppState) -> usize {
+    state.settings.limits.max_payload_bytes * 6 + 64 * 1024
+}
+
+pub(crate) fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
+pub(crate) async fn post_message(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let draft: InboundDraft = match read_json_body(&headers, body, body_limit(&state)).await {
+        Ok(draft) => draft,
+        Err(error) => return error.into_response(),
+    };
+    let defaults = DraftDefaults {
+        platform: "api",
+        sender_id: None,
+        now_unix_secs: unix_now(),
+    };
+    let message = match draft.validate(&defaults, state.settings.limits) {
+        Ok(message) => message,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let events = match state.node.route(message) {
+        Ok(events) => events,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    if wants_event_stream(&headers) {
+        return Sse::new(event_stream(events, started))
+            .keep_alive(KeepAlive::default())
+            .into_response();
+    }
+    match final_reply(events).await {
+        Ok((reply, model_latency)) => {
+            record_gateway_latency(started, model_latency);
+            axum::Json(json!({"reply": reply})).into_response()
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// `delta` events, then one `reply` or `error` event.
+fn event_stream(
+    events: UnboundedReceiver<TurnEvent>,
+    started: Instant,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(Some(events), move |events| async move {
+        let mut events = events?;
+        let Some(event) = events.recv().await else {
+            let lost = session_lost();
+            let data = json!({"type": "error", "code": lost.code, "message": lost.message});
+            return Some((
+                Ok(Event::default().event("error").data(data.to_string())),
+                None,
+            ));
+        };
+        let (name, data) = match &event {
+            TurnEvent::Delta { in_reply_to, text } => (
+                "delta",
+                json!({"type": "delta", "in_reply_to": in_reply_to, "payload": text}),
+            ),
+            TurnEvent::Reply {
+                reply,
+                model_latency,
+            } => {
+                record_gateway_latency(started, *model_latency);
+                let mut data = serde_json::to_value(reply).unwrap_or_default();
+                data["type"] = json!("reply");
+                ("reply", data)
+            }
+            TurnEvent::Failed { in_reply_to, error } => (
+                "error",
+                json!({"type": "error", "in_reply_to": in_reply_to, "code": error.code, "message": error.message}),
+            ),
+        };
+        let next = (!event.is_final()).then_some(events);
+        Some((
+            Ok(Event::default().event(name).data(data.to_string())),
+            next,
+        ))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+fn parse_key(text: &str) -> Result<SessionKey, ApiError> {
+    SessionKey::parse(text)
+        .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, "invalid_session_key", reason))
+}
+
+pub(crate) async fn list_sessions(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "use ?after=<platform:conversation>&limit=<n>",
+        )
+        .into_response();
+    };
+    let after = match query.after.as_deref().map(parse_key).transpose() {
+        Ok(after) => after,
+        Err(error) => return error.into_response(),
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_SESSION_PAGE);
+    let stored = match state.node.store().list(after.as_ref(), limit).await {
+        Ok(keys) => keys,
+        Err(error) => {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                error.to_string(),
+            )
+            .into_response();
+        }
+    };
+    let active: std::collections::HashSet<SessionKey> = state
+        .node
+        .active_sessions()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let sessions: Vec<_> = stored
+        .iter()
+        .map(|key| {
+            json!({"key": key.to_string(), "platform": key.platform(),
+            "conversation_id": key.conversation_id(), "active": active.contains(key)})
+        })
+        .collect();
+    let next_after = (stored.len() == limit)
+        .then(|| stored.last().map(ToString::to_string))
+        .flatten();
+    axum::Json(json!({"sessions": sessions, "next_after": next_after, "total": state.node.store().count()}))
+        .into_response()
+}
+
+pub(crate) async fn get_session(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Response {
+    let key = match parse_key(&key) {
+        Ok(key) => key,
+        Err(error) => return error.into_response(),
+    };
+    match state.node.history(key.clone()).await {
+        Ok(Some(view)) => axum::Json(view).into_response(),
+        Ok(None) => ApiError::not_found(format!("no session {key}")).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+pub(crate) async fn delete_session(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Response {
+    let key = match parse_key(&key) {
+        Ok(key) => key,
+        Err(error) => return error.into_response(),
+    };
+    match state.node.reset(key.clone()).await {
+        Ok(true) => axum::Json(json!({"key": key.to_string(), "reset": true})).into_response(),
+        Ok(false) => ApiError::not_found(format!("no session {key}")).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}

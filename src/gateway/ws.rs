@@ -1,0 +1,372 @@
+//! `GET /ws`: the WebSocket access path. JSON text frames; see `docs/protocol.md`.
+//!
+//! Client → server: an optional first `hello` (`sender_id`, `token`), then `message`
+//! frames. Server → client: `ack` once accepted, `delta` while streaming, then `reply` or
+//! `error`. A bad frame gets an `error` frame and the connection stays open. Each
+//! connection is one task; each in-flight turn forwards its events through a channel.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
+use troupe_actors::metrics as metric_names;
+use troupe_actors::{TurnError, TurnEvent};
+
+use super::auth::{header_authorized, origin_allowed, tokens_match};
+use super::error::ApiError;
+use super::turns::session_lost;
+use super::{AppState, record_gateway_latency};
+
+/// Read buffer per connection: small, because 10,000 idle connections must stay cheap
+/// (tokio-tungstenite's default is 128 KiB each). Larger frames still arrive, in pieces.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Write buffer per connection before a flush.
+const WRITE_BUFFER_BYTES: usize = 4 * 1024;
+/// Close code for policy violations (bad token).
+const POLICY_VIOLATION: u16 = close_code::POLICY;
+
+/// Frames a client may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum ClientFrame {
+    Hello {
+        #[serde(default)]
+        sender_id: Option<String>,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    Message {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        conversation_id: Option<String>,
+        #[serde(default)]
+        content_type: Option<String>,
+        #[serde(default)]
+        payload: Option<String>,
+        #[serde(default)]
+        reply_to: Option<String>,
+        #[serde(default)]
+        metadata: std::collections::BTreeMap<String, Value>,
+    },
+}
+
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&state.settings.allowed_origins, &headers) {
+        return ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this Origin may not open a WebSocket here; add it to server.allowed_origins",
+        )
+        .into_response();
+    }
+    if state.shutdown.is_cancelled() {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the node is shutting down",
+        )
+        .into_response();
+    }
+    let authorized_by_header = header_authorized(state.settings.token.as_deref(), &headers);
+    let max_message = state.settings.limits.max_payload_bytes * 2 + 64 * 1024;
+    let tracker = state.connections.clone();
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| {
+            tracker.track_future(Connection::new(state, authorized_by_header).run(socket))
+        })
+}
+
+/// One connection's state.
+struct Connection {
+    state: AppState,
+    authorized: bool,
+    sender_id: String,
+    /// Whether any frame was handled yet (`hello` must come first).
+    started: bool,
+    outgoing: mpsc::UnboundedSender<Message>,
+    outgoing_queue: Option<mpsc::UnboundedReceiver<Message>>,
+    turns: JoinSet<()>,
+}
+
+/// What to do after a frame.
+enum Next {
+    Continue,
+    Close(u16, &'static str),
+}
+
+fn frame(value: &Value) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+fn error_frame(in_reply_to: Option<&str>, code: &str, message: &str) -> Message {
+    frame(&json!({"type": "error", "in_reply_to": in_reply_to, "code": code, "message": message}))
+}
+
+fn event_frame(event: &TurnEvent) -> Message {
+    match event {
+        TurnEvent::Delta { in_reply_to, text } => {
+            frame(&json!({"type": "delta", "in_reply_to": in_reply_to, "payload": text}))
+        }
+        TurnEvent::Reply { reply, .. } => frame(&json!({
+            "type": "reply", "id": reply.id, "in_reply_to": reply.in_reply_to,
+            "conversation_id": reply.conversation_id, "content_type": reply.content_type,
+            "payload": reply.payload, "timestamp": reply.timestamp,
+        })),
+        TurnEvent::Failed { in_reply_to, error } => {
+            error_frame(Some(in_reply_to), error.code.as_str(), &error.message)
+        }
+    }
+}
+
+impl Connection {
+    fn new(state: AppState, authorized_by_header: bool) -> Self {
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        Self {
+            state,
+            authorized: authorized_by_header,
+            sender_id: format!("anon-{}", uuid::Uuid::new_v4().simple()),
+            started: false,
+            outgoing,
+            outgoing_queue: Some(queue),
+            turns: JoinSet::new(),
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        metrics::gauge!(metric_names::WEBSOCKET_CONNECTIONS).increment(1.0);
+        let Some(mut queue) = self.outgoing_queue.take() else {
+            return;
+        };
+        let shutdown = self.state.shutdown.clone();
+        let close = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
+                Some(message) = queue.recv() => {
+                    if socket.send(message).await.is_err() { break None; }
+                }
+                Some(_) = self.turns.join_next(), if !self.turns.is_empty() => {}
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(message)) => match self.handle(message) {
+                        Next::Continue => {}
+                        Next::Close(code, reason) => break Some((code, reason)),
+                    },
+                    _ => break None,
+                },
+            }
+        };
+        if let Some((code, reason)) = close {
+            self.finish_in_flight(&mut socket, &mut queue).await;
+            let close_frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(close_frame))).await;
+        }
+        metrics::gauge!(metric_names::WEBSOCKET_CONNECTIONS).decrement(1.0);
+    }
+
+    /// Lets every accepted message get its reply before the connection closes.
+    async fn finish_in_flight(
+        &mut self,
+        socket: &mut WebSocket,
+        queue: &mut mpsc::UnboundedReceiver<Message>,
+    ) {
+        while !self.turns.is_empty() {
+            tokio::select! {
+                Some(message) = queue.recv() => {
+                    if socket.send(message).await.is_err() { return; }
+                }
+                Some(_) = self.turns.join_next() => {}
+            }
+        }
+        while let Ok(message) = queue.try_recv() {
+            if socket.send(message).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn send(&self, message: Message) {
+        let _ = self.outgoing.send(message);
+    }
+
+    fn handle(&mut self, message: Message) -> Next {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                self.send(error_frame(
+                    None,
+                    "invalid_frame",
+                    "binary frames are not supported; send JSON text",
+                ));
+                return Next::Continue;
+            }
+            Message::Close(_) => return Next::Close(close_code::NORMAL, "bye"),
+            Message::Ping(_) | Message::Pong(_) => return Next::Continue,
+        };
+        let value: Value = match serde_json::from_str(text.as_str()) {
+            Ok(value) => value,
+            Err(error) => {
+                self.send(error_frame(
+                    None,
+                    "invalid_frame",
+                    &format!("the frame is not JSON: {error}"),
+                ));
+                return Next::Continue;
+            }
+        };
+        let frame_id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        let first_frame = !self.started;
+        self.started = true;
+        match serde_json::from_value::<ClientFrame>(value) {
+            Ok(ClientFrame::Hello { sender_id, token }) => {
+                self.hello(first_frame, sender_id, token.as_deref())
+            }
+            Ok(ClientFrame::Message {
+                id,
+                conversation_id,
+                content_type,
+                payload,
+                reply_to,
+                metadata,
+            }) => {
+                if !self.authorized {
+                    self.send(error_frame(
+                        frame_id.as_deref(),
+                        "unauthorized",
+                        "send a hello frame with a valid token first",
+                    ));
+                    return Next::Close(POLICY_VIOLATION, "unauthorized");
+                }
+                let draft = InboundDraft {
+                    id,
+                    platform: Some("ws".into()),
+                    sender_id: Some(self.sender_id.clone()),
+                    conversation_id,
+                    content_type,
+                    payload,
+                    timestamp: None,
+                    reply_to,
+                    attachments: Vec::new(),
+                    metadata,
+                };
+                self.accept(draft, frame_id.as_deref());
+                Next::Continue
+            }
+            Err(error) => {
+                self.send(error_frame(
+                    frame_id.as_deref(),
+                    "invalid_frame",
+                    &error.to_string(),
+                ));
+                Next::Continue
+            }
+        }
+    }
+
+    fn hello(&mut self, first_frame: bool, sender_id: Option<String>, token: Option<&str>) -> Next {
+        if !first_frame {
+            self.send(error_frame(
+                None,
+                "invalid_frame",
+                "hello must be the first frame of a connection",
+            ));
+            return Next::Continue;
+        }
+        if let Some(expected) = self.state.settings.token.as_deref()
+            && !self.authorized
+        {
+            if !token.is_some_and(|token| tokens_match(token, expected)) {
+                self.send(error_frame(
+                    None,
+                    "unauthorized",
+                    "the token is missing or wrong",
+                ));
+                return Next::Close(POLICY_VIOLATION, "unauthorized");
+            }
+            self.authorized = true;
+        }
+        if let Some(sender_id) = sender_id {
+            if let Err(reason) = troupe_actors::ids::validate_id(&sender_id) {
+                self.send(error_frame(
+                    None,
+                    "invalid_frame",
+                    &format!("field `sender_id` is invalid: {reason}"),
+                ));
+                return Next::Continue;
+            }
+            self.sender_id = sender_id;
+        }
+        Next::Continue
+    }
+
+    fn accept(&mut self, draft: InboundDraft, frame_id: Option<&str>) {
+        let started = Instant::now();
+        let defaults = DraftDefaults {
+            platform: "ws",
+            sender_id: None,
+            now_unix_secs: unix_now(),
+        };
+        let message = match draft.validate(&defaults, self.state.settings.limits) {
+            Ok(message) => message,
+            Err(error) => {
+                let error = ApiError::from(error);
+                self.send(error_frame(frame_id, error.code, &error.message));
+                return;
+            }
+        };
+        let id = message.id.clone();
+        let events = match self.state.node.route(message) {
+            Ok(events) => events,
+            Err(error) => {
+                self.send(error_frame(Some(&id), error.code.as_str(), &error.message));
+                return;
+            }
+        };
+        self.send(frame(&json!({"type": "ack", "id": id})));
+        let outgoing = self.outgoing.clone();
+        self.turns
+            .spawn(forward_turn(events, outgoing, id, started));
+    }
+}
+
+/// Forwards one turn's events to the connection until its final event.
+async fn forward_turn(
+    mut events: mpsc::UnboundedReceiver<TurnEvent>,
+    outgoing: mpsc::UnboundedSender<Message>,
+    in_reply_to: String,
+    started: Instant,
+) {
+    while let Some(event) = events.recv().await {
+        if let TurnEvent::Reply { model_latency, .. } = &event {
+            record_gateway_latency(started, *model_latency);
+        }
+        let last = event.is_final();
+        let _ = outgoing.send(event_frame(&event));
+        if last {
+            return;
+        }
+    }
+    let lost: TurnError = session_lost();
+    let _ = outgoing.send(error_frame(
+        Some(&in_reply_to),
+        lost.code.as_str(),
+        &lost.message,
+    ));
+}

@@ -1,0 +1,203 @@
+//! `troupe serve`: the composition root. Reads the config, builds the providers and the
+//! snapshot store, starts the node's supervision tree with the access layer under it, and
+//! shuts down gracefully on SIGINT/SIGTERM: stop accepting, finish in-flight replies,
+//! drain sessions (each has saved its snapshot), exit 0.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use troupe_actors::MessageLimits;
+use troupe_actors::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
+use troupe_actors::session::SessionConfig;
+use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
+use troupe_actors::supervisor::{ChildSpec, RestartBudget};
+use troupe_inference::{ProviderConfig, ProviderKind, build_provider};
+
+use crate::config::autodetect::{ProviderEnvironment, echo_notice};
+use crate::config::{ConfigSource, TroupeConfig, detect_provider};
+use crate::gateway::access::{AccessArgs, AccessLayer};
+use crate::gateway::{AppState, GatewaySettings};
+
+/// How long shutdown waits for in-flight requests and replies.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The providers to run and the notice to show (when answering with `echo`).
+pub(crate) async fn resolve_providers(
+    config: &TroupeConfig,
+) -> (Vec<ProviderConfig>, Option<String>) {
+    if config.providers.is_empty() {
+        let environment = ProviderEnvironment::probe().await;
+        let (provider, notice) = detect_provider(&config.assistant.provider, &environment);
+        return (vec![provider], notice);
+    }
+    let answering = config
+        .providers
+        .iter()
+        .find(|provider| provider.name == config.assistant.provider);
+    let notice = answering
+        .is_some_and(|provider| provider.kind == ProviderKind::Echo)
+        .then(echo_notice);
+    (config.providers.clone(), notice)
+}
+
+pub(crate) async fn serve(
+    config: TroupeConfig,
+    source: ConfigSource,
+    process_start: Instant,
+) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::install_metrics()?;
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(%error, "could not raise the open-file limit; many connections may fail");
+    }
+    let (provider_configs, notice) = resolve_providers(&config).await;
+    let mut providers = Vec::with_capacity(provider_configs.len());
+    for provider_config in &provider_configs {
+        let provider = build_provider(provider_config).context("provider configuration")?;
+        providers.push(ProviderSetup {
+            provider,
+            policy: provider_config.policy(),
+        });
+    }
+    let store: Arc<dyn SnapshotStore> =
+        Arc::new(LocalSnapshotStore::open(&config.storage.data_dir).context("storage.data_dir")?);
+    let setup = NodeSetup {
+        session: SessionConfig {
+            system_prompt: config.assistant.system_prompt.clone(),
+            history_window: config.assistant.history_window,
+            idle_passivate: config.assistant.idle_passivate(),
+            provider: config.assistant.provider.clone(),
+            turn_timeout: config.assistant.turn_timeout(),
+        },
+        store,
+        providers,
+        budget: RestartBudget::default(),
+    };
+    let settings = Arc::new(GatewaySettings {
+        token: config.server.token.clone(),
+        allowed_origins: config.server.allowed_origins.clone(),
+        limits: MessageLimits {
+            max_payload_bytes: config.server.max_payload_bytes,
+        },
+        notice: notice.clone(),
+    });
+    let shutdown = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let (stopped, mut server_stopped) = watch::channel(false);
+    let listen = config.server.listen;
+    let access_shutdown = shutdown.clone();
+    let access_connections = connections.clone();
+    let (node, mut supervisor) = start_node(setup, move |node| {
+        let state = AppState {
+            node,
+            settings,
+            metrics,
+            shutdown: access_shutdown,
+            connections: access_connections,
+        };
+        vec![access_spec(listen, state, stopped)]
+    })
+    .await
+    .context("starting the node")?;
+    announce(&config, &source, &node, notice.as_deref(), process_start);
+    tokio::task::spawn_blocking(troupe_inference::warm_up);
+    tokio::select! {
+        signal = shutdown_signal() => tracing::info!(%signal, "shutting down"),
+        ended = &mut supervisor => {
+            anyhow::bail!("the node supervisor stopped unexpectedly ({ended:?}); see the errors above");
+        }
+    }
+    shutdown.cancel();
+    connections.close();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let _ = server_stopped.wait_for(|stopped| *stopped).await;
+        connections.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    node.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn access_spec(
+    listen: std::net::SocketAddr,
+    state: AppState,
+    stopped: watch::Sender<bool>,
+) -> ChildSpec {
+    ChildSpec {
+        name: "access".into(),
+        start: Arc::new(move |supervisor| {
+            let args = AccessArgs {
+                listen,
+                state: state.clone(),
+                stopped: stopped.clone(),
+            };
+            Box::pin(async move {
+                let (actor, _) =
+                    ractor::Actor::spawn_linked(None, AccessLayer, args, supervisor).await?;
+                Ok(actor.get_cell())
+            })
+        }),
+    }
+}
+
+fn announce(
+    config: &TroupeConfig,
+    source: &ConfigSource,
+    node: &NodeHandle,
+    notice: Option<&str>,
+    started: Instant,
+) {
+    let source = match source {
+        ConfigSource::File(path) => path.display().to_string(),
+        ConfigSource::Defaults => "built-in defaults".into(),
+    };
+    let provider = node
+        .default_provider()
+        .map(|info| format!("{} ({}, model {})", info.name, info.kind, info.model));
+    tracing::info!(
+        listen = %config.server.listen,
+        data_dir = %config.storage.data_dir.display(),
+        config = %source,
+        provider = provider.as_deref().unwrap_or("none"),
+        auth = if config.server.token.is_some() { "token" } else { "none (loopback only)" },
+        ready_in_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "troupe is ready: open http://{}/",
+        config.server.listen,
+    );
+    if let Some(notice) = notice {
+        tracing::warn!("{notice}");
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return "SIGINT";
+                }
+            };
+        tokio::select! {
+            _ = interrupt => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        "ctrl-c"
+    }
+}

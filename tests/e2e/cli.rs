@@ -1,0 +1,107 @@
+//! The command line: `chat -m`, `config check`, `version`, and start-up refusals.
+
+use std::process::Command;
+
+use crate::support::{binary, echo_node};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_remove("TROUPE_TOKEN")
+        .env_remove("TROUPE_CONFIG")
+        .env_remove("TROUPE_LISTEN");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+#[tokio::test]
+async fn chat_sends_one_message_and_prints_the_reply() {
+    let node = echo_node("").await;
+    let url = node.http_url();
+    let output = tokio::task::spawn_blocking(move || {
+        run(&["chat", "--url", &url, "-m", "hello from the cli"], &[])
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "hello from the cli"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("No model is configured"),
+        "the echo notice is shown"
+    );
+}
+
+#[test]
+fn config_check_names_the_bad_key() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("troupe.toml");
+    std::fs::write(&path, "[assistant]\nhistory_window = 0\n").unwrap();
+    let output = run(
+        &["config", "check", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("assistant.history_window"));
+
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:8787\"\nport = 1\n").unwrap();
+    let output = run(
+        &["config", "check", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("port"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    std::fs::write(&path, "[[providers]]\nname = \"main\"\nkind = \"echo\"\n").unwrap();
+    let output = run(
+        &["config", "check", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("config ok"));
+}
+
+#[test]
+fn serving_on_a_public_address_without_a_token_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    let output = run(
+        &["serve"],
+        &[
+            ("TROUPE_LISTEN", "0.0.0.0:0"),
+            ("TROUPE_DATA_DIR", data_dir.to_str().unwrap()),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("server.listen") && stderr.contains("TROUPE_TOKEN"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn version_and_help_work() {
+    let version = run(&["version"], &[]);
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("troupe "));
+    for command in ["serve", "chat", "config", "bench"] {
+        let help = run(&[command, "--help"], &[]);
+        assert!(help.status.success(), "{command} --help");
+    }
+}

@@ -1,0 +1,98 @@
+//! Real clients nobody here wrote: the official `openai` Python SDK and a real browser
+//! (Chromium through Playwright), both from the venv `scripts/test-deps` prepares.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
+use troupe_testkit::process::TroupeProcess;
+
+use crate::support::{binary, echo_node, openai_provider};
+
+fn python() -> PathBuf {
+    let venv = std::env::var("TROUPE_TEST_VENV").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/test-deps (./scripts/test does)",
+        python.display()
+    );
+    python
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e/python")
+        .join(name)
+}
+
+async fn run_python(args: Vec<String>) -> Value {
+    let output =
+        tokio::task::spawn_blocking(move || Command::new(python()).args(&args).output().unwrap())
+            .await
+            .unwrap();
+    assert!(
+        output.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_official_openai_sdk_gets_answers_streamed_and_not() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([
+        FakeReply::Text(vec!["first ".into(), "answer".into()]),
+        FakeReply::Text(vec!["second ".into(), "streamed ".into(), "answer".into()]),
+    ]);
+    let config = format!(
+        "[server]\ntoken = \"sdk-token\"\n\n{}",
+        openai_provider(&fake.openai_base_url(), "")
+    );
+    let node = TroupeProcess::start(binary(), &config).await.unwrap();
+    let seen = run_python(vec![
+        script("openai_sdk.py").display().to_string(),
+        format!("{}/v1", node.http_url()),
+        "sdk-token".into(),
+    ])
+    .await;
+    assert_eq!(seen["models"], serde_json::json!(["troupe"]));
+    assert_eq!(seen["whole"], "first answer");
+    assert_eq!(seen["finish_reason"], "stop");
+    assert_eq!(
+        seen["pieces"],
+        serde_json::json!(["second ", "streamed ", "answer"])
+    );
+    let second_request = &fake.requests()[1].body["messages"];
+    assert_eq!(
+        second_request.as_array().unwrap().len(),
+        4,
+        "the session remembered: {second_request}"
+    );
+}
+
+#[tokio::test]
+async fn the_web_page_chats_in_a_real_browser() {
+    let node = echo_node("[server]\ntoken = \"page-token\"\n").await;
+    let seen = run_python(vec![
+        script("browser_chat.py").display().to_string(),
+        node.http_url(),
+        "page-token".into(),
+    ])
+    .await;
+    assert_eq!(seen["user"], "hello from a real browser");
+    assert_eq!(seen["assistant"], "hello from a real browser");
+    assert!(
+        seen["notice"]
+            .as_str()
+            .unwrap()
+            .contains("No model is configured"),
+        "{seen}"
+    );
+}

@@ -1,0 +1,115 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use troupe_testkit::process::TroupeProcess;
+
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub(crate) fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_troupe"))
+}
+
+/// An `echo` node with `extra` appended to its config.
+pub(crate) async fn echo_node(extra: &str) -> TroupeProcess {
+    let config = format!("[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n{extra}");
+    TroupeProcess::start(binary(), &config)
+        .await
+        .expect("troupe starts")
+}
+
+/// A node whose `main` provider is an OpenAI-compatible server at `base_url`.
+pub(crate) fn openai_provider(base_url: &str, extra: &str) -> String {
+    format!(
+        "[[providers]]\nname = \"main\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\nmodel = \"fake-model\"\n{extra}\n"
+    )
+}
+
+pub(crate) async fn connect(process: &TroupeProcess, headers: &[(&str, &str)]) -> Socket {
+    let mut request = process.ws_url().into_client_request().unwrap();
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(axum_header_name(name), value.parse().unwrap());
+    }
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket connects");
+    socket
+}
+
+fn axum_header_name(name: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
+    tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap()
+}
+
+pub(crate) async fn send(socket: &mut Socket, frame: Value) {
+    socket.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+/// The next JSON text frame; `None` when the server closed the connection.
+pub(crate) async fn next_frame(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s");
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                return Some(serde_json::from_str(text.as_str()).unwrap());
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Frames up to and including the reply or error for `id`.
+pub(crate) async fn frames_until_final(socket: &mut Socket, id: &str) -> Vec<Value> {
+    let mut frames = Vec::new();
+    while let Some(frame) = next_frame(socket).await {
+        let last =
+            (frame["type"] == "reply" || frame["type"] == "error") && frame["in_reply_to"] == id;
+        frames.push(frame);
+        if last {
+            return frames;
+        }
+    }
+    panic!("connection closed before the final frame for {id}: {frames:?}");
+}
+
+pub(crate) fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// POST /api/v1/messages with a JSON body.
+pub(crate) async fn post_message(process: &TroupeProcess, body: &Value) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/api/v1/messages", process.http_url()))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `limit`.
+pub(crate) async fn eventually<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -51,7 +51,7 @@ pub(crate) async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<So
             .headers_mut()
             .insert("authorization", format!("Bearer {token}").parse()?);
     }
-    let (socket, _) = tokio_tungstenite::connect_async(request)
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .with_context(|| format!("cannot reach the node at {url}; is `troupe serve` running?"))?;
     Ok(socket)

@@ -30,6 +30,15 @@ pub(crate) enum Command {
     Version,
     /// Load-test a node over WebSocket (ws://…/ws) or its OpenAI facade (http://…).
     Bench(BenchArgs),
+    /// Exit 0 if the node at --url answers /healthz (for container health checks).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    /// The node's address.
+    #[arg(long, default_value = "http://127.0.0.1:8787")]
+    pub(crate) url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +90,10 @@ pub(crate) struct BenchArgs {
     /// Messages each WebSocket session keeps in flight at once.
     #[arg(long, default_value_t = 1)]
     pub(crate) in_flight: usize,
+    /// Conversations each WebSocket session spreads its messages over (each one is its own
+    /// session on the node): to create many sessions through few connections.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) conversations: usize,
     /// Bytes of text per message.
     #[arg(long, default_value_t = 32)]
     pub(crate) payload_bytes: usize,

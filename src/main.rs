@@ -58,6 +58,29 @@ async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Health(args) => health(&args.url).await,
+    }
+}
+
+/// `troupe health`: a health check that needs no shell or curl in the image.
+async fn health(url: &str) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?;
+    let answer = client
+        .get(format!("{}/healthz", url.trim_end_matches('/')))
+        .send()
+        .await;
+    match answer {
+        Ok(response) if response.status().is_success() => Ok(ExitCode::SUCCESS),
+        Ok(response) => {
+            eprintln!("unhealthy: /healthz answered {}", response.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            eprintln!("unhealthy: {error}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -163,7 +163,7 @@ async fn history_window_is_bounded_and_sent_to_the_model() {
         6,
         "the window includes the new question"
     );
-    assert_eq!(last_request.messages.last().unwrap().content, "q4");
+    assert_eq!(&*last_request.messages.last().unwrap().content, "q4");
 }
 
 #[tokio::test]
@@ -234,11 +234,7 @@ async fn idle_sessions_passivate_and_come_back_with_their_history() {
     }
     reply_text(&node.handle, "p2", "dave", "and now?").await;
     let last_request = provider.requests().pop().unwrap();
-    let contents: Vec<&str> = last_request
-        .messages
-        .iter()
-        .map(|m| m.content.as_str())
-        .collect();
+    let contents: Vec<&str> = last_request.messages.iter().map(|m| &*m.content).collect();
     assert_eq!(contents, ["remember me", "echo: remember me", "and now?"]);
 }
 

@@ -50,11 +50,12 @@ pub struct ToolSpec {
     pub parameters: serde_json::Value,
 }
 
-/// One message of a conversation as sent to a model.
+/// One message of a conversation as sent to a model. The text is shared (`Arc<str>`), so
+/// building a prompt from a session's history copies no text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
-    pub content: String,
+    pub content: Arc<str>,
     /// Tool calls made by an assistant message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
@@ -64,7 +65,7 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
-    pub fn new(role: Role, content: impl Into<String>) -> Self {
+    pub fn new(role: Role, content: impl Into<Arc<str>>) -> Self {
         Self {
             role,
             content: content.into(),

@@ -21,11 +21,10 @@ use crate::metrics as metric_names;
 use crate::model_worker::{ModelDirectory, ModelWorkerMsg};
 use crate::provider::{ChatRequest, Completion, DeltaSink, ProviderError, Role};
 use crate::registry::RegistryMsg;
-use crate::snapshot::{HistoryEntry, SessionSnapshot, SnapshotStore, StoreError};
+use crate::snapshot::{
+    EncodedSnapshot, HistoryEntry, SessionSnapshot, SnapshotStore, SnapshotView, StoreError,
+};
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
-
-/// Replies remembered per session for dedupe of repeated message ids.
-const RECENT_REPLY_MEMORY: usize = 64;
 
 /// How every session behaves; shared by all of them.
 #[derive(Clone, Debug)]
@@ -108,7 +107,6 @@ pub struct SessionState {
     context: SessionContext,
     registry: ActorRef<RegistryMsg>,
     history: VecDeque<HistoryEntry>,
-    recent_replies: VecDeque<OutboundReply>,
     /// Unix seconds of the last change.
     updated_at: u64,
     /// Inbound messages handled; the registry compares it with what it routed before
@@ -141,7 +139,6 @@ impl Actor for Session {
             context: args.context,
             registry: args.registry,
             history: VecDeque::new(),
-            recent_replies: VecDeque::new(),
             updated_at: 0,
             handled: 0,
             last_activity: Instant::now(),
@@ -222,18 +219,17 @@ impl Actor for Session {
 impl SessionState {
     fn restore(&mut self, snapshot: SessionSnapshot) {
         self.history = snapshot.history.into();
-        self.recent_replies = snapshot.recent_replies.into();
         self.updated_at = snapshot.updated_at;
         self.exists = true;
     }
 
-    fn snapshot(&self) -> SessionSnapshot {
-        SessionSnapshot {
-            key: self.key.clone(),
-            history: self.history.iter().cloned().collect(),
-            recent_replies: self.recent_replies.iter().cloned().collect(),
+    fn snapshot(&self) -> EncodedSnapshot {
+        SnapshotView {
+            key: &self.key,
+            history: &self.history,
             updated_at: self.updated_at,
         }
+        .encode()
     }
 
     fn view(&self) -> SessionView {
@@ -246,7 +242,7 @@ impl SessionState {
                 .iter()
                 .map(|entry| HistoryView {
                     role: entry.role,
-                    content: entry.content.clone(),
+                    content: entry.content.to_string(),
                     message_id: entry.message_id.clone(),
                     timestamp: entry.timestamp,
                 })
@@ -256,7 +252,7 @@ impl SessionState {
     }
 
     async fn save(&mut self) -> bool {
-        match self.context.store.save(&self.snapshot()).await {
+        match self.context.store.save(self.snapshot()).await {
             Ok(()) => {
                 self.unsaved = false;
                 true
@@ -273,7 +269,6 @@ impl SessionState {
     async fn reset(&mut self) -> Result<bool, TurnError> {
         let existed = self.exists;
         self.history.clear();
-        self.recent_replies.clear();
         self.exists = false;
         self.unsaved = false;
         self.context
@@ -296,22 +291,34 @@ impl SessionState {
         }
     }
 
-    fn remember_reply(&mut self, reply: OutboundReply) {
-        self.recent_replies.push_back(reply);
-        while self.recent_replies.len() > RECENT_REPLY_MEMORY {
-            self.recent_replies.pop_front();
-        }
+    /// The reply already given to inbound message `id`, rebuilt from the history window:
+    /// the first final assistant entry after the user entry with that id.
+    fn earlier_reply(&self, message: &InboundMessage) -> Option<OutboundReply> {
+        let asked = self.history.iter().position(|entry| {
+            entry.role == Role::User && entry.message_id.as_deref() == Some(message.id.as_str())
+        })?;
+        let answer = self
+            .history
+            .iter()
+            .skip(asked + 1)
+            .find(|entry| entry.role == Role::Assistant && entry.tool_calls.is_empty())?;
+        Some(OutboundReply {
+            id: answer.message_id.clone().unwrap_or_default(),
+            in_reply_to: message.id.clone(),
+            platform: self.key.platform().to_owned(),
+            recipient_id: message.sender_id.clone(),
+            conversation_id: self.key.conversation_id().to_owned(),
+            content_type: ContentType::Text,
+            payload: answer.content.to_string(),
+            timestamp: answer.timestamp,
+        })
     }
 
     async fn handle_inbound(&mut self, message: InboundMessage, events: &TurnEvents) {
-        if let Some(first_reply) = self
-            .recent_replies
-            .iter()
-            .find(|reply| reply.in_reply_to == message.id)
-        {
+        if let Some(first_reply) = self.earlier_reply(&message) {
             metrics::counter!(metric_names::DUPLICATE_MESSAGES).increment(1);
             let event = TurnEvent::Reply {
-                reply: first_reply.clone(),
+                reply: first_reply,
                 model_latency: Duration::ZERO,
             };
             let _ = events.send(event);
@@ -348,7 +355,7 @@ impl SessionState {
         }
         self.push_history(HistoryEntry {
             role: Role::User,
-            content: message.payload.clone(),
+            content: message.payload.as_str().into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
             message_id: Some(message.id.clone()),
@@ -374,18 +381,17 @@ impl SessionState {
             recipient_id: message.sender_id,
             conversation_id: message.conversation_id,
             content_type: ContentType::Text,
-            payload: completion.text.clone(),
+            payload: completion.text,
             timestamp: now,
         };
         self.push_history(HistoryEntry {
             role: Role::Assistant,
-            content: completion.text,
+            content: reply.payload.as_str().into(),
             tool_calls: completion.tool_calls,
             tool_call_id: None,
             message_id: Some(reply.id.clone()),
             timestamp: now,
         });
-        self.remember_reply(reply.clone());
         self.updated_at = now;
         self.exists = true;
         self.save().await;

@@ -98,7 +98,7 @@ impl ModelProvider for ScriptedProvider {
                 let last = request
                     .messages
                     .last()
-                    .map(|message| message.content.clone());
+                    .map(|message| message.content.to_string());
                 let text = format!("echo: {}", last.unwrap_or_default());
                 deltas.push(&text);
                 Ok(Completion::text(text))

@@ -38,7 +38,7 @@ impl ModelProvider for EchoProvider {
             .iter()
             .rev()
             .find(|message| message.role == Role::User)
-            .map(|message| message.content.clone())
+            .map(|message| message.content.to_string())
             .unwrap_or_default();
         if request.stream {
             deltas.push(&text);

@@ -23,6 +23,8 @@ pub(crate) fn client() -> reqwest::Client {
                 .connect_timeout(Duration::from_secs(10))
                 .pool_idle_timeout(Duration::from_secs(90))
                 .user_agent(concat!("troupe/", env!("CARGO_PKG_VERSION")))
+                // A pure-Rust resolver: the static binary in a scratch image has no glibc NSS.
+                .hickory_dns(true)
                 .build()
                 .expect("the TLS backend is compiled in")
         })

@@ -32,6 +32,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("--rate must be a positive number of messages per second");
     }
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("warning: could not raise the open-file limit: {error}");
+    }
     let server_pid = args.server_pid.or_else(|| rss::pid_listening_on(&args.url));
     let report = if args.url.starts_with("ws://") || args.url.starts_with("wss://") {
         websocket::run(&args, server_pid).await?
@@ -67,7 +70,8 @@ impl Report {
     }
 
     fn print(&self, args: &BenchArgs) {
-        let mut histogram = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+            .expect("static bounds are valid");
         for latency in self
             .outcomes
             .iter()

@@ -42,6 +42,7 @@ pub(crate) async fn run(args: &BenchArgs, server_pid: Option<u32>) -> anyhow::Re
             interval,
             payload: payload.clone(),
             sessions: args.sessions,
+            conversations: args.conversations.max(1),
         };
         let (connected, go, slots) = (
             Arc::clone(&connected),
@@ -86,6 +87,7 @@ struct SessionPlan {
     interval: Option<Duration>,
     payload: String,
     sessions: usize,
+    conversations: usize,
 }
 
 impl SessionPlan {
@@ -124,7 +126,8 @@ impl SessionPlan {
             tokio::select! {
                 () = tokio::time::sleep_until(next_send), if may_send => {
                     let id = format!("b{}-{sent}", self.index);
-                    let frame = json!({"type": "message", "id": id, "payload": self.payload});
+                    let conversation = format!("bench-{}-c{}", self.index, sent % self.conversations);
+                    let frame = json!({"type": "message", "id": id, "conversation_id": conversation, "payload": self.payload});
                     if socket.send(Message::text(frame.to_string())).await.is_err() {
                         break;
                     }
@@ -138,6 +141,9 @@ impl SessionPlan {
                         break;
                     };
                     let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                    if frame["type"] != "reply" && frame["type"] != "error" {
+                        continue; // ack and delta frames
+                    }
                     let Some(started) = frame["in_reply_to"].as_str().and_then(|id| pending.remove(id)) else {
                         continue;
                     };

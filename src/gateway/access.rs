@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 
@@ -63,6 +64,12 @@ impl Actor for AccessLayer {
             .ok_or("the listener was already taken")?;
         let app = router(state.state.clone());
         let shutdown = state.state.shutdown.clone();
+        // Small frames (ack, delta) must leave at once, not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })

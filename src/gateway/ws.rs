@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -158,7 +159,7 @@ impl Connection {
             tokio::select! {
                 () = shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
                 Some(message) = queue.recv() => {
-                    if socket.send(message).await.is_err() { break None; }
+                    if send_batch(&mut socket, message, &mut queue).await.is_err() { break None; }
                 }
                 Some(_) = self.turns.join_next(), if !self.turns.is_empty() => {}
                 incoming = socket.recv() => match incoming {
@@ -190,7 +191,7 @@ impl Connection {
         while !self.turns.is_empty() {
             tokio::select! {
                 Some(message) = queue.recv() => {
-                    if socket.send(message).await.is_err() { return; }
+                    if send_batch(socket, message, queue).await.is_err() { return; }
                 }
                 Some(_) = self.turns.join_next() => {}
             }
@@ -344,6 +345,24 @@ impl Connection {
         self.turns
             .spawn(forward_turn(events, outgoing, id, started));
     }
+}
+
+/// Most frames written before one flush.
+const MAX_FRAMES_PER_FLUSH: usize = 64;
+
+/// Writes `first` and whatever else is already queued, then flushes once: under load one
+/// system call carries many frames (ack, deltas, replies of several turns).
+async fn send_batch(
+    socket: &mut WebSocket,
+    first: Message,
+    queue: &mut mpsc::UnboundedReceiver<Message>,
+) -> Result<(), axum::Error> {
+    socket.feed(first).await?;
+    for _ in 1..MAX_FRAMES_PER_FLUSH {
+        let Ok(next) = queue.try_recv() else { break };
+        socket.feed(next).await?;
+    }
+    socket.flush().await
 }
 
 /// Forwards one turn's events to the connection until its final event.

@@ -10,13 +10,12 @@ fn snapshot_of(platform: &str, conversation: &str, text: &str) -> SessionSnapsho
         key: SessionKey::new_unchecked(platform, conversation),
         history: vec![HistoryEntry {
             role: Role::User,
-            content: text.to_owned(),
+            content: text.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
             message_id: Some(format!("id-{text}")),
             timestamp: 1,
         }],
-        recent_replies: Vec::new(),
         updated_at: 1,
     }
 }
@@ -38,7 +37,7 @@ async fn missing_key_loads_as_none(store: &dyn SnapshotStore) {
 
 async fn save_then_load_returns_the_same_snapshot(store: &dyn SnapshotStore) {
     let snapshot = snapshot_of("conf", "roundtrip", "hello");
-    store.save(&snapshot).await.unwrap();
+    store.save(snapshot.encode()).await.unwrap();
     assert_eq!(
         store.load(&snapshot.key).await.unwrap(),
         Some(snapshot.clone())
@@ -49,9 +48,9 @@ async fn save_then_load_returns_the_same_snapshot(store: &dyn SnapshotStore) {
 async fn save_overwrites(store: &dyn SnapshotStore) {
     let first = snapshot_of("conf", "overwrite", "one");
     let second = snapshot_of("conf", "overwrite", "two");
-    store.save(&first).await.unwrap();
+    store.save(first.encode()).await.unwrap();
     let count_after_first = store.count();
-    store.save(&second).await.unwrap();
+    store.save(second.encode()).await.unwrap();
     assert_eq!(
         store.count(),
         count_after_first,
@@ -63,7 +62,7 @@ async fn save_overwrites(store: &dyn SnapshotStore) {
 
 async fn delete_removes_and_reports(store: &dyn SnapshotStore) {
     let snapshot = snapshot_of("conf", "delete", "x");
-    store.save(&snapshot).await.unwrap();
+    store.save(snapshot.encode()).await.unwrap();
     let before = store.count();
     assert!(store.delete(&snapshot.key).await.unwrap());
     assert_eq!(store.count(), before - 1);
@@ -73,7 +72,10 @@ async fn delete_removes_and_reports(store: &dyn SnapshotStore) {
 async fn list_pages_in_key_order(store: &dyn SnapshotStore) {
     let names = ["c", "a", "e", "b", "d"];
     for name in names {
-        store.save(&snapshot_of("list", name, name)).await.unwrap();
+        store
+            .save(snapshot_of("list", name, name).encode())
+            .await
+            .unwrap();
     }
     assert_eq!(store.count(), 5);
     let first_page = store.list(None, 2).await.unwrap();

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use redb::{Database, Durability, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{SessionSnapshot, SnapshotStore, StoreError};
+use super::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError};
 use crate::ids::SessionKey;
 
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions_v1");
@@ -200,10 +200,10 @@ impl SnapshotStore for LocalSnapshotStore {
             .transpose()
     }
 
-    async fn save(&self, snapshot: &SessionSnapshot) -> Result<(), StoreError> {
+    async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {
         let op = WriteOp::Put {
             key: encode_key(&snapshot.key),
-            bytes: snapshot.encode(),
+            bytes: snapshot.bytes,
         };
         self.submit(op).await.map(|_| ())
     }
@@ -261,7 +261,7 @@ mod tests {
         {
             let store = LocalSnapshotStore::open(directory.path()).unwrap();
             store
-                .save(&SessionSnapshot::empty(key.clone()))
+                .save(SessionSnapshot::empty(key.clone()).encode())
                 .await
                 .unwrap();
         }
@@ -281,7 +281,7 @@ mod tests {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let key = SessionKey::new_unchecked("api", &format!("user{index}"));
-                store.save(&SessionSnapshot::empty(key)).await
+                store.save(SessionSnapshot::empty(key).encode()).await
             })
         });
         for save in saves.collect::<Vec<_>>() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{SessionSnapshot, SnapshotStore, StoreError};
+use super::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError};
 use crate::ids::SessionKey;
 
 #[derive(Debug, Default)]
@@ -34,9 +34,8 @@ impl SnapshotStore for MemorySnapshotStore {
             .transpose()
     }
 
-    async fn save(&self, snapshot: &SessionSnapshot) -> Result<(), StoreError> {
-        let bytes = snapshot.encode();
-        self.snapshots().insert(snapshot.key.clone(), bytes);
+    async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {
+        self.snapshots().insert(snapshot.key, snapshot.bytes);
         Ok(())
     }
 

@@ -9,13 +9,15 @@ pub mod conformance;
 mod local;
 mod memory;
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 pub use local::LocalSnapshotStore;
 pub use memory::MemorySnapshotStore;
 
 use crate::ids::SessionKey;
-use crate::message::OutboundReply;
 use crate::provider::{ChatMessage, Role, ToolCall};
 
 /// The format version this build writes.
@@ -25,7 +27,8 @@ pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub role: Role,
-    pub content: String,
+    /// Shared with the prompts built from it.
+    pub content: Arc<str>,
     pub tool_calls: Vec<ToolCall>,
     pub tool_call_id: Option<String>,
     /// The inbound message id (user turns) or reply id (assistant turns).
@@ -49,10 +52,9 @@ impl HistoryEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSnapshot {
     pub key: SessionKey,
-    /// The bounded history window, oldest first.
+    /// The bounded history window, oldest first. A repeated inbound id is answered from it
+    /// (its user entry and the reply after it), so no separate dedupe list is kept.
     pub history: Vec<HistoryEntry>,
-    /// Replies to the most recent inbound ids, so a repeated id gets the first reply again.
-    pub recent_replies: Vec<OutboundReply>,
     /// Unix seconds of the last change.
     pub updated_at: u64,
 }
@@ -70,23 +72,53 @@ pub enum StoreError {
     Closed,
 }
 
+/// A session's state borrowed for encoding: serializes exactly as [`SessionSnapshot`] (same
+/// fields in the same order; a `VecDeque` encodes like a `Vec`), without copying the history.
+#[derive(Debug, Serialize)]
+pub struct SnapshotView<'a> {
+    pub key: &'a SessionKey,
+    pub history: &'a VecDeque<HistoryEntry>,
+    pub updated_at: u64,
+}
+
+impl SnapshotView<'_> {
+    /// Version prefix + bincode.
+    pub fn encode(&self) -> EncodedSnapshot {
+        let mut bytes = SNAPSHOT_FORMAT_VERSION.to_le_bytes().to_vec();
+        bincode::serde::encode_into_std_write(self, &mut bytes, bincode::config::standard())
+            .expect("a session snapshot holds only bincode-encodable types");
+        EncodedSnapshot {
+            key: self.key.clone(),
+            bytes,
+        }
+    }
+}
+
+/// A snapshot ready to store: its key and its versioned bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedSnapshot {
+    pub key: SessionKey,
+    pub bytes: Vec<u8>,
+}
+
 impl SessionSnapshot {
     pub fn empty(key: SessionKey) -> Self {
         Self {
             key,
             history: Vec::new(),
-            recent_replies: Vec::new(),
             updated_at: 0,
         }
     }
 
     /// Version prefix + bincode.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = SNAPSHOT_FORMAT_VERSION.to_le_bytes().to_vec();
-        let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .expect("a session snapshot holds only bincode-encodable types");
-        bytes.extend_from_slice(&body);
-        bytes
+    pub fn encode(&self) -> EncodedSnapshot {
+        let history: VecDeque<HistoryEntry> = self.history.iter().cloned().collect();
+        SnapshotView {
+            key: &self.key,
+            history: &history,
+            updated_at: self.updated_at,
+        }
+        .encode()
     }
 
     /// Reads any version this build knows.
@@ -118,7 +150,7 @@ pub trait SnapshotStore: Send + Sync + 'static {
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionSnapshot>, StoreError>;
 
     /// Returns once the snapshot is durable.
-    async fn save(&self, snapshot: &SessionSnapshot) -> Result<(), StoreError>;
+    async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError>;
 
     /// Returns whether there was a snapshot to delete.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
@@ -137,7 +169,6 @@ pub trait SnapshotStore: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::ContentType;
 
     fn sample() -> SessionSnapshot {
         SessionSnapshot {
@@ -154,16 +185,6 @@ mod tests {
                 message_id: Some("c1".into()),
                 timestamp: 3,
             }],
-            recent_replies: vec![OutboundReply {
-                id: "r".into(),
-                in_reply_to: "c1".into(),
-                platform: "ws".into(),
-                recipient_id: "alice".into(),
-                conversation_id: "alice".into(),
-                content_type: ContentType::Text,
-                payload: "hello".into(),
-                timestamp: 4,
-            }],
             updated_at: 4,
         }
     }
@@ -171,8 +192,15 @@ mod tests {
     #[test]
     fn round_trips_through_the_versioned_encoding() {
         let snapshot = sample();
-        let bytes = snapshot.encode();
+        let encoded = snapshot.encode();
+        let bytes = encoded.bytes;
         assert_eq!(&bytes[..2], &SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        let plain = bincode::serde::encode_to_vec(&snapshot, bincode::config::standard()).unwrap();
+        assert_eq!(
+            &bytes[2..],
+            plain.as_slice(),
+            "the view encodes like the owned form"
+        );
         assert_eq!(
             SessionSnapshot::decode(&snapshot.key, &bytes).unwrap(),
             snapshot

@@ -27,9 +27,12 @@ use super::{AppState, record_gateway_latency};
 
 /// Read buffer per connection: small, because 10,000 idle connections must stay cheap
 /// (tokio-tungstenite's default is 128 KiB each). Larger frames still arrive, in pieces.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 1024;
 /// Write buffer per connection before a flush.
-const WRITE_BUFFER_BYTES: usize = 4 * 1024;
+const WRITE_BUFFER_BYTES: usize = 1024;
+/// Messages one connection may have awaiting replies; more get `too_many_in_flight`, so a
+/// client that sends without reading cannot make the node buffer without bound.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
 /// Close code for policy violations (bad token).
 const POLICY_VIOLATION: u16 = close_code::POLICY;
 
@@ -319,6 +322,13 @@ impl Connection {
 
     fn accept(&mut self, draft: InboundDraft, frame_id: Option<&str>) {
         let started = Instant::now();
+        if self.turns.len() >= MAX_IN_FLIGHT_PER_CONNECTION {
+            let message = format!(
+                "at most {MAX_IN_FLIGHT_PER_CONNECTION} messages may await replies on one connection"
+            );
+            self.send(error_frame(frame_id, "too_many_in_flight", &message));
+            return;
+        }
         let defaults = DraftDefaults {
             platform: "ws",
             sender_id: None,

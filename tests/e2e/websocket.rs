@@ -204,3 +204,35 @@ async fn foreign_browser_origins_are_refused_before_the_upgrade() {
     let _ = connect(&node, &[("origin", same_origin.as_str())]).await;
     let _ = connect(&node, &[("origin", "https://app.example")]).await;
 }
+
+#[tokio::test]
+async fn a_client_that_floods_without_reading_is_bounded() {
+    use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
+    let fake = FakeLlm::start(None).await;
+    fake.script(std::iter::repeat_n(FakeReply::Hang, 300));
+    let config = crate::support::openai_provider(&fake.openai_base_url(), "");
+    let node = troupe_testkit::process::TroupeProcess::start(crate::support::binary(), &config)
+        .await
+        .unwrap();
+    let mut socket = connect(&node, &[]).await;
+    for index in 0..257 {
+        send(
+            &mut socket,
+            json!({"type": "message", "id": format!("f{index}"), "payload": "wait"}),
+        )
+        .await;
+    }
+    let mut acks = 0;
+    loop {
+        let frame = next_frame(&mut socket).await.expect("still open");
+        if frame["type"] == "ack" {
+            acks += 1;
+            continue;
+        }
+        assert_eq!(frame["type"], "error", "{frame}");
+        assert_eq!(frame["code"], "too_many_in_flight");
+        assert_eq!(frame["in_reply_to"], "f256");
+        break;
+    }
+    assert_eq!(acks, 256);
+}

@@ -19,6 +19,9 @@ use crate::ids::SessionKey;
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions_v1");
 /// Most writes folded into one transaction.
 const MAX_WRITES_PER_COMMIT: usize = 1024;
+/// redb's page cache. Small on purpose: active sessions live in actor memory, so the cache
+/// only serves (re)activations, and passivated sessions must cost no RAM.
+pub(crate) const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 enum WriteOp {
     Put { key: String, bytes: Vec<u8> },
@@ -67,8 +70,14 @@ fn decode_key(stored: &str) -> Option<SessionKey> {
 }
 
 impl LocalSnapshotStore {
-    /// Opens (or creates) `sessions.redb` in `data_dir`. Blocking: call before serving.
+    /// Opens (or creates) `sessions.redb` in `data_dir` with the default cache size.
+    /// Blocking: call before serving.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`LocalSnapshotStore::open`], with redb's page cache limited to `cache_bytes`.
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|error| {
             StoreError::Io(format!(
                 "cannot create data dir {}: {error}",
@@ -76,7 +85,9 @@ impl LocalSnapshotStore {
             ))
         })?;
         let path = data_dir.join("sessions.redb");
-        let database = Database::create(&path)
+        let database = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(&path)
             .map_err(|error| StoreError::Io(format!("cannot open {}: {error}", path.display())))?;
         let transaction = database.begin_write().map_err(io_error)?;
         let stored = {

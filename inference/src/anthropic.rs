@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use troupe_actors::{
@@ -14,7 +13,7 @@ use troupe_actors::{
     ProviderErrorKind, ProviderInfo, Role, ToolCall, Usage,
 };
 
-use crate::http::{client, status_error, stream_error, transport_error};
+use crate::http::{client, parse_event, read_json, send, sse_data, stream_error};
 
 /// The API version this client speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -243,32 +242,21 @@ impl ModelProvider for AnthropicProvider {
         deltas: &DeltaSink,
     ) -> Result<Completion, ProviderError> {
         let stream = request.stream && self.stream;
-        let response = client()
+        let http_request = client()
             .post(&self.endpoint)
             .header("x-api-key", &self.api_key)
             .header("anthropic-version", ANTHROPIC_VERSION)
-            .json(&self.body(request, stream))
-            .send()
-            .await
-            .map_err(|error| transport_error(&self.info.name, &error))?;
-        if !response.status().is_success() {
-            return Err(status_error(&self.info.name, response).await);
-        }
+            .json(&self.body(request, stream));
+        let response = send(&self.info.name, http_request).await?;
         if !stream {
-            let answer: Value = response
-                .json()
-                .await
-                .map_err(|error| transport_error(&self.info.name, &error))?;
+            let answer = read_json(&self.info.name, response).await?;
             return parse_message(&answer)
                 .ok_or_else(|| self.protocol_error("the answer has no content"));
         }
-        let mut events = response.bytes_stream().eventsource();
+        let mut events = sse_data(&self.info.name, response);
         let mut state = StreamState::default();
-        while let Some(event) = events.next().await {
-            let event = event
-                .map_err(|error| self.protocol_error(format!("broken event stream: {error}")))?;
-            let payload: Value = serde_json::from_str(&event.data)
-                .map_err(|error| self.protocol_error(format!("unreadable event: {error}")))?;
+        while let Some(data) = events.next().await {
+            let payload = parse_event(&self.info.name, &data?)?;
             state.apply(&payload, deltas, &self.info.name)?;
             if state.stopped {
                 return Ok(state.finish());

@@ -4,6 +4,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
 use reqwest::header::HeaderMap;
 use reqwest::{Response, StatusCode};
 use troupe_actors::{ProviderError, ProviderErrorKind};
@@ -35,6 +37,60 @@ pub(crate) fn client() -> reqwest::Client {
 /// the node is ready, so no request pays for it on the async runtime.
 pub fn warm_up() {
     let _ = client();
+}
+
+/// Sends a request and checks the status: a non-success answer becomes its error.
+pub(crate) async fn send(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<Response, ProviderError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| transport_error(provider, &error))?;
+    if !response.status().is_success() {
+        return Err(status_error(provider, response).await);
+    }
+    Ok(response)
+}
+
+/// Reads a whole JSON answer.
+pub(crate) async fn read_json(
+    provider: &str,
+    response: Response,
+) -> Result<serde_json::Value, ProviderError> {
+    response
+        .json()
+        .await
+        .map_err(|error| transport_error(provider, &error))
+}
+
+/// The `data` of each server-sent event of a streamed answer.
+pub(crate) fn sse_data(
+    provider: &str,
+    response: Response,
+) -> impl futures_util::Stream<Item = Result<String, ProviderError>> + Unpin {
+    let provider = provider.to_owned();
+    response.bytes_stream().eventsource().map(move |event| {
+        event.map(|event| event.data).map_err(|error| {
+            ProviderError::new(
+                ProviderErrorKind::Protocol,
+                &provider,
+                format!("broken event stream: {error}"),
+            )
+        })
+    })
+}
+
+/// Parses one event's JSON.
+pub(crate) fn parse_event(provider: &str, data: &str) -> Result<serde_json::Value, ProviderError> {
+    serde_json::from_str(data).map_err(|error| {
+        ProviderError::new(
+            ProviderErrorKind::Protocol,
+            provider,
+            format!("unreadable stream event: {error}"),
+        )
+    })
 }
 
 /// Maps a transport error.

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use troupe_actors::{
@@ -13,7 +12,7 @@ use troupe_actors::{
     ProviderErrorKind, ProviderInfo, Role, ToolCall, Usage,
 };
 
-use crate::http::{client, status_error, stream_error, transport_error};
+use crate::http::{client, parse_event, read_json, send, sse_data, stream_error};
 
 #[derive(Debug)]
 pub struct OpenAiProvider {
@@ -215,32 +214,20 @@ impl ModelProvider for OpenAiProvider {
         if let Some(api_key) = &self.api_key {
             http_request = http_request.bearer_auth(api_key);
         }
-        let response = http_request
-            .send()
-            .await
-            .map_err(|error| transport_error(&self.info.name, &error))?;
-        if !response.status().is_success() {
-            return Err(status_error(&self.info.name, response).await);
-        }
+        let response = send(&self.info.name, http_request).await?;
         if !stream {
-            let answer: Value = response
-                .json()
-                .await
-                .map_err(|error| transport_error(&self.info.name, &error))?;
+            let answer = read_json(&self.info.name, response).await?;
             return parse_completion(&answer)
                 .ok_or_else(|| self.protocol_error("the answer has no choices[0].message"));
         }
-        let mut events = response.bytes_stream().eventsource();
+        let mut events = sse_data(&self.info.name, response);
         let mut state = StreamState::default();
-        while let Some(event) = events.next().await {
-            let event = event
-                .map_err(|error| self.protocol_error(format!("broken event stream: {error}")))?;
-            if event.data.trim() == "[DONE]" {
+        while let Some(data) = events.next().await {
+            let data = data?;
+            if data.trim() == "[DONE]" {
                 return Ok(state.finish());
             }
-            let chunk: Value = serde_json::from_str(&event.data).map_err(|error| {
-                self.protocol_error(format!("unreadable stream chunk: {error}"))
-            })?;
+            let chunk = parse_event(&self.info.name, &data)?;
             if chunk.get("error").is_some() {
                 return Err(stream_error(&self.info.name, &chunk));
             }

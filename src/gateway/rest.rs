@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -209,14 +210,30 @@ pub(crate) async fn list_sessions(
         .into_response()
 }
 
+/// A `{platform}:{conversation_id}` path segment, parsed, or a 400 `invalid_session_key`.
+pub(crate) struct SessionKeyPath(SessionKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionKeyPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_session_key",
+                    rejection.body_text(),
+                )
+            })?;
+        parse_key(&text).map(Self)
+    }
+}
+
 pub(crate) async fn get_session(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    SessionKeyPath(key): SessionKeyPath,
 ) -> Response {
-    let key = match parse_key(&key) {
-        Ok(key) => key,
-        Err(error) => return error.into_response(),
-    };
     match state.node.history(key.clone()).await {
         Ok(Some(view)) => axum::Json(view).into_response(),
         Ok(None) => ApiError::not_found(format!("no session {key}")).into_response(),
@@ -226,12 +243,8 @@ pub(crate) async fn get_session(
 
 pub(crate) async fn delete_session(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    SessionKeyPath(key): SessionKeyPath,
 ) -> Response {
-    let key = match parse_key(&key) {
-        Ok(key) => key,
-        Err(error) => return error.into_response(),
-    };
     match state.node.reset(key.clone()).await {
         Ok(true) => axum::Json(json!({"key": key.to_string(), "reset": true})).into_response(),
         Ok(false) => ApiError::not_found(format!("no session {key}")).into_response(),

@@ -8,19 +8,12 @@ use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
 use troupe_testkit::process::TroupeProcess;
 
 use crate::support::{
-    binary, connect, echo_node, eventually, frames_until_final, http, openai_provider,
+    binary, connect, echo_node, eventually, frames_until_final, get, http, openai_provider,
     post_message, send,
 };
 
 async fn history_len(node: &TroupeProcess, key: &str) -> usize {
-    let session: Value = http()
-        .get(format!("{}/api/v1/sessions/{key}", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, session) = get(node, &format!("/api/v1/sessions/{key}")).await;
     session["history"].as_array().map_or(0, Vec::len)
 }
 

@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{echo_node, http, post_message};
+use reqwest::Method;
+
+use crate::support::{call, echo_node, get, http, post_message};
 
 #[tokio::test]
 async fn posts_a_message_and_gets_the_reply() {
@@ -29,14 +31,7 @@ async fn a_repeated_id_is_answered_with_the_first_reply() {
     let (_, first) = post_message(&node, &message).await;
     let (_, second) = post_message(&node, &message).await;
     assert_eq!(first["reply"], second["reply"]);
-    let session: Value = http()
-        .get(format!("{}/api/v1/sessions/api:bob", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, session) = get(&node, "/api/v1/sessions/api:bob").await;
     assert_eq!(
         session["history"].as_array().unwrap().len(),
         2,
@@ -178,14 +173,7 @@ async fn the_sessions_api_lists_shows_and_resets() {
     for sender in ["dave", "erin"] {
         post_message(&node, &json!({"sender_id": sender, "payload": "hi"})).await;
     }
-    let list: Value = http()
-        .get(format!("{}/api/v1/sessions", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, list) = get(&node, "/api/v1/sessions").await;
     let keys: Vec<&str> = list["sessions"]
         .as_array()
         .unwrap()
@@ -193,14 +181,7 @@ async fn the_sessions_api_lists_shows_and_resets() {
         .map(|s| s["key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["api:dave", "api:erin"]);
-    let page: Value = http()
-        .get(format!("{}/api/v1/sessions?limit=1", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, page) = get(&node, "/api/v1/sessions?limit=1").await;
     assert_eq!(page["next_after"], "api:dave");
     let rest: Value = http()
         .get(format!(
@@ -215,49 +196,20 @@ async fn the_sessions_api_lists_shows_and_resets() {
         .unwrap();
     assert_eq!(rest["sessions"][0]["key"], "api:erin");
 
-    let session: Value = http()
-        .get(format!("{}/api/v1/sessions/api:dave", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, session) = get(&node, "/api/v1/sessions/api:dave").await;
     assert_eq!(session["history"][0]["role"], "user");
     assert_eq!(session["history"][1]["role"], "assistant");
 
-    let deleted = http()
-        .delete(format!("{}/api/v1/sessions/api:dave", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 200);
-    let gone = http()
-        .get(format!("{}/api/v1/sessions/api:dave", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 404);
+    let (deleted, answer) = call(&node, Method::DELETE, "/api/v1/sessions/api:dave").await;
+    assert_eq!((deleted, &answer["reset"]), (200, &json!(true)));
+    let (status, gone) = get(&node, "/api/v1/sessions/api:dave").await;
+    assert_eq!((status, &gone["error"]["code"]), (404, &json!("not_found")));
+    let (again, _) = call(&node, Method::DELETE, "/api/v1/sessions/api:dave").await;
+    assert_eq!(again, 404);
+    let (status, bad_key) = get(&node, "/api/v1/sessions/no-colon").await;
     assert_eq!(
-        gone.json::<Value>().await.unwrap()["error"]["code"],
-        "not_found"
-    );
-    let again = http()
-        .delete(format!("{}/api/v1/sessions/api:dave", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 404);
-
-    let bad_key = http()
-        .get(format!("{}/api/v1/sessions/no-colon", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad_key.status(), 400);
-    assert_eq!(
-        bad_key.json::<Value>().await.unwrap()["error"]["code"],
-        "invalid_session_key"
+        (status, &bad_key["error"]["code"]),
+        (400, &json!("invalid_session_key"))
     );
 }
 
@@ -289,44 +241,20 @@ async fn a_token_protects_the_api_but_not_health() {
         .unwrap();
     assert_eq!(accepted.status(), 200);
     for open in ["/healthz", "/readyz", "/"] {
-        let answer = http()
-            .get(format!("{}{open}", node.http_url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200, "{open}");
+        assert_eq!(get(&node, open).await.0, 200, "{open}");
     }
-    let metrics = http()
-        .get(format!("{}/metrics", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), 401);
+    assert_eq!(get(&node, "/metrics").await.0, 401);
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_json() {
     let node = echo_node("").await;
-    let missing = http()
-        .get(format!("{}/nope", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
-    assert_eq!(
-        missing.json::<Value>().await.unwrap()["error"]["code"],
-        "not_found"
-    );
-    let wrong_method = http()
-        .put(format!("{}/api/v1/messages", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong_method.status(), 405);
-    assert_eq!(
-        wrong_method.json::<Value>().await.unwrap()["error"]["code"],
-        "method_not_allowed"
-    );
+    let (missing_status, missing) = call(&node, Method::GET, "/nope").await;
+    assert_eq!(missing_status, 404);
+    assert_eq!(missing["error"]["code"], "not_found");
+    let (wrong_method_status, wrong_method) = call(&node, Method::PUT, "/api/v1/messages").await;
+    assert_eq!(wrong_method_status, 405);
+    assert_eq!(wrong_method["error"]["code"], "method_not_allowed");
 }
 
 #[tokio::test]

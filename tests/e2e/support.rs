@@ -113,3 +113,24 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Calls `method path` on the node without a body; answers the status and the JSON body
+/// (`Null` when the body is not JSON).
+pub(crate) async fn call(
+    process: &TroupeProcess,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, Value) {
+    let response = http()
+        .request(method, format!("{}{path}", process.http_url()))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `GET path`, see [`call`].
+pub(crate) async fn get(process: &TroupeProcess, path: &str) -> (u16, Value) {
+    call(process, reqwest::Method::GET, path).await
+}

@@ -57,6 +57,11 @@ pub(crate) async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<So
     Ok(socket)
 }
 
+/// A fresh id per message: ids are dedupe keys, so two runs must never reuse one.
+fn message_id() -> String {
+    format!("cli-{}", uuid::Uuid::new_v4().simple())
+}
+
 fn default_sender() -> String {
     let user = std::env::var("USER")
         .ok()
@@ -77,7 +82,13 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: {notice}");
     }
     if let Some(text) = &args.message {
-        let ok = exchange(&mut socket, text, args.conversation.as_deref(), "c-1").await?;
+        let ok = exchange(
+            &mut socket,
+            text,
+            args.conversation.as_deref(),
+            &message_id(),
+        )
+        .await?;
         return Ok(if ok {
             ExitCode::SUCCESS
         } else {
@@ -86,7 +97,6 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("chatting as {sender}; an empty line or Ctrl-D ends the chat");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut turn = 0u64;
     loop {
         eprint!("you> ");
         let Some(line) = lines.next_line().await? else {
@@ -95,12 +105,11 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         if line.trim().is_empty() {
             break;
         }
-        turn += 1;
         exchange(
             &mut socket,
             &line,
             args.conversation.as_deref(),
-            &format!("c-{turn}-{}", std::process::id()),
+            &message_id(),
         )
         .await?;
     }

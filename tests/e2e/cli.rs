@@ -39,6 +39,17 @@ async fn chat_sends_one_message_and_prints_the_reply() {
         String::from_utf8_lossy(&output.stderr).contains("No model is configured"),
         "the echo notice is shown"
     );
+    let url = node.http_url();
+    let again = tokio::task::spawn_blocking(move || {
+        run(&["chat", "--url", &url, "-m", "a second run"], &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        "a second run",
+        "each run is a new message"
+    );
 }
 
 #[test]
@@ -104,4 +115,42 @@ fn version_and_help_work() {
         let help = run(&[command, "--help"], &[]);
         assert!(help.status.success(), "{command} --help");
     }
+}
+
+#[tokio::test]
+async fn interactive_chat_streams_each_line_and_remembers() {
+    use std::io::Write;
+    let node = echo_node("").await;
+    let url = node.http_url();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(binary())
+            .args(["chat", "--url", &url, "--sender", "terminal-user"])
+            .env_remove("TROUPE_TOKEN")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"first line\nsecond line\n\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["first line", "second line"]
+    );
+    let (_, session) = crate::support::get(&node, "/api/v1/sessions/ws:terminal-user").await;
+    assert_eq!(session["history"].as_array().unwrap().len(), 4);
 }

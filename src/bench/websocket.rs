@@ -32,8 +32,10 @@ pub(crate) async fn run(args: &BenchArgs, server_pid: Option<u32>) -> anyhow::Re
         .map(|rate| Duration::from_secs_f64(args.sessions as f64 / rate));
     let connect_started = Instant::now();
     let mut sessions = Vec::with_capacity(args.sessions);
+    let run_id = rand::random::<u32>();
     for index in 0..args.sessions {
         let plan = SessionPlan {
+            run_id,
             index,
             url: args.url.clone(),
             token: args.token.clone(),
@@ -79,6 +81,8 @@ pub(crate) async fn run(args: &BenchArgs, server_pid: Option<u32>) -> anyhow::Re
 }
 
 struct SessionPlan {
+    /// Random per run: message ids are dedupe keys, and a rerun must not get old replies.
+    run_id: u32,
     index: usize,
     url: String,
     token: Option<String>,
@@ -125,7 +129,7 @@ impl SessionPlan {
             let may_send = sent < self.messages && pending.len() < self.in_flight;
             tokio::select! {
                 () = tokio::time::sleep_until(next_send), if may_send => {
-                    let id = format!("b{}-{sent}", self.index);
+                    let id = format!("b{}-{}-{sent}", self.run_id, self.index);
                     let conversation = format!("bench-{}-c{}", self.index, sent % self.conversations);
                     let frame = json!({"type": "message", "id": id, "conversation_id": conversation, "payload": self.payload});
                     if socket.send(Message::text(frame.to_string())).await.is_err() {

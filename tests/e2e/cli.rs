@@ -120,7 +120,11 @@ fn version_and_help_work() {
 #[tokio::test]
 async fn interactive_chat_streams_each_line_and_remembers() {
     use std::io::Write;
-    let node = echo_node("").await;
+    let fake = troupe_testkit::fake_llm::FakeLlm::start(None).await;
+    let config = crate::support::openai_provider(&fake.openai_base_url(), "");
+    let node = troupe_testkit::process::TroupeProcess::start(binary(), &config)
+        .await
+        .unwrap();
     let url = node.http_url();
     let output = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(binary())
@@ -149,7 +153,13 @@ async fn interactive_chat_streams_each_line_and_remembers() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        ["first line", "second line"]
+        ["echo: first line", "echo: second line"]
+    );
+    let second_prompt = &fake.requests()[1].body["messages"];
+    assert_eq!(
+        second_prompt.as_array().unwrap().len(),
+        4,
+        "system, first turn, second question"
     );
     let (_, session) = crate::support::get(&node, "/api/v1/sessions/ws:terminal-user").await;
     assert_eq!(session["history"].as_array().unwrap().len(), 4);

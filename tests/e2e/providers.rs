@@ -153,3 +153,38 @@ async fn provider_errors_and_hangs_reach_the_user_as_clear_errors() {
     assert_eq!(last["type"], "error");
     assert_eq!(last["code"], "provider_timeout");
 }
+
+#[tokio::test]
+async fn rest_clients_get_the_provider_stream_as_server_sent_events() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([FakeReply::Text(vec![
+        "one ".into(),
+        "two ".into(),
+        "three".into(),
+    ])]);
+    let node = TroupeProcess::start(binary(), &openai_provider(&fake.openai_base_url(), ""))
+        .await
+        .unwrap();
+    let body = crate::support::http()
+        .post(format!("{}/api/v1/messages", node.http_url()))
+        .header("accept", "text/event-stream")
+        .json(&json!({"id": "sse", "sender_id": "curl-user", "payload": "count"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let deltas: Vec<serde_json::Value> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .filter(|event: &serde_json::Value| event["type"] == "delta")
+        .collect();
+    let pieces: Vec<&str> = deltas
+        .iter()
+        .map(|delta| delta["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(pieces, ["one ", "two ", "three"]);
+    assert!(body.contains("\"payload\":\"one two three\""), "{body}");
+}

@@ -79,7 +79,17 @@ async fn the_official_openai_sdk_gets_answers_streamed_and_not() {
 
 #[tokio::test]
 async fn the_web_page_chats_in_a_real_browser() {
-    let node = echo_node("[server]\ntoken = \"page-token\"\n").await;
+    let fake = FakeLlm::start(None).await;
+    fake.script([FakeReply::Text(vec![
+        "streamed ".into(),
+        "into a ".into(),
+        "real browser".into(),
+    ])]);
+    let config = format!(
+        "[server]\ntoken = \"page-token\"\n\n{}",
+        openai_provider(&fake.openai_base_url(), "")
+    );
+    let node = TroupeProcess::start(binary(), &config).await.unwrap();
     let seen = run_python(vec![
         script("browser_chat.py").display().to_string(),
         node.http_url(),
@@ -87,6 +97,20 @@ async fn the_web_page_chats_in_a_real_browser() {
     ])
     .await;
     assert_eq!(seen["user"], "hello from a real browser");
+    assert_eq!(seen["assistant"], "streamed into a real browser");
+    assert_eq!(seen["notice"], "", "a configured model needs no notice");
+    assert_eq!(fake.requests()[0].body["stream"], true);
+}
+
+#[tokio::test]
+async fn the_web_page_says_how_to_configure_a_model_when_there_is_none() {
+    let node = echo_node("[server]\ntoken = \"page-token\"\n").await;
+    let seen = run_python(vec![
+        script("browser_chat.py").display().to_string(),
+        node.http_url(),
+        "page-token".into(),
+    ])
+    .await;
     assert_eq!(seen["assistant"], "hello from a real browser");
     assert!(
         seen["notice"]

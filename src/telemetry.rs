@@ -1,6 +1,7 @@
 //! Process-wide telemetry set-up, done once by the binary: `tracing` to stderr (filtered by
 //! `RUST_LOG`, default `info`) and the Prometheus recorder behind `/metrics`.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -18,6 +19,7 @@ pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

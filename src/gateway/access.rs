@@ -46,6 +46,9 @@ impl Actor for AccessLayer {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+        // The bound address, not the configured one: with port 0 the system picks it.
+        let bound = listener.local_addr()?;
+        tracing::info!("listening on http://{bound}/");
         Ok(AccessState {
             listener: Some(listener),
             state: args.state,

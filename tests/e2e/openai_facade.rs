@@ -71,12 +71,12 @@ async fn with_user_the_session_remembers_across_requests() {
         ]
     );
     assert_eq!(upstream[1].headers["authorization"], "Bearer sk-upstream");
-    let session = http()
-        .get(format!("{}/api/v1/sessions/openai:u1", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(session.status(), 200);
+    assert_eq!(
+        crate::support::get(&node, "/api/v1/sessions/openai:u1")
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -103,14 +103,7 @@ async fn without_user_the_request_brings_its_own_history() {
             {"role": "user", "content": "three"}
         ])
     );
-    let sessions: Value = http()
-        .get(format!("{}/api/v1/sessions", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, sessions) = crate::support::get(&node, "/api/v1/sessions").await;
     assert_eq!(
         sessions["sessions"],
         json!([]),
@@ -162,14 +155,7 @@ async fn streams_chunks_in_the_openai_format() {
 #[tokio::test]
 async fn lists_the_assistant_as_a_model_and_refuses_bad_requests() {
     let (node, _fake) = node_with_fake().await;
-    let models: Value = http()
-        .get(format!("{}/v1/models", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, models) = crate::support::get(&node, "/v1/models").await;
     assert_eq!(models["data"][0]["id"], "troupe");
     let empty = http()
         .post(format!("{}/v1/chat/completions", node.http_url()))

@@ -29,12 +29,12 @@ async fn hello_then_message_gets_ack_deltas_and_the_full_reply() {
     assert_eq!(reply["content_type"], "text");
     assert!(reply["id"].as_str().unwrap().starts_with("r-"));
     assert!(reply["timestamp"].as_u64().unwrap() > 1_700_000_000);
-    let history = crate::support::http()
-        .get(format!("{}/api/v1/sessions/ws:alice", node.http_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(history.status(), 200);
+    assert_eq!(
+        crate::support::get(&node, "/api/v1/sessions/ws:alice")
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -50,14 +50,7 @@ async fn without_hello_the_connection_gets_its_own_anonymous_sender() {
         .await;
         frames_until_final(socket, "a1").await;
     }
-    let sessions: serde_json::Value = crate::support::http()
-        .get(format!("{}/api/v1/sessions", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, sessions) = crate::support::get(&node, "/api/v1/sessions").await;
     let keys: Vec<&str> = sessions["sessions"]
         .as_array()
         .unwrap()

@@ -1,20 +1,12 @@
 //! Runs the real `troupe` binary for end-to-end tests: a fresh data dir, a free port, a
 //! written config, and helpers to stop it gracefully (SIGTERM) or brutally (`kill -9`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-
-/// A free loopback port (bound then released; good enough for tests on one machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
 
 /// A running `troupe serve`.
 pub struct TroupeProcess {
@@ -43,7 +35,9 @@ impl TroupeProcess {
     ) -> anyhow::Result<Self> {
         let scratch = tempfile::tempdir()?;
         let data_dir = scratch.path().join("data");
-        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        // Port 0: the node binds a free port itself and logs it, so parallel tests never race
+        // for a port between choosing it and binding it.
+        let address = SocketAddr::from(([127, 0, 0, 1], 0));
         let config_path = scratch.path().join("troupe.toml");
         std::fs::write(&config_path, config)?;
         let mut process = Self {
@@ -76,6 +70,7 @@ impl TroupeProcess {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
+        let log_offset = log.metadata()?.len() as usize;
         let mut command = Command::new(&self.binary);
         command
             .arg("serve")
@@ -83,7 +78,7 @@ impl TroupeProcess {
             .arg(&self.config_path)
             .env_remove("TROUPE_TOKEN")
             .env_remove("TROUPE_CONFIG")
-            .env("TROUPE_LISTEN", self.address.to_string())
+            .env("TROUPE_LISTEN", "127.0.0.1:0")
             .env("TROUPE_DATA_DIR", &self.data_dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -93,22 +88,41 @@ impl TroupeProcess {
             command.env(key, value);
         }
         self.child = Some(command.spawn().context("spawn troupe")?);
-        self.wait_ready(Duration::from_secs(20)).await
+        self.wait_ready(log_offset, Duration::from_secs(20)).await
     }
 
-    async fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+    /// The address this launch logged (`listening on http://ADDRESS/`), if it did yet.
+    fn logged_address(&self, log_offset: usize) -> Option<SocketAddr> {
+        let log = self.log();
+        let this_launch = log.get(log_offset..)?;
+        let start = this_launch.find("listening on http://")? + "listening on http://".len();
+        let rest = &this_launch[start..];
+        rest[..rest.find('/')?].parse().ok()
+    }
+
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!(
+                "troupe exited with {status} before ready; log:\n{}",
+                self.log()
+            );
+        }
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, log_offset: usize, limit: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         let client = reqwest::Client::new();
-        let url = format!("{}/readyz", self.http_url());
         while started.elapsed() < limit {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!(
-                    "troupe exited with {status} before ready; log:\n{}",
-                    self.log()
-                );
-            }
+            self.check_running()?;
+            let Some(address) = self.logged_address(log_offset) else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            self.address = address;
+            let url = format!("{}/readyz", self.http_url());
             if let Ok(response) = client.get(&url).send().await
                 && response.status().is_success()
             {

@@ -20,6 +20,8 @@ pub mod turn;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]
+mod parser_properties;
+#[cfg(test)]
 mod supervisor_tests;
 
 pub use ids::SessionKey;

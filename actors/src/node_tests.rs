@@ -365,3 +365,95 @@ async fn shutdown_refuses_new_messages() {
         .unwrap();
     assert_eq!(refused.code, ErrorCode::ShuttingDown);
 }
+
+/// A store whose saves fail until it is told to work.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemorySnapshotStore,
+    working: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl SnapshotStore for FlakyStore {
+    async fn load(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<crate::snapshot::SessionSnapshot>, crate::snapshot::StoreError> {
+        self.inner.load(key).await
+    }
+
+    async fn save(
+        &self,
+        snapshot: crate::snapshot::EncodedSnapshot,
+    ) -> Result<(), crate::snapshot::StoreError> {
+        if !self.working.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::snapshot::StoreError::Io("disk full".into()));
+        }
+        self.inner.save(snapshot).await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, crate::snapshot::StoreError> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(
+        &self,
+        after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Vec<SessionKey>, crate::snapshot::StoreError> {
+        self.inner.list(after, limit).await
+    }
+
+    fn count(&self) -> u64 {
+        self.inner.count()
+    }
+}
+
+#[tokio::test]
+async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
+    let store = Arc::new(FlakyStore::default());
+    let config = SessionConfig {
+        idle_passivate: Duration::from_millis(20),
+        ..session_config()
+    };
+    let setup = NodeSetup {
+        session: config,
+        store: Arc::clone(&store) as Arc<dyn SnapshotStore>,
+        providers: vec![ProviderSetup {
+            provider: Arc::new(ScriptedProvider::new("main", Vec::new())),
+            policy: quick_policy(),
+        }],
+        budget: RestartBudget::default(),
+    };
+    let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
+    reply_text(&handle, "d1", "lena", "keep me").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        handle.active_sessions().await.unwrap(),
+        [key("lena")],
+        "not passivated unsaved"
+    );
+    store
+        .working
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut waited = Duration::ZERO;
+    while !handle.active_sessions().await.unwrap().is_empty() {
+        assert!(
+            waited < Duration::from_secs(5),
+            "never passivated once saving worked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += Duration::from_millis(10);
+    }
+    assert_eq!(
+        store
+            .inner
+            .load(&key("lena"))
+            .await
+            .unwrap()
+            .unwrap()
+            .history
+            .len(),
+        2
+    );
+}

@@ -8,7 +8,11 @@ use crate::ids::{SessionKey, validate_id, validate_platform};
 use crate::message::{DraftDefaults, InboundDraft, MessageLimits};
 
 fn defaults() -> DraftDefaults<'static> {
-    DraftDefaults { platform: "api", sender_id: None, now_unix_secs: 1 }
+    DraftDefaults {
+        platform: "api",
+        sender_id: None,
+        now_unix_secs: 1,
+    }
 }
 
 proptest! {

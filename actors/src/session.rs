@@ -203,6 +203,10 @@ impl Actor for Session {
                 state.last_activity = Instant::now();
             }
             SessionMsg::CheckIdle => {
+                // A session whose last snapshot failed must not leave memory before it is saved.
+                if state.unsaved && !state.save().await {
+                    return Ok(());
+                }
                 if state.last_activity.elapsed() >= state.context.config.idle_passivate {
                     let idle = RegistryMsg::SessionIdle {
                         key: state.key.clone(),

@@ -1,6 +1,10 @@
-//! Many Troupe nodes over NATS: membership, session placement, the durable JetStream inbox,
-//! and a `SnapshotStore` on JetStream KV (same conformance suite as the local store).
+//! Many Troupe nodes over NATS. This first piece is [`JetStreamSnapshotStore`]: session
+//! snapshots in a JetStream key-value bucket, through the same `SnapshotStore` trait (and
+//! conformance suite) as the embedded local store, so a session can continue on any node.
 //!
-//! Nothing here yet: a single node runs without NATS (the embedded default). This crate will
-//! implement `troupe_actors::snapshot::SnapshotStore` and the cross-node transport; it owns
-//! no plugin trait of its own (plugin traits live in `troupe-actors`).
+//! Membership, placement and the durable inbox come next (see the cluster issue); plugin
+//! traits live in `troupe-actors`, this crate only implements them.
+
+mod kv_store;
+
+pub use kv_store::{ClusterError, JetStreamSnapshotStore};

@@ -3,7 +3,9 @@
 //!   (streaming included), scriptable per request (429 with `Retry-After`, 5xx, hangs,
 //!   tool calls, mid-stream errors), recording what it was asked;
 //! - [`process`]: starts the real `troupe` binary on a free port with its own data dir,
-//!   and stops it gracefully or with `kill -9`.
+//!   and stops it gracefully or with `kill -9`;
+//! - [`nats`]: a real `nats-server` with JetStream per test.
 
 pub mod fake_llm;
+pub mod nats;
 pub mod process;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 
@@ -16,6 +17,7 @@ use crate::metrics as metric_names;
 use crate::provider::{
     ChatRequest, Completion, DeltaSink, ModelProvider, ProviderError, ProviderErrorKind,
 };
+use crate::turn::{ErrorCode, TurnError};
 
 /// Longest `Retry-After` we are willing to wait inside one request.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -64,6 +66,50 @@ impl ModelDirectory {
 
     pub fn register(&self, provider: &str, worker: ActorRef<ModelWorkerMsg>) {
         self.workers.insert(provider.to_owned(), worker);
+    }
+
+    /// One completion through `provider`'s worker (its policy and fallbacks), bounded by
+    /// `timeout`, with every failure mapped to the error the user sees.
+    pub async fn complete(
+        &self,
+        provider: &str,
+        request: ChatRequest,
+        deltas: DeltaSink,
+        timeout: Duration,
+    ) -> Result<Completion, TurnError> {
+        let worker = self.get(provider).ok_or_else(|| {
+            TurnError::new(
+                ErrorCode::ProviderError,
+                format!("provider `{provider}` is not running"),
+            )
+        })?;
+        let request = Arc::new(request);
+        let answer = worker
+            .call(
+                |reply| ModelWorkerMsg::Complete {
+                    request,
+                    deltas,
+                    tried: Vec::new(),
+                    reply,
+                },
+                Some(timeout),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(Ok(completion))) => Ok(completion),
+            Ok(CallResult::Success(Err(error))) => {
+                tracing::warn!(%error, "turn failed at the provider");
+                Err(TurnError::from(&error))
+            }
+            Ok(CallResult::Timeout) => Err(TurnError::new(
+                ErrorCode::ProviderTimeout,
+                format!("the model gave no answer within {timeout:?}"),
+            )),
+            Ok(CallResult::SenderError) | Err(_) => Err(TurnError::new(
+                ErrorCode::ProviderError,
+                format!("provider `{provider}` stopped before answering"),
+            )),
+        }
     }
 }
 

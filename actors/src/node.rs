@@ -20,9 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::ids::SessionKey;
 use crate::message::InboundMessage;
-use crate::model_worker::{
-    ModelDirectory, ModelWorker, ModelWorkerArgs, ModelWorkerMsg, ProviderPolicy,
-};
+use crate::model_worker::{ModelDirectory, ModelWorker, ModelWorkerArgs, ProviderPolicy};
 use crate::provider::{ChatRequest, Completion, DeltaSink, ModelProvider, ProviderInfo};
 use crate::registry::{RegistryMsg, RegistryStats, SessionRegistry};
 use crate::session::{SessionConfig, SessionContext, SessionView};
@@ -305,36 +303,9 @@ impl NodeHandle {
         if self.is_shutting_down() {
             return Err(unavailable());
         }
-        let worker = self.models.get(&self.default_provider).ok_or_else(|| {
-            TurnError::new(
-                ErrorCode::ProviderError,
-                format!("provider `{}` is not running", self.default_provider),
-            )
-        })?;
-        let request = Arc::new(request);
-        let answer = worker
-            .call(
-                |reply| ModelWorkerMsg::Complete {
-                    request,
-                    deltas,
-                    tried: Vec::new(),
-                    reply,
-                },
-                Some(self.turn_timeout),
-            )
-            .await;
-        match answer {
-            Ok(CallResult::Success(Ok(completion))) => Ok(completion),
-            Ok(CallResult::Success(Err(error))) => Err(TurnError::from(&error)),
-            Ok(CallResult::Timeout) => Err(TurnError::new(
-                ErrorCode::ProviderTimeout,
-                format!("the model gave no answer within {:?}", self.turn_timeout),
-            )),
-            _ => Err(TurnError::new(
-                ErrorCode::ProviderError,
-                "the model worker stopped before answering",
-            )),
-        }
+        self.models
+            .complete(&self.default_provider, request, deltas, self.turn_timeout)
+            .await
     }
 
     /// Whether [`NodeHandle::shutdown`] has begun (`/readyz` turns unready).

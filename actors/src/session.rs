@@ -10,7 +10,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -18,13 +17,13 @@ use tokio::task::JoinHandle;
 use crate::ids::SessionKey;
 use crate::message::{ContentType, InboundMessage, OutboundReply, unix_now};
 use crate::metrics as metric_names;
-use crate::model_worker::{ModelDirectory, ModelWorkerMsg};
-use crate::provider::{ChatRequest, Completion, DeltaSink, ProviderError, Role};
+use crate::model_worker::ModelDirectory;
+use crate::provider::{ChatRequest, Completion, Role};
 use crate::registry::RegistryMsg;
 use crate::snapshot::{
     EncodedSnapshot, HistoryEntry, SessionSnapshot, SnapshotStore, SnapshotView, StoreError,
 };
-use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
+use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents, delta_sink};
 
 /// How every session behaves; shared by all of them.
 #[derive(Clone, Debug)]
@@ -421,51 +420,16 @@ impl SessionState {
         in_reply_to: &str,
         events: &TurnEvents,
     ) -> Result<Completion, TurnError> {
-        let provider = &self.context.config.provider;
-        let worker = self.context.models.get(provider).ok_or_else(|| {
-            TurnError::new(
-                ErrorCode::ProviderError,
-                format!("provider `{provider}` is not running"),
+        let config = &self.context.config;
+        let deltas = delta_sink(events, in_reply_to);
+        self.context
+            .models
+            .complete(
+                &config.provider,
+                self.build_request(),
+                deltas,
+                config.turn_timeout,
             )
-        })?;
-        let delta_events = events.clone();
-        let delta_target = in_reply_to.to_owned();
-        let deltas = DeltaSink::new(move |text| {
-            let delta = TurnEvent::Delta {
-                in_reply_to: delta_target.clone(),
-                text: text.to_owned(),
-            };
-            let _ = delta_events.send(delta);
-        });
-        let request = Arc::new(self.build_request());
-        let timeout = self.context.config.turn_timeout;
-        let answer = worker
-            .call(
-                |reply| ModelWorkerMsg::Complete {
-                    request,
-                    deltas,
-                    tried: Vec::new(),
-                    reply,
-                },
-                Some(timeout),
-            )
-            .await;
-        match answer {
-            Ok(CallResult::Success(Ok(completion))) => Ok(completion),
-            Ok(CallResult::Success(Err(error))) => Err(turn_error_from_provider(&error)),
-            Ok(CallResult::Timeout) => Err(TurnError::new(
-                ErrorCode::ProviderTimeout,
-                format!("the model gave no answer within {timeout:?}"),
-            )),
-            Ok(CallResult::SenderError) | Err(_) => Err(TurnError::new(
-                ErrorCode::ProviderError,
-                format!("provider `{provider}` stopped before answering"),
-            )),
-        }
+            .await
     }
-}
-
-fn turn_error_from_provider(error: &ProviderError) -> TurnError {
-    tracing::warn!(%error, "turn failed at the provider");
-    TurnError::from(error)
 }

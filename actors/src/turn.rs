@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::message::OutboundReply;
-use crate::provider::{ProviderError, ProviderErrorKind};
+use crate::provider::{DeltaSink, ProviderError, ProviderErrorKind};
 
 /// Machine-readable error codes shown to clients (`{"code": …}`). One small enum, one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -101,3 +101,16 @@ impl TurnEvent {
 /// Where a session sends a turn's events. Unbounded: a turn's deltas are bounded by the
 /// model's output, and the session must never wait on a slow client.
 pub type TurnEvents = mpsc::UnboundedSender<TurnEvent>;
+
+/// A sink that turns each piece of streamed text into a [`TurnEvent::Delta`] for `in_reply_to`.
+pub fn delta_sink(events: &TurnEvents, in_reply_to: &str) -> DeltaSink {
+    let events = events.clone();
+    let in_reply_to = in_reply_to.to_owned();
+    DeltaSink::new(move |text| {
+        let delta = TurnEvent::Delta {
+            in_reply_to: in_reply_to.clone(),
+            text: text.to_owned(),
+        };
+        let _ = events.send(delta);
+    })
+}

@@ -18,9 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use troupe_actors::message::{DraftDefaults, InboundDraft, new_message_id, unix_now};
-use troupe_actors::{
-    ChatMessage, ChatRequest, ContentType, DeltaSink, OutboundReply, Role, TurnEvent,
-};
+use troupe_actors::turn::delta_sink;
+use troupe_actors::{ChatMessage, ChatRequest, ContentType, OutboundReply, Role, TurnEvent};
 
 use super::error::ApiError;
 use super::rest::{body_limit, read_json_body};
@@ -196,14 +195,7 @@ fn stateless_turn(
     let node = state.node.clone();
     let id = new_message_id();
     tokio::spawn(async move {
-        let delta_events = events.clone();
-        let delta_target = id.clone();
-        let deltas = DeltaSink::new(move |text| {
-            let _ = delta_events.send(TurnEvent::Delta {
-                in_reply_to: delta_target.clone(),
-                text: text.to_owned(),
-            });
-        });
+        let deltas = delta_sink(&events, &id);
         let started = Instant::now();
         let event = match node.complete(request, deltas).await {
             Ok(completion) => TurnEvent::Reply {

@@ -1,8 +1,10 @@
 //! `troupe serve`: the composition root. Reads the config, builds the providers and the
-//! snapshot store, starts the node's supervision tree with the access layer under it, and
-//! shuts down gracefully on SIGINT/SIGTERM: stop accepting, finish in-flight replies,
-//! drain sessions (each has saved its snapshot), exit 0.
+//! snapshot store (embedded, or JetStream KV when `[cluster]` joins a cluster), starts the
+//! node's supervision tree with the access layer under it, and shuts down gracefully on
+//! SIGINT/SIGTERM: stop accepting, hand cluster shards over, finish in-flight replies,
+//! drain sessions (each has saved its snapshot), leave the cluster, exit 0.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,11 +12,12 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use troupe_actors::MessageLimits;
 use troupe_actors::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
 use troupe_actors::session::SessionConfig;
 use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
+use troupe_actors::{Ingress, MessageLimits};
+use troupe_cluster::{ClusterConfig, ClusterNode};
 use troupe_inference::{ProviderConfig, ProviderKind, build_provider};
 
 use crate::config::autodetect::{ProviderEnvironment, echo_notice};
@@ -62,8 +65,7 @@ pub(crate) async fn serve(
             policy: provider_config.policy(),
         });
     }
-    let store: Arc<dyn SnapshotStore> =
-        Arc::new(LocalSnapshotStore::open(&config.storage.data_dir).context("storage.data_dir")?);
+    let (cluster, store) = open_store(&config).await?;
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.clone(),
@@ -90,9 +92,16 @@ pub(crate) async fn serve(
     let listen = config.server.listen;
     let access_shutdown = shutdown.clone();
     let access_connections = connections.clone();
+    let access_cluster = cluster.clone();
     let (node, mut supervisor) = start_node(setup, move |node| {
+        let ingress: Arc<dyn Ingress> = match &access_cluster {
+            Some(cluster) => cluster.ingress(),
+            None => Arc::new(node.clone()),
+        };
         let state = AppState {
             node,
+            ingress,
+            cluster: access_cluster,
             settings,
             metrics,
             shutdown: access_shutdown,
@@ -102,6 +111,12 @@ pub(crate) async fn serve(
     })
     .await
     .context("starting the node")?;
+    if let Some(cluster) = &cluster {
+        cluster
+            .serve(node.clone())
+            .await
+            .context("serving the cluster's shards")?;
+    }
     announce(&config, &source, &node, notice.as_deref(), process_start);
     tokio::task::spawn_blocking(troupe_inference::warm_up);
     tokio::select! {
@@ -112,18 +127,63 @@ pub(crate) async fn serve(
     }
     shutdown.cancel();
     connections.close();
+    let handed_over = async {
+        if let Some(cluster) = &cluster {
+            cluster.drain(SHUTDOWN_GRACE).await;
+        }
+    };
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = server_stopped.wait_for(|stopped| *stopped).await;
         connections.wait().await;
-    })
-    .await;
+    });
+    let ((), drained) = tokio::join!(handed_over, drained);
     if drained.is_err() {
         tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    if let Some(cluster) = &cluster {
+        cluster.leave().await;
     }
     node.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The embedded store, or (with `[cluster]`) the cluster's after joining it.
+async fn open_store(
+    config: &TroupeConfig,
+) -> anyhow::Result<(Option<ClusterNode>, Arc<dyn SnapshotStore>)> {
+    let Some(cluster_config) = &config.cluster else {
+        let store =
+            LocalSnapshotStore::open(&config.storage.data_dir).context("storage.data_dir")?;
+        return Ok((None, Arc::new(store)));
+    };
+    let node_id = resolve_node_id(cluster_config, &config.storage.data_dir)?;
+    let (cluster, store) = ClusterNode::join(cluster_config.clone(), node_id)
+        .await
+        .context("joining the cluster")?;
+    Ok((Some(cluster), store))
+}
+
+/// The configured node id, else the one kept in the data dir, else a new one kept there so
+/// that a restarted node is the same member.
+fn resolve_node_id(cluster: &ClusterConfig, data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(node_id) = &cluster.node_id {
+        return Ok(node_id.clone());
+    }
+    let path = data_dir.join("node_id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let node_id = text.trim().to_owned();
+        troupe_cluster::validate_node_id(&node_id)
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+        return Ok(node_id);
+    }
+    let node_id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::write(&path, format!("{node_id}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(node_id)
 }
 
 fn access_spec(

@@ -5,6 +5,7 @@
 //! Plugins never touch ractor: they implement a plain trait, and an actor here wraps them.
 
 pub mod ids;
+pub mod ingress;
 pub mod message;
 pub mod metrics;
 pub mod model_worker;
@@ -25,6 +26,7 @@ mod parser_properties;
 mod supervisor_tests;
 
 pub use ids::SessionKey;
+pub use ingress::{Ingress, Submission};
 pub use message::{
     Attachment, ContentType, DraftDefaults, InboundDraft, InboundMessage, MessageError,
     MessageLimits, OutboundReply,

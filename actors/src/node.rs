@@ -22,7 +22,7 @@ use crate::ids::SessionKey;
 use crate::message::InboundMessage;
 use crate::model_worker::{ModelDirectory, ModelWorker, ModelWorkerArgs, ProviderPolicy};
 use crate::provider::{ChatRequest, Completion, DeltaSink, ModelProvider, ProviderInfo};
-use crate::registry::{RegistryMsg, RegistryStats, SessionRegistry};
+use crate::registry::{RegistryMsg, RegistryStats, SessionFilter, SessionRegistry};
 use crate::session::{SessionConfig, SessionContext, SessionView};
 use crate::snapshot::SnapshotStore;
 use crate::supervisor::{
@@ -274,6 +274,22 @@ impl NodeHandle {
             .await
         {
             Ok(CallResult::Success(keys)) => Ok(keys),
+            _ => Err(unavailable()),
+        }
+    }
+
+    /// Stops the running sessions `select` picks once they have handled what they hold;
+    /// answers how many there were. Their next message starts them from their snapshot.
+    pub async fn evict(&self, select: SessionFilter) -> Result<usize, TurnError> {
+        let registry = self.registry.get().ok_or_else(unavailable)?;
+        match registry
+            .call(
+                |reply| RegistryMsg::Evict { select, reply },
+                Some(Duration::from_secs(60)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(count)) => Ok(count),
             _ => Err(unavailable()),
         }
     }

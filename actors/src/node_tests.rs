@@ -426,7 +426,11 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         budget: RestartBudget::default(),
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
-    reply_text(&handle, "d1", "lena", "keep me").await;
+    let (_, last) = collect(handle.route(text_message("d1", "lena", "keep me")).unwrap()).await;
+    let TurnEvent::Failed { error, .. } = last else {
+        panic!("a turn that could not be stored is not answered: {last:?}")
+    };
+    assert_eq!(error.code, ErrorCode::StorageError);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         handle.active_sessions().await.unwrap(),
@@ -455,5 +459,10 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
             .history
             .len(),
         2
+    );
+    assert_eq!(
+        reply_text(&handle, "d1", "lena", "keep me").await,
+        "echo: keep me",
+        "the resend gets the stored turn's reply"
     );
 }

@@ -49,7 +49,17 @@ pub enum RegistryMsg {
     },
     /// Graceful shutdown: refuse new messages, let every session finish, stop them all.
     Drain { reply: RpcReplyPort<()> },
+    /// Let the sessions `select`ed finish what they hold, then stop them (their snapshots are
+    /// saved): a cluster node does this for the sessions of a shard it hands over. A later
+    /// message for one of them starts it again from its snapshot.
+    Evict {
+        select: SessionFilter,
+        reply: RpcReplyPort<usize>,
+    },
 }
+
+/// Picks sessions by key.
+pub type SessionFilter = Box<dyn Fn(&SessionKey) -> bool + Send>;
 
 /// Counts the registry reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -147,6 +157,7 @@ impl Actor for SessionRegistry {
                 let _ = reply.send(keys);
             }
             RegistryMsg::Drain { reply } => state.drain(reply),
+            RegistryMsg::Evict { select, reply } => state.evict(&select, reply),
         }
         Ok(())
     }
@@ -279,6 +290,31 @@ impl RegistryState {
         let stored = self.context.store.count() as f64;
         metrics::gauge!(metric_names::SESSIONS_ACTIVE).set(active);
         metrics::gauge!(metric_names::SESSIONS_PASSIVATED).set((stored - active).max(0.0));
+    }
+
+    fn evict(&mut self, select: &SessionFilter, reply: RpcReplyPort<usize>) {
+        let keys: Vec<SessionKey> = self
+            .sessions
+            .keys()
+            .filter(|key| select(key))
+            .cloned()
+            .collect();
+        let mut evicted = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(live) = self.sessions.remove(&key) {
+                self.keys_by_actor.remove(&live.actor.get_id());
+                evicted.push(live.actor);
+            }
+        }
+        self.publish_gauges();
+        tokio::spawn(async move {
+            let count = evicted.len();
+            let drains = evicted
+                .iter()
+                .map(|session| session.drain_and_wait(Some(DRAIN_TIMEOUT)));
+            futures_util::future::join_all(drains).await;
+            let _ = reply.send(count);
+        });
     }
 
     fn drain(&mut self, reply: RpcReplyPort<()>) {

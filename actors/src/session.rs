@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::ids::SessionKey;
@@ -55,7 +55,7 @@ pub struct SessionContext {
 }
 
 /// A session's history as the sessions API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionView {
     pub key: String,
     pub platform: String,
@@ -65,13 +65,41 @@ pub struct SessionView {
 }
 
 /// One history entry as the sessions API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryView {
     pub role: Role,
     pub content: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     pub timestamp: u64,
+}
+
+impl SessionView {
+    /// The view of a stored snapshot (what a node that does not run the session shows).
+    pub fn from_snapshot(snapshot: &SessionSnapshot) -> Self {
+        Self::build(&snapshot.key, snapshot.history.iter(), snapshot.updated_at)
+    }
+
+    fn build<'a>(
+        key: &SessionKey,
+        history: impl Iterator<Item = &'a HistoryEntry>,
+        updated_at: u64,
+    ) -> Self {
+        Self {
+            key: key.to_string(),
+            platform: key.platform().to_owned(),
+            conversation_id: key.conversation_id().to_owned(),
+            history: history
+                .map(|entry| HistoryView {
+                    role: entry.role,
+                    content: entry.content.to_string(),
+                    message_id: entry.message_id.clone(),
+                    timestamp: entry.timestamp,
+                })
+                .collect(),
+            updated_at,
+        }
+    }
 }
 
 /// Messages of a [`Session`].
@@ -114,8 +142,11 @@ pub struct SessionState {
     last_activity: Instant,
     /// Whether a snapshot exists or the session holds anything: decides 404 vs. history.
     exists: bool,
-    /// Set when a snapshot write failed; retried after the next turn and on stop.
+    /// Set when a snapshot write failed; retried before the next turn and on stop.
     unsaved: bool,
+    /// Set when the store reported that another writer changed our snapshot (another node
+    /// took the session over): this copy is stale, so the session stops and is reloaded.
+    stale: bool,
     idle_timer: Option<JoinHandle<()>>,
 }
 
@@ -143,6 +174,7 @@ impl Actor for Session {
             last_activity: Instant::now(),
             exists: false,
             unsaved: false,
+            stale: false,
             idle_timer: None,
         })
     }
@@ -176,7 +208,7 @@ impl Actor for Session {
         if let Some(timer) = state.idle_timer.take() {
             timer.abort();
         }
-        if state.unsaved {
+        if state.unsaved && !state.stale {
             state.save().await;
         }
         Ok(())
@@ -184,7 +216,7 @@ impl Actor for Session {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: SessionMsg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -193,6 +225,11 @@ impl Actor for Session {
                 state.handled += 1;
                 state.handle_inbound(message, &events).await;
                 state.last_activity = Instant::now();
+                if state.stale {
+                    // Queued messages are dropped with us; their senders see the channel
+                    // close and deliver them again to the reloaded session.
+                    myself.stop(Some("snapshot changed by another writer".into()));
+                }
             }
             SessionMsg::GetHistory { reply } => {
                 let _ = reply.send(state.exists.then(|| state.view()));
@@ -204,6 +241,9 @@ impl Actor for Session {
             SessionMsg::CheckIdle => {
                 // A session whose last snapshot failed must not leave memory before it is saved.
                 if state.unsaved && !state.save().await {
+                    if state.stale {
+                        myself.stop(Some("snapshot changed by another writer".into()));
+                    }
                     return Ok(());
                 }
                 if state.last_activity.elapsed() >= state.context.config.idle_passivate {
@@ -236,22 +276,7 @@ impl SessionState {
     }
 
     fn view(&self) -> SessionView {
-        SessionView {
-            key: self.key.to_string(),
-            platform: self.key.platform().to_owned(),
-            conversation_id: self.key.conversation_id().to_owned(),
-            history: self
-                .history
-                .iter()
-                .map(|entry| HistoryView {
-                    role: entry.role,
-                    content: entry.content.to_string(),
-                    message_id: entry.message_id.clone(),
-                    timestamp: entry.timestamp,
-                })
-                .collect(),
-            updated_at: self.updated_at,
-        }
+        SessionView::build(&self.key, self.history.iter(), self.updated_at)
     }
 
     async fn save(&mut self) -> bool {
@@ -259,6 +284,12 @@ impl SessionState {
             Ok(()) => {
                 self.unsaved = false;
                 true
+            }
+            Err(StoreError::Conflict { .. }) => {
+                tracing::warn!(key = %self.key, "snapshot changed elsewhere; this copy is stale");
+                self.stale = true;
+                self.unsaved = true;
+                false
             }
             Err(error) => {
                 metrics::counter!(metric_names::SNAPSHOT_ERRORS).increment(1);
@@ -318,6 +349,14 @@ impl SessionState {
     }
 
     async fn handle_inbound(&mut self, message: InboundMessage, events: &TurnEvents) {
+        if self.unsaved && !self.save().await {
+            let error = self.unsaved_error();
+            let _ = events.send(TurnEvent::Failed {
+                in_reply_to: message.id,
+                error,
+            });
+            return;
+        }
         if let Some(first_reply) = self.earlier_reply(&message) {
             metrics::counter!(metric_names::DUPLICATE_MESSAGES).increment(1);
             let event = TurnEvent::Reply {
@@ -397,8 +436,26 @@ impl SessionState {
         });
         self.updated_at = now;
         self.exists = true;
-        self.save().await;
+        // Nothing is answered that is not stored. The turn stays in memory: a resend of the
+        // same id gets this reply once a save succeeds, without asking the model again.
+        if !self.save().await {
+            return Err(self.unsaved_error());
+        }
         Ok((reply, model_latency))
+    }
+
+    fn unsaved_error(&self) -> TurnError {
+        if self.stale {
+            TurnError::new(
+                ErrorCode::SessionFailed,
+                "the session moved to another node; send the message again",
+            )
+        } else {
+            TurnError::new(
+                ErrorCode::StorageError,
+                "the conversation could not be stored; send the message again",
+            )
+        }
     }
 
     fn build_request(&self) -> ChatRequest {

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::message::OutboundReply;
 use crate::provider::{DeltaSink, ProviderError, ProviderErrorKind};
 
 /// Machine-readable error codes shown to clients (`{"code": …}`). One small enum, one place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidMessage,

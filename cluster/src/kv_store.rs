@@ -1,13 +1,19 @@
 //! `JetStreamSnapshotStore`: session snapshots in a JetStream KV bucket (file storage, one
 //! revision kept per key). Values are the same versioned bincode bytes as the local store.
 //!
+//! Writes are compare-and-set on the revision this node last read or wrote: a node whose
+//! copy of a session is stale (another node took the session over and wrote since) gets
+//! [`StoreError::Conflict`] instead of overwriting newer history, even when its write was
+//! delayed by a network partition.
+//!
 //! KV keys may only hold `[-/_=.a-zA-Z0-9]`, and session ids may hold anything visible, so a
 //! key is the lowercase hex of `platform NUL conversation`: hex keeps the byte order, so keys
 //! sort in `SessionKey` order like the local store's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use dashmap::DashMap;
 use futures_util::TryStreamExt;
 use troupe_actors::SessionKey;
 use troupe_actors::snapshot::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError};
@@ -24,8 +30,11 @@ pub enum ClusterError {
 /// Snapshots in a JetStream KV bucket.
 pub struct JetStreamSnapshotStore {
     bucket: kv::Store,
-    /// Snapshots stored, as this node has seen them (counted at open, kept on writes).
+    /// Snapshots stored, as this node has seen them (counted at open and on every listing,
+    /// kept on its own writes; other nodes' writes show at the next listing).
     count: AtomicU64,
+    /// The revision of each key as this node last read or wrote it; no entry: it read none.
+    revisions: DashMap<String, u64>,
 }
 
 impl std::fmt::Debug for JetStreamSnapshotStore {
@@ -68,10 +77,26 @@ impl JetStreamSnapshotStore {
         Self::open(async_nats::jetstream::new(client), bucket).await
     }
 
-    /// Opens (or creates) `bucket` through an existing JetStream context.
+    /// Opens (or creates) `bucket` on file storage with one replica.
     pub async fn open(
         jetstream: async_nats::jetstream::Context,
         bucket: &str,
+    ) -> Result<Self, ClusterError> {
+        Self::open_with(
+            jetstream,
+            bucket,
+            async_nats::jetstream::stream::StorageType::File,
+            1,
+        )
+        .await
+    }
+
+    /// Opens (or creates) `bucket` with the given storage and replicas.
+    pub async fn open_with(
+        jetstream: async_nats::jetstream::Context,
+        bucket: &str,
+        storage: async_nats::jetstream::stream::StorageType,
+        replicas: usize,
     ) -> Result<Self, ClusterError> {
         let bucket_error = |error: &dyn std::fmt::Display| ClusterError::Bucket {
             bucket: bucket.to_owned(),
@@ -80,7 +105,8 @@ impl JetStreamSnapshotStore {
         let config = kv::Config {
             bucket: bucket.to_owned(),
             history: 1,
-            storage: async_nats::jetstream::stream::StorageType::File,
+            storage,
+            num_replicas: replicas,
             ..kv::Config::default()
         };
         let store = jetstream
@@ -97,6 +123,7 @@ impl JetStreamSnapshotStore {
         Ok(Self {
             bucket: store,
             count: AtomicU64::new(stored),
+            revisions: DashMap::new(),
         })
     }
 }
@@ -104,29 +131,54 @@ impl JetStreamSnapshotStore {
 #[async_trait::async_trait]
 impl SnapshotStore for JetStreamSnapshotStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionSnapshot>, StoreError> {
-        let bytes = self.bucket.get(encode_key(key)).await.map_err(io_error)?;
-        bytes
-            .map(|bytes| SessionSnapshot::decode(key, &bytes))
-            .transpose()
+        let stored_key = encode_key(key);
+        let entry = self
+            .bucket
+            .entry(stored_key.clone())
+            .await
+            .map_err(io_error)?;
+        match entry {
+            Some(entry) if entry.operation == Operation::Put => {
+                self.revisions.insert(stored_key, entry.revision);
+                SessionSnapshot::decode(key, &entry.value).map(Some)
+            }
+            _ => {
+                self.revisions.remove(&stored_key);
+                Ok(None)
+            }
+        }
     }
 
-    /// Returns once JetStream has acknowledged the write (stored on the server).
+    /// Returns once JetStream has acknowledged the write (stored on the server). Fails with
+    /// [`StoreError::Conflict`] when someone else wrote the key since this node read it.
     async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {
         let key = encode_key(&snapshot.key);
         let value = bytes::Bytes::from(snapshot.bytes);
-        match self.bucket.create(&key, value.clone()).await {
-            Ok(_) => {
-                self.count.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(error) if error.kind() == CreateErrorKind::AlreadyExists => self
-                .bucket
-                .put(&key, value)
-                .await
-                .map(|_| ())
-                .map_err(io_error),
-            Err(error) => Err(io_error(error)),
-        }
+        let conflict = || StoreError::Conflict {
+            key: snapshot.key.to_string(),
+        };
+        let known = self.revisions.get(&key).map(|revision| *revision);
+        let revision = match known {
+            Some(revision) => match self.bucket.update(&key, value, revision).await {
+                Ok(revision) => revision,
+                Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => {
+                    return Err(conflict());
+                }
+                Err(error) => return Err(io_error(error)),
+            },
+            None => match self.bucket.create(&key, value).await {
+                Ok(revision) => {
+                    self.count.fetch_add(1, Ordering::Relaxed);
+                    revision
+                }
+                Err(error) if error.kind() == CreateErrorKind::AlreadyExists => {
+                    return Err(conflict());
+                }
+                Err(error) => return Err(io_error(error)),
+            },
+        };
+        self.revisions.insert(key, revision);
+        Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
@@ -136,6 +188,7 @@ impl SnapshotStore for JetStreamSnapshotStore {
             .entry(stored_key.clone())
             .await
             .map_err(io_error)?;
+        self.revisions.remove(&stored_key);
         if !entry.is_some_and(|entry| entry.operation == Operation::Put) {
             return Ok(false);
         }
@@ -159,6 +212,8 @@ impl SnapshotStore for JetStreamSnapshotStore {
             .try_collect()
             .await
             .map_err(io_error)?;
+        // Other nodes write too: a full listing is the moment to correct the count.
+        self.count.store(keys.len() as u64, Ordering::Relaxed);
         keys.retain(|key| after.as_ref().is_none_or(|after| key > after));
         keys.sort_unstable();
         Ok(keys
@@ -207,6 +262,35 @@ mod tests {
             .await
             .unwrap();
         troupe_actors::snapshot::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_stale_writer_gets_a_conflict_instead_of_overwriting() {
+        let server = troupe_testkit::nats::NatsServer::start().await;
+        let first = JetStreamSnapshotStore::connect(&server.url(), "sessions")
+            .await
+            .unwrap();
+        let second = JetStreamSnapshotStore::connect(&server.url(), "sessions")
+            .await
+            .unwrap();
+        let key = SessionKey::new_unchecked("ws", "alice");
+        let mut snapshot = SessionSnapshot::empty(key.clone());
+        assert_eq!(first.load(&key).await.unwrap(), None);
+        assert_eq!(second.load(&key).await.unwrap(), None);
+        first.save(snapshot.encode()).await.unwrap();
+        snapshot.updated_at = 5;
+        assert!(matches!(
+            second.save(snapshot.encode()).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(second.load(&key).await.unwrap().unwrap().updated_at, 0);
+        second.save(snapshot.encode()).await.unwrap();
+        snapshot.updated_at = 9;
+        assert!(matches!(
+            first.save(snapshot.encode()).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(first.load(&key).await.unwrap().unwrap().updated_at, 5);
     }
 
     #[tokio::test]

@@ -1,10 +1,30 @@
-//! Many Troupe nodes over NATS. This first piece is [`JetStreamSnapshotStore`]: session
-//! snapshots in a JetStream key-value bucket, through the same `SnapshotStore` trait (and
-//! conformance suite) as the embedded local store, so a session can continue on any node.
+//! Many Troupe nodes over NATS, one assistant.
 //!
-//! Membership, placement and the durable inbox come next (see the cluster issue); plugin
-//! traits live in `troupe-actors`, this crate only implements them.
+//! - [`ClusterNode`]: joins a cluster (lease in JetStream KV), owns session shards
+//!   (compare-and-set keys, rendezvous preference), hands them over on drain and takes a
+//!   lost node's shards.
+//! - [`ClusterIngress`](ingress::ClusterIngress): the durable inbox (JetStream stream with
+//!   `Nats-Msg-Id` dedupe); replies travel back to the node that holds the client.
+//! - [`JetStreamSnapshotStore`]: session snapshots in JetStream KV, written with
+//!   compare-and-set so a stale node can never overwrite newer history.
+//!
+//! Plugin traits live in `troupe-actors`; this crate implements them and never touches
+//! ractor. `docs/architecture.md` explains placement, durability and failover.
 
+pub mod config;
+pub mod envelope;
+pub mod ingress;
 mod kv_store;
+pub mod membership;
+pub mod metrics;
+mod node;
+pub mod placement;
+mod shards;
+pub mod subjects;
+mod worker;
 
+pub use config::{ClusterConfig, InvalidClusterConfig, validate_node_id};
 pub use kv_store::{ClusterError, JetStreamSnapshotStore};
+pub use membership::{MemberInfo, MemberState, MemberView};
+pub use node::{ClusterNode, connect};
+pub use shards::ShardOwner;

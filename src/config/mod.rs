@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use troupe_actors::message::DEFAULT_MAX_PAYLOAD_BYTES;
+use troupe_cluster::ClusterConfig;
 use troupe_inference::ProviderConfig;
 
 pub(crate) use autodetect::detect_provider;
@@ -51,6 +52,9 @@ pub(crate) struct TroupeConfig {
     pub(crate) assistant: AssistantConfig,
     #[serde(default)]
     pub(crate) providers: Vec<ProviderConfig>,
+    /// `[cluster]`: join a cluster over NATS. Absent: a single node with embedded storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cluster: Option<ClusterConfig>,
 }
 
 /// `[server]`: the access layer.
@@ -168,6 +172,9 @@ pub(crate) struct Environment {
     pub(crate) listen: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) token: Option<String>,
+    /// `TROUPE_NATS_URL`: joins a cluster (creates `[cluster]` with defaults if absent).
+    pub(crate) nats_url: Option<String>,
+    pub(crate) node_id: Option<String>,
 }
 
 impl Environment {
@@ -178,6 +185,8 @@ impl Environment {
             listen: read("TROUPE_LISTEN"),
             data_dir: read("TROUPE_DATA_DIR").map(PathBuf::from),
             token: read("TROUPE_TOKEN"),
+            nats_url: read("TROUPE_NATS_URL"),
+            node_id: read("TROUPE_NODE_ID"),
         }
     }
 }
@@ -242,6 +251,21 @@ impl TroupeConfig {
         if let Some(token) = &environment.token {
             self.server.token = Some(token.clone());
         }
+        if let Some(url) = &environment.nats_url {
+            match &mut self.cluster {
+                Some(cluster) => cluster.nats_url.clone_from(url),
+                None => self.cluster = Some(ClusterConfig::new(url.clone())),
+            }
+        }
+        if let Some(node_id) = &environment.node_id {
+            let Some(cluster) = &mut self.cluster else {
+                return Err(invalid(
+                    "TROUPE_NODE_ID",
+                    "only means something in a cluster: set TROUPE_NATS_URL or [cluster] too",
+                ));
+            };
+            cluster.node_id = Some(node_id.clone());
+        }
         Ok(())
     }
 
@@ -281,6 +305,11 @@ impl TroupeConfig {
         }
         if self.assistant.turn_timeout_secs == 0 {
             return Err(invalid("assistant.turn_timeout_secs", "must be at least 1"));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .validate()
+                .map_err(|error| invalid(&format!("cluster.{}", error.key), error.reason))?;
         }
         self.validate_providers()
     }

@@ -59,6 +59,7 @@ fn environment_overrides_the_file() {
         data_dir: Some("/tmp/elsewhere".into()),
         token: Some("s3cret".into()),
         config: None,
+        ..Environment::default()
     };
     config.apply_environment(&environment).unwrap();
     assert_eq!(config.server.listen.port(), 9999);
@@ -135,5 +136,41 @@ fn numeric_limits_are_checked() {
             .unwrap_err()
             .to_string()
             .starts_with("server.max_payload_bytes:")
+    );
+}
+
+#[test]
+fn the_environment_joins_a_cluster_and_bad_cluster_keys_are_named() {
+    let environment = Environment {
+        nats_url: Some("nats://127.0.0.1:4222".into()),
+        node_id: Some("node-a".into()),
+        ..Environment::default()
+    };
+    let mut config = TroupeConfig::default();
+    config.apply_environment(&environment).unwrap();
+    config.validate().unwrap();
+    let cluster = config.cluster.as_ref().unwrap();
+    assert_eq!(cluster.node_id.as_deref(), Some("node-a"));
+    let lonely = Environment {
+        node_id: Some("node-a".into()),
+        ..Environment::default()
+    };
+    let error = TroupeConfig::default()
+        .apply_environment(&lonely)
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("TROUPE_NODE_ID"), "{error}");
+    let file = "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\nheartbeat_ms = 0\n";
+    let error = TroupeConfig::parse(file)
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("cluster.heartbeat_ms"), "{error}");
+    let unknown = "[cluster]\nnats_url = \"nats://x:1\"\nnode = \"a\"\n";
+    assert!(
+        TroupeConfig::parse(unknown)
+            .unwrap_err()
+            .contains("unknown field `node`")
     );
 }

@@ -49,6 +49,9 @@ impl Actor for AccessLayer {
         // The bound address, not the configured one: with port 0 the system picks it.
         let bound = listener.local_addr()?;
         tracing::info!("listening on http://{bound}/");
+        if let Some(cluster) = &args.state.cluster {
+            cluster.set_address(format!("http://{bound}"));
+        }
         Ok(AccessState {
             listener: Some(listener),
             state: args.state,

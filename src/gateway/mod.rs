@@ -24,9 +24,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use troupe_actors::MessageLimits;
 use troupe_actors::metrics as metric_names;
 use troupe_actors::node::NodeHandle;
+use troupe_actors::{Ingress, MessageLimits};
+use troupe_cluster::ClusterNode;
 
 use error::ApiError;
 
@@ -45,6 +46,10 @@ pub(crate) struct GatewaySettings {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) node: NodeHandle,
+    /// Where messages go: the local node, or the cluster's durable inbox.
+    pub(crate) ingress: Arc<dyn Ingress>,
+    /// Set when this node is a member of a cluster.
+    pub(crate) cluster: Option<ClusterNode>,
     pub(crate) settings: Arc<GatewaySettings>,
     pub(crate) metrics: PrometheusHandle,
     /// Cancelled when the node starts shutting down: connections stop taking messages.
@@ -58,6 +63,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/api/v1/info", get(info))
+        .route("/api/v1/cluster", get(cluster_members))
         .route("/api/v1/messages", post(rest::post_message))
         .route("/api/v1/sessions", get(rest::list_sessions))
         .route(
@@ -94,6 +100,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
+    if let Some(cluster) = &state.cluster
+        && !cluster.is_ready()
+    {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the node has not joined the cluster yet",
+        )
+        .into_response();
+    }
     match state.node.stats().await {
         Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(error) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", error.message)
@@ -123,6 +139,20 @@ async fn info(State(state): State<AppState>) -> Response {
         "provider": provider,
         "notice": state.settings.notice,
         "max_payload_bytes": state.settings.limits.max_payload_bytes,
+    }))
+    .into_response()
+}
+
+/// `GET /api/v1/cluster`: the members this node sees (itself included).
+async fn cluster_members(State(state): State<AppState>) -> Response {
+    let Some(cluster) = &state.cluster else {
+        return axum::Json(json!({"clustered": false, "node_id": null, "nodes": []}))
+            .into_response();
+    };
+    axum::Json(json!({
+        "clustered": true,
+        "node_id": cluster.node_id(),
+        "nodes": cluster.members(),
     }))
     .into_response()
 }

@@ -101,7 +101,7 @@ pub(crate) async fn chat_completions(
         .clone()
         .unwrap_or_else(|| ASSISTANT_MODEL.into());
     let events = match &request.user {
-        Some(user) => session_turn(&state, user, &request),
+        Some(user) => session_turn(&state, user, &request).await,
         None => stateless_turn(&state, &request),
     };
     let events = match events {
@@ -121,7 +121,7 @@ pub(crate) async fn chat_completions(
 }
 
 /// With `user`: the last user message goes to the session `openai:<user>`.
-fn session_turn(
+async fn session_turn(
     state: &AppState,
     user: &str,
     request: &CompletionRequest,
@@ -146,7 +146,9 @@ fn session_turn(
     let message = draft
         .validate(&defaults, state.settings.limits)
         .map_err(ApiError::from)?;
-    state.node.route(message).map_err(ApiError::from)
+    let submission = state.ingress.submit(message).map_err(ApiError::from)?;
+    submission.accepted.await.map_err(ApiError::from)?;
+    Ok(submission.events)
 }
 
 /// Without `user`: the request's messages are the history; no session remembers it.

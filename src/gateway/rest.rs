@@ -87,10 +87,15 @@ pub(crate) async fn post_message(
         Ok(message) => message,
         Err(error) => return ApiError::from(error).into_response(),
     };
-    let events = match state.node.route(message) {
-        Ok(events) => events,
+    let submission = match state.ingress.submit(message) {
+        Ok(submission) => submission,
         Err(error) => return ApiError::from(error).into_response(),
     };
+    // Answered only once the message is stored (in a cluster: in the JetStream inbox).
+    if let Err(error) = submission.accepted.await {
+        return ApiError::from(error).into_response();
+    }
+    let events = submission.events;
     if wants_event_stream(&headers) {
         return Sse::new(event_stream(events, started))
             .keep_alive(KeepAlive::default())
@@ -234,7 +239,7 @@ pub(crate) async fn get_session(
     State(state): State<AppState>,
     SessionKeyPath(key): SessionKeyPath,
 ) -> Response {
-    match state.node.history(key.clone()).await {
+    match state.ingress.history(key.clone()).await {
         Ok(Some(view)) => axum::Json(view).into_response(),
         Ok(None) => ApiError::not_found(format!("no session {key}")).into_response(),
         Err(error) => ApiError::from(error).into_response(),
@@ -245,7 +250,7 @@ pub(crate) async fn delete_session(
     State(state): State<AppState>,
     SessionKeyPath(key): SessionKeyPath,
 ) -> Response {
-    match state.node.reset(key.clone()).await {
+    match state.ingress.reset(key.clone()).await {
         Ok(true) => axum::Json(json!({"key": key.to_string(), "reset": true})).into_response(),
         Ok(false) => ApiError::not_found(format!("no session {key}")).into_response(),
         Err(error) => ApiError::from(error).into_response(),

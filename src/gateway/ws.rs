@@ -343,17 +343,23 @@ impl Connection {
             }
         };
         let id = message.id.clone();
-        let events = match self.state.node.route(message) {
-            Ok(events) => events,
+        let submission = match self.state.ingress.submit(message) {
+            Ok(submission) => submission,
             Err(error) => {
                 self.send(error_frame(Some(&id), error.code.as_str(), &error.message));
                 return;
             }
         };
-        self.send(frame(&json!({"type": "ack", "id": id})));
         let outgoing = self.outgoing.clone();
-        self.turns
-            .spawn(forward_turn(events, outgoing, id, started));
+        self.turns.spawn(async move {
+            // `ack` only once the message is stored (in a cluster: in the JetStream inbox).
+            if let Err(error) = submission.accepted.await {
+                let _ = outgoing.send(error_frame(Some(&id), error.code.as_str(), &error.message));
+                return;
+            }
+            let _ = outgoing.send(frame(&json!({"type": "ack", "id": id})));
+            forward_turn(submission.events, outgoing, id, started).await;
+        });
     }
 }
 

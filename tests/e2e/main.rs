@@ -3,6 +3,7 @@
 //! Anthropic test doubles as model providers.
 
 mod cli;
+mod cluster;
 mod openai_facade;
 mod persistence;
 mod providers;

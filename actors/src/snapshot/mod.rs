@@ -70,6 +70,10 @@ pub enum StoreError {
     UnknownVersion(u16),
     #[error("snapshot store is closed")]
     Closed,
+    /// Someone else wrote the snapshot since this node read it (another node took the
+    /// session over): this node's copy is stale and must not be written.
+    #[error("snapshot of {key} was changed by another writer")]
+    Conflict { key: String },
 }
 
 /// A session's state borrowed for encoding: serializes exactly as [`SessionSnapshot`] (same

@@ -56,6 +56,8 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     /// When set, requests must carry it (`Authorization: Bearer` / `x-api-key`).
     api_key: Option<String>,
+    /// How long an unscripted echo waits before answering (a model that takes its time).
+    echo_delay: Mutex<Duration>,
 }
 
 /// A running fake; stops when dropped.
@@ -111,6 +113,11 @@ impl FakeLlm {
             .lock()
             .expect("script lock")
             .extend(replies);
+    }
+
+    /// Makes every unscripted echo wait `delay` first.
+    pub fn set_echo_delay(&self, delay: Duration) {
+        *self.shared.echo_delay.lock().expect("delay lock") = delay;
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -169,7 +176,15 @@ impl Shared {
 
     fn next_reply(&self, body: &Value) -> FakeReply {
         let scripted = self.script.lock().expect("script lock").pop_front();
-        scripted.unwrap_or_else(|| FakeReply::Text(echo_pieces(body)))
+        scripted.unwrap_or_else(|| {
+            let echo = FakeReply::Text(echo_pieces(body));
+            let delay = *self.echo_delay.lock().expect("delay lock");
+            if delay.is_zero() {
+                echo
+            } else {
+                FakeReply::Delayed(delay, Box::new(echo))
+            }
+        })
     }
 
     fn authorized(&self, headers: &HeaderMap, header: &str, prefix: &str) -> bool {

@@ -4,8 +4,12 @@
 //!   tool calls, mid-stream errors), recording what it was asked;
 //! - [`process`]: starts the real `troupe` binary on a free port with its own data dir,
 //!   and stops it gracefully or with `kill -9`;
-//! - [`nats`]: a real `nats-server` with JetStream per test.
+//! - [`nats`]: a real `nats-server` with JetStream per test (restartable in place);
+//! - [`cluster`]: `ClusterSandbox`, NATS plus N real `troupe` nodes joined to it;
+//! - [`proxy`]: a TCP proxy a test can cut, to partition one node from NATS.
 
+pub mod cluster;
 pub mod fake_llm;
 pub mod nats;
 pub mod process;
+pub mod proxy;

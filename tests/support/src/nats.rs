@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub struct NatsServer {
     child: Child,
     port: u16,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 fn binary() -> PathBuf {
@@ -35,34 +35,35 @@ impl NatsServer {
     /// Starts a server and waits until it accepts clients.
     pub async fn start() -> Self {
         let data = tempfile::tempdir().expect("a temp dir");
-        let log = data.path().join("nats.log");
-        let child = Command::new(binary())
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-            .arg(data.path().join("jetstream"))
-            .arg("-l")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start {} ({error}); run ./scripts/test-deps",
-                    binary().display()
-                )
-            });
+        let child = spawn(&data, None);
         // Owned from here on, so a failure below still stops the process (see `Drop`).
         let mut server = Self {
             child,
             port: 0,
-            _data: data,
+            data,
         };
+        server.port = server.wait_listening(0).await;
+        server
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same port and data: clients
+    /// must reconnect by themselves, and what JetStream stored must still be there.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let offset = std::fs::metadata(self.data.path().join("nats.log"))
+            .map_or(0, |meta| meta.len() as usize);
+        self.child = spawn(&self.data, Some(self.port));
+        self.wait_listening(offset).await;
+    }
+
+    async fn wait_listening(&self, log_offset: usize) -> u16 {
+        let log = self.data.path().join("nats.log");
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(port) = listening_port(&text) {
-                server.port = port;
-                return server;
+            if let Some(port) = text.get(log_offset..).and_then(listening_port) {
+                return port;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
@@ -75,6 +76,29 @@ impl NatsServer {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+fn spawn(data: &tempfile::TempDir, port: Option<u16>) -> Child {
+    let port = port.map_or_else(|| "-1".to_owned(), |port| port.to_string());
+    Command::new(binary())
+        .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+        .arg(data.path().join("jetstream"))
+        .arg("-l")
+        .arg(data.path().join("nats.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot start {} ({error}); run ./scripts/test-deps",
+                binary().display()
+            )
+        })
 }
 
 /// The port from "Listening for client connections on 127.0.0.1:PORT".

@@ -1,0 +1,231 @@
+//! What travels over NATS between nodes, versioned: an inbound message on its way to the
+//! session's owner ([`InboxEnvelope`]), a turn's events on their way back to the node that
+//! holds the client ([`ReplyEnvelope`]), and node-to-node requests ([`RpcRequest`]).
+//!
+//! Envelopes are JSON (`InboundMessage` carries free-form JSON metadata, which bincode
+//! cannot encode) with a `v` field: a node refuses a version newer than it knows, by name.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use troupe_actors::session::SessionView;
+use troupe_actors::{ErrorCode, InboundMessage, OutboundReply, SessionKey, TurnError, TurnEvent};
+
+/// The envelope version this build writes (and the newest it reads).
+pub const ENVELOPE_VERSION: u16 = 1;
+
+/// Why an envelope could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("envelope is not valid json: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("envelope version {0} is newer than this build understands")]
+    TooNew(u16),
+}
+
+/// Where a turn's events go: a node and the waiter on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyRoute {
+    pub node: String,
+    pub waiter: u64,
+}
+
+/// An inbound message in the durable inbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboxEnvelope {
+    pub message: InboundMessage,
+    /// `None`: nobody waits (e.g. a bridge that delivers replies itself).
+    pub reply_to: Option<ReplyRoute>,
+    /// The node the message entered at.
+    pub origin: String,
+}
+
+/// One event of a turn, on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WireEvent {
+    Delta {
+        in_reply_to: String,
+        text: String,
+    },
+    Reply {
+        reply: OutboundReply,
+        model_latency_us: u64,
+    },
+    Failed {
+        in_reply_to: String,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl From<&TurnEvent> for WireEvent {
+    fn from(event: &TurnEvent) -> Self {
+        match event {
+            TurnEvent::Delta { in_reply_to, text } => Self::Delta {
+                in_reply_to: in_reply_to.clone(),
+                text: text.clone(),
+            },
+            TurnEvent::Reply {
+                reply,
+                model_latency,
+            } => Self::Reply {
+                reply: reply.clone(),
+                model_latency_us: u64::try_from(model_latency.as_micros()).unwrap_or(u64::MAX),
+            },
+            TurnEvent::Failed { in_reply_to, error } => Self::Failed {
+                in_reply_to: in_reply_to.clone(),
+                code: error.code,
+                message: error.message.clone(),
+            },
+        }
+    }
+}
+
+impl From<WireEvent> for TurnEvent {
+    fn from(event: WireEvent) -> Self {
+        match event {
+            WireEvent::Delta { in_reply_to, text } => Self::Delta { in_reply_to, text },
+            WireEvent::Reply {
+                reply,
+                model_latency_us,
+            } => Self::Reply {
+                reply,
+                model_latency: Duration::from_micros(model_latency_us),
+            },
+            WireEvent::Failed {
+                in_reply_to,
+                code,
+                message,
+            } => Self::Failed {
+                in_reply_to,
+                error: TurnError::new(code, message),
+            },
+        }
+    }
+}
+
+/// A turn's event on its way to the waiting node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyEnvelope {
+    pub waiter: u64,
+    pub event: WireEvent,
+}
+
+/// A request to the node that owns a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RpcRequest {
+    History { key: SessionKey },
+    Reset { key: SessionKey },
+}
+
+/// Its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RpcResponse {
+    History { view: Option<SessionView> },
+    Reset { existed: bool },
+    Failed { code: ErrorCode, message: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    v: u16,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// JSON with the current version.
+pub fn encode<T: Serialize>(body: &T) -> bytes::Bytes {
+    let versioned = Versioned {
+        v: ENVELOPE_VERSION,
+        body,
+    };
+    serde_json::to_vec(&versioned)
+        .expect("envelopes hold only json-encodable types")
+        .into()
+}
+
+/// Reads JSON written by [`encode`], refusing newer versions.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        v: u16,
+    }
+    let version: VersionOnly = serde_json::from_slice(bytes)?;
+    if version.v > ENVELOPE_VERSION {
+        return Err(EnvelopeError::TooNew(version.v));
+    }
+    let versioned: Versioned<T> = serde_json::from_slice(bytes)?;
+    Ok(versioned.body)
+}
+
+/// A new W3C `traceparent` (version 00, sampled) for a message entering the cluster.
+pub fn new_traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+/// The trace id of a `traceparent`, when it is well formed.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let well_formed = version.len() == 2
+        && trace.len() == 32
+        && span.len() == 16
+        && flags.len() == 2
+        && parts.next().is_none()
+        && traceparent
+            .bytes()
+            .all(|byte| byte == b'-' || byte.is_ascii_hexdigit());
+    well_formed.then_some(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_survive_the_wire() {
+        let failed = TurnEvent::Failed {
+            in_reply_to: "m1".into(),
+            error: TurnError::new(ErrorCode::ProviderTimeout, "slow"),
+        };
+        let envelope = ReplyEnvelope {
+            waiter: 7,
+            event: WireEvent::from(&failed),
+        };
+        let back: ReplyEnvelope = decode(&encode(&envelope)).unwrap();
+        assert_eq!(TurnEvent::from(back.event), failed);
+    }
+
+    #[test]
+    fn versions_are_checked() {
+        let request = RpcRequest::History {
+            key: SessionKey::new_unchecked("ws", "alice"),
+        };
+        let bytes = encode(&request);
+        assert_eq!(decode::<RpcRequest>(&bytes).unwrap(), request);
+        let newer = String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .replace("\"v\":1", "\"v\":9");
+        assert!(matches!(
+            decode::<RpcRequest>(newer.as_bytes()),
+            Err(EnvelopeError::TooNew(9))
+        ));
+        assert!(matches!(
+            decode::<RpcRequest>(b"{"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn traceparents_are_well_formed() {
+        let traceparent = new_traceparent();
+        assert_eq!(trace_id(&traceparent).map(str::len), Some(32));
+        assert_eq!(trace_id("00-abc-def-01"), None);
+    }
+}

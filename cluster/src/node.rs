@@ -1,0 +1,332 @@
+//! `ClusterNode`: one Troupe node as a member of a cluster. [`ClusterNode::join`] connects
+//! to NATS, makes sure the inbox stream and the buckets exist, takes the node's lease and
+//! starts the ingress; [`ClusterNode::serve`] then starts owning shards with the local
+//! session layer. [`ClusterNode::drain`] hands every shard over (SIGTERM), and
+//! [`ClusterNode::leave`] gives the lease up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use troupe_actors::Ingress;
+use troupe_actors::node::NodeHandle;
+
+use crate::config::{ClusterConfig, StorageKind};
+use crate::envelope::{self, RpcRequest};
+use crate::ingress::{ClusterIngress, answer_locally};
+use crate::kv_store::{ClusterError, JetStreamSnapshotStore};
+use crate::membership::{MemberView, Membership};
+use crate::shards::{ManagerCommand, ShardRecord, run_manager, watch_owners};
+use crate::subjects;
+
+/// What every part of a cluster node shares.
+pub(crate) struct Shared {
+    pub(crate) config: ClusterConfig,
+    pub(crate) client: async_nats::Client,
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) inbox: stream::Stream,
+    pub(crate) shards_bucket: kv::Store,
+    pub(crate) store: Arc<JetStreamSnapshotStore>,
+    pub(crate) membership: Arc<Membership>,
+    /// Shard keys as last seen.
+    pub(crate) owners: DashMap<u32, ShardRecord>,
+    pub(crate) owners_changed: Notify,
+    /// Shards this node runs a worker for.
+    pub(crate) serving: DashMap<u32, ()>,
+    /// The local session layer, once [`ClusterNode::serve`] ran.
+    pub(crate) node: OnceLock<NodeHandle>,
+    /// Set once the shard manager has reconciled once.
+    pub(crate) ready: AtomicBool,
+    pub(crate) stop: CancellationToken,
+}
+
+/// A node's membership of a cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct ClusterNode {
+    shared: Arc<Shared>,
+    ingress: Arc<ClusterIngress>,
+    manager: Arc<OnceLock<mpsc::UnboundedSender<ManagerCommand>>>,
+}
+
+fn storage(kind: StorageKind) -> stream::StorageType {
+    match kind {
+        StorageKind::File => stream::StorageType::File,
+        StorageKind::Memory => stream::StorageType::Memory,
+    }
+}
+
+fn setup_error(what: &str, error: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Bucket {
+        bucket: what.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+/// Connects with the configured auth and TLS; reconnects forever, quickly.
+pub async fn connect(
+    config: &ClusterConfig,
+    node_id: &str,
+) -> Result<async_nats::Client, ClusterError> {
+    let connect_error = |reason: String| ClusterError::Connect {
+        url: config.nats_url.clone(),
+        reason,
+    };
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("troupe-{node_id}"))
+        .max_reconnects(None)
+        .retry_on_initial_connect()
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((50 * attempts as u64).min(1_000))
+        })
+        .event_callback(|event| async move {
+            tracing::info!(%event, "nats connection");
+        });
+    let auth = &config.auth;
+    let secret = |variable: &String| {
+        std::env::var(variable)
+            .map_err(|_| connect_error(format!("environment variable {variable} is not set")))
+    };
+    if let (Some(user), Some(variable)) = (&auth.user, &auth.password_env) {
+        options = options.user_and_password(user.clone(), secret(variable)?);
+    }
+    if let Some(variable) = &auth.token_env {
+        options = options.token(secret(variable)?);
+    }
+    if let Some(variable) = &auth.nkey_seed_env {
+        options = options.nkey(secret(variable)?);
+    }
+    if let Some(path) = &auth.creds_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|error| connect_error(format!("cannot read {}: {error}", path.display())))?;
+    }
+    if let Some(tls) = &config.tls {
+        options = options.require_tls(true);
+        if let Some(ca) = &tls.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    let urls: Vec<async_nats::ServerAddr> = config
+        .nats_url
+        .split(',')
+        .map(|url| url.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|error| connect_error(format!("bad url: {error}")))?;
+    let client = options
+        .connect(urls)
+        .await
+        .map_err(|error| connect_error(error.to_string()))?;
+    // `retry_on_initial_connect` returns at once; wait (bounded) for the first connection so
+    // that a wrong URL fails start-up with a clear error.
+    for _ in 0..100 {
+        if client.connection_state() == async_nats::connection::State::Connected {
+            return Ok(client);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(connect_error("no connection within 10 s".into()))
+}
+
+impl ClusterNode {
+    /// Connects, prepares JetStream, takes this node's lease and starts the ingress. The
+    /// returned store keeps session snapshots in the cluster.
+    pub async fn join(
+        config: ClusterConfig,
+        node_id: String,
+    ) -> Result<(Self, Arc<JetStreamSnapshotStore>), ClusterError> {
+        let client = connect(&config, &node_id).await?;
+        let jetstream = jetstream::new(client.clone());
+        let storage_type = storage(config.storage);
+        let inbox = jetstream
+            .get_or_create_stream(stream::Config {
+                name: subjects::INBOX_STREAM.to_owned(),
+                subjects: vec![subjects::INBOX_SUBJECTS.to_owned()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                duplicate_window: config.dedupe_window(),
+                storage: storage_type,
+                num_replicas: config.replicas,
+                ..stream::Config::default()
+            })
+            .await
+            .map_err(|error| setup_error(subjects::INBOX_STREAM, error))?;
+        let members_bucket = jetstream
+            .create_key_value(kv::Config {
+                bucket: subjects::MEMBERS_BUCKET.to_owned(),
+                history: 1,
+                max_age: config.lease(),
+                storage: storage_type,
+                num_replicas: config.replicas,
+                ..kv::Config::default()
+            })
+            .await
+            .map_err(|error| setup_error(subjects::MEMBERS_BUCKET, error))?;
+        let shards_bucket = jetstream
+            .create_key_value(kv::Config {
+                bucket: subjects::SHARDS_BUCKET.to_owned(),
+                history: 1,
+                storage: storage_type,
+                num_replicas: config.replicas,
+                ..kv::Config::default()
+            })
+            .await
+            .map_err(|error| setup_error(subjects::SHARDS_BUCKET, error))?;
+        let store = Arc::new(
+            JetStreamSnapshotStore::open_with(
+                jetstream.clone(),
+                subjects::SESSIONS_BUCKET,
+                storage_type,
+                config.replicas,
+            )
+            .await?,
+        );
+        let membership = Arc::new(Membership::new(
+            node_id,
+            members_bucket,
+            config.lease(),
+            config.heartbeat(),
+        ));
+        if let Some(address) = &config.advertise_url {
+            membership.set_address(address.clone());
+        }
+        membership
+            .join()
+            .await
+            .map_err(|error| setup_error(subjects::MEMBERS_BUCKET, error))?;
+        let shared = Arc::new(Shared {
+            config,
+            client,
+            jetstream,
+            inbox,
+            shards_bucket,
+            store: Arc::clone(&store),
+            membership: Arc::clone(&membership),
+            owners: DashMap::new(),
+            owners_changed: Notify::new(),
+            serving: DashMap::new(),
+            node: OnceLock::new(),
+            ready: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(Arc::clone(&membership).run_heartbeats(shared.stop.clone()));
+        tokio::spawn(Arc::clone(&membership).run_watch(shared.stop.clone()));
+        tokio::spawn(watch_owners(Arc::clone(&shared)));
+        let ingress = ClusterIngress::start(Arc::clone(&shared))
+            .await
+            .map_err(|error| setup_error("replies", error))?;
+        tracing::info!(node = %membership.me(), "joined the cluster");
+        Ok((
+            Self {
+                shared,
+                ingress,
+                manager: Arc::default(),
+            },
+            store,
+        ))
+    }
+
+    /// Starts owning shards with `node` as the local session layer, and answering other
+    /// nodes' requests about its sessions.
+    pub async fn serve(&self, node: NodeHandle) -> Result<(), ClusterError> {
+        let _ = self.shared.node.set(node.clone());
+        let requests = self
+            .shared
+            .client
+            .subscribe(subjects::node_rpc(self.shared.membership.me()))
+            .await
+            .map_err(|error| setup_error("rpc", error))?;
+        tokio::spawn(run_rpc_server(Arc::clone(&self.shared), requests));
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let _ = self.manager.set(commands);
+        tokio::spawn(run_manager(Arc::clone(&self.shared), node, receiver));
+        Ok(())
+    }
+
+    /// The door access paths use.
+    pub fn ingress(&self) -> Arc<dyn Ingress> {
+        Arc::clone(&self.ingress) as Arc<dyn Ingress>
+    }
+
+    pub fn node_id(&self) -> &str {
+        self.shared.membership.me()
+    }
+
+    /// Ready: holds a valid lease, has reconciled its shards once, and is not leaving.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+            && self.shared.membership.lease_valid()
+            && !self.shared.membership.is_draining()
+    }
+
+    /// The HTTP address announced to the others (unless `advertise_url` is configured).
+    pub fn set_address(&self, address: String) {
+        if self.shared.config.advertise_url.is_none() {
+            self.shared.membership.set_address(address);
+        }
+    }
+
+    /// Members this node sees alive, itself included.
+    pub fn members(&self) -> Vec<MemberView> {
+        let members = self.shared.membership.members();
+        metrics::gauge!(crate::metrics::MEMBERS).set(members.len() as f64);
+        members
+    }
+
+    /// Hands every shard over to the other nodes (each in-flight turn finishes first, and
+    /// its sessions save and stop). Returns when nothing is owned any more, or after `limit`.
+    pub async fn drain(&self, limit: Duration) {
+        let Some(manager) = self.manager.get() else {
+            self.shared.membership.start_draining();
+            return;
+        };
+        let (done, drained) = oneshot::channel();
+        if manager.send(ManagerCommand::Drain(done)).is_err() {
+            return;
+        }
+        if tokio::time::timeout(limit, drained).await.is_err() {
+            tracing::warn!("shards were not all handed over within {limit:?}");
+        }
+    }
+
+    /// Gives the lease up and stops every cluster task.
+    pub async fn leave(&self) {
+        self.shared.stop.cancel();
+        self.shared.membership.leave().await;
+        let _ = self.shared.client.flush().await;
+    }
+}
+
+async fn run_rpc_server(shared: Arc<Shared>, mut requests: async_nats::Subscriber) {
+    loop {
+        let request = tokio::select! {
+            () = shared.stop.cancelled() => return,
+            request = requests.next() => request,
+        };
+        let Some(request) = request else { return };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let Some(reply) = request.reply.clone() else {
+                return;
+            };
+            let answer = match envelope::decode::<RpcRequest>(&request.payload) {
+                Ok(rpc) => answer_locally(&shared, &rpc).await,
+                Err(error) => crate::envelope::RpcResponse::Failed {
+                    code: troupe_actors::ErrorCode::InvalidMessage,
+                    message: error.to_string(),
+                },
+            };
+            let _ = shared
+                .client
+                .publish(reply, envelope::encode(&answer))
+                .await;
+        });
+    }
+}

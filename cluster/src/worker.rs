@@ -1,0 +1,249 @@
+//! `ShardWorker`: while this node owns a shard, pulls the shard's messages from the durable
+//! inbox, hands each to its session (in order), streams the turn's events to the node that
+//! waits for them, and acknowledges the message only once the final reply went out, so a
+//! message is never lost: if this node dies, JetStream delivers it again to the next owner,
+//! whose session answers a repeated id with the reply it already stored.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use troupe_actors::node::NodeHandle;
+use troupe_actors::{ErrorCode, TurnEvent};
+
+use crate::envelope::{self, InboxEnvelope, ReplyEnvelope, ReplyRoute, WireEvent};
+use crate::metrics as metric_names;
+use crate::node::Shared;
+use crate::subjects;
+
+/// Messages asked for at once: enough for throughput, few enough to hand over quickly.
+const BATCH_SIZE: usize = 256;
+/// How long one pull waits for messages; also the longest a stop waits for the pull.
+const PULL_EXPIRY: Duration = Duration::from_secs(1);
+/// Delay before a message whose turn failed for a passing reason is delivered again.
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// A running worker for one shard.
+pub(crate) struct ShardWorker {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl ShardWorker {
+    /// Opens the shard's durable consumer and starts pulling.
+    pub(crate) async fn start(
+        shared: Arc<Shared>,
+        node: NodeHandle,
+        shard: u32,
+    ) -> Result<Self, String> {
+        let config = &shared.config;
+        let consumer_config = pull::Config {
+            durable_name: Some(subjects::shard_consumer(shard)),
+            filter_subject: subjects::inbox(shard),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: config.ack_wait(),
+            max_deliver: config.max_deliver,
+            max_ack_pending: 4096,
+            ..pull::Config::default()
+        };
+        let consumer = shared
+            .inbox
+            .get_or_create_consumer(&subjects::shard_consumer(shard), consumer_config)
+            .await
+            .map_err(|error| format!("cannot open the consumer of shard {shard}: {error}"))?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(pull_loop(shared, node, shard, consumer, stop.clone()));
+        Ok(Self { stop, task })
+    }
+
+    /// Stops pulling and waits until every turn it started has been answered and acked.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn pull_loop(
+    shared: Arc<Shared>,
+    node: NodeHandle,
+    shard: u32,
+    consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
+    stop: CancellationToken,
+) {
+    let turns = TaskTracker::new();
+    while !stop.is_cancelled() {
+        let batch = consumer
+            .batch()
+            .max_messages(BATCH_SIZE)
+            .expires(PULL_EXPIRY)
+            .messages()
+            .await;
+        let mut messages = match batch {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::debug!(shard, %error, "pull failed; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                }
+            }
+        };
+        // A pull ends by itself after PULL_EXPIRY; the timeout only guards a lost connection.
+        while let Ok(Some(message)) = tokio::time::timeout(PULL_EXPIRY * 2, messages.next()).await {
+            match message {
+                Ok(message) => dispatch(&shared, &node, &turns, message).await,
+                Err(error) => {
+                    tracing::debug!(shard, %error, "pull interrupted");
+                    break;
+                }
+            }
+        }
+    }
+    turns.close();
+    turns.wait().await;
+}
+
+/// Hands one inbox message to its session and starts forwarding the turn's events.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    node: &NodeHandle,
+    turns: &TaskTracker,
+    message: async_nats::jetstream::Message,
+) {
+    let envelope: InboxEnvelope = match envelope::decode(&message.payload) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::error!(%error, "unreadable inbox message dropped");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let delivered = message.info().map_or(1, |info| info.delivered);
+    if delivered > 1 {
+        metrics::counter!(metric_names::REDELIVERIES).increment(1);
+    }
+    if !shared.membership.lease_valid() {
+        // Fenced: this node may no longer own the shard; the owner will get it.
+        let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+        return;
+    }
+    if envelope.origin != shared.membership.me() {
+        metrics::counter!(metric_names::HOPS).increment(1);
+    }
+    let traceparent = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(subjects::TRACEPARENT_HEADER))
+        .map(|value| value.as_str().to_owned())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "cluster_turn",
+        trace_id = envelope::trace_id(&traceparent).unwrap_or(""),
+        message_id = %envelope.message.id,
+        delivered,
+    );
+    let Ok(events) = node.route(envelope.message) else {
+        let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+        return;
+    };
+    shared
+        .membership
+        .load
+        .in_flight
+        .fetch_add(1, Ordering::Relaxed);
+    let turn = Turn {
+        shared: Arc::clone(shared),
+        message,
+        reply_to: envelope.reply_to,
+        delivered,
+    };
+    turns.spawn(turn.forward(events).instrument(span));
+}
+
+/// One message being answered.
+struct Turn {
+    shared: Arc<Shared>,
+    message: async_nats::jetstream::Message,
+    reply_to: Option<ReplyRoute>,
+    delivered: i64,
+}
+
+/// Failures that another try may not have: the message is delivered again rather than
+/// answered with the error.
+const fn is_passing(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::SessionFailed | ErrorCode::ShuttingDown | ErrorCode::StorageError
+    )
+}
+
+impl Turn {
+    async fn forward(self, mut events: mpsc::UnboundedReceiver<TurnEvent>) {
+        let mut progress = tokio::time::interval(self.shared.config.ack_wait() / 3);
+        progress.tick().await;
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else {
+                        // The session stopped with the message queued: deliver it again.
+                        self.retry().await;
+                        break;
+                    };
+                    if let TurnEvent::Failed { error, .. } = &event
+                        && is_passing(error.code)
+                        && self.delivered < self.shared.config.max_deliver
+                    {
+                        self.retry().await;
+                        break;
+                    }
+                    let last = event.is_final();
+                    self.publish(&event).await;
+                    if last {
+                        if let Err(error) = self.message.ack().await {
+                            tracing::warn!(%error, "ack failed; the message may be delivered again");
+                        }
+                        break;
+                    }
+                }
+                _ = progress.tick() => {
+                    let _ = self.message.ack_with(AckKind::Progress).await;
+                }
+            }
+        }
+        self.shared
+            .membership
+            .load
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn retry(&self) {
+        let _ = self.message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+    }
+
+    async fn publish(&self, event: &TurnEvent) {
+        let Some(route) = &self.reply_to else {
+            return;
+        };
+        let reply = ReplyEnvelope {
+            waiter: route.waiter,
+            event: WireEvent::from(event),
+        };
+        if let Err(error) = self
+            .shared
+            .client
+            .publish(subjects::replies(&route.node), envelope::encode(&reply))
+            .await
+        {
+            tracing::debug!(%error, "could not send a turn event to its node");
+        }
+    }
+}

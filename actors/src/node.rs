@@ -278,13 +278,18 @@ impl NodeHandle {
         }
     }
 
-    /// Stops the running sessions `select` picks once they have handled what they hold;
-    /// answers how many there were. Their next message starts them from their snapshot.
-    pub async fn evict(&self, select: SessionFilter) -> Result<usize, TurnError> {
+    /// Stops the running sessions `select` picks: with `drain`, once they have handled what
+    /// they hold; without, after their current message. Answers how many there were. Their
+    /// next message starts them from their snapshot.
+    pub async fn evict(&self, select: SessionFilter, drain: bool) -> Result<usize, TurnError> {
         let registry = self.registry.get().ok_or_else(unavailable)?;
         match registry
             .call(
-                |reply| RegistryMsg::Evict { select, reply },
+                |reply| RegistryMsg::Evict {
+                    select,
+                    drain,
+                    reply,
+                },
                 Some(Duration::from_secs(60)),
             )
             .await

@@ -49,11 +49,14 @@ pub enum RegistryMsg {
     },
     /// Graceful shutdown: refuse new messages, let every session finish, stop them all.
     Drain { reply: RpcReplyPort<()> },
-    /// Let the sessions `select`ed finish what they hold, then stop them (their snapshots are
-    /// saved): a cluster node does this for the sessions of a shard it hands over. A later
-    /// message for one of them starts it again from its snapshot.
+    /// Stop the sessions `select`ed: a cluster node does this for the sessions of a shard it
+    /// hands over (`drain`: each first finishes what it holds and saves) or may no longer
+    /// own (not `drain`: stop after the current message; what was queued is dropped, and
+    /// the cluster delivers it again to the owner). A later message for one of them starts
+    /// it again from its snapshot.
     Evict {
         select: SessionFilter,
+        drain: bool,
         reply: RpcReplyPort<usize>,
     },
 }
@@ -157,7 +160,11 @@ impl Actor for SessionRegistry {
                 let _ = reply.send(keys);
             }
             RegistryMsg::Drain { reply } => state.drain(reply),
-            RegistryMsg::Evict { select, reply } => state.evict(&select, reply),
+            RegistryMsg::Evict {
+                select,
+                drain,
+                reply,
+            } => state.evict(&select, drain, reply),
         }
         Ok(())
     }
@@ -292,7 +299,7 @@ impl RegistryState {
         metrics::gauge!(metric_names::SESSIONS_PASSIVATED).set((stored - active).max(0.0));
     }
 
-    fn evict(&mut self, select: &SessionFilter, reply: RpcReplyPort<usize>) {
+    fn evict(&mut self, select: &SessionFilter, drain: bool, reply: RpcReplyPort<usize>) {
         let keys: Vec<SessionKey> = self
             .sessions
             .keys()
@@ -307,6 +314,13 @@ impl RegistryState {
             }
         }
         self.publish_gauges();
+        if !drain {
+            for session in &evicted {
+                session.stop(Some("evicted".into()));
+            }
+            let _ = reply.send(evicted.len());
+            return;
+        }
         tokio::spawn(async move {
             let count = evicted.len();
             let drains = evicted

@@ -169,7 +169,7 @@ pub(crate) async fn answer_locally(shared: &Shared, request: &RpcRequest) -> Rpc
     let Some(node) = shared.node.get() else {
         return not_owner();
     };
-    if !shared.serving.contains_key(&shard) || !shared.membership.lease_valid() {
+    if !shared.serving.contains_key(&shard) || !shared.owns(shard) {
         return not_owner();
     }
     let answer = match request {

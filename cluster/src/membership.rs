@@ -180,6 +180,15 @@ impl Membership {
 
     /// One renewal; on a lost lease, joins again under a new epoch.
     async fn renew(&self) {
+        let was_valid = self.lease_valid();
+        self.try_renew().await;
+        if was_valid && !self.lease_valid() {
+            // Workers check the lease before each message, so this takes effect at once.
+            tracing::warn!(node = %self.me, "lease not renewed in time; this node stops serving its shards until it holds a lease again");
+        }
+    }
+
+    async fn try_renew(&self) {
         let sent_at = Instant::now();
         let revision = self.revision.load(Ordering::Acquire);
         let renewal = tokio::time::timeout(
@@ -224,12 +233,18 @@ impl Membership {
     }
 
     /// Keeps the view of the other members current until `stop`.
-    pub(crate) async fn run_watch(self: Arc<Self>, stop: CancellationToken) {
+    pub(crate) async fn run_watch(
+        self: Arc<Self>,
+        mut reconnects: tokio::sync::watch::Receiver<u64>,
+        stop: CancellationToken,
+    ) {
         while !stop.is_cancelled() {
+            reconnects.mark_unchanged();
             match self.bucket.watch_all().await {
                 Ok(mut entries) => loop {
                     let entry = tokio::select! {
                         () = stop.cancelled() => return,
+                        _ = reconnects.changed() => break,
                         entry = entries.next() => entry,
                     };
                     match entry {
@@ -312,10 +327,10 @@ impl Membership {
 
     /// Asks the server: is `node`'s lease gone (expired or deleted)?
     pub(crate) async fn confirmed_dead(&self, node: &str) -> bool {
-        match self.bucket.entry(node).await {
-            Ok(None) => true,
-            Ok(Some(entry)) => entry.operation != Operation::Put,
-            Err(_) => false,
+        match tokio::time::timeout(self.lease, self.bucket.entry(node)).await {
+            Ok(Ok(None)) => true,
+            Ok(Ok(Some(entry))) => entry.operation != Operation::Put,
+            _ => false,
         }
     }
 

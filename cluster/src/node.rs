@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use troupe_actors::Ingress;
 use troupe_actors::node::NodeHandle;
@@ -42,7 +42,24 @@ pub(crate) struct Shared {
     pub(crate) node: OnceLock<NodeHandle>,
     /// Set once the shard manager has reconciled once.
     pub(crate) ready: AtomicBool,
+    /// Bumped on every (re)connection to NATS: watches start over, so a view that missed
+    /// updates while disconnected is replaced by the current state.
+    pub(crate) reconnects: watch::Receiver<u64>,
     pub(crate) stop: CancellationToken,
+}
+
+impl Shared {
+    /// Whether this node may act as `shard`'s owner right now: its lease is valid and the
+    /// shard key, as last seen, names this node's current incarnation.
+    pub(crate) fn owns(&self, shard: u32) -> bool {
+        let membership = &self.membership;
+        membership.lease_valid()
+            && self.owners.get(&shard).is_some_and(|record| {
+                record.owner.as_ref().is_some_and(|owner| {
+                    owner.node == membership.me() && owner.epoch == membership.epoch()
+                })
+            })
+    }
 }
 
 /// A node's membership of a cluster. Cheap to clone.
@@ -67,11 +84,13 @@ fn setup_error(what: &str, error: impl std::fmt::Display) -> ClusterError {
     }
 }
 
-/// Connects with the configured auth and TLS; reconnects forever, quickly.
+/// Connects with the configured auth and TLS; reconnects forever, quickly. The receiver is
+/// bumped on every (re)connection.
 pub async fn connect(
     config: &ClusterConfig,
     node_id: &str,
-) -> Result<async_nats::Client, ClusterError> {
+) -> Result<(async_nats::Client, watch::Receiver<u64>), ClusterError> {
+    let (connections, reconnects) = watch::channel(0u64);
     let connect_error = |reason: String| ClusterError::Connect {
         url: config.nats_url.clone(),
         reason,
@@ -83,8 +102,13 @@ pub async fn connect(
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((50 * attempts as u64).min(1_000))
         })
-        .event_callback(|event| async move {
-            tracing::info!(%event, "nats connection");
+        .event_callback(move |event| {
+            if matches!(event, async_nats::Event::Connected) {
+                connections.send_modify(|count| *count += 1);
+            }
+            async move {
+                tracing::info!(%event, "nats connection");
+            }
         });
     let auth = &config.auth;
     let secret = |variable: &String| {
@@ -129,7 +153,7 @@ pub async fn connect(
     // that a wrong URL fails start-up with a clear error.
     for _ in 0..100 {
         if client.connection_state() == async_nats::connection::State::Connected {
-            return Ok(client);
+            return Ok((client, reconnects));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -143,7 +167,7 @@ impl ClusterNode {
         config: ClusterConfig,
         node_id: String,
     ) -> Result<(Self, Arc<JetStreamSnapshotStore>), ClusterError> {
-        let client = connect(&config, &node_id).await?;
+        let (client, reconnects) = connect(&config, &node_id).await?;
         let jetstream = jetstream::new(client.clone());
         let storage_type = storage(config.storage);
         let inbox = jetstream
@@ -214,10 +238,11 @@ impl ClusterNode {
             serving: DashMap::new(),
             node: OnceLock::new(),
             ready: AtomicBool::new(false),
+            reconnects: reconnects.clone(),
             stop: CancellationToken::new(),
         });
         tokio::spawn(Arc::clone(&membership).run_heartbeats(shared.stop.clone()));
-        tokio::spawn(Arc::clone(&membership).run_watch(shared.stop.clone()));
+        tokio::spawn(Arc::clone(&membership).run_watch(reconnects, shared.stop.clone()));
         tokio::spawn(watch_owners(Arc::clone(&shared)));
         let ingress = ClusterIngress::start(Arc::clone(&shared))
             .await

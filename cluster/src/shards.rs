@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{self, Operation};
 use futures_util::StreamExt;
@@ -49,11 +49,14 @@ pub(crate) enum ManagerCommand {
 
 /// Keeps `shared.owners` current from the shards bucket until the node stops.
 pub(crate) async fn watch_owners(shared: Arc<Shared>) {
+    let mut reconnects = shared.reconnects.clone();
     while !shared.stop.is_cancelled() {
+        reconnects.mark_unchanged();
         match shared.shards_bucket.watch_all().await {
             Ok(mut entries) => loop {
                 let entry = tokio::select! {
                     () = shared.stop.cancelled() => return,
+                    _ = reconnects.changed() => break,
                     entry = entries.next() => entry,
                 };
                 match entry {
@@ -92,6 +95,15 @@ fn record(shared: &Shared, shard: u32, owner: Option<ShardOwner>, revision: u64)
     if revision >= slot.revision {
         *slot = ShardRecord { owner, revision };
     }
+}
+
+/// Runs a NATS call for at most `limit`: the manager must never hang on a lost
+/// connection, or it could not fence itself in time.
+async fn bounded<T, E>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    tokio::time::timeout(limit, call).await.ok()?.ok()
 }
 
 /// The manager's own state.
@@ -140,7 +152,7 @@ pub(crate) async fn run_manager(
         }
     }
     let shards: Vec<u32> = manager.workers.keys().copied().collect();
-    manager.stop_workers(&shards).await;
+    manager.stop_workers(&shards, true).await;
 }
 
 impl Manager {
@@ -187,7 +199,7 @@ impl Manager {
             }
             if self.workers.contains_key(&shard) {
                 // Someone else owns it now: stop serving it at once.
-                self.stop_workers(&[shard]).await;
+                self.stop_workers(&[shard], false).await;
             }
             if draining || membership.is_alive(&owner.node) {
                 self.orphaned_since.remove(&shard);
@@ -227,20 +239,22 @@ impl Manager {
             .expect("a shard owner is json-encodable")
             .into();
         let key = subjects::shard_key(shard);
+        let bucket = &self.shared.shards_bucket;
+        let limit = self.shared.config.lease();
         let written = match expected {
-            Some(revision) => self
-                .shared
-                .shards_bucket
-                .update(&key, value, revision)
-                .await
-                .ok(),
-            None => self.shared.shards_bucket.create(&key, value).await.ok(),
+            Some(revision) => bounded(limit, bucket.update(&key, value, revision)).await,
+            None => bounded(limit, bucket.create(&key, value)).await,
         };
         let Some(revision) = written else {
             return false;
         };
         record(&self.shared, shard, Some(owner), revision);
         self.orphaned_since.remove(&shard);
+        if self.workers.contains_key(&shard) {
+            // A worker from an earlier claim: the shard may have been owned elsewhere since
+            // (unseen while this manager waited on NATS), so its sessions here may be stale.
+            self.stop_workers(&[shard], false).await;
+        }
         self.ensure_worker(shard).await;
         true
     }
@@ -258,9 +272,10 @@ impl Manager {
         }
     }
 
-    /// Stops the workers of `shards` (each finishes its in-flight turns), then lets those
-    /// shards' sessions finish and stop, so a later owner loads what they saved.
-    async fn stop_workers(&mut self, shards: &[u32]) {
+    /// Stops the workers of `shards` (each finishes its in-flight turns), then stops those
+    /// shards' sessions, so a later owner loads what they saved: gracefully on a handover
+    /// (`graceful`), at once when this node may no longer own them.
+    async fn stop_workers(&mut self, shards: &[u32], graceful: bool) {
         let stopping: Vec<ShardWorker> = shards
             .iter()
             .filter_map(|shard| {
@@ -268,13 +283,20 @@ impl Manager {
                 self.workers.remove(shard)
             })
             .collect();
-        futures_util::future::join_all(stopping.into_iter().map(ShardWorker::stop)).await;
+        // In-flight turns may take as long as a model call; past this they are redelivered.
+        // A node that may no longer own the shards does not wait for them at all.
+        let limit = if graceful {
+            self.shared.config.ack_wait() * 5
+        } else {
+            Duration::ZERO
+        };
+        futures_util::future::join_all(stopping.into_iter().map(|worker| worker.stop(limit))).await;
         let selected: HashSet<u32> = shards.iter().copied().collect();
         let count = self.shared.config.shards;
         let select = Box::new(move |key: &troupe_actors::SessionKey| {
             selected.contains(&shard_of(key, count))
         });
-        if let Err(error) = self.node.evict(select).await {
+        if let Err(error) = self.node.evict(select, graceful).await {
             tracing::warn!(%error, "could not stop the sessions of released shards");
         }
     }
@@ -283,18 +305,21 @@ impl Manager {
     /// takes them.
     async fn hand_over(&mut self, shards: Vec<(u32, u64)>) {
         let ids: Vec<u32> = shards.iter().map(|(shard, _)| *shard).collect();
-        self.stop_workers(&ids).await;
-        for (shard, revision) in shards {
-            let key = subjects::shard_key(shard);
-            match self
-                .shared
-                .shards_bucket
-                .delete_expect_revision(&key, Some(revision))
-                .await
-            {
-                Ok(()) => metrics::counter!(metric_names::HANDOVERS).increment(1),
-                Err(error) => tracing::warn!(shard, %error, "could not release the shard"),
-            }
+        self.stop_workers(&ids, true).await;
+        let bucket = &self.shared.shards_bucket;
+        let limit = self.shared.config.lease();
+        let releases = shards.iter().map(|(shard, revision)| async move {
+            let key = subjects::shard_key(*shard);
+            bounded(limit, bucket.delete_expect_revision(&key, Some(*revision))).await
+        });
+        let released = futures_util::future::join_all(releases).await;
+        let count = released
+            .iter()
+            .filter(|released| released.is_some())
+            .count();
+        metrics::counter!(metric_names::HANDOVERS).increment(count as u64);
+        if count < ids.len() {
+            tracing::warn!(shards = ?ids, released = count, "some shards could not be released; their keys are taken over by CAS");
         }
         tracing::info!(shards = ?ids, "handed shards over");
     }
@@ -305,9 +330,9 @@ impl Manager {
         if self.workers.is_empty() {
             return;
         }
-        tracing::warn!("lease not renewed in time; this node stops serving its shards");
+        tracing::warn!("lease not renewed in time; stopping the workers of this node's shards");
         let shards: Vec<u32> = self.workers.keys().copied().collect();
-        self.stop_workers(&shards).await;
+        self.stop_workers(&shards, false).await;
         self.publish_load().await;
     }
 

@@ -54,20 +54,28 @@ impl ShardWorker {
             max_ack_pending: 4096,
             ..pull::Config::default()
         };
-        let consumer = shared
-            .inbox
-            .get_or_create_consumer(&subjects::shard_consumer(shard), consumer_config)
+        let name = subjects::shard_consumer(shard);
+        let opening = shared.inbox.get_or_create_consumer(&name, consumer_config);
+        let consumer = tokio::time::timeout(config.lease(), opening)
             .await
+            .map_err(|_| format!("opening the consumer of shard {shard} timed out"))?
             .map_err(|error| format!("cannot open the consumer of shard {shard}: {error}"))?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(pull_loop(shared, node, shard, consumer, stop.clone()));
+        tracing::debug!(shard, "serving the shard");
         Ok(Self { stop, task })
     }
 
-    /// Stops pulling and waits until every turn it started has been answered and acked.
-    pub(crate) async fn stop(self) {
+    /// Stops pulling and waits until every turn it started has been answered and acked,
+    /// at most `limit`: past it, the turns are abandoned (not acked, so JetStream delivers
+    /// them again to the next owner).
+    pub(crate) async fn stop(self, limit: Duration) {
         self.stop.cancel();
-        let _ = self.task.await;
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(limit, self.task).await.is_err() {
+            tracing::warn!("a shard worker did not finish in time; its turns are delivered again");
+            abort.abort();
+        }
     }
 }
 
@@ -80,26 +88,26 @@ async fn pull_loop(
 ) {
     let turns = TaskTracker::new();
     while !stop.is_cancelled() {
-        let batch = consumer
+        let pull = consumer
             .batch()
             .max_messages(BATCH_SIZE)
             .expires(PULL_EXPIRY)
-            .messages()
-            .await;
-        let mut messages = match batch {
-            Ok(messages) => messages,
-            Err(error) => {
+            .messages();
+        let mut messages = match tokio::time::timeout(PULL_EXPIRY, pull).await {
+            Ok(Ok(messages)) => messages,
+            Ok(Err(error)) => {
                 tracing::debug!(shard, %error, "pull failed; retrying");
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_millis(200)) => continue,
                 }
             }
+            Err(_) => continue,
         };
         // A pull ends by itself after PULL_EXPIRY; the timeout only guards a lost connection.
         while let Ok(Some(message)) = tokio::time::timeout(PULL_EXPIRY * 2, messages.next()).await {
             match message {
-                Ok(message) => dispatch(&shared, &node, &turns, message).await,
+                Ok(message) => dispatch(&shared, &node, shard, &turns, message).await,
                 Err(error) => {
                     tracing::debug!(shard, %error, "pull interrupted");
                     break;
@@ -115,6 +123,7 @@ async fn pull_loop(
 async fn dispatch(
     shared: &Arc<Shared>,
     node: &NodeHandle,
+    shard: u32,
     turns: &TaskTracker,
     message: async_nats::jetstream::Message,
 ) {
@@ -130,8 +139,9 @@ async fn dispatch(
     if delivered > 1 {
         metrics::counter!(metric_names::REDELIVERIES).increment(1);
     }
-    if !shared.membership.lease_valid() {
-        // Fenced: this node may no longer own the shard; the owner will get it.
+    if !shared.owns(shard) {
+        // Fenced, or the shard moved and the manager has not stopped this worker yet: the
+        // owner will get the message.
         let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
         return;
     }

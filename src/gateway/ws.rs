@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -351,9 +351,21 @@ impl Connection {
             }
         };
         let outgoing = self.outgoing.clone();
+        let mut accepted = submission.accepted;
+        // `ack` only once the message is stored (in a cluster: in the JetStream inbox). On a
+        // single node it is stored at once, and the ack goes out before any later frame.
+        if let Some(stored) = (&mut accepted).now_or_never() {
+            if let Err(error) = stored {
+                self.send(error_frame(Some(&id), error.code.as_str(), &error.message));
+                return;
+            }
+            self.send(frame(&json!({"type": "ack", "id": id})));
+            self.turns
+                .spawn(forward_turn(submission.events, outgoing, id, started));
+            return;
+        }
         self.turns.spawn(async move {
-            // `ack` only once the message is stored (in a cluster: in the JetStream inbox).
-            if let Err(error) = submission.accepted.await {
+            if let Err(error) = accepted.await {
                 let _ = outgoing.send(error_frame(Some(&id), error.code.as_str(), &error.message));
                 return;
             }

@@ -15,7 +15,11 @@ use crate::support::{binary, openai_provider};
 const SHARDS: u64 = 64;
 
 async fn sandbox(count: usize, fake: &FakeLlm, proxied: &[usize]) -> ClusterSandbox {
-    let config = openai_provider(&fake.openai_base_url(), "");
+    // A window long enough to hold every turn of a test, so histories prove what happened.
+    let config = format!(
+        "[assistant]\nhistory_window = 2000\n\n{}",
+        openai_provider(&fake.openai_base_url(), "")
+    );
     ClusterSandbox::start(binary(), count, &config, proxied)
         .await
         .expect("the cluster starts")
@@ -26,10 +30,28 @@ fn ids(count: usize) -> Vec<String> {
 }
 
 async fn settle(cluster: &ClusterSandbox, observer: usize, members: &[&str]) -> Value {
-    cluster
+    match cluster
         .wait_settled(observer, members, SHARDS, Duration::from_secs(20))
         .await
-        .unwrap()
+    {
+        Ok(view) => view,
+        Err(error) => {
+            for (index, node) in cluster.nodes.iter().enumerate() {
+                let log = node.log();
+                let notable: Vec<&str> = log
+                    .lines()
+                    .filter(|line| {
+                        !line.contains("nats connection") && !line.contains("async_nats")
+                    })
+                    .filter(|line| {
+                        line.contains("WARN") || line.contains("ERROR") || line.contains("shard")
+                    })
+                    .collect();
+                eprintln!("--- node-{index}:\n{}", notable.join("\n"));
+            }
+            panic!("{error}");
+        }
+    }
 }
 
 /// Posts a message; `Ok(reply)` or `Err(status and body)`.
@@ -223,5 +245,282 @@ async fn readiness_and_the_cluster_view_follow_membership() {
     assert_eq!(
         view["nodes"][0]["shards"], SHARDS,
         "the survivor took every shard"
+    );
+}
+
+/// What a load run saw.
+#[derive(Default)]
+struct Tally {
+    sent: usize,
+    replied: usize,
+    errors: Vec<String>,
+    /// conversation → (message id → reply id) as the clients received them.
+    replies: BTreeMap<String, BTreeMap<String, String>>,
+    slowest: Duration,
+}
+
+/// Each conversation sends messages one after another, through the nodes in `bases` in
+/// turn, until `stop` is set.
+async fn rest_load(
+    bases: Vec<String>,
+    conversations: usize,
+    prefix: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> Tally {
+    let client = reqwest::Client::new();
+    let tasks = (0..conversations).map(|index| {
+        let client = client.clone();
+        let bases = bases.clone();
+        let stop = stop.clone();
+        let name = format!("{prefix}{index}");
+        tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut turn = 0;
+            while !stop.is_cancelled() {
+                let base = &bases[(index + turn) % bases.len()];
+                let id = format!("{name}-m{turn}");
+                let started = std::time::Instant::now();
+                tally.sent += 1;
+                match post(&client, base, &id, &name, &format!("message {turn}")).await {
+                    Ok(reply) => {
+                        tally.replied += 1;
+                        tally.slowest = tally.slowest.max(started.elapsed());
+                        let reply_id = reply["id"].as_str().unwrap_or_default().to_owned();
+                        tally
+                            .replies
+                            .entry(name.clone())
+                            .or_default()
+                            .insert(id, reply_id);
+                    }
+                    Err(error) => tally.errors.push(format!("{id} via {base}: {error}")),
+                }
+                turn += 1;
+            }
+            tally
+        })
+    });
+    let mut total = Tally::default();
+    for tally in futures_util::future::join_all(tasks).await {
+        let tally = tally.unwrap();
+        total.sent += tally.sent;
+        total.replied += tally.replied;
+        total.errors.extend(tally.errors);
+        total.replies.extend(tally.replies);
+        total.slowest = total.slowest.max(tally.slowest);
+    }
+    total
+}
+
+/// Every reply a client got is the one in the session's history, and no message was
+/// processed twice.
+async fn assert_histories_match(base: &str, tally: &Tally) {
+    let client = reqwest::Client::new();
+    for (conversation, replies) in &tally.replies {
+        let stored = turns_of(&history(&client, base, conversation).await);
+        for (message, reply) in replies {
+            assert_eq!(
+                stored.get(message),
+                Some(reply),
+                "{conversation}: the reply to {message} is the stored one"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
+    let fake = FakeLlm::start(None).await;
+    fake.set_echo_delay(Duration::from_millis(50));
+    let mut cluster = sandbox(3, &fake, &[]).await;
+    settle(&cluster, 0, &["node-0", "node-1", "node-2"]).await;
+    let survivors = vec![cluster.nodes[0].http_url(), cluster.nodes[1].http_url()];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn(rest_load(survivors.clone(), 40, "k".into(), stop.clone()));
+    // A WebSocket client on the doomed node: what it got acknowledged must still be answered.
+    let mut socket = crate::support::connect(&cluster.nodes[2], &[]).await;
+    let mut acked = Vec::new();
+    for index in 0..30 {
+        let id = format!("w{index}-m0");
+        crate::support::send(&mut socket, json!({"type": "message", "id": id, "conversation_id": format!("w{index}"), "payload": "from the doomed node"})).await;
+    }
+    while acked.len() < 30 {
+        let Some(frame) = crate::support::next_frame(&mut socket).await else {
+            break;
+        };
+        if frame["type"] == "ack" {
+            acked.push(frame["id"].as_str().unwrap().to_owned());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    cluster.nodes[2].kill_hard().unwrap();
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    stop.cancel();
+    let tally = load.await.unwrap();
+    assert!(
+        tally.errors.is_empty(),
+        "requests failed: {:?}",
+        tally.errors
+    );
+    assert_eq!(tally.sent, tally.replied);
+    assert!(tally.sent > 100, "there was load: {}", tally.sent);
+    eprintln!(
+        "sent {} replied {} slowest {:?}",
+        tally.sent, tally.replied, tally.slowest
+    );
+    settle(&cluster, 0, &["node-0", "node-1"]).await;
+    assert_histories_match(&survivors[0], &tally).await;
+    let client = reqwest::Client::new();
+    for id in &acked {
+        let conversation = id.split('-').next().unwrap();
+        let mut answered = false;
+        for _ in 0..100 {
+            let response = client
+                .get(format!(
+                    "{}/api/v1/sessions/ws:{conversation}",
+                    survivors[1]
+                ))
+                .send()
+                .await
+                .unwrap();
+            if response.status().is_success() {
+                let view: Value = response.json().await.unwrap();
+                if turns_of(&view).contains_key(id) {
+                    answered = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            answered,
+            "acknowledged message {id} was answered after its node died"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_with_sigterm_loses_nothing() {
+    let fake = FakeLlm::start(None).await;
+    fake.set_echo_delay(Duration::from_millis(20));
+    let mut cluster = sandbox(3, &fake, &[]).await;
+    let all = ["node-0", "node-1", "node-2"];
+    settle(&cluster, 0, &all).await;
+    let mut combined = Tally::default();
+    for restarting in 0..3 {
+        let others: Vec<String> = (0..3)
+            .filter(|index| *index != restarting)
+            .map(|index| cluster.nodes[index].http_url())
+            .collect();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let load = tokio::spawn(rest_load(
+            others.clone(),
+            20,
+            format!("r{restarting}-"),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let code = cluster.nodes[restarting]
+            .terminate(Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(code, Some(0), "a drained node exits 0");
+        let log = cluster.nodes[restarting].log();
+        assert!(
+            log.contains("handed shards over"),
+            "it handed its shards over:\n{log}"
+        );
+        cluster.nodes[restarting].restart().await.unwrap();
+        settle(&cluster, 0, &all).await;
+        stop.cancel();
+        let tally = load.await.unwrap();
+        assert!(
+            tally.errors.is_empty(),
+            "requests failed: {:?}",
+            tally.errors
+        );
+        assert_eq!(tally.sent, tally.replied);
+        combined.replies.extend(tally.replies);
+    }
+    assert_histories_match(&cluster.nodes[1].http_url(), &combined).await;
+    let text = reqwest::get(format!("{}/metrics", cluster.nodes[0].http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metric(&text, "troupe_cluster_handovers_total") > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reconnect_after_a_nats_restart_and_keep_every_conversation() {
+    let fake = FakeLlm::start(None).await;
+    let mut cluster = sandbox(2, &fake, &[]).await;
+    settle(&cluster, 0, &["node-0", "node-1"]).await;
+    let client = reqwest::Client::new();
+    let bases: Vec<String> = cluster.nodes.iter().map(|node| node.http_url()).collect();
+    let mut replies: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let talk = async |round: usize, replies: &mut BTreeMap<String, BTreeMap<String, String>>| {
+        for conversation in 0..10 {
+            let name = format!("n{conversation}");
+            let id = format!("{name}-m{round}");
+            let reply = post(
+                &client,
+                &bases[(conversation + round) % 2],
+                &id,
+                &name,
+                "hi",
+            )
+            .await
+            .unwrap();
+            replies
+                .entry(name)
+                .or_default()
+                .insert(id, reply["id"].as_str().unwrap().to_owned());
+        }
+    };
+    talk(0, &mut replies).await;
+    cluster.nats.restart().await;
+    settle(&cluster, 0, &["node-0", "node-1"]).await;
+    settle(&cluster, 1, &["node-0", "node-1"]).await;
+    talk(1, &mut replies).await;
+    let tally = Tally {
+        replies,
+        ..Tally::default()
+    };
+    assert_histories_match(&bases[0], &tally).await;
+    for conversation in tally.replies.values() {
+        assert_eq!(conversation.len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_nats_stops_answering_and_its_sessions_move_without_split_brain() {
+    let fake = FakeLlm::start(None).await;
+    let cluster = sandbox(3, &fake, &[2]).await;
+    let all = ["node-0", "node-1", "node-2"];
+    settle(&cluster, 0, &all).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let bases = vec![cluster.nodes[0].http_url(), cluster.nodes[1].http_url()];
+    let load = tokio::spawn(rest_load(bases.clone(), 20, "p".into(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.proxies[2].as_ref().unwrap().cut();
+    settle(&cluster, 0, &["node-0", "node-1"]).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    cluster.proxies[2].as_ref().unwrap().heal();
+    settle(&cluster, 0, &all).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let tally = load.await.unwrap();
+    assert!(
+        tally.errors.is_empty(),
+        "requests failed: {:?}",
+        tally.errors
+    );
+    assert_eq!(tally.sent, tally.replied);
+    assert_histories_match(&bases[0], &tally).await;
+    let log = cluster.nodes[2].log();
+    assert!(
+        log.contains("stops serving its shards"),
+        "the cut-off node fenced itself:\n{log}"
     );
 }

@@ -67,7 +67,9 @@ pub struct ClusterConfig {
     /// keep extending it), e.g. when their node died.
     #[serde(default = "default_ack_wait_ms")]
     pub ack_wait_ms: u64,
-    /// Deliveries of one message before it is answered with an error and dropped.
+    /// Deliveries of a message whose turn keeps failing for a passing reason (session moved,
+    /// storage unavailable) before it is answered with that error. JetStream itself never
+    /// gives up on a message.
     #[serde(default = "default_max_deliver")]
     pub max_deliver: i64,
     /// Number of session shards; the same on every node of a cluster.

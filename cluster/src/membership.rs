@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics as metric_names;
 
+/// Watches start over this often even without a reconnection: a watch that silently
+/// stopped delivering cannot leave a view stale for longer.
+pub(crate) const RESYNC_PERIOD: Duration = Duration::from_secs(5);
+
 /// A member's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -166,10 +170,14 @@ impl Membership {
     }
 
     /// Takes a lease under a new epoch (joining, or after losing the previous one).
-    pub(crate) async fn join(&self) -> Result<(), kv::PutError> {
+    pub(crate) async fn join(&self) -> Result<(), String> {
         self.epoch.store(rand_epoch(), Ordering::Release);
         let sent_at = Instant::now();
-        let revision = self.bucket.put(&self.me, self.encoded_info()).await?;
+        let put = tokio::time::timeout(self.lease, self.bucket.put(&self.me, self.encoded_info()));
+        let revision = put
+            .await
+            .map_err(|_| "taking the lease timed out".to_owned())?
+            .map_err(|error| error.to_string())?;
         self.revision.store(revision, Ordering::Release);
         *self
             .renewed_at
@@ -240,11 +248,13 @@ impl Membership {
     ) {
         while !stop.is_cancelled() {
             reconnects.mark_unchanged();
+            let resync_at = tokio::time::Instant::now() + RESYNC_PERIOD;
             match self.bucket.watch_all().await {
                 Ok(mut entries) => loop {
                     let entry = tokio::select! {
                         () = stop.cancelled() => return,
                         _ = reconnects.changed() => break,
+                        () = tokio::time::sleep_until(resync_at) => break,
                         entry = entries.next() => entry,
                     };
                     match entry {

@@ -27,6 +27,10 @@ use crate::placement::{preferred_owner, shard_of};
 use crate::subjects;
 use crate::worker::ShardWorker;
 
+/// Leases after which a shard without a live owner is taken by any node, not only by its
+/// preferred one.
+const ORPHAN_GRACE_LEASES: u32 = 4;
+
 /// Who owns a shard, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardOwner {
@@ -52,11 +56,13 @@ pub(crate) async fn watch_owners(shared: Arc<Shared>) {
     let mut reconnects = shared.reconnects.clone();
     while !shared.stop.is_cancelled() {
         reconnects.mark_unchanged();
+        let resync_at = tokio::time::Instant::now() + crate::membership::RESYNC_PERIOD;
         match shared.shards_bucket.watch_all().await {
             Ok(mut entries) => loop {
                 let entry = tokio::select! {
                     () = shared.stop.cancelled() => return,
                     _ = reconnects.changed() => break,
+                    () = tokio::time::sleep_until(resync_at) => break,
                     entry = entries.next() => entry,
                 };
                 match entry {
@@ -143,7 +149,11 @@ pub(crate) async fn run_manager(
                 None => break,
             },
         }
+        let started = Instant::now();
         manager.reconcile().await;
+        if started.elapsed() > shared.config.lease() {
+            tracing::warn!(took = ?started.elapsed(), "reconciling shards was slow");
+        }
         shared.ready.store(true, Ordering::Release);
         if shared.membership.is_draining() && manager.workers.is_empty() {
             for done in drained.drain(..) {
@@ -219,14 +229,16 @@ impl Manager {
         self.publish_load().await;
     }
 
-    /// Whether `shard` has had no live owner for a whole lease (its preferred node, if any,
-    /// did not take it): then any node takes it.
+    /// Whether `shard` has had no live owner for [`ORPHAN_GRACE_LEASES`] leases: its
+    /// preferred node should have taken it long ago (views may disagree for a moment), so
+    /// any node takes it. Shorter, and a slow preferred node would see its shards grabbed
+    /// and handed back over and over.
     fn orphaned_long_enough(&mut self, shard: u32) -> bool {
         let since = *self
             .orphaned_since
             .entry(shard)
             .or_insert_with(Instant::now);
-        since.elapsed() >= self.shared.config.lease()
+        since.elapsed() >= self.shared.config.lease() * ORPHAN_GRACE_LEASES
     }
 
     /// Writes this node as the owner (compare-and-set); starts the worker when it won.
@@ -248,6 +260,7 @@ impl Manager {
         let Some(revision) = written else {
             return false;
         };
+        tracing::debug!(shard, revision, "claimed the shard");
         record(&self.shared, shard, Some(owner), revision);
         self.orphaned_since.remove(&shard);
         if self.workers.contains_key(&shard) {
@@ -260,8 +273,13 @@ impl Manager {
     }
 
     async fn ensure_worker(&mut self, shard: u32) {
-        if self.workers.contains_key(&shard) {
-            return;
+        match self.workers.get(&shard) {
+            Some(worker) if worker.is_finished() => {
+                // It stopped when it saw the shard was not ours; it is again: fresh sessions.
+                self.stop_workers(&[shard], false).await;
+            }
+            Some(_) => return,
+            None => {}
         }
         match ShardWorker::start(Arc::clone(&self.shared), self.node.clone(), shard).await {
             Ok(worker) => {
@@ -291,6 +309,7 @@ impl Manager {
             Duration::ZERO
         };
         futures_util::future::join_all(stopping.into_iter().map(|worker| worker.stop(limit))).await;
+        let evicting = Instant::now();
         let selected: HashSet<u32> = shards.iter().copied().collect();
         let count = self.shared.config.shards;
         let select = Box::new(move |key: &troupe_actors::SessionKey| {
@@ -298,6 +317,9 @@ impl Manager {
         });
         if let Err(error) = self.node.evict(select, graceful).await {
             tracing::warn!(%error, "could not stop the sessions of released shards");
+        }
+        if evicting.elapsed() > self.shared.config.lease() {
+            tracing::warn!(took = ?evicting.elapsed(), graceful, "stopping the sessions of shards was slow");
         }
     }
 

@@ -50,7 +50,10 @@ impl ShardWorker {
             filter_subject: subjects::inbox(shard),
             ack_policy: AckPolicy::Explicit,
             ack_wait: config.ack_wait(),
-            max_deliver: config.max_deliver,
+            // JetStream never gives up on a message by itself (a message it stopped
+            // delivering would be lost without an answer); `Turn::forward` answers a message
+            // that failed `max_deliver` times with its error instead.
+            max_deliver: -1,
             max_ack_pending: 4096,
             ..pull::Config::default()
         };
@@ -64,6 +67,11 @@ impl ShardWorker {
         let task = tokio::spawn(pull_loop(shared, node, shard, consumer, stop.clone()));
         tracing::debug!(shard, "serving the shard");
         Ok(Self { stop, task })
+    }
+
+    /// Whether the worker stopped by itself (it found the shard is not its node's any more).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Stops pulling and waits until every turn it started has been answered and acked,
@@ -87,7 +95,8 @@ async fn pull_loop(
     stop: CancellationToken,
 ) {
     let turns = TaskTracker::new();
-    while !stop.is_cancelled() {
+    let mut owner = true;
+    while owner && !stop.is_cancelled() {
         let pull = consumer
             .batch()
             .max_messages(BATCH_SIZE)
@@ -107,7 +116,13 @@ async fn pull_loop(
         // A pull ends by itself after PULL_EXPIRY; the timeout only guards a lost connection.
         while let Ok(Some(message)) = tokio::time::timeout(PULL_EXPIRY * 2, messages.next()).await {
             match message {
-                Ok(message) => dispatch(&shared, &node, shard, &turns, message).await,
+                Ok(message) if owner => {
+                    owner = dispatch(&shared, &node, shard, &turns, message).await;
+                }
+                // Not the owner any more: the rest of this pull goes back at once.
+                Ok(message) => {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
                 Err(error) => {
                     tracing::debug!(shard, %error, "pull interrupted");
                     break;
@@ -120,19 +135,21 @@ async fn pull_loop(
 }
 
 /// Hands one inbox message to its session and starts forwarding the turn's events.
+/// Returns `false` when this node turned out not to own the shard: the worker stops, so it
+/// does not keep taking (and handing back) messages meant for the owner.
 async fn dispatch(
     shared: &Arc<Shared>,
     node: &NodeHandle,
     shard: u32,
     turns: &TaskTracker,
     message: async_nats::jetstream::Message,
-) {
+) -> bool {
     let envelope: InboxEnvelope = match envelope::decode(&message.payload) {
         Ok(envelope) => envelope,
         Err(error) => {
             tracing::error!(%error, "unreadable inbox message dropped");
             let _ = message.ack_with(AckKind::Term).await;
-            return;
+            return true;
         }
     };
     let delivered = message.info().map_or(1, |info| info.delivered);
@@ -142,8 +159,9 @@ async fn dispatch(
     if !shared.owns(shard) {
         // Fenced, or the shard moved and the manager has not stopped this worker yet: the
         // owner will get the message.
-        let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-        return;
+        let _ = message.ack_with(AckKind::Nak(None)).await;
+        tracing::debug!(shard, "not the shard's owner now; the worker stops");
+        return false;
     }
     if envelope.origin != shared.membership.me() {
         metrics::counter!(metric_names::HOPS).increment(1);
@@ -162,7 +180,7 @@ async fn dispatch(
     );
     let Ok(events) = node.route(envelope.message) else {
         let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-        return;
+        return true;
     };
     shared
         .membership
@@ -176,6 +194,7 @@ async fn dispatch(
         delivered,
     };
     turns.spawn(turn.forward(events).instrument(span));
+    true
 }
 
 /// One message being answered.

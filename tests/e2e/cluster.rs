@@ -49,9 +49,31 @@ async fn settle(cluster: &ClusterSandbox, observer: usize, members: &[&str]) -> 
                     .collect();
                 eprintln!("--- node-{index}:\n{}", notable.join("\n"));
             }
+            eprintln!("--- shard keys:\n{}", shard_keys(cluster).await);
             panic!("{error}");
         }
     }
+}
+
+/// The shard keys as NATS holds them, for a failure message.
+async fn shard_keys(cluster: &ClusterSandbox) -> String {
+    use futures_util::StreamExt;
+    let client = async_nats::connect(cluster.nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let bucket = jetstream.get_key_value("troupe_shards").await.unwrap();
+    let mut keys = bucket.keys().await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(Ok(key)) = keys.next().await {
+        let entry = bucket.entry(&key).await.unwrap().unwrap();
+        lines.push(format!(
+            "{key} rev {} {:?} {}",
+            entry.revision,
+            entry.operation,
+            String::from_utf8_lossy(&entry.value)
+        ));
+    }
+    lines.sort();
+    lines.join("\n")
 }
 
 /// Posts a message; `Ok(reply)` or `Err(status and body)`.

@@ -146,6 +146,14 @@ async fn dispatch(
 ) -> bool {
     let envelope: InboxEnvelope = match envelope::decode(&message.payload) {
         Ok(envelope) => envelope,
+        Err(error @ envelope::EnvelopeError::TooNew(_)) => {
+            // Written by a newer node during a rolling upgrade: leave it for a newer owner.
+            tracing::warn!(%error, "inbox message from a newer version left for a newer node");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return true;
+        }
         Err(error) => {
             tracing::error!(%error, "unreadable inbox message dropped");
             let _ = message.ack_with(AckKind::Term).await;

@@ -546,3 +546,21 @@ async fn a_node_cut_off_from_nats_stops_answering_and_its_sessions_move_without_
         "the cut-off node fenced itself:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn a_node_that_cannot_reach_nats_refuses_to_start_and_says_why() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let error = troupe_testkit::process::TroupeProcess::start_with_env(
+        binary(),
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n",
+        &[("TROUPE_NATS_URL", &url)],
+    )
+    .await
+    .err()
+    .expect("no node without its cluster")
+    .to_string();
+    assert!(error.contains("joining the cluster"), "{error}");
+    assert!(error.contains("cannot connect to nats"), "{error}");
+}

@@ -5,6 +5,8 @@
 //!   lost node's shards.
 //! - [`ClusterIngress`](ingress::ClusterIngress): the durable inbox (JetStream stream with
 //!   `Nats-Msg-Id` dedupe); replies travel back to the node that holds the client.
+//! - Cluster-wide singletons ([`ClusterNode::run_singleton`]): a task that runs on exactly
+//!   one node and moves when that node dies or drains.
 //! - [`JetStreamSnapshotStore`]: session snapshots in JetStream KV, written with
 //!   compare-and-set so a stale node can never overwrite newer history.
 //!
@@ -20,6 +22,7 @@ pub mod metrics;
 mod node;
 pub mod placement;
 mod shards;
+mod singletons;
 pub mod subjects;
 mod worker;
 
@@ -28,3 +31,4 @@ pub use kv_store::{ClusterError, JetStreamSnapshotStore};
 pub use membership::{MemberInfo, MemberState, MemberView};
 pub use node::{ClusterNode, connect};
 pub use shards::ShardOwner;
+pub use singletons::SingletonTask;

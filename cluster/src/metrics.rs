@@ -14,5 +14,7 @@ pub const HANDOVERS: &str = "troupe_cluster_handovers_total";
 pub const SHARDS_OWNED: &str = "troupe_cluster_shards_owned";
 /// Times this node's own lease expired before it could renew it.
 pub const LEASES_LOST: &str = "troupe_cluster_leases_lost_total";
+/// Cluster-wide singletons running on this node.
+pub const SINGLETONS_RUNNING: &str = "troupe_cluster_singletons_running";
 /// Live members this node sees, itself included.
 pub const MEMBERS: &str = "troupe_cluster_members";

@@ -22,6 +22,7 @@ use crate::ingress::{ClusterIngress, answer_locally};
 use crate::kv_store::{ClusterError, JetStreamSnapshotStore};
 use crate::membership::{MemberView, Membership};
 use crate::shards::{ManagerCommand, ShardRecord, run_manager, watch_owners};
+use crate::singletons::{SingletonRegistry, SingletonTask, run_singletons};
 use crate::subjects;
 
 /// What every part of a cluster node shares.
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) serving: DashMap<u32, ()>,
     /// The local session layer, once [`ClusterNode::serve`] ran.
     pub(crate) node: OnceLock<NodeHandle>,
+    /// Singletons registered on this node.
+    pub(crate) singletons: SingletonRegistry,
     /// Set once the shard manager has reconciled once.
     pub(crate) ready: AtomicBool,
     /// Bumped on every (re)connection to NATS: watches start over, so a view that missed
@@ -203,6 +206,16 @@ impl ClusterNode {
             })
             .await
             .map_err(|error| setup_error(subjects::SHARDS_BUCKET, error))?;
+        let singletons_bucket = jetstream
+            .create_key_value(kv::Config {
+                bucket: subjects::SINGLETONS_BUCKET.to_owned(),
+                history: 1,
+                storage: storage_type,
+                num_replicas: config.replicas,
+                ..kv::Config::default()
+            })
+            .await
+            .map_err(|error| setup_error(subjects::SINGLETONS_BUCKET, error))?;
         let store = Arc::new(
             JetStreamSnapshotStore::open_with(
                 jetstream.clone(),
@@ -235,6 +248,7 @@ impl ClusterNode {
             membership: Arc::clone(&membership),
             owners: DashMap::new(),
             owners_changed: Notify::new(),
+            singletons: SingletonRegistry::default(),
             serving: DashMap::new(),
             node: OnceLock::new(),
             ready: AtomicBool::new(false),
@@ -244,6 +258,7 @@ impl ClusterNode {
         tokio::spawn(Arc::clone(&membership).run_heartbeats(shared.stop.clone()));
         tokio::spawn(Arc::clone(&membership).run_watch(reconnects, shared.stop.clone()));
         tokio::spawn(watch_owners(Arc::clone(&shared)));
+        tokio::spawn(run_singletons(Arc::clone(&shared), singletons_bucket));
         let ingress = ClusterIngress::start(Arc::clone(&shared))
             .await
             .map_err(|error| setup_error("replies", error))?;
@@ -273,6 +288,13 @@ impl ClusterNode {
         let _ = self.manager.set(commands);
         tokio::spawn(run_manager(Arc::clone(&self.shared), node, receiver));
         Ok(())
+    }
+
+    /// Runs `task` on exactly one node of the cluster: every node registers the same
+    /// singleton under the same `name`, one of them runs it, and it moves (the token of the
+    /// old run is cancelled first) when that node dies, is cut off or drains.
+    pub fn run_singleton(&self, name: impl Into<String>, task: SingletonTask) {
+        self.shared.singletons.register(name.into(), task);
     }
 
     /// The door access paths use.
@@ -321,11 +343,13 @@ impl ClusterNode {
         }
     }
 
-    /// Gives the lease up and stops every cluster task.
+    /// Gives the lease up and stops every cluster task. Bounded: a node that cannot reach
+    /// NATS leaves anyway (its lease then expires by itself).
     pub async fn leave(&self) {
         self.shared.stop.cancel();
-        self.shared.membership.leave().await;
-        let _ = self.shared.client.flush().await;
+        let limit = self.shared.config.lease();
+        let _ = tokio::time::timeout(limit, self.shared.membership.leave()).await;
+        let _ = tokio::time::timeout(limit, self.shared.client.flush()).await;
     }
 }
 

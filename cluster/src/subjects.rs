@@ -10,6 +10,8 @@ pub const INBOX_SUBJECTS: &str = "troupe.v1.inbox.>";
 pub const MEMBERS_BUCKET: &str = "troupe_members";
 /// Shard ownership: one key per shard naming its owner.
 pub const SHARDS_BUCKET: &str = "troupe_shards";
+/// Cluster-wide singletons: one key per singleton naming the node that runs it.
+pub const SINGLETONS_BUCKET: &str = "troupe_singletons";
 /// Session snapshots.
 pub const SESSIONS_BUCKET: &str = "troupe_sessions";
 /// NATS header carrying the W3C trace context of a message.

@@ -211,6 +211,9 @@ impl Actor for Session {
         if state.unsaved && !state.stale {
             state.save().await;
         }
+        if !state.unsaved {
+            state.context.store.forget(&state.key);
+        }
         Ok(())
     }
 

@@ -226,6 +226,12 @@ impl SnapshotStore for JetStreamSnapshotStore {
     fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
+
+    /// A session that left memory loads (and so records its revision) again when it
+    /// returns: keeping its revision would only grow this map with every session served.
+    fn forget(&self, key: &SessionKey) {
+        self.revisions.remove(&encode_key(key));
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +297,14 @@ mod tests {
             Err(StoreError::Conflict { .. })
         ));
         assert_eq!(first.load(&key).await.unwrap().unwrap().updated_at, 5);
+        // A forgotten session must be loaded again before it may write.
+        first.forget(&key);
+        assert!(matches!(
+            first.save(snapshot.encode()).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        first.load(&key).await.unwrap();
+        first.save(snapshot.encode()).await.unwrap();
     }
 
     #[tokio::test]

@@ -168,6 +168,10 @@ pub trait SnapshotStore: Send + Sync + 'static {
 
     /// How many snapshots are stored (cheap: used by `/metrics`).
     fn count(&self) -> u64;
+
+    /// The session left this node's memory: drop whatever the store keeps about it in RAM
+    /// (the cluster store's last-seen revision). Its next `load` starts afresh.
+    fn forget(&self, _key: &SessionKey) {}
 }
 
 #[cfg(test)]

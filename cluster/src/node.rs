@@ -51,7 +51,39 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
 }
 
+/// Runs a NATS call for at most `limit`: placement must never hang on a lost connection,
+/// or a node could not fence itself in time.
+pub(crate) async fn bounded<T, E>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    tokio::time::timeout(limit, call).await.ok()?.ok()
+}
+
 impl Shared {
+    /// Writes this node's current incarnation into `key` of `bucket` with compare-and-set
+    /// (`expected`: the revision being replaced; `None`: the key must not exist), within one
+    /// lease so a lost connection never stalls the caller. The new revision when it won.
+    pub(crate) async fn claim_key(
+        &self,
+        bucket: &kv::Store,
+        key: &str,
+        expected: Option<u64>,
+    ) -> Option<u64> {
+        let owner = crate::shards::ShardOwner {
+            node: self.membership.me().to_owned(),
+            epoch: self.membership.epoch(),
+        };
+        let value: bytes::Bytes = serde_json::to_vec(&owner)
+            .expect("an owner is json-encodable")
+            .into();
+        let limit = self.config.lease();
+        match expected {
+            Some(revision) => bounded(limit, bucket.update(key, value, revision)).await,
+            None => bounded(limit, bucket.create(key, value)).await,
+        }
+    }
+
     /// Whether this node may act as `shard`'s owner right now: its lease is valid and the
     /// shard key, as last seen, names this node's current incarnation.
     pub(crate) fn owns(&self, shard: u32) -> bool {

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use troupe_actors::node::NodeHandle;
 
 use crate::metrics as metric_names;
-use crate::node::Shared;
+use crate::node::{Shared, bounded};
 use crate::placement::{preferred_owner, shard_of};
 use crate::subjects;
 use crate::worker::ShardWorker;
@@ -101,15 +101,6 @@ fn record(shared: &Shared, shard: u32, owner: Option<ShardOwner>, revision: u64)
     if revision >= slot.revision {
         *slot = ShardRecord { owner, revision };
     }
-}
-
-/// Runs a NATS call for at most `limit`: the manager must never hang on a lost
-/// connection, or it could not fence itself in time.
-async fn bounded<T, E>(
-    limit: Duration,
-    call: impl std::future::Future<Output = Result<T, E>>,
-) -> Option<T> {
-    tokio::time::timeout(limit, call).await.ok()?.ok()
 }
 
 /// The manager's own state.
@@ -243,24 +234,19 @@ impl Manager {
 
     /// Writes this node as the owner (compare-and-set); starts the worker when it won.
     async fn claim(&mut self, shard: u32, expected: Option<u64>) -> bool {
-        let owner = ShardOwner {
-            node: self.me().to_owned(),
-            epoch: self.shared.membership.epoch(),
-        };
-        let value: bytes::Bytes = serde_json::to_vec(&owner)
-            .expect("a shard owner is json-encodable")
-            .into();
         let key = subjects::shard_key(shard);
-        let bucket = &self.shared.shards_bucket;
-        let limit = self.shared.config.lease();
-        let written = match expected {
-            Some(revision) => bounded(limit, bucket.update(&key, value, revision)).await,
-            None => bounded(limit, bucket.create(&key, value)).await,
-        };
+        let shared = Arc::clone(&self.shared);
+        let written = shared
+            .claim_key(&shared.shards_bucket, &key, expected)
+            .await;
         let Some(revision) = written else {
             return false;
         };
         tracing::debug!(shard, revision, "claimed the shard");
+        let owner = ShardOwner {
+            node: self.me().to_owned(),
+            epoch: self.shared.membership.epoch(),
+        };
         record(&self.shared, shard, Some(owner), revision);
         self.orphaned_since.remove(&shard);
         if self.workers.contains_key(&shard) {

@@ -224,22 +224,10 @@ async fn reconcile(
 }
 
 async fn claim(shared: &Shared, bucket: &kv::Store, name: &str, expected: Option<u64>) -> bool {
-    let owner = ShardOwner {
-        node: shared.membership.me().to_owned(),
-        epoch: shared.membership.epoch(),
-    };
-    let value: bytes::Bytes = serde_json::to_vec(&owner)
-        .expect("an owner is json-encodable")
-        .into();
-    let limit = shared.config.lease();
-    match expected {
-        Some(revision) => tokio::time::timeout(limit, bucket.update(key(name), value, revision))
-            .await
-            .is_ok_and(|written| written.is_ok()),
-        None => tokio::time::timeout(limit, bucket.create(key(name), value))
-            .await
-            .is_ok_and(|written| written.is_ok()),
-    }
+    shared
+        .claim_key(bucket, &key(name), expected)
+        .await
+        .is_some()
 }
 
 fn ensure_running(

@@ -245,7 +245,15 @@ impl Ingress for ClusterIngress {
                     metrics::counter!(metric_names::DEDUPES).increment(1);
                     replay(&publisher, subject, payload, &traceparent).await
                 }
-                Ok(_) => Ok(()),
+                Ok(ack) => {
+                    tracing::debug!(
+                        trace_id = envelope::trace_id(&traceparent).unwrap_or(""),
+                        %subject,
+                        sequence = ack.sequence,
+                        "message stored in the inbox"
+                    );
+                    Ok(())
+                }
                 Err(error) => {
                     waiters.remove(&waiter);
                     Err(error)

@@ -247,6 +247,7 @@ impl Turn {
                         if let Err(error) = self.message.ack().await {
                             tracing::warn!(%error, "ack failed; the message may be delivered again");
                         }
+                        tracing::debug!("turn answered and acknowledged");
                         break;
                     }
                 }

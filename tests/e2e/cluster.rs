@@ -564,3 +564,67 @@ async fn a_node_that_cannot_reach_nats_refuses_to_start_and_says_why() {
     assert!(error.contains("joining the cluster"), "{error}");
     assert!(error.contains("cannot connect to nats"), "{error}");
 }
+
+/// The trace id a log line carries (`trace_id=<32 hex>`), if any.
+fn trace_ids(log: &str, marker: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| line.contains(marker))
+        .filter_map(|line| {
+            // Event fields print bare, span fields as debug strings (quoted).
+            let start = line.find("trace_id=")? + "trace_id=".len();
+            let value = line[start..].trim_start_matches('"');
+            value.get(..32).map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_id_follows_a_message_from_its_ingress_node_to_its_owner() {
+    let fake = FakeLlm::start(None).await;
+    let config = openai_provider(&fake.openai_base_url(), "");
+    let cluster = ClusterSandbox::start_with_env(
+        binary(),
+        2,
+        &config,
+        &[],
+        &[("RUST_LOG", "info,troupe_cluster=debug")],
+    )
+    .await
+    .unwrap();
+    settle(&cluster, 0, &["node-0", "node-1"]).await;
+    let client = reqwest::Client::new();
+    // Enough conversations that some are owned by the other node.
+    for conversation in 0..16 {
+        post(
+            &client,
+            &cluster.nodes[0].http_url(),
+            &format!("t{conversation}"),
+            &format!("t{conversation}"),
+            "hi",
+        )
+        .await
+        .unwrap();
+    }
+    let stored = trace_ids(&cluster.nodes[0].log(), "message stored in the inbox");
+    assert_eq!(
+        stored.len(),
+        16,
+        "every message got a trace id at its ingress"
+    );
+    let answered_elsewhere = trace_ids(&cluster.nodes[1].log(), "turn answered");
+    assert!(
+        !answered_elsewhere.is_empty(),
+        "node-1 owns some of the sessions"
+    );
+    for trace_id in &answered_elsewhere {
+        assert!(
+            trace_id.bytes().all(|byte| byte.is_ascii_hexdigit()),
+            "{trace_id}: {}",
+            cluster.nodes[1].log()
+        );
+        assert!(
+            stored.contains(trace_id),
+            "{trace_id} was created at node-0's ingress"
+        );
+    }
+}

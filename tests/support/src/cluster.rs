@@ -29,6 +29,17 @@ impl ClusterSandbox {
         config: &str,
         proxied: &[usize],
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(binary, count, config, proxied, &[]).await
+    }
+
+    /// Like [`ClusterSandbox::start`], with extra environment variables for every node.
+    pub async fn start_with_env(
+        binary: &Path,
+        count: usize,
+        config: &str,
+        proxied: &[usize],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let nats = NatsServer::start().await;
         let mut nodes = Vec::with_capacity(count);
         let mut proxies = Vec::with_capacity(count);
@@ -42,12 +53,12 @@ impl ClusterSandbox {
                 .as_ref()
                 .map_or_else(|| nats.url(), |proxy| format!("nats://{}", proxy.address));
             let node_id = format!("node-{index}");
-            let node = TroupeProcess::start_with_env(
-                binary,
-                config,
-                &[("TROUPE_NATS_URL", &url), ("TROUPE_NODE_ID", &node_id)],
-            )
-            .await?;
+            let mut node_env = vec![
+                ("TROUPE_NATS_URL", url.as_str()),
+                ("TROUPE_NODE_ID", node_id.as_str()),
+            ];
+            node_env.extend_from_slice(env);
+            let node = TroupeProcess::start_with_env(binary, config, &node_env).await?;
             nodes.push(node);
             proxies.push(proxy);
         }

@@ -25,6 +25,9 @@ pub enum ClusterError {
     Connect { url: String, reason: String },
     #[error("cannot open the key-value bucket {bucket}: {reason}")]
     Bucket { bucket: String, reason: String },
+    /// Preparing the inbox stream, the other buckets or the subscriptions failed.
+    #[error("cannot set up {what}: {reason}")]
+    Setup { what: String, reason: String },
 }
 
 /// Snapshots in a JetStream KV bucket.

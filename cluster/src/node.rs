@@ -63,13 +63,14 @@ pub(crate) async fn bounded<T, E>(
 impl Shared {
     /// Writes this node's current incarnation into `key` of `bucket` with compare-and-set
     /// (`expected`: the revision being replaced; `None`: the key must not exist), within one
-    /// lease so a lost connection never stalls the caller. The new revision when it won.
+    /// lease so a lost connection never stalls the caller. When it won: the owner written
+    /// and the new revision.
     pub(crate) async fn claim_key(
         &self,
         bucket: &kv::Store,
         key: &str,
         expected: Option<u64>,
-    ) -> Option<u64> {
+    ) -> Option<(crate::shards::ShardOwner, u64)> {
         let owner = crate::shards::ShardOwner {
             node: self.membership.me().to_owned(),
             epoch: self.membership.epoch(),
@@ -78,10 +79,11 @@ impl Shared {
             .expect("an owner is json-encodable")
             .into();
         let limit = self.config.lease();
-        match expected {
+        let revision = match expected {
             Some(revision) => bounded(limit, bucket.update(key, value, revision)).await,
             None => bounded(limit, bucket.create(key, value)).await,
-        }
+        }?;
+        Some((owner, revision))
     }
 
     /// Whether this node may act as `shard`'s owner right now: its lease is valid and the
@@ -113,8 +115,8 @@ fn storage(kind: StorageKind) -> stream::StorageType {
 }
 
 fn setup_error(what: &str, error: impl std::fmt::Display) -> ClusterError {
-    ClusterError::Bucket {
-        bucket: what.to_owned(),
+    ClusterError::Setup {
+        what: what.to_owned(),
         reason: error.to_string(),
     }
 }

@@ -239,14 +239,10 @@ impl Manager {
         let written = shared
             .claim_key(&shared.shards_bucket, &key, expected)
             .await;
-        let Some(revision) = written else {
+        let Some((owner, revision)) = written else {
             return false;
         };
         tracing::debug!(shard, revision, "claimed the shard");
-        let owner = ShardOwner {
-            node: self.me().to_owned(),
-            epoch: self.shared.membership.epoch(),
-        };
         record(&self.shared, shard, Some(owner), revision);
         self.orphaned_since.remove(&shard);
         if self.workers.contains_key(&shard) {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use troupe_testkit::cluster::ClusterSandbox;
 use troupe_testkit::fake_llm::FakeLlm;
 
-use crate::support::{binary, openai_provider};
+use crate::support::{binary, metrics_page, openai_provider};
 
 const SHARDS: u64 = 64;
 
@@ -183,15 +183,7 @@ async fn messages_entering_any_node_reach_their_session_and_every_node_answers_f
     assert_eq!(longest, Some(6), "system + 2 earlier turns + the question");
     let mut hops = 0.0;
     for base in &urls {
-        let text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        hops += metric(&text, "troupe_cluster_hops_total");
+        hops += metric(&metrics_page(base).await, "troupe_cluster_hops_total");
     }
     assert!(
         hops > 0.0,
@@ -234,14 +226,7 @@ async fn a_repeated_message_id_gets_the_same_reply_from_any_node_and_the_model_o
     .unwrap();
     assert_eq!(first, again, "the stored reply, not a second one");
     assert_eq!(fake.requests().len(), 1, "the model was asked once");
-    let text = client
-        .get(format!("{}/metrics", cluster.nodes[1].http_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_page(&cluster.nodes[1].http_url()).await;
     assert_eq!(
         metric(&text, "troupe_cluster_dedupes_total"),
         1.0,
@@ -464,12 +449,7 @@ async fn a_rolling_restart_with_sigterm_loses_nothing() {
         combined.replies.extend(tally.replies);
     }
     assert_histories_match(&cluster.nodes[1].http_url(), &combined).await;
-    let text = reqwest::get(format!("{}/metrics", cluster.nodes[0].http_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_page(&cluster.nodes[0].http_url()).await;
     assert!(metric(&text, "troupe_cluster_handovers_total") > 0.0);
 }
 

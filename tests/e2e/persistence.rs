@@ -120,14 +120,7 @@ async fn idle_sessions_passivate_and_return_with_their_history() {
         list["sessions"][0]["active"] == false
     })
     .await;
-    let metrics = http()
-        .get(format!("{}/metrics", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::metrics_page(&node.http_url()).await;
     assert!(
         metrics.contains("troupe_sessions_passivated 1"),
         "{metrics}"

@@ -261,14 +261,7 @@ async fn unknown_routes_and_methods_answer_in_json() {
 async fn metrics_and_the_web_page_are_served() {
     let node = echo_node("").await;
     post_message(&node, &json!({"sender_id": "m", "payload": "count me"})).await;
-    let metrics = http()
-        .get(format!("{}/metrics", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::metrics_page(&node.http_url()).await;
     for name in [
         "troupe_messages_in_total 1",
         "troupe_messages_out_total 1",

@@ -82,6 +82,18 @@ pub(crate) async fn frames_until_final(socket: &mut Socket, id: &str) -> Vec<Val
     panic!("connection closed before the final frame for {id}: {frames:?}");
 }
 
+/// The Prometheus text of the node at `base_url` (no token).
+pub(crate) async fn metrics_page(base_url: &str) -> String {
+    http()
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::new()
 }

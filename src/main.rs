@@ -43,7 +43,6 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            telemetry::init_tracing();
             let (config, source) =
                 TroupeConfig::load(args.config.as_deref(), &Environment::from_process())?;
             serve::serve(config, source, process_start).await?;

@@ -52,6 +52,12 @@ pub(crate) async fn serve(
     source: ConfigSource,
     process_start: Instant,
 ) -> anyhow::Result<()> {
+    let node_id = config
+        .cluster
+        .as_ref()
+        .map(|cluster| resolve_node_id(cluster, &config.storage.data_dir))
+        .transpose()?;
+    let telemetry = crate::telemetry::init_tracing(&config.telemetry, node_id.as_deref())?;
     let metrics = crate::telemetry::install_metrics()?;
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(%error, "could not raise the open-file limit; many connections may fail");
@@ -65,7 +71,7 @@ pub(crate) async fn serve(
             policy: provider_config.policy(),
         });
     }
-    let (cluster, store) = open_store(&config).await?;
+    let (cluster, store) = open_store(&config, node_id).await?;
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.clone(),
@@ -146,19 +152,21 @@ pub(crate) async fn serve(
     node.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
     tracing::info!("stopped");
+    // Flushing waits for the collector: never on the async runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(())
 }
 
 /// The embedded store, or (with `[cluster]`) the cluster's after joining it.
 async fn open_store(
     config: &TroupeConfig,
+    node_id: Option<String>,
 ) -> anyhow::Result<(Option<ClusterNode>, Arc<dyn SnapshotStore>)> {
-    let Some(cluster_config) = &config.cluster else {
+    let (Some(cluster_config), Some(node_id)) = (&config.cluster, node_id) else {
         let store =
             LocalSnapshotStore::open(&config.storage.data_dir).context("storage.data_dir")?;
         return Ok((None, Arc::new(store)));
     };
-    let node_id = resolve_node_id(cluster_config, &config.storage.data_dir)?;
     let (cluster, store) = ClusterNode::join(cluster_config.clone(), node_id)
         .await
         .context("joining the cluster")?;

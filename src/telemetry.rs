@@ -1,11 +1,24 @@
 //! Process-wide telemetry set-up, done once by the binary: `tracing` to stderr (filtered by
-//! `RUST_LOG`, default `info`) and the Prometheus recorder behind `/metrics`.
+//! `RUST_LOG`, default `info`), spans exported over OTLP when `[telemetry] otlp_endpoint`
+//! is set, and the Prometheus recorder behind `/metrics`.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Level;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use troupe_actors::metrics as metric_names;
+
+use crate::config::TelemetryConfig;
 
 /// Latency buckets in seconds: fine below a millisecond (gateway), wide above (models).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -13,14 +26,87 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-pub(crate) fn init_tracing() {
+/// Spans of these crates are exported (at `info` and above) whatever `RUST_LOG` says: the
+/// log filter and the trace export are separate decisions.
+const EXPORTED_TARGETS: &[&str] = &["troupe", "troupe_actors", "troupe_cluster"];
+
+/// The installed trace export, flushed by [`Telemetry::shutdown`] before the process exits.
+pub(crate) struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is still buffered; spans of the last turns are not lost on exit.
+    pub(crate) fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "trace export did not flush before exit");
+        }
+    }
+}
+
+/// Installs the log output and, when configured, the OTLP trace export. `instance` is the
+/// node id in a cluster (`service.instance.id`), so a trace shows which node did what.
+pub(crate) fn init_tracing(
+    config: &TelemetryConfig,
+    instance: Option<&str>,
+) -> anyhow::Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter);
+    let provider = config
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| trace_provider(config, endpoint, instance))
+        .transpose()?;
+    let export = provider.as_ref().map(|provider| {
+        let targets = EXPORTED_TARGETS
+            .iter()
+            .fold(Targets::new(), |targets, target| {
+                targets.with_target(*target, Level::INFO)
+            });
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("troupe"))
+            .with_filter(targets)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(export)
         .try_init();
+    if let Some(endpoint) = &config.otlp_endpoint {
+        tracing::info!(%endpoint, ratio = config.sample_ratio, "exporting traces over OTLP");
+    }
+    Ok(Telemetry { provider })
+}
+
+fn trace_provider(
+    config: &TelemetryConfig,
+    endpoint: &str,
+    instance: Option<&str>,
+) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(Duration::from_secs(config.export_timeout_secs))
+        .build()
+        .map_err(|error| anyhow::anyhow!("telemetry.otlp_endpoint: {error}"))?;
+    let mut resource = Resource::builder()
+        .with_service_name(config.service_name.clone())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if let Some(instance) = instance {
+        resource =
+            resource.with_attribute(KeyValue::new("service.instance.id", instance.to_owned()));
+    }
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(sampler)
+        .with_resource(resource.build())
+        .build())
 }
 
 /// Installs the global metrics recorder and keeps its histograms trimmed.

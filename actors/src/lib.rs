@@ -16,6 +16,7 @@ pub mod session;
 pub mod snapshot;
 pub mod supervisor;
 pub mod testing;
+pub mod trace;
 pub mod turn;
 
 #[cfg(test)]
@@ -35,4 +36,5 @@ pub use provider::{
     ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
     ProviderErrorKind, ProviderInfo, Role, ToolCall, ToolSpec, Usage,
 };
+pub use trace::TraceParent;
 pub use turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};

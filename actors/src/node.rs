@@ -205,14 +205,19 @@ impl NodeHandle {
     }
 
     /// Hands a message to its session; the turn's events arrive on the returned channel,
-    /// which always ends with a final event or closes (the session died).
+    /// which always ends with a final event or closes (the session died). The turn's spans
+    /// are children of the caller's current span, so one trace covers the whole turn.
     pub fn route(
         &self,
         message: InboundMessage,
     ) -> Result<mpsc::UnboundedReceiver<TurnEvent>, TurnError> {
         let (events, receiver) = mpsc::unbounded_channel();
         self.registry()?
-            .cast(RegistryMsg::Route { message, events })
+            .cast(RegistryMsg::Route {
+                message,
+                events,
+                span: tracing::Span::current(),
+            })
             .map_err(|_| unavailable())?;
         Ok(receiver)
     }

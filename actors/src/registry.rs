@@ -28,6 +28,8 @@ pub enum RegistryMsg {
     Route {
         message: InboundMessage,
         events: TurnEvents,
+        /// The span the message arrived under (the turn's trace continues from it).
+        span: tracing::Span,
     },
     /// A session's history (`None`: no such session).
     GetHistory {
@@ -130,7 +132,11 @@ impl Actor for SessionRegistry {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RegistryMsg::Route { message, events } => state.route(&myself, message, events).await,
+            RegistryMsg::Route {
+                message,
+                events,
+                span,
+            } => state.route(&myself, message, events, span).await,
             RegistryMsg::GetHistory { key, reply } => match state.session(&myself, &key).await {
                 Ok(session) => {
                     let _ = session.cast(SessionMsg::GetHistory { reply });
@@ -242,6 +248,7 @@ impl RegistryState {
         myself: &ActorRef<RegistryMsg>,
         message: InboundMessage,
         events: TurnEvents,
+        span: tracing::Span,
     ) {
         let key = message.session_key();
         let in_reply_to = message.id.clone();
@@ -258,8 +265,9 @@ impl RegistryState {
         }
         if session
             .cast(SessionMsg::HandleInbound {
-                message,
+                message: Box::new(message),
                 events: events.clone(),
+                span,
             })
             .is_err()
         {

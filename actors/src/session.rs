@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::ids::SessionKey;
 use crate::message::{ContentType, InboundMessage, OutboundReply, unix_now};
@@ -106,8 +107,10 @@ impl SessionView {
 pub enum SessionMsg {
     /// Handle one inbound message; events go to `events`.
     HandleInbound {
-        message: InboundMessage,
+        message: Box<InboundMessage>,
         events: TurnEvents,
+        /// The span the message arrived under: the turn's span is its child.
+        span: tracing::Span,
     },
     /// The history, or `None` when the session has never held anything.
     GetHistory {
@@ -224,9 +227,22 @@ impl Actor for Session {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SessionMsg::HandleInbound { message, events } => {
+            SessionMsg::HandleInbound {
+                message,
+                events,
+                span,
+            } => {
                 state.handled += 1;
-                state.handle_inbound(message, &events).await;
+                let turn_span = tracing::info_span!(
+                    parent: &span,
+                    "session_turn",
+                    session = %state.key,
+                    message_id = %message.id,
+                );
+                state
+                    .handle_inbound(*message, &events)
+                    .instrument(turn_span)
+                    .await;
                 state.last_activity = Instant::now();
                 if state.stale {
                     // Queued messages are dropped with us; their senders see the channel
@@ -283,7 +299,13 @@ impl SessionState {
     }
 
     async fn save(&mut self) -> bool {
-        match self.context.store.save(self.snapshot()).await {
+        let saved = self
+            .context
+            .store
+            .save(self.snapshot())
+            .instrument(tracing::info_span!("snapshot_save"))
+            .await;
+        match saved {
             Ok(()) => {
                 self.unsaved = false;
                 true
@@ -490,6 +512,11 @@ impl SessionState {
                 deltas,
                 config.turn_timeout,
             )
+            .instrument(tracing::info_span!(
+                "model_call",
+                otel.kind = "client",
+                provider = %config.provider,
+            ))
             .await
     }
 }

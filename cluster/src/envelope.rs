@@ -161,29 +161,6 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Envelop
     Ok(versioned.body)
 }
 
-/// A new W3C `traceparent` (version 00, sampled) for a message entering the cluster.
-pub fn new_traceparent() -> String {
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
-}
-
-/// The trace id of a `traceparent`, when it is well formed.
-pub fn trace_id(traceparent: &str) -> Option<&str> {
-    let mut parts = traceparent.split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let well_formed = version.len() == 2
-        && trace.len() == 32
-        && span.len() == 16
-        && flags.len() == 2
-        && parts.next().is_none()
-        && traceparent
-            .bytes()
-            .all(|byte| byte == b'-' || byte.is_ascii_hexdigit());
-    well_formed.then_some(trace)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,12 +197,5 @@ mod tests {
             decode::<RpcRequest>(b"{"),
             Err(EnvelopeError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn traceparents_are_well_formed() {
-        let traceparent = new_traceparent();
-        assert_eq!(trace_id(&traceparent).map(str::len), Some(32));
-        assert_eq!(trace_id("00-abc-def-01"), None);
     }
 }

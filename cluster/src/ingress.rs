@@ -17,8 +17,10 @@ use async_nats::jetstream::message::PublishMessage;
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 use troupe_actors::session::SessionView;
 use troupe_actors::snapshot::SnapshotStore;
+use troupe_actors::trace::TraceParent;
 use troupe_actors::{
     ErrorCode, InboundMessage, Ingress, SessionKey, Submission, TurnError, TurnEvent,
 };
@@ -226,7 +228,16 @@ impl Ingress for ClusterIngress {
             origin: self.shared.membership.me().to_owned(),
         };
         let payload = envelope::encode(&envelope);
-        let traceparent = envelope::new_traceparent();
+        // The hop to the owner is a span of this trace; without OpenTelemetry export the
+        // header still carries one trace id that both nodes log.
+        let span = tracing::info_span!(
+            "cluster_ingress",
+            otel.kind = "producer",
+            shard,
+            message_id = %envelope.message.id,
+        );
+        let trace = TraceParent::of_span(&span).unwrap_or_else(TraceParent::random);
+        let traceparent = trace.to_header();
         let publish = PublishMessage::build()
             .payload(payload.clone())
             .message_id(&dedupe_id)
@@ -247,7 +258,7 @@ impl Ingress for ClusterIngress {
                 }
                 Ok(ack) => {
                     tracing::debug!(
-                        trace_id = envelope::trace_id(&traceparent).unwrap_or(""),
+                        trace_id = %trace.trace_id_hex(),
                         %subject,
                         sequence = ack.sequence,
                         "message stored in the inbox"
@@ -259,7 +270,8 @@ impl Ingress for ClusterIngress {
                     Err(error)
                 }
             }
-        };
+        }
+        .instrument(span);
         Ok(Submission {
             accepted: Box::pin(accepted),
             events: receiver,

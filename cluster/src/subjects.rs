@@ -15,7 +15,7 @@ pub const SINGLETONS_BUCKET: &str = "troupe_singletons";
 /// Session snapshots.
 pub const SESSIONS_BUCKET: &str = "troupe_sessions";
 /// NATS header carrying the W3C trace context of a message.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
+pub const TRACEPARENT_HEADER: &str = troupe_actors::trace::TRACEPARENT_HEADER;
 
 /// Where inbound messages of `shard` are stored.
 pub fn inbox(shard: u32) -> String {

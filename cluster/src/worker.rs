@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use troupe_actors::node::NodeHandle;
-use troupe_actors::{ErrorCode, TurnEvent};
+use troupe_actors::{ErrorCode, TraceParent, TurnEvent};
 
 use crate::envelope::{self, InboxEnvelope, ReplyEnvelope, ReplyRoute, WireEvent};
 use crate::metrics as metric_names;
@@ -174,19 +174,23 @@ async fn dispatch(
     if envelope.origin != shared.membership.me() {
         metrics::counter!(metric_names::HOPS).increment(1);
     }
-    let traceparent = message
+    let parent = message
         .headers
         .as_ref()
         .and_then(|headers| headers.get(subjects::TRACEPARENT_HEADER))
-        .map(|value| value.as_str().to_owned())
-        .unwrap_or_default();
+        .and_then(|value| TraceParent::parse(value.as_str()));
     let span = tracing::info_span!(
         "cluster_turn",
-        trace_id = envelope::trace_id(&traceparent).unwrap_or(""),
+        otel.kind = "consumer",
+        node = %shared.membership.me(),
+        trace_id = parent.map(TraceParent::trace_id_hex).unwrap_or_default(),
         message_id = %envelope.message.id,
         delivered,
     );
-    let Ok(events) = node.route(envelope.message) else {
+    if let Some(parent) = parent {
+        parent.adopt(&span);
+    }
+    let Ok(events) = span.in_scope(|| node.route(envelope.message)) else {
         let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
         return true;
     };

@@ -3,6 +3,7 @@
 //! Every error names the key it is about.
 
 pub(crate) mod autodetect;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use troupe_cluster::ClusterConfig;
 use troupe_inference::ProviderConfig;
 
 pub(crate) use autodetect::detect_provider;
+pub(crate) use telemetry::TelemetryConfig;
 
 const fn default_history_window() -> usize {
     40
@@ -41,7 +43,7 @@ fn default_system_prompt() -> String {
 }
 
 /// The whole file.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TroupeConfig {
     #[serde(default)]
@@ -55,6 +57,9 @@ pub(crate) struct TroupeConfig {
     /// `[cluster]`: join a cluster over NATS. Absent: a single node with embedded storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cluster: Option<ClusterConfig>,
+    /// `[telemetry]`: trace export over OTLP.
+    #[serde(default)]
+    pub(crate) telemetry: TelemetryConfig,
 }
 
 /// `[server]`: the access layer.
@@ -175,6 +180,10 @@ pub(crate) struct Environment {
     /// `TROUPE_NATS_URL`: joins a cluster (creates `[cluster]` with defaults if absent).
     pub(crate) nats_url: Option<String>,
     pub(crate) node_id: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the standard OpenTelemetry variable.
+    pub(crate) otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: the standard OpenTelemetry variable.
+    pub(crate) service_name: Option<String>,
 }
 
 impl Environment {
@@ -187,6 +196,8 @@ impl Environment {
             token: read("TROUPE_TOKEN"),
             nats_url: read("TROUPE_NATS_URL"),
             node_id: read("TROUPE_NODE_ID"),
+            otlp_endpoint: read("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            service_name: read("OTEL_SERVICE_NAME"),
         }
     }
 }
@@ -266,6 +277,12 @@ impl TroupeConfig {
             };
             cluster.node_id = Some(node_id.clone());
         }
+        if let Some(endpoint) = &environment.otlp_endpoint {
+            self.telemetry.otlp_endpoint = Some(endpoint.clone());
+        }
+        if let Some(name) = &environment.service_name {
+            self.telemetry.service_name.clone_from(name);
+        }
         Ok(())
     }
 
@@ -311,6 +328,9 @@ impl TroupeConfig {
                 .validate()
                 .map_err(|error| invalid(&format!("cluster.{}", error.key), error.reason))?;
         }
+        self.telemetry
+            .validate()
+            .map_err(|(key, reason)| invalid(&format!("telemetry.{key}"), reason))?;
         self.validate_providers()
     }
 

@@ -174,3 +174,56 @@ fn the_environment_joins_a_cluster_and_bad_cluster_keys_are_named() {
             .contains("unknown field `node`")
     );
 }
+
+#[test]
+fn telemetry_is_off_by_default_and_configurable() {
+    let config = TroupeConfig::parse("").unwrap();
+    assert_eq!(config.telemetry.otlp_endpoint, None);
+    assert_eq!(config.telemetry.service_name, "troupe");
+    let config = TroupeConfig::parse(
+        "[telemetry]\notlp_endpoint = \"http://collector:4317\"\nservice_name = \"home\"\nsample_ratio = 0.25\n",
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.telemetry.sample_ratio, 0.25);
+    let error = TroupeConfig::parse("[telemetry]\nendpoint = \"x\"\n").unwrap_err();
+    assert!(error.contains("endpoint"), "{error}");
+}
+
+#[test]
+fn bad_telemetry_values_name_their_key() {
+    for (text, key) in [
+        (
+            "otlp_endpoint = \"collector:4317\"",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "otlp_endpoint = \"ftp://collector\"",
+            "telemetry.otlp_endpoint",
+        ),
+        ("sample_ratio = 1.5", "telemetry.sample_ratio"),
+        ("service_name = \" \"", "telemetry.service_name"),
+        ("export_timeout_secs = 0", "telemetry.export_timeout_secs"),
+    ] {
+        let config = TroupeConfig::parse(&format!("[telemetry]\n{text}\n")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(key), "{text}: {error}");
+    }
+}
+
+#[test]
+fn the_standard_opentelemetry_variables_override_the_file() {
+    let mut config =
+        TroupeConfig::parse("[telemetry]\notlp_endpoint = \"http://a:4317\"\n").unwrap();
+    let environment = Environment {
+        otlp_endpoint: Some("http://b:4317".into()),
+        service_name: Some("assistant".into()),
+        ..Environment::default()
+    };
+    config.apply_environment(&environment).unwrap();
+    assert_eq!(
+        config.telemetry.otlp_endpoint.as_deref(),
+        Some("http://b:4317")
+    );
+    assert_eq!(config.telemetry.service_name, "assistant");
+}

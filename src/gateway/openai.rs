@@ -17,13 +17,14 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, new_message_id, unix_now};
 use troupe_actors::turn::delta_sink;
 use troupe_actors::{ChatMessage, ChatRequest, ContentType, OutboundReply, Role, TurnEvent};
 
 use super::error::ApiError;
 use super::rest::{body_limit, read_json_body};
-use super::turns::{final_reply, session_lost};
+use super::turns::{final_reply, header_traceparent, session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
 
 /// The model id the facade presents.
@@ -100,16 +101,25 @@ pub(crate) async fn chat_completions(
         .model
         .clone()
         .unwrap_or_else(|| ASSISTANT_MODEL.into());
+    let span = turn_span("openai", header_traceparent(&headers));
     let events = match &request.user {
-        Some(user) => session_turn(&state, user, &request).await,
-        None => stateless_turn(&state, &request),
+        Some(user) => {
+            session_turn(&state, user, &request)
+                .instrument(span.clone())
+                .await
+        }
+        None => span.in_scope(|| stateless_turn(&state, &request)),
     };
     let events = match events {
         Ok(events) => events,
         Err(error) => return error.into_response(),
     };
     if request.stream {
-        return Sse::new(chunk_stream(events, model, started)).into_response();
+        // Holding the span in the stream ends it when the stream does.
+        let stream = chunk_stream(events, model, started).inspect(move |_| {
+            let _ = &span;
+        });
+        return Sse::new(stream).into_response();
     }
     match final_reply(events).await {
         Ok((reply, model_latency)) => {
@@ -146,6 +156,7 @@ async fn session_turn(
     let message = draft
         .validate(&defaults, state.settings.limits)
         .map_err(ApiError::from)?;
+    tracing::Span::current().record("message_id", message.id.as_str());
     let submission = state.ingress.submit(message).map_err(ApiError::from)?;
     submission.accepted.await.map_err(ApiError::from)?;
     Ok(submission.events)

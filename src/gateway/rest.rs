@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -19,7 +19,7 @@ use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::{SessionKey, TurnEvent};
 
 use super::error::{ApiError, json_error};
-use super::turns::{final_reply, session_lost};
+use super::turns::{final_reply, header_traceparent, session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
 
 /// Largest page of `GET /api/v1/sessions`.
@@ -87,7 +87,9 @@ pub(crate) async fn post_message(
         Ok(message) => message,
         Err(error) => return ApiError::from(error).into_response(),
     };
-    let submission = match state.ingress.submit(message) {
+    let span = turn_span("api", header_traceparent(&headers));
+    span.record("message_id", message.id.as_str());
+    let submission = match span.in_scope(|| state.ingress.submit(message)) {
         Ok(submission) => submission,
         Err(error) => return ApiError::from(error).into_response(),
     };
@@ -97,7 +99,7 @@ pub(crate) async fn post_message(
     }
     let events = submission.events;
     if wants_event_stream(&headers) {
-        return Sse::new(event_stream(events, started))
+        return Sse::new(event_stream(events, started, span))
             .keep_alive(KeepAlive::default())
             .into_response();
     }
@@ -111,9 +113,11 @@ pub(crate) async fn post_message(
 }
 
 /// `delta` events, then one `reply` or `error` event.
+/// The turn's span lasts as long as the stream.
 fn event_stream(
     events: UnboundedReceiver<TurnEvent>,
     started: Instant,
+    span: tracing::Span,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures_util::stream::unfold(Some(events), move |events| async move {
         let mut events = events?;
@@ -149,6 +153,10 @@ fn event_stream(
             Ok(Event::default().event(name).data(data.to_string())),
             next,
         ))
+    })
+    // Holding the span here ends it when the stream does.
+    .inspect(move |_| {
+        let _ = &span;
     })
 }
 

@@ -1,9 +1,34 @@
-//! Helpers to consume a turn's events (deltas, then one final event).
+//! Helpers for a turn at the gateway: its span (continuing the client's trace) and the
+//! consumption of its events (deltas, then one final event).
 
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use tokio::sync::mpsc::UnboundedReceiver;
-use troupe_actors::{ErrorCode, OutboundReply, TurnError, TurnEvent};
+use troupe_actors::trace::TRACEPARENT_HEADER;
+use troupe_actors::{ErrorCode, OutboundReply, TraceParent, TurnError, TurnEvent};
+
+/// The span of one turn at the gateway. A valid client `traceparent` makes it part of the
+/// client's trace; an invalid one is ignored and the turn starts a trace of its own.
+pub(crate) fn turn_span(access: &'static str, traceparent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "gateway_turn",
+        otel.kind = "server",
+        access,
+        message_id = tracing::field::Empty,
+    );
+    if let Some(parent) = traceparent.and_then(TraceParent::parse) {
+        parent.adopt(&span);
+    }
+    span
+}
+
+/// The `traceparent` header of a request, if any.
+pub(crate) fn header_traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+}
 
 /// The error when a turn's channel closes without a final event (its session died).
 pub(crate) fn session_lost() -> TurnError {

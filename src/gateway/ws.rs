@@ -16,13 +16,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::metrics as metric_names;
 use troupe_actors::{TurnError, TurnEvent};
 
 use super::auth::{header_authorized, origin_allowed, tokens_match};
 use super::error::ApiError;
-use super::turns::session_lost;
+use super::turns::{session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
 
 /// Read buffer per connection: small, because 10,000 idle connections must stay cheap
@@ -59,6 +60,9 @@ enum ClientFrame {
         reply_to: Option<String>,
         #[serde(default)]
         metadata: std::collections::BTreeMap<String, Value>,
+        /// W3C trace context: the turn continues the client's trace.
+        #[serde(default)]
+        traceparent: Option<String>,
     },
 }
 
@@ -249,6 +253,7 @@ impl Connection {
                 payload,
                 reply_to,
                 metadata,
+                traceparent,
             }) => {
                 if !self.authorized {
                     self.send(error_frame(
@@ -270,7 +275,8 @@ impl Connection {
                     attachments: Vec::new(),
                     metadata,
                 };
-                self.accept(draft, frame_id.as_deref());
+                let span = turn_span("ws", traceparent.as_deref());
+                self.accept(draft, frame_id.as_deref(), span);
                 Next::Continue
             }
             Err(error) => {
@@ -320,7 +326,7 @@ impl Connection {
         Next::Continue
     }
 
-    fn accept(&mut self, draft: InboundDraft, frame_id: Option<&str>) {
+    fn accept(&mut self, draft: InboundDraft, frame_id: Option<&str>, span: tracing::Span) {
         let started = Instant::now();
         if self.turns.len() >= MAX_IN_FLIGHT_PER_CONNECTION {
             let message = format!(
@@ -343,7 +349,8 @@ impl Connection {
             }
         };
         let id = message.id.clone();
-        let submission = match self.state.ingress.submit(message) {
+        span.record("message_id", id.as_str());
+        let submission = match span.in_scope(|| self.state.ingress.submit(message)) {
             Ok(submission) => submission,
             Err(error) => {
                 self.send(error_frame(Some(&id), error.code.as_str(), &error.message));
@@ -361,17 +368,21 @@ impl Connection {
             }
             self.send(frame(&json!({"type": "ack", "id": id})));
             self.turns
-                .spawn(forward_turn(submission.events, outgoing, id, started));
+                .spawn(forward_turn(submission.events, outgoing, id, started).instrument(span));
             return;
         }
-        self.turns.spawn(async move {
-            if let Err(error) = accepted.await {
-                let _ = outgoing.send(error_frame(Some(&id), error.code.as_str(), &error.message));
-                return;
+        self.turns.spawn(
+            async move {
+                if let Err(error) = accepted.await {
+                    let _ =
+                        outgoing.send(error_frame(Some(&id), error.code.as_str(), &error.message));
+                    return;
+                }
+                let _ = outgoing.send(frame(&json!({"type": "ack", "id": id})));
+                forward_turn(submission.events, outgoing, id, started).await;
             }
-            let _ = outgoing.send(frame(&json!({"type": "ack", "id": id})));
-            forward_turn(submission.events, outgoing, id, started).await;
-        });
+            .instrument(span),
+        );
     }
 }
 

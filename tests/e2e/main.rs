@@ -10,4 +10,5 @@ mod providers;
 mod python;
 mod rest;
 mod support;
+mod tracing;
 mod websocket;

@@ -11,11 +11,7 @@ use troupe_testkit::process::TroupeProcess;
 use crate::support::{binary, echo_node, openai_provider};
 
 fn python() -> PathBuf {
-    let venv = std::env::var("TROUPE_TEST_VENV").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"),
-        PathBuf::from,
-    );
-    let python = venv.join("bin/python");
+    let python = troupe_testkit::test_venv().join("bin/python");
     assert!(
         python.exists(),
         "{} is missing: run ./scripts/test-deps (./scripts/test does)",

@@ -6,10 +6,21 @@
 //!   and stops it gracefully or with `kill -9`;
 //! - [`nats`]: a real `nats-server` with JetStream per test (restartable in place);
 //! - [`cluster`]: `ClusterSandbox`, NATS plus N real `troupe` nodes joined to it;
-//! - [`proxy`]: a TCP proxy a test can cut, to partition one node from NATS.
+//! - [`proxy`]: a TCP proxy a test can cut, to partition one node from NATS;
+//! - [`otlp`]: a real OTLP collector (`rotel-agent`) whose received spans a test reads.
 
 pub mod cluster;
 pub mod fake_llm;
 pub mod nats;
+pub mod otlp;
 pub mod process;
 pub mod proxy;
+
+/// The Python venv `scripts/test-deps` installs test servers into: `TROUPE_TEST_VENV`, else
+/// the repository's `.venv`.
+pub fn test_venv() -> std::path::PathBuf {
+    std::env::var("TROUPE_TEST_VENV").map_or_else(
+        |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
+        std::path::PathBuf::from,
+    )
+}

@@ -19,11 +19,7 @@ fn binary() -> PathBuf {
     if let Ok(path) = std::env::var("TROUPE_NATS_SERVER") {
         return PathBuf::from(path);
     }
-    let venv = std::env::var("TROUPE_TEST_VENV").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
-        PathBuf::from,
-    );
-    let in_venv = venv.join("bin/nats-server");
+    let in_venv = crate::test_venv().join("bin/nats-server");
     if in_venv.exists() {
         in_venv
     } else {

@@ -1,0 +1,76 @@
+//! `[telemetry]`: where traces go. Absent or without `otlp_endpoint`, spans only reach the
+//! log (as today); with it, every turn's spans are exported over OTLP/gRPC to a collector
+//! (OpenTelemetry Collector, Jaeger, Tempo, rotel…), so one trace covers a message from
+//! the client through the ingress node to the session's owner and the model call.
+
+use serde::{Deserialize, Serialize};
+
+const fn default_sample_ratio() -> f64 {
+    1.0
+}
+const fn default_export_timeout_secs() -> u64 {
+    10
+}
+fn default_service_name() -> String {
+    "troupe".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TelemetryConfig {
+    /// OTLP/gRPC endpoint of a collector, e.g. `http://127.0.0.1:4317`;
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` overrides it. Absent: nothing is exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans; `OTEL_SERVICE_NAME` overrides it.
+    #[serde(default = "default_service_name")]
+    pub(crate) service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0. A trace that arrives with a sampled
+    /// `traceparent` is always recorded (parent-based sampling).
+    #[serde(default = "default_sample_ratio")]
+    pub(crate) sample_ratio: f64,
+    /// Longest wait for the collector on one export batch.
+    #[serde(default = "default_export_timeout_secs")]
+    pub(crate) export_timeout_secs: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+            sample_ratio: default_sample_ratio(),
+            export_timeout_secs: default_export_timeout_secs(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Checks every field; the error is `(key, reason)`.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let url = reqwest::Url::parse(endpoint).map_err(|error| {
+                (
+                    "otlp_endpoint",
+                    format!("`{endpoint}` is not a URL: {error}"),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err((
+                    "otlp_endpoint",
+                    format!("`{endpoint}` must be an http:// or https:// address of a collector"),
+                ));
+            }
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(("service_name", "must not be empty".into()));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(("sample_ratio", "must be between 0.0 and 1.0".into()));
+        }
+        if self.export_timeout_secs == 0 {
+            return Err(("export_timeout_secs", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}

@@ -13,7 +13,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Level;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use troupe_actors::metrics as metric_names;
@@ -26,9 +26,26 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// Spans of these crates are exported (at `info` and above) whatever `RUST_LOG` says: the
-/// log filter and the trace export are separate decisions.
+/// What goes to the trace export, whatever `RUST_LOG` says (the log and the export are
+/// separate decisions): the turn spans of these crates, which are `debug` so that a node
+/// without export never pays for them, and their `info` and louder events.
 const EXPORTED_TARGETS: &[&str] = &["troupe", "troupe_actors", "troupe_cluster"];
+
+fn exported(metadata: &tracing::Metadata<'_>) -> bool {
+    let ours = EXPORTED_TARGETS.iter().any(|target| {
+        metadata.target() == *target
+            || metadata
+                .target()
+                .strip_prefix(target)
+                .is_some_and(|rest| rest.starts_with("::"))
+    });
+    let loud_enough = if metadata.is_span() {
+        *metadata.level() <= Level::DEBUG
+    } else {
+        *metadata.level() <= Level::INFO
+    };
+    ours && loud_enough
+}
 
 /// The installed trace export, flushed by [`Telemetry::shutdown`] before the process exits.
 pub(crate) struct Telemetry {
@@ -64,14 +81,9 @@ pub(crate) fn init_tracing(
         .map(|endpoint| trace_provider(config, endpoint, instance))
         .transpose()?;
     let export = provider.as_ref().map(|provider| {
-        let targets = EXPORTED_TARGETS
-            .iter()
-            .fold(Targets::new(), |targets, target| {
-                targets.with_target(*target, Level::INFO)
-            });
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("troupe"))
-            .with_filter(targets)
+            .with_filter(filter_fn(exported))
     });
     let _ = tracing_subscriber::registry()
         .with(log)

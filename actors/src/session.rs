@@ -233,7 +233,7 @@ impl Actor for Session {
                 span,
             } => {
                 state.handled += 1;
-                let turn_span = tracing::info_span!(
+                let turn_span = tracing::debug_span!(
                     parent: &span,
                     "session_turn",
                     session = %state.key,
@@ -303,7 +303,7 @@ impl SessionState {
             .context
             .store
             .save(self.snapshot())
-            .instrument(tracing::info_span!("snapshot_save"))
+            .instrument(tracing::debug_span!("snapshot_save"))
             .await;
         match saved {
             Ok(()) => {
@@ -512,7 +512,7 @@ impl SessionState {
                 deltas,
                 config.turn_timeout,
             )
-            .instrument(tracing::info_span!(
+            .instrument(tracing::debug_span!(
                 "model_call",
                 otel.kind = "client",
                 provider = %config.provider,

@@ -230,7 +230,7 @@ impl Ingress for ClusterIngress {
         let payload = envelope::encode(&envelope);
         // The hop to the owner is a span of this trace; without OpenTelemetry export the
         // header still carries one trace id that both nodes log.
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "cluster_ingress",
             otel.kind = "producer",
             shard,

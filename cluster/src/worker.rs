@@ -179,7 +179,7 @@ async fn dispatch(
         .as_ref()
         .and_then(|headers| headers.get(subjects::TRACEPARENT_HEADER))
         .and_then(|value| TraceParent::parse(value.as_str()));
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "cluster_turn",
         otel.kind = "consumer",
         node = %shared.membership.me(),

@@ -11,7 +11,7 @@ use troupe_actors::{ErrorCode, OutboundReply, TraceParent, TurnError, TurnEvent}
 /// The span of one turn at the gateway. A valid client `traceparent` makes it part of the
 /// client's trace; an invalid one is ignored and the turn starts a trace of its own.
 pub(crate) fn turn_span(access: &'static str, traceparent: Option<&str>) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "gateway_turn",
         otel.kind = "server",
         access,

@@ -33,6 +33,26 @@ async fn traced_echo_node(endpoint: &str) -> TroupeProcess {
         .expect("troupe starts")
 }
 
+/// The spans of one turn on a single node.
+const TURN_SPANS: [&str; 4] = [
+    "gateway_turn",
+    "session_turn",
+    "model_call",
+    "snapshot_save",
+];
+/// The spans of one turn that crosses from an ingress node to the session's owner.
+const HOP_SPANS: [&str; 5] = [
+    "gateway_turn",
+    "cluster_ingress",
+    "cluster_turn",
+    "session_turn",
+    "model_call",
+];
+
+fn count(spans: &[ExportedSpan], name: &str) -> usize {
+    spans.iter().filter(|span| span.name == name).count()
+}
+
 fn in_trace<'a>(spans: &'a [ExportedSpan], trace_id: &str) -> Vec<&'a ExportedSpan> {
     spans
         .iter()
@@ -86,15 +106,7 @@ async fn a_clients_trace_continues_through_every_span_of_its_turn() {
 
     let spans = collector
         .wait_for(Duration::from_secs(20), |spans| {
-            let turns = spans
-                .iter()
-                .filter(|span| span.name == "gateway_turn")
-                .count();
-            let saves = spans
-                .iter()
-                .filter(|span| span.name == "snapshot_save")
-                .count();
-            turns >= 3 && saves >= 3
+            TURN_SPANS.iter().all(|name| count(spans, name) >= 3)
         })
         .await;
 
@@ -163,11 +175,10 @@ async fn one_trace_covers_a_message_from_its_ingress_node_to_its_owner() {
     }
     let spans = collector
         .wait_for(Duration::from_secs(20), |spans| {
-            spans
+            // Each node exports in its own batches: wait for every span of every trace.
+            HOP_SPANS
                 .iter()
-                .filter(|span| span.name == "model_call")
-                .count()
-                >= 16
+                .all(|name| count(spans, name) >= traces.len())
         })
         .await;
     let mut crossed = 0;

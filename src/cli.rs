@@ -1,4 +1,5 @@
-//! The command line (clap): `serve`, `chat`, `config check`, `version`, `bench`.
+//! The command line (clap): `serve`, `chat`, `config check`, `version`, `bench`, `health`,
+//! `pair`.
 
 use std::path::PathBuf;
 
@@ -32,6 +33,43 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// Exit 0 if the node at --url answers /healthz (for container health checks).
     Health(HealthArgs),
+    /// Decide who may talk to the assistant on the messaging bridges.
+    Pair {
+        #[command(subcommand)]
+        command: PairCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PairCommand {
+    /// Let the sender who was given CODE talk to the assistant.
+    Approve {
+        code: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Pending pairing codes and the senders already paired.
+    List {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Withdraw a sender's pairing (`platform:sender_id`, e.g. `telegram:123`).
+    Revoke {
+        sender: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// How to reach a running node's API.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// The node's address.
+    #[arg(long, default_value = "http://127.0.0.1:8787")]
+    pub(crate) url: String,
+    /// Bearer token, if the node requires one.
+    #[arg(long, env = "TROUPE_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod chat;
 mod cli;
 mod config;
 mod gateway;
+mod pair;
 mod serve;
 mod telemetry;
 
@@ -58,6 +59,7 @@ async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Health(args) => health(&args.url).await,
+        Command::Pair { command } => pair::run(command).await,
     }
 }
 

@@ -5,13 +5,16 @@
 //! drain sessions (each has saved its snapshot), leave the cluster, exit 0.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use troupe_actors::bridge::actor::{Backoff, BridgeActor, BridgeArgs};
+use troupe_actors::bridge::dispatch::Dispatcher;
+use troupe_actors::bridge::store::BridgeStore;
 use troupe_actors::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
 use troupe_actors::session::SessionConfig;
 use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
@@ -21,7 +24,7 @@ use troupe_cluster::{ClusterConfig, ClusterNode};
 use troupe_inference::{ProviderConfig, ProviderKind, build_provider};
 
 use crate::config::autodetect::{ProviderEnvironment, echo_notice};
-use crate::config::{ConfigSource, TroupeConfig, detect_provider};
+use crate::config::{ConfigSource, TroupeConfig, build_bridges, detect_provider};
 use crate::gateway::access::{AccessArgs, AccessLayer};
 use crate::gateway::{AppState, GatewaySettings};
 
@@ -99,11 +102,27 @@ pub(crate) async fn serve(
     let access_shutdown = shutdown.clone();
     let access_connections = connections.clone();
     let access_cluster = cluster.clone();
+    let bridge_entries = build_bridges(&config.bridges)?;
+    let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
+    let max_payload_bytes = config.server.max_payload_bytes;
+    let dispatcher_slot = Arc::new(OnceLock::new());
+    let dispatcher_out = Arc::clone(&dispatcher_slot);
     let (node, mut supervisor) = start_node(setup, move |node| {
         let ingress: Arc<dyn Ingress> = match &access_cluster {
             Some(cluster) => cluster.ingress(),
             None => Arc::new(node.clone()),
         };
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&ingress),
+            bridge_store,
+            max_payload_bytes,
+            access_shutdown.clone(),
+        );
+        let mut children = Vec::with_capacity(1 + bridge_entries.len());
+        for entry in bridge_entries {
+            dispatcher.register(&entry.name, Arc::clone(&entry.bridge), entry.policy);
+            children.push(bridge_spec(&entry.name, dispatcher.clone()));
+        }
         let state = AppState {
             node,
             ingress,
@@ -112,11 +131,22 @@ pub(crate) async fn serve(
             metrics,
             shutdown: access_shutdown,
             connections: access_connections,
+            bridges: dispatcher.clone(),
         };
-        vec![access_spec(listen, state, stopped)]
+        let _ = dispatcher_out.set(dispatcher);
+        children.insert(0, access_spec(listen, state, stopped));
+        children
     })
     .await
     .context("starting the node")?;
+    let dispatcher = dispatcher_slot
+        .get()
+        .cloned()
+        .context("the node started without its bridges")?;
+    dispatcher
+        .resume()
+        .await
+        .context("resuming the bridges' journal")?;
     if let Some(cluster) = &cluster {
         cluster
             .serve(node.clone())
@@ -142,7 +172,8 @@ pub(crate) async fn serve(
         let _ = server_stopped.wait_for(|stopped| *stopped).await;
         connections.wait().await;
     });
-    let ((), drained) = tokio::join!(handed_over, drained);
+    let bridges_done = dispatcher.close(SHUTDOWN_GRACE);
+    let ((), drained, ()) = tokio::join!(handed_over, drained, bridges_done);
     if drained.is_err() {
         tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
     }
@@ -192,6 +223,29 @@ fn resolve_node_id(cluster: &ClusterConfig, data_dir: &Path) -> anyhow::Result<S
     std::fs::write(&path, format!("{node_id}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(node_id)
+}
+
+/// The supervised actor of one bridge; a restart gets a fresh context.
+fn bridge_spec(name: &str, dispatcher: Dispatcher) -> ChildSpec {
+    let bridge_name = name.to_owned();
+    ChildSpec {
+        name: format!("bridge:{name}"),
+        start: Arc::new(move |supervisor| {
+            let registered = dispatcher.bridge(&bridge_name);
+            Box::pin(async move {
+                let (bridge, context) =
+                    registered.ok_or("the bridge is not registered with the dispatcher")?;
+                let args = BridgeArgs {
+                    bridge,
+                    context,
+                    backoff: Backoff::default(),
+                };
+                let (actor, _) =
+                    ractor::Actor::spawn_linked(None, BridgeActor, args, supervisor).await?;
+                Ok(actor.get_cell())
+            })
+        }),
+    }
 }
 
 fn access_spec(

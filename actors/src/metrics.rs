@@ -18,3 +18,12 @@ pub const ACTOR_RESTARTS: &str = "troupe_actor_restarts_total";
 pub const ACTOR_FAILURES: &str = "troupe_actor_failures_total";
 pub const SNAPSHOT_ERRORS: &str = "troupe_snapshot_errors_total";
 pub const WEBSOCKET_CONNECTIONS: &str = "troupe_websocket_connections";
+/// 0 starting, 1 connected, 2 backing off, 3 failed, 4 stopped; labels `bridge`, `kind`.
+pub const BRIDGE_STATE: &str = "troupe_bridge_state";
+pub const BRIDGE_RESTARTS: &str = "troupe_bridge_restarts_total";
+pub const BRIDGE_MESSAGES_IN: &str = "troupe_bridge_messages_in_total";
+pub const BRIDGE_MESSAGES_OUT: &str = "troupe_bridge_replies_delivered_total";
+pub const BRIDGE_DELIVERY_FAILURES: &str = "troupe_bridge_delivery_failures_total";
+pub const BRIDGE_DELIVERY_RETRIES: &str = "troupe_bridge_delivery_retries_total";
+/// Messages kept from the model by the access policy; label `reason`.
+pub const BRIDGE_REFUSED: &str = "troupe_bridge_refused_total";

@@ -1,6 +1,8 @@
-//! Messaging-platform bridges (Telegram, Slack, WhatsApp, Discord, signed webhooks…), one
-//! folder per platform with its config, client, mapping and tests.
-//!
-//! Nothing here yet. Each bridge will turn platform events into
-//! `troupe_actors::InboundMessage`s and deliver `troupe_actors::OutboundReply`s, implementing
-//! the bridge trait that `troupe-actors` defines (plugins never touch ractor).
+//! Messaging-platform bridges, one folder per platform with its config, client, mapping and
+//! tests. Each implements `troupe_actors::bridge::Bridge` (plugins never touch ractor) and
+//! is built by [`registry::build`] from its `[[bridges]]` entry.
+
+pub mod registry;
+pub mod secrets;
+#[cfg(feature = "telegram")]
+pub mod telegram;

@@ -3,6 +3,7 @@
 //! Every error names the key it is about.
 
 pub(crate) mod autodetect;
+mod bridges;
 mod telemetry;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use troupe_cluster::ClusterConfig;
 use troupe_inference::ProviderConfig;
 
 pub(crate) use autodetect::detect_provider;
+pub(crate) use bridges::build_bridges;
 pub(crate) use telemetry::TelemetryConfig;
 
 const fn default_history_window() -> usize {
@@ -60,6 +62,9 @@ pub(crate) struct TroupeConfig {
     /// `[telemetry]`: trace export over OTLP.
     #[serde(default)]
     pub(crate) telemetry: TelemetryConfig,
+    /// `[[bridges]]`: messaging platforms; each entry's keys are checked by its kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) bridges: Vec<toml::Table>,
 }
 
 /// `[server]`: the access layer.
@@ -331,6 +336,7 @@ impl TroupeConfig {
         self.telemetry
             .validate()
             .map_err(|(key, reason)| invalid(&format!("telemetry.{key}"), reason))?;
+        build_bridges(&self.bridges)?;
         self.validate_providers()
     }
 

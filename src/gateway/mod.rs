@@ -4,6 +4,7 @@
 
 pub(crate) mod access;
 mod auth;
+mod bridges;
 mod error;
 mod openai;
 mod rest;
@@ -24,6 +25,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use troupe_actors::bridge::dispatch::Dispatcher;
 use troupe_actors::metrics as metric_names;
 use troupe_actors::node::NodeHandle;
 use troupe_actors::{Ingress, MessageLimits};
@@ -56,6 +58,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Tracks WebSocket connections, so shutdown can wait for their in-flight replies.
     pub(crate) connections: TaskTracker,
+    /// The messaging bridges, their journal and pairing.
+    pub(crate) bridges: Dispatcher,
 }
 
 /// Builds the router.
@@ -72,6 +76,13 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::list_models))
+        .route("/api/v1/bridges", get(bridges::list))
+        .route("/api/v1/pairing", get(bridges::pairing))
+        .route("/api/v1/pairing/approve", post(bridges::approve))
+        .route(
+            "/api/v1/pairing/{sender}",
+            axum::routing::delete(bridges::revoke),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -81,6 +92,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/ws", get(ws::upgrade))
         .route("/", get(web::index))
+        // Platform callbacks: each bridge checks its platform's signature itself.
+        .route(
+            "/bridges/{name}/{endpoint}",
+            get(bridges::webhook).post(bridges::webhook).layer(
+                axum::extract::DefaultBodyLimit::max(bridges::MAX_WEBHOOK_BYTES),
+            ),
+        )
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -10,5 +10,6 @@ mod providers;
 mod python;
 mod rest;
 mod support;
+mod telegram;
 mod tracing;
 mod websocket;

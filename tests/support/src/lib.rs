@@ -7,7 +7,8 @@
 //! - [`nats`]: a real `nats-server` with JetStream per test (restartable in place);
 //! - [`cluster`]: `ClusterSandbox`, NATS plus N real `troupe` nodes joined to it;
 //! - [`proxy`]: a TCP proxy a test can cut, to partition one node from NATS;
-//! - [`otlp`]: a real OTLP collector (`rotel-agent`) whose received spans a test reads.
+//! - [`otlp`]: a real OTLP collector (`rotel-agent`) whose received spans a test reads;
+//! - [`telegram`]: a faithful test double of the Telegram Bot API.
 
 pub mod cluster;
 pub mod fake_llm;
@@ -15,6 +16,7 @@ pub mod nats;
 pub mod otlp;
 pub mod process;
 pub mod proxy;
+pub mod telegram;
 
 /// The Python venv `scripts/test-deps` installs test servers into: `TROUPE_TEST_VENV`, else
 /// the repository's `.venv`.

@@ -1,0 +1,452 @@
+//! The `Dispatcher`: between the bridges and the sessions. For each platform message it
+//! 1. applies the bridge's access policy (strangers get a pairing code or nothing);
+//! 2. journals the message durably ([`BridgeStore::admit`]); only then does the bridge tell
+//!    its platform "received" (a webhook's 2xx, a polling offset);
+//! 3. runs the turn through the [`Ingress`] (retrying while the session layer cannot take
+//!    it), and records the reply in the outbox in the same transaction that closes the
+//!    inbox entry;
+//! 4. delivers the reply until the platform accepts it (429s and network errors are
+//!    retried, honouring `retry_after`); the reply id is the idempotency key.
+//!
+//! After a restart [`Dispatcher::resume`] finishes what the journal holds: an answered
+//! message is not asked again (the session answers a repeated id with its first reply) and
+//! a delivered reply is not sent again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::policy::{AccessPolicy, Admission, RateLimiter};
+use super::store::{BridgeStore, InboxEntry};
+use super::{
+    Bridge, BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, Delivery, InboundSink,
+    StatusHandle,
+};
+use crate::ids::validate_id;
+use crate::ingress::Ingress;
+use crate::metrics as metric_names;
+use crate::turn::{ErrorCode, TurnError, TurnEvent};
+
+/// Longest wait between two delivery or turn attempts.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+/// First wait after a failed attempt; doubled each time.
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(250);
+/// How often "typing…" is renewed while the assistant thinks (platforms expire it ≈ 5 s).
+const TYPING_RENEWAL: Duration = Duration::from_secs(4);
+/// How long received ids are remembered to recognise a platform's retry.
+const SEEN_RETENTION_SECS: u64 = 48 * 3600;
+
+/// One registered bridge.
+struct Registered {
+    bridge: Arc<dyn Bridge>,
+    policy: AccessPolicy,
+    status: StatusHandle,
+}
+
+/// Shared by the bridge actors, the webhook routes and the API. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ingress: Arc<dyn Ingress>,
+    store: BridgeStore,
+    bridges: DashMap<String, Registered>,
+    limiter: RateLimiter,
+    /// Longest payload accepted from a platform, in bytes.
+    max_payload_bytes: usize,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Dispatcher {
+    pub fn new(
+        ingress: Arc<dyn Ingress>,
+        store: BridgeStore,
+        max_payload_bytes: usize,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ingress,
+                store,
+                bridges: DashMap::new(),
+                limiter: RateLimiter::default(),
+                max_payload_bytes,
+                shutdown,
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Adds a bridge; answers the context its actor runs it with.
+    pub fn register(
+        &self,
+        name: &str,
+        bridge: Arc<dyn Bridge>,
+        policy: AccessPolicy,
+    ) -> BridgeContext {
+        let status = StatusHandle::new(name, bridge.kind());
+        self.inner.bridges.insert(
+            name.to_owned(),
+            Registered {
+                bridge,
+                policy,
+                status: status.clone(),
+            },
+        );
+        BridgeContext {
+            name: name.to_owned(),
+            sink: Arc::new(self.clone()),
+            state: Arc::new(self.inner.store.clone()),
+            status,
+            shutdown: self.inner.shutdown.child_token(),
+        }
+    }
+
+    pub fn store(&self) -> &BridgeStore {
+        &self.inner.store
+    }
+
+    /// The bridge named `name` with its context, for its webhook route.
+    pub fn bridge(&self, name: &str) -> Option<(Arc<dyn Bridge>, BridgeContext)> {
+        let registered = self.inner.bridges.get(name)?;
+        let context = BridgeContext {
+            name: name.to_owned(),
+            sink: Arc::new(self.clone()),
+            state: Arc::new(self.inner.store.clone()),
+            status: registered.status.clone(),
+            shutdown: self.inner.shutdown.child_token(),
+        };
+        Some((Arc::clone(&registered.bridge), context))
+    }
+
+    /// Every bridge's status, by name.
+    pub fn statuses(&self) -> Vec<(super::BridgeStatus, super::Capabilities)> {
+        let mut statuses: Vec<_> = self
+            .inner
+            .bridges
+            .iter()
+            .map(|entry| (entry.status.snapshot(), entry.bridge.capabilities()))
+            .collect();
+        statuses.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        statuses
+    }
+
+    /// Finishes what the journal holds from before a restart, and keeps the journal pruned.
+    pub async fn resume(&self) -> Result<(), BridgeError> {
+        for entry in self.inner.store.pending_outbox().await? {
+            self.spawn_delivery(entry.bridge, entry.delivery);
+        }
+        for entry in self.inner.store.pending_inbox().await? {
+            self.spawn_turn(entry);
+        }
+        let dispatcher = self.clone();
+        self.inner.tasks.spawn(async move {
+            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    () = dispatcher.inner.shutdown.cancelled() => return,
+                    _ = hourly.tick() => {}
+                }
+                if let Err(error) = dispatcher.inner.store.prune_seen(SEEN_RETENTION_SECS).await {
+                    tracing::warn!(%error, "could not prune the bridges' journal");
+                }
+                let idle = Duration::from_secs(600);
+                dispatcher.inner.limiter.forget_idle(idle, Instant::now());
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits (up to `limit`) for turns and deliveries in flight; what is left stays in the
+    /// journal for the next start.
+    pub async fn close(&self, limit: Duration) {
+        self.inner.tasks.close();
+        if tokio::time::timeout(limit, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "bridge deliveries still in flight at shutdown; they resume at the next start"
+            );
+        }
+    }
+
+    fn validate(&self, inbound: &BridgeInbound) -> Result<(), BridgeError> {
+        let message = &inbound.message;
+        for (what, value) in [
+            ("id", &message.id),
+            ("sender_id", &message.sender_id),
+            ("conversation_id", &message.conversation_id),
+        ] {
+            validate_id(value).map_err(|reason| {
+                BridgeError::new(BridgeErrorKind::Malformed, format!("{what} {reason}"))
+            })?;
+        }
+        if message.payload.len() > self.inner.max_payload_bytes {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Rejected,
+                format!(
+                    "the message holds {} bytes, more than {}",
+                    message.payload.len(),
+                    self.inner.max_payload_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn challenge(&self, bridge: &str, inbound: &BridgeInbound) -> Result<(), BridgeError> {
+        let sender = sender_key(inbound);
+        let request = self
+            .inner
+            .store
+            .pairing_code(bridge, &sender, &inbound.sender_name)
+            .await?;
+        tracing::info!(
+            bridge,
+            %sender,
+            code = %request.code,
+            "pairing requested; approve with `troupe pair approve {}`",
+            request.code
+        );
+        let delivery = Delivery {
+            reply_id: format!("pair-{}", inbound.message.id),
+            destination: inbound.destination.clone(),
+            text: format!(
+                "Hi! I only talk to people my owner knows. Your pairing code is {}. \
+                 Ask my owner to run: troupe pair approve {}",
+                request.code, request.code
+            ),
+        };
+        self.inner.store.enqueue(bridge, delivery.clone()).await?;
+        self.spawn_delivery(bridge.to_owned(), delivery);
+        Ok(())
+    }
+
+    fn spawn_turn(&self, entry: InboxEntry) {
+        let dispatcher = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { dispatcher.run_turn(entry).await });
+    }
+
+    fn spawn_delivery(&self, bridge: String, delivery: Delivery) {
+        let dispatcher = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { dispatcher.deliver(&bridge, delivery).await });
+    }
+
+    async fn run_turn(&self, entry: InboxEntry) {
+        let Some((bridge, status)) = self.lookup(&entry.bridge) else {
+            tracing::warn!(bridge = %entry.bridge, "a journaled message names a bridge that is no longer configured; it stays journaled");
+            return;
+        };
+        let typing = self.keep_typing(&bridge, &entry.inbound);
+        let answer = self.answer(&entry.inbound).await;
+        typing.cancel();
+        let Some(text) = answer else {
+            return; // shutting down: the message stays in the inbox for the next start
+        };
+        let (reply_id, text) = text;
+        let delivery = Delivery {
+            reply_id,
+            destination: entry.inbound.destination.clone(),
+            text,
+        };
+        let message_id = &entry.inbound.message.id;
+        if let Err(error) = self
+            .inner
+            .store
+            .answered(&entry.bridge, message_id, Some(delivery.clone()))
+            .await
+        {
+            // Still in the inbox: the next start answers it again, with the same reply.
+            tracing::error!(%error, "could not journal a reply; it is sent now and again after a restart");
+            status.delivery_failed(&error.to_string());
+        }
+        self.deliver(&entry.bridge, delivery).await;
+    }
+
+    /// The reply (id, text) to a message; `None` when the node shuts down first.
+    async fn answer(&self, inbound: &BridgeInbound) -> Option<(String, String)> {
+        let mut wait = FIRST_RETRY_WAIT;
+        loop {
+            match self.turn(inbound).await {
+                Ok(reply) => return Some(reply),
+                Err(error) if is_passing(error.code) => {
+                    tracing::debug!(%error.message, "the session layer could not take the message yet; retrying");
+                }
+                Err(error) => {
+                    // The model failed for good: tell the person rather than stay silent.
+                    let text = format!("Sorry, I could not answer that ({}).", error.message);
+                    return Some((format!("err-{}", inbound.message.id), text));
+                }
+            }
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return None,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(MAX_RETRY_WAIT);
+        }
+    }
+
+    async fn turn(&self, inbound: &BridgeInbound) -> Result<(String, String), TurnError> {
+        let submission = self.inner.ingress.submit(inbound.message.clone())?;
+        submission.accepted.await?;
+        let mut events = submission.events;
+        while let Some(event) = events.recv().await {
+            match event {
+                TurnEvent::Delta { .. } => {}
+                TurnEvent::Reply { reply, .. } => return Ok((reply.id, reply.payload)),
+                TurnEvent::Failed { error, .. } => return Err(error),
+            }
+        }
+        Err(TurnError::new(
+            ErrorCode::SessionFailed,
+            "the session stopped before replying",
+        ))
+    }
+
+    /// Delivers until the platform accepts, refuses for good, or the node shuts down (then
+    /// the reply stays in the outbox for the next start).
+    async fn deliver(&self, bridge_name: &str, delivery: Delivery) {
+        let Some((bridge, status)) = self.lookup(bridge_name) else {
+            return;
+        };
+        let mut wait = FIRST_RETRY_WAIT;
+        loop {
+            match bridge.deliver(&delivery).await {
+                Ok(()) => {
+                    status.reply_delivered();
+                    break;
+                }
+                Err(error) if error.is_retryable() => {
+                    metrics::counter!(metric_names::BRIDGE_DELIVERY_RETRIES, "bridge" => bridge_name.to_owned())
+                        .increment(1);
+                    let pause = error.retry_after.unwrap_or(wait);
+                    tracing::warn!(bridge = bridge_name, %error, ?pause, "delivery failed; retrying");
+                    tokio::select! {
+                        () = self.inner.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    wait = (wait * 2).min(MAX_RETRY_WAIT);
+                }
+                Err(error) => {
+                    tracing::error!(bridge = bridge_name, %error, "the platform refused a reply; it is dropped");
+                    status.delivery_failed(&error.to_string());
+                    break;
+                }
+            }
+        }
+        if let Err(error) = self
+            .inner
+            .store
+            .delivered(bridge_name, &delivery.reply_id)
+            .await
+        {
+            tracing::error!(%error, "could not mark a reply delivered; it may be sent again after a restart");
+        }
+    }
+
+    /// Shows "typing…" until the returned token is cancelled.
+    fn keep_typing(&self, bridge: &Arc<dyn Bridge>, inbound: &BridgeInbound) -> CancellationToken {
+        let done = self.inner.shutdown.child_token();
+        if !bridge.capabilities().typing_indicator {
+            return done;
+        }
+        let (bridge, destination, until) = (
+            Arc::clone(bridge),
+            inbound.destination.clone(),
+            done.clone(),
+        );
+        self.inner.tasks.spawn(async move {
+            loop {
+                if let Err(error) = bridge.typing(&destination).await {
+                    tracing::debug!(%error, "typing indicator failed");
+                }
+                tokio::select! {
+                    () = until.cancelled() => return,
+                    () = tokio::time::sleep(TYPING_RENEWAL) => {}
+                }
+            }
+        });
+        done
+    }
+
+    fn lookup(&self, name: &str) -> Option<(Arc<dyn Bridge>, StatusHandle)> {
+        let registered = self.inner.bridges.get(name)?;
+        Some((Arc::clone(&registered.bridge), registered.status.clone()))
+    }
+}
+
+/// `platform:sender_id`: how pairing and allowlists name a person.
+fn sender_key(inbound: &BridgeInbound) -> String {
+    format!("{}:{}", inbound.message.platform, inbound.message.sender_id)
+}
+
+/// Failures of the session layer that another try may not have.
+const fn is_passing(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::SessionFailed | ErrorCode::ShuttingDown | ErrorCode::StorageError
+    )
+}
+
+#[async_trait::async_trait]
+impl InboundSink for Dispatcher {
+    async fn receive(&self, bridge: &str, inbound: BridgeInbound) -> Result<(), BridgeError> {
+        self.validate(&inbound)?;
+        let policy = self
+            .inner
+            .bridges
+            .get(bridge)
+            .map(|registered| registered.policy.clone())
+            .ok_or_else(|| {
+                BridgeError::new(
+                    BridgeErrorKind::Rejected,
+                    format!("no bridge named {bridge}"),
+                )
+            })?;
+        let known = self.inner.store.is_paired(&sender_key(&inbound)).await?;
+        let refuse = |reason: &'static str| {
+            metrics::counter!(metric_names::BRIDGE_REFUSED, "bridge" => bridge.to_owned(), "reason" => reason)
+                .increment(1);
+            tracing::debug!(bridge, sender = %inbound.message.sender_id, reason, "message not passed to the assistant");
+        };
+        match policy.decide(&inbound, known) {
+            Admission::Refuse(reason) => {
+                refuse(reason);
+                Ok(())
+            }
+            Admission::Challenge => self.challenge(bridge, &inbound).await,
+            Admission::Admit => {
+                let sender = sender_key(&inbound);
+                if !self
+                    .inner
+                    .limiter
+                    .allow(&sender, policy.rate_limit_per_minute, Instant::now())
+                {
+                    refuse("rate_limited");
+                    return Ok(());
+                }
+                if !self.inner.store.admit(bridge, &inbound).await? {
+                    tracing::debug!(bridge, id = %inbound.message.id, "a platform's retry of a received message");
+                    return Ok(());
+                }
+                self.spawn_turn(InboxEntry {
+                    bridge: bridge.to_owned(),
+                    inbound,
+                    received_at: crate::message::unix_now(),
+                });
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Tests of the bridge layer with a fake bridge and a fake ingress: the journal, the
+//! dispatcher (policy, dedupe, delivery retries, resume after a restart) and the actor's
+//! reconnects.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::actor::{Backoff, BridgeActor, BridgeArgs};
+use super::dispatch::Dispatcher;
+use super::policy::AccessPolicy;
+use super::store::BridgeStore;
+use super::*;
+use crate::ids::SessionKey;
+use crate::ingress::{Ingress, Submission};
+use crate::message::{ContentType, InboundMessage, OutboundReply};
+use crate::session::SessionView;
+use crate::turn::{TurnError, TurnEvent};
+
+/// A bridge that records deliveries and fails them as scripted.
+#[derive(Default)]
+struct FakeBridge {
+    delivered: Mutex<Vec<Delivery>>,
+    failures: Mutex<VecDeque<BridgeError>>,
+    run_failures: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Bridge for FakeBridge {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_message_chars: 1000,
+            markdown: MarkdownDialect::Plain,
+            threads: false,
+            typing_indicator: false,
+            edits_for_streaming: false,
+            attachments: false,
+        }
+    }
+
+    async fn run(&self, context: &BridgeContext) -> Result<(), BridgeError> {
+        if self.run_failures.load(Ordering::SeqCst) > 0 {
+            self.run_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(BridgeError::new(
+                BridgeErrorKind::Transient,
+                "connection reset",
+            ));
+        }
+        context.status.connected();
+        context.shutdown.cancelled().await;
+        Ok(())
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
+        if let Some(error) = self.failures.lock().unwrap().pop_front() {
+            return Err(error);
+        }
+        self.delivered.lock().unwrap().push(delivery.clone());
+        Ok(())
+    }
+}
+
+/// Answers every message with `echo: <payload>` and counts what it was given.
+#[derive(Default)]
+struct EchoIngress {
+    submitted: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl Ingress for EchoIngress {
+    fn submit(&self, message: InboundMessage) -> Result<Submission, TurnError> {
+        self.submitted.lock().unwrap().push(message.id.clone());
+        let (events, receiver) = mpsc::unbounded_channel();
+        let reply = OutboundReply {
+            id: format!("r-{}", message.id),
+            in_reply_to: message.id.clone(),
+            platform: message.platform.clone(),
+            recipient_id: message.sender_id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            content_type: ContentType::Text,
+            payload: format!("echo: {}", message.payload),
+            timestamp: 0,
+        };
+        let _ = events.send(TurnEvent::Reply {
+            reply,
+            model_latency: Duration::ZERO,
+        });
+        Ok(Submission::accepted(receiver))
+    }
+
+    async fn history(&self, _key: SessionKey) -> Result<Option<SessionView>, TurnError> {
+        Ok(None)
+    }
+
+    async fn reset(&self, _key: SessionKey) -> Result<bool, TurnError> {
+        Ok(false)
+    }
+}
+
+fn inbound(id: &str, sender: &str, text: &str) -> BridgeInbound {
+    BridgeInbound {
+        message: InboundMessage {
+            id: id.into(),
+            platform: "fake".into(),
+            sender_id: sender.into(),
+            conversation_id: sender.into(),
+            content_type: ContentType::Text,
+            payload: text.into(),
+            timestamp: 0,
+            reply_to: None,
+            attachments: Vec::new(),
+            metadata: std::collections::BTreeMap::new(),
+        },
+        destination: Destination {
+            chat_id: sender.into(),
+            ..Destination::default()
+        },
+        chat: ChatKind::Direct,
+        addressed: true,
+        sender_name: "Ada".into(),
+    }
+}
+
+fn open_policy() -> AccessPolicy {
+    AccessPolicy {
+        dm_policy: policy::DmPolicy::Open,
+        ..AccessPolicy::default()
+    }
+}
+
+async fn wait_until(mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached");
+}
+
+#[tokio::test]
+async fn the_journal_keeps_messages_replies_state_and_pairings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BridgeStore::open(dir.path()).unwrap();
+    let message = inbound("m1", "42", "hi");
+    assert!(store.admit("tg", &message).await.unwrap());
+    assert!(!store.admit("tg", &message).await.unwrap(), "a retry");
+    assert_eq!(store.pending_inbox().await.unwrap().len(), 1);
+    let delivery = Delivery {
+        reply_id: "r1".into(),
+        destination: message.destination.clone(),
+        text: "hello".into(),
+    };
+    store
+        .answered("tg", "m1", Some(delivery.clone()))
+        .await
+        .unwrap();
+    assert!(store.pending_inbox().await.unwrap().is_empty());
+    assert_eq!(store.pending_outbox().await.unwrap()[0].delivery, delivery);
+    store.put("tg", "offset", "17").await.unwrap();
+    let code = store
+        .pairing_code("tg", "fake:7", "Eve")
+        .await
+        .unwrap()
+        .code;
+    assert_eq!(
+        store
+            .pairing_code("tg", "fake:7", "Eve")
+            .await
+            .unwrap()
+            .code,
+        code,
+        "one code per sender"
+    );
+    drop(store);
+
+    let store = BridgeStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.pending_outbox().await.unwrap().len(),
+        1,
+        "survives a reopen"
+    );
+    assert_eq!(
+        store.get("tg", "offset").await.unwrap().as_deref(),
+        Some("17")
+    );
+    store.delivered("tg", "r1").await.unwrap();
+    assert!(store.pending_outbox().await.unwrap().is_empty());
+    assert!(!store.is_paired("fake:7").await.unwrap());
+    assert!(store.approve("NOPE").await.unwrap().is_none());
+    let paired = store.approve(&code.to_lowercase()).await.unwrap().unwrap();
+    assert_eq!(paired.sender, "fake:7");
+    assert!(store.is_paired("fake:7").await.unwrap());
+    assert!(store.pairing_requests().await.unwrap().is_empty());
+    assert!(store.revoke("fake:7").await.unwrap());
+    assert!(!store.is_paired("fake:7").await.unwrap());
+}
+
+#[tokio::test]
+async fn messages_are_answered_once_and_strangers_get_a_pairing_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingress = Arc::new(EchoIngress::default());
+    let dispatcher = Dispatcher::new(
+        Arc::clone(&ingress) as Arc<dyn Ingress>,
+        BridgeStore::open(dir.path()).unwrap(),
+        1024,
+        CancellationToken::new(),
+    );
+    let bridge = Arc::new(FakeBridge::default());
+    let context = dispatcher.register(
+        "f",
+        Arc::clone(&bridge) as Arc<dyn Bridge>,
+        AccessPolicy::default(),
+    );
+
+    context
+        .receive(inbound("m1", "stranger", "hi"))
+        .await
+        .unwrap();
+    wait_until(|| bridge.delivered.lock().unwrap().len() == 1).await;
+    let code_text = bridge.delivered.lock().unwrap()[0].text.clone();
+    assert!(code_text.contains("troupe pair approve"), "{code_text}");
+    assert!(
+        ingress.submitted.lock().unwrap().is_empty(),
+        "a stranger never reaches the model"
+    );
+
+    let code = dispatcher.store().pairing_requests().await.unwrap()[0]
+        .code
+        .clone();
+    dispatcher.store().approve(&code).await.unwrap();
+    bridge.failures.lock().unwrap().extend([
+        BridgeError::rate_limited(Duration::from_millis(20), "429"),
+        BridgeError::new(BridgeErrorKind::Transient, "502"),
+    ]);
+    context
+        .receive(inbound("m2", "stranger", "hello"))
+        .await
+        .unwrap();
+    context
+        .receive(inbound("m2", "stranger", "hello"))
+        .await
+        .unwrap();
+    wait_until(|| bridge.delivered.lock().unwrap().len() == 2).await;
+    assert_eq!(bridge.delivered.lock().unwrap()[1].text, "echo: hello");
+    assert_eq!(
+        *ingress.submitted.lock().unwrap(),
+        vec!["m2".to_owned()],
+        "the retry was recognised"
+    );
+    let status = context.status.snapshot();
+    assert_eq!(status.messages_received, 3);
+    assert_eq!(status.replies_delivered, 2);
+
+    let too_long = inbound("m3", "stranger", &"x".repeat(2000));
+    let error = context.receive(too_long).await.unwrap_err();
+    assert_eq!(error.kind, BridgeErrorKind::Rejected);
+    let bad_id = inbound("has space", "stranger", "x");
+    assert_eq!(
+        context.receive(bad_id).await.unwrap_err().kind,
+        BridgeErrorKind::Malformed
+    );
+}
+
+#[tokio::test]
+async fn a_restart_finishes_what_the_journal_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BridgeStore::open(dir.path()).unwrap();
+    // Left behind by a crash: one message not answered, one reply not delivered.
+    store
+        .admit("f", &inbound("m1", "42", "pending"))
+        .await
+        .unwrap();
+    let undelivered = Delivery {
+        reply_id: "r-m0".into(),
+        destination: Destination::default(),
+        text: "echo: earlier".into(),
+    };
+    store.enqueue("f", undelivered).await.unwrap();
+
+    let ingress = Arc::new(EchoIngress::default());
+    let dispatcher = Dispatcher::new(
+        Arc::clone(&ingress) as Arc<dyn Ingress>,
+        store.clone(),
+        1024,
+        CancellationToken::new(),
+    );
+    let bridge = Arc::new(FakeBridge::default());
+    dispatcher.register("f", Arc::clone(&bridge) as Arc<dyn Bridge>, open_policy());
+    dispatcher.resume().await.unwrap();
+    wait_until(|| bridge.delivered.lock().unwrap().len() == 2).await;
+    let mut texts: Vec<String> = bridge
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.text.clone())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, vec!["echo: earlier", "echo: pending"]);
+    for _ in 0..400 {
+        if store.pending_outbox().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        store.pending_outbox().await.unwrap().is_empty(),
+        "delivered replies leave the outbox"
+    );
+    assert!(store.pending_inbox().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_actor_reconnects_with_backoff_and_reports_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = Dispatcher::new(
+        Arc::new(EchoIngress::default()),
+        BridgeStore::open(dir.path()).unwrap(),
+        1024,
+        CancellationToken::new(),
+    );
+    let bridge = Arc::new(FakeBridge::default());
+    bridge.run_failures.store(2, Ordering::SeqCst);
+    let context = dispatcher.register("f", Arc::clone(&bridge) as Arc<dyn Bridge>, open_policy());
+    let status = context.status.clone();
+    let args = BridgeArgs {
+        bridge,
+        context,
+        backoff: Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+        },
+    };
+    let (actor, handle) = ractor::Actor::spawn(None, BridgeActor, args).await.unwrap();
+    wait_until(|| status.state() == BridgeState::Connected).await;
+    let snapshot = status.snapshot();
+    assert_eq!(snapshot.restarts, 2);
+    assert_eq!(snapshot.last_error, None, "cleared once connected");
+    actor.stop(None);
+    handle.await.unwrap();
+    assert_eq!(status.state(), BridgeState::Stopped);
+}
+
+#[test]
+fn backoff_grows_with_jitter_up_to_its_cap() {
+    let backoff = Backoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
+    for failures in 1..20 {
+        let wait = backoff.wait(failures);
+        let full = Duration::from_millis(100 * (1 << (failures - 1).min(10))).min(backoff.max);
+        assert!(wait <= full && wait >= full / 2, "{failures}: {wait:?}");
+    }
+}

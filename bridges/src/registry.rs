@@ -1,0 +1,91 @@
+//! The bridge factory: one registration line per platform. A `[[bridges]]` entry's keys,
+//! less `name`, `kind` and the access-policy keys, are the platform's own typed config
+//! (`deny_unknown_fields`); an unknown kind is an error that lists the known ones.
+
+use std::sync::Arc;
+
+use troupe_actors::bridge::Bridge;
+
+/// A bridge built from its config, or why not: `(key, reason)`.
+pub type BuildResult = Result<Arc<dyn Bridge>, (String, String)>;
+
+type Factory = fn(serde_json::Value) -> BuildResult;
+
+/// Every platform compiled in, by kind.
+const FACTORIES: &[(&str, Factory)] = &[
+    #[cfg(feature = "telegram")]
+    ("telegram", build_telegram),
+];
+
+/// The kinds this build knows.
+pub fn kinds() -> Vec<&'static str> {
+    FACTORIES.iter().map(|(kind, _)| *kind).collect()
+}
+
+/// Builds a bridge of `kind` from its platform keys.
+pub fn build(kind: &str, params: serde_json::Value) -> BuildResult {
+    let Some((_, factory)) = FACTORIES.iter().find(|(known, _)| *known == kind) else {
+        return Err((
+            "kind".into(),
+            format!(
+                "unknown bridge kind `{kind}`; this build knows: {}",
+                kinds().join(", ")
+            ),
+        ));
+    };
+    factory(params)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(params: serde_json::Value) -> Result<T, (String, String)> {
+    serde_json::from_value(params).map_err(|error| {
+        let text = error.to_string();
+        // serde names the unknown or missing key in its message.
+        let key = text
+            .split('`')
+            .nth(1)
+            .map_or_else(|| "(entry)".to_owned(), str::to_owned);
+        (key, text)
+    })
+}
+
+#[cfg(feature = "telegram")]
+fn build_telegram(params: serde_json::Value) -> BuildResult {
+    let config: crate::telegram::config::TelegramConfig = parse(params)?;
+    let settings = config
+        .settle()
+        .map_err(|(key, reason)| (key.to_owned(), reason))?;
+    Ok(Arc::new(crate::telegram::TelegramBridge::new(settings)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_unknown_kind_lists_the_known_ones() {
+        let Err((key, reason)) = build("fax", json!({})) else {
+            panic!("no fax bridge");
+        };
+        assert_eq!(key, "kind");
+        assert!(reason.contains("telegram"), "{reason}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let Err((key, reason)) = build("telegram", json!({"token_env": "X", "tokn": 1})) else {
+            panic!("a typo must fail");
+        };
+        assert_eq!(key, "tokn", "{reason}");
+    }
+
+    #[test]
+    fn a_missing_token_names_its_key() {
+        let Err((key, _)) = build("telegram", json!({"token_env": "TROUPE_TEST_SURELY_UNSET"}))
+        else {
+            panic!("no token, no bridge");
+        };
+        assert_eq!(key, "token_env");
+    }
+}

@@ -1,0 +1,93 @@
+//! Secrets of a bridge (tokens, signing secrets): read from an environment variable or a
+//! file named in the config, never written in it, never logged.
+
+use std::path::Path;
+
+/// A secret value. Its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(…)")
+    }
+}
+
+/// Where a secret comes from: exactly one of an environment variable and a file.
+pub(crate) struct SecretSource<'a> {
+    env: Option<&'a str>,
+    file: Option<&'a Path>,
+}
+
+impl<'a> SecretSource<'a> {
+    pub(crate) const fn new(env: Option<&'a str>, file: Option<&'a Path>) -> Self {
+        Self { env, file }
+    }
+
+    pub(crate) fn read(&self) -> Result<Secret, String> {
+        let value = match (self.env, self.file) {
+            (Some(_), Some(_)) => return Err("give the variable or the file, not both".into()),
+            (None, None) => return Err("is required (the name of an environment variable)".into()),
+            (Some(name), None) => std::env::var(name)
+                .map_err(|_| format!("the environment variable {name} is not set"))?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err("the secret is empty".into());
+        }
+        Ok(Secret(value.to_owned()))
+    }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_exactly_one_place() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "  s3cret\n").unwrap();
+        let secret = SecretSource::new(None, Some(file.path())).read().unwrap();
+        assert_eq!(secret.expose(), "s3cret");
+        assert_eq!(format!("{secret:?}"), "Secret(…)");
+        assert!(SecretSource::new(None, None).read().is_err());
+        assert!(
+            SecretSource::new(Some("X"), Some(file.path()))
+                .read()
+                .is_err()
+        );
+        let missing = SecretSource::new(Some("TROUPE_TEST_SURELY_UNSET_VARIABLE"), None).read();
+        assert!(
+            missing
+                .unwrap_err()
+                .contains("TROUPE_TEST_SURELY_UNSET_VARIABLE")
+        );
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

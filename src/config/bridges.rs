@@ -1,0 +1,71 @@
+//! `[[bridges]]`: one entry per messaging platform account. `name` (unique; used in
+//! `/bridges/{name}/…` and the API) and `kind` pick the bridge; `dm_policy`,
+//! `group_policy`, `allow_from` and `rate_limit_per_minute` are its access policy; every
+//! other key belongs to the platform and is checked by its factory.
+
+use std::sync::Arc;
+
+use troupe_actors::bridge::Bridge;
+use troupe_actors::bridge::policy::AccessPolicy;
+
+use super::{ConfigError, invalid};
+
+/// The keys of the access policy, shared by every kind.
+const POLICY_KEYS: [&str; 4] = [
+    "dm_policy",
+    "group_policy",
+    "allow_from",
+    "rate_limit_per_minute",
+];
+
+/// One checked entry.
+pub(crate) struct BridgeEntry {
+    pub(crate) name: String,
+    pub(crate) bridge: Arc<dyn Bridge>,
+    pub(crate) policy: AccessPolicy,
+}
+
+/// Checks every entry and builds its bridge (reading its secrets).
+pub(crate) fn build_bridges(entries: &[toml::Table]) -> Result<Vec<BridgeEntry>, ConfigError> {
+    let mut built: Vec<BridgeEntry> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let key = |name: &str| format!("bridges[{index}].{name}");
+        let mut params = entry.clone();
+        let name =
+            take_string(&mut params, "name").map_err(|reason| invalid(&key("name"), reason))?;
+        troupe_actors::ids::validate_platform(&name)
+            .map_err(|reason| invalid(&key("name"), reason))?;
+        if built.iter().any(|other| other.name == name) {
+            return Err(invalid(&key("name"), format!("`{name}` is used twice")));
+        }
+        let kind =
+            take_string(&mut params, "kind").map_err(|reason| invalid(&key("kind"), reason))?;
+        let mut policy_table = toml::Table::new();
+        for policy_key in POLICY_KEYS {
+            if let Some(value) = params.remove(policy_key) {
+                policy_table.insert(policy_key.to_owned(), value);
+            }
+        }
+        let policy: AccessPolicy = policy_table.try_into().map_err(|error: toml::de::Error| {
+            invalid(&key("dm_policy"), error.message().to_owned())
+        })?;
+        let params = serde_json::to_value(&params)
+            .map_err(|error| invalid(&key("kind"), error.to_string()))?;
+        let bridge = troupe_bridges::registry::build(&kind, params)
+            .map_err(|(field, reason)| invalid(&key(&field), reason))?;
+        built.push(BridgeEntry {
+            name,
+            bridge,
+            policy,
+        });
+    }
+    Ok(built)
+}
+
+fn take_string(table: &mut toml::Table, key: &str) -> Result<String, String> {
+    match table.remove(key) {
+        Some(toml::Value::String(value)) if !value.is_empty() => Ok(value),
+        Some(_) => Err("must be a non-empty string".into()),
+        None => Err("is required".into()),
+    }
+}

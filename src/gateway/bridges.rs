@@ -1,0 +1,143 @@
+//! The bridges over HTTP:
+//! - `POST|GET /bridges/{name}/webhook` and `POST /bridges/{name}/interactions`: platform
+//!   callbacks, handed to the bridge with the raw body (signatures are over its bytes).
+//!   These are public: each bridge checks its platform's signature or secret itself;
+//! - `GET /api/v1/bridges`: every bridge's real state and capabilities;
+//! - `GET /api/v1/pairing`, `POST /api/v1/pairing/approve`, `DELETE /api/v1/pairing/{sender}`:
+//!   what `troupe pair …` uses.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use troupe_actors::bridge::WebhookRequest;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Largest platform callback body accepted.
+pub(crate) const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
+
+pub(crate) async fn webhook(
+    State(state): State<AppState>,
+    Path((name, endpoint)): Path<(String, String)>,
+    method: Method,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((bridge, context)) = state.bridges.bridge(&name) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no bridge named `{name}`"),
+        )
+        .into_response();
+    };
+    let request = WebhookRequest {
+        method: method.as_str().to_owned(),
+        endpoint,
+        headers: headers
+            .iter()
+            .filter_map(|(key, value)| {
+                Some((
+                    key.as_str().to_ascii_lowercase(),
+                    value.to_str().ok()?.to_owned(),
+                ))
+            })
+            .collect(),
+        query,
+        body,
+    };
+    let answer = bridge.webhook(request, &context).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, answer.content_type)],
+        answer.body,
+    )
+        .into_response()
+}
+
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    let bridges: Vec<_> = state
+        .bridges
+        .statuses()
+        .into_iter()
+        .map(|(status, capabilities)| {
+            let mut value = serde_json::to_value(status).unwrap_or_default();
+            value["capabilities"] = serde_json::to_value(capabilities).unwrap_or_default();
+            value
+        })
+        .collect();
+    axum::Json(json!({"bridges": bridges})).into_response()
+}
+
+fn storage_error(error: &troupe_actors::bridge::BridgeError) -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_error",
+        error.message.clone(),
+    )
+    .into_response()
+}
+
+pub(crate) async fn pairing(State(state): State<AppState>) -> Response {
+    let store = state.bridges.store();
+    let (requests, paired) = match (store.pairing_requests().await, store.paired_senders().await) {
+        (Ok(requests), Ok(paired)) => (requests, paired),
+        (Err(error), _) | (_, Err(error)) => return storage_error(&error),
+    };
+    axum::Json(json!({"pending": requests, "paired": paired})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApproveBody {
+    code: String,
+}
+
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    body: Result<axum::Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(rejection) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                rejection.body_text(),
+            )
+            .into_response();
+        }
+    };
+    match state.bridges.store().approve(&body.code).await {
+        Ok(Some(paired)) => {
+            tracing::info!(sender = %paired.sender, "pairing approved");
+            axum::Json(json!({"paired": paired})).into_response()
+        }
+        Ok(None) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_code",
+            "no pending pairing has this code; see `troupe pair list`",
+        )
+        .into_response(),
+        Err(error) => storage_error(&error),
+    }
+}
+
+pub(crate) async fn revoke(State(state): State<AppState>, Path(sender): Path<String>) -> Response {
+    match state.bridges.store().revoke(&sender).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_paired",
+            format!("`{sender}` is not paired"),
+        )
+        .into_response(),
+        Err(error) => storage_error(&error),
+    }
+}

@@ -1,0 +1,90 @@
+//! `troupe pair approve|list|revoke`: the owner's side of pairing, through the running
+//! node's API (the node holds its journal open, so the CLI never writes it directly).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::cli::{NodeArgs, PairCommand};
+
+pub(crate) async fn run(command: PairCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PairCommand::Approve { code, node } => {
+            let answer = request(
+                &node,
+                reqwest::Method::POST,
+                "/api/v1/pairing/approve",
+                Some(json!({"code": code})),
+            )
+            .await?;
+            let paired = &answer["paired"];
+            println!(
+                "paired {} ({}) on {}",
+                paired["sender"].as_str().unwrap_or_default(),
+                paired["sender_name"].as_str().unwrap_or_default(),
+                paired["bridge"].as_str().unwrap_or_default()
+            );
+        }
+        PairCommand::List { node } => {
+            let answer = request(&node, reqwest::Method::GET, "/api/v1/pairing", None).await?;
+            println!("pending:");
+            for request in answer["pending"].as_array().into_iter().flatten() {
+                println!(
+                    "  {}  {} ({}) on {}",
+                    request["code"].as_str().unwrap_or_default(),
+                    request["sender"].as_str().unwrap_or_default(),
+                    request["sender_name"].as_str().unwrap_or_default(),
+                    request["bridge"].as_str().unwrap_or_default()
+                );
+            }
+            println!("paired:");
+            for paired in answer["paired"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} ({}) on {}",
+                    paired["sender"].as_str().unwrap_or_default(),
+                    paired["sender_name"].as_str().unwrap_or_default(),
+                    paired["bridge"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        PairCommand::Revoke { sender, node } => {
+            let path = format!("/api/v1/pairing/{sender}");
+            request(&node, reqwest::Method::DELETE, &path, None).await?;
+            println!("revoked {sender}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn request(
+    node: &NodeArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!("{}{path}", node.url.trim_end_matches('/'));
+    let mut request = client.request(method, &url);
+    if let Some(token) = &node.token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the node at {}", node.url))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = value["error"]["message"].as_str().unwrap_or(&text);
+        anyhow::bail!("{message} ({status})");
+    }
+    Ok(value)
+}

@@ -4,5 +4,8 @@
 
 pub mod registry;
 pub mod secrets;
+pub mod signing;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+#[cfg(feature = "webhook")]
+pub mod webhook;

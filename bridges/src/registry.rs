@@ -15,6 +15,8 @@ type Factory = fn(serde_json::Value) -> BuildResult;
 const FACTORIES: &[(&str, Factory)] = &[
     #[cfg(feature = "telegram")]
     ("telegram", build_telegram),
+    #[cfg(feature = "webhook")]
+    ("webhook", build_webhook),
 ];
 
 /// The kinds this build knows.
@@ -55,6 +57,15 @@ fn build_telegram(params: serde_json::Value) -> BuildResult {
         .settle()
         .map_err(|(key, reason)| (key.to_owned(), reason))?;
     Ok(Arc::new(crate::telegram::TelegramBridge::new(settings)))
+}
+
+#[cfg(feature = "webhook")]
+fn build_webhook(params: serde_json::Value) -> BuildResult {
+    let config: crate::webhook::WebhookConfig = parse(params)?;
+    let bridge = config
+        .build()
+        .map_err(|(key, reason)| (key.to_owned(), reason))?;
+    Ok(Arc::new(bridge))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod persistence;
 mod providers;
 mod python;
 mod rest;
+mod signed_webhook;
 mod support;
 mod telegram;
 mod tracing;

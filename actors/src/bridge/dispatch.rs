@@ -403,11 +403,11 @@ const fn is_passing(code: ErrorCode) -> bool {
 impl InboundSink for Dispatcher {
     async fn receive(&self, bridge: &str, inbound: BridgeInbound) -> Result<(), BridgeError> {
         self.validate(&inbound)?;
-        let policy = self
+        let (policy, status) = self
             .inner
             .bridges
             .get(bridge)
-            .map(|registered| registered.policy.clone())
+            .map(|registered| (registered.policy.clone(), registered.status.clone()))
             .ok_or_else(|| {
                 BridgeError::new(
                     BridgeErrorKind::Rejected,
@@ -422,23 +422,33 @@ impl InboundSink for Dispatcher {
         };
         match policy.decide(&inbound, known) {
             Admission::Refuse(reason) => {
+                status.message_received();
                 refuse(reason);
                 Ok(())
             }
-            Admission::Challenge => self.challenge(bridge, &inbound).await,
+            Admission::Challenge => {
+                status.message_received();
+                self.challenge(bridge, &inbound).await
+            }
             Admission::Admit => {
                 let sender = sender_key(&inbound);
+                if !self.inner.store.admit(bridge, &inbound).await? {
+                    tracing::debug!(bridge, id = %inbound.message.id, "a platform's retry of a received message");
+                    return Ok(());
+                }
+                status.message_received();
                 if !self
                     .inner
                     .limiter
                     .allow(&sender, policy.rate_limit_per_minute, Instant::now())
                 {
                     refuse("rate_limited");
-                    return Ok(());
-                }
-                if !self.inner.store.admit(bridge, &inbound).await? {
-                    tracing::debug!(bridge, id = %inbound.message.id, "a platform's retry of a received message");
-                    return Ok(());
+                    // Journaled but not to be answered: close its inbox entry.
+                    return self
+                        .inner
+                        .store
+                        .answered(bridge, &inbound.message.id, None)
+                        .await;
                 }
                 self.spawn_turn(InboxEntry {
                     bridge: bridge.to_owned(),

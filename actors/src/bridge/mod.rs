@@ -65,6 +65,9 @@ pub struct Destination {
     /// The platform message the reply answers, if the platform links replies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to_message_id: Option<String>,
+    /// The person answered, where the platform addresses people rather than chats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<String>,
 }
 
 /// Whether a message came from a one-to-one chat or from a group.
@@ -242,12 +245,10 @@ pub struct BridgeContext {
 }
 
 impl BridgeContext {
-    /// Hands one message to the assistant; `Ok` once it is stored, so the platform may be
-    /// told it was received.
+    /// Hands one message to the assistant; `Ok` once it is stored (or recognised as a
+    /// repeat, or refused by the access policy), so the platform may be told it was received.
     pub async fn receive(&self, inbound: BridgeInbound) -> Result<(), BridgeError> {
-        self.sink.receive(&self.name, inbound).await?;
-        self.status.message_received();
-        Ok(())
+        self.sink.receive(&self.name, inbound).await
     }
 
     pub async fn load_state(&self, key: &str) -> Result<Option<String>, BridgeError> {

@@ -157,6 +157,7 @@ pub(crate) fn inbound(update: &Update, bot: &BotUser) -> Option<BridgeInbound> {
             thread_id: topic.map(|topic| topic.to_string()),
             // In a group, quote the question so the answer is clearly its own.
             reply_to_message_id: (chat == ChatKind::Group).then(|| message.message_id.to_string()),
+            recipient_id: Some(from.id.to_string()),
         },
         chat,
         addressed,

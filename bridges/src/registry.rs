@@ -17,6 +17,8 @@ const FACTORIES: &[(&str, Factory)] = &[
     ("telegram", build_telegram),
     #[cfg(feature = "webhook")]
     ("webhook", build_webhook),
+    #[cfg(feature = "whatsapp")]
+    ("whatsapp", build_whatsapp),
 ];
 
 /// The kinds this build knows.
@@ -66,6 +68,15 @@ fn build_webhook(params: serde_json::Value) -> BuildResult {
         .build()
         .map_err(|(key, reason)| (key.to_owned(), reason))?;
     Ok(Arc::new(bridge))
+}
+
+#[cfg(feature = "whatsapp")]
+fn build_whatsapp(params: serde_json::Value) -> BuildResult {
+    let config: crate::whatsapp::config::WhatsAppConfig = parse(params)?;
+    let settings = config
+        .settle()
+        .map_err(|(key, reason)| (key.to_owned(), reason))?;
+    Ok(Arc::new(crate::whatsapp::WhatsAppBridge::new(settings)))
 }
 
 #[cfg(test)]

@@ -14,3 +14,4 @@ mod support;
 mod telegram;
 mod tracing;
 mod websocket;
+mod whatsapp;

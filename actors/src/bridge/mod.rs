@@ -251,6 +251,14 @@ impl BridgeContext {
         self.sink.receive(&self.name, inbound).await
     }
 
+    /// The receiving loop of a platform that pushes (webhooks): ready at once, until
+    /// shutdown.
+    pub async fn accept_pushes_until_shutdown(&self) -> Result<(), BridgeError> {
+        self.status.connected();
+        self.shutdown.cancelled().await;
+        Ok(())
+    }
+
     pub async fn load_state(&self, key: &str) -> Result<Option<String>, BridgeError> {
         self.state.get(&self.name, key).await
     }

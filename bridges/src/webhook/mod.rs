@@ -205,10 +205,8 @@ impl Bridge for WebhookBridge {
     }
 
     async fn run(&self, context: &BridgeContext) -> Result<(), BridgeError> {
-        // Nothing to connect to: requests come in over HTTP.
-        context.status.connected();
-        context.shutdown.cancelled().await;
-        Ok(())
+        // Requests come in over HTTP: nothing to connect to.
+        context.accept_pushes_until_shutdown().await
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {

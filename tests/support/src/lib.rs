@@ -8,7 +8,8 @@
 //! - [`cluster`]: `ClusterSandbox`, NATS plus N real `troupe` nodes joined to it;
 //! - [`proxy`]: a TCP proxy a test can cut, to partition one node from NATS;
 //! - [`otlp`]: a real OTLP collector (`rotel-agent`) whose received spans a test reads;
-//! - [`telegram`]: a faithful test double of the Telegram Bot API.
+//! - [`telegram`]: a faithful test double of the Telegram Bot API;
+//! - [`whatsapp`]: a faithful test double of the WhatsApp Cloud API (Graph API and webhooks).
 
 pub mod cluster;
 pub mod fake_llm;
@@ -17,6 +18,7 @@ pub mod otlp;
 pub mod process;
 pub mod proxy;
 pub mod telegram;
+pub mod whatsapp;
 
 /// The Python venv `scripts/test-deps` installs test servers into: `TROUPE_TEST_VENV`, else
 /// the repository's `.venv`.

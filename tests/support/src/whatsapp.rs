@@ -1,0 +1,278 @@
+//! A faithful test double of Meta's side of the WhatsApp Business Cloud API:
+//! - the Graph API's `POST /{version}/{phone-number-id}/messages` (bearer token; text
+//!   messages up to 4096 characters; `status: read` with a typing indicator), answering
+//!   `{"messaging_product":"whatsapp","contacts":[{"input","wa_id"}],"messages":[{"id"}]}`
+//!   or Graph errors `{"error":{"message","type","code","error_subcode","fbtrace_id"}}`
+//!   (190 bad token, 130429 rate limit, 131047 outside the 24-hour window), scriptable;
+//! - the webhook sender: the verification `GET` (`hub.mode`, `hub.verify_token`,
+//!   `hub.challenge`) and notifications POSTed with `X-Hub-Signature-256`, as Meta sends.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+pub const PHONE_NUMBER_ID: &str = "106540352242922";
+pub const API_VERSION: &str = "v21.0";
+
+/// A scripted answer to the next `messages` call.
+#[derive(Clone, Copy, Debug)]
+pub enum GraphFailure {
+    /// 429, code 130429 "Rate limit hit".
+    RateLimit,
+    /// 500, code 2 "Service temporarily unavailable".
+    Unavailable,
+    /// 400, code 131047: more than 24 hours since the customer wrote.
+    ReEngagement,
+}
+
+#[derive(Default)]
+struct Shared {
+    access_token: String,
+    sent: Mutex<Vec<Value>>,
+    read_receipts: Mutex<Vec<Value>>,
+    failures: Mutex<VecDeque<GraphFailure>>,
+}
+
+pub struct FakeWhatsApp {
+    address: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    app_secret: String,
+    server: tokio::task::JoinHandle<()>,
+    next_message: Mutex<u64>,
+}
+
+impl Drop for FakeWhatsApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeWhatsApp {
+    pub async fn start(access_token: &str, app_secret: &str) -> Self {
+        let shared = Arc::new(Shared {
+            access_token: access_token.to_owned(),
+            ..Shared::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake");
+        let address = listener.local_addr().expect("bound address");
+        let router = Router::new()
+            .route("/{version}/{phone}/messages", post(messages))
+            .with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            address,
+            shared,
+            app_secret: app_secret.to_owned(),
+            server,
+            next_message: Mutex::new(0),
+        }
+    }
+
+    /// The `api_base` a bridge is configured with.
+    pub fn api_base(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn fail_next(&self, failures: impl IntoIterator<Item = GraphFailure>) {
+        self.shared
+            .failures
+            .lock()
+            .expect("failures")
+            .extend(failures);
+    }
+
+    /// Text messages accepted, in order.
+    pub fn sent(&self) -> Vec<Value> {
+        self.shared.sent.lock().expect("sent").clone()
+    }
+
+    pub fn texts_to(&self, wa_id: &str) -> Vec<String> {
+        self.sent()
+            .iter()
+            .filter(|body| body["to"] == wa_id)
+            .map(|body| body["text"]["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// `status: read` calls (with their typing indicators).
+    pub fn read_receipts(&self) -> Vec<Value> {
+        self.shared.read_receipts.lock().expect("reads").clone()
+    }
+
+    /// A notification of one text message from `wa_id`, as Meta sends it.
+    pub fn text_notification(&self, wa_id: &str, name: &str, text: &str) -> Value {
+        let mut next = self.next_message.lock().expect("counter");
+        *next += 1;
+        json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+                "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                "messages": [{"from": wa_id, "id": format!("wamid.TEST{next:08}"),
+                              "timestamp": "1795000000", "type": "text", "text": {"body": text}}]
+            }}]}]
+        })
+    }
+
+    /// A status notification about one of the business's own messages.
+    pub fn status_notification(&self, wa_id: &str) -> Value {
+        json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+                "statuses": [{"id": "wamid.OUT", "status": "delivered", "timestamp": "1795000001",
+                              "recipient_id": wa_id, "conversation": {"id": "c1", "origin": {"type": "service"}},
+                              "pricing": {"billable": true, "pricing_model": "PMP", "category": "service"}}]
+            }}]}]
+        })
+    }
+
+    /// The `X-Hub-Signature-256` Meta computes for `body`.
+    pub fn signature(&self, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.app_secret.as_bytes()).expect("any key");
+        mac.update(body);
+        let digest = mac.finalize().into_bytes();
+        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        format!("sha256={hex}")
+    }
+
+    /// POSTs `notification` to `url` signed as Meta does; answers the status code.
+    pub async fn notify(&self, url: &str, notification: &Value) -> u16 {
+        let body = notification.to_string();
+        reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("X-Hub-Signature-256", self.signature(body.as_bytes()))
+            .body(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_or(0, |response| response.status().as_u16())
+    }
+}
+
+fn graph_error(status: StatusCode, code: i64, kind: &str, message: &str) -> Response {
+    let body = json!({"error": {
+        "message": message, "type": kind, "code": code,
+        "error_data": {"messaging_product": "whatsapp", "details": message},
+        "fbtrace_id": "AbCdEfGhIjK"
+    }});
+    (status, axum::Json(body)).into_response()
+}
+
+async fn messages(
+    State(shared): State<Arc<Shared>>,
+    Path((version, phone)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if bearer != Some(shared.access_token.as_str()) {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "OAuthException",
+            "Invalid OAuth access token - Cannot parse access token",
+        );
+    }
+    if version != API_VERSION || phone != PHONE_NUMBER_ID {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "OAuthException",
+            "Unsupported post request. Object does not exist",
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "OAuthException",
+            "Invalid parameter",
+        );
+    };
+    if body["messaging_product"] != "whatsapp" {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "OAuthException",
+            "(#100) The parameter messaging_product is required.",
+        );
+    }
+    if body["status"] == "read" {
+        shared.read_receipts.lock().expect("reads").push(body);
+        return axum::Json(json!({"success": true})).into_response();
+    }
+    match shared.failures.lock().expect("failures").pop_front() {
+        Some(GraphFailure::RateLimit) => {
+            return graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                130_429,
+                "OAuthException",
+                "Rate limit hit",
+            );
+        }
+        Some(GraphFailure::Unavailable) => {
+            return graph_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                2,
+                "OAuthException",
+                "Service temporarily unavailable",
+            );
+        }
+        Some(GraphFailure::ReEngagement) => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                131_047,
+                "OAuthException",
+                "Re-engagement message",
+            );
+        }
+        None => {}
+    }
+    let to = body["to"].as_str().unwrap_or_default().to_owned();
+    let text = body["text"]["body"].as_str().unwrap_or_default();
+    if to.is_empty() || body["type"] != "text" || text.is_empty() {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "OAuthException",
+            "(#100) Invalid parameter",
+        );
+    }
+    if text.chars().count() > 4096 {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "OAuthException",
+            "(#100) Param text['body'] must be at most 4096 characters long.",
+        );
+    }
+    let mut sent = shared.sent.lock().expect("sent");
+    sent.push(body.clone());
+    let id = format!("wamid.OUT{:08}", sent.len());
+    axum::Json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to, "wa_id": to}],
+        "messages": [{"id": id}]
+    }))
+    .into_response()
+}

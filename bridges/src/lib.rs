@@ -5,8 +5,11 @@
 pub mod registry;
 pub mod secrets;
 pub mod signing;
+#[cfg(feature = "slack")]
+pub mod slack;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+mod text;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 #[cfg(feature = "whatsapp")]

@@ -13,6 +13,8 @@ type Factory = fn(serde_json::Value) -> BuildResult;
 
 /// Every platform compiled in, by kind.
 const FACTORIES: &[(&str, Factory)] = &[
+    #[cfg(feature = "slack")]
+    ("slack", build_slack),
     #[cfg(feature = "telegram")]
     ("telegram", build_telegram),
     #[cfg(feature = "webhook")]
@@ -77,6 +79,15 @@ fn build_whatsapp(params: serde_json::Value) -> BuildResult {
         .settle()
         .map_err(|(key, reason)| (key.to_owned(), reason))?;
     Ok(Arc::new(crate::whatsapp::WhatsAppBridge::new(settings)))
+}
+
+#[cfg(feature = "slack")]
+fn build_slack(params: serde_json::Value) -> BuildResult {
+    let config: crate::slack::config::SlackConfig = parse(params)?;
+    let settings = config
+        .settle()
+        .map_err(|(key, reason)| (key.to_owned(), reason))?;
+    Ok(Arc::new(crate::slack::SlackBridge::new(settings)))
 }
 
 #[cfg(test)]

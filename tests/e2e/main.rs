@@ -10,6 +10,7 @@ mod providers;
 mod python;
 mod rest;
 mod signed_webhook;
+mod slack;
 mod support;
 mod telegram;
 mod tracing;

@@ -21,6 +21,7 @@ use self::config::WhatsAppSettings;
 use self::mapping::Notification;
 use crate::secrets::constant_time_eq;
 use crate::signing;
+use crate::text::split_chars as split;
 
 /// WhatsApp's limit for one text message.
 const MAX_MESSAGE_CHARS: usize = 4096;
@@ -108,33 +109,6 @@ fn graph_error(status: u16, error: &Value) -> BridgeError {
         // 131047: more than 24 h since the person wrote; 131026: undeliverable; …
         _ => BridgeError::new(BridgeErrorKind::Rejected, message),
     }
-}
-
-/// Splits at `limit` characters, preferring paragraph, line and word boundaries.
-fn split(text: &str, limit: usize) -> Vec<String> {
-    let mut pieces = Vec::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        if rest.chars().count() <= limit {
-            pieces.push(rest.to_owned());
-            break;
-        }
-        let hard = rest
-            .char_indices()
-            .nth(limit)
-            .map_or(rest.len(), |(index, _)| index);
-        let head = &rest[..hard];
-        let cut = ["\n\n", "\n", " "]
-            .iter()
-            .find_map(|separator| {
-                head.rfind(separator)
-                    .filter(|position| *position > hard / 2)
-            })
-            .unwrap_or(hard);
-        pieces.push(rest[..cut].trim_end().to_owned());
-        rest = rest[cut..].trim_start();
-    }
-    pieces
 }
 
 #[async_trait::async_trait]

@@ -8,6 +8,7 @@
 //! - [`cluster`]: `ClusterSandbox`, NATS plus N real `troupe` nodes joined to it;
 //! - [`proxy`]: a TCP proxy a test can cut, to partition one node from NATS;
 //! - [`otlp`]: a real OTLP collector (`rotel-agent`) whose received spans a test reads;
+//! - [`slack`]: a faithful test double of Slack (Web API, Socket Mode, Events API sender);
 //! - [`telegram`]: a faithful test double of the Telegram Bot API;
 //! - [`whatsapp`]: a faithful test double of the WhatsApp Cloud API (Graph API and webhooks).
 
@@ -17,6 +18,7 @@ pub mod nats;
 pub mod otlp;
 pub mod process;
 pub mod proxy;
+pub mod slack;
 pub mod telegram;
 pub mod whatsapp;
 

@@ -1,0 +1,259 @@
+//! Slack: the Events API over HTTP (every request's `X-Slack-Signature` checked, v0 HMAC
+//! of `v0:{timestamp}:{body}` with the signing secret, timestamps older than five minutes
+//! refused, `url_verification` answered, Slack's retries recognised) or Socket Mode; DMs
+//! and mentions in channels; replies with `chat.postMessage` in `mrkdwn`, in the thread
+//! of the question, honouring `429 Retry-After`.
+
+pub mod config;
+mod mapping;
+mod socket;
+
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde_json::{Value, json};
+use troupe_actors::bridge::{
+    Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, MarkdownDialect,
+    WebhookRequest, WebhookResponse,
+};
+use troupe_actors::message::unix_now;
+
+use self::config::{SlackMode, SlackSettings};
+use self::mapping::EventBody;
+use crate::signing;
+use crate::text::split_chars as split;
+
+/// Slack shows messages up to 40,000 characters but recommends 4,000.
+const MAX_MESSAGE_CHARS: usize = 4000;
+/// Requests older (or newer) than this are refused: replays.
+const MAX_SKEW_SECS: u64 = 300;
+
+pub struct SlackBridge {
+    settings: SlackSettings,
+    http: reqwest::Client,
+    /// Pieces of a long reply already sent, by reply id.
+    sent_pieces: DashMap<String, usize>,
+}
+
+impl SlackBridge {
+    pub fn new(settings: SlackSettings) -> Self {
+        Self {
+            settings,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            sent_pieces: DashMap::new(),
+        }
+    }
+
+    async fn call(&self, method: &str, token: &str, body: &Value) -> Result<Value, BridgeError> {
+        let response = self
+            .http
+            .post(format!("{}/{method}", self.settings.api_base))
+            .bearer_auth(token)
+            .json(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|error| {
+                let what = if error.is_timeout() {
+                    "timed out"
+                } else {
+                    "request failed"
+                };
+                BridgeError::new(
+                    BridgeErrorKind::Transient,
+                    format!("slack {method}: {what}"),
+                )
+            })?;
+        if response.status().as_u16() == 429 {
+            let wait = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(1);
+            return Err(BridgeError::rate_limited(
+                Duration::from_secs(wait),
+                format!("slack {method}: rate limited"),
+            ));
+        }
+        if response.status().is_server_error() {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Transient,
+                format!("slack {method}: {}", response.status()),
+            ));
+        }
+        let answer: Value = response.json().await.map_err(|error| {
+            BridgeError::new(
+                BridgeErrorKind::Malformed,
+                format!("slack {method}: {error}"),
+            )
+        })?;
+        if answer["ok"] == true {
+            return Ok(answer);
+        }
+        let error = answer["error"].as_str().unwrap_or("unknown_error");
+        let message = format!("slack {method}: {error}");
+        Err(match error {
+            "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked"
+            | "token_expired" | "missing_scope" => {
+                BridgeError::new(BridgeErrorKind::Unauthorized, message)
+            }
+            "ratelimited" => BridgeError::rate_limited(Duration::from_secs(1), message),
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+                BridgeError::new(BridgeErrorKind::Transient, message)
+            }
+            _ => BridgeError::new(BridgeErrorKind::Rejected, message),
+        })
+    }
+
+    async fn app_call(&self, method: &str) -> Result<Value, BridgeError> {
+        let token = self
+            .settings
+            .app_token
+            .as_ref()
+            .map(|token| token.expose().to_owned())
+            .unwrap_or_default();
+        self.call(method, &token, &json!({})).await
+    }
+
+    async fn bot_call(&self, method: &str, body: &Value) -> Result<Value, BridgeError> {
+        self.call(method, self.settings.bot_token.expose(), body)
+            .await
+    }
+
+    fn authentic(&self, request: &WebhookRequest) -> Result<(), WebhookResponse> {
+        let refuse = |message: &str| WebhookResponse::error(401, "unauthorized", message);
+        let Some(secret) = &self.settings.signing_secret else {
+            return Err(WebhookResponse::error(
+                404,
+                "not_found",
+                "this bridge uses Socket Mode",
+            ));
+        };
+        let timestamp = request
+            .header("x-slack-request-timestamp")
+            .ok_or_else(|| refuse("X-Slack-Request-Timestamp is missing"))?;
+        if !signing::fresh(timestamp, unix_now(), MAX_SKEW_SECS) {
+            return Err(refuse(
+                "X-Slack-Request-Timestamp is more than five minutes away",
+            ));
+        }
+        let signature = request.header("x-slack-signature").unwrap_or_default();
+        let base: [&[u8]; 4] = [b"v0:", timestamp.trim().as_bytes(), b":", &request.body];
+        if signing::verify(secret.expose().as_bytes(), &base, "v0=", signature) {
+            Ok(())
+        } else {
+            Err(refuse("X-Slack-Signature does not match"))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Bridge for SlackBridge {
+    fn kind(&self) -> &'static str {
+        "slack"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_message_chars: MAX_MESSAGE_CHARS,
+            markdown: MarkdownDialect::SlackMrkdwn,
+            threads: true,
+            typing_indicator: false,
+            edits_for_streaming: true,
+            attachments: true,
+        }
+    }
+
+    async fn run(&self, context: &BridgeContext) -> Result<(), BridgeError> {
+        // Prove the bot token before saying "connected".
+        self.bot_call("auth.test", &json!({})).await?;
+        match self.settings.mode {
+            SlackMode::Events => context.accept_pushes_until_shutdown().await,
+            SlackMode::Socket => self.run_socket_mode(context).await,
+        }
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
+        let pieces = split(&mapping::to_mrkdwn(&delivery.text), MAX_MESSAGE_CHARS);
+        let done = self
+            .sent_pieces
+            .get(&delivery.reply_id)
+            .map_or(0, |entry| *entry);
+        for (index, piece) in pieces.iter().enumerate().skip(done) {
+            let mut body =
+                json!({"channel": delivery.destination.chat_id, "text": piece, "mrkdwn": true});
+            if let Some(thread) = &delivery.destination.thread_id {
+                body["thread_ts"] = json!(thread);
+            }
+            self.bot_call("chat.postMessage", &body).await?;
+            self.sent_pieces
+                .insert(delivery.reply_id.clone(), index + 1);
+        }
+        self.sent_pieces.remove(&delivery.reply_id);
+        Ok(())
+    }
+
+    async fn webhook(&self, request: WebhookRequest, context: &BridgeContext) -> WebhookResponse {
+        if request.method != "POST" || request.endpoint != "webhook" {
+            return WebhookResponse::error(
+                405,
+                "method_not_allowed",
+                "POST /bridges/{name}/webhook only",
+            );
+        }
+        if let Err(refusal) = self.authentic(&request) {
+            return refusal;
+        }
+        let body: EventBody = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => return WebhookResponse::error(400, "invalid_event", &error.to_string()),
+        };
+        match body.kind.as_str() {
+            "url_verification" => WebhookResponse::json(
+                200,
+                &json!({"challenge": body.challenge.unwrap_or_default()}),
+            ),
+            "event_callback" => {
+                let Some(inbound) = body.event.as_ref().and_then(mapping::inbound) else {
+                    return WebhookResponse::json(200, &json!({}));
+                };
+                match context.receive(inbound).await {
+                    Ok(()) => WebhookResponse::json(200, &json!({})),
+                    Err(error) if !error.is_retryable() => {
+                        tracing::warn!(bridge = %context.name, %error, "dropping an event the assistant cannot take");
+                        WebhookResponse::json(200, &json!({}))
+                    }
+                    // Not stored: Slack retries what was not answered 2xx.
+                    Err(error) => WebhookResponse::error(503, "unavailable", &error.message),
+                }
+            }
+            _ => WebhookResponse::json(200, &json!({})),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_replies_split_within_slacks_limit() {
+        let text = "word ".repeat(2000);
+        let pieces = split(&text, MAX_MESSAGE_CHARS);
+        assert_eq!(pieces.len(), 3);
+        assert!(
+            pieces
+                .iter()
+                .all(|piece| piece.chars().count() <= MAX_MESSAGE_CHARS)
+        );
+    }
+
+    #[test]
+    fn the_tls_connector_builds() {
+        assert!(socket::tls_connector().is_ok());
+    }
+}

@@ -2,6 +2,7 @@
 //! tests. Each implements `troupe_actors::bridge::Bridge` (plugins never touch ractor) and
 //! is built by [`registry::build`] from its `[[bridges]]` entry.
 
+mod common;
 pub mod registry;
 pub mod secrets;
 pub mod signing;

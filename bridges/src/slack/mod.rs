@@ -10,7 +10,6 @@ mod socket;
 
 use std::time::Duration;
 
-use dashmap::DashMap;
 use serde_json::{Value, json};
 use troupe_actors::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, MarkdownDialect,
@@ -20,6 +19,7 @@ use troupe_actors::message::unix_now;
 
 use self::config::{SlackMode, SlackSettings};
 use self::mapping::EventBody;
+use crate::common::{SentPieces, http_client, receive_pushed};
 use crate::signing;
 use crate::text::split_chars as split;
 
@@ -32,18 +32,15 @@ pub struct SlackBridge {
     settings: SlackSettings,
     http: reqwest::Client,
     /// Pieces of a long reply already sent, by reply id.
-    sent_pieces: DashMap<String, usize>,
+    sent_pieces: SentPieces,
 }
 
 impl SlackBridge {
     pub fn new(settings: SlackSettings) -> Self {
         Self {
             settings,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
-            sent_pieces: DashMap::new(),
+            http: http_client(),
+            sent_pieces: SentPieces::default(),
         }
     }
 
@@ -179,10 +176,7 @@ impl Bridge for SlackBridge {
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
         let pieces = split(&mapping::to_mrkdwn(&delivery.text), MAX_MESSAGE_CHARS);
-        let done = self
-            .sent_pieces
-            .get(&delivery.reply_id)
-            .map_or(0, |entry| *entry);
+        let done = self.sent_pieces.already(&delivery.reply_id);
         for (index, piece) in pieces.iter().enumerate().skip(done) {
             let mut body =
                 json!({"channel": delivery.destination.chat_id, "text": piece, "mrkdwn": true});
@@ -190,10 +184,9 @@ impl Bridge for SlackBridge {
                 body["thread_ts"] = json!(thread);
             }
             self.bot_call("chat.postMessage", &body).await?;
-            self.sent_pieces
-                .insert(delivery.reply_id.clone(), index + 1);
+            self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
-        self.sent_pieces.remove(&delivery.reply_id);
+        self.sent_pieces.finished(&delivery.reply_id);
         Ok(())
     }
 
@@ -221,14 +214,10 @@ impl Bridge for SlackBridge {
                 let Some(inbound) = body.event.as_ref().and_then(mapping::inbound) else {
                     return WebhookResponse::json(200, &json!({}));
                 };
-                match context.receive(inbound).await {
+                // Not stored: Slack retries what was not answered 2xx.
+                match receive_pushed(context, inbound).await {
                     Ok(()) => WebhookResponse::json(200, &json!({})),
-                    Err(error) if !error.is_retryable() => {
-                        tracing::warn!(bridge = %context.name, %error, "dropping an event the assistant cannot take");
-                        WebhookResponse::json(200, &json!({}))
-                    }
-                    // Not stored: Slack retries what was not answered 2xx.
-                    Err(error) => WebhookResponse::error(503, "unavailable", &error.message),
+                    Err(answer) => answer,
                 }
             }
             _ => WebhookResponse::json(200, &json!({})),

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use troupe_actors::bridge::{BridgeError, BridgeErrorKind};
 
+use crate::common::http_client;
 use crate::secrets::Secret;
 
 /// One Bot API answer.
@@ -50,10 +51,7 @@ pub(crate) struct TelegramClient {
 
 impl TelegramClient {
     pub(crate) fn new(api_base: &str, token: &Secret) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = http_client();
         Self {
             http,
             base: Secret::new(format!("{api_base}/bot{}", token.expose())),

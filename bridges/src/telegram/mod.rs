@@ -10,7 +10,6 @@ mod markdown;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use serde_json::{Value, json};
 use troupe_actors::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, Destination,
@@ -20,6 +19,7 @@ use troupe_actors::bridge::{
 use self::client::{BotUser, TelegramClient, is_markup_error};
 use self::config::{TelegramMode, TelegramSettings};
 use self::mapping::Update;
+use crate::common::{SentPieces, receive_pushed};
 use crate::secrets::constant_time_eq;
 
 /// Telegram's limit for one message, in UTF-16 code units.
@@ -36,7 +36,7 @@ pub struct TelegramBridge {
     client: TelegramClient,
     bot: OnceLock<BotUser>,
     /// Pieces of a long reply already sent, by reply id: a retried delivery skips them.
-    sent_pieces: DashMap<String, usize>,
+    sent_pieces: SentPieces,
 }
 
 impl TelegramBridge {
@@ -46,7 +46,7 @@ impl TelegramBridge {
             settings,
             client,
             bot: OnceLock::new(),
-            sent_pieces: DashMap::new(),
+            sent_pieces: SentPieces::default(),
         }
     }
 
@@ -237,17 +237,13 @@ impl Bridge for TelegramBridge {
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
         let pieces = markdown::split(&delivery.text, MAX_MESSAGE_UNITS);
-        let done = self
-            .sent_pieces
-            .get(&delivery.reply_id)
-            .map_or(0, |entry| *entry);
+        let done = self.sent_pieces.already(&delivery.reply_id);
         for (index, piece) in pieces.iter().enumerate().skip(done) {
             self.send_piece(&delivery.destination, piece, index == 0)
                 .await?;
-            self.sent_pieces
-                .insert(delivery.reply_id.clone(), index + 1);
+            self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
-        self.sent_pieces.remove(&delivery.reply_id);
+        self.sent_pieces.finished(&delivery.reply_id);
         Ok(())
     }
 
@@ -305,15 +301,10 @@ impl Bridge for TelegramBridge {
         let Some(inbound) = mapping::inbound(&update, &bot) else {
             return WebhookResponse::json(200, &json!({}));
         };
-        match context.receive(inbound).await {
+        // Not stored: a non-2xx makes Telegram deliver it again later.
+        match receive_pushed(context, inbound).await {
             Ok(()) => WebhookResponse::json(200, &json!({})),
-            Err(error) if !error.is_retryable() => {
-                // Telegram would only send it again: answer 200 and say why in the log.
-                tracing::warn!(bridge = %context.name, %error, "dropping an update the assistant cannot take");
-                WebhookResponse::json(200, &json!({}))
-            }
-            // Not stored: a non-2xx makes Telegram deliver it again later.
-            Err(error) => WebhookResponse::error(503, "unavailable", &error.message),
+            Err(answer) => answer,
         }
     }
 }

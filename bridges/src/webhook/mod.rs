@@ -24,6 +24,7 @@ use troupe_actors::bridge::{
 };
 use troupe_actors::message::{ContentType, InboundMessage, unix_now};
 
+use crate::common::http_client;
 use crate::secrets::{Secret, SecretSource};
 use crate::signing;
 
@@ -100,10 +101,7 @@ impl WebhookConfig {
             secret,
             deliver_url: self.deliver_url.clone(),
             max_skew_secs: self.max_skew_secs,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http: http_client(),
         })
     }
 }

@@ -10,7 +10,6 @@ mod mapping;
 
 use std::time::Duration;
 
-use dashmap::DashMap;
 use serde_json::{Value, json};
 use troupe_actors::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, Destination,
@@ -19,6 +18,7 @@ use troupe_actors::bridge::{
 
 use self::config::WhatsAppSettings;
 use self::mapping::Notification;
+use crate::common::{SentPieces, http_client, receive_pushed};
 use crate::secrets::constant_time_eq;
 use crate::signing;
 use crate::text::split_chars as split;
@@ -30,18 +30,15 @@ pub struct WhatsAppBridge {
     settings: WhatsAppSettings,
     http: reqwest::Client,
     /// Pieces of a long reply already sent, by reply id.
-    sent_pieces: DashMap<String, usize>,
+    sent_pieces: SentPieces,
 }
 
 impl WhatsAppBridge {
     pub fn new(settings: WhatsAppSettings) -> Self {
         Self {
             settings,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
-            sent_pieces: DashMap::new(),
+            http: http_client(),
+            sent_pieces: SentPieces::default(),
         }
     }
 
@@ -141,10 +138,7 @@ impl Bridge for WhatsAppBridge {
             .unwrap_or(&delivery.destination.chat_id);
         let text = mapping::to_whatsapp(&delivery.text);
         let pieces = split(&text, MAX_MESSAGE_CHARS);
-        let done = self
-            .sent_pieces
-            .get(&delivery.reply_id)
-            .map_or(0, |entry| *entry);
+        let done = self.sent_pieces.already(&delivery.reply_id);
         for (index, piece) in pieces.iter().enumerate().skip(done) {
             let mut body = json!({
                 "messaging_product": "whatsapp",
@@ -159,10 +153,9 @@ impl Bridge for WhatsAppBridge {
                 body["context"] = json!({"message_id": message});
             }
             self.post_message(&body).await?;
-            self.sent_pieces
-                .insert(delivery.reply_id.clone(), index + 1);
+            self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
-        self.sent_pieces.remove(&delivery.reply_id);
+        self.sent_pieces.finished(&delivery.reply_id);
         Ok(())
     }
 
@@ -208,13 +201,9 @@ impl Bridge for WhatsAppBridge {
             return WebhookResponse::json(200, &json!({}));
         }
         for inbound in mapping::inbound(&notification, &self.settings.phone_number_id) {
-            match context.receive(inbound).await {
-                Ok(()) => {}
-                Err(error) if !error.is_retryable() => {
-                    tracing::warn!(bridge = %context.name, %error, "dropping a message the assistant cannot take");
-                }
-                // Not stored: a non-2xx makes Meta deliver the notification again.
-                Err(error) => return WebhookResponse::error(503, "unavailable", &error.message),
+            // Not stored: a non-2xx makes Meta deliver the notification again.
+            if let Err(answer) = receive_pushed(context, inbound).await {
+                return answer;
             }
         }
         WebhookResponse::json(200, &json!({}))

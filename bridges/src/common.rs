@@ -1,0 +1,56 @@
+//! Pieces every bridge needs: an HTTP client, the progress of multi-piece replies, and
+//! handing a pushed message over.
+
+use std::time::Duration;
+
+use dashmap::DashMap;
+use troupe_actors::bridge::{BridgeContext, BridgeError, BridgeInbound, WebhookResponse};
+
+/// The HTTP client a bridge talks to its platform with.
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Which pieces of a long reply went out already, by reply id: a retried delivery skips
+/// them instead of sending them twice.
+#[derive(Debug, Default)]
+pub(crate) struct SentPieces(DashMap<String, usize>);
+
+impl SentPieces {
+    /// How many pieces of `reply_id` were sent.
+    pub(crate) fn already(&self, reply_id: &str) -> usize {
+        self.0.get(reply_id).map_or(0, |entry| *entry)
+    }
+
+    pub(crate) fn sent(&self, reply_id: &str, count: usize) {
+        self.0.insert(reply_id.to_owned(), count);
+    }
+
+    pub(crate) fn finished(&self, reply_id: &str) {
+        self.0.remove(reply_id);
+    }
+}
+
+/// Hands over a message a platform pushed. `Err` carries the answer for the platform when
+/// it was not stored (503: the platform will send it again); a message the assistant can
+/// never take is logged and dropped, since a redelivery would only fail again.
+pub(crate) async fn receive_pushed(
+    context: &BridgeContext,
+    inbound: BridgeInbound,
+) -> Result<(), WebhookResponse> {
+    match context.receive(inbound).await {
+        Ok(()) => Ok(()),
+        Err(error) if !error.is_retryable() => {
+            tracing::warn!(bridge = %context.name, %error, "dropping a message the assistant cannot take");
+            Ok(())
+        }
+        Err(error) => Err(unavailable(&error)),
+    }
+}
+
+fn unavailable(error: &BridgeError) -> WebhookResponse {
+    WebhookResponse::error(503, "unavailable", &error.message)
+}

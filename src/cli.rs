@@ -38,6 +38,36 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PairCommand,
     },
+    /// Link accounts on several platforms that are one person (one memory).
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdentityCommand {
+    /// Link accounts (`platform:sender_id`, e.g. `telegram:123 slack:U456`) to one person.
+    Link {
+        #[arg(required = true, num_args = 1..)]
+        members: Vec<String>,
+        /// The person's name (default: the person one of them is linked to already).
+        #[arg(long)]
+        person: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Unlink one account.
+    Unlink {
+        member: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Every person and their accounts.
+    List {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -60,6 +60,7 @@ async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args).await,
         Command::Health(args) => health(&args.url).await,
         Command::Pair { command } => pair::run(command).await,
+        Command::Identity { command } => pair::identity(command).await,
     }
 }
 

@@ -1,5 +1,6 @@
-//! `troupe pair approve|list|revoke`: the owner's side of pairing, through the running
-//! node's API (the node holds its journal open, so the CLI never writes it directly).
+//! `troupe pair approve|list|revoke` and `troupe identity link|unlink|list`: the owner's
+//! side of pairing and identity linking, through the running node's API (the node holds
+//! its journal open, so the CLI never writes it directly).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cli::{NodeArgs, PairCommand};
+use crate::cli::{IdentityCommand, NodeArgs, PairCommand};
 
 pub(crate) async fn run(command: PairCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -56,6 +57,57 @@ pub(crate) async fn run(command: PairCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn identity(command: IdentityCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        IdentityCommand::Link {
+            members,
+            person,
+            node,
+        } => {
+            let body = json!({"members": members, "person": person});
+            let answer = request(
+                &node,
+                reqwest::Method::POST,
+                "/api/v1/identities/link",
+                Some(body),
+            )
+            .await?;
+            let person = &answer["person"];
+            println!(
+                "{}: {}",
+                person["person"].as_str().unwrap_or_default(),
+                join(&person["members"])
+            );
+        }
+        IdentityCommand::Unlink { member, node } => {
+            let path = format!("/api/v1/identities/{member}");
+            request(&node, reqwest::Method::DELETE, &path, None).await?;
+            println!("unlinked {member}");
+        }
+        IdentityCommand::List { node } => {
+            let answer = request(&node, reqwest::Method::GET, "/api/v1/identities", None).await?;
+            for person in answer["people"].as_array().into_iter().flatten() {
+                println!(
+                    "{}: {}",
+                    person["person"].as_str().unwrap_or_default(),
+                    join(&person["members"])
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn join(members: &Value) -> String {
+    members
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn request(

@@ -143,6 +143,13 @@ pub(crate) async fn serve(
         .get()
         .cloned()
         .context("the node started without its bridges")?;
+    for identity in &config.identities {
+        dispatcher
+            .store()
+            .link(Some(&identity.person), &identity.members)
+            .await
+            .with_context(|| format!("linking the identities of {}", identity.person))?;
+    }
     dispatcher
         .resume()
         .await

@@ -65,6 +65,19 @@ pub(crate) struct TroupeConfig {
     /// `[[bridges]]`: messaging platforms; each entry's keys are checked by its kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) bridges: Vec<toml::Table>,
+    /// `[[identities]]`: accounts on several platforms that are one person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) identities: Vec<IdentityConfig>,
+}
+
+/// One `[[identities]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityConfig {
+    /// The person's name: their merged conversation is `person:<name>`.
+    pub(crate) person: String,
+    /// `platform:sender_id` of each account, e.g. `telegram:123456789`.
+    pub(crate) members: Vec<String>,
 }
 
 /// `[server]`: the access layer.
@@ -337,7 +350,33 @@ impl TroupeConfig {
             .validate()
             .map_err(|(key, reason)| invalid(&format!("telemetry.{key}"), reason))?;
         build_bridges(&self.bridges)?;
+        self.validate_identities()?;
         self.validate_providers()
+    }
+
+    fn validate_identities(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (index, identity) in self.identities.iter().enumerate() {
+            troupe_actors::ids::validate_id(&identity.person)
+                .map_err(|reason| invalid(&format!("identities[{index}].person"), reason))?;
+            if identity.members.is_empty() {
+                return Err(invalid(
+                    &format!("identities[{index}].members"),
+                    "must list at least one account",
+                ));
+            }
+            for member in &identity.members {
+                troupe_actors::bridge::identity::validate_member(member)
+                    .map_err(|reason| invalid(&format!("identities[{index}].members"), reason))?;
+                if !seen.insert(member.clone()) {
+                    return Err(invalid(
+                        &format!("identities[{index}].members"),
+                        format!("`{member}` belongs to two people"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_providers(&self) -> Result<(), ConfigError> {

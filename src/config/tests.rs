@@ -227,3 +227,60 @@ fn the_standard_opentelemetry_variables_override_the_file() {
     );
     assert_eq!(config.telemetry.service_name, "assistant");
 }
+
+#[test]
+fn identities_are_checked() {
+    let ok = TroupeConfig::parse(
+        "[[identities]]\nperson = \"ada\"\nmembers = [\"telegram:123\", \"slack:U456\"]\n",
+    )
+    .unwrap();
+    ok.validate().unwrap();
+    for (text, key) in [
+        (
+            "person = \"a b\"\nmembers = [\"telegram:1\"]",
+            "identities[0].person",
+        ),
+        ("person = \"ada\"\nmembers = []", "identities[0].members"),
+        (
+            "person = \"ada\"\nmembers = [\"telegram\"]",
+            "identities[0].members",
+        ),
+    ] {
+        let config = TroupeConfig::parse(&format!("[[identities]]\n{text}\n")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(key), "{text}: {error}");
+    }
+    let twice = TroupeConfig::parse(
+        "[[identities]]\nperson = \"a\"\nmembers = [\"telegram:1\"]\n[[identities]]\nperson = \"b\"\nmembers = [\"telegram:1\"]\n",
+    )
+    .unwrap();
+    assert!(
+        twice
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("two people")
+    );
+}
+
+#[test]
+fn bridge_entries_name_their_bad_keys() {
+    for (entry, key) in [
+        ("kind = \"telegram\"", "bridges[0].name"),
+        ("name = \"tg\"", "bridges[0].kind"),
+        ("name = \"tg\"\nkind = \"fax\"", "bridges[0].kind"),
+        ("name = \"Tg\"\nkind = \"telegram\"", "bridges[0].name"),
+        (
+            "name = \"tg\"\nkind = \"telegram\"\ntoken_env = \"TROUPE_SURELY_UNSET_VARIABLE\"",
+            "bridges[0].token_env",
+        ),
+        (
+            "name = \"tg\"\nkind = \"telegram\"\ndm_policy = \"maybe\"",
+            "bridges[0].dm_policy",
+        ),
+    ] {
+        let config = TroupeConfig::parse(&format!("[[bridges]]\n{entry}\n")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(key), "{entry}: {error}");
+    }
+}

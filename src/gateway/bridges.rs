@@ -4,7 +4,9 @@
 //!   These are public: each bridge checks its platform's signature or secret itself;
 //! - `GET /api/v1/bridges`: every bridge's real state and capabilities;
 //! - `GET /api/v1/pairing`, `POST /api/v1/pairing/approve`, `DELETE /api/v1/pairing/{sender}`:
-//!   what `troupe pair …` uses.
+//!   what `troupe pair …` uses;
+//! - `GET /api/v1/identities`, `POST /api/v1/identities/link`,
+//!   `DELETE /api/v1/identities/{member}`: what `troupe identity …` uses.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -84,6 +86,32 @@ fn storage_error(error: &troupe_actors::bridge::BridgeError) -> Response {
     .into_response()
 }
 
+/// The body, or the 400 answer for a body that is not the expected JSON.
+fn json_body<T>(
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    body.map(|axum::Json(body)| body).map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            rejection.body_text(),
+        )
+    })
+}
+
+/// 204 when something was removed, 404 `code` when there was nothing to remove.
+fn removal(
+    removed: Result<bool, troupe_actors::bridge::BridgeError>,
+    code: &'static str,
+    message: String,
+) -> Response {
+    match removed {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => ApiError::new(StatusCode::NOT_FOUND, code, message).into_response(),
+        Err(error) => storage_error(&error),
+    }
+}
+
 pub(crate) async fn pairing(State(state): State<AppState>) -> Response {
     let store = state.bridges.store();
     let (requests, paired) = match (store.pairing_requests().await, store.paired_senders().await) {
@@ -103,16 +131,9 @@ pub(crate) async fn approve(
     State(state): State<AppState>,
     body: Result<axum::Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(axum::Json(body)) => body,
-        Err(rejection) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                rejection.body_text(),
-            )
-            .into_response();
-        }
+    let body = match json_body(body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
     };
     match state.bridges.store().approve(&body.code).await {
         Ok(Some(paired)) => {
@@ -130,14 +151,57 @@ pub(crate) async fn approve(
 }
 
 pub(crate) async fn revoke(State(state): State<AppState>, Path(sender): Path<String>) -> Response {
-    match state.bridges.store().revoke(&sender).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_paired",
-            format!("`{sender}` is not paired"),
-        )
-        .into_response(),
+    let removed = state.bridges.store().revoke(&sender).await;
+    removal(removed, "not_paired", format!("`{sender}` is not paired"))
+}
+
+pub(crate) async fn identities(State(state): State<AppState>) -> Response {
+    match state.bridges.store().people().await {
+        Ok(people) => axum::Json(json!({"people": people})).into_response(),
         Err(error) => storage_error(&error),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkBody {
+    members: Vec<String>,
+    #[serde(default)]
+    person: Option<String>,
+}
+
+pub(crate) async fn link(
+    State(state): State<AppState>,
+    body: Result<axum::Json<LinkBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match json_body(body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match state
+        .bridges
+        .store()
+        .link(body.person.as_deref(), &body.members)
+        .await
+    {
+        Ok(person) => axum::Json(json!({"person": person})).into_response(),
+        Err(error) if error.kind == troupe_actors::bridge::BridgeErrorKind::Rejected => {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_identity",
+                error.message,
+            )
+            .into_response()
+        }
+        Err(error) => storage_error(&error),
+    }
+}
+
+pub(crate) async fn unlink(State(state): State<AppState>, Path(member): Path<String>) -> Response {
+    let removed = state.bridges.store().unlink(&member).await;
+    removal(
+        removed,
+        "not_linked",
+        format!("`{member}` is not linked to anyone"),
+    )
 }

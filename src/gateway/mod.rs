@@ -83,6 +83,12 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/pairing/{sender}",
             axum::routing::delete(bridges::revoke),
         )
+        .route("/api/v1/identities", get(bridges::identities))
+        .route("/api/v1/identities/link", post(bridges::link))
+        .route(
+            "/api/v1/identities/{member}",
+            axum::routing::delete(bridges::unlink),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -4,6 +4,7 @@
 
 mod cli;
 mod cluster;
+mod identity;
 mod openai_facade;
 mod persistence;
 mod providers;

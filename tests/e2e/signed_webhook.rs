@@ -15,14 +15,14 @@ use crate::support::{binary, get};
 const SECRET: &str = "a-long-shared-secret-0123456789";
 
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     /// (headers, body) of every delivery attempt.
-    attempts: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    pub(crate) attempts: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     /// Attempts answered 503 before the first 200.
     failures_left: Arc<Mutex<u32>>,
 }
 
-async fn start_receiver(failures: u32) -> (String, Receiver) {
+pub(crate) async fn start_receiver(failures: u32) -> (String, Receiver) {
     let receiver = Receiver {
         failures_left: Arc::new(Mutex::new(failures)),
         ..Receiver::default()
@@ -58,7 +58,7 @@ async fn node(deliver_url: &str) -> TroupeProcess {
         .expect("troupe starts")
 }
 
-async fn post_signed(
+pub(crate) async fn post_signed(
     node: &TroupeProcess,
     body: &Value,
     timestamp: u64,

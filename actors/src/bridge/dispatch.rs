@@ -380,6 +380,24 @@ impl Dispatcher {
         done
     }
 
+    /// A direct message from an account linked to a person joins that person's
+    /// conversation (`person:<name>`); groups stay their own.
+    async fn as_person(&self, mut inbound: BridgeInbound) -> Result<BridgeInbound, BridgeError> {
+        if inbound.chat != super::ChatKind::Direct {
+            return Ok(inbound);
+        }
+        if let Some(person) = self.inner.store.person_of(&sender_key(&inbound)).await? {
+            let message = &mut inbound.message;
+            message.metadata.insert(
+                "via".into(),
+                serde_json::Value::String(message.platform.clone()),
+            );
+            message.platform = super::identity::PERSON_PLATFORM.into();
+            message.conversation_id = person;
+        }
+        Ok(inbound)
+    }
+
     fn lookup(&self, name: &str) -> Option<(Arc<dyn Bridge>, StatusHandle)> {
         let registered = self.inner.bridges.get(name)?;
         Some((Arc::clone(&registered.bridge), registered.status.clone()))
@@ -415,10 +433,11 @@ impl InboundSink for Dispatcher {
                 )
             })?;
         let known = self.inner.store.is_paired(&sender_key(&inbound)).await?;
+        let sender_id = inbound.message.sender_id.clone();
         let refuse = |reason: &'static str| {
             metrics::counter!(metric_names::BRIDGE_REFUSED, "bridge" => bridge.to_owned(), "reason" => reason)
                 .increment(1);
-            tracing::debug!(bridge, sender = %inbound.message.sender_id, reason, "message not passed to the assistant");
+            tracing::debug!(bridge, sender = %sender_id, reason, "message not passed to the assistant");
         };
         match policy.decide(&inbound, known) {
             Admission::Refuse(reason) => {
@@ -432,6 +451,7 @@ impl InboundSink for Dispatcher {
             }
             Admission::Admit => {
                 let sender = sender_key(&inbound);
+                let inbound = self.as_person(inbound).await?;
                 if !self.inner.store.admit(bridge, &inbound).await? {
                     tracing::debug!(bridge, id = %inbound.message.id, "a platform's retry of a received message");
                     return Ok(());

@@ -12,6 +12,7 @@
 
 pub mod actor;
 pub mod dispatch;
+pub mod identity;
 pub mod policy;
 pub mod status;
 pub mod store;

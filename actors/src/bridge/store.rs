@@ -3,7 +3,8 @@
 //! - replies not yet accepted by their platform (the outbox), so a restart delivers them;
 //! - ids already received, so a platform's retry is not answered twice;
 //! - each bridge's own state (a polling offset);
-//! - pairing: codes waiting for the owner's approval, and the senders approved.
+//! - pairing: codes waiting for the owner's approval, and the senders approved;
+//! - linked identities (see [`super::identity`]).
 //!
 //! Every write is one durable (fsync'd) transaction, run on tokio's blocking pool.
 
@@ -58,7 +59,7 @@ pub struct PairedSender {
     pub approved_at: u64,
 }
 
-fn store_error(error: impl std::fmt::Display) -> BridgeError {
+pub(crate) fn store_error(error: impl std::fmt::Display) -> BridgeError {
     BridgeError::new(
         BridgeErrorKind::Transient,
         format!("bridge journal: {error}"),
@@ -96,13 +97,16 @@ impl BridgeStore {
         }
         transaction.open_table(STATE).map_err(store_error)?;
         transaction.open_table(SEEN).map_err(store_error)?;
+        transaction
+            .open_table(super::identity::IDENTITIES)
+            .map_err(store_error)?;
         transaction.commit().map_err(store_error)?;
         Ok(Self {
             database: Arc::new(database),
         })
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, BridgeError> + Send + 'static,
     ) -> Result<T, BridgeError> {
@@ -290,6 +294,29 @@ impl BridgeStore {
             };
             transaction.commit().map_err(store_error)?;
             Ok(Some(paired))
+        })
+        .await
+    }
+
+    /// Pairs `sender` directly (the owner named it); keeps an existing pairing as it is.
+    pub async fn pair(
+        &self,
+        sender: &str,
+        sender_name: &str,
+        bridge: &str,
+    ) -> Result<(), BridgeError> {
+        if self.is_paired(sender).await? {
+            return Ok(());
+        }
+        let paired = PairedSender {
+            sender: sender.to_owned(),
+            sender_name: sender_name.to_owned(),
+            bridge: bridge.to_owned(),
+            approved_at: unix_now(),
+        };
+        let bytes = serde_json::to_vec(&paired).map_err(store_error)?;
+        self.blocking(move |database| {
+            write_one(database, PAIRED, &paired.sender, Some(bytes.as_slice()))
         })
         .await
     }

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use dashmap::DashMap;
-use troupe_actors::bridge::{BridgeContext, BridgeError, BridgeInbound, WebhookResponse};
+use troupe_actors::bridge::{
+    BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, WebhookResponse,
+};
+use troupe_actors::message::ContentType;
 
 /// The HTTP client a bridge talks to its platform with.
 pub(crate) fn http_client() -> reqwest::Client {
@@ -53,4 +56,37 @@ pub(crate) async fn receive_pushed(
 
 fn unavailable(error: &BridgeError) -> WebhookResponse {
     WebhookResponse::error(503, "unavailable", &error.message)
+}
+
+/// Checks that `url` is an `http://` or `https://` address with a host.
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|error| format!("`{url}` is not a URL: {error}"))?;
+    if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() {
+        Ok(())
+    } else {
+        Err(format!("`{url}` must be an http:// or https:// address"))
+    }
+}
+
+/// The content type of an attachment from its MIME type.
+pub(crate) fn content_type_of(mime: Option<&str>) -> ContentType {
+    match mime {
+        Some(mime) if mime.starts_with("image/") => ContentType::Image,
+        Some(mime) if mime.starts_with("audio/") => ContentType::Audio,
+        _ => ContentType::File,
+    }
+}
+
+/// A request that got no answer: transient. reqwest's own text holds the URL (and with it
+/// a token for some platforms), so only the kind of failure is said.
+pub(crate) fn request_failed(what: &str, error: &reqwest::Error) -> BridgeError {
+    let how = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    BridgeError::new(BridgeErrorKind::Transient, format!("{what}: {how}"))
 }

@@ -3,6 +3,8 @@
 //! is built by [`registry::build`] from its `[[bridges]]` entry.
 
 mod common;
+#[cfg(feature = "discord")]
+pub mod discord;
 pub mod registry;
 pub mod secrets;
 pub mod signing;
@@ -13,5 +15,7 @@ pub mod telegram;
 mod text;
 #[cfg(feature = "webhook")]
 pub mod webhook;
+#[cfg(any(feature = "slack", feature = "discord"))]
+mod websocket;
 #[cfg(feature = "whatsapp")]
 pub mod whatsapp;

@@ -13,6 +13,8 @@ type Factory = fn(serde_json::Value) -> BuildResult;
 
 /// Every platform compiled in, by kind.
 const FACTORIES: &[(&str, Factory)] = &[
+    #[cfg(feature = "discord")]
+    ("discord", build_discord),
     #[cfg(feature = "slack")]
     ("slack", build_slack),
     #[cfg(feature = "telegram")]
@@ -88,6 +90,15 @@ fn build_slack(params: serde_json::Value) -> BuildResult {
         .settle()
         .map_err(|(key, reason)| (key.to_owned(), reason))?;
     Ok(Arc::new(crate::slack::SlackBridge::new(settings)))
+}
+
+#[cfg(feature = "discord")]
+fn build_discord(params: serde_json::Value) -> BuildResult {
+    let config: crate::discord::config::DiscordConfig = parse(params)?;
+    let settings = config
+        .settle()
+        .map_err(|(key, reason)| (key.to_owned(), reason))?;
+    Ok(Arc::new(crate::discord::DiscordBridge::new(settings)))
 }
 
 #[cfg(test)]

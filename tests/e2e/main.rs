@@ -4,6 +4,7 @@
 
 mod cli;
 mod cluster;
+mod discord;
 mod identity;
 mod openai_facade;
 mod persistence;

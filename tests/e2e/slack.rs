@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::slack::{FakeSlack, PostFailure};
 
-use crate::support::{binary, get};
+use crate::support::{binary, bridge_status_once};
 
 const BOT: &str = "xoxb-test-bot-token";
 const APP: &str = "xapp-test-app-token";
@@ -33,23 +33,15 @@ async fn node(fake: &FakeSlack, mode: &str) -> TroupeProcess {
     .expect("troupe starts")
 }
 
-async fn bridge_state(node: &TroupeProcess) -> Value {
-    for _ in 0..200 {
-        let (_, body) = get(node, "/api/v1/bridges").await;
-        if body["bridges"][0]["state"] == "connected" {
-            return body["bridges"][0].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    get(node, "/api/v1/bridges").await.1["bridges"][0].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_api_requests_are_verified_and_answered_in_threads() {
     let fake = FakeSlack::start(BOT, APP, SIGNING).await;
     let node = node(&fake, "events").await;
     let url = format!("{}/bridges/slack/webhook", node.http_url());
-    assert_eq!(bridge_state(&node).await["state"], "connected");
+    assert_eq!(
+        bridge_status_once(&node, "connected").await["state"],
+        "connected"
+    );
 
     let (status, body) = fake
         .post_event(&url, &json!({"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}), None)
@@ -121,7 +113,10 @@ async fn events_api_requests_are_verified_and_answered_in_threads() {
 async fn socket_mode_acknowledges_stored_events_and_reconnects_when_asked() {
     let fake = FakeSlack::start(BOT, APP, SIGNING).await;
     let node = node(&fake, "socket").await;
-    assert_eq!(bridge_state(&node).await["state"], "connected");
+    assert_eq!(
+        bridge_status_once(&node, "connected").await["state"],
+        "connected"
+    );
     let first = fake.push_envelope(&fake.dm_event("D1", "U1", "over the socket"));
     fake.wait_for_posts(WAIT, |posted| !posted.is_empty()).await;
     assert_eq!(fake.posted()[0]["text"], "over the socket");
@@ -139,7 +134,7 @@ async fn socket_mode_acknowledges_stored_events_and_reconnects_when_asked() {
     fake.wait_for_posts(WAIT, |posted| posted.len() >= 2).await;
     assert_eq!(fake.posted()[1]["text"], "after the reconnect");
     assert!(fake.acks().contains(&second));
-    let status = bridge_state(&node).await;
+    let status = bridge_status_once(&node, "connected").await;
     assert_eq!(status["messages_received"], 2);
 }
 
@@ -147,14 +142,7 @@ async fn socket_mode_acknowledges_stored_events_and_reconnects_when_asked() {
 async fn a_revoked_bot_token_shows_as_failed() {
     let fake = FakeSlack::start("xoxb-another-token", APP, SIGNING).await;
     let node = node(&fake, "events").await;
-    let mut status = Value::Null;
-    for _ in 0..200 {
-        status = get(&node, "/api/v1/bridges").await.1["bridges"][0].clone();
-        if status["state"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let status = bridge_status_once(&node, "failed").await;
     assert_eq!(status["state"], "failed", "{status}");
     assert!(
         status["last_error"]

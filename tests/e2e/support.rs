@@ -146,3 +146,16 @@ pub(crate) async fn call(
 pub(crate) async fn get(process: &TroupeProcess, path: &str) -> (u16, Value) {
     call(process, reqwest::Method::GET, path).await
 }
+
+/// The first bridge's status once it is in `state` (or the last one seen after 10 s).
+pub(crate) async fn bridge_status_once(process: &TroupeProcess, state: &str) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..400 {
+        status = get(process, "/api/v1/bridges").await.1["bridges"][0].clone();
+        if status["state"] == state {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    status
+}

@@ -219,14 +219,7 @@ async fn webhook_mode_checks_the_secret_and_answers_updates() {
 async fn a_refused_token_shows_as_failed_with_its_error() {
     let fake = FakeTelegram::start("999:other-token").await;
     let node = node(&format!("{ECHO}\n{}", bridge(&fake, ""))).await;
-    let mut status = bridge_status(&node).await;
-    for _ in 0..100 {
-        if status["state"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = bridge_status(&node).await;
-    }
+    let status = crate::support::bridge_status_once(&node, "failed").await;
     assert_eq!(status["state"], "failed", "{status}");
     assert!(
         status["last_error"]

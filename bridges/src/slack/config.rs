@@ -89,15 +89,7 @@ impl SlackConfig {
                 (None, Some(token))
             }
         };
-        let parsed = reqwest::Url::parse(&self.api_base).map_err(|error| {
-            (
-                "api_base",
-                format!("`{}` is not a URL: {error}", self.api_base),
-            )
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(("api_base", "must be an http:// or https:// address".into()));
-        }
+        crate::common::check_http_url(&self.api_base).map_err(|reason| ("api_base", reason))?;
         Ok(SlackSettings {
             bot_token,
             mode: self.mode,

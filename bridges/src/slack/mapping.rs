@@ -79,11 +79,7 @@ pub(crate) fn inbound(event: &Event) -> Option<BridgeInbound> {
         .files
         .iter()
         .map(|file| Attachment {
-            content_type: match file.mimetype.as_deref() {
-                Some(mime) if mime.starts_with("image/") => ContentType::Image,
-                Some(mime) if mime.starts_with("audio/") => ContentType::Audio,
-                _ => ContentType::File,
-            },
+            content_type: crate::common::content_type_of(file.mimetype.as_deref()),
             url: file
                 .url_private
                 .clone()

@@ -19,7 +19,7 @@ use troupe_actors::message::unix_now;
 
 use self::config::{SlackMode, SlackSettings};
 use self::mapping::EventBody;
-use crate::common::{SentPieces, http_client, receive_pushed};
+use crate::common::{SentPieces, http_client, receive_pushed, request_failed};
 use crate::signing;
 use crate::text::split_chars as split;
 
@@ -53,17 +53,7 @@ impl SlackBridge {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|error| {
-                let what = if error.is_timeout() {
-                    "timed out"
-                } else {
-                    "request failed"
-                };
-                BridgeError::new(
-                    BridgeErrorKind::Transient,
-                    format!("slack {method}: {what}"),
-                )
-            })?;
+            .map_err(|error| request_failed(&format!("slack {method}"), &error))?;
         if response.status().as_u16() == 429 {
             let wait = response
                 .headers()
@@ -239,10 +229,5 @@ mod tests {
                 .iter()
                 .all(|piece| piece.chars().count() <= MAX_MESSAGE_CHARS)
         );
-    }
-
-    #[test]
-    fn the_tls_connector_builds() {
-        assert!(socket::tls_connector().is_ok());
     }
 }

@@ -4,13 +4,11 @@
 //! reconnect (a new URL each time). An event is acknowledged only once it is stored:
 //! Slack redelivers what was not acknowledged.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use troupe_actors::bridge::{BridgeContext, BridgeError, BridgeErrorKind};
 
@@ -32,20 +30,6 @@ struct Frame {
     reason: Option<String>,
 }
 
-/// rustls with the Mozilla roots and an explicit crypto provider (several are linked in).
-pub(crate) fn tls_connector() -> Result<Connector, BridgeError> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| BridgeError::new(BridgeErrorKind::Transient, format!("tls: {error}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Connector::Rustls(Arc::new(config)))
-}
-
 fn transient(what: impl std::fmt::Display) -> BridgeError {
     BridgeError::new(
         BridgeErrorKind::Transient,
@@ -56,21 +40,16 @@ fn transient(what: impl std::fmt::Display) -> BridgeError {
 impl SlackBridge {
     /// Connects, serves one connection until Slack asks to reconnect, and repeats.
     pub(crate) async fn run_socket_mode(&self, context: &BridgeContext) -> Result<(), BridgeError> {
-        let connector = tls_connector()?;
+        let connector = crate::websocket::tls_connector()?;
         loop {
             let opened: Value = self.app_call("apps.connections.open").await?;
             let url = opened["url"]
                 .as_str()
                 .ok_or_else(|| transient("apps.connections.open gave no url"))?
                 .to_owned();
-            let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
-                url.as_str(),
-                None,
-                false,
-                Some(connector.clone()),
-            )
-            .await
-            .map_err(transient)?;
+            let socket = crate::websocket::connect(&url, &connector)
+                .await
+                .map_err(transient)?;
             let (mut sink, mut stream) = socket.split();
             loop {
                 let next = tokio::select! {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use troupe_actors::bridge::{BridgeError, BridgeErrorKind};
 
 use crate::common::http_client;
+use crate::common::request_failed;
 use crate::secrets::Secret;
 
 /// One Bot API answer.
@@ -73,20 +74,7 @@ impl TelegramClient {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|error| {
-                // reqwest's error text holds the URL, hence the token: say less.
-                let what = if error.is_timeout() {
-                    "timed out"
-                } else if error.is_connect() {
-                    "cannot connect"
-                } else {
-                    "request failed"
-                };
-                BridgeError::new(
-                    BridgeErrorKind::Transient,
-                    format!("telegram {method}: {what}"),
-                )
-            })?;
+            .map_err(|error| request_failed(&format!("telegram {method}"), &error))?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|_| {
             BridgeError::new(

@@ -78,7 +78,7 @@ impl TelegramConfig {
         if !(1..=50).contains(&self.poll_timeout_secs) {
             return Err(("poll_timeout_secs", "must be between 1 and 50".into()));
         }
-        url_with_scheme(&self.api_base).map_err(|reason| ("api_base", reason))?;
+        crate::common::check_http_url(&self.api_base).map_err(|reason| ("api_base", reason))?;
         let (webhook_url, webhook_secret) = match self.mode {
             TelegramMode::Polling => (None, None),
             TelegramMode::Webhook => {
@@ -86,7 +86,7 @@ impl TelegramConfig {
                     "webhook_url",
                     "is required with mode = \"webhook\"".to_owned(),
                 ))?;
-                url_with_scheme(&url).map_err(|reason| ("webhook_url", reason))?;
+                crate::common::check_http_url(&url).map_err(|reason| ("webhook_url", reason))?;
                 let secret = SecretSource::new(self.webhook_secret_env.as_deref(), None)
                     .read()
                     .map_err(|reason| ("webhook_secret_env", reason))?;
@@ -108,15 +108,5 @@ impl TelegramConfig {
             poll_timeout_secs: self.poll_timeout_secs,
             api_base: self.api_base.trim_end_matches('/').to_owned(),
         })
-    }
-}
-
-fn url_with_scheme(url: &str) -> Result<(), String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|error| format!("`{url}` is not a URL: {error}"))?;
-    if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() {
-        Ok(())
-    } else {
-        Err(format!("`{url}` must be an http:// or https:// address"))
     }
 }

@@ -82,15 +82,7 @@ impl WhatsAppConfig {
         if !version_ok {
             return Err(("api_version", "must look like `v21.0`".into()));
         }
-        let parsed = reqwest::Url::parse(&self.api_base).map_err(|error| {
-            (
-                "api_base",
-                format!("`{}` is not a URL: {error}", self.api_base),
-            )
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(("api_base", "must be an http:// or https:// address".into()));
-        }
+        crate::common::check_http_url(&self.api_base).map_err(|reason| ("api_base", reason))?;
         Ok(WhatsAppSettings {
             phone_number_id: self.phone_number_id.clone(),
             access_token,

@@ -18,7 +18,7 @@ use troupe_actors::bridge::{
 
 use self::config::WhatsAppSettings;
 use self::mapping::Notification;
-use crate::common::{SentPieces, http_client, receive_pushed};
+use crate::common::{SentPieces, http_client, receive_pushed, request_failed};
 use crate::secrets::constant_time_eq;
 use crate::signing;
 use crate::text::split_chars as split;
@@ -55,14 +55,7 @@ impl WhatsAppBridge {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|error| {
-                let what = if error.is_timeout() {
-                    "timed out"
-                } else {
-                    "request failed"
-                };
-                BridgeError::new(BridgeErrorKind::Transient, format!("whatsapp: {what}"))
-            })?;
+            .map_err(|error| request_failed("whatsapp", &error))?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(());

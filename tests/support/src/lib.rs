@@ -8,11 +8,13 @@
 //! - [`cluster`]: `ClusterSandbox`, NATS plus N real `troupe` nodes joined to it;
 //! - [`proxy`]: a TCP proxy a test can cut, to partition one node from NATS;
 //! - [`otlp`]: a real OTLP collector (`rotel-agent`) whose received spans a test reads;
+//! - [`discord`]: a faithful test double of Discord (REST, Gateway, signed interactions);
 //! - [`slack`]: a faithful test double of Slack (Web API, Socket Mode, Events API sender);
 //! - [`telegram`]: a faithful test double of the Telegram Bot API;
 //! - [`whatsapp`]: a faithful test double of the WhatsApp Cloud API (Graph API and webhooks).
 
 pub mod cluster;
+pub mod discord;
 pub mod fake_llm;
 pub mod nats;
 pub mod otlp;
@@ -29,4 +31,23 @@ pub fn test_venv() -> std::path::PathBuf {
         |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
         std::path::PathBuf::from,
     )
+}
+
+/// A listener on a free loopback port, for a test double that must know its own address.
+pub async fn loopback_listener() -> (tokio::net::TcpListener, std::net::SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let address = listener.local_addr().expect("bound address");
+    (listener, address)
+}
+
+/// Serves `router` on `listener` until the returned task is aborted.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    })
 }

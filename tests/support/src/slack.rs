@@ -70,17 +70,12 @@ impl FakeSlack {
             app_token: app_token.to_owned(),
             ..Shared::default()
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake");
-        let address = listener.local_addr().expect("bound address");
+        let (listener, address) = crate::loopback_listener().await;
         let router = Router::new()
             .route("/api/{method}", post(web_api))
             .route("/link/", get(socket))
             .with_state((Arc::clone(&shared), address));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = crate::serve(listener, router);
         Self {
             address,
             shared,

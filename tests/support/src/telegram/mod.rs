@@ -81,16 +81,11 @@ impl FakeTelegram {
             ..Shared::default()
         });
         shared.state.lock().expect("state").next_update_id = 1000;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake");
-        let address = listener.local_addr().expect("bound address");
+        let (listener, address) = crate::loopback_listener().await;
         let router = Router::new()
             .route("/{bot}/{method}", post(call))
             .with_state(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = crate::serve(listener, router);
         let pusher = tokio::spawn(push_to_webhook(Arc::clone(&shared)));
         Self {
             address,

@@ -1,0 +1,77 @@
+//! `[[bridges]] kind = "discord"`: a Discord application's keys.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::{Secret, SecretSource};
+
+fn default_api_base() -> String {
+    "https://discord.com/api/v10".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// The bot token (Bot → Reset Token).
+    #[serde(default)]
+    pub bot_token_env: Option<String>,
+    #[serde(default)]
+    pub bot_token_file: Option<PathBuf>,
+    /// The application's public key (General Information), hex: verifies interactions.
+    /// Absent: `/bridges/{name}/interactions` is not served.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// The application id (General Information), for answering `/ask`.
+    #[serde(default)]
+    pub application_id: Option<String>,
+    /// The REST API's address; only tests change it.
+    #[serde(default = "default_api_base")]
+    pub api_base: String,
+}
+
+/// A validated configuration with its secrets read.
+#[derive(Clone, Debug)]
+pub struct DiscordSettings {
+    pub bot_token: Secret,
+    pub public_key: Option<ed25519_dalek::VerifyingKey>,
+    pub application_id: Option<String>,
+    pub api_base: String,
+}
+
+impl DiscordConfig {
+    /// Checks the keys and reads the secrets; errors are `(key, reason)`.
+    pub fn settle(&self) -> Result<DiscordSettings, (&'static str, String)> {
+        let bot_token = SecretSource::new(
+            self.bot_token_env.as_deref(),
+            self.bot_token_file.as_deref(),
+        )
+        .read()
+        .map_err(|reason| ("bot_token_env", reason))?;
+        let public_key = self
+            .public_key
+            .as_deref()
+            .map(|hex_key| {
+                let bytes: [u8; 32] = hex::decode(hex_key.trim())
+                    .ok()
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or(("public_key", "must be 64 hex digits (32 bytes)".to_owned()))?;
+                ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| ("public_key", "is not an Ed25519 public key".to_owned()))
+            })
+            .transpose()?;
+        if public_key.is_some() && self.application_id.is_none() {
+            return Err((
+                "application_id",
+                "is required with public_key (to answer /ask)".into(),
+            ));
+        }
+        crate::common::check_http_url(&self.api_base).map_err(|reason| ("api_base", reason))?;
+        Ok(DiscordSettings {
+            bot_token,
+            public_key,
+            application_id: self.application_id.clone(),
+            api_base: self.api_base.trim_end_matches('/').to_owned(),
+        })
+    }
+}

@@ -1,0 +1,446 @@
+//! A faithful test double of Discord's side of a bot:
+//! - REST (`/api/v10`): `GET gateway/bot`, `POST channels/{id}/messages` (2000-character
+//!   limit, `nonce` + `enforce_nonce` deduplication, rate-limit headers per route, scripted
+//!   429 with `retry_after`), `POST channels/{id}/typing`, and the interaction webhooks
+//!   (`PATCH webhooks/{app}/{token}/messages/@original`, `POST webhooks/{app}/{token}`);
+//! - the Gateway WebSocket: `Hello`, `Identify` → `READY` (or close 4004 for a bad token),
+//!   heartbeats ACKed, `MESSAGE_CREATE` dispatches with sequence numbers, `Reconnect`
+//!   (op 7) on demand, and `Resume` replaying what came after the client's sequence;
+//! - the interactions sender, signing with an Ed25519 key as Discord does (and sending bad
+//!   signatures on purpose).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub const BOT_ID: &str = "999000000000000001";
+pub const APPLICATION_ID: &str = "999000000000000002";
+
+#[derive(Default)]
+struct Shared {
+    token: String,
+    /// Every dispatched event with its sequence number, for resumes.
+    events: Mutex<Vec<(u64, Value)>>,
+    posted: Mutex<Vec<Value>>,
+    interaction_replies: Mutex<Vec<(String, Value)>>,
+    typing: Mutex<u32>,
+    rate_limits: Mutex<u32>,
+    identifies: Mutex<u32>,
+    resumes: Mutex<u32>,
+    news: Notify,
+    reconnect: Notify,
+    address: Mutex<Option<SocketAddr>>,
+}
+
+pub struct FakeDiscord {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    key: SigningKey,
+    server: tokio::task::JoinHandle<()>,
+    next_id: Mutex<u64>,
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeDiscord {
+    pub async fn start(token: &str) -> Self {
+        let shared = Arc::new(Shared {
+            token: token.to_owned(),
+            ..Shared::default()
+        });
+        let (listener, address) = crate::loopback_listener().await;
+        *shared.address.lock().expect("address") = Some(address);
+        let router = Router::new()
+            .route("/api/v10/gateway/bot", get(gateway_bot))
+            .route("/api/v10/channels/{channel}/messages", post(create_message))
+            .route("/api/v10/channels/{channel}/typing", post(typing))
+            .route(
+                "/api/v10/webhooks/{app}/{token}/messages/@original",
+                patch(interaction_reply),
+            )
+            .route("/api/v10/webhooks/{app}/{token}", post(interaction_reply))
+            .route("/gateway/", get(gateway))
+            .with_state(Arc::clone(&shared));
+        let server = crate::serve(listener, router);
+        Self {
+            address,
+            shared,
+            key: SigningKey::from_bytes(&[7; 32]),
+            server,
+            next_id: Mutex::new(1_219_999_999_999_999_000),
+        }
+    }
+
+    /// The `api_base` a bridge is configured with.
+    pub fn api_base(&self) -> String {
+        format!("http://{}/api/v10", self.address)
+    }
+
+    /// The application's public key, hex (for `public_key`).
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().to_bytes())
+    }
+
+    fn next_id(&self) -> String {
+        let mut next = self.next_id.lock().expect("ids");
+        *next += 1;
+        next.to_string()
+    }
+
+    /// A user writes in a DM channel (`guild` absent) or a server channel.
+    pub fn user_writes(
+        &self,
+        channel: &str,
+        guild: Option<&str>,
+        user: &str,
+        content: &str,
+        mention_bot: bool,
+    ) -> Value {
+        let mentions = if mention_bot {
+            json!([{"id": BOT_ID, "username": "troupe", "bot": true}])
+        } else {
+            json!([])
+        };
+        let mut event = json!({"id": self.next_id(), "channel_id": channel, "author": {"id": user, "username": format!("user{user}")},
+            "content": content, "mentions": mentions, "timestamp": "2026-11-27T12:00:00.000000+00:00", "attachments": []});
+        if let Some(guild) = guild {
+            event["guild_id"] = json!(guild);
+        }
+        let mut events = self.shared.events.lock().expect("events");
+        let sequence = events.last().map_or(2, |(sequence, _)| sequence + 1);
+        events.push((
+            sequence,
+            json!({"op": 0, "s": sequence, "t": "MESSAGE_CREATE", "d": event}),
+        ));
+        drop(events);
+        self.shared.news.notify_one();
+        event
+    }
+
+    /// Sends op 7 Reconnect on the open connection (then closes it).
+    pub fn ask_to_reconnect(&self) {
+        self.shared.reconnect.notify_one();
+    }
+
+    pub fn posted(&self) -> Vec<Value> {
+        self.shared.posted.lock().expect("posted").clone()
+    }
+
+    pub fn interaction_replies(&self) -> Vec<(String, Value)> {
+        self.shared
+            .interaction_replies
+            .lock()
+            .expect("replies")
+            .clone()
+    }
+
+    /// (identifies, resumes) seen on the gateway.
+    pub fn sessions(&self) -> (u32, u32) {
+        (
+            *self.shared.identifies.lock().expect("count"),
+            *self.shared.resumes.lock().expect("count"),
+        )
+    }
+
+    pub fn typing_calls(&self) -> u32 {
+        *self.shared.typing.lock().expect("typing")
+    }
+
+    /// Makes the next `count` message creations answer 429.
+    pub fn rate_limit_next(&self, count: u32) {
+        *self.shared.rate_limits.lock().expect("limits") = count;
+    }
+
+    /// POSTs an interaction as Discord does; `valid` false sends a bad signature.
+    pub async fn send_interaction(
+        &self,
+        url: &str,
+        interaction: &Value,
+        valid: bool,
+    ) -> (u16, String) {
+        let body = interaction.to_string();
+        let timestamp = "1795000000";
+        let mut signature = self
+            .key
+            .sign([timestamp.as_bytes(), body.as_bytes()].concat().as_slice())
+            .to_bytes();
+        if !valid {
+            signature[0] ^= 0xff;
+        }
+        let response = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("X-Signature-Ed25519", hex::encode(signature))
+            .header("X-Signature-Timestamp", timestamp)
+            .body(body)
+            .send()
+            .await
+            .expect("the bridge answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// An `/ask question:<text>` command from `user` in `channel` of `guild`.
+    pub fn ask_interaction(&self, channel: &str, guild: &str, user: &str, question: &str) -> Value {
+        json!({"id": self.next_id(), "application_id": APPLICATION_ID, "type": 2, "token": format!("itoken-{}", self.next_id()),
+               "version": 1, "channel_id": channel, "guild_id": guild,
+               "member": {"user": {"id": user, "username": format!("user{user}")}, "roles": []},
+               "data": {"id": "cmd1", "name": "ask", "type": 1, "options": [{"name": "question", "type": 3, "value": question}]}})
+    }
+
+    pub async fn wait_for(&self, limit: Duration, done: impl Fn(&Self) -> bool) {
+        let started = std::time::Instant::now();
+        while !done(self) && started.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        == Some(format!("Bot {}", shared.token).as_str())
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"message": "401: Unauthorized", "code": 0})),
+    )
+        .into_response()
+}
+
+async fn gateway_bot(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let address = shared.address.lock().expect("address").expect("bound");
+    axum::Json(json!({"url": format!("ws://{address}/gateway"), "shards": 1,
+        "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}}))
+    .into_response()
+}
+
+async fn create_message(
+    State(shared): State<Arc<Shared>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let bucket_headers = |remaining: u32| {
+        [
+            ("x-ratelimit-limit", "5".to_owned()),
+            ("x-ratelimit-remaining", remaining.to_string()),
+            ("x-ratelimit-reset-after", "0.200".to_owned()),
+            ("x-ratelimit-bucket", format!("bucket-{channel}")),
+        ]
+    };
+    {
+        let mut limits = shared.rate_limits.lock().expect("limits");
+        if *limits > 0 {
+            *limits -= 1;
+            let body = json!({"message": "You are being rate limited.", "retry_after": 0.3, "global": false});
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                bucket_headers(0),
+                axum::Json(body),
+            )
+                .into_response();
+        }
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"message": "400: Bad Request", "code": 0})),
+        )
+            .into_response();
+    };
+    let content = body["content"].as_str().unwrap_or_default();
+    if content.is_empty() || content.chars().count() > 2000 {
+        let error = json!({"message": "Invalid Form Body", "code": 50035,
+            "errors": {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}}});
+        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    }
+    let mut posted = shared.posted.lock().expect("posted");
+    if body["enforce_nonce"] == true
+        && let Some(existing) = posted
+            .iter()
+            .find(|earlier| earlier["nonce"] == body["nonce"] && earlier["channel_id"] == channel)
+    {
+        // Discord answers the message created with this nonce instead of a new one.
+        return (
+            StatusCode::OK,
+            bucket_headers(4),
+            axum::Json(existing.clone()),
+        )
+            .into_response();
+    }
+    let mut message = body.clone();
+    message["id"] = json!(format!("80{:016}", posted.len()));
+    message["channel_id"] = json!(channel);
+    message["author"] = json!({"id": BOT_ID, "username": "troupe", "bot": true});
+    posted.push(message.clone());
+    (StatusCode::OK, bucket_headers(4), axum::Json(message)).into_response()
+}
+
+async fn typing(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    *shared.typing.lock().expect("typing") += 1;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn interaction_reply(
+    State(shared): State<Arc<Shared>>,
+    Path(params): Path<Vec<(String, String)>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let token = params
+        .iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    shared
+        .interaction_replies
+        .lock()
+        .expect("replies")
+        .push((token, body.clone()));
+    axum::Json(json!({"id": "81", "content": body["content"]})).into_response()
+}
+
+/// The events dispatched after sequence number `delivered`.
+fn events_after(shared: &Shared, delivered: u64) -> Vec<(u64, Value)> {
+    shared
+        .events
+        .lock()
+        .expect("events")
+        .iter()
+        .filter(|(sequence, _)| *sequence > delivered)
+        .cloned()
+        .collect()
+}
+
+async fn gateway(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| serve_gateway(shared, socket))
+}
+
+async fn send(socket: &mut WebSocket, payload: &Value) -> bool {
+    socket
+        .send(Message::text(payload.to_string()))
+        .await
+        .is_ok()
+}
+
+async fn serve_gateway(shared: Arc<Shared>, mut socket: WebSocket) {
+    if !send(
+        &mut socket,
+        &json!({"op": 10, "d": {"heartbeat_interval": 1000}, "s": null, "t": null}),
+    )
+    .await
+    {
+        return;
+    }
+    let Some(Ok(Message::Text(opening))) = socket.recv().await else {
+        return;
+    };
+    let opening: Value = serde_json::from_str(opening.as_str()).unwrap_or(Value::Null);
+    if opening["d"]["token"] != shared.token.as_str() {
+        let close = CloseFrame {
+            code: 4004,
+            reason: "Authentication failed.".into(),
+        };
+        let _ = socket.send(Message::Close(Some(close))).await;
+        return;
+    }
+    let mut delivered = match opening["op"].as_u64() {
+        Some(2) => {
+            *shared.identifies.lock().expect("count") += 1;
+            let address = shared.address.lock().expect("address").expect("bound");
+            let ready = json!({"op": 0, "s": 1, "t": "READY", "d": {"v": 10, "session_id": "session-1",
+                "resume_gateway_url": format!("ws://{address}/gateway"),
+                "user": {"id": BOT_ID, "username": "troupe", "bot": true}, "guilds": [], "application": {"id": APPLICATION_ID}}});
+            if !send(&mut socket, &ready).await {
+                return;
+            }
+            // A fresh session gets only what happens from now on.
+            shared
+                .events
+                .lock()
+                .expect("events")
+                .last()
+                .map_or(1, |(sequence, _)| *sequence)
+        }
+        Some(6) if opening["d"]["session_id"] == "session-1" => {
+            *shared.resumes.lock().expect("count") += 1;
+            opening["d"]["seq"].as_u64().unwrap_or(1)
+        }
+        _ => {
+            let _ = send(&mut socket, &json!({"op": 9, "d": false})).await;
+            return;
+        }
+    };
+    if opening["op"] == 6 {
+        // Replay what the client missed, then say RESUMED.
+        let missed = events_after(&shared, delivered);
+        for (sequence, event) in missed {
+            if !send(&mut socket, &event).await {
+                return;
+            }
+            delivered = sequence;
+        }
+        if !send(
+            &mut socket,
+            &json!({"op": 0, "s": delivered, "t": "RESUMED", "d": {}}),
+        )
+        .await
+        {
+            return;
+        }
+    }
+    loop {
+        let pending = events_after(&shared, delivered);
+        for (sequence, event) in pending {
+            if !send(&mut socket, &event).await {
+                return;
+            }
+            delivered = sequence;
+        }
+        tokio::select! {
+            () = shared.news.notified() => {}
+            () = shared.reconnect.notified() => {
+                let _ = send(&mut socket, &json!({"op": 7, "d": null})).await;
+                let close = CloseFrame { code: 4000, reason: "reconnect".into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return;
+            }
+            incoming = socket.recv() => {
+                let Some(Ok(message)) = incoming else { return };
+                if let Message::Text(text) = message
+                    && serde_json::from_str::<Value>(text.as_str()).is_ok_and(|payload| payload["op"] == 1)
+                    && !send(&mut socket, &json!({"op": 11})).await
+                {
+                    return;
+                }
+            }
+        }
+    }
+}

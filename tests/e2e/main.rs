@@ -2,6 +2,7 @@
 //! data dir, driven over real HTTP and WebSocket, with the testkit's OpenAI-compatible and
 //! Anthropic test doubles as model providers.
 
+mod bridge_conformance;
 mod cli;
 mod cluster;
 mod discord;

@@ -131,6 +131,20 @@ impl FakeDiscord {
         event
     }
 
+    /// Dispatches the last `MESSAGE_CREATE` again under a new sequence number (as after a
+    /// session that could not be resumed).
+    pub fn redeliver_last(&self) {
+        let mut events = self.shared.events.lock().expect("events");
+        let Some((sequence, event)) = events.last().cloned() else {
+            return;
+        };
+        let mut again = event;
+        again["s"] = json!(sequence + 1);
+        events.push((sequence + 1, again));
+        drop(events);
+        self.shared.news.notify_one();
+    }
+
     /// Sends op 7 Reconnect on the open connection (then closes it).
     pub fn ask_to_reconnect(&self) {
         self.shared.reconnect.notify_one();

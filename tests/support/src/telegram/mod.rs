@@ -56,6 +56,8 @@ struct BotState {
     send_failures: VecDeque<SendFailure>,
     /// Every method called, in order.
     calls: Vec<String>,
+    /// The last message a user sent, for redelivery.
+    last_message: Option<Value>,
 }
 
 /// The running double.
@@ -115,12 +117,27 @@ impl FakeTelegram {
         state.next_message_id += 1;
         message["message_id"] = json!(state.next_message_id);
         message["date"] = json!(1_795_000_000);
+        state.last_message = Some(message.clone());
         let update = json!({"update_id": state.next_update_id, "message": message});
         state.next_update_id += 1;
         state.pending.push_back(update.clone());
         drop(state);
         self.shared.news.notify_waiters();
         update
+    }
+
+    /// Delivers the last message again under a new update id (as after Telegram lost our
+    /// confirmation).
+    pub fn redeliver_last(&self) {
+        let mut state = self.shared.state.lock().expect("state");
+        let Some(message) = state.last_message.clone() else {
+            return;
+        };
+        let update = json!({"update_id": state.next_update_id, "message": message});
+        state.next_update_id += 1;
+        state.pending.push_back(update);
+        drop(state);
+        self.shared.news.notify_waiters();
     }
 
     /// Queues a raw update (for malformed input).

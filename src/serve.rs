@@ -12,7 +12,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use troupe_actors::bridge::actor::{Backoff, BridgeActor, BridgeArgs};
+use troupe_actors::bridge::actor::{Backoff, BridgeActor, BridgeArgs, receive_forever};
 use troupe_actors::bridge::dispatch::Dispatcher;
 use troupe_actors::bridge::store::BridgeStore;
 use troupe_actors::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
@@ -120,8 +120,19 @@ pub(crate) async fn serve(
         );
         let mut children = Vec::with_capacity(1 + bridge_entries.len());
         for entry in bridge_entries {
-            dispatcher.register(&entry.name, Arc::clone(&entry.bridge), entry.policy);
-            children.push(bridge_spec(&entry.name, dispatcher.clone()));
+            let context = dispatcher.register(&entry.name, Arc::clone(&entry.bridge), entry.policy);
+            match &access_cluster {
+                // One receiving loop per bridge in the whole cluster (one Telegram poller,
+                // one Discord gateway session): a singleton that moves when its node dies.
+                Some(cluster) => {
+                    context.status.standby();
+                    cluster.run_singleton(
+                        format!("bridge-{}", entry.name),
+                        bridge_singleton(&entry.name, dispatcher.clone()),
+                    );
+                }
+                None => children.push(bridge_spec(&entry.name, dispatcher.clone())),
+            }
         }
         let state = AppState {
             node,
@@ -230,6 +241,23 @@ fn resolve_node_id(cluster: &ClusterConfig, data_dir: &Path) -> anyhow::Result<S
     std::fs::write(&path, format!("{node_id}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(node_id)
+}
+
+/// A bridge's receiving loop as a cluster singleton: it runs until the singleton moves
+/// away (its token is cancelled), then shows `standby` here.
+fn bridge_singleton(name: &str, dispatcher: Dispatcher) -> troupe_cluster::SingletonTask {
+    let bridge_name = name.to_owned();
+    Arc::new(move |token| {
+        let registered = dispatcher.bridge(&bridge_name);
+        Box::pin(async move {
+            let Some((bridge, mut context)) = registered else {
+                return;
+            };
+            context.shutdown = token;
+            receive_forever(bridge, &context, Backoff::default()).await;
+            context.status.standby();
+        })
+    })
 }
 
 /// The supervised actor of one bridge; a restart gets a fresh context.

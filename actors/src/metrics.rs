@@ -18,7 +18,8 @@ pub const ACTOR_RESTARTS: &str = "troupe_actor_restarts_total";
 pub const ACTOR_FAILURES: &str = "troupe_actor_failures_total";
 pub const SNAPSHOT_ERRORS: &str = "troupe_snapshot_errors_total";
 pub const WEBSOCKET_CONNECTIONS: &str = "troupe_websocket_connections";
-/// 0 starting, 1 connected, 2 backing off, 3 failed, 4 stopped; labels `bridge`, `kind`.
+/// 0 starting, 1 connected, 2 backing off, 3 failed, 4 stopped, 5 standby (another node
+/// receives); labels `bridge`, `kind`.
 pub const BRIDGE_STATE: &str = "troupe_bridge_state";
 pub const BRIDGE_RESTARTS: &str = "troupe_bridge_restarts_total";
 pub const BRIDGE_MESSAGES_IN: &str = "troupe_bridge_messages_in_total";

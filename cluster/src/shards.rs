@@ -57,7 +57,10 @@ pub(crate) async fn watch_owners(shared: Arc<Shared>) {
     while !shared.stop.is_cancelled() {
         reconnects.mark_unchanged();
         let resync_at = tokio::time::Instant::now() + crate::membership::RESYNC_PERIOD;
-        match shared.shards_bucket.watch_all().await {
+        // With history: the last value of every key first (shards claimed before this node
+        // started included), then the changes. A plain watch sees only changes, and a
+        // shard claimed earlier by a node that then died would never be taken over.
+        match shared.shards_bucket.watch_with_history(">").await {
             Ok(mut entries) => loop {
                 let entry = tokio::select! {
                     () = shared.stop.cancelled() => return,

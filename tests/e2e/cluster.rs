@@ -608,3 +608,28 @@ async fn one_trace_id_follows_a_message_from_its_ingress_node_to_its_owner() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shards_the_first_node_claimed_before_others_joined_fail_over_too() {
+    // node-0 claimed every shard before node-1 existed: node-1 must know those claims
+    // (from the bucket's history, not only from changes it saw) to take them over.
+    let fake = FakeLlm::start(None).await;
+    let mut cluster = sandbox(2, &fake, &[]).await;
+    settle(&cluster, 1, &["node-0", "node-1"]).await;
+    cluster.nodes[0].kill_hard().unwrap();
+    let view = settle(&cluster, 1, &["node-1"]).await;
+    assert_eq!(view["nodes"][0]["shards"], SHARDS, "{view}");
+    let client = reqwest::Client::new();
+    for conversation in 0..8 {
+        let name = format!("after-{conversation}");
+        post(
+            &client,
+            &cluster.nodes[1].http_url(),
+            &name,
+            &name,
+            "still there?",
+        )
+        .await
+        .unwrap();
+    }
+}

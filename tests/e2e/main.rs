@@ -5,6 +5,7 @@
 mod bridge_conformance;
 mod cli;
 mod cluster;
+mod cluster_bridges;
 mod discord;
 mod identity;
 mod openai_facade;

@@ -107,8 +107,9 @@ impl Actor for BridgeActor {
     }
 }
 
-/// Runs the bridge until shutdown, restarting it after failures.
-async fn receive_forever(bridge: Arc<dyn Bridge>, context: &BridgeContext, backoff: Backoff) {
+/// Runs the bridge until `context.shutdown`, restarting it after failures (also what a
+/// cluster runs as the bridge's singleton).
+pub async fn receive_forever(bridge: Arc<dyn Bridge>, context: &BridgeContext, backoff: Backoff) {
     let mut failures = 0_u32;
     while !context.shutdown.is_cancelled() {
         context.status.starting();

@@ -30,6 +30,9 @@ use crate::ingress::Ingress;
 use crate::metrics as metric_names;
 use crate::turn::{ErrorCode, TurnError, TurnEvent};
 
+/// The events of one submitted turn.
+type ReplyEvents = tokio::sync::mpsc::UnboundedReceiver<TurnEvent>;
+
 /// Longest wait between two delivery or turn attempts.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 /// First wait after a failed attempt; doubled each time.
@@ -143,7 +146,7 @@ impl Dispatcher {
             self.spawn_delivery(entry.bridge, entry.delivery);
         }
         for entry in self.inner.store.pending_inbox().await? {
-            self.spawn_turn(entry);
+            self.spawn_turn(entry, None);
         }
         let dispatcher = self.clone();
         self.inner.tasks.spawn(async move {
@@ -229,11 +232,13 @@ impl Dispatcher {
         Ok(())
     }
 
-    fn spawn_turn(&self, entry: InboxEntry) {
+    /// Runs the turn of a journaled message; `events` are those of a submission made
+    /// already (the first attempt), if any.
+    fn spawn_turn(&self, entry: InboxEntry, events: Option<ReplyEvents>) {
         let dispatcher = self.clone();
         self.inner
             .tasks
-            .spawn(async move { dispatcher.run_turn(entry).await });
+            .spawn(async move { dispatcher.run_turn(entry, events).await });
     }
 
     fn spawn_delivery(&self, bridge: String, delivery: Delivery) {
@@ -243,13 +248,13 @@ impl Dispatcher {
             .spawn(async move { dispatcher.deliver(&bridge, delivery).await });
     }
 
-    async fn run_turn(&self, entry: InboxEntry) {
+    async fn run_turn(&self, entry: InboxEntry, events: Option<ReplyEvents>) {
         let Some((bridge, status)) = self.lookup(&entry.bridge) else {
             tracing::warn!(bridge = %entry.bridge, "a journaled message names a bridge that is no longer configured; it stays journaled");
             return;
         };
         let typing = self.keep_typing(&bridge, &entry.inbound);
-        let answer = self.answer(&entry.inbound).await;
+        let answer = self.answer(&entry.inbound, events).await;
         typing.cancel();
         let Some(text) = answer else {
             return; // shutting down: the message stays in the inbox for the next start
@@ -275,10 +280,18 @@ impl Dispatcher {
     }
 
     /// The reply (id, text) to a message; `None` when the node shuts down first.
-    async fn answer(&self, inbound: &BridgeInbound) -> Option<(String, String)> {
+    async fn answer(
+        &self,
+        inbound: &BridgeInbound,
+        mut submitted: Option<ReplyEvents>,
+    ) -> Option<(String, String)> {
         let mut wait = FIRST_RETRY_WAIT;
         loop {
-            match self.turn(inbound).await {
+            let outcome = match submitted.take() {
+                Some(events) => reply_of(events).await,
+                None => self.turn(inbound).await,
+            };
+            match outcome {
                 Ok(reply) => return Some(reply),
                 Err(error) if is_passing(error.code) => {
                     tracing::debug!(%error.message, "the session layer could not take the message yet; retrying");
@@ -300,18 +313,27 @@ impl Dispatcher {
     async fn turn(&self, inbound: &BridgeInbound) -> Result<(String, String), TurnError> {
         let submission = self.inner.ingress.submit(inbound.message.clone())?;
         submission.accepted.await?;
-        let mut events = submission.events;
-        while let Some(event) = events.recv().await {
-            match event {
-                TurnEvent::Delta { .. } => {}
-                TurnEvent::Reply { reply, .. } => return Ok((reply.id, reply.payload)),
-                TurnEvent::Failed { error, .. } => return Err(error),
+        reply_of(submission.events).await
+    }
+
+    /// Hands a journaled message to the session layer and waits until it is stored there
+    /// (in a cluster: in the JetStream inbox), so the platform hears "received" only then.
+    /// If it cannot be stored now, the journal keeps it and the turn submits it again.
+    async fn submit_stored(&self, inbound: &BridgeInbound) -> Option<ReplyEvents> {
+        let submission = match self.inner.ingress.submit(inbound.message.clone()) {
+            Ok(submission) => submission,
+            Err(error) => {
+                tracing::warn!(%error.message, "the session layer cannot take the message now; it stays journaled");
+                return None;
+            }
+        };
+        match submission.accepted.await {
+            Ok(()) => Some(submission.events),
+            Err(error) => {
+                tracing::warn!(%error.message, "the message was not stored by the session layer; it stays journaled");
+                None
             }
         }
-        Err(TurnError::new(
-            ErrorCode::SessionFailed,
-            "the session stopped before replying",
-        ))
     }
 
     /// Delivers until the platform accepts, refuses for good, or the node shuts down (then
@@ -404,6 +426,21 @@ impl Dispatcher {
     }
 }
 
+/// The reply of a submitted turn.
+async fn reply_of(mut events: ReplyEvents) -> Result<(String, String), TurnError> {
+    while let Some(event) = events.recv().await {
+        match event {
+            TurnEvent::Delta { .. } => {}
+            TurnEvent::Reply { reply, .. } => return Ok((reply.id, reply.payload)),
+            TurnEvent::Failed { error, .. } => return Err(error),
+        }
+    }
+    Err(TurnError::new(
+        ErrorCode::SessionFailed,
+        "the session stopped before replying",
+    ))
+}
+
 /// `platform:sender_id`: how pairing and allowlists name a person.
 fn sender_key(inbound: &BridgeInbound) -> String {
     format!("{}:{}", inbound.message.platform, inbound.message.sender_id)
@@ -470,11 +507,15 @@ impl InboundSink for Dispatcher {
                         .answered(bridge, &inbound.message.id, None)
                         .await;
                 }
-                self.spawn_turn(InboxEntry {
-                    bridge: bridge.to_owned(),
-                    inbound,
-                    received_at: crate::message::unix_now(),
-                });
+                let submitted = self.submit_stored(&inbound).await;
+                self.spawn_turn(
+                    InboxEntry {
+                        bridge: bridge.to_owned(),
+                        inbound,
+                        received_at: crate::message::unix_now(),
+                    },
+                    submitted,
+                );
                 Ok(())
             }
         }

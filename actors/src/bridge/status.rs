@@ -23,6 +23,9 @@ pub enum BridgeState {
     Failed,
     /// Stopped with the node.
     Stopped,
+    /// In a cluster: another node runs its receiving loop (this one still delivers
+    /// replies and takes webhooks).
+    Standby,
 }
 
 impl BridgeState {
@@ -33,6 +36,7 @@ impl BridgeState {
             Self::BackingOff => 2.0,
             Self::Failed => 3.0,
             Self::Stopped => 4.0,
+            Self::Standby => 5.0,
         }
     }
 }
@@ -134,6 +138,16 @@ impl StatusHandle {
 
     pub fn stopped(&self) {
         self.set_state(BridgeState::Stopped);
+    }
+
+    /// Another node of the cluster receives for this bridge.
+    pub fn standby(&self) {
+        let mut status = self.lock();
+        status.state = BridgeState::Standby;
+        status.connected_since = None;
+        status.retry_at = None;
+        drop(status);
+        self.publish(BridgeState::Standby);
     }
 
     pub fn message_received(&self) {

@@ -217,10 +217,7 @@ impl FakeDiscord {
     }
 
     pub async fn wait_for(&self, limit: Duration, done: impl Fn(&Self) -> bool) {
-        let started = std::time::Instant::now();
-        while !done(self) && started.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::poll_until(limit, || (), |()| done(self)).await;
     }
 }
 

@@ -51,3 +51,20 @@ pub fn serve(
         let _ = axum::serve(listener, router).await;
     })
 }
+
+/// Reads `probe` every 20 ms until `done` holds for what it read or `limit` passes; answers
+/// the last reading (the caller asserts on it, so a timeout fails with what was seen).
+pub async fn poll_until<T>(
+    limit: std::time::Duration,
+    probe: impl Fn() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        let reading = probe();
+        if done(&reading) || started.elapsed() > limit {
+            return reading;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -200,14 +200,7 @@ impl FakeSlack {
         limit: Duration,
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let started = std::time::Instant::now();
-        loop {
-            let posted = self.posted();
-            if done(&posted) || started.elapsed() > limit {
-                return posted;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::poll_until(limit, || self.posted(), |posted| done(posted)).await
     }
 }
 

@@ -210,14 +210,7 @@ impl FakeTelegram {
         limit: Duration,
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let started = std::time::Instant::now();
-        loop {
-            let sent = self.sent();
-            if done(&sent) || started.elapsed() > limit {
-                return sent;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::poll_until(limit, || self.sent(), |sent| done(sent)).await
     }
 }
 

@@ -56,49 +56,53 @@ fn parse<T: serde::de::DeserializeOwned>(params: serde_json::Value) -> Result<T,
     })
 }
 
+/// Parses a kind's typed config and builds its bridge from it.
+fn build_with<C, B>(
+    params: serde_json::Value,
+    make: impl FnOnce(C) -> Result<B, (&'static str, String)>,
+) -> BuildResult
+where
+    C: serde::de::DeserializeOwned,
+    B: Bridge,
+{
+    let config: C = parse(params)?;
+    let bridge = make(config).map_err(|(key, reason)| (key.to_owned(), reason))?;
+    Ok(Arc::new(bridge))
+}
+
 #[cfg(feature = "telegram")]
 fn build_telegram(params: serde_json::Value) -> BuildResult {
-    let config: crate::telegram::config::TelegramConfig = parse(params)?;
-    let settings = config
-        .settle()
-        .map_err(|(key, reason)| (key.to_owned(), reason))?;
-    Ok(Arc::new(crate::telegram::TelegramBridge::new(settings)))
+    build_with(params, |config: crate::telegram::config::TelegramConfig| {
+        config.settle().map(crate::telegram::TelegramBridge::new)
+    })
 }
 
 #[cfg(feature = "webhook")]
 fn build_webhook(params: serde_json::Value) -> BuildResult {
-    let config: crate::webhook::WebhookConfig = parse(params)?;
-    let bridge = config
-        .build()
-        .map_err(|(key, reason)| (key.to_owned(), reason))?;
-    Ok(Arc::new(bridge))
+    build_with(params, |config: crate::webhook::WebhookConfig| {
+        config.build()
+    })
 }
 
 #[cfg(feature = "whatsapp")]
 fn build_whatsapp(params: serde_json::Value) -> BuildResult {
-    let config: crate::whatsapp::config::WhatsAppConfig = parse(params)?;
-    let settings = config
-        .settle()
-        .map_err(|(key, reason)| (key.to_owned(), reason))?;
-    Ok(Arc::new(crate::whatsapp::WhatsAppBridge::new(settings)))
+    build_with(params, |config: crate::whatsapp::config::WhatsAppConfig| {
+        config.settle().map(crate::whatsapp::WhatsAppBridge::new)
+    })
 }
 
 #[cfg(feature = "slack")]
 fn build_slack(params: serde_json::Value) -> BuildResult {
-    let config: crate::slack::config::SlackConfig = parse(params)?;
-    let settings = config
-        .settle()
-        .map_err(|(key, reason)| (key.to_owned(), reason))?;
-    Ok(Arc::new(crate::slack::SlackBridge::new(settings)))
+    build_with(params, |config: crate::slack::config::SlackConfig| {
+        config.settle().map(crate::slack::SlackBridge::new)
+    })
 }
 
 #[cfg(feature = "discord")]
 fn build_discord(params: serde_json::Value) -> BuildResult {
-    let config: crate::discord::config::DiscordConfig = parse(params)?;
-    let settings = config
-        .settle()
-        .map_err(|(key, reason)| (key.to_owned(), reason))?;
-    Ok(Arc::new(crate::discord::DiscordBridge::new(settings)))
+    build_with(params, |config: crate::discord::config::DiscordConfig| {
+        config.settle().map(crate::discord::DiscordBridge::new)
+    })
 }
 
 #[cfg(test)]

@@ -102,6 +102,11 @@ impl Dispatcher {
                 status: status.clone(),
             },
         );
+        self.context(name, status)
+    }
+
+    /// A fresh context for bridge `name` (its own shutdown token, the shared sink and state).
+    fn context(&self, name: &str, status: StatusHandle) -> BridgeContext {
         BridgeContext {
             name: name.to_owned(),
             sink: Arc::new(self.clone()),
@@ -118,13 +123,7 @@ impl Dispatcher {
     /// The bridge named `name` with its context, for its webhook route.
     pub fn bridge(&self, name: &str) -> Option<(Arc<dyn Bridge>, BridgeContext)> {
         let registered = self.inner.bridges.get(name)?;
-        let context = BridgeContext {
-            name: name.to_owned(),
-            sink: Arc::new(self.clone()),
-            state: Arc::new(self.inner.store.clone()),
-            status: registered.status.clone(),
-            shutdown: self.inner.shutdown.child_token(),
-        };
+        let context = self.context(name, registered.status.clone());
         Some((Arc::clone(&registered.bridge), context))
     }
 

@@ -174,6 +174,8 @@ pub enum MessageError {
     InvalidId { field: &'static str, reason: String },
     #[error("field `{0}` is required")]
     MissingField(&'static str),
+    #[error("metadata key `{0}` is reserved for the server")]
+    ReservedMetadata(String),
 }
 
 impl InboundDraft {
@@ -203,6 +205,9 @@ impl InboundDraft {
         check_id("id", &id)?;
         if let Some(reply_to) = &self.reply_to {
             check_id("reply_to", reply_to)?;
+        }
+        if let Some(reserved) = self.metadata.keys().find(|key| key.starts_with("troupe.")) {
+            return Err(MessageError::ReservedMetadata(reserved.clone()));
         }
         let content_type = parse_content_type(self.content_type.as_deref())?;
         let payload = self.payload.unwrap_or_default();
@@ -369,6 +374,16 @@ mod tests {
         assert_eq!(
             missing.validate(&defaults(), MessageLimits::default()),
             Err(MessageError::MissingField("sender_id"))
+        );
+    }
+
+    #[test]
+    fn refuses_metadata_reserved_for_the_server() {
+        let forged = draft(serde_json::json!({"sender_id": "a", "payload": "x",
+            "metadata": {"troupe.reply_route": {"bridge": "tg"}}}));
+        assert_eq!(
+            forged.validate(&defaults(), MessageLimits::default()),
+            Err(MessageError::ReservedMetadata("troupe.reply_route".into()))
         );
     }
 

@@ -4,6 +4,7 @@
 //! ```text
 //! NodeSupervisor
 //! ├── model:<name>   one ModelWorker per configured provider
+//! ├── skill:<name>   one SkillActor per configured skill
 //! ├── registry       SessionRegistry → one Session per (platform, conversation)
 //! └── <extra>        children supplied by the binary (the access layer)
 //! ```
@@ -24,6 +25,7 @@ use crate::model_worker::{ModelDirectory, ModelWorker, ModelWorkerArgs, Provider
 use crate::provider::{ChatRequest, Completion, DeltaSink, ModelProvider, ProviderInfo};
 use crate::registry::{RegistryMsg, RegistryStats, SessionFilter, SessionRegistry};
 use crate::session::{SessionConfig, SessionContext, SessionView};
+use crate::skill::{SkillActor, SkillActorArgs, SkillDirectory, SkillSetup};
 use crate::snapshot::SnapshotStore;
 use crate::supervisor::{
     ChildSpec, NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, RestartBudget,
@@ -44,6 +46,8 @@ pub struct NodeSetup {
     pub session: SessionConfig,
     pub store: Arc<dyn SnapshotStore>,
     pub providers: Vec<ProviderSetup>,
+    /// The skills whose tools models may call.
+    pub skills: Vec<SkillSetup>,
     pub budget: RestartBudget,
 }
 
@@ -80,6 +84,7 @@ pub struct NodeHandle {
     /// Set by [`NodeHandle::shutdown`]: from then on nothing new is accepted.
     shutting_down: Arc<AtomicBool>,
     models: Arc<ModelDirectory>,
+    skills: Arc<SkillDirectory>,
     turn_timeout: Duration,
 }
 
@@ -101,10 +106,18 @@ pub async fn start_node(
         .into_iter()
         .map(|entry| model_worker_spec(entry, &models))
         .collect();
+    let skills = Arc::new(SkillDirectory::default());
+    children.extend(
+        setup
+            .skills
+            .into_iter()
+            .map(|entry| skill_actor_spec(entry, &skills)),
+    );
     let context = SessionContext {
         config: Arc::new(setup.session.clone()),
         store: Arc::clone(&setup.store),
         models: Arc::clone(&models),
+        skills: Arc::clone(&skills),
     };
     children.push(registry_spec(context, &registry_slot));
     let args = NodeSupervisorArgs {
@@ -120,6 +133,7 @@ pub async fn start_node(
         default_provider: setup.session.provider,
         shutting_down: Arc::default(),
         models,
+        skills,
         turn_timeout: setup.session.turn_timeout,
     };
     for spec in extra_children(handle.clone()) {
@@ -148,6 +162,26 @@ fn model_worker_spec(entry: ProviderSetup, models: &Arc<ModelDirectory>) -> Chil
                 let (worker, _) = Actor::spawn_linked(None, ModelWorker, args, supervisor).await?;
                 models.register(&worker_name, worker.clone());
                 Ok(worker.get_cell())
+            })
+        }),
+    }
+}
+
+fn skill_actor_spec(entry: SkillSetup, skills: &Arc<SkillDirectory>) -> ChildSpec {
+    skills.declare(&entry.name, entry.skill.kind(), entry.grant, entry.timeout);
+    let skills = Arc::clone(skills);
+    let (name, skill) = (entry.name, entry.skill);
+    ChildSpec {
+        name: format!("skill:{name}"),
+        start: Arc::new(move |supervisor| {
+            let args = SkillActorArgs {
+                name: name.clone(),
+                skill: Arc::clone(&skill),
+                directory: Arc::clone(&skills),
+            };
+            Box::pin(async move {
+                let (actor, _) = Actor::spawn_linked(None, SkillActor, args, supervisor).await?;
+                Ok(actor.get_cell())
             })
         }),
     }
@@ -340,6 +374,11 @@ impl NodeHandle {
     }
 
     /// The snapshot store (for listing passivated sessions).
+    /// The node's skills (for `GET /api/v1/skills` and the reminders scheduler).
+    pub fn skills(&self) -> &Arc<SkillDirectory> {
+        &self.skills
+    }
+
     pub fn store(&self) -> &Arc<dyn SnapshotStore> {
         &self.store
     }

@@ -24,6 +24,7 @@ fn session_config() -> SessionConfig {
         idle_passivate: Duration::from_secs(600),
         provider: "main".into(),
         turn_timeout: Duration::from_secs(5),
+        tools: crate::skill::ToolPolicy::default(),
     }
 }
 
@@ -55,6 +56,7 @@ async fn node_with(
             .into_iter()
             .map(|(provider, policy)| ProviderSetup { provider, policy })
             .collect(),
+        skills: Vec::new(),
         budget: RestartBudget::default(),
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
@@ -158,11 +160,10 @@ async fn history_window_is_bounded_and_sent_to_the_model() {
     assert_eq!(view.history.len(), 6);
     assert_eq!(view.history[0].content, "q2");
     let last_request = provider.requests().pop().unwrap();
-    assert_eq!(
-        last_request.messages.len(),
-        6,
-        "the window includes the new question"
-    );
+    // The window [a1, q2, a2, q3, a3, q4] is sent from its first question: a prompt never
+    // starts with an answer (Anthropic refuses that, and a cut tool round would be orphaned).
+    assert_eq!(last_request.messages.len(), 5);
+    assert_eq!(&*last_request.messages[0].content, "q2");
     assert_eq!(&*last_request.messages.last().unwrap().content, "q4");
 }
 
@@ -423,6 +424,7 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
             provider: Arc::new(ScriptedProvider::new("main", Vec::new())),
             policy: quick_policy(),
         }],
+        skills: Vec::new(),
         budget: RestartBudget::default(),
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::provider::{
-    ChatRequest, Completion, DeltaSink, ModelProvider, ProviderError, ProviderErrorKind,
-    ProviderInfo,
+    ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
+    ProviderErrorKind, ProviderInfo, ToolCall,
 };
 
 /// One scripted answer.
@@ -21,6 +21,8 @@ pub enum Scripted {
     Hang,
     /// Answers after a delay.
     Delayed(Duration, String),
+    /// Asks for these tool calls `(id, name, arguments)`.
+    Tools(Vec<(String, String, String)>),
 }
 
 /// A provider that plays a script; when the script runs out it echoes the last user message.
@@ -89,6 +91,19 @@ impl ModelProvider for ScriptedProvider {
                 )
             }
             Some(Scripted::Hang) => std::future::pending().await,
+            Some(Scripted::Tools(calls)) => Ok(Completion {
+                text: String::new(),
+                tool_calls: calls
+                    .into_iter()
+                    .map(|(id, name, arguments)| ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    })
+                    .collect(),
+                finish_reason: FinishReason::ToolCalls,
+                usage: None,
+            }),
             Some(Scripted::Delayed(delay, text)) => {
                 tokio::time::sleep(delay).await;
                 deltas.push(&text);

@@ -24,6 +24,7 @@ pub enum ErrorCode {
     SessionFailed,
     ShuttingDown,
     StorageError,
+    ToolRoundsExceeded,
     Internal,
 }
 
@@ -40,6 +41,7 @@ impl ErrorCode {
             Self::SessionFailed => "session_failed",
             Self::ShuttingDown => "shutting_down",
             Self::StorageError => "storage_error",
+            Self::ToolRoundsExceeded => "tool_rounds_exceeded",
             Self::Internal => "internal",
         }
     }
@@ -79,6 +81,21 @@ impl From<&ProviderError> for TurnError {
 pub enum TurnEvent {
     /// A piece of the reply as the model produces it.
     Delta { in_reply_to: String, text: String },
+    /// The model asked to run a tool (`arguments`: its JSON text as the model wrote it).
+    ToolCall {
+        in_reply_to: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+    /// A tool call ended; `content` is what the model reads (`{"error": …}` when `!ok`).
+    ToolResult {
+        in_reply_to: String,
+        call_id: String,
+        name: String,
+        ok: bool,
+        content: String,
+    },
     /// The whole reply; the last event of a successful turn.
     Reply {
         reply: OutboundReply,
@@ -94,7 +111,10 @@ pub enum TurnEvent {
 impl TurnEvent {
     /// Whether this event ends the turn.
     pub const fn is_final(&self) -> bool {
-        !matches!(self, Self::Delta { .. })
+        !matches!(
+            self,
+            Self::Delta { .. } | Self::ToolCall { .. } | Self::ToolResult { .. }
+        )
     }
 }
 

@@ -48,6 +48,19 @@ pub enum WireEvent {
         in_reply_to: String,
         text: String,
     },
+    ToolCall {
+        in_reply_to: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+    ToolResult {
+        in_reply_to: String,
+        call_id: String,
+        name: String,
+        ok: bool,
+        content: String,
+    },
     Reply {
         reply: OutboundReply,
         model_latency_us: u64,
@@ -65,6 +78,30 @@ impl From<&TurnEvent> for WireEvent {
             TurnEvent::Delta { in_reply_to, text } => Self::Delta {
                 in_reply_to: in_reply_to.clone(),
                 text: text.clone(),
+            },
+            TurnEvent::ToolCall {
+                in_reply_to,
+                call_id,
+                name,
+                arguments,
+            } => Self::ToolCall {
+                in_reply_to: in_reply_to.clone(),
+                call_id: call_id.clone(),
+                name: name.clone(),
+                arguments: arguments.clone(),
+            },
+            TurnEvent::ToolResult {
+                in_reply_to,
+                call_id,
+                name,
+                ok,
+                content,
+            } => Self::ToolResult {
+                in_reply_to: in_reply_to.clone(),
+                call_id: call_id.clone(),
+                name: name.clone(),
+                ok: *ok,
+                content: content.clone(),
             },
             TurnEvent::Reply {
                 reply,
@@ -86,6 +123,30 @@ impl From<WireEvent> for TurnEvent {
     fn from(event: WireEvent) -> Self {
         match event {
             WireEvent::Delta { in_reply_to, text } => Self::Delta { in_reply_to, text },
+            WireEvent::ToolCall {
+                in_reply_to,
+                call_id,
+                name,
+                arguments,
+            } => Self::ToolCall {
+                in_reply_to,
+                call_id,
+                name,
+                arguments,
+            },
+            WireEvent::ToolResult {
+                in_reply_to,
+                call_id,
+                name,
+                ok,
+                content,
+            } => Self::ToolResult {
+                in_reply_to,
+                call_id,
+                name,
+                ok,
+                content,
+            },
             WireEvent::Reply {
                 reply,
                 model_latency_us,

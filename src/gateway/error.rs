@@ -59,7 +59,8 @@ impl From<MessageError> for ApiError {
             }
             MessageError::EmptyPayload
             | MessageError::InvalidId { .. }
-            | MessageError::MissingField(_) => {
+            | MessageError::MissingField(_)
+            | MessageError::ReservedMetadata(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_message")
             }
         };

@@ -294,6 +294,8 @@ fn chunk_stream(
                     let error = json!({"error": {"code": error.code, "message": error.message}});
                     vec![Event::default().data(error.to_string())]
                 }
+                // Troupe runs the tools itself; an OpenAI client sees only the answer.
+                TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => Vec::new(),
             };
             let next = (!event.is_final()).then_some(events);
             Some((out, next))

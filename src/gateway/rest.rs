@@ -147,6 +147,9 @@ fn event_stream(
                 "error",
                 json!({"type": "error", "in_reply_to": in_reply_to, "code": error.code, "message": error.message}),
             ),
+            TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => {
+                super::turns::tool_event_json(&event).unwrap_or_default()
+            }
         };
         let next = (!event.is_final()).then_some(events);
         Some((

@@ -44,7 +44,7 @@ pub(crate) async fn final_reply(
 ) -> Result<(OutboundReply, Duration), TurnError> {
     while let Some(event) = events.recv().await {
         match event {
-            TurnEvent::Delta { .. } => {}
+            TurnEvent::Delta { .. } | TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => {}
             TurnEvent::Reply {
                 reply,
                 model_latency,
@@ -53,4 +53,37 @@ pub(crate) async fn final_reply(
         }
     }
     Err(session_lost())
+}
+
+/// A tool event as the WebSocket and SSE streams show it: `tool_call` (name and arguments)
+/// or `tool_result` (`ok` and the result, or the error); `None` for other events.
+pub(crate) fn tool_event_json(event: &TurnEvent) -> Option<(&'static str, serde_json::Value)> {
+    // What the model wrote, as JSON when it is JSON, else as text.
+    let json_or_text = |text: &str| {
+        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+    };
+    match event {
+        TurnEvent::ToolCall {
+            in_reply_to,
+            call_id,
+            name,
+            arguments,
+        } => Some((
+            "tool_call",
+            serde_json::json!({"type": "tool_call", "in_reply_to": in_reply_to,
+                "call_id": call_id, "name": name, "arguments": json_or_text(arguments)}),
+        )),
+        TurnEvent::ToolResult {
+            in_reply_to,
+            call_id,
+            name,
+            ok,
+            content,
+        } => Some((
+            "tool_result",
+            serde_json::json!({"type": "tool_result", "in_reply_to": in_reply_to,
+                "call_id": call_id, "name": name, "ok": ok, "result": json_or_text(content)}),
+        )),
+        _ => None,
+    }
 }

@@ -139,6 +139,10 @@ fn event_frame(event: &TurnEvent) -> Message {
         TurnEvent::Failed { in_reply_to, error } => {
             error_frame(Some(in_reply_to), error.code.as_str(), &error.message)
         }
+        TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => {
+            let (_, value) = super::turns::tool_event_json(event).unwrap_or_default();
+            frame(&value)
+        }
     }
 }
 

@@ -165,6 +165,20 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Sends a message nobody asked for right now (a reminder): journaled in the outbox
+    /// first, then delivered with the usual retries, and again after a restart if needed.
+    pub async fn send(&self, bridge: &str, delivery: Delivery) -> Result<(), BridgeError> {
+        if self.lookup(bridge).is_none() {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Rejected,
+                format!("no bridge named {bridge}"),
+            ));
+        }
+        self.inner.store.enqueue(bridge, delivery.clone()).await?;
+        self.spawn_delivery(bridge.to_owned(), delivery);
+        Ok(())
+    }
+
     /// Waits (up to `limit`) for turns and deliveries in flight; what is left stays in the
     /// journal for the next start.
     pub async fn close(&self, limit: Duration) {
@@ -425,11 +439,23 @@ impl Dispatcher {
     }
 }
 
+/// Notes in the message how to reach its sender later (`troupe.reply_route`): the bridge
+/// and the destination, for skills that message people back, like reminders.
+fn with_reply_route(bridge: &str, mut inbound: BridgeInbound) -> BridgeInbound {
+    let route = serde_json::json!({"bridge": bridge, "destination": inbound.destination});
+    inbound
+        .message
+        .metadata
+        .insert(crate::skill::REPLY_ROUTE_METADATA.into(), route);
+    inbound
+}
+
 /// The reply of a submitted turn.
 async fn reply_of(mut events: ReplyEvents) -> Result<(String, String), TurnError> {
     while let Some(event) = events.recv().await {
         match event {
-            TurnEvent::Delta { .. } => {}
+            TurnEvent::Delta { .. } | TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => {
+            }
             TurnEvent::Reply { reply, .. } => return Ok((reply.id, reply.payload)),
             TurnEvent::Failed { error, .. } => return Err(error),
         }
@@ -487,7 +513,7 @@ impl InboundSink for Dispatcher {
             }
             Admission::Admit => {
                 let sender = sender_key(&inbound);
-                let inbound = self.as_person(inbound).await?;
+                let inbound = with_reply_route(bridge, self.as_person(inbound).await?);
                 if !self.inner.store.admit(bridge, &inbound).await? {
                     tracing::debug!(bridge, id = %inbound.message.id, "a platform's retry of a received message");
                     return Ok(());

@@ -17,6 +17,7 @@ fn snapshot_of(platform: &str, conversation: &str, text: &str) -> SessionSnapsho
             timestamp: 1,
         }],
         updated_at: 1,
+        pending: None,
     }
 }
 

@@ -21,7 +21,9 @@ use crate::ids::SessionKey;
 use crate::provider::{ChatMessage, Role, ToolCall};
 
 /// The format version this build writes.
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+/// Version 1: key, history, updated_at. Version 2 adds the tool calls waiting for the user's
+/// confirmation.
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
 
 /// One entry of a session's history, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +59,28 @@ pub struct SessionSnapshot {
     pub history: Vec<HistoryEntry>,
     /// Unix seconds of the last change.
     pub updated_at: u64,
+    /// Tool calls waiting for the user's yes or no.
+    pub pending: Option<PendingTools>,
+}
+
+/// Tool calls the model asked for that wait for the user's confirmation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTools {
+    /// The text the model wrote with the calls.
+    pub text: String,
+    pub calls: Vec<ToolCall>,
+    /// The tool round they belong to.
+    pub round: u32,
+    /// Unix seconds when the user was asked.
+    pub asked_at: u64,
+}
+
+/// The layout of format version 1, read when an older node wrote the snapshot.
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    key: SessionKey,
+    history: Vec<HistoryEntry>,
+    updated_at: u64,
 }
 
 /// Why a snapshot could not be read or written.
@@ -83,6 +107,7 @@ pub struct SnapshotView<'a> {
     pub key: &'a SessionKey,
     pub history: &'a VecDeque<HistoryEntry>,
     pub updated_at: u64,
+    pub pending: Option<&'a PendingTools>,
 }
 
 impl SnapshotView<'_> {
@@ -111,6 +136,7 @@ impl SessionSnapshot {
             key,
             history: Vec::new(),
             updated_at: 0,
+            pending: None,
         }
     }
 
@@ -121,6 +147,7 @@ impl SessionSnapshot {
             key: &self.key,
             history: &history,
             updated_at: self.updated_at,
+            pending: self.pending.as_ref(),
         }
         .encode()
     }
@@ -134,11 +161,21 @@ impl SessionSnapshot {
         let (version, body) = bytes
             .split_first_chunk::<2>()
             .ok_or_else(|| corrupt("shorter than its version header".into()))?;
+        let config = bincode::config::standard();
         match u16::from_le_bytes(*version) {
+            1 => {
+                let (old, _): (SnapshotV1, _) = bincode::serde::decode_from_slice(body, config)
+                    .map_err(|error| corrupt(error.to_string()))?;
+                Ok(Self {
+                    key: old.key,
+                    history: old.history,
+                    updated_at: old.updated_at,
+                    pending: None,
+                })
+            }
             SNAPSHOT_FORMAT_VERSION => {
-                let (snapshot, _) =
-                    bincode::serde::decode_from_slice(body, bincode::config::standard())
-                        .map_err(|error| corrupt(error.to_string()))?;
+                let (snapshot, _) = bincode::serde::decode_from_slice(body, config)
+                    .map_err(|error| corrupt(error.to_string()))?;
                 Ok(snapshot)
             }
             other => Err(StoreError::UnknownVersion(other)),
@@ -194,7 +231,39 @@ mod tests {
                 timestamp: 3,
             }],
             updated_at: 4,
+            pending: Some(PendingTools {
+                text: "let me check".into(),
+                calls: vec![ToolCall {
+                    id: "t2".into(),
+                    name: "notes__forget".into(),
+                    arguments: "{}".into(),
+                }],
+                round: 1,
+                asked_at: 5,
+            }),
         }
+    }
+
+    #[test]
+    fn reads_snapshots_of_format_version_1() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            key: &'a SessionKey,
+            history: &'a [HistoryEntry],
+            updated_at: u64,
+        }
+        let snapshot = sample();
+        let mut bytes = 1u16.to_le_bytes().to_vec();
+        let old = V1 {
+            key: &snapshot.key,
+            history: &snapshot.history,
+            updated_at: snapshot.updated_at,
+        };
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap());
+        let read = SessionSnapshot::decode(&snapshot.key, &bytes).unwrap();
+        assert_eq!(read.history, snapshot.history);
+        assert_eq!(read.updated_at, 4);
+        assert_eq!(read.pending, None);
     }
 
     #[test]

@@ -19,12 +19,16 @@ use crate::ids::SessionKey;
 use crate::message::{ContentType, InboundMessage, OutboundReply, unix_now};
 use crate::metrics as metric_names;
 use crate::model_worker::ModelDirectory;
-use crate::provider::{ChatRequest, Completion, Role};
+use crate::provider::Role;
 use crate::registry::RegistryMsg;
+use crate::skill::{SkillDirectory, ToolPolicy};
 use crate::snapshot::{
-    EncodedSnapshot, HistoryEntry, SessionSnapshot, SnapshotStore, SnapshotView, StoreError,
+    EncodedSnapshot, HistoryEntry, PendingTools, SessionSnapshot, SnapshotStore, SnapshotView,
+    StoreError,
 };
-use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents, delta_sink};
+use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
+
+mod tools;
 
 /// How every session behaves; shared by all of them.
 #[derive(Clone, Debug)]
@@ -36,8 +40,10 @@ pub struct SessionConfig {
     pub idle_passivate: Duration,
     /// The provider asked for replies.
     pub provider: String,
-    /// Upper bound for one turn, whatever the provider policy says.
+    /// Upper bound for one model call, whatever the provider policy says.
     pub turn_timeout: Duration,
+    /// Rounds and parallelism of tool calls.
+    pub tools: ToolPolicy,
 }
 
 impl SessionConfig {
@@ -53,6 +59,7 @@ pub struct SessionContext {
     pub config: Arc<SessionConfig>,
     pub store: Arc<dyn SnapshotStore>,
     pub models: Arc<ModelDirectory>,
+    pub skills: Arc<SkillDirectory>,
 }
 
 /// A session's history as the sessions API shows it.
@@ -151,6 +158,10 @@ pub struct SessionState {
     /// took the session over): this copy is stale, so the session stops and is reloaded.
     stale: bool,
     idle_timer: Option<JoinHandle<()>>,
+    /// Tool calls waiting for the user's yes or no (kept in the snapshot).
+    pending: Option<PendingTools>,
+    /// History entries added by the turn in progress (removed again if it fails).
+    turn_entries: usize,
 }
 
 /// The actor.
@@ -179,6 +190,8 @@ impl Actor for Session {
             unsaved: false,
             stale: false,
             idle_timer: None,
+            pending: None,
+            turn_entries: 0,
         })
     }
 
@@ -282,6 +295,7 @@ impl SessionState {
     fn restore(&mut self, snapshot: SessionSnapshot) {
         self.history = snapshot.history.into();
         self.updated_at = snapshot.updated_at;
+        self.pending = snapshot.pending;
         self.exists = true;
     }
 
@@ -290,6 +304,7 @@ impl SessionState {
             key: &self.key,
             history: &self.history,
             updated_at: self.updated_at,
+            pending: self.pending.as_ref(),
         }
         .encode()
     }
@@ -328,6 +343,7 @@ impl SessionState {
     async fn reset(&mut self) -> Result<bool, TurnError> {
         let existed = self.exists;
         self.history.clear();
+        self.pending = None;
         self.exists = false;
         self.unsaved = false;
         self.context
@@ -344,6 +360,7 @@ impl SessionState {
     }
 
     fn push_history(&mut self, entry: HistoryEntry) {
+        self.turn_entries += 1;
         self.history.push_back(entry);
         while self.history.len() > self.context.config.history_window.max(1) {
             self.history.pop_front();
@@ -420,6 +437,8 @@ impl SessionState {
                 ),
             ));
         }
+        let pending_before = self.pending.clone();
+        self.turn_entries = 0;
         self.push_history(HistoryEntry {
             role: Role::User,
             content: message.payload.as_str().into(),
@@ -429,11 +448,14 @@ impl SessionState {
             timestamp: message.timestamp,
         });
         let started = Instant::now();
-        let completion = match self.ask_model(&message.id, events).await {
-            Ok(completion) => completion,
+        let text = match self.converse(&message, events).await {
+            Ok(text) => text,
             Err(error) => {
-                // The turn did not happen: forget the question so a retry does not repeat it.
-                self.history.pop_back();
+                // The turn did not happen: forget it so a retry does not repeat it.
+                for _ in 0..self.turn_entries.min(self.history.len()) {
+                    self.history.pop_back();
+                }
+                self.pending = pending_before;
                 return Err(error);
             }
         };
@@ -448,13 +470,13 @@ impl SessionState {
             recipient_id: message.sender_id,
             conversation_id: message.conversation_id,
             content_type: ContentType::Text,
-            payload: completion.text,
+            payload: text,
             timestamp: now,
         };
         self.push_history(HistoryEntry {
             role: Role::Assistant,
             content: reply.payload.as_str().into(),
-            tool_calls: completion.tool_calls,
+            tool_calls: Vec::new(),
             tool_call_id: None,
             message_id: Some(reply.id.clone()),
             timestamp: now,
@@ -481,42 +503,5 @@ impl SessionState {
                 "the conversation could not be stored; send the message again",
             )
         }
-    }
-
-    fn build_request(&self) -> ChatRequest {
-        let system_prompt = &self.context.config.system_prompt;
-        ChatRequest {
-            system_prompt: (!system_prompt.is_empty()).then(|| system_prompt.clone()),
-            messages: self
-                .history
-                .iter()
-                .map(HistoryEntry::to_chat_message)
-                .collect(),
-            tools: Vec::new(),
-            stream: true,
-        }
-    }
-
-    async fn ask_model(
-        &self,
-        in_reply_to: &str,
-        events: &TurnEvents,
-    ) -> Result<Completion, TurnError> {
-        let config = &self.context.config;
-        let deltas = delta_sink(events, in_reply_to);
-        self.context
-            .models
-            .complete(
-                &config.provider,
-                self.build_request(),
-                deltas,
-                config.turn_timeout,
-            )
-            .instrument(tracing::debug_span!(
-                "model_call",
-                otel.kind = "client",
-                provider = %config.provider,
-            ))
-            .await
     }
 }

@@ -1,0 +1,330 @@
+//! The tool loop of a turn: ask the model with the tools this conversation may use, run the
+//! calls it makes (in parallel, each within its skill's time limit), feed the results back,
+//! and repeat until it answers in words, at most `max_rounds` times. Calls that need the
+//! user's confirmation wait, in the session and its snapshot, for their yes or no.
+
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+use super::SessionState;
+use crate::bridge::identity::PERSON_PLATFORM;
+use crate::message::{InboundMessage, unix_now};
+use crate::provider::{ChatRequest, Completion, Role, ToolCall, ToolSpec};
+use crate::skill::{
+    PreparedCall, REPLY_ROUTE_METADATA, SkillError, SkillErrorCode, SkillSession, ToolOutcome,
+};
+use crate::snapshot::{HistoryEntry, PendingTools};
+use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents, delta_sink};
+
+/// What the user said to calls waiting for confirmation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    Approve,
+    Refuse,
+}
+
+/// Reads a yes or a no; anything else is a new request (the waiting calls are dropped).
+fn decision_of(text: &str) -> Option<Decision> {
+    let word = text.trim().trim_end_matches(['.', '!']).to_lowercase();
+    match word.as_str() {
+        "yes" | "y" | "ok" | "okay" | "approve" | "confirm" | "allow" | "go ahead" | "do it" => {
+            Some(Decision::Approve)
+        }
+        "no" | "n" | "refuse" | "deny" | "cancel" | "don't" | "stop" => Some(Decision::Refuse),
+        _ => None,
+    }
+}
+
+impl SessionState {
+    /// Who the turn is for, as skills see it.
+    fn skill_session(&self, message: &InboundMessage) -> SkillSession {
+        let person = if self.key.platform() == PERSON_PLATFORM {
+            format!("{PERSON_PLATFORM}:{}", self.key.conversation_id())
+        } else {
+            format!("{}:{}", message.platform, message.sender_id)
+        };
+        SkillSession {
+            key: self.key.to_string(),
+            platform: self.key.platform().to_owned(),
+            conversation_id: self.key.conversation_id().to_owned(),
+            sender_id: message.sender_id.clone(),
+            person,
+            message_id: message.id.clone(),
+            reply_route: message.metadata.get(REPLY_ROUTE_METADATA).cloned(),
+        }
+    }
+
+    /// The turn after the user's entry: tool rounds until the model answers; returns the
+    /// answer's text.
+    pub(super) async fn converse(
+        &mut self,
+        message: &InboundMessage,
+        events: &TurnEvents,
+    ) -> Result<String, TurnError> {
+        let session = self.skill_session(message);
+        let tools = self.context.skills.tools_for(&session);
+        let mut round = 0;
+        if let Some(pending) = self.pending.take()
+            && let Some(decision) = decision_of(&message.payload)
+        {
+            self.resume(pending.clone(), decision, &session, events, &message.id)
+                .await;
+            round = pending.round + 1;
+        }
+        let max_rounds = self.context.config.tools.max_rounds;
+        let mut over_limit = false;
+        loop {
+            let completion = self.ask_model(&message.id, tools.clone(), events).await?;
+            if completion.tool_calls.is_empty() {
+                return Ok(completion.text);
+            }
+            if over_limit {
+                return Err(TurnError::new(
+                    ErrorCode::ToolRoundsExceeded,
+                    format!("the model kept calling tools after {max_rounds} rounds"),
+                ));
+            }
+            announce_calls(events, &message.id, &completion.tool_calls);
+            if round >= max_rounds {
+                over_limit = true;
+                self.refuse_all(&completion, &message.id, events, &round_limit(max_rounds));
+                continue;
+            }
+            let prepared: Vec<Result<PreparedCall, SkillError>> = completion
+                .tool_calls
+                .iter()
+                .map(|call| self.context.skills.prepare(call, &session))
+                .collect();
+            if prepared
+                .iter()
+                .flatten()
+                .any(|call| call.needs_confirmation)
+            {
+                let question = confirmation_question(&prepared);
+                self.pending = Some(PendingTools {
+                    text: completion.text,
+                    calls: completion.tool_calls,
+                    round,
+                    asked_at: unix_now(),
+                });
+                return Ok(question);
+            }
+            self.push_tool_request(&completion.text, &completion.tool_calls);
+            self.run_round(prepared, &session, events, &message.id)
+                .await;
+            round += 1;
+        }
+    }
+
+    /// Runs (or refuses) calls that waited for the user's answer.
+    async fn resume(
+        &mut self,
+        pending: PendingTools,
+        decision: Decision,
+        session: &SkillSession,
+        events: &TurnEvents,
+        in_reply_to: &str,
+    ) {
+        self.push_tool_request(&pending.text, &pending.calls);
+        let prepared = pending
+            .calls
+            .iter()
+            .map(|call| match decision {
+                Decision::Approve => self.context.skills.prepare(call, session),
+                Decision::Refuse => Err(SkillError::new(
+                    SkillErrorCode::Refused,
+                    "the user refused this call",
+                )),
+            })
+            .collect();
+        self.run_round(prepared, session, events, in_reply_to).await;
+    }
+
+    /// Answers every call of `completion` with the same error, without running any.
+    fn refuse_all(
+        &mut self,
+        completion: &Completion,
+        in_reply_to: &str,
+        events: &TurnEvents,
+        error: &SkillError,
+    ) {
+        self.push_tool_request(&completion.text, &completion.tool_calls);
+        for call in &completion.tool_calls {
+            let outcome = ToolOutcome {
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                result: Err(error.clone()),
+            };
+            self.push_tool_result(&outcome, events, in_reply_to);
+        }
+    }
+
+    /// Runs one round's calls, in parallel (up to `max_parallel` at once), and records each
+    /// result in the order the model asked.
+    async fn run_round(
+        &mut self,
+        prepared: Vec<Result<PreparedCall, SkillError>>,
+        session: &SkillSession,
+        events: &TurnEvents,
+        in_reply_to: &str,
+    ) {
+        let skills = std::sync::Arc::clone(&self.context.skills);
+        let parallel = self.context.config.tools.max_parallel.max(1);
+        let outcomes: Vec<ToolOutcome> = futures_util::stream::iter(prepared)
+            .map(|call| {
+                let (skills, session) = (std::sync::Arc::clone(&skills), session.clone());
+                async move {
+                    match call {
+                        Ok(call) => {
+                            let span = tracing::debug_span!("tool_call", tool = %call.tool);
+                            skills.run(call, session).instrument(span).await
+                        }
+                        Err(error) => ToolOutcome {
+                            call_id: String::new(),
+                            tool: String::new(),
+                            result: Err(error),
+                        },
+                    }
+                }
+            })
+            .buffered(parallel)
+            .collect()
+            .await;
+        let calls = self
+            .history
+            .back()
+            .map(|entry| entry.tool_calls.clone())
+            .unwrap_or_default();
+        for (mut outcome, call) in outcomes.into_iter().zip(calls) {
+            // Refused before running: name the call it answers.
+            outcome.call_id.clone_from(&call.id);
+            outcome.tool.clone_from(&call.name);
+            self.push_tool_result(&outcome, events, in_reply_to);
+        }
+    }
+
+    fn push_tool_request(&mut self, text: &str, calls: &[ToolCall]) {
+        self.push_history(HistoryEntry {
+            role: Role::Assistant,
+            content: text.into(),
+            tool_calls: calls.to_vec(),
+            tool_call_id: None,
+            message_id: None,
+            timestamp: unix_now(),
+        });
+    }
+
+    fn push_tool_result(&mut self, outcome: &ToolOutcome, events: &TurnEvents, in_reply_to: &str) {
+        let content = outcome.content();
+        let _ = events.send(TurnEvent::ToolResult {
+            in_reply_to: in_reply_to.to_owned(),
+            call_id: outcome.call_id.clone(),
+            name: outcome.tool.clone(),
+            ok: outcome.result.is_ok(),
+            content: content.clone(),
+        });
+        self.push_history(HistoryEntry {
+            role: Role::Tool,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(outcome.call_id.clone()),
+            message_id: None,
+            timestamp: unix_now(),
+        });
+    }
+
+    /// The prompt: system prompt, then the history window from its first user entry (a
+    /// window cut in the middle of a tool round would otherwise start with orphan results).
+    fn build_request(&self, tools: Vec<ToolSpec>) -> ChatRequest {
+        let system_prompt = &self.context.config.system_prompt;
+        let first_user = self
+            .history
+            .iter()
+            .position(|entry| entry.role == Role::User)
+            .unwrap_or(self.history.len());
+        ChatRequest {
+            system_prompt: (!system_prompt.is_empty()).then(|| system_prompt.clone()),
+            messages: self
+                .history
+                .iter()
+                .skip(first_user)
+                .map(HistoryEntry::to_chat_message)
+                .collect(),
+            tools,
+            stream: true,
+        }
+    }
+
+    async fn ask_model(
+        &self,
+        in_reply_to: &str,
+        tools: Vec<ToolSpec>,
+        events: &TurnEvents,
+    ) -> Result<Completion, TurnError> {
+        let config = &self.context.config;
+        let deltas = delta_sink(events, in_reply_to);
+        self.context
+            .models
+            .complete(
+                &config.provider,
+                self.build_request(tools),
+                deltas,
+                config.turn_timeout,
+            )
+            .instrument(tracing::debug_span!(
+                "model_call",
+                otel.kind = "client",
+                provider = %config.provider,
+            ))
+            .await
+    }
+}
+
+fn announce_calls(events: &TurnEvents, in_reply_to: &str, calls: &[ToolCall]) {
+    for call in calls {
+        let _ = events.send(TurnEvent::ToolCall {
+            in_reply_to: in_reply_to.to_owned(),
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        });
+    }
+}
+
+fn round_limit(max_rounds: u32) -> SkillError {
+    SkillError::new(
+        SkillErrorCode::Refused,
+        format!(
+            "not run: the limit of {max_rounds} tool rounds for one message is reached; \
+             answer the user with what you have"
+        ),
+    )
+}
+
+/// The question the user answers with yes or no.
+fn confirmation_question(prepared: &[Result<PreparedCall, SkillError>]) -> String {
+    let asked: Vec<String> = prepared
+        .iter()
+        .flatten()
+        .filter(|call| call.needs_confirmation)
+        .map(|call| format!("- `{}` with {}", call.tool, call.arguments))
+        .collect();
+    format!(
+        "Before I go on, I need your permission to run:\n{}\nReply **yes** to allow it or **no** to refuse.",
+        asked.join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_yes_and_no_and_nothing_else() {
+        assert_eq!(decision_of(" Yes! "), Some(Decision::Approve));
+        assert_eq!(decision_of("OK."), Some(Decision::Approve));
+        assert_eq!(decision_of("no"), Some(Decision::Refuse));
+        assert_eq!(decision_of("yes please delete everything"), None);
+        assert_eq!(decision_of("what time is it?"), None);
+    }
+}

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod gateway;
 mod pair;
+mod reminders;
 mod serve;
 mod telemetry;
 

@@ -22,9 +22,12 @@ use troupe_actors::supervisor::{ChildSpec, RestartBudget};
 use troupe_actors::{Ingress, MessageLimits};
 use troupe_cluster::{ClusterConfig, ClusterNode};
 use troupe_inference::{ProviderConfig, ProviderKind, build_provider};
+use troupe_skills::builtin::{BuiltinContext, Reminders};
 
 use crate::config::autodetect::{ProviderEnvironment, echo_notice};
-use crate::config::{ConfigSource, TroupeConfig, build_bridges, detect_provider};
+use crate::config::{
+    ConfigSource, TroupeConfig, build_bridges, build_skills, detect_provider, effective_skills,
+};
 use crate::gateway::access::{AccessArgs, AccessLayer};
 use crate::gateway::{AppState, GatewaySettings};
 
@@ -75,6 +78,18 @@ pub(crate) async fn serve(
         });
     }
     let (cluster, store) = open_store(&config, node_id).await?;
+    let reminders = Arc::new(
+        Reminders::open(&config.storage.data_dir)
+            .map_err(|reason| anyhow::anyhow!("storage.data_dir: {reason}"))?,
+    );
+    let builtin_context = BuiltinContext {
+        store: Arc::clone(&store),
+        reminders: Arc::clone(&reminders),
+    };
+    let skills = build_skills(
+        &effective_skills(config.skills.as_deref()),
+        &builtin_context,
+    )?;
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.clone(),
@@ -82,9 +97,11 @@ pub(crate) async fn serve(
             idle_passivate: config.assistant.idle_passivate(),
             provider: config.assistant.provider.clone(),
             turn_timeout: config.assistant.turn_timeout(),
+            tools: config.tools.policy(),
         },
         store,
         providers,
+        skills,
         budget: RestartBudget::default(),
     };
     let settings = Arc::new(GatewaySettings {
@@ -165,6 +182,10 @@ pub(crate) async fn serve(
         .resume()
         .await
         .context("resuming the bridges' journal")?;
+    tokio::spawn(Arc::clone(&reminders).run(
+        Arc::new(crate::reminders::BridgeReminders::new(dispatcher.clone())),
+        shutdown.clone().cancelled_owned(),
+    ));
     if let Some(cluster) = &cluster {
         cluster
             .serve(node.clone())

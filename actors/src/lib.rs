@@ -14,6 +14,7 @@ pub mod node;
 pub mod provider;
 pub mod registry;
 pub mod session;
+pub mod signing;
 pub mod skill;
 pub mod snapshot;
 pub mod supervisor;

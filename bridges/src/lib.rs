@@ -7,7 +7,7 @@ mod common;
 pub mod discord;
 pub mod registry;
 pub mod secrets;
-pub mod signing;
+pub use troupe_actors::signing;
 #[cfg(feature = "slack")]
 pub mod slack;
 #[cfg(feature = "telegram")]

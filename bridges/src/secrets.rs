@@ -24,17 +24,17 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Where a secret comes from: exactly one of an environment variable and a file.
-pub(crate) struct SecretSource<'a> {
+pub struct SecretSource<'a> {
     env: Option<&'a str>,
     file: Option<&'a Path>,
 }
 
 impl<'a> SecretSource<'a> {
-    pub(crate) const fn new(env: Option<&'a str>, file: Option<&'a Path>) -> Self {
+    pub const fn new(env: Option<&'a str>, file: Option<&'a Path>) -> Self {
         Self { env, file }
     }
 
-    pub(crate) fn read(&self) -> Result<Secret, String> {
+    pub fn read(&self) -> Result<Secret, String> {
         let value = match (self.env, self.file) {
             (Some(_), Some(_)) => return Err("give the variable or the file, not both".into()),
             (None, None) => return Err("is required (the name of an environment variable)".into()),
@@ -51,13 +51,7 @@ impl<'a> SecretSource<'a> {
     }
 }
 
-/// Compares two secrets in time that does not depend on where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use troupe_actors::signing::constant_time_eq;
 
 #[cfg(test)]
 mod tests {

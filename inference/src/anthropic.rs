@@ -50,7 +50,7 @@ impl AnthropicProvider {
     }
 
     fn body(&self, request: &ChatRequest, stream: bool) -> Value {
-        let messages: Vec<Value> = request.messages.iter().map(wire_message).collect();
+        let messages = wire_messages(&request.messages);
         let mut body = json!({
             "model": self.info.model,
             "max_tokens": self.max_tokens,
@@ -75,15 +75,51 @@ impl AnthropicProvider {
     }
 }
 
+/// The conversation in Anthropic's shape. The results of one round of tool calls go
+/// together in one `user` message, right after the assistant's `tool_use` blocks, as the
+/// API requires.
+fn wire_messages(messages: &[ChatMessage]) -> Vec<Value> {
+    let mut wire: Vec<Value> = Vec::with_capacity(messages.len());
+    for message in messages {
+        let previous_is_results = wire.last().is_some_and(|last: &Value| {
+            last["content"]
+                .as_array()
+                .is_some_and(|blocks| blocks.iter().all(|block| block["type"] == "tool_result"))
+        });
+        if message.role == Role::Tool && previous_is_results {
+            if let Some(blocks) = wire
+                .last_mut()
+                .and_then(|last| last["content"].as_array_mut())
+            {
+                blocks.push(tool_result_block(message));
+            }
+            continue;
+        }
+        wire.push(wire_message(message));
+    }
+    wire
+}
+
+/// A tool's result; an error result (`{"error": …}`) is flagged `is_error`.
+fn tool_result_block(message: &ChatMessage) -> Value {
+    let is_error = serde_json::from_str::<Value>(&message.content).is_ok_and(|value| {
+        value
+            .as_object()
+            .is_some_and(|object| object.len() == 1 && object.contains_key("error"))
+    });
+    json!({
+        "type": "tool_result",
+        "tool_use_id": message.tool_call_id,
+        "content": message.content,
+        "is_error": is_error,
+    })
+}
+
 /// Anthropic has no `tool` role: a tool result is a `user` message with a `tool_result`
 /// block, and an assistant's tool calls are `tool_use` blocks.
 fn wire_message(message: &ChatMessage) -> Value {
     match message.role {
-        Role::Tool => json!({"role": "user", "content": [{
-            "type": "tool_result",
-            "tool_use_id": message.tool_call_id,
-            "content": message.content,
-        }]}),
+        Role::Tool => json!({"role": "user", "content": [tool_result_block(message)]}),
         Role::Assistant if !message.tool_calls.is_empty() => {
             let mut blocks = Vec::new();
             if !message.content.is_empty() {

@@ -4,6 +4,7 @@
 
 pub(crate) mod autodetect;
 mod bridges;
+mod skills;
 mod telemetry;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use troupe_inference::ProviderConfig;
 
 pub(crate) use autodetect::detect_provider;
 pub(crate) use bridges::build_bridges;
+pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::TelemetryConfig;
 
 const fn default_history_window() -> usize {
@@ -65,6 +67,12 @@ pub(crate) struct TroupeConfig {
     /// `[[bridges]]`: messaging platforms; each entry's keys are checked by its kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) bridges: Vec<toml::Table>,
+    /// `[tools]`: the tool loop's limits.
+    #[serde(default)]
+    pub(crate) tools: ToolsConfig,
+    /// `[[skills]]`: what models may call. Absent: the built-ins that need no permission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) skills: Option<Vec<SkillConfig>>,
     /// `[[identities]]`: accounts on several platforms that are one person.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) identities: Vec<IdentityConfig>,
@@ -350,6 +358,10 @@ impl TroupeConfig {
             .validate()
             .map_err(|(key, reason)| invalid(&format!("telemetry.{key}"), reason))?;
         build_bridges(&self.bridges)?;
+        if self.tools.max_parallel == 0 {
+            return Err(invalid("tools.max_parallel", "must be at least 1"));
+        }
+        skills::validate_skills(self.skills.as_deref().unwrap_or_default())?;
         self.validate_identities()?;
         self.validate_providers()
     }

@@ -74,7 +74,9 @@ impl From<TurnError> for ApiError {
             ErrorCode::InvalidMessage => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedContentType => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::ProviderError | ErrorCode::ProviderUnauthorized => StatusCode::BAD_GATEWAY,
+            ErrorCode::ProviderError
+            | ErrorCode::ProviderUnauthorized
+            | ErrorCode::ToolRoundsExceeded => StatusCode::BAD_GATEWAY,
             ErrorCode::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::ProviderRateLimited | ErrorCode::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE

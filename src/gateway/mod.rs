@@ -62,6 +62,12 @@ pub(crate) struct AppState {
     pub(crate) bridges: Dispatcher,
 }
 
+/// `GET /api/v1/skills`: every configured skill, its state, tools and permissions.
+async fn list_skills(State(state): State<AppState>) -> Response {
+    let skills = state.node.skills().statuses();
+    axum::Json(serde_json::json!({"skills": skills})).into_response()
+}
+
 /// Builds the router.
 pub(crate) fn router(state: AppState) -> Router {
     let protected = Router::new()
@@ -77,6 +83,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::list_models))
         .route("/api/v1/bridges", get(bridges::list))
+        .route("/api/v1/skills", get(list_skills))
         .route("/api/v1/pairing", get(bridges::pairing))
         .route("/api/v1/pairing/approve", post(bridges::approve))
         .route(

@@ -44,7 +44,8 @@ pub(crate) async fn final_reply(
 ) -> Result<(OutboundReply, Duration), TurnError> {
     while let Some(event) = events.recv().await {
         match event {
-            TurnEvent::Delta { .. } | TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => {}
+            TurnEvent::Delta { .. } | TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => {
+            }
             TurnEvent::Reply {
                 reply,
                 model_latency,

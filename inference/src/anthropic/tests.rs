@@ -122,8 +122,46 @@ fn tool_history_uses_anthropic_blocks() {
     result.tool_call_id = Some("t1".into());
     assert_eq!(
         wire_message(&result),
-        json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}]})
+        json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42", "is_error": false}]})
     );
+}
+
+#[test]
+fn one_round_of_results_is_one_user_message_and_errors_are_flagged() {
+    let mut assistant = ChatMessage::new(Role::Assistant, "");
+    for id in ["t1", "t2"] {
+        assistant.tool_calls.push(ToolCall {
+            id: id.into(),
+            name: "n".into(),
+            arguments: "{}".into(),
+        });
+    }
+    let mut ok = ChatMessage::new(Role::Tool, "42");
+    ok.tool_call_id = Some("t1".into());
+    let mut failed = ChatMessage::new(
+        Role::Tool,
+        r#"{"error":{"code":"timeout","message":"slow"}}"#,
+    );
+    failed.tool_call_id = Some("t2".into());
+    let wire = wire_messages(&[
+        ChatMessage::new(Role::User, "go"),
+        assistant,
+        ok,
+        failed,
+        ChatMessage::new(Role::User, "and?"),
+    ]);
+    assert_eq!(wire.len(), 4);
+    let results = wire[2]["content"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["is_error"], false);
+    assert_eq!(
+        (
+            results[1]["tool_use_id"].as_str(),
+            results[1]["is_error"].as_bool()
+        ),
+        (Some("t2"), Some(true))
+    );
+    assert_eq!(wire[3], json!({"role": "user", "content": "and?"}));
 }
 
 #[tokio::test]

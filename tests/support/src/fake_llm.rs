@@ -28,6 +28,8 @@ pub enum FakeReply {
         name: String,
         argument_pieces: Vec<String>,
     },
+    /// Several tool calls in one answer (parallel calls): `(id, name, arguments JSON)`.
+    ToolCalls(Vec<(String, String, String)>),
     /// An HTTP error in the API's own error format.
     Status {
         status: u16,
@@ -257,10 +259,104 @@ async fn openai_chat(
     if !shared.authorized(&headers, "authorization", "Bearer ") {
         return openai_error(401, None, "Incorrect API key provided.");
     }
+    if let Err(message) = openai_tool_messages_answered(&body) {
+        return openai_error(400, None, &message);
+    }
     let stream = body["stream"].as_bool().unwrap_or(false);
     let model = body["model"].as_str().unwrap_or("fake-model").to_owned();
     let reply = shared.next_reply(&body);
     openai_answer(reply, stream, &model).await
+}
+
+/// OpenAI's rule: an assistant message with `tool_calls` is followed by one `tool` message
+/// per call id, and a `tool` message answers such a call.
+fn openai_tool_messages_answered(body: &Value) -> Result<(), String> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let mut open: Vec<String> = Vec::new();
+    for message in &messages {
+        if message["role"] == "tool" {
+            let id = message["tool_call_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if !open.contains(&id) {
+                return Err("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.".into());
+            }
+            open.retain(|open_id| *open_id != id);
+            continue;
+        }
+        if !open.is_empty() {
+            break;
+        }
+        open = message["tool_calls"]
+            .as_array()
+            .map(|calls| {
+                calls
+                    .iter()
+                    .filter_map(|call| call["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: {}",
+            open.join(", ")
+        ))
+    }
+}
+
+fn openai_tool_calls_answer(
+    calls: &[(String, String, String)],
+    stream: bool,
+    model: &str,
+) -> Response {
+    if !stream {
+        let wire: Vec<Value> = calls
+            .iter()
+            .map(|(id, name, arguments)| {
+                json!({"id": id, "type": "function",
+                "function": {"name": name, "arguments": arguments}})
+            })
+            .collect();
+        return axum::Json(json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                "tool_calls": wire}, "finish_reason": "tool_calls"}]
+        }))
+        .into_response();
+    }
+    let mut events = vec![openai_chunk(
+        model,
+        &json!({"role": "assistant", "content": null}),
+        None,
+    )];
+    for (index, (id, name, arguments)) in calls.iter().enumerate() {
+        events.push(openai_chunk(
+            model,
+            &json!({"tool_calls": [{"index": index, "id": id,
+            "type": "function", "function": {"name": name, "arguments": ""}}]}),
+            None,
+        ));
+        // The arguments arrive in two pieces, as real streams cut them anywhere.
+        let middle = arguments
+            .char_indices()
+            .nth(arguments.chars().count() / 2)
+            .map_or(0, |(at, _)| at);
+        for piece in [&arguments[..middle], &arguments[middle..]] {
+            events.push(openai_chunk(
+                model,
+                &json!({"tool_calls": [{"index": index,
+                "function": {"arguments": piece}}]}),
+                None,
+            ));
+        }
+    }
+    events.push(openai_chunk(model, &json!({}), Some("tool_calls")));
+    events.push("data: [DONE]\n\n".into());
+    sse(&events)
 }
 
 fn openai_chunk(model: &str, delta: &Value, finish_reason: Option<&str>) -> String {
@@ -308,6 +404,7 @@ async fn openai_answer(reply: FakeReply, stream: bool, model: &str) -> Response 
                 "finish_reason": "tool_calls"}]
         }))
         .into_response(),
+        FakeReply::ToolCalls(calls) => openai_tool_calls_answer(&calls, stream, model),
         FakeReply::StreamError(pieces) => {
             let mut events: Vec<String> =
                 pieces.iter().map(|piece| openai_chunk(model, &json!({"content": piece}), None)).collect();
@@ -356,10 +453,108 @@ async fn anthropic_messages(
     if body["max_tokens"].as_u64().is_none() {
         return anthropic_error(400, None, "max_tokens: Field required");
     }
+    if let Err(message) = anthropic_tool_uses_answered(&body) {
+        return anthropic_error(400, None, &message);
+    }
     let stream = body["stream"].as_bool().unwrap_or(false);
     let model = body["model"].as_str().unwrap_or("claude-fake").to_owned();
     let reply = shared.next_reply(&body);
     anthropic_answer(reply, stream, &model).await
+}
+
+fn block_ids(message: &Value, kind: &str, field: &str) -> Vec<String> {
+    message["content"]
+        .as_array()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|block| block["type"] == kind)
+                .filter_map(|block| block[field].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Anthropic's rule: the message after `tool_use` blocks is a `user` message holding a
+/// `tool_result` for each of them, and every `tool_result` answers the message before.
+fn anthropic_tool_uses_answered(body: &Value) -> Result<(), String> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if messages
+        .first()
+        .is_some_and(|first| first["role"] != "user")
+    {
+        return Err("messages: first message must use the \"user\" role".into());
+    }
+    for (index, message) in messages.iter().enumerate() {
+        let asked = block_ids(message, "tool_use", "id");
+        let next = messages.get(index + 1);
+        let answered = next
+            .map(|next| block_ids(next, "tool_result", "tool_use_id"))
+            .unwrap_or_default();
+        let missing: Vec<&String> = asked.iter().filter(|id| !answered.contains(id)).collect();
+        if !missing.is_empty() && next.is_some() {
+            return Err(format!(
+                "messages.{}: `tool_use` ids were found without `tool_result` blocks immediately after: {}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.",
+                index + 1,
+                missing
+                    .iter()
+                    .map(|id| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let stray: Vec<&String> = answered.iter().filter(|id| !asked.contains(id)).collect();
+        if !stray.is_empty() {
+            return Err(format!(
+                "messages.{}.content: unexpected `tool_use_id` found in `tool_result` blocks: {}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message.",
+                index + 1,
+                stray
+                    .iter()
+                    .map(|id| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn anthropic_tool_calls_answer(
+    calls: &[(String, String, String)],
+    stream: bool,
+    model: &str,
+) -> Response {
+    if !stream {
+        let content: Vec<Value> = calls
+            .iter()
+            .map(|(id, name, arguments)| {
+                let input: Value = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
+                json!({"type": "tool_use", "id": id, "name": name, "input": input})
+            })
+            .collect();
+        return axum::Json(json!({
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 5, "output_tokens": 3}
+        }))
+        .into_response();
+    }
+    let mut events = vec![anthropic_message_start(model)];
+    for (index, (id, name, arguments)) in calls.iter().enumerate() {
+        events.push(anthropic_event("content_block_start", &json!({"type": "content_block_start",
+            "index": index, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+        events.push(anthropic_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta",
+            "index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}}),
+        ));
+        events.push(anthropic_event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
+    events.extend(anthropic_message_end("tool_use", 3));
+    sse(&events)
 }
 
 fn anthropic_message_start(model: &str) -> String {
@@ -457,6 +652,7 @@ async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Respon
             }))
             .into_response()
         }
+        FakeReply::ToolCalls(calls) => anthropic_tool_calls_answer(&calls, stream, model),
         FakeReply::StreamError(pieces) => {
             let mut events = vec![
                 anthropic_message_start(model),

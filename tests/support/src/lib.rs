@@ -42,6 +42,14 @@ pub async fn loopback_listener() -> (tokio::net::TcpListener, std::net::SocketAd
     (listener, address)
 }
 
+/// A loopback port that was free a moment ago, for a server the test starts as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// Serves `router` on `listener` until the returned task is aborted.
 pub fn serve(
     listener: tokio::net::TcpListener,

@@ -1,0 +1,89 @@
+//! The built-in skills: `time`, `calculator`, `notes`, `reminders`, `files` and
+//! `web_fetch`. They run inside the node (they are ours, reviewed with it) but still go
+//! through the same manifest, schema checks and grants as third-party skills.
+
+mod calculator;
+mod files;
+mod notes;
+pub mod reminders;
+mod time;
+mod web_fetch;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use troupe_actors::skill::{Skill, SkillError, SkillTool};
+use troupe_actors::snapshot::SnapshotStore;
+
+pub use files::{FileSearch, SearchHit};
+pub use reminders::{Reminder, ReminderSink, Reminders};
+pub use web_fetch::WebFetch;
+
+/// Every built-in, by the name `[[skills]] name` selects it with.
+pub const BUILTIN_NAMES: [&str; 6] = [
+    "time",
+    "calculator",
+    "notes",
+    "reminders",
+    "files",
+    "web_fetch",
+];
+
+/// What built-ins may need from the node.
+#[derive(Clone)]
+pub struct BuiltinContext {
+    /// Where notes are kept: the node's session store (JetStream KV in a cluster).
+    pub store: Arc<dyn SnapshotStore>,
+    /// The reminders schedule (one per node).
+    pub reminders: Arc<Reminders>,
+}
+
+/// Options of a built-in from its `[[skills]]` entry.
+#[derive(Clone, Debug, Default)]
+pub struct BuiltinOptions {
+    /// Directories `files` may read.
+    pub roots: Vec<std::path::PathBuf>,
+    /// `web_fetch` may reach private, loopback and link-local addresses.
+    pub allow_private_networks: bool,
+}
+
+/// Builds the built-in named `name`.
+pub fn build_builtin(
+    name: &str,
+    options: &BuiltinOptions,
+    context: &BuiltinContext,
+) -> Result<Arc<dyn Skill>, String> {
+    Ok(match name {
+        "time" => Arc::new(time::TimeSkill),
+        "calculator" => Arc::new(calculator::Calculator),
+        "notes" => Arc::new(notes::Notes::new(Arc::clone(&context.store))),
+        "reminders" => Arc::new(reminders::RemindersSkill::new(Arc::clone(
+            &context.reminders,
+        ))),
+        "files" => Arc::new(FileSearch::new(&options.roots)?),
+        "web_fetch" => Arc::new(WebFetch::new(options.allow_private_networks)?),
+        other => {
+            return Err(format!(
+                "there is no built-in skill `{other}` (expected one of: {})",
+                BUILTIN_NAMES.join(", ")
+            ));
+        }
+    })
+}
+
+/// A tool description in a manifest.
+fn tool(name: &str, description: &str, parameters: Value) -> SkillTool {
+    SkillTool {
+        name: name.into(),
+        description: description.into(),
+        parameters,
+        confirm: false,
+    }
+}
+
+/// A string argument the schema already made sure of.
+fn text_argument<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, SkillError> {
+    arguments[name]
+        .as_str()
+        .ok_or_else(|| SkillError::invalid(format!("`{name}` must be a string")))
+}

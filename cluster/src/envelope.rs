@@ -228,16 +228,33 @@ mod tests {
 
     #[test]
     fn events_survive_the_wire() {
-        let failed = TurnEvent::Failed {
-            in_reply_to: "m1".into(),
-            error: TurnError::new(ErrorCode::ProviderTimeout, "slow"),
-        };
-        let envelope = ReplyEnvelope {
-            waiter: 7,
-            event: WireEvent::from(&failed),
-        };
-        let back: ReplyEnvelope = decode(&encode(&envelope)).unwrap();
-        assert_eq!(TurnEvent::from(back.event), failed);
+        let events = [
+            TurnEvent::Failed {
+                in_reply_to: "m1".into(),
+                error: TurnError::new(ErrorCode::ProviderTimeout, "slow"),
+            },
+            TurnEvent::ToolCall {
+                in_reply_to: "m1".into(),
+                call_id: "c1".into(),
+                name: "notes__recall".into(),
+                arguments: "{}".into(),
+            },
+            TurnEvent::ToolResult {
+                in_reply_to: "m1".into(),
+                call_id: "c1".into(),
+                name: "notes__recall".into(),
+                ok: false,
+                content: r#"{"error":{"code":"timeout","message":"slow"}}"#.into(),
+            },
+        ];
+        for event in events {
+            let envelope = ReplyEnvelope {
+                waiter: 7,
+                event: WireEvent::from(&event),
+            };
+            let back: ReplyEnvelope = decode(&encode(&envelope)).unwrap();
+            assert_eq!(TurnEvent::from(back.event), event);
+        }
     }
 
     #[test]

@@ -219,3 +219,130 @@ impl Skill for HttpSkill {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef-secret";
+
+    fn signed(headers: &HeaderMap, body: &[u8]) -> bool {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        verify_request(
+            SECRET.as_bytes(),
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            body,
+        )
+        .is_ok()
+    }
+
+    async fn skill_service() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route(
+                "/manifest",
+                axum::routing::get(|headers: HeaderMap| async move {
+                    if !signed(&headers, b"") {
+                        return StatusCode::UNAUTHORIZED.into_response();
+                    }
+                    axum::Json(json!({"name": "t", "tools": [{"name": "echo"}]})).into_response()
+                }),
+            )
+            .route(
+                "/execute",
+                axum::routing::post(|headers: HeaderMap, body: Bytes| async move {
+                    if !signed(&headers, &body) {
+                        return StatusCode::UNAUTHORIZED.into_response();
+                    }
+                    let request: ExecuteRequest = serde_json::from_slice(&body).unwrap();
+                    match request.action.as_str() {
+                        "big" => axum::Json(json!({"result": "x".repeat(2 * MAX_BODY_BYTES)})).into_response(),
+                        "boom" => StatusCode::BAD_GATEWAY.into_response(),
+                        "nope" => (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"code": "not_found", "message": "no such file"}}))).into_response(),
+                        _ => axum::Json(json!({"result": {"echo": request.arguments, "person": request.session.person}})).into_response(),
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{address}")
+    }
+
+    fn call(action: &str, arguments: Value) -> SkillCall {
+        let mut session = SkillSession {
+            person: "telegram:1".into(),
+            ..SkillSession::default()
+        };
+        session.reply_route = Some(json!({"bridge": "private"}));
+        SkillCall {
+            call_id: "c".into(),
+            action: action.into(),
+            arguments,
+            session,
+        }
+    }
+
+    #[tokio::test]
+    async fn signs_requests_and_maps_every_answer() {
+        let url = skill_service().await;
+        let skill = HttpSkill::new(&url, SECRET).unwrap();
+        assert_eq!(skill.manifest().await.unwrap().tools[0].name, "echo");
+        let echoed = skill.execute(call("echo", json!({"a": 1}))).await.unwrap();
+        assert_eq!(echoed, json!({"echo": {"a": 1}, "person": "telegram:1"}));
+        let too_big = skill.execute(call("big", json!({}))).await.unwrap_err();
+        assert_eq!(too_big.code, SkillErrorCode::TooLarge);
+        let request_too_big = skill
+            .execute(call("echo", json!({"blob": "y".repeat(MAX_BODY_BYTES)})))
+            .await
+            .unwrap_err();
+        assert_eq!(request_too_big.code, SkillErrorCode::TooLarge);
+        assert_eq!(
+            skill
+                .execute(call("boom", json!({})))
+                .await
+                .unwrap_err()
+                .code,
+            SkillErrorCode::Unavailable
+        );
+        let missing = skill.execute(call("nope", json!({}))).await.unwrap_err();
+        assert_eq!(
+            (missing.code, missing.message.as_str()),
+            (SkillErrorCode::NotFound, "no such file")
+        );
+
+        let wrong = HttpSkill::new(&url, "another-secret-of-length").unwrap();
+        assert!(
+            wrong
+                .manifest()
+                .await
+                .unwrap_err()
+                .message
+                .contains("signature")
+        );
+        let gone = HttpSkill::new("http://127.0.0.1:9", SECRET).unwrap();
+        assert_eq!(
+            gone.manifest().await.unwrap_err().code,
+            SkillErrorCode::Unavailable
+        );
+        assert!(HttpSkill::new(&url, "short").is_err());
+        assert!(HttpSkill::new("ftp://x", SECRET).is_err());
+    }
+
+    #[test]
+    fn the_reply_route_never_leaves_troupe() {
+        let body = serde_json::to_value(ExecuteRequest {
+            action: "a".into(),
+            arguments: json!({}),
+            call_id: "c".into(),
+            session: call("a", json!({})).session,
+        })
+        .unwrap();
+        assert!(body["session"].get("reply_route").is_none(), "{body}");
+        assert_eq!(body["session"]["person"], "telegram:1");
+    }
+}

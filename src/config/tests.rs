@@ -284,3 +284,127 @@ fn bridge_entries_name_their_bad_keys() {
         assert!(error.contains(key), "{entry}: {error}");
     }
 }
+
+/// The first TOML example of docs/skills.md, which shows every kind of skill.
+fn skills_doc_example() -> String {
+    let doc = include_str!("../../docs/skills.md");
+    let start = doc.find("```toml\n[tools]").expect("the example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("its end");
+    doc[start..end].to_owned()
+}
+
+#[test]
+fn the_skills_example_in_the_docs_is_valid() {
+    let config = TroupeConfig::parse(&skills_doc_example()).unwrap();
+    config.validate().unwrap();
+    let skills = config.skills.as_deref().unwrap();
+    assert_eq!(skills.len(), 6);
+    assert_eq!(config.tools.max_rounds, 8);
+    assert_eq!(
+        skills[1].permissions.files,
+        [PathBuf::from("/home/ada/Documents")]
+    );
+    assert_eq!(skills[4].limits.max_memory_mb, Some(2048));
+}
+
+#[test]
+fn without_skills_the_permissionless_built_ins_are_on() {
+    let names = |config: &TroupeConfig| -> Vec<String> {
+        effective_skills(config.skills.as_deref())
+            .into_iter()
+            .map(|skill| skill.name)
+            .collect()
+    };
+    assert_eq!(
+        names(&TroupeConfig::parse("").unwrap()),
+        ["time", "calculator", "notes", "reminders"]
+    );
+    assert!(names(&TroupeConfig::parse("skills = []").unwrap()).is_empty());
+}
+
+#[test]
+fn skill_entries_name_their_bad_keys() {
+    for (entry, key) in [
+        ("kind = \"builtin\"\nname = \"teleport\"", "skills[0].name"),
+        ("kind = \"builtin\"\nname = \"a__b\"", "skills[0].name"),
+        (
+            "kind = \"builtin\"\nname = \"time\"\ntimeout_secs = 0",
+            "skills[0].timeout_secs",
+        ),
+        (
+            "kind = \"http\"\nname = \"x\"\nsecret_env = \"S\"",
+            "skills[0].url",
+        ),
+        (
+            "kind = \"http\"\nname = \"x\"\nurl = \"http://h\"",
+            "skills[0].secret_env",
+        ),
+        ("kind = \"mcp\"\nname = \"x\"", "skills[0].command"),
+        (
+            "kind = \"mcp\"\nname = \"x\"\ncommand = [\"a\"]\nurl = \"http://h\"",
+            "skills[0].command",
+        ),
+    ] {
+        let config = TroupeConfig::parse(&format!("[[skills]]\n{entry}\n")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(key), "{entry}: {error}");
+    }
+    let twice = TroupeConfig::parse(
+        "[[skills]]\nkind = \"builtin\"\nname = \"time\"\n[[skills]]\nkind = \"builtin\"\nname = \"time\"\n",
+    )
+    .unwrap();
+    assert!(
+        twice
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("used twice")
+    );
+    let unknown =
+        TroupeConfig::parse("[[skills]]\nkind = \"builtin\"\nname = \"time\"\nsudo = true\n")
+            .unwrap_err();
+    assert!(unknown.contains("sudo"), "{unknown}");
+    let bad_kind =
+        TroupeConfig::parse("[[skills]]\nkind = \"plugin\"\nname = \"x\"\n").unwrap_err();
+    assert!(bad_kind.contains("plugin"), "{bad_kind}");
+    let parallel = TroupeConfig::parse("[tools]\nmax_parallel = 0\n").unwrap();
+    assert!(
+        parallel
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("tools.max_parallel")
+    );
+}
+
+#[test]
+fn building_a_skill_names_what_is_missing() {
+    let context = troupe_skills::builtin::BuiltinContext {
+        store: std::sync::Arc::new(troupe_actors::snapshot::MemorySnapshotStore::new()),
+        reminders: std::sync::Arc::new(
+            troupe_skills::builtin::Reminders::open(tempfile::tempdir().unwrap().path()).unwrap(),
+        ),
+    };
+    for (entry, key) in [
+        (
+            "kind = \"builtin\"\nname = \"files\"",
+            "skills[0].permissions.files",
+        ),
+        (
+            "kind = \"builtin\"\nname = \"files\"\npermissions.files = [\"/surely/not/here\"]",
+            "skills[0].permissions.files",
+        ),
+        (
+            "kind = \"http\"\nname = \"x\"\nurl = \"http://h\"\nsecret_env = \"TROUPE_SURELY_UNSET_VARIABLE\"",
+            "skills[0].secret_env",
+        ),
+    ] {
+        let config = TroupeConfig::parse(&format!("[[skills]]\n{entry}\n")).unwrap();
+        config.validate().unwrap();
+        let error = match build_skills(config.skills.as_deref().unwrap(), &context) {
+            Ok(_) => panic!("{entry} was accepted"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains(key), "{entry}: {error}");
+    }
+}

@@ -76,11 +76,18 @@ async fn the_official_openai_sdk_gets_answers_streamed_and_not() {
 #[tokio::test]
 async fn the_web_page_chats_in_a_real_browser() {
     let fake = FakeLlm::start(None).await;
-    fake.script([FakeReply::Text(vec![
-        "streamed ".into(),
-        "into a ".into(),
-        "real browser".into(),
-    ])]);
+    fake.script([
+        FakeReply::ToolCalls(vec![(
+            "call_1".into(),
+            "calculator__evaluate".into(),
+            r#"{"expression":"6 * 7"}"#.into(),
+        )]),
+        FakeReply::Text(vec![
+            "streamed ".into(),
+            "into a ".into(),
+            "real browser".into(),
+        ]),
+    ]);
     let config = format!(
         "[server]\ntoken = \"page-token\"\n\n{}",
         openai_provider(&fake.openai_base_url(), "")
@@ -95,6 +102,14 @@ async fn the_web_page_chats_in_a_real_browser() {
     assert_eq!(seen["user"], "hello from a real browser");
     assert_eq!(seen["assistant"], "streamed into a real browser");
     assert_eq!(seen["notice"], "", "a configured model needs no notice");
+    // The tool the assistant ran is shown above its answer, marked done.
+    let tools = seen["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 1, "{seen}");
+    let line = tools[0].as_str().unwrap();
+    assert!(
+        line.contains("calculator__evaluate") && line.contains("6 * 7") && line.ends_with('✓'),
+        "{line}"
+    );
     assert_eq!(fake.requests()[0].body["stream"], true);
 }
 

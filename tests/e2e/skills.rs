@@ -121,6 +121,20 @@ async fn a_tool_round_streams_over_the_websocket() {
     let results = tool_messages(&fake);
     assert_eq!(results[0]["tool_call_id"], "call_1");
     assert!(results[0]["content"].as_str().unwrap().contains("42"));
+    // The round is part of the conversation's history.
+    let (_, session) = get(&node, "/api/v1/sessions/ws:ada").await;
+    let history = session["history"].as_array().unwrap();
+    let roles: Vec<&str> = history
+        .iter()
+        .filter_map(|entry| entry["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "tool", "assistant"],
+        "{session}"
+    );
+    assert_eq!(history[1]["tool_calls"][0]["name"], "calculator__evaluate");
+    assert_eq!(history[2]["tool_call_id"], "call_1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,12 @@ pub struct HistoryView {
     pub content: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// Tools the assistant called in this entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<crate::provider::ToolCall>,
+    /// For a `tool` entry: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
     pub timestamp: u64,
 }
 
@@ -102,6 +108,8 @@ impl SessionView {
                     role: entry.role,
                     content: entry.content.to_string(),
                     message_id: entry.message_id.clone(),
+                    tool_calls: entry.tool_calls.clone(),
+                    tool_call_id: entry.tool_call_id.clone(),
                     timestamp: entry.timestamp,
                 })
                 .collect(),

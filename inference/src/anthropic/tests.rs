@@ -203,3 +203,53 @@ async fn maps_errors_including_overloaded_and_mid_stream() {
         .unwrap_err();
     assert_eq!(broken.kind, ProviderErrorKind::Server);
 }
+
+#[tokio::test]
+async fn carries_parallel_tool_use_blocks_streamed_and_not() {
+    for stream in [true, false] {
+        let fake = FakeLlm::start(Some("k")).await;
+        fake.script([FakeReply::ToolCalls(vec![
+            (
+                "toolu_a".into(),
+                "time__now".into(),
+                r#"{"timezone":"UTC"}"#.into(),
+            ),
+            ("toolu_b".into(), "notes__recall".into(), "{}".into()),
+        ])]);
+        let completion = provider(&fake, "k")
+            .complete(&request(stream), &DeltaSink::discard())
+            .await
+            .unwrap();
+        let ids: Vec<&str> = completion
+            .tool_calls
+            .iter()
+            .map(|call| call.id.as_str())
+            .collect();
+        assert_eq!(ids, ["toolu_a", "toolu_b"], "stream={stream}");
+        let first: Value = serde_json::from_str(&completion.tool_calls[0].arguments).unwrap();
+        assert_eq!(first, json!({"timezone": "UTC"}));
+        assert_eq!(completion.finish_reason, FinishReason::ToolCalls);
+    }
+}
+
+#[tokio::test]
+async fn the_double_refuses_a_tool_use_without_its_result_like_the_api() {
+    let fake = FakeLlm::start(Some("k")).await;
+    let mut assistant = ChatMessage::new(Role::Assistant, "");
+    assistant.tool_calls.push(ToolCall {
+        id: "toolu_x".into(),
+        name: "n".into(),
+        arguments: "{}".into(),
+    });
+    let mut unanswered = request(false);
+    unanswered.messages.push(assistant);
+    unanswered
+        .messages
+        .push(ChatMessage::new(Role::User, "and?"));
+    let error = provider(&fake, "k")
+        .complete(&unanswered, &DeltaSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ProviderErrorKind::BadRequest);
+    assert!(error.message.contains("tool_result"), "{error}");
+}

@@ -188,3 +188,46 @@ async fn an_unreachable_server_is_a_network_error() {
         .unwrap_err();
     assert_eq!(error.kind, ProviderErrorKind::Network);
 }
+
+#[tokio::test]
+async fn carries_parallel_tool_calls_streamed_and_not() {
+    for stream in [true, false] {
+        let fake = FakeLlm::start(None).await;
+        fake.script([FakeReply::ToolCalls(vec![
+            (
+                "call_a".into(),
+                "time__now".into(),
+                r#"{"timezone":"Asia/Tokyo"}"#.into(),
+            ),
+            (
+                "call_b".into(),
+                "calculator__evaluate".into(),
+                r#"{"expression":"1+1"}"#.into(),
+            ),
+        ])]);
+        let completion = provider(&fake, None)
+            .complete(&request(stream), &DeltaSink::discard())
+            .await
+            .unwrap();
+        let calls: Vec<(&str, &str, Value)> = completion
+            .tool_calls
+            .iter()
+            .map(|call| {
+                let arguments = serde_json::from_str(&call.arguments).unwrap();
+                (call.id.as_str(), call.name.as_str(), arguments)
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("call_a", "time__now", json!({"timezone": "Asia/Tokyo"})),
+                (
+                    "call_b",
+                    "calculator__evaluate",
+                    json!({"expression": "1+1"})
+                )
+            ],
+            "stream={stream}"
+        );
+    }
+}

@@ -46,6 +46,7 @@ def main() -> None:
             "user": page.inner_text(".msg.user"),
             "assistant": page.inner_text(".msg.assistant"),
             "notice": page.inner_text("#notice"),
+            "tools": [line.inner_text() for line in page.query_selector_all(".msg.tool")],
         }))
         browser.close()
 

@@ -142,9 +142,7 @@ impl McpSkill {
                 let (transport, stderr) = TokioChildProcess::builder(process)
                     .stderr(Stdio::piped())
                     .spawn()
-                    .map_err(|error| {
-                        unavailable(format!("cannot start `{}`: {error}", command[0]))
-                    })?;
+                    .map_err(|error| unavailable(format!("cannot start `{}`: {error}", line[0])))?;
                 if let Some(stderr) = stderr {
                     forward_stderr(self.name.clone(), stderr);
                 }

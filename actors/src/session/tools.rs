@@ -23,7 +23,8 @@ enum Decision {
     Refuse,
 }
 
-/// Reads a yes or a no; anything else is a new request (the waiting calls are dropped).
+/// Reads a yes or a no; anything else from the person who was asked is a new request (the
+/// waiting calls are dropped).
 fn decision_of(text: &str) -> Option<Decision> {
     let word = text.trim().trim_end_matches(['.', '!']).to_lowercase();
     match word.as_str() {
@@ -64,12 +65,15 @@ impl SessionState {
         let session = self.skill_session(message);
         let tools = self.context.skills.tools_for(&session);
         let mut round = 0;
-        if let Some(pending) = self.pending.take()
-            && let Some(decision) = decision_of(&message.payload)
-        {
-            self.resume(pending.clone(), decision, &session, events, &message.id)
-                .await;
-            round = pending.round + 1;
+        if let Some(pending) = self.pending.take() {
+            if pending.requested_by != message.sender_id {
+                // Someone else in the conversation: the calls keep waiting for their owner.
+                self.pending = Some(pending);
+            } else if let Some(decision) = decision_of(&message.payload) {
+                round = pending.round + 1;
+                self.resume(pending, decision, &session, events, &message.id)
+                    .await;
+            }
         }
         let max_rounds = self.context.config.tools.max_rounds;
         let mut over_limit = false;
@@ -105,6 +109,7 @@ impl SessionState {
                     text: completion.text,
                     calls: completion.tool_calls,
                     round,
+                    requested_by: message.sender_id.clone(),
                     asked_at: unix_now(),
                 });
                 return Ok(question);

@@ -141,7 +141,11 @@ fn message(id: &str, sender: &str, payload: &str) -> InboundMessage {
 
 /// Every event of a turn, the final one last.
 async fn turn(node: &NodeHandle, id: &str, sender: &str, payload: &str) -> Vec<TurnEvent> {
-    let mut events = node.route(message(id, sender, payload)).unwrap();
+    events_of(node, message(id, sender, payload)).await
+}
+
+async fn events_of(node: &NodeHandle, message: InboundMessage) -> Vec<TurnEvent> {
+    let mut events = node.route(message).unwrap();
     let mut seen = Vec::new();
     loop {
         let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
@@ -403,4 +407,31 @@ async fn confirmation_waits_for_yes_across_a_snapshot() {
     assert_eq!(final_text(&refused), "fine, I won't");
     let stored = setup.store.load(&key).await.unwrap().unwrap();
     assert!(stored.pending.is_none());
+}
+
+#[tokio::test]
+async fn only_the_person_asked_can_confirm() {
+    let setup = node(
+        vec![
+            calls(&[("d1", "box__danger", "{}")]),
+            Scripted::Text(vec!["not yours to say".into()]),
+            Scripted::Text(vec!["done".into()]),
+        ],
+        Grant::default(),
+        4,
+    )
+    .await;
+    let in_group = |id: &str, sender: &str, payload: &str| {
+        let mut message = message(id, sender, payload);
+        message.conversation_id = "group".into();
+        message
+    };
+    events_of(&setup.node, in_group("m1", "alice", "do it")).await;
+    // Bob says yes in the same group: an ordinary message; alice's calls keep waiting.
+    let bob = events_of(&setup.node, in_group("m2", "bob", "yes")).await;
+    assert!(results(&bob).is_empty(), "bob's yes ran nothing: {bob:?}");
+    assert_eq!(final_text(&bob), "not yours to say");
+    let alice = events_of(&setup.node, in_group("m3", "alice", "yes")).await;
+    assert_eq!(results(&alice)[0].0, "d1");
+    assert_eq!(final_text(&alice), "done");
 }

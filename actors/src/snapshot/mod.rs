@@ -71,6 +71,8 @@ pub struct PendingTools {
     pub calls: Vec<ToolCall>,
     /// The tool round they belong to.
     pub round: u32,
+    /// Who asked: only their yes or no decides (others in a group cannot).
+    pub requested_by: String,
     /// Unix seconds when the user was asked.
     pub asked_at: u64,
 }
@@ -239,6 +241,7 @@ mod tests {
                     arguments: "{}".into(),
                 }],
                 round: 1,
+                requested_by: "alice".into(),
                 asked_at: 5,
             }),
         }

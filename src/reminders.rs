@@ -1,27 +1,35 @@
-//! Delivers due reminders through the messaging bridges: the route a bridge put in the
-//! message that set the reminder (`{"bridge", "destination"}`) names where it goes, and the
-//! dispatcher journals it in its outbox before sending, so it survives a restart too.
+//! Delivers due reminders where the person asked for them: through a messaging bridge (the
+//! route the bridge put in the message: `{"bridge", "destination"}`; the dispatcher journals
+//! it in its outbox before sending), or to their open web chats (`{"websocket": sender}`; a
+//! person who is not connected gets it when they next connect, the reminder waits until then).
 
+use serde_json::json;
 use troupe_actors::bridge::dispatch::Dispatcher;
 use troupe_actors::bridge::{Delivery, Destination};
+use troupe_actors::message::unix_now;
 use troupe_skills::builtin::{Reminder, ReminderSink};
 
-pub(crate) struct BridgeReminders {
+use crate::gateway::Clients;
+
+pub(crate) struct ReminderDelivery {
     dispatcher: Dispatcher,
+    clients: Clients,
 }
 
-impl BridgeReminders {
-    pub(crate) fn new(dispatcher: Dispatcher) -> Self {
-        Self { dispatcher }
+impl ReminderDelivery {
+    pub(crate) fn new(dispatcher: Dispatcher, clients: Clients) -> Self {
+        Self {
+            dispatcher,
+            clients,
+        }
     }
-}
 
-#[async_trait::async_trait]
-impl ReminderSink for BridgeReminders {
-    async fn deliver(&self, reminder: &Reminder) -> Result<(), String> {
-        let bridge = reminder.route["bridge"]
-            .as_str()
-            .ok_or("the reminder names no bridge")?;
+    async fn through_bridge(
+        &self,
+        bridge: &str,
+        reminder: &Reminder,
+        text: String,
+    ) -> Result<(), String> {
         let destination: Destination =
             serde_json::from_value(reminder.route["destination"].clone())
                 .map_err(|error| format!("the reminder's destination is unreadable: {error}"))?;
@@ -29,11 +37,33 @@ impl ReminderSink for BridgeReminders {
             // The reminder's id: delivering it again after a crash is recognised.
             reply_id: reminder.id.clone(),
             destination,
-            text: format!("⏰ Reminder: {}", reminder.text),
+            text,
         };
         self.dispatcher
             .send(bridge, delivery)
             .await
             .map_err(|error| error.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl ReminderSink for ReminderDelivery {
+    async fn deliver(&self, reminder: &Reminder) -> Result<(), String> {
+        let text = format!("⏰ Reminder: {}", reminder.text);
+        if let Some(bridge) = reminder.route["bridge"].as_str() {
+            return self.through_bridge(bridge, reminder, text).await;
+        }
+        if let Some(sender) = reminder.route["websocket"].as_str() {
+            let frame = json!({"type": "notification", "id": reminder.id, "payload": text,
+                "timestamp": unix_now()});
+            return if self.clients.push(sender, &frame.to_string()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{sender} has no web chat open; it waits until they connect"
+                ))
+            };
+        }
+        Err("the reminder names no way to reach its person".into())
     }
 }

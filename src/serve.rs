@@ -29,7 +29,7 @@ use crate::config::{
     ConfigSource, TroupeConfig, build_bridges, build_skills, detect_provider, effective_skills,
 };
 use crate::gateway::access::{AccessArgs, AccessLayer};
-use crate::gateway::{AppState, GatewaySettings};
+use crate::gateway::{AppState, Clients, GatewaySettings};
 
 /// How long shutdown waits for in-flight requests and replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -123,6 +123,8 @@ pub(crate) async fn serve(
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
     let max_payload_bytes = config.server.max_payload_bytes;
     let dispatcher_slot = Arc::new(OnceLock::new());
+    let clients = Clients::default();
+    let access_clients = clients.clone();
     let dispatcher_out = Arc::clone(&dispatcher_slot);
     let (node, mut supervisor) = start_node(setup, move |node| {
         let ingress: Arc<dyn Ingress> = match &access_cluster {
@@ -160,6 +162,7 @@ pub(crate) async fn serve(
             shutdown: access_shutdown,
             connections: access_connections,
             bridges: dispatcher.clone(),
+            clients: access_clients,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.insert(0, access_spec(listen, state, stopped));
@@ -182,8 +185,19 @@ pub(crate) async fn serve(
         .resume()
         .await
         .context("resuming the bridges' journal")?;
+    // A web chat that connects may be the one a waiting reminder is for.
+    let (arrivals, woken) = (clients.clone(), Arc::clone(&reminders));
+    tokio::spawn(async move {
+        loop {
+            arrivals.arrival().await;
+            woken.wake();
+        }
+    });
     tokio::spawn(Arc::clone(&reminders).run(
-        Arc::new(crate::reminders::BridgeReminders::new(dispatcher.clone())),
+        Arc::new(crate::reminders::ReminderDelivery::new(
+            dispatcher.clone(),
+            clients.clone(),
+        )),
         shutdown.clone().cancelled_owned(),
     ));
     if let Some(cluster) = &cluster {

@@ -5,6 +5,7 @@
 pub(crate) mod access;
 mod auth;
 mod bridges;
+pub(crate) mod clients;
 mod error;
 mod openai;
 mod rest;
@@ -31,6 +32,7 @@ use troupe_actors::node::NodeHandle;
 use troupe_actors::{Ingress, MessageLimits};
 use troupe_cluster::ClusterNode;
 
+pub(crate) use clients::Clients;
 use error::ApiError;
 
 /// What the access layer is configured with.
@@ -60,6 +62,8 @@ pub(crate) struct AppState {
     pub(crate) connections: TaskTracker,
     /// The messaging bridges, their journal and pairing.
     pub(crate) bridges: Dispatcher,
+    /// Open WebSocket connections by sender, for messages nobody asked for (reminders).
+    pub(crate) clients: Clients,
 }
 
 /// `GET /api/v1/skills`: every configured skill, its state, tools and permissions.

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::metrics as metric_names;
+use troupe_actors::skill::REPLY_ROUTE_METADATA;
 use troupe_actors::{TurnError, TurnEvent};
 
 use super::auth::{header_authorized, origin_allowed, tokens_match};
@@ -110,6 +111,8 @@ struct Connection {
     outgoing: mpsc::UnboundedSender<Message>,
     outgoing_queue: Option<mpsc::UnboundedReceiver<Message>>,
     turns: JoinSet<()>,
+    /// This connection in the node's [`super::Clients`], once its sender is known.
+    registered: Option<u64>,
 }
 
 /// What to do after a frame.
@@ -156,6 +159,7 @@ impl Connection {
             started: false,
             outgoing,
             outgoing_queue: Some(queue),
+            registered: None,
             turns: JoinSet::new(),
         }
     }
@@ -190,7 +194,22 @@ impl Connection {
             };
             let _ = socket.send(Message::Close(Some(close_frame))).await;
         }
+        if let Some(id) = self.registered.take() {
+            self.state.clients.unregister(&self.sender_id, id);
+        }
         metrics::gauge!(metric_names::WEBSOCKET_CONNECTIONS).decrement(1.0);
+    }
+
+    /// Makes this connection reachable for messages nobody asked for (reminders), once its
+    /// sender is settled (after `hello`, or at the first message).
+    fn register(&mut self) {
+        if self.registered.is_none() {
+            let id = self
+                .state
+                .clients
+                .register(&self.sender_id, self.outgoing.clone());
+            self.registered = Some(id);
+        }
     }
 
     /// Lets every accepted message get its reply before the connection closes.
@@ -327,6 +346,7 @@ impl Connection {
             }
             self.sender_id = sender_id;
         }
+        self.register();
         Next::Continue
     }
 
@@ -344,7 +364,7 @@ impl Connection {
             sender_id: None,
             now_unix_secs: unix_now(),
         };
-        let message = match draft.validate(&defaults, self.state.settings.limits) {
+        let mut message = match draft.validate(&defaults, self.state.settings.limits) {
             Ok(message) => message,
             Err(error) => {
                 let error = ApiError::from(error);
@@ -352,6 +372,12 @@ impl Connection {
                 return;
             }
         };
+        self.register();
+        // How to reach this person later: their web chats (reminders).
+        message.metadata.insert(
+            REPLY_ROUTE_METADATA.into(),
+            json!({"websocket": self.sender_id}),
+        );
         let id = message.id.clone();
         span.record("message_id", id.as_str());
         let submission = match span.in_scope(|| self.state.ingress.submit(message)) {

@@ -541,3 +541,38 @@ async fn grants_decide_who_sees_a_skill_and_confirmations_wait_for_yes() {
     .await;
     assert_eq!(poll, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_set_in_the_web_chat_waits_for_the_person_to_come_back() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([
+        calls(&[(
+            "c1",
+            "reminders__set",
+            json!({"text": "call mum", "in_minutes": 0.05}),
+        )]),
+        text("Will do"),
+    ]);
+    let node = TroupeProcess::start(binary(), &openai_provider(&fake.openai_base_url(), ""))
+        .await
+        .unwrap();
+    let mut socket = connect(&node, &[]).await;
+    send(&mut socket, json!({"type": "hello", "sender_id": "ada"})).await;
+    send(
+        &mut socket,
+        json!({"type": "message", "id": "m1", "payload": "remind me to call mum in 3 s"}),
+    )
+    .await;
+    let frames = frames_until_final(&mut socket, "m1").await;
+    assert_eq!(frames.last().unwrap()["payload"], "Will do");
+    drop(socket);
+    // Due while nobody is connected: it waits, then reaches the next connection.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut socket = connect(&node, &[]).await;
+    send(&mut socket, json!({"type": "hello", "sender_id": "ada"})).await;
+    let notification = crate::support::next_frame(&mut socket)
+        .await
+        .expect("a notification frame");
+    assert_eq!(notification["type"], "notification", "{notification}");
+    assert_eq!(notification["payload"], "⏰ Reminder: call mum");
+}

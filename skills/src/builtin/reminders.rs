@@ -141,6 +141,11 @@ impl Reminders {
         .await
     }
 
+    /// Looks at the schedule now (someone who was unreachable may be reachable again).
+    pub fn wake(&self) {
+        self.changed.notify_one();
+    }
+
     /// Delivers reminders as they fall due, until `shutdown` completes. A reminder that
     /// fell due while the node was down is delivered at start.
     pub async fn run(
@@ -202,8 +207,8 @@ impl RemindersSkill {
     async fn set(&self, call: &SkillCall) -> Result<Value, SkillError> {
         let route = call.session.reply_route.clone().ok_or_else(|| {
             SkillError::failed(format!(
-                "reminders are delivered through a messaging platform (Telegram, Slack, …); \
-                 this conversation came through `{}`, which cannot be messaged later",
+                "reminders are delivered through a messaging platform (Telegram, Slack, …) or \
+                 the web chat; this conversation came through `{}`, which cannot be messaged later",
                 call.session.platform
             ))
         })?;

@@ -29,6 +29,10 @@ pub fn validate_id(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Platforms whose keys the server uses for its own records (a person's notes live under
+/// `notes:<person>` in the session store); no message may claim them.
+pub const RESERVED_PLATFORMS: [&str; 1] = ["notes"];
+
 /// Checks a platform name: 1 to 32 bytes of `a-z`, `0-9`, `_` and `-`.
 pub fn validate_platform(value: &str) -> Result<(), String> {
     if value.is_empty() || value.len() > MAX_PLATFORM_BYTES {

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{SessionKey, validate_id, validate_platform};
+use crate::ids::{RESERVED_PLATFORMS, SessionKey, validate_id, validate_platform};
 
 /// Default largest accepted payload: 64 KiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -193,6 +193,12 @@ impl InboundDraft {
             field: "platform",
             reason,
         })?;
+        if RESERVED_PLATFORMS.contains(&platform.as_str()) {
+            return Err(MessageError::InvalidId {
+                field: "platform",
+                reason: format!("`{platform}` is reserved for the server's own records"),
+            });
+        }
         let sender_id = match (self.sender_id, defaults.sender_id) {
             (Some(sender), _) => sender,
             (None, Some(default_sender)) => default_sender.to_owned(),
@@ -363,6 +369,7 @@ mod tests {
             serde_json::json!({"sender_id": "a", "id": "x".repeat(300), "payload": "x"}),
             serde_json::json!({"sender_id": "a", "platform": "Not:Ok", "payload": "x"}),
             serde_json::json!({"sender_id": "a\u{0}", "payload": "x"}),
+            serde_json::json!({"sender_id": "a", "platform": "notes", "payload": "x"}),
         ] {
             let error = draft(bad.clone()).validate(&defaults(), MessageLimits::default());
             assert!(

@@ -576,3 +576,47 @@ async fn a_reminder_set_in_the_web_chat_waits_for_the_person_to_come_back() {
     assert_eq!(notification["type"], "notification", "{notification}");
     assert_eq!(notification["payload"], "⏰ Reminder: call mum");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_event_stream_shows_tool_calls_and_results() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([
+        calls(&[("c1", "time__now", json!({"timezone": "Nowhere/Atlantis"}))]),
+        text("No such zone."),
+    ]);
+    let node = TroupeProcess::start(binary(), &openai_provider(&fake.openai_base_url(), ""))
+        .await
+        .unwrap();
+    let body = crate::support::http()
+        .post(format!("{}/api/v1/messages", node.http_url()))
+        .header("accept", "text/event-stream")
+        .json(&json!({"id": "m1", "sender_id": "ada", "payload": "time in Atlantis?"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<(&str, Value)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let name = block
+                .lines()
+                .find_map(|line| line.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|line| line.strip_prefix("data: "))?;
+            Some((name, serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names.first(), Some(&"tool_call"), "{body}");
+    assert!(
+        names.contains(&"tool_result") && names.last() == Some(&"reply"),
+        "{body}"
+    );
+    let (_, result) = events
+        .iter()
+        .find(|(name, _)| *name == "tool_result")
+        .unwrap();
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["result"]["error"]["code"], "invalid_arguments");
+}

@@ -15,8 +15,8 @@ use troupe_actors::snapshot::{HistoryEntry, SessionSnapshot, SnapshotStore, Stor
 
 use super::{text_argument, tool};
 
-/// The platform part of a notes key.
-pub(super) const NOTES_PLATFORM: &str = "notes";
+/// The platform part of a notes key (reserved: no message can claim it).
+pub(super) const NOTES_PLATFORM: &str = troupe_actors::ids::RESERVED_PLATFORMS[0];
 /// Most notes kept per person; the oldest go first.
 const MAX_NOTES: usize = 500;
 /// Longest note.

@@ -43,6 +43,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// List the skills of a running node: state, tools, and why one is not available.
+    Skills(NodeArgs),
 }
 
 #[derive(Debug, Subcommand)]

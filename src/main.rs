@@ -2,12 +2,12 @@
 //! This binary is the composition root: CLI, configuration, HTTP server assembly and
 //! telemetry set-up.
 
+mod admin;
 mod bench;
 mod chat;
 mod cli;
 mod config;
 mod gateway;
-mod pair;
 mod reminders;
 mod serve;
 mod telemetry;
@@ -60,8 +60,9 @@ async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Health(args) => health(&args.url).await,
-        Command::Pair { command } => pair::run(command).await,
-        Command::Identity { command } => pair::identity(command).await,
+        Command::Pair { command } => admin::run(command).await,
+        Command::Identity { command } => admin::identity(command).await,
+        Command::Skills(node) => admin::skills(node).await,
     }
 }
 

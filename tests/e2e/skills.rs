@@ -469,6 +469,16 @@ async fn grants_decide_who_sees_a_skill_and_confirmations_wait_for_yes() {
         listed["skills"][0]["permissions"]["users"],
         json!(["ws:ada"])
     );
+    let cli = std::process::Command::new(binary())
+        .args(["skills", "--url", &node.http_url()])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{cli:?}");
+    assert!(
+        printed.contains("calculator") && printed.contains("notes__forget"),
+        "{printed}"
+    );
 
     let mut bob = connect(&node, &[]).await;
     send(&mut bob, json!({"type": "hello", "sender_id": "bob"})).await;

@@ -1,6 +1,6 @@
-//! `troupe pair approve|list|revoke` and `troupe identity link|unlink|list`: the owner's
-//! side of pairing and identity linking, through the running node's API (the node holds
-//! its journal open, so the CLI never writes it directly).
+//! The owner's commands against a running node, through its API (the node holds its
+//! journals open, so the CLI never writes them directly): `troupe pair approve|list|revoke`,
+//! `troupe identity link|unlink|list` and `troupe skills`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -95,6 +95,25 @@ pub(crate) async fn identity(command: IdentityCommand) -> anyhow::Result<ExitCod
                     join(&person["members"])
                 );
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `troupe skills`: every skill, its state and tools (and why it is not available).
+pub(crate) async fn skills(node: NodeArgs) -> anyhow::Result<ExitCode> {
+    let answer = request(&node, reqwest::Method::GET, "/api/v1/skills", None).await?;
+    for skill in answer["skills"].as_array().into_iter().flatten() {
+        let text = |key: &str| skill[key].as_str().unwrap_or_default().to_owned();
+        println!(
+            "{:<16} {:<8} {:<12} {}",
+            text("name"),
+            text("kind"),
+            text("state"),
+            join(&skill["tools"])
+        );
+        if let Some(error) = skill["last_error"].as_str() {
+            println!("{:<16} last error: {error}", "");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -251,8 +251,14 @@ fn build_one(entry: &SkillConfig, context: &BuiltinContext) -> Built {
                 allow_private_networks: entry.allow_private_networks,
             };
             let builtin = entry.builtin.as_deref().unwrap_or(&entry.name);
+            // Only `files` reads what the entry names (its directories); others have no inputs.
+            let field = if builtin == "files" {
+                "permissions.files"
+            } else {
+                "name"
+            };
             troupe_skills::build_builtin(builtin, &options, context)
-                .map_err(|reason| ("permissions.files", reason))
+                .map_err(|reason| (field, reason))
         }
         SkillKind::Http => {
             let secret =

@@ -81,7 +81,8 @@ pub struct ChatRequest {
     pub system_prompt: Option<String>,
     /// Oldest first; never holds `system` messages (those go in `system_prompt`).
     pub messages: Vec<ChatMessage>,
-    pub tools: Vec<ToolSpec>,
+    /// Shared: every turn of every conversation offered the same tools shares one list.
+    pub tools: Arc<[ToolSpec]>,
     /// Whether the caller wants text as it is produced.
     pub stream: bool,
 }

@@ -201,7 +201,7 @@ fn stateless_turn(
     let request = ChatRequest {
         system_prompt: (!system_parts.is_empty()).then(|| system_parts.join("\n\n")),
         messages,
-        tools: Vec::new(),
+        tools: Default::default(),
         stream: true,
     };
     let (events, receiver) = mpsc::unbounded_channel();

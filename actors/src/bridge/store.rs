@@ -91,7 +91,10 @@ impl BridgeStore {
         let path = data_dir.join("bridges.redb");
         let database = Database::create(&path)
             .map_err(|error| store_error(format!("cannot open {}: {error}", path.display())))?;
-        let transaction = database.begin_write().map_err(store_error)?;
+        let mut transaction = database.begin_write().map_err(store_error)?;
+        // Creating the tables needs no fsync of its own (it keeps start-up fast): the first
+        // journal write is durable and carries them.
+        transaction.set_durability(redb::Durability::None);
         for table in [INBOX, OUTBOX, PAIRING_CODES, PAIRED] {
             transaction.open_table(table).map_err(store_error)?;
         }

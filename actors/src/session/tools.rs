@@ -3,6 +3,8 @@
 //! and repeat until it answers in words, at most `max_rounds` times. Calls that need the
 //! user's confirmation wait, in the session and its snapshot, for their yes or no.
 
+use std::sync::Arc;
+
 use futures_util::StreamExt;
 use tracing::Instrument;
 
@@ -173,11 +175,11 @@ impl SessionState {
         events: &TurnEvents,
         in_reply_to: &str,
     ) {
-        let skills = std::sync::Arc::clone(&self.context.skills);
+        let skills = Arc::clone(&self.context.skills);
         let parallel = self.context.config.tools.max_parallel.max(1);
         let outcomes: Vec<ToolOutcome> = futures_util::stream::iter(prepared)
             .map(|call| {
-                let (skills, session) = (std::sync::Arc::clone(&skills), session.clone());
+                let (skills, session) = (Arc::clone(&skills), session.clone());
                 async move {
                     match call {
                         Ok(call) => {
@@ -240,7 +242,7 @@ impl SessionState {
 
     /// The prompt: system prompt, then the history window from its first user entry (a
     /// window cut in the middle of a tool round would otherwise start with orphan results).
-    fn build_request(&self, tools: Vec<ToolSpec>) -> ChatRequest {
+    fn build_request(&self, tools: Arc<[ToolSpec]>) -> ChatRequest {
         let system_prompt = &self.context.config.system_prompt;
         let first_user = self
             .history
@@ -263,7 +265,7 @@ impl SessionState {
     async fn ask_model(
         &self,
         in_reply_to: &str,
-        tools: Vec<ToolSpec>,
+        tools: Arc<[ToolSpec]>,
         events: &TurnEvents,
     ) -> Result<Completion, TurnError> {
         let config = &self.context.config;

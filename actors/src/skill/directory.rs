@@ -82,11 +82,24 @@ fn cut(mut text: String, limit: usize) -> String {
     text
 }
 
+/// The tools on offer, rebuilt whenever a skill's tools or state change, so a turn gets
+/// its list without walking the skills or copying a schema.
+#[derive(Default)]
+struct Catalog {
+    /// Each available skill's grant and tools.
+    by_skill: Vec<(Arc<Grant>, Vec<ToolSpec>)>,
+    /// Every available tool, by name.
+    all: Arc<[ToolSpec]>,
+    /// Whether some grant limits who sees its skill (else `all` is everyone's list).
+    restricted: bool,
+}
+
 /// The skills of a node.
 #[derive(Default)]
 pub struct SkillDirectory {
     skills: DashMap<String, Registered>,
     tools: DashMap<String, ToolEntry>,
+    catalog: std::sync::RwLock<Arc<Catalog>>,
 }
 
 impl std::fmt::Debug for SkillDirectory {
@@ -162,8 +175,10 @@ impl SkillDirectory {
                 status.tools.clear();
                 status.state = SkillState::Disabled;
                 status.last_error = Some(reason);
+                drop(registered);
             }
         }
+        self.refresh_catalog();
     }
 
     /// The skill could not be reached: its tools are not offered until it answers again.
@@ -174,6 +189,7 @@ impl SkillDirectory {
             }
             registered.status.last_error = Some(error.to_owned());
         }
+        self.refresh_catalog();
     }
 
     /// The skill cannot run at all (bad configuration): never offered.
@@ -184,6 +200,7 @@ impl SkillDirectory {
             registered.status.tools.clear();
             registered.status.last_error = Some(reason.to_owned());
         }
+        self.refresh_catalog();
     }
 
     pub fn state(&self, name: &str) -> Option<SkillState> {
@@ -202,21 +219,59 @@ impl SkillDirectory {
     }
 
     /// The tools this conversation is offered, by name.
-    pub fn tools_for(&self, session: &SkillSession) -> Vec<ToolSpec> {
-        let mut specs: Vec<ToolSpec> = self
-            .tools
+    pub fn tools_for(&self, session: &SkillSession) -> Arc<[ToolSpec]> {
+        let catalog = Arc::clone(
+            &self
+                .catalog
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !catalog.restricted {
+            return Arc::clone(&catalog.all);
+        }
+        let mut specs: Vec<ToolSpec> = catalog
+            .by_skill
             .iter()
-            .filter(|tool| self.offered(&tool.skill, session))
-            .map(|tool| tool.spec.clone())
+            .filter(|(grant, _)| grant.allows(session))
+            .flat_map(|(_, tools)| tools.iter().cloned())
             .collect();
         specs.sort_by(|a, b| a.name.cmp(&b.name));
-        specs
+        specs.into()
     }
 
-    fn offered(&self, skill: &str, session: &SkillSession) -> bool {
-        self.skills.get(skill).is_some_and(|entry| {
-            entry.status.state == SkillState::Available && entry.grant.allows(session)
-        })
+    /// Rebuilds the catalog after a skill's tools or state changed.
+    fn refresh_catalog(&self) {
+        let mut by_skill = Vec::new();
+        for skill in &self.skills {
+            if skill.status.state != SkillState::Available {
+                continue;
+            }
+            let mut tools: Vec<ToolSpec> = self
+                .tools
+                .iter()
+                .filter(|tool| tool.skill == *skill.key())
+                .map(|tool| tool.spec.clone())
+                .collect();
+            tools.sort_by(|a, b| a.name.cmp(&b.name));
+            by_skill.push((Arc::clone(&skill.grant), tools));
+        }
+        let mut all: Vec<ToolSpec> = by_skill
+            .iter()
+            .flat_map(|(_, tools)| tools.iter().cloned())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let restricted = by_skill
+            .iter()
+            .any(|(grant, _)| !grant.platforms.is_empty() || !grant.users.is_empty());
+        let catalog = Catalog {
+            by_skill,
+            all: all.into(),
+            restricted,
+        };
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(catalog);
     }
 
     /// Checks a call the model made: a tool this conversation may use, arguments that are

@@ -89,7 +89,10 @@ impl LocalSnapshotStore {
             .set_cache_size(cache_bytes)
             .create(&path)
             .map_err(|error| StoreError::Io(format!("cannot open {}: {error}", path.display())))?;
-        let transaction = database.begin_write().map_err(io_error)?;
+        let mut transaction = database.begin_write().map_err(io_error)?;
+        // Creating the table needs no fsync of its own (it keeps start-up fast): the first
+        // snapshot's commit is durable and carries it.
+        transaction.set_durability(redb::Durability::None);
         let stored = {
             let table = transaction.open_table(SESSIONS).map_err(io_error)?;
             table.len().map_err(io_error)?

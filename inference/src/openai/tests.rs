@@ -9,7 +9,7 @@ fn request(stream: bool) -> ChatRequest {
     ChatRequest {
         system_prompt: Some("be brief".into()),
         messages: vec![ChatMessage::new(Role::User, "hello there")],
-        tools: Vec::new(),
+        tools: Default::default(),
         stream,
     }
 }
@@ -83,11 +83,11 @@ async fn carries_tool_calls_streamed_and_not() {
             argument_pieces: vec!["{\"zone\":".into(), "\"UTC\"}".into()],
         }]);
         let mut with_tools = request(stream);
-        with_tools.tools.push(ToolSpec {
+        with_tools.tools = Arc::from(vec![ToolSpec {
             name: "get_time".into(),
             description: "current time".into(),
             parameters: json!({"type": "object"}),
-        });
+        }]);
         let completion = provider(&fake, None)
             .complete(&with_tools, &DeltaSink::discard())
             .await

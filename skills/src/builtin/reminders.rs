@@ -3,8 +3,8 @@
 //! the [`Reminders::run`] loop hands each one, when due, to a [`ReminderSink`] (the bridge
 //! dispatcher, which journals it in its outbox before delivering).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{Timestamp, ToSpan};
@@ -51,8 +51,42 @@ pub trait ReminderSink: Send + Sync + 'static {
 
 /// The schedule.
 pub struct Reminders {
-    db: Arc<Database>,
+    file: Arc<LazyDatabase>,
     changed: Notify,
+}
+
+/// `reminders.redb`, opened on first use: a node that never had a reminder neither creates
+/// nor opens it (nothing on the start-up path).
+struct LazyDatabase {
+    path: PathBuf,
+    open: Mutex<Option<Arc<Database>>>,
+}
+
+impl LazyDatabase {
+    /// The database; `None` when it does not exist and `create` is false. Blocking.
+    fn get(&self, create: bool) -> Result<Option<Arc<Database>>, SkillError> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(database) = open.as_ref() {
+            return Ok(Some(Arc::clone(database)));
+        }
+        if !create && !self.path.exists() {
+            return Ok(None);
+        }
+        let database = Database::create(&self.path).map_err(|error| {
+            storage_error(format!("cannot open {}: {error}", self.path.display()))
+        })?;
+        let mut write = database.begin_write().map_err(storage_error)?;
+        // Creating the table needs no fsync of its own: the first reminder's commit is durable.
+        write.set_durability(redb::Durability::None);
+        write.open_table(REMINDERS).map_err(storage_error)?;
+        write.commit().map_err(storage_error)?;
+        let database = Arc::new(database);
+        *open = Some(Arc::clone(&database));
+        Ok(Some(database))
+    }
 }
 
 fn storage_error(error: impl std::fmt::Display) -> SkillError {
@@ -60,37 +94,39 @@ fn storage_error(error: impl std::fmt::Display) -> SkillError {
 }
 
 impl Reminders {
-    /// Opens (or creates) `reminders.redb` in `data_dir`.
+    /// The schedule kept in `reminders.redb` in `data_dir` (created with the first reminder).
     pub fn open(data_dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(data_dir).map_err(|error| error.to_string())?;
-        let db = Database::create(data_dir.join("reminders.redb"))
-            .map_err(|error| format!("cannot open reminders.redb: {error}"))?;
-        let write = db.begin_write().map_err(|error| error.to_string())?;
-        write
-            .open_table(REMINDERS)
-            .map_err(|error| error.to_string())?;
-        write.commit().map_err(|error| error.to_string())?;
         Ok(Self {
-            db: Arc::new(db),
+            file: Arc::new(LazyDatabase {
+                path: data_dir.join("reminders.redb"),
+                open: Mutex::new(None),
+            }),
             changed: Notify::new(),
         })
     }
 
-    /// Runs `work` on the database off the async runtime (redb waits on the disk).
+    /// Runs `work` on the database off the async runtime (redb waits on the disk); answers
+    /// `absent` when there is no database and `create` is false.
     async fn blocking<T: Send + 'static>(
         &self,
+        create: bool,
+        absent: T,
         work: impl FnOnce(&Database) -> Result<T, SkillError> + Send + 'static,
     ) -> Result<T, SkillError> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
-            .await
-            .map_err(storage_error)?
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || match file.get(create)? {
+            Some(database) => work(&database),
+            None => Ok(absent),
+        })
+        .await
+        .map_err(storage_error)?
     }
 
     /// Every reminder, soonest first.
     pub async fn all(&self) -> Result<Vec<Reminder>, SkillError> {
         let mut reminders = self
-            .blocking(|db| {
+            .blocking(false, Vec::new(), |db| {
                 let read = db.begin_read().map_err(storage_error)?;
                 let table = read.open_table(REMINDERS).map_err(storage_error)?;
                 let mut all = Vec::new();
@@ -109,7 +145,7 @@ impl Reminders {
     }
 
     async fn insert(&self, reminder: Reminder) -> Result<(), SkillError> {
-        self.blocking(move |db| {
+        self.blocking(true, (), move |db| {
             let bytes = serde_json::to_vec(&reminder).map_err(storage_error)?;
             let write = db.begin_write().map_err(storage_error)?;
             write
@@ -127,7 +163,7 @@ impl Reminders {
     /// Removes a reminder; whether it was there.
     pub async fn remove(&self, id: &str) -> Result<bool, SkillError> {
         let id = id.to_owned();
-        self.blocking(move |db| {
+        self.blocking(false, false, move |db| {
             let write = db.begin_write().map_err(storage_error)?;
             let existed = write
                 .open_table(REMINDERS)
@@ -434,6 +470,15 @@ mod tests {
         let left = reminders.all().await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].text, "later");
+    }
+
+    #[tokio::test]
+    async fn a_node_without_reminders_never_creates_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let reminders = Reminders::open(dir.path()).unwrap();
+        assert!(reminders.all().await.unwrap().is_empty());
+        assert!(!reminders.remove("rem-x").await.unwrap());
+        assert!(!dir.path().join("reminders.redb").exists());
     }
 
     #[tokio::test]

@@ -338,8 +338,9 @@ impl SkillDirectory {
     /// Runs a prepared call through its skill's actor, within the skill's time limit.
     pub async fn run(&self, prepared: PreparedCall, session: SkillSession) -> ToolOutcome {
         let (call_id, tool) = (prepared.call_id.clone(), prepared.tool.clone());
+        let skill = prepared.skill.clone();
         let result = self.execute(prepared, session).await;
-        if let Some(mut registered) = self.skills.get_mut(&tool_skill(&self.tools, &tool)) {
+        if let Some(mut registered) = self.skills.get_mut(&skill) {
             registered.status.calls += 1;
             if result.is_err() {
                 registered.status.failures += 1;
@@ -394,13 +395,6 @@ impl SkillDirectory {
             )),
         }
     }
-}
-
-fn tool_skill(tools: &DashMap<String, ToolEntry>, tool: &str) -> String {
-    tools
-        .get(tool)
-        .map(|entry| entry.skill.clone())
-        .unwrap_or_default()
 }
 
 /// The error of a call that ran past its limit.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,8 +24,11 @@ use crate::metrics as metric_names;
 use crate::node::Shared;
 use crate::subjects;
 
-/// Messages asked for at once: enough for throughput, few enough to hand over quickly.
-const BATCH_SIZE: usize = 256;
+/// Turns one shard has started and not yet answered. A pull asks for no more messages than
+/// there are free places, so a backlog waits in the stream (where it costs nothing) rather
+/// than in session mailboxes, where every waiting message would need a progress ack each
+/// third of `ack_wait` to stay ours, and would be delivered again if one came late.
+const TURNS_IN_FLIGHT: usize = 32;
 /// How long one pull waits for messages; also the longest a stop waits for the pull.
 const PULL_EXPIRY: Duration = Duration::from_secs(1);
 /// Delay before a message whose turn failed for a passing reason is delivered again.
@@ -95,11 +98,23 @@ async fn pull_loop(
     stop: CancellationToken,
 ) {
     let turns = TaskTracker::new();
+    let places = Arc::new(Semaphore::new(TURNS_IN_FLIGHT));
     let mut owner = true;
     while owner && !stop.is_cancelled() {
+        // Wait for a free place, then ask for as many messages as there are.
+        let wanted = tokio::select! {
+            () = stop.cancelled() => break,
+            free = places.acquire() => match free {
+                Ok(free) => {
+                    drop(free);
+                    places.available_permits()
+                }
+                Err(_) => break,
+            },
+        };
         let pull = consumer
             .batch()
-            .max_messages(BATCH_SIZE)
+            .max_messages(wanted)
             .expires(PULL_EXPIRY)
             .messages();
         let mut messages = match tokio::time::timeout(PULL_EXPIRY, pull).await {
@@ -117,7 +132,11 @@ async fn pull_loop(
         while let Ok(Some(message)) = tokio::time::timeout(PULL_EXPIRY * 2, messages.next()).await {
             match message {
                 Ok(message) if owner => {
-                    owner = dispatch(&shared, &node, shard, &turns, message).await;
+                    // The pull asked for at most the free places: this does not wait.
+                    let Ok(place) = Arc::clone(&places).acquire_owned().await else {
+                        break;
+                    };
+                    owner = dispatch(&shared, &node, shard, &turns, message, place).await;
                 }
                 // Not the owner any more: the rest of this pull goes back at once.
                 Ok(message) => {
@@ -143,6 +162,7 @@ async fn dispatch(
     shard: u32,
     turns: &TaskTracker,
     message: async_nats::jetstream::Message,
+    place: OwnedSemaphorePermit,
 ) -> bool {
     let envelope: InboxEnvelope = match envelope::decode(&message.payload) {
         Ok(envelope) => envelope,
@@ -204,6 +224,7 @@ async fn dispatch(
         message,
         reply_to: envelope.reply_to,
         delivered,
+        _place: place,
     };
     turns.spawn(turn.forward(events).instrument(span));
     true
@@ -215,6 +236,8 @@ struct Turn {
     message: async_nats::jetstream::Message,
     reply_to: Option<ReplyRoute>,
     delivered: i64,
+    /// The shard's place this turn holds until it is answered.
+    _place: OwnedSemaphorePermit,
 }
 
 /// Failures that another try may not have: the message is delivered again rather than

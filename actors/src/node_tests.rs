@@ -367,52 +367,14 @@ async fn shutdown_refuses_new_messages() {
     assert_eq!(refused.code, ErrorCode::ShuttingDown);
 }
 
-/// A store whose saves fail until it is told to work.
-#[derive(Default)]
-struct FlakyStore {
-    inner: MemorySnapshotStore,
-    working: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl SnapshotStore for FlakyStore {
-    async fn load(
-        &self,
-        key: &SessionKey,
-    ) -> Result<Option<crate::snapshot::SessionSnapshot>, crate::snapshot::StoreError> {
-        self.inner.load(key).await
-    }
-
-    async fn save(
-        &self,
-        snapshot: crate::snapshot::EncodedSnapshot,
-    ) -> Result<(), crate::snapshot::StoreError> {
-        if !self.working.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(crate::snapshot::StoreError::Io("disk full".into()));
-        }
-        self.inner.save(snapshot).await
-    }
-
-    async fn delete(&self, key: &SessionKey) -> Result<bool, crate::snapshot::StoreError> {
-        self.inner.delete(key).await
-    }
-
-    async fn list(
-        &self,
-        after: Option<&SessionKey>,
-        limit: usize,
-    ) -> Result<Vec<SessionKey>, crate::snapshot::StoreError> {
-        self.inner.list(after, limit).await
-    }
-
-    fn count(&self) -> u64 {
-        self.inner.count()
-    }
-}
-
 #[tokio::test]
 async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
-    let store = Arc::new(FlakyStore::default());
+    // Every write may go ahead, and fails until the store works again.
+    let store = Arc::new(GatedStore::default());
+    store.gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS);
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let config = SessionConfig {
         idle_passivate: Duration::from_millis(20),
         ..session_config()
@@ -440,8 +402,8 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         "not passivated unsaved"
     );
     store
-        .working
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let mut waited = Duration::ZERO;
     while !handle.active_sessions().await.unwrap().is_empty() {
         assert!(
@@ -466,5 +428,208 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         reply_text(&handle, "d1", "lena", "keep me").await,
         "echo: keep me",
         "the resend gets the stored turn's reply"
+    );
+}
+
+/// A store whose writes wait for a permit each (or fail while `failing`), recording how
+/// many history entries each write held.
+struct GatedStore {
+    inner: MemorySnapshotStore,
+    gate: tokio::sync::Semaphore,
+    failing: std::sync::atomic::AtomicBool,
+    /// History length of each write, in the order the writes began.
+    writes: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Default for GatedStore {
+    fn default() -> Self {
+        Self {
+            inner: MemorySnapshotStore::new(),
+            gate: tokio::sync::Semaphore::new(0),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            writes: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl GatedStore {
+    fn writes(&self) -> Vec<usize> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    async fn wait_for_writes(&self, count: usize) {
+        for _ in 0..500 {
+            if self.writes().len() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("expected {count} writes, saw {:?}", self.writes());
+    }
+}
+
+#[async_trait::async_trait]
+impl SnapshotStore for GatedStore {
+    async fn load(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<crate::snapshot::SessionSnapshot>, crate::snapshot::StoreError> {
+        self.inner.load(key).await
+    }
+
+    async fn save(
+        &self,
+        snapshot: crate::snapshot::EncodedSnapshot,
+    ) -> Result<(), crate::snapshot::StoreError> {
+        let history = crate::snapshot::SessionSnapshot::decode(&snapshot.key, &snapshot.bytes)
+            .expect("a session writes readable snapshots")
+            .history
+            .len();
+        self.writes.lock().unwrap().push(history);
+        self.gate.acquire().await.expect("gate open").forget();
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::snapshot::StoreError::Io("disk full".into()));
+        }
+        self.inner.save(snapshot).await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, crate::snapshot::StoreError> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(
+        &self,
+        after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Vec<SessionKey>, crate::snapshot::StoreError> {
+        self.inner.list(after, limit).await
+    }
+
+    fn count(&self) -> u64 {
+        self.inner.count()
+    }
+}
+
+async fn gated_node(store: &Arc<GatedStore>) -> NodeHandle {
+    let setup = NodeSetup {
+        session: SessionConfig {
+            history_window: 40,
+            ..session_config()
+        },
+        store: Arc::clone(store) as Arc<dyn SnapshotStore>,
+        providers: vec![ProviderSetup {
+            provider: Arc::new(ScriptedProvider::new("main", Vec::new())),
+            policy: quick_policy(),
+        }],
+        skills: Vec::new(),
+        budget: RestartBudget::default(),
+    };
+    start_node(setup, |_| Vec::new()).await.unwrap().0
+}
+
+/// Whether any event (a delta included) reached `events` yet.
+async fn got_nothing(events: &mut UnboundedReceiver<TurnEvent>) -> bool {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    events.try_recv().is_err()
+}
+
+#[tokio::test]
+async fn queued_turns_share_one_snapshot_write_and_no_reply_precedes_its_write() {
+    let store = Arc::new(GatedStore::default());
+    let handle = gated_node(&store).await;
+    let mut first = handle.route(text_message("q0", "quinn", "one")).unwrap();
+    store.wait_for_writes(1).await;
+    // While the first turn's write is held, four more turns run and wait behind it.
+    let mut queued = Vec::new();
+    for index in 1..5 {
+        let message = text_message(&format!("q{index}"), "quinn", &format!("m{index}"));
+        queued.push(handle.route(message).unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.writes(), [2], "one write in flight, nothing else yet");
+    // The first turn streamed its deltas live; its reply waits for the write.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    while let Ok(event) = first.try_recv() {
+        assert!(!event.is_final(), "no reply before its write: {event:?}");
+    }
+    for events in &mut queued {
+        assert!(got_nothing(events).await, "later turns wait, deltas too");
+    }
+    store.gate.add_permits(1);
+    let last = tokio::time::timeout(Duration::from_secs(5), first.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(last, TurnEvent::Reply { .. }), "{last:?}");
+    // One write holds the four turns that ran meanwhile.
+    store.wait_for_writes(2).await;
+    assert_eq!(store.writes(), [2, 10]);
+    for events in &mut queued {
+        assert!(
+            got_nothing(events).await,
+            "still waiting for the second write"
+        );
+    }
+    store.gate.add_permits(1);
+    for (index, events) in queued.into_iter().enumerate() {
+        let (deltas, last) = collect(events).await;
+        let TurnEvent::Reply { reply, .. } = last else {
+            panic!("expected a reply, got {last:?}")
+        };
+        assert_eq!(reply.payload, format!("echo: m{}", index + 1));
+        assert_eq!(deltas.concat(), reply.payload, "deltas kept, in order");
+    }
+    assert_eq!(
+        store
+            .inner
+            .load(&key("quinn"))
+            .await
+            .unwrap()
+            .unwrap()
+            .history
+            .len(),
+        10
+    );
+}
+
+#[tokio::test]
+async fn a_failed_group_write_fails_every_turn_it_held_and_a_resend_is_answered() {
+    let store = Arc::new(GatedStore::default());
+    let handle = gated_node(&store).await;
+    let first = handle.route(text_message("f0", "fay", "one")).unwrap();
+    store.wait_for_writes(1).await;
+    let second = handle.route(text_message("f1", "fay", "two")).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.gate.add_permits(1);
+    collect(first).await;
+    store.wait_for_writes(2).await;
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    store.gate.add_permits(1);
+    let (_, last) = collect(second).await;
+    let TurnEvent::Failed { error, .. } = last else {
+        panic!("a turn whose write failed is not answered: {last:?}")
+    };
+    assert_eq!(error.code, ErrorCode::StorageError);
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    store.gate.add_permits(10);
+    assert_eq!(
+        reply_text(&handle, "f1", "fay", "two").await,
+        "echo: two",
+        "the resend gets the reply of the turn kept in memory"
+    );
+    assert_eq!(
+        store
+            .inner
+            .load(&key("fay"))
+            .await
+            .unwrap()
+            .unwrap()
+            .history
+            .len(),
+        4
     );
 }

@@ -2,7 +2,8 @@
 //!
 //! It keeps a bounded history window in memory, builds the prompt (system prompt + window),
 //! asks the model worker, streams deltas back, appends the reply and saves a snapshot
-//! before the final reply goes out, so what a user has seen survives a `kill -9`.
+//! before the final reply goes out, so what a user has seen survives a `kill -9`
+//! (snapshots are group-committed: see [`commit`]).
 //! Messages of one session are handled one at a time, in order; sessions never wait on
 //! each other. An idle session asks the registry to passivate it.
 
@@ -28,6 +29,7 @@ use crate::snapshot::{
 };
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
 
+mod commit;
 mod tools;
 
 /// How every session behaves; shared by all of them.
@@ -137,6 +139,8 @@ pub enum SessionMsg {
     },
     /// Timer tick: passivate if idle long enough.
     CheckIdle,
+    /// The snapshot write `attempt` ended (sent by the write itself).
+    Saved { attempt: u64 },
 }
 
 /// Start-up arguments of a [`Session`].
@@ -160,7 +164,8 @@ pub struct SessionState {
     last_activity: Instant,
     /// Whether a snapshot exists or the session holds anything: decides 404 vs. history.
     exists: bool,
-    /// Set when a snapshot write failed; retried before the next turn and on stop.
+    /// Set while memory holds changes not yet stored: a write is in flight, or one failed
+    /// (then it is retried before the next turn and on stop).
     unsaved: bool,
     /// Set when the store reported that another writer changed our snapshot (another node
     /// took the session over): this copy is stale, so the session stops and is reloaded.
@@ -170,6 +175,8 @@ pub struct SessionState {
     pending: Option<PendingTools>,
     /// History entries added by the turn in progress (removed again if it fails).
     turn_entries: usize,
+    /// The snapshot write in flight and the events that wait for it.
+    commit: commit::Commit,
 }
 
 /// The actor.
@@ -200,6 +207,7 @@ impl Actor for Session {
             idle_timer: None,
             pending: None,
             turn_entries: 0,
+            commit: commit::Commit::default(),
         })
     }
 
@@ -232,9 +240,7 @@ impl Actor for Session {
         if let Some(timer) = state.idle_timer.take() {
             timer.abort();
         }
-        if state.unsaved && !state.stale {
-            state.save().await;
-        }
+        state.flush().await;
         if !state.unsaved {
             state.context.store.forget(&state.key);
         }
@@ -261,7 +267,7 @@ impl Actor for Session {
                     message_id = %message.id,
                 );
                 state
-                    .handle_inbound(*message, &events)
+                    .handle_inbound(*message, &events, &myself)
                     .instrument(turn_span)
                     .await;
                 state.last_activity = Instant::now();
@@ -275,10 +281,20 @@ impl Actor for Session {
                 let _ = reply.send(state.exists.then(|| state.view()));
             }
             SessionMsg::Reset { reply } => {
+                state.flush().await;
                 let _ = reply.send(state.reset().await);
                 state.last_activity = Instant::now();
             }
+            SessionMsg::Saved { attempt } => {
+                state.saved(attempt, &myself).await;
+                if state.stale {
+                    myself.stop(Some("snapshot changed by another writer".into()));
+                }
+            }
             SessionMsg::CheckIdle => {
+                if state.commit.is_saving() {
+                    return Ok(()); // Not idle: a write is in flight.
+                }
                 // A session whose last snapshot failed must not leave memory before it is saved.
                 if state.unsaved && !state.save().await {
                     if state.stale {
@@ -321,6 +337,7 @@ impl SessionState {
         SessionView::build(&self.key, self.history.iter(), self.updated_at)
     }
 
+    /// Stores the current state now (the session waits): retries after a failed write.
     async fn save(&mut self) -> bool {
         let saved = self
             .context
@@ -333,16 +350,8 @@ impl SessionState {
                 self.unsaved = false;
                 true
             }
-            Err(StoreError::Conflict { .. }) => {
-                tracing::warn!(key = %self.key, "snapshot changed elsewhere; this copy is stale");
-                self.stale = true;
-                self.unsaved = true;
-                false
-            }
             Err(error) => {
-                metrics::counter!(metric_names::SNAPSHOT_ERRORS).increment(1);
-                tracing::error!(key = %self.key, %error, "snapshot save failed; will retry");
-                self.unsaved = true;
+                self.record_failed_save(&error);
                 false
             }
         }
@@ -398,13 +407,21 @@ impl SessionState {
         })
     }
 
-    async fn handle_inbound(&mut self, message: InboundMessage, events: &TurnEvents) {
-        if self.unsaved && !self.save().await {
+    async fn handle_inbound(
+        &mut self,
+        message: InboundMessage,
+        events: &TurnEvents,
+        myself: &ActorRef<SessionMsg>,
+    ) {
+        let output = self.turn_output(events);
+        // A write that failed is retried before anything else happens.
+        if self.unsaved && !self.commit.is_saving() && !self.save().await {
             let error = self.unsaved_error();
-            let _ = events.send(TurnEvent::Failed {
+            let failed = TurnEvent::Failed {
                 in_reply_to: message.id,
                 error,
-            });
+            };
+            self.answer(output, failed);
             return;
         }
         if let Some(first_reply) = self.earlier_reply(&message) {
@@ -413,22 +430,24 @@ impl SessionState {
                 reply: first_reply,
                 model_latency: Duration::ZERO,
             };
-            let _ = events.send(event);
+            self.answer(output, event);
             return;
         }
         let in_reply_to = message.id.clone();
-        let event = match self.run_turn(message, events).await {
-            Ok((reply, model_latency)) => TurnEvent::Reply {
-                reply,
-                model_latency,
-            },
+        match self.run_turn(message, &output.events).await {
+            Ok((reply, model_latency)) => {
+                let event = TurnEvent::Reply {
+                    reply,
+                    model_latency,
+                };
+                self.commit_turn(output, event, myself);
+            }
             Err(error) => {
                 metrics::counter!(metric_names::MESSAGE_ERRORS, "code" => error.code.as_str())
                     .increment(1);
-                TurnEvent::Failed { in_reply_to, error }
+                self.answer(output, TurnEvent::Failed { in_reply_to, error });
             }
-        };
-        let _ = events.send(event);
+        }
     }
 
     async fn run_turn(
@@ -491,11 +510,9 @@ impl SessionState {
         });
         self.updated_at = now;
         self.exists = true;
-        // Nothing is answered that is not stored. The turn stays in memory: a resend of the
+        // Nothing is answered that is not stored: the caller sends the reply once a write
+        // contains it. If that write fails the turn stays in memory, and a resend of the
         // same id gets this reply once a save succeeds, without asking the model again.
-        if !self.save().await {
-            return Err(self.unsaved_error());
-        }
         Ok((reply, model_latency))
     }
 

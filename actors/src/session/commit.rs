@@ -1,0 +1,240 @@
+//! Group commit of a session's snapshots.
+//!
+//! A turn's final event goes out only once a snapshot that contains the turn is stored.
+//! The write runs next to the session rather than inside it: while it is in flight the
+//! session goes on with its next message, and every turn finished meanwhile is covered by
+//! the next write, one for all of them. A user who sends one message at a time sees no
+//! difference (the reply waits for its own write, as before); a session with messages
+//! queued (a busy group, a burst from a bridge, a client with several in flight) stores
+//! them with one write instead of one each.
+//!
+//! Order is kept: while earlier events wait for a write, a later turn's events (its deltas
+//! and tool lines included) wait behind them and go out in order.
+
+use std::collections::VecDeque;
+
+use ractor::ActorRef;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::{SessionMsg, SessionState};
+use crate::metrics as metric_names;
+use crate::snapshot::StoreError;
+use crate::turn::{TurnEvent, TurnEvents};
+
+/// The snapshot write in flight.
+struct SaveInFlight {
+    /// Which write this is (the session's wake-up names it).
+    attempt: u64,
+    task: JoinHandle<Result<(), StoreError>>,
+    /// Waiting events (from the front) whose turns this write contains.
+    covers: usize,
+    /// The session's change count when the snapshot was taken.
+    changes: u64,
+}
+
+/// What a session keeps for group commit.
+#[derive(Default)]
+pub(super) struct Commit {
+    saving: Option<SaveInFlight>,
+    /// Events that wait for a write, with where each goes, in order.
+    unsent: VecDeque<(TurnEvent, TurnEvents)>,
+    /// Changes to the session so far: tells whether a stored snapshot is the latest.
+    changes: u64,
+    attempts: u64,
+}
+
+impl Commit {
+    /// Whether a write is in flight.
+    pub(super) const fn is_saving(&self) -> bool {
+        self.saving.is_some()
+    }
+
+    /// Whether events wait for a write: a turn started now must queue its events too.
+    pub(super) fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
+    }
+}
+
+/// Where a turn sends its events: straight to the client, or (while earlier events wait
+/// for a write) into a buffer that joins the queue when the turn ends.
+pub(super) struct TurnOutput {
+    pub(super) events: TurnEvents,
+    buffer: Option<mpsc::UnboundedReceiver<TurnEvent>>,
+    client: TurnEvents,
+}
+
+impl SessionState {
+    /// Where the next turn's events go.
+    pub(super) fn turn_output(&self, client: &TurnEvents) -> TurnOutput {
+        if self.commit.has_unsent() {
+            let (events, buffer) = mpsc::unbounded_channel();
+            TurnOutput {
+                events,
+                buffer: Some(buffer),
+                client: client.clone(),
+            }
+        } else {
+            TurnOutput {
+                events: client.clone(),
+                buffer: None,
+                client: client.clone(),
+            }
+        }
+    }
+
+    /// Ends a turn that changed nothing (a repeat answered from the history, a failure):
+    /// its events go out now, or behind those that wait.
+    pub(super) fn answer(&mut self, mut output: TurnOutput, last: TurnEvent) {
+        self.queue_buffered(&mut output);
+        if self.commit.has_unsent() {
+            self.commit.unsent.push_back((last, output.client));
+        } else {
+            let _ = output.client.send(last);
+        }
+    }
+
+    /// Ends a turn that changed the session: its last event waits for a write that
+    /// contains it, which starts now unless one is in flight (then the next one covers it).
+    pub(super) fn commit_turn(
+        &mut self,
+        mut output: TurnOutput,
+        last: TurnEvent,
+        myself: &ActorRef<SessionMsg>,
+    ) {
+        self.queue_buffered(&mut output);
+        self.commit.unsent.push_back((last, output.client));
+        self.commit.changes += 1;
+        self.unsaved = true;
+        self.start_save(myself);
+    }
+
+    fn queue_buffered(&mut self, output: &mut TurnOutput) {
+        let Some(buffer) = output.buffer.as_mut() else {
+            return;
+        };
+        // The turn is over: every event it sent is in the buffer.
+        while let Ok(event) = buffer.try_recv() {
+            self.commit.unsent.push_back((event, output.client.clone()));
+        }
+    }
+
+    /// Starts writing the current state unless a write is in flight or nothing changed.
+    fn start_save(&mut self, myself: &ActorRef<SessionMsg>) {
+        if self.commit.saving.is_some() || !self.unsaved {
+            return;
+        }
+        self.commit.attempts += 1;
+        let attempt = self.commit.attempts;
+        let snapshot = self.snapshot();
+        let store = self.context.store.clone();
+        let wake = myself.clone();
+        let task = tokio::spawn(
+            async move {
+                let saved = store.save(snapshot).await;
+                let _ = wake.cast(SessionMsg::Saved { attempt });
+                saved
+            }
+            .instrument(tracing::debug_span!("snapshot_save")),
+        );
+        self.commit.saving = Some(SaveInFlight {
+            attempt,
+            task,
+            covers: self.commit.unsent.len(),
+            changes: self.commit.changes,
+        });
+    }
+
+    /// The write `attempt` ended: its events go out (or fail), and a write of whatever
+    /// changed meanwhile starts.
+    pub(super) async fn saved(&mut self, attempt: u64, myself: &ActorRef<SessionMsg>) {
+        if self
+            .commit
+            .saving
+            .as_ref()
+            .is_none_or(|saving| saving.attempt != attempt)
+        {
+            return; // Already settled by `flush`.
+        }
+        if self.settle().await {
+            self.start_save(myself);
+        }
+    }
+
+    /// Waits for the write in flight, if any, and sends or fails what it covered.
+    /// Returns whether it succeeded (true when there was none).
+    async fn settle(&mut self) -> bool {
+        let Some(saving) = self.commit.saving.take() else {
+            return true;
+        };
+        let saved = saving.task.await.unwrap_or_else(|error| {
+            Err(StoreError::Io(format!(
+                "the snapshot write stopped: {error}"
+            )))
+        });
+        match saved {
+            Ok(()) => {
+                if self.commit.changes == saving.changes {
+                    self.unsaved = false;
+                }
+                for (event, client) in self.commit.unsent.drain(..saving.covers) {
+                    let _ = client.send(event);
+                }
+                true
+            }
+            Err(error) => {
+                self.record_failed_save(&error);
+                self.fail_unsent();
+                false
+            }
+        }
+    }
+
+    /// Stores everything now and sends or fails every waiting event: before a reset,
+    /// and when the session stops.
+    pub(super) async fn flush(&mut self) {
+        if !self.settle().await {
+            return;
+        }
+        if self.unsaved && !self.stale && !self.save().await {
+            self.fail_unsent();
+            return;
+        }
+        if self.unsaved {
+            // Stale: this copy may not be stored.
+            self.fail_unsent();
+            return;
+        }
+        for (event, client) in self.commit.unsent.drain(..) {
+            let _ = client.send(event);
+        }
+    }
+
+    pub(super) fn record_failed_save(&mut self, error: &StoreError) {
+        self.unsaved = true;
+        if matches!(error, StoreError::Conflict { .. }) {
+            tracing::warn!(key = %self.key, "snapshot changed elsewhere; this copy is stale");
+            self.stale = true;
+        } else {
+            metrics::counter!(metric_names::SNAPSHOT_ERRORS).increment(1);
+            tracing::error!(key = %self.key, %error, "snapshot save failed; will retry");
+        }
+    }
+
+    /// Every waiting turn failed to be stored: its client gets the error instead of the
+    /// reply (the turn stays in memory, so a resend gets the reply once a write succeeds).
+    fn fail_unsent(&mut self) {
+        let error = self.unsaved_error();
+        for (event, client) in self.commit.unsent.drain(..) {
+            let event = match event {
+                TurnEvent::Reply { reply, .. } => TurnEvent::Failed {
+                    in_reply_to: reply.in_reply_to,
+                    error: error.clone(),
+                },
+                other => other,
+            };
+            let _ = client.send(event);
+        }
+    }
+}

@@ -157,9 +157,15 @@ pub(crate) struct BenchArgs {
     /// Total messages per second across all sessions (default: as fast as replies come).
     #[arg(long)]
     pub(crate) rate: Option<f64>,
-    /// Messages each WebSocket session keeps in flight at once.
+    /// Messages each WebSocket session keeps in flight at once (awaiting their reply, or
+    /// with --ingest their `ack`).
     #[arg(long, default_value_t = 1)]
     pub(crate) in_flight: usize,
+    /// Measure durable ingest: --in-flight counts messages not yet acknowledged (stored),
+    /// not messages awaiting their reply, and the rate of `ack` frames is reported beside
+    /// the replies, which are still all awaited (WebSocket only).
+    #[arg(long)]
+    pub(crate) ingest: bool,
     /// Conversations each WebSocket session spreads its messages over (each one is its own
     /// session on the node): to create many sessions through few connections.
     #[arg(long, default_value_t = 1)]

@@ -18,6 +18,10 @@ use crate::cli::BenchArgs;
 pub(crate) struct SessionOutcome {
     /// Round trips, in microseconds.
     pub(crate) latencies_micros: Vec<u64>,
+    /// From sending to the `ack` (the message stored), in microseconds.
+    pub(crate) ack_latencies_micros: Vec<u64>,
+    /// When the session's last `ack` came, counted from the start of the load.
+    pub(crate) last_ack_after: Option<Duration>,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
 }
@@ -25,6 +29,9 @@ pub(crate) struct SessionOutcome {
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.sessions == 0 || args.messages == 0 || args.in_flight == 0 {
         anyhow::bail!("--sessions, --messages and --in-flight must be at least 1");
+    }
+    if args.ingest && !(args.url.starts_with("ws://") || args.url.starts_with("wss://")) {
+        anyhow::bail!("--ingest measures the WebSocket path: give a ws:// or wss:// --url");
     }
     if args
         .rate
@@ -60,6 +67,29 @@ pub(crate) struct Report {
     pub(crate) rss_after: Option<u64>,
 }
 
+fn latency_histogram<'a>(micros: impl Iterator<Item = &'a u64>) -> Histogram<u64> {
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid");
+    for latency in micros {
+        histogram.saturating_record(*latency);
+    }
+    histogram
+}
+
+fn print_latencies(label: &str, histogram: &Histogram<u64>) {
+    if histogram.is_empty() {
+        return;
+    }
+    let millis = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    println!(
+        "{label} p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
+        millis(0.5),
+        millis(0.9),
+        millis(0.99),
+        histogram.max() as f64 / 1000.0
+    );
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -70,15 +100,11 @@ impl Report {
     }
 
     fn print(&self, args: &BenchArgs) {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
-            .expect("static bounds are valid");
-        for latency in self
-            .outcomes
-            .iter()
-            .flat_map(|outcome| &outcome.latencies_micros)
-        {
-            histogram.saturating_record(*latency);
-        }
+        let histogram = latency_histogram(
+            self.outcomes
+                .iter()
+                .flat_map(|outcome| &outcome.latencies_micros),
+        );
         let replies = histogram.len();
         let seconds = self.elapsed.as_secs_f64().max(f64::EPSILON);
         println!("target        {}", args.url);
@@ -99,6 +125,9 @@ impl Report {
             "replies       {replies} in {seconds:.2} s = {:.0} messages/s",
             replies as f64 / seconds
         );
+        if args.ingest {
+            self.print_ingest();
+        }
         println!("errors        {}", self.errors());
         if let Some(error) = self
             .outcomes
@@ -107,17 +136,31 @@ impl Report {
         {
             println!("first error   {error}");
         }
-        if replies > 0 {
-            let micros = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
-            println!(
-                "latency ms    p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
-                micros(0.5),
-                micros(0.9),
-                micros(0.99),
-                histogram.max() as f64 / 1000.0
-            );
-        }
+        print_latencies("latency ms   ", &histogram);
         self.print_memory(args);
+    }
+
+    /// The durable ingest: how fast messages were stored and acknowledged.
+    fn print_ingest(&self) {
+        let histogram = latency_histogram(
+            self.outcomes
+                .iter()
+                .flat_map(|outcome| &outcome.ack_latencies_micros),
+        );
+        let last_ack = self
+            .outcomes
+            .iter()
+            .filter_map(|outcome| outcome.last_ack_after)
+            .max()
+            .unwrap_or_default()
+            .as_secs_f64()
+            .max(f64::EPSILON);
+        let acks = histogram.len();
+        println!(
+            "acks          {acks} in {last_ack:.2} s = {:.0} messages/s stored and acknowledged",
+            acks as f64 / last_ack
+        );
+        print_latencies("ack latency  ", &histogram);
     }
 
     fn print_memory(&self, args: &BenchArgs) {

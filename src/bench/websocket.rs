@@ -2,12 +2,14 @@
 //! first and held idle (to measure memory per idle connection), then M messages each with
 //! up to K in flight, optionally paced to a total rate.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::sync::{Barrier, Semaphore};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -20,6 +22,36 @@ use crate::cli::BenchArgs;
 const CONNECT_CONCURRENCY: usize = 256;
 /// A session with no frame for this long gives up.
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// Messages one connection may have awaiting replies (the node's own limit per connection).
+const MAX_AWAITING_REPLY: usize = 256;
+
+/// The fields of a server frame the load reads (the rest is skipped, not parsed into a
+/// tree: the load shares the machine with the node it measures).
+#[derive(Deserialize)]
+struct FrameHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    in_reply_to: Option<Cow<'a, str>>,
+}
+
+/// The frame that sends one message.
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    conversation_id: &'a str,
+    payload: &'a str,
+}
+
+/// A message sent and not yet answered.
+struct Pending {
+    sent: Instant,
+    acked: bool,
+}
 
 pub(crate) async fn run(args: &BenchArgs, server_pid: Option<u32>) -> anyhow::Result<Report> {
     let rss_before_connect = server_pid.and_then(rss::resident_bytes);
@@ -41,6 +73,7 @@ pub(crate) async fn run(args: &BenchArgs, server_pid: Option<u32>) -> anyhow::Re
             token: args.token.clone(),
             messages: args.messages,
             in_flight: args.in_flight,
+            ingest: args.ingest,
             interval,
             payload: payload.clone(),
             sessions: args.sessions,
@@ -88,6 +121,7 @@ struct SessionPlan {
     token: Option<String>,
     messages: usize,
     in_flight: usize,
+    ingest: bool,
     interval: Option<Duration>,
     payload: String,
     sessions: usize,
@@ -122,21 +156,27 @@ impl SessionPlan {
         let offset = self.interval.map_or(Duration::ZERO, |interval| {
             interval.mul_f64(self.index as f64 / self.sessions as f64)
         });
-        let mut next_send = Instant::now() + offset;
-        let mut pending: HashMap<String, Instant> = HashMap::new();
-        let (mut sent, mut finished) = (0, 0);
+        let went = Instant::now();
+        let mut next_send = went + offset;
+        let mut pending: HashMap<String, Pending> = HashMap::new();
+        let (mut sent, mut finished, mut unacked) = (0, 0, 0);
         while finished < self.messages {
-            let may_send = sent < self.messages && pending.len() < self.in_flight;
+            let window = if self.ingest { unacked } else { pending.len() };
+            let may_send = sent < self.messages
+                && window < self.in_flight
+                && pending.len() < MAX_AWAITING_REPLY;
             tokio::select! {
                 () = tokio::time::sleep_until(next_send), if may_send => {
                     let id = format!("b{}-{}-{sent}", self.run_id, self.index);
                     let conversation = format!("bench-{}-c{}", self.index, sent % self.conversations);
-                    let frame = json!({"type": "message", "id": id, "conversation_id": conversation, "payload": self.payload});
-                    if socket.send(Message::text(frame.to_string())).await.is_err() {
+                    let frame = MessageFrame { kind: "message", id: &id, conversation_id: &conversation, payload: &self.payload };
+                    let frame = serde_json::to_string(&frame).expect("a message frame is json-encodable");
+                    if socket.send(Message::text(frame)).await.is_err() {
                         break;
                     }
-                    pending.insert(id, Instant::now());
+                    pending.insert(id, Pending { sent: Instant::now(), acked: false });
                     sent += 1;
+                    unacked += 1;
                     next_send = self.interval.map_or_else(Instant::now, |interval| next_send + interval);
                 }
                 frame = tokio::time::timeout(SILENCE_LIMIT, socket.next()) => {
@@ -144,19 +184,35 @@ impl SessionPlan {
                         if matches!(frame, Ok(Some(Ok(_)))) { continue; }
                         break;
                     };
-                    let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else { continue };
-                    if frame["type"] != "reply" && frame["type"] != "error" {
-                        continue; // ack and delta frames
-                    }
-                    let Some(started) = frame["in_reply_to"].as_str().and_then(|id| pending.remove(id)) else {
-                        continue;
-                    };
-                    finished += 1;
-                    if frame["type"] == "reply" {
-                        outcome.latencies_micros.push(started.elapsed().as_micros() as u64);
-                    } else {
-                        outcome.errors += 1;
-                        outcome.first_error.get_or_insert_with(|| frame.to_string());
+                    let Ok(frame) = serde_json::from_str::<FrameHead<'_>>(text.as_str()) else { continue };
+                    match frame.kind.as_ref() {
+                        "ack" => {
+                            let Some(message) = frame.id.and_then(|id| pending.get_mut(id.as_ref())) else {
+                                continue;
+                            };
+                            if !message.acked {
+                                message.acked = true;
+                                unacked -= 1;
+                                outcome.ack_latencies_micros.push(message.sent.elapsed().as_micros() as u64);
+                                outcome.last_ack_after = Some(went.elapsed());
+                            }
+                        }
+                        kind @ ("reply" | "error") => {
+                            let Some(message) = frame.in_reply_to.and_then(|id| pending.remove(id.as_ref())) else {
+                                continue;
+                            };
+                            finished += 1;
+                            if !message.acked {
+                                unacked -= 1;
+                            }
+                            if kind == "reply" {
+                                outcome.latencies_micros.push(message.sent.elapsed().as_micros() as u64);
+                            } else {
+                                outcome.errors += 1;
+                                outcome.first_error.get_or_insert_with(|| text.to_string());
+                            }
+                        }
+                        _ => {} // delta frames
                     }
                 }
             }

@@ -118,6 +118,41 @@ fn version_and_help_work() {
 }
 
 #[tokio::test]
+async fn bench_measures_replies_and_the_durable_ingest() {
+    let node = echo_node("").await;
+    let url = node.http_url().replacen("http://", "ws://", 1) + "/ws";
+    let output = tokio::task::spawn_blocking(move || {
+        let load = ["--sessions", "3", "--messages", "7", "--in-flight", "4"];
+        let mut args = vec!["bench", "--url", url.as_str()];
+        args.extend(load);
+        args.push("--ingest");
+        run(&args, &[])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = |label: &str| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(line("replies"), "21", "{stdout}");
+    assert_eq!(line("acks"), "21", "every message acknowledged: {stdout}");
+    assert_eq!(line("errors"), "0", "{stdout}");
+    assert!(stdout.contains("ack latency"), "{stdout}");
+}
+
+#[tokio::test]
 async fn interactive_chat_streams_each_line_and_remembers() {
     use std::io::Write;
     let fake = troupe_testkit::fake_llm::FakeLlm::start(None).await;

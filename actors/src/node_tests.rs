@@ -511,6 +511,10 @@ impl SnapshotStore for GatedStore {
 }
 
 async fn gated_node(store: &Arc<GatedStore>) -> NodeHandle {
+    gated_node_with(store, Vec::new()).await
+}
+
+async fn gated_node_with(store: &Arc<GatedStore>, script: Vec<Scripted>) -> NodeHandle {
     let setup = NodeSetup {
         session: SessionConfig {
             history_window: 40,
@@ -518,13 +522,41 @@ async fn gated_node(store: &Arc<GatedStore>) -> NodeHandle {
         },
         store: Arc::clone(store) as Arc<dyn SnapshotStore>,
         providers: vec![ProviderSetup {
-            provider: Arc::new(ScriptedProvider::new("main", Vec::new())),
-            policy: quick_policy(),
+            provider: Arc::new(ScriptedProvider::new("main", script)),
+            policy: ProviderPolicy {
+                timeout: Duration::from_secs(10),
+                ..quick_policy()
+            },
         }],
         skills: Vec::new(),
         budget: RestartBudget::default(),
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
+}
+
+#[tokio::test]
+async fn a_slow_next_turn_does_not_hold_back_the_stored_reply_before_it() {
+    let store = Arc::new(GatedStore::default());
+    let script = vec![
+        Scripted::Text(vec!["first".into()]),
+        Scripted::Delayed(Duration::from_secs(3), "second".into()),
+    ];
+    let handle = gated_node_with(&store, script).await;
+    let first = handle.route(text_message("s0", "sol", "one")).unwrap();
+    store.wait_for_writes(1).await;
+    let second = handle.route(text_message("s1", "sol", "two")).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await; // the slow model call runs
+    store.gate.add_permits(1);
+    let (_, last) = tokio::time::timeout(Duration::from_secs(1), collect(first))
+        .await
+        .expect("the first reply goes out once stored, not after the second turn");
+    assert!(matches!(last, TurnEvent::Reply { .. }), "{last:?}");
+    store.gate.add_permits(1);
+    let (_, last) = collect(second).await;
+    let TurnEvent::Reply { reply, .. } = last else {
+        panic!("expected a reply, got {last:?}")
+    };
+    assert_eq!(reply.payload, "second");
 }
 
 /// Whether any event (a delta included) reached `events` yet.

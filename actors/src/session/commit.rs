@@ -12,6 +12,7 @@
 //! and tool lines included) wait behind them and go out in order.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use ractor::ActorRef;
 use tokio::sync::mpsc;
@@ -19,9 +20,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::{SessionMsg, SessionState};
+use crate::message::{InboundMessage, OutboundReply};
 use crate::metrics as metric_names;
 use crate::snapshot::StoreError;
-use crate::turn::{TurnEvent, TurnEvents};
+use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
 
 /// The snapshot write in flight.
 struct SaveInFlight {
@@ -116,12 +118,91 @@ impl SessionState {
         };
         // The turn is over: every event it sent is in the buffer.
         while let Ok(event) = buffer.try_recv() {
-            self.commit.unsent.push_back((event, output.client.clone()));
+            if self.commit.has_unsent() {
+                self.commit.unsent.push_back((event, output.client.clone()));
+            } else {
+                let _ = output.client.send(event);
+            }
         }
     }
 
+    /// Runs a turn while the write in flight (if any) finishes. The events that write
+    /// covers go out as soon as it is stored, not after this turn: a slow model call must
+    /// not hold back the reply before it. Once they are out, and if nothing else waits,
+    /// this turn's events stream live again.
+    pub(super) async fn turn_beside_write(
+        &mut self,
+        message: InboundMessage,
+        output: &mut TurnOutput,
+    ) -> Result<(OutboundReply, Duration), TurnError> {
+        let Some(SaveInFlight {
+            attempt,
+            task,
+            covers,
+            changes,
+        }) = self.commit.saving.take()
+        else {
+            return self.run_turn(message, &output.events).await;
+        };
+        let mut covered: Vec<_> = self.commit.unsent.drain(..covers).collect();
+        let nothing_else_waits = self.commit.unsent.is_empty();
+        let mut write = Some(task);
+        let mut written = None;
+        let mut live = false;
+        let result = {
+            let turn = self.run_turn(message, &output.events);
+            tokio::pin!(turn);
+            loop {
+                tokio::select! {
+                    result = &mut turn => break result,
+                    saved = async { write.as_mut().expect("polled while in flight").await },
+                        if write.is_some() =>
+                    {
+                        write = None;
+                        let saved = joined(saved);
+                        let failure = saved.as_ref().err().map(|error| {
+                            unsaved_error_of(matches!(error, StoreError::Conflict { .. }))
+                        });
+                        for (event, client) in covered.drain(..) {
+                            let _ = client.send(match &failure {
+                                Some(error) => failed(event, error),
+                                None => event,
+                            });
+                        }
+                        live = failure.is_none() && nothing_else_waits;
+                        written = Some(saved);
+                    }
+                    Some(event) = async { output.buffer.as_mut()?.recv().await }, if live => {
+                        let _ = output.client.send(event);
+                    }
+                }
+            }
+        };
+        match (write, written) {
+            (Some(task), _) => {
+                // Still in flight: it keeps its events, ahead of everything else.
+                for waiting in covered.into_iter().rev() {
+                    self.commit.unsent.push_front(waiting);
+                }
+                self.commit.saving = Some(SaveInFlight {
+                    attempt,
+                    task,
+                    covers,
+                    changes,
+                });
+            }
+            (None, Some(Ok(()))) if self.commit.changes == changes => self.unsaved = false,
+            (None, Some(Err(error))) => {
+                self.record_failed_save(&error);
+                self.fail_unsent();
+            }
+            (None, _) => {}
+        }
+        result
+    }
+
     /// Starts writing the current state unless a write is in flight or nothing changed.
-    fn start_save(&mut self, myself: &ActorRef<SessionMsg>) {
+    pub(super) fn start_save(&mut self, myself: &ActorRef<SessionMsg>) {
         if self.commit.saving.is_some() || !self.unsaved {
             return;
         }
@@ -168,12 +249,7 @@ impl SessionState {
         let Some(saving) = self.commit.saving.take() else {
             return true;
         };
-        let saved = saving.task.await.unwrap_or_else(|error| {
-            Err(StoreError::Io(format!(
-                "the snapshot write stopped: {error}"
-            )))
-        });
-        match saved {
+        match joined(saving.task.await) {
             Ok(()) => {
                 if self.commit.changes == saving.changes {
                     self.unsaved = false;
@@ -227,14 +303,44 @@ impl SessionState {
     fn fail_unsent(&mut self) {
         let error = self.unsaved_error();
         for (event, client) in self.commit.unsent.drain(..) {
-            let event = match event {
-                TurnEvent::Reply { reply, .. } => TurnEvent::Failed {
-                    in_reply_to: reply.in_reply_to,
-                    error: error.clone(),
-                },
-                other => other,
-            };
-            let _ = client.send(event);
+            let _ = client.send(failed(event, &error));
         }
+    }
+}
+
+/// A write task's outcome; a task that panicked or was cancelled is a failed write.
+fn joined(
+    outcome: Result<Result<(), StoreError>, tokio::task::JoinError>,
+) -> Result<(), StoreError> {
+    outcome.unwrap_or_else(|error| {
+        Err(StoreError::Io(format!(
+            "the snapshot write stopped: {error}"
+        )))
+    })
+}
+
+/// What a client gets instead of a reply that could not be stored.
+fn failed(event: TurnEvent, error: &TurnError) -> TurnEvent {
+    match event {
+        TurnEvent::Reply { reply, .. } => TurnEvent::Failed {
+            in_reply_to: reply.in_reply_to,
+            error: error.clone(),
+        },
+        other => other,
+    }
+}
+
+/// The error of a turn that is not stored: `stale` when another node took the session.
+pub(super) fn unsaved_error_of(stale: bool) -> TurnError {
+    if stale {
+        TurnError::new(
+            ErrorCode::SessionFailed,
+            "the session moved to another node; send the message again",
+        )
+    } else {
+        TurnError::new(
+            ErrorCode::StorageError,
+            "the conversation could not be stored; send the message again",
+        )
     }
 }

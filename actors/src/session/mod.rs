@@ -413,7 +413,7 @@ impl SessionState {
         events: &TurnEvents,
         myself: &ActorRef<SessionMsg>,
     ) {
-        let output = self.turn_output(events);
+        let mut output = self.turn_output(events);
         // A write that failed is retried before anything else happens.
         if self.unsaved && !self.commit.is_saving() && !self.save().await {
             let error = self.unsaved_error();
@@ -434,7 +434,7 @@ impl SessionState {
             return;
         }
         let in_reply_to = message.id.clone();
-        match self.run_turn(message, &output.events).await {
+        match self.turn_beside_write(message, &mut output).await {
             Ok((reply, model_latency)) => {
                 let event = TurnEvent::Reply {
                     reply,
@@ -446,6 +446,8 @@ impl SessionState {
                 metrics::counter!(metric_names::MESSAGE_ERRORS, "code" => error.code.as_str())
                     .increment(1);
                 self.answer(output, TurnEvent::Failed { in_reply_to, error });
+                // Turns that waited behind the finished write still need theirs.
+                self.start_save(myself);
             }
         }
     }
@@ -517,16 +519,6 @@ impl SessionState {
     }
 
     fn unsaved_error(&self) -> TurnError {
-        if self.stale {
-            TurnError::new(
-                ErrorCode::SessionFailed,
-                "the session moved to another node; send the message again",
-            )
-        } else {
-            TurnError::new(
-                ErrorCode::StorageError,
-                "the conversation could not be stored; send the message again",
-            )
-        }
+        commit::unsaved_error_of(self.stale)
     }
 }

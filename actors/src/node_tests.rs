@@ -372,9 +372,7 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
     // Every write may go ahead, and fails until the store works again.
     let store = Arc::new(GatedStore::default());
     store.gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS);
-    store
-        .failing
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    store.set_failing(true);
     let config = SessionConfig {
         idle_passivate: Duration::from_millis(20),
         ..session_config()
@@ -401,9 +399,7 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         [key("lena")],
         "not passivated unsaved"
     );
-    store
-        .failing
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    store.set_failing(false);
     let mut waited = Duration::ZERO;
     while !handle.active_sessions().await.unwrap().is_empty() {
         assert!(
@@ -453,6 +449,11 @@ impl Default for GatedStore {
 }
 
 impl GatedStore {
+    fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn writes(&self) -> Vec<usize> {
         self.writes.lock().unwrap().clone()
     }
@@ -635,18 +636,14 @@ async fn a_failed_group_write_fails_every_turn_it_held_and_a_resend_is_answered(
     store.gate.add_permits(1);
     collect(first).await;
     store.wait_for_writes(2).await;
-    store
-        .failing
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    store.set_failing(true);
     store.gate.add_permits(1);
     let (_, last) = collect(second).await;
     let TurnEvent::Failed { error, .. } = last else {
         panic!("a turn whose write failed is not answered: {last:?}")
     };
     assert_eq!(error.code, ErrorCode::StorageError);
-    store
-        .failing
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    store.set_failing(false);
     store.gate.add_permits(10);
     assert_eq!(
         reply_text(&handle, "f1", "fay", "two").await,

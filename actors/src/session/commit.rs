@@ -70,19 +70,16 @@ pub(super) struct TurnOutput {
 impl SessionState {
     /// Where the next turn's events go.
     pub(super) fn turn_output(&self, client: &TurnEvents) -> TurnOutput {
-        if self.commit.has_unsent() {
+        let (events, buffer) = if self.commit.has_unsent() {
             let (events, buffer) = mpsc::unbounded_channel();
-            TurnOutput {
-                events,
-                buffer: Some(buffer),
-                client: client.clone(),
-            }
+            (events, Some(buffer))
         } else {
-            TurnOutput {
-                events: client.clone(),
-                buffer: None,
-                client: client.clone(),
-            }
+            (client.clone(), None)
+        };
+        TurnOutput {
+            events,
+            buffer,
+            client: client.clone(),
         }
     }
 
@@ -160,16 +157,8 @@ impl SessionState {
                     {
                         write = None;
                         let saved = joined(saved);
-                        let failure = saved.as_ref().err().map(|error| {
-                            unsaved_error_of(matches!(error, StoreError::Conflict { .. }))
-                        });
-                        for (event, client) in covered.drain(..) {
-                            let _ = client.send(match &failure {
-                                Some(error) => failed(event, error),
-                                None => event,
-                            });
-                        }
-                        live = failure.is_none() && nothing_else_waits;
+                        send_covered(covered.drain(..), &saved);
+                        live = saved.is_ok() && nothing_else_waits;
                         written = Some(saved);
                     }
                     Some(event) = async { output.buffer.as_mut()?.recv().await }, if live => {
@@ -191,12 +180,10 @@ impl SessionState {
                     changes,
                 });
             }
-            (None, Some(Ok(()))) if self.commit.changes == changes => self.unsaved = false,
-            (None, Some(Err(error))) => {
-                self.record_failed_save(&error);
-                self.fail_unsent();
+            (None, Some(saved)) => {
+                self.after_write(saved, changes);
             }
-            (None, _) => {}
+            (None, None) => {}
         }
         result
     }
@@ -249,13 +236,19 @@ impl SessionState {
         let Some(saving) = self.commit.saving.take() else {
             return true;
         };
-        match joined(saving.task.await) {
+        let saved = joined(saving.task.await);
+        send_covered(self.commit.unsent.drain(..saving.covers), &saved);
+        self.after_write(saved, saving.changes)
+    }
+
+    /// Bookkeeping once a write ended and the events it covered went out: the session is
+    /// stored if nothing changed since the snapshot was taken; after a failure every other
+    /// waiting event fails too. Returns whether the write succeeded.
+    fn after_write(&mut self, saved: Result<(), StoreError>, changes: u64) -> bool {
+        match saved {
             Ok(()) => {
-                if self.commit.changes == saving.changes {
+                if self.commit.changes == changes {
                     self.unsaved = false;
-                }
-                for (event, client) in self.commit.unsent.drain(..saving.covers) {
-                    let _ = client.send(event);
                 }
                 true
             }
@@ -273,12 +266,8 @@ impl SessionState {
         if !self.settle().await {
             return;
         }
-        if self.unsaved && !self.stale && !self.save().await {
-            self.fail_unsent();
-            return;
-        }
-        if self.unsaved {
-            // Stale: this copy may not be stored.
+        // A stale copy may not be stored.
+        if self.unsaved && (self.stale || !self.save().await) {
             self.fail_unsent();
             return;
         }
@@ -317,6 +306,24 @@ fn joined(
             "the snapshot write stopped: {error}"
         )))
     })
+}
+
+/// Sends the events a write covered: as they are once it is stored, with the error in
+/// place of each reply when it failed.
+fn send_covered(
+    covered: impl Iterator<Item = (TurnEvent, TurnEvents)>,
+    saved: &Result<(), StoreError>,
+) {
+    let failure = saved
+        .as_ref()
+        .err()
+        .map(|error| unsaved_error_of(matches!(error, StoreError::Conflict { .. })));
+    for (event, client) in covered {
+        let _ = client.send(match &failure {
+            Some(error) => failed(event, error),
+            None => event,
+        });
+    }
 }
 
 /// What a client gets instead of a reply that could not be stored.

@@ -96,9 +96,10 @@ pub enum TurnEvent {
         ok: bool,
         content: String,
     },
-    /// The whole reply; the last event of a successful turn.
+    /// The whole reply; the last event of a successful turn. Boxed, so that the enum (and
+    /// every turn channel's preallocated block of slots) stays small.
     Reply {
-        reply: OutboundReply,
+        reply: Box<OutboundReply>,
         model_latency: Duration,
     },
     /// The last event of a failed turn.
@@ -133,4 +134,19 @@ pub fn delta_sink(events: &TurnEvents, in_reply_to: &str) -> DeltaSink {
         };
         let _ = events.send(delta);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every turn channel preallocates a block of 32 event slots, and a cluster node holds
+    /// one or two such channels for each message waiting for its reply (tens of thousands
+    /// during a burst): a large variant would make every slot large.
+    #[test]
+    fn a_turn_event_stays_small() {
+        let size = std::mem::size_of::<TurnEvent>();
+        assert!(size <= 104, "TurnEvent is {size} bytes");
+        assert!(size < std::mem::size_of::<OutboundReply>(), "{size}");
+    }
 }

@@ -62,7 +62,7 @@ pub enum WireEvent {
         content: String,
     },
     Reply {
-        reply: OutboundReply,
+        reply: Box<OutboundReply>,
         model_latency_us: u64,
     },
     Failed {

@@ -212,7 +212,7 @@ fn stateless_turn(
         let started = Instant::now();
         let event = match node.complete(request, deltas).await {
             Ok(completion) => TurnEvent::Reply {
-                reply: OutboundReply {
+                reply: Box::new(OutboundReply {
                     id: format!("r-{}", uuid::Uuid::new_v4().simple()),
                     in_reply_to: id,
                     platform: "openai".into(),
@@ -221,7 +221,7 @@ fn stateless_turn(
                     content_type: ContentType::Text,
                     payload: completion.text,
                     timestamp: unix_now(),
-                },
+                }),
                 model_latency: started.elapsed(),
             },
             Err(error) => TurnEvent::Failed {

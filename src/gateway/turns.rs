@@ -49,7 +49,7 @@ pub(crate) async fn final_reply(
             TurnEvent::Reply {
                 reply,
                 model_latency,
-            } => return Ok((reply, model_latency)),
+            } => return Ok((*reply, model_latency)),
             TurnEvent::Failed { error, .. } => return Err(error),
         }
     }

@@ -90,7 +90,7 @@ impl Ingress for EchoIngress {
             timestamp: 0,
         };
         let _ = events.send(TurnEvent::Reply {
-            reply,
+            reply: Box::new(reply),
             model_latency: Duration::ZERO,
         });
         Ok(Submission::accepted(receiver))

@@ -427,7 +427,7 @@ impl SessionState {
         if let Some(first_reply) = self.earlier_reply(&message) {
             metrics::counter!(metric_names::DUPLICATE_MESSAGES).increment(1);
             let event = TurnEvent::Reply {
-                reply: first_reply,
+                reply: Box::new(first_reply),
                 model_latency: Duration::ZERO,
             };
             self.answer(output, event);
@@ -437,7 +437,7 @@ impl SessionState {
         match self.turn_beside_write(message, &mut output).await {
             Ok((reply, model_latency)) => {
                 let event = TurnEvent::Reply {
-                    reply,
+                    reply: Box::new(reply),
                     model_latency,
                 };
                 self.commit_turn(output, event, myself);

@@ -47,25 +47,7 @@ impl ShardWorker {
         node: NodeHandle,
         shard: u32,
     ) -> Result<Self, String> {
-        let config = &shared.config;
-        let consumer_config = pull::Config {
-            durable_name: Some(subjects::shard_consumer(shard)),
-            filter_subject: subjects::inbox(shard),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: config.ack_wait(),
-            // JetStream never gives up on a message by itself (a message it stopped
-            // delivering would be lost without an answer); `Turn::forward` answers a message
-            // that failed `max_deliver` times with its error instead.
-            max_deliver: -1,
-            max_ack_pending: 4096,
-            ..pull::Config::default()
-        };
-        let name = subjects::shard_consumer(shard);
-        let opening = shared.inbox.get_or_create_consumer(&name, consumer_config);
-        let consumer = tokio::time::timeout(config.lease(), opening)
-            .await
-            .map_err(|_| format!("opening the consumer of shard {shard} timed out"))?
-            .map_err(|error| format!("cannot open the consumer of shard {shard}: {error}"))?;
+        let consumer = open_consumer(&shared, shard).await?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(pull_loop(shared, node, shard, consumer, stop.clone()));
         tracing::debug!(shard, "serving the shard");
@@ -90,17 +72,59 @@ impl ShardWorker {
     }
 }
 
+type ShardConsumer = async_nats::jetstream::consumer::Consumer<pull::Config>;
+
+/// The shard's durable consumer, created if missing.
+///
+/// Its state (what was delivered and is not acknowledged yet) is kept in the server's
+/// memory, not in a file: on a work-queue stream the stream itself holds exactly the
+/// messages not acknowledged yet, so a consumer lost with a server restart is created
+/// again and starts at the first of them, and nothing is lost. Kept in files, each of the
+/// shards' consumers rewrote its state file up to ten times a second, which was the largest
+/// single cost of the NATS server under load.
+async fn open_consumer(shared: &Shared, shard: u32) -> Result<ShardConsumer, String> {
+    let config = &shared.config;
+    let consumer_config = pull::Config {
+        durable_name: Some(subjects::shard_consumer(shard)),
+        filter_subject: subjects::inbox(shard),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait(),
+        // JetStream never gives up on a message by itself (a message it stopped
+        // delivering would be lost without an answer); `Turn::forward` answers a message
+        // that failed `max_deliver` times with its error instead.
+        max_deliver: -1,
+        max_ack_pending: 4096,
+        memory_storage: true,
+        ..pull::Config::default()
+    };
+    let name = subjects::shard_consumer(shard);
+    let opening = shared.inbox.get_or_create_consumer(&name, consumer_config);
+    tokio::time::timeout(config.lease(), opening)
+        .await
+        .map_err(|_| format!("opening the consumer of shard {shard} timed out"))?
+        .map_err(|error| format!("cannot open the consumer of shard {shard}: {error}"))
+}
+
 async fn pull_loop(
     shared: Arc<Shared>,
     node: NodeHandle,
     shard: u32,
-    consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
+    mut consumer: ShardConsumer,
     stop: CancellationToken,
 ) {
     let turns = TaskTracker::new();
     let places = Arc::new(Semaphore::new(TURNS_IN_FLIGHT));
     let mut owner = true;
+    let mut interrupted = false;
     while owner && !stop.is_cancelled() {
+        if interrupted {
+            // The server may have lost the consumer (a restart): open it again.
+            match open_consumer(&shared, shard).await {
+                Ok(reopened) => consumer = reopened,
+                Err(error) => tracing::debug!(shard, %error, "cannot open the consumer yet"),
+            }
+            interrupted = false;
+        }
         // Wait for a free place, then ask for as many messages as there are.
         let wanted = tokio::select! {
             () = stop.cancelled() => break,
@@ -121,6 +145,7 @@ async fn pull_loop(
             Ok(Ok(messages)) => messages,
             Ok(Err(error)) => {
                 tracing::debug!(shard, %error, "pull failed; retrying");
+                interrupted = true;
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_millis(200)) => continue,
@@ -144,6 +169,11 @@ async fn pull_loop(
                 }
                 Err(error) => {
                     tracing::debug!(shard, %error, "pull interrupted");
+                    interrupted = true;
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
                     break;
                 }
             }

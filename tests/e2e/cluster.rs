@@ -481,17 +481,65 @@ async fn nodes_reconnect_after_a_nats_restart_and_keep_every_conversation() {
         }
     };
     talk(0, &mut replies).await;
+    // Turns still running when NATS goes down: their messages were delivered to consumers
+    // whose state the restart loses (it is kept in memory), so the recreated consumers
+    // must deliver them again, and the sessions answer the repeat with the same reply.
+    fake.set_echo_delay(Duration::from_millis(1500));
+    let in_flight: Vec<_> = (0..4)
+        .map(|conversation| {
+            let (client, base) = (client.clone(), bases[conversation % 2].clone());
+            tokio::spawn(async move {
+                let name = format!("n{conversation}");
+                let id = format!("{name}-during");
+                let reply = post(&client, &base, &id, &name, "slow").await;
+                (name, id, reply)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.nats.restart().await;
     settle(&cluster, 0, &["node-0", "node-1"]).await;
     settle(&cluster, 1, &["node-0", "node-1"]).await;
+    fake.set_echo_delay(Duration::ZERO);
+    for turn in in_flight {
+        let (name, id, reply) = turn.await.unwrap();
+        let reply = reply.unwrap_or_else(|error| panic!("{id} got no reply: {error}"));
+        replies
+            .entry(name)
+            .or_default()
+            .insert(id, reply["id"].as_str().unwrap().to_owned());
+    }
     talk(1, &mut replies).await;
     let tally = Tally {
         replies,
         ..Tally::default()
     };
     assert_histories_match(&bases[0], &tally).await;
-    for conversation in tally.replies.values() {
-        assert_eq!(conversation.len(), 2);
+    for (conversation, turns) in &tally.replies {
+        let expected = if conversation.as_str() < "n4" { 3 } else { 2 };
+        assert_eq!(turns.len(), expected, "{conversation}");
+    }
+    assert_inbox_drains(&cluster).await;
+}
+
+/// Waits until the durable inbox holds no message: every one was answered and acknowledged
+/// to a consumer that exists (an acknowledgement a lost consumer never saw leaves the
+/// message in the stream until a recreated consumer delivers it again).
+async fn assert_inbox_drains(cluster: &ClusterSandbox) {
+    let client = async_nats::connect(cluster.nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let mut stream = jetstream.get_stream("TROUPE_INBOX").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = stream.info().await.unwrap().state.messages;
+        if left == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} messages never left the inbox"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -4,12 +4,11 @@
 //! the durable inbox and lets the session's owner, on whatever node, answer.
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use crate::ids::SessionKey;
 use crate::message::InboundMessage;
 use crate::session::SessionView;
-use crate::turn::{TurnError, TurnEvent};
+use crate::turn::{TurnError, TurnEventReceiver};
 
 /// A message handed over for delivery.
 pub struct Submission {
@@ -17,12 +16,12 @@ pub struct Submission {
     /// JetStream acknowledged it). Only then may the sender be told "accepted".
     pub accepted: BoxFuture<'static, Result<(), TurnError>>,
     /// The turn's events: deltas, then exactly one final event (or the channel closes).
-    pub events: mpsc::UnboundedReceiver<TurnEvent>,
+    pub events: TurnEventReceiver,
 }
 
 impl Submission {
     /// A submission that is accepted already.
-    pub fn accepted(events: mpsc::UnboundedReceiver<TurnEvent>) -> Self {
+    pub fn accepted(events: TurnEventReceiver) -> Self {
         Self {
             accepted: Box::pin(std::future::ready(Ok(()))),
             events,

@@ -40,4 +40,4 @@ pub use provider::{
     ProviderErrorKind, ProviderInfo, Role, ToolCall, ToolSpec, Usage,
 };
 pub use trace::TraceParent;
-pub use turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
+pub use turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver, TurnEvents, turn_channel};

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::ids::SessionKey;
@@ -30,7 +29,7 @@ use crate::snapshot::SnapshotStore;
 use crate::supervisor::{
     ChildSpec, NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, RestartBudget,
 };
-use crate::turn::{ErrorCode, TurnError, TurnEvent};
+use crate::turn::{ErrorCode, TurnError, TurnEventReceiver, turn_channel};
 
 /// Longest wait for the registry to answer a query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -241,11 +240,8 @@ impl NodeHandle {
     /// Hands a message to its session; the turn's events arrive on the returned channel,
     /// which always ends with a final event or closes (the session died). The turn's spans
     /// are children of the caller's current span, so one trace covers the whole turn.
-    pub fn route(
-        &self,
-        message: InboundMessage,
-    ) -> Result<mpsc::UnboundedReceiver<TurnEvent>, TurnError> {
-        let (events, receiver) = mpsc::unbounded_channel();
+    pub fn route(&self, message: InboundMessage) -> Result<TurnEventReceiver, TurnError> {
+        let (events, receiver) = turn_channel();
         self.registry()?
             .cast(RegistryMsg::Route {
                 message,

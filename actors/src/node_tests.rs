@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
-
 use crate::SessionKey;
 use crate::message::{ContentType, InboundMessage};
 use crate::model_worker::ProviderPolicy;
@@ -90,7 +88,7 @@ fn text_message(id: &str, conversation: &str, payload: &str) -> InboundMessage {
 }
 
 /// Collects a turn's events up to and including the final one.
-async fn collect(mut events: UnboundedReceiver<TurnEvent>) -> (Vec<String>, TurnEvent) {
+async fn collect(mut events: crate::turn::TurnEventReceiver) -> (Vec<String>, TurnEvent) {
     let mut deltas = Vec::new();
     loop {
         let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
@@ -561,9 +559,9 @@ async fn a_slow_next_turn_does_not_hold_back_the_stored_reply_before_it() {
 }
 
 /// Whether any event (a delta included) reached `events` yet.
-async fn got_nothing(events: &mut UnboundedReceiver<TurnEvent>) -> bool {
+async fn got_nothing(events: &mut crate::turn::TurnEventReceiver) -> bool {
     tokio::time::sleep(Duration::from_millis(50)).await;
-    events.try_recv().is_err()
+    events.try_recv().is_none()
 }
 
 #[tokio::test]
@@ -582,7 +580,7 @@ async fn queued_turns_share_one_snapshot_write_and_no_reply_precedes_its_write()
     assert_eq!(store.writes(), [2], "one write in flight, nothing else yet");
     // The first turn streamed its deltas live; its reply waits for the write.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    while let Ok(event) = first.try_recv() {
+    while let Some(event) = first.try_recv() {
         assert!(!event.is_final(), "no reply before its write: {event:?}");
     }
     for events in &mut queued {

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use futures_channel::mpsc;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use crate::message::OutboundReply;
 use crate::provider::{DeltaSink, ProviderError, ProviderErrorKind};
@@ -121,7 +122,49 @@ impl TurnEvent {
 
 /// Where a session sends a turn's events. Unbounded: a turn's deltas are bounded by the
 /// model's output, and the session must never wait on a slow client.
-pub type TurnEvents = mpsc::UnboundedSender<TurnEvent>;
+///
+/// A channel per turn, and most turns carry one event (the reply) or a few: the channel
+/// allocates per event rather than a block of slots up front (tokio's mpsc allocates 32
+/// slots when created, which made creating channels a tenth of a cluster node's work under
+/// load, with one or two alive for every message waiting for its reply).
+#[derive(Clone, Debug)]
+pub struct TurnEvents(mpsc::UnboundedSender<TurnEvent>);
+
+/// The receiving end of a [`TurnEvents`] channel.
+#[derive(Debug)]
+pub struct TurnEventReceiver(mpsc::UnboundedReceiver<TurnEvent>);
+
+/// A new channel for one turn's events.
+pub fn turn_channel() -> (TurnEvents, TurnEventReceiver) {
+    let (sender, receiver) = mpsc::unbounded();
+    (TurnEvents(sender), TurnEventReceiver(receiver))
+}
+
+impl TurnEvents {
+    /// Sends an event; gives it back when the receiver is gone.
+    pub fn send(&self, event: TurnEvent) -> Result<(), TurnEvent> {
+        self.0
+            .unbounded_send(event)
+            .map_err(mpsc::TrySendError::into_inner)
+    }
+
+    /// Whether the receiver is gone (the client stopped waiting).
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+impl TurnEventReceiver {
+    /// The next event; `None` once every sender is gone. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<TurnEvent> {
+        self.0.next().await
+    }
+
+    /// The next event if one is waiting now.
+    pub fn try_recv(&mut self) -> Option<TurnEvent> {
+        self.0.try_recv().ok()
+    }
+}
 
 /// A sink that turns each piece of streamed text into a [`TurnEvent::Delta`] for `in_reply_to`.
 pub fn delta_sink(events: &TurnEvents, in_reply_to: &str) -> DeltaSink {
@@ -140,9 +183,9 @@ pub fn delta_sink(events: &TurnEvents, in_reply_to: &str) -> DeltaSink {
 mod tests {
     use super::*;
 
-    /// Every turn channel preallocates a block of 32 event slots, and a cluster node holds
-    /// one or two such channels for each message waiting for its reply (tens of thousands
-    /// during a burst): a large variant would make every slot large.
+    /// Every event queued in a turn channel or waiting in a session's commit queue is one
+    /// allocation of this size, and a burst keeps tens of thousands of them alive: a large
+    /// variant (the whole reply inline) would make every one of them large.
     #[test]
     fn a_turn_event_stays_small() {
         let size = std::mem::size_of::<TurnEvent>();

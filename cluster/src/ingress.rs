@@ -22,7 +22,8 @@ use troupe_actors::session::SessionView;
 use troupe_actors::snapshot::SnapshotStore;
 use troupe_actors::trace::TraceParent;
 use troupe_actors::{
-    ErrorCode, InboundMessage, Ingress, SessionKey, Submission, TurnError, TurnEvent,
+    ErrorCode, InboundMessage, Ingress, SessionKey, Submission, TurnError, TurnEvent, TurnEvents,
+    turn_channel,
 };
 
 use crate::envelope::{self, InboxEnvelope, ReplyEnvelope, ReplyRoute, RpcRequest, RpcResponse};
@@ -46,7 +47,7 @@ struct PublishJob {
 /// The cluster's [`Ingress`].
 pub struct ClusterIngress {
     shared: Arc<Shared>,
-    waiters: Arc<DashMap<u64, mpsc::UnboundedSender<TurnEvent>>>,
+    waiters: Arc<DashMap<u64, TurnEvents>>,
     next_waiter: AtomicU64,
     publisher: mpsc::UnboundedSender<PublishJob>,
 }
@@ -66,7 +67,7 @@ impl ClusterIngress {
     ) -> Result<Arc<Self>, async_nats::SubscribeError> {
         let (publisher, jobs) = mpsc::unbounded_channel();
         tokio::spawn(run_publisher(shared.jetstream.clone(), jobs));
-        let waiters: Arc<DashMap<u64, mpsc::UnboundedSender<TurnEvent>>> = Arc::default();
+        let waiters: Arc<DashMap<u64, TurnEvents>> = Arc::default();
         let replies = shared
             .client
             .subscribe(subjects::replies(shared.membership.me()))
@@ -217,7 +218,7 @@ impl Ingress for ClusterIngress {
         let shard = shard_of(&key, self.shared.config.shards);
         let dedupe_id = format!("{key}/{}", message.id);
         let waiter = self.next_waiter.fetch_add(1, Ordering::Relaxed);
-        let (events, receiver) = mpsc::unbounded_channel();
+        let (events, receiver) = turn_channel();
         self.waiters.insert(waiter, events);
         let envelope = InboxEnvelope {
             message,
@@ -353,7 +354,7 @@ const SWEEP_PERIOD: Duration = Duration::from_secs(10);
 
 async fn run_reply_listener(
     shared: Arc<Shared>,
-    waiters: Arc<DashMap<u64, mpsc::UnboundedSender<TurnEvent>>>,
+    waiters: Arc<DashMap<u64, TurnEvents>>,
     mut replies: async_nats::Subscriber,
 ) {
     let mut sweep = tokio::time::interval(SWEEP_PERIOD);

@@ -11,13 +11,13 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use futures_util::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use troupe_actors::node::NodeHandle;
-use troupe_actors::{ErrorCode, TraceParent, TurnEvent};
+use troupe_actors::{ErrorCode, TraceParent, TurnEvent, TurnEventReceiver};
 
 use crate::envelope::{self, InboxEnvelope, ReplyEnvelope, ReplyRoute, WireEvent};
 use crate::metrics as metric_names;
@@ -280,7 +280,7 @@ const fn is_passing(code: ErrorCode) -> bool {
 }
 
 impl Turn {
-    async fn forward(self, mut events: mpsc::UnboundedReceiver<TurnEvent>) {
+    async fn forward(self, mut events: TurnEventReceiver) {
         let mut progress = tokio::time::interval(self.shared.config.ack_wait() / 3);
         progress.tick().await;
         loop {

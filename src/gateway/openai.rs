@@ -16,11 +16,13 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, new_message_id, unix_now};
 use troupe_actors::turn::delta_sink;
-use troupe_actors::{ChatMessage, ChatRequest, ContentType, OutboundReply, Role, TurnEvent};
+use troupe_actors::{
+    ChatMessage, ChatRequest, ContentType, OutboundReply, Role, TurnEvent, TurnEventReceiver,
+    turn_channel,
+};
 
 use super::error::ApiError;
 use super::rest::{body_limit, read_json_body};
@@ -135,7 +137,7 @@ async fn session_turn(
     state: &AppState,
     user: &str,
     request: &CompletionRequest,
-) -> Result<UnboundedReceiver<TurnEvent>, ApiError> {
+) -> Result<TurnEventReceiver, ApiError> {
     let last_user = request
         .messages
         .iter()
@@ -166,7 +168,7 @@ async fn session_turn(
 fn stateless_turn(
     state: &AppState,
     request: &CompletionRequest,
-) -> Result<UnboundedReceiver<TurnEvent>, ApiError> {
+) -> Result<TurnEventReceiver, ApiError> {
     let mut system_parts = Vec::new();
     let mut messages = Vec::new();
     let mut size = 0;
@@ -204,7 +206,7 @@ fn stateless_turn(
         tools: Default::default(),
         stream: true,
     };
-    let (events, receiver) = mpsc::unbounded_channel();
+    let (events, receiver) = turn_channel();
     let node = state.node.clone();
     let id = new_message_id();
     tokio::spawn(async move {
@@ -259,7 +261,7 @@ fn chunk(id: &str, model: &str, delta: &Value, finish_reason: Option<&str>) -> E
 /// The stream the OpenAI SDKs expect: a role chunk, content chunks, a chunk with
 /// `finish_reason`, then `data: [DONE]`. A failure becomes a chunk holding `error`.
 fn chunk_stream(
-    events: UnboundedReceiver<TurnEvent>,
+    events: TurnEventReceiver,
     model: String,
     started: Instant,
 ) -> impl Stream<Item = Result<Event, Infallible>> {

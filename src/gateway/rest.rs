@@ -14,9 +14,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
-use troupe_actors::{SessionKey, TurnEvent};
+use troupe_actors::{SessionKey, TurnEvent, TurnEventReceiver};
 
 use super::error::{ApiError, json_error};
 use super::turns::{final_reply, header_traceparent, session_lost, turn_span};
@@ -115,7 +114,7 @@ pub(crate) async fn post_message(
 /// `delta` events, then one `reply` or `error` event.
 /// The turn's span lasts as long as the stream.
 fn event_stream(
-    events: UnboundedReceiver<TurnEvent>,
+    events: TurnEventReceiver,
     started: Instant,
     span: tracing::Span,
 ) -> impl Stream<Item = Result<Event, Infallible>> {

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use tokio::sync::mpsc::UnboundedReceiver;
 use troupe_actors::trace::TRACEPARENT_HEADER;
-use troupe_actors::{ErrorCode, OutboundReply, TraceParent, TurnError, TurnEvent};
+use troupe_actors::{
+    ErrorCode, OutboundReply, TraceParent, TurnError, TurnEvent, TurnEventReceiver,
+};
 
 /// The span of one turn at the gateway. A valid client `traceparent` makes it part of the
 /// client's trace; an invalid one is ignored and the turn starts a trace of its own.
@@ -40,7 +41,7 @@ pub(crate) fn session_lost() -> TurnError {
 
 /// Waits for the final event, ignoring deltas.
 pub(crate) async fn final_reply(
-    mut events: UnboundedReceiver<TurnEvent>,
+    mut events: TurnEventReceiver,
 ) -> Result<(OutboundReply, Duration), TurnError> {
     while let Some(event) = events.recv().await {
         match event {

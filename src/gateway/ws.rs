@@ -20,7 +20,7 @@ use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::metrics as metric_names;
 use troupe_actors::skill::REPLY_ROUTE_METADATA;
-use troupe_actors::{TurnError, TurnEvent};
+use troupe_actors::{TurnError, TurnEvent, TurnEventReceiver};
 
 use super::auth::{header_authorized, origin_allowed, tokens_match};
 use super::error::ApiError;
@@ -436,7 +436,7 @@ async fn send_batch(
 
 /// Forwards one turn's events to the connection until its final event.
 async fn forward_turn(
-    mut events: mpsc::UnboundedReceiver<TurnEvent>,
+    mut events: TurnEventReceiver,
     outgoing: mpsc::UnboundedSender<Message>,
     in_reply_to: String,
     started: Instant,

@@ -28,10 +28,10 @@ use super::{
 use crate::ids::validate_id;
 use crate::ingress::Ingress;
 use crate::metrics as metric_names;
-use crate::turn::{ErrorCode, TurnError, TurnEvent};
+use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver};
 
 /// The events of one submitted turn.
-type ReplyEvents = tokio::sync::mpsc::UnboundedReceiver<TurnEvent>;
+type ReplyEvents = TurnEventReceiver;
 
 /// Longest wait between two delivery or turn attempts.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::actor::{Backoff, BridgeActor, BridgeArgs};
@@ -78,7 +77,7 @@ struct EchoIngress {
 impl Ingress for EchoIngress {
     fn submit(&self, message: InboundMessage) -> Result<Submission, TurnError> {
         self.submitted.lock().unwrap().push(message.id.clone());
-        let (events, receiver) = mpsc::unbounded_channel();
+        let (events, receiver) = crate::turn::turn_channel();
         let reply = OutboundReply {
             id: format!("r-{}", message.id),
             in_reply_to: message.id.clone(),

@@ -15,7 +15,6 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -23,7 +22,7 @@ use super::{SessionMsg, SessionState};
 use crate::message::{InboundMessage, OutboundReply};
 use crate::metrics as metric_names;
 use crate::snapshot::StoreError;
-use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
+use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver, TurnEvents, turn_channel};
 
 /// The snapshot write in flight.
 struct SaveInFlight {
@@ -63,7 +62,7 @@ impl Commit {
 /// for a write) into a buffer that joins the queue when the turn ends.
 pub(super) struct TurnOutput {
     pub(super) events: TurnEvents,
-    buffer: Option<mpsc::UnboundedReceiver<TurnEvent>>,
+    buffer: Option<TurnEventReceiver>,
     client: TurnEvents,
 }
 
@@ -71,7 +70,7 @@ impl SessionState {
     /// Where the next turn's events go.
     pub(super) fn turn_output(&self, client: &TurnEvents) -> TurnOutput {
         let (events, buffer) = if self.commit.has_unsent() {
-            let (events, buffer) = mpsc::unbounded_channel();
+            let (events, buffer) = turn_channel();
             (events, Some(buffer))
         } else {
             (client.clone(), None)
@@ -114,7 +113,7 @@ impl SessionState {
             return;
         };
         // The turn is over: every event it sent is in the buffer.
-        while let Ok(event) = buffer.try_recv() {
+        while let Some(event) = buffer.try_recv() {
             if self.commit.has_unsent() {
                 self.commit.unsent.push_back((event, output.client.clone()));
             } else {

@@ -33,6 +33,8 @@ const TURNS_IN_FLIGHT: usize = 32;
 const PULL_EXPIRY: Duration = Duration::from_secs(1);
 /// Delay before a message whose turn failed for a passing reason is delivered again.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
+/// Pause after a failed or interrupted pull, before the consumer is opened again.
+const REOPEN_PAUSE: Duration = Duration::from_millis(200);
 
 /// A running worker for one shard.
 pub(crate) struct ShardWorker {
@@ -118,6 +120,10 @@ async fn pull_loop(
     let mut interrupted = false;
     while owner && !stop.is_cancelled() {
         if interrupted {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(REOPEN_PAUSE) => {}
+            }
             // The server may have lost the consumer (a restart): open it again.
             match open_consumer(&shared, shard).await {
                 Ok(reopened) => consumer = reopened,
@@ -146,10 +152,7 @@ async fn pull_loop(
             Ok(Err(error)) => {
                 tracing::debug!(shard, %error, "pull failed; retrying");
                 interrupted = true;
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                }
+                continue;
             }
             Err(_) => continue,
         };
@@ -170,10 +173,6 @@ async fn pull_loop(
                 Err(error) => {
                     tracing::debug!(shard, %error, "pull interrupted");
                     interrupted = true;
-                    tokio::select! {
-                        () = stop.cancelled() => {}
-                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    }
                     break;
                 }
             }

@@ -48,7 +48,10 @@ impl TraceParent {
         })
     }
 
-    /// A new sampled trace with a random root.
+    /// A new trace with a random root, not sampled: nothing recorded its root span (this
+    /// is for a hop whose node exports no spans), so by the W3C rules the flag stays off.
+    /// A sampled flag would also make every NATS server on the way parse the message's
+    /// headers into a map to look for its own message tracing.
     pub fn random() -> Self {
         loop {
             let trace_id = TraceId::from(rand::random::<u128>());
@@ -57,7 +60,7 @@ impl TraceParent {
                 return Self {
                     trace_id,
                     span_id,
-                    sampled: true,
+                    sampled: false,
                 };
             }
         }
@@ -95,12 +98,16 @@ impl TraceParent {
 
     /// The header value (version 00).
     pub fn to_header(self) -> String {
-        format!(
+        use std::fmt::Write as _;
+        let mut header = String::with_capacity(55);
+        let _ = write!(
+            header,
             "00-{}-{}-{:02x}",
             self.trace_id,
             self.span_id,
             u8::from(self.sampled)
-        )
+        );
+        header
     }
 
     /// The trace id as 32 lowercase hex digits, as logs show it.
@@ -156,6 +163,8 @@ mod tests {
     fn random_parents_are_valid_and_distinct() {
         let (first, second) = (TraceParent::random(), TraceParent::random());
         assert_ne!(first.trace_id, second.trace_id);
+        assert!(!first.sampled, "nothing recorded a random root");
+        assert!(first.to_header().ends_with("-00"));
         assert_eq!(TraceParent::parse(&first.to_header()), Some(first));
     }
 

@@ -34,6 +34,9 @@ use crate::subjects;
 
 /// How long a request to another node waits for its answer.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// The `traceparent` header's name, built once.
+const TRACEPARENT: async_nats::HeaderName =
+    async_nats::HeaderName::from_static(subjects::TRACEPARENT_HEADER);
 /// Tries of a request whose owner moved meanwhile.
 const RPC_ATTEMPTS: usize = 5;
 
@@ -238,13 +241,11 @@ impl Ingress for ClusterIngress {
             message_id = %envelope.message.id,
         );
         let trace = TraceParent::of_span(&span).unwrap_or_else(TraceParent::random);
-        let traceparent = trace.to_header();
         let publish = PublishMessage::build()
             .payload(payload.clone())
-            .message_id(&dedupe_id)
-            .header(subjects::TRACEPARENT_HEADER, traceparent.as_str());
-        let subject = subjects::inbox(shard);
-        let sent = self.enqueue(subject.clone(), publish);
+            .header(async_nats::header::NATS_MESSAGE_ID, dedupe_id)
+            .header(TRACEPARENT, trace.to_header());
+        let sent = self.enqueue(subjects::inbox(shard), publish);
         let waiters = Arc::clone(&self.waiters);
         let publisher = self.publisher.clone();
         let accepted = async move {
@@ -255,12 +256,12 @@ impl Ingress for ClusterIngress {
             match stored.await {
                 Ok(ack) if ack.duplicate => {
                     metrics::counter!(metric_names::DEDUPES).increment(1);
-                    replay(&publisher, subject, payload, &traceparent).await
+                    replay(&publisher, subjects::inbox(shard), payload, trace).await
                 }
                 Ok(ack) => {
                     tracing::debug!(
                         trace_id = %trace.trace_id_hex(),
-                        %subject,
+                        shard,
                         sequence = ack.sequence,
                         "message stored in the inbox"
                     );
@@ -317,12 +318,12 @@ async fn replay(
     publisher: &mpsc::UnboundedSender<PublishJob>,
     subject: String,
     payload: bytes::Bytes,
-    traceparent: &str,
+    trace: TraceParent,
 ) -> Result<(), TurnError> {
     let publish = PublishMessage::build()
         .payload(payload)
         .message_id(format!("replay-{}", uuid::Uuid::new_v4().simple()))
-        .header(subjects::TRACEPARENT_HEADER, traceparent);
+        .header(TRACEPARENT, trace.to_header());
     let (sent, receiver) = oneshot::channel();
     let _ = publisher.send(PublishJob {
         subject,

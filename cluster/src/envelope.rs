@@ -218,8 +218,10 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Envelop
     if version.v > ENVELOPE_VERSION {
         return Err(EnvelopeError::TooNew(version.v));
     }
-    let versioned: Versioned<T> = serde_json::from_slice(bytes)?;
-    Ok(versioned.body)
+    // The body's fields sit next to `v`, which the body types ignore (none of them denies
+    // unknown fields): read them directly. `#[serde(flatten)]` would first copy every
+    // field into an intermediate tree, which cost a node ~3 % of its time under load.
+    Ok(serde_json::from_slice(bytes)?)
 }
 
 #[cfg(test)]
@@ -254,6 +256,48 @@ mod tests {
             };
             let back: ReplyEnvelope = decode(&encode(&envelope)).unwrap();
             assert_eq!(TurnEvent::from(back.event), event);
+        }
+    }
+
+    #[test]
+    fn inbox_envelopes_and_answers_survive_the_wire() {
+        let message = InboundMessage {
+            id: "m1".into(),
+            platform: "ws".into(),
+            sender_id: "alice".into(),
+            conversation_id: "alice".into(),
+            content_type: troupe_actors::ContentType::Text,
+            payload: "hello \"there\"".into(),
+            timestamp: 1_700_000_000,
+            reply_to: Some("m0".into()),
+            attachments: Vec::new(),
+            metadata: [(
+                "reply_route".to_owned(),
+                serde_json::json!({"websocket": 3}),
+            )]
+            .into(),
+        };
+        let envelope = InboxEnvelope {
+            message,
+            reply_to: Some(ReplyRoute {
+                node: "node-1".into(),
+                waiter: 9,
+            }),
+            origin: "node-2".into(),
+        };
+        assert_eq!(
+            decode::<InboxEnvelope>(&encode(&envelope)).unwrap(),
+            envelope
+        );
+        for answer in [
+            RpcResponse::History { view: None },
+            RpcResponse::Reset { existed: true },
+            RpcResponse::Failed {
+                code: ErrorCode::SessionFailed,
+                message: "moving".into(),
+            },
+        ] {
+            assert_eq!(decode::<RpcResponse>(&encode(&answer)).unwrap(), answer);
         }
     }
 

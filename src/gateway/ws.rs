@@ -11,16 +11,17 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures_util::{FutureExt, SinkExt};
-use serde::Deserialize;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::metrics as metric_names;
 use troupe_actors::skill::REPLY_ROUTE_METADATA;
-use troupe_actors::{TurnError, TurnEvent, TurnEventReceiver};
+use troupe_actors::{ContentType, TurnError, TurnEvent, TurnEventReceiver};
 
 use super::auth::{header_authorized, origin_allowed, tokens_match};
 use super::error::ApiError;
@@ -110,7 +111,9 @@ struct Connection {
     started: bool,
     outgoing: mpsc::UnboundedSender<Message>,
     outgoing_queue: Option<mpsc::UnboundedReceiver<Message>>,
-    turns: JoinSet<()>,
+    /// Accepted messages being forwarded, polled by the connection itself: a turn wakes
+    /// this task, not one of its own (no spawn, no scheduling per message).
+    turns: FuturesUnordered<BoxFuture<'static, ()>>,
     /// This connection in the node's [`super::Clients`], once its sender is known.
     registered: Option<u64>,
 }
@@ -125,6 +128,33 @@ fn frame(value: &Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
+/// The two frames every message gets, written straight from borrowed fields rather than
+/// through a `json!` tree (one allocation instead of one per key and value).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum HotFrame<'a> {
+    Ack {
+        id: &'a str,
+    },
+    Reply {
+        id: &'a str,
+        in_reply_to: &'a str,
+        conversation_id: &'a str,
+        content_type: ContentType,
+        payload: &'a str,
+        timestamp: u64,
+    },
+}
+
+fn hot_frame(frame: &HotFrame<'_>) -> Message {
+    let text = serde_json::to_string(frame).expect("frames hold only json-encodable fields");
+    Message::Text(text.into())
+}
+
+fn ack_frame(id: &str) -> Message {
+    hot_frame(&HotFrame::Ack { id })
+}
+
 fn error_frame(in_reply_to: Option<&str>, code: &str, message: &str) -> Message {
     frame(&json!({"type": "error", "in_reply_to": in_reply_to, "code": code, "message": message}))
 }
@@ -134,11 +164,14 @@ fn event_frame(event: &TurnEvent) -> Message {
         TurnEvent::Delta { in_reply_to, text } => {
             frame(&json!({"type": "delta", "in_reply_to": in_reply_to, "payload": text}))
         }
-        TurnEvent::Reply { reply, .. } => frame(&json!({
-            "type": "reply", "id": reply.id, "in_reply_to": reply.in_reply_to,
-            "conversation_id": reply.conversation_id, "content_type": reply.content_type,
-            "payload": reply.payload, "timestamp": reply.timestamp,
-        })),
+        TurnEvent::Reply { reply, .. } => hot_frame(&HotFrame::Reply {
+            id: &reply.id,
+            in_reply_to: &reply.in_reply_to,
+            conversation_id: &reply.conversation_id,
+            content_type: reply.content_type,
+            payload: &reply.payload,
+            timestamp: reply.timestamp,
+        }),
         TurnEvent::Failed { in_reply_to, error } => {
             error_frame(Some(in_reply_to), error.code.as_str(), &error.message)
         }
@@ -160,7 +193,7 @@ impl Connection {
             outgoing,
             outgoing_queue: Some(queue),
             registered: None,
-            turns: JoinSet::new(),
+            turns: FuturesUnordered::new(),
         }
     }
 
@@ -176,7 +209,7 @@ impl Connection {
                 Some(message) = queue.recv() => {
                     if send_batch(&mut socket, message, &mut queue).await.is_err() { break None; }
                 }
-                Some(_) = self.turns.join_next(), if !self.turns.is_empty() => {}
+                Some(()) = self.turns.next(), if !self.turns.is_empty() => {}
                 incoming = socket.recv() => match incoming {
                     Some(Ok(message)) => match self.handle(message) {
                         Next::Continue => {}
@@ -223,7 +256,7 @@ impl Connection {
                 Some(message) = queue.recv() => {
                     if send_batch(socket, message, queue).await.is_err() { return; }
                 }
-                Some(_) = self.turns.join_next() => {}
+                Some(()) = self.turns.next() => {}
             }
         }
         while let Ok(message) = queue.try_recv() {
@@ -396,22 +429,26 @@ impl Connection {
                 self.send(error_frame(Some(&id), error.code.as_str(), &error.message));
                 return;
             }
-            self.send(frame(&json!({"type": "ack", "id": id})));
-            self.turns
-                .spawn(forward_turn(submission.events, outgoing, id, started).instrument(span));
+            self.send(ack_frame(&id));
+            self.turns.push(
+                forward_turn(submission.events, outgoing, id, started)
+                    .instrument(span)
+                    .boxed(),
+            );
             return;
         }
-        self.turns.spawn(
+        self.turns.push(
             async move {
                 if let Err(error) = accepted.await {
                     let _ =
                         outgoing.send(error_frame(Some(&id), error.code.as_str(), &error.message));
                     return;
                 }
-                let _ = outgoing.send(frame(&json!({"type": "ack", "id": id})));
+                let _ = outgoing.send(ack_frame(&id));
                 forward_turn(submission.events, outgoing, id, started).await;
             }
-            .instrument(span),
+            .instrument(span)
+            .boxed(),
         );
     }
 }

@@ -11,8 +11,12 @@ use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::cli::ChatArgs;
+
+/// Read buffer of the client's WebSocket (`troupe chat`, `troupe bench`).
+const CLIENT_READ_BUFFER_BYTES: usize = 8 * 1024;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -51,7 +55,10 @@ pub(crate) async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<So
             .headers_mut()
             .insert("authorization", format!("Bearer {token}").parse()?);
     }
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+    // tungstenite zero-fills its whole read buffer before every read: at its 128 KiB
+    // default that was the load generator's largest single cost (frames here are small).
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER_BYTES);
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
         .await
         .with_context(|| format!("cannot reach the node at {url}; is `troupe serve` running?"))?;
     Ok(socket)

@@ -86,8 +86,9 @@ type ShardConsumer = async_nats::jetstream::consumer::Consumer<pull::Config>;
 /// single cost of the NATS server under load.
 async fn open_consumer(shared: &Shared, shard: u32) -> Result<ShardConsumer, String> {
     let config = &shared.config;
+    let name = subjects::shard_consumer(shard);
     let consumer_config = pull::Config {
-        durable_name: Some(subjects::shard_consumer(shard)),
+        durable_name: Some(name.clone()),
         filter_subject: subjects::inbox(shard),
         ack_policy: AckPolicy::Explicit,
         ack_wait: config.ack_wait(),
@@ -99,7 +100,6 @@ async fn open_consumer(shared: &Shared, shard: u32) -> Result<ShardConsumer, Str
         memory_storage: true,
         ..pull::Config::default()
     };
-    let name = subjects::shard_consumer(shard);
     let opening = shared.inbox.get_or_create_consumer(&name, consumer_config);
     tokio::time::timeout(config.lease(), opening)
         .await

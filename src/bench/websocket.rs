@@ -129,9 +129,10 @@ struct SessionPlan {
 }
 
 impl SessionPlan {
-    /// Whether one more message may go out, given those sent, those in the window (unacked
-    /// or unanswered) and those awaiting a reply.
-    const fn may_send(&self, sent: usize, window: usize, awaiting: usize) -> bool {
+    /// Whether one more message may go out, given those sent, those not acknowledged yet
+    /// and those awaiting a reply. The window counts the first (`--ingest`) or the second.
+    const fn may_send(&self, sent: usize, unacked: usize, awaiting: usize) -> bool {
+        let window = if self.ingest { unacked } else { awaiting };
         sent < self.messages && window < self.in_flight && awaiting < MAX_AWAITING_REPLY
     }
 
@@ -167,8 +168,7 @@ impl SessionPlan {
         let mut pending: HashMap<String, Pending> = HashMap::new();
         let (mut sent, mut finished, mut unacked) = (0, 0, 0);
         while finished < self.messages {
-            let window = if self.ingest { unacked } else { pending.len() };
-            let may_send = self.may_send(sent, window, pending.len());
+            let may_send = self.may_send(sent, unacked, pending.len());
             tokio::select! {
                 () = tokio::time::sleep_until(next_send), if may_send => {
                     // Every message the window allows now goes out in one write, as a busy
@@ -185,8 +185,7 @@ impl SessionPlan {
                         sent += 1;
                         unacked += 1;
                         next_send = self.interval.map_or_else(Instant::now, |interval| next_send + interval);
-                        let window = if self.ingest { unacked } else { pending.len() };
-                        if !self.may_send(sent, window, pending.len()) || next_send > Instant::now() {
+                        if !self.may_send(sent, unacked, pending.len()) || next_send > Instant::now() {
                             break;
                         }
                     }

@@ -25,6 +25,10 @@ const fn default_max_deliver() -> i64 {
 const fn default_replicas() -> usize {
     1
 }
+const fn default_inbox_streams() -> u32 {
+    8
+}
+
 const fn default_shards() -> u32 {
     64
 }
@@ -75,6 +79,12 @@ pub struct ClusterConfig {
     /// Number of session shards; the same on every node of a cluster.
     #[serde(default = "default_shards")]
     pub shards: u32,
+    /// Number of JetStream streams the inbox is spread over (each holds every
+    /// `inbox_streams`-th shard); the same on every node of a cluster. Each stream has its
+    /// own store goroutine and lock in the NATS server, and a server's work per
+    /// acknowledged message grows with the consumers of its stream.
+    #[serde(default = "default_inbox_streams")]
+    pub inbox_streams: u32,
     #[serde(default)]
     pub storage: StorageKind,
     /// JetStream replicas of the inbox, leases and snapshots (3 on a 3-server NATS cluster).
@@ -162,6 +172,7 @@ impl ClusterConfig {
             ack_wait_ms: default_ack_wait_ms(),
             max_deliver: default_max_deliver(),
             shards: default_shards(),
+            inbox_streams: default_inbox_streams(),
             storage: StorageKind::File,
             replicas: default_replicas(),
             auth: NatsAuth::default(),
@@ -220,6 +231,12 @@ impl ClusterConfig {
         }
         if !(1..=4096).contains(&self.shards) {
             return Err(invalid("shards", "must be between 1 and 4096"));
+        }
+        if !(1..=self.shards.min(256)).contains(&self.inbox_streams) {
+            return Err(invalid(
+                "inbox_streams",
+                "must be between 1 and shards (at most 256)",
+            ));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(invalid("replicas", "must be between 1 and 5"));
@@ -290,6 +307,13 @@ mod tests {
         config.validate().unwrap();
         config.auth.token_env = Some("NATS_TOKEN".into());
         assert_eq!(config.validate().unwrap_err().key, "auth");
+        config.auth.token_env = None;
+        config.shards = 4;
+        assert_eq!(config.validate().unwrap_err().key, "inbox_streams");
+        config.inbox_streams = 4;
+        config.validate().unwrap();
+        config.inbox_streams = 0;
+        assert_eq!(config.validate().unwrap_err().key, "inbox_streams");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! - [`ClusterNode`]: joins a cluster (lease in JetStream KV), owns session shards
 //!   (compare-and-set keys, rendezvous preference), hands them over on drain and takes a
 //!   lost node's shards.
-//! - [`ClusterIngress`](ingress::ClusterIngress): the durable inbox (JetStream stream with
+//! - [`ClusterIngress`](ingress::ClusterIngress): the durable inbox (JetStream streams with
 //!   `Nats-Msg-Id` dedupe); replies travel back to the node that holds the client.
 //! - Cluster-wide singletons ([`ClusterNode::run_singleton`]): a task that runs on exactly
 //!   one node and moves when that node dies or drains.
@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod envelope;
+mod inbox;
 pub mod ingress;
 mod kv_store;
 pub mod membership;

@@ -1,5 +1,5 @@
 //! `ClusterNode`: one Troupe node as a member of a cluster. [`ClusterNode::join`] connects
-//! to NATS, makes sure the inbox stream and the buckets exist, takes the node's lease and
+//! to NATS, makes sure the inbox streams and the buckets exist, takes the node's lease and
 //! starts the ingress; [`ClusterNode::serve`] then starts owning shards with the local
 //! session layer. [`ClusterNode::drain`] hands every shard over (SIGTERM), and
 //! [`ClusterNode::leave`] gives the lease up.
@@ -18,6 +18,7 @@ use troupe_actors::node::NodeHandle;
 
 use crate::config::{ClusterConfig, StorageKind};
 use crate::envelope::{self, RpcRequest};
+use crate::inbox::InboxStreams;
 use crate::ingress::{ClusterIngress, answer_locally};
 use crate::kv_store::{ClusterError, JetStreamSnapshotStore};
 use crate::membership::{MemberView, Membership};
@@ -30,7 +31,7 @@ pub(crate) struct Shared {
     pub(crate) config: ClusterConfig,
     pub(crate) client: async_nats::Client,
     pub(crate) jetstream: jetstream::Context,
-    pub(crate) inbox: stream::Stream,
+    pub(crate) inbox: InboxStreams,
     pub(crate) shards_bucket: kv::Store,
     pub(crate) store: Arc<JetStreamSnapshotStore>,
     pub(crate) membership: Arc<Membership>,
@@ -107,14 +108,14 @@ pub struct ClusterNode {
     manager: Arc<OnceLock<mpsc::UnboundedSender<ManagerCommand>>>,
 }
 
-fn storage(kind: StorageKind) -> stream::StorageType {
+pub(crate) fn storage(kind: StorageKind) -> stream::StorageType {
     match kind {
         StorageKind::File => stream::StorageType::File,
         StorageKind::Memory => stream::StorageType::Memory,
     }
 }
 
-fn setup_error(what: &str, error: impl std::fmt::Display) -> ClusterError {
+pub(crate) fn setup_error(what: &str, error: impl std::fmt::Display) -> ClusterError {
     ClusterError::Setup {
         what: what.to_owned(),
         reason: error.to_string(),
@@ -207,18 +208,7 @@ impl ClusterNode {
         let (client, reconnects) = connect(&config, &node_id).await?;
         let jetstream = jetstream::new(client.clone());
         let storage_type = storage(config.storage);
-        let inbox = jetstream
-            .get_or_create_stream(stream::Config {
-                name: subjects::INBOX_STREAM.to_owned(),
-                subjects: vec![subjects::INBOX_SUBJECTS.to_owned()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                duplicate_window: config.dedupe_window(),
-                storage: storage_type,
-                num_replicas: config.replicas,
-                ..stream::Config::default()
-            })
-            .await
-            .map_err(|error| setup_error(subjects::INBOX_STREAM, error))?;
+        let inbox = InboxStreams::open(&jetstream, &config).await?;
         let members_bucket = jetstream
             .create_key_value(kv::Config {
                 bucket: subjects::MEMBERS_BUCKET.to_owned(),

@@ -1,11 +1,10 @@
 //! Every NATS name Troupe uses, in one place: subjects as functions, stream, consumer and
-//! bucket names as constants. All subjects carry a version (`v1`) so a future format can
-//! run beside this one during an upgrade.
+//! bucket names as constants. All subjects carry a version (`v1`, `v2`) so a future format
+//! can run beside this one during an upgrade.
 
-/// The durable inbox: one subject per shard, all in this stream.
-pub const INBOX_STREAM: &str = "TROUPE_INBOX";
-/// Subjects of [`INBOX_STREAM`].
-pub const INBOX_SUBJECTS: &str = "troupe.v1.inbox.>";
+/// The inbox of builds before the inbox was split over several streams: one stream holding
+/// every shard's subject ([`legacy_inbox`]). A node drains it when it exists.
+pub const LEGACY_INBOX_STREAM: &str = "TROUPE_INBOX";
 /// Node leases (membership): one key per node, expiring when not renewed.
 pub const MEMBERS_BUCKET: &str = "troupe_members";
 /// Shard ownership: one key per shard naming its owner.
@@ -19,7 +18,30 @@ pub const TRACEPARENT_HEADER: &str = troupe_actors::trace::TRACEPARENT_HEADER;
 
 /// Where inbound messages of `shard` are stored.
 pub fn inbox(shard: u32) -> String {
+    format!("troupe.v2.inbox.{shard}")
+}
+
+/// Where builds before the split stored inbound messages of `shard`.
+pub fn legacy_inbox(shard: u32) -> String {
     format!("troupe.v1.inbox.{shard}")
+}
+
+/// Which of the `streams` inbox streams holds `shard`'s subject.
+pub fn inbox_stream_of(shard: u32, streams: u32) -> u32 {
+    shard % streams
+}
+
+/// The name of inbox stream `index`.
+pub fn inbox_stream(index: u32) -> String {
+    format!("TROUPE_INBOX_{index}")
+}
+
+/// The subjects of inbox stream `index` of `streams`, for a cluster of `shards` shards.
+pub fn inbox_stream_subjects(index: u32, streams: u32, shards: u32) -> Vec<String> {
+    (0..shards)
+        .filter(|&shard| inbox_stream_of(shard, streams) == index)
+        .map(inbox)
+        .collect()
 }
 
 /// The durable consumer that delivers `shard`'s messages to its owner.
@@ -56,6 +78,21 @@ mod tests {
     fn shard_keys_round_trip() {
         assert_eq!(parse_shard_key(&shard_key(17)), Some(17));
         assert_eq!(parse_shard_key("node-1"), None);
-        assert!(inbox(3).starts_with(INBOX_SUBJECTS.trim_end_matches('>')));
+    }
+
+    #[test]
+    fn every_shard_subject_is_in_exactly_one_inbox_stream() {
+        let (streams, shards) = (8, 64);
+        for shard in 0..shards {
+            let holders: Vec<u32> = (0..streams)
+                .filter(|&index| {
+                    inbox_stream_subjects(index, streams, shards).contains(&inbox(shard))
+                })
+                .collect();
+            assert_eq!(holders, vec![inbox_stream_of(shard, streams)]);
+        }
+        assert_eq!(inbox_stream_subjects(7, 8, 64).len(), 8);
+        assert_ne!(inbox(3), legacy_inbox(3));
+        assert_ne!(inbox_stream(0), LEGACY_INBOX_STREAM);
     }
 }

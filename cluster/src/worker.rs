@@ -43,15 +43,43 @@ pub(crate) struct ShardWorker {
 }
 
 impl ShardWorker {
-    /// Opens the shard's durable consumer and starts pulling.
+    /// Opens the shard's durable consumer and starts pulling; where the inbox stream of
+    /// older builds exists, also drains the shard's messages from it.
     pub(crate) async fn start(
         shared: Arc<Shared>,
         node: NodeHandle,
         shard: u32,
     ) -> Result<Self, String> {
-        let consumer = open_consumer(&shared, shard).await?;
+        let consumer = open_consumer(&shared, shard, Source::Current).await?;
+        let legacy = match shared.inbox.legacy() {
+            Some(_) => match open_consumer(&shared, shard, Source::Legacy).await {
+                Ok(legacy) => Some(legacy),
+                Err(error) => {
+                    // Deleted meanwhile, most likely: nothing is left to drain.
+                    tracing::warn!(shard, %error, "not draining the older inbox stream");
+                    None
+                }
+            },
+            None => None,
+        };
         let stop = CancellationToken::new();
-        let task = tokio::spawn(pull_loop(shared, node, shard, consumer, stop.clone()));
+        let current = pull_loop(
+            Arc::clone(&shared),
+            node.clone(),
+            shard,
+            Source::Current,
+            consumer,
+            stop.clone(),
+        );
+        let task = match legacy {
+            Some(legacy) => {
+                let draining = pull_loop(shared, node, shard, Source::Legacy, legacy, stop.clone());
+                tokio::spawn(async move {
+                    futures_util::future::join(current, draining).await;
+                })
+            }
+            None => tokio::spawn(current),
+        };
         tracing::debug!(shard, "serving the shard");
         Ok(Self { stop, task })
     }
@@ -76,6 +104,15 @@ impl ShardWorker {
 
 type ShardConsumer = async_nats::jetstream::consumer::Consumer<pull::Config>;
 
+/// Which inbox stream a shard's consumer reads.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// The shard's stream of the current layout.
+    Current,
+    /// The single stream of builds before the inbox was split (drained during an upgrade).
+    Legacy,
+}
+
 /// The shard's durable consumer, created if missing.
 ///
 /// Its state (what was delivered and is not acknowledged yet) is kept in the server's
@@ -84,12 +121,21 @@ type ShardConsumer = async_nats::jetstream::consumer::Consumer<pull::Config>;
 /// again and starts at the first of them, and nothing is lost. Kept in files, each of the
 /// shards' consumers rewrote its state file up to ten times a second, which was the largest
 /// single cost of the NATS server under load.
-async fn open_consumer(shared: &Shared, shard: u32) -> Result<ShardConsumer, String> {
+async fn open_consumer(
+    shared: &Shared,
+    shard: u32,
+    source: Source,
+) -> Result<ShardConsumer, String> {
     let config = &shared.config;
+    let (stream, filter_subject) = match (source, shared.inbox.legacy()) {
+        (Source::Legacy, Some(legacy)) => (legacy, subjects::legacy_inbox(shard)),
+        (Source::Legacy, None) => return Err("there is no older inbox stream".to_owned()),
+        (Source::Current, _) => (shared.inbox.of(shard), subjects::inbox(shard)),
+    };
     let name = subjects::shard_consumer(shard);
     let consumer_config = pull::Config {
         durable_name: Some(name.clone()),
-        filter_subject: subjects::inbox(shard),
+        filter_subject,
         ack_policy: AckPolicy::Explicit,
         ack_wait: config.ack_wait(),
         // JetStream never gives up on a message by itself (a message it stopped
@@ -100,17 +146,20 @@ async fn open_consumer(shared: &Shared, shard: u32) -> Result<ShardConsumer, Str
         memory_storage: true,
         ..pull::Config::default()
     };
-    let opening = shared.inbox.get_or_create_consumer(&name, consumer_config);
+    let opening = stream.get_or_create_consumer(&name, consumer_config);
     tokio::time::timeout(config.lease(), opening)
         .await
         .map_err(|_| format!("opening the consumer of shard {shard} timed out"))?
         .map_err(|error| format!("cannot open the consumer of shard {shard}: {error}"))
 }
 
+/// Pulls `source`'s messages of `shard` until `stop`, or until this node turns out not to
+/// own the shard: then it cancels `stop`, so the worker's other loop ends too.
 async fn pull_loop(
     shared: Arc<Shared>,
     node: NodeHandle,
     shard: u32,
+    source: Source,
     mut consumer: ShardConsumer,
     stop: CancellationToken,
 ) {
@@ -125,7 +174,7 @@ async fn pull_loop(
                 () = tokio::time::sleep(REOPEN_PAUSE) => {}
             }
             // The server may have lost the consumer (a restart): open it again.
-            match open_consumer(&shared, shard).await {
+            match open_consumer(&shared, shard, source).await {
                 Ok(reopened) => consumer = reopened,
                 Err(error) => tracing::debug!(shard, %error, "cannot open the consumer yet"),
             }
@@ -177,6 +226,9 @@ async fn pull_loop(
                 }
             }
         }
+    }
+    if !owner {
+        stop.cancel();
     }
     turns.close();
     turns.wait().await;

@@ -40,7 +40,27 @@ impl ClusterSandbox {
         proxied: &[usize],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let nats = NatsServer::start().await;
+        Self::start_on(
+            NatsServer::start().await,
+            binary,
+            count,
+            config,
+            proxied,
+            env,
+        )
+        .await
+    }
+
+    /// Like [`ClusterSandbox::start_with_env`], on a NATS server the caller started (and
+    /// perhaps filled, as an older build would have).
+    pub async fn start_on(
+        nats: NatsServer,
+        binary: &Path,
+        count: usize,
+        config: &str,
+        proxied: &[usize],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut nodes = Vec::with_capacity(count);
         let mut proxies = Vec::with_capacity(count);
         for index in 0..count {

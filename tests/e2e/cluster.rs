@@ -16,13 +16,17 @@ use crate::support::{binary, metrics_page, openai_provider};
 
 const SHARDS: u64 = 64;
 
-async fn sandbox(count: usize, fake: &FakeLlm, proxied: &[usize]) -> ClusterSandbox {
-    // A window long enough to hold every turn of a test, so histories prove what happened.
-    let config = format!(
+/// Every node's config: the fake model, and a history window long enough to hold every turn
+/// of a test, so histories prove what happened.
+fn node_config(fake: &FakeLlm) -> String {
+    format!(
         "[assistant]\nhistory_window = 2000\n\n{}",
         openai_provider(&fake.openai_base_url(), "")
-    );
-    ClusterSandbox::start(binary(), count, &config, proxied)
+    )
+}
+
+async fn sandbox(count: usize, fake: &FakeLlm, proxied: &[usize]) -> ClusterSandbox {
+    ClusterSandbox::start(binary(), count, &node_config(fake), proxied)
         .await
         .expect("the cluster starts")
 }
@@ -779,11 +783,7 @@ async fn messages_an_older_build_left_in_its_single_inbox_stream_are_answered_af
     let fake = FakeLlm::start(None).await;
     let nats = NatsServer::start().await;
     fill_legacy_inbox(&nats, "upgraded").await;
-    let config = format!(
-        "[assistant]\nhistory_window = 2000\n\n{}",
-        openai_provider(&fake.openai_base_url(), "")
-    );
-    let cluster = ClusterSandbox::start_on(nats, binary(), 2, &config, &[], &[])
+    let cluster = ClusterSandbox::start_on(nats, binary(), 2, &node_config(&fake), &[], &[])
         .await
         .expect("the cluster starts");
     settle(&cluster, 0, &["node-0", "node-1"]).await;

@@ -32,10 +32,8 @@ impl InboxStreams {
         jetstream: &jetstream::Context,
         config: &ClusterConfig,
     ) -> Result<Self, ClusterError> {
-        let mut streams = Vec::with_capacity(config.inbox_streams as usize);
-        for index in 0..config.inbox_streams {
-            streams.push(open_stream(jetstream, config, index).await?);
-        }
+        let opening = (0..config.inbox_streams).map(|index| open_stream(jetstream, config, index));
+        let streams = futures_util::future::try_join_all(opening).await?;
         let legacy = find_legacy(jetstream).await?;
         if legacy.is_some() {
             tracing::info!(

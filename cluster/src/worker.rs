@@ -51,16 +51,16 @@ impl ShardWorker {
         shard: u32,
     ) -> Result<Self, String> {
         let consumer = open_consumer(&shared, shard, Source::Current).await?;
-        let legacy = match shared.inbox.legacy() {
-            Some(_) => match open_consumer(&shared, shard, Source::Legacy).await {
-                Ok(legacy) => Some(legacy),
-                Err(error) => {
-                    // Deleted meanwhile, most likely: nothing is left to drain.
+        let legacy = if shared.inbox.legacy().is_some() {
+            open_consumer(&shared, shard, Source::Legacy)
+                .await
+                // Deleted meanwhile, most likely: nothing is left to drain.
+                .inspect_err(|error| {
                     tracing::warn!(shard, %error, "not draining the older inbox stream");
-                    None
-                }
-            },
-            None => None,
+                })
+                .ok()
+        } else {
+            None
         };
         let stop = CancellationToken::new();
         let current = pull_loop(

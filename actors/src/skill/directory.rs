@@ -153,54 +153,56 @@ impl SkillDirectory {
         let built = grant
             .covers(&manifest.permissions)
             .and_then(|()| build_tools(name, manifest));
-        self.tools.retain(|_, tool| tool.skill != name);
-        let Some(mut registered) = self.skills.get_mut(name) else {
-            return;
-        };
-        let status = &mut registered.status;
-        status.description.clone_from(&manifest.description);
-        status.version.clone_from(&manifest.version);
-        match built {
-            Ok(tools) => {
-                status.tools = tools.iter().map(|tool| tool.spec.name.clone()).collect();
-                status.state = SkillState::Available;
-                status.last_error = None;
-                drop(registered);
-                for tool in tools {
-                    self.tools.insert(tool.spec.name.clone(), tool);
+        self.change(|| {
+            self.tools.retain(|_, tool| tool.skill != name);
+            let Some(mut registered) = self.skills.get_mut(name) else {
+                return;
+            };
+            let status = &mut registered.status;
+            status.description.clone_from(&manifest.description);
+            status.version.clone_from(&manifest.version);
+            match built {
+                Ok(tools) => {
+                    status.tools = tools.iter().map(|tool| tool.spec.name.clone()).collect();
+                    status.state = SkillState::Available;
+                    status.last_error = None;
+                    drop(registered);
+                    for tool in tools {
+                        self.tools.insert(tool.spec.name.clone(), tool);
+                    }
+                }
+                Err(reason) => {
+                    tracing::error!(skill = name, %reason, "skill disabled");
+                    status.tools.clear();
+                    status.state = SkillState::Disabled;
+                    status.last_error = Some(reason);
                 }
             }
-            Err(reason) => {
-                tracing::error!(skill = name, %reason, "skill disabled");
-                status.tools.clear();
-                status.state = SkillState::Disabled;
-                status.last_error = Some(reason);
-                drop(registered);
-            }
-        }
-        self.refresh_catalog();
+        });
     }
 
     /// The skill could not be reached: its tools are not offered until it answers again.
     pub fn mark_unavailable(&self, name: &str, error: &str) {
-        if let Some(mut registered) = self.skills.get_mut(name) {
-            if registered.status.state != SkillState::Disabled {
-                registered.status.state = SkillState::Unavailable;
+        self.change(|| {
+            if let Some(mut registered) = self.skills.get_mut(name) {
+                if registered.status.state != SkillState::Disabled {
+                    registered.status.state = SkillState::Unavailable;
+                }
+                registered.status.last_error = Some(error.to_owned());
             }
-            registered.status.last_error = Some(error.to_owned());
-        }
-        self.refresh_catalog();
+        });
     }
 
     /// The skill cannot run at all (bad configuration): never offered.
     pub fn disable(&self, name: &str, reason: &str) {
-        self.tools.retain(|_, tool| tool.skill != name);
-        if let Some(mut registered) = self.skills.get_mut(name) {
-            registered.status.state = SkillState::Disabled;
-            registered.status.tools.clear();
-            registered.status.last_error = Some(reason.to_owned());
-        }
-        self.refresh_catalog();
+        self.change(|| {
+            self.tools.retain(|_, tool| tool.skill != name);
+            if let Some(mut registered) = self.skills.get_mut(name) {
+                registered.status.state = SkillState::Disabled;
+                registered.status.tools.clear();
+                registered.status.last_error = Some(reason.to_owned());
+            }
+        });
     }
 
     pub fn state(&self, name: &str) -> Option<SkillState> {
@@ -239,8 +241,22 @@ impl SkillDirectory {
         specs.into()
     }
 
-    /// Rebuilds the catalog after a skill's tools or state changed.
-    fn refresh_catalog(&self) {
+    /// Applies a change to the skills or their tools and rebuilds the catalog, all under
+    /// the catalog's write lock. Changes are thereby serialized: two skills published at once
+    /// cannot store a catalog built from a view older than the other's change, and a turn
+    /// that asks for its tools after a change (say, once the skill shows `available`) waits
+    /// for the catalog that includes it.
+    fn change(&self, apply: impl FnOnce()) {
+        let mut catalog = self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        apply();
+        *catalog = Arc::new(self.build_catalog());
+    }
+
+    /// The catalog of the skills and tools as they are now.
+    fn build_catalog(&self) -> Catalog {
         let mut by_skill = Vec::new();
         for skill in &self.skills {
             if skill.status.state != SkillState::Available {
@@ -263,15 +279,11 @@ impl SkillDirectory {
         let restricted = by_skill
             .iter()
             .any(|(grant, _)| !grant.platforms.is_empty() || !grant.users.is_empty());
-        let catalog = Catalog {
+        Catalog {
             by_skill,
             all: all.into(),
             restricted,
-        };
-        *self
-            .catalog
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(catalog);
+        }
     }
 
     /// Checks a call the model made: a tool this conversation may use, arguments that are

@@ -1,5 +1,6 @@
 //! The tool loop end to end inside one node: a scripted model, an in-memory store and a
-//! test skill whose tools succeed, fail, hang, run in parallel or need confirmation.
+//! test skill whose tools succeed, fail, hang, run in parallel or need confirmation; and the
+//! skill directory's catalog under skills that publish at the same time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -434,4 +435,68 @@ async fn only_the_person_asked_can_confirm() {
     let alice = events_of(&setup.node, in_group("m3", "alice", "yes")).await;
     assert_eq!(results(&alice)[0].0, "d1");
     assert_eq!(final_text(&alice), "done");
+}
+
+fn session_of(sender_id: &str) -> SkillSession {
+    SkillSession {
+        key: format!("test:{sender_id}"),
+        platform: "test".into(),
+        conversation_id: sender_id.into(),
+        sender_id: sender_id.into(),
+        person: format!("test:{sender_id}"),
+        message_id: "m1".into(),
+        reply_route: None,
+    }
+}
+
+/// Skills start at once and publish their manifests from several threads; every tool must
+/// be on offer afterwards, whichever publication finished last.
+#[test]
+fn skills_published_at_the_same_time_are_all_offered() {
+    const SKILLS: usize = 8;
+    for _round in 0..200 {
+        let directory = Arc::new(SkillDirectory::default());
+        for index in 0..SKILLS {
+            let grant = if index % 2 == 0 {
+                Grant {
+                    users: vec!["test:ada".into()],
+                    ..Grant::default()
+                }
+            } else {
+                Grant::default()
+            };
+            directory.declare(
+                &format!("s{index}"),
+                "builtin",
+                grant,
+                Duration::from_secs(1),
+            );
+        }
+        let start = Arc::new(std::sync::Barrier::new(SKILLS));
+        let publishers: Vec<_> = (0..SKILLS)
+            .map(|index| {
+                let (directory, start) = (Arc::clone(&directory), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    let manifest = SkillManifest {
+                        name: format!("s{index}"),
+                        description: String::new(),
+                        version: "1".into(),
+                        tools: vec![tool("act", json!({"type": "object"}), false)],
+                        permissions: Requirements::default(),
+                    };
+                    start.wait();
+                    directory.publish(&format!("s{index}"), &manifest);
+                })
+            })
+            .collect();
+        for publisher in publishers {
+            publisher.join().unwrap();
+        }
+        let names = |sender: &str| -> Vec<String> {
+            let tools = directory.tools_for(&session_of(sender));
+            tools.iter().map(|tool| tool.name.clone()).collect()
+        };
+        assert_eq!(names("ada").len(), SKILLS, "{:?}", names("ada"));
+        assert_eq!(names("bob").len(), SKILLS / 2, "{:?}", names("bob"));
+    }
 }

@@ -109,7 +109,8 @@ fn check_subjects(name: &str, found: &[String], wanted: &[String]) -> Result<(),
     ))
 }
 
-async fn find_legacy(
+/// The single inbox stream of older builds; `None` when the server says it does not exist.
+pub(crate) async fn find_legacy(
     jetstream: &jetstream::Context,
 ) -> Result<Option<stream::Stream>, ClusterError> {
     use async_nats::jetstream::ErrorCode;

@@ -153,8 +153,15 @@ async fn open_consumer(
         .map_err(|error| format!("cannot open the consumer of shard {shard}: {error}"))
 }
 
+/// Whether the single inbox stream of older builds no longer exists (an operator deleted
+/// it after the upgrade), so draining it has ended; not when the server cannot say.
+async fn legacy_stream_gone(shared: &Shared) -> bool {
+    matches!(crate::inbox::find_legacy(&shared.jetstream).await, Ok(None))
+}
+
 /// Pulls `source`'s messages of `shard` until `stop`, or until this node turns out not to
-/// own the shard: then it cancels `stop`, so the worker's other loop ends too.
+/// own the shard: then it cancels `stop`, so the worker's other loop ends too. The drain
+/// of the older stream also ends by itself once that stream is deleted.
 async fn pull_loop(
     shared: Arc<Shared>,
     node: NodeHandle,
@@ -176,6 +183,10 @@ async fn pull_loop(
             // The server may have lost the consumer (a restart): open it again.
             match open_consumer(&shared, shard, source).await {
                 Ok(reopened) => consumer = reopened,
+                Err(_) if matches!(source, Source::Legacy) && legacy_stream_gone(&shared).await => {
+                    tracing::info!(shard, "the older inbox stream was deleted: its drain ends");
+                    break;
+                }
                 Err(error) => tracing::debug!(shard, %error, "cannot open the consumer yet"),
             }
             interrupted = false;

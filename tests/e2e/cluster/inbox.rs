@@ -1,6 +1,6 @@
 //! The inbox's streams, end to end: every message leaves them once answered, a node with
 //! another layout refuses to join, and what an older build left in its single stream is
-//! answered after an upgrade.
+//! answered after an upgrade, until that stream is deleted.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use troupe_cluster::subjects;
 use troupe_testkit::cluster::ClusterSandbox;
 use troupe_testkit::fake_llm::FakeLlm;
 use troupe_testkit::nats::NatsServer;
+use troupe_testkit::poll_until;
 
 use super::{SHARDS, history, node_config, post, sandbox, settle, turns_of};
 use crate::support::binary;
@@ -166,4 +167,37 @@ async fn messages_an_older_build_left_in_its_single_inbox_stream_are_answered_af
         2
     );
     assert_inbox_drains(&cluster).await;
+    // The operator deletes the emptied old stream: every node's drain of it ends (rather
+    // than trying to reopen it for ever), and the shards go on being served.
+    let jetstream =
+        async_nats::jetstream::new(async_nats::connect(cluster.nats.url()).await.unwrap());
+    jetstream
+        .delete_stream(subjects::LEGACY_INBOX_STREAM)
+        .await
+        .unwrap();
+    for node in &cluster.nodes {
+        let log = poll_until(
+            Duration::from_secs(10),
+            || node.log(),
+            |log| log.contains(DRAIN_ENDED),
+        )
+        .await;
+        assert!(log.contains(DRAIN_ENDED), "{log}");
+    }
+    post(
+        &client,
+        &base,
+        "after-the-deletion",
+        "upgraded",
+        "still there?",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        turns_of(&history(&client, &base, "upgraded").await).len(),
+        3
+    );
 }
+
+/// What a node logs when the drain of a deleted older inbox stream ends.
+const DRAIN_ENDED: &str = "the older inbox stream was deleted: its drain ends";

@@ -660,3 +660,35 @@ async fn a_failed_group_write_fails_every_turn_it_held_and_a_resend_is_answered(
         4
     );
 }
+
+#[tokio::test]
+async fn a_retry_of_an_id_still_in_flight_gets_that_turns_reply_once_it_is_stored() {
+    let store = Arc::new(GatedStore::default());
+    let script = vec![Scripted::Delayed(
+        Duration::from_millis(200),
+        "slow answer".into(),
+    )];
+    let handle = gated_node_with(&store, script).await;
+    let first = handle.route(text_message("r0", "rita", "one")).unwrap();
+    // Two retries of the same id while the model is still answering the first.
+    let retries: Vec<_> = (0..2)
+        .map(|_| handle.route(text_message("r0", "rita", "one")).unwrap())
+        .collect();
+    store.wait_for_writes(1).await;
+    store.gate.add_permits(1);
+    for events in std::iter::once(first).chain(retries) {
+        let (_, last) = collect(events).await;
+        let TurnEvent::Reply { reply, .. } = last else {
+            panic!("expected the first turn's reply, got {last:?}")
+        };
+        assert_eq!(
+            (reply.in_reply_to.as_str(), reply.payload.as_str()),
+            ("r0", "slow answer")
+        );
+    }
+    assert_eq!(
+        store.writes(),
+        [2],
+        "one turn, one write: the retries changed nothing"
+    );
+}

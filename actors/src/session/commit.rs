@@ -225,7 +225,21 @@ impl SessionState {
             return; // Already settled by `flush`.
         }
         if self.settle().await {
+            self.save_or_release(myself);
+        }
+    }
+
+    /// After a turn or a write: starts the write that what changed needs, or, when the
+    /// session is stored as it is, sends every event still waiting. Those belong to turns
+    /// that changed nothing (a repeat of an id answered from the history, a failure) and
+    /// queued behind a write that did not cover them; no write is coming for them.
+    pub(super) fn save_or_release(&mut self, myself: &ActorRef<SessionMsg>) {
+        if self.unsaved || self.commit.saving.is_some() {
             self.start_save(myself);
+            return;
+        }
+        for (event, client) in self.commit.unsent.drain(..) {
+            let _ = client.send(event);
         }
     }
 

@@ -431,6 +431,7 @@ impl SessionState {
                 model_latency: Duration::ZERO,
             };
             self.answer(output, event);
+            self.save_or_release(myself);
             return;
         }
         let in_reply_to = message.id.clone();
@@ -447,7 +448,7 @@ impl SessionState {
                     .increment(1);
                 self.answer(output, TurnEvent::Failed { in_reply_to, error });
                 // Turns that waited behind the finished write still need theirs.
-                self.start_save(myself);
+                self.save_or_release(myself);
             }
         }
     }

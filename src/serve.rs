@@ -65,9 +65,13 @@ pub(crate) async fn serve(
         .transpose()?;
     let telemetry = crate::telemetry::init_tracing(&config.telemetry, node_id.as_deref())?;
     let metrics = crate::telemetry::install_metrics()?;
-    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
-        tracing::warn!(%error, "could not raise the open-file limit; many connections may fail");
-    }
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not raise the open-file limit; many connections may fail");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
     let (provider_configs, notice) = resolve_providers(&config).await;
     let mut providers = Vec::with_capacity(provider_configs.len());
     for provider_config in &provider_configs {
@@ -107,9 +111,12 @@ pub(crate) async fn serve(
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
+        allowed_hosts: config.server.allowed_hosts.clone(),
         limits: MessageLimits {
             max_payload_bytes: config.server.max_payload_bytes,
         },
+        connections: config.server.connection_limits(open_files),
+        timeouts: config.server.timeouts(),
         notice: notice.clone(),
     });
     let shutdown = CancellationToken::new();
@@ -163,6 +170,7 @@ pub(crate) async fn serve(
             connections: access_connections,
             bridges: dispatcher.clone(),
             clients: access_clients,
+            auth_failures: Arc::default(),
         };
         let _ = dispatcher_out.set(dispatcher);
         children.insert(0, access_spec(listen, state, stopped));

@@ -13,7 +13,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Level;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use troupe_actors::metrics as metric_names;
@@ -63,6 +63,28 @@ impl Telemetry {
     }
 }
 
+/// Libraries that log whole messages at `trace` (a WebSocket `hello` frame carries the
+/// token, an HTTP request its `Authorization` header): their `trace` events are never
+/// logged, whatever `RUST_LOG` asks.
+const SECRET_BEARING_TARGETS: [&str; 6] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "h2",
+];
+
+fn free_of_secrets(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() != tracing::Level::TRACE
+        || !SECRET_BEARING_TARGETS.iter().any(|target| {
+            metadata
+                .target()
+                .strip_prefix(target)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
 /// Installs the log output and, when configured, the OTLP trace export. `instance` is the
 /// node id in a cluster (`service.instance.id`), so a trace shows which node did what.
 pub(crate) fn init_tracing(
@@ -70,7 +92,8 @@ pub(crate) fn init_tracing(
     instance: Option<&str>,
 ) -> anyhow::Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .and(filter_fn(free_of_secrets));
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

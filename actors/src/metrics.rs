@@ -18,6 +18,14 @@ pub const ACTOR_RESTARTS: &str = "troupe_actor_restarts_total";
 pub const ACTOR_FAILURES: &str = "troupe_actor_failures_total";
 pub const SNAPSHOT_ERRORS: &str = "troupe_snapshot_errors_total";
 pub const WEBSOCKET_CONNECTIONS: &str = "troupe_websocket_connections";
+/// Open HTTP connections (upgraded WebSockets included).
+pub const HTTP_CONNECTIONS: &str = "troupe_http_connections";
+/// Connections closed at once because a cap was reached; label `reason` (`node`, `address`).
+pub const HTTP_CONNECTIONS_REFUSED: &str = "troupe_http_connections_refused_total";
+/// Requests refused before any route ran; label `reason` (`host`, `origin`, `busy`).
+pub const HTTP_REQUESTS_REFUSED: &str = "troupe_http_requests_refused_total";
+/// Requests and WebSocket hellos with a missing or wrong token.
+pub const AUTH_FAILURES: &str = "troupe_auth_failures_total";
 /// 0 starting, 1 connected, 2 backing off, 3 failed, 4 stopped, 5 standby (another node
 /// receives); labels `bridge`, `kind`.
 pub const BRIDGE_STATE: &str = "troupe_bridge_state";

@@ -16,6 +16,11 @@ use troupe_actors::message::DEFAULT_MAX_PAYLOAD_BYTES;
 use troupe_cluster::ClusterConfig;
 use troupe_inference::ProviderConfig;
 
+use crate::gateway::HostPattern;
+use crate::gateway::admission::ConnectionLimits;
+use crate::gateway::body::BodyPace;
+use crate::gateway::server::ServerTimeouts;
+
 pub(crate) use autodetect::detect_provider;
 pub(crate) use bridges::build_bridges;
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
@@ -33,6 +38,18 @@ const fn default_turn_timeout_secs() -> u64 {
 const fn default_max_payload_bytes() -> usize {
     DEFAULT_MAX_PAYLOAD_BYTES
 }
+const fn default_max_connections_per_address() -> usize {
+    64
+}
+const fn default_header_timeout_secs() -> u64 {
+    20
+}
+const fn default_min_body_bytes_per_sec() -> u64 {
+    4096
+}
+/// The shortest token a node reachable from other machines accepts.
+const MIN_REMOTE_TOKEN_BYTES: usize = 16;
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8787))
 }
@@ -94,9 +111,28 @@ pub(crate) struct IdentityConfig {
 pub(crate) struct ServerConfig {
     #[serde(default = "default_listen")]
     pub(crate) listen: SocketAddr,
-    /// Browser origins allowed to open the WebSocket besides the page's own (`*`: any).
+    /// Browser origins allowed to call the node besides the page's own (`*`: any).
     #[serde(default)]
     pub(crate) allowed_origins: Vec<String>,
+    /// Names clients reach the node by besides loopback and the listen address (a reverse
+    /// proxy's public name, a webhook's host): `name`, `name:port`, `*.domain`.
+    #[serde(default)]
+    pub(crate) allowed_hosts: Vec<HostPattern>,
+    /// Open connections at most; absent: three quarters of the open-file limit, at most
+    /// 65,536. A quarter is kept for connections that proved a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_connections: Option<usize>,
+    /// Connections one address may hold before any request on them proved a token
+    /// (loopback is exempt: every local client shares it).
+    #[serde(default = "default_max_connections_per_address")]
+    pub(crate) max_connections_per_address: usize,
+    /// Seconds a request's headers (and a WebSocket's `hello`) may take; also how long an
+    /// idle keep-alive connection stays open.
+    #[serde(default = "default_header_timeout_secs")]
+    pub(crate) header_timeout_secs: u64,
+    /// After `header_timeout_secs` of grace, the slowest a request body may arrive.
+    #[serde(default = "default_min_body_bytes_per_sec")]
+    pub(crate) min_body_bytes_per_sec: u64,
     /// Bearer token for HTTP and WebSocket; `TROUPE_TOKEN` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
@@ -110,8 +146,38 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: None,
+            max_connections_per_address: default_max_connections_per_address(),
+            header_timeout_secs: default_header_timeout_secs(),
+            min_body_bytes_per_sec: default_min_body_bytes_per_sec(),
             token: None,
             max_payload_bytes: default_max_payload_bytes(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The connection caps; without `max_connections`, three quarters of `open_files` (the
+    /// rest is for the stores, NATS, skills and logs), at most 65,536.
+    pub(crate) fn connection_limits(&self, open_files: u64) -> ConnectionLimits {
+        let from_files = usize::try_from(open_files / 4 * 3).unwrap_or(usize::MAX);
+        ConnectionLimits {
+            max: self
+                .max_connections
+                .unwrap_or_else(|| from_files.clamp(8, 65_536)),
+            per_address: self.max_connections_per_address,
+        }
+    }
+
+    pub(crate) fn timeouts(&self) -> ServerTimeouts {
+        let header = Duration::from_secs(self.header_timeout_secs);
+        ServerTimeouts {
+            header,
+            body: BodyPace {
+                grace: header,
+                bytes_per_sec: self.min_body_bytes_per_sec,
+            },
         }
     }
 }
@@ -182,10 +248,50 @@ pub(crate) enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is invalid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config file {path} is invalid: {source}")]
+    Parse { path: PathBuf, source: ParseError },
     #[error("{key}: {reason}")]
     Invalid { key: String, reason: String },
+}
+
+/// Why a config file does not parse: where (line and key) and what, never the line's text,
+/// which may hold a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub(crate) struct ParseError {
+    location: String,
+    message: String,
+}
+
+impl ParseError {
+    fn of(text: &str, error: &toml::de::Error) -> Self {
+        let message = error.message().trim().to_owned();
+        let Some(span) = error.span() else {
+            return Self {
+                location: "the file".into(),
+                message,
+            };
+        };
+        let before = text.get(..span.start).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let key = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|line| line.split_once('='))
+            .map(|(key, _)| key.trim())
+            .filter(|key| !key.is_empty() && !key.starts_with('['));
+        let table = before.lines().rev().find_map(|line| {
+            let line = line.trim();
+            line.starts_with('[')
+                .then(|| line.trim_matches(['[', ']']).trim().to_owned())
+        });
+        let location = match (table, key) {
+            (Some(table), Some(key)) => format!("line {line}, key `{table}.{key}`"),
+            (None, Some(key)) => format!("line {line}, key `{key}`"),
+            (_, None) => format!("line {line}"),
+        };
+        Self { location, message }
+    }
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -263,14 +369,14 @@ impl TroupeConfig {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|error| error.to_string())
+    pub(crate) fn parse(text: &str) -> Result<Self, ParseError> {
+        toml::from_str(text).map_err(|error| ParseError::of(text, &error))
     }
 
     fn apply_environment(&mut self, environment: &Environment) -> Result<(), ConfigError> {
@@ -314,29 +420,7 @@ impl TroupeConfig {
 
     /// Every check that needs no network.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let token_set = self
-            .server
-            .token
-            .as_deref()
-            .is_some_and(|token| !token.trim().is_empty());
-        if self.server.token.is_some() && !token_set {
-            return Err(invalid("server.token", "must not be empty"));
-        }
-        if !self.server.listen.ip().is_loopback() && !token_set {
-            return Err(invalid(
-                "server.listen",
-                format!(
-                    "{} is reachable from other machines, so a token is required: set server.token or TROUPE_TOKEN (or listen on 127.0.0.1)",
-                    self.server.listen
-                ),
-            ));
-        }
-        if self.server.max_payload_bytes == 0 || self.server.max_payload_bytes > 16 * 1024 * 1024 {
-            return Err(invalid(
-                "server.max_payload_bytes",
-                "must be between 1 and 16777216",
-            ));
-        }
+        self.validate_server()?;
         if self.assistant.history_window == 0 {
             return Err(invalid("assistant.history_window", "must be at least 1"));
         }
@@ -364,6 +448,69 @@ impl TroupeConfig {
         skills::validate_skills(self.skills.as_deref().unwrap_or_default())?;
         self.validate_identities()?;
         self.validate_providers()
+    }
+
+    fn validate_server(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        if let Some(token) = &server.token {
+            if token.trim().is_empty() {
+                return Err(invalid("server.token", "must not be empty"));
+            }
+            if token.trim() != token {
+                return Err(invalid(
+                    "server.token",
+                    "starts or ends with white space, which no Authorization header can carry",
+                ));
+            }
+        }
+        let token_len = server.token.as_ref().map_or(0, String::len);
+        if !server.listen.ip().is_loopback() {
+            if token_len == 0 {
+                return Err(invalid(
+                    "server.listen",
+                    format!(
+                        "{} is reachable from other machines, so a token is required: set server.token or TROUPE_TOKEN (or listen on 127.0.0.1)",
+                        server.listen
+                    ),
+                ));
+            }
+            if token_len < MIN_REMOTE_TOKEN_BYTES {
+                return Err(invalid(
+                    "server.token",
+                    format!(
+                        "is {token_len} bytes; a node reachable from other machines needs at least {MIN_REMOTE_TOKEN_BYTES} (try `openssl rand -hex 32`)"
+                    ),
+                ));
+            }
+        }
+        if server.max_payload_bytes == 0 || server.max_payload_bytes > 16 * 1024 * 1024 {
+            return Err(invalid(
+                "server.max_payload_bytes",
+                "must be between 1 and 16777216",
+            ));
+        }
+        if server.max_connections.is_some_and(|max| max < 8) {
+            return Err(invalid("server.max_connections", "must be at least 8"));
+        }
+        if server.max_connections_per_address == 0 {
+            return Err(invalid(
+                "server.max_connections_per_address",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=600).contains(&server.header_timeout_secs) {
+            return Err(invalid(
+                "server.header_timeout_secs",
+                "must be between 1 and 600",
+            ));
+        }
+        if server.min_body_bytes_per_sec == 0 {
+            return Err(invalid(
+                "server.min_body_bytes_per_sec",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_identities(&self) -> Result<(), ConfigError> {

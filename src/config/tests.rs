@@ -45,9 +45,13 @@ fn an_empty_file_gives_the_defaults() {
 
 #[test]
 fn unknown_keys_are_named() {
-    let error = TroupeConfig::parse("[server]\nlisten_on = \"x\"").unwrap_err();
+    let error = TroupeConfig::parse("[server]\nlisten_on = \"x\"")
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("listen_on"), "{error}");
-    let error = TroupeConfig::parse("[assistent]\n").unwrap_err();
+    let error = TroupeConfig::parse("[assistent]\n")
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("assistent"), "{error}");
 }
 
@@ -83,7 +87,67 @@ fn a_public_address_without_a_token_is_refused() {
         "{error}"
     );
     config.server.token = Some("t".into());
+    let error = config.validate().unwrap_err().to_string();
+    assert!(
+        error.starts_with("server.token:") && error.contains("at least 16"),
+        "a one-character token off loopback: {error}"
+    );
+    config.server.token = Some("0123456789abcdef".into());
     config.validate().unwrap();
+}
+
+#[test]
+fn a_short_token_is_fine_on_loopback_but_surrounding_spaces_never_are() {
+    let mut config = TroupeConfig::default();
+    config.server.token = Some("t".into());
+    config.validate().unwrap();
+    for token in [
+        " 0123456789abcdef",
+        "0123456789abcdef\n",
+        "\t0123456789abcdef",
+    ] {
+        config.server.token = Some(token.to_owned());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.starts_with("server.token:") && error.contains("white space"),
+            "{token:?}: {error}"
+        );
+    }
+    config.server.token = Some("   ".into());
+    assert!(config.validate().unwrap_err().to_string().contains("empty"));
+}
+
+#[test]
+fn connection_and_timeout_limits_are_checked_and_name_their_key() {
+    let cases: [(&str, &str); 5] = [
+        ("max_connections = 7", "server.max_connections"),
+        (
+            "max_connections_per_address = 0",
+            "server.max_connections_per_address",
+        ),
+        ("header_timeout_secs = 0", "server.header_timeout_secs"),
+        ("header_timeout_secs = 601", "server.header_timeout_secs"),
+        (
+            "min_body_bytes_per_sec = 0",
+            "server.min_body_bytes_per_sec",
+        ),
+    ];
+    for (line, key) in cases {
+        let config = TroupeConfig::parse(&format!("[server]\n{line}")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.starts_with(&format!("{key}:")), "{line}: {error}");
+    }
+    let config =
+        TroupeConfig::parse("[server]\nallowed_hosts = [\"*.example.com\", \"a.example:8443\"]")
+            .unwrap();
+    config.validate().unwrap();
+    let error = TroupeConfig::parse("[server]\nallowed_hosts = [\"a.*.example\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("server.allowed_hosts") && error.contains("a.*.example"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -171,6 +235,7 @@ fn the_environment_joins_a_cluster_and_bad_cluster_keys_are_named() {
     assert!(
         TroupeConfig::parse(unknown)
             .unwrap_err()
+            .to_string()
             .contains("unknown field `node`")
     );
 }
@@ -186,7 +251,9 @@ fn telemetry_is_off_by_default_and_configurable() {
     .unwrap();
     config.validate().unwrap();
     assert_eq!(config.telemetry.sample_ratio, 0.25);
-    let error = TroupeConfig::parse("[telemetry]\nendpoint = \"x\"\n").unwrap_err();
+    let error = TroupeConfig::parse("[telemetry]\nendpoint = \"x\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("endpoint"), "{error}");
 }
 
@@ -362,10 +429,12 @@ fn skill_entries_name_their_bad_keys() {
     );
     let unknown =
         TroupeConfig::parse("[[skills]]\nkind = \"builtin\"\nname = \"time\"\nsudo = true\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
     assert!(unknown.contains("sudo"), "{unknown}");
-    let bad_kind =
-        TroupeConfig::parse("[[skills]]\nkind = \"plugin\"\nname = \"x\"\n").unwrap_err();
+    let bad_kind = TroupeConfig::parse("[[skills]]\nkind = \"plugin\"\nname = \"x\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(bad_kind.contains("plugin"), "{bad_kind}");
     let parallel = TroupeConfig::parse("[tools]\nmax_parallel = 0\n").unwrap();
     assert!(
@@ -407,4 +476,18 @@ fn building_a_skill_names_what_is_missing() {
         };
         assert!(error.contains(key), "{entry}: {error}");
     }
+}
+
+#[test]
+fn a_parse_error_names_the_line_and_key_but_never_quotes_the_line() {
+    let text = "[server]\nlisten = \"127.0.0.1:8787\"\ntoken = \"hunter2-secret-value\" oops\n";
+    let error = TroupeConfig::parse(text).unwrap_err().to_string();
+    assert!(error.starts_with("line 3, key `server.token`:"), "{error}");
+    assert!(!error.contains("hunter2"), "the secret leaked: {error}");
+    let text = "[[providers]]\nname = \"main\"\nkind = \"openai\"\napi_key = \"sk-live-123\"\n";
+    let error = TroupeConfig::parse(text).unwrap_err().to_string();
+    assert!(
+        error.contains("api_key") && !error.contains("sk-live"),
+        "{error}"
+    );
 }

@@ -4,16 +4,16 @@
 
 use std::net::SocketAddr;
 
-use axum::serve::ListenerExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 
-use super::{AppState, router};
+use super::admission::ConnectionGate;
+use super::{AppState, router, server};
 
 /// Messages of the [`AccessLayer`].
 pub(crate) enum AccessMsg {
-    /// The server task ended, with its error if it failed.
-    ServerExited(Option<String>),
+    /// The server task ended.
+    ServerExited,
 }
 
 /// Start-up arguments.
@@ -26,6 +26,7 @@ pub(crate) struct AccessArgs {
 
 pub(crate) struct AccessState {
     listener: Option<tokio::net::TcpListener>,
+    bound: SocketAddr,
     state: AppState,
     stopped: watch::Sender<bool>,
 }
@@ -54,6 +55,7 @@ impl Actor for AccessLayer {
         }
         Ok(AccessState {
             listener: Some(listener),
+            bound,
             state: args.state,
             stopped: args.stopped,
         })
@@ -68,21 +70,14 @@ impl Actor for AccessLayer {
             .listener
             .take()
             .ok_or("the listener was already taken")?;
-        let app = router(state.state.clone());
+        let app = router(state.state.clone(), state.bound);
         let shutdown = state.state.shutdown.clone();
-        // Small frames (ack, delta) must leave at once, not wait for Nagle's algorithm.
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
-        });
+        let settings = &state.state.settings;
+        let gate = ConnectionGate::new(settings.connections);
+        let timeouts = settings.timeouts;
         tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            let _ = myself.cast(AccessMsg::ServerExited(
-                served.err().map(|error| error.to_string()),
-            ));
+            server::serve(listener, app, gate, timeouts, shutdown).await;
+            let _ = myself.cast(AccessMsg::ServerExited);
         });
         Ok(())
     }
@@ -93,16 +88,12 @@ impl Actor for AccessLayer {
         message: AccessMsg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let AccessMsg::ServerExited(error) = message;
+        let AccessMsg::ServerExited = message;
         if state.state.shutdown.is_cancelled() {
             let _ = state.stopped.send(true);
             myself.stop(Some("shut down".into()));
             return Ok(());
         }
-        Err(format!(
-            "the HTTP server stopped unexpectedly: {}",
-            error.unwrap_or_else(|| "no error given".into())
-        )
-        .into())
+        Err("the HTTP server stopped unexpectedly".into())
     }
 }

@@ -1,15 +1,88 @@
 //! Who may talk to the node: the bearer token (HTTP header, or the WebSocket `hello` frame
-//! for browsers; never in a URL) and, for WebSockets, the `Origin` check that stops
-//! cross-site WebSocket hijacking.
+//! for browsers; never in a URL). Failed attempts are logged and counted per address, and
+//! an address that keeps guessing is refused for a while. A request that proves the token
+//! lifts its connection out of the pending room ([`super::admission`]).
 
-use axum::extract::{Request, State};
-use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{AUTHORIZATION, CONNECTION, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use troupe_actors::metrics as metric_names;
 
 use super::AppState;
+use super::admission::ConnectionTicket;
 use super::error::ApiError;
+
+/// Failed attempts one address may make per [`FAILURE_WINDOW`] before it is refused.
+const FAILURES_PER_WINDOW: u32 = 30;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses tracked before expired windows are swept.
+const SWEEP_AT: usize = 4096;
+
+/// Failed token attempts per address, in fixed windows.
+#[derive(Debug, Default)]
+pub(crate) struct AuthFailures {
+    by_address: DashMap<IpAddr, (Instant, u32)>,
+}
+
+impl AuthFailures {
+    /// How long `address` must wait before it may try again, if it used up its attempts.
+    pub(crate) fn locked_out(&self, address: IpAddr) -> Option<Duration> {
+        let entry = self.by_address.get(&address.to_canonical())?;
+        let (started, failures) = *entry;
+        let left = FAILURE_WINDOW.checked_sub(started.elapsed())?;
+        (failures >= FAILURES_PER_WINDOW).then_some(left)
+    }
+
+    /// Counts and logs one failed attempt.
+    pub(crate) fn record(&self, address: IpAddr, path: &str) {
+        let address = address.to_canonical();
+        if self.by_address.len() >= SWEEP_AT {
+            self.by_address
+                .retain(|_, (started, _)| started.elapsed() < FAILURE_WINDOW);
+        }
+        let mut entry = self
+            .by_address
+            .entry(address)
+            .or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= FAILURE_WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+        let failures = entry.1;
+        drop(entry);
+        metrics::counter!(metric_names::AUTH_FAILURES).increment(1);
+        // Every failure up to the lockout, then one line per window: a guesser cannot
+        // flood the log.
+        if failures <= FAILURES_PER_WINDOW {
+            tracing::warn!(%address, path, failures, "authentication failed");
+        }
+        if failures == FAILURES_PER_WINDOW {
+            tracing::warn!(%address, "too many failed authentications: refusing this address for {FAILURE_WINDOW:?}");
+        }
+    }
+}
+
+/// The answer to an address that is locked out.
+pub(crate) fn locked_out_answer(wait: Duration) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failures",
+        "too many failed authentications from this address; wait and try again",
+    )
+    .into_response();
+    let seconds = wait.as_secs().max(1).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
+        response.headers_mut().insert(RETRY_AFTER, value);
+    }
+    response
+}
 
 /// Compares in time independent of where the first difference is.
 pub(crate) fn tokens_match(presented: &str, expected: &str) -> bool {
@@ -39,49 +112,67 @@ pub(crate) fn header_authorized(expected: Option<&str>, headers: &HeaderMap) -> 
     }
 }
 
+/// The peer's address, which the server puts on every request.
+pub(crate) fn peer_address(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
 /// Middleware for every protected HTTP route.
 pub(crate) async fn require_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    if header_authorized(state.settings.token.as_deref(), request.headers()) {
-        next.run(request).await
-    } else {
-        ApiError::unauthorized().into_response()
+    let address = peer_address(&request);
+    if let Some(wait) = address.and_then(|address| state.auth_failures.locked_out(address)) {
+        return locked_out_answer(wait);
     }
+    if header_authorized(state.settings.token.as_deref(), request.headers()) {
+        return next.run(request).await;
+    }
+    if let Some(address) = address {
+        state.auth_failures.record(address, request.uri().path());
+    }
+    ApiError::unauthorized().into_response()
 }
 
-/// Browsers always send `Origin` on a WebSocket handshake; other clients usually do not.
-/// A browser origin must be the page's own (same host) or listed in `allowed_origins`.
-pub(crate) fn origin_allowed(allowed_origins: &[String], headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(ORIGIN).and_then(|value| value.to_str().ok()) else {
-        return true;
+/// Middleware around every route: a request that proves the token (or any request, on a
+/// node without one) makes its connection authorized; on a connection admitted on
+/// probation, a request that does not is answered `503 server_busy` and the connection
+/// closed.
+pub(crate) async fn admit_connection(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(ticket) = request.extensions().get::<Arc<ConnectionTicket>>().cloned() else {
+        return next.run(request).await;
     };
-    if allowed_origins
-        .iter()
-        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
-    {
-        return true;
+    if header_authorized(state.settings.token.as_deref(), request.headers()) {
+        ticket.authorize();
+    } else if ticket.on_probation() {
+        metrics::counter!(metric_names::HTTP_REQUESTS_REFUSED, "reason" => "busy").increment(1);
+        let mut response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            "the node is at its connection limit; only requests with a valid token are served",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
-    let host = headers.get(HOST).and_then(|value| value.to_str().ok());
-    let origin_host = origin
-        .split_once("://")
-        .map(|(_, rest)| rest.trim_end_matches('/'));
-    matches!((host, origin_host), (Some(host), Some(origin_host)) if host.eq_ignore_ascii_case(origin_host))
+    next.run(request).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, value.parse().unwrap());
-        }
-        map
-    }
+    use crate::gateway::header_map as headers;
 
     #[test]
     fn checks_bearer_tokens() {
@@ -106,33 +197,19 @@ mod tests {
     }
 
     #[test]
-    fn allows_same_origin_listed_origins_and_non_browsers_only() {
-        let none: Vec<String> = Vec::new();
-        assert!(origin_allowed(
-            &none,
-            &headers(&[("host", "127.0.0.1:8787")])
-        ));
-        assert!(origin_allowed(
-            &none,
-            &headers(&[
-                ("host", "127.0.0.1:8787"),
-                ("origin", "http://127.0.0.1:8787")
-            ])
-        ));
-        assert!(!origin_allowed(
-            &none,
-            &headers(&[
-                ("host", "127.0.0.1:8787"),
-                ("origin", "https://evil.example")
-            ])
-        ));
-        let listed = vec!["https://app.example".to_owned()];
-        assert!(origin_allowed(
-            &listed,
-            &headers(&[
-                ("host", "127.0.0.1:8787"),
-                ("origin", "https://app.example")
-            ])
-        ));
+    fn an_address_that_keeps_guessing_is_locked_out_and_others_are_not() {
+        let failures = AuthFailures::default();
+        let guesser: IpAddr = "203.0.113.9".parse().unwrap();
+        let other: IpAddr = "203.0.113.10".parse().unwrap();
+        for _ in 0..FAILURES_PER_WINDOW - 1 {
+            failures.record(guesser, "/api/v1/sessions");
+        }
+        assert_eq!(failures.locked_out(guesser), None);
+        failures.record(guesser, "/api/v1/sessions");
+        let wait = failures.locked_out(guesser).expect("locked out");
+        assert!(wait <= FAILURE_WINDOW && wait > Duration::ZERO);
+        assert_eq!(failures.locked_out(other), None);
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert!(failures.locked_out(mapped).is_some());
     }
 }

@@ -8,7 +8,7 @@
 //! - `GET /api/v1/identities`, `POST /api/v1/identities/link`,
 //!   `DELETE /api/v1/identities/{member}`: what `troupe identity …` uses.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,16 +19,18 @@ use troupe_actors::bridge::WebhookRequest;
 use super::AppState;
 use super::error::ApiError;
 
-/// Largest platform callback body accepted.
-pub(crate) const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
+/// Largest body of the JSON requests the CLI sends (pairing approvals, identity links).
+const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
 
+/// A platform callback. The bridge is looked up first and the body read only up to its
+/// platform's cap, so an unknown name or a bridge without webhooks costs no body at all.
 pub(crate) async fn webhook(
     State(state): State<AppState>,
     Path((name, endpoint)): Path<(String, String)>,
     method: Method,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some((bridge, context)) = state.bridges.bridge(&name) else {
         return ApiError::new(
@@ -37,6 +39,18 @@ pub(crate) async fn webhook(
             format!("no bridge named `{name}`"),
         )
         .into_response();
+    };
+    let Some(limit) = bridge.webhook_body_limit() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("the bridge `{name}` takes no webhooks"),
+        )
+        .into_response();
+    };
+    let body = match super::body::read_body(body, limit).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
     };
     let request = WebhookRequest {
         method: method.as_str().to_owned(),
@@ -86,15 +100,15 @@ fn storage_error(error: &troupe_actors::bridge::BridgeError) -> Response {
     .into_response()
 }
 
-/// The body, or the 400 answer for a body that is not the expected JSON.
-fn json_body<T>(
-    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
-) -> Result<T, ApiError> {
-    body.map(|axum::Json(body)| body).map_err(|rejection| {
+/// A small JSON body: 413 past [`MAX_ADMIN_BODY_BYTES`] (read no further), 400
+/// `invalid_json` when it is not the expected JSON.
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes = super::body::read_body(body, MAX_ADMIN_BODY_BYTES).await?;
+    serde_json::from_slice(&bytes).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
-            rejection.body_text(),
+            format!("the body is not the expected JSON: {error}"),
         )
     })
 }
@@ -127,11 +141,8 @@ pub(crate) struct ApproveBody {
     code: String,
 }
 
-pub(crate) async fn approve(
-    State(state): State<AppState>,
-    body: Result<axum::Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let body = match json_body(body) {
+pub(crate) async fn approve(State(state): State<AppState>, body: Body) -> Response {
+    let body: ApproveBody = match json_body(body).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };
@@ -170,11 +181,8 @@ pub(crate) struct LinkBody {
     person: Option<String>,
 }
 
-pub(crate) async fn link(
-    State(state): State<AppState>,
-    body: Result<axum::Json<LinkBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let body = match json_body(body) {
+pub(crate) async fn link(State(state): State<AppState>, body: Body) -> Response {
+    let body: LinkBody = match json_body(body).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };

@@ -1,7 +1,12 @@
 //! The one error shape every HTTP answer uses: a status and `{"error":{"code","message"}}`.
+//! [`json_errors`] holds every route to it, including the plain-text rejections of the
+//! framework's own extractors.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use troupe_actors::{ErrorCode, MessageError, TurnError};
 
@@ -104,4 +109,53 @@ pub(crate) fn json_error(error: &serde_json::Error) -> ApiError {
             format!("the body has the wrong shape: {error}"),
         ),
     }
+}
+
+/// The code of an error answer that came without one.
+fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        status if status.is_server_error() => "internal",
+        _ => "bad_request",
+    }
+}
+
+/// Largest plain-text error body carried over as the message.
+const MAX_PLAIN_ERROR_BYTES: usize = 4096;
+
+/// Middleware: an error answer that is not JSON (axum's rejections write plain text: a bad
+/// percent-escape in a path, a failed upgrade) is rewritten as the JSON error, its text
+/// kept as the message.
+pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let body = ApiError::new(status, code_of(status), message).body();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }

@@ -3,12 +3,16 @@
 //! [`access::AccessLayer`] actor.
 
 pub(crate) mod access;
+pub(crate) mod admission;
 mod auth;
+pub(crate) mod body;
 mod bridges;
 pub(crate) mod clients;
 mod error;
+mod guard;
 mod openai;
 mod rest;
+pub(crate) mod server;
 mod turns;
 mod web;
 mod ws;
@@ -34,6 +38,8 @@ use troupe_cluster::ClusterNode;
 
 pub(crate) use clients::Clients;
 use error::ApiError;
+pub(crate) use guard::HostPattern;
+use guard::RequestGuard;
 
 /// What the access layer is configured with.
 #[derive(Clone, Debug)]
@@ -41,7 +47,10 @@ pub(crate) struct GatewaySettings {
     /// Required bearer token, if any.
     pub(crate) token: Option<String>,
     pub(crate) allowed_origins: Vec<String>,
+    pub(crate) allowed_hosts: Vec<HostPattern>,
     pub(crate) limits: MessageLimits,
+    pub(crate) connections: admission::ConnectionLimits,
+    pub(crate) timeouts: server::ServerTimeouts,
     /// Shown by the web page and `troupe chat` (e.g. "no model configured").
     pub(crate) notice: Option<String>,
 }
@@ -64,6 +73,8 @@ pub(crate) struct AppState {
     pub(crate) bridges: Dispatcher,
     /// Open WebSocket connections by sender, for messages nobody asked for (reminders).
     pub(crate) clients: Clients,
+    /// Failed token attempts per address.
+    pub(crate) auth_failures: Arc<auth::AuthFailures>,
 }
 
 /// `GET /api/v1/skills`: every configured skill, its state, tools and permissions.
@@ -72,8 +83,14 @@ async fn list_skills(State(state): State<AppState>) -> Response {
     axum::Json(serde_json::json!({"skills": skills})).into_response()
 }
 
-/// Builds the router.
-pub(crate) fn router(state: AppState) -> Router {
+/// Builds the router for a node bound to `bound`. Every request, whatever its route, first
+/// passes the Host and Origin guard, then the connection admission.
+pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
+    let guard = Arc::new(RequestGuard::new(
+        bound,
+        state.settings.allowed_hosts.clone(),
+        state.settings.allowed_origins.clone(),
+    ));
     let protected = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/api/v1/info", get(info))
@@ -112,13 +129,20 @@ pub(crate) fn router(state: AppState) -> Router {
         // Platform callbacks: each bridge checks its platform's signature itself.
         .route(
             "/bridges/{name}/{endpoint}",
-            get(bridges::webhook).post(bridges::webhook).layer(
-                axum::extract::DefaultBodyLimit::max(bridges::MAX_WEBHOOK_BYTES),
-            ),
+            get(bridges::webhook).post(bridges::webhook),
         )
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::admit_connection,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            guard::check_request,
+        ))
         .with_state(state)
 }
 
@@ -209,4 +233,14 @@ pub(crate) fn record_gateway_latency(started: Instant, model_latency: Duration) 
     let added = started.elapsed().saturating_sub(model_latency);
     metrics::histogram!(metric_names::GATEWAY_LATENCY_SECONDS).record(added.as_secs_f64());
     metrics::counter!(metric_names::MESSAGES_OUT).increment(1);
+}
+
+/// Headers from `(name, value)` pairs, for tests.
+#[cfg(test)]
+pub(crate) fn header_map(pairs: &[(&'static str, &str)]) -> axum::http::HeaderMap {
+    let mut map = axum::http::HeaderMap::new();
+    for (name, value) in pairs {
+        map.insert(*name, value.parse().expect("a valid header value"));
+    }
+    map
 }

@@ -45,13 +45,7 @@ pub(crate) async fn read_json_body<T: serde::de::DeserializeOwned>(
             "send the body as JSON with Content-Type: application/json",
         ));
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than {limit} bytes"),
-        )
-    })?;
+    let bytes = super::body::read_body(body, limit).await?;
     serde_json::from_slice(&bytes).map_err(|error| json_error(&error))
 }
 

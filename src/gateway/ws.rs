@@ -7,8 +7,12 @@
 
 use std::time::Instant;
 
-use axum::extract::State;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
@@ -23,7 +27,8 @@ use troupe_actors::metrics as metric_names;
 use troupe_actors::skill::REPLY_ROUTE_METADATA;
 use troupe_actors::{ContentType, TurnError, TurnEvent, TurnEventReceiver};
 
-use super::auth::{header_authorized, origin_allowed, tokens_match};
+use super::admission::ConnectionTicket;
+use super::auth::{header_authorized, tokens_match};
 use super::error::ApiError;
 use super::turns::{session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
@@ -68,19 +73,20 @@ enum ClientFrame {
     },
 }
 
+/// The connection a WebSocket runs on: its slot in the gate, and the peer's address.
+struct Peer {
+    ticket: Option<Arc<ConnectionTicket>>,
+    address: Option<IpAddr>,
+}
+
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ticket: Option<Extension<Arc<ConnectionTicket>>>,
+    address: Option<Extension<ConnectInfo<SocketAddr>>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&state.settings.allowed_origins, &headers) {
-        return ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            "this Origin may not open a WebSocket here; add it to server.allowed_origins",
-        )
-        .into_response();
-    }
+    // The Origin was checked for every route by the guard, before this ran.
     if state.shutdown.is_cancelled() {
         return ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -92,13 +98,17 @@ pub(crate) async fn upgrade(
     let authorized_by_header = header_authorized(state.settings.token.as_deref(), &headers);
     let max_message = state.settings.limits.max_payload_bytes * 2 + 64 * 1024;
     let tracker = state.connections.clone();
+    let peer = Peer {
+        ticket: ticket.map(|Extension(ticket)| ticket),
+        address: address.map(|Extension(ConnectInfo(address))| address.ip()),
+    };
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| {
-            tracker.track_future(Connection::new(state, authorized_by_header).run(socket))
+            tracker.track_future(Connection::new(state, authorized_by_header, peer).run(socket))
         })
 }
 
@@ -116,6 +126,8 @@ struct Connection {
     turns: FuturesUnordered<BoxFuture<'static, ()>>,
     /// This connection in the node's [`super::Clients`], once its sender is known.
     registered: Option<u64>,
+    /// Holds the connection's slot for as long as the socket is open.
+    peer: Peer,
 }
 
 /// What to do after a frame.
@@ -183,7 +195,7 @@ fn event_frame(event: &TurnEvent) -> Message {
 }
 
 impl Connection {
-    fn new(state: AppState, authorized_by_header: bool) -> Self {
+    fn new(state: AppState, authorized_by_header: bool, peer: Peer) -> Self {
         let (outgoing, queue) = mpsc::unbounded_channel();
         Self {
             state,
@@ -194,6 +206,7 @@ impl Connection {
             outgoing_queue: Some(queue),
             registered: None,
             turns: FuturesUnordered::new(),
+            peer,
         }
     }
 
@@ -203,9 +216,15 @@ impl Connection {
             return;
         };
         let shutdown = self.state.shutdown.clone();
+        // A connection that has not authenticated gets as long as a request's headers.
+        let hello_deadline = tokio::time::sleep(self.state.settings.timeouts.header);
+        tokio::pin!(hello_deadline);
         let close = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
+                () = &mut hello_deadline, if !self.authorized => {
+                    break Some((POLICY_VIOLATION, "no hello with a valid token in time"));
+                }
                 Some(message) = queue.recv() => {
                     if send_batch(&mut socket, message, &mut queue).await.is_err() { break None; }
                 }
@@ -358,7 +377,21 @@ impl Connection {
         if let Some(expected) = self.state.settings.token.as_deref()
             && !self.authorized
         {
+            let failures = &self.state.auth_failures;
+            if let Some(address) = self.peer.address
+                && failures.locked_out(address).is_some()
+            {
+                self.send(error_frame(
+                    None,
+                    "too_many_failures",
+                    "too many failed authentications from this address; wait and try again",
+                ));
+                return Next::Close(POLICY_VIOLATION, "too many failed authentications");
+            }
             if !token.is_some_and(|token| tokens_match(token, expected)) {
+                if let Some(address) = self.peer.address {
+                    failures.record(address, "/ws hello");
+                }
                 self.send(error_frame(
                     None,
                     "unauthorized",
@@ -367,6 +400,9 @@ impl Connection {
                 return Next::Close(POLICY_VIOLATION, "unauthorized");
             }
             self.authorized = true;
+            if let Some(ticket) = &self.peer.ticket {
+                ticket.authorize();
+            }
         }
         if let Some(sender_id) = sender_id {
             if let Err(reason) = troupe_actors::ids::validate_id(&sender_id) {

@@ -290,6 +290,13 @@ pub trait Bridge: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The largest webhook body this bridge's platform sends; `None` for a bridge that
+    /// takes no webhooks. The node refuses a longer body before reading past this, and
+    /// reads no body at all for a bridge without webhooks.
+    fn webhook_body_limit(&self) -> Option<usize> {
+        None
+    }
+
     /// Handles an HTTP request for this bridge. Bridges without webhooks answer 404.
     async fn webhook(&self, _request: WebhookRequest, _context: &BridgeContext) -> WebhookResponse {
         WebhookResponse::error(404, "not_found", "this bridge takes no webhooks")

@@ -194,6 +194,12 @@ impl Bridge for DiscordBridge {
             .map(|_| ())
     }
 
+    /// A Discord interaction: message content is capped at 2,000 characters (4,000 with
+    /// Nitro), embeds at 6,000, with the resolved users and channels far under 1 MiB.
+    fn webhook_body_limit(&self) -> Option<usize> {
+        Some(1024 * 1024)
+    }
+
     async fn webhook(&self, request: WebhookRequest, context: &BridgeContext) -> WebhookResponse {
         if request.endpoint == "interactions" {
             return self.interaction(request, context).await;

@@ -180,6 +180,12 @@ impl Bridge for SlackBridge {
         Ok(())
     }
 
+    /// Slack's Events API and interactivity payloads: message text is capped at 40,000
+    /// characters and a view at 100 blocks, far under 1 MiB.
+    fn webhook_body_limit(&self) -> Option<usize> {
+        Some(1024 * 1024)
+    }
+
     async fn webhook(&self, request: WebhookRequest, context: &BridgeContext) -> WebhookResponse {
         if request.method != "POST" || request.endpoint != "webhook" {
             return WebhookResponse::error(

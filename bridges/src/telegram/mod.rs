@@ -259,6 +259,12 @@ impl Bridge for TelegramBridge {
         Ok(())
     }
 
+    /// Telegram publishes no cap on an update; one carries at most 4,096 characters of text
+    /// (1,024 of caption) with their entities, far under 1 MiB.
+    fn webhook_body_limit(&self) -> Option<usize> {
+        Some(1024 * 1024)
+    }
+
     async fn webhook(&self, request: WebhookRequest, context: &BridgeContext) -> WebhookResponse {
         let Some(expected) = &self.settings.webhook_secret else {
             return WebhookResponse::error(

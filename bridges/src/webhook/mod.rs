@@ -253,6 +253,14 @@ impl Bridge for WebhookBridge {
         Err(delivery_error(status, retry_after))
     }
 
+    /// The signed webhook's own format: one message whose payload is at most
+    /// `server.max_payload_bytes` (1 MiB by default), room for JSON escaping (up to six
+    /// bytes a character) and the other fields, as `POST /api/v1/messages` allows. A larger
+    /// payload is refused by the node's message limits after this.
+    fn webhook_body_limit(&self) -> Option<usize> {
+        Some(6 * 1024 * 1024 + 64 * 1024)
+    }
+
     async fn webhook(&self, request: WebhookRequest, context: &BridgeContext) -> WebhookResponse {
         if request.method != "POST" || request.endpoint != "webhook" {
             return WebhookResponse::error(

@@ -165,6 +165,11 @@ impl Bridge for WhatsAppBridge {
         self.post_message(&body).await
     }
 
+    /// Meta caps a webhook notification payload at 3 MB.
+    fn webhook_body_limit(&self) -> Option<usize> {
+        Some(3 * 1024 * 1024)
+    }
+
     async fn webhook(&self, request: WebhookRequest, context: &BridgeContext) -> WebhookResponse {
         if request.endpoint != "webhook" {
             return WebhookResponse::error(404, "not_found", "use /bridges/{name}/webhook");

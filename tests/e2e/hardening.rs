@@ -1,0 +1,364 @@
+//! The findings of the outside security test, each reproduced against the real binary:
+//! DNS rebinding, connection and body exhaustion, plain-text errors, token guessing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use troupe_testkit::process::TroupeProcess;
+
+use crate::support::{echo_node, http};
+
+const TOKEN: &str = "0123456789abcdef-hardening";
+
+/// Sends `request` as written on a new connection and reads the answer until the server
+/// closes or 10 s pass; returns the status and the JSON body.
+async fn raw(node: &TroupeProcess, request: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(node.address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_answer(&mut stream).await
+}
+
+async fn read_answer(stream: &mut TcpStream) -> (u16, Value) {
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            }
+            if complete(&answer) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "an answer within 10 s");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Whether `answer` holds a whole response with a `content-length` body.
+fn complete(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .is_some_and(|length| body.len() >= length)
+}
+
+fn get_with_host(path: &str, host: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n")
+}
+
+#[tokio::test]
+async fn a_rebound_host_name_is_refused_on_every_route_before_it_runs() {
+    let node = echo_node("").await;
+    let rebound = "evil.example:8787";
+    let origin = "Origin: http://evil.example:8787\r\n";
+    for path in [
+        "/api/v1/sessions",
+        "/api/v1/pairing",
+        "/",
+        "/metrics",
+        "/healthz",
+        "/ws",
+        "/bridges/hook/webhook",
+        "/no/such/route",
+    ] {
+        let (status, body) = raw(&node, &get_with_host(path, rebound, origin)).await;
+        assert_eq!(status, 421, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "host_not_allowed", "{path}");
+    }
+    let port = node.address.port();
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let (status, _) = raw(&node, &get_with_host("/api/v1/sessions", &host, "")).await;
+        assert_eq!(status, 200, "{host} names the node");
+    }
+    let (status, body) = raw(&node, "GET /api/v1/sessions HTTP/1.0\r\n\r\n").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (421, &json!("host_not_allowed"))
+    );
+}
+
+#[tokio::test]
+async fn a_loopback_node_takes_requests_only_from_its_own_page_or_listed_origins() {
+    let node = echo_node("[server]\nallowed_hosts = [\"assistant.example.com\"]\n").await;
+    let host = node.address.to_string();
+    let own = format!("Origin: http://{host}\r\n");
+    let (status, _) = raw(&node, &get_with_host("/api/v1/sessions", &host, &own)).await;
+    assert_eq!(status, 200);
+    for origin in ["http://evil.example", "null", "http://localhost:1"] {
+        let header = format!("Origin: {origin}\r\n");
+        let (status, body) = raw(&node, &get_with_host("/api/v1/sessions", &host, &header)).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (403, &json!("origin_not_allowed")),
+            "{origin}"
+        );
+    }
+    let proxied = "Origin: https://assistant.example.com\r\n";
+    let (status, _) = raw(
+        &node,
+        &get_with_host("/api/v1/sessions", "assistant.example.com", proxied),
+    )
+    .await;
+    assert_eq!(status, 200, "the public name behind a proxy is allowed");
+}
+
+#[tokio::test]
+async fn idle_and_anonymous_connections_cannot_lock_out_a_client_with_the_token() {
+    let config = format!("[server]\ntoken = \"{TOKEN}\"\nmax_connections = 8\n");
+    let node = echo_node(&config).await;
+    // The pending room is 6 of 8: six connections that never send a byte fill it.
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        idle.push(TcpStream::connect(node.address).await.unwrap());
+    }
+    let host = node.address.to_string();
+    let anonymous = get_with_host("/healthz", &host, "Connection: close\r\n");
+    let mut refused = None;
+    for _ in 0..50 {
+        // The node counts a connection once it accepted it: wait until the six are in.
+        let (status, body) = raw(&node, &anonymous).await;
+        if status == 503 {
+            refused = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("an anonymous request in the reserved room is refused");
+    assert_eq!(refused["error"]["code"], "server_busy");
+    let authorized = get_with_host(
+        "/api/v1/sessions",
+        &host,
+        &format!("Authorization: Bearer {TOKEN}\r\nConnection: close\r\n"),
+    );
+    let (status, _) = raw(&node, &authorized).await;
+    assert_eq!(
+        status, 200,
+        "the reserved room serves a client with the token"
+    );
+    let mut reserved = Vec::new();
+    for _ in 0..2 {
+        reserved.push(TcpStream::connect(node.address).await.unwrap());
+    }
+    let mut over = TcpStream::connect(node.address).await.unwrap();
+    let (status, body) = read_answer(&mut over).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("server_busy"))
+    );
+    drop((idle, reserved, over));
+    let anonymous_again = get_with_host("/healthz", &host, "Connection: close\r\n");
+    let mut served = false;
+    for _ in 0..100 {
+        if raw(&node, &anonymous_again).await.0 == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "the pending room comes back when connections close");
+}
+
+/// Waits until the server closes `stream`; answers how long that took.
+async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("the connection was still open after {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_trickle_of_header_bytes_or_an_idle_keep_alive_does_not_hold_a_connection() {
+    let node = echo_node("[server]\nheader_timeout_secs = 1\n").await;
+    let (mut reader, mut writer) = TcpStream::connect(node.address).await.unwrap().into_split();
+    let trickle = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    closed_within(&mut reader, Duration::from_secs(5)).await;
+    trickle.abort();
+
+    let host = node.address.to_string();
+    let mut keep_alive = TcpStream::connect(node.address).await.unwrap();
+    keep_alive
+        .write_all(get_with_host("/healthz", &host, "").as_bytes())
+        .await
+        .unwrap();
+    let (status, _) = read_answer(&mut keep_alive).await;
+    assert_eq!(status, 200);
+    closed_within(&mut keep_alive, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_answered_408_and_an_unknown_bridge_reads_no_body() {
+    let node =
+        echo_node("[server]\nheader_timeout_secs = 1\nmin_body_bytes_per_sec = 1000\n").await;
+    let host = node.address.to_string();
+    let mut stalled = TcpStream::connect(node.address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"payload\":"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let (status, body) = read_answer(&mut stalled).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (408, &json!("request_timeout"))
+    );
+
+    // Only the head is sent: the 404 must come without waiting for a megabyte.
+    let mut unknown = TcpStream::connect(node.address).await.unwrap();
+    let head = format!(
+        "POST /bridges/nope/webhook HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
+    );
+    unknown.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (status, body) = read_answer(&mut unknown).await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn every_refusal_is_a_json_error_even_from_the_framework() {
+    let node = echo_node("").await;
+    let base = node.http_url();
+    for path in ["/api/v1/pairing/%FF", "/api/v1/identities/%FF"] {
+        let response = http().delete(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");
+    }
+    let huge = json!({"code": "x".repeat(64 * 1024)});
+    for path in ["/api/v1/pairing/approve", "/api/v1/identities/link"] {
+        let response = http()
+            .post(format!("{base}{path}"))
+            .json(&huge)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 413, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "payload_too_large", "{path}");
+    }
+    let response = http().get(format!("{base}/ws")).send().await.unwrap();
+    assert!(response.status().is_client_error());
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["code"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn token_guesses_are_logged_and_an_address_that_keeps_guessing_is_refused() {
+    let node = echo_node(&format!("[server]\ntoken = \"{TOKEN}\"\n")).await;
+    let url = format!("{}/api/v1/sessions", node.http_url());
+    let mut statuses = Vec::new();
+    for guess in 0..31 {
+        let response = http()
+            .get(&url)
+            .bearer_auth(format!("guess-{guess}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert!(
+        statuses[..30].iter().all(|status| *status == 401),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[30], 429);
+    let response = http().get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        429,
+        "even the right token waits out the lockout"
+    );
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(
+        node.log().contains("authentication failed"),
+        "failures are logged"
+    );
+    assert!(
+        !node.log().contains("guess-1"),
+        "the guessed tokens are not"
+    );
+}
+
+#[tokio::test]
+async fn a_websocket_that_never_says_hello_is_closed_with_a_reason() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let config = format!("[server]\ntoken = \"{TOKEN}\"\nheader_timeout_secs = 1\n");
+    let node = echo_node(&config).await;
+    let mut socket = crate::support::connect(&node, &[]).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("closed within 5 s");
+    match closed {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1008);
+            assert!(frame.reason.contains("hello"), "{}", frame.reason);
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_token_never_reaches_the_log_even_at_trace_level() {
+    use crate::support::{binary, connect, frames_until_final, send};
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[server]\ntoken = \"{TOKEN}\"\n"
+    );
+    let node = TroupeProcess::start_with_env(binary(), &config, &[("RUST_LOG", "trace")])
+        .await
+        .expect("troupe starts");
+    let mut socket = connect(&node, &[]).await;
+    send(&mut socket, json!({"type": "hello", "token": TOKEN})).await;
+    send(
+        &mut socket,
+        json!({"type": "message", "id": "t1", "payload": "hi"}),
+    )
+    .await;
+    frames_until_final(&mut socket, "t1").await;
+    let response = http()
+        .get(format!("{}/api/v1/sessions", node.http_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let log = node.log();
+    assert!(log.contains("DEBUG"), "the node logs verbosely");
+    assert!(!log.contains(TOKEN), "the token is in the log");
+}

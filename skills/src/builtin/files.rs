@@ -1,10 +1,17 @@
 //! `files`: searches the directories the user granted, by file name and by content, and
-//! reads a found file. Every path is resolved (symbolic links included) and must stay inside
-//! a granted directory; nothing outside them is ever listed or read. The walking runs on
-//! blocking threads, never on the async runtime.
+//! reads a found file. Every file is opened *beneath* its granted directory's handle
+//! (`cap-std`: `openat2` with `RESOLVE_BENEATH` where the kernel has it), never by a path
+//! checked first and opened after, so a link swapped in between cannot lead outside. A
+//! symbolic link as the file itself is refused, a directory link may not leave the granted
+//! directory, and a file with other hard links is refused (one of them may be outside).
+//! The walking runs on blocking threads, never on the async runtime.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -35,10 +42,29 @@ pub struct SearchHit {
     pub snippet: Option<String>,
 }
 
+/// One granted directory: its resolved path and an open handle that files are opened
+/// beneath.
+#[derive(Clone, Debug)]
+struct Root {
+    path: PathBuf,
+    dir: Arc<cap_std::fs::Dir>,
+}
+
 /// The skill (also served by the example HTTP skill in `skills/examples/file-search`).
 #[derive(Clone, Debug)]
 pub struct FileSearch {
-    roots: Vec<PathBuf>,
+    roots: Vec<Root>,
+}
+
+/// Why a file may not be read.
+fn forbidden(path: &Path, reason: &str) -> SkillError {
+    SkillError::new(
+        SkillErrorCode::Forbidden,
+        format!(
+            "`{}` is not a file inside the directories this skill may read ({reason})",
+            path.display()
+        ),
+    )
 }
 
 impl FileSearch {
@@ -55,23 +81,62 @@ impl FileSearch {
                 let resolved = root
                     .canonicalize()
                     .map_err(|error| format!("{}: {error}", root.display()))?;
-                if resolved.is_dir() {
-                    Ok(resolved)
-                } else {
-                    Err(format!("{} is not a directory", root.display()))
+                if !resolved.is_dir() {
+                    return Err(format!("{} is not a directory", root.display()));
                 }
+                let dir =
+                    cap_std::fs::Dir::open_ambient_dir(&resolved, cap_std::ambient_authority())
+                        .map_err(|error| format!("{}: {error}", root.display()))?;
+                Ok(Root {
+                    path: resolved,
+                    dir: Arc::new(dir),
+                })
             })
             .collect::<Result<_, String>>()?;
         Ok(Self { roots })
     }
 
-    /// The resolved path, if it lies inside a granted directory.
-    fn inside(&self, path: &Path) -> Option<PathBuf> {
-        let resolved = path.canonicalize().ok()?;
-        self.roots
+    /// Opens `path` (absolute, inside a granted directory) beneath that directory's
+    /// handle: no `..`, no link as the file, no escape through a directory link, no file
+    /// with other hard links.
+    fn open_beneath(&self, path: &Path) -> Result<(std::fs::File, std::fs::Metadata), SkillError> {
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|part| matches!(part, Component::ParentDir | Component::CurDir))
+        {
+            return Err(forbidden(path, "give the absolute path a search returned"));
+        }
+        let (root, relative) = self
+            .roots
             .iter()
-            .any(|root| resolved.starts_with(root))
-            .then_some(resolved)
+            .find_map(|root| Some((root, path.strip_prefix(&root.path).ok()?)))
+            .ok_or_else(|| forbidden(path, "outside every granted directory"))?;
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.read(true).follow(FollowSymlinks::No);
+        let file = root
+            .dir
+            .open_with(relative, &options)
+            .map_err(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => {
+                    SkillError::invalid(format!("`{}` does not exist", path.display()))
+                }
+                _ => forbidden(path, &format!("it is a link or leads outside: {error}")),
+            })?
+            .into_std();
+        let meta = file
+            .metadata()
+            .map_err(|error| SkillError::failed(error.to_string()))?;
+        if !meta.is_file() {
+            return Err(SkillError::invalid(format!(
+                "`{}` is not a file",
+                path.display()
+            )));
+        }
+        if meta.nlink() > 1 {
+            return Err(forbidden(path, "it has other hard links"));
+        }
+        Ok((file, meta))
     }
 
     /// Files whose name contains `name` (case-insensitive; `*` matches anything) and whose
@@ -82,7 +147,7 @@ impl FileSearch {
         let mut hits = Vec::new();
         let mut scanned = 0;
         for root in &self.roots {
-            for entry in walkdir::WalkDir::new(root)
+            for entry in walkdir::WalkDir::new(&root.path)
                 .follow_links(false)
                 .into_iter()
                 .flatten()
@@ -101,18 +166,18 @@ impl FileSearch {
                 {
                     continue;
                 }
-                let Some(path) = self.inside(entry.path()) else {
+                let Ok((file, meta)) = self.open_beneath(entry.path()) else {
                     continue;
                 };
-                let size_bytes = entry.metadata().map_or(0, |meta| meta.len());
+                let size_bytes = meta.len();
                 let mut hit = SearchHit {
-                    path: path.display().to_string(),
+                    path: entry.path().display().to_string(),
                     size_bytes,
                     line: None,
                     snippet: None,
                 };
                 if let Some(text) = &text {
-                    let Some((line, snippet)) = find_in_file(&path, size_bytes, text) else {
+                    let Some((line, snippet)) = find_in_file(file, size_bytes, text) else {
                         continue;
                     };
                     hit.line = Some(line);
@@ -126,20 +191,11 @@ impl FileSearch {
 
     /// The text of a file inside the granted directories.
     pub fn read(&self, path: &str) -> Result<Value, SkillError> {
-        let resolved = self.inside(Path::new(path)).ok_or_else(|| {
-            SkillError::new(
-                SkillErrorCode::Forbidden,
-                format!("`{path}` is not a file inside the directories this skill may read"),
-            )
-        })?;
-        let meta =
-            std::fs::metadata(&resolved).map_err(|error| SkillError::failed(error.to_string()))?;
-        if !meta.is_file() {
-            return Err(SkillError::invalid(format!("`{path}` is not a file")));
-        }
+        let resolved = Path::new(path);
+        let (file, meta) = self.open_beneath(resolved)?;
         let mut bytes = Vec::new();
-        std::fs::File::open(&resolved)
-            .and_then(|file| file.take(MAX_READ_BYTES as u64).read_to_end(&mut bytes))
+        file.take(MAX_READ_BYTES as u64)
+            .read_to_end(&mut bytes)
             .map_err(|error| SkillError::failed(error.to_string()))?;
         if bytes.contains(&0) {
             return Err(SkillError::invalid(format!("`{path}` is not a text file")));
@@ -237,11 +293,12 @@ fn name_matches(name: &str, pattern: &str) -> bool {
 }
 
 /// The first line containing `text` (lowercase), for a text file small enough to search.
-fn find_in_file(path: &Path, size: u64, text: &str) -> Option<(usize, String)> {
+fn find_in_file(file: std::fs::File, size: u64, text: &str) -> Option<(usize, String)> {
     if size > MAX_CONTENT_BYTES {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONTENT_BYTES).read_to_end(&mut bytes).ok()?;
     if bytes.iter().take(8192).any(|&byte| byte == 0) {
         return None; // binary
     }
@@ -339,6 +396,57 @@ mod tests {
             );
         }
         assert!(search.run("search", &json!({})).is_err());
+    }
+
+    #[test]
+    fn a_hard_link_to_a_file_outside_is_refused() {
+        let (granted, outside) = tree();
+        let linked = granted.path().join("docs/hard-eggs.txt");
+        std::fs::hard_link(outside.path().join("secret-eggs.txt"), &linked).unwrap();
+        let search = FileSearch::new(&[granted.path().to_path_buf()]).unwrap();
+        let error = search.read(&linked.display().to_string()).unwrap_err();
+        assert_eq!(error.code, SkillErrorCode::Forbidden, "{error:?}");
+        let found = search.run("search", &json!({"text": "outside"})).unwrap();
+        assert_eq!(found["count"], 0, "{found}");
+    }
+
+    #[test]
+    fn a_link_swapped_in_while_reading_never_leaks_the_file_outside() {
+        let (granted, outside) = tree();
+        let docs = granted.path().join("docs");
+        let target = docs.join("swap.txt");
+        std::fs::write(&target, "inside\n").unwrap();
+        let search = FileSearch::new(&[granted.path().to_path_buf()]).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (docs, secret, stop) = (
+                docs.clone(),
+                outside.path().join("secret-eggs.txt"),
+                Arc::clone(&stop),
+            );
+            std::thread::spawn(move || {
+                let (file, link) = (docs.join("swap-file.tmp"), docs.join("swap-link.tmp"));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::write(&file, "inside\n").unwrap();
+                    std::fs::rename(&file, docs.join("swap.txt")).unwrap();
+                    let _ = std::fs::remove_file(&link);
+                    std::os::unix::fs::symlink(&secret, &link).unwrap();
+                    std::fs::rename(&link, docs.join("swap.txt")).unwrap();
+                }
+            })
+        };
+        let path = target.display().to_string();
+        let mut read_inside = 0;
+        for _ in 0..20_000 {
+            if let Ok(read) = search.read(&path) {
+                let text = read["text"].as_str().unwrap_or_default().to_owned();
+                assert!(!text.contains("outside"), "the file outside leaked");
+                read_inside += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(read_inside > 0, "some reads found the regular file");
     }
 
     #[test]

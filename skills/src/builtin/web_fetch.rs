@@ -39,17 +39,52 @@ pub(super) fn is_internal(address: IpAddr) -> bool {
                 || a >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
+            if v6.is_loopback() || v6.is_unspecified() {
+                return true;
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
+            if embedded_ipv4(v6)
+                .iter()
+                .any(|v4| is_internal(IpAddr::V4(*v4)))
+            {
+                return true;
+            }
+            let [first, second, third, fourth, ..] = v6.segments();
+            v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed by some)
+                || (first == 0x2001 && second == 0x0db8) // documentation
+                || (first == 0x0064 && second == 0xff9b && third == 0x0001) // local-use NAT64
+                || (first == 0x0100 && second == 0 && third == 0 && fourth == 0) // discard-only
         }
+    }
+}
+
+/// The IPv4 addresses an IPv6 address carries, which decide where it leads: mapped
+/// (`::ffff:a.b.c.d`), translated (`::ffff:0:a.b.c.d`), compatible (`::a.b.c.d`), NAT64
+/// (`64:ff9b::a.b.c.d`), 6to4 (`2002:AABB:CCDD::`), and Teredo's server and client.
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Vec<std::net::Ipv4Addr> {
+    let segments = v6.segments();
+    let octets = v6.octets();
+    let last = std::net::Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
+    let prefix_is = |prefix: &[u16]| segments[..prefix.len()] == *prefix;
+    if prefix_is(&[0, 0, 0, 0, 0, 0xffff])
+        || prefix_is(&[0, 0, 0, 0, 0xffff, 0])
+        || prefix_is(&[0, 0, 0, 0, 0, 0])
+        || prefix_is(&[0x0064, 0xff9b, 0, 0, 0, 0])
+    {
+        return vec![last];
+    }
+    match segments[0] {
+        0x2002 => vec![std::net::Ipv4Addr::new(
+            octets[2], octets[3], octets[4], octets[5],
+        )],
+        0x2001 if segments[1] == 0 => {
+            let server = std::net::Ipv4Addr::new(octets[4], octets[5], octets[6], octets[7]);
+            let client = std::net::Ipv4Addr::from(!u32::from(last));
+            vec![server, client]
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -235,10 +270,29 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "224.0.0.1",
+            // IPv6 forms that lead to an internal IPv4 address.
+            "64:ff9b::7f00:1",
+            "64:ff9b::10.0.0.1",
+            "::127.0.0.1",
+            "::10.1.2.3",
+            "::ffff:0:192.168.1.1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2001:0:7f00:1::1",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "fec0::1",
+            "64:ff9b:1::1",
+            "100::1",
         ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
-        for public in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+        for public in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "64:ff9b::1.1.1.1",
+            "2002:0101:0101::1",
+        ] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
         }
     }

@@ -419,11 +419,7 @@ mod tests {
         let search = FileSearch::new(&[granted.path().to_path_buf()]).unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let swapper = {
-            let (docs, secret, stop) = (
-                docs.clone(),
-                outside.path().join("secret-eggs.txt"),
-                Arc::clone(&stop),
-            );
+            let (secret, stop) = (outside.path().join("secret-eggs.txt"), Arc::clone(&stop));
             std::thread::spawn(move || {
                 let (file, link) = (docs.join("swap-file.tmp"), docs.join("swap-link.tmp"));
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -212,9 +212,7 @@ impl InboundDraft {
         if let Some(reply_to) = &self.reply_to {
             check_id("reply_to", reply_to)?;
         }
-        if let Some(reserved) = self.metadata.keys().find(|key| key.starts_with("troupe.")) {
-            return Err(MessageError::ReservedMetadata(reserved.clone()));
-        }
+        check_reserved_metadata(&self.metadata)?;
         let content_type = parse_content_type(self.content_type.as_deref())?;
         let payload = self.payload.unwrap_or_default();
         check_payload(content_type, &payload, limits)?;
@@ -230,6 +228,17 @@ impl InboundDraft {
             attachments: self.attachments,
             metadata: self.metadata,
         })
+    }
+}
+
+/// Refuses metadata keys a client may not set: `troupe.*` is the server's own (where
+/// replies go, for one). Every path that takes metadata from outside calls this.
+pub fn check_reserved_metadata(
+    metadata: &BTreeMap<String, serde_json::Value>,
+) -> Result<(), MessageError> {
+    match metadata.keys().find(|key| key.starts_with("troupe.")) {
+        Some(reserved) => Err(MessageError::ReservedMetadata(reserved.clone())),
+        None => Ok(()),
     }
 }
 

@@ -166,7 +166,10 @@ impl ProviderConfig {
         }
     }
 
-    /// The API key from `api_key_file` or `api_key_env`, if any.
+    /// The API key from `api_key_file` or `api_key_env`, if any: without the white space
+    /// around it (a file usually ends in a newline), and refused here, naming the key, when
+    /// what is left could not be sent in an HTTP header (an empty file, a second line, a
+    /// space or control character inside), rather than failing every turn later.
     fn api_key(&self) -> Result<Option<String>, ConfigError> {
         if let Some(path) = &self.api_key_file {
             let key = std::fs::read_to_string(path).map_err(|error| {
@@ -175,14 +178,30 @@ impl ProviderConfig {
                     format!("cannot read {}: {error}", path.display()),
                 )
             })?;
-            return Ok(Some(key.trim().to_owned()));
+            return self.checked_key("api_key_file", key.trim()).map(Some);
         }
         let Some(variable) = &self.api_key_env else {
             return Ok(None);
         };
-        Ok(std::env::var(variable)
-            .ok()
-            .filter(|key| !key.trim().is_empty()))
+        match std::env::var(variable) {
+            Ok(key) if !key.trim().is_empty() => {
+                self.checked_key("api_key_env", key.trim()).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn checked_key(&self, key: &'static str, value: &str) -> Result<String, ConfigError> {
+        if value.is_empty() {
+            return Err(self.invalid(key, "the key is empty"));
+        }
+        if !value.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(self.invalid(
+                key,
+                "the key holds a space, a line break or another character no API key has (is there more than one line?)",
+            ));
+        }
+        Ok(value.to_owned())
     }
 }
 
@@ -231,6 +250,27 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn ModelProvider>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_may_end_in_a_newline_but_may_hold_nothing_else() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("key");
+        let config = |path: &std::path::Path| ProviderConfig {
+            kind: ProviderKind::Openai,
+            api_key_file: Some(path.to_owned()),
+            ..ProviderConfig::echo("main")
+        };
+        std::fs::write(&path, "sk-test-123\n").unwrap();
+        assert_eq!(
+            config(&path).api_key().unwrap().as_deref(),
+            Some("sk-test-123")
+        );
+        for bad in ["", "\n", "sk-one\nsk-two\n", "sk test", "sk-\u{7}x"] {
+            std::fs::write(&path, bad).unwrap();
+            let error = config(&path).api_key().unwrap_err().to_string();
+            assert!(error.contains("api_key_file"), "{bad:?}: {error}");
+        }
+    }
 
     #[test]
     fn round_trips_through_toml() {

@@ -234,7 +234,8 @@ impl Connection {
                         Next::Continue => {}
                         Next::Close(code, reason) => break Some((code, reason)),
                     },
-                    _ => break None,
+                    Some(Err(error)) => break violation(error),
+                    None => break None,
                 },
             }
         };
@@ -487,6 +488,22 @@ impl Connection {
             .boxed(),
         );
     }
+}
+
+/// The close code and reason for a frame the WebSocket layer refused, or `None` when the
+/// connection itself is gone (nothing can be sent).
+fn violation(error: axum::Error) -> Option<(u16, &'static str)> {
+    let error = error.into_inner();
+    let refused = match error.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Utf8(_)) => (close_code::INVALID, "invalid UTF-8 in a text frame"),
+        Some(tungstenite::Error::Capacity(_)) => (close_code::SIZE, "the message is too large"),
+        Some(tungstenite::Error::Protocol(_)) => {
+            (close_code::PROTOCOL, "WebSocket protocol violation")
+        }
+        _ => return None,
+    };
+    tracing::debug!(%error, "closing a WebSocket that broke the protocol");
+    Some(refused)
 }
 
 /// Most frames written before one flush.

@@ -362,3 +362,76 @@ async fn the_token_never_reaches_the_log_even_at_trace_level() {
     assert!(log.contains("DEBUG"), "the node logs verbosely");
     assert!(!log.contains(TOKEN), "the token is in the log");
 }
+
+/// A WebSocket opened by hand, so the test can send frames no client library would.
+async fn raw_websocket(node: &TroupeProcess) -> TcpStream {
+    let mut stream = TcpStream::connect(node.address).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        node.address
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// A client frame: `first` is FIN, RSV and opcode; the payload is masked with zeros.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![first];
+    match payload.len() {
+        length @ 0..=125 => frame.push(0x80 | length as u8),
+        length => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(length as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The code of the close frame the server sends, or `None` if it closed without one.
+async fn close_code(stream: &mut TcpStream) -> Option<u16> {
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    let mut rest = received.as_slice();
+    while rest.len() >= 2 {
+        let (opcode, length) = (rest[0] & 0x0f, usize::from(rest[1] & 0x7f));
+        if opcode == 0x8 && length >= 2 {
+            return Some(u16::from_be_bytes([rest[2], rest[3]]));
+        }
+        rest = rest.get(2 + length..)?;
+    }
+    None
+}
+
+#[tokio::test]
+async fn websocket_protocol_violations_get_a_close_code_not_a_dropped_connection() {
+    let node = echo_node("[server]\nmax_payload_bytes = 1024\n").await;
+    let oversized = vec![b'a'; 80 * 1024];
+    let cases: [(&str, Vec<u8>, u16); 4] = [
+        (
+            "invalid UTF-8",
+            client_frame(0x81, &[0xff, 0xfe, 0xfd]),
+            1007,
+        ),
+        ("reserved bits", client_frame(0x81 | 0x40, b"{}"), 1002),
+        ("an unknown opcode", client_frame(0x83, b"{}"), 1002),
+        ("an oversized message", client_frame(0x81, &oversized), 1009),
+    ];
+    for (what, frame, expected) in cases {
+        let mut socket = raw_websocket(&node).await;
+        socket.write_all(&frame).await.unwrap();
+        assert_eq!(close_code(&mut socket).await, Some(expected), "{what}");
+    }
+}

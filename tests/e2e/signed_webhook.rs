@@ -173,6 +173,26 @@ async fn forged_stale_and_malformed_requests_are_refused() {
     )
     .await;
     assert_eq!(status, 400);
+    // What REST refuses, the webhook refuses too.
+    for (message, what) in [
+        (
+            json!({"id": "h4", "sender_id": "x", "payload": "  "}),
+            "empty",
+        ),
+        (
+            json!({"id": "h5", "sender_id": "x", "payload": "y",
+                   "metadata": {"troupe.reply_route": {"bridge": "tg"}}}),
+            "reserved",
+        ),
+    ] {
+        let (status, body) = post_signed(&node, &message, unix_now(), SECRET).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_message");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(what),
+            "{body}"
+        );
+    }
     let unknown = reqwest::Client::new()
         .post(format!("{}/bridges/nope/webhook", node.http_url()))
         .send()

@@ -22,7 +22,9 @@ use troupe_actors::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, Capabilities, ChatKind,
     Delivery, Destination, MarkdownDialect, WebhookRequest, WebhookResponse,
 };
-use troupe_actors::message::{ContentType, InboundMessage, unix_now};
+use troupe_actors::message::{
+    ContentType, InboundMessage, MessageError, check_reserved_metadata, unix_now,
+};
 
 use crate::common::http_client;
 use crate::secrets::{Secret, SecretSource};
@@ -65,6 +67,16 @@ struct SignedMessage {
     payload: String,
     #[serde(default)]
     metadata: BTreeMap<String, Value>,
+}
+
+impl SignedMessage {
+    /// What `POST /api/v1/messages` also refuses: an empty payload, `troupe.*` metadata.
+    fn check(&self) -> Result<(), MessageError> {
+        if self.payload.trim().is_empty() {
+            return Err(MessageError::EmptyPayload);
+        }
+        check_reserved_metadata(&self.metadata)
+    }
 }
 
 /// The bridge.
@@ -278,6 +290,9 @@ impl Bridge for WebhookBridge {
                 return WebhookResponse::error(400, "invalid_message", &error.to_string());
             }
         };
+        if let Err(refusal) = message.check() {
+            return WebhookResponse::error(400, "invalid_message", &refusal.to_string());
+        }
         let id = message.id.clone();
         match context.receive(inbound(message)).await {
             Ok(()) => WebhookResponse::json(202, &json!({"accepted": true, "id": id})),

@@ -110,6 +110,7 @@ pub(crate) async fn serve(
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),
+        senders: config.server.sender_tokens()?,
         allowed_origins: config.server.allowed_origins.clone(),
         allowed_hosts: config.server.allowed_hosts.clone(),
         limits: MessageLimits {

@@ -16,9 +16,12 @@ use troupe_actors::message::DEFAULT_MAX_PAYLOAD_BYTES;
 use troupe_cluster::ClusterConfig;
 use troupe_inference::ProviderConfig;
 
+use troupe_bridges::secrets::{Secret, SecretSource};
+
 use crate::gateway::HostPattern;
 use crate::gateway::admission::ConnectionLimits;
 use crate::gateway::body::BodyPace;
+use crate::gateway::callers::SenderTokens;
 use crate::gateway::server::ServerTimeouts;
 
 pub(crate) use autodetect::detect_provider;
@@ -136,6 +139,9 @@ pub(crate) struct ServerConfig {
     /// Bearer token for HTTP and WebSocket; `TROUPE_TOKEN` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
+    /// `[[server.tokens]]`: senders with a token of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tokens: Vec<SenderTokenConfig>,
     /// Largest inbound payload, in bytes.
     #[serde(default = "default_max_payload_bytes")]
     pub(crate) max_payload_bytes: usize,
@@ -152,12 +158,64 @@ impl Default for ServerConfig {
             header_timeout_secs: default_header_timeout_secs(),
             min_body_bytes_per_sec: default_min_body_bytes_per_sec(),
             token: None,
+            tokens: Vec::new(),
             max_payload_bytes: default_max_payload_bytes(),
         }
     }
 }
 
+/// One `[[server.tokens]]` entry: the token (from a variable or a file) that speaks as
+/// `sender_id` on the API, the WebSocket and the OpenAI facade, and the only one that may.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SenderTokenConfig {
+    pub(crate) sender_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) token_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
 impl ServerConfig {
+    /// Reads and checks every `[[server.tokens]]` entry.
+    pub(crate) fn sender_tokens(&self) -> Result<SenderTokens, ConfigError> {
+        let mut tokens: Vec<(String, Secret)> = Vec::with_capacity(self.tokens.len());
+        for (index, entry) in self.tokens.iter().enumerate() {
+            let key = |name: &str| format!("server.tokens[{index}].{name}");
+            troupe_actors::ids::validate_id(&entry.sender_id)
+                .map_err(|reason| invalid(&key("sender_id"), reason))?;
+            if entry.sender_id.contains('/') {
+                return Err(invalid(
+                    &key("sender_id"),
+                    "may not hold `/` (it separates a sender's conversations)",
+                ));
+            }
+            let token = SecretSource::new(entry.token_env.as_deref(), entry.token_file.as_deref())
+                .read()
+                .map_err(|reason| invalid(&key("token_env"), reason))?;
+            if !self.listen.ip().is_loopback() && token.expose().len() < MIN_REMOTE_TOKEN_BYTES {
+                return Err(invalid(
+                    &key("token_env"),
+                    format!(
+                        "a node reachable from other machines needs tokens of at least {MIN_REMOTE_TOKEN_BYTES} bytes"
+                    ),
+                ));
+            }
+            if tokens.iter().any(|(sender, _)| *sender == entry.sender_id) {
+                return Err(invalid(&key("sender_id"), "has two tokens"));
+            }
+            let shared = self.token.as_deref() == Some(token.expose());
+            if shared || tokens.iter().any(|(_, other)| other == &token) {
+                return Err(invalid(
+                    &key("token_env"),
+                    "the token is used by another entry or as server.token",
+                ));
+            }
+            tokens.push((entry.sender_id.clone(), token));
+        }
+        Ok(SenderTokens::new(tokens))
+    }
+
     /// The connection caps; without `max_connections`, three quarters of `open_files` (the
     /// rest is for the stores, NATS, skills and logs), at most 65,536.
     pub(crate) fn connection_limits(&self, open_files: u64) -> ConnectionLimits {
@@ -510,7 +568,7 @@ impl TroupeConfig {
                 "must be at least 1",
             ));
         }
-        Ok(())
+        server.sender_tokens().map(drop)
     }
 
     fn validate_identities(&self) -> Result<(), ConfigError> {

@@ -491,3 +491,50 @@ fn a_parse_error_names_the_line_and_key_but_never_quotes_the_line() {
         "{error}"
     );
 }
+
+#[test]
+fn sender_tokens_are_read_checked_and_name_their_entry() {
+    let directory = tempfile::tempdir().unwrap();
+    let file = |name: &str, token: &str| {
+        let path = directory.path().join(name);
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        path.display().to_string()
+    };
+    let ada = file("ada", "ada-token-0123456789");
+    let short = file("short", "short");
+    let entry = |sender: &str, path: &str| {
+        format!("[[server.tokens]]\nsender_id = \"{sender}\"\ntoken_file = \"{path}\"\n")
+    };
+    let config = TroupeConfig::parse(&entry("ada", &ada)).unwrap();
+    config.validate().unwrap();
+    let cases = [
+        (format!("{}{}", entry("ada", &ada), entry("ada", &short)), "server.tokens[1].sender_id"),
+        (format!("{}{}", entry("ada", &ada), entry("bob", &ada)), "server.tokens[1].token_env"),
+        (entry("ada/x", &ada), "server.tokens[0].sender_id"),
+        (entry("has space", &ada), "server.tokens[0].sender_id"),
+        (
+            "[[server.tokens]]\nsender_id = \"ada\"\ntoken_env = \"TROUPE_SURELY_UNSET_VARIABLE\"\n".into(),
+            "server.tokens[0].token_env",
+        ),
+        (
+            format!("[server]\ntoken = \"ada-token-0123456789\"\n{}", entry("ada", &ada)),
+            "server.tokens[0].token_env",
+        ),
+        (
+            format!(
+                "[server]\nlisten = \"0.0.0.0:8787\"\ntoken = \"owner-token-0123456789\"\n{}",
+                entry("bob", &short)
+            ),
+            "server.tokens[0].token_env",
+        ),
+    ];
+    for (text, key) in cases {
+        let error = TroupeConfig::parse(&text)
+            .unwrap()
+            .validate()
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_else(|| panic!("accepted: {text}"));
+        assert!(error.starts_with(&format!("{key}:")), "{text}\n{error}");
+    }
+}

@@ -17,6 +17,7 @@ use troupe_actors::metrics as metric_names;
 
 use super::AppState;
 use super::admission::ConnectionTicket;
+use super::callers::{Caller, authenticate};
 use super::error::ApiError;
 
 /// Failed attempts one address may make per [`FAILURE_WINDOW`] before it is refused.
@@ -104,14 +105,6 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Whether the request's headers carry the right token (always true without one configured).
-pub(crate) fn header_authorized(expected: Option<&str>, headers: &HeaderMap) -> bool {
-    match expected {
-        None => true,
-        Some(expected) => bearer_token(headers).is_some_and(|token| tokens_match(token, expected)),
-    }
-}
-
 /// The peer's address, which the server puts on every request.
 pub(crate) fn peer_address(request: &Request) -> Option<IpAddr> {
     request
@@ -120,23 +113,48 @@ pub(crate) fn peer_address(request: &Request) -> Option<IpAddr> {
         .map(|ConnectInfo(address)| address.ip())
 }
 
-/// Middleware for every protected HTTP route.
+/// Who the request's `Authorization` header makes the caller, if anyone.
+pub(crate) fn header_caller(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    let settings = &state.settings;
+    authenticate(
+        settings.token.as_deref(),
+        &settings.senders,
+        bearer_token(headers),
+    )
+}
+
+/// Middleware for every protected HTTP route: the request carries its [`Caller`] on.
 pub(crate) async fn require_token(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let address = peer_address(&request);
     if let Some(wait) = address.and_then(|address| state.auth_failures.locked_out(address)) {
         return locked_out_answer(wait);
     }
-    if header_authorized(state.settings.token.as_deref(), request.headers()) {
+    if let Some(caller) = header_caller(&state, request.headers()) {
+        request.extensions_mut().insert(caller);
         return next.run(request).await;
     }
     if let Some(address) = address {
         state.auth_failures.record(address, request.uri().path());
     }
     ApiError::unauthorized().into_response()
+}
+
+/// Middleware for the routes that manage the node (sessions, pairing, identities,
+/// skills, metrics): a sender's own token does not reach them.
+pub(crate) async fn owner_only(request: Request, next: Next) -> Response {
+    match request.extensions().get::<Caller>() {
+        Some(Caller::Owner) => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "owner_only",
+            "this route needs the owner's token (server.token), not a sender's",
+        )
+        .into_response(),
+    }
 }
 
 /// Middleware around every route: a request that proves the token (or any request, on a
@@ -151,7 +169,7 @@ pub(crate) async fn admit_connection(
     let Some(ticket) = request.extensions().get::<Arc<ConnectionTicket>>().cloned() else {
         return next.run(request).await;
     };
-    if header_authorized(state.settings.token.as_deref(), request.headers()) {
+    if header_caller(&state, request.headers()).is_some() {
         ticket.authorize();
     } else if ticket.on_probation() {
         metrics::counter!(metric_names::HTTP_REQUESTS_REFUSED, "reason" => "busy").increment(1);
@@ -175,25 +193,23 @@ mod tests {
     use crate::gateway::header_map as headers;
 
     #[test]
-    fn checks_bearer_tokens() {
-        assert!(header_authorized(None, &HeaderMap::new()));
-        assert!(header_authorized(
-            Some("t0k"),
-            &headers(&[("authorization", "Bearer t0k")])
-        ));
-        assert!(header_authorized(
-            Some("t0k"),
-            &headers(&[("authorization", "bearer t0k")])
-        ));
-        assert!(!header_authorized(
-            Some("t0k"),
-            &headers(&[("authorization", "Bearer t0x")])
-        ));
-        assert!(!header_authorized(
-            Some("t0k"),
-            &headers(&[("authorization", "Basic t0k")])
-        ));
-        assert!(!header_authorized(Some("t0k"), &HeaderMap::new()));
+    fn reads_bearer_tokens_from_the_authorization_header_only() {
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Bearer t0k")])),
+            Some("t0k")
+        );
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "bearer t0k")])),
+            Some("t0k")
+        );
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Basic t0k")])),
+            None
+        );
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+        assert!(tokens_match("t0k", "t0k"));
+        assert!(!tokens_match("t0x", "t0k"));
+        assert!(!tokens_match("t0", "t0k"));
     }
 
     #[test]

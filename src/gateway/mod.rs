@@ -7,6 +7,7 @@ pub(crate) mod admission;
 mod auth;
 pub(crate) mod body;
 mod bridges;
+pub(crate) mod callers;
 pub(crate) mod clients;
 mod error;
 mod guard;
@@ -46,6 +47,8 @@ use guard::RequestGuard;
 pub(crate) struct GatewaySettings {
     /// Required bearer token, if any.
     pub(crate) token: Option<String>,
+    /// Senders with a token of their own.
+    pub(crate) senders: callers::SenderTokens,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) allowed_hosts: Vec<HostPattern>,
     pub(crate) limits: MessageLimits,
@@ -91,18 +94,21 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         state.settings.allowed_hosts.clone(),
         state.settings.allowed_origins.clone(),
     ));
-    let protected = Router::new()
-        .route("/metrics", get(metrics_page))
+    // Routes that send messages: the owner's token or a sender's own.
+    let messaging = Router::new()
         .route("/api/v1/info", get(info))
-        .route("/api/v1/cluster", get(cluster_members))
         .route("/api/v1/messages", post(rest::post_message))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::list_models));
+    // Routes that manage the node: the owner's token only.
+    let managing = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/api/v1/cluster", get(cluster_members))
         .route("/api/v1/sessions", get(rest::list_sessions))
         .route(
             "/api/v1/sessions/{key}",
             get(rest::get_session).delete(rest::delete_session),
         )
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/models", get(openai::list_models))
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
         .route("/api/v1/pairing", get(bridges::pairing))
@@ -117,6 +123,9 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
             "/api/v1/identities/{member}",
             axum::routing::delete(bridges::unlink),
         )
+        .route_layer(axum::middleware::from_fn(auth::owner_only));
+    let protected = messaging
+        .merge(managing)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -24,6 +25,7 @@ use troupe_actors::{
     turn_channel,
 };
 
+use super::callers::Caller;
 use super::error::ApiError;
 use super::rest::{body_limit, read_json_body};
 use super::turns::{final_reply, header_traceparent, session_lost, turn_span};
@@ -87,6 +89,7 @@ pub(crate) async fn list_models(State(state): State<AppState>) -> Response {
 
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -104,7 +107,15 @@ pub(crate) async fn chat_completions(
         .clone()
         .unwrap_or_else(|| ASSISTANT_MODEL.into());
     let span = turn_span("openai", header_traceparent(&headers));
-    let events = match &request.user {
+    let user = match &request.user {
+        Some(user) => caller.sender_for(&state.settings.senders, Some(user), Some(user)),
+        None => Ok(None),
+    };
+    let user = match user {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let events = match &user {
         Some(user) => {
             session_turn(&state, user, &request)
                 .instrument(span.clone())

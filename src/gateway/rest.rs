@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
@@ -17,6 +18,7 @@ use serde_json::json;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::{SessionKey, TurnEvent, TurnEventReceiver};
 
+use super::callers::{Caller, check_platform};
 use super::error::{ApiError, json_error};
 use super::turns::{final_reply, header_traceparent, session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
@@ -63,14 +65,26 @@ pub(crate) fn wants_event_stream(headers: &HeaderMap) -> bool {
 
 pub(crate) async fn post_message(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let draft: InboundDraft = match read_json_body(&headers, body, body_limit(&state)).await {
+    let mut draft: InboundDraft = match read_json_body(&headers, body, body_limit(&state)).await {
         Ok(draft) => draft,
         Err(error) => return error.into_response(),
     };
+    let sender = check_platform(draft.platform.as_deref(), "api").and_then(|()| {
+        caller.sender_for(
+            &state.settings.senders,
+            draft.sender_id.as_deref(),
+            draft.conversation_id.as_deref(),
+        )
+    });
+    match sender {
+        Ok(sender) => draft.sender_id = sender,
+        Err(refusal) => return refusal.into_response(),
+    }
     let defaults = DraftDefaults {
         platform: "api",
         sender_id: None,

@@ -28,7 +28,8 @@ use troupe_actors::skill::REPLY_ROUTE_METADATA;
 use troupe_actors::{ContentType, TurnError, TurnEvent, TurnEventReceiver};
 
 use super::admission::ConnectionTicket;
-use super::auth::{header_authorized, tokens_match};
+use super::auth::header_caller;
+use super::callers::{Caller, authenticate};
 use super::error::ApiError;
 use super::turns::{session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
@@ -95,7 +96,7 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     }
-    let authorized_by_header = header_authorized(state.settings.token.as_deref(), &headers);
+    let caller = header_caller(&state, &headers);
     let max_message = state.settings.limits.max_payload_bytes * 2 + 64 * 1024;
     let tracker = state.connections.clone();
     let peer = Peer {
@@ -108,14 +109,15 @@ pub(crate) async fn upgrade(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| {
-            tracker.track_future(Connection::new(state, authorized_by_header, peer).run(socket))
+            tracker.track_future(Connection::new(state, caller, peer).run(socket))
         })
 }
 
 /// One connection's state.
 struct Connection {
     state: AppState,
-    authorized: bool,
+    /// Who the connection speaks for, once its token was checked (header or `hello`).
+    caller: Option<Caller>,
     sender_id: String,
     /// Whether any frame was handled yet (`hello` must come first).
     started: bool,
@@ -195,12 +197,16 @@ fn event_frame(event: &TurnEvent) -> Message {
 }
 
 impl Connection {
-    fn new(state: AppState, authorized_by_header: bool, peer: Peer) -> Self {
+    fn new(state: AppState, caller: Option<Caller>, peer: Peer) -> Self {
+        let sender_id = match &caller {
+            Some(Caller::Sender(sender)) => sender.to_string(),
+            _ => format!("anon-{}", uuid::Uuid::new_v4().simple()),
+        };
         let (outgoing, queue) = mpsc::unbounded_channel();
         Self {
             state,
-            authorized: authorized_by_header,
-            sender_id: format!("anon-{}", uuid::Uuid::new_v4().simple()),
+            caller,
+            sender_id,
             started: false,
             outgoing,
             outgoing_queue: Some(queue),
@@ -222,7 +228,7 @@ impl Connection {
         let close = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
-                () = &mut hello_deadline, if !self.authorized => {
+                () = &mut hello_deadline, if self.caller.is_none() => {
                     break Some((POLICY_VIOLATION, "no hello with a valid token in time"));
                 }
                 Some(message) = queue.recv() => {
@@ -320,7 +326,7 @@ impl Connection {
         self.started = true;
         match serde_json::from_value::<ClientFrame>(value) {
             Ok(ClientFrame::Hello { sender_id, token }) => {
-                self.hello(first_frame, sender_id, token.as_deref())
+                self.hello(first_frame, sender_id.as_deref(), token.as_deref())
             }
             Ok(ClientFrame::Message {
                 id,
@@ -331,13 +337,22 @@ impl Connection {
                 metadata,
                 traceparent,
             }) => {
-                if !self.authorized {
+                let Some(caller) = &self.caller else {
                     self.send(error_frame(
                         frame_id.as_deref(),
                         "unauthorized",
                         "send a hello frame with a valid token first",
                     ));
                     return Next::Close(POLICY_VIOLATION, "unauthorized");
+                };
+                let senders = &self.state.settings.senders;
+                if let Err(refusal) = caller.sender_for(senders, None, conversation_id.as_deref()) {
+                    self.send(error_frame(
+                        frame_id.as_deref(),
+                        refusal.code,
+                        &refusal.message,
+                    ));
+                    return Next::Continue;
                 }
                 let draft = InboundDraft {
                     id,
@@ -366,7 +381,7 @@ impl Connection {
         }
     }
 
-    fn hello(&mut self, first_frame: bool, sender_id: Option<String>, token: Option<&str>) -> Next {
+    fn hello(&mut self, first_frame: bool, sender_id: Option<&str>, token: Option<&str>) -> Next {
         if !first_frame {
             self.send(error_frame(
                 None,
@@ -375,49 +390,66 @@ impl Connection {
             ));
             return Next::Continue;
         }
-        if let Some(expected) = self.state.settings.token.as_deref()
-            && !self.authorized
+        let Some(caller) = self.hello_caller(token) else {
+            return Next::Close(POLICY_VIOLATION, "unauthorized");
+        };
+        if let Some(sender_id) = sender_id
+            && let Err(reason) = troupe_actors::ids::validate_id(sender_id)
         {
-            let failures = &self.state.auth_failures;
-            if let Some(address) = self.peer.address
-                && failures.locked_out(address).is_some()
-            {
-                self.send(error_frame(
-                    None,
-                    "too_many_failures",
-                    "too many failed authentications from this address; wait and try again",
-                ));
-                return Next::Close(POLICY_VIOLATION, "too many failed authentications");
-            }
-            if !token.is_some_and(|token| tokens_match(token, expected)) {
-                if let Some(address) = self.peer.address {
-                    failures.record(address, "/ws hello");
-                }
-                self.send(error_frame(
-                    None,
-                    "unauthorized",
-                    "the token is missing or wrong",
-                ));
-                return Next::Close(POLICY_VIOLATION, "unauthorized");
-            }
-            self.authorized = true;
-            if let Some(ticket) = &self.peer.ticket {
-                ticket.authorize();
+            self.send(error_frame(
+                None,
+                "invalid_frame",
+                &format!("field `sender_id` is invalid: {reason}"),
+            ));
+            return Next::Continue;
+        }
+        match caller.sender_for(&self.state.settings.senders, sender_id, None) {
+            Ok(Some(sender)) => self.sender_id = sender,
+            Ok(None) => {}
+            Err(refusal) => {
+                self.send(error_frame(None, refusal.code, &refusal.message));
+                return Next::Close(POLICY_VIOLATION, "sender not allowed");
             }
         }
-        if let Some(sender_id) = sender_id {
-            if let Err(reason) = troupe_actors::ids::validate_id(&sender_id) {
-                self.send(error_frame(
-                    None,
-                    "invalid_frame",
-                    &format!("field `sender_id` is invalid: {reason}"),
-                ));
-                return Next::Continue;
-            }
-            self.sender_id = sender_id;
+        self.caller = Some(caller);
+        if let Some(ticket) = &self.peer.ticket {
+            ticket.authorize();
         }
         self.register();
         Next::Continue
+    }
+
+    /// Who a `hello` makes this connection: its token decides (a sender's token binds the
+    /// connection to that sender, also on a node without an owner's token); without one,
+    /// the header's caller stays. `None`, with the error sent, when it proves nothing.
+    fn hello_caller(&mut self, token: Option<&str>) -> Option<Caller> {
+        let failures = &self.state.auth_failures;
+        let address = self.peer.address;
+        if token.is_some() && address.is_some_and(|address| failures.locked_out(address).is_some())
+        {
+            self.send(error_frame(
+                None,
+                "too_many_failures",
+                "too many failed authentications from this address; wait and try again",
+            ));
+            return None;
+        }
+        let settings = &self.state.settings;
+        let by_hello = token.and_then(|token| {
+            authenticate(settings.token.as_deref(), &settings.senders, Some(token))
+        });
+        if let Some(caller) = by_hello.or_else(|| self.caller.clone()) {
+            return Some(caller);
+        }
+        if let Some(address) = address {
+            failures.record(address, "/ws hello");
+        }
+        self.send(error_frame(
+            None,
+            "unauthorized",
+            "the token is missing or wrong",
+        ));
+        None
     }
 
     fn accept(&mut self, draft: InboundDraft, frame_id: Option<&str>, span: tracing::Span) {

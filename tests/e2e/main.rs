@@ -15,6 +15,7 @@ mod persistence;
 mod providers;
 mod python;
 mod rest;
+mod senders;
 mod signed_webhook;
 mod skills;
 mod slack;

@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 use troupe_testkit::process::TroupeProcess;
 
-use crate::support::{binary, connect, frames_until_final, http, next_frame, send};
+use crate::support::{
+    binary, connect, frames_until_final, http, next_frame, post_message_as, send,
+};
 
 const OWNER: &str = "owner-token-0123456789";
 const ADA: &str = "ada-token-0123456789ab";
@@ -19,15 +21,7 @@ async fn node() -> TroupeProcess {
 }
 
 async fn post(node: &TroupeProcess, token: &str, body: &Value) -> (u16, Value) {
-    let response = http()
-        .post(format!("{}/api/v1/messages", node.http_url()))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    post_message_as(node, Some(token), body).await
 }
 
 #[tokio::test]

@@ -100,12 +100,22 @@ pub(crate) fn http() -> reqwest::Client {
 
 /// POST /api/v1/messages with a JSON body.
 pub(crate) async fn post_message(process: &TroupeProcess, body: &Value) -> (u16, Value) {
-    let response = http()
+    post_message_as(process, None, body).await
+}
+
+/// POST /api/v1/messages with a JSON body and, when given, a bearer token.
+pub(crate) async fn post_message_as(
+    process: &TroupeProcess,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let mut request = http()
         .post(format!("{}/api/v1/messages", process.http_url()))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+        .json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }

@@ -17,6 +17,8 @@ pub const PROVIDER_FALLBACKS: &str = "troupe_provider_fallbacks_total";
 pub const ACTOR_RESTARTS: &str = "troupe_actor_restarts_total";
 pub const ACTOR_FAILURES: &str = "troupe_actor_failures_total";
 pub const SNAPSHOT_ERRORS: &str = "troupe_snapshot_errors_total";
+/// 1 while the session store takes writes, 0 while it is failing (a full disk).
+pub const STORAGE_WRITABLE: &str = "troupe_storage_writable";
 pub const WEBSOCKET_CONNECTIONS: &str = "troupe_websocket_connections";
 /// Open HTTP connections (upgraded WebSockets included).
 pub const HTTP_CONNECTIONS: &str = "troupe_http_connections";

@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use troupe_actors::bridge::dispatch::Dispatcher;
 use troupe_actors::metrics as metric_names;
 use troupe_actors::node::NodeHandle;
+use troupe_actors::snapshot::StoreHealth;
 use troupe_actors::{Ingress, MessageLimits};
 use troupe_cluster::ClusterNode;
 
@@ -178,6 +179,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
+    if let StoreHealth::Failing { reason, .. } = state.node.store().health() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_failing",
+            format!("the session store cannot write ({reason}); it retries by itself"),
+        )
+        .into_response();
+    }
     match state.node.stats().await {
         Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(error) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", error.message)
@@ -207,6 +216,7 @@ async fn info(State(state): State<AppState>) -> Response {
         "provider": provider,
         "notice": state.settings.notice,
         "max_payload_bytes": state.settings.limits.max_payload_bytes,
+        "storage": state.node.store().health(),
     }))
     .into_response()
 }

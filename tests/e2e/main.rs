@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod cluster_bridges;
 mod discord;
+mod disk_full;
 mod hardening;
 mod identity;
 mod mcp;

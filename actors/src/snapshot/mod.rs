@@ -211,6 +211,26 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// The session left this node's memory: drop whatever the store keeps about it in RAM
     /// (the cluster store's last-seen revision). Its next `load` starts afresh.
     fn forget(&self, _key: &SessionKey) {}
+
+    /// Whether writes succeed now: a node whose store is failing (a full disk) is not
+    /// ready, and says why.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Writable
+    }
+}
+
+/// Whether a store can take writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StoreHealth {
+    Writable,
+    /// The last write failed; the store retries by itself and is writable again once a
+    /// write succeeds.
+    Failing {
+        reason: String,
+        /// Unix seconds of the first failure.
+        since: u64,
+    },
 }
 
 #[cfg(test)]

@@ -107,6 +107,7 @@ pub(crate) async fn serve(
         providers,
         skills,
         budget: RestartBudget::default(),
+        backlog: config.assistant.backlog(),
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),

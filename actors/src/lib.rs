@@ -4,6 +4,7 @@
 //!
 //! Plugins never touch ractor: they implement a plain trait, and an actor here wraps them.
 
+pub mod backlog;
 pub mod bridge;
 pub mod ids;
 pub mod ingress;

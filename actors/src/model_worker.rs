@@ -1,6 +1,7 @@
 //! `ModelWorker`: the actor that owns one configured model provider and runs its calls as a
 //! pool of concurrent tasks, with a timeout per attempt, retries with backoff on 429/5xx
-//! (honouring `Retry-After`), a concurrency limit, and a fallback chain to other providers.
+//! (honouring `Retry-After`), a concurrency limit shared fairly between requesters
+//! ([`fair`]), and a fallback chain to other providers.
 //!
 //! The actor itself never waits on a provider: each call runs in its own task, so one slow
 //! completion never holds up another.
@@ -11,13 +12,15 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::Semaphore;
 
 use crate::metrics as metric_names;
 use crate::provider::{
     ChatRequest, Completion, DeltaSink, ModelProvider, ProviderError, ProviderErrorKind,
 };
 use crate::turn::{ErrorCode, TurnError};
+
+mod fair;
+use fair::FairSlots;
 
 /// Longest `Retry-After` we are willing to wait inside one request.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -70,12 +73,14 @@ impl ModelDirectory {
 
     /// One completion through `provider`'s worker (its policy and fallbacks), bounded by
     /// `timeout`, with every failure mapped to the error the user sees.
+    /// `requester` (`platform:sender_id`) is whom the provider's slots are shared between.
     pub async fn complete(
         &self,
         provider: &str,
         request: ChatRequest,
         deltas: DeltaSink,
         timeout: Duration,
+        requester: Arc<str>,
     ) -> Result<Completion, TurnError> {
         let worker = self.get(provider).ok_or_else(|| {
             TurnError::new(
@@ -89,6 +94,7 @@ impl ModelDirectory {
                 |reply| ModelWorkerMsg::Complete {
                     request,
                     deltas,
+                    requester,
                     tried: Vec::new(),
                     reply,
                 },
@@ -119,6 +125,8 @@ pub enum ModelWorkerMsg {
     Complete {
         request: Arc<ChatRequest>,
         deltas: DeltaSink,
+        /// Whom the call is for: slots are shared fairly between requesters.
+        requester: Arc<str>,
         /// Providers already tried in this chain (so fallbacks never loop).
         tried: Vec<String>,
         reply: RpcReplyPort<Result<Completion, ProviderError>>,
@@ -142,7 +150,7 @@ pub struct ModelWorkerState {
 struct PolicyCall {
     provider: Arc<dyn ModelProvider>,
     policy: ProviderPolicy,
-    slots: Semaphore,
+    slots: Arc<FairSlots>,
 }
 
 /// The actor: one per configured provider.
@@ -159,7 +167,7 @@ impl Actor for ModelWorker {
         _myself: ActorRef<Self::Msg>,
         args: ModelWorkerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let slots = Semaphore::new(args.policy.max_concurrency.max(1));
+        let slots = FairSlots::new(args.policy.max_concurrency);
         let call = PolicyCall {
             provider: args.provider,
             policy: args.policy,
@@ -180,13 +188,14 @@ impl Actor for ModelWorker {
         let ModelWorkerMsg::Complete {
             request,
             deltas,
+            requester,
             mut tried,
             reply,
         } = message;
         let call = Arc::clone(&state.call);
         let directory = Arc::clone(&state.directory);
         tokio::spawn(async move {
-            let result = call.run(&request, &deltas).await;
+            let result = call.run(&request, &deltas, &requester).await;
             let Err(error) = result else {
                 let _ = reply.send(result);
                 return;
@@ -205,6 +214,7 @@ impl Actor for ModelWorker {
             let forwarded = ModelWorkerMsg::Complete {
                 request,
                 deltas,
+                requester,
                 tried,
                 reply,
             };
@@ -237,9 +247,10 @@ impl PolicyCall {
         &self,
         request: &ChatRequest,
         deltas: &DeltaSink,
+        requester: &str,
     ) -> Result<Completion, ProviderError> {
-        let slot = tokio::time::timeout(self.policy.timeout, self.slots.acquire()).await;
-        let Ok(Ok(_slot)) = slot else {
+        let slot = tokio::time::timeout(self.policy.timeout, self.slots.acquire(requester)).await;
+        let Ok(_slot) = slot else {
             return Err(ProviderError::new(
                 ProviderErrorKind::Unavailable,
                 self.provider_name(),

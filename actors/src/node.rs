@@ -18,6 +18,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
+use crate::backlog::{Backlog, BacklogLimits};
 use crate::ids::SessionKey;
 use crate::message::InboundMessage;
 use crate::model_worker::{ModelDirectory, ModelWorker, ModelWorkerArgs, ProviderPolicy};
@@ -48,6 +49,8 @@ pub struct NodeSetup {
     /// The skills whose tools models may call.
     pub skills: Vec<SkillSetup>,
     pub budget: RestartBudget,
+    /// How many messages may wait, per session and in all.
+    pub backlog: BacklogLimits,
 }
 
 /// Where the current registry lives; replaced when the supervisor restarts it.
@@ -85,6 +88,8 @@ pub struct NodeHandle {
     models: Arc<ModelDirectory>,
     skills: Arc<SkillDirectory>,
     turn_timeout: Duration,
+    /// Messages admitted and not yet handled.
+    backlog: Arc<Backlog>,
 }
 
 /// Starts a node. `extra_children` (e.g. the access layer) start last, under the same
@@ -134,6 +139,7 @@ pub async fn start_node(
         models,
         skills,
         turn_timeout: setup.session.turn_timeout,
+        backlog: Backlog::new(setup.backlog),
     };
     for spec in extra_children(handle.clone()) {
         handle.supervisor_add_child(spec).await?;
@@ -240,16 +246,26 @@ impl NodeHandle {
     /// Hands a message to its session; the turn's events arrive on the returned channel,
     /// which always ends with a final event or closes (the session died). The turn's spans
     /// are children of the caller's current span, so one trace covers the whole turn.
+    /// A session that holds as many waiting messages as it may, or a node that does, is
+    /// `busy`: the message is refused at once.
     pub fn route(&self, message: InboundMessage) -> Result<TurnEventReceiver, TurnError> {
+        let registry = self.registry()?;
+        let ticket = self.backlog.admit(&message.session_key())?;
         let (events, receiver) = turn_channel();
-        self.registry()?
+        registry
             .cast(RegistryMsg::Route {
-                message,
+                message: Box::new(message),
                 events,
                 span: tracing::Span::current(),
+                ticket,
             })
             .map_err(|_| unavailable())?;
         Ok(receiver)
+    }
+
+    /// Messages admitted and not yet handled, node-wide.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
     }
 
     /// A session's history; `Ok(None)` when it does not exist.
@@ -350,17 +366,25 @@ impl NodeHandle {
     }
 
     /// One completion outside any session (a stateless request that brings its own
-    /// history), through the default provider's model worker and its policy.
+    /// history), through the default provider's model worker and its policy, for
+    /// `requester` (whom the provider's slots are shared between).
     pub async fn complete(
         &self,
         request: ChatRequest,
         deltas: DeltaSink,
+        requester: Arc<str>,
     ) -> Result<Completion, TurnError> {
         if self.is_shutting_down() {
             return Err(unavailable());
         }
         self.models
-            .complete(&self.default_provider, request, deltas, self.turn_timeout)
+            .complete(
+                &self.default_provider,
+                request,
+                deltas,
+                self.turn_timeout,
+                requester,
+            )
             .await
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde::Serialize;
 
+use crate::backlog::BacklogTicket;
 use crate::ids::SessionKey;
 use crate::message::InboundMessage;
 use crate::metrics as metric_names;
@@ -26,10 +27,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum RegistryMsg {
     /// Deliver an inbound message to its session.
     Route {
-        message: InboundMessage,
+        /// Boxed as the session takes it: the message is moved, never copied, on its way.
+        message: Box<InboundMessage>,
         events: TurnEvents,
         /// The span the message arrived under (the turn's trace continues from it).
         span: tracing::Span,
+        /// The message's place in the backlog, held until its session handled it.
+        ticket: BacklogTicket,
     },
     /// A session's history (`None`: no such session).
     GetHistory {
@@ -136,7 +140,8 @@ impl Actor for SessionRegistry {
                 message,
                 events,
                 span,
-            } => state.route(&myself, message, events, span).await,
+                ticket,
+            } => state.route(&myself, message, events, span, ticket).await,
             RegistryMsg::GetHistory { key, reply } => match state.session(&myself, &key).await {
                 Ok(session) => {
                     let _ = session.cast(SessionMsg::GetHistory { reply });
@@ -246,9 +251,10 @@ impl RegistryState {
     async fn route(
         &mut self,
         myself: &ActorRef<RegistryMsg>,
-        message: InboundMessage,
+        message: Box<InboundMessage>,
         events: TurnEvents,
         span: tracing::Span,
+        ticket: BacklogTicket,
     ) {
         let key = message.session_key();
         let in_reply_to = message.id.clone();
@@ -265,9 +271,10 @@ impl RegistryState {
         }
         if session
             .cast(SessionMsg::HandleInbound {
-                message: Box::new(message),
+                message,
                 events: events.clone(),
                 span,
+                ticket,
             })
             .is_err()
         {

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     ShuttingDown,
     StorageError,
     ToolRoundsExceeded,
+    /// The session (or the node) holds as many waiting messages as it may.
+    Busy,
     Internal,
 }
 
@@ -43,6 +45,7 @@ impl ErrorCode {
             Self::ShuttingDown => "shutting_down",
             Self::StorageError => "storage_error",
             Self::ToolRoundsExceeded => "tool_rounds_exceeded",
+            Self::Busy => "busy",
             Self::Internal => "internal",
         }
     }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use troupe_actors::backlog::BacklogLimits;
 use troupe_actors::message::DEFAULT_MAX_PAYLOAD_BYTES;
 use troupe_cluster::ClusterConfig;
 use troupe_inference::ProviderConfig;
@@ -40,6 +41,12 @@ const fn default_turn_timeout_secs() -> u64 {
 }
 const fn default_max_payload_bytes() -> usize {
     DEFAULT_MAX_PAYLOAD_BYTES
+}
+const fn default_backlog_per_conversation() -> usize {
+    64
+}
+const fn default_backlog_per_node() -> usize {
+    20_000
 }
 const fn default_max_connections_per_address() -> usize {
     64
@@ -274,6 +281,13 @@ pub(crate) struct AssistantConfig {
     /// Upper bound on one turn, whatever the provider's retries.
     #[serde(default = "default_turn_timeout_secs")]
     pub(crate) turn_timeout_secs: u64,
+    /// Messages one conversation may have waiting (the one being answered included);
+    /// more get `busy`.
+    #[serde(default = "default_backlog_per_conversation")]
+    pub(crate) backlog_per_conversation: usize,
+    /// Messages the whole node may have waiting; more get `busy`.
+    #[serde(default = "default_backlog_per_node")]
+    pub(crate) backlog_per_node: usize,
 }
 
 impl Default for AssistantConfig {
@@ -284,6 +298,8 @@ impl Default for AssistantConfig {
             history_window: default_history_window(),
             idle_passivate_secs: default_idle_passivate_secs(),
             turn_timeout_secs: default_turn_timeout_secs(),
+            backlog_per_conversation: default_backlog_per_conversation(),
+            backlog_per_node: default_backlog_per_node(),
         }
     }
 }
@@ -295,6 +311,13 @@ impl AssistantConfig {
 
     pub(crate) fn turn_timeout(&self) -> Duration {
         Duration::from_secs(self.turn_timeout_secs)
+    }
+
+    pub(crate) fn backlog(&self) -> BacklogLimits {
+        BacklogLimits {
+            per_session: self.backlog_per_conversation,
+            per_node: self.backlog_per_node,
+        }
     }
 }
 
@@ -490,6 +513,18 @@ impl TroupeConfig {
         }
         if self.assistant.turn_timeout_secs == 0 {
             return Err(invalid("assistant.turn_timeout_secs", "must be at least 1"));
+        }
+        if self.assistant.backlog_per_conversation == 0 {
+            return Err(invalid(
+                "assistant.backlog_per_conversation",
+                "must be at least 1",
+            ));
+        }
+        if self.assistant.backlog_per_node < self.assistant.backlog_per_conversation {
+            return Err(invalid(
+                "assistant.backlog_per_node",
+                "must be at least assistant.backlog_per_conversation",
+            ));
         }
         if let Some(cluster) = &self.cluster {
             cluster

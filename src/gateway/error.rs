@@ -83,6 +83,7 @@ impl From<TurnError> for ApiError {
             | ErrorCode::ProviderUnauthorized
             | ErrorCode::ToolRoundsExceeded => StatusCode::BAD_GATEWAY,
             ErrorCode::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Busy => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ProviderRateLimited | ErrorCode::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

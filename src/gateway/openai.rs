@@ -6,6 +6,7 @@
 //! its messages are the whole history.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Extension;
@@ -121,7 +122,7 @@ pub(crate) async fn chat_completions(
                 .instrument(span.clone())
                 .await
         }
-        None => span.in_scope(|| stateless_turn(&state, &request)),
+        None => span.in_scope(|| stateless_turn(&state, &caller, &request)),
     };
     let events = match events {
         Ok(events) => events,
@@ -178,6 +179,7 @@ async fn session_turn(
 /// Without `user`: the request's messages are the history; no session remembers it.
 fn stateless_turn(
     state: &AppState,
+    caller: &Caller,
     request: &CompletionRequest,
 ) -> Result<TurnEventReceiver, ApiError> {
     let mut system_parts = Vec::new();
@@ -217,13 +219,19 @@ fn stateless_turn(
         tools: Default::default(),
         stream: true,
     };
+    // Slots are shared between requesters: a sender's own token is that sender, and
+    // every other stateless caller shares one turn.
+    let requester: Arc<str> = match caller {
+        Caller::Sender(sender) => format!("openai:{sender}").into(),
+        Caller::Owner => "openai:stateless".into(),
+    };
     let (events, receiver) = turn_channel();
     let node = state.node.clone();
     let id = new_message_id();
     tokio::spawn(async move {
         let deltas = delta_sink(&events, &id);
         let started = Instant::now();
-        let event = match node.complete(request, deltas).await {
+        let event = match node.complete(request, deltas, requester).await {
             Ok(completion) => TurnEvent::Reply {
                 reply: Box::new(OutboundReply {
                     id: format!("r-{}", uuid::Uuid::new_v4().simple()),

@@ -435,3 +435,83 @@ async fn websocket_protocol_violations_get_a_close_code_not_a_dropped_connection
         assert_eq!(close_code(&mut socket).await, Some(expected), "{what}");
     }
 }
+
+#[tokio::test]
+async fn a_conversation_flooded_past_its_backlog_gets_busy_and_its_owner_is_still_answered() {
+    use crate::support::{connect, frames_until_final, next_frame, openai_provider, send};
+    let fake = troupe_testkit::fake_llm::FakeLlm::start(None).await;
+    fake.set_echo_delay(Duration::from_millis(300));
+    let extra = "\n[assistant]\nbacklog_per_conversation = 2\n";
+    let node = TroupeProcess::start(
+        crate::support::binary(),
+        &openai_provider(&fake.openai_base_url(), extra),
+    )
+    .await
+    .unwrap();
+    let mut flood = connect(&node, &[]).await;
+    send(&mut flood, json!({"type": "hello", "sender_id": "flooder"})).await;
+    for index in 0..4 {
+        let frame = json!({"type": "message", "id": format!("f{index}"),
+                           "conversation_id": "shared", "payload": "x"});
+        send(&mut flood, frame).await;
+    }
+    let mut busy = 0;
+    let mut answered = 0;
+    while busy + answered < 4 {
+        let frame = next_frame(&mut flood).await.expect("a frame");
+        match frame["type"].as_str() {
+            Some("error") if frame["code"] == "busy" => busy += 1,
+            Some("reply") => answered += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        (answered, busy),
+        (2, 2),
+        "two wait, the rest are refused at once"
+    );
+    // Over REST the same refusal is a 429. Two streamed requests wait: a stream's
+    // headers come once its message was accepted.
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let stream = http()
+            .post(format!("{}/api/v1/messages", node.http_url()))
+            .header("accept", "text/event-stream")
+            .json(&json!({"sender_id": "flooder", "conversation_id": "again", "payload": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        streams.push(stream);
+    }
+    let (status, body) = crate::support::post_message(
+        &node,
+        &json!({"sender_id": "flooder", "conversation_id": "again", "payload": "z"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("busy")),
+        "{body}"
+    );
+    for stream in streams {
+        assert!(stream.text().await.unwrap().contains("event: reply"));
+    }
+    let (status, body) = crate::support::post_message(
+        &node,
+        &json!({"sender_id": "flooder", "conversation_id": "shared", "payload": "y"}),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "once the backlog drained, it takes messages again: {body}"
+    );
+    let mut owner = connect(&node, &[]).await;
+    send(
+        &mut owner,
+        json!({"type": "message", "id": "mine", "payload": "hi"}),
+    )
+    .await;
+    let reply = frames_until_final(&mut owner, "mine").await.pop().unwrap();
+    assert_eq!(reply["type"], "reply");
+}

@@ -208,10 +208,12 @@ async fn a_client_that_floods_without_reading_is_bounded() {
         .await
         .unwrap();
     let mut socket = connect(&node, &[]).await;
+    // One conversation each: a conversation's own backlog (64) is not what this checks.
     for index in 0..257 {
         send(
             &mut socket,
-            json!({"type": "message", "id": format!("f{index}"), "payload": "wait"}),
+            json!({"type": "message", "id": format!("f{index}"),
+                   "conversation_id": format!("c{index}"), "payload": "wait"}),
         )
         .await;
     }

@@ -471,11 +471,15 @@ fn sender_key(inbound: &BridgeInbound) -> String {
     format!("{}:{}", inbound.message.platform, inbound.message.sender_id)
 }
 
-/// Failures of the session layer that another try may not have.
+/// Failures of the session layer that another try may not have (a busy conversation
+/// too: the journal keeps the message until its session has room).
 const fn is_passing(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::SessionFailed | ErrorCode::ShuttingDown | ErrorCode::StorageError
+        ErrorCode::SessionFailed
+            | ErrorCode::ShuttingDown
+            | ErrorCode::StorageError
+            | ErrorCode::Busy
     )
 }
 

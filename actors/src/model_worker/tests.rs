@@ -22,7 +22,7 @@ fn never_retries_after_text_went_out_or_on_client_errors() {
     let call = PolicyCall {
         provider: Arc::new(crate::testing::ScriptedProvider::new("p", Vec::new())),
         policy: ProviderPolicy::default(),
-        slots: Semaphore::new(1),
+        slots: FairSlots::new(1),
     };
     let server = ProviderError::new(ProviderErrorKind::Server, "p", "x");
     assert!(call.retry_wait(&server, 0, &DeltaSink::discard()).is_some());

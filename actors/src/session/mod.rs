@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::backlog::BacklogTicket;
 use crate::ids::SessionKey;
 use crate::message::{ContentType, InboundMessage, OutboundReply, unix_now};
 use crate::metrics as metric_names;
@@ -128,6 +129,8 @@ pub enum SessionMsg {
         events: TurnEvents,
         /// The span the message arrived under: the turn's span is its child.
         span: tracing::Span,
+        /// The message's place in the backlog: freed once it is handled.
+        ticket: BacklogTicket,
     },
     /// The history, or `None` when the session has never held anything.
     GetHistory {
@@ -258,6 +261,7 @@ impl Actor for Session {
                 message,
                 events,
                 span,
+                ticket,
             } => {
                 state.handled += 1;
                 let turn_span = tracing::debug_span!(
@@ -270,6 +274,7 @@ impl Actor for Session {
                     .handle_inbound(*message, &events, &myself)
                     .instrument(turn_span)
                     .await;
+                drop(ticket);
                 state.last_activity = Instant::now();
                 if state.stale {
                     // Queued messages are dropped with us; their senders see the channel

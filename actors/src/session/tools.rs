@@ -66,6 +66,8 @@ impl SessionState {
     ) -> Result<String, TurnError> {
         let session = self.skill_session(message);
         let tools = self.context.skills.tools_for(&session);
+        // Whom the model's slots are shared between: the person, whatever the conversation.
+        let requester: Arc<str> = format!("{}:{}", message.platform, message.sender_id).into();
         let mut round = 0;
         if let Some(pending) = self.pending.take() {
             if pending.requested_by != message.sender_id {
@@ -80,7 +82,9 @@ impl SessionState {
         let max_rounds = self.context.config.tools.max_rounds;
         let mut over_limit = false;
         loop {
-            let completion = self.ask_model(&message.id, tools.clone(), events).await?;
+            let completion = self
+                .ask_model(&message.id, tools.clone(), events, &requester)
+                .await?;
             if completion.tool_calls.is_empty() {
                 return Ok(completion.text);
             }
@@ -267,6 +271,7 @@ impl SessionState {
         in_reply_to: &str,
         tools: Arc<[ToolSpec]>,
         events: &TurnEvents,
+        requester: &Arc<str>,
     ) -> Result<Completion, TurnError> {
         let config = &self.context.config;
         let deltas = delta_sink(events, in_reply_to);
@@ -277,6 +282,7 @@ impl SessionState {
                 self.build_request(tools),
                 deltas,
                 config.turn_timeout,
+                Arc::clone(requester),
             )
             .instrument(tracing::debug_span!(
                 "model_call",

@@ -110,6 +110,7 @@ async fn node(script: Vec<Scripted>, grant: Grant, max_rounds: u32) -> Setup {
             timeout: Duration::from_millis(300),
         }],
         budget: RestartBudget::default(),
+        backlog: crate::backlog::BacklogLimits::default(),
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     for _ in 0..200 {

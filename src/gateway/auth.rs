@@ -114,7 +114,7 @@ pub(crate) fn peer_address(request: &Request) -> Option<IpAddr> {
 }
 
 /// Who the request's `Authorization` header makes the caller, if anyone.
-pub(crate) fn header_caller(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+fn header_caller(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
     let settings = &state.settings;
     authenticate(
         settings.token.as_deref(),
@@ -123,18 +123,18 @@ pub(crate) fn header_caller(state: &AppState, headers: &HeaderMap) -> Option<Cal
     )
 }
 
-/// Middleware for every protected HTTP route: the request carries its [`Caller`] on.
+/// Middleware for every protected HTTP route: the [`Caller`] that
+/// [`admit_connection`] found, or 401.
 pub(crate) async fn require_token(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let address = peer_address(&request);
     if let Some(wait) = address.and_then(|address| state.auth_failures.locked_out(address)) {
         return locked_out_answer(wait);
     }
-    if let Some(caller) = header_caller(&state, request.headers()) {
-        request.extensions_mut().insert(caller);
+    if request.extensions().get::<Caller>().is_some() {
         return next.run(request).await;
     }
     if let Some(address) = address {
@@ -161,15 +161,23 @@ pub(crate) async fn owner_only(request: Request, next: Next) -> Response {
 /// node without one) makes its connection authorized; on a connection admitted on
 /// probation, a request that does not is answered `503 server_busy` and the connection
 /// closed.
+/// The request's [`Caller`], when its header proves one, rides on with it: the routes
+/// read it from there, and nothing compares the token twice.
 pub(crate) async fn admit_connection(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(ticket) = request.extensions().get::<Arc<ConnectionTicket>>().cloned() else {
+    let caller = header_caller(&state, request.headers());
+    let ticket = request.extensions().get::<Arc<ConnectionTicket>>().cloned();
+    let proven = caller.is_some();
+    if let Some(caller) = caller {
+        request.extensions_mut().insert(caller);
+    }
+    let Some(ticket) = ticket else {
         return next.run(request).await;
     };
-    if header_caller(&state, request.headers()).is_some() {
+    if proven {
         ticket.authorize();
     } else if ticket.on_probation() {
         metrics::counter!(metric_names::HTTP_REQUESTS_REFUSED, "reason" => "busy").increment(1);

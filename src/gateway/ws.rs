@@ -13,7 +13,6 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
@@ -28,7 +27,6 @@ use troupe_actors::skill::REPLY_ROUTE_METADATA;
 use troupe_actors::{ContentType, TurnError, TurnEvent, TurnEventReceiver};
 
 use super::admission::ConnectionTicket;
-use super::auth::header_caller;
 use super::callers::{Caller, authenticate};
 use super::error::ApiError;
 use super::turns::{session_lost, turn_span};
@@ -82,7 +80,7 @@ struct Peer {
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     ticket: Option<Extension<Arc<ConnectionTicket>>>,
     address: Option<Extension<ConnectInfo<SocketAddr>>>,
     upgrade: WebSocketUpgrade,
@@ -96,7 +94,7 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     }
-    let caller = header_caller(&state, &headers);
+    let caller = caller.map(|Extension(caller)| caller);
     let max_message = state.settings.limits.max_payload_bytes * 2 + 64 * 1024;
     let tracker = state.connections.clone();
     let peer = Peer {

@@ -4,6 +4,9 @@
 //!
 //! Each request takes the next [`FakeReply`] from the script; with an empty script it
 //! answers `echo: <last user text>` instantly, streamed word by word when asked to stream.
+//! Unscripted, a last user message `/tool NAME ARGUMENTS-JSON` is answered with a call to
+//! that tool (OpenAI's format), and a last `tool` message with `tool said: <its content>`,
+//! so load tests can drive skills through the real tool loop.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -161,6 +164,22 @@ fn last_user_text(body: &Value) -> String {
     }
 }
 
+/// The unscripted tool loop: a call for `/tool NAME ARGUMENTS`, the result's echo after it.
+fn tool_turn(body: &Value) -> Option<FakeReply> {
+    let last = body["messages"].as_array()?.last()?;
+    if last["role"] == "tool" {
+        let content = last["content"].as_str().unwrap_or_default();
+        return Some(FakeReply::Text(vec![format!("tool said: {content}")]));
+    }
+    let command = last_user_text(body);
+    let (name, arguments) = command.strip_prefix("/tool ")?.split_once(' ')?;
+    Some(FakeReply::ToolCall {
+        id: format!("call-{}", body["messages"].as_array().map_or(0, Vec::len)),
+        name: name.to_owned(),
+        argument_pieces: vec![arguments.to_owned()],
+    })
+}
+
 fn echo_pieces(body: &Value) -> Vec<String> {
     let text = format!("echo: {}", last_user_text(body));
     text.split_inclusive(' ').map(str::to_owned).collect()
@@ -179,7 +198,7 @@ impl Shared {
     fn next_reply(&self, body: &Value) -> FakeReply {
         let scripted = self.script.lock().expect("script lock").pop_front();
         scripted.unwrap_or_else(|| {
-            let echo = FakeReply::Text(echo_pieces(body));
+            let echo = tool_turn(body).unwrap_or_else(|| FakeReply::Text(echo_pieces(body)));
             let delay = *self.echo_delay.lock().expect("delay lock");
             if delay.is_zero() {
                 echo

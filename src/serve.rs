@@ -29,6 +29,7 @@ use crate::config::{
     ConfigSource, TroupeConfig, build_bridges, build_skills, detect_provider, effective_skills,
 };
 use crate::gateway::access::{AccessArgs, AccessLayer};
+use crate::gateway::body::BodyBudget;
 use crate::gateway::{AppState, Clients, GatewaySettings};
 
 /// How long shutdown waits for in-flight requests and replies.
@@ -131,6 +132,7 @@ pub(crate) async fn serve(
     let bridge_entries = build_bridges(&config.bridges)?;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
     let max_payload_bytes = config.server.max_payload_bytes;
+    let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
     let dispatcher_slot = Arc::new(OnceLock::new());
     let clients = Clients::default();
     let access_clients = clients.clone();
@@ -173,6 +175,7 @@ pub(crate) async fn serve(
             bridges: dispatcher.clone(),
             clients: access_clients,
             auth_failures: Arc::default(),
+            webhook_bodies: Arc::new(BodyBudget::new(webhook_body_bytes)),
         };
         let _ = dispatcher_out.set(dispatcher);
         children.insert(0, access_spec(listen, state, stopped));

@@ -26,6 +26,8 @@ pub const HTTP_CONNECTIONS: &str = "troupe_http_connections";
 pub const HTTP_CONNECTIONS_REFUSED: &str = "troupe_http_connections_refused_total";
 /// Requests refused before any route ran; label `reason` (`host`, `origin`, `busy`).
 pub const HTTP_REQUESTS_REFUSED: &str = "troupe_http_requests_refused_total";
+/// Bytes of room taken by webhook bodies being read before their signature is checked.
+pub const WEBHOOK_BODY_BYTES: &str = "troupe_webhook_body_bytes_reserved";
 /// Requests and WebSocket hellos with a missing or wrong token.
 pub const AUTH_FAILURES: &str = "troupe_auth_failures_total";
 /// 0 starting, 1 connected, 2 backing off, 3 failed, 4 stopped, 5 standby (another node

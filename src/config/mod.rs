@@ -57,6 +57,9 @@ const fn default_header_timeout_secs() -> u64 {
 const fn default_min_body_bytes_per_sec() -> u64 {
     4096
 }
+const fn default_max_webhook_bytes_in_flight() -> usize {
+    64 * 1024 * 1024
+}
 /// The shortest token a node reachable from other machines accepts.
 const MIN_REMOTE_TOKEN_BYTES: usize = 16;
 
@@ -143,6 +146,9 @@ pub(crate) struct ServerConfig {
     /// After `header_timeout_secs` of grace, the slowest a request body may arrive.
     #[serde(default = "default_min_body_bytes_per_sec")]
     pub(crate) min_body_bytes_per_sec: u64,
+    /// Bytes of webhook bodies the node reads at once before their signatures are checked.
+    #[serde(default = "default_max_webhook_bytes_in_flight")]
+    pub(crate) max_webhook_bytes_in_flight: usize,
     /// Bearer token for HTTP and WebSocket; `TROUPE_TOKEN` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
@@ -164,6 +170,7 @@ impl Default for ServerConfig {
             max_connections_per_address: default_max_connections_per_address(),
             header_timeout_secs: default_header_timeout_secs(),
             min_body_bytes_per_sec: default_min_body_bytes_per_sec(),
+            max_webhook_bytes_in_flight: default_max_webhook_bytes_in_flight(),
             token: None,
             tokens: Vec::new(),
             max_payload_bytes: default_max_payload_bytes(),
@@ -601,6 +608,12 @@ impl TroupeConfig {
             return Err(invalid(
                 "server.min_body_bytes_per_sec",
                 "must be at least 1",
+            ));
+        }
+        if server.max_webhook_bytes_in_flight < 8 * 1024 * 1024 {
+            return Err(invalid(
+                "server.max_webhook_bytes_in_flight",
+                "must be at least 8388608 (8 MiB: room for the largest webhook a platform sends)",
             ));
         }
         server.sender_tokens().map(drop)

@@ -4,14 +4,19 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use troupe_actors::metrics as metric_names;
 
 use super::error::ApiError;
 
@@ -108,6 +113,78 @@ impl Body for PacedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Room for bodies that are read before anything vouches for them: a webhook's signature
+/// covers its body, so the body is read first. Node-wide and counted in KiB, so a burst of
+/// half-sent webhook bodies holds at most this much memory; past it, a webhook is refused
+/// at once with 503 (platforms send it again) rather than buffered.
+#[derive(Debug)]
+pub(crate) struct BodyBudget {
+    kib: Arc<Semaphore>,
+    /// KiB taken now, for the gauge.
+    taken: Arc<AtomicUsize>,
+}
+
+/// Room taken for one body; dropping it gives the room back.
+#[derive(Debug)]
+pub(crate) struct BodyRoom {
+    _permit: OwnedSemaphorePermit,
+    kib: usize,
+    taken: Arc<AtomicUsize>,
+}
+
+impl Drop for BodyRoom {
+    fn drop(&mut self) {
+        let taken = self.taken.fetch_sub(self.kib, Ordering::AcqRel) - self.kib;
+        metrics::gauge!(metric_names::WEBHOOK_BODY_BYTES).set((taken * 1024) as f64);
+    }
+}
+
+impl BodyBudget {
+    pub(crate) fn new(bytes: usize) -> Self {
+        let kib = u32::try_from(bytes / 1024).unwrap_or(u32::MAX) as usize;
+        Self {
+            kib: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+            taken: Arc::default(),
+        }
+    }
+
+    /// Room for a body of at most `limit` bytes (its `Content-Length` when that is less):
+    /// 413 at once when the announced length is over `limit`, 503 when the room is taken.
+    pub(crate) fn reserve(&self, headers: &HeaderMap, limit: usize) -> Result<BodyRoom, ApiError> {
+        let announced = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok());
+        if announced.is_some_and(|length| length > limit) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {limit} bytes"),
+            ));
+        }
+        let kib = announced.unwrap_or(limit).div_ceil(1024).max(1);
+        let permits = u32::try_from(kib).unwrap_or(u32::MAX);
+        let permit = Arc::clone(&self.kib)
+            .try_acquire_many_owned(permits)
+            .map_err(|_| {
+                metrics::counter!(metric_names::HTTP_REQUESTS_REFUSED, "reason" => "body_budget")
+                    .increment(1);
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_busy",
+                    "too many webhook bodies are being read at once; send it again shortly",
+                )
+            })?;
+        let taken = self.taken.fetch_add(kib, Ordering::AcqRel) + kib;
+        metrics::gauge!(metric_names::WEBHOOK_BODY_BYTES).set((taken * 1024) as f64);
+        Ok(BodyRoom {
+            _permit: permit,
+            kib,
+            taken: Arc::clone(&self.taken),
+        })
     }
 }
 

@@ -48,6 +48,11 @@ pub(crate) async fn webhook(
         )
         .into_response();
     };
+    // Held until the bridge is done with the body.
+    let _room = match state.webhook_bodies.reserve(&headers, limit) {
+        Ok(room) => room,
+        Err(refusal) => return refusal.into_response(),
+    };
     let body = match super::body::read_body(body, limit).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),

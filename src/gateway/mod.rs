@@ -79,6 +79,8 @@ pub(crate) struct AppState {
     pub(crate) clients: Clients,
     /// Failed token attempts per address.
     pub(crate) auth_failures: Arc<auth::AuthFailures>,
+    /// Room for webhook bodies being read before their signature is checked.
+    pub(crate) webhook_bodies: Arc<body::BodyBudget>,
 }
 
 /// `GET /api/v1/skills`: every configured skill, its state, tools and permissions.

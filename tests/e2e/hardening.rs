@@ -515,3 +515,78 @@ async fn a_conversation_flooded_past_its_backlog_gets_busy_and_its_owner_is_stil
     let reply = frames_until_final(&mut owner, "mine").await.pop().unwrap();
     assert_eq!(reply["type"], "reply");
 }
+
+#[tokio::test]
+async fn webhook_bodies_read_before_their_signature_share_a_bounded_room() {
+    let config = "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[server]\nmax_webhook_bytes_in_flight = 8388608\nheader_timeout_secs = 1\n\n[[bridges]]\nname = \"hooks\"\nkind = \"webhook\"\nsecret_env = \"HOOK_SECRET\"\n";
+    let node = TroupeProcess::start_with_env(
+        crate::support::binary(),
+        config,
+        &[("HOOK_SECRET", "0123456789abcdef0123456789abcdef")],
+    )
+    .await
+    .expect("troupe starts");
+    let host = node.address.to_string();
+    let head = |length: usize| {
+        format!(
+            "POST /bridges/hooks/webhook HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    // Six MiB announced and half sent: most of the room is taken while it stalls.
+    let mut stalled = TcpStream::connect(node.address).await.unwrap();
+    stalled
+        .write_all(head(6 * 1024 * 1024).as_bytes())
+        .await
+        .unwrap();
+    stalled
+        .write_all(&vec![b' '; 3 * 1024 * 1024])
+        .await
+        .unwrap();
+    // The probes below may only start once the node has taken the stalled body's room.
+    let metrics_url = node.http_url();
+    crate::support::eventually(Duration::from_secs(10), || async {
+        crate::support::metrics_page(&metrics_url)
+            .await
+            .contains("troupe_webhook_body_bytes_reserved 6291456")
+    })
+    .await;
+    let mut refused = None;
+    for _ in 0..100 {
+        let (status, body) = raw(&node, &head(6 * 1024 * 1024)).await;
+        if status == 503 {
+            refused = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("a second large body finds no room");
+    assert_eq!(refused["error"]["code"], "server_busy");
+    let (status, body) = raw(&node, &head(7 * 1024 * 1024)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (413, &json!("payload_too_large"))
+    );
+    drop(stalled);
+    // Once the stalled body is gone, a large body finds room again: this one never comes,
+    // and only a body that was being read times out.
+    let mut answered = None;
+    for _ in 0..100 {
+        let mut never = TcpStream::connect(node.address).await.unwrap();
+        never
+            .write_all(head(6 * 1024 * 1024).as_bytes())
+            .await
+            .unwrap();
+        let (status, body) = read_answer(&mut never).await;
+        if status != 503 {
+            answered = Some((status, body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = answered.expect("the room came back");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (408, &json!("request_timeout")),
+        "{body}"
+    );
+}

@@ -12,9 +12,12 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Level;
+use tracing::subscriber::Interest;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::filter::{DynFilterFn, FilterExt, LevelFilter, filter_fn};
+use tracing_subscriber::layer::Filter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use troupe_actors::metrics as metric_names;
 
@@ -75,6 +78,25 @@ const SECRET_BEARING_TARGETS: [&str; 6] = [
     "h2",
 ];
 
+/// The filter of [`free_of_secrets`], decided once per callsite (it reads only the
+/// metadata) and with a level hint that leaves the `RUST_LOG` filter's in force: without
+/// them the combined filter had no hint, `log`'s max level rose to TRACE, and every
+/// WebSocket frame was formatted into a log record only to be dropped.
+fn secret_free_filter<S>() -> impl Filter<S>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+{
+    DynFilterFn::new(|metadata, _| free_of_secrets(metadata))
+        .with_callsite_filter(|metadata| {
+            if free_of_secrets(metadata) {
+                Interest::always()
+            } else {
+                Interest::never()
+            }
+        })
+        .with_max_level_hint(LevelFilter::TRACE)
+}
+
 fn free_of_secrets(metadata: &tracing::Metadata<'_>) -> bool {
     *metadata.level() != tracing::Level::TRACE
         || !SECRET_BEARING_TARGETS.iter().any(|target| {
@@ -93,7 +115,7 @@ pub(crate) fn init_tracing(
 ) -> anyhow::Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        .and(filter_fn(free_of_secrets));
+        .and(secret_free_filter());
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

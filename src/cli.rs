@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "A self-hosted personal AI assistant built as a troupe of actors"
 )]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use troupe_actors::{
     ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
@@ -149,7 +149,7 @@ fn stop_reason(reason: Option<&str>) -> FinishReason {
     }
 }
 
-fn parse_message(answer: &Value) -> Option<Completion> {
+pub(crate) fn parse_message(answer: &Value) -> Option<Completion> {
     let blocks = answer.get("content")?.as_array()?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
@@ -289,21 +289,29 @@ impl ModelProvider for AnthropicProvider {
             return parse_message(&answer)
                 .ok_or_else(|| self.protocol_error("the answer has no content"));
         }
-        let mut events = sse_data(&self.info.name, response);
-        let mut state = StreamState::default();
-        while let Some(data) = events.next().await {
-            let payload = parse_event(&self.info.name, &data?)?;
-            state.apply(&payload, deltas, &self.info.name)?;
-            if state.stopped {
-                return Ok(state.finish());
-            }
-        }
-        Err(ProviderError::new(
-            ProviderErrorKind::Network,
-            &self.info.name,
-            "the stream ended before message_stop",
-        ))
+        read_stream(&self.info.name, sse_data(&self.info.name, response), deltas).await
     }
+}
+
+/// Reads a streamed message, event by event, to `message_stop`.
+pub(crate) async fn read_stream(
+    provider: &str,
+    mut events: impl Stream<Item = Result<String, ProviderError>> + Unpin,
+    deltas: &DeltaSink,
+) -> Result<Completion, ProviderError> {
+    let mut state = StreamState::default();
+    while let Some(data) = events.next().await {
+        let payload = parse_event(provider, &data?)?;
+        state.apply(&payload, deltas, provider)?;
+        if state.stopped {
+            return Ok(state.finish());
+        }
+    }
+    Err(ProviderError::new(
+        ProviderErrorKind::Network,
+        provider,
+        "the stream ended before message_stop",
+    ))
 }
 
 #[cfg(test)]

@@ -70,8 +70,21 @@ pub(crate) fn sse_data(
     provider: &str,
     response: Response,
 ) -> impl futures_util::Stream<Item = Result<String, ProviderError>> + Unpin {
+    sse_events(provider, response.bytes_stream())
+}
+
+/// The `data` of each server-sent event in a stream of bytes, however it is cut.
+pub(crate) fn sse_events<S, B, E>(
+    provider: &str,
+    bytes: S,
+) -> impl futures_util::Stream<Item = Result<String, ProviderError>> + Unpin
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
     let provider = provider.to_owned();
-    response.bytes_stream().eventsource().map(move |event| {
+    bytes.eventsource().map(move |event| {
         event.map(|event| event.data).map_err(|error| {
             ProviderError::new(
                 ProviderErrorKind::Protocol,

@@ -6,6 +6,8 @@
 mod anthropic;
 mod config;
 mod echo;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod openai;
 

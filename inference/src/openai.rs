@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use troupe_actors::{
     ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
@@ -110,7 +110,7 @@ fn usage(value: &Value) -> Option<Usage> {
 }
 
 /// Parses a complete (non-streamed) answer.
-fn parse_completion(answer: &Value) -> Option<Completion> {
+pub(crate) fn parse_completion(answer: &Value) -> Option<Completion> {
     let choice = answer.get("choices")?.get(0)?;
     let message = choice.get("message")?;
     let tool_calls = message
@@ -220,28 +220,36 @@ impl ModelProvider for OpenAiProvider {
             return parse_completion(&answer)
                 .ok_or_else(|| self.protocol_error("the answer has no choices[0].message"));
         }
-        let mut events = sse_data(&self.info.name, response);
-        let mut state = StreamState::default();
-        while let Some(data) = events.next().await {
-            let data = data?;
-            if data.trim() == "[DONE]" {
-                return Ok(state.finish());
-            }
-            let chunk = parse_event(&self.info.name, &data)?;
-            if chunk.get("error").is_some() {
-                return Err(stream_error(&self.info.name, &chunk));
-            }
-            state.apply(&chunk, deltas);
-        }
-        if state.finish_reason.is_some() {
-            return Ok(state.finish()); // some servers close without `[DONE]`
-        }
-        Err(ProviderError::new(
-            ProviderErrorKind::Network,
-            &self.info.name,
-            "the stream ended before the answer did",
-        ))
+        read_stream(&self.info.name, sse_data(&self.info.name, response), deltas).await
     }
+}
+
+/// Reads a streamed answer, event by event, to its end.
+pub(crate) async fn read_stream(
+    provider: &str,
+    mut events: impl Stream<Item = Result<String, ProviderError>> + Unpin,
+    deltas: &DeltaSink,
+) -> Result<Completion, ProviderError> {
+    let mut state = StreamState::default();
+    while let Some(data) = events.next().await {
+        let data = data?;
+        if data.trim() == "[DONE]" {
+            return Ok(state.finish());
+        }
+        let chunk = parse_event(provider, &data)?;
+        if chunk.get("error").is_some() {
+            return Err(stream_error(provider, &chunk));
+        }
+        state.apply(&chunk, deltas);
+    }
+    if state.finish_reason.is_some() {
+        return Ok(state.finish()); // some servers close without `[DONE]`
+    }
+    Err(ProviderError::new(
+        ProviderErrorKind::Network,
+        provider,
+        "the stream ended before the answer did",
+    ))
 }
 
 #[cfg(test)]

@@ -179,16 +179,7 @@ impl Skill for HttpSkill {
 
     async fn manifest(&self) -> Result<SkillManifest, SkillError> {
         let (status, body) = self.signed("/manifest", None).await?;
-        if status == 401 || status == 403 {
-            return Err(unavailable(format!(
-                "the skill refused our signature ({status}); check that both sides share the secret"
-            )));
-        }
-        if !(200..300).contains(&status) {
-            return Err(unavailable(format!("GET /manifest answered {status}")));
-        }
-        serde_json::from_value(body)
-            .map_err(|error| unavailable(format!("the manifest is not valid: {error}")))
+        manifest_answer(status, body)
     }
 
     async fn execute(&self, call: SkillCall) -> Result<Value, SkillError> {
@@ -201,22 +192,42 @@ impl Skill for HttpSkill {
         let body =
             serde_json::to_vec(&request).map_err(|error| SkillError::failed(error.to_string()))?;
         let (status, answer) = self.signed("/execute", Some(body)).await?;
-        if let Some(error) = answered_error(&answer) {
-            return Err(error);
-        }
-        match status {
-            200..=299 => answer.get("result").cloned().ok_or_else(|| {
-                SkillError::failed("the skill answered neither `result` nor `error`")
-            }),
-            401 | 403 => Err(SkillError::failed(format!(
-                "the skill refused our signature ({status}); check the shared secret"
-            ))),
-            500..=599 => Err(unavailable(format!("the skill failed with {status}"))),
-            _ => Err(SkillError::failed(format!(
-                "the skill answered {status}: {}",
-                json!(answer)
-            ))),
-        }
+        execute_answer(status, &answer)
+    }
+}
+
+/// The manifest in a skill's answer to `GET /manifest`.
+pub(crate) fn manifest_answer(status: u16, body: Value) -> Result<SkillManifest, SkillError> {
+    if status == 401 || status == 403 {
+        return Err(unavailable(format!(
+            "the skill refused our signature ({status}); check that both sides share the secret"
+        )));
+    }
+    if !(200..300).contains(&status) {
+        return Err(unavailable(format!("GET /manifest answered {status}")));
+    }
+    serde_json::from_value(body)
+        .map_err(|error| unavailable(format!("the manifest is not valid: {error}")))
+}
+
+/// The result in a skill's answer to `POST /execute`, or the error it reports.
+pub(crate) fn execute_answer(status: u16, answer: &Value) -> Result<Value, SkillError> {
+    if let Some(error) = answered_error(answer) {
+        return Err(error);
+    }
+    match status {
+        200..=299 => answer
+            .get("result")
+            .cloned()
+            .ok_or_else(|| SkillError::failed("the skill answered neither `result` nor `error`")),
+        401 | 403 => Err(SkillError::failed(format!(
+            "the skill refused our signature ({status}); check the shared secret"
+        ))),
+        500..=599 => Err(unavailable(format!("the skill failed with {status}"))),
+        _ => Err(SkillError::failed(format!(
+            "the skill answered {status}: {}",
+            json!(answer)
+        ))),
     }
 }
 

@@ -3,6 +3,8 @@
 //! every one in a `SkillActor`.
 
 pub mod builtin;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod mcp;
 

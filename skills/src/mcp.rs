@@ -215,9 +215,19 @@ fn check_network_isolation() -> Result<(), String> {
     }
 }
 
+/// An MCP tool as a skill's tool: the model sees its name, description and input schema.
+pub(crate) fn skill_tool(tool: rmcp::model::Tool) -> SkillTool {
+    SkillTool {
+        name: tool.name.to_string(),
+        description: tool.description.map(|d| d.to_string()).unwrap_or_default(),
+        parameters: Value::Object((*tool.input_schema).clone()),
+        confirm: false,
+    }
+}
+
 /// What the model reads from a tool result: the structured content when there is some,
 /// else the text blocks joined (other blocks are described).
-fn result_value(result: &CallToolResult) -> Value {
+pub(crate) fn result_value(result: &CallToolResult) -> Value {
     if let Some(structured) = &result.structured_content {
         return structured.clone();
     }
@@ -273,15 +283,7 @@ impl Skill for McpSkill {
             },
             description,
             version,
-            tools: tools
-                .into_iter()
-                .map(|tool| SkillTool {
-                    name: tool.name.to_string(),
-                    description: tool.description.map(|d| d.to_string()).unwrap_or_default(),
-                    parameters: Value::Object((*tool.input_schema).clone()),
-                    confirm: false,
-                })
-                .collect(),
+            tools: tools.into_iter().map(skill_tool).collect(),
             permissions: Default::default(),
         })
     }

@@ -150,18 +150,7 @@ async fn session_turn(
     user: &str,
     request: &CompletionRequest,
 ) -> Result<TurnEventReceiver, ApiError> {
-    let last_user = request
-        .messages
-        .iter()
-        .rev()
-        .find(|message| message.role == "user")
-        .ok_or_else(|| invalid("with `user` set, `messages` must hold a user message"))?;
-    let draft = InboundDraft {
-        platform: Some("openai".into()),
-        sender_id: Some(user.to_owned()),
-        payload: Some(last_user.text()),
-        ..InboundDraft::default()
-    };
+    let draft = session_draft(user, request)?;
     let defaults = DraftDefaults {
         platform: "openai",
         sender_id: None,
@@ -182,43 +171,7 @@ fn stateless_turn(
     caller: &Caller,
     request: &CompletionRequest,
 ) -> Result<TurnEventReceiver, ApiError> {
-    let mut system_parts = Vec::new();
-    let mut messages = Vec::new();
-    let mut size = 0;
-    for message in &request.messages {
-        let text = message.text();
-        size += text.len();
-        let role = match message.role.as_str() {
-            "system" | "developer" => {
-                system_parts.push(text);
-                continue;
-            }
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            "tool" => Role::Tool,
-            other => return Err(invalid(format!("unknown role `{other}`"))),
-        };
-        let mut chat_message = ChatMessage::new(role, text);
-        chat_message.tool_call_id.clone_from(&message.tool_call_id);
-        messages.push(chat_message);
-    }
-    let limit = state.settings.limits.max_payload_bytes;
-    if size > limit * 4 {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the messages hold {size} bytes of text, more than {}",
-                limit * 4
-            ),
-        ));
-    }
-    let request = ChatRequest {
-        system_prompt: (!system_parts.is_empty()).then(|| system_parts.join("\n\n")),
-        messages,
-        tools: Default::default(),
-        stream: true,
-    };
+    let request = chat_request(request, state.settings.limits.max_payload_bytes)?;
     // Slots are shared between requesters: a sender's own token is that sender, and
     // every other stateless caller shares one turn.
     let requester: Arc<str> = match caller {
@@ -253,6 +206,69 @@ fn stateless_turn(
         let _ = events.send(event);
     });
     Ok(receiver)
+}
+
+/// The draft of a turn in the session `openai:<user>`: the last user message.
+pub(crate) fn session_draft(
+    user: &str,
+    request: &CompletionRequest,
+) -> Result<InboundDraft, ApiError> {
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|message| message.role == "user")
+        .ok_or_else(|| invalid("with `user` set, `messages` must hold a user message"))?;
+    Ok(InboundDraft {
+        platform: Some("openai".into()),
+        sender_id: Some(user.to_owned()),
+        payload: Some(last_user.text()),
+        ..InboundDraft::default()
+    })
+}
+
+/// The model request of a stateless turn: the request's messages are the history, and at
+/// most four payloads' worth of text (`limit` is the payload limit).
+pub(crate) fn chat_request(
+    request: &CompletionRequest,
+    limit: usize,
+) -> Result<ChatRequest, ApiError> {
+    let mut system_parts = Vec::new();
+    let mut messages = Vec::new();
+    let mut size = 0;
+    for message in &request.messages {
+        let text = message.text();
+        size += text.len();
+        let role = match message.role.as_str() {
+            "system" | "developer" => {
+                system_parts.push(text);
+                continue;
+            }
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            other => return Err(invalid(format!("unknown role `{other}`"))),
+        };
+        let mut chat_message = ChatMessage::new(role, text);
+        chat_message.tool_call_id.clone_from(&message.tool_call_id);
+        messages.push(chat_message);
+    }
+    if size > limit * 4 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the messages hold {size} bytes of text, more than {}",
+                limit * 4
+            ),
+        ));
+    }
+    Ok(ChatRequest {
+        system_prompt: (!system_parts.is_empty()).then(|| system_parts.join("\n\n")),
+        messages,
+        tools: Default::default(),
+        stream: true,
+    })
 }
 
 fn completion_id(reply: &OutboundReply) -> String {

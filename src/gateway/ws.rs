@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -29,6 +29,7 @@ use troupe_actors::{ContentType, TurnError, TurnEvent, TurnEventReceiver};
 use super::admission::ConnectionTicket;
 use super::callers::{Caller, authenticate};
 use super::error::ApiError;
+use super::frames::{self, ClientFrame, Parsed};
 use super::turns::{session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
 
@@ -42,35 +43,6 @@ const WRITE_BUFFER_BYTES: usize = 1024;
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
 /// Close code for policy violations (bad token).
 const POLICY_VIOLATION: u16 = close_code::POLICY;
-
-/// Frames a client may send.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum ClientFrame {
-    Hello {
-        #[serde(default)]
-        sender_id: Option<String>,
-        #[serde(default)]
-        token: Option<String>,
-    },
-    Message {
-        #[serde(default)]
-        id: Option<String>,
-        #[serde(default)]
-        conversation_id: Option<String>,
-        #[serde(default)]
-        content_type: Option<String>,
-        #[serde(default)]
-        payload: Option<String>,
-        #[serde(default)]
-        reply_to: Option<String>,
-        #[serde(default)]
-        metadata: std::collections::BTreeMap<String, Value>,
-        /// W3C trace context: the turn continues the client's trace.
-        #[serde(default)]
-        traceparent: Option<String>,
-    },
-}
 
 /// The connection a WebSocket runs on: its slot in the gate, and the peer's address.
 struct Peer {
@@ -308,9 +280,8 @@ impl Connection {
             Message::Close(_) => return Next::Close(close_code::NORMAL, "bye"),
             Message::Ping(_) | Message::Pong(_) => return Next::Continue,
         };
-        let value: Value = match serde_json::from_str(text.as_str()) {
-            Ok(value) => value,
-            Err(error) => {
+        let (frame_id, frame) = match frames::parse(text.as_str()) {
+            Parsed::NotJson(error) => {
                 self.send(error_frame(
                     None,
                     "invalid_frame",
@@ -318,23 +289,15 @@ impl Connection {
                 ));
                 return Next::Continue;
             }
+            Parsed::Json { id, frame } => (id, frame),
         };
-        let frame_id = value.get("id").and_then(Value::as_str).map(str::to_owned);
         let first_frame = !self.started;
         self.started = true;
-        match serde_json::from_value::<ClientFrame>(value) {
+        match frame {
             Ok(ClientFrame::Hello { sender_id, token }) => {
                 self.hello(first_frame, sender_id.as_deref(), token.as_deref())
             }
-            Ok(ClientFrame::Message {
-                id,
-                conversation_id,
-                content_type,
-                payload,
-                reply_to,
-                metadata,
-                traceparent,
-            }) => {
+            Ok(ClientFrame::Message(frame)) => {
                 let Some(caller) = &self.caller else {
                     self.send(error_frame(
                         frame_id.as_deref(),
@@ -344,7 +307,9 @@ impl Connection {
                     return Next::Close(POLICY_VIOLATION, "unauthorized");
                 };
                 let senders = &self.state.settings.senders;
-                if let Err(refusal) = caller.sender_for(senders, None, conversation_id.as_deref()) {
+                if let Err(refusal) =
+                    caller.sender_for(senders, None, frame.conversation_id.as_deref())
+                {
                     self.send(error_frame(
                         frame_id.as_deref(),
                         refusal.code,
@@ -352,19 +317,8 @@ impl Connection {
                     ));
                     return Next::Continue;
                 }
-                let draft = InboundDraft {
-                    id,
-                    platform: Some("ws".into()),
-                    sender_id: Some(self.sender_id.clone()),
-                    conversation_id,
-                    content_type,
-                    payload,
-                    timestamp: None,
-                    reply_to,
-                    attachments: Vec::new(),
-                    metadata,
-                };
-                let span = turn_span("ws", traceparent.as_deref());
+                let span = turn_span("ws", frame.traceparent.as_deref());
+                let draft = frame.into_draft(&self.sender_id);
                 self.accept(draft, frame_id.as_deref(), span);
                 Next::Continue
             }

@@ -13,6 +13,7 @@ use troupe_testkit::fake_llm::FakeLlm;
 use crate::support::{binary, metrics_page, openai_provider};
 
 mod inbox;
+mod partition;
 use inbox::assert_inbox_drains;
 
 const SHARDS: u64 = 64;
@@ -91,11 +92,23 @@ async fn post(
     conversation: &str,
     text: &str,
 ) -> Result<Value, String> {
-    let body = json!({"id": id, "sender_id": conversation, "payload": text});
-    let response = client
+    let request = client
         .post(format!("{base}/api/v1/messages"))
+        .timeout(Duration::from_secs(30));
+    send_message(request, id, conversation, text).await
+}
+
+/// Sends `request` (a `POST /api/v1/messages`) with the message; `Ok(reply)` or
+/// `Err(status and body)`.
+async fn send_message(
+    request: reqwest::RequestBuilder,
+    id: &str,
+    conversation: &str,
+    text: &str,
+) -> Result<Value, String> {
+    let body = json!({"id": id, "sender_id": conversation, "payload": text});
+    let response = request
         .json(&body)
-        .timeout(Duration::from_secs(30))
         .send()
         .await
         .map_err(|error| error.to_string())?;

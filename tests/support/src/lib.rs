@@ -7,6 +7,7 @@
 //! - [`nats`]: a real `nats-server` with JetStream per test (restartable in place);
 //! - [`cluster`]: `ClusterSandbox`, NATS plus N real `troupe` nodes joined to it;
 //! - [`proxy`]: a TCP proxy a test can cut, to partition one node from NATS;
+//! - [`netns`]: test hosts in network namespaces, cut off and healed at the link;
 //! - [`otlp`]: a real OTLP collector (`rotel-agent`) whose received spans a test reads;
 //! - [`discord`]: a faithful test double of Discord (REST, Gateway, signed interactions);
 //! - [`slack`]: a faithful test double of Slack (Web API, Socket Mode, Events API sender);
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod discord;
 pub mod fake_llm;
 pub mod nats;
+pub mod netns;
 pub mod otlp;
 pub mod process;
 pub mod proxy;

@@ -19,6 +19,8 @@ pub struct TroupeProcess {
     _scratch: Option<tempfile::TempDir>,
     log_path: PathBuf,
     extra_env: Vec<(String, String)>,
+    /// The network namespace it runs in, and the address it listens on there.
+    host: Option<(String, SocketAddr)>,
 }
 
 impl TroupeProcess {
@@ -33,17 +35,45 @@ impl TroupeProcess {
         config: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let scratch = tempfile::tempdir()?;
-        let data_dir = scratch.path().join("data");
         // Port 0: the node binds a free port itself and logs it, so parallel tests never race
         // for a port between choosing it and binding it.
-        let address = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::launch_new(binary, config, env, None).await
+    }
+
+    /// Like [`TroupeProcess::start_with_env`], inside a test host's network namespace,
+    /// listening on its address.
+    pub async fn start_on_host(
+        host: &crate::netns::NetHost,
+        binary: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::launch_new(
+            binary,
+            config,
+            env,
+            Some((host.name.clone(), host.any_port())),
+        )
+        .await
+    }
+
+    async fn launch_new(
+        binary: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+        host: Option<(String, SocketAddr)>,
+    ) -> anyhow::Result<Self> {
+        let scratch = tempfile::tempdir()?;
         let config_path = scratch.path().join("troupe.toml");
         std::fs::write(&config_path, config)?;
         let mut process = Self {
-            address,
+            address: host.as_ref().map_or_else(
+                || SocketAddr::from(([127, 0, 0, 1], 0)),
+                |(_, listen)| *listen,
+            ),
+            host,
             log_path: scratch.path().join("troupe.log"),
-            data_dir,
+            data_dir: scratch.path().join("data"),
             config_path,
             binary: binary.to_owned(),
             child: None,
@@ -71,14 +101,21 @@ impl TroupeProcess {
             .append(true)
             .open(&self.log_path)?;
         let log_offset = log.metadata()?.len() as usize;
-        let mut command = Command::new(&self.binary);
+        let (mut command, listen) = match &self.host {
+            Some((namespace, listen)) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(&self.binary);
+                (command, listen.to_string())
+            }
+            None => (Command::new(&self.binary), "127.0.0.1:0".to_owned()),
+        };
         command
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
             .env_remove("TROUPE_TOKEN")
             .env_remove("TROUPE_CONFIG")
-            .env("TROUPE_LISTEN", "127.0.0.1:0")
+            .env("TROUPE_LISTEN", listen)
             .env("TROUPE_DATA_DIR", &self.data_dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -20,9 +20,13 @@ pub struct CuttableProxy {
 impl CuttableProxy {
     /// Forwards a free loopback port to `target`.
     pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), target).await
+    }
+
+    /// Forwards `bind` (port 0: a free one) to `target`: a loopback service, reached from
+    /// a test host in another network namespace.
+    pub async fn start_on(bind: SocketAddr, target: SocketAddr) -> Self {
+        let listener = TcpListener::bind(bind).await.expect("bind the proxy");
         let address = listener.local_addr().expect("bound address");
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);

@@ -1,0 +1,116 @@
+//! The frames a WebSocket client sends, parsed once from the text into one typed enum.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+use troupe_actors::message::InboundDraft;
+
+/// Frames a client may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum ClientFrame {
+    Hello {
+        #[serde(default)]
+        sender_id: Option<String>,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    Message(MessageFrame),
+}
+
+/// A `message` frame: what a client says, before validation makes it a message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MessageFrame {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    pub(crate) conversation_id: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    payload: Option<String>,
+    #[serde(default)]
+    reply_to: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, Value>,
+    /// W3C trace context: the turn continues the client's trace.
+    #[serde(default)]
+    pub(crate) traceparent: Option<String>,
+}
+
+impl MessageFrame {
+    /// The draft this frame asks for, written as `sender_id` on the `ws` platform.
+    pub(crate) fn into_draft(self, sender_id: &str) -> InboundDraft {
+        InboundDraft {
+            id: self.id,
+            platform: Some("ws".into()),
+            sender_id: Some(sender_id.to_owned()),
+            conversation_id: self.conversation_id,
+            content_type: self.content_type,
+            payload: self.payload,
+            timestamp: None,
+            reply_to: self.reply_to,
+            attachments: Vec::new(),
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// A text frame, read once.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// Not JSON at all: no `id` can be echoed.
+    NotJson(serde_json::Error),
+    /// JSON: its `id` (echoed in an error frame) and the frame, or why it is not one.
+    Json {
+        id: Option<String>,
+        frame: Result<ClientFrame, serde_json::Error>,
+    },
+}
+
+/// Reads a client's text frame.
+pub(crate) fn parse(text: &str) -> Parsed {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(error) => return Parsed::NotJson(error),
+    };
+    let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+    Parsed::Json {
+        id,
+        frame: serde_json::from_value(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_frame_keeps_its_id_and_becomes_a_ws_draft() {
+        let Parsed::Json { id, frame } =
+            parse(r#"{"type":"message","id":"m-1","payload":"hi","conversation_id":"c"}"#)
+        else {
+            panic!("a JSON frame");
+        };
+        assert_eq!(id.as_deref(), Some("m-1"));
+        let Ok(ClientFrame::Message(message)) = frame else {
+            panic!("a message frame");
+        };
+        let draft = message.into_draft("alice");
+        assert_eq!(draft.platform.as_deref(), Some("ws"));
+        assert_eq!(draft.sender_id.as_deref(), Some("alice"));
+        assert_eq!(draft.payload.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_but_the_id_still_comes_back() {
+        let Parsed::Json { id, frame } = parse(r#"{"type":"message","id":"m-2","extra":1}"#) else {
+            panic!("a JSON frame");
+        };
+        assert_eq!(id.as_deref(), Some("m-2"));
+        assert!(frame.is_err());
+        assert!(matches!(parse("{nope"), Parsed::NotJson(_)));
+    }
+}

@@ -18,6 +18,7 @@ use troupe_actors::bridge::store::BridgeStore;
 use troupe_actors::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
 use troupe_actors::session::SessionConfig;
 use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
+use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
 use troupe_actors::{Ingress, MessageLimits};
 use troupe_cluster::{ClusterConfig, ClusterNode};
@@ -83,10 +84,8 @@ pub(crate) async fn serve(
         });
     }
     let (cluster, store) = open_store(&config, node_id).await?;
-    let reminders = Arc::new(
-        Reminders::open(&config.storage.data_dir)
-            .map_err(|reason| anyhow::anyhow!("storage.data_dir: {reason}"))?,
-    );
+    let reminders =
+        Arc::new(Reminders::open(&config.storage.data_dir).context("storage.data_dir")?);
     let builtin_context = BuiltinContext {
         store: Arc::clone(&store),
         reminders: Arc::clone(&reminders),
@@ -131,6 +130,8 @@ pub(crate) async fn serve(
     let access_cluster = cluster.clone();
     let bridge_entries = build_bridges(&config.bridges)?;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
+    let stores: Arc<[Storage]> =
+        Arc::new([bridge_store.storage().clone(), reminders.storage().clone()]);
     let max_payload_bytes = config.server.max_payload_bytes;
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
     let dispatcher_slot = Arc::new(OnceLock::new());
@@ -176,6 +177,7 @@ pub(crate) async fn serve(
             clients: access_clients,
             auth_failures: Arc::default(),
             webhook_bodies: Arc::new(BodyBudget::new(webhook_body_bytes)),
+            stores,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.insert(0, access_spec(listen, state, stopped));

@@ -18,6 +18,7 @@ pub mod session;
 pub mod signing;
 pub mod skill;
 pub mod snapshot;
+pub mod storage;
 pub mod supervisor;
 pub mod testing;
 pub mod trace;

@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use troupe_actors::bridge::dispatch::Dispatcher;
 use troupe_actors::metrics as metric_names;
 use troupe_actors::node::NodeHandle;
-use troupe_actors::snapshot::StoreHealth;
+use troupe_actors::storage::{Storage, StoreHealth};
 use troupe_actors::{Ingress, MessageLimits};
 use troupe_cluster::ClusterNode;
 
@@ -82,6 +82,22 @@ pub(crate) struct AppState {
     pub(crate) auth_failures: Arc<auth::AuthFailures>,
     /// Room for webhook bodies being read before their signature is checked.
     pub(crate) webhook_bodies: Arc<body::BodyBudget>,
+    /// The node's own databases besides the session store (the bridges' journal, the
+    /// reminders), whose health readiness and `/api/v1/info` report.
+    pub(crate) stores: Arc<[Storage]>,
+}
+
+impl AppState {
+    /// Each store's health by name: the session store first.
+    fn store_health(&self) -> Vec<(&'static str, StoreHealth)> {
+        std::iter::once(("sessions", self.node.store().health()))
+            .chain(
+                self.stores
+                    .iter()
+                    .map(|storage| (storage.name(), storage.health())),
+            )
+            .collect()
+    }
 }
 
 /// `GET /api/v1/skills`: every configured skill, its state, tools and permissions.
@@ -182,13 +198,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
-    if let StoreHealth::Failing { reason, .. } = state.node.store().health() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_failing",
-            format!("the session store cannot write ({reason}); it retries by itself"),
-        )
-        .into_response();
+    for (store, health) in state.store_health() {
+        if let StoreHealth::Failing { reason, .. } = health {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failing",
+                format!("the {store} store cannot write ({reason}); it retries by itself"),
+            )
+            .into_response();
+        }
     }
     match state.node.stats().await {
         Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
@@ -211,15 +229,33 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `GET /api/v1/info`. `storage` is the first failing store (else writable), with the
+/// store named; `stores` has each one.
 async fn info(State(state): State<AppState>) -> Response {
     let provider = state.node.default_provider();
+    let stores = state.store_health();
+    let storage = stores
+        .iter()
+        .find_map(|(store, health)| match health {
+            StoreHealth::Failing { reason, since } => Some(StoreHealth::Failing {
+                reason: format!("{store}: {reason}"),
+                since: *since,
+            }),
+            StoreHealth::Writable => None,
+        })
+        .unwrap_or(StoreHealth::Writable);
+    let stores: serde_json::Map<String, serde_json::Value> = stores
+        .into_iter()
+        .map(|(store, health)| (store.to_owned(), json!(health)))
+        .collect();
     axum::Json(json!({
         "name": "troupe",
         "version": env!("CARGO_PKG_VERSION"),
         "provider": provider,
         "notice": state.settings.notice,
         "max_payload_bytes": state.settings.limits.max_payload_bytes,
-        "storage": state.node.store().health(),
+        "storage": storage,
+        "stores": stores,
     }))
     .into_response()
 }

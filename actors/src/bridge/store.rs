@@ -6,16 +6,21 @@
 //! - pairing: codes waiting for the owner's approval, and the senders approved;
 //! - linked identities (see [`super::identity`]).
 //!
-//! Every write is one durable (fsync'd) transaction, run on tokio's blocking pool.
+//! Every write is one durable (fsync'd) transaction, run on tokio's blocking pool. After a
+//! failed write (a full disk) the journal reports itself failing and recovers by itself
+//! (see [`crate::storage`]).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{BridgeError, BridgeErrorKind, BridgeInbound, BridgeStateStore, Delivery};
 use crate::message::unix_now;
+use crate::storage::Storage;
+
+/// redb's page cache for the journal: it holds little that is read twice.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 const STATE: TableDefinition<'_, &str, &str> = TableDefinition::new("bridge_state_v1");
 const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bridge_inbox_v1");
@@ -71,50 +76,47 @@ fn entry_key(bridge: &str, id: &str) -> String {
 }
 
 /// The journal. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BridgeStore {
-    database: Arc<Database>,
+    storage: Storage,
 }
 
-impl std::fmt::Debug for BridgeStore {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("BridgeStore")
-            .finish_non_exhaustive()
+/// Creates the journal's tables.
+fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    for table in [INBOX, OUTBOX, PAIRING_CODES, PAIRED] {
+        transaction.open_table(table)?;
     }
+    transaction.open_table(STATE)?;
+    transaction.open_table(SEEN)?;
+    transaction.open_table(super::identity::IDENTITIES)?;
+    Ok(())
 }
 
 impl BridgeStore {
     /// Opens (or creates) `bridges.redb` in `data_dir`. Blocking: call before serving.
     pub fn open(data_dir: &Path) -> Result<Self, BridgeError> {
         std::fs::create_dir_all(data_dir).map_err(store_error)?;
-        let path = data_dir.join("bridges.redb");
-        let database = Database::create(&path)
-            .map_err(|error| store_error(format!("cannot open {}: {error}", path.display())))?;
-        let mut transaction = database.begin_write().map_err(store_error)?;
-        // Creating the tables needs no fsync of its own (it keeps start-up fast): the first
-        // journal write is durable and carries them.
-        transaction.set_durability(redb::Durability::None);
-        for table in [INBOX, OUTBOX, PAIRING_CODES, PAIRED] {
-            transaction.open_table(table).map_err(store_error)?;
-        }
-        transaction.open_table(STATE).map_err(store_error)?;
-        transaction.open_table(SEEN).map_err(store_error)?;
-        transaction
-            .open_table(super::identity::IDENTITIES)
-            .map_err(store_error)?;
-        transaction.commit().map_err(store_error)?;
-        Ok(Self {
-            database: Arc::new(database),
-        })
+        let storage = Storage::open(
+            "bridges",
+            &data_dir.join("bridges.redb"),
+            CACHE_BYTES,
+            prepare,
+        )
+        .map_err(store_error)?;
+        Ok(Self { storage })
+    }
+
+    /// The journal's database, for health reports next to the other stores.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, BridgeError> + Send + 'static,
     ) -> Result<T, BridgeError> {
-        let database = Arc::clone(&self.database);
-        tokio::task::spawn_blocking(move || work(&database))
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.run(work).map_err(store_error)?)
             .await
             .map_err(store_error)?
     }

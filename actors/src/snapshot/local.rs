@@ -4,35 +4,23 @@
 //! durable (fsync'd) transaction, so many sessions saving at once cost one fsync, and the
 //! async runtime never waits on the disk. Reads run on tokio's blocking pool.
 //!
-//! A failed commit (a full disk) leaves redb's handle unusable until it is reopened. The
-//! store then reports itself [`StoreHealth::Failing`], and the writer reopens the database
-//! and proves a write with a probe, at once for the next write and then with a backoff,
-//! until one succeeds: space coming back is enough, no restart needed.
+//! A failed commit (a full disk) leaves redb's handle unusable until it is reopened: the
+//! [`Storage`] underneath reports itself failing and recovers by itself once writes can
+//! succeed again (see [`crate::storage`]).
 
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, mpsc};
 
-use redb::{Database, Durability, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError, StoreHealth};
 use crate::ids::SessionKey;
-use crate::message::unix_now;
-use crate::metrics as metric_names;
+use crate::storage::{Storage, StorageError};
 
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions_v1");
-/// Where the writer proves that a write succeeds again.
-const PROBE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("write_probe");
-/// The probe's size: larger than a page, so it needs free space to commit.
-const PROBE_BYTES: usize = 64 * 1024;
-/// Waits between attempts to recover a failing store.
-const RECOVERY_BACKOFF: (Duration, Duration) =
-    (Duration::from_millis(250), Duration::from_secs(10));
-/// Longest wait for reads in flight to let go of the database before it is reopened.
-const REOPEN_WAIT: Duration = Duration::from_secs(2);
 /// Most writes folded into one transaction.
 const MAX_WRITES_PER_COMMIT: usize = 1024;
 /// redb's page cache. Small on purpose: active sessions live in actor memory, so the cache
@@ -50,127 +38,14 @@ struct WriteRequest {
     done: oneshot::Sender<Result<bool, StoreError>>,
 }
 
-/// The database and whether it is failing. The writer thread replaces the database when a
-/// failed write left it unusable; readers take a clone of the current one.
-struct Handle {
-    path: PathBuf,
-    cache_bytes: usize,
-    /// `None` only while the writer reopens it.
-    database: RwLock<Option<Arc<Database>>>,
-    /// The failure and when it began, while writes fail.
-    failure: Mutex<Option<(String, u64)>>,
-}
-
-impl Handle {
-    fn create(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
-        redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|error| StoreError::Io(format!("cannot open {}: {error}", path.display())))
-    }
-
-    fn database(&self) -> Result<Arc<Database>, StoreError> {
-        self.database
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| {
-                StoreError::Io("the store is being reopened after a failed write".into())
-            })
-    }
-
-    fn health(&self) -> StoreHealth {
-        match &*self
-            .failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            None => StoreHealth::Writable,
-            Some((reason, since)) => StoreHealth::Failing {
-                reason: reason.clone(),
-                since: *since,
-            },
-        }
-    }
-
-    fn is_failing(&self) -> bool {
-        self.health() != StoreHealth::Writable
-    }
-
-    fn fail(&self, error: &StoreError) {
-        let mut failure = self
-            .failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let since = failure.as_ref().map_or_else(unix_now, |(_, since)| *since);
-        *failure = Some((error.to_string(), since));
-        metrics::gauge!(metric_names::STORAGE_WRITABLE).set(0.0);
-    }
-
-    /// Reopens the database and proves that a write succeeds; clears the failure if so.
-    fn recover(&self) -> Result<(), StoreError> {
-        self.reopen()?;
-        probe(&*self.database()?)?;
-        *self
-            .failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-        metrics::gauge!(metric_names::STORAGE_WRITABLE).set(1.0);
-        tracing::info!(path = %self.path.display(), "the snapshot store is writable again");
-        Ok(())
-    }
-
-    /// Closes the unusable handle (once reads in flight let go of it) and opens the file
-    /// again; redb repairs it if the failed commit left it so.
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "runs on the store's own writer thread, never on the async runtime"
-    )]
-    fn reopen(&self) -> Result<(), StoreError> {
-        let mut slot = self
-            .database
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(old) = slot.take() {
-            let started = Instant::now();
-            while Arc::strong_count(&old) > 1 && started.elapsed() < REOPEN_WAIT {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if Arc::strong_count(&old) > 1 {
-                *slot = Some(old);
-                return Err(StoreError::Io(
-                    "reads still hold the store; retrying".into(),
-                ));
-            }
-        }
-        *slot = Some(Arc::new(Self::create(&self.path, self.cache_bytes)?));
-        Ok(())
-    }
-}
-
-/// Writes and removes a value larger than a page, durably: it fails while the disk is full.
-fn probe(database: &Database) -> Result<(), StoreError> {
-    for put in [true, false] {
-        let mut transaction = database.begin_write().map_err(io_error)?;
-        transaction.set_durability(Durability::Immediate);
-        {
-            let mut table = transaction.open_table(PROBE).map_err(io_error)?;
-            if put {
-                table
-                    .insert("probe", [0u8; PROBE_BYTES].as_slice())
-                    .map_err(io_error)?;
-            } else {
-                table.remove("probe").map_err(io_error)?;
-            }
-        }
-        transaction.commit().map_err(io_error)?;
-    }
-    Ok(())
+/// Creates the sessions table.
+fn prepare(transaction: &WriteTransaction) -> Result<(), redb::TableError> {
+    transaction.open_table(SESSIONS).map(drop)
 }
 
 /// Snapshots on local disk. Cheap to share behind an `Arc`.
 pub struct LocalSnapshotStore {
-    handle: Arc<Handle>,
+    storage: Storage,
     /// Feeds the writer thread; `None` only while dropping.
     writes: Option<mpsc::Sender<WriteRequest>>,
     /// Joined on drop, so the database file is released when the store is gone.
@@ -190,6 +65,12 @@ impl std::fmt::Debug for LocalSnapshotStore {
 
 fn io_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::Io(error.to_string())
+}
+
+impl From<StorageError> for StoreError {
+    fn from(error: StorageError) -> Self {
+        io_error(error)
+    }
 }
 
 /// `platform NUL conversation`: NUL sorts below every id character, so the byte order of
@@ -219,33 +100,22 @@ impl LocalSnapshotStore {
             ))
         })?;
         let path = data_dir.join("sessions.redb");
-        let database = Handle::create(&path, cache_bytes)?;
-        let mut transaction = database.begin_write().map_err(io_error)?;
-        // Creating the table needs no fsync of its own (it keeps start-up fast): the first
-        // snapshot's commit is durable and carries it.
-        transaction.set_durability(redb::Durability::None);
-        let stored = {
+        let storage = Storage::open("sessions", &path, cache_bytes, prepare)?;
+        let stored = storage.run(|database| {
+            let transaction = database.begin_read().map_err(io_error)?;
             let table = transaction.open_table(SESSIONS).map_err(io_error)?;
-            table.len().map_err(io_error)?
-        };
-        transaction.commit().map_err(io_error)?;
-        let handle = Arc::new(Handle {
-            path,
-            cache_bytes,
-            database: RwLock::new(Some(Arc::new(database))),
-            failure: Mutex::new(None),
-        });
-        metrics::gauge!(metric_names::STORAGE_WRITABLE).set(1.0);
+            table.len().map_err(io_error)
+        })??;
         let count = Arc::new(AtomicU64::new(stored));
         let (writes, queue) = mpsc::channel();
-        let writer_handle = Arc::clone(&handle);
+        let writer_storage = storage.clone();
         let writer_count = Arc::clone(&count);
         let writer_thread = std::thread::Builder::new()
             .name("troupe-snapshot-writer".into())
-            .spawn(move || run_writer(&writer_handle, &queue, &writer_count))
+            .spawn(move || run_writer(&writer_storage, &queue, &writer_count))
             .map_err(io_error)?;
         Ok(Self {
-            handle,
+            storage,
             writes: Some(writes),
             writer_thread: Some(writer_thread),
             count,
@@ -265,8 +135,8 @@ impl LocalSnapshotStore {
         &self,
         read: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let database = self.handle.database()?;
-        tokio::task::spawn_blocking(move || read(&database))
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.run(read)?)
             .await
             .map_err(io_error)?
     }
@@ -282,55 +152,19 @@ impl Drop for LocalSnapshotStore {
     }
 }
 
-fn run_writer(handle: &Handle, queue: &mpsc::Receiver<WriteRequest>, count: &AtomicU64) {
-    let mut backoff = RECOVERY_BACKOFF.0;
-    let mut next_recovery = Instant::now();
-    loop {
-        // While failing, wake up to retry even when no write comes.
-        let first = if handle.is_failing() {
-            match queue.recv_timeout(next_recovery.saturating_duration_since(Instant::now())) {
-                Ok(request) => Some(request),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-        } else {
-            match queue.recv() {
-                Ok(request) => Some(request),
-                Err(_) => return,
-            }
-        };
-        let mut batch: Vec<WriteRequest> = first.into_iter().collect();
-        while !batch.is_empty() && batch.len() < MAX_WRITES_PER_COMMIT {
+fn run_writer(storage: &Storage, queue: &mpsc::Receiver<WriteRequest>, count: &AtomicU64) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_WRITES_PER_COMMIT {
             match queue.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(_) => break,
             }
         }
-        if handle.is_failing() {
-            let recovered = if Instant::now() >= next_recovery {
-                handle.recover()
-            } else {
-                Err(StoreError::Io(handle_failure(handle)))
-            };
-            if let Err(error) = recovered {
-                if Instant::now() >= next_recovery {
-                    backoff = (backoff * 2).min(RECOVERY_BACKOFF.1);
-                    next_recovery = Instant::now() + backoff;
-                    tracing::debug!(%error, retry_in = ?backoff, "the snapshot store is still failing");
-                }
-                for request in batch {
-                    let _ = request.done.send(Err(StoreError::Io(error.to_string())));
-                }
-                continue;
-            }
-            backoff = RECOVERY_BACKOFF.0;
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        match handle
-            .database()
-            .and_then(|database| commit_batch(&database, &batch))
+        match storage
+            .run(|database| commit_batch(database, &batch))
+            .map_err(StoreError::from)
+            .and_then(|committed| committed)
         {
             Ok(existed) => {
                 for (request, existed_before) in batch.into_iter().zip(existed) {
@@ -344,21 +178,15 @@ fn run_writer(handle: &Handle, queue: &mpsc::Receiver<WriteRequest>, count: &Ato
             }
             Err(error) => {
                 tracing::error!(%error, writes = batch.len(), "snapshot commit failed");
-                handle.fail(&error);
-                next_recovery = Instant::now();
+                let reason = match error {
+                    StoreError::Io(reason) => reason,
+                    other => other.to_string(),
+                };
                 for request in batch {
-                    let _ = request.done.send(Err(StoreError::Io(error.to_string())));
+                    let _ = request.done.send(Err(StoreError::Io(reason.clone())));
                 }
             }
         }
-    }
-}
-
-/// Why the store is failing, for a write refused before the next attempt to recover.
-fn handle_failure(handle: &Handle) -> String {
-    match handle.health() {
-        StoreHealth::Failing { reason, .. } => reason,
-        StoreHealth::Writable => "the store is recovering".into(),
     }
 }
 
@@ -444,7 +272,7 @@ impl SnapshotStore for LocalSnapshotStore {
     }
 
     fn health(&self) -> StoreHealth {
-        self.handle.health()
+        self.storage.health()
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::storage::StoreHealth;
 pub use local::LocalSnapshotStore;
 pub use memory::MemorySnapshotStore;
 
@@ -217,20 +218,6 @@ pub trait SnapshotStore: Send + Sync + 'static {
     fn health(&self) -> StoreHealth {
         StoreHealth::Writable
     }
-}
-
-/// Whether a store can take writes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum StoreHealth {
-    Writable,
-    /// The last write failed; the store retries by itself and is writable again once a
-    /// write succeeds.
-    Failing {
-        reason: String,
-        /// Unix seconds of the first failure.
-        since: u64,
-    },
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! the [`Reminders::run`] loop hands each one, when due, to a [`ReminderSink`] (the bridge
 //! dispatcher, which journals it in its outbox before delivering).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{Timestamp, ToSpan};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use troupe_actors::skill::{Skill, SkillCall, SkillError, SkillErrorCode, SkillManifest};
+use troupe_actors::storage::Storage;
 
 use super::time::{describe, parse_moment, zone};
 use super::{text_argument, tool};
@@ -26,6 +27,8 @@ const MAX_AHEAD_DAYS: i64 = 5 * 366;
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Wait before delivering again after the sink failed.
 const RETRY_WAIT: Duration = Duration::from_secs(15);
+/// redb's page cache for the schedule: a few hundred small rows at most.
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 /// One reminder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,42 +54,16 @@ pub trait ReminderSink: Send + Sync + 'static {
 
 /// The schedule.
 pub struct Reminders {
-    file: Arc<LazyDatabase>,
+    /// `reminders.redb`, opened on first use: a node that never had a reminder neither
+    /// creates nor opens it (nothing on the start-up path). It recovers by itself after a
+    /// failed write (see [`troupe_actors::storage`]).
+    storage: Storage,
     changed: Notify,
 }
 
-/// `reminders.redb`, opened on first use: a node that never had a reminder neither creates
-/// nor opens it (nothing on the start-up path).
-struct LazyDatabase {
-    path: PathBuf,
-    open: Mutex<Option<Arc<Database>>>,
-}
-
-impl LazyDatabase {
-    /// The database; `None` when it does not exist and `create` is false. Blocking.
-    fn get(&self, create: bool) -> Result<Option<Arc<Database>>, SkillError> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(database) = open.as_ref() {
-            return Ok(Some(Arc::clone(database)));
-        }
-        if !create && !self.path.exists() {
-            return Ok(None);
-        }
-        let database = Database::create(&self.path).map_err(|error| {
-            storage_error(format!("cannot open {}: {error}", self.path.display()))
-        })?;
-        let mut write = database.begin_write().map_err(storage_error)?;
-        // Creating the table needs no fsync of its own: the first reminder's commit is durable.
-        write.set_durability(redb::Durability::None);
-        write.open_table(REMINDERS).map_err(storage_error)?;
-        write.commit().map_err(storage_error)?;
-        let database = Arc::new(database);
-        *open = Some(Arc::clone(&database));
-        Ok(Some(database))
-    }
+/// Creates the table.
+fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    transaction.open_table(REMINDERS).map(drop)
 }
 
 fn storage_error(error: impl std::fmt::Display) -> SkillError {
@@ -95,15 +72,22 @@ fn storage_error(error: impl std::fmt::Display) -> SkillError {
 
 impl Reminders {
     /// The schedule kept in `reminders.redb` in `data_dir` (created with the first reminder).
-    pub fn open(data_dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(data_dir).map_err(|error| error.to_string())?;
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
         Ok(Self {
-            file: Arc::new(LazyDatabase {
-                path: data_dir.join("reminders.redb"),
-                open: Mutex::new(None),
-            }),
+            storage: Storage::lazy(
+                "reminders",
+                &data_dir.join("reminders.redb"),
+                CACHE_BYTES,
+                prepare,
+            ),
             changed: Notify::new(),
         })
+    }
+
+    /// The schedule's database, for health reports next to the other stores.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// Runs `work` on the database off the async runtime (redb waits on the disk); answers
@@ -114,10 +98,15 @@ impl Reminders {
         absent: T,
         work: impl FnOnce(&Database) -> Result<T, SkillError> + Send + 'static,
     ) -> Result<T, SkillError> {
-        let file = Arc::clone(&self.file);
-        tokio::task::spawn_blocking(move || match file.get(create)? {
-            Some(database) => work(&database),
-            None => Ok(absent),
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            if create {
+                return storage.run(work).map_err(storage_error)?;
+            }
+            match storage.run_existing(work).map_err(storage_error)? {
+                Some(done) => done,
+                None => Ok(absent),
+            }
         })
         .await
         .map_err(storage_error)?

@@ -1,4 +1,22 @@
-//! Collaborative documents the assistant and its user edit together (yrs/Yjs), as sans-IO
-//! logic with a thin WebSocket adapter.
+//! The collaborative canvas: rooms any unmodified Yjs client can join (the y-sync protocol
+//! y-websocket speaks), kept by the assistant's node.
 //!
-//! Nothing here yet.
+//! - [`room_name`]: the validated name of a room;
+//! - [`protocol`]: one room's y-sync logic, sans-IO (frames in, effects out);
+//! - [`room`]: the actor holding one open room;
+//! - [`rooms`]: the actor supervising the rooms, and the [`Canvas`] handle that joins them;
+//! - [`store`]: each room's snapshot and journal.
+
+pub mod protocol;
+pub mod room;
+pub mod room_name;
+pub mod rooms;
+pub mod store;
+#[cfg(test)]
+mod test_edits;
+
+pub use protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
+pub use room::{CloseReason, Outgoing, RoomSettings};
+pub use room_name::{RoomName, RoomNameError};
+pub use rooms::{Canvas, CanvasError, Joined};
+pub use store::{CanvasStore, LocalCanvasStore, SharedCanvasStore};

@@ -1,0 +1,365 @@
+//! `Room`: the actor that holds one open room's document. It applies each client frame
+//! ([`RoomState`]), appends the updates to the store and only then sends anything on, so
+//! no client sees an update a crash could lose. It folds the journal into a snapshot now and
+//! then, drops awareness states nobody renews, and stops (passivates) once it has been empty
+//! for `idle_passivate`: the next join loads it again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
+use crate::room_name::RoomName;
+use crate::store::SharedCanvasStore;
+
+/// How often a room looks for expired awareness and idleness.
+const TICK: Duration = Duration::from_secs(5);
+
+/// How rooms behave; from `[canvas]` in the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomSettings {
+    pub limits: RoomLimits,
+    /// An empty room leaves memory after this long.
+    pub idle_passivate: Duration,
+    /// Frames queued for one slow connection before it is closed.
+    pub outbox_frames: usize,
+    /// The journal is folded into a snapshot after this many updates…
+    pub compact_after_updates: usize,
+    /// …or this many bytes.
+    pub compact_after_bytes: usize,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            limits: RoomLimits::default(),
+            idle_passivate: Duration::from_secs(60),
+            outbox_frames: 1024,
+            compact_after_updates: 1000,
+            compact_after_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a connection is closed: a WebSocket close code and reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl From<&ProtocolError> for CloseReason {
+    fn from(error: &ProtocolError) -> Self {
+        Self {
+            code: error.close_code(),
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// What a room sends one connection.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    Frame(Frame),
+    /// The room closed the connection; nothing follows.
+    Close(CloseReason),
+}
+
+pub enum RoomMessage {
+    Join {
+        connection: ConnectionId,
+        writable: bool,
+        outbox: mpsc::Sender<Outgoing>,
+        reply: RpcReplyPort<()>,
+    },
+    /// One binary frame; answered once it was handled (applied, stored, sent on).
+    Frame {
+        connection: ConnectionId,
+        data: Vec<u8>,
+        reply: RpcReplyPort<()>,
+    },
+    Leave {
+        connection: ConnectionId,
+    },
+    Tick,
+}
+
+pub struct RoomArgs {
+    pub name: RoomName,
+    pub store: SharedCanvasStore,
+    pub settings: RoomSettings,
+}
+
+struct Peer {
+    writable: bool,
+    outbox: mpsc::Sender<Outgoing>,
+}
+
+pub struct RoomActorState {
+    name: RoomName,
+    store: SharedCanvasStore,
+    settings: RoomSettings,
+    room: RoomState,
+    peers: HashMap<ConnectionId, Peer>,
+    /// The last sequence in the store's journal.
+    last_sequence: u64,
+    /// Updates and bytes journaled since the last snapshot.
+    since_snapshot: (usize, usize),
+    /// Since when the room has had no connection.
+    empty_since: Option<Instant>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Room;
+
+impl Actor for Room {
+    type Msg = RoomMessage;
+    type State = RoomActorState;
+    type Arguments = RoomArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: RoomArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let stored = args.store.load(&args.name).await?;
+        let room = RoomState::load(
+            args.settings.limits,
+            stored.snapshot.as_deref(),
+            stored.journal.iter().map(Vec::as_slice),
+        )?;
+        let journal_bytes = stored.journal.iter().map(Vec::len).sum();
+        let ticker = myself.send_interval(TICK, || RoomMessage::Tick);
+        Ok(RoomActorState {
+            name: args.name,
+            store: args.store,
+            settings: args.settings,
+            room,
+            peers: HashMap::new(),
+            last_sequence: stored.last_sequence,
+            since_snapshot: (stored.journal.len(), journal_bytes),
+            empty_since: Some(Instant::now()),
+            ticker: Some(ticker),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: RoomMessage,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RoomMessage::Join {
+                connection,
+                writable,
+                outbox,
+                reply,
+            } => {
+                for frame in state.room.join(connection) {
+                    let _ = outbox.try_send(Outgoing::Frame(frame));
+                }
+                state.peers.insert(connection, Peer { writable, outbox });
+                state.empty_since = None;
+                let _ = reply.send(());
+            }
+            RoomMessage::Frame {
+                connection,
+                data,
+                reply,
+            } => {
+                state.frame(&myself, connection, &data).await;
+                let _ = reply.send(());
+            }
+            RoomMessage::Leave { connection } => state.leave(connection),
+            RoomMessage::Tick => state.tick(&myself).await,
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        Ok(())
+    }
+}
+
+impl RoomActorState {
+    async fn frame(
+        &mut self,
+        myself: &ActorRef<RoomMessage>,
+        connection: ConnectionId,
+        data: &[u8],
+    ) {
+        let Some(writable) = self.peers.get(&connection).map(|peer| peer.writable) else {
+            return;
+        };
+        match self.room.handle(connection, writable, data, Instant::now()) {
+            Ok(effects) => self.deliver(myself, connection, effects).await,
+            Err(error) => {
+                tracing::debug!(room = %self.name, connection, %error, "a frame was refused");
+                self.close(connection, CloseReason::from(&error));
+            }
+        }
+    }
+
+    /// Stores the effects' updates, then sends their frames.
+    async fn deliver(
+        &mut self,
+        myself: &ActorRef<RoomMessage>,
+        from: ConnectionId,
+        effects: Effects,
+    ) {
+        if !effects.journal.is_empty() {
+            let bytes: usize = effects.journal.iter().map(Vec::len).sum();
+            let count = effects.journal.len();
+            match self
+                .store
+                .append(&self.name, self.last_sequence, effects.journal)
+                .await
+            {
+                Ok(last) => {
+                    self.last_sequence = last;
+                    self.since_snapshot.0 += count;
+                    self.since_snapshot.1 += bytes;
+                }
+                Err(error) => {
+                    // The document in memory holds an update the store does not: drop it.
+                    // Clients reconnect, the room loads what was stored, and their sync
+                    // sends the update again.
+                    tracing::error!(room = %self.name, %error, "an update could not be stored; the room restarts");
+                    self.close_all(&CloseReason {
+                        code: 1011,
+                        reason: "the canvas could not store the update; reconnect".into(),
+                    });
+                    myself.stop(Some("storage failed".into()));
+                    return;
+                }
+            }
+        }
+        if let Some(peer) = self.peers.get(&from) {
+            for frame in effects.reply {
+                if peer.outbox.try_send(Outgoing::Frame(frame)).is_err() {
+                    self.close(from, too_slow());
+                    break;
+                }
+            }
+        }
+        self.broadcast(Some(from), &effects.broadcast);
+        self.compact_if_due().await;
+    }
+
+    /// Sends `frames` to every connection but `except`; a connection that cannot take them
+    /// is closed.
+    fn broadcast(&mut self, except: Option<ConnectionId>, frames: &[Frame]) {
+        if frames.is_empty() {
+            return;
+        }
+        let mut slow = Vec::new();
+        for (connection, peer) in &self.peers {
+            if Some(*connection) == except {
+                continue;
+            }
+            for frame in frames {
+                if peer
+                    .outbox
+                    .try_send(Outgoing::Frame(frame.clone()))
+                    .is_err()
+                {
+                    slow.push(*connection);
+                    break;
+                }
+            }
+        }
+        for connection in slow {
+            self.close(connection, too_slow());
+        }
+    }
+
+    fn close(&mut self, connection: ConnectionId, reason: CloseReason) {
+        if let Some(peer) = self.peers.get(&connection) {
+            let _ = peer.outbox.try_send(Outgoing::Close(reason));
+        }
+        self.leave(connection);
+    }
+
+    fn close_all(&mut self, reason: &CloseReason) {
+        for peer in self.peers.values() {
+            let _ = peer.outbox.try_send(Outgoing::Close(reason.clone()));
+        }
+        self.peers.clear();
+    }
+
+    fn leave(&mut self, connection: ConnectionId) {
+        if self.peers.remove(&connection).is_none() {
+            return;
+        }
+        let effects = self.room.leave(connection);
+        self.broadcast(None, &effects.broadcast);
+        if self.peers.is_empty() {
+            self.empty_since = Some(Instant::now());
+        }
+    }
+
+    async fn tick(&mut self, myself: &ActorRef<RoomMessage>) {
+        let expired = self.room.expire_awareness(Instant::now());
+        self.broadcast(None, &expired.broadcast);
+        let idle = self
+            .empty_since
+            .is_some_and(|since| since.elapsed() >= self.settings.idle_passivate);
+        if idle {
+            if self.since_snapshot.0 > 0 {
+                self.compact().await;
+            }
+            tracing::debug!(room = %self.name, "an idle room passivates");
+            myself.stop(Some("idle".into()));
+        }
+    }
+
+    async fn compact_if_due(&mut self) {
+        let (updates, bytes) = self.since_snapshot;
+        if updates >= self.settings.compact_after_updates
+            || bytes >= self.settings.compact_after_bytes
+        {
+            self.compact().await;
+        }
+    }
+
+    /// Folds the journal into one snapshot. A failure keeps the journal: nothing is lost.
+    async fn compact(&mut self) {
+        let snapshot = self.room.snapshot();
+        let bytes = snapshot.len();
+        match self
+            .store
+            .compact(&self.name, self.last_sequence, snapshot)
+            .await
+        {
+            Ok(()) => {
+                self.room.compacted(bytes);
+                self.since_snapshot = (0, 0);
+            }
+            Err(error) => {
+                tracing::warn!(room = %self.name, %error, "the room's journal could not be compacted; it stays as it is");
+            }
+        }
+    }
+}
+
+fn too_slow() -> CloseReason {
+    CloseReason {
+        code: 1013,
+        reason: "the connection could not keep up with the room".into(),
+    }
+}
+
+#[cfg(test)]
+#[path = "room_tests.rs"]
+mod tests;

@@ -1,0 +1,278 @@
+//! `Rooms`: the actor that supervises the open rooms (one [`Room`] actor each) and opens
+//! them on demand, and [`Canvas`], the cheap handle the access layer joins rooms through.
+//!
+//! `Rooms` is a child of the node supervisor ([`Canvas::child_spec`]). A room that fails is
+//! forgotten, and its clients are disconnected; the next join loads it from the store.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::mpsc;
+use troupe_actors::supervisor::ChildSpec;
+
+use crate::protocol::ConnectionId;
+use crate::room::{Outgoing, Room, RoomArgs, RoomMessage, RoomSettings};
+use crate::room_name::RoomName;
+use crate::store::SharedCanvasStore;
+
+/// Why a room could not be joined or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CanvasError {
+    #[error("the canvas is not running")]
+    NotRunning,
+    #[error("the room could not be opened: {0}")]
+    Open(#[source] ActorProcessingErr),
+    #[error("the room closed")]
+    RoomClosed,
+}
+
+pub enum RoomsMessage {
+    Open {
+        name: RoomName,
+        reply: RpcReplyPort<Result<ActorRef<RoomMessage>, ActorProcessingErr>>,
+    },
+}
+
+pub struct RoomsArgs {
+    pub store: SharedCanvasStore,
+    pub settings: RoomSettings,
+}
+
+pub struct RoomsState {
+    store: SharedCanvasStore,
+    settings: RoomSettings,
+    open: HashMap<RoomName, ActorRef<RoomMessage>>,
+    by_actor: HashMap<ActorId, RoomName>,
+}
+
+pub struct Rooms;
+
+impl Actor for Rooms {
+    type Msg = RoomsMessage;
+    type State = RoomsState;
+    type Arguments = RoomsArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: RoomsArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(RoomsState {
+            store: args.store,
+            settings: args.settings,
+            open: HashMap::new(),
+            by_actor: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: RoomsMessage,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RoomsMessage::Open { name, reply } => {
+                let _ = reply.send(state.open(&myself, name).await);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(name) = state.forget(cell.get_id()) {
+                    tracing::error!(room = %name, %error, "a room failed; it loads again on its next join");
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.forget(cell.get_id());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl RoomsState {
+    async fn open(
+        &mut self,
+        myself: &ActorRef<RoomsMessage>,
+        name: RoomName,
+    ) -> Result<ActorRef<RoomMessage>, ActorProcessingErr> {
+        if let Some(room) = self.open.get(&name) {
+            return Ok(room.clone());
+        }
+        let args = RoomArgs {
+            name: name.clone(),
+            store: Arc::clone(&self.store),
+            settings: self.settings,
+        };
+        let (room, _) = Actor::spawn_linked(None, Room, args, myself.get_cell()).await?;
+        self.by_actor.insert(room.get_id(), name.clone());
+        self.open.insert(name, room.clone());
+        Ok(room)
+    }
+
+    fn forget(&mut self, actor: ActorId) -> Option<RoomName> {
+        let name = self.by_actor.remove(&actor)?;
+        self.open.remove(&name);
+        Some(name)
+    }
+}
+
+/// Joins rooms. Cheap to clone.
+#[derive(Clone)]
+pub struct Canvas {
+    store: SharedCanvasStore,
+    settings: RoomSettings,
+    /// The running `Rooms` actor, set (again) each time the supervisor starts it.
+    rooms: Arc<RwLock<Option<ActorRef<RoomsMessage>>>>,
+    next_connection: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Canvas {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Canvas")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Canvas {
+    /// A canvas over `store`; it runs once [`Canvas::child_spec`] is started.
+    pub fn new(store: SharedCanvasStore, settings: RoomSettings) -> Self {
+        Self {
+            store,
+            settings,
+            rooms: Arc::default(),
+            next_connection: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    pub const fn settings(&self) -> &RoomSettings {
+        &self.settings
+    }
+
+    /// The node supervisor's child that runs the rooms.
+    pub fn child_spec(&self) -> ChildSpec {
+        let canvas = self.clone();
+        ChildSpec {
+            name: "canvas".into(),
+            start: Arc::new(move |supervisor| {
+                let canvas = canvas.clone();
+                Box::pin(async move {
+                    let args = RoomsArgs {
+                        store: Arc::clone(&canvas.store),
+                        settings: canvas.settings,
+                    };
+                    let (rooms, _) = Actor::spawn_linked(None, Rooms, args, supervisor).await?;
+                    *canvas
+                        .rooms
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(rooms.clone());
+                    Ok(rooms.get_cell())
+                })
+            }),
+        }
+    }
+
+    /// Joins `room`: answers the connection, and the frames (and the close) the room sends it.
+    pub async fn join(
+        &self,
+        room: RoomName,
+        writable: bool,
+    ) -> Result<(Joined, mpsc::Receiver<Outgoing>), CanvasError> {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        // A room that passivates between being found and being joined is opened again.
+        for _ in 0..3 {
+            let actor = self.open(&room).await?;
+            let (outbox, frames) = mpsc::channel(self.settings.outbox_frames);
+            let joined = actor
+                .call(
+                    |reply| RoomMessage::Join {
+                        connection,
+                        writable,
+                        outbox,
+                        reply,
+                    },
+                    None,
+                )
+                .await;
+            if matches!(joined, Ok(ractor::rpc::CallResult::Success(()))) {
+                return Ok((
+                    Joined {
+                        room: actor,
+                        connection,
+                    },
+                    frames,
+                ));
+            }
+        }
+        Err(CanvasError::RoomClosed)
+    }
+
+    async fn open(&self, room: &RoomName) -> Result<ActorRef<RoomMessage>, CanvasError> {
+        let rooms = self
+            .rooms
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(CanvasError::NotRunning)?;
+        let name = room.clone();
+        match rooms
+            .call(|reply| RoomsMessage::Open { name, reply }, None)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(actor))) => Ok(actor),
+            Ok(ractor::rpc::CallResult::Success(Err(error))) => Err(CanvasError::Open(error)),
+            _ => Err(CanvasError::NotRunning),
+        }
+    }
+}
+
+/// One connection in a room; leaves it when dropped.
+pub struct Joined {
+    room: ActorRef<RoomMessage>,
+    connection: ConnectionId,
+}
+
+impl Joined {
+    /// Hands one binary frame to the room; returns once the room handled it (applied,
+    /// stored, sent on), so a connection never has more than one frame in the room's mailbox.
+    pub async fn send(&self, data: Vec<u8>) -> Result<(), CanvasError> {
+        let connection = self.connection;
+        match self
+            .room
+            .call(
+                |reply| RoomMessage::Frame {
+                    connection,
+                    data,
+                    reply,
+                },
+                None,
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(())) => Ok(()),
+            _ => Err(CanvasError::RoomClosed),
+        }
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        let _ = self.room.cast(RoomMessage::Leave {
+            connection: self.connection,
+        });
+    }
+}

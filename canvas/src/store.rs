@@ -1,0 +1,286 @@
+//! Where rooms are kept: per room, a snapshot (the whole document as one update) and the
+//! journal of updates after it, in order. A room appends each update before any client sees
+//! it, and folds the journal into a new snapshot now and then ([`CanvasStore::compact`]).
+//!
+//! [`LocalCanvasStore`] keeps them in `canvas.redb` in the data dir (on the shared
+//! [`Storage`], so a full disk is reported and recovered from like every other store).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{ReadableTable, TableDefinition};
+use troupe_actors::storage::{Storage, StorageError};
+
+use crate::room_name::RoomName;
+
+/// `(room, sequence)` → a Yjs update (v1).
+const JOURNAL: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("canvas_journal_v1");
+/// room → (the sequence it covers, the whole document as one update).
+const SNAPSHOTS: TableDefinition<'_, &str, (u64, &[u8])> =
+    TableDefinition::new("canvas_snapshots_v1");
+/// redb's page cache: rooms in use live in memory, so the cache only serves loading.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Why the canvas store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CanvasStoreError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the canvas store failed: {0}")]
+    Database(#[from] Box<redb::Error>),
+    #[error("the canvas store's worker stopped: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+/// redb's errors, boxed (they are large).
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for CanvasStoreError {
+            fn from(error: $error) -> Self {
+                Self::Database(Box::new(error.into()))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A room as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredRoom {
+    /// The document as one update, covering the journal up to `snapshot_sequence`.
+    pub snapshot: Option<Vec<u8>>,
+    /// Updates after the snapshot, in order.
+    pub journal: Vec<Vec<u8>>,
+    /// The sequence of the last stored update (0 when none).
+    pub last_sequence: u64,
+}
+
+/// The rooms' durable storage.
+#[async_trait::async_trait]
+pub trait CanvasStore: Send + Sync + 'static {
+    /// Everything stored for `room` (empty for a new room).
+    async fn load(&self, room: &RoomName) -> Result<StoredRoom, CanvasStoreError>;
+
+    /// Appends `updates` after `after` (the last stored sequence), durably: it returns once
+    /// they are on disk. Answers the new last sequence.
+    async fn append(
+        &self,
+        room: &RoomName,
+        after: u64,
+        updates: Vec<Vec<u8>>,
+    ) -> Result<u64, CanvasStoreError>;
+
+    /// Stores `snapshot` as the document up to `through`, and drops the journal up to it.
+    async fn compact(
+        &self,
+        room: &RoomName,
+        through: u64,
+        snapshot: Vec<u8>,
+    ) -> Result<(), CanvasStoreError>;
+
+    /// Forgets the room; answers whether anything was stored.
+    async fn delete(&self, room: &RoomName) -> Result<bool, CanvasStoreError>;
+}
+
+/// Rooms in `canvas.redb`. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct LocalCanvasStore {
+    storage: Storage,
+}
+
+fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    transaction.open_table(JOURNAL)?;
+    transaction.open_table(SNAPSHOTS)?;
+    Ok(())
+}
+
+impl LocalCanvasStore {
+    /// `canvas.redb` in `data_dir`, created on the first write. Blocking only then.
+    pub fn open(data_dir: &Path) -> Self {
+        Self {
+            storage: Storage::lazy(
+                "canvas",
+                &data_dir.join("canvas.redb"),
+                CACHE_BYTES,
+                prepare,
+            ),
+        }
+    }
+
+    /// The database, for health reports next to the other stores.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&redb::Database) -> Result<T, CanvasStoreError> + Send + 'static,
+    ) -> Result<T, CanvasStoreError> {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.run(work)).await??
+    }
+
+    async fn blocking_if_created<T: Send + 'static>(
+        &self,
+        absent: T,
+        work: impl FnOnce(&redb::Database) -> Result<T, CanvasStoreError> + Send + 'static,
+    ) -> Result<T, CanvasStoreError> {
+        let storage = self.storage.clone();
+        let done = tokio::task::spawn_blocking(move || storage.run_existing(work)).await??;
+        Ok(done.transpose()?.unwrap_or(absent))
+    }
+}
+
+fn room_range(room: &str) -> std::ops::RangeInclusive<(&str, u64)> {
+    (room, 0)..=(room, u64::MAX)
+}
+
+#[async_trait::async_trait]
+impl CanvasStore for LocalCanvasStore {
+    async fn load(&self, room: &RoomName) -> Result<StoredRoom, CanvasStoreError> {
+        let room = room.as_str().to_owned();
+        self.blocking_if_created(StoredRoom::default(), move |database| {
+            let transaction = database.begin_read()?;
+            let snapshots = transaction.open_table(SNAPSHOTS)?;
+            let mut stored = StoredRoom::default();
+            if let Some(entry) = snapshots.get(room.as_str())? {
+                let (through, bytes) = entry.value();
+                stored.snapshot = Some(bytes.to_vec());
+                stored.last_sequence = through;
+            }
+            let journal = transaction.open_table(JOURNAL)?;
+            for entry in journal.range(room_range(&room))? {
+                let (key, update) = entry?;
+                stored.last_sequence = key.value().1;
+                stored.journal.push(update.value().to_vec());
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        room: &RoomName,
+        after: u64,
+        updates: Vec<Vec<u8>>,
+    ) -> Result<u64, CanvasStoreError> {
+        let room = room.as_str().to_owned();
+        self.blocking(move |database| {
+            let transaction = database.begin_write()?;
+            let mut sequence = after;
+            {
+                let mut journal = transaction.open_table(JOURNAL)?;
+                for update in &updates {
+                    sequence += 1;
+                    journal.insert((room.as_str(), sequence), update.as_slice())?;
+                }
+            }
+            transaction.commit()?;
+            Ok(sequence)
+        })
+        .await
+    }
+
+    async fn compact(
+        &self,
+        room: &RoomName,
+        through: u64,
+        snapshot: Vec<u8>,
+    ) -> Result<(), CanvasStoreError> {
+        let room = room.as_str().to_owned();
+        self.blocking(move |database| {
+            let transaction = database.begin_write()?;
+            {
+                let mut snapshots = transaction.open_table(SNAPSHOTS)?;
+                snapshots.insert(room.as_str(), (through, snapshot.as_slice()))?;
+                let mut journal = transaction.open_table(JOURNAL)?;
+                journal.retain_in((room.as_str(), 0)..=(room.as_str(), through), |_, _| false)?;
+            }
+            transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, room: &RoomName) -> Result<bool, CanvasStoreError> {
+        let room = room.as_str().to_owned();
+        self.blocking_if_created(false, move |database| {
+            let transaction = database.begin_write()?;
+            let existed = {
+                let mut snapshots = transaction.open_table(SNAPSHOTS)?;
+                let had_snapshot = snapshots.remove(room.as_str())?.is_some();
+                let mut journal = transaction.open_table(JOURNAL)?;
+                let before = journal.range(room_range(&room))?.count();
+                journal.retain_in(room_range(&room), |_, _| false)?;
+                had_snapshot || before > 0
+            };
+            transaction.commit()?;
+            Ok(existed)
+        })
+        .await
+    }
+}
+
+/// A shared store.
+pub type SharedCanvasStore = Arc<dyn CanvasStore>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_room_is_empty_and_creates_no_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = LocalCanvasStore::open(directory.path());
+        assert_eq!(store.load(&room("a")).await.unwrap(), StoredRoom::default());
+        assert!(!directory.path().join("canvas.redb").exists());
+    }
+
+    #[tokio::test]
+    async fn appended_updates_load_in_order_and_compaction_replaces_them() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = LocalCanvasStore::open(directory.path());
+        let (a, b) = (room("a"), room("b"));
+        let last = store.append(&a, 0, vec![vec![1], vec![2]]).await.unwrap();
+        assert_eq!(last, 2);
+        store.append(&b, 0, vec![vec![9]]).await.unwrap();
+        let last = store.append(&a, last, vec![vec![3]]).await.unwrap();
+        let loaded = store.load(&a).await.unwrap();
+        assert_eq!(loaded.journal, [vec![1], vec![2], vec![3]]);
+        assert_eq!((loaded.snapshot, loaded.last_sequence), (None, 3));
+
+        store.compact(&a, 2, vec![12]).await.unwrap();
+        let compacted = store.load(&a).await.unwrap();
+        assert_eq!(compacted.snapshot, Some(vec![12]));
+        assert_eq!(compacted.journal, [vec![3]]);
+        assert_eq!(compacted.last_sequence, last);
+        assert_eq!(store.load(&b).await.unwrap().journal, [vec![9]]);
+
+        assert!(store.delete(&a).await.unwrap());
+        assert!(!store.delete(&a).await.unwrap());
+        assert_eq!(store.load(&a).await.unwrap(), StoredRoom::default());
+        assert_eq!(store.load(&b).await.unwrap().journal, [vec![9]]);
+    }
+
+    #[tokio::test]
+    async fn rooms_survive_reopening() {
+        let directory = tempfile::tempdir().unwrap();
+        let name = room("kept");
+        {
+            let store = LocalCanvasStore::open(directory.path());
+            store.append(&name, 0, vec![vec![7]]).await.unwrap();
+        }
+        let store = LocalCanvasStore::open(directory.path());
+        assert_eq!(store.load(&name).await.unwrap().journal, [vec![7]]);
+    }
+}

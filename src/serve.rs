@@ -21,6 +21,7 @@ use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
 use troupe_actors::{Ingress, MessageLimits};
+use troupe_canvas::{Canvas, LocalCanvasStore};
 use troupe_cluster::{ClusterConfig, ClusterNode};
 use troupe_inference::{ProviderConfig, ProviderKind, build_provider};
 use troupe_skills::builtin::{BuiltinContext, Reminders};
@@ -130,8 +131,13 @@ pub(crate) async fn serve(
     let access_cluster = cluster.clone();
     let bridge_entries = build_bridges(&config.bridges)?;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
-    let stores: Arc<[Storage]> =
-        Arc::new([bridge_store.storage().clone(), reminders.storage().clone()]);
+    let canvas_store = LocalCanvasStore::open(&config.storage.data_dir);
+    let stores: Arc<[Storage]> = Arc::new([
+        bridge_store.storage().clone(),
+        reminders.storage().clone(),
+        canvas_store.storage().clone(),
+    ]);
+    let canvas = Canvas::new(Arc::new(canvas_store), config.canvas.settings());
     let max_payload_bytes = config.server.max_payload_bytes;
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
     let dispatcher_slot = Arc::new(OnceLock::new());
@@ -178,9 +184,11 @@ pub(crate) async fn serve(
             auth_failures: Arc::default(),
             webhook_bodies: Arc::new(BodyBudget::new(webhook_body_bytes)),
             stores,
+            canvas: canvas.clone(),
         };
         let _ = dispatcher_out.set(dispatcher);
-        children.insert(0, access_spec(listen, state, stopped));
+        children.insert(0, canvas.child_spec());
+        children.insert(1, access_spec(listen, state, stopped));
         children
     })
     .await

@@ -4,6 +4,7 @@
 
 pub(crate) mod autodetect;
 mod bridges;
+mod canvas;
 mod skills;
 mod telemetry;
 
@@ -27,6 +28,7 @@ use crate::gateway::server::ServerTimeouts;
 
 pub(crate) use autodetect::detect_provider;
 pub(crate) use bridges::build_bridges;
+pub(crate) use canvas::CanvasConfig;
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::TelemetryConfig;
 
@@ -106,6 +108,9 @@ pub(crate) struct TroupeConfig {
     /// `[[identities]]`: accounts on several platforms that are one person.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) identities: Vec<IdentityConfig>,
+    /// `[canvas]`: the collaborative rooms.
+    #[serde(default)]
+    pub(crate) canvas: CanvasConfig,
 }
 
 /// One `[[identities]]` entry.
@@ -541,6 +546,9 @@ impl TroupeConfig {
         self.telemetry
             .validate()
             .map_err(|(key, reason)| invalid(&format!("telemetry.{key}"), reason))?;
+        self.canvas
+            .validate()
+            .map_err(|(key, reason)| invalid(&format!("canvas.{key}"), reason))?;
         build_bridges(&self.bridges)?;
         if self.tools.max_parallel == 0 {
             return Err(invalid("tools.max_parallel", "must be at least 1"));

@@ -27,6 +27,15 @@ impl ApiError {
         }
     }
 
+    /// `503 shutting_down`: the node takes nothing new while it stops.
+    pub(crate) fn shutting_down() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the node is shutting down",
+        )
+    }
+
     pub(crate) fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

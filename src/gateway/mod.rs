@@ -8,6 +8,7 @@ mod auth;
 pub(crate) mod body;
 mod bridges;
 pub(crate) mod callers;
+mod canvas;
 pub(crate) mod clients;
 mod error;
 pub(crate) mod frames;
@@ -85,6 +86,8 @@ pub(crate) struct AppState {
     /// The node's own databases besides the session store (the bridges' journal, the
     /// reminders), whose health readiness and `/api/v1/info` report.
     pub(crate) stores: Arc<[Storage]>,
+    /// The collaborative rooms served at `/yjs/{room}`.
+    pub(crate) canvas: troupe_canvas::Canvas,
 }
 
 impl AppState {
@@ -131,6 +134,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         )
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
+        .route("/yjs/{room}", get(canvas::upgrade))
         .route("/api/v1/pairing", get(bridges::pairing))
         .route("/api/v1/pairing/approve", post(bridges::approve))
         .route(
@@ -181,12 +185,7 @@ async fn healthz() -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() || state.node.is_shutting_down() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the node is shutting down",
-        )
-        .into_response();
+        return ApiError::shutting_down().into_response();
     }
     if let Some(cluster) = &state.cluster
         && !cluster.is_ready()

@@ -59,12 +59,7 @@ pub(crate) async fn upgrade(
 ) -> Response {
     // The Origin was checked for every route by the guard, before this ran.
     if state.shutdown.is_cancelled() {
-        return ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the node is shutting down",
-        )
-        .into_response();
+        return ApiError::shutting_down().into_response();
     }
     let caller = caller.map(|Extension(caller)| caller);
     let max_message = state.settings.limits.max_payload_bytes * 2 + 64 * 1024;
@@ -476,7 +471,7 @@ impl Connection {
 
 /// The close code and reason for a frame the WebSocket layer refused, or `None` when the
 /// connection itself is gone (nothing can be sent).
-fn violation(error: axum::Error) -> Option<(u16, &'static str)> {
+pub(crate) fn violation(error: axum::Error) -> Option<(u16, &'static str)> {
     let error = error.into_inner();
     let refused = match error.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Utf8(_)) => (close_code::INVALID, "invalid UTF-8 in a text frame"),

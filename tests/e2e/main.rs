@@ -3,6 +3,7 @@
 //! Anthropic test doubles as model providers.
 
 mod bridge_conformance;
+mod canvas;
 mod cli;
 mod cluster;
 mod cluster_bridges;

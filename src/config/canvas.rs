@@ -1,0 +1,79 @@
+//! `[canvas]`: the collaborative rooms served at `/yjs/{room}`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use troupe_canvas::{RoomLimits, RoomSettings};
+
+/// `[canvas]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CanvasConfig {
+    /// An open room with no client leaves memory after this long.
+    #[serde(default = "default_idle_passivate_secs")]
+    pub(crate) idle_passivate_secs: u64,
+    /// Largest document update one message may carry.
+    #[serde(default = "default_max_update_bytes")]
+    pub(crate) max_update_bytes: usize,
+    /// Largest a room's stored document may grow.
+    #[serde(default = "default_max_document_bytes")]
+    pub(crate) max_document_bytes: usize,
+}
+
+const fn default_idle_passivate_secs() -> u64 {
+    60
+}
+
+const fn default_max_update_bytes() -> usize {
+    8 * 1024 * 1024
+}
+
+const fn default_max_document_bytes() -> usize {
+    64 * 1024 * 1024
+}
+
+/// Smallest `max_update_bytes`: a Yjs client's ordinary edits must fit.
+const MIN_UPDATE_BYTES: usize = 1024;
+
+impl Default for CanvasConfig {
+    fn default() -> Self {
+        Self {
+            idle_passivate_secs: default_idle_passivate_secs(),
+            max_update_bytes: default_max_update_bytes(),
+            max_document_bytes: default_max_document_bytes(),
+        }
+    }
+}
+
+impl CanvasConfig {
+    /// The first key that is out of range, and why.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.idle_passivate_secs == 0 {
+            return Err(("idle_passivate_secs", "must be at least 1".into()));
+        }
+        if self.max_update_bytes < MIN_UPDATE_BYTES {
+            return Err((
+                "max_update_bytes",
+                format!("must be at least {MIN_UPDATE_BYTES}"),
+            ));
+        }
+        if self.max_document_bytes < self.max_update_bytes {
+            return Err((
+                "max_document_bytes",
+                "must be at least canvas.max_update_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn settings(&self) -> RoomSettings {
+        RoomSettings {
+            limits: RoomLimits {
+                max_update_bytes: self.max_update_bytes,
+                max_document_bytes: self.max_document_bytes,
+            },
+            idle_passivate: Duration::from_secs(self.idle_passivate_secs),
+            ..RoomSettings::default()
+        }
+    }
+}

@@ -185,6 +185,7 @@ pub(crate) async fn serve(
             webhook_bodies: Arc::new(BodyBudget::new(webhook_body_bytes)),
             stores,
             canvas: canvas.clone(),
+            room_tokens: troupe_canvas::RoomTokens::default(),
         };
         let _ = dispatcher_out.set(dispatcher);
         children.insert(0, canvas.child_spec());

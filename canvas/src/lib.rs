@@ -5,7 +5,8 @@
 //! - [`protocol`]: one room's y-sync logic, sans-IO (frames in, effects out);
 //! - [`room`]: the actor holding one open room;
 //! - [`rooms`]: the actor supervising the rooms, and the [`Canvas`] handle that joins them;
-//! - [`store`]: each room's snapshot and journal.
+//! - [`store`]: each room's snapshot and journal;
+//! - [`tokens`]: short-lived room-scoped client tokens.
 
 pub mod protocol;
 pub mod room;
@@ -14,9 +15,11 @@ pub mod rooms;
 pub mod store;
 #[cfg(test)]
 mod test_edits;
+pub mod tokens;
 
 pub use protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
 pub use room::{CloseReason, Outgoing, RoomSettings};
 pub use room_name::{RoomName, RoomNameError};
 pub use rooms::{Canvas, CanvasError, Joined};
 pub use store::{CanvasStore, LocalCanvasStore, SharedCanvasStore};
+pub use tokens::{Access, RoomGrant, RoomTokens};

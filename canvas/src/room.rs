@@ -75,11 +75,12 @@ pub enum RoomMessage {
         outbox: mpsc::Sender<Outgoing>,
         reply: RpcReplyPort<()>,
     },
-    /// One binary frame; answered once it was handled (applied, stored, sent on).
+    /// One binary frame; answered once it was handled (applied, stored, sent on): `false`
+    /// when the room no longer has the connection (it was closed), so nothing was applied.
     Frame {
         connection: ConnectionId,
         data: Vec<u8>,
-        reply: RpcReplyPort<()>,
+        reply: RpcReplyPort<bool>,
     },
     Leave {
         connection: ConnectionId,
@@ -171,8 +172,8 @@ impl Actor for Room {
                 data,
                 reply,
             } => {
-                state.frame(&myself, connection, &data).await;
-                let _ = reply.send(());
+                let known = state.frame(&myself, connection, &data).await;
+                let _ = reply.send(known);
             }
             RoomMessage::Leave { connection } => state.leave(connection),
             RoomMessage::Tick => state.tick(&myself).await,
@@ -193,14 +194,15 @@ impl Actor for Room {
 }
 
 impl RoomActorState {
+    /// Handles a frame; `false` when `connection` is not in the room (any more).
     async fn frame(
         &mut self,
         myself: &ActorRef<RoomMessage>,
         connection: ConnectionId,
         data: &[u8],
-    ) {
+    ) -> bool {
         let Some(writable) = self.peers.get(&connection).map(|peer| peer.writable) else {
-            return;
+            return false;
         };
         match self.room.handle(connection, writable, data, Instant::now()) {
             Ok(effects) => self.deliver(myself, connection, effects).await,
@@ -209,6 +211,7 @@ impl RoomActorState {
                 self.close(connection, CloseReason::from(&error));
             }
         }
+        true
     }
 
     /// Stores the effects' updates, then sends their frames.
@@ -285,6 +288,7 @@ impl RoomActorState {
     }
 
     fn close(&mut self, connection: ConnectionId, reason: CloseReason) {
+        tracing::debug!(room = %self.name, connection, code = reason.code, reason = %reason.reason, "closing a connection");
         if let Some(peer) = self.peers.get(&connection) {
             let _ = peer.outbox.try_send(Outgoing::Close(reason));
         }

@@ -249,6 +249,7 @@ pub struct Joined {
 impl Joined {
     /// Hands one binary frame to the room; returns once the room handled it (applied,
     /// stored, sent on), so a connection never has more than one frame in the room's mailbox.
+    /// An error means the room closed this connection (or stopped): nothing was applied.
     pub async fn send(&self, data: Vec<u8>) -> Result<(), CanvasError> {
         let connection = self.connection;
         match self
@@ -263,7 +264,7 @@ impl Joined {
             )
             .await
         {
-            Ok(ractor::rpc::CallResult::Success(())) => Ok(()),
+            Ok(ractor::rpc::CallResult::Success(true)) => Ok(()),
             _ => Err(CanvasError::RoomClosed),
         }
     }

@@ -161,8 +161,9 @@ pub(crate) async fn owner_only(request: Request, next: Next) -> Response {
 /// node without one) makes its connection authorized; on a connection admitted on
 /// probation, a request that does not is answered `503 server_busy` and the connection
 /// closed.
-/// The request's [`Caller`], when its header proves one, rides on with it: the routes
-/// read it from there, and nothing compares the token twice.
+/// The request's [`Caller`], when its header proves one, rides on with it (and so does a
+/// canvas room token's grant): the routes read it from there, and nothing compares the token
+/// twice.
 pub(crate) async fn admit_connection(
     State(state): State<AppState>,
     mut request: Request,
@@ -170,9 +171,16 @@ pub(crate) async fn admit_connection(
 ) -> Response {
     let caller = header_caller(&state, request.headers());
     let ticket = request.extensions().get::<Arc<ConnectionTicket>>().cloned();
-    let proven = caller.is_some();
+    let grant = caller
+        .is_none()
+        .then(|| super::canvas::room_token_grant(&state, request.uri()))
+        .flatten();
+    let proven = caller.is_some() || grant.is_some();
     if let Some(caller) = caller {
         request.extensions_mut().insert(caller);
+    }
+    if let Some(grant) = grant {
+        request.extensions_mut().insert(grant);
     }
     let Some(ticket) = ticket else {
         return next.run(request).await;

@@ -227,3 +227,22 @@ fn is_too_slow(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// Most bytes of an owner's request body on the managing routes (pairing, identities,
+/// room tokens).
+const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
+
+/// A small JSON body: 413 past [`MAX_ADMIN_BODY_BYTES`] (read no further), 400
+/// `invalid_json` when it is not the expected JSON.
+pub(crate) async fn admin_json_body<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, MAX_ADMIN_BODY_BYTES).await?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not the expected JSON: {error}"),
+        )
+    })
+}

@@ -17,10 +17,8 @@ use serde_json::json;
 use troupe_actors::bridge::WebhookRequest;
 
 use super::AppState;
+use super::body::admin_json_body;
 use super::error::ApiError;
-
-/// Largest body of the JSON requests the CLI sends (pairing approvals, identity links).
-const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
 
 /// A platform callback. The bridge is looked up first and the body read only up to its
 /// platform's cap, so an unknown name or a bridge without webhooks costs no body at all.
@@ -105,19 +103,6 @@ fn storage_error(error: &troupe_actors::bridge::BridgeError) -> Response {
     .into_response()
 }
 
-/// A small JSON body: 413 past [`MAX_ADMIN_BODY_BYTES`] (read no further), 400
-/// `invalid_json` when it is not the expected JSON.
-async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = super::body::read_body(body, MAX_ADMIN_BODY_BYTES).await?;
-    serde_json::from_slice(&bytes).map_err(|error| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not the expected JSON: {error}"),
-        )
-    })
-}
-
 /// 204 when something was removed, 404 `code` when there was nothing to remove.
 fn removal(
     removed: Result<bool, troupe_actors::bridge::BridgeError>,
@@ -147,7 +132,7 @@ pub(crate) struct ApproveBody {
 }
 
 pub(crate) async fn approve(State(state): State<AppState>, body: Body) -> Response {
-    let body: ApproveBody = match json_body(body).await {
+    let body: ApproveBody = match admin_json_body(body).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };
@@ -187,7 +172,7 @@ pub(crate) struct LinkBody {
 }
 
 pub(crate) async fn link(State(state): State<AppState>, body: Body) -> Response {
-    let body: LinkBody = match json_body(body).await {
+    let body: LinkBody = match admin_json_body(body).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };

@@ -8,7 +8,8 @@ mod auth;
 pub(crate) mod body;
 mod bridges;
 pub(crate) mod callers;
-mod canvas;
+pub(crate) mod canvas;
+mod canvas_api;
 pub(crate) mod clients;
 mod error;
 pub(crate) mod frames;
@@ -88,6 +89,8 @@ pub(crate) struct AppState {
     pub(crate) stores: Arc<[Storage]>,
     /// The collaborative rooms served at `/yjs/{room}`.
     pub(crate) canvas: troupe_canvas::Canvas,
+    /// Room-scoped client tokens for the canvas.
+    pub(crate) room_tokens: troupe_canvas::RoomTokens,
 }
 
 impl AppState {
@@ -134,7 +137,11 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         )
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
-        .route("/yjs/{room}", get(canvas::upgrade))
+        .route("/api/v1/canvas/{room}/tokens", post(canvas_api::mint_token))
+        .route(
+            "/api/v1/canvas/tokens/{id}",
+            axum::routing::delete(canvas_api::revoke_token),
+        )
         .route("/api/v1/pairing", get(bridges::pairing))
         .route("/api/v1/pairing/approve", post(bridges::approve))
         .route(
@@ -158,6 +165,8 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/ws", get(ws::upgrade))
+        // The owner's header or a room token (`?token=`); checked by the route itself.
+        .route("/yjs/{room}", get(canvas::upgrade))
         .route("/", get(web::index))
         // Platform callbacks: each bridge checks its platform's signature itself.
         .route(

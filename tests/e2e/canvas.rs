@@ -110,3 +110,189 @@ async fn bad_room_names_and_frames_are_closed_with_a_reason() {
     let read = yjs_clients(&node, "ok", 0, 0, 0).await;
     assert_eq!(read["converged"], true);
 }
+
+const OWNER: &str = "owner-token-0123456789abcdef";
+
+async fn token_node() -> TroupeProcess {
+    let config = format!(
+        "[server]\ntoken = \"{OWNER}\"\n\n[[providers]]\nname = \"main\"\nkind = \"echo\"\n"
+    );
+    TroupeProcess::start(binary(), &config)
+        .await
+        .expect("troupe starts")
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/yjs/{room}` with a room token, or answers the HTTP status it was refused with.
+async fn join_with(node: &TroupeProcess, room: &str, token: &str) -> Result<Socket, u16> {
+    let url = format!("ws://{}/yjs/{room}?token={token}", node.address);
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("unexpected failure: {other}"),
+    }
+}
+
+async fn mint(node: &TroupeProcess, room: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/canvas/{room}/tokens", node.http_url()))
+        .bearer_auth(OWNER)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A y-sync update frame that appends `text` to the shared text `t`.
+fn text_update(client: u64, text: &str) -> Vec<u8> {
+    use yrs::updates::encoder::Encode;
+    use yrs::{ReadTxn, Text, Transact};
+    let doc = yrs::Doc::with_client_id(client);
+    let shared = doc.get_or_insert_text("t");
+    shared.insert(&mut doc.transact_mut(), 0, text);
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(update)).encode_v1()
+}
+
+/// Asks the room for its document (sync step 1) and answers its text `t`.
+async fn read_text(socket: &mut Socket) -> String {
+    use yrs::updates::decoder::Decode;
+    use yrs::updates::encoder::Encode;
+    use yrs::{GetString, ReadTxn, Transact};
+    let doc = yrs::Doc::new();
+    let step1 = yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep1(
+        doc.transact().state_vector(),
+    ));
+    socket
+        .send(Message::binary(step1.encode_v1()))
+        .await
+        .unwrap();
+    loop {
+        let Some(Ok(Message::Binary(frame))) = socket.next().await else {
+            panic!("the room did not answer");
+        };
+        if let Ok(yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep2(update))) =
+            yrs::sync::Message::decode_v1(&frame)
+        {
+            doc.transact_mut()
+                .apply_update(yrs::Update::decode_v1(&update).unwrap())
+                .unwrap();
+            return doc.get_or_insert_text("t").get_string(&doc.transact());
+        }
+    }
+}
+
+/// Reads until the node closes the socket; answers the close code and reason.
+async fn closed(socket: &mut Socket) -> (CloseCode, String) {
+    while let Some(message) = socket.next().await {
+        if let Ok(Message::Close(Some(frame))) = message {
+            return (frame.code, frame.reason.to_string());
+        }
+    }
+    panic!("the connection ended without a close frame");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_tokens_admit_browsers_read_only_or_writable_until_expiry_or_revocation() {
+    let node = token_node().await;
+    assert_eq!(join_with(&node, "plan", "rt_guess").await.err(), Some(401));
+    assert_eq!(
+        join_with(&node, "plan", OWNER).await.err(),
+        Some(401),
+        "the node's own token is never taken from a URL"
+    );
+
+    let (status, writer) = mint(&node, "plan", serde_json::json!({"access": "write"})).await;
+    assert_eq!(status, 201, "{writer}");
+    let (_, reader) = mint(&node, "plan", serde_json::json!({"access": "read"})).await;
+    let writer_token = writer["token"].as_str().unwrap();
+    assert_eq!(
+        join_with(&node, "other-room", writer_token).await.err(),
+        Some(401),
+        "a token opens only its room"
+    );
+    let mut writing = join_with(&node, "plan", writer_token).await.unwrap();
+    writing
+        .send(Message::binary(text_update(1, "from the writer")))
+        .await
+        .unwrap();
+    // One connection's frames are handled in order: the answer to this sync step follows
+    // the update, so the room has it before the reader asks.
+    assert_eq!(read_text(&mut writing).await, "from the writer");
+    let mut reading = join_with(&node, "plan", reader["token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(read_text(&mut reading).await, "from the writer");
+    reading
+        .send(Message::binary(text_update(2, "from the reader")))
+        .await
+        .unwrap();
+    let (code, reason) = closed(&mut reading).await;
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("only read"), "{reason}");
+
+    let response = reqwest::Client::new()
+        .delete(format!(
+            "{}/api/v1/canvas/tokens/{}",
+            node.http_url(),
+            writer["id"].as_str().unwrap()
+        ))
+        .bearer_auth(OWNER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let (code, reason) = closed(&mut writing).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Policy, "the room token was revoked")
+    );
+    assert_eq!(
+        join_with(&node, "plan", writer_token).await.err(),
+        Some(401)
+    );
+
+    let (_, short) = mint(
+        &node,
+        "plan",
+        serde_json::json!({"access": "read", "ttl_secs": 1}),
+    )
+    .await;
+    let mut expiring = join_with(&node, "plan", short["token"].as_str().unwrap())
+        .await
+        .unwrap();
+    let (code, reason) = closed(&mut expiring).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Policy, "the room token expired")
+    );
+
+    let (status, body) = mint(
+        &node,
+        "plan",
+        serde_json::json!({"access": "read", "ttl_secs": 0}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_ttl"))
+    );
+    let (status, body) = mint(&node, "plan", serde_json::json!({"access": "admin"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let (status, body) = mint(&node, "no%20spaces", serde_json::json!({"access": "read"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_room"))
+    );
+}

@@ -2,12 +2,14 @@
 //! y-websocket speaks), kept by the assistant's node.
 //!
 //! - [`room_name`]: the validated name of a room;
+//! - [`items`]: the board's data model, read as JSON and patched from JSON;
 //! - [`protocol`]: one room's y-sync logic, sans-IO (frames in, effects out);
 //! - [`room`]: the actor holding one open room;
 //! - [`rooms`]: the actor supervising the rooms, and the [`Canvas`] handle that joins them;
 //! - [`store`]: each room's snapshot and journal;
 //! - [`tokens`]: short-lived room-scoped client tokens.
 
+pub mod items;
 pub mod protocol;
 pub mod room;
 pub mod room_name;

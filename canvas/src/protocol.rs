@@ -229,6 +229,14 @@ impl RoomState {
         Ok(effects)
     }
 
+    /// An update the node itself made (a REST patch, the assistant's edit): applied,
+    /// journaled and sent to every connection, like a client's.
+    pub fn apply_local(&mut self, update: Vec<u8>) -> Result<Effects, ProtocolError> {
+        let mut effects = Effects::default();
+        self.apply(true, update, &mut effects)?;
+        Ok(effects)
+    }
+
     /// A document update from a client: applied, journaled, forwarded.
     fn apply(
         &mut self,

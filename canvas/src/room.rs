@@ -11,6 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::items::{ItemError, ItemsPatch, items_json, patch_update};
 use crate::protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
 use crate::room_name::RoomName;
 use crate::store::SharedCanvasStore;
@@ -85,7 +86,34 @@ pub enum RoomMessage {
     Leave {
         connection: ConnectionId,
     },
+    /// The board's items as JSON.
+    Items {
+        reply: RpcReplyPort<serde_json::Value>,
+    },
+    /// Applies a patch as one update by `author` (client id `client`); answers the ids of
+    /// the added items.
+    Patch {
+        patch: ItemsPatch,
+        client: u64,
+        author: &'static str,
+        reply: RpcReplyPort<Result<Vec<String>, PatchError>>,
+    },
+    /// Closes every connection and stops; the caller deletes what is stored.
+    Close {
+        reply: RpcReplyPort<()>,
+    },
     Tick,
+}
+
+/// Why a patch was not applied; nothing of it was.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error(transparent)]
+    Item(#[from] ItemError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("the update could not be stored")]
+    Storage,
 }
 
 pub struct RoomArgs {
@@ -176,6 +204,25 @@ impl Actor for Room {
                 let _ = reply.send(known);
             }
             RoomMessage::Leave { connection } => state.leave(connection),
+            RoomMessage::Items { reply } => {
+                let _ = reply.send(items_json(state.room.doc()));
+            }
+            RoomMessage::Patch {
+                patch,
+                client,
+                author,
+                reply,
+            } => {
+                let _ = reply.send(state.patch(&myself, &patch, client, author).await);
+            }
+            RoomMessage::Close { reply } => {
+                state.close_all(&CloseReason {
+                    code: 1001,
+                    reason: "the room was deleted".into(),
+                });
+                myself.stop(Some("deleted".into()));
+                let _ = reply.send(());
+            }
             RoomMessage::Tick => state.tick(&myself).await,
         }
         Ok(())
@@ -205,7 +252,9 @@ impl RoomActorState {
             return false;
         };
         match self.room.handle(connection, writable, data, Instant::now()) {
-            Ok(effects) => self.deliver(myself, connection, effects).await,
+            Ok(effects) => {
+                self.deliver(myself, Some(connection), effects).await;
+            }
             Err(error) => {
                 tracing::debug!(room = %self.name, connection, %error, "a frame was refused");
                 self.close(connection, CloseReason::from(&error));
@@ -214,13 +263,31 @@ impl RoomActorState {
         true
     }
 
-    /// Stores the effects' updates, then sends their frames.
+    /// Applies a patch through the same path as a client's update.
+    async fn patch(
+        &mut self,
+        myself: &ActorRef<RoomMessage>,
+        patch: &ItemsPatch,
+        client: u64,
+        author: &str,
+    ) -> Result<Vec<String>, PatchError> {
+        let (update, added) = patch_update(self.room.doc(), client, author, patch)?;
+        let effects = self.room.apply_local(update)?;
+        if self.deliver(myself, None, effects).await {
+            Ok(added)
+        } else {
+            Err(PatchError::Storage)
+        }
+    }
+
+    /// Stores the effects' updates, then sends their frames (`from` gets the replies, the
+    /// others the broadcast); `false` when the store failed and the room stops.
     async fn deliver(
         &mut self,
         myself: &ActorRef<RoomMessage>,
-        from: ConnectionId,
+        from: Option<ConnectionId>,
         effects: Effects,
-    ) {
+    ) -> bool {
         if !effects.journal.is_empty() {
             let bytes: usize = effects.journal.iter().map(Vec::len).sum();
             let count = effects.journal.len();
@@ -244,11 +311,13 @@ impl RoomActorState {
                         reason: "the canvas could not store the update; reconnect".into(),
                     });
                     myself.stop(Some("storage failed".into()));
-                    return;
+                    return false;
                 }
             }
         }
-        if let Some(peer) = self.peers.get(&from) {
+        if let Some(from) = from
+            && let Some(peer) = self.peers.get(&from)
+        {
             for frame in effects.reply {
                 if peer.outbox.try_send(Outgoing::Frame(frame)).is_err() {
                     self.close(from, too_slow());
@@ -256,8 +325,9 @@ impl RoomActorState {
                 }
             }
         }
-        self.broadcast(Some(from), &effects.broadcast);
+        self.broadcast(from, &effects.broadcast);
         self.compact_if_due().await;
+        true
     }
 
     /// Sends `frames` to every connection but `except`; a connection that cannot take them

@@ -182,7 +182,10 @@ async fn a_bad_frame_closes_only_its_connection_with_the_reason() {
     assert_eq!(closed.code, 1007, "{closed:?}");
     assert!(closed.reason.contains("not y-sync"), "{closed:?}");
     assert!(
-        mallory.send(edit(&Doc::with_client_id(9), "late")).await.is_err(),
+        mallory
+            .send(edit(&Doc::with_client_id(9), "late"))
+            .await
+            .is_err(),
         "a closed connection's next frame is refused, not silently dropped"
     );
     alice

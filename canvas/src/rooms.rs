@@ -12,10 +12,11 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::sync::mpsc;
 use troupe_actors::supervisor::ChildSpec;
 
+use crate::items::ItemsPatch;
 use crate::protocol::ConnectionId;
-use crate::room::{Outgoing, Room, RoomArgs, RoomMessage, RoomSettings};
+use crate::room::{Outgoing, PatchError, Room, RoomArgs, RoomMessage, RoomSettings};
 use crate::room_name::RoomName;
-use crate::store::SharedCanvasStore;
+use crate::store::{CanvasStoreError, SharedCanvasStore};
 
 /// Why a room could not be joined or used.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +27,22 @@ pub enum CanvasError {
     Open(#[source] ActorProcessingErr),
     #[error("the room closed")]
     RoomClosed,
+    #[error(transparent)]
+    Patch(#[from] PatchError),
+    #[error(transparent)]
+    Store(#[from] CanvasStoreError),
 }
 
 pub enum RoomsMessage {
     Open {
         name: RoomName,
         reply: RpcReplyPort<Result<ActorRef<RoomMessage>, ActorProcessingErr>>,
+    },
+    /// Closes the room if it is open and deletes what is stored; answers whether anything
+    /// was.
+    Delete {
+        name: RoomName,
+        reply: RpcReplyPort<Result<bool, CanvasStoreError>>,
     },
 }
 
@@ -76,6 +87,13 @@ impl Actor for Rooms {
         match message {
             RoomsMessage::Open { name, reply } => {
                 let _ = reply.send(state.open(&myself, name).await);
+            }
+            RoomsMessage::Delete { name, reply } => {
+                if let Some(room) = state.open.remove(&name) {
+                    state.by_actor.remove(&room.get_id());
+                    let _ = room.call(|reply| RoomMessage::Close { reply }, None).await;
+                }
+                let _ = reply.send(state.store.delete(&name).await);
             }
         }
         Ok(())
@@ -137,6 +155,8 @@ pub struct Canvas {
     /// The running `Rooms` actor, set (again) each time the supervisor starts it.
     rooms: Arc<RwLock<Option<ActorRef<RoomsMessage>>>>,
     next_connection: Arc<AtomicU64>,
+    /// The Yjs client id of this node's REST edits.
+    api_client: u64,
 }
 
 impl std::fmt::Debug for Canvas {
@@ -156,6 +176,7 @@ impl Canvas {
             settings,
             rooms: Arc::default(),
             next_connection: Arc::new(AtomicU64::new(1)),
+            api_client: new_client_id(),
         }
     }
 
@@ -221,13 +242,64 @@ impl Canvas {
         Err(CanvasError::RoomClosed)
     }
 
-    async fn open(&self, room: &RoomName) -> Result<ActorRef<RoomMessage>, CanvasError> {
-        let rooms = self
-            .rooms
+    /// The board's items as JSON (the room is opened if need be).
+    pub async fn items(&self, room: &RoomName) -> Result<serde_json::Value, CanvasError> {
+        let actor = self.open(room).await?;
+        match actor.call(|reply| RoomMessage::Items { reply }, None).await {
+            Ok(ractor::rpc::CallResult::Success(items)) => Ok(items),
+            _ => Err(CanvasError::RoomClosed),
+        }
+    }
+
+    /// Applies `patch` to the board as one transaction by the REST author; answers the ids
+    /// of the added items.
+    pub async fn patch(
+        &self,
+        room: &RoomName,
+        patch: ItemsPatch,
+    ) -> Result<Vec<String>, CanvasError> {
+        let actor = self.open(room).await?;
+        let client = self.api_client;
+        match actor
+            .call(
+                |reply| RoomMessage::Patch {
+                    patch,
+                    client,
+                    author: "api",
+                    reply,
+                },
+                None,
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(done)) => Ok(done?),
+            _ => Err(CanvasError::RoomClosed),
+        }
+    }
+
+    /// Closes the room's connections and deletes it; answers whether anything was stored.
+    pub async fn delete(&self, room: &RoomName) -> Result<bool, CanvasError> {
+        let name = room.clone();
+        match self
+            .rooms()?
+            .call(|reply| RoomsMessage::Delete { name, reply }, None)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(deleted)) => Ok(deleted?),
+            _ => Err(CanvasError::NotRunning),
+        }
+    }
+
+    fn rooms(&self) -> Result<ActorRef<RoomsMessage>, CanvasError> {
+        self.rooms
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-            .ok_or(CanvasError::NotRunning)?;
+            .ok_or(CanvasError::NotRunning)
+    }
+
+    async fn open(&self, room: &RoomName) -> Result<ActorRef<RoomMessage>, CanvasError> {
+        let rooms = self.rooms()?;
         let name = room.clone();
         match rooms
             .call(|reply| RoomsMessage::Open { name, reply }, None)
@@ -238,6 +310,11 @@ impl Canvas {
             _ => Err(CanvasError::NotRunning),
         }
     }
+}
+
+/// A Yjs client id for this node's own edits: 53 bits (what Yjs clients can hold), never 0.
+fn new_client_id() -> u64 {
+    (rand::random::<u64>() & ((1 << 53) - 1)).max(1)
 }
 
 /// One connection in a room; leaves it when dropped.

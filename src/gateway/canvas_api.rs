@@ -1,4 +1,10 @@
-//! The canvas's REST routes (owner only): minting and revoking room tokens.
+//! The canvas's REST routes (owner only): the board as JSON, patches for automations that
+//! do not speak Yjs, deleting a room, and minting and revoking room tokens.
+//! - `GET /api/v1/canvas/{room}` → `{"room", "items": {id: {field: value}}}`;
+//! - `PATCH /api/v1/canvas/{room}/items` `{"add", "update", "delete"}` → `{"added": [ids]}`,
+//!   applied as one transaction that every connected client receives;
+//! - `DELETE /api/v1/canvas/{room}` → 204, closing the room's connections; 404 when nothing
+//!   was stored;
 //! - `POST /api/v1/canvas/{room}/tokens` `{"access": "read"|"write", "ttl_secs"?}` → 201
 //!   `{"id", "token", "room", "access", "expires_at"}`;
 //! - `DELETE /api/v1/canvas/tokens/{id}` → 204, and the token's connections close; 404 when
@@ -11,12 +17,97 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use troupe_canvas::RoomName;
+use serde_json::json;
+use troupe_canvas::items::{ItemError, ItemsPatch};
+use troupe_canvas::room::PatchError;
 use troupe_canvas::tokens::{Access, DEFAULT_TOKEN_TTL, MintError};
+use troupe_canvas::{CanvasError, RoomName};
 
 use super::AppState;
-use super::body::admin_json_body;
+use super::body::{admin_json_body, read_body};
 use super::error::ApiError;
+
+pub(crate) async fn items(State(state): State<AppState>, Path(room): Path<String>) -> Response {
+    let room = match room_name(&room) {
+        Ok(room) => room,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match state.canvas.items(&room).await {
+        Ok(items) => axum::Json(json!({"room": room, "items": items})).into_response(),
+        Err(error) => canvas_error(&error).into_response(),
+    }
+}
+
+pub(crate) async fn patch_items(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    body: Body,
+) -> Response {
+    let room = match room_name(&room) {
+        Ok(room) => room,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let limit = state.canvas.settings().limits.max_update_bytes;
+    let patch: ItemsPatch = match read_body(body, limit).await.and_then(|bytes| {
+        serde_json::from_slice(&bytes).map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not a patch: {error}"),
+            )
+        })
+    }) {
+        Ok(patch) => patch,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match state.canvas.patch(&room, patch).await {
+        Ok(added) => axum::Json(json!({"added": added})).into_response(),
+        Err(error) => canvas_error(&error).into_response(),
+    }
+}
+
+pub(crate) async fn delete_room(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+) -> Response {
+    let room = match room_name(&room) {
+        Ok(room) => room,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match state.canvas.delete(&room).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_room",
+            format!("nothing is stored for room `{room}`"),
+        )
+        .into_response(),
+        Err(error) => canvas_error(&error).into_response(),
+    }
+}
+
+/// The answer for a canvas failure.
+fn canvas_error(error: &CanvasError) -> ApiError {
+    let (status, code) = match error {
+        CanvasError::Patch(PatchError::Item(ItemError::UnknownItem(_))) => {
+            (StatusCode::NOT_FOUND, "unknown_item")
+        }
+        CanvasError::Patch(PatchError::Item(ItemError::Exists(_))) => {
+            (StatusCode::CONFLICT, "item_exists")
+        }
+        CanvasError::Patch(PatchError::Item(_)) => (StatusCode::BAD_REQUEST, "invalid_patch"),
+        CanvasError::Patch(PatchError::Protocol(_)) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large")
+        }
+        CanvasError::Patch(PatchError::Storage) | CanvasError::Store(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "storage_error")
+        }
+        CanvasError::NotRunning | CanvasError::Open(_) | CanvasError::RoomClosed => {
+            (StatusCode::SERVICE_UNAVAILABLE, "canvas_unavailable")
+        }
+    };
+    ApiError::new(status, code, error.to_string())
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -137,6 +137,14 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         )
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
+        .route(
+            "/api/v1/canvas/{room}",
+            get(canvas_api::items).delete(canvas_api::delete_room),
+        )
+        .route(
+            "/api/v1/canvas/{room}/items",
+            axum::routing::patch(canvas_api::patch_items),
+        )
         .route("/api/v1/canvas/{room}/tokens", post(canvas_api::mint_token))
         .route(
             "/api/v1/canvas/tokens/{id}",

@@ -296,3 +296,142 @@ async fn room_tokens_admit_browsers_read_only_or_writable_until_expiry_or_revoca
         (400, Some("invalid_room"))
     );
 }
+
+async fn rest(
+    node: &TroupeProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", node.http_url()))
+        .bearer_auth(OWNER);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automations_patch_the_board_over_rest_and_yjs_clients_see_it() {
+    use reqwest::Method;
+    let node = token_node().await;
+    let (status, body) = rest(
+        &node,
+        Method::PATCH,
+        "/api/v1/canvas/ops/items",
+        Some(serde_json::json!({"add": [
+            {"id": "n1", "type": "note", "text": "ship it", "x": 10, "y": 20},
+            {"id": "n2", "type": "note", "text": "test it"},
+            {"type": "arrow", "from": "n1", "to": "n2"}
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["added"].as_array().unwrap().len(), 3);
+    let (status, body) = rest(
+        &node,
+        Method::PATCH,
+        "/api/v1/canvas/ops/items",
+        Some(serde_json::json!({"update": [{"id": "n2", "x": 300}], "delete": []})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, board) = rest(&node, Method::GET, "/api/v1/canvas/ops", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(board["items"]["n1"]["text"], "ship it");
+    assert_eq!(board["items"]["n2"]["x"].as_f64(), Some(300.0));
+    assert_eq!(board["items"]["n1"]["author"], "api");
+
+    // An unmodified Yjs client (room token, as a browser would) sees the same board.
+    let (_, reader) = mint(&node, "ops", serde_json::json!({"access": "read"})).await;
+    let mut socket = join_with(&node, "ops", reader["token"].as_str().unwrap())
+        .await
+        .unwrap();
+    let items = read_items(&mut socket).await;
+    assert_eq!(items, board["items"]);
+
+    for (patch, status, code) in [
+        (
+            serde_json::json!({"update": [{"id": "ghost", "x": 1}]}),
+            404,
+            "unknown_item",
+        ),
+        (
+            serde_json::json!({"add": [{"id": "n1", "type": "note"}]}),
+            409,
+            "item_exists",
+        ),
+        (
+            serde_json::json!({"add": [{"text": "no type"}]}),
+            400,
+            "invalid_patch",
+        ),
+        (
+            serde_json::json!({"add": [{"type": "note", "colour": "red"}]}),
+            400,
+            "invalid_json",
+        ),
+    ] {
+        let (got, body) = rest(
+            &node,
+            Method::PATCH,
+            "/api/v1/canvas/ops/items",
+            Some(patch),
+        )
+        .await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+
+    let (status, _) = rest(&node, Method::DELETE, "/api/v1/canvas/ops", None).await;
+    assert_eq!(status, 204);
+    let (code, reason) = closed(&mut socket).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Away, "the room was deleted")
+    );
+    let (_, board) = rest(&node, Method::GET, "/api/v1/canvas/ops", None).await;
+    assert_eq!(board["items"], serde_json::json!({}));
+    let (status, body) = rest(&node, Method::DELETE, "/api/v1/canvas/ops", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_room"))
+    );
+}
+
+/// Asks the room for its document and answers its `items` map as JSON.
+async fn read_items(socket: &mut Socket) -> Value {
+    use yrs::types::ToJson;
+    use yrs::updates::decoder::Decode;
+    use yrs::updates::encoder::Encode;
+    use yrs::{ReadTxn, Transact};
+    let doc = yrs::Doc::new();
+    let step1 = yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep1(
+        doc.transact().state_vector(),
+    ));
+    socket
+        .send(Message::binary(step1.encode_v1()))
+        .await
+        .unwrap();
+    loop {
+        let Some(Ok(Message::Binary(frame))) = socket.next().await else {
+            panic!("the room did not answer");
+        };
+        if let Ok(yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep2(update))) =
+            yrs::sync::Message::decode_v1(&frame)
+        {
+            doc.transact_mut()
+                .apply_update(yrs::Update::decode_v1(&update).unwrap())
+                .unwrap();
+            let items = doc.get_or_insert_map("items").to_json(&doc.transact());
+            return serde_json::to_value(&items).unwrap();
+        }
+    }
+}

@@ -13,8 +13,9 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -27,11 +28,7 @@ use super::AppState;
 use super::body::{admin_json_body, read_body};
 use super::error::ApiError;
 
-pub(crate) async fn items(State(state): State<AppState>, Path(room): Path<String>) -> Response {
-    let room = match room_name(&room) {
-        Ok(room) => room,
-        Err(refusal) => return refusal.into_response(),
-    };
+pub(crate) async fn items(State(state): State<AppState>, RoomPath(room): RoomPath) -> Response {
     match state.canvas.items(&room).await {
         Ok(items) => axum::Json(json!({"room": room, "items": items})).into_response(),
         Err(error) => canvas_error(&error).into_response(),
@@ -40,13 +37,9 @@ pub(crate) async fn items(State(state): State<AppState>, Path(room): Path<String
 
 pub(crate) async fn patch_items(
     State(state): State<AppState>,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
     body: Body,
 ) -> Response {
-    let room = match room_name(&room) {
-        Ok(room) => room,
-        Err(refusal) => return refusal.into_response(),
-    };
     let limit = state.canvas.settings().limits.max_update_bytes;
     let patch: ItemsPatch = match read_body(body, limit).await.and_then(|bytes| {
         serde_json::from_slice(&bytes).map_err(|error| {
@@ -68,12 +61,8 @@ pub(crate) async fn patch_items(
 
 pub(crate) async fn delete_room(
     State(state): State<AppState>,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
 ) -> Response {
-    let room = match room_name(&room) {
-        Ok(room) => room,
-        Err(refusal) => return refusal.into_response(),
-    };
     match state.canvas.delete(&room).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => ApiError::new(
@@ -116,21 +105,29 @@ struct MintBody {
     ttl_secs: Option<u64>,
 }
 
-/// The room named in a path, or 400 `invalid_room`.
-pub(crate) fn room_name(room: &str) -> Result<RoomName, ApiError> {
-    RoomName::parse(room)
-        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", error.to_string()))
+/// The `{room}` of a route's path, validated: 400 `invalid_room` otherwise.
+pub(crate) struct RoomPath(RoomName);
+
+impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(room) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|error| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", error.body_text())
+            })?;
+        RoomName::parse(&room).map(Self).map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", error.to_string())
+        })
+    }
 }
 
 pub(crate) async fn mint_token(
     State(state): State<AppState>,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
     body: Body,
 ) -> Response {
-    let room = match room_name(&room) {
-        Ok(room) => room,
-        Err(refusal) => return refusal.into_response(),
-    };
     let body: MintBody = match admin_json_body(body).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),

@@ -162,11 +162,11 @@ fn text_update(client: u64, text: &str) -> Vec<u8> {
     yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(update)).encode_v1()
 }
 
-/// Asks the room for its document (sync step 1) and answers its text `t`.
-async fn read_text(socket: &mut Socket) -> String {
+/// Asks the room for its document (sync step 1) and answers it.
+async fn read_doc(socket: &mut Socket) -> yrs::Doc {
     use yrs::updates::decoder::Decode;
     use yrs::updates::encoder::Encode;
-    use yrs::{GetString, ReadTxn, Transact};
+    use yrs::{ReadTxn, Transact};
     let doc = yrs::Doc::new();
     let step1 = yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep1(
         doc.transact().state_vector(),
@@ -185,9 +185,26 @@ async fn read_text(socket: &mut Socket) -> String {
             doc.transact_mut()
                 .apply_update(yrs::Update::decode_v1(&update).unwrap())
                 .unwrap();
-            return doc.get_or_insert_text("t").get_string(&doc.transact());
+            return doc;
         }
     }
+}
+
+/// The room's shared text `t`.
+async fn read_text(socket: &mut Socket) -> String {
+    use yrs::{GetString, Transact};
+    let doc = read_doc(socket).await;
+    let text = doc.get_or_insert_text("t");
+    text.get_string(&doc.transact())
+}
+
+/// The room's `items` map as JSON.
+async fn read_items(socket: &mut Socket) -> Value {
+    use yrs::Transact;
+    use yrs::types::ToJson;
+    let doc = read_doc(socket).await;
+    let items = doc.get_or_insert_map("items").to_json(&doc.transact());
+    serde_json::to_value(&items).unwrap()
 }
 
 /// Reads until the node closes the socket; answers the close code and reason.
@@ -404,34 +421,4 @@ async fn automations_patch_the_board_over_rest_and_yjs_clients_see_it() {
         (status, body["error"]["code"].as_str()),
         (404, Some("unknown_room"))
     );
-}
-
-/// Asks the room for its document and answers its `items` map as JSON.
-async fn read_items(socket: &mut Socket) -> Value {
-    use yrs::types::ToJson;
-    use yrs::updates::decoder::Decode;
-    use yrs::updates::encoder::Encode;
-    use yrs::{ReadTxn, Transact};
-    let doc = yrs::Doc::new();
-    let step1 = yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep1(
-        doc.transact().state_vector(),
-    ));
-    socket
-        .send(Message::binary(step1.encode_v1()))
-        .await
-        .unwrap();
-    loop {
-        let Some(Ok(Message::Binary(frame))) = socket.next().await else {
-            panic!("the room did not answer");
-        };
-        if let Ok(yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep2(update))) =
-            yrs::sync::Message::decode_v1(&frame)
-        {
-            doc.transact_mut()
-                .apply_update(yrs::Update::decode_v1(&update).unwrap())
-                .unwrap();
-            let items = doc.get_or_insert_map("items").to_json(&doc.transact());
-            return serde_json::to_value(&items).unwrap();
-        }
-    }
 }

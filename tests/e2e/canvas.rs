@@ -422,3 +422,40 @@ async fn automations_patch_the_board_over_rest_and_yjs_clients_see_it() {
         (404, Some("unknown_room"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_mib_update_works_and_larger_ones_are_refused_with_a_reason() {
+    let config =
+        "[canvas]\nmax_update_bytes = 4194304\n\n[[providers]]\nname = \"main\"\nkind = \"echo\"\n";
+    let node = TroupeProcess::start(binary(), config)
+        .await
+        .expect("troupe starts");
+    let url = format!("ws://{}/yjs/big", node.address);
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let two_mib = "x".repeat(2 * 1024 * 1024);
+    socket
+        .send(Message::binary(text_update(1, &two_mib)))
+        .await
+        .unwrap();
+    assert_eq!(read_text(&mut socket).await.len(), two_mib.len());
+
+    // Past the limit but within the WebSocket message cap: the room refuses the update.
+    let over = "y".repeat(4 * 1024 * 1024 + 16 * 1024);
+    let (mut refused, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    refused
+        .send(Message::binary(text_update(2, &over)))
+        .await
+        .unwrap();
+    let (code, reason) = closed(&mut refused).await;
+    assert_eq!(code, CloseCode::Size, "{reason}");
+    assert!(reason.contains("the most is 4194304"), "{reason}");
+    // Far past it: the WebSocket layer refuses the message before reading it all.
+    let (mut huge, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let _ = huge.send(Message::binary(vec![0u8; 6 * 1024 * 1024])).await;
+    let (code, reason) = closed(&mut huge).await;
+    assert_eq!(code, CloseCode::Size, "{reason}");
+
+    // The room is unharmed.
+    let (mut after, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(read_text(&mut after).await.len(), two_mib.len());
+}

@@ -10,6 +10,7 @@
 //! - [`tokens`]: short-lived room-scoped client tokens.
 
 pub mod items;
+pub mod metrics;
 pub mod protocol;
 pub mod room;
 pub mod room_name;

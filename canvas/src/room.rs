@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::items::{ItemError, ItemsPatch, items_json, patch_update};
+use crate::metrics as metric_names;
 use crate::protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
 use crate::room_name::RoomName;
 use crate::store::SharedCanvasStore;
@@ -162,6 +163,7 @@ impl Actor for Room {
         )?;
         let journal_bytes = stored.journal.iter().map(Vec::len).sum();
         let ticker = myself.send_interval(TICK, || RoomMessage::Tick);
+        metrics::gauge!(metric_names::ROOMS_OPEN).increment(1.0);
         Ok(RoomActorState {
             name: args.name,
             store: args.store,
@@ -192,6 +194,7 @@ impl Actor for Room {
                     let _ = outbox.try_send(Outgoing::Frame(frame));
                 }
                 state.peers.insert(connection, Peer { writable, outbox });
+                metrics::gauge!(metric_names::CONNECTIONS).increment(1.0);
                 state.empty_since = None;
                 let _ = reply.send(());
             }
@@ -236,6 +239,8 @@ impl Actor for Room {
         if let Some(ticker) = state.ticker.take() {
             ticker.abort();
         }
+        metrics::gauge!(metric_names::ROOMS_OPEN).decrement(1.0);
+        metrics::gauge!(metric_names::CONNECTIONS).decrement(state.peers.len() as f64);
         Ok(())
     }
 }
@@ -297,6 +302,8 @@ impl RoomActorState {
                 .await
             {
                 Ok(last) => {
+                    metrics::counter!(metric_names::UPDATES).increment(count as u64);
+                    metrics::counter!(metric_names::UPDATE_BYTES).increment(bytes as u64);
                     self.last_sequence = last;
                     self.since_snapshot.0 += count;
                     self.since_snapshot.1 += bytes;
@@ -369,6 +376,7 @@ impl RoomActorState {
         for peer in self.peers.values() {
             let _ = peer.outbox.try_send(Outgoing::Close(reason.clone()));
         }
+        metrics::gauge!(metric_names::CONNECTIONS).decrement(self.peers.len() as f64);
         self.peers.clear();
     }
 
@@ -376,6 +384,7 @@ impl RoomActorState {
         if self.peers.remove(&connection).is_none() {
             return;
         }
+        metrics::gauge!(metric_names::CONNECTIONS).decrement(1.0);
         let effects = self.room.leave(connection);
         self.broadcast(None, &effects.broadcast);
         if self.peers.is_empty() {
@@ -394,6 +403,7 @@ impl RoomActorState {
                 self.compact().await;
             }
             tracing::debug!(room = %self.name, "an idle room passivates");
+            metrics::counter!(metric_names::PASSIVATIONS).increment(1);
             myself.stop(Some("idle".into()));
         }
     }
@@ -417,6 +427,7 @@ impl RoomActorState {
             .await
         {
             Ok(()) => {
+                metrics::counter!(metric_names::COMPACTIONS).increment(1);
                 self.room.compacted(bytes);
                 self.since_snapshot = (0, 0);
             }

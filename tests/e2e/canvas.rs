@@ -407,6 +407,23 @@ async fn automations_patch_the_board_over_rest_and_yjs_clients_see_it() {
         );
     }
 
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", node.http_url()))
+        .bearer_auth(OWNER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "troupe_canvas_updates_total 2",
+        "troupe_canvas_rooms_open 1",
+        "troupe_canvas_connections 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+
     let (status, _) = rest(&node, Method::DELETE, "/api/v1/canvas/ops", None).await;
     assert_eq!(status, 204);
     let (code, reason) = closed(&mut socket).await;

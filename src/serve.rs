@@ -21,6 +21,7 @@ use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
 use troupe_actors::{Ingress, MessageLimits};
+use troupe_canvas::skill::CanvasSkill;
 use troupe_canvas::{Canvas, LocalCanvasStore};
 use troupe_cluster::{ClusterConfig, ClusterNode};
 use troupe_inference::{ProviderConfig, ProviderKind, build_provider};
@@ -87,9 +88,12 @@ pub(crate) async fn serve(
     let (cluster, store) = open_store(&config, node_id).await?;
     let reminders =
         Arc::new(Reminders::open(&config.storage.data_dir).context("storage.data_dir")?);
+    let canvas_store = LocalCanvasStore::open(&config.storage.data_dir);
+    let canvas = Canvas::new(Arc::new(canvas_store.clone()), config.canvas.settings());
     let builtin_context = BuiltinContext {
         store: Arc::clone(&store),
         reminders: Arc::clone(&reminders),
+        canvas: Some(Arc::new(CanvasSkill::new(canvas.clone()))),
     };
     let skills = build_skills(
         &effective_skills(config.skills.as_deref()),
@@ -131,13 +135,11 @@ pub(crate) async fn serve(
     let access_cluster = cluster.clone();
     let bridge_entries = build_bridges(&config.bridges)?;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
-    let canvas_store = LocalCanvasStore::open(&config.storage.data_dir);
     let stores: Arc<[Storage]> = Arc::new([
         bridge_store.storage().clone(),
         reminders.storage().clone(),
         canvas_store.storage().clone(),
     ]);
-    let canvas = Canvas::new(Arc::new(canvas_store), config.canvas.settings());
     let max_payload_bytes = config.server.max_payload_bytes;
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
     let dispatcher_slot = Arc::new(OnceLock::new());

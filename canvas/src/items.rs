@@ -12,6 +12,31 @@ use yrs::types::ToJson;
 use yrs::updates::decoder::Decode;
 use yrs::{Any, Doc, Map, MapPrelim, MapRef, Out, ReadTxn, StateVector, Transact, Update};
 
+/// Who makes an edit the node applies itself, with the Yjs client id it edits with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Author {
+    /// A REST patch.
+    Api { client: u64 },
+    /// The assistant, a peer with a presence of its own.
+    Assistant { client: u64 },
+}
+
+impl Author {
+    /// The name stamped on the items it touches.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Api { .. } => "api",
+            Self::Assistant { .. } => "assistant",
+        }
+    }
+
+    pub const fn client(self) -> u64 {
+        match self {
+            Self::Api { client } | Self::Assistant { client } => client,
+        }
+    }
+}
+
 /// The root map that holds the board.
 pub const ITEMS: &str = "items";
 /// Most items one patch may touch.
@@ -161,14 +186,15 @@ fn new_id() -> String {
     format!("i{:016x}", rand::random::<u64>())
 }
 
-/// The update that applies `patch` to the board in `room`, made by a document with client
-/// id `client` on behalf of `author`; and the ids of the added items.
+/// The update that applies `patch` to the board in `room`, made by a document with the
+/// author's own client id; and the ids of the added items.
 pub fn patch_update(
     room: &Doc,
-    client: u64,
-    author: &str,
+    author: Author,
     patch: &ItemsPatch,
 ) -> Result<(Vec<u8>, Vec<String>), ItemError> {
+    let client = author.client();
+    let author = author.name();
     let touched = patch.add.len() + patch.update.len() + patch.delete.len();
     if touched == 0 {
         return Err(ItemError::Empty);

@@ -19,8 +19,7 @@ fn added_items_get_ids_and_their_author_and_reach_any_yjs_document() {
     let room = Doc::new();
     let (update, added) = patch_update(
         &room,
-        77,
-        "assistant",
+        Author::Assistant { client: 77 },
         &patch(json!({"add": [
             {"type": "note", "text": "plan", "x": 10, "y": 20},
             {"id": "a1", "type": "arrow", "from": "n1", "to": "n2"},
@@ -54,16 +53,14 @@ fn updates_and_deletes_change_only_what_they_name() {
     let room = Doc::new();
     let (update, _) = patch_update(
         &room,
-        5,
-        "rest",
+        Author::Api { client: 5 },
         &patch(json!({"add": [{"id": "n1", "type": "note", "text": "a", "x": 1}, {"id": "n2", "type": "rect"}]})),
     )
     .unwrap();
     apply(&room, &update);
     let (update, added) = patch_update(
         &room,
-        5,
-        "rest",
+        Author::Api { client: 5 },
         &patch(json!({"update": [{"id": "n1", "x": 99}], "delete": ["n2"]})),
     )
     .unwrap();
@@ -87,7 +84,8 @@ fn updates_and_deletes_change_only_what_they_name() {
 #[test]
 fn bad_patches_are_refused_whole() {
     let room = Doc::new();
-    let refused = |value: Value| patch_update(&room, 1, "rest", &patch(value)).unwrap_err();
+    let refused =
+        |value: Value| patch_update(&room, Author::Api { client: 1 }, &patch(value)).unwrap_err();
     assert_eq!(refused(json!({})), ItemError::Empty);
     assert_eq!(
         refused(json!({"add": [{"text": "no type"}]})),
@@ -117,8 +115,7 @@ fn bad_patches_are_refused_whole() {
     );
     let (update, _) = patch_update(
         &room,
-        1,
-        "rest",
+        Author::Api { client: 1 },
         &patch(json!({"add": [{"id": "n", "type": "note"}]})),
     )
     .unwrap();
@@ -145,7 +142,7 @@ fn numbers_must_be_finite() {
         ..ItemsPatch::default()
     };
     assert_eq!(
-        patch_update(&Doc::new(), 1, "rest", &patch).unwrap_err(),
+        patch_update(&Doc::new(), Author::Api { client: 1 }, &patch).unwrap_err(),
         ItemError::NotFinite("x")
     );
 }

@@ -6,6 +6,7 @@
 //! - [`protocol`]: one room's y-sync logic, sans-IO (frames in, effects out);
 //! - [`room`]: the actor holding one open room;
 //! - [`rooms`]: the actor supervising the rooms, and the [`Canvas`] handle that joins them;
+//! - [`skill`]: the `canvas` skill, the assistant's tools as a peer in a room;
 //! - [`store`]: each room's snapshot and journal;
 //! - [`tokens`]: short-lived room-scoped client tokens.
 
@@ -15,6 +16,7 @@ pub mod protocol;
 pub mod room;
 pub mod room_name;
 pub mod rooms;
+pub mod skill;
 pub mod store;
 #[cfg(test)]
 mod test_edits;

@@ -300,6 +300,32 @@ impl RoomState {
         Ok(())
     }
 
+    /// Sets the awareness state of a participant the node speaks for (the assistant), with
+    /// its own client id; answers the frames that tell every connection. Like any state, it
+    /// is removed after [`AWARENESS_TIMEOUT`] without a renewal.
+    pub fn set_presence(&mut self, client: u64, json: &str, now: Instant) -> Vec<Frame> {
+        let client = ClientID::new(client);
+        let clock = self
+            .awareness
+            .meta(client)
+            .map_or(1, |(clock, _)| clock + 1);
+        let mut clients = HashMap::new();
+        clients.insert(
+            client,
+            yrs::sync::awareness::AwarenessUpdateEntry {
+                clock,
+                json: json.into(),
+            },
+        );
+        let update = AwarenessUpdate { clients };
+        let frame = frame(&Message::Awareness(update.clone()));
+        if self.awareness.apply_update(update).is_err() {
+            return Vec::new();
+        }
+        self.renewed.insert(client, now);
+        vec![frame]
+    }
+
     /// `connection` left: its awareness states are removed, and the others are told.
     pub fn leave(&mut self, connection: ConnectionId) -> Effects {
         let clients: Vec<ClientID> = self

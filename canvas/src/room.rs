@@ -11,12 +11,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::items::{ItemError, ItemsPatch, items_json, patch_update};
+use crate::items::{Author, ItemError, ItemsPatch, items_json, patch_update};
 use crate::metrics as metric_names;
 use crate::protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
 use crate::room_name::RoomName;
 use crate::store::SharedCanvasStore;
 
+/// The assistant's colour in presence lists and cursors.
+const ASSISTANT_COLOR: &str = "#7c3aed";
 /// How often a room looks for expired awareness and idleness.
 const TICK: Duration = Duration::from_secs(5);
 
@@ -95,8 +97,7 @@ pub enum RoomMessage {
     /// the added items.
     Patch {
         patch: ItemsPatch,
-        client: u64,
-        author: &'static str,
+        author: Author,
         reply: RpcReplyPort<Result<Vec<String>, PatchError>>,
     },
     /// Closes every connection and stops; the caller deletes what is stored.
@@ -212,11 +213,10 @@ impl Actor for Room {
             }
             RoomMessage::Patch {
                 patch,
-                client,
                 author,
                 reply,
             } => {
-                let _ = reply.send(state.patch(&myself, &patch, client, author).await);
+                let _ = reply.send(state.patch(&myself, &patch, author).await);
             }
             RoomMessage::Close { reply } => {
                 state.close_all(&CloseReason {
@@ -269,15 +269,30 @@ impl RoomActorState {
     }
 
     /// Applies a patch through the same path as a client's update.
+    /// The assistant's presence (name, colour and cursor) follows its edits.
     async fn patch(
         &mut self,
         myself: &ActorRef<RoomMessage>,
         patch: &ItemsPatch,
-        client: u64,
-        author: &str,
+        author: Author,
     ) -> Result<Vec<String>, PatchError> {
-        let (update, added) = patch_update(self.room.doc(), client, author, patch)?;
-        let effects = self.room.apply_local(update)?;
+        let (update, added) = patch_update(self.room.doc(), author, patch)?;
+        let mut effects = self.room.apply_local(update)?;
+        if let Author::Assistant { client } = author {
+            let cursor = patch
+                .add
+                .iter()
+                .chain(&patch.update)
+                .find_map(|item| Some(serde_json::json!({"x": item.x?, "y": item.y?})));
+            let presence = serde_json::json!({
+                "user": {"name": "Assistant", "color": ASSISTANT_COLOR},
+                "cursor": cursor,
+            });
+            let frames = self
+                .room
+                .set_presence(client, &presence.to_string(), Instant::now());
+            effects.broadcast.extend(frames);
+        }
         if self.deliver(myself, None, effects).await {
             Ok(added)
         } else {

@@ -12,7 +12,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::sync::mpsc;
 use troupe_actors::supervisor::ChildSpec;
 
-use crate::items::ItemsPatch;
+use crate::items::{Author, ItemsPatch};
 use crate::protocol::ConnectionId;
 use crate::room::{Outgoing, PatchError, Room, RoomArgs, RoomMessage, RoomSettings};
 use crate::room_name::RoomName;
@@ -155,8 +155,9 @@ pub struct Canvas {
     /// The running `Rooms` actor, set (again) each time the supervisor starts it.
     rooms: Arc<RwLock<Option<ActorRef<RoomsMessage>>>>,
     next_connection: Arc<AtomicU64>,
-    /// The Yjs client id of this node's REST edits.
+    /// The Yjs client ids of this node's REST edits and of its assistant.
     api_client: u64,
+    assistant_client: u64,
 }
 
 impl std::fmt::Debug for Canvas {
@@ -177,6 +178,7 @@ impl Canvas {
             rooms: Arc::default(),
             next_connection: Arc::new(AtomicU64::new(1)),
             api_client: new_client_id(),
+            assistant_client: new_client_id(),
         }
     }
 
@@ -251,21 +253,34 @@ impl Canvas {
         }
     }
 
-    /// Applies `patch` to the board as one transaction by the REST author; answers the ids
-    /// of the added items.
+    /// The REST author (`api`), with this node's client id for it.
+    pub const fn api(&self) -> Author {
+        Author::Api {
+            client: self.api_client,
+        }
+    }
+
+    /// The assistant, with this node's client id for it.
+    pub const fn assistant(&self) -> Author {
+        Author::Assistant {
+            client: self.assistant_client,
+        }
+    }
+
+    /// Applies `patch` to the board as one transaction by `author`; answers the ids of the
+    /// added items.
     pub async fn patch(
         &self,
         room: &RoomName,
         patch: ItemsPatch,
+        author: Author,
     ) -> Result<Vec<String>, CanvasError> {
         let actor = self.open(room).await?;
-        let client = self.api_client;
         match actor
             .call(
                 |reply| RoomMessage::Patch {
                     patch,
-                    client,
-                    author: "api",
+                    author,
                     reply,
                 },
                 None,

@@ -18,7 +18,7 @@ use troupe_skills::mcp::{McpSkill, McpTransport, ProcessLimits};
 use super::{ConfigError, invalid};
 
 /// Built-ins that are on when no `[[skills]]` entry is given.
-const DEFAULT_BUILTINS: [&str; 4] = ["time", "calculator", "notes", "reminders"];
+const DEFAULT_BUILTINS: [&str; 5] = ["time", "calculator", "notes", "reminders", "canvas"];
 
 const fn default_max_rounds() -> u32 {
     8

@@ -384,7 +384,7 @@ fn without_skills_the_permissionless_built_ins_are_on() {
     };
     assert_eq!(
         names(&TroupeConfig::parse("").unwrap()),
-        ["time", "calculator", "notes", "reminders"]
+        ["time", "calculator", "notes", "reminders", "canvas"]
     );
     assert!(names(&TroupeConfig::parse("skills = []").unwrap()).is_empty());
 }
@@ -453,6 +453,7 @@ fn building_a_skill_names_what_is_missing() {
         reminders: std::sync::Arc::new(
             troupe_skills::builtin::Reminders::open(tempfile::tempdir().unwrap().path()).unwrap(),
         ),
+        canvas: None,
     };
     for (entry, key) in [
         (

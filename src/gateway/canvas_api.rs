@@ -53,7 +53,7 @@ pub(crate) async fn patch_items(
         Ok(patch) => patch,
         Err(refusal) => return refusal.into_response(),
     };
-    match state.canvas.patch(&room, patch).await {
+    match state.canvas.patch(&room, patch, state.canvas.api()).await {
         Ok(added) => axum::Json(json!({"added": added})).into_response(),
         Err(error) => canvas_error(&error).into_response(),
     }

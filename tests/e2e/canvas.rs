@@ -122,7 +122,7 @@ async fn token_node() -> TroupeProcess {
         .expect("troupe starts")
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens `/yjs/{room}` with a room token, or answers the HTTP status it was refused with.
@@ -163,7 +163,7 @@ fn text_update(client: u64, text: &str) -> Vec<u8> {
 }
 
 /// Asks the room for its document (sync step 1) and answers it.
-async fn read_doc(socket: &mut Socket) -> yrs::Doc {
+pub(crate) async fn read_doc(socket: &mut Socket) -> yrs::Doc {
     use yrs::updates::decoder::Decode;
     use yrs::updates::encoder::Encode;
     use yrs::{ReadTxn, Transact};
@@ -199,7 +199,7 @@ async fn read_text(socket: &mut Socket) -> String {
 }
 
 /// The room's `items` map as JSON.
-async fn read_items(socket: &mut Socket) -> Value {
+pub(crate) async fn read_items(socket: &mut Socket) -> Value {
     use yrs::Transact;
     use yrs::types::ToJson;
     let doc = read_doc(socket).await;

@@ -4,6 +4,7 @@
 
 mod bridge_conformance;
 mod canvas;
+mod canvas_assistant;
 mod cli;
 mod cluster;
 mod cluster_bridges;

@@ -50,6 +50,18 @@ pub struct SkillTool {
     pub confirm: bool,
 }
 
+impl SkillTool {
+    /// A tool whose calls need no confirmation.
+    pub fn new(name: &str, description: &str, parameters: Value) -> Self {
+        Self {
+            name: name.into(),
+            description: description.into(),
+            parameters,
+            confirm: false,
+        }
+    }
+}
+
 fn empty_object_schema() -> Value {
     serde_json::json!({"type": "object", "properties": {}})
 }

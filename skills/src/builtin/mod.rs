@@ -1,5 +1,5 @@
-//! The built-in skills: `time`, `calculator`, `notes`, `reminders`, `files` and
-//! `web_fetch`. They run inside the node (they are ours, reviewed with it) but still go
+//! The built-in skills: `time`, `calculator`, `notes`, `reminders`, `files`,
+//! `web_fetch`, and `canvas` (which the canvas crate builds and hands in). They run inside the node (they are ours, reviewed with it) but still go
 //! through the same manifest, schema checks and grants as third-party skills.
 
 mod calculator;
@@ -20,13 +20,14 @@ pub use reminders::{Reminder, ReminderSink, Reminders};
 pub use web_fetch::WebFetch;
 
 /// Every built-in, by the name `[[skills]] name` selects it with.
-pub const BUILTIN_NAMES: [&str; 6] = [
+pub const BUILTIN_NAMES: [&str; 7] = [
     "time",
     "calculator",
     "notes",
     "reminders",
     "files",
     "web_fetch",
+    "canvas",
 ];
 
 /// What built-ins may need from the node.
@@ -36,6 +37,9 @@ pub struct BuiltinContext {
     pub store: Arc<dyn SnapshotStore>,
     /// The reminders schedule (one per node).
     pub reminders: Arc<Reminders>,
+    /// `canvas`: the assistant's tools on the node's canvas rooms (built by the canvas crate,
+    /// which this crate does not depend on); `None` where the node runs no canvas.
+    pub canvas: Option<Arc<dyn Skill>>,
 }
 
 /// Options of a built-in from its `[[skills]]` entry.
@@ -62,6 +66,10 @@ pub fn build_builtin(
         ))),
         "files" => Arc::new(FileSearch::new(&options.roots)?),
         "web_fetch" => Arc::new(WebFetch::new(options.allow_private_networks)?),
+        "canvas" => context
+            .canvas
+            .clone()
+            .ok_or("the canvas does not run on this node")?,
         other => {
             return Err(format!(
                 "there is no built-in skill `{other}` (expected one of: {})",
@@ -73,12 +81,7 @@ pub fn build_builtin(
 
 /// A tool description in a manifest.
 fn tool(name: &str, description: &str, parameters: Value) -> SkillTool {
-    SkillTool {
-        name: name.into(),
-        description: description.into(),
-        parameters,
-        confirm: false,
-    }
+    SkillTool::new(name, description, parameters)
 }
 
 /// A string argument the schema already made sure of.

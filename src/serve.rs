@@ -88,7 +88,8 @@ pub(crate) async fn serve(
     let (cluster, store) = open_store(&config, node_id).await?;
     let reminders =
         Arc::new(Reminders::open(&config.storage.data_dir).context("storage.data_dir")?);
-    let canvas_store = LocalCanvasStore::open(&config.storage.data_dir);
+    let canvas_store = LocalCanvasStore::open(&config.storage.data_dir)
+        .context("starting the canvas store's writer")?;
     let canvas = Canvas::new(Arc::new(canvas_store.clone()), config.canvas.settings());
     let builtin_context = BuiltinContext {
         store: Arc::clone(&store),

@@ -6,6 +6,7 @@
 
 pub mod backlog;
 pub mod bridge;
+pub mod group_commit;
 pub mod ids;
 pub mod ingress;
 pub mod message;

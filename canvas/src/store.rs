@@ -1,5 +1,6 @@
 //! Where rooms are kept: per room, a snapshot (the whole document as one update) and the
-//! journal of updates after it, in order. A room appends each update before any client sees
+//! journal of updates after it, in order. Writes of every room go through one group-commit
+//! writer thread: many rooms appending at once cost one fsync. A room appends each update before any client sees
 //! it, and folds the journal into a new snapshot now and then ([`CanvasStore::compact`]).
 //!
 //! [`LocalCanvasStore`] keeps them in `canvas.redb` in the data dir (on the shared
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
+use troupe_actors::group_commit::{CommitFailed, GroupCommit, Write, WriteError};
 use troupe_actors::storage::{Storage, StorageError};
 
 use crate::room_name::RoomName;
@@ -18,6 +20,8 @@ const JOURNAL: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("c
 /// room → (the sequence it covers, the whole document as one update).
 const SNAPSHOTS: TableDefinition<'_, &str, (u64, &[u8])> =
     TableDefinition::new("canvas_snapshots_v1");
+/// Most journal writes folded into one transaction.
+const MAX_WRITES_PER_COMMIT: usize = 1024;
 /// redb's page cache: rooms in use live in memory, so the cache only serves loading.
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -30,6 +34,8 @@ pub enum CanvasStoreError {
     Database(#[from] Box<redb::Error>),
     #[error("the canvas store's worker stopped: {0}")]
     Worker(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Commit(#[from] CommitFailed),
 }
 
 /// redb's errors, boxed (they are large).
@@ -87,10 +93,70 @@ pub trait CanvasStore: Send + Sync + 'static {
     async fn delete(&self, room: &RoomName) -> Result<bool, CanvasStoreError>;
 }
 
-/// Rooms in `canvas.redb`. Cheap to clone.
+/// One journal write, applied in its batch's transaction.
+enum CanvasWrite {
+    Append {
+        room: RoomName,
+        after: u64,
+        updates: Vec<Vec<u8>>,
+    },
+    Compact {
+        room: RoomName,
+        through: u64,
+        snapshot: Vec<u8>,
+    },
+    Delete {
+        room: RoomName,
+    },
+}
+
+impl Write for CanvasWrite {
+    /// The last sequence after an append; whether anything was there for a delete.
+    type Output = u64;
+
+    fn apply(&self, transaction: &redb::WriteTransaction) -> Result<u64, WriteError> {
+        match self {
+            Self::Append {
+                room,
+                after,
+                updates,
+            } => {
+                let mut journal = transaction.open_table(JOURNAL)?;
+                let mut sequence = *after;
+                for update in updates {
+                    sequence += 1;
+                    journal.insert((room.as_str(), sequence), update.as_slice())?;
+                }
+                Ok(sequence)
+            }
+            Self::Compact {
+                room,
+                through,
+                snapshot,
+            } => {
+                let mut snapshots = transaction.open_table(SNAPSHOTS)?;
+                snapshots.insert(room.as_str(), (*through, snapshot.as_slice()))?;
+                let mut journal = transaction.open_table(JOURNAL)?;
+                journal.retain_in((room.as_str(), 0)..=(room.as_str(), *through), |_, _| false)?;
+                Ok(*through)
+            }
+            Self::Delete { room } => {
+                let mut snapshots = transaction.open_table(SNAPSHOTS)?;
+                let had_snapshot = snapshots.remove(room.as_str())?.is_some();
+                let mut journal = transaction.open_table(JOURNAL)?;
+                let journaled = journal.range(room_range(room.as_str()))?.next().is_some();
+                journal.retain_in(room_range(room.as_str()), |_, _| false)?;
+                Ok(u64::from(had_snapshot || journaled))
+            }
+        }
+    }
+}
+
+/// Rooms in `canvas.redb`, written by one group-commit writer thread. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct LocalCanvasStore {
     storage: Storage,
+    writer: Arc<GroupCommit<CanvasWrite>>,
 }
 
 fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -100,16 +166,19 @@ fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError>
 }
 
 impl LocalCanvasStore {
-    /// `canvas.redb` in `data_dir`, created on the first write. Blocking only then.
-    pub fn open(data_dir: &Path) -> Self {
-        Self {
-            storage: Storage::lazy(
-                "canvas",
-                &data_dir.join("canvas.redb"),
-                CACHE_BYTES,
-                prepare,
-            ),
-        }
+    /// `canvas.redb` in `data_dir`, created on the first write.
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let storage = Storage::lazy(
+            "canvas",
+            &data_dir.join("canvas.redb"),
+            CACHE_BYTES,
+            prepare,
+        );
+        let writer = GroupCommit::start("canvas", storage.clone(), MAX_WRITES_PER_COMMIT)?;
+        Ok(Self {
+            storage,
+            writer: Arc::new(writer),
+        })
     }
 
     /// The database, for health reports next to the other stores.
@@ -117,12 +186,8 @@ impl LocalCanvasStore {
         &self.storage
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&redb::Database) -> Result<T, CanvasStoreError> + Send + 'static,
-    ) -> Result<T, CanvasStoreError> {
-        let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || storage.run(work)).await??
+    async fn write(&self, write: CanvasWrite) -> Result<u64, CanvasStoreError> {
+        Ok(self.writer.submit(write).await?)
     }
 
     async fn blocking_if_created<T: Send + 'static>(
@@ -170,19 +235,10 @@ impl CanvasStore for LocalCanvasStore {
         after: u64,
         updates: Vec<Vec<u8>>,
     ) -> Result<u64, CanvasStoreError> {
-        let room = room.as_str().to_owned();
-        self.blocking(move |database| {
-            let transaction = database.begin_write()?;
-            let mut sequence = after;
-            {
-                let mut journal = transaction.open_table(JOURNAL)?;
-                for update in &updates {
-                    sequence += 1;
-                    journal.insert((room.as_str(), sequence), update.as_slice())?;
-                }
-            }
-            transaction.commit()?;
-            Ok(sequence)
+        self.write(CanvasWrite::Append {
+            room: room.clone(),
+            after,
+            updates,
         })
         .await
     }
@@ -193,37 +249,19 @@ impl CanvasStore for LocalCanvasStore {
         through: u64,
         snapshot: Vec<u8>,
     ) -> Result<(), CanvasStoreError> {
-        let room = room.as_str().to_owned();
-        self.blocking(move |database| {
-            let transaction = database.begin_write()?;
-            {
-                let mut snapshots = transaction.open_table(SNAPSHOTS)?;
-                snapshots.insert(room.as_str(), (through, snapshot.as_slice()))?;
-                let mut journal = transaction.open_table(JOURNAL)?;
-                journal.retain_in((room.as_str(), 0)..=(room.as_str(), through), |_, _| false)?;
-            }
-            transaction.commit()?;
-            Ok(())
+        self.write(CanvasWrite::Compact {
+            room: room.clone(),
+            through,
+            snapshot,
         })
         .await
+        .map(drop)
     }
 
     async fn delete(&self, room: &RoomName) -> Result<bool, CanvasStoreError> {
-        let room = room.as_str().to_owned();
-        self.blocking_if_created(false, move |database| {
-            let transaction = database.begin_write()?;
-            let existed = {
-                let mut snapshots = transaction.open_table(SNAPSHOTS)?;
-                let had_snapshot = snapshots.remove(room.as_str())?.is_some();
-                let mut journal = transaction.open_table(JOURNAL)?;
-                let before = journal.range(room_range(&room))?.count();
-                journal.retain_in(room_range(&room), |_, _| false)?;
-                had_snapshot || before > 0
-            };
-            transaction.commit()?;
-            Ok(existed)
-        })
-        .await
+        self.write(CanvasWrite::Delete { room: room.clone() })
+            .await
+            .map(|deleted| deleted == 1)
     }
 }
 
@@ -241,7 +279,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_room_is_empty_and_creates_no_file() {
         let directory = tempfile::tempdir().unwrap();
-        let store = LocalCanvasStore::open(directory.path());
+        let store = LocalCanvasStore::open(directory.path()).unwrap();
         assert_eq!(store.load(&room("a")).await.unwrap(), StoredRoom::default());
         assert!(!directory.path().join("canvas.redb").exists());
     }
@@ -249,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn appended_updates_load_in_order_and_compaction_replaces_them() {
         let directory = tempfile::tempdir().unwrap();
-        let store = LocalCanvasStore::open(directory.path());
+        let store = LocalCanvasStore::open(directory.path()).unwrap();
         let (a, b) = (room("a"), room("b"));
         let last = store.append(&a, 0, vec![vec![1], vec![2]]).await.unwrap();
         assert_eq!(last, 2);
@@ -277,10 +315,10 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let name = room("kept");
         {
-            let store = LocalCanvasStore::open(directory.path());
+            let store = LocalCanvasStore::open(directory.path()).unwrap();
             store.append(&name, 0, vec![vec![7]]).await.unwrap();
         }
-        let store = LocalCanvasStore::open(directory.path());
+        let store = LocalCanvasStore::open(directory.path()).unwrap();
         assert_eq!(store.load(&name).await.unwrap().journal, [vec![7]]);
     }
 }

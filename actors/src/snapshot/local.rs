@@ -1,8 +1,8 @@
 //! The embedded default [`SnapshotStore`]: one redb database file under the data dir.
 //!
-//! Writes go to one dedicated writer thread that commits whatever is queued in a single
-//! durable (fsync'd) transaction, so many sessions saving at once cost one fsync, and the
-//! async runtime never waits on the disk. Reads run on tokio's blocking pool.
+//! Writes go to one writer thread that commits whatever is queued in a single durable
+//! (fsync'd) transaction ([`GroupCommit`]), so many sessions saving at once cost one fsync,
+//! and the async runtime never waits on the disk. Reads run on tokio's blocking pool.
 //!
 //! A failed commit (a full disk) leaves redb's handle unusable until it is reopened: the
 //! [`Storage`] underneath reports itself failing and recovers by itself once writes can
@@ -11,12 +11,11 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 
-use redb::{Database, Durability, ReadableTableMetadata, TableDefinition, WriteTransaction};
-use tokio::sync::oneshot;
+use redb::{Database, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError, StoreHealth};
+use crate::group_commit::{CommitFailed, GroupCommit, Write, WriteError};
 use crate::ids::SessionKey;
 use crate::storage::{Storage, StorageError};
 
@@ -27,15 +26,22 @@ const MAX_WRITES_PER_COMMIT: usize = 1024;
 /// only serves (re)activations, and passivated sessions must cost no RAM.
 pub(crate) const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-enum WriteOp {
+/// One write of a snapshot; answers whether the key existed before.
+enum SnapshotWrite {
     Put { key: String, bytes: Vec<u8> },
     Delete { key: String },
 }
 
-struct WriteRequest {
-    op: WriteOp,
-    /// Answers whether the key existed before, once the commit is durable.
-    done: oneshot::Sender<Result<bool, StoreError>>,
+impl Write for SnapshotWrite {
+    type Output = bool;
+
+    fn apply(&self, transaction: &WriteTransaction) -> Result<bool, WriteError> {
+        let mut table = transaction.open_table(SESSIONS)?;
+        Ok(match self {
+            Self::Put { key, bytes } => table.insert(key.as_str(), bytes.as_slice())?.is_some(),
+            Self::Delete { key } => table.remove(key.as_str())?.is_some(),
+        })
+    }
 }
 
 /// Creates the sessions table.
@@ -46,12 +52,11 @@ fn prepare(transaction: &WriteTransaction) -> Result<(), redb::TableError> {
 /// Snapshots on local disk. Cheap to share behind an `Arc`.
 pub struct LocalSnapshotStore {
     storage: Storage,
-    /// Feeds the writer thread; `None` only while dropping.
-    writes: Option<mpsc::Sender<WriteRequest>>,
-    /// Joined on drop, so the database file is released when the store is gone.
-    writer_thread: Option<std::thread::JoinHandle<()>>,
-    /// Number of stored snapshots, kept by the writer thread.
-    count: Arc<AtomicU64>,
+    /// The writer thread: dropped (and joined) with the store, so the database file is
+    /// released when the store is gone.
+    writer: GroupCommit<SnapshotWrite>,
+    /// Number of stored snapshots.
+    count: AtomicU64,
 }
 
 impl std::fmt::Debug for LocalSnapshotStore {
@@ -106,29 +111,23 @@ impl LocalSnapshotStore {
             let table = transaction.open_table(SESSIONS).map_err(io_error)?;
             table.len().map_err(io_error)
         })??;
-        let count = Arc::new(AtomicU64::new(stored));
-        let (writes, queue) = mpsc::channel();
-        let writer_storage = storage.clone();
-        let writer_count = Arc::clone(&count);
-        let writer_thread = std::thread::Builder::new()
-            .name("troupe-snapshot-writer".into())
-            .spawn(move || run_writer(&writer_storage, &queue, &writer_count))
+        let writer = GroupCommit::start("snapshot", storage.clone(), MAX_WRITES_PER_COMMIT)
             .map_err(io_error)?;
         Ok(Self {
             storage,
-            writes: Some(writes),
-            writer_thread: Some(writer_thread),
-            count,
+            writer,
+            count: AtomicU64::new(stored),
         })
     }
 
-    async fn submit(&self, op: WriteOp) -> Result<bool, StoreError> {
-        let (done, answer) = oneshot::channel();
-        let writes = self.writes.as_ref().ok_or(StoreError::Closed)?;
-        writes
-            .send(WriteRequest { op, done })
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+    async fn submit(&self, write: SnapshotWrite) -> Result<bool, StoreError> {
+        self.writer
+            .submit(write)
+            .await
+            .map_err(|failure| match failure {
+                CommitFailed::Closed => StoreError::Closed,
+                CommitFailed::Failed(error) => io_error(error),
+            })
     }
 
     async fn read<T: Send + 'static>(
@@ -140,76 +139,6 @@ impl LocalSnapshotStore {
             .await
             .map_err(io_error)?
     }
-}
-
-impl Drop for LocalSnapshotStore {
-    fn drop(&mut self) {
-        // Closing the queue ends the writer after it committed what was queued.
-        self.writes = None;
-        if let Some(writer_thread) = self.writer_thread.take() {
-            let _ = writer_thread.join();
-        }
-    }
-}
-
-fn run_writer(storage: &Storage, queue: &mpsc::Receiver<WriteRequest>, count: &AtomicU64) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_WRITES_PER_COMMIT {
-            match queue.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        match storage
-            .run(|database| commit_batch(database, &batch))
-            .map_err(StoreError::from)
-            .and_then(|committed| committed)
-        {
-            Ok(existed) => {
-                for (request, existed_before) in batch.into_iter().zip(existed) {
-                    match (&request.op, existed_before) {
-                        (WriteOp::Put { .. }, false) => count.fetch_add(1, Ordering::Relaxed),
-                        (WriteOp::Delete { .. }, true) => count.fetch_sub(1, Ordering::Relaxed),
-                        _ => 0,
-                    };
-                    let _ = request.done.send(Ok(existed_before));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, writes = batch.len(), "snapshot commit failed");
-                let reason = match error {
-                    StoreError::Io(reason) => reason,
-                    other => other.to_string(),
-                };
-                for request in batch {
-                    let _ = request.done.send(Err(StoreError::Io(reason.clone())));
-                }
-            }
-        }
-    }
-}
-
-/// Applies every write in one durable transaction; answers, per write, whether the key existed.
-fn commit_batch(database: &Database, batch: &[WriteRequest]) -> Result<Vec<bool>, StoreError> {
-    let mut transaction = database.begin_write().map_err(io_error)?;
-    transaction.set_durability(Durability::Immediate);
-    let mut existed = Vec::with_capacity(batch.len());
-    {
-        let mut table = transaction.open_table(SESSIONS).map_err(io_error)?;
-        for request in batch {
-            let was_there = match &request.op {
-                WriteOp::Put { key, bytes } => table
-                    .insert(key.as_str(), bytes.as_slice())
-                    .map_err(io_error)?
-                    .is_some(),
-                WriteOp::Delete { key } => table.remove(key.as_str()).map_err(io_error)?.is_some(),
-            };
-            existed.push(was_there);
-        }
-    }
-    transaction.commit().map_err(io_error)?;
-    Ok(existed)
 }
 
 #[async_trait::async_trait]
@@ -230,18 +159,26 @@ impl SnapshotStore for LocalSnapshotStore {
     }
 
     async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {
-        let op = WriteOp::Put {
+        let write = SnapshotWrite::Put {
             key: encode_key(&snapshot.key),
             bytes: snapshot.bytes,
         };
-        self.submit(op).await.map(|_| ())
+        if !self.submit(write).await? {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        self.submit(WriteOp::Delete {
-            key: encode_key(key),
-        })
-        .await
+        let existed = self
+            .submit(SnapshotWrite::Delete {
+                key: encode_key(key),
+            })
+            .await?;
+        if existed {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(existed)
     }
 
     async fn list(
@@ -278,6 +215,8 @@ impl SnapshotStore for LocalSnapshotStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[tokio::test]

@@ -171,12 +171,18 @@ async fn relay(
                 None => std::future::pending().await,
             }
         };
+        let reader = read_frames(&mut stream, joined);
+        tokio::pin!(reader);
         tokio::select! {
             () = state.shutdown.cancelled() => Some(reason(close_code::AWAY, "the node is shutting down")),
             () = expired => Some(reason(close_code::POLICY, "the room token expired")),
             () = revoked.cancelled() => Some(reason(close_code::POLICY, "the room token was revoked")),
-            close = write_frames(&mut sink, &mut frames) => close,
-            close = read_frames(&mut stream, joined) => close,
+            close = write_frames(&mut sink, &mut frames) => match close {
+                Some(close) => Some(close),
+                // The client is gone for writing: still apply what it sent before it left.
+                None => reader.await.and(None),
+            },
+            close = &mut reader => close,
         }
     };
     if let Some(close) = close {

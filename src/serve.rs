@@ -21,8 +21,9 @@ use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
 use troupe_actors::{Ingress, MessageLimits};
+use troupe_canvas::jetstream::{JetStreamCanvasStore, StreamSettings};
 use troupe_canvas::skill::CanvasSkill;
-use troupe_canvas::{Canvas, LocalCanvasStore};
+use troupe_canvas::{Canvas, LocalCanvasStore, RoomSettings, SharedCanvasStore};
 use troupe_cluster::{ClusterConfig, ClusterNode};
 use troupe_inference::{ProviderConfig, ProviderKind, build_provider};
 use troupe_skills::builtin::{BuiltinContext, Reminders};
@@ -88,9 +89,9 @@ pub(crate) async fn serve(
     let (cluster, store) = open_store(&config, node_id).await?;
     let reminders =
         Arc::new(Reminders::open(&config.storage.data_dir).context("storage.data_dir")?);
-    let canvas_store = LocalCanvasStore::open(&config.storage.data_dir)
-        .context("starting the canvas store's writer")?;
-    let canvas = Canvas::new(Arc::new(canvas_store.clone()), config.canvas.settings());
+    let (canvas_store, canvas_disk, canvas_settings) =
+        open_canvas_store(&config, cluster.as_ref()).await?;
+    let canvas = Canvas::new(canvas_store, canvas_settings);
     let builtin_context = BuiltinContext {
         store: Arc::clone(&store),
         reminders: Arc::clone(&reminders),
@@ -136,11 +137,10 @@ pub(crate) async fn serve(
     let access_cluster = cluster.clone();
     let bridge_entries = build_bridges(&config.bridges)?;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
-    let stores: Arc<[Storage]> = Arc::new([
-        bridge_store.storage().clone(),
-        reminders.storage().clone(),
-        canvas_store.storage().clone(),
-    ]);
+    let stores: Arc<[Storage]> = [bridge_store.storage().clone(), reminders.storage().clone()]
+        .into_iter()
+        .chain(canvas_disk)
+        .collect();
     let max_payload_bytes = config.server.max_payload_bytes;
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
     let dispatcher_slot = Arc::new(OnceLock::new());
@@ -282,6 +282,40 @@ async fn open_store(
         .await
         .context("joining the cluster")?;
     Ok((Some(cluster), store))
+}
+
+/// The canvas's rooms: kept in the data dir on one node (whose disk is watched with the
+/// other stores'), in the cluster's JetStream in a cluster, where an update must also fit
+/// in one NATS message.
+async fn open_canvas_store(
+    config: &TroupeConfig,
+    cluster: Option<&ClusterNode>,
+) -> anyhow::Result<(SharedCanvasStore, Option<Storage>, RoomSettings)> {
+    let mut settings = config.canvas.settings();
+    let Some(cluster) = cluster else {
+        let store = LocalCanvasStore::open(&config.storage.data_dir)
+            .context("starting the canvas store's writer")?;
+        let disk = store.storage().clone();
+        return Ok((Arc::new(store), Some(disk), settings));
+    };
+    let (replicas, storage) = cluster.stream_placement();
+    let store = JetStreamCanvasStore::open(
+        cluster.client().clone(),
+        cluster.node_id(),
+        StreamSettings { replicas, storage },
+    )
+    .await
+    .context("preparing the canvas in the cluster")?;
+    let carried = store.max_update_bytes();
+    if settings.limits.max_update_bytes > carried {
+        tracing::warn!(
+            configured = settings.limits.max_update_bytes,
+            carried,
+            "canvas.max_update_bytes is more than NATS carries in one message (its max_payload); larger updates are refused"
+        );
+        settings.limits.max_update_bytes = carried;
+    }
+    Ok((Arc::new(store), None, settings))
 }
 
 /// The configured node id, else the one kept in the data dir, else a new one kept there so

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model_worker;
 pub mod node;
 pub mod provider;
+pub mod rate;
 pub mod registry;
 pub mod session;
 pub mod signing;

@@ -8,9 +8,11 @@
 //! - [`rooms`]: the actor supervising the rooms, and the [`Canvas`] handle that joins them;
 //! - [`skill`]: the `canvas` skill, the assistant's tools as a peer in a room;
 //! - [`store`]: each room's snapshot and journal;
+//! - [`jetstream`]: the store of rooms in a cluster, shared live by the nodes' replicas;
 //! - [`tokens`]: short-lived room-scoped client tokens.
 
 pub mod items;
+pub mod jetstream;
 pub mod metrics;
 pub mod protocol;
 pub mod room;
@@ -25,6 +27,6 @@ pub mod tokens;
 pub use protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
 pub use room::{CloseReason, Outgoing, RoomSettings};
 pub use room_name::{RoomName, RoomNameError};
-pub use rooms::{Canvas, CanvasError, Joined};
+pub use rooms::{Canvas, CanvasError, Joined, RoomSummary};
 pub use store::{CanvasStore, LocalCanvasStore, SharedCanvasStore};
 pub use tokens::{Access, RoomGrant, RoomTokens};

@@ -41,11 +41,17 @@ pub struct Effects {
     pub journal: Vec<Vec<u8>>,
     pub reply: Vec<Frame>,
     pub broadcast: Vec<Frame>,
+    /// The awareness frames among `broadcast`: presence news for the room's replicas on
+    /// other nodes (in a cluster).
+    pub presence: Vec<Frame>,
 }
 
 impl Effects {
     pub fn is_empty(&self) -> bool {
-        self.journal.is_empty() && self.reply.is_empty() && self.broadcast.is_empty()
+        self.journal.is_empty()
+            && self.reply.is_empty()
+            && self.broadcast.is_empty()
+            && self.presence.is_empty()
     }
 }
 
@@ -238,6 +244,34 @@ impl RoomState {
     }
 
     /// A document update from a client: applied, journaled, forwarded.
+    /// Applies an update another node has already stored (a replica's news, in a cluster),
+    /// whatever the limits: the frames to send every connection. Of a `whole` update (a
+    /// snapshot) only what the document lacked is sent on, often nothing.
+    pub fn apply_remote(
+        &mut self,
+        update: Vec<u8>,
+        whole: bool,
+    ) -> Result<Vec<Frame>, ProtocolError> {
+        let decoded = Update::decode_v1(&update)?;
+        let before = whole.then(|| self.doc().transact().state_vector());
+        self.doc().transact_mut().apply_update(decoded)?;
+        let news = match before {
+            None => {
+                self.stored_bytes += update.len();
+                update
+            }
+            Some(before) => {
+                self.stored_bytes = self.stored_bytes.max(update.len());
+                let missing = self.doc().transact().encode_state_as_update_v1(&before);
+                if Update::decode_v1(&missing).is_ok_and(|missing| missing.is_empty()) {
+                    return Ok(Vec::new());
+                }
+                missing
+            }
+        };
+        Ok(vec![frame(&Message::Sync(SyncMessage::Update(news)))])
+    }
+
     fn apply(
         &mut self,
         writable: bool,
@@ -296,8 +330,31 @@ impl RoomState {
                 self.renewed.remove(&client);
             }
         }
+        effects.presence.push(Arc::clone(&forwarded));
         effects.broadcast.push(forwarded);
         Ok(())
+    }
+
+    /// The awareness states of every client but those the connections `skip` picks speak
+    /// for, as one frame; `None` when there are none.
+    pub fn presence_except(&self, skip: impl Fn(ConnectionId) -> bool) -> Option<Frame> {
+        let skipped: HashSet<ClientID> = self
+            .controlled
+            .iter()
+            .filter(|(connection, _)| skip(**connection))
+            .flat_map(|(_, clients)| clients.iter().copied())
+            .collect();
+        let clients: Vec<ClientID> = self
+            .renewed
+            .keys()
+            .filter(|client| !skipped.contains(client))
+            .copied()
+            .collect();
+        if clients.is_empty() {
+            return None;
+        }
+        let update = self.awareness.update_with_clients(clients).ok()?;
+        Some(frame(&Message::Awareness(update)))
     }
 
     /// Sets the awareness state of a participant the node speaks for (the assistant), with
@@ -362,7 +419,9 @@ impl RoomState {
             self.awareness.remove_state(*client);
         }
         if let Ok(removed) = self.awareness.update_with_clients(clients) {
-            effects.broadcast.push(frame(&Message::Awareness(removed)));
+            let removed = frame(&Message::Awareness(removed));
+            effects.presence.push(Arc::clone(&removed));
+            effects.broadcast.push(removed);
         }
         effects
     }

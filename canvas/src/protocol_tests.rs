@@ -276,3 +276,84 @@ fn a_map_edit_from_one_client_reaches_another_through_the_room() {
     let seen = bob.get_or_insert_map("items");
     assert_eq!(seen.len(&bob.transact()), 1);
 }
+
+/// The update inside an update frame.
+fn update_of(frame: &[u8]) -> Vec<u8> {
+    match decode(frame) {
+        Message::Sync(SyncMessage::Update(update)) => update,
+        other => panic!("an update frame, not {other:?}"),
+    }
+}
+
+fn whole_state(doc: &Doc) -> Vec<u8> {
+    doc.transact()
+        .encode_state_as_update_v1(&StateVector::default())
+}
+
+#[test]
+fn another_nodes_update_reaches_every_connection_and_of_its_snapshot_only_the_news() {
+    let mut room = room();
+    room.join(1);
+    let alice = client_doc(11);
+    let frames = room
+        .apply_remote(update_of(&edit(&alice, "hello")), false)
+        .unwrap();
+    let bob = client_doc(12);
+    apply_frames(&bob, &frames);
+    assert_eq!(text_of(&bob), "hello");
+
+    let nothing_new = room.apply_remote(whole_state(&alice), true).unwrap();
+    assert!(nothing_new.is_empty(), "the room held all of the snapshot");
+    edit(&alice, " world");
+    let news = room.apply_remote(whole_state(&alice), true).unwrap();
+    apply_frames(&bob, &news);
+    assert_eq!(text_of(&bob), "hello world");
+    assert!(room.apply_remote(vec![1, 2, 3], false).is_err());
+}
+
+#[test]
+fn only_this_nodes_clients_presence_is_offered_to_other_nodes() {
+    let mut room = room();
+    let local = 1;
+    let other_node = 1 << 63;
+    room.join(local);
+    room.join(other_node);
+    let now = Instant::now();
+    let effects = room
+        .handle(
+            local,
+            true,
+            &awareness_frame(11, 1, r#"{"user":"ada"}"#),
+            now,
+        )
+        .unwrap();
+    assert_eq!(effects.presence.len(), 1, "ada's presence is shared");
+    room.handle(
+        other_node,
+        false,
+        &awareness_frame(12, 1, r#"{"user":"bea"}"#),
+        now,
+    )
+    .unwrap();
+    let assistant = room.set_presence(13, r#"{"user":"assistant"}"#, now);
+    assert_eq!(assistant.len(), 1);
+
+    let own = room
+        .presence_except(|connection| connection >= other_node)
+        .expect("states to offer");
+    assert_eq!(
+        awareness_states(&own),
+        [
+            (11, r#"{"user":"ada"}"#.to_owned()),
+            (13, r#"{"user":"assistant"}"#.to_owned())
+        ]
+    );
+    room.leave(local);
+    let own = room
+        .presence_except(|connection| connection >= other_node)
+        .expect("the assistant stays");
+    assert_eq!(
+        awareness_states(&own),
+        [(13, r#"{"user":"assistant"}"#.to_owned())]
+    );
+}

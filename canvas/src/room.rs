@@ -15,7 +15,7 @@ use crate::items::{Author, ItemError, ItemsPatch, items_json, patch_update};
 use crate::metrics as metric_names;
 use crate::protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
 use crate::room_name::RoomName;
-use crate::store::SharedCanvasStore;
+use crate::store::{Remote, SharedCanvasStore};
 
 /// The assistant's colour in presence lists and cursors.
 const ASSISTANT_COLOR: &str = "#7c3aed";
@@ -34,6 +34,8 @@ pub struct RoomSettings {
     pub compact_after_updates: usize,
     /// …or this many bytes.
     pub compact_after_bytes: usize,
+    /// Frames one connection may send a second, in bursts of one second's worth.
+    pub max_updates_per_second: u32,
 }
 
 impl Default for RoomSettings {
@@ -44,6 +46,7 @@ impl Default for RoomSettings {
             outbox_frames: 1024,
             compact_after_updates: 1000,
             compact_after_bytes: 4 * 1024 * 1024,
+            max_updates_per_second: 500,
         }
     }
 }
@@ -93,6 +96,10 @@ pub enum RoomMessage {
     Items {
         reply: RpcReplyPort<serde_json::Value>,
     },
+    /// How many clients are connected here, and the document's stored bytes.
+    Describe {
+        reply: RpcReplyPort<(usize, u64)>,
+    },
     /// Applies a patch as one update by `author` (client id `client`); answers the ids of
     /// the added items.
     Patch {
@@ -104,6 +111,8 @@ pub enum RoomMessage {
     Close {
         reply: RpcReplyPort<()>,
     },
+    /// What the room's replicas on other nodes did (in a cluster).
+    Remote(Remote),
     Tick,
 }
 
@@ -135,14 +144,24 @@ pub struct RoomActorState {
     settings: RoomSettings,
     room: RoomState,
     peers: HashMap<ConnectionId, Peer>,
-    /// The last sequence in the store's journal.
+    /// The last sequence in the store's journal that the document holds all of.
     last_sequence: u64,
+    /// Whether other nodes hold replicas of the room: then `last_sequence` follows the
+    /// store's feed (which holds every node's updates in order), not this room's appends.
+    replicated: bool,
+    /// The pseudo-connection standing for each other node's clients in the presence state.
+    remote_nodes: HashMap<std::sync::Arc<str>, ConnectionId>,
     /// Updates and bytes journaled since the last snapshot.
     since_snapshot: (usize, usize),
     /// Since when the room has had no connection.
     empty_since: Option<Instant>,
     ticker: Option<tokio::task::JoinHandle<()>>,
+    /// Passes the store's feed (in a cluster) to the room.
+    feed: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// Other nodes' pseudo-connections count down from here; this node's count up from 0.
+const REMOTE_CONNECTIONS: ConnectionId = 1 << 63;
 
 pub struct Room;
 
@@ -156,7 +175,8 @@ impl Actor for Room {
         myself: ActorRef<Self::Msg>,
         args: RoomArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let stored = args.store.load(&args.name).await?;
+        let opened = args.store.open(&args.name).await?;
+        let stored = opened.stored;
         let room = RoomState::load(
             args.settings.limits,
             stored.snapshot.as_deref(),
@@ -164,6 +184,17 @@ impl Actor for Room {
         )?;
         let journal_bytes = stored.journal.iter().map(Vec::len).sum();
         let ticker = myself.send_interval(TICK, || RoomMessage::Tick);
+        let replicated = opened.feed.is_some();
+        let feed = opened.feed.map(|mut feed| {
+            let room = myself.clone();
+            tokio::spawn(async move {
+                while let Some(remote) = feed.recv().await {
+                    if room.cast(RoomMessage::Remote(remote)).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
         metrics::gauge!(metric_names::ROOMS_OPEN).increment(1.0);
         Ok(RoomActorState {
             name: args.name,
@@ -172,9 +203,12 @@ impl Actor for Room {
             room,
             peers: HashMap::new(),
             last_sequence: stored.last_sequence,
+            replicated,
+            remote_nodes: HashMap::new(),
             since_snapshot: (stored.journal.len(), journal_bytes),
             empty_since: Some(Instant::now()),
             ticker: Some(ticker),
+            feed,
         })
     }
 
@@ -208,6 +242,9 @@ impl Actor for Room {
                 let _ = reply.send(known);
             }
             RoomMessage::Leave { connection } => state.leave(connection),
+            RoomMessage::Describe { reply } => {
+                let _ = reply.send((state.peers.len(), state.room.stored_bytes() as u64));
+            }
             RoomMessage::Items { reply } => {
                 let _ = reply.send(items_json(state.room.doc()));
             }
@@ -226,6 +263,7 @@ impl Actor for Room {
                 myself.stop(Some("deleted".into()));
                 let _ = reply.send(());
             }
+            RoomMessage::Remote(remote) => state.remote(&myself, remote).await,
             RoomMessage::Tick => state.tick(&myself).await,
         }
         Ok(())
@@ -236,8 +274,11 @@ impl Actor for Room {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(ticker) = state.ticker.take() {
-            ticker.abort();
+        for task in [state.ticker.take(), state.feed.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
         metrics::gauge!(metric_names::ROOMS_OPEN).decrement(1.0);
         metrics::gauge!(metric_names::CONNECTIONS).decrement(state.peers.len() as f64);
@@ -291,6 +332,7 @@ impl RoomActorState {
             let frames = self
                 .room
                 .set_presence(client, &presence.to_string(), Instant::now());
+            effects.presence.extend(frames.iter().cloned());
             effects.broadcast.extend(frames);
         }
         if self.deliver(myself, None, effects).await {
@@ -313,13 +355,20 @@ impl RoomActorState {
             let count = effects.journal.len();
             match self
                 .store
-                .append(&self.name, self.last_sequence, effects.journal)
+                .append(
+                    &self.name,
+                    self.last_sequence,
+                    effects.journal,
+                    self.room.stored_bytes() as u64,
+                )
                 .await
             {
                 Ok(last) => {
                     metrics::counter!(metric_names::UPDATES).increment(count as u64);
                     metrics::counter!(metric_names::UPDATE_BYTES).increment(bytes as u64);
-                    self.last_sequence = last;
+                    if !self.replicated {
+                        self.last_sequence = last;
+                    }
                     self.since_snapshot.0 += count;
                     self.since_snapshot.1 += bytes;
                 }
@@ -348,8 +397,15 @@ impl RoomActorState {
             }
         }
         self.broadcast(from, &effects.broadcast);
+        self.share_presence(&effects.presence);
         self.compact_if_due().await;
         true
+    }
+
+    fn share_presence(&self, frames: &[Frame]) {
+        for frame in frames {
+            self.store.share_presence(&self.name, frame);
+        }
     }
 
     /// Sends `frames` to every connection but `except`; a connection that cannot take them
@@ -402,6 +458,7 @@ impl RoomActorState {
         metrics::gauge!(metric_names::CONNECTIONS).decrement(1.0);
         let effects = self.room.leave(connection);
         self.broadcast(None, &effects.broadcast);
+        self.share_presence(&effects.presence);
         if self.peers.is_empty() {
             self.empty_since = Some(Instant::now());
         }
@@ -459,6 +516,9 @@ fn too_slow() -> CloseReason {
         reason: "the connection could not keep up with the room".into(),
     }
 }
+
+#[path = "room_remote.rs"]
+mod remote;
 
 #[cfg(test)]
 #[path = "room_tests.rs"]

@@ -9,7 +9,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, ReadTxn, Transact};
 
 use crate::rooms::Canvas;
-use crate::store::{CanvasStore, CanvasStoreError, LocalCanvasStore, StoredRoom};
+use crate::store::{CanvasStore, CanvasStoreError, LocalCanvasStore, RoomRecord, StoredRoom};
 use crate::test_edits::edit;
 use crate::{Outgoing, RoomName, RoomSettings};
 
@@ -67,12 +67,13 @@ impl CanvasStore for WatchedStore {
         room: &RoomName,
         after: u64,
         updates: Vec<Vec<u8>>,
+        size: u64,
     ) -> Result<u64, CanvasStoreError> {
         if self.gated {
             self.entered.notify_one();
             self.release.notified().await;
         }
-        self.inner.append(room, after, updates).await
+        self.inner.append(room, after, updates, size).await
     }
 
     async fn compact(
@@ -88,6 +89,10 @@ impl CanvasStore for WatchedStore {
 
     async fn delete(&self, room: &RoomName) -> Result<bool, CanvasStoreError> {
         self.inner.delete(room).await
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomRecord>, CanvasStoreError> {
+        self.inner.rooms().await
     }
 }
 

@@ -4,7 +4,7 @@
 //! `Rooms` is a child of the node supervisor ([`Canvas::child_spec`]). A room that fails is
 //! forgotten, and its clients are disconnected; the next join loads it from the store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -37,6 +37,10 @@ pub enum RoomsMessage {
     Open {
         name: RoomName,
         reply: RpcReplyPort<Result<ActorRef<RoomMessage>, ActorProcessingErr>>,
+    },
+    /// The rooms open on this node.
+    ListOpen {
+        reply: RpcReplyPort<Vec<(RoomName, ActorRef<RoomMessage>)>>,
     },
     /// Closes the room if it is open and deletes what is stored; answers whether anything
     /// was.
@@ -87,6 +91,14 @@ impl Actor for Rooms {
         match message {
             RoomsMessage::Open { name, reply } => {
                 let _ = reply.send(state.open(&myself, name).await);
+            }
+            RoomsMessage::ListOpen { reply } => {
+                let open = state
+                    .open
+                    .iter()
+                    .map(|(name, room)| (name.clone(), room.clone()))
+                    .collect();
+                let _ = reply.send(open);
             }
             RoomsMessage::Delete { name, reply } => {
                 if let Some(room) = state.open.remove(&name) {
@@ -145,6 +157,19 @@ impl RoomsState {
         self.open.remove(&name);
         Some(name)
     }
+}
+
+/// One room in the room list (`GET /api/v1/canvas`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RoomSummary {
+    pub room: RoomName,
+    /// Clients connected to this node.
+    pub clients: usize,
+    /// Bytes stored for the document, as counted against `canvas.max_document_bytes`.
+    pub bytes: u64,
+    /// When an update was last stored (ms since the Unix epoch); `None` for a room opened
+    /// but never edited.
+    pub updated_at_ms: Option<u64>,
 }
 
 /// Joins rooms. Cheap to clone.
@@ -303,6 +328,51 @@ impl Canvas {
             Ok(ractor::rpc::CallResult::Success(deleted)) => Ok(deleted?),
             _ => Err(CanvasError::NotRunning),
         }
+    }
+
+    /// Every room, stored or open here, by name: its clients on this node, its stored
+    /// bytes (the open room's own count where it is open) and its last stored update.
+    pub async fn list(&self) -> Result<Vec<RoomSummary>, CanvasError> {
+        let mut summaries: BTreeMap<RoomName, RoomSummary> = self
+            .store
+            .rooms()
+            .await?
+            .into_iter()
+            .map(|record| {
+                let summary = RoomSummary {
+                    room: record.room.clone(),
+                    clients: 0,
+                    bytes: record.bytes,
+                    updated_at_ms: Some(record.updated_at_ms),
+                };
+                (record.room, summary)
+            })
+            .collect();
+        let Ok(ractor::rpc::CallResult::Success(open)) = self
+            .rooms()?
+            .call(|reply| RoomsMessage::ListOpen { reply }, None)
+            .await
+        else {
+            return Err(CanvasError::NotRunning);
+        };
+        for (name, room) in open {
+            // A room that closes meanwhile keeps what the store said of it.
+            let Ok(ractor::rpc::CallResult::Success((clients, bytes))) = room
+                .call(|reply| RoomMessage::Describe { reply }, None)
+                .await
+            else {
+                continue;
+            };
+            let summary = summaries.entry(name.clone()).or_insert(RoomSummary {
+                room: name,
+                clients: 0,
+                bytes: 0,
+                updated_at_ms: None,
+            });
+            summary.clients = clients;
+            summary.bytes = bytes;
+        }
+        Ok(summaries.into_values().collect())
     }
 
     fn rooms(&self) -> Result<ActorRef<RoomsMessage>, CanvasError> {

@@ -10,9 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
+use tokio::sync::mpsc;
 use troupe_actors::group_commit::{CommitFailed, GroupCommit, Write, WriteError};
 use troupe_actors::storage::{Storage, StorageError};
 
+use crate::protocol::Frame;
 use crate::room_name::RoomName;
 
 /// `(room, sequence)` → a Yjs update (v1).
@@ -20,10 +22,13 @@ const JOURNAL: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("c
 /// room → (the sequence it covers, the whole document as one update).
 const SNAPSHOTS: TableDefinition<'_, &str, (u64, &[u8])> =
     TableDefinition::new("canvas_snapshots_v1");
+/// room → (stored bytes as the room counts them, last update in ms since the Unix epoch):
+/// the room list.
+const ROOMS: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("rooms");
 /// Most journal writes folded into one transaction.
 const MAX_WRITES_PER_COMMIT: usize = 1024;
 /// redb's page cache: rooms in use live in memory, so the cache only serves loading.
-const CACHE_BYTES: usize = 8 * 1024 * 1024;
+const CACHE_BYTES: usize = 1024 * 1024;
 
 /// Why the canvas store failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,26 @@ pub enum CanvasStoreError {
     Worker(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Commit(#[from] CommitFailed),
+    /// The cluster (NATS JetStream) failed to do `what`.
+    #[error("the cluster could not {what}: {source}")]
+    Cluster {
+        what: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    /// A message is larger than the cluster carries (NATS `max_payload`).
+    #[error("{bytes} bytes is more than the cluster carries in one message ({limit})")]
+    TooLarge { bytes: usize, limit: usize },
+}
+
+impl CanvasStoreError {
+    /// A failure of the cluster to do `what`.
+    pub(crate) fn cluster(what: &'static str, source: impl Into<async_nats::Error>) -> Self {
+        Self::Cluster {
+            what,
+            source: source.into(),
+        }
+    }
 }
 
 /// redb's errors, boxed (they are large).
@@ -66,19 +91,86 @@ pub struct StoredRoom {
     pub last_sequence: u64,
 }
 
+/// One stored room, as the room list shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RoomRecord {
+    pub room: RoomName,
+    /// Bytes stored for the document (its snapshot and journal), as the room counts them
+    /// against `canvas.max_document_bytes`.
+    pub bytes: u64,
+    /// When an update was last stored, in milliseconds since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// What other nodes do in a room that is open on several nodes at once (in a cluster,
+/// [`crate::jetstream::JetStreamCanvasStore`]), in the order the cluster stored it.
+#[derive(Debug)]
+pub enum Remote {
+    /// An update another node stored at `sequence`; `whole` when it is a snapshot (the whole
+    /// document as one update), of which only what the room lacks is news.
+    Update {
+        sequence: u64,
+        update: Vec<u8>,
+        whole: bool,
+    },
+    /// This node's own update or snapshot, stored at `sequence`, came back: everything stored
+    /// up to it is in the room's document.
+    Echo { sequence: u64 },
+    /// Presence from another node's clients: a y-sync awareness frame.
+    Presence { node: Arc<str>, frame: Vec<u8> },
+    /// A replica opened on another node and asks for this node's clients' presence.
+    PresenceWanted,
+    /// Another node deleted the room.
+    Deleted,
+    /// The feed broke (the cluster cannot be reached): the room must close and load again.
+    Lost,
+}
+
+/// A room as opened: what is stored, and, where other nodes may have it open too, the feed
+/// of what they do from then on.
+#[derive(Debug)]
+pub struct OpenedRoom {
+    pub stored: StoredRoom,
+    pub feed: Option<mpsc::Receiver<Remote>>,
+}
+
 /// The rooms' durable storage.
 #[async_trait::async_trait]
 pub trait CanvasStore: Send + Sync + 'static {
     /// Everything stored for `room` (empty for a new room).
     async fn load(&self, room: &RoomName) -> Result<StoredRoom, CanvasStoreError>;
 
+    /// Opens `room` for a room actor: what is stored, and the feed of other nodes' updates
+    /// and presence after it where there can be any (none on one node).
+    async fn open(&self, room: &RoomName) -> Result<OpenedRoom, CanvasStoreError> {
+        Ok(OpenedRoom {
+            stored: self.load(room).await?,
+            feed: None,
+        })
+    }
+
+    /// Tells the room's other nodes about presence (a y-sync awareness frame) of this node's
+    /// clients. Best effort and never waits; nothing to do on one node.
+    fn share_presence(&self, _room: &RoomName, _frame: &Frame) {}
+
     /// Appends `updates` after `after` (the last stored sequence), durably: it returns once
-    /// they are on disk. Answers the new last sequence.
+    /// they are on disk. `size` is the room's stored bytes with them (for the room list).
+    /// Answers the new last sequence.
     async fn append(
         &self,
         room: &RoomName,
         after: u64,
         updates: Vec<Vec<u8>>,
+        size: u64,
     ) -> Result<u64, CanvasStoreError>;
 
     /// Stores `snapshot` as the document up to `through`, and drops the journal up to it.
@@ -91,6 +183,9 @@ pub trait CanvasStore: Send + Sync + 'static {
 
     /// Forgets the room; answers whether anything was stored.
     async fn delete(&self, room: &RoomName) -> Result<bool, CanvasStoreError>;
+
+    /// Every stored room, by name.
+    async fn rooms(&self) -> Result<Vec<RoomRecord>, CanvasStoreError>;
 }
 
 /// One journal write, applied in its batch's transaction.
@@ -99,6 +194,7 @@ enum CanvasWrite {
         room: RoomName,
         after: u64,
         updates: Vec<Vec<u8>>,
+        size: u64,
     },
     Compact {
         room: RoomName,
@@ -120,6 +216,7 @@ impl Write for CanvasWrite {
                 room,
                 after,
                 updates,
+                size,
             } => {
                 let mut journal = transaction.open_table(JOURNAL)?;
                 let mut sequence = *after;
@@ -127,6 +224,9 @@ impl Write for CanvasWrite {
                     sequence += 1;
                     journal.insert((room.as_str(), sequence), update.as_slice())?;
                 }
+                transaction
+                    .open_table(ROOMS)?
+                    .insert(room.as_str(), (*size, now_ms()))?;
                 Ok(sequence)
             }
             Self::Compact {
@@ -138,6 +238,11 @@ impl Write for CanvasWrite {
                 snapshots.insert(room.as_str(), (*through, snapshot.as_slice()))?;
                 let mut journal = transaction.open_table(JOURNAL)?;
                 journal.retain_in((room.as_str(), 0)..=(room.as_str(), *through), |_, _| false)?;
+                let mut rooms = transaction.open_table(ROOMS)?;
+                let updated = rooms
+                    .get(room.as_str())?
+                    .map_or_else(now_ms, |entry| entry.value().1);
+                rooms.insert(room.as_str(), (snapshot.len() as u64, updated))?;
                 Ok(*through)
             }
             Self::Delete { room } => {
@@ -146,6 +251,7 @@ impl Write for CanvasWrite {
                 let mut journal = transaction.open_table(JOURNAL)?;
                 let journaled = journal.range(room_range(room.as_str()))?.next().is_some();
                 journal.retain_in(room_range(room.as_str()), |_, _| false)?;
+                transaction.open_table(ROOMS)?.remove(room.as_str())?;
                 Ok(u64::from(had_snapshot || journaled))
             }
         }
@@ -162,6 +268,7 @@ pub struct LocalCanvasStore {
 fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     transaction.open_table(JOURNAL)?;
     transaction.open_table(SNAPSHOTS)?;
+    transaction.open_table(ROOMS)?;
     Ok(())
 }
 
@@ -234,11 +341,13 @@ impl CanvasStore for LocalCanvasStore {
         room: &RoomName,
         after: u64,
         updates: Vec<Vec<u8>>,
+        size: u64,
     ) -> Result<u64, CanvasStoreError> {
         self.write(CanvasWrite::Append {
             room: room.clone(),
             after,
             updates,
+            size,
         })
         .await
     }
@@ -262,6 +371,29 @@ impl CanvasStore for LocalCanvasStore {
         self.write(CanvasWrite::Delete { room: room.clone() })
             .await
             .map(|deleted| deleted == 1)
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomRecord>, CanvasStoreError> {
+        self.blocking_if_created(Vec::new(), |database| {
+            let transaction = database.begin_read()?;
+            let rooms = transaction.open_table(ROOMS)?;
+            let mut records = Vec::new();
+            for entry in rooms.iter()? {
+                let (name, value) = entry?;
+                // Names were validated before they were stored.
+                let Ok(room) = RoomName::parse(name.value()) else {
+                    continue;
+                };
+                let (bytes, updated_at_ms) = value.value();
+                records.push(RoomRecord {
+                    room,
+                    bytes,
+                    updated_at_ms,
+                });
+            }
+            Ok(records)
+        })
+        .await
     }
 }
 
@@ -289,14 +421,27 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let store = LocalCanvasStore::open(directory.path()).unwrap();
         let (a, b) = (room("a"), room("b"));
-        let last = store.append(&a, 0, vec![vec![1], vec![2]]).await.unwrap();
+        let last = store
+            .append(&a, 0, vec![vec![1], vec![2]], 2)
+            .await
+            .unwrap();
         assert_eq!(last, 2);
-        store.append(&b, 0, vec![vec![9]]).await.unwrap();
-        let last = store.append(&a, last, vec![vec![3]]).await.unwrap();
+        store.append(&b, 0, vec![vec![9]], 1).await.unwrap();
+        let last = store.append(&a, last, vec![vec![3]], 3).await.unwrap();
         let loaded = store.load(&a).await.unwrap();
         assert_eq!(loaded.journal, [vec![1], vec![2], vec![3]]);
         assert_eq!((loaded.snapshot, loaded.last_sequence), (None, 3));
 
+        let sizes = |records: Vec<RoomRecord>| -> Vec<(String, u64)> {
+            records
+                .into_iter()
+                .map(|record| (record.room.as_str().to_owned(), record.bytes))
+                .collect()
+        };
+        assert_eq!(
+            sizes(store.rooms().await.unwrap()),
+            [("a".to_owned(), 3), ("b".to_owned(), 1)]
+        );
         store.compact(&a, 2, vec![12]).await.unwrap();
         let compacted = store.load(&a).await.unwrap();
         assert_eq!(compacted.snapshot, Some(vec![12]));
@@ -304,8 +449,14 @@ mod tests {
         assert_eq!(compacted.last_sequence, last);
         assert_eq!(store.load(&b).await.unwrap().journal, [vec![9]]);
 
+        assert_eq!(
+            sizes(store.rooms().await.unwrap()),
+            [("a".to_owned(), 1), ("b".to_owned(), 1)],
+            "the snapshot's size"
+        );
         assert!(store.delete(&a).await.unwrap());
         assert!(!store.delete(&a).await.unwrap());
+        assert_eq!(sizes(store.rooms().await.unwrap()), [("b".to_owned(), 1)]);
         assert_eq!(store.load(&a).await.unwrap(), StoredRoom::default());
         assert_eq!(store.load(&b).await.unwrap().journal, [vec![9]]);
     }
@@ -316,9 +467,12 @@ mod tests {
         let name = room("kept");
         {
             let store = LocalCanvasStore::open(directory.path()).unwrap();
-            store.append(&name, 0, vec![vec![7]]).await.unwrap();
+            store.append(&name, 0, vec![vec![7]], 1).await.unwrap();
         }
         let store = LocalCanvasStore::open(directory.path()).unwrap();
         assert_eq!(store.load(&name).await.unwrap().journal, [vec![7]]);
+        let listed = store.rooms().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].updated_at_ms > 0);
     }
 }

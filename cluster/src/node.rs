@@ -330,6 +330,19 @@ impl ClusterNode {
         self.shared.membership.me()
     }
 
+    /// The node's NATS connection, for parts that keep their own streams (the canvas).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.shared.client
+    }
+
+    /// How the cluster's streams are kept: `[cluster] replicas` and `storage`.
+    pub fn stream_placement(&self) -> (usize, stream::StorageType) {
+        (
+            self.shared.config.replicas,
+            storage(self.shared.config.storage),
+        )
+    }
+
     /// Ready: holds a valid lease, has reconciled its shards once, and is not leaving.
     pub fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)

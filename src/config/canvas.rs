@@ -18,6 +18,10 @@ pub(crate) struct CanvasConfig {
     /// Largest a room's stored document may grow.
     #[serde(default = "default_max_document_bytes")]
     pub(crate) max_document_bytes: usize,
+    /// Frames (updates, presence) one connection may send a second, in bursts of one
+    /// second's worth; more closes the connection.
+    #[serde(default = "default_max_updates_per_second")]
+    pub(crate) max_updates_per_second: u32,
 }
 
 const fn default_idle_passivate_secs() -> u64 {
@@ -32,6 +36,10 @@ const fn default_max_document_bytes() -> usize {
     64 * 1024 * 1024
 }
 
+const fn default_max_updates_per_second() -> u32 {
+    500
+}
+
 /// Smallest `max_update_bytes`: a Yjs client's ordinary edits must fit.
 const MIN_UPDATE_BYTES: usize = 1024;
 
@@ -41,6 +49,7 @@ impl Default for CanvasConfig {
             idle_passivate_secs: default_idle_passivate_secs(),
             max_update_bytes: default_max_update_bytes(),
             max_document_bytes: default_max_document_bytes(),
+            max_updates_per_second: default_max_updates_per_second(),
         }
     }
 }
@@ -56,6 +65,9 @@ impl CanvasConfig {
                 "max_update_bytes",
                 format!("must be at least {MIN_UPDATE_BYTES}"),
             ));
+        }
+        if self.max_updates_per_second == 0 {
+            return Err(("max_updates_per_second", "must be at least 1".into()));
         }
         if self.max_document_bytes < self.max_update_bytes {
             return Err((
@@ -73,6 +85,7 @@ impl CanvasConfig {
                 max_document_bytes: self.max_document_bytes,
             },
             idle_passivate: Duration::from_secs(self.idle_passivate_secs),
+            max_updates_per_second: self.max_updates_per_second,
             ..RoomSettings::default()
         }
     }

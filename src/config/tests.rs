@@ -539,3 +539,26 @@ fn sender_tokens_are_read_checked_and_name_their_entry() {
         assert!(error.starts_with(&format!("{key}:")), "{text}\n{error}");
     }
 }
+
+#[test]
+fn canvas_limits_out_of_range_name_their_key() {
+    for (entry, key) in [
+        ("idle_passivate_secs = 0", "canvas.idle_passivate_secs"),
+        ("max_update_bytes = 10", "canvas.max_update_bytes"),
+        (
+            "max_updates_per_second = 0",
+            "canvas.max_updates_per_second",
+        ),
+        (
+            "max_update_bytes = 4096\nmax_document_bytes = 2048",
+            "canvas.max_document_bytes",
+        ),
+    ] {
+        let config = TroupeConfig::parse(&format!("[canvas]\n{entry}\n")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(key), "{entry}: {error}");
+    }
+    let config = TroupeConfig::parse("[canvas]\nmax_updates_per_second = 40\n").unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.canvas.settings().max_updates_per_second, 40);
+}

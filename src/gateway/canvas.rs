@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use troupe_actors::rate::TokenBucket;
 use troupe_canvas::{Access, CloseReason, Joined, Outgoing, RoomGrant, RoomName};
 
 use super::AppState;
@@ -171,7 +172,9 @@ async fn relay(
                 None => std::future::pending().await,
             }
         };
-        let reader = read_frames(&mut stream, joined);
+        let per_second = f64::from(state.canvas.settings().max_updates_per_second);
+        let rate = TokenBucket::full(per_second, per_second, std::time::Instant::now());
+        let reader = read_frames(&mut stream, joined, rate);
         tokio::pin!(reader);
         tokio::select! {
             () = state.shutdown.cancelled() => Some(reason(close_code::AWAY, "the node is shutting down")),
@@ -227,12 +230,22 @@ async fn write_frames(
     Some(reason(close_code::ERROR, "the room closed"))
 }
 
-/// Hands the client's frames to the room, one at a time; answers why to close, or `None`
-/// when the client left.
-async fn read_frames(stream: &mut SplitStream<WebSocket>, joined: &Joined) -> Option<CloseReason> {
+/// Hands the client's frames to the room, one at a time, within the connection's `rate`;
+/// answers why to close, or `None` when the client left.
+async fn read_frames(
+    stream: &mut SplitStream<WebSocket>,
+    joined: &Joined,
+    mut rate: TokenBucket,
+) -> Option<CloseReason> {
     loop {
         match stream.next().await {
             Some(Ok(Message::Binary(data))) => {
+                if !rate.take(std::time::Instant::now()) {
+                    return Some(reason(
+                        close_code::POLICY,
+                        "the connection sent more frames a second than canvas.max_updates_per_second",
+                    ));
+                }
                 if joined.send(data.to_vec()).await.is_err() {
                     return Some(reason(close_code::ERROR, "the room closed; reconnect"));
                 }

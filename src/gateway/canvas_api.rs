@@ -1,5 +1,7 @@
 //! The canvas's REST routes (owner only): the board as JSON, patches for automations that
 //! do not speak Yjs, deleting a room, and minting and revoking room tokens.
+//! - `GET /api/v1/canvas` → `{"rooms": [{"room", "clients", "bytes", "updated_at_ms"}]}`,
+//!   every stored room and every room open here, by name;
 //! - `GET /api/v1/canvas/{room}` → `{"room", "items": {id: {field: value}}}`;
 //! - `PATCH /api/v1/canvas/{room}/items` `{"add", "update", "delete"}` → `{"added": [ids]}`,
 //!   applied as one transaction that every connected client receives;
@@ -27,6 +29,13 @@ use troupe_canvas::{CanvasError, RoomName};
 use super::AppState;
 use super::body::{admin_json_body, read_body};
 use super::error::ApiError;
+
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    match state.canvas.list().await {
+        Ok(rooms) => axum::Json(json!({"rooms": rooms})).into_response(),
+        Err(error) => canvas_error(&error).into_response(),
+    }
+}
 
 pub(crate) async fn items(State(state): State<AppState>, RoomPath(room): RoomPath) -> Response {
     match state.canvas.items(&room).await {

@@ -137,6 +137,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         )
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
+        .route("/api/v1/canvas", get(canvas_api::list))
         .route(
             "/api/v1/canvas/{room}",
             get(canvas_api::items).delete(canvas_api::delete_room),

@@ -25,14 +25,30 @@ fn yjs_dir() -> PathBuf {
 /// Runs `converge.mjs` against `node`'s room: `clients` clients making `ops` seeded edits
 /// (0 clients: only a fresh client reading the room). Answers what it printed.
 async fn yjs_clients(node: &TroupeProcess, room: &str, clients: u32, seed: u32, ops: u32) -> Value {
-    let url = format!("ws://{}/yjs", node.address);
+    yjs_clients_across(&[node], room, clients, seed, ops).await
+}
+
+/// Like [`yjs_clients`], with the clients spread over `nodes` (client i on node i modulo
+/// their number; the fresh reader on the first).
+pub(crate) async fn yjs_clients_across(
+    nodes: &[&TroupeProcess],
+    room: &str,
+    clients: u32,
+    seed: u32,
+    ops: u32,
+) -> Value {
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|node| format!("ws://{}/yjs", node.address))
+        .collect();
+    let urls = urls.join(",");
     let dir = yjs_dir();
     let room = room.to_owned();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .current_dir(dir)
             .arg("converge.mjs")
-            .args([url, room])
+            .args([urls, room])
             .args([clients, seed, ops].map(|number| number.to_string()))
             .output()
     })
@@ -423,6 +439,21 @@ async fn automations_patch_the_board_over_rest_and_yjs_clients_see_it() {
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
+    let (status, list) = rest(&node, Method::GET, "/api/v1/canvas", None).await;
+    assert_eq!(status, 200, "{list}");
+    let listed = &list["rooms"][0];
+    assert_eq!(list["rooms"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        (&listed["room"], &listed["clients"]),
+        (&"ops".into(), &1.into())
+    );
+    assert!(listed["bytes"].as_u64().unwrap() > 0, "{list}");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let updated = listed["updated_at_ms"].as_u64().unwrap();
+    assert!(updated <= now_ms && updated + 60_000 > now_ms, "{list}");
 
     let (status, _) = rest(&node, Method::DELETE, "/api/v1/canvas/ops", None).await;
     assert_eq!(status, 204);
@@ -430,6 +461,12 @@ async fn automations_patch_the_board_over_rest_and_yjs_clients_see_it() {
     assert_eq!(
         (code, reason.as_str()),
         (CloseCode::Away, "the room was deleted")
+    );
+    let (_, list) = rest(&node, Method::GET, "/api/v1/canvas", None).await;
+    assert_eq!(
+        list["rooms"],
+        serde_json::json!([]),
+        "a deleted room is not listed"
     );
     let (_, board) = rest(&node, Method::GET, "/api/v1/canvas/ops", None).await;
     assert_eq!(board["items"], serde_json::json!({}));
@@ -475,4 +512,38 @@ async fn a_two_mib_update_works_and_larger_ones_are_refused_with_a_reason() {
     // The room is unharmed.
     let (mut after, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     assert_eq!(read_text(&mut after).await.len(), two_mib.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_sending_more_frames_a_second_than_allowed_is_closed_and_others_go_on() {
+    let config = "[canvas]\nmax_updates_per_second = 20\n\n[[providers]]\nname = \"main\"\nkind = \"echo\"\n";
+    let node = TroupeProcess::start(binary(), config)
+        .await
+        .expect("troupe starts");
+    let url = format!("ws://{}/yjs/busy", node.address);
+    let (mut flood, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    for step in 0..200 {
+        let update = text_update(1000 + step, &format!("edit {step} "));
+        if flood.send(Message::binary(update)).await.is_err() {
+            break;
+        }
+    }
+    let (code, reason) = closed(&mut flood).await;
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("max_updates_per_second"), "{reason}");
+
+    // A second's worth at once passes, and the room holds what was accepted.
+    let (mut steady, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let before = read_text(&mut steady).await;
+    assert!(before.contains("edit 0 "), "{before}");
+    for step in 0..10 {
+        let update = text_update(2000 + step, &format!("calm {step} "));
+        steady.send(Message::binary(update)).await.unwrap();
+    }
+    // Its frames are handled in order: the answer to its sync holds all ten.
+    let after = read_text(&mut steady).await;
+    assert!(
+        (0..10).all(|step| after.contains(&format!("calm {step} "))),
+        "{after}"
+    );
 }

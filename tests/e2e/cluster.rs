@@ -12,6 +12,7 @@ use troupe_testkit::fake_llm::FakeLlm;
 
 use crate::support::{binary, metrics_page, openai_provider};
 
+mod canvas;
 mod inbox;
 mod partition;
 use inbox::assert_inbox_drains;

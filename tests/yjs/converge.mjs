@@ -1,5 +1,7 @@
 // Unmodified Yjs clients (npm yjs + y-websocket) editing one room of a Troupe node at once.
-// Usage: node converge.mjs WS_URL ROOM CLIENTS SEED OPS
+// Usage: node converge.mjs WS_URLS ROOM CLIENTS SEED OPS
+// WS_URLS is one URL or several, comma-separated (nodes of a cluster): client i connects to
+// URL i modulo their number, and the fresh client to the first.
 // With CLIENTS 0 it only reads the room with a fresh client and prints what it holds.
 // Each client makes seeded random edits (notes in the `items` map, moves, deletions, text)
 // and drops and restores its connection at random. Then every client and a fresh one must
@@ -8,7 +10,8 @@ import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 
-const [url, room, clientCount = '5', seedText = '1', opsText = '200'] = process.argv.slice(2)
+const [urlList, room, clientCount = '5', seedText = '1', opsText = '200'] = process.argv.slice(2)
+const urls = urlList.split(',')
 const clients = Number(clientCount)
 const ops = Number(opsText)
 let seed = Number(seedText) >>> 0
@@ -23,7 +26,7 @@ const random = () => {
 const pick = (n) => Math.floor(random() * n)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-const connect = (name) => {
+const connect = (name, url) => {
   const doc = new Y.Doc()
   const provider = new WebsocketProvider(url, room, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
   provider.awareness.setLocalStateField('user', { name })
@@ -70,7 +73,7 @@ const canonical = (value) => {
 const snapshot = (doc) => JSON.stringify(canonical({ items: doc.getMap('items').toJSON(), notes: doc.getText('notes').toString() }))
 
 const main = async () => {
-  const peers = Array.from({ length: clients }, (_, index) => connect(`c${index}`))
+  const peers = Array.from({ length: clients }, (_, index) => connect(`c${index}`, urls[index % urls.length]))
   await Promise.all(peers.map(synced))
   for (let step = 0; step < (clients > 0 ? ops : 0); step++) {
     const peer = peers[pick(peers.length)]
@@ -93,7 +96,7 @@ const main = async () => {
   }
   const converged = states.every((state) => state === states[0])
   if (!converged) for (const peer of peers) console.error(peer.name, peer.provider.wsconnected, peer.doc.getMap('items').size, peer.doc.getText('notes').length)
-  const fresh = connect('fresh')
+  const fresh = connect('fresh', urls[0])
   await synced(fresh)
   const freshState = snapshot(fresh.doc)
   const result = {

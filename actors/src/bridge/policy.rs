@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{BridgeInbound, ChatKind};
+use crate::rate::TokenBucket;
 
 const fn default_rate_limit_per_minute() -> u32 {
     20
@@ -101,13 +102,7 @@ impl AccessPolicy {
 /// A token bucket per sender: `per_minute` messages, refilled continuously.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    buckets: DashMap<String, Bucket>,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    refilled_at: Instant,
+    buckets: DashMap<String, TokenBucket>,
 }
 
 impl RateLimiter {
@@ -117,28 +112,16 @@ impl RateLimiter {
             return true;
         }
         let capacity = f64::from(per_minute);
-        let mut bucket = self.buckets.entry(sender.to_owned()).or_insert(Bucket {
-            tokens: capacity,
-            refilled_at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.refilled_at);
-        bucket.tokens = elapsed
-            .as_secs_f64()
-            .mul_add(capacity / 60.0, bucket.tokens)
-            .min(capacity);
-        bucket.refilled_at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets
+            .entry(sender.to_owned())
+            .or_insert_with(|| TokenBucket::full(capacity, capacity / 60.0, now))
+            .take(now)
     }
 
     /// Drops the buckets of senders idle for `idle`, so the map stays small.
     pub fn forget_idle(&self, idle: Duration, now: Instant) {
         self.buckets
-            .retain(|_, bucket| now.saturating_duration_since(bucket.refilled_at) < idle);
+            .retain(|_, bucket| now.saturating_duration_since(bucket.last_asked()) < idle);
     }
 }
 

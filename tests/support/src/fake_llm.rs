@@ -63,6 +63,9 @@ struct Shared {
     api_key: Option<String>,
     /// How long an unscripted echo waits before answering (a model that takes its time).
     echo_delay: Mutex<Duration>,
+    /// Whether requests are kept for [`FakeLlm::requests`]: not when it serves a benchmark
+    /// or a soak, where they would fill the memory (a soak's hour held 24 GiB of them).
+    forgetful: bool,
 }
 
 /// A running fake; stops when dropped.
@@ -145,7 +148,11 @@ fn router(shared: Arc<Shared>) -> Router {
 
 /// Serves the fake on `listener` until the process ends (for the `fake-llm` binary).
 pub async fn serve_forever(listener: tokio::net::TcpListener) {
-    serve(listener, router(Arc::default())).await;
+    let shared = Shared {
+        forgetful: true,
+        ..Shared::default()
+    };
+    serve(listener, router(Arc::new(shared))).await;
 }
 
 fn last_user_text(body: &Value) -> String {
@@ -187,6 +194,9 @@ fn echo_pieces(body: &Value) -> Vec<String> {
 
 impl Shared {
     fn record(&self, path: &str, headers: &HeaderMap, body: &Value) {
+        if self.forgetful {
+            return;
+        }
         let recorded = Recorded {
             path: path.to_owned(),
             headers: headers.clone(),

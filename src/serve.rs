@@ -21,6 +21,7 @@ use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
 use troupe_actors::{Ingress, MessageLimits};
+use troupe_canvas::context::BoardContext;
 use troupe_canvas::jetstream::{JetStreamCanvasStore, StreamSettings};
 use troupe_canvas::skill::CanvasSkill;
 use troupe_canvas::{Canvas, LocalCanvasStore, RoomSettings, SharedCanvasStore};
@@ -115,6 +116,7 @@ pub(crate) async fn serve(
         skills,
         budget: RestartBudget::default(),
         backlog: config.assistant.backlog(),
+        turn_context: Some(Arc::new(BoardContext::new(canvas.clone()))),
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),

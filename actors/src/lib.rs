@@ -25,6 +25,7 @@ pub mod supervisor;
 pub mod testing;
 pub mod trace;
 pub mod turn;
+pub mod turn_context;
 
 #[cfg(test)]
 mod node_tests;

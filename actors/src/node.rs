@@ -31,6 +31,7 @@ use crate::supervisor::{
     ChildSpec, NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, RestartBudget,
 };
 use crate::turn::{ErrorCode, TurnError, TurnEventReceiver, turn_channel};
+use crate::turn_context::TurnContext;
 
 /// Longest wait for the registry to answer a query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +52,8 @@ pub struct NodeSetup {
     pub budget: RestartBudget,
     /// How many messages may wait, per session and in all.
     pub backlog: BacklogLimits,
+    /// What turns see besides their history (the canvas's board), if anything.
+    pub turn_context: Option<Arc<dyn TurnContext>>,
 }
 
 /// Where the current registry lives; replaced when the supervisor restarts it.
@@ -122,6 +125,7 @@ pub async fn start_node(
         store: Arc::clone(&setup.store),
         models: Arc::clone(&models),
         skills: Arc::clone(&skills),
+        turn_context: setup.turn_context.clone(),
     };
     children.push(registry_spec(context, &registry_slot));
     let args = NodeSupervisorArgs {

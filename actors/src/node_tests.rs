@@ -57,6 +57,7 @@ async fn node_with(
         skills: Vec::new(),
         budget: RestartBudget::default(),
         backlog: crate::backlog::BacklogLimits::default(),
+        turn_context: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     TestNode { handle, store }
@@ -386,6 +387,7 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         skills: Vec::new(),
         budget: RestartBudget::default(),
         backlog: crate::backlog::BacklogLimits::default(),
+        turn_context: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     let (_, last) = collect(handle.route(text_message("d1", "lena", "keep me")).unwrap()).await;
@@ -532,6 +534,7 @@ async fn gated_node_with(store: &Arc<GatedStore>, script: Vec<Scripted>) -> Node
         skills: Vec::new(),
         budget: RestartBudget::default(),
         backlog: crate::backlog::BacklogLimits::default(),
+        turn_context: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }
@@ -715,6 +718,7 @@ async fn node_with_backlog(
         skills: Vec::new(),
         budget: RestartBudget::default(),
         backlog,
+        turn_context: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

@@ -2,6 +2,7 @@
 //! y-websocket speaks), kept by the assistant's node.
 //!
 //! - [`room_name`]: the validated name of a room;
+//! - [`context`]: the board a chat message names, as its turn's context;
 //! - [`items`]: the board's data model, read as JSON and patched from JSON;
 //! - [`protocol`]: one room's y-sync logic, sans-IO (frames in, effects out);
 //! - [`room`]: the actor holding one open room;
@@ -11,6 +12,7 @@
 //! - [`jetstream`]: the store of rooms in a cluster, shared live by the nodes' replicas;
 //! - [`tokens`]: short-lived room-scoped client tokens.
 
+pub mod context;
 pub mod items;
 pub mod jetstream;
 pub mod metrics;

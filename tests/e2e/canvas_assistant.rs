@@ -82,3 +82,66 @@ async fn the_assistants_note_reaches_a_yjs_client_with_its_own_presence() {
         "{board}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_naming_a_room_is_answered_with_its_board_in_the_prompt_and_only_then() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([
+        FakeReply::Text(vec!["Two notes: ship it and test it.".into()]),
+        FakeReply::Text(vec!["Hello.".into()]),
+    ]);
+    let node = TroupeProcess::start(binary(), &openai_provider(&fake.openai_base_url(), ""))
+        .await
+        .expect("troupe starts");
+    let patch = json!({"add": [
+        {"id": "n1", "type": "note", "text": "ship it", "x": 10, "y": 20},
+        {"id": "n2", "type": "note", "text": "test it", "x": 200, "y": 20}
+    ]});
+    let patched = reqwest::Client::new()
+        .patch(format!("{}/api/v1/canvas/ideas/items", node.http_url()))
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+
+    let (status, body) = post_message(
+        &node,
+        &json!({"id": "m1", "sender_id": "ada", "payload": "What is on my board?",
+                "metadata": {"canvas_room": "ideas"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post_message(
+        &node,
+        &json!({"id": "m2", "sender_id": "ada", "payload": "And now?"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let requests = fake.requests();
+    let system = |index: usize| {
+        let messages = requests[index].body["messages"].as_array().unwrap().clone();
+        messages
+            .iter()
+            .filter(|message| message["role"] == "system")
+            .map(|message| message["content"].as_str().unwrap_or("").to_owned())
+            .collect::<String>()
+    };
+    let with_board = system(0);
+    assert!(
+        with_board.contains("n1 note \"ship it\" at (10, 20)")
+            && with_board.contains("n2 note \"test it\"")
+            && with_board.contains("room \"ideas\""),
+        "{with_board}"
+    );
+    assert!(
+        !system(1).contains("ship it"),
+        "the board was for that turn only"
+    );
+    let history = requests[1].body["messages"].to_string();
+    assert!(
+        !history.contains("n1 note"),
+        "and is not in the history: {history}"
+    );
+}

@@ -63,6 +63,7 @@ pub struct SessionContext {
     pub store: Arc<dyn SnapshotStore>,
     pub models: Arc<ModelDirectory>,
     pub skills: Arc<SkillDirectory>,
+    pub turn_context: Option<Arc<dyn crate::turn_context::TurnContext>>,
 }
 
 /// A session's history as the sessions API shows it.

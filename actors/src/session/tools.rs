@@ -17,6 +17,7 @@ use crate::skill::{
 };
 use crate::snapshot::{HistoryEntry, PendingTools};
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents, delta_sink};
+use crate::turn_context::gather;
 
 /// What the user said to calls waiting for confirmation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,9 +82,16 @@ impl SessionState {
         }
         let max_rounds = self.context.config.tools.max_rounds;
         let mut over_limit = false;
+        let turn_context = gather(self.context.turn_context.as_deref(), message).await;
         loop {
             let completion = self
-                .ask_model(&message.id, tools.clone(), events, &requester)
+                .ask_model(
+                    &message.id,
+                    tools.clone(),
+                    turn_context.as_deref(),
+                    events,
+                    &requester,
+                )
                 .await?;
             if completion.tool_calls.is_empty() {
                 return Ok(completion.text);
@@ -244,17 +252,23 @@ impl SessionState {
         });
     }
 
-    /// The prompt: system prompt, then the history window from its first user entry (a
-    /// window cut in the middle of a tool round would otherwise start with orphan results).
-    fn build_request(&self, tools: Arc<[ToolSpec]>) -> ChatRequest {
-        let system_prompt = &self.context.config.system_prompt;
+    /// The prompt: system prompt (and the turn's context after it), then the history window
+    /// from its first user entry (a window cut in the middle of a tool round would otherwise
+    /// start with orphan results).
+    fn build_request(&self, tools: Arc<[ToolSpec]>, turn_context: Option<&str>) -> ChatRequest {
+        let configured = &self.context.config.system_prompt;
+        let system_prompt = match turn_context {
+            Some(context) if configured.is_empty() => context.to_owned(),
+            Some(context) => format!("{configured}\n\n{context}"),
+            None => configured.clone(),
+        };
         let first_user = self
             .history
             .iter()
             .position(|entry| entry.role == Role::User)
             .unwrap_or(self.history.len());
         ChatRequest {
-            system_prompt: (!system_prompt.is_empty()).then(|| system_prompt.clone()),
+            system_prompt: (!system_prompt.is_empty()).then_some(system_prompt),
             messages: self
                 .history
                 .iter()
@@ -270,6 +284,7 @@ impl SessionState {
         &self,
         in_reply_to: &str,
         tools: Arc<[ToolSpec]>,
+        turn_context: Option<&str>,
         events: &TurnEvents,
         requester: &Arc<str>,
     ) -> Result<Completion, TurnError> {
@@ -279,7 +294,7 @@ impl SessionState {
             .models
             .complete(
                 &config.provider,
-                self.build_request(tools),
+                self.build_request(tools, turn_context),
                 deltas,
                 config.turn_timeout,
                 Arc::clone(requester),

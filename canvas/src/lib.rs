@@ -4,6 +4,7 @@
 //! - [`room_name`]: the validated name of a room;
 //! - [`context`]: the board a chat message names, as its turn's context;
 //! - [`items`]: the board's data model, read as JSON and patched from JSON;
+//! - [`page`]: the canvas page, a whiteboard bound to a room, compiled in;
 //! - [`protocol`]: one room's y-sync logic, sans-IO (frames in, effects out);
 //! - [`room`]: the actor holding one open room;
 //! - [`rooms`]: the actor supervising the rooms, and the [`Canvas`] handle that joins them;
@@ -16,6 +17,7 @@ pub mod context;
 pub mod items;
 pub mod jetstream;
 pub mod metrics;
+pub mod page;
 pub mod protocol;
 pub mod room;
 pub mod room_name;

@@ -177,6 +177,9 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         // The owner's header or a room token (`?token=`); checked by the route itself.
         .route("/yjs/{room}", get(canvas::upgrade))
         .route("/", get(web::index))
+        .route("/canvas/{room}", get(web::canvas_page))
+        .route("/canvas/assets/board.js", get(web::canvas_script))
+        .route("/canvas/assets/LICENSES.txt", get(web::canvas_licenses))
         // Platform callbacks: each bridge checks its platform's signature itself.
         .route(
             "/bridges/{name}/{endpoint}",

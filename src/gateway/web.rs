@@ -1,8 +1,18 @@
-//! `GET /`: the web chat page, compiled into the binary (no external CDN). It talks to
-//! `/ws`, sending the token in the `hello` frame (never in the URL), and streams replies.
+//! The pages, compiled into the binary (no external CDN):
+//! - `GET /`: the web chat. It talks to `/ws`, sending the token in the `hello` frame (never
+//!   in the URL), and streams replies.
+//! - `GET /canvas/{room}`: the whiteboard on a room ([`troupe_canvas::page`]), with its
+//!   script at `/canvas/assets/board.js`. It mints a room token with the owner's token (as
+//!   the chat page keeps it) and joins `/yjs/{room}` with it.
 
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use troupe_canvas::RoomName;
+use troupe_canvas::page::{PAGE_HTML, PAGE_LICENSES, PAGE_SCRIPT};
+
+use super::error::ApiError;
 
 const INDEX_HTML: &str = include_str!("web/index.html");
 
@@ -20,4 +30,40 @@ pub(crate) async fn index() -> Response {
         INDEX_HTML,
     )
         .into_response()
+}
+
+/// The canvas page: only its own script (no inline script), inline styles, and its own
+/// connections.
+const CANVAS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; \
+                          connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+pub(crate) async fn canvas_page(Path(room): Path<String>) -> Response {
+    if let Err(error) = RoomName::parse(&room) {
+        return ApiError::new(StatusCode::NOT_FOUND, "invalid_room", error.to_string())
+            .into_response();
+    }
+    (
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CONTENT_SECURITY_POLICY, CANVAS_CSP),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE_HTML,
+    )
+        .into_response()
+}
+
+pub(crate) async fn canvas_script() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE_SCRIPT,
+    )
+        .into_response()
+}
+
+pub(crate) async fn canvas_licenses() -> Response {
+    ([(CONTENT_TYPE, "text/plain; charset=utf-8")], PAGE_LICENSES).into_response()
 }

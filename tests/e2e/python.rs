@@ -131,3 +131,59 @@ async fn the_web_page_says_how_to_configure_a_model_when_there_is_none() {
         "{seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_share_a_canvas_with_cursors_reconnects_undo_and_the_assistant() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([
+        FakeReply::ToolCalls(vec![(
+            "call_1".into(),
+            "canvas__add_note".into(),
+            r#"{"room":"sketch","text":"the plan is ready","x":700,"y":80}"#.into(),
+        )]),
+        FakeReply::Text(vec!["I added ".into(), "the note.".into()]),
+    ]);
+    let config = format!(
+        "[server]\ntoken = \"page-token\"\n\n{}",
+        openai_provider(&fake.openai_base_url(), "")
+    );
+    let node = TroupeProcess::start(binary(), &config).await.unwrap();
+    let shots = std::env::var("TROUPE_SCREENSHOTS").unwrap_or_default();
+    let mut args = vec![
+        script("browser_canvas.py").display().to_string(),
+        node.http_url(),
+        "sketch".into(),
+        "page-token".into(),
+    ];
+    if !shots.is_empty() {
+        args.push(shots);
+    }
+    let seen = run_python(args).await;
+    assert!(seen["moved_by"].as_f64().unwrap() > 100.0, "{seen}");
+    assert!(seen["stroke_points"].as_u64().unwrap() >= 10, "{seen}");
+    assert_eq!(
+        seen["people_seen_by_bea"],
+        serde_json::json!(["Bea (you)", "Ada"])
+    );
+    assert_eq!(seen["revoked"], 204);
+    assert!(
+        seen["tokens_minted_by_ada"].as_u64().unwrap() >= 2,
+        "she minted a new one"
+    );
+    assert_eq!(seen["notes_after_undo"], serde_json::json!(["ship it"]));
+    assert_eq!(seen["items_after_undo"], "2 items");
+    assert_eq!(
+        seen["notes_at_the_end"],
+        serde_json::json!(["ship it", "the plan is ready"])
+    );
+    let tools = seen["assistant_tools"].as_array().unwrap();
+    assert!(
+        tools.len() == 1
+            && tools[0].as_str().unwrap().starts_with("⚙ add_note")
+            && tools[0].as_str().unwrap().ends_with('✓'),
+        "{seen}"
+    );
+    // The chat turn saw the board (the page's message names the room).
+    let system = fake.requests()[0].body["messages"][0]["content"].to_string();
+    assert!(system.contains("note \\\"ship it\\\""), "{system}");
+}

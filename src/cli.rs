@@ -31,6 +31,8 @@ pub(crate) enum Command {
     Version,
     /// Load-test a node over WebSocket (ws://…/ws) or its OpenAI facade (http://…).
     Bench(BenchArgs),
+    /// Load-test a Yjs server's rooms: Troupe's canvas (/yjs), or Hocuspocus to compare.
+    BenchCanvas(CanvasBenchArgs),
     /// Exit 0 if the node at --url answers /healthz (for container health checks).
     Health(HealthArgs),
     /// Decide who may talk to the assistant on the messaging bridges.
@@ -141,6 +143,56 @@ pub(crate) struct ChatArgs {
     /// Which conversation to continue (default: your sender id).
     #[arg(long)]
     pub(crate) conversation: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CanvasBenchArgs {
+    /// ws://HOST:PORT/yjs for a y-websocket server (the room is appended), ws://HOST:PORT
+    /// for Hocuspocus.
+    #[arg(long, default_value = "ws://127.0.0.1:8787/yjs")]
+    pub(crate) url: String,
+    #[arg(long, value_enum, default_value = "y-websocket")]
+    pub(crate) protocol: CanvasProtocol,
+    /// fanout: clients in one room; rooms: one room per client, held; join: a large
+    /// document joined again and again.
+    #[arg(long, value_enum, default_value = "fanout")]
+    pub(crate) mode: CanvasBenchMode,
+    /// Clients (fanout: in the room; rooms: each in its own room).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) clients: usize,
+    /// Updates each fan-out client sends.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) updates: usize,
+    /// Updates per second offered by all fan-out clients together.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub(crate) rate: f64,
+    /// Bytes of text in each small update.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) update_bytes: usize,
+    /// The joined document's size (join).
+    #[arg(long, default_value_t = 1_048_576)]
+    pub(crate) doc_bytes: usize,
+    /// Joins, one after another (join).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) joins: usize,
+    /// The server's process id, to report its memory (found from the port when local).
+    #[arg(long)]
+    pub(crate) server_pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CanvasProtocol {
+    /// y-sync frames as they are (Troupe, the y-websocket server).
+    YWebsocket,
+    /// Hocuspocus's: the document's name before each message, a token message first.
+    Hocuspocus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CanvasBenchMode {
+    Fanout,
+    Rooms,
+    Join,
 }
 
 #[derive(Debug, Args)]

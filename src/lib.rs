@@ -39,6 +39,7 @@ pub async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchCanvas(args) => bench::run_canvas(args).await,
         Command::Health(args) => health(&args.url).await,
         Command::Pair { command } => admin::run(command).await,
         Command::Identity { command } => admin::identity(command).await,

@@ -1,7 +1,9 @@
 //! `troupe bench`: opens N sessions against a node, sends M messages each, and reports
 //! throughput, latency percentiles, errors and (for a local node) the server's memory.
 //! `ws://…/ws` drives the WebSocket path; `http://…` drives the OpenAI facade with N users.
+//! `troupe bench-canvas` loads canvas rooms ([`canvas`]).
 
+mod canvas;
 mod openai;
 mod rss;
 mod websocket;
@@ -54,6 +56,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `troupe bench-canvas`.
+pub(crate) async fn run_canvas(args: crate::cli::CanvasBenchArgs) -> anyhow::Result<ExitCode> {
+    if !(args.rate > 0.0 && args.rate.is_finite()) || args.clients == 0 || args.updates == 0 {
+        anyhow::bail!("--rate, --clients and --updates must be positive");
+    }
+    canvas::run(args).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Everything a run measured.

@@ -13,7 +13,7 @@ use troupe_testkit::process::TroupeProcess;
 
 use crate::support::binary;
 
-fn yjs_dir() -> PathBuf {
+pub(crate) fn yjs_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/yjs");
     assert!(
         dir.join("node_modules/yjs").exists(),

@@ -5,6 +5,7 @@
 mod bridge_conformance;
 mod canvas;
 mod canvas_assistant;
+mod canvas_bench;
 mod canvas_memory;
 mod cli;
 mod cluster;

@@ -27,7 +27,10 @@ const myColor = stored('troupe.color', () => PEN_COLORS[Math.floor(Math.random()
 // ---- the document and the connection --------------------------------------------------
 const doc = new Y.Doc()
 const items = doc.getMap('items')
-const undo = new Y.UndoManager(items, { trackedOrigins: new Set([LOCAL]), captureTimeout: 400 })
+// One undo step per action (a gesture, a new note with its text, a deletion), however long
+// it takes: steps are cut by `newAction`, never by time.
+const undo = new Y.UndoManager(items, { trackedOrigins: new Set([LOCAL]), captureTimeout: Number.MAX_SAFE_INTEGER })
+const newAction = () => undo.stopCapturing()
 
 async function ownerHeaders () {
   const token = localStorage.getItem('troupe.token')
@@ -127,6 +130,7 @@ for (const swatch of COLORS) {
   button.title = swatch
   button.addEventListener('click', () => {
     color = swatch
+    newAction()
     change(() => { for (const id of selected) items.get(id)?.set('color', swatch) })
   })
   $('colors').appendChild(button)
@@ -146,6 +150,7 @@ function addItem (fields) {
 }
 function deleteSelected () {
   if (selected.size === 0) return
+  newAction()
   change(() => {
     items.forEach((item, id) => {
       if (item.get('type') === 'arrow' && (selected.has(item.get('from')) || selected.has(item.get('to')))) items.delete(id)
@@ -161,6 +166,7 @@ let gesture = null
 svg.addEventListener('pointerdown', (event) => {
   event.preventDefault() // no text selection, and the focus stays where editing put it
   if (editing) finishEditing()
+  newAction()
   const at = toWorld(event)
   const target = event.target.closest('[data-id]')
   const id = target && target.dataset.id
@@ -256,7 +262,7 @@ function endGesture (event) {
     const item = items.get(done.id)
     if (item) change(() => item.set('points', done.points))
   } else if (done.kind === 'write') {
-    startEditing(done.id)
+    startEditing(done.id, { fresh: true })
   }
   redraw()
 }
@@ -271,9 +277,11 @@ svg.addEventListener('dblclick', (event) => {
 // ---- editing text ---------------------------------------------------------------------
 let editing = null
 const editor = $('editor')
-function startEditing (id) {
+function startEditing (id, { fresh = false } = {}) {
   const item = items.get(id)
   if (!item || item.get('type') === 'stroke') return
+  // A new note's first text joins the step that created it; a later edit is its own step.
+  if (!fresh) newAction()
   editing = id
   const box = bounds(items, id)
   const svgBox = svg.getBoundingClientRect()
@@ -305,7 +313,22 @@ const HOTKEYS = { v: 'select', n: 'note', r: 'rect', e: 'ellipse', t: 'text', a:
 document.addEventListener('keydown', (event) => {
   if (event.target.closest('textarea, input')) return
   const key = event.key.toLowerCase()
-  if ((event.ctrlKey || event.metaKey) && key === 'z') { event.preventDefault(); event.shiftKey ? undo.redo() : undo.undo() } else if ((event.ctrlKey || event.metaKey) && key === 'y') { event.preventDefault(); undo.redo() } else if (key === 'delete' || key === 'backspace') { event.preventDefault(); deleteSelected() } else if (key === 'escape') { selected.clear(); redraw() } else if (!event.ctrlKey && !event.metaKey && HOTKEYS[key]) setTool(HOTKEYS[key])
+  const command = event.ctrlKey || event.metaKey
+  if (command && key === 'z') {
+    event.preventDefault()
+    if (event.shiftKey) undo.redo(); else undo.undo()
+  } else if (command && key === 'y') {
+    event.preventDefault()
+    undo.redo()
+  } else if (key === 'delete' || key === 'backspace') {
+    event.preventDefault()
+    deleteSelected()
+  } else if (key === 'escape') {
+    selected.clear()
+    redraw()
+  } else if (!command && HOTKEYS[key]) {
+    setTool(HOTKEYS[key])
+  }
 })
 $('undo').addEventListener('click', () => undo.undo())
 $('redo').addEventListener('click', () => undo.redo())

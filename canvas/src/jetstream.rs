@@ -170,17 +170,18 @@ impl JetStreamCanvasStore {
             .await
     }
 
-    /// The stream sequence of the room's last message, if it has any.
-    async fn last_sequence(&self, subject: &str) -> Result<Option<u64>, CanvasStoreError> {
+    /// The last message on `subject`, if it has any.
+    async fn last_message(
+        &self,
+        subject: &str,
+    ) -> Result<Option<jetstream::message::StreamMessage>, CanvasStoreError> {
         match self.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => Ok(Some(message.sequence)),
+            Ok(message) => Ok(Some(message)),
             Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(error) => Err(CanvasStoreError::cluster("read a canvas room", error)),
         }
     }
-}
 
-impl JetStreamCanvasStore {
     /// The room of `subject` as its last message tells it; `None` for a subject that names
     /// no room, or whose messages were purged meanwhile.
     async fn room_record(&self, subject: String) -> Result<Option<RoomRecord>, CanvasStoreError> {
@@ -193,12 +194,8 @@ impl JetStreamCanvasStore {
         else {
             return Ok(None);
         };
-        let message = match self.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(message) => message,
-            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {
-                return Ok(None);
-            }
-            Err(error) => return Err(CanvasStoreError::cluster("list the canvas rooms", error)),
+        let Some(message) = self.last_message(&subject).await? else {
+            return Ok(None);
         };
         let bytes = header(Some(&message.headers), SIZE_HEADER)
             .and_then(|size| size.parse().ok())
@@ -244,7 +241,10 @@ impl CanvasStore for JetStreamCanvasStore {
             .await
             .map_err(|error| CanvasStoreError::cluster("ask for a room's presence", error))?;
         let subject = updates_subject(room);
-        let last = self.last_sequence(&subject).await?;
+        let last = self
+            .last_message(&subject)
+            .await?
+            .map(|message| message.sequence);
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {

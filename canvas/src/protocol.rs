@@ -243,7 +243,6 @@ impl RoomState {
         Ok(effects)
     }
 
-    /// A document update from a client: applied, journaled, forwarded.
     /// Applies an update another node has already stored (a replica's news, in a cluster),
     /// whatever the limits: the frames to send every connection. Of a `whole` update (a
     /// snapshot) only what the document lacked is sent on, often nothing.
@@ -272,6 +271,7 @@ impl RoomState {
         Ok(vec![frame(&Message::Sync(SyncMessage::Update(news)))])
     }
 
+    /// A document update from a client: applied, journaled, forwarded.
     fn apply(
         &mut self,
         writable: bool,

@@ -160,7 +160,7 @@ pub struct RoomActorState {
     feed: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Other nodes' pseudo-connections count down from here; this node's count up from 0.
+/// Other nodes' pseudo-connections are numbered from here up; this node's from 0 up.
 const REMOTE_CONNECTIONS: ConnectionId = 1 << 63;
 
 pub struct Room;

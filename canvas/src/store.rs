@@ -28,7 +28,7 @@ const ROOMS: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("rooms
 /// Most journal writes folded into one transaction.
 const MAX_WRITES_PER_COMMIT: usize = 1024;
 /// redb's page cache: rooms in use live in memory, so the cache only serves loading.
-const CACHE_BYTES: usize = 1024 * 1024;
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Why the canvas store failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,7 @@ pub struct RoomRecord {
 }
 
 /// Now, in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
+fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {

@@ -84,12 +84,7 @@ impl Client {
 
     /// Sends `body` (a y-sync message) with the protocol's prefix.
     async fn send(&mut self, body: &[u8]) -> anyhow::Result<()> {
-        let mut frame = Vec::with_capacity(body.len() + self.room.len() + 2);
-        if self.protocol == CanvasProtocol::Hocuspocus {
-            write_var(&mut frame, self.room.len() as u64);
-            frame.extend_from_slice(self.room.as_bytes());
-        }
-        frame.extend_from_slice(body);
+        let frame = framed(self.protocol, &self.room, body);
         self.socket.send(Message::binary(frame)).await?;
         Ok(())
     }
@@ -123,6 +118,17 @@ impl Client {
             .await
             .context("the server did not answer in time")?
     }
+}
+
+/// `body` (a y-sync message) as the protocol frames it for `room`.
+fn framed(protocol: CanvasProtocol, room: &str, body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(body.len() + room.len() + 2);
+    if protocol == CanvasProtocol::Hocuspocus {
+        write_var(&mut frame, room.len() as u64);
+        frame.extend_from_slice(room.as_bytes());
+    }
+    frame.extend_from_slice(body);
+    frame
 }
 
 /// A message's type and what follows it, past the protocol's prefix.
@@ -276,12 +282,7 @@ async fn fanout_client(
         for (n, body) in updates.into_iter().enumerate() {
             tokio::time::sleep_until(next).await;
             next += interval;
-            let mut frame = Vec::with_capacity(body.len() + room.len() + 2);
-            if protocol == CanvasProtocol::Hocuspocus {
-                write_var(&mut frame, room.len() as u64);
-                frame.extend_from_slice(room.as_bytes());
-            }
-            frame.extend_from_slice(&body);
+            let frame = framed(protocol, &room, &body);
             let micros = (start.elapsed().as_micros() as u64).max(1);
             sender_times.sent[index][n].store(micros, Ordering::Relaxed);
             sink.send(Message::binary(frame)).await?;

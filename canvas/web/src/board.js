@@ -32,7 +32,7 @@ const items = doc.getMap('items')
 const undo = new Y.UndoManager(items, { trackedOrigins: new Set([LOCAL]), captureTimeout: Number.MAX_SAFE_INTEGER })
 const newAction = () => undo.stopCapturing()
 
-async function ownerHeaders () {
+function ownerHeaders () {
   const token = localStorage.getItem('troupe.token')
   return token ? { Authorization: 'Bearer ' + token } : {}
 }
@@ -42,7 +42,7 @@ async function roomToken () {
   for (let attempt = 0; attempt < 3; attempt++) {
     const answer = await fetch('/api/v1/canvas/' + encodeURIComponent(room) + '/tokens', {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(await ownerHeaders()) },
+      headers: { 'content-type': 'application/json', ...ownerHeaders() },
       body: JSON.stringify({ access: 'write' })
     })
     if (answer.ok) return (await answer.json()).token
@@ -108,9 +108,7 @@ function zoomAt (screenX, screenY, factor) {
 svg.addEventListener('wheel', (event) => {
   event.preventDefault()
   const box = svg.getBoundingClientRect()
-  if (event.ctrlKey || event.metaKey || Math.abs(event.deltaY) > 0) {
-    zoomAt(event.clientX - box.left, event.clientY - box.top, Math.exp(-event.deltaY * 0.0015))
-  }
+  zoomAt(event.clientX - box.left, event.clientY - box.top, Math.exp(-event.deltaY * 0.0015))
 }, { passive: false })
 
 // ---- tools and selection --------------------------------------------------------------

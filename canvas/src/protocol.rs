@@ -34,24 +34,21 @@ pub type ConnectionId = u64;
 pub type Frame = Arc<[u8]>;
 
 /// What handling a frame asks of the caller, in this order: store `journal` durably, then
-/// send `reply` to the sender and `broadcast` to every other connection.
+/// send `reply` to the sender, and the journal's updates (as [`updates_frame`]) and
+/// `awareness` to every other connection.
 #[derive(Debug, Default)]
 pub struct Effects {
-    /// Document updates (Yjs update v1) to append to the room's journal.
+    /// Document updates (Yjs update v1) to append to the room's journal and then forward.
     pub journal: Vec<Vec<u8>>,
     pub reply: Vec<Frame>,
-    pub broadcast: Vec<Frame>,
-    /// The awareness frames among `broadcast`: presence news for the room's replicas on
-    /// other nodes (in a cluster).
-    pub presence: Vec<Frame>,
+    /// Awareness frames for every other connection, and presence news for the room's
+    /// replicas on other nodes (in a cluster).
+    pub awareness: Vec<Frame>,
 }
 
 impl Effects {
     pub fn is_empty(&self) -> bool {
-        self.journal.is_empty()
-            && self.reply.is_empty()
-            && self.broadcast.is_empty()
-            && self.presence.is_empty()
+        self.journal.is_empty() && self.reply.is_empty() && self.awareness.is_empty()
     }
 }
 
@@ -299,9 +296,6 @@ impl RoomState {
         }
         self.doc().transact_mut().apply_update(update)?;
         self.stored_bytes += bytes.len();
-        effects
-            .broadcast
-            .push(frame(&Message::Sync(SyncMessage::Update(bytes.clone()))));
         effects.journal.push(bytes);
         Ok(())
     }
@@ -330,8 +324,7 @@ impl RoomState {
                 self.renewed.remove(&client);
             }
         }
-        effects.presence.push(Arc::clone(&forwarded));
-        effects.broadcast.push(forwarded);
+        effects.awareness.push(forwarded);
         Ok(())
     }
 
@@ -419,9 +412,7 @@ impl RoomState {
             self.awareness.remove_state(*client);
         }
         if let Ok(removed) = self.awareness.update_with_clients(clients) {
-            let removed = frame(&Message::Awareness(removed));
-            effects.presence.push(Arc::clone(&removed));
-            effects.broadcast.push(removed);
+            effects.awareness.push(frame(&Message::Awareness(removed)));
         }
         effects
     }
@@ -437,6 +428,17 @@ fn parse(data: &[u8]) -> Result<Vec<Message>, ProtocolError> {
         ));
     }
     Ok(messages)
+}
+
+/// One update frame that carries every one of `updates` (already applied to a room, so
+/// well-formed): merged into one update when there are several, so that a busy room sends
+/// each connection one frame per batch, not one per update.
+pub fn updates_frame(updates: &[Vec<u8>]) -> Result<Frame, ProtocolError> {
+    let update = match updates {
+        [one] => one.clone(),
+        several => yrs::merge_updates_v1(several)?,
+    };
+    Ok(frame(&Message::Sync(SyncMessage::Update(update))))
 }
 
 /// One message, encoded as a frame.

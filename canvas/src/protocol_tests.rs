@@ -55,10 +55,9 @@ fn an_update_is_applied_journaled_and_forwarded_to_the_others() {
         .handle(1, true, &edit(&alice, "hello"), Instant::now())
         .unwrap();
     assert_eq!(effects.journal.len(), 1);
-    assert!(effects.reply.is_empty());
-    assert_eq!(effects.broadcast.len(), 1);
+    assert!(effects.reply.is_empty() && effects.awareness.is_empty());
     let bob = client_doc(12);
-    apply_frames(&bob, &effects.broadcast);
+    apply_frames(&bob, &[updates_frame(&effects.journal).unwrap()]);
     assert_eq!(text_of(&bob), "hello");
     assert_eq!(
         room.doc()
@@ -79,7 +78,7 @@ fn sync_step_1_is_answered_with_what_the_client_lacks() {
     let step1 = Message::Sync(SyncMessage::SyncStep1(bob.transact().state_vector())).encode_v1();
     room.join(2);
     let effects = room.handle(2, true, &step1, Instant::now()).unwrap();
-    assert!(effects.journal.is_empty() && effects.broadcast.is_empty());
+    assert!(effects.journal.is_empty() && effects.awareness.is_empty());
     apply_frames(&bob, &effects.reply);
     assert_eq!(text_of(&bob), "abc");
 }
@@ -203,7 +202,7 @@ fn awareness_is_forwarded_and_a_leaving_connections_states_are_removed() {
         .handle(1, true, &awareness_frame(11, 1, r#"{"user":"ada"}"#), now)
         .unwrap();
     assert_eq!(
-        awareness_states(&effects.broadcast[0]),
+        awareness_states(&effects.awareness[0]),
         [(11, r#"{"user":"ada"}"#.to_owned())]
     );
     let greeting = room.join(3);
@@ -214,7 +213,7 @@ fn awareness_is_forwarded_and_a_leaving_connections_states_are_removed() {
 
     let left = room.leave(1);
     assert_eq!(
-        awareness_states(&left.broadcast[0]),
+        awareness_states(&left.awareness[0]),
         [(11, "null".to_owned())]
     );
     assert_eq!(room.join(4).len(), 1, "no states are left to greet with");
@@ -240,7 +239,7 @@ fn awareness_not_renewed_for_thirty_seconds_is_removed() {
     );
     let expired = room.expire_awareness(start + AWARENESS_TIMEOUT);
     assert_eq!(
-        awareness_states(&expired.broadcast[0]),
+        awareness_states(&expired.awareness[0]),
         [(11, "null".to_owned())]
     );
     assert!(
@@ -249,7 +248,7 @@ fn awareness_not_renewed_for_thirty_seconds_is_removed() {
     );
     let later = room.expire_awareness(start + Duration::from_secs(50));
     assert_eq!(
-        awareness_states(&later.broadcast[0]),
+        awareness_states(&later.awareness[0]),
         [(12, "null".to_owned())]
     );
 }
@@ -272,9 +271,37 @@ fn a_map_edit_from_one_client_reaches_another_through_the_room() {
         )
         .unwrap();
     let bob = client_doc(12);
-    apply_frames(&bob, &effects.broadcast);
+    apply_frames(&bob, &[updates_frame(&effects.journal).unwrap()]);
     let seen = bob.get_or_insert_map("items");
     assert_eq!(seen.len(&bob.transact()), 1);
+}
+
+#[test]
+fn several_clients_updates_travel_as_one_merged_frame() {
+    let mut room = room();
+    room.join(1);
+    room.join(2);
+    let (alice, bob) = (client_doc(11), client_doc(12));
+    let mut journal = Vec::new();
+    for (connection, doc, text) in [(1, &alice, "ab"), (2, &bob, "cd"), (1, &alice, "ef")] {
+        let effects = room
+            .handle(connection, true, &edit(doc, text), Instant::now())
+            .unwrap();
+        journal.extend(effects.journal);
+    }
+    let merged = updates_frame(&journal).unwrap();
+    let carol = client_doc(13);
+    apply_frames(&carol, &[merged]);
+    assert_eq!(text_of(&carol), text_of(&room_text(&room)));
+    assert_eq!(text_of(&carol).len(), 6);
+}
+
+fn room_text(room: &RoomState) -> Doc {
+    let copy = client_doc(99);
+    copy.transact_mut()
+        .apply_update(Update::decode_v1(&room.snapshot()).unwrap())
+        .unwrap();
+    copy
 }
 
 /// The update inside an update frame.
@@ -327,7 +354,7 @@ fn only_this_nodes_clients_presence_is_offered_to_other_nodes() {
             now,
         )
         .unwrap();
-    assert_eq!(effects.presence.len(), 1, "ada's presence is shared");
+    assert_eq!(effects.awareness.len(), 1, "ada's presence is shared");
     room.handle(
         other_node,
         false,

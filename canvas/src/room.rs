@@ -1,8 +1,10 @@
 //! `Room`: the actor that holds one open room's document. It applies each client frame
-//! ([`RoomState`]), appends the updates to the store and only then sends anything on, so
-//! no client sees an update a crash could lose. It folds the journal into a snapshot now and
-//! then, drops awareness states nobody renews, and stops (passivates) once it has been empty
-//! for `idle_passivate`: the next join loads it again.
+//! ([`RoomState`]) at once, appends the updates to the store and only then sends anything
+//! on, so no client sees an update a crash could lose. Updates that arrive while a batch is
+//! being stored are stored and sent together next ([`batch`]), so a busy room stays ahead
+//! of its clients. It folds the journal into a snapshot now and then, drops awareness
+//! states nobody renews, and stops (passivates) once it has been empty for
+//! `idle_passivate`: the next join loads it again.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,7 +17,8 @@ use crate::items::{Author, ItemError, ItemsPatch, items_json, patch_update};
 use crate::metrics as metric_names;
 use crate::protocol::{ConnectionId, Effects, Frame, ProtocolError, RoomLimits, RoomState};
 use crate::room_name::RoomName;
-use crate::store::{Remote, SharedCanvasStore};
+use crate::store::{CanvasStoreError, Remote, SharedCanvasStore};
+use batch::{Answer, Batch, Next, Pipeline, forwarded_frames};
 
 /// The assistant's colour in presence lists and cursors.
 const ASSISTANT_COLOR: &str = "#7c3aed";
@@ -84,6 +87,7 @@ pub enum RoomMessage {
     },
     /// One binary frame; answered once it was handled (applied, stored, sent on): `false`
     /// when the room no longer has the connection (it was closed), so nothing was applied.
+    /// No answer comes when the room could not store it (and closed the connection).
     Frame {
         connection: ConnectionId,
         data: Vec<u8>,
@@ -113,7 +117,21 @@ pub enum RoomMessage {
     },
     /// What the room's replicas on other nodes did (in a cluster).
     Remote(Remote),
+    /// A batch of updates came back from the store.
+    Stored(Stored),
     Tick,
+}
+
+/// A batch of updates back from the store, with the rest of the batch to send now.
+pub struct Stored {
+    batch: Batch,
+    /// The frames that carry the batch's updates to the others.
+    frames: Vec<Frame>,
+    /// How many updates, and their bytes.
+    count: usize,
+    bytes: usize,
+    /// The store's last sequence with them.
+    result: Result<u64, CanvasStoreError>,
 }
 
 /// Why a patch was not applied; nothing of it was.
@@ -139,6 +157,7 @@ struct Peer {
 }
 
 pub struct RoomActorState {
+    myself: ActorRef<RoomMessage>,
     name: RoomName,
     store: SharedCanvasStore,
     settings: RoomSettings,
@@ -158,6 +177,10 @@ pub struct RoomActorState {
     ticker: Option<tokio::task::JoinHandle<()>>,
     /// Passes the store's feed (in a cluster) to the room.
     feed: Option<tokio::task::JoinHandle<()>>,
+    /// What waits for the store.
+    pipeline: Pipeline,
+    /// The room was deleted while a batch was being stored: answered once it is back.
+    closing: Option<RpcReplyPort<()>>,
 }
 
 /// Other nodes' pseudo-connections are numbered from here up; this node's from 0 up.
@@ -184,9 +207,10 @@ impl Actor for Room {
         )?;
         let journal_bytes = stored.journal.iter().map(Vec::len).sum();
         let ticker = myself.send_interval(TICK, || RoomMessage::Tick);
+        let feed_room = myself.clone();
         let replicated = opened.feed.is_some();
         let feed = opened.feed.map(|mut feed| {
-            let room = myself.clone();
+            let room = feed_room;
             tokio::spawn(async move {
                 while let Some(remote) = feed.recv().await {
                     if room.cast(RoomMessage::Remote(remote)).is_err() {
@@ -197,6 +221,7 @@ impl Actor for Room {
         });
         metrics::gauge!(metric_names::ROOMS_OPEN).increment(1.0);
         Ok(RoomActorState {
+            myself,
             name: args.name,
             store: args.store,
             settings: args.settings,
@@ -209,6 +234,8 @@ impl Actor for Room {
             empty_since: Some(Instant::now()),
             ticker: Some(ticker),
             feed,
+            pipeline: Pipeline::default(),
+            closing: None,
         })
     }
 
@@ -237,33 +264,23 @@ impl Actor for Room {
                 connection,
                 data,
                 reply,
-            } => {
-                let known = state.frame(&myself, connection, &data).await;
-                let _ = reply.send(known);
-            }
+            } => state.frame(connection, &data, reply),
             RoomMessage::Leave { connection } => state.leave(connection),
             RoomMessage::Describe { reply } => {
                 let _ = reply.send((state.peers.len(), state.room.stored_bytes() as u64));
             }
             RoomMessage::Items { reply } => {
-                let _ = reply.send(items_json(state.room.doc()));
+                let items = items_json(state.room.doc());
+                state.deliver(None, Effects::default(), Answer::Items { reply, items });
             }
             RoomMessage::Patch {
                 patch,
                 author,
                 reply,
-            } => {
-                let _ = reply.send(state.patch(&myself, &patch, author).await);
-            }
-            RoomMessage::Close { reply } => {
-                state.close_all(&CloseReason {
-                    code: 1001,
-                    reason: "the room was deleted".into(),
-                });
-                myself.stop(Some("deleted".into()));
-                let _ = reply.send(());
-            }
+            } => state.patch(&patch, author, reply),
+            RoomMessage::Close { reply } => state.delete(reply),
             RoomMessage::Remote(remote) => state.remote(&myself, remote).await,
+            RoomMessage::Stored(stored) => state.stored(stored).await,
             RoomMessage::Tick => state.tick(&myself).await,
         }
         Ok(())
@@ -287,38 +304,38 @@ impl Actor for Room {
 }
 
 impl RoomActorState {
-    /// Handles a frame; `false` when `connection` is not in the room (any more).
-    async fn frame(
-        &mut self,
-        myself: &ActorRef<RoomMessage>,
-        connection: ConnectionId,
-        data: &[u8],
-    ) -> bool {
+    /// Handles a frame: answers `false` at once when `connection` is not in the room (any
+    /// more), and `true` once what the frame changed is stored and sent on.
+    fn frame(&mut self, connection: ConnectionId, data: &[u8], reply: RpcReplyPort<bool>) {
         let Some(writable) = self.peers.get(&connection).map(|peer| peer.writable) else {
-            return false;
+            let _ = reply.send(false);
+            return;
         };
         match self.room.handle(connection, writable, data, Instant::now()) {
-            Ok(effects) => {
-                self.deliver(myself, Some(connection), effects).await;
-            }
+            Ok(effects) => self.deliver(Some(connection), effects, Answer::Frame(reply)),
             Err(error) => {
                 tracing::debug!(room = %self.name, connection, %error, "a frame was refused");
                 self.close(connection, CloseReason::from(&error));
+                let _ = reply.send(true);
             }
         }
-        true
     }
 
     /// Applies a patch through the same path as a client's update.
     /// The assistant's presence (name, colour and cursor) follows its edits.
-    async fn patch(
+    fn patch(
         &mut self,
-        myself: &ActorRef<RoomMessage>,
         patch: &ItemsPatch,
         author: Author,
-    ) -> Result<Vec<String>, PatchError> {
-        let (update, added) = patch_update(self.room.doc(), author, patch)?;
-        let mut effects = self.room.apply_local(update)?;
+        reply: RpcReplyPort<Result<Vec<String>, PatchError>>,
+    ) {
+        let (mut effects, added) = match self.patch_effects(patch, author) {
+            Ok(applied) => applied,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
         if let Author::Assistant { client } = author {
             let cursor = patch
                 .add
@@ -329,77 +346,144 @@ impl RoomActorState {
                 "user": {"name": "Assistant", "color": ASSISTANT_COLOR},
                 "cursor": cursor,
             });
-            let frames = self
-                .room
-                .set_presence(client, &presence.to_string(), Instant::now());
-            effects.presence.extend(frames.iter().cloned());
-            effects.broadcast.extend(frames);
+            effects.awareness.extend(self.room.set_presence(
+                client,
+                &presence.to_string(),
+                Instant::now(),
+            ));
         }
-        if self.deliver(myself, None, effects).await {
-            Ok(added)
-        } else {
-            Err(PatchError::Storage)
+        self.deliver(None, effects, Answer::Patch { reply, added });
+    }
+
+    fn patch_effects(
+        &mut self,
+        patch: &ItemsPatch,
+        author: Author,
+    ) -> Result<(Effects, Vec<String>), PatchError> {
+        let (update, added) = patch_update(self.room.doc(), author, patch)?;
+        Ok((self.room.apply_local(update)?, added))
+    }
+
+    /// Holds the effects of what `from` sent (or the node did: `None`) until the updates
+    /// among them and before them are stored, then sends them and answers.
+    fn deliver(&mut self, from: Option<ConnectionId>, effects: Effects, answer: Answer) {
+        self.pipeline.hold(from, effects, Some(answer));
+        self.store_next();
+    }
+
+    /// Effects nobody waits for (awareness that changed on its own).
+    fn announce(&mut self, effects: Effects) {
+        self.pipeline.hold(None, effects, None);
+        self.store_next();
+    }
+
+    /// Sends what needs no store, or starts storing the next batch (at most one at a
+    /// time, so appends stay in order).
+    fn store_next(&mut self) {
+        match self.pipeline.next() {
+            Next::Wait => {}
+            Next::Release(batch) => self.release(batch, &[]),
+            Next::Store(mut batch) => {
+                let updates = batch.take_updates();
+                let (store, name, room) =
+                    (self.store.clone(), self.name.clone(), self.myself.clone());
+                let (after, size) = (self.last_sequence, self.room.stored_bytes() as u64);
+                tokio::spawn(async move {
+                    let frames = forwarded_frames(&updates);
+                    let count = updates.len();
+                    let bytes = updates.iter().map(Vec::len).sum();
+                    let result = store.append(&name, after, updates, size).await;
+                    let _ = room.cast(RoomMessage::Stored(Stored {
+                        batch,
+                        frames,
+                        count,
+                        bytes,
+                        result,
+                    }));
+                });
+            }
         }
     }
 
-    /// Stores the effects' updates, then sends their frames (`from` gets the replies, the
-    /// others the broadcast); `false` when the store failed and the room stops.
-    async fn deliver(
-        &mut self,
-        myself: &ActorRef<RoomMessage>,
-        from: Option<ConnectionId>,
-        effects: Effects,
-    ) -> bool {
-        if !effects.journal.is_empty() {
-            let bytes: usize = effects.journal.iter().map(Vec::len).sum();
-            let count = effects.journal.len();
-            match self
-                .store
-                .append(
-                    &self.name,
-                    self.last_sequence,
-                    effects.journal,
-                    self.room.stored_bytes() as u64,
-                )
-                .await
-            {
-                Ok(last) => {
-                    metrics::counter!(metric_names::UPDATES).increment(count as u64);
-                    metrics::counter!(metric_names::UPDATE_BYTES).increment(bytes as u64);
-                    if !self.replicated {
-                        self.last_sequence = last;
-                    }
-                    self.since_snapshot.0 += count;
-                    self.since_snapshot.1 += bytes;
+    /// A batch came back from the store: sent on when it was stored. When it was not,
+    /// the document in memory holds updates the store does not, so the room stops; clients
+    /// reconnect, the room loads what was stored, and their sync sends the updates again.
+    async fn stored(&mut self, stored: Stored) {
+        self.pipeline.stored();
+        if let Some(reply) = self.closing.take() {
+            stored.batch.refuse();
+            self.myself.stop(Some("deleted".into()));
+            let _ = reply.send(());
+            return;
+        }
+        match stored.result {
+            Ok(last) => {
+                metrics::counter!(metric_names::UPDATES).increment(stored.count as u64);
+                metrics::counter!(metric_names::UPDATE_BYTES).increment(stored.bytes as u64);
+                if !self.replicated {
+                    self.last_sequence = last;
                 }
-                Err(error) => {
-                    // The document in memory holds an update the store does not: drop it.
-                    // Clients reconnect, the room loads what was stored, and their sync
-                    // sends the update again.
-                    tracing::error!(room = %self.name, %error, "an update could not be stored; the room restarts");
-                    self.close_all(&CloseReason {
-                        code: 1011,
-                        reason: "the canvas could not store the update; reconnect".into(),
-                    });
-                    myself.stop(Some("storage failed".into()));
-                    return false;
-                }
+                self.since_snapshot.0 += stored.count;
+                self.since_snapshot.1 += stored.bytes;
+                self.release(stored.batch, &stored.frames);
+                self.compact_if_due().await;
+                self.store_next();
+            }
+            Err(error) => {
+                tracing::error!(room = %self.name, %error, "updates could not be stored; the room restarts");
+                stored.batch.refuse();
+                self.pipeline.discard();
+                self.close_all(&CloseReason {
+                    code: 1011,
+                    reason: "the canvas could not store the update; reconnect".into(),
+                });
+                self.myself.stop(Some("storage failed".into()));
             }
         }
-        if let Some(from) = from
-            && let Some(peer) = self.peers.get(&from)
-        {
-            for frame in effects.reply {
-                if peer.outbox.try_send(Outgoing::Frame(frame)).is_err() {
-                    self.close(from, too_slow());
-                    break;
-                }
+    }
+
+    /// Sends a batch whose updates are stored: the replies, the updates (`frames`) to all
+    /// but their sole sender, the awareness to all but its sender; then answers.
+    fn release(&mut self, batch: Batch, frames: &[Frame]) {
+        let except = batch.sole_sender();
+        let Batch {
+            replies,
+            awareness,
+            answers,
+            ..
+        } = batch;
+        for (connection, frame) in replies {
+            let Some(peer) = self.peers.get(&connection) else {
+                continue;
+            };
+            if peer.outbox.try_send(Outgoing::Frame(frame)).is_err() {
+                self.close(connection, too_slow());
             }
         }
-        self.broadcast(from, &effects.broadcast);
-        self.share_presence(&effects.presence);
-        self.compact_if_due().await;
-        true
+        self.broadcast(except, frames);
+        for (from, frame) in &awareness {
+            self.broadcast(*from, std::slice::from_ref(frame));
+            self.store.share_presence(&self.name, frame);
+        }
+        for answer in answers {
+            answer.send();
+        }
+    }
+
+    /// The room was deleted: every connection is closed, and the room stops once no batch
+    /// is in the store (so nothing is stored after the caller deletes the room).
+    fn delete(&mut self, reply: RpcReplyPort<()>) {
+        self.close_all(&CloseReason {
+            code: 1001,
+            reason: "the room was deleted".into(),
+        });
+        self.pipeline.discard();
+        if self.pipeline.is_storing() {
+            self.closing = Some(reply);
+        } else {
+            self.myself.stop(Some("deleted".into()));
+            let _ = reply.send(());
+        }
     }
 
     fn share_presence(&self, frames: &[Frame]) {
@@ -457,19 +541,20 @@ impl RoomActorState {
         }
         metrics::gauge!(metric_names::CONNECTIONS).decrement(1.0);
         let effects = self.room.leave(connection);
-        self.broadcast(None, &effects.broadcast);
-        self.share_presence(&effects.presence);
+        self.announce(effects);
         if self.peers.is_empty() {
             self.empty_since = Some(Instant::now());
         }
     }
 
     async fn tick(&mut self, myself: &ActorRef<RoomMessage>) {
+        // Awareness only (no document), and not shared: each node expires its own.
         let expired = self.room.expire_awareness(Instant::now());
-        self.broadcast(None, &expired.broadcast);
-        let idle = self
-            .empty_since
-            .is_some_and(|since| since.elapsed() >= self.settings.idle_passivate);
+        self.broadcast(None, &expired.awareness);
+        let idle = self.pipeline.is_idle()
+            && self
+                .empty_since
+                .is_some_and(|since| since.elapsed() >= self.settings.idle_passivate);
         if idle {
             if self.since_snapshot.0 > 0 {
                 self.compact().await;
@@ -517,6 +602,8 @@ fn too_slow() -> CloseReason {
     }
 }
 
+#[path = "room_batch.rs"]
+mod batch;
 #[path = "room_remote.rs"]
 mod remote;
 

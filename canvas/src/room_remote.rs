@@ -73,7 +73,7 @@ impl RoomActorState {
         let next = REMOTE_CONNECTIONS + self.remote_nodes.len() as ConnectionId;
         let connection = *self.remote_nodes.entry(node).or_insert(next);
         match self.room.handle(connection, false, frame, Instant::now()) {
-            Ok(effects) => self.broadcast(None, &effects.broadcast),
+            Ok(effects) => self.broadcast(None, &effects.awareness),
             Err(error) => {
                 tracing::debug!(room = %self.name, %error, "another node's presence was refused");
             }

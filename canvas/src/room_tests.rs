@@ -35,12 +35,13 @@ async fn running(canvas: &Canvas) -> ActorRef<()> {
 }
 
 /// A store the test watches: with `gated`, each append waits until the test lets it
-/// through; every finished compaction is announced.
+/// through; every finished append and compaction is announced.
 struct WatchedStore {
     inner: LocalCanvasStore,
     gated: bool,
     entered: Notify,
     release: Notify,
+    appended: Notify,
     compacted: Notify,
 }
 
@@ -51,6 +52,7 @@ impl WatchedStore {
             gated,
             entered: Notify::new(),
             release: Notify::new(),
+            appended: Notify::new(),
             compacted: Notify::new(),
         })
     }
@@ -73,7 +75,9 @@ impl CanvasStore for WatchedStore {
             self.entered.notify_one();
             self.release.notified().await;
         }
-        self.inner.append(room, after, updates, size).await
+        let appended = self.inner.append(room, after, updates, size).await;
+        self.appended.notify_one();
+        appended
     }
 
     async fn compact(
@@ -98,20 +102,27 @@ impl CanvasStore for WatchedStore {
 
 /// Applies every document frame in `frames` to `doc` until one holds `wanted`.
 async fn receive_text(frames: &mut mpsc::Receiver<Outgoing>, doc: &Doc, wanted: &str) {
-    use yrs::updates::decoder::Decode;
     let shared = doc.get_or_insert_text("t");
     while shared.get_string(&doc.transact()) != wanted {
+        receive_update(frames, doc).await;
+    }
+}
+
+/// Applies the next document frame in `frames` to `doc`, skipping awareness.
+async fn receive_update(frames: &mut mpsc::Receiver<Outgoing>, doc: &Doc) {
+    use yrs::updates::decoder::Decode;
+    loop {
         let Some(Outgoing::Frame(frame)) = frames.recv().await else {
             panic!("the room closed the connection");
         };
-        let Ok(Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update))) =
+        if let Ok(Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update))) =
             Message::decode_v1(&frame)
-        else {
-            continue;
-        };
-        doc.transact_mut()
-            .apply_update(yrs::Update::decode_v1(&update).unwrap())
-            .unwrap();
+        {
+            doc.transact_mut()
+                .apply_update(yrs::Update::decode_v1(&update).unwrap())
+                .unwrap();
+            return;
+        }
     }
 }
 
@@ -146,6 +157,95 @@ async fn an_update_reaches_the_others_only_after_it_is_stored() {
     receive_text(&mut bob_frames, &Doc::with_client_id(2), "hello").await;
     let stored = store.inner.load(&room("board")).await.unwrap();
     assert_eq!(stored.journal.len(), 1);
+}
+
+#[tokio::test]
+async fn updates_that_arrive_while_one_is_stored_reach_the_others_as_one_frame() {
+    use futures_util::FutureExt;
+    let directory = tempfile::tempdir().unwrap();
+    let store = WatchedStore::new(directory.path(), true);
+    let canvas = Canvas::new(store.clone(), RoomSettings::default());
+    let _parent = running(&canvas).await;
+    let mut senders = Vec::new();
+    for _ in 0..3 {
+        senders.push(canvas.join(room("busy"), true).await.unwrap());
+    }
+    let (_dave, mut dave_frames) = canvas.join(room("busy"), true).await.unwrap();
+    while let Ok(Outgoing::Frame(_greeting)) = dave_frames.try_recv() {}
+
+    let first = senders[0].0.send(edit(&Doc::with_client_id(1), "a"));
+    assert!(
+        first.now_or_never().is_none(),
+        "the first update is being stored"
+    );
+    store.entered.notified().await;
+    for (index, text) in [(1, "b"), (2, "c")] {
+        let send = senders[index]
+            .0
+            .send(edit(&Doc::with_client_id(index as u64 + 1), text));
+        assert!(send.now_or_never().is_none(), "it waits for the store");
+    }
+    // The room has taken both frames once it answers something asked after them.
+    canvas.list().await.unwrap();
+    assert!(
+        dave_frames.try_recv().is_err(),
+        "nothing is sent before it is stored"
+    );
+
+    store.release.notify_one();
+    store.entered.notified().await;
+    store.release.notify_one();
+    let dave = Doc::with_client_id(4);
+    let mut frames = 0;
+    while dave
+        .get_or_insert_text("t")
+        .get_string(&dave.transact())
+        .len()
+        < 3
+    {
+        receive_update(&mut dave_frames, &dave).await;
+        frames += 1;
+    }
+    assert_eq!(
+        frames, 2,
+        "one frame for the first update, one for the two behind it"
+    );
+    let stored = store.inner.load(&room("busy")).await.unwrap();
+    assert_eq!(stored.journal.len(), 3, "every update is stored");
+}
+
+#[tokio::test]
+async fn a_room_deleted_while_an_update_is_stored_keeps_nothing() {
+    use futures_util::FutureExt;
+    let directory = tempfile::tempdir().unwrap();
+    let store = WatchedStore::new(directory.path(), true);
+    let canvas = Canvas::new(store.clone(), RoomSettings::default());
+    let _parent = running(&canvas).await;
+    let (alice, mut alice_frames) = canvas.join(room("gone"), true).await.unwrap();
+    assert!(
+        alice
+            .send(edit(&Doc::with_client_id(1), "x"))
+            .now_or_never()
+            .is_none()
+    );
+    store.entered.notified().await;
+    let deleting = tokio::spawn({
+        let canvas = canvas.clone();
+        async move { canvas.delete(&room("gone")).await }
+    });
+    // The room has taken the delete once it closes its connections.
+    while !matches!(alice_frames.recv().await, Some(Outgoing::Close(_)) | None) {}
+    store.release.notify_one();
+    store.appended.notified().await;
+    assert!(
+        deleting.await.unwrap().unwrap(),
+        "the update was stored, then deleted"
+    );
+    let stored = store.inner.load(&room("gone")).await.unwrap();
+    assert!(
+        stored.journal.is_empty() && stored.snapshot.is_none(),
+        "{stored:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -289,7 +289,7 @@ async fn fanout_client(
         }
         anyhow::Ok(sink)
     });
-    let mut tally = Deliveries::new(&times)?;
+    let mut tally = Deliveries::new(&times, index)?;
     while tally.received < expected {
         let message = tokio::time::timeout(PATIENCE, stream.next())
             .await
@@ -313,8 +313,9 @@ async fn fanout_client(
     Ok((tally.latencies, finished))
 }
 
-/// What one client received of the others' updates.
+/// What one client received of the others' updates (a merged frame may carry its own back).
 struct Deliveries {
+    own: usize,
     /// Which of each client's updates arrived (update n is its clock n).
     delivered: Vec<Vec<bool>>,
     latencies: Histogram<u64>,
@@ -322,8 +323,9 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn new(times: &SendTimes) -> anyhow::Result<Self> {
+    fn new(times: &SendTimes, own: usize) -> anyhow::Result<Self> {
         Ok(Self {
+            own,
             delivered: times
                 .sent
                 .iter()
@@ -341,6 +343,9 @@ impl Deliveries {
             let Some(sender) = client.get().checked_sub(times.base_client) else {
                 continue;
             };
+            if sender as usize == self.own {
+                continue;
+            }
             let (Some(sent), Some(delivered)) = (
                 times.sent.get(sender as usize),
                 self.delivered.get_mut(sender as usize),

@@ -207,10 +207,9 @@ impl Actor for Room {
         )?;
         let journal_bytes = stored.journal.iter().map(Vec::len).sum();
         let ticker = myself.send_interval(TICK, || RoomMessage::Tick);
-        let feed_room = myself.clone();
         let replicated = opened.feed.is_some();
         let feed = opened.feed.map(|mut feed| {
-            let room = feed_room;
+            let room = myself.clone();
             tokio::spawn(async move {
                 while let Some(remote) = feed.recv().await {
                     if room.cast(RoomMessage::Remote(remote)).is_err() {

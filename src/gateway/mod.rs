@@ -218,6 +218,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
+    let starting = state.node.skills().starting();
+    if !starting.is_empty() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("skills still starting: {}", starting.join(", ")),
+        )
+        .into_response();
+    }
     for (store, health) in state.store_health() {
         if let StoreHealth::Failing { reason, .. } = health {
             return ApiError::new(

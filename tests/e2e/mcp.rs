@@ -284,3 +284,37 @@ async fn streamable_http_servers_from_npm_and_python() {
     assert!(content(&results[1]).contains("over http"), "{results:?}");
     assert!(content(&results[2]).contains('3'), "{results:?}");
 }
+
+/// The skill named `name` in a `GET /api/v1/skills` answer.
+fn skill<'a>(skills: &'a Value, name: &str) -> &'a Value {
+    skills["skills"]
+        .as_array()
+        .and_then(|all| all.iter().find(|skill| skill["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn the_node_is_ready_only_once_its_skills_have_started() {
+    let fake = FakeLlm::start(None).await;
+    let server = toml_list(&[&python(), &python_server(), "stdio"]);
+    let config = format!(
+        "{}\n[[skills]]\nkind = \"mcp\"\nname = \"slow\"\ncommand = {server}\n\
+         env = {{ START_DELAY = \"1.5\" }}\n\
+         [[skills]]\nkind = \"mcp\"\nname = \"silent\"\ncommand = {server}\n\
+         env = {{ START_DELAY = \"60\" }}\ntimeout_secs = 3\n",
+        openai_provider(&fake.openai_base_url(), ""),
+    );
+    // `start` returns once `/readyz` answers 200.
+    let started = std::time::Instant::now();
+    let node = TroupeProcess::start(binary(), &config).await.unwrap();
+    let (_, skills) = get(&node, "/api/v1/skills").await;
+    assert_eq!(skill(&skills, "slow")["state"], "available", "{skills}");
+    assert!(tools_of(&skills, "slow").contains(&"slow__add"), "{skills}");
+    // A server that never answers holds readiness for its time limit, no longer.
+    assert_eq!(skill(&skills, "silent")["state"], "unavailable", "{skills}");
+    let error = skill(&skills, "silent")["last_error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(error.contains("no manifest within 3s"), "{skills}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{skills}");
+}

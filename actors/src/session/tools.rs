@@ -66,6 +66,9 @@ impl SessionState {
         events: &TurnEvents,
     ) -> Result<String, TurnError> {
         let session = self.skill_session(message);
+        // Right after start a skill may still be reading its manifest: wait for it (bounded
+        // by its time limit), or this turn would be offered none of its tools.
+        self.context.skills.until_started().await;
         let tools = self.context.skills.tools_for(&session);
         // Whom the model's slots are shared between: the person, whatever the conversation.
         let requester: Arc<str> = format!("{}:{}", message.platform, message.sender_id).into();

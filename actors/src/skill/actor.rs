@@ -139,15 +139,23 @@ impl SkillActorState {
             self.name.clone(),
         );
         let myself = myself.clone();
+        let limit = directory.time_limit(&name).unwrap_or(MAX_REFRESH_WAIT);
         tokio::spawn(async move {
-            let answered = match skill.manifest().await {
-                Ok(manifest) => {
+            let read = tokio::time::timeout(limit, skill.manifest()).await;
+            let answered = match read {
+                Ok(Ok(manifest)) => {
                     directory.publish(&name, &manifest);
                     true
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::warn!(skill = %name, %error, "skill unavailable; retrying");
                     directory.mark_unavailable(&name, &error.to_string());
+                    false
+                }
+                Err(_) => {
+                    let error = format!("it sent no manifest within {limit:?}");
+                    tracing::warn!(skill = %name, %error, "skill did not answer; retrying");
+                    directory.mark_unavailable(&name, &error);
                     false
                 }
             };

@@ -100,6 +100,8 @@ pub struct SkillDirectory {
     skills: DashMap<String, Registered>,
     tools: DashMap<String, ToolEntry>,
     catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// How many skills are still `starting`, kept with the catalog.
+    starting: tokio::sync::watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for SkillDirectory {
@@ -134,7 +136,42 @@ impl SkillDirectory {
             grant: Arc::new(grant),
             timeout,
         };
-        self.skills.insert(name.to_owned(), registered);
+        self.change(|| {
+            self.skills.insert(name.to_owned(), registered);
+        });
+    }
+
+    /// The skills still `starting` (their manifest not read yet), by name.
+    pub fn starting(&self) -> Vec<String> {
+        if *self.starting.borrow() == 0 {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = self
+            .skills
+            .iter()
+            .filter(|entry| entry.status.state == SkillState::Starting)
+            .map(|entry| entry.key().clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Waits until no skill is `starting` any more. Each skill's first manifest read is
+    /// bounded by its time limit, so this ends within the longest of them; the same bound
+    /// is kept here in case a skill never reports.
+    pub async fn until_started(&self) {
+        if *self.starting.borrow() == 0 {
+            return;
+        }
+        let bound = self
+            .skills
+            .iter()
+            .filter(|entry| entry.status.state == SkillState::Starting)
+            .map(|entry| entry.timeout)
+            .max()
+            .unwrap_or_default();
+        let mut starting = self.starting.subscribe();
+        let _ = tokio::time::timeout(bound, starting.wait_for(|count| *count == 0)).await;
     }
 
     /// The actor now running `name` (set again after a restart).
@@ -205,6 +242,11 @@ impl SkillDirectory {
         });
     }
 
+    /// The longest one call of `name` may take, which also bounds each manifest read.
+    pub(super) fn time_limit(&self, name: &str) -> Option<Duration> {
+        self.skills.get(name).map(|entry| entry.timeout)
+    }
+
     pub fn state(&self, name: &str) -> Option<SkillState> {
         self.skills.get(name).map(|entry| entry.status.state)
     }
@@ -253,6 +295,16 @@ impl SkillDirectory {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         apply();
         *catalog = Arc::new(self.build_catalog());
+        let starting = self
+            .skills
+            .iter()
+            .filter(|entry| entry.status.state == SkillState::Starting)
+            .count();
+        self.starting.send_if_modified(|count| {
+            let changed = *count != starting;
+            *count = starting;
+            changed
+        });
     }
 
     /// The catalog of the skills and tools as they are now.

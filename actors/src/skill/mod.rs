@@ -10,6 +10,8 @@ mod actor;
 mod directory;
 mod permissions;
 #[cfg(test)]
+mod start_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::Duration;

@@ -127,7 +127,7 @@ async fn node(script: Vec<Scripted>, grant: Grant, max_rounds: u32) -> Setup {
     }
 }
 
-fn message(id: &str, sender: &str, payload: &str) -> InboundMessage {
+pub(super) fn message(id: &str, sender: &str, payload: &str) -> InboundMessage {
     InboundMessage {
         id: id.into(),
         platform: "test".into(),
@@ -147,7 +147,7 @@ async fn turn(node: &NodeHandle, id: &str, sender: &str, payload: &str) -> Vec<T
     events_of(node, message(id, sender, payload)).await
 }
 
-async fn events_of(node: &NodeHandle, message: InboundMessage) -> Vec<TurnEvent> {
+pub(super) async fn events_of(node: &NodeHandle, message: InboundMessage) -> Vec<TurnEvent> {
     let mut events = node.route(message).unwrap();
     let mut seen = Vec::new();
     loop {

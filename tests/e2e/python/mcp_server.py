@@ -3,11 +3,14 @@ tests. It reports what its process can see (working directory, environment, netw
 interfaces) so the tests can check the sandbox Troupe starts it in.
 
 Usage: mcp_server.py stdio | mcp_server.py http PORT
+With START_DELAY=SECONDS in its environment it waits that long before it serves, like a
+server that is slow to start.
 """
 
 import os
 import socket
 import sys
+import time
 
 from mcp.server.mcpserver import MCPServer
 
@@ -37,6 +40,7 @@ def explode() -> str:
 
 
 if __name__ == "__main__":
+    time.sleep(float(os.environ.get("START_DELAY", "0")))
     if sys.argv[1:2] == ["http"]:
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:

@@ -22,8 +22,6 @@ use batch::{Answer, Batch, Next, Pipeline, forwarded_frames};
 
 /// The assistant's colour in presence lists and cursors.
 const ASSISTANT_COLOR: &str = "#7c3aed";
-/// How often a room looks for expired awareness and idleness.
-const TICK: Duration = Duration::from_secs(5);
 
 /// How rooms behave; from `[canvas]` in the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +117,8 @@ pub enum RoomMessage {
     Remote(Remote),
     /// A batch of updates came back from the store.
     Stored(Stored),
+    /// Time to look for expired awareness and idleness: sent to every open room by their
+    /// parent on one shared timer, so a room holds no timer task of its own.
     Tick,
 }
 
@@ -174,7 +174,6 @@ pub struct RoomActorState {
     since_snapshot: (usize, usize),
     /// Since when the room has had no connection.
     empty_since: Option<Instant>,
-    ticker: Option<tokio::task::JoinHandle<()>>,
     /// Passes the store's feed (in a cluster) to the room.
     feed: Option<tokio::task::JoinHandle<()>>,
     /// What waits for the store.
@@ -206,7 +205,6 @@ impl Actor for Room {
             stored.journal.iter().map(Vec::as_slice),
         )?;
         let journal_bytes = stored.journal.iter().map(Vec::len).sum();
-        let ticker = myself.send_interval(TICK, || RoomMessage::Tick);
         let replicated = opened.feed.is_some();
         let feed = opened.feed.map(|mut feed| {
             let room = myself.clone();
@@ -231,7 +229,6 @@ impl Actor for Room {
             remote_nodes: HashMap::new(),
             since_snapshot: (stored.journal.len(), journal_bytes),
             empty_since: Some(Instant::now()),
-            ticker: Some(ticker),
             feed,
             pipeline: Pipeline::default(),
             closing: None,
@@ -290,11 +287,8 @@ impl Actor for Room {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        for task in [state.ticker.take(), state.feed.take()]
-            .into_iter()
-            .flatten()
-        {
-            task.abort();
+        if let Some(feed) = state.feed.take() {
+            feed.abort();
         }
         metrics::gauge!(metric_names::ROOMS_OPEN).decrement(1.0);
         metrics::gauge!(metric_names::CONNECTIONS).decrement(state.peers.len() as f64);

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::mpsc;
@@ -48,7 +49,12 @@ pub enum RoomsMessage {
         name: RoomName,
         reply: RpcReplyPort<Result<bool, CanvasStoreError>>,
     },
+    /// The shared timer: every open room gets a [`RoomMessage::Tick`].
+    Tick,
 }
+
+/// How often each room looks for expired awareness and idleness.
+const TICK: Duration = Duration::from_secs(5);
 
 pub struct RoomsArgs {
     pub store: SharedCanvasStore,
@@ -60,6 +66,7 @@ pub struct RoomsState {
     settings: RoomSettings,
     open: HashMap<RoomName, ActorRef<RoomMessage>>,
     by_actor: HashMap<ActorId, RoomName>,
+    ticker: tokio::task::JoinHandle<()>,
 }
 
 pub struct Rooms;
@@ -71,7 +78,7 @@ impl Actor for Rooms {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: RoomsArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RoomsState {
@@ -79,7 +86,17 @@ impl Actor for Rooms {
             settings: args.settings,
             open: HashMap::new(),
             by_actor: HashMap::new(),
+            ticker: myself.send_interval(TICK, || RoomsMessage::Tick),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.ticker.abort();
+        Ok(())
     }
 
     async fn handle(
@@ -106,6 +123,11 @@ impl Actor for Rooms {
                     let _ = room.call(|reply| RoomMessage::Close { reply }, None).await;
                 }
                 let _ = reply.send(state.store.delete(&name).await);
+            }
+            RoomsMessage::Tick => {
+                for room in state.open.values() {
+                    let _ = room.cast(RoomMessage::Tick);
+                }
             }
         }
         Ok(())

@@ -26,8 +26,10 @@ use super::auth::locked_out_answer;
 use super::callers::Caller;
 use super::error::ApiError;
 
-/// Room for one ordinary frame; larger ones grow the buffer while they are read.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Room for one ordinary frame (an edit or a cursor move is tens of bytes); larger ones
+/// grow the buffer while they are read. Every open connection holds this much, and all of
+/// it is touched by each read, so it is kept as small as `/ws`'s.
+const READ_BUFFER_BYTES: usize = 1024;
 const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 /// Room beyond the largest update for the message's own framing.
 const FRAMING_BYTES: usize = 64 * 1024;

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use troupe_actors::bridge::actor::{Backoff, BridgeActor, BridgeArgs, receive_forever};
 use troupe_actors::bridge::dispatch::Dispatcher;
 use troupe_actors::bridge::store::BridgeStore;
+use troupe_actors::inbox::Inbox;
 use troupe_actors::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
 use troupe_actors::session::SessionConfig;
 use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
@@ -87,7 +88,7 @@ pub(crate) async fn serve(
             policy: provider_config.policy(),
         });
     }
-    let (cluster, store) = open_store(&config, node_id).await?;
+    let (cluster, store, inbox) = open_store(&config, node_id).await?;
     let reminders =
         Arc::new(Reminders::open(&config.storage.data_dir).context("storage.data_dir")?);
     let (canvas_store, canvas_disk, canvas_settings) =
@@ -117,6 +118,7 @@ pub(crate) async fn serve(
         budget: RestartBudget::default(),
         backlog: config.assistant.backlog(),
         turn_context: Some(Arc::new(BoardContext::new(canvas.clone()))),
+        inbox,
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),
@@ -199,6 +201,10 @@ pub(crate) async fn serve(
     })
     .await
     .context("starting the node")?;
+    // What was accepted before a restart and not answered yet is answered first.
+    node.answer_waiting()
+        .await
+        .context("reading the inbox of accepted messages")?;
     let dispatcher = dispatcher_slot
         .get()
         .cloned()
@@ -270,20 +276,28 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// The embedded store, or (with `[cluster]`) the cluster's after joining it.
+/// The session store, and the inbox that keeps accepted messages until they are answered:
+/// on one node, the embedded store is both; with `[cluster]`, the cluster's store after
+/// joining it, and no inbox (the cluster's is its JetStream stream).
 async fn open_store(
     config: &TroupeConfig,
     node_id: Option<String>,
-) -> anyhow::Result<(Option<ClusterNode>, Arc<dyn SnapshotStore>)> {
+) -> anyhow::Result<(
+    Option<ClusterNode>,
+    Arc<dyn SnapshotStore>,
+    Option<Arc<dyn Inbox>>,
+)> {
     let (Some(cluster_config), Some(node_id)) = (&config.cluster, node_id) else {
-        let store =
-            LocalSnapshotStore::open(&config.storage.data_dir).context("storage.data_dir")?;
-        return Ok((None, Arc::new(store)));
+        let store = Arc::new(
+            LocalSnapshotStore::open(&config.storage.data_dir).context("storage.data_dir")?,
+        );
+        let inbox: Arc<dyn Inbox> = store.clone();
+        return Ok((None, store, Some(inbox)));
     };
     let (cluster, store) = ClusterNode::join(cluster_config.clone(), node_id)
         .await
         .context("joining the cluster")?;
-    Ok((Some(cluster), store))
+    Ok((Some(cluster), store, None))
 }
 
 /// The canvas's rooms: kept in the data dir on one node (whose disk is watched with the

@@ -86,6 +86,17 @@ impl Backlog {
         })
     }
 
+    /// A place for a message that was accepted before (by a node that stopped since),
+    /// whatever the limits: refusing it now would lose it.
+    pub fn admit_accepted(self: &Arc<Self>, key: &SessionKey) -> BacklogTicket {
+        self.node.fetch_add(1, Ordering::AcqRel);
+        *self.sessions.entry(key.clone()).or_default() += 1;
+        BacklogTicket {
+            backlog: Arc::clone(self),
+            key: key.clone(),
+        }
+    }
+
     /// Messages held by the node now.
     pub fn len(&self) -> usize {
         self.node.load(Ordering::Acquire)

@@ -12,8 +12,9 @@ use crate::turn::{TurnError, TurnEventReceiver};
 
 /// A message handed over for delivery.
 pub struct Submission {
-    /// Resolves once the message is safely stored (a single node: at once; a cluster: when
-    /// JetStream acknowledged it). Only then may the sender be told "accepted".
+    /// Resolves once the message is safely stored (a single node: in its inbox, see
+    /// [`crate::inbox`]; a cluster: when JetStream acknowledged it). Only then may the
+    /// sender be told "accepted".
     pub accepted: BoxFuture<'static, Result<(), TurnError>>,
     /// The turn's events: deltas, then exactly one final event (or the channel closes).
     pub events: TurnEventReceiver,
@@ -46,7 +47,7 @@ pub trait Ingress: Send + Sync + 'static {
 #[async_trait::async_trait]
 impl Ingress for crate::node::NodeHandle {
     fn submit(&self, message: InboundMessage) -> Result<Submission, TurnError> {
-        self.route(message).map(Submission::accepted)
+        crate::node::NodeHandle::submit(self, message)
     }
 
     async fn history(&self, key: SessionKey) -> Result<Option<SessionView>, TurnError> {

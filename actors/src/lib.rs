@@ -8,6 +8,7 @@ pub mod backlog;
 pub mod bridge;
 pub mod group_commit;
 pub mod ids;
+pub mod inbox;
 pub mod ingress;
 pub mod message;
 pub mod metrics;
@@ -27,6 +28,8 @@ pub mod trace;
 pub mod turn;
 pub mod turn_context;
 
+#[cfg(test)]
+mod inbox_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]

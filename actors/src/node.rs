@@ -18,15 +18,19 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
-use crate::backlog::{Backlog, BacklogLimits};
+use futures_util::FutureExt;
+
+use crate::backlog::{Backlog, BacklogLimits, BacklogTicket};
 use crate::ids::SessionKey;
+use crate::inbox::Inbox;
+use crate::ingress::Submission;
 use crate::message::InboundMessage;
 use crate::model_worker::{ModelDirectory, ModelWorker, ModelWorkerArgs, ProviderPolicy};
 use crate::provider::{ChatRequest, Completion, DeltaSink, ModelProvider, ProviderInfo};
 use crate::registry::{RegistryMsg, RegistryStats, SessionFilter, SessionRegistry};
 use crate::session::{SessionConfig, SessionContext, SessionView};
 use crate::skill::{SkillActor, SkillActorArgs, SkillDirectory, SkillSetup};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{SnapshotStore, StoreError};
 use crate::supervisor::{
     ChildSpec, NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, RestartBudget,
 };
@@ -54,6 +58,9 @@ pub struct NodeSetup {
     pub backlog: BacklogLimits,
     /// What turns see besides their history (the canvas's board), if anything.
     pub turn_context: Option<Arc<dyn TurnContext>>,
+    /// Where a single node keeps accepted messages until they are answered, so that an
+    /// `ack` means stored ([`crate::inbox`]); `None` in a cluster, whose inbox is JetStream.
+    pub inbox: Option<Arc<dyn Inbox>>,
 }
 
 /// Where the current registry lives; replaced when the supervisor restarts it.
@@ -93,6 +100,7 @@ pub struct NodeHandle {
     turn_timeout: Duration,
     /// Messages admitted and not yet handled.
     backlog: Arc<Backlog>,
+    inbox: Option<Arc<dyn Inbox>>,
 }
 
 /// Starts a node. `extra_children` (e.g. the access layer) start last, under the same
@@ -126,6 +134,7 @@ pub async fn start_node(
         models: Arc::clone(&models),
         skills: Arc::clone(&skills),
         turn_context: setup.turn_context.clone(),
+        inbox: setup.inbox.clone(),
     };
     children.push(registry_spec(context, &registry_slot));
     let args = NodeSupervisorArgs {
@@ -144,6 +153,7 @@ pub async fn start_node(
         skills,
         turn_timeout: setup.session.turn_timeout,
         backlog: Backlog::new(setup.backlog),
+        inbox: setup.inbox,
     };
     for spec in extra_children(handle.clone()) {
         handle.supervisor_add_child(spec).await?;
@@ -213,6 +223,14 @@ fn registry_spec(context: SessionContext, slot: &Arc<RegistrySlot>) -> ChildSpec
     }
 }
 
+/// A message the inbox could not keep is not accepted.
+fn not_stored(error: &StoreError) -> TurnError {
+    TurnError::new(
+        ErrorCode::StorageError,
+        format!("the message could not be stored: {error}"),
+    )
+}
+
 fn unavailable() -> TurnError {
     TurnError::new(
         ErrorCode::ShuttingDown,
@@ -253,8 +271,34 @@ impl NodeHandle {
     /// A session that holds as many waiting messages as it may, or a node that does, is
     /// `busy`: the message is refused at once.
     pub fn route(&self, message: InboundMessage) -> Result<TurnEventReceiver, TurnError> {
-        let registry = self.registry()?;
         let ticket = self.backlog.admit(&message.session_key())?;
+        self.deliver(message, ticket)
+    }
+
+    /// Like [`NodeHandle::route`], and keeps the message in the node's inbox (when it has
+    /// one) until it is answered: the submission is accepted once it is stored there.
+    pub fn submit(&self, message: InboundMessage) -> Result<Submission, TurnError> {
+        let ticket = self.backlog.admit(&message.session_key())?;
+        let Some(inbox) = &self.inbox else {
+            return self.deliver(message, ticket).map(Submission::accepted);
+        };
+        // Put before delivering: the put is queued ahead of the snapshot that answers it.
+        let stored = inbox.put(&message);
+        let events = self.deliver(message, ticket)?;
+        Ok(Submission {
+            accepted: stored
+                .map(|stored| stored.map_err(|error| not_stored(&error)))
+                .boxed(),
+            events,
+        })
+    }
+
+    fn deliver(
+        &self,
+        message: InboundMessage,
+        ticket: BacklogTicket,
+    ) -> Result<TurnEventReceiver, TurnError> {
+        let registry = self.registry()?;
         let (events, receiver) = turn_channel();
         registry
             .cast(RegistryMsg::Route {
@@ -265,6 +309,29 @@ impl NodeHandle {
             })
             .map_err(|_| unavailable())?;
         Ok(receiver)
+    }
+
+    /// Answers every message the inbox kept from before the node started (accepted, and
+    /// not answered when the node stopped), in the order they arrived; nobody waits for
+    /// these answers, they go to the histories. Returns how many there were.
+    pub async fn answer_waiting(&self) -> Result<usize, StoreError> {
+        let Some(inbox) = &self.inbox else {
+            return Ok(0);
+        };
+        let waiting = inbox.waiting().await?;
+        let count = waiting.len();
+        for message in waiting {
+            // Admitted whatever the limits: these were accepted before.
+            let ticket = self.backlog.admit_accepted(&message.session_key());
+            if let Err(error) = self.deliver(message, ticket) {
+                tracing::warn!(%error, "the node stopped while answering its inbox");
+                break;
+            }
+        }
+        if count > 0 {
+            tracing::info!(count, "answering the messages accepted before the restart");
+        }
+        Ok(count)
     }
 
     /// Messages admitted and not yet handled, node-wide.

@@ -58,6 +58,7 @@ async fn node_with(
         budget: RestartBudget::default(),
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
+        inbox: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     TestNode { handle, store }
@@ -74,7 +75,7 @@ async fn scripted_node(script: Vec<Scripted>) -> (TestNode, Arc<ScriptedProvider
     (node, provider)
 }
 
-fn text_message(id: &str, conversation: &str, payload: &str) -> InboundMessage {
+pub(crate) fn text_message(id: &str, conversation: &str, payload: &str) -> InboundMessage {
     InboundMessage {
         id: id.into(),
         platform: "test".into(),
@@ -388,6 +389,7 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         budget: RestartBudget::default(),
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
+        inbox: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     let (_, last) = collect(handle.route(text_message("d1", "lena", "keep me")).unwrap()).await;
@@ -535,6 +537,7 @@ async fn gated_node_with(store: &Arc<GatedStore>, script: Vec<Scripted>) -> Node
         budget: RestartBudget::default(),
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
+        inbox: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }
@@ -719,6 +722,7 @@ async fn node_with_backlog(
         budget: RestartBudget::default(),
         backlog,
         turn_context: None,
+        inbox: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

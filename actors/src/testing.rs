@@ -2,7 +2,7 @@
 //! script and records what it was asked.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::provider::{
@@ -23,6 +23,8 @@ pub enum Scripted {
     Delayed(Duration, String),
     /// Asks for these tool calls `(id, name, arguments)`.
     Tools(Vec<(String, String, String)>),
+    /// Answers once the test lets it (`notify_one`).
+    Gated(Arc<tokio::sync::Notify>, String),
 }
 
 /// A provider that plays a script; when the script runs out it echoes the last user message.
@@ -104,6 +106,11 @@ impl ModelProvider for ScriptedProvider {
                 finish_reason: FinishReason::ToolCalls,
                 usage: None,
             }),
+            Some(Scripted::Gated(gate, text)) => {
+                gate.notified().await;
+                deltas.push(&text);
+                Ok(Completion::text(text))
+            }
             Some(Scripted::Delayed(delay, text)) => {
                 tokio::time::sleep(delay).await;
                 deltas.push(&text);

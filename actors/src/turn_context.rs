@@ -88,6 +88,7 @@ mod tests {
             budget: crate::supervisor::RestartBudget::default(),
             backlog: crate::backlog::BacklogLimits::default(),
             turn_context: Some(Arc::new(Boards)),
+            inbox: None,
         };
         start_node(setup, |_| Vec::new()).await.unwrap().0
     }

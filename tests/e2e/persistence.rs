@@ -70,6 +70,91 @@ async fn every_acknowledged_reply_survives_kill_9_under_load() {
     }
 }
 
+/// The ids of the user entries of `key`'s history that have a reply after them.
+async fn answered_ids(node: &TroupeProcess, key: &str) -> Vec<String> {
+    let (_, session) = get(node, &format!("/api/v1/sessions/{key}")).await;
+    let history = session["history"].as_array().cloned().unwrap_or_default();
+    history
+        .windows(2)
+        .filter(|pair| pair[0]["role"] == "user" && pair[1]["role"] == "assistant")
+        .filter_map(|pair| pair[0]["message_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_acknowledged_message_is_answered_after_kill_9_and_a_retry_gets_that_answer() {
+    const CONNECTIONS: usize = 20;
+    const MESSAGES: usize = 10;
+    let fake = FakeLlm::start(None).await;
+    // Slow replies: each conversation's messages queue behind one another.
+    fake.set_echo_delay(Duration::from_millis(100));
+    let mut node = TroupeProcess::start(binary(), &openai_provider(&fake.openai_base_url(), ""))
+        .await
+        .unwrap();
+    let mut sockets = Vec::new();
+    for connection in 0..CONNECTIONS {
+        let mut socket = connect(&node, &[]).await;
+        send(
+            &mut socket,
+            json!({"type": "hello", "sender_id": format!("p{connection}")}),
+        )
+        .await;
+        for index in 0..MESSAGES {
+            let id = format!("p{connection}-{index}");
+            send(
+                &mut socket,
+                json!({"type": "message", "id": id, "payload": id}),
+            )
+            .await;
+        }
+        sockets.push(socket);
+    }
+    let mut replied_before_kill = 0;
+    for socket in &mut sockets {
+        let mut acks = 0;
+        while acks < MESSAGES {
+            let frame = crate::support::next_frame(socket).await.expect("open");
+            match frame["type"].as_str() {
+                Some("ack") => acks += 1,
+                Some("reply") => replied_before_kill += 1,
+                _ => {}
+            }
+        }
+    }
+    node.kill_hard().unwrap();
+    assert!(
+        replied_before_kill < CONNECTIONS * MESSAGES / 2,
+        "most acknowledged messages were still unanswered at the kill ({replied_before_kill} were)"
+    );
+
+    node.restart().await.unwrap();
+    for connection in 0..CONNECTIONS {
+        let key = format!("ws:p{connection}");
+        let expected: Vec<_> = (0..MESSAGES)
+            .map(|index| format!("p{connection}-{index}"))
+            .collect();
+        eventually(Duration::from_secs(30), || async {
+            answered_ids(&node, &key).await == expected
+        })
+        .await;
+    }
+
+    // A retry of an id acknowledged before the kill gets the answer in the history.
+    let (_, session) = get(&node, "/api/v1/sessions/ws:p7").await;
+    let stored_reply = session["history"][19]["message_id"].clone();
+    let mut socket = connect(&node, &[]).await;
+    send(&mut socket, json!({"type": "hello", "sender_id": "p7"})).await;
+    send(
+        &mut socket,
+        json!({"type": "message", "id": "p7-9", "payload": "p7-9"}),
+    )
+    .await;
+    let frames = frames_until_final(&mut socket, "p7-9").await;
+    let reply = frames.last().unwrap();
+    assert_eq!(reply["type"], "reply", "{frames:?}");
+    assert_eq!(reply["id"], stored_reply);
+}
+
 #[tokio::test]
 async fn sigterm_finishes_the_reply_in_flight_then_exits_0() {
     let fake = FakeLlm::start(None).await;

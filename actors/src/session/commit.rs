@@ -10,6 +10,10 @@
 //!
 //! Order is kept: while earlier events wait for a write, a later turn's events (its deltas
 //! and tool lines included) wait behind them and go out in order.
+//!
+//! A final event that goes out ([`release`]) tells the node's inbox, if it has one, that its
+//! message is answered; one that fails for want of storage does not, so the message is
+//! answered again after a restart.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,6 +23,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::{SessionMsg, SessionState};
+use crate::ids::SessionKey;
+use crate::inbox::Inbox;
 use crate::message::{InboundMessage, OutboundReply};
 use crate::metrics as metric_names;
 use crate::snapshot::StoreError;
@@ -89,8 +95,13 @@ impl SessionState {
         if self.commit.has_unsent() {
             self.commit.unsent.push_back((last, output.client));
         } else {
-            let _ = output.client.send(last);
+            self.release(last, &output.client);
         }
+    }
+
+    /// Sends `event` to its client (see [`release`]).
+    fn release(&self, event: TurnEvent, client: &TurnEvents) {
+        release(self.context.inbox.as_deref(), &self.key, event, client);
     }
 
     /// Ends a turn that changed the session: its last event waits for a write that
@@ -117,7 +128,7 @@ impl SessionState {
             if self.commit.has_unsent() {
                 self.commit.unsent.push_back((event, output.client.clone()));
             } else {
-                let _ = output.client.send(event);
+                self.release(event, &output.client);
             }
         }
     }
@@ -142,6 +153,9 @@ impl SessionState {
         };
         let mut covered: Vec<_> = self.commit.unsent.drain(..covers).collect();
         let nothing_else_waits = self.commit.unsent.is_empty();
+        // The turn borrows the whole session: the write's events go out with these.
+        let inbox = self.context.inbox.clone();
+        let key = inbox.is_some().then(|| self.key.clone());
         let mut write = Some(task);
         let mut written = None;
         let mut live = false;
@@ -156,7 +170,8 @@ impl SessionState {
                     {
                         write = None;
                         let saved = joined(saved);
-                        send_covered(covered.drain(..), &saved);
+                        let answered = inbox.as_deref().zip(key.as_ref());
+                        send_covered(covered.drain(..), &saved, answered);
                         live = saved.is_ok() && nothing_else_waits;
                         written = Some(saved);
                     }
@@ -238,8 +253,14 @@ impl SessionState {
             self.start_save(myself);
             return;
         }
+        self.release_unsent();
+    }
+
+    /// Sends every waiting event: the session is stored as it is.
+    fn release_unsent(&mut self) {
+        let inbox = self.context.inbox.as_deref();
         for (event, client) in self.commit.unsent.drain(..) {
-            let _ = client.send(event);
+            release(inbox, &self.key, event, &client);
         }
     }
 
@@ -250,7 +271,12 @@ impl SessionState {
             return true;
         };
         let saved = joined(saving.task.await);
-        send_covered(self.commit.unsent.drain(..saving.covers), &saved);
+        let answered = self
+            .context
+            .inbox
+            .as_deref()
+            .map(|inbox| (inbox, &self.key));
+        send_covered(self.commit.unsent.drain(..saving.covers), &saved, answered);
         self.after_write(saved, saving.changes)
     }
 
@@ -284,9 +310,7 @@ impl SessionState {
             self.fail_unsent();
             return;
         }
-        for (event, client) in self.commit.unsent.drain(..) {
-            let _ = client.send(event);
-        }
+        self.release_unsent();
     }
 
     pub(super) fn record_failed_save(&mut self, error: &StoreError) {
@@ -321,21 +345,52 @@ fn joined(
     })
 }
 
-/// Sends the events a write covered: as they are once it is stored, with the error in
-/// place of each reply when it failed.
+/// Sends the events a write covered: as they are once it is stored (telling `inbox`),
+/// with the error in place of each reply when it failed.
 fn send_covered(
     covered: impl Iterator<Item = (TurnEvent, TurnEvents)>,
     saved: &Result<(), StoreError>,
+    inbox: Option<(&dyn Inbox, &SessionKey)>,
 ) {
     let failure = saved
         .as_ref()
         .err()
         .map(|error| unsaved_error_of(matches!(error, StoreError::Conflict { .. })));
     for (event, client) in covered {
-        let _ = client.send(match &failure {
-            Some(error) => failed(event, error),
-            None => event,
-        });
+        match (&failure, inbox) {
+            (Some(error), _) => {
+                let _ = client.send(failed(event, error));
+            }
+            (None, Some((inbox, key))) => release(Some(inbox), key, event, &client),
+            (None, None) => {
+                let _ = client.send(event);
+            }
+        }
+    }
+}
+
+/// Sends `event` to its client. A final event that settles its message (see
+/// [`settled_message`]) tells the inbox that the message needs keeping no more.
+fn release(inbox: Option<&dyn Inbox>, key: &SessionKey, event: TurnEvent, client: &TurnEvents) {
+    if let Some(inbox) = inbox
+        && let Some(id) = settled_message(&event)
+    {
+        inbox.answered(key, id);
+    }
+    let _ = client.send(event);
+}
+
+/// The message a final event settles: a reply, or an error, except one that says the turn
+/// could not be stored or the node is stopping (that message is answered after a restart).
+fn settled_message(event: &TurnEvent) -> Option<&str> {
+    match event {
+        TurnEvent::Reply { reply, .. } => Some(&reply.in_reply_to),
+        TurnEvent::Failed { in_reply_to, error } => (!matches!(
+            error.code,
+            ErrorCode::StorageError | ErrorCode::SessionFailed | ErrorCode::ShuttingDown
+        ))
+        .then_some(in_reply_to.as_str()),
+        TurnEvent::Delta { .. } | TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => None,
     }
 }
 

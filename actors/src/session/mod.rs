@@ -64,6 +64,8 @@ pub struct SessionContext {
     pub models: Arc<ModelDirectory>,
     pub skills: Arc<SkillDirectory>,
     pub turn_context: Option<Arc<dyn crate::turn_context::TurnContext>>,
+    /// The node's inbox (a single node): told when a message is answered.
+    pub inbox: Option<Arc<dyn crate::inbox::Inbox>>,
 }
 
 /// A session's history as the sessions API shows it.

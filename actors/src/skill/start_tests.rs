@@ -82,6 +82,7 @@ async fn node_with(skill: Slow, limit: Duration) -> (NodeHandle, Arc<ScriptedPro
         budget: RestartBudget::default(),
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
+        inbox: None,
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     (node, provider)

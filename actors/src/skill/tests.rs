@@ -112,6 +112,7 @@ async fn node(script: Vec<Scripted>, grant: Grant, max_rounds: u32) -> Setup {
         budget: RestartBudget::default(),
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
+        inbox: None,
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     for _ in 0..200 {

@@ -20,33 +20,69 @@ use crate::ids::SessionKey;
 use crate::storage::{Storage, StorageError};
 
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions_v1");
+/// The inbox (see [`crate::inbox`]): `platform NUL conversation NUL id` → order + message.
+pub(super) const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("inbox_v1");
 /// Most writes folded into one transaction.
 const MAX_WRITES_PER_COMMIT: usize = 1024;
 /// redb's page cache. Small on purpose: active sessions live in actor memory, so the cache
 /// only serves (re)activations, and passivated sessions must cost no RAM.
 pub(crate) const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-/// One write of a snapshot; answers whether the key existed before.
-enum SnapshotWrite {
-    Put { key: String, bytes: Vec<u8> },
-    Delete { key: String },
+/// One write of a snapshot or of the inbox; answers whether the key existed before.
+pub(super) enum SnapshotWrite {
+    Put {
+        key: String,
+        bytes: Vec<u8>,
+    },
+    /// Deletes a session's snapshot and whatever its inbox still keeps.
+    DeleteSession {
+        key: String,
+    },
+    InboxPut {
+        key: String,
+        bytes: Vec<u8>,
+    },
+    InboxRemove {
+        key: String,
+    },
 }
 
 impl Write for SnapshotWrite {
     type Output = bool;
 
     fn apply(&self, transaction: &WriteTransaction) -> Result<bool, WriteError> {
-        let mut table = transaction.open_table(SESSIONS)?;
         Ok(match self {
-            Self::Put { key, bytes } => table.insert(key.as_str(), bytes.as_slice())?.is_some(),
-            Self::Delete { key } => table.remove(key.as_str())?.is_some(),
+            Self::Put { key, bytes } => transaction
+                .open_table(SESSIONS)?
+                .insert(key.as_str(), bytes.as_slice())?
+                .is_some(),
+            Self::DeleteSession { key } => {
+                // Every inbox key of the session lies between `key NUL` and `key 0x01`.
+                let (first, after) = (format!("{key}\0"), format!("{key}\u{1}"));
+                transaction
+                    .open_table(INBOX)?
+                    .retain_in::<&str, _>(first.as_str()..after.as_str(), |_, _| false)?;
+                transaction
+                    .open_table(SESSIONS)?
+                    .remove(key.as_str())?
+                    .is_some()
+            }
+            Self::InboxPut { key, bytes } => transaction
+                .open_table(INBOX)?
+                .insert(key.as_str(), bytes.as_slice())?
+                .is_some(),
+            Self::InboxRemove { key } => transaction
+                .open_table(INBOX)?
+                .remove(key.as_str())?
+                .is_some(),
         })
     }
 }
 
-/// Creates the sessions table.
+/// Creates the sessions and inbox tables.
 fn prepare(transaction: &WriteTransaction) -> Result<(), redb::TableError> {
-    transaction.open_table(SESSIONS).map(drop)
+    transaction.open_table(SESSIONS).map(drop)?;
+    transaction.open_table(INBOX).map(drop)
 }
 
 /// Snapshots on local disk. Cheap to share behind an `Arc`.
@@ -57,6 +93,8 @@ pub struct LocalSnapshotStore {
     writer: GroupCommit<SnapshotWrite>,
     /// Number of stored snapshots.
     count: AtomicU64,
+    /// The order of the next message put into the inbox.
+    pub(super) next_in_inbox: AtomicU64,
 }
 
 impl std::fmt::Debug for LocalSnapshotStore {
@@ -68,8 +106,15 @@ impl std::fmt::Debug for LocalSnapshotStore {
     }
 }
 
-fn io_error(error: impl std::fmt::Display) -> StoreError {
+pub(super) fn io_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::Io(error.to_string())
+}
+
+pub(super) fn commit_error(failure: CommitFailed) -> StoreError {
+    match failure {
+        CommitFailed::Closed => StoreError::Closed,
+        CommitFailed::Failed(error) => io_error(error),
+    }
 }
 
 impl From<StorageError> for StoreError {
@@ -80,7 +125,7 @@ impl From<StorageError> for StoreError {
 
 /// `platform NUL conversation`: NUL sorts below every id character, so the byte order of
 /// stored keys is the order of `SessionKey`.
-fn encode_key(key: &SessionKey) -> String {
+pub(super) fn encode_key(key: &SessionKey) -> String {
     format!("{}\0{}", key.platform(), key.conversation_id())
 }
 
@@ -106,10 +151,14 @@ impl LocalSnapshotStore {
         })?;
         let path = data_dir.join("sessions.redb");
         let storage = Storage::open("sessions", &path, cache_bytes, prepare)?;
-        let stored = storage.run(|database| {
+        let (stored, next_in_inbox) = storage.run(|database| {
             let transaction = database.begin_read().map_err(io_error)?;
             let table = transaction.open_table(SESSIONS).map_err(io_error)?;
-            table.len().map_err(io_error)
+            let inbox = transaction.open_table(INBOX).map_err(io_error)?;
+            Ok::<_, StoreError>((
+                table.len().map_err(io_error)?,
+                super::local_inbox::next_order(&inbox)?,
+            ))
         })??;
         let writer = GroupCommit::start("snapshot", storage.clone(), MAX_WRITES_PER_COMMIT)
             .map_err(io_error)?;
@@ -117,20 +166,20 @@ impl LocalSnapshotStore {
             storage,
             writer,
             count: AtomicU64::new(stored),
+            next_in_inbox: AtomicU64::new(next_in_inbox),
         })
     }
 
     async fn submit(&self, write: SnapshotWrite) -> Result<bool, StoreError> {
-        self.writer
-            .submit(write)
-            .await
-            .map_err(|failure| match failure {
-                CommitFailed::Closed => StoreError::Closed,
-                CommitFailed::Failed(error) => io_error(error),
-            })
+        self.writer.submit(write).await.map_err(commit_error)
     }
 
-    async fn read<T: Send + 'static>(
+    /// The writer, for the inbox's writes.
+    pub(super) const fn writer(&self) -> &GroupCommit<SnapshotWrite> {
+        &self.writer
+    }
+
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -171,7 +220,7 @@ impl SnapshotStore for LocalSnapshotStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let existed = self
-            .submit(SnapshotWrite::Delete {
+            .submit(SnapshotWrite::DeleteSession {
                 key: encode_key(key),
             })
             .await?;

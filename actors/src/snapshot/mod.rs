@@ -7,6 +7,7 @@
 
 pub mod conformance;
 mod local;
+mod local_inbox;
 mod memory;
 
 use std::collections::VecDeque;

@@ -10,21 +10,34 @@ pub const MAX_ID_BYTES: usize = 256;
 /// Longest platform name, in bytes.
 pub const MAX_PLATFORM_BYTES: usize = 32;
 
+/// Why an id or a platform name was refused; each reads as the end of a sentence that
+/// names the field ("field `sender_id` is invalid: must not be empty").
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidId {
+    #[error("must not be empty")]
+    Empty,
+    #[error("is {bytes} bytes, longer than {MAX_ID_BYTES}")]
+    TooLong { bytes: usize },
+    #[error("contains the character {0:?}; white space and control characters are not allowed")]
+    Character(char),
+    #[error("must be 1 to {MAX_PLATFORM_BYTES} bytes long")]
+    PlatformLength,
+    #[error("may hold only a-z, 0-9, '_' and '-'")]
+    PlatformCharacters,
+    #[error("`{0}` is reserved for the server's own records")]
+    ReservedPlatform(String),
+}
+
 /// Checks an id: 1 to 256 bytes of visible characters (no white space, no control characters).
-pub fn validate_id(value: &str) -> Result<(), String> {
+pub fn validate_id(value: &str) -> Result<(), InvalidId> {
     if value.is_empty() {
-        return Err("must not be empty".into());
+        return Err(InvalidId::Empty);
     }
     if value.len() > MAX_ID_BYTES {
-        return Err(format!(
-            "is {} bytes, longer than {MAX_ID_BYTES}",
-            value.len()
-        ));
+        return Err(InvalidId::TooLong { bytes: value.len() });
     }
     if let Some(bad) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "contains the character {bad:?}; white space and control characters are not allowed"
-        ));
+        return Err(InvalidId::Character(bad));
     }
     Ok(())
 }
@@ -34,15 +47,26 @@ pub fn validate_id(value: &str) -> Result<(), String> {
 pub const RESERVED_PLATFORMS: [&str; 1] = ["notes"];
 
 /// Checks a platform name: 1 to 32 bytes of `a-z`, `0-9`, `_` and `-`.
-pub fn validate_platform(value: &str) -> Result<(), String> {
+pub fn validate_platform(value: &str) -> Result<(), InvalidId> {
     if value.is_empty() || value.len() > MAX_PLATFORM_BYTES {
-        return Err(format!("must be 1 to {MAX_PLATFORM_BYTES} bytes long"));
+        return Err(InvalidId::PlatformLength);
     }
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
     if !value.chars().all(allowed) {
-        return Err("may hold only a-z, 0-9, '_' and '-'".into());
+        return Err(InvalidId::PlatformCharacters);
     }
     Ok(())
+}
+
+/// Why a session key was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSessionKey {
+    #[error("platform {0}")]
+    Platform(#[source] InvalidId),
+    #[error("conversation id {0}")]
+    Conversation(#[source] InvalidId),
+    #[error("session key `{0}` is not of the form platform:conversation_id")]
+    Form(String),
 }
 
 /// Names one session: a conversation on a platform. Written `platform:conversation_id`;
@@ -63,17 +87,17 @@ impl SessionKey {
     }
 
     /// Builds a key from outside input, checking both parts.
-    pub fn new(platform: &str, conversation_id: &str) -> Result<Self, String> {
-        validate_platform(platform).map_err(|reason| format!("platform {reason}"))?;
-        validate_id(conversation_id).map_err(|reason| format!("conversation id {reason}"))?;
+    pub fn new(platform: &str, conversation_id: &str) -> Result<Self, InvalidSessionKey> {
+        validate_platform(platform).map_err(InvalidSessionKey::Platform)?;
+        validate_id(conversation_id).map_err(InvalidSessionKey::Conversation)?;
         Ok(Self::new_unchecked(platform, conversation_id))
     }
 
     /// Parses `platform:conversation_id`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (platform, conversation_id) = text.split_once(':').ok_or_else(|| {
-            format!("session key `{text}` is not of the form platform:conversation_id")
-        })?;
+    pub fn parse(text: &str) -> Result<Self, InvalidSessionKey> {
+        let (platform, conversation_id) = text
+            .split_once(':')
+            .ok_or_else(|| InvalidSessionKey::Form(text.to_owned()))?;
         Self::new(platform, conversation_id)
     }
 

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{RESERVED_PLATFORMS, SessionKey, validate_id, validate_platform};
+use crate::ids::{InvalidId, RESERVED_PLATFORMS, SessionKey, validate_id, validate_platform};
 
 /// Default largest accepted payload: 64 KiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -171,7 +171,11 @@ pub enum MessageError {
     #[error("content type `{0}` is reserved and not supported yet; send `text`")]
     UnsupportedContentType(ContentType),
     #[error("field `{field}` is invalid: {reason}")]
-    InvalidId { field: &'static str, reason: String },
+    InvalidId {
+        field: &'static str,
+        #[source]
+        reason: InvalidId,
+    },
     #[error("field `{0}` is required")]
     MissingField(&'static str),
     #[error("metadata key `{0}` is reserved for the server")]
@@ -196,7 +200,7 @@ impl InboundDraft {
         if RESERVED_PLATFORMS.contains(&platform.as_str()) {
             return Err(MessageError::InvalidId {
                 field: "platform",
-                reason: format!("`{platform}` is reserved for the server's own records"),
+                reason: InvalidId::ReservedPlatform(platform),
             });
         }
         let sender_id = match (self.sender_id, defaults.sender_id) {

@@ -249,8 +249,8 @@ impl NodeHandle {
             .await;
         match answer {
             Ok(CallResult::Success(Ok(()))) => Ok(()),
-            Ok(CallResult::Success(Err(message))) => {
-                Err(ractor::SpawnErr::StartupFailed(message.into()))
+            Ok(CallResult::Success(Err(failed))) => {
+                Err(ractor::SpawnErr::StartupFailed(Box::new(failed)))
             }
             _ => Err(ractor::SpawnErr::StartupFailed(
                 "the node supervisor did not answer".into(),

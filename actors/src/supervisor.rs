@@ -73,8 +73,17 @@ pub enum NodeSupervisorMsg {
     /// Start one more child (children that need the running node, like the access layer).
     AddChild {
         spec: ChildSpec,
-        reply: RpcReplyPort<Result<(), String>>,
+        reply: RpcReplyPort<Result<(), ChildStartFailed>>,
     },
+}
+
+/// A child added to a running node did not start.
+#[derive(Debug, thiserror::Error)]
+#[error("could not start {child}: {source}")]
+pub struct ChildStartFailed {
+    pub child: String,
+    #[source]
+    pub source: ractor::ActorProcessingErr,
 }
 
 struct Child {
@@ -172,10 +181,13 @@ impl NodeSupervisorState {
         &mut self,
         spec: ChildSpec,
         myself: &ActorRef<NodeSupervisorMsg>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ChildStartFailed> {
         let cell = (spec.start)(myself.get_cell())
             .await
-            .map_err(|error| format!("could not start {}: {error}", spec.name))?;
+            .map_err(|source| ChildStartFailed {
+                child: spec.name.clone(),
+                source,
+            })?;
         self.running.insert(cell.get_id(), self.children.len());
         self.children.push(Child {
             spec,

@@ -49,8 +49,8 @@ impl std::fmt::Debug for JetStreamSnapshotStore {
     }
 }
 
-fn io_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(error.to_string())
+fn io_error(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::Io(error.into())
 }
 
 fn encode_key(key: &SessionKey) -> String {

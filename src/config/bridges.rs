@@ -8,7 +8,7 @@ use std::sync::Arc;
 use troupe_actors::bridge::Bridge;
 use troupe_actors::bridge::policy::AccessPolicy;
 
-use super::{ConfigError, invalid};
+use super::{ConfigError, invalid, refused};
 
 /// The keys of the access policy, shared by every kind.
 const POLICY_KEYS: [&str; 4] = [
@@ -34,7 +34,7 @@ pub(crate) fn build_bridges(entries: &[toml::Table]) -> Result<Vec<BridgeEntry>,
         let name =
             take_string(&mut params, "name").map_err(|reason| invalid(&key("name"), reason))?;
         troupe_actors::ids::validate_platform(&name)
-            .map_err(|reason| invalid(&key("name"), reason))?;
+            .map_err(|reason| refused(&key("name"), reason))?;
         if built.iter().any(|other| other.name == name) {
             return Err(invalid(&key("name"), format!("`{name}` is used twice")));
         }

@@ -202,7 +202,7 @@ impl ServerConfig {
         for (index, entry) in self.tokens.iter().enumerate() {
             let key = |name: &str| format!("server.tokens[{index}].{name}");
             troupe_actors::ids::validate_id(&entry.sender_id)
-                .map_err(|reason| invalid(&key("sender_id"), reason))?;
+                .map_err(|reason| refused(&key("sender_id"), reason))?;
             if entry.sender_id.contains('/') {
                 return Err(invalid(
                     &key("sender_id"),
@@ -345,6 +345,13 @@ pub(crate) enum ConfigError {
     Parse { path: PathBuf, source: ParseError },
     #[error("{key}: {reason}")]
     Invalid { key: String, reason: String },
+    /// A value that breaks a rule the core defines (an id, a member name).
+    #[error("{key}: {reason}")]
+    Refused {
+        key: String,
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Why a config file does not parse: where (line and key) and what, never the line's text,
@@ -384,6 +391,14 @@ impl ParseError {
             (_, None) => format!("line {line}"),
         };
         Self { location, message }
+    }
+}
+
+/// The value at `key` breaks a rule the core checks (an id, a member name).
+fn refused(key: &str, reason: impl std::error::Error + Send + Sync + 'static) -> ConfigError {
+    ConfigError::Refused {
+        key: key.to_owned(),
+        reason: Box::new(reason),
     }
 }
 
@@ -631,7 +646,7 @@ impl TroupeConfig {
         let mut seen = std::collections::HashSet::new();
         for (index, identity) in self.identities.iter().enumerate() {
             troupe_actors::ids::validate_id(&identity.person)
-                .map_err(|reason| invalid(&format!("identities[{index}].person"), reason))?;
+                .map_err(|reason| refused(&format!("identities[{index}].person"), reason))?;
             if identity.members.is_empty() {
                 return Err(invalid(
                     &format!("identities[{index}].members"),
@@ -640,7 +655,7 @@ impl TroupeConfig {
             }
             for member in &identity.members {
                 troupe_actors::bridge::identity::validate_member(member)
-                    .map_err(|reason| invalid(&format!("identities[{index}].members"), reason))?;
+                    .map_err(|reason| refused(&format!("identities[{index}].members"), reason))?;
                 if !seen.insert(member.clone()) {
                     return Err(invalid(
                         &format!("identities[{index}].members"),

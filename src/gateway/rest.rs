@@ -180,8 +180,13 @@ pub(crate) struct ListQuery {
 }
 
 fn parse_key(text: &str) -> Result<SessionKey, ApiError> {
-    SessionKey::parse(text)
-        .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, "invalid_session_key", reason))
+    SessionKey::parse(text).map_err(|reason| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_session_key",
+            reason.to_string(),
+        )
+    })
 }
 
 pub(crate) async fn list_sessions(

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::store::{BridgeStore, store_error};
 use super::{BridgeError, BridgeErrorKind};
-use crate::ids::{validate_id, validate_platform};
+use crate::ids::{InvalidId, validate_id, validate_platform};
 
 /// member (`platform:sender_id`) → person name.
 pub(crate) const IDENTITIES: TableDefinition<'_, &str, &str> =
@@ -25,17 +25,42 @@ pub struct Person {
     pub members: Vec<String>,
 }
 
-/// Checks a member name: `platform:sender_id`.
-pub fn validate_member(member: &str) -> Result<(), String> {
-    let (platform, sender) = member.split_once(':').ok_or_else(|| {
-        format!("`{member}` must be written platform:sender_id (e.g. telegram:123)")
-    })?;
-    validate_platform(platform).map_err(|reason| format!("`{member}`: the platform {reason}"))?;
-    validate_id(sender).map_err(|reason| format!("`{member}`: the sender id {reason}"))
+/// Why a member name was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMember {
+    #[error("`{0}` must be written platform:sender_id (e.g. telegram:123)")]
+    Form(String),
+    #[error("`{member}`: the platform {reason}")]
+    Platform {
+        member: String,
+        #[source]
+        reason: InvalidId,
+    },
+    #[error("`{member}`: the sender id {reason}")]
+    Sender {
+        member: String,
+        #[source]
+        reason: InvalidId,
+    },
 }
 
-fn invalid(reason: String) -> BridgeError {
-    BridgeError::new(BridgeErrorKind::Rejected, reason)
+/// Checks a member name: `platform:sender_id`.
+pub fn validate_member(member: &str) -> Result<(), InvalidMember> {
+    let (platform, sender) = member
+        .split_once(':')
+        .ok_or_else(|| InvalidMember::Form(member.to_owned()))?;
+    validate_platform(platform).map_err(|reason| InvalidMember::Platform {
+        member: member.to_owned(),
+        reason,
+    })?;
+    validate_id(sender).map_err(|reason| InvalidMember::Sender {
+        member: member.to_owned(),
+        reason,
+    })
+}
+
+fn invalid(reason: impl std::fmt::Display) -> BridgeError {
+    BridgeError::new(BridgeErrorKind::Rejected, reason.to_string())
 }
 
 impl BridgeStore {
@@ -47,9 +72,7 @@ impl BridgeStore {
         members: &[String],
     ) -> Result<Person, BridgeError> {
         if members.len() < 2 && person.is_none() {
-            return Err(invalid(
-                "link at least two accounts, or name the person".into(),
-            ));
+            return Err(invalid("link at least two accounts, or name the person"));
         }
         for member in members {
             validate_member(member).map_err(invalid)?;

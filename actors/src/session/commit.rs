@@ -338,11 +338,7 @@ impl SessionState {
 fn joined(
     outcome: Result<Result<(), StoreError>, tokio::task::JoinError>,
 ) -> Result<(), StoreError> {
-    outcome.unwrap_or_else(|error| {
-        Err(StoreError::Io(format!(
-            "the snapshot write stopped: {error}"
-        )))
-    })
+    outcome.unwrap_or_else(|error| Err(StoreError::WriteStopped(error)))
 }
 
 /// Sends the events a write covered: as they are once it is stored (telling `inbox`),

@@ -11,7 +11,7 @@ use ractor::rpc::CallResult;
 use serde_json::Value;
 
 use super::actor::SkillMsg;
-use super::permissions::{Grant, SkillState, SkillStatus};
+use super::permissions::{Grant, NotGranted, SkillState, SkillStatus};
 use super::{
     SkillCall, SkillError, SkillErrorCode, SkillManifest, SkillSession, exposed_tool_name,
     is_valid_tool_name,
@@ -189,6 +189,7 @@ impl SkillDirectory {
         };
         let built = grant
             .covers(&manifest.permissions)
+            .map_err(SkillRefused::from)
             .and_then(|()| build_tools(name, manifest));
         self.change(|| {
             self.tools.retain(|_, tool| tool.skill != name);
@@ -212,7 +213,7 @@ impl SkillDirectory {
                     tracing::error!(skill = name, %reason, "skill disabled");
                     status.tools.clear();
                     status.state = SkillState::Disabled;
-                    status.last_error = Some(reason);
+                    status.last_error = Some(reason.to_string());
                 }
             }
         });
@@ -469,19 +470,35 @@ pub(super) fn timed_out(timeout: Duration) -> SkillError {
     )
 }
 
-fn build_tools(skill: &str, manifest: &SkillManifest) -> Result<Vec<ToolEntry>, String> {
+/// Why a skill whose manifest was read is not offered (it is disabled).
+#[derive(Debug, thiserror::Error)]
+enum SkillRefused {
+    #[error(transparent)]
+    NotGranted(#[from] NotGranted),
+    #[error("tool name `{0}` must be 1 to 64 characters of a-z, A-Z, 0-9, '_' and '-'")]
+    ToolName(String),
+    #[error("tool `{tool}` has an invalid schema: {source}")]
+    Schema {
+        tool: String,
+        source: Box<jsonschema::ValidationError<'static>>,
+    },
+}
+
+fn build_tools(skill: &str, manifest: &SkillManifest) -> Result<Vec<ToolEntry>, SkillRefused> {
     manifest
         .tools
         .iter()
         .map(|tool| {
             let name = exposed_tool_name(skill, &tool.name);
             if !is_valid_tool_name(&name) {
-                return Err(format!(
-                    "tool name `{name}` must be 1 to 64 characters of a-z, A-Z, 0-9, '_' and '-'"
-                ));
+                return Err(SkillRefused::ToolName(name));
             }
-            let validator = jsonschema::validator_for(&tool.parameters)
-                .map_err(|error| format!("tool `{}` has an invalid schema: {error}", tool.name))?;
+            let validator = jsonschema::validator_for(&tool.parameters).map_err(|error| {
+                SkillRefused::Schema {
+                    tool: tool.name.clone(),
+                    source: Box::new(error),
+                }
+            })?;
             Ok(ToolEntry {
                 skill: skill.to_owned(),
                 action: tool.name.clone(),

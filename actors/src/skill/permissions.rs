@@ -54,17 +54,13 @@ impl Grant {
         platform_ok && user_ok
     }
 
-    /// Whether the grant covers what the skill says it needs; the reason when not.
-    pub fn covers(&self, needs: &Requirements) -> Result<(), String> {
+    /// Whether the grant covers what the skill says it needs; what it lacks when not.
+    pub fn covers(&self, needs: &Requirements) -> Result<(), NotGranted> {
         if needs.network && !self.network {
-            return Err(
-                "it needs network access; grant it with `permissions.network = true`".into(),
-            );
+            return Err(NotGranted::Network);
         }
         if needs.files && self.files.is_empty() {
-            return Err(
-                "it reads files; name the directories it may read in `permissions.files`".into(),
-            );
+            return Err(NotGranted::Files);
         }
         Ok(())
     }
@@ -77,6 +73,15 @@ impl Grant {
                 Confirm::Tools(tools) => tools.iter().any(|tool| tool == action),
             }
     }
+}
+
+/// What a skill needs and its grant does not give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotGranted {
+    #[error("it needs network access; grant it with `permissions.network = true`")]
+    Network,
+    #[error("it reads files; name the directories it may read in `permissions.files`")]
+    Files,
 }
 
 /// Where a skill stands.

@@ -106,8 +106,8 @@ impl std::fmt::Debug for LocalSnapshotStore {
     }
 }
 
-pub(super) fn io_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(error.to_string())
+pub(super) fn io_error(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::Io(error.into())
 }
 
 pub(super) fn commit_error(failure: CommitFailed) -> StoreError {
@@ -143,11 +143,9 @@ impl LocalSnapshotStore {
 
     /// Like [`LocalSnapshotStore::open`], with redb's page cache limited to `cache_bytes`.
     pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|error| {
-            StoreError::Io(format!(
-                "cannot create data dir {}: {error}",
-                data_dir.display()
-            ))
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_owned(),
+            source,
         })?;
         let path = data_dir.join("sessions.redb");
         let storage = Storage::open("sessions", &path, cache_bytes, prepare)?;

@@ -91,7 +91,15 @@ struct SnapshotV1 {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("snapshot store i/o failed: {0}")]
-    Io(String),
+    Io(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot create the data dir {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The task that wrote a snapshot panicked or was cancelled.
+    #[error("the snapshot write stopped: {0}")]
+    WriteStopped(#[source] tokio::task::JoinError),
     #[error("snapshot of {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("snapshot format version {0} is newer than this build understands")]

@@ -70,16 +70,38 @@ pub(crate) enum Parsed {
     },
 }
 
-/// Reads a client's text frame.
+impl ClientFrame {
+    /// The id a client gave the frame, echoed in the error frames about it.
+    fn id(&self) -> Option<&str> {
+        match self {
+            Self::Hello { .. } => None,
+            Self::Message(message) => message.id.as_deref(),
+        }
+    }
+}
+
+/// Only a frame's `id`, read from a frame that is JSON but not a valid frame.
+#[derive(Deserialize)]
+struct EchoedId {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// Reads a client's text frame: straight into its type; the text is read a second time
+/// only for a frame that is refused, to find the `id` to echo.
 pub(crate) fn parse(text: &str) -> Parsed {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(error) => return Parsed::NotJson(error),
-    };
-    let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
-    Parsed::Json {
-        id,
-        frame: serde_json::from_value(value),
+    match serde_json::from_str::<ClientFrame>(text) {
+        Ok(frame) => Parsed::Json {
+            id: frame.id().map(str::to_owned),
+            frame: Ok(frame),
+        },
+        Err(error) if error.is_syntax() || error.is_eof() => Parsed::NotJson(error),
+        Err(error) => Parsed::Json {
+            id: serde_json::from_str::<EchoedId>(text)
+                .ok()
+                .and_then(|echoed| echoed.id),
+            frame: Err(error),
+        },
     }
 }
 
@@ -112,5 +134,22 @@ mod tests {
         assert_eq!(id.as_deref(), Some("m-2"));
         assert!(frame.is_err());
         assert!(matches!(parse("{nope"), Parsed::NotJson(_)));
+        assert!(matches!(parse(r#"{"type":"message""#), Parsed::NotJson(_)));
+    }
+
+    #[test]
+    fn a_refused_frame_echoes_only_a_string_id() {
+        for (text, echoed) in [
+            (r#"{"type":"shout","id":"m-3"}"#, Some("m-3")),
+            (r#"{"type":"message","id":7}"#, None),
+            (r#"{"type":"message","payload":3,"id":"m-4"}"#, Some("m-4")),
+            (r#"[1,2]"#, None),
+        ] {
+            let Parsed::Json { id, frame } = parse(text) else {
+                panic!("{text} is JSON");
+            };
+            assert!(frame.is_err(), "{text}");
+            assert_eq!(id.as_deref(), echoed, "{text}");
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Actor tests of a whole node: sessions, registry, model workers and the supervisor,
-//! with a scripted provider and an in-memory snapshot store.
+//! with a scripted provider and an in-memory snapshot store, on tokio's paused clock: a
+//! model that takes 200 ms or a timeout of 300 ms costs no wall time, and runs the same
+//! way on a loaded machine.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +119,7 @@ fn key(conversation: &str) -> SessionKey {
     SessionKey::new_unchecked("test", conversation)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn streams_deltas_then_the_full_reply_and_keeps_history() {
     let (node, provider) =
         scripted_node(vec![Scripted::Text(vec!["Hel".into(), "lo".into()])]).await;
@@ -145,7 +147,7 @@ async fn streams_deltas_then_the_full_reply_and_keeps_history() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn history_window_is_bounded_and_sent_to_the_model() {
     let (node, provider) = scripted_node(Vec::new()).await;
     for turn in 0..5 {
@@ -168,7 +170,7 @@ async fn history_window_is_bounded_and_sent_to_the_model() {
     assert_eq!(&*last_request.messages.last().unwrap().content, "q4");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_session_is_ordered_and_sessions_never_wait_on_each_other() {
     let (node, _) = scripted_node(vec![
         Scripted::Delayed(Duration::from_millis(200), "slow".into()),
@@ -204,7 +206,7 @@ async fn one_session_is_ordered_and_sessions_never_wait_on_each_other() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_repeated_id_gets_the_first_reply_without_asking_the_model_again() {
     let (node, provider) = scripted_node(vec![Scripted::Text(vec!["once".into()])]).await;
     let first = reply_text(&node.handle, "same", "carol", "hello").await;
@@ -214,7 +216,7 @@ async fn a_repeated_id_gets_the_first_reply_without_asking_the_model_again() {
     assert_eq!(provider.requests().len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_sessions_passivate_and_come_back_with_their_history() {
     let provider = Arc::new(ScriptedProvider::new("main", Vec::new()));
     let config = SessionConfig {
@@ -240,7 +242,7 @@ async fn idle_sessions_passivate_and_come_back_with_their_history() {
     assert_eq!(contents, ["remember me", "echo: remember me", "and now?"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_new_node_on_the_same_store_continues_every_conversation() {
     let store = Arc::new(MemorySnapshotStore::new());
     let first = node_with(
@@ -265,7 +267,7 @@ async fn a_new_node_on_the_same_store_continues_every_conversation() {
     assert_eq!(provider.requests()[0].messages.len(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn provider_errors_reach_the_user_and_leave_no_trace_in_history() {
     let (node, _) =
         scripted_node(vec![Scripted::Fail(ProviderErrorKind::Unauthorized, None)]).await;
@@ -283,7 +285,7 @@ async fn provider_errors_reach_the_user_and_leave_no_trace_in_history() {
     assert!(node.handle.history(key("frank")).await.unwrap().is_none());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rate_limits_are_retried_after_the_requested_wait() {
     let (node, provider) = scripted_node(vec![
         Scripted::Fail(
@@ -301,7 +303,7 @@ async fn rate_limits_are_retried_after_the_requested_wait() {
     assert_eq!(provider.requests().len(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hanging_provider_times_out_and_the_fallback_answers() {
     let main = Arc::new(ScriptedProvider::new("main", vec![Scripted::Hang]));
     let backup = Arc::new(ScriptedProvider::new(
@@ -325,7 +327,7 @@ async fn a_hanging_provider_times_out_and_the_fallback_answers() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hanging_provider_without_fallback_gives_a_timeout_error() {
     let main = Arc::new(ScriptedProvider::new("main", vec![Scripted::Hang]));
     let policy = ProviderPolicy {
@@ -345,7 +347,7 @@ async fn a_hanging_provider_without_fallback_gives_a_timeout_error() {
     assert_eq!(error.code, ErrorCode::ProviderTimeout);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reset_forgets_the_conversation() {
     let (node, _) = scripted_node(Vec::new()).await;
     reply_text(&node.handle, "x1", "jack", "hi").await;
@@ -355,7 +357,7 @@ async fn reset_forgets_the_conversation() {
     assert!(!node.handle.reset(key("jack")).await.unwrap());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_refuses_new_messages() {
     let (node, _) = scripted_node(Vec::new()).await;
     reply_text(&node.handle, "z1", "kim", "hi").await;
@@ -368,7 +370,7 @@ async fn shutdown_refuses_new_messages() {
     assert_eq!(refused.code, ErrorCode::ShuttingDown);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
     // Every write may go ahead, and fails until the store works again.
     let store = Arc::new(GatedStore::default());
@@ -542,7 +544,7 @@ async fn gated_node_with(store: &Arc<GatedStore>, script: Vec<Scripted>) -> Node
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_next_turn_does_not_hold_back_the_stored_reply_before_it() {
     let store = Arc::new(GatedStore::default());
     let script = vec![
@@ -573,7 +575,7 @@ async fn got_nothing(events: &mut crate::turn::TurnEventReceiver) -> bool {
     events.try_recv().is_none()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn queued_turns_share_one_snapshot_write_and_no_reply_precedes_its_write() {
     let store = Arc::new(GatedStore::default());
     let handle = gated_node(&store).await;
@@ -632,7 +634,7 @@ async fn queued_turns_share_one_snapshot_write_and_no_reply_precedes_its_write()
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_group_write_fails_every_turn_it_held_and_a_resend_is_answered() {
     let store = Arc::new(GatedStore::default());
     let handle = gated_node(&store).await;
@@ -670,7 +672,7 @@ async fn a_failed_group_write_fails_every_turn_it_held_and_a_resend_is_answered(
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_retry_of_an_id_still_in_flight_gets_that_turns_reply_once_it_is_stored() {
     let store = Arc::new(GatedStore::default());
     let script = vec![Scripted::Delayed(
@@ -727,7 +729,7 @@ async fn node_with_backlog(
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_conversation_past_its_backlog_is_busy_while_others_are_answered() {
     let slow = (0..3)
         .map(|_| Scripted::Delayed(Duration::from_millis(300), "slow".into()))
@@ -752,7 +754,7 @@ async fn a_conversation_past_its_backlog_is_busy_while_others_are_answered() {
     assert!(handle.route(text_message("b3", "flood", "again")).is_ok());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_flooder_with_many_conversations_waits_its_turn_and_slows_only_itself() {
     let script = (0..8)
         .map(|_| Scripted::Delayed(Duration::from_millis(100), "answer".into()))

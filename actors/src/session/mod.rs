@@ -9,11 +9,13 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
+// Tokio's clock, so that idleness follows a test's paused time.
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backlog::BacklogTicket;

@@ -7,7 +7,7 @@ use serde_json::json;
 use troupe_actors::bridge::dispatch::Dispatcher;
 use troupe_actors::bridge::{Delivery, Destination};
 use troupe_actors::message::unix_now;
-use troupe_skills::builtin::{Reminder, ReminderSink};
+use troupe_skills::builtin::{NotDelivered, Reminder, ReminderSink};
 
 use crate::gateway::Clients;
 
@@ -29,26 +29,23 @@ impl ReminderDelivery {
         bridge: &str,
         reminder: &Reminder,
         text: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotDelivered> {
         let destination: Destination =
             serde_json::from_value(reminder.route["destination"].clone())
-                .map_err(|error| format!("the reminder's destination is unreadable: {error}"))?;
+                .map_err(NotDelivered::Destination)?;
         let delivery = Delivery {
             // The reminder's id: delivering it again after a crash is recognised.
             reply_id: reminder.id.clone(),
             destination,
             text,
         };
-        self.dispatcher
-            .send(bridge, delivery)
-            .await
-            .map_err(|error| error.to_string())
+        Ok(self.dispatcher.send(bridge, delivery).await?)
     }
 }
 
 #[async_trait::async_trait]
 impl ReminderSink for ReminderDelivery {
-    async fn deliver(&self, reminder: &Reminder) -> Result<(), String> {
+    async fn deliver(&self, reminder: &Reminder) -> Result<(), NotDelivered> {
         let text = format!("⏰ Reminder: {}", reminder.text);
         if let Some(bridge) = reminder.route["bridge"].as_str() {
             return self.through_bridge(bridge, reminder, text).await;
@@ -59,11 +56,9 @@ impl ReminderSink for ReminderDelivery {
             return if self.clients.push(sender, &frame.to_string()) {
                 Ok(())
             } else {
-                Err(format!(
-                    "{sender} has no web chat open; it waits until they connect"
-                ))
+                Err(NotDelivered::NotConnected(sender.to_owned()))
             };
         }
-        Err("the reminder names no way to reach its person".into())
+        Err(NotDelivered::NoRoute)
     }
 }

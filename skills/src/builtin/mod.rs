@@ -16,7 +16,7 @@ use troupe_actors::skill::{Skill, SkillError, SkillTool};
 use troupe_actors::snapshot::SnapshotStore;
 
 pub use files::{FileSearch, SearchHit};
-pub use reminders::{Reminder, ReminderSink, Reminders};
+pub use reminders::{NotDelivered, Reminder, ReminderSink, Reminders};
 pub use web_fetch::WebFetch;
 
 /// Every built-in, by the name `[[skills]] name` selects it with.

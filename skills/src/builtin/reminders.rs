@@ -45,11 +45,24 @@ pub struct Reminder {
     pub route: Value,
 }
 
+/// Why a due reminder did not go out (it is tried again).
+#[derive(Debug, thiserror::Error)]
+pub enum NotDelivered {
+    #[error("the reminder's destination is unreadable: {0}")]
+    Destination(#[source] serde_json::Error),
+    #[error(transparent)]
+    Bridge(#[from] troupe_actors::bridge::BridgeError),
+    #[error("{0} has no web chat open; it waits until they connect")]
+    NotConnected(String),
+    #[error("the reminder names no way to reach its person")]
+    NoRoute,
+}
+
 /// Delivers due reminders.
 #[async_trait::async_trait]
 pub trait ReminderSink: Send + Sync + 'static {
     /// Returns once the reminder is safely on its way (journaled for delivery).
-    async fn deliver(&self, reminder: &Reminder) -> Result<(), String>;
+    async fn deliver(&self, reminder: &Reminder) -> Result<(), NotDelivered>;
 }
 
 /// The schedule.
@@ -391,7 +404,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ReminderSink for Collected {
-        async fn deliver(&self, reminder: &Reminder) -> Result<(), String> {
+        async fn deliver(&self, reminder: &Reminder) -> Result<(), NotDelivered> {
             self.0.lock().unwrap().push(reminder.clone());
             Ok(())
         }

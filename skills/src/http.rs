@@ -11,6 +11,7 @@
 //! is empty). Requests and answers are size-limited, calls time-limited by the skill actor,
 //! and a skill that cannot be reached is marked unavailable and asked again with backoff.
 
+use crate::setup::SkillSetupError;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -88,20 +89,22 @@ fn unavailable(message: impl Into<String>) -> SkillError {
 
 impl HttpSkill {
     /// `url` is the service's base (`http://files:8080`); `secret` the shared HMAC key.
-    pub fn new(url: &str, secret: &str) -> Result<Self, String> {
-        let parsed =
-            url::Url::parse(url).map_err(|error| format!("`{url}` is not a URL: {error}"))?;
+    pub fn new(url: &str, secret: &str) -> Result<Self, SkillSetupError> {
+        let parsed = url::Url::parse(url).map_err(|source| SkillSetupError::Url {
+            url: url.to_owned(),
+            source,
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("`{url}` must be an http or https URL"));
+            return Err(SkillSetupError::Scheme(url.to_owned()));
         }
         if secret.len() < 16 {
-            return Err("the shared secret must be at least 16 characters".into());
+            return Err(SkillSetupError::ShortSecret);
         }
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|error| error.to_string())?;
+            .map_err(SkillSetupError::Client)?;
         Ok(Self {
             base: url.trim_end_matches('/').to_owned(),
             secret: secret.to_owned(),

@@ -7,5 +7,7 @@ pub mod builtin;
 pub mod fuzzing;
 pub mod http;
 pub mod mcp;
+pub mod setup;
 
 pub use builtin::{BUILTIN_NAMES, BuiltinContext, build_builtin};
+pub use setup::SkillSetupError;

@@ -3,6 +3,7 @@
 //! limits and, unless the user granted network access, no network) and over Streamable
 //! HTTP. The server's tools become the skill's tools, named `<skill>__<tool>`.
 
+use crate::setup::SkillSetupError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -68,7 +69,7 @@ fn unavailable(message: impl Into<String>) -> SkillError {
 }
 
 impl McpSkill {
-    pub fn new(name: &str, transport: McpTransport) -> Result<Self, String> {
+    pub fn new(name: &str, transport: McpTransport) -> Result<Self, SkillSetupError> {
         if let McpTransport::Stdio {
             command,
             isolate_network,
@@ -76,7 +77,7 @@ impl McpSkill {
         } = &transport
         {
             if command.is_empty() {
-                return Err("`command` must name a program".into());
+                return Err(SkillSetupError::NoCommand);
             }
             if *isolate_network {
                 check_network_isolation()?;
@@ -199,7 +200,7 @@ fn forward_stderr(name: String, stderr: tokio::process::ChildStderr) {
 }
 
 /// Whether this host can run a process without network (user namespaces).
-fn check_network_isolation() -> Result<(), String> {
+fn check_network_isolation() -> Result<(), SkillSetupError> {
     let probe = std::process::Command::new("unshare")
         .args(["--net", "--map-root-user", "true"])
         .stdout(Stdio::null())
@@ -207,11 +208,7 @@ fn check_network_isolation() -> Result<(), String> {
         .status();
     match probe {
         Ok(status) if status.success() => Ok(()),
-        _ => Err(
-            "this host cannot run a process without network (`unshare --net` failed); \
-                  grant `permissions.network = true` to run this MCP server with network access"
-                .into(),
-        ),
+        _ => Err(SkillSetupError::NoNetworkIsolation),
     }
 }
 

@@ -395,10 +395,10 @@ impl ParseError {
 }
 
 /// The value at `key` breaks a rule the core checks (an id, a member name).
-fn refused(key: &str, reason: impl std::error::Error + Send + Sync + 'static) -> ConfigError {
+fn refused(key: &str, reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ConfigError {
     ConfigError::Refused {
         key: key.to_owned(),
-        reason: Box::new(reason),
+        reason: reason.into(),
     }
 }
 

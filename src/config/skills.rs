@@ -15,7 +15,7 @@ use troupe_skills::builtin::{BuiltinContext, BuiltinOptions};
 use troupe_skills::http::HttpSkill;
 use troupe_skills::mcp::{McpSkill, McpTransport, ProcessLimits};
 
-use super::{ConfigError, invalid};
+use super::{ConfigError, invalid, refused};
 
 /// Built-ins that are on when no `[[skills]]` entry is given.
 const DEFAULT_BUILTINS: [&str; 5] = ["time", "calculator", "notes", "reminders", "canvas"];
@@ -230,7 +230,7 @@ pub(crate) fn build_skills(
         .enumerate()
         .map(|(index, entry)| {
             let skill = build_one(entry, context)
-                .map_err(|(field, reason)| invalid(&format!("skills[{index}].{field}"), reason))?;
+                .map_err(|(field, reason)| refused(&format!("skills[{index}].{field}"), reason))?;
             Ok(SkillSetup {
                 name: entry.name.clone(),
                 skill,
@@ -241,7 +241,10 @@ pub(crate) fn build_skills(
         .collect()
 }
 
-type Built = Result<Arc<dyn troupe_actors::skill::Skill>, (&'static str, String)>;
+/// A skill, or the key to blame and why not.
+type Built = Result<Arc<dyn troupe_actors::skill::Skill>, (&'static str, BuildError)>;
+
+type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
 fn build_one(entry: &SkillConfig, context: &BuiltinContext) -> Built {
     match entry.kind {
@@ -258,15 +261,16 @@ fn build_one(entry: &SkillConfig, context: &BuiltinContext) -> Built {
                 "name"
             };
             troupe_skills::build_builtin(builtin, &options, context)
-                .map_err(|reason| (field, reason))
+                .map_err(|reason| (field, reason.into()))
         }
         SkillKind::Http => {
             let secret =
                 SecretSource::new(entry.secret_env.as_deref(), entry.secret_file.as_deref())
                     .read()
-                    .map_err(|reason| ("secret_env", reason))?;
+                    .map_err(|reason| ("secret_env", reason.into()))?;
             let url = entry.url.as_deref().unwrap_or_default();
-            let skill = HttpSkill::new(url, secret.expose()).map_err(|reason| ("url", reason))?;
+            let skill =
+                HttpSkill::new(url, secret.expose()).map_err(|reason| ("url", reason.into()))?;
             Ok(Arc::new(skill))
         }
         SkillKind::Mcp => {
@@ -287,8 +291,8 @@ fn build_one(entry: &SkillConfig, context: &BuiltinContext) -> Built {
                     isolate_network: !entry.permissions.network,
                 },
             };
-            let skill =
-                McpSkill::new(&entry.name, transport).map_err(|reason| ("command", reason))?;
+            let skill = McpSkill::new(&entry.name, transport)
+                .map_err(|reason| ("command", reason.into()))?;
             Ok(Arc::new(skill))
         }
     }

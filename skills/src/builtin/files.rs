@@ -6,6 +6,7 @@
 //! directory, and a file with other hard links is refused (one of them may be outside).
 //! The walking runs on blocking threads, never on the async runtime.
 
+use crate::setup::SkillSetupError;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -69,30 +70,30 @@ fn forbidden(path: &Path, reason: &str) -> SkillError {
 
 impl FileSearch {
     /// Over these directories (each must exist).
-    pub fn new(roots: &[PathBuf]) -> Result<Self, String> {
+    pub fn new(roots: &[PathBuf]) -> Result<Self, SkillSetupError> {
         if roots.is_empty() {
-            return Err(
-                "the files skill needs at least one directory in `permissions.files`".into(),
-            );
+            return Err(SkillSetupError::NoDirectories);
         }
         let roots = roots
             .iter()
             .map(|root| {
-                let resolved = root
-                    .canonicalize()
-                    .map_err(|error| format!("{}: {error}", root.display()))?;
+                let unreadable = |source| SkillSetupError::Directory {
+                    path: root.clone(),
+                    source,
+                };
+                let resolved = root.canonicalize().map_err(unreadable)?;
                 if !resolved.is_dir() {
-                    return Err(format!("{} is not a directory", root.display()));
+                    return Err(SkillSetupError::NotADirectory(root.clone()));
                 }
                 let dir =
                     cap_std::fs::Dir::open_ambient_dir(&resolved, cap_std::ambient_authority())
-                        .map_err(|error| format!("{}: {error}", root.display()))?;
+                        .map_err(unreadable)?;
                 Ok(Root {
                     path: resolved,
                     dir: Arc::new(dir),
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, SkillSetupError>>()?;
         Ok(Self { roots })
     }
 

@@ -9,6 +9,7 @@ pub mod reminders;
 mod time;
 mod web_fetch;
 
+use crate::setup::SkillSetupError;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -56,7 +57,7 @@ pub fn build_builtin(
     name: &str,
     options: &BuiltinOptions,
     context: &BuiltinContext,
-) -> Result<Arc<dyn Skill>, String> {
+) -> Result<Arc<dyn Skill>, SkillSetupError> {
     Ok(match name {
         "time" => Arc::new(time::TimeSkill),
         "calculator" => Arc::new(calculator::Calculator),
@@ -66,15 +67,12 @@ pub fn build_builtin(
         ))),
         "files" => Arc::new(FileSearch::new(&options.roots)?),
         "web_fetch" => Arc::new(WebFetch::new(options.allow_private_networks)?),
-        "canvas" => context
-            .canvas
-            .clone()
-            .ok_or("the canvas does not run on this node")?,
+        "canvas" => context.canvas.clone().ok_or(SkillSetupError::NoCanvas)?,
         other => {
-            return Err(format!(
-                "there is no built-in skill `{other}` (expected one of: {})",
-                BUILTIN_NAMES.join(", ")
-            ));
+            return Err(SkillSetupError::UnknownBuiltin {
+                name: other.to_owned(),
+                expected: BUILTIN_NAMES.join(", "),
+            });
         }
     })
 }

@@ -3,6 +3,7 @@
 //! every address a name resolves to (a custom resolver, so what is checked is what is
 //! connected to), on literal addresses, and on every redirect.
 
+use crate::setup::SkillSetupError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,7 +137,7 @@ fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), String> {
 }
 
 impl WebFetch {
-    pub fn new(allow_private: bool) -> Result<Self, String> {
+    pub fn new(allow_private: bool) -> Result<Self, SkillSetupError> {
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error("too many redirects");
@@ -154,7 +155,7 @@ impl WebFetch {
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
-        let client = builder.build().map_err(|error| error.to_string())?;
+        let client = builder.build().map_err(SkillSetupError::Client)?;
         Ok(Self {
             client,
             allow_private,

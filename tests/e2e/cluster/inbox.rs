@@ -74,7 +74,8 @@ async fn a_node_whose_inbox_layout_differs_from_the_clusters_refuses_to_start() 
     .err()
     .expect("no node with another inbox layout")
     .to_string();
-    assert!(error.contains("TROUPE_INBOX_0"), "{error}");
+    // The streams are opened at once: whichever refuses first is named.
+    assert!(error.contains("TROUPE_INBOX_"), "{error}");
     assert!(error.contains("inbox_streams"), "{error}");
 }
 

@@ -12,7 +12,7 @@ use crate::inbox::Inbox;
 use crate::message::InboundMessage;
 use crate::model_worker::ProviderPolicy;
 use crate::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
-use crate::node_tests::text_message;
+use crate::node_tests::{collect, text_message};
 use crate::session::{SessionConfig, SessionView};
 use crate::snapshot::{LocalSnapshotStore, SnapshotStore};
 use crate::supervisor::RestartBudget;
@@ -71,16 +71,9 @@ async fn waiting_ids(store: &LocalSnapshotStore) -> Vec<String> {
     waiting.into_iter().map(|message| message.id).collect()
 }
 
-async fn final_event(mut events: TurnEventReceiver) -> TurnEvent {
-    loop {
-        let event = tokio::time::timeout(BOUND, events.recv())
-            .await
-            .expect("the turn ended in time")
-            .expect("the turn ended with a final event");
-        if event.is_final() {
-            return event;
-        }
-    }
+/// A turn's final event.
+async fn final_event(events: TurnEventReceiver) -> TurnEvent {
+    collect(events).await.1
 }
 
 fn reply_of(event: TurnEvent) -> crate::message::OutboundReply {

@@ -93,7 +93,9 @@ pub(crate) fn text_message(id: &str, conversation: &str, payload: &str) -> Inbou
 }
 
 /// Collects a turn's events up to and including the final one.
-async fn collect(mut events: crate::turn::TurnEventReceiver) -> (Vec<String>, TurnEvent) {
+pub(crate) async fn collect(
+    mut events: crate::turn::TurnEventReceiver,
+) -> (Vec<String>, TurnEvent) {
     let mut deltas = Vec::new();
     loop {
         let event = tokio::time::timeout(Duration::from_secs(5), events.recv())

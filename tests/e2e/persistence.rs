@@ -12,9 +12,14 @@ use crate::support::{
     post_message, send,
 };
 
-async fn history_len(node: &TroupeProcess, key: &str) -> usize {
+/// The history entries of session `key`, as the sessions API shows them.
+async fn history(node: &TroupeProcess, key: &str) -> Vec<Value> {
     let (_, session) = get(node, &format!("/api/v1/sessions/{key}")).await;
-    session["history"].as_array().map_or(0, Vec::len)
+    session["history"].as_array().cloned().unwrap_or_default()
+}
+
+async fn history_len(node: &TroupeProcess, key: &str) -> usize {
+    history(node, key).await.len()
 }
 
 #[tokio::test]
@@ -72,9 +77,8 @@ async fn every_acknowledged_reply_survives_kill_9_under_load() {
 
 /// The ids of the user entries of `key`'s history that have a reply after them.
 async fn answered_ids(node: &TroupeProcess, key: &str) -> Vec<String> {
-    let (_, session) = get(node, &format!("/api/v1/sessions/{key}")).await;
-    let history = session["history"].as_array().cloned().unwrap_or_default();
-    history
+    history(node, key)
+        .await
         .windows(2)
         .filter(|pair| pair[0]["role"] == "user" && pair[1]["role"] == "assistant")
         .filter_map(|pair| pair[0]["message_id"].as_str().map(str::to_owned))
@@ -140,8 +144,7 @@ async fn every_acknowledged_message_is_answered_after_kill_9_and_a_retry_gets_th
     }
 
     // A retry of an id acknowledged before the kill gets the answer in the history.
-    let (_, session) = get(&node, "/api/v1/sessions/ws:p7").await;
-    let stored_reply = session["history"][19]["message_id"].clone();
+    let stored_reply = history(&node, "ws:p7").await[19]["message_id"].clone();
     let mut socket = connect(&node, &[]).await;
     send(&mut socket, json!({"type": "hello", "sender_id": "p7"})).await;
     send(

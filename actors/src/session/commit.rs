@@ -101,7 +101,12 @@ impl SessionState {
 
     /// Sends `event` to its client (see [`release`]).
     fn release(&self, event: TurnEvent, client: &TurnEvents) {
-        release(self.context.inbox.as_deref(), &self.key, event, client);
+        let answered = self
+            .context
+            .inbox
+            .as_deref()
+            .map(|inbox| (inbox, &self.key));
+        release(answered, event, client);
     }
 
     /// Ends a turn that changed the session: its last event waits for a write that
@@ -258,9 +263,13 @@ impl SessionState {
 
     /// Sends every waiting event: the session is stored as it is.
     fn release_unsent(&mut self) {
-        let inbox = self.context.inbox.as_deref();
+        let answered = self
+            .context
+            .inbox
+            .as_deref()
+            .map(|inbox| (inbox, &self.key));
         for (event, client) in self.commit.unsent.drain(..) {
-            release(inbox, &self.key, event, &client);
+            release(answered, event, &client);
         }
     }
 
@@ -353,22 +362,19 @@ fn send_covered(
         .err()
         .map(|error| unsaved_error_of(matches!(error, StoreError::Conflict { .. })));
     for (event, client) in covered {
-        match (&failure, inbox) {
-            (Some(error), _) => {
+        match &failure {
+            Some(error) => {
                 let _ = client.send(failed(event, error));
             }
-            (None, Some((inbox, key))) => release(Some(inbox), key, event, &client),
-            (None, None) => {
-                let _ = client.send(event);
-            }
+            None => release(inbox, event, &client),
         }
     }
 }
 
 /// Sends `event` to its client. A final event that settles its message (see
 /// [`settled_message`]) tells the inbox that the message needs keeping no more.
-fn release(inbox: Option<&dyn Inbox>, key: &SessionKey, event: TurnEvent, client: &TurnEvents) {
-    if let Some(inbox) = inbox
+fn release(inbox: Option<(&dyn Inbox, &SessionKey)>, event: TurnEvent, client: &TurnEvents) {
+    if let Some((inbox, key)) = inbox
         && let Some(id) = settled_message(&event)
     {
         inbox.answered(key, id);

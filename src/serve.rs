@@ -145,7 +145,7 @@ pub(crate) async fn serve(
         .into_iter()
         .chain(canvas_disk)
         .collect();
-    let max_payload_bytes = config.server.max_payload_bytes;
+    let limits = settings.limits;
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
     let dispatcher_slot = Arc::new(OnceLock::new());
     let clients = Clients::default();
@@ -159,7 +159,7 @@ pub(crate) async fn serve(
         let dispatcher = Dispatcher::new(
             Arc::clone(&ingress),
             bridge_store,
-            max_payload_bytes,
+            limits,
             access_shutdown.clone(),
         );
         let mut children = Vec::with_capacity(1 + bridge_entries.len());

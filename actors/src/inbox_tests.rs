@@ -68,7 +68,10 @@ fn message(id: &str, conversation: &str) -> InboundMessage {
 
 async fn waiting_ids(store: &LocalSnapshotStore) -> Vec<String> {
     let waiting = store.waiting().await.unwrap();
-    waiting.into_iter().map(|message| message.id).collect()
+    waiting
+        .into_iter()
+        .map(|message| message.id().to_owned())
+        .collect()
 }
 
 /// A turn's final event.

@@ -2,16 +2,19 @@
 //! (`InboundMessage`), and what a session answers with (`OutboundReply`).
 //!
 //! Wire payloads arrive as an [`InboundDraft`], where the server may fill in what the client
-//! left out (`id`, `timestamp`, `platform`, `conversation_id`), and become an
-//! [`InboundMessage`] only through [`InboundDraft::validate`], so a message inside the
-//! system has always passed the same checks, whichever door it came in through.
+//! left out (`id`, `timestamp`, `platform`, `conversation_id`). Bridges fill in every field
+//! of a [`MessageParts`]. Either way the message is built by [`InboundMessage::new`], so a
+//! message inside the system has always passed the same checks, whichever door it came in
+//! through.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bridge::identity::PERSON_PLATFORM;
 use crate::ids::{InvalidId, RESERVED_PLATFORMS, SessionKey, validate_id, validate_platform};
+use crate::skill::REPLY_ROUTE_METADATA;
 
 /// Default largest accepted payload: 64 KiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -67,31 +70,160 @@ pub struct Attachment {
 }
 
 /// A validated inbound message: the one shape every access path produces.
+///
+/// Its fields are private. It is built only by [`InboundMessage::new`] (what the bridges
+/// call), by [`InboundDraft::validate`] (the web doors, which fill in defaults first), or
+/// when read back from storage, which goes through the same checks. So a message inside
+/// the system always has valid ids, a valid platform, and a non-empty text payload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MessageParts")]
 pub struct InboundMessage {
+    id: String,
+    platform: String,
+    sender_id: String,
+    conversation_id: String,
+    content_type: ContentType,
+    payload: String,
+    timestamp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Attachment>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// The fields of an inbound message before they are checked: what a bridge fills in from
+/// its platform's event, and what storage holds.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct MessageParts {
     /// Unique per sender; the dedupe key (a repeated id gets the first reply again).
     pub id: String,
     /// Which door it came through: `ws`, `api`, `openai`, `telegram`, …
     pub platform: String,
     pub sender_id: String,
-    /// The conversation on that platform; defaults to `sender_id` (a direct chat).
+    /// The conversation on that platform (the sender, for a direct chat).
     pub conversation_id: String,
     pub content_type: ContentType,
     pub payload: String,
     /// Unix seconds.
     pub timestamp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reply_to: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub attachments: Vec<Attachment>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
+impl TryFrom<MessageParts> for InboundMessage {
+    type Error = MessageError;
+
+    fn try_from(parts: MessageParts) -> Result<Self, MessageError> {
+        Self::new(parts)
+    }
+}
+
 impl InboundMessage {
+    /// Checks `parts` and builds the message: every id and the platform name are valid,
+    /// the content is text, and the payload is not blank. Size limits are the door's
+    /// policy ([`MessageLimits::admit`]), since a stored message must load whatever the
+    /// limit is today.
+    pub fn new(parts: MessageParts) -> Result<Self, MessageError> {
+        validate_platform(&parts.platform).map_err(|reason| MessageError::InvalidId {
+            field: "platform",
+            reason,
+        })?;
+        check_id("id", &parts.id)?;
+        check_id("sender_id", &parts.sender_id)?;
+        check_id("conversation_id", &parts.conversation_id)?;
+        if let Some(reply_to) = &parts.reply_to {
+            check_id("reply_to", reply_to)?;
+        }
+        check_content(parts.content_type, &parts.payload)?;
+        Ok(Self {
+            id: parts.id,
+            platform: parts.platform,
+            sender_id: parts.sender_id,
+            conversation_id: parts.conversation_id,
+            content_type: parts.content_type,
+            payload: parts.payload,
+            timestamp: parts.timestamp,
+            reply_to: parts.reply_to,
+            attachments: parts.attachments,
+            metadata: parts.metadata,
+        })
+    }
+
     /// The session this message belongs to.
     pub fn session_key(&self) -> SessionKey {
         SessionKey::new_unchecked(&self.platform, &self.conversation_id)
+    }
+
+    /// Unique per sender; the dedupe key (a repeated id gets the first reply again).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Which door it came through: `ws`, `api`, `openai`, `telegram`, `person`, …
+    pub fn platform(&self) -> &str {
+        &self.platform
+    }
+
+    pub fn sender_id(&self) -> &str {
+        &self.sender_id
+    }
+
+    pub fn conversation_id(&self) -> &str {
+        &self.conversation_id
+    }
+
+    pub fn content_type(&self) -> ContentType {
+        self.content_type
+    }
+
+    /// The text the sender wrote; never blank.
+    pub fn payload(&self) -> &str {
+        &self.payload
+    }
+
+    /// Unix seconds.
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    pub fn reply_to(&self) -> Option<&str> {
+        self.reply_to.as_deref()
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    pub fn metadata(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.metadata
+    }
+
+    /// How to reach the sender later (`troupe.reply_route`), if the door noted it.
+    pub fn reply_route(&self) -> Option<&serde_json::Value> {
+        self.metadata.get(REPLY_ROUTE_METADATA)
+    }
+
+    /// Notes how to reach the sender later, for skills that message people back (a
+    /// reminder). Only the server sets this key: clients are refused `troupe.*` keys.
+    pub fn set_reply_route(&mut self, route: serde_json::Value) {
+        self.metadata.insert(REPLY_ROUTE_METADATA.to_owned(), route);
+    }
+
+    /// Moves the message into the conversation of the person its sender is linked to
+    /// (`person:<name>`), noting the platform it came from under `via`.
+    pub fn join_person(&mut self, person: String) -> Result<(), MessageError> {
+        check_id("person", &person)?;
+        let via = std::mem::replace(&mut self.platform, PERSON_PLATFORM.to_owned());
+        self.metadata
+            .insert("via".to_owned(), serde_json::Value::String(via));
+        self.conversation_id = person;
+        Ok(())
     }
 }
 
@@ -151,6 +283,19 @@ pub struct MessageLimits {
     pub max_payload_bytes: usize,
 }
 
+impl MessageLimits {
+    /// Whether a door with these limits takes `message`.
+    pub fn admit(self, message: &InboundMessage) -> Result<(), MessageError> {
+        if message.payload.len() > self.max_payload_bytes {
+            return Err(MessageError::PayloadTooLarge {
+                actual: message.payload.len(),
+                limit: self.max_payload_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for MessageLimits {
     fn default() -> Self {
         Self {
@@ -193,10 +338,6 @@ impl InboundDraft {
         let platform = self
             .platform
             .unwrap_or_else(|| defaults.platform.to_owned());
-        validate_platform(&platform).map_err(|reason| MessageError::InvalidId {
-            field: "platform",
-            reason,
-        })?;
         if RESERVED_PLATFORMS.contains(&platform.as_str()) {
             return Err(MessageError::InvalidId {
                 field: "platform",
@@ -208,30 +349,22 @@ impl InboundDraft {
             (None, Some(default_sender)) => default_sender.to_owned(),
             (None, None) => return Err(MessageError::MissingField("sender_id")),
         };
-        check_id("sender_id", &sender_id)?;
-        let conversation_id = self.conversation_id.unwrap_or_else(|| sender_id.clone());
-        check_id("conversation_id", &conversation_id)?;
-        let id = self.id.unwrap_or_else(new_message_id);
-        check_id("id", &id)?;
-        if let Some(reply_to) = &self.reply_to {
-            check_id("reply_to", reply_to)?;
-        }
         check_reserved_metadata(&self.metadata)?;
         let content_type = parse_content_type(self.content_type.as_deref())?;
-        let payload = self.payload.unwrap_or_default();
-        check_payload(content_type, &payload, limits)?;
-        Ok(InboundMessage {
-            id,
+        let message = InboundMessage::new(MessageParts {
+            id: self.id.unwrap_or_else(new_message_id),
             platform,
+            conversation_id: self.conversation_id.unwrap_or_else(|| sender_id.clone()),
             sender_id,
-            conversation_id,
             content_type,
-            payload,
+            payload: self.payload.unwrap_or_default(),
             timestamp: self.timestamp.unwrap_or(defaults.now_unix_secs),
             reply_to: self.reply_to,
             attachments: self.attachments,
             metadata: self.metadata,
-        })
+        })?;
+        limits.admit(&message)?;
+        Ok(message)
     }
 }
 
@@ -254,26 +387,15 @@ fn parse_content_type(name: Option<&str>) -> Result<ContentType, MessageError> {
     let Some(name) = name else {
         return Ok(ContentType::Text);
     };
-    let kind = ContentType::parse(name)
-        .ok_or_else(|| MessageError::UnknownContentType(name.to_owned()))?;
-    if kind != ContentType::Text {
-        return Err(MessageError::UnsupportedContentType(kind));
-    }
-    Ok(kind)
+    ContentType::parse(name).ok_or_else(|| MessageError::UnknownContentType(name.to_owned()))
 }
 
-fn check_payload(
-    content_type: ContentType,
-    payload: &str,
-    limits: MessageLimits,
-) -> Result<(), MessageError> {
-    if payload.len() > limits.max_payload_bytes {
-        return Err(MessageError::PayloadTooLarge {
-            actual: payload.len(),
-            limit: limits.max_payload_bytes,
-        });
+/// Only text is handled end to end, and a text message says something.
+fn check_content(content_type: ContentType, payload: &str) -> Result<(), MessageError> {
+    if content_type != ContentType::Text {
+        return Err(MessageError::UnsupportedContentType(content_type));
     }
-    if content_type == ContentType::Text && payload.trim().is_empty() {
+    if payload.trim().is_empty() {
         return Err(MessageError::EmptyPayload);
     }
     Ok(())
@@ -405,6 +527,79 @@ mod tests {
             forged.validate(&defaults(), MessageLimits::default()),
             Err(MessageError::ReservedMetadata("troupe.reply_route".into()))
         );
+    }
+
+    fn parts(sender: &str, payload: &str) -> MessageParts {
+        MessageParts {
+            id: "t1".into(),
+            platform: "telegram".into(),
+            sender_id: sender.into(),
+            conversation_id: "42".into(),
+            content_type: ContentType::Text,
+            payload: payload.into(),
+            timestamp: 9,
+            reply_to: None,
+            attachments: Vec::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_message_is_built_only_from_parts_that_keep_its_rules() {
+        assert!(InboundMessage::new(parts("42", "hello")).is_ok());
+        assert!(matches!(
+            InboundMessage::new(parts("has space", "hello")),
+            Err(MessageError::InvalidId {
+                field: "sender_id",
+                ..
+            })
+        ));
+        assert_eq!(
+            InboundMessage::new(parts("42", " \n ")),
+            Err(MessageError::EmptyPayload)
+        );
+        let picture = MessageParts {
+            content_type: ContentType::Image,
+            ..parts("42", "a cat")
+        };
+        assert_eq!(
+            InboundMessage::new(picture),
+            Err(MessageError::UnsupportedContentType(ContentType::Image))
+        );
+    }
+
+    #[test]
+    fn a_stored_message_goes_through_the_same_checks_when_read_back() {
+        let mut message = InboundMessage::new(parts("42", "hello")).unwrap();
+        message.set_reply_route(serde_json::json!({"bridge": "tg"}));
+        let stored = serde_json::to_value(&message).unwrap();
+        let read: InboundMessage = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(read, message);
+        assert_eq!(
+            read.reply_route(),
+            Some(&serde_json::json!({"bridge": "tg"}))
+        );
+        let mut forged = stored;
+        forged["conversation_id"] = "a\u{0}b".into();
+        let error = serde_json::from_value::<InboundMessage>(forged).unwrap_err();
+        assert!(error.to_string().contains("conversation_id"), "{error}");
+    }
+
+    #[test]
+    fn joining_a_person_moves_the_conversation_and_remembers_the_platform() {
+        let mut message = InboundMessage::new(parts("42", "hello")).unwrap();
+        message.join_person("ada".into()).unwrap();
+        assert_eq!(message.session_key().to_string(), "person:ada");
+        assert_eq!(message.metadata()["via"], "telegram");
+        assert_eq!(message.sender_id(), "42");
+        assert!(matches!(
+            message.join_person("not ok".into()),
+            Err(MessageError::InvalidId {
+                field: "person",
+                ..
+            })
+        ));
+        assert_eq!(message.conversation_id(), "ada");
     }
 
     #[test]

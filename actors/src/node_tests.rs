@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::SessionKey;
-use crate::message::{ContentType, InboundMessage};
+use crate::message::{ContentType, InboundMessage, MessageParts};
 use crate::model_worker::ProviderPolicy;
 use crate::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
 use crate::provider::{ModelProvider, ProviderErrorKind, Role};
@@ -78,10 +78,20 @@ async fn scripted_node(script: Vec<Scripted>) -> (TestNode, Arc<ScriptedProvider
 }
 
 pub(crate) fn text_message(id: &str, conversation: &str, payload: &str) -> InboundMessage {
-    InboundMessage {
+    message_from(conversation, id, conversation, payload)
+}
+
+/// A message `sender` writes into `conversation`.
+pub(crate) fn message_from(
+    sender: &str,
+    id: &str,
+    conversation: &str,
+    payload: &str,
+) -> InboundMessage {
+    InboundMessage::new(MessageParts {
         id: id.into(),
         platform: "test".into(),
-        sender_id: conversation.into(),
+        sender_id: sender.into(),
         conversation_id: conversation.into(),
         content_type: ContentType::Text,
         payload: payload.into(),
@@ -89,7 +99,8 @@ pub(crate) fn text_message(id: &str, conversation: &str, payload: &str) -> Inbou
         reply_to: None,
         attachments: Vec::new(),
         metadata: Default::default(),
-    }
+    })
+    .expect("a valid message")
 }
 
 /// Collects a turn's events up to and including the final one.
@@ -765,8 +776,12 @@ async fn a_flooder_with_many_conversations_waits_its_turn_and_slows_only_itself(
     let (finished, mut order) = tokio::sync::mpsc::unbounded_channel();
     let mut flood = Vec::new();
     for index in 0..6 {
-        let mut message = text_message(&format!("f{index}"), &format!("room{index}"), "x");
-        message.sender_id = "flooder".into();
+        let message = message_from(
+            "flooder",
+            &format!("f{index}"),
+            &format!("room{index}"),
+            "x",
+        );
         flood.push(handle.route(message).unwrap());
     }
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -37,10 +37,10 @@ proptest! {
             ..InboundDraft::default()
         };
         if let Ok(message) = draft.validate(&defaults(), MessageLimits { max_payload_bytes: limit }) {
-            prop_assert!(message.payload.len() <= limit);
-            prop_assert!(!message.payload.trim().is_empty());
-            prop_assert!(validate_id(&message.sender_id).is_ok());
-            prop_assert!(validate_id(&message.conversation_id).is_ok());
+            prop_assert!(message.payload().len() <= limit);
+            prop_assert!(!message.payload().trim().is_empty());
+            prop_assert!(validate_id(message.sender_id()).is_ok());
+            prop_assert!(validate_id(message.conversation_id()).is_ok());
             let key = message.session_key();
             prop_assert_eq!(SessionKey::parse(&key.to_string()), Ok(key));
         }

@@ -257,7 +257,7 @@ impl RegistryState {
         ticket: BacklogTicket,
     ) {
         let key = message.session_key();
-        let in_reply_to = message.id.clone();
+        let in_reply_to = message.id().to_owned();
         let session = match self.session(myself, &key).await {
             Ok(session) => session,
             Err(error) => {

@@ -26,7 +26,7 @@ pub(crate) async fn gather(
     match tokio::time::timeout(CONTEXT_LIMIT, source.context_for(message)).await {
         Ok(context) => context,
         Err(_) => {
-            tracing::warn!(message_id = %message.id, "the turn's context took too long; it goes on without");
+            tracing::warn!(message_id = %message.id(), "the turn's context took too long; it goes on without");
             None
         }
     }
@@ -39,7 +39,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::message::ContentType;
+    use crate::message::{ContentType, MessageParts};
     use crate::model_worker::ProviderPolicy;
     use crate::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
     use crate::session::SessionConfig;
@@ -54,7 +54,7 @@ mod tests {
     #[async_trait::async_trait]
     impl TurnContext for Boards {
         async fn context_for(&self, message: &InboundMessage) -> Option<String> {
-            let board = message.metadata.get("board").and_then(Value::as_str)?;
+            let board = message.metadata().get("board").and_then(Value::as_str)?;
             if board == "stuck" {
                 std::future::pending::<()>().await;
             }
@@ -94,7 +94,7 @@ mod tests {
     }
 
     fn message(id: &str, board: Option<&str>) -> InboundMessage {
-        InboundMessage {
+        InboundMessage::new(MessageParts {
             id: id.into(),
             platform: "test".into(),
             sender_id: "ada".into(),
@@ -107,7 +107,8 @@ mod tests {
             metadata: board
                 .map(|board| [("board".to_owned(), Value::from(board))].into())
                 .unwrap_or_default(),
-        }
+        })
+        .expect("a valid message")
     }
 
     async fn answered(node: &NodeHandle, message: InboundMessage) {

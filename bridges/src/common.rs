@@ -7,7 +7,7 @@ use dashmap::DashMap;
 use troupe_actors::bridge::{
     BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, WebhookResponse,
 };
-use troupe_actors::message::ContentType;
+use troupe_actors::message::{ContentType, InboundMessage, MessageParts};
 
 /// The HTTP client a bridge talks to its platform with.
 pub(crate) fn http_client() -> reqwest::Client {
@@ -15,6 +15,18 @@ pub(crate) fn http_client() -> reqwest::Client {
         .connect_timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default()
+}
+
+/// The message a platform event maps to, or `None` (logged) when its fields break the
+/// message's rules: a platform event the assistant cannot take is skipped like any other
+/// unreadable event, and the platform is not asked to send it again.
+pub(crate) fn platform_message(parts: MessageParts) -> Option<InboundMessage> {
+    let platform = parts.platform.clone();
+    InboundMessage::new(parts)
+        .inspect_err(|error| {
+            tracing::warn!(%platform, %error, "skipping a platform message that breaks the message rules");
+        })
+        .ok()
 }
 
 /// Which pieces of a long reply went out already, by reply id: a retried delivery skips
@@ -89,4 +101,33 @@ pub(crate) fn request_failed(what: &str, error: &reqwest::Error) -> BridgeError 
         "request failed"
     };
     BridgeError::new(BridgeErrorKind::Transient, format!("{what}: {how}"))
+}
+
+#[cfg(test)]
+mod platform_message_tests {
+    use super::*;
+
+    fn parts(sender_id: &str) -> MessageParts {
+        MessageParts {
+            id: "e1".into(),
+            platform: "slack".into(),
+            sender_id: sender_id.into(),
+            conversation_id: "C1".into(),
+            content_type: ContentType::Text,
+            payload: "hi".into(),
+            timestamp: 1,
+            reply_to: None,
+            attachments: Vec::new(),
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_platform_event_that_breaks_the_message_rules_is_skipped() {
+        assert_eq!(
+            platform_message(parts("U1")).map(|message| message.sender_id().to_owned()),
+            Some("U1".to_owned())
+        );
+        assert_eq!(platform_message(parts("U 1")), None);
+    }
 }

@@ -30,7 +30,7 @@ impl BoardContext {
 impl TurnContext for BoardContext {
     async fn context_for(&self, message: &InboundMessage) -> Option<String> {
         let name = message
-            .metadata
+            .metadata()
             .get(CANVAS_ROOM_METADATA)
             .and_then(Value::as_str)?;
         let Ok(room) = RoomName::parse(name) else {

@@ -227,6 +227,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Envelop
 #[cfg(test)]
 mod tests {
     use super::*;
+    use troupe_actors::message::MessageParts;
 
     #[test]
     fn events_survive_the_wire() {
@@ -261,7 +262,7 @@ mod tests {
 
     #[test]
     fn inbox_envelopes_and_answers_survive_the_wire() {
-        let message = InboundMessage {
+        let message = InboundMessage::new(MessageParts {
             id: "m1".into(),
             platform: "ws".into(),
             sender_id: "alice".into(),
@@ -276,7 +277,8 @@ mod tests {
                 serde_json::json!({"websocket": 3}),
             )]
             .into(),
-        };
+        })
+        .expect("a valid message");
         let envelope = InboxEnvelope {
             message,
             reply_to: Some(ReplyRoute {

@@ -219,7 +219,7 @@ impl Ingress for ClusterIngress {
         }
         let key = message.session_key();
         let shard = shard_of(&key, self.shared.config.shards);
-        let dedupe_id = format!("{key}/{}", message.id);
+        let dedupe_id = format!("{key}/{}", message.id());
         let waiter = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         let (events, receiver) = turn_channel();
         self.waiters.insert(waiter, events);
@@ -238,7 +238,7 @@ impl Ingress for ClusterIngress {
             "cluster_ingress",
             otel.kind = "producer",
             shard,
-            message_id = %envelope.message.id,
+            message_id = %envelope.message.id(),
         );
         let trace = TraceParent::of_span(&span).unwrap_or_else(TraceParent::random);
         let publish = PublishMessage::build()

@@ -296,7 +296,7 @@ async fn dispatch(
         otel.kind = "consumer",
         node = %shared.membership.me(),
         trace_id = parent.map(TraceParent::trace_id_hex).unwrap_or_default(),
-        message_id = %envelope.message.id,
+        message_id = %envelope.message.id(),
         delivered,
     );
     if let Some(parent) = parent {

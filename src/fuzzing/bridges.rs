@@ -99,7 +99,8 @@ struct CheckingSink;
 impl InboundSink for CheckingSink {
     async fn receive(&self, bridge: &str, inbound: BridgeInbound) -> Result<(), BridgeError> {
         assert_eq!(
-            inbound.message.platform, bridge,
+            inbound.message.platform(),
+            bridge,
             "a bridge writes only as its own platform"
         );
         Ok(())

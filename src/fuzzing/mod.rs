@@ -74,7 +74,8 @@ fn defaults(platform: &'static str) -> DraftDefaults<'static> {
 fn validate(draft: InboundDraft, platform: &'static str) {
     if let Ok(message) = draft.validate(&defaults(platform), MessageLimits::default()) {
         assert_eq!(
-            message.platform, platform,
+            message.platform(),
+            platform,
             "the access path sets the platform"
         );
         let key = message.session_key();

@@ -159,7 +159,7 @@ async fn session_turn(
     let message = draft
         .validate(&defaults, state.settings.limits)
         .map_err(ApiError::from)?;
-    tracing::Span::current().record("message_id", message.id.as_str());
+    tracing::Span::current().record("message_id", message.id());
     let submission = state.ingress.submit(message).map_err(ApiError::from)?;
     submission.accepted.await.map_err(ApiError::from)?;
     Ok(submission.events)

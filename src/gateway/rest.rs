@@ -95,7 +95,7 @@ pub(crate) async fn post_message(
         Err(error) => return ApiError::from(error).into_response(),
     };
     let span = turn_span("api", header_traceparent(&headers));
-    span.record("message_id", message.id.as_str());
+    span.record("message_id", message.id());
     let submission = match span.in_scope(|| state.ingress.submit(message)) {
         Ok(submission) => submission,
         Err(error) => return ApiError::from(error).into_response(),

@@ -23,7 +23,6 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::metrics as metric_names;
-use troupe_actors::skill::REPLY_ROUTE_METADATA;
 use troupe_actors::{ContentType, TurnError, TurnEvent, TurnEventReceiver};
 
 use super::admission::ConnectionTicket;
@@ -423,11 +422,8 @@ impl Connection {
         };
         self.register();
         // How to reach this person later: their web chats (reminders).
-        message.metadata.insert(
-            REPLY_ROUTE_METADATA.into(),
-            json!({"websocket": self.sender_id}),
-        );
-        let id = message.id.clone();
+        message.set_reply_route(json!({"websocket": self.sender_id}));
+        let id = message.id().to_owned();
         span.record("message_id", id.as_str());
         let submission = match span.in_scope(|| self.state.ingress.submit(message)) {
             Ok(submission) => submission,

@@ -25,8 +25,8 @@ use super::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, Delivery, InboundSink,
     StatusHandle,
 };
-use crate::ids::validate_id;
 use crate::ingress::Ingress;
+use crate::message::MessageLimits;
 use crate::metrics as metric_names;
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver};
 
@@ -60,8 +60,8 @@ struct Inner {
     store: BridgeStore,
     bridges: DashMap<String, Registered>,
     limiter: RateLimiter,
-    /// Longest payload accepted from a platform, in bytes.
-    max_payload_bytes: usize,
+    /// What a message from a platform may hold (its ids are valid by construction).
+    limits: MessageLimits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -70,7 +70,7 @@ impl Dispatcher {
     pub fn new(
         ingress: Arc<dyn Ingress>,
         store: BridgeStore,
-        max_payload_bytes: usize,
+        limits: MessageLimits,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -79,7 +79,7 @@ impl Dispatcher {
                 store,
                 bridges: DashMap::new(),
                 limiter: RateLimiter::default(),
-                max_payload_bytes,
+                limits,
                 shutdown,
                 tasks: TaskTracker::new(),
             }),
@@ -193,30 +193,6 @@ impl Dispatcher {
         }
     }
 
-    fn validate(&self, inbound: &BridgeInbound) -> Result<(), BridgeError> {
-        let message = &inbound.message;
-        for (what, value) in [
-            ("id", &message.id),
-            ("sender_id", &message.sender_id),
-            ("conversation_id", &message.conversation_id),
-        ] {
-            validate_id(value).map_err(|reason| {
-                BridgeError::new(BridgeErrorKind::Malformed, format!("{what} {reason}"))
-            })?;
-        }
-        if message.payload.len() > self.inner.max_payload_bytes {
-            return Err(BridgeError::new(
-                BridgeErrorKind::Rejected,
-                format!(
-                    "the message holds {} bytes, more than {}",
-                    message.payload.len(),
-                    self.inner.max_payload_bytes
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     async fn challenge(&self, bridge: &str, inbound: &BridgeInbound) -> Result<(), BridgeError> {
         let sender = sender_key(inbound);
         let request = self
@@ -232,7 +208,7 @@ impl Dispatcher {
             request.code
         );
         let delivery = Delivery {
-            reply_id: format!("pair-{}", inbound.message.id),
+            reply_id: format!("pair-{}", inbound.message.id()),
             destination: inbound.destination.clone(),
             text: format!(
                 "Hi! I only talk to people my owner knows. Your pairing code is {}. \
@@ -278,7 +254,7 @@ impl Dispatcher {
             destination: entry.inbound.destination.clone(),
             text,
         };
-        let message_id = &entry.inbound.message.id;
+        let message_id = entry.inbound.message.id();
         if let Err(error) = self
             .inner
             .store
@@ -312,7 +288,7 @@ impl Dispatcher {
                 Err(error) => {
                     // The model failed for good: tell the person rather than stay silent.
                     let text = format!("Sorry, I could not answer that ({}).", error.message);
-                    return Some((format!("err-{}", inbound.message.id), text));
+                    return Some((format!("err-{}", inbound.message.id()), text));
                 }
             }
             tokio::select! {
@@ -422,13 +398,12 @@ impl Dispatcher {
             return Ok(inbound);
         }
         if let Some(person) = self.inner.store.person_of(&sender_key(&inbound)).await? {
-            let message = &mut inbound.message;
-            message.metadata.insert(
-                "via".into(),
-                serde_json::Value::String(message.platform.clone()),
-            );
-            message.platform = super::identity::PERSON_PLATFORM.into();
-            message.conversation_id = person;
+            inbound.message.join_person(person).map_err(|error| {
+                BridgeError::new(
+                    BridgeErrorKind::Malformed,
+                    format!("linked person: {error}"),
+                )
+            })?;
         }
         Ok(inbound)
     }
@@ -443,10 +418,7 @@ impl Dispatcher {
 /// and the destination, for skills that message people back, like reminders.
 fn with_reply_route(bridge: &str, mut inbound: BridgeInbound) -> BridgeInbound {
     let route = serde_json::json!({"bridge": bridge, "destination": inbound.destination});
-    inbound
-        .message
-        .metadata
-        .insert(crate::skill::REPLY_ROUTE_METADATA.into(), route);
+    inbound.message.set_reply_route(route);
     inbound
 }
 
@@ -468,7 +440,11 @@ async fn reply_of(mut events: ReplyEvents) -> Result<(String, String), TurnError
 
 /// `platform:sender_id`: how pairing and allowlists name a person.
 fn sender_key(inbound: &BridgeInbound) -> String {
-    format!("{}:{}", inbound.message.platform, inbound.message.sender_id)
+    format!(
+        "{}:{}",
+        inbound.message.platform(),
+        inbound.message.sender_id()
+    )
 }
 
 /// Failures of the session layer that another try may not have (a busy conversation
@@ -486,7 +462,10 @@ const fn is_passing(code: ErrorCode) -> bool {
 #[async_trait::async_trait]
 impl InboundSink for Dispatcher {
     async fn receive(&self, bridge: &str, inbound: BridgeInbound) -> Result<(), BridgeError> {
-        self.validate(&inbound)?;
+        self.inner
+            .limits
+            .admit(&inbound.message)
+            .map_err(|error| BridgeError::new(BridgeErrorKind::Rejected, error.to_string()))?;
         let (policy, status) = self
             .inner
             .bridges
@@ -499,7 +478,7 @@ impl InboundSink for Dispatcher {
                 )
             })?;
         let known = self.inner.store.is_paired(&sender_key(&inbound)).await?;
-        let sender_id = inbound.message.sender_id.clone();
+        let sender_id = inbound.message.sender_id().to_owned();
         let refuse = |reason: &'static str| {
             metrics::counter!(metric_names::BRIDGE_REFUSED, "bridge" => bridge.to_owned(), "reason" => reason)
                 .increment(1);
@@ -519,7 +498,7 @@ impl InboundSink for Dispatcher {
                 let sender = sender_key(&inbound);
                 let inbound = with_reply_route(bridge, self.as_person(inbound).await?);
                 if !self.inner.store.admit(bridge, &inbound).await? {
-                    tracing::debug!(bridge, id = %inbound.message.id, "a platform's retry of a received message");
+                    tracing::debug!(bridge, id = %inbound.message.id(), "a platform's retry of a received message");
                     return Ok(());
                 }
                 status.message_received();
@@ -533,7 +512,7 @@ impl InboundSink for Dispatcher {
                     return self
                         .inner
                         .store
-                        .answered(bridge, &inbound.message.id, None)
+                        .answered(bridge, inbound.message.id(), None)
                         .await;
                 }
                 let submitted = self.submit_stored(&inbound).await;

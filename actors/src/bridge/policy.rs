@@ -82,7 +82,10 @@ impl AccessPolicy {
     pub fn decide(&self, inbound: &BridgeInbound, known: bool) -> Admission {
         let allowed = known
             || self.dm_policy == DmPolicy::Open
-            || self.allow_from.contains(&inbound.message.sender_id);
+            || self
+                .allow_from
+                .iter()
+                .any(|allowed| allowed == inbound.message.sender_id());
         match inbound.chat {
             ChatKind::Direct if allowed => Admission::Admit,
             ChatKind::Direct => match self.dm_policy {
@@ -129,11 +132,11 @@ impl RateLimiter {
 mod tests {
     use super::*;
     use crate::bridge::Destination;
-    use crate::message::{ContentType, InboundMessage};
+    use crate::message::{ContentType, InboundMessage, MessageParts};
 
     fn inbound(sender: &str, chat: ChatKind, addressed: bool) -> BridgeInbound {
         BridgeInbound {
-            message: InboundMessage {
+            message: InboundMessage::new(MessageParts {
                 id: "m1".into(),
                 platform: "telegram".into(),
                 sender_id: sender.into(),
@@ -144,7 +147,8 @@ mod tests {
                 reply_to: None,
                 attachments: Vec::new(),
                 metadata: std::collections::BTreeMap::new(),
-            },
+            })
+            .expect("a valid message"),
             destination: Destination::default(),
             chat,
             addressed,

@@ -124,7 +124,7 @@ impl BridgeStore {
     /// Journals a received message; `false` when its id was received before (a platform's
     /// retry), in which case nothing is stored.
     pub async fn admit(&self, bridge: &str, inbound: &BridgeInbound) -> Result<bool, BridgeError> {
-        let key = entry_key(bridge, &inbound.message.id);
+        let key = entry_key(bridge, inbound.message.id());
         let entry = InboxEntry {
             bridge: bridge.to_owned(),
             inbound: inbound.clone(),

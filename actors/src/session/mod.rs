@@ -273,7 +273,7 @@ impl Actor for Session {
                     parent: &span,
                     "session_turn",
                     session = %state.key,
-                    message_id = %message.id,
+                    message_id = %message.id(),
                 );
                 state
                     .handle_inbound(*message, &events, &myself)
@@ -398,7 +398,7 @@ impl SessionState {
     /// the first final assistant entry after the user entry with that id.
     fn earlier_reply(&self, message: &InboundMessage) -> Option<OutboundReply> {
         let asked = self.history.iter().position(|entry| {
-            entry.role == Role::User && entry.message_id.as_deref() == Some(message.id.as_str())
+            entry.role == Role::User && entry.message_id.as_deref() == Some(message.id())
         })?;
         let answer = self
             .history
@@ -407,9 +407,9 @@ impl SessionState {
             .find(|entry| entry.role == Role::Assistant && entry.tool_calls.is_empty())?;
         Some(OutboundReply {
             id: answer.message_id.clone().unwrap_or_default(),
-            in_reply_to: message.id.clone(),
+            in_reply_to: message.id().to_owned(),
             platform: self.key.platform().to_owned(),
-            recipient_id: message.sender_id.clone(),
+            recipient_id: message.sender_id().to_owned(),
             conversation_id: self.key.conversation_id().to_owned(),
             content_type: ContentType::Text,
             payload: answer.content.to_string(),
@@ -428,7 +428,7 @@ impl SessionState {
         if self.unsaved && !self.commit.is_saving() && !self.save().await {
             let error = self.unsaved_error();
             let failed = TurnEvent::Failed {
-                in_reply_to: message.id,
+                in_reply_to: message.id().to_owned(),
                 error,
             };
             self.answer(output, failed);
@@ -444,7 +444,7 @@ impl SessionState {
             self.save_or_release(myself);
             return;
         }
-        let in_reply_to = message.id.clone();
+        let in_reply_to = message.id().to_owned();
         match self.turn_beside_write(message, &mut output).await {
             Ok((reply, model_latency)) => {
                 let event = TurnEvent::Reply {
@@ -468,24 +468,15 @@ impl SessionState {
         message: InboundMessage,
         events: &TurnEvents,
     ) -> Result<(OutboundReply, Duration), TurnError> {
-        if message.content_type != ContentType::Text {
-            return Err(TurnError::new(
-                ErrorCode::UnsupportedContentType,
-                format!(
-                    "content type `{}` is not supported yet",
-                    message.content_type
-                ),
-            ));
-        }
         let pending_before = self.pending.clone();
         self.turn_entries = 0;
         self.push_history(HistoryEntry {
             role: Role::User,
-            content: message.payload.as_str().into(),
+            content: message.payload().into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
-            message_id: Some(message.id.clone()),
-            timestamp: message.timestamp,
+            message_id: Some(message.id().to_owned()),
+            timestamp: message.timestamp(),
         });
         let started = Instant::now();
         let text = match self.converse(&message, events).await {
@@ -505,10 +496,10 @@ impl SessionState {
         let now = unix_now();
         let reply = OutboundReply {
             id: format!("r-{}", uuid::Uuid::new_v4().simple()),
-            in_reply_to: message.id,
-            platform: message.platform,
-            recipient_id: message.sender_id,
-            conversation_id: message.conversation_id,
+            in_reply_to: message.id().to_owned(),
+            platform: message.platform().to_owned(),
+            recipient_id: message.sender_id().to_owned(),
+            conversation_id: message.conversation_id().to_owned(),
             content_type: ContentType::Text,
             payload: text,
             timestamp: now,

@@ -45,16 +45,16 @@ impl SessionState {
         let person = if self.key.platform() == PERSON_PLATFORM {
             format!("{PERSON_PLATFORM}:{}", self.key.conversation_id())
         } else {
-            format!("{}:{}", message.platform, message.sender_id)
+            format!("{}:{}", message.platform(), message.sender_id())
         };
         SkillSession {
             key: self.key.to_string(),
             platform: self.key.platform().to_owned(),
             conversation_id: self.key.conversation_id().to_owned(),
-            sender_id: message.sender_id.clone(),
+            sender_id: message.sender_id().to_owned(),
             person,
-            message_id: message.id.clone(),
-            reply_route: message.metadata.get(REPLY_ROUTE_METADATA).cloned(),
+            message_id: message.id().to_owned(),
+            reply_route: message.metadata().get(REPLY_ROUTE_METADATA).cloned(),
         }
     }
 
@@ -71,15 +71,15 @@ impl SessionState {
         self.context.skills.until_started().await;
         let tools = self.context.skills.tools_for(&session);
         // Whom the model's slots are shared between: the person, whatever the conversation.
-        let requester: Arc<str> = format!("{}:{}", message.platform, message.sender_id).into();
+        let requester: Arc<str> = format!("{}:{}", message.platform(), message.sender_id()).into();
         let mut round = 0;
         if let Some(pending) = self.pending.take() {
-            if pending.requested_by != message.sender_id {
+            if pending.requested_by != message.sender_id() {
                 // Someone else in the conversation: the calls keep waiting for their owner.
                 self.pending = Some(pending);
-            } else if let Some(decision) = decision_of(&message.payload) {
+            } else if let Some(decision) = decision_of(message.payload()) {
                 round = pending.round + 1;
-                self.resume(pending, decision, &session, events, &message.id)
+                self.resume(pending, decision, &session, events, message.id())
                     .await;
             }
         }
@@ -89,7 +89,7 @@ impl SessionState {
         loop {
             let completion = self
                 .ask_model(
-                    &message.id,
+                    message.id(),
                     tools.clone(),
                     turn_context.as_deref(),
                     events,
@@ -105,10 +105,10 @@ impl SessionState {
                     format!("the model kept calling tools after {max_rounds} rounds"),
                 ));
             }
-            announce_calls(events, &message.id, &completion.tool_calls);
+            announce_calls(events, message.id(), &completion.tool_calls);
             if round >= max_rounds {
                 over_limit = true;
-                self.refuse_all(&completion, &message.id, events, &round_limit(max_rounds));
+                self.refuse_all(&completion, message.id(), events, &round_limit(max_rounds));
                 continue;
             }
             let prepared: Vec<Result<PreparedCall, SkillError>> = completion
@@ -126,13 +126,13 @@ impl SessionState {
                     text: completion.text,
                     calls: completion.tool_calls,
                     round,
-                    requested_by: message.sender_id.clone(),
+                    requested_by: message.sender_id().to_owned(),
                     asked_at: unix_now(),
                 });
                 return Ok(question);
             }
             self.push_tool_request(&completion.text, &completion.tool_calls);
-            self.run_round(prepared, &session, events, &message.id)
+            self.run_round(prepared, &session, events, message.id())
                 .await;
             round += 1;
         }

@@ -10,7 +10,7 @@ use tokio::sync::Barrier;
 
 use super::*;
 use crate::SessionKey;
-use crate::message::{ContentType, InboundMessage};
+use crate::message::{ContentType, InboundMessage, MessageParts};
 use crate::model_worker::ProviderPolicy;
 use crate::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
 use crate::provider::Role;
@@ -129,18 +129,24 @@ async fn node(script: Vec<Scripted>, grant: Grant, max_rounds: u32) -> Setup {
 }
 
 pub(super) fn message(id: &str, sender: &str, payload: &str) -> InboundMessage {
-    InboundMessage {
+    message_in(id, sender, sender, payload)
+}
+
+/// A message `sender` writes into `conversation`.
+fn message_in(id: &str, sender: &str, conversation: &str, payload: &str) -> InboundMessage {
+    InboundMessage::new(MessageParts {
         id: id.into(),
         platform: "test".into(),
         sender_id: sender.into(),
-        conversation_id: sender.into(),
+        conversation_id: conversation.into(),
         content_type: ContentType::Text,
         payload: payload.into(),
         timestamp: 1,
         reply_to: None,
         attachments: Vec::new(),
         metadata: Default::default(),
-    }
+    })
+    .expect("a valid message")
 }
 
 /// Every event of a turn, the final one last.
@@ -425,11 +431,7 @@ async fn only_the_person_asked_can_confirm() {
         4,
     )
     .await;
-    let in_group = |id: &str, sender: &str, payload: &str| {
-        let mut message = message(id, sender, payload);
-        message.conversation_id = "group".into();
-        message
-    };
+    let in_group = |id: &str, sender: &str, payload: &str| message_in(id, sender, "group", payload);
     events_of(&setup.node, in_group("m1", "alice", "do it")).await;
     // Bob says yes in the same group: an ordinary message; alice's calls keep waiting.
     let bob = events_of(&setup.node, in_group("m2", "bob", "yes")).await;

@@ -75,7 +75,7 @@ impl Inbox for LocalSnapshotStore {
         serde_json::to_writer(&mut bytes, message)
             .expect("an inbound message holds only JSON-encodable fields");
         let write = SnapshotWrite::InboxPut {
-            key: inbox_key(&message.session_key(), &message.id),
+            key: inbox_key(&message.session_key(), message.id()),
             bytes,
         };
         self.writer()
@@ -105,11 +105,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::message::ContentType;
+    use crate::message::{ContentType, MessageParts};
     use crate::snapshot::{SessionSnapshot, SnapshotStore};
 
     fn message(conversation: &str, id: &str) -> InboundMessage {
-        InboundMessage {
+        InboundMessage::new(MessageParts {
             id: id.into(),
             platform: "ws".into(),
             sender_id: conversation.into(),
@@ -120,11 +120,12 @@ mod tests {
             reply_to: None,
             attachments: Vec::new(),
             metadata: BTreeMap::from([("route".into(), serde_json::json!({"websocket": "a"}))]),
-        }
+        })
+        .expect("a valid message")
     }
 
     fn ids(messages: &[InboundMessage]) -> Vec<&str> {
-        messages.iter().map(|message| message.id.as_str()).collect()
+        messages.iter().map(|message| message.id()).collect()
     }
 
     #[tokio::test]

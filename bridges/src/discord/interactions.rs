@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use troupe_actors::bridge::{
     BridgeContext, BridgeInbound, ChatKind, Destination, WebhookRequest, WebhookResponse,
 };
-use troupe_actors::message::{ContentType, InboundMessage, unix_now};
+use troupe_actors::message::{ContentType, MessageParts, unix_now};
 
 use super::DiscordBridge;
 use crate::common::receive_pushed;
@@ -111,7 +111,7 @@ fn ask(interaction: &Value) -> Option<BridgeInbound> {
         ChatKind::Direct
     };
     Some(BridgeInbound {
-        message: InboundMessage {
+        message: crate::common::platform_message(MessageParts {
             id: format!("dci-{}", interaction["id"].as_str()?),
             platform: "discord".into(),
             sender_id: user_id.clone(),
@@ -122,7 +122,7 @@ fn ask(interaction: &Value) -> Option<BridgeInbound> {
             reply_to: None,
             attachments: Vec::new(),
             metadata: BTreeMap::new(),
-        },
+        })?,
         destination: Destination {
             chat_id: channel,
             thread_id: None,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 use troupe_actors::bridge::{BridgeInbound, ChatKind, Destination};
-use troupe_actors::message::{Attachment, ContentType, InboundMessage};
+use troupe_actors::message::{Attachment, ContentType, MessageParts};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct MessageCreate {
@@ -97,7 +97,7 @@ pub(crate) fn inbound(event: &MessageCreate, bot_id: &str) -> Option<BridgeInbou
         metadata.insert("discord_guild_id".into(), Value::String(guild.clone()));
     }
     Some(BridgeInbound {
-        message: InboundMessage {
+        message: crate::common::platform_message(MessageParts {
             id: format!("dc-{}", event.id),
             platform: "discord".into(),
             sender_id: event.author.id.clone(),
@@ -108,7 +108,7 @@ pub(crate) fn inbound(event: &MessageCreate, bot_id: &str) -> Option<BridgeInbou
             reply_to: None,
             attachments,
             metadata,
-        },
+        })?,
         destination: Destination {
             chat_id: event.channel_id.clone(),
             thread_id: None,
@@ -160,8 +160,8 @@ mod tests {
         let dm = inbound(&dm, "999").unwrap();
         assert_eq!(dm.chat, ChatKind::Direct);
         assert!(dm.addressed);
-        assert_eq!(dm.message.id, "dc-1219999999999999999");
-        assert!(dm.message.timestamp > 1_700_000_000);
+        assert_eq!(dm.message.id(), "dc-1219999999999999999");
+        assert!(dm.message.timestamp() > 1_700_000_000);
         let chatter = event(
             json!({"id": "2", "channel_id": "66", "guild_id": "1", "author": {"id": "7", "username": "ada"}, "content": "hello all"}),
         );
@@ -172,7 +172,7 @@ mod tests {
         );
         let mention = inbound(&mention, "999").unwrap();
         assert!(mention.addressed);
-        assert_eq!(mention.message.payload, "what time is it");
+        assert_eq!(mention.message.payload(), "what time is it");
         assert_eq!(
             mention.destination.reply_to_message_id.as_deref(),
             Some("3")

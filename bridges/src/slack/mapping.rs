@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 use troupe_actors::bridge::{BridgeInbound, ChatKind, Destination};
-use troupe_actors::message::{Attachment, ContentType, InboundMessage};
+use troupe_actors::message::{Attachment, ContentType, MessageParts};
 
 /// An Events API body (also the `payload` of a Socket Mode `events_api` envelope).
 #[derive(Debug, Deserialize)]
@@ -115,7 +115,7 @@ pub(crate) fn inbound(event: &Event) -> Option<BridgeInbound> {
     let mut metadata = BTreeMap::new();
     metadata.insert("slack_ts".into(), Value::String(event.ts.clone()));
     Some(BridgeInbound {
-        message: InboundMessage {
+        message: crate::common::platform_message(MessageParts {
             id: format!("sl-{}-{}", event.channel, event.ts),
             platform: "slack".into(),
             sender_id: user.clone(),
@@ -131,7 +131,7 @@ pub(crate) fn inbound(event: &Event) -> Option<BridgeInbound> {
             reply_to: None,
             attachments,
             metadata,
-        },
+        })?,
         destination: Destination {
             chat_id: event.channel.clone(),
             thread_id: thread,
@@ -245,10 +245,10 @@ mod tests {
         );
         let dm = inbound(&dm).unwrap();
         assert_eq!(dm.chat, ChatKind::Direct);
-        assert_eq!(dm.message.id, "sl-D024BE91L-1355517523.000005");
-        assert_eq!(dm.message.conversation_id, "D024BE91L");
+        assert_eq!(dm.message.id(), "sl-D024BE91L-1355517523.000005");
+        assert_eq!(dm.message.conversation_id(), "D024BE91L");
         assert_eq!(dm.destination.thread_id, None);
-        assert_eq!(dm.message.timestamp, 1_355_517_523);
+        assert_eq!(dm.message.timestamp(), 1_355_517_523);
 
         let mention = event(json!({"type": "app_mention", "user": "U061F7AUR",
             "text": "<@U0LAN0Z89> is it everything a river should be?", "ts": "1515449522.000016",
@@ -256,11 +256,11 @@ mod tests {
         let mention = inbound(&mention).unwrap();
         assert_eq!(mention.chat, ChatKind::Group);
         assert_eq!(
-            mention.message.payload,
+            mention.message.payload(),
             "is it everything a river should be?"
         );
         assert_eq!(
-            mention.message.conversation_id,
+            mention.message.conversation_id(),
             "C123ABC456:1515449522.000016"
         );
         assert_eq!(

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use troupe_actors::bridge::{BridgeInbound, ChatKind, Destination};
-use troupe_actors::message::{Attachment, ContentType, InboundMessage};
+use troupe_actors::message::{Attachment, ContentType, MessageParts};
 
 use super::client::BotUser;
 
@@ -140,7 +140,7 @@ pub(crate) fn inbound(update: &Update, bot: &BotUser) -> Option<BridgeInbound> {
     let mut metadata = BTreeMap::new();
     metadata.insert("telegram_update_id".into(), update.update_id.into());
     Some(BridgeInbound {
-        message: InboundMessage {
+        message: crate::common::platform_message(MessageParts {
             id: format!("tg-{}-{}", message.chat.id, message.message_id),
             platform: "telegram".into(),
             sender_id: from.id.to_string(),
@@ -151,7 +151,7 @@ pub(crate) fn inbound(update: &Update, bot: &BotUser) -> Option<BridgeInbound> {
             reply_to: None,
             attachments,
             metadata,
-        },
+        })?,
         destination: Destination {
             chat_id: message.chat.id.to_string(),
             thread_id: topic.map(|topic| topic.to_string()),
@@ -279,9 +279,9 @@ mod tests {
             "chat": {"id": 42, "type": "private"}, "text": "hello"
         }));
         let inbound = inbound(&update, &bot()).unwrap();
-        assert_eq!(inbound.message.id, "tg-42-5");
-        assert_eq!(inbound.message.sender_id, "42");
-        assert_eq!(inbound.message.conversation_id, "42");
+        assert_eq!(inbound.message.id(), "tg-42-5");
+        assert_eq!(inbound.message.sender_id(), "42");
+        assert_eq!(inbound.message.conversation_id(), "42");
         assert_eq!(inbound.chat, ChatKind::Direct);
         assert!(inbound.addressed);
         assert_eq!(inbound.destination.chat_id, "42");
@@ -329,7 +329,7 @@ mod tests {
             "text": "@troupe_bot hi", "entities": [{"type": "mention", "offset": 0, "length": 11}]
         }));
         let inbound = inbound(&update, &bot()).unwrap();
-        assert_eq!(inbound.message.conversation_id, "-100:77");
+        assert_eq!(inbound.message.conversation_id(), "-100:77");
         assert_eq!(inbound.destination.thread_id.as_deref(), Some("77"));
     }
 
@@ -342,10 +342,10 @@ mod tests {
                       {"file_id": "large", "file_unique_id": "l", "width": 1280, "height": 1280, "file_size": 1000}]
         }));
         let photo = inbound(&photo, &bot()).unwrap();
-        assert_eq!(photo.message.payload, "my cat");
-        assert_eq!(photo.message.attachments.len(), 1);
+        assert_eq!(photo.message.payload(), "my cat");
+        assert_eq!(photo.message.attachments().len(), 1);
         assert_eq!(
-            photo.message.attachments[0].url.as_deref(),
+            photo.message.attachments()[0].url.as_deref(),
             Some("telegram-file:large")
         );
         let voice = update(json!({
@@ -354,9 +354,9 @@ mod tests {
             "voice": {"file_id": "v1", "file_unique_id": "v", "duration": 3, "mime_type": "audio/ogg"}
         }));
         let voice = inbound(&voice, &bot()).unwrap();
-        assert_eq!(voice.message.payload, "[a voice note]");
+        assert_eq!(voice.message.payload(), "[a voice note]");
         assert_eq!(
-            voice.message.attachments[0].content_type,
+            voice.message.attachments()[0].content_type,
             ContentType::Audio
         );
         let document = update(json!({
@@ -365,7 +365,7 @@ mod tests {
             "document": {"file_id": "d1", "file_unique_id": "d", "file_name": "notes.pdf", "mime_type": "application/pdf"}
         }));
         let document = inbound(&document, &bot()).unwrap();
-        assert_eq!(document.message.payload, "[a file: notes.pdf]");
+        assert_eq!(document.message.payload(), "[a file: notes.pdf]");
     }
 
     #[test]

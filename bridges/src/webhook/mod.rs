@@ -23,7 +23,7 @@ use troupe_actors::bridge::{
     Delivery, Destination, MarkdownDialect, WebhookRequest, WebhookResponse,
 };
 use troupe_actors::message::{
-    ContentType, InboundMessage, MessageError, check_reserved_metadata, unix_now,
+    ContentType, InboundMessage, MessageError, MessageParts, check_reserved_metadata, unix_now,
 };
 
 use crate::common::http_client;
@@ -67,16 +67,6 @@ struct SignedMessage {
     payload: String,
     #[serde(default)]
     metadata: BTreeMap<String, Value>,
-}
-
-impl SignedMessage {
-    /// What `POST /api/v1/messages` also refuses: an empty payload, `troupe.*` metadata.
-    fn check(&self) -> Result<(), MessageError> {
-        if self.payload.trim().is_empty() {
-            return Err(MessageError::EmptyPayload);
-        }
-        check_reserved_metadata(&self.metadata)
-    }
 }
 
 /// The bridge.
@@ -154,19 +144,22 @@ impl WebhookBridge {
     }
 }
 
-fn inbound(message: SignedMessage) -> BridgeInbound {
+/// The message a signed request carries, checked as `POST /api/v1/messages` checks one
+/// (valid ids, a payload that says something, no `troupe.*` metadata).
+fn inbound(message: SignedMessage) -> Result<BridgeInbound, MessageError> {
+    check_reserved_metadata(&message.metadata)?;
     let conversation_id = message
         .conversation_id
         .clone()
         .unwrap_or_else(|| message.sender_id.clone());
-    BridgeInbound {
+    Ok(BridgeInbound {
         destination: Destination {
             chat_id: conversation_id.clone(),
             thread_id: None,
             reply_to_message_id: Some(message.id.clone()),
             recipient_id: Some(message.sender_id.clone()),
         },
-        message: InboundMessage {
+        message: InboundMessage::new(MessageParts {
             id: message.id,
             platform: "webhook".into(),
             sender_id: message.sender_id,
@@ -177,11 +170,11 @@ fn inbound(message: SignedMessage) -> BridgeInbound {
             reply_to: None,
             attachments: Vec::new(),
             metadata: message.metadata,
-        },
+        })?,
         chat: ChatKind::Direct,
         addressed: true,
         sender_name: String::new(),
-    }
+    })
 }
 
 fn delivery_error(status: reqwest::StatusCode, retry_after: Option<Duration>) -> BridgeError {
@@ -290,11 +283,14 @@ impl Bridge for WebhookBridge {
                 return WebhookResponse::error(400, "invalid_message", &error.to_string());
             }
         };
-        if let Err(refusal) = message.check() {
-            return WebhookResponse::error(400, "invalid_message", &refusal.to_string());
-        }
         let id = message.id.clone();
-        match context.receive(inbound(message)).await {
+        let inbound = match inbound(message) {
+            Ok(inbound) => inbound,
+            Err(refusal) => {
+                return WebhookResponse::error(400, "invalid_message", &refusal.to_string());
+            }
+        };
+        match context.receive(inbound).await {
             Ok(()) => WebhookResponse::json(202, &json!({"accepted": true, "id": id})),
             Err(error) if error.kind == BridgeErrorKind::Malformed => {
                 WebhookResponse::error(400, "invalid_message", &error.message)

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 use troupe_actors::bridge::{BridgeInbound, ChatKind, Destination};
-use troupe_actors::message::{Attachment, ContentType, InboundMessage};
+use troupe_actors::message::{Attachment, ContentType, MessageParts};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Notification {
@@ -181,7 +181,7 @@ fn map_message(message: &Message, sender_name: String) -> Option<BridgeInbound> 
     let mut metadata = BTreeMap::new();
     metadata.insert("whatsapp_type".into(), Value::String(message.kind.clone()));
     Some(BridgeInbound {
-        message: InboundMessage {
+        message: crate::common::platform_message(MessageParts {
             id: format!("wa-{}", message.id),
             platform: "whatsapp".into(),
             sender_id: message.from.clone(),
@@ -192,7 +192,7 @@ fn map_message(message: &Message, sender_name: String) -> Option<BridgeInbound> 
             reply_to: None,
             attachments,
             metadata,
-        },
+        })?,
         destination: Destination {
             chat_id: message.from.clone(),
             thread_id: None,
@@ -250,11 +250,11 @@ mod tests {
         let found = inbound(&notification, "106540352242922");
         assert_eq!(found.len(), 1);
         let message = &found[0];
-        assert_eq!(message.message.sender_id, "16505551234");
-        assert_eq!(message.message.payload, "Does it come in another color?");
-        assert_eq!(message.message.timestamp, 1_749_416_383);
+        assert_eq!(message.message.sender_id(), "16505551234");
+        assert_eq!(message.message.payload(), "Does it come in another color?");
+        assert_eq!(message.message.timestamp(), 1_749_416_383);
         assert_eq!(message.sender_name, "Sheena Nelson");
-        assert!(message.message.id.starts_with("wa-wamid."));
+        assert!(message.message.id().starts_with("wa-wamid."));
         assert!(
             inbound(&notification, "999").is_empty(),
             "another number's message"
@@ -278,12 +278,12 @@ mod tests {
         }));
         let found = inbound(&notification, "42");
         assert_eq!(found.len(), 2, "the reaction is not answered");
-        assert_eq!(found[0].message.payload, "my cat");
+        assert_eq!(found[0].message.payload(), "my cat");
         assert_eq!(
-            found[0].message.attachments[0].url.as_deref(),
+            found[0].message.attachments()[0].url.as_deref(),
             Some("whatsapp-media:m1")
         );
-        assert_eq!(found[1].message.payload, "[a voice note]");
+        assert_eq!(found[1].message.payload(), "[a voice note]");
         let statuses_only = notification_of_statuses();
         assert!(inbound(&statuses_only, "42").is_empty());
     }

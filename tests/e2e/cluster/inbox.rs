@@ -83,7 +83,7 @@ async fn a_node_whose_inbox_layout_differs_from_the_clusters_refuses_to_start() 
 /// message an older node acknowledged to its sender, never answered.
 async fn fill_legacy_inbox(nats: &NatsServer, conversation: &str) {
     use async_nats::jetstream::stream;
-    use troupe_actors::message::{ContentType, InboundMessage};
+    use troupe_actors::message::{ContentType, InboundMessage, MessageParts};
     use troupe_cluster::envelope::{self, InboxEnvelope};
     let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     jetstream
@@ -95,7 +95,7 @@ async fn fill_legacy_inbox(nats: &NatsServer, conversation: &str) {
         })
         .await
         .unwrap();
-    let message = InboundMessage {
+    let message = InboundMessage::new(MessageParts {
         id: "stored-by-an-older-node".into(),
         platform: "api".into(),
         sender_id: conversation.into(),
@@ -106,7 +106,8 @@ async fn fill_legacy_inbox(nats: &NatsServer, conversation: &str) {
         reply_to: None,
         attachments: Vec::new(),
         metadata: BTreeMap::new(),
-    };
+    })
+    .expect("a valid message");
     let shard = troupe_cluster::placement::shard_of(&message.session_key(), SHARDS as u32);
     let stored = InboxEnvelope {
         message,

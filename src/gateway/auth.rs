@@ -18,7 +18,7 @@ use troupe_actors::metrics as metric_names;
 use super::AppState;
 use super::admission::ConnectionTicket;
 use super::callers::{Caller, authenticate};
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 
 /// Failed attempts one address may make per [`FAILURE_WINDOW`] before it is refused.
 const FAILURES_PER_WINDOW: u32 = 30;
@@ -74,7 +74,7 @@ impl AuthFailures {
 pub(crate) fn locked_out_answer(wait: Duration) -> Response {
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "too_many_failures",
+        ApiCode::TooManyFailures,
         "too many failed authentications from this address; wait and try again",
     )
     .into_response();
@@ -150,7 +150,7 @@ pub(crate) async fn owner_only(request: Request, next: Next) -> Response {
         Some(Caller::Owner) => next.run(request).await,
         _ => ApiError::new(
             StatusCode::FORBIDDEN,
-            "owner_only",
+            ApiCode::OwnerOnly,
             "this route needs the owner's token (server.token), not a sender's",
         )
         .into_response(),
@@ -191,7 +191,7 @@ pub(crate) async fn admit_connection(
         metrics::counter!(metric_names::HTTP_REQUESTS_REFUSED, "reason" => "busy").increment(1);
         let mut response = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "server_busy",
+            ApiCode::ServerBusy,
             "the node is at its connection limit; only requests with a valid token are served",
         )
         .into_response();

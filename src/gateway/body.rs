@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use troupe_actors::metrics as metric_names;
 
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 
 /// How fast a body must arrive: `grace`, plus one second per `bytes_per_sec` received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +161,7 @@ impl BodyBudget {
         if announced.is_some_and(|length| length > limit) {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ApiCode::PayloadTooLarge,
                 format!("the body is larger than {limit} bytes"),
             ));
         }
@@ -174,7 +174,7 @@ impl BodyBudget {
                     .increment(1);
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "server_busy",
+                    ApiCode::ServerBusy,
                     "too many webhook bodies are being read at once; send it again shortly",
                 )
             })?;
@@ -197,19 +197,19 @@ pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<By
         if error.is::<http_body_util::LengthLimitError>() {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ApiCode::PayloadTooLarge,
                 format!("the body is larger than {limit} bytes"),
             )
         } else if is_too_slow(error.as_ref()) {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
+                ApiCode::RequestTimeout,
                 error.to_string(),
             )
         } else {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "incomplete_body",
+                ApiCode::IncompleteBody,
                 format!("the body could not be read: {error}"),
             )
         }
@@ -241,7 +241,7 @@ pub(crate) async fn admin_json_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|error| {
         ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ApiCode::InvalidJson,
             format!("the body is not the expected JSON: {error}"),
         )
     })

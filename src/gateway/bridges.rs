@@ -18,7 +18,7 @@ use troupe_actors::bridge::WebhookRequest;
 
 use super::AppState;
 use super::body::admin_json_body;
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 
 /// A platform callback. The bridge is looked up first and the body read only up to its
 /// platform's cap, so an unknown name or a bridge without webhooks costs no body at all.
@@ -33,7 +33,7 @@ pub(crate) async fn webhook(
     let Some((bridge, context)) = state.bridges.bridge(&name) else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ApiCode::NotFound,
             format!("no bridge named `{name}`"),
         )
         .into_response();
@@ -41,7 +41,7 @@ pub(crate) async fn webhook(
     let Some(limit) = bridge.webhook_body_limit() else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ApiCode::NotFound,
             format!("the bridge `{name}` takes no webhooks"),
         )
         .into_response();
@@ -97,7 +97,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Response {
 fn storage_error(error: &troupe_actors::bridge::BridgeError) -> Response {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "storage_error",
+        ApiCode::StorageError,
         error.message.clone(),
     )
     .into_response()
@@ -106,7 +106,7 @@ fn storage_error(error: &troupe_actors::bridge::BridgeError) -> Response {
 /// 204 when something was removed, 404 `code` when there was nothing to remove.
 fn removal(
     removed: Result<bool, troupe_actors::bridge::BridgeError>,
-    code: &'static str,
+    code: ApiCode,
     message: String,
 ) -> Response {
     match removed {
@@ -143,7 +143,7 @@ pub(crate) async fn approve(State(state): State<AppState>, body: Body) -> Respon
         }
         Ok(None) => ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_code",
+            ApiCode::UnknownCode,
             "no pending pairing has this code; see `troupe pair list`",
         )
         .into_response(),
@@ -153,7 +153,11 @@ pub(crate) async fn approve(State(state): State<AppState>, body: Body) -> Respon
 
 pub(crate) async fn revoke(State(state): State<AppState>, Path(sender): Path<String>) -> Response {
     let removed = state.bridges.store().revoke(&sender).await;
-    removal(removed, "not_paired", format!("`{sender}` is not paired"))
+    removal(
+        removed,
+        ApiCode::NotPaired,
+        format!("`{sender}` is not paired"),
+    )
 }
 
 pub(crate) async fn identities(State(state): State<AppState>) -> Response {
@@ -186,7 +190,7 @@ pub(crate) async fn link(State(state): State<AppState>, body: Body) -> Response 
         Err(error) if error.kind == troupe_actors::bridge::BridgeErrorKind::Rejected => {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_identity",
+                ApiCode::InvalidIdentity,
                 error.message,
             )
             .into_response()
@@ -199,7 +203,7 @@ pub(crate) async fn unlink(State(state): State<AppState>, Path(member): Path<Str
     let removed = state.bridges.store().unlink(&member).await;
     removal(
         removed,
-        "not_linked",
+        ApiCode::NotLinked,
         format!("`{member}` is not linked to anyone"),
     )
 }

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use troupe_bridges::secrets::Secret;
 
 use super::auth::tokens_match;
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 
 /// Who sent a request, once its token was checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub(crate) fn authenticate(
     }
 }
 
-fn refuse(code: &'static str, message: String) -> ApiError {
+fn refuse(code: ApiCode, message: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, code, message)
 }
 
@@ -99,13 +99,13 @@ impl Caller {
             Self::Sender(sender) => {
                 if asked.is_some_and(|asked| asked != &**sender) {
                     return Err(refuse(
-                        "sender_not_allowed",
+                        ApiCode::SenderNotAllowed,
                         format!("this token speaks only as `{sender}`"),
                     ));
                 }
                 if conversation.is_some_and(|id| senders.owner_of(id) != Some(&**sender)) {
                     return Err(refuse(
-                        "conversation_not_allowed",
+                        ApiCode::ConversationNotAllowed,
                         format!(
                             "this token may use only the conversations `{sender}` and `{sender}/…`"
                         ),
@@ -116,7 +116,7 @@ impl Caller {
             Self::Owner => {
                 if let Some(asked) = asked.filter(|asked| senders.is_bound(asked)) {
                     return Err(refuse(
-                        "sender_not_allowed",
+                        ApiCode::SenderNotAllowed,
                         format!(
                             "`{asked}` has its own token (server.tokens): only that token speaks as it"
                         ),
@@ -124,7 +124,7 @@ impl Caller {
                 }
                 if let Some(owner) = conversation.and_then(|id| senders.owner_of(id)) {
                     return Err(refuse(
-                        "conversation_not_allowed",
+                        ApiCode::ConversationNotAllowed,
                         format!("the conversation belongs to `{owner}`, who has its own token"),
                     ));
                 }
@@ -139,7 +139,7 @@ pub(crate) fn check_platform(asked: Option<&str>, path: &str) -> Result<(), ApiE
     match asked {
         Some(asked) if asked != path => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_message",
+            ApiCode::InvalidMessage,
             format!(
                 "`platform` is set by the access path (`{path}` here); only a bridge writes as `{asked}`"
             ),
@@ -236,6 +236,6 @@ mod tests {
         assert!(check_platform(None, "api").is_ok());
         assert!(check_platform(Some("api"), "api").is_ok());
         let refused = check_platform(Some("telegram"), "api").unwrap_err();
-        assert_eq!(refused.code, "invalid_message");
+        assert_eq!(refused.code, ApiCode::InvalidMessage);
     }
 }

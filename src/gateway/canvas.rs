@@ -24,7 +24,7 @@ use troupe_canvas::{Access, CloseReason, Joined, Outgoing, RoomGrant, RoomName};
 use super::AppState;
 use super::auth::locked_out_answer;
 use super::callers::Caller;
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 
 /// Room for one ordinary frame (an edit or a cursor move is tens of bytes); larger ones
 /// grow the buffer while they are read. Every open connection holds this much, and all of
@@ -73,7 +73,7 @@ fn admit(
         }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_room_token",
+            ApiCode::InvalidRoomToken,
             "the room token is unknown, expired, revoked or for another room",
         ));
     }
@@ -84,7 +84,7 @@ fn admit(
         }),
         Some(Caller::Sender(_)) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "owner_only",
+            ApiCode::OwnerOnly,
             "the canvas needs the owner's token or a room token, not a sender's",
         )),
         None => {

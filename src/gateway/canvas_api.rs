@@ -28,7 +28,7 @@ use troupe_canvas::{CanvasError, RoomName};
 
 use super::AppState;
 use super::body::{admin_json_body, read_body};
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 
 pub(crate) async fn list(State(state): State<AppState>) -> Response {
     match state.canvas.list().await {
@@ -54,7 +54,7 @@ pub(crate) async fn patch_items(
         serde_json::from_slice(&bytes).map_err(|error| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ApiCode::InvalidJson,
                 format!("the body is not a patch: {error}"),
             )
         })
@@ -76,7 +76,7 @@ pub(crate) async fn delete_room(
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_room",
+            ApiCode::UnknownRoom,
             format!("nothing is stored for room `{room}`"),
         )
         .into_response(),
@@ -88,20 +88,20 @@ pub(crate) async fn delete_room(
 fn canvas_error(error: &CanvasError) -> ApiError {
     let (status, code) = match error {
         CanvasError::Patch(PatchError::Item(ItemError::UnknownItem(_))) => {
-            (StatusCode::NOT_FOUND, "unknown_item")
+            (StatusCode::NOT_FOUND, ApiCode::UnknownItem)
         }
         CanvasError::Patch(PatchError::Item(ItemError::Exists(_))) => {
-            (StatusCode::CONFLICT, "item_exists")
+            (StatusCode::CONFLICT, ApiCode::ItemExists)
         }
-        CanvasError::Patch(PatchError::Item(_)) => (StatusCode::BAD_REQUEST, "invalid_patch"),
+        CanvasError::Patch(PatchError::Item(_)) => (StatusCode::BAD_REQUEST, ApiCode::InvalidPatch),
         CanvasError::Patch(PatchError::Protocol(_)) => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large")
+            (StatusCode::PAYLOAD_TOO_LARGE, ApiCode::DocumentTooLarge)
         }
         CanvasError::Patch(PatchError::Storage) | CanvasError::Store(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "storage_error")
+            (StatusCode::SERVICE_UNAVAILABLE, ApiCode::StorageError)
         }
         CanvasError::NotRunning | CanvasError::Open(_) | CanvasError::RoomClosed => {
-            (StatusCode::SERVICE_UNAVAILABLE, "canvas_unavailable")
+            (StatusCode::SERVICE_UNAVAILABLE, ApiCode::CanvasUnavailable)
         }
     };
     ApiError::new(status, code, error.to_string())
@@ -124,10 +124,18 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
         let Path(room) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|error| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", error.body_text())
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ApiCode::InvalidRoom,
+                    error.body_text(),
+                )
             })?;
         RoomName::parse(&room).map(Self).map_err(|error| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", error.to_string())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ApiCode::InvalidRoom,
+                error.to_string(),
+            )
         })
     }
 }
@@ -147,12 +155,15 @@ pub(crate) async fn mint_token(
             tracing::info!(room = %minted.room, id = %minted.id, access = ?minted.access, "room token minted");
             (StatusCode::CREATED, axum::Json(minted)).into_response()
         }
-        Err(error @ MintError::Ttl) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_ttl", error.to_string()).into_response()
-        }
+        Err(error @ MintError::Ttl) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ApiCode::InvalidTtl,
+            error.to_string(),
+        )
+        .into_response(),
         Err(error @ MintError::TooMany) => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "too_many_tokens",
+            ApiCode::TooManyTokens,
             error.to_string(),
         )
         .into_response(),
@@ -169,7 +180,7 @@ pub(crate) async fn revoke_token(
     } else {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_token",
+            ApiCode::UnknownToken,
             "no live room token has this id",
         )
         .into_response()

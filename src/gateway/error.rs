@@ -10,16 +10,96 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use troupe_actors::{ErrorCode, MessageError, TurnError};
 
+/// Every code a client can see in `{"error":{"code"}}` or an `error` frame: one enum,
+/// serialised to the snake-case strings the protocol documents. The session's own codes
+/// ([`ErrorCode`]) map into it one to one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ApiCode {
+    BadRequest,
+    Busy,
+    CanvasUnavailable,
+    ConversationNotAllowed,
+    DocumentTooLarge,
+    HostNotAllowed,
+    IncompleteBody,
+    Internal,
+    InvalidFrame,
+    InvalidIdentity,
+    InvalidJson,
+    InvalidMessage,
+    InvalidPatch,
+    InvalidQuery,
+    InvalidRequest,
+    InvalidRoom,
+    InvalidRoomToken,
+    InvalidSessionKey,
+    InvalidTtl,
+    ItemExists,
+    MethodNotAllowed,
+    NotFound,
+    NotLinked,
+    NotPaired,
+    NotReady,
+    OriginNotAllowed,
+    OwnerOnly,
+    PayloadTooLarge,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnauthorized,
+    RequestTimeout,
+    SenderNotAllowed,
+    ServerBusy,
+    SessionFailed,
+    ShuttingDown,
+    StorageError,
+    StorageFailing,
+    TooManyFailures,
+    TooManyInFlight,
+    TooManyTokens,
+    ToolRoundsExceeded,
+    Unauthorized,
+    UnknownCode,
+    UnknownContentType,
+    UnknownItem,
+    UnknownRoom,
+    UnknownToken,
+    UnsupportedContentType,
+    UnsupportedMediaType,
+    UpgradeRequired,
+}
+
+impl From<ErrorCode> for ApiCode {
+    fn from(code: ErrorCode) -> Self {
+        match code {
+            ErrorCode::InvalidMessage => Self::InvalidMessage,
+            ErrorCode::PayloadTooLarge => Self::PayloadTooLarge,
+            ErrorCode::UnsupportedContentType => Self::UnsupportedContentType,
+            ErrorCode::ProviderError => Self::ProviderError,
+            ErrorCode::ProviderTimeout => Self::ProviderTimeout,
+            ErrorCode::ProviderRateLimited => Self::ProviderRateLimited,
+            ErrorCode::ProviderUnauthorized => Self::ProviderUnauthorized,
+            ErrorCode::SessionFailed => Self::SessionFailed,
+            ErrorCode::ShuttingDown => Self::ShuttingDown,
+            ErrorCode::StorageError => Self::StorageError,
+            ErrorCode::ToolRoundsExceeded => Self::ToolRoundsExceeded,
+            ErrorCode::Busy => Self::Busy,
+            ErrorCode::Internal => Self::Internal,
+        }
+    }
+}
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
-    pub(crate) code: &'static str,
+    pub(crate) code: ApiCode,
     pub(crate) message: String,
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: ApiCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -31,7 +111,7 @@ impl ApiError {
     pub(crate) fn shutting_down() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ApiCode::ShuttingDown,
             "the node is shutting down",
         )
     }
@@ -39,13 +119,13 @@ impl ApiError {
     pub(crate) fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ApiCode::Unauthorized,
             "a valid bearer token is required (Authorization: Bearer <token>)",
         )
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ApiCode::NotFound, message)
     }
 
     pub(crate) fn body(&self) -> serde_json::Value {
@@ -63,19 +143,21 @@ impl From<MessageError> for ApiError {
     fn from(error: MessageError) -> Self {
         let (status, code) = match &error {
             MessageError::PayloadTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                (StatusCode::PAYLOAD_TOO_LARGE, ApiCode::PayloadTooLarge)
             }
-            MessageError::UnknownContentType(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "unknown_content_type")
-            }
-            MessageError::UnsupportedContentType(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_content_type")
-            }
+            MessageError::UnknownContentType(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ApiCode::UnknownContentType,
+            ),
+            MessageError::UnsupportedContentType(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ApiCode::UnsupportedContentType,
+            ),
             MessageError::EmptyPayload
             | MessageError::InvalidId { .. }
             | MessageError::MissingField(_)
             | MessageError::ReservedMetadata(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_message")
+                (StatusCode::UNPROCESSABLE_ENTITY, ApiCode::InvalidMessage)
             }
         };
         Self::new(status, code, error.to_string())
@@ -100,7 +182,7 @@ impl From<TurnError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        Self::new(status, error.code.as_str(), error.message)
+        Self::new(status, error.code.into(), error.message)
     }
 }
 
@@ -110,29 +192,29 @@ pub(crate) fn json_error(error: &serde_json::Error) -> ApiError {
     match error.classify() {
         Category::Syntax | Category::Eof | Category::Io => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ApiCode::InvalidJson,
             format!("the body is not valid JSON: {error}"),
         ),
         Category::Data => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_message",
+            ApiCode::InvalidMessage,
             format!("the body has the wrong shape: {error}"),
         ),
     }
 }
 
 /// The code of an error answer that came without one.
-fn code_of(status: StatusCode) -> &'static str {
+fn code_of(status: StatusCode) -> ApiCode {
     match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::REQUEST_TIMEOUT => "request_timeout",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
-        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
-        status if status.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::NOT_FOUND => ApiCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ApiCode::RequestTimeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ApiCode::InvalidRequest,
+        StatusCode::UPGRADE_REQUIRED => ApiCode::UpgradeRequired,
+        status if status.is_server_error() => ApiCode::Internal,
+        _ => ApiCode::BadRequest,
     }
 }
 
@@ -168,4 +250,50 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
         .headers
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialise_to_the_documented_snake_case_strings() {
+        for (code, text) in [
+            (ApiCode::TooManyInFlight, "too_many_in_flight"),
+            (ApiCode::InvalidRoomToken, "invalid_room_token"),
+            (ApiCode::ServerBusy, "server_busy"),
+            (ApiCode::NotFound, "not_found"),
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), text);
+        }
+        let body = ApiError::new(StatusCode::NOT_FOUND, ApiCode::UnknownRoom, "gone").body();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "unknown_room", "message": "gone"}})
+        );
+    }
+
+    #[test]
+    fn every_turn_error_code_keeps_its_string_at_the_gateway() {
+        for code in [
+            ErrorCode::InvalidMessage,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::UnsupportedContentType,
+            ErrorCode::ProviderError,
+            ErrorCode::ProviderTimeout,
+            ErrorCode::ProviderRateLimited,
+            ErrorCode::ProviderUnauthorized,
+            ErrorCode::SessionFailed,
+            ErrorCode::ShuttingDown,
+            ErrorCode::StorageError,
+            ErrorCode::ToolRoundsExceeded,
+            ErrorCode::Busy,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(
+                serde_json::to_value(ApiCode::from(code)).unwrap(),
+                code.as_str()
+            );
+        }
+    }
 }

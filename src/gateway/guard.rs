@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 
 /// One `server.allowed_hosts` entry: `assistant.example.com`, `*.example.com` (any
 /// subdomain, not the name itself), either optionally with `:port` (without one, any port).
@@ -227,12 +227,12 @@ impl From<Refusal> for ApiError {
         match refusal {
             Refusal::Host => ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,
-                "host_not_allowed",
+                ApiCode::HostNotAllowed,
                 "the Host header does not name this node; add the name you use to server.allowed_hosts",
             ),
             Refusal::Origin => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "origin_not_allowed",
+                ApiCode::OriginNotAllowed,
                 "requests from this Origin are not allowed; add it to server.allowed_origins",
             ),
         }

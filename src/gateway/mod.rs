@@ -42,7 +42,7 @@ use troupe_actors::{Ingress, MessageLimits};
 use troupe_cluster::ClusterNode;
 
 pub(crate) use clients::Clients;
-use error::ApiError;
+use error::{ApiCode, ApiError};
 pub(crate) use guard::HostPattern;
 use guard::RequestGuard;
 
@@ -213,7 +213,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ApiCode::NotReady,
             "the node has not joined the cluster yet",
         )
         .into_response();
@@ -222,7 +222,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if !starting.is_empty() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ApiCode::NotReady,
             format!("skills still starting: {}", starting.join(", ")),
         )
         .into_response();
@@ -231,7 +231,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         if let StoreHealth::Failing { reason, .. } = health {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "storage_failing",
+                ApiCode::StorageFailing,
                 format!("the {store} store cannot write ({reason}); it retries by itself"),
             )
             .into_response();
@@ -239,8 +239,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     match state.node.stats().await {
         Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(error) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", error.message)
-            .into_response(),
+        Err(error) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiCode::NotReady,
+            error.message,
+        )
+        .into_response(),
     }
 }
 
@@ -310,7 +314,7 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ApiCode::MethodNotAllowed,
         "this route does not take that method",
     )
 }

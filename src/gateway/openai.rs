@@ -27,7 +27,7 @@ use troupe_actors::{
 };
 
 use super::callers::Caller;
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 use super::rest::{body_limit, read_json_body};
 use super::turns::{final_reply, header_traceparent, session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
@@ -74,7 +74,11 @@ impl FacadeMessage {
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ApiCode::InvalidRequest,
+        message,
+    )
 }
 
 pub(crate) async fn list_models(State(state): State<AppState>) -> Response {
@@ -256,7 +260,7 @@ pub(crate) fn chat_request(
     if size > limit * 4 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ApiCode::PayloadTooLarge,
             format!(
                 "the messages hold {size} bytes of text, more than {}",
                 limit * 4

@@ -19,7 +19,7 @@ use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::{SessionKey, TurnEvent, TurnEventReceiver};
 
 use super::callers::{Caller, check_platform};
-use super::error::{ApiError, json_error};
+use super::error::{ApiCode, ApiError, json_error};
 use super::turns::{final_reply, header_traceparent, session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
 
@@ -43,7 +43,7 @@ pub(crate) async fn read_json_body<T: serde::de::DeserializeOwned>(
     if !is_json {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ApiCode::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ));
     }
@@ -183,7 +183,7 @@ fn parse_key(text: &str) -> Result<SessionKey, ApiError> {
     SessionKey::parse(text).map_err(|reason| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_session_key",
+            ApiCode::InvalidSessionKey,
             reason.to_string(),
         )
     })
@@ -196,7 +196,7 @@ pub(crate) async fn list_sessions(
     let Ok(Query(query)) = query else {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_query",
+            ApiCode::InvalidQuery,
             "use ?after=<platform:conversation>&limit=<n>",
         )
         .into_response();
@@ -211,7 +211,7 @@ pub(crate) async fn list_sessions(
         Err(error) => {
             return ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_error",
+                ApiCode::StorageError,
                 error.to_string(),
             )
             .into_response();
@@ -250,7 +250,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionKeyPath {
             .map_err(|rejection| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_session_key",
+                    ApiCode::InvalidSessionKey,
                     rejection.body_text(),
                 )
             })?;

@@ -139,8 +139,13 @@ fn refuse(stream: TcpStream, overload: Overload) {
         Overload::Node => "the node has too many open connections; try again shortly",
         Overload::Address => "too many unauthenticated connections from this address",
     };
-    let body =
-        serde_json::json!({"error": {"code": "server_busy", "message": message}}).to_string();
+    let body = super::error::ApiError::new(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        super::error::ApiCode::ServerBusy,
+        message,
+    )
+    .body()
+    .to_string();
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use troupe_canvas::RoomName;
 use troupe_canvas::page::{PAGE_HTML, PAGE_LICENSES, PAGE_SCRIPT};
 
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 
 const INDEX_HTML: &str = include_str!("web/index.html");
 
@@ -39,8 +39,12 @@ const CANVAS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsa
 
 pub(crate) async fn canvas_page(Path(room): Path<String>) -> Response {
     if let Err(error) = RoomName::parse(&room) {
-        return ApiError::new(StatusCode::NOT_FOUND, "invalid_room", error.to_string())
-            .into_response();
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            ApiCode::InvalidRoom,
+            error.to_string(),
+        )
+        .into_response();
     }
     (
         [

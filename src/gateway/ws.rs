@@ -27,7 +27,7 @@ use troupe_actors::{ContentType, TurnError, TurnEvent, TurnEventReceiver};
 
 use super::admission::ConnectionTicket;
 use super::callers::{Caller, authenticate};
-use super::error::ApiError;
+use super::error::{ApiCode, ApiError};
 use super::frames::{self, ClientFrame, Parsed};
 use super::turns::{session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
@@ -133,7 +133,7 @@ fn ack_frame(id: &str) -> Message {
     hot_frame(&HotFrame::Ack { id })
 }
 
-fn error_frame(in_reply_to: Option<&str>, code: &str, message: &str) -> Message {
+fn error_frame(in_reply_to: Option<&str>, code: ApiCode, message: &str) -> Message {
     frame(&json!({"type": "error", "in_reply_to": in_reply_to, "code": code, "message": message}))
 }
 
@@ -151,7 +151,7 @@ fn event_frame(event: &TurnEvent) -> Message {
             timestamp: reply.timestamp,
         }),
         TurnEvent::Failed { in_reply_to, error } => {
-            error_frame(Some(in_reply_to), error.code.as_str(), &error.message)
+            error_frame(Some(in_reply_to), error.code.into(), &error.message)
         }
         TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => {
             let (_, value) = super::turns::tool_event_json(event).unwrap_or_default();
@@ -266,7 +266,7 @@ impl Connection {
             Message::Binary(_) => {
                 self.send(error_frame(
                     None,
-                    "invalid_frame",
+                    ApiCode::InvalidFrame,
                     "binary frames are not supported; send JSON text",
                 ));
                 return Next::Continue;
@@ -278,7 +278,7 @@ impl Connection {
             Parsed::NotJson(error) => {
                 self.send(error_frame(
                     None,
-                    "invalid_frame",
+                    ApiCode::InvalidFrame,
                     &format!("the frame is not JSON: {error}"),
                 ));
                 return Next::Continue;
@@ -295,7 +295,7 @@ impl Connection {
                 let Some(caller) = &self.caller else {
                     self.send(error_frame(
                         frame_id.as_deref(),
-                        "unauthorized",
+                        ApiCode::Unauthorized,
                         "send a hello frame with a valid token first",
                     ));
                     return Next::Close(POLICY_VIOLATION, "unauthorized");
@@ -319,7 +319,7 @@ impl Connection {
             Err(error) => {
                 self.send(error_frame(
                     frame_id.as_deref(),
-                    "invalid_frame",
+                    ApiCode::InvalidFrame,
                     &error.to_string(),
                 ));
                 Next::Continue
@@ -331,7 +331,7 @@ impl Connection {
         if !first_frame {
             self.send(error_frame(
                 None,
-                "invalid_frame",
+                ApiCode::InvalidFrame,
                 "hello must be the first frame of a connection",
             ));
             return Next::Continue;
@@ -344,7 +344,7 @@ impl Connection {
         {
             self.send(error_frame(
                 None,
-                "invalid_frame",
+                ApiCode::InvalidFrame,
                 &format!("field `sender_id` is invalid: {reason}"),
             ));
             return Next::Continue;
@@ -375,7 +375,7 @@ impl Connection {
         {
             self.send(error_frame(
                 None,
-                "too_many_failures",
+                ApiCode::TooManyFailures,
                 "too many failed authentications from this address; wait and try again",
             ));
             return None;
@@ -392,7 +392,7 @@ impl Connection {
         }
         self.send(error_frame(
             None,
-            "unauthorized",
+            ApiCode::Unauthorized,
             "the token is missing or wrong",
         ));
         None
@@ -404,7 +404,7 @@ impl Connection {
             let message = format!(
                 "at most {MAX_IN_FLIGHT_PER_CONNECTION} messages may await replies on one connection"
             );
-            self.send(error_frame(frame_id, "too_many_in_flight", &message));
+            self.send(error_frame(frame_id, ApiCode::TooManyInFlight, &message));
             return;
         }
         let defaults = DraftDefaults {
@@ -428,7 +428,7 @@ impl Connection {
         let submission = match span.in_scope(|| self.state.ingress.submit(message)) {
             Ok(submission) => submission,
             Err(error) => {
-                self.send(error_frame(Some(&id), error.code.as_str(), &error.message));
+                self.send(error_frame(Some(&id), error.code.into(), &error.message));
                 return;
             }
         };
@@ -438,7 +438,7 @@ impl Connection {
         // single node it is stored at once, and the ack goes out before any later frame.
         if let Some(stored) = (&mut accepted).now_or_never() {
             if let Err(error) = stored {
-                self.send(error_frame(Some(&id), error.code.as_str(), &error.message));
+                self.send(error_frame(Some(&id), error.code.into(), &error.message));
                 return;
             }
             self.send(ack_frame(&id));
@@ -453,7 +453,7 @@ impl Connection {
             async move {
                 if let Err(error) = accepted.await {
                     let _ =
-                        outgoing.send(error_frame(Some(&id), error.code.as_str(), &error.message));
+                        outgoing.send(error_frame(Some(&id), error.code.into(), &error.message));
                     return;
                 }
                 let _ = outgoing.send(ack_frame(&id));
@@ -519,7 +519,7 @@ async fn forward_turn(
     let lost: TurnError = session_lost();
     let _ = outgoing.send(error_frame(
         Some(&in_reply_to),
-        lost.code.as_str(),
+        lost.code.into(),
         &lost.message,
     ));
 }

@@ -71,14 +71,31 @@ fn unavailable(error: &BridgeError) -> WebhookResponse {
 }
 
 /// Checks that `url` is an `http://` or `https://` address with a host.
-pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|error| format!("`{url}` is not a URL: {error}"))?;
+pub(crate) fn check_http_url(url: &str) -> Result<(), UrlError> {
+    let parsed = url::Url::parse(url).map_err(|source| UrlError::Unparsable {
+        url: url.to_owned(),
+        source,
+    })?;
     if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() {
         Ok(())
     } else {
-        Err(format!("`{url}` must be an http:// or https:// address"))
+        Err(UrlError::NotHttp {
+            url: url.to_owned(),
+        })
     }
+}
+
+/// Why a configured address is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{url}` is not a URL: {source}")]
+    Unparsable {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("`{url}` must be an http:// or https:// address")]
+    NotHttp { url: String },
 }
 
 /// The content type of an attachment from its MIME type.

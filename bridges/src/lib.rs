@@ -3,6 +3,7 @@
 //! is built by [`registry::build`] from its `[[bridges]]` entry.
 
 mod common;
+pub mod config_error;
 #[cfg(feature = "discord")]
 pub mod discord;
 pub mod registry;

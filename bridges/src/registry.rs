@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use troupe_actors::bridge::Bridge;
 
-/// A bridge built from its config, or why not: `(key, reason)`.
-pub type BuildResult = Result<Arc<dyn Bridge>, (String, String)>;
+use crate::config_error::{BridgeConfigError, ConfigReason};
+
+/// A bridge built from its config, or why not (naming the key at fault).
+pub type BuildResult = Result<Arc<dyn Bridge>, BridgeConfigError>;
 
 type Factory = fn(serde_json::Value) -> BuildResult;
 
@@ -33,40 +35,43 @@ pub fn kinds() -> Vec<&'static str> {
 /// Builds a bridge of `kind` from its platform keys.
 pub fn build(kind: &str, params: serde_json::Value) -> BuildResult {
     let Some((_, factory)) = FACTORIES.iter().find(|(known, _)| *known == kind) else {
-        return Err((
-            "kind".into(),
-            format!(
-                "unknown bridge kind `{kind}`; this build knows: {}",
-                kinds().join(", ")
-            ),
+        return Err(BridgeConfigError::new(
+            "kind",
+            ConfigReason::UnknownKind {
+                kind: kind.to_owned(),
+                known: kinds().join(", "),
+            },
         ));
     };
     factory(params)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(params: serde_json::Value) -> Result<T, (String, String)> {
-    serde_json::from_value(params).map_err(|error| {
-        let text = error.to_string();
-        // serde names the unknown or missing key in its message.
-        let key = text
-            .split('`')
-            .nth(1)
-            .map_or_else(|| "(entry)".to_owned(), str::to_owned);
-        (key, text)
+/// The kind's typed config; a key it does not take is named by serde's path to it.
+fn parse<T: serde::de::DeserializeOwned>(
+    params: serde_json::Value,
+) -> Result<T, BridgeConfigError> {
+    serde_path_to_error::deserialize(params).map_err(|error| {
+        let path = error.path().to_string();
+        let key = if path == "." {
+            "(entry)".to_owned()
+        } else {
+            path
+        };
+        BridgeConfigError::new(key, ConfigReason::Shape(error.into_inner()))
     })
 }
 
 /// Parses a kind's typed config and builds its bridge from it.
 fn build_with<C, B>(
     params: serde_json::Value,
-    make: impl FnOnce(C) -> Result<B, (&'static str, String)>,
+    make: impl FnOnce(C) -> Result<B, BridgeConfigError>,
 ) -> BuildResult
 where
     C: serde::de::DeserializeOwned,
     B: Bridge,
 {
     let config: C = parse(params)?;
-    let bridge = make(config).map_err(|(key, reason)| (key.to_owned(), reason))?;
+    let bridge = make(config)?;
     Ok(Arc::new(bridge))
 }
 
@@ -113,27 +118,34 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_lists_the_known_ones() {
-        let Err((key, reason)) = build("fax", json!({})) else {
+        let Err(error) = build("fax", json!({})) else {
             panic!("no fax bridge");
         };
-        assert_eq!(key, "kind");
-        assert!(reason.contains("telegram"), "{reason}");
+        assert_eq!(error.key(), "kind");
+        assert!(error.to_string().contains("telegram"), "{error}");
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let Err((key, reason)) = build("telegram", json!({"token_env": "X", "tokn": 1})) else {
+        let Err(error) = build("telegram", json!({"token_env": "X", "tokn": 1})) else {
             panic!("a typo must fail");
         };
-        assert_eq!(key, "tokn", "{reason}");
+        assert_eq!(error.key(), "tokn", "{error}");
+        assert!(
+            matches!(error.into_reason(), ConfigReason::Shape(_)),
+            "serde's error is kept as the source"
+        );
     }
 
     #[test]
     fn a_missing_token_names_its_key() {
-        let Err((key, _)) = build("telegram", json!({"token_env": "TROUPE_TEST_SURELY_UNSET"}))
-        else {
+        let Err(error) = build("telegram", json!({"token_env": "TROUPE_TEST_SURELY_UNSET"})) else {
             panic!("no token, no bridge");
         };
-        assert_eq!(key, "token_env");
+        assert_eq!(error.key(), "token_env");
+        assert!(matches!(
+            error.into_reason(),
+            ConfigReason::Secret(crate::secrets::SecretError::Unset { .. })
+        ));
     }
 }

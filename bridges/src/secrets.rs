@@ -1,7 +1,7 @@
 //! Secrets of a bridge (tokens, signing secrets): read from an environment variable or a
 //! file named in the config, never written in it, never logged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A secret value. Its `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,21 +34,50 @@ impl<'a> SecretSource<'a> {
         Self { env, file }
     }
 
-    pub fn read(&self) -> Result<Secret, String> {
+    pub fn read(&self) -> Result<Secret, SecretError> {
         let value = match (self.env, self.file) {
-            (Some(_), Some(_)) => return Err("give the variable or the file, not both".into()),
-            (None, None) => return Err("is required (the name of an environment variable)".into()),
-            (Some(name), None) => std::env::var(name)
-                .map_err(|_| format!("the environment variable {name} is not set"))?,
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
+            (Some(_), Some(_)) => return Err(SecretError::TwoPlaces),
+            (None, None) => return Err(SecretError::NotNamed),
+            (Some(name), None) => std::env::var(name).map_err(|source| SecretError::Unset {
+                name: name.to_owned(),
+                source,
+            })?,
+            (None, Some(path)) => {
+                std::fs::read_to_string(path).map_err(|source| SecretError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                })?
+            }
         };
         let value = value.trim();
         if value.is_empty() {
-            return Err("the secret is empty".into());
+            return Err(SecretError::Empty);
         }
         Ok(Secret(value.to_owned()))
     }
+}
+
+/// Why a secret could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("give the variable or the file, not both")]
+    TwoPlaces,
+    #[error("is required (the name of an environment variable)")]
+    NotNamed,
+    #[error("the environment variable {name} is not set")]
+    Unset {
+        name: String,
+        #[source]
+        source: std::env::VarError,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the secret is empty")]
+    Empty,
 }
 
 pub use troupe_actors::signing::constant_time_eq;
@@ -74,6 +103,7 @@ mod tests {
         assert!(
             missing
                 .unwrap_err()
+                .to_string()
                 .contains("TROUPE_TEST_SURELY_UNSET_VARIABLE")
         );
     }

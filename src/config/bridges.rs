@@ -32,14 +32,14 @@ pub(crate) fn build_bridges(entries: &[toml::Table]) -> Result<Vec<BridgeEntry>,
         let key = |name: &str| format!("bridges[{index}].{name}");
         let mut params = entry.clone();
         let name =
-            take_string(&mut params, "name").map_err(|reason| invalid(&key("name"), reason))?;
+            take_string(&mut params, "name").map_err(|reason| refused(&key("name"), reason))?;
         troupe_actors::ids::validate_platform(&name)
             .map_err(|reason| refused(&key("name"), reason))?;
         if built.iter().any(|other| other.name == name) {
             return Err(invalid(&key("name"), format!("`{name}` is used twice")));
         }
         let kind =
-            take_string(&mut params, "kind").map_err(|reason| invalid(&key("kind"), reason))?;
+            take_string(&mut params, "kind").map_err(|reason| refused(&key("kind"), reason))?;
         let mut policy_table = toml::Table::new();
         for policy_key in POLICY_KEYS {
             if let Some(value) = params.remove(policy_key) {
@@ -56,7 +56,7 @@ pub(crate) fn build_bridges(entries: &[toml::Table]) -> Result<Vec<BridgeEntry>,
         let params = serde_json::to_value(&params)
             .map_err(|error| invalid(&key("kind"), error.to_string()))?;
         let bridge = troupe_bridges::registry::build(&kind, params)
-            .map_err(|(field, reason)| invalid(&key(&field), reason))?;
+            .map_err(|error| refused(&key(error.key()), error.into_reason()))?;
         built.push(BridgeEntry {
             name,
             bridge,
@@ -66,10 +66,19 @@ pub(crate) fn build_bridges(entries: &[toml::Table]) -> Result<Vec<BridgeEntry>,
     Ok(built)
 }
 
-fn take_string(table: &mut toml::Table, key: &str) -> Result<String, String> {
+/// Why `name` or `kind` of an entry is refused.
+#[derive(Debug, thiserror::Error)]
+enum EntryKeyError {
+    #[error("must be a non-empty string")]
+    NotAString,
+    #[error("is required")]
+    Missing,
+}
+
+fn take_string(table: &mut toml::Table, key: &str) -> Result<String, EntryKeyError> {
     match table.remove(key) {
         Some(toml::Value::String(value)) if !value.is_empty() => Ok(value),
-        Some(_) => Err("must be a non-empty string".into()),
-        None => Err("is required".into()),
+        Some(_) => Err(EntryKeyError::NotAString),
+        None => Err(EntryKeyError::Missing),
     }
 }

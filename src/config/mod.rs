@@ -211,7 +211,7 @@ impl ServerConfig {
             }
             let token = SecretSource::new(entry.token_env.as_deref(), entry.token_file.as_deref())
                 .read()
-                .map_err(|reason| invalid(&key("token_env"), reason))?;
+                .map_err(|reason| refused(&key("token_env"), reason))?;
             if !self.listen.ip().is_loopback() && token.expose().len() < MIN_REMOTE_TOKEN_BYTES {
                 return Err(invalid(
                     &key("token_env"),

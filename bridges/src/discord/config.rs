@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_error::{BridgeConfigError, ConfigReason, rule};
 use crate::secrets::{Secret, SecretSource};
 
 fn default_api_base() -> String {
@@ -40,14 +41,14 @@ pub struct DiscordSettings {
 }
 
 impl DiscordConfig {
-    /// Checks the keys and reads the secrets; errors are `(key, reason)`.
-    pub fn settle(&self) -> Result<DiscordSettings, (&'static str, String)> {
+    /// Checks the keys and reads the secrets; an error names the key at fault.
+    pub fn settle(&self) -> Result<DiscordSettings, BridgeConfigError> {
         let bot_token = SecretSource::new(
             self.bot_token_env.as_deref(),
             self.bot_token_file.as_deref(),
         )
         .read()
-        .map_err(|reason| ("bot_token_env", reason))?;
+        .map_err(|reason| BridgeConfigError::new("bot_token_env", reason))?;
         let public_key = self
             .public_key
             .as_deref()
@@ -55,18 +56,20 @@ impl DiscordConfig {
                 let bytes: [u8; 32] = hex::decode(hex_key.trim())
                     .ok()
                     .and_then(|bytes| bytes.try_into().ok())
-                    .ok_or(("public_key", "must be 64 hex digits (32 bytes)".to_owned()))?;
-                ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                    .map_err(|_| ("public_key", "is not an Ed25519 public key".to_owned()))
+                    .ok_or_else(|| rule("public_key", "must be 64 hex digits (32 bytes)"))?;
+                ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|error| {
+                    BridgeConfigError::new("public_key", ConfigReason::PublicKey(error))
+                })
             })
             .transpose()?;
         if public_key.is_some() && self.application_id.is_none() {
-            return Err((
+            return Err(rule(
                 "application_id",
-                "is required with public_key (to answer /ask)".into(),
+                "is required with public_key (to answer /ask)",
             ));
         }
-        crate::common::check_http_url(&self.api_base).map_err(|reason| ("api_base", reason))?;
+        crate::common::check_http_url(&self.api_base)
+            .map_err(|reason| BridgeConfigError::new("api_base", reason))?;
         Ok(DiscordSettings {
             bot_token,
             public_key,

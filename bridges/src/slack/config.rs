@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_error::{BridgeConfigError, rule};
 use crate::secrets::{Secret, SecretSource};
 
 fn default_api_base() -> String {
@@ -55,16 +56,16 @@ pub struct SlackSettings {
 }
 
 impl SlackConfig {
-    /// Checks the keys and reads the secrets; errors are `(key, reason)`.
-    pub fn settle(&self) -> Result<SlackSettings, (&'static str, String)> {
+    /// Checks the keys and reads the secrets; an error names the key at fault.
+    pub fn settle(&self) -> Result<SlackSettings, BridgeConfigError> {
         let bot_token = SecretSource::new(
             self.bot_token_env.as_deref(),
             self.bot_token_file.as_deref(),
         )
         .read()
-        .map_err(|reason| ("bot_token_env", reason))?;
+        .map_err(|reason| BridgeConfigError::new("bot_token_env", reason))?;
         if !bot_token.expose().starts_with("xoxb-") {
-            return Err(("bot_token_env", "must be a bot token (xoxb-…)".into()));
+            return Err(rule("bot_token_env", "must be a bot token (xoxb-…)"));
         }
         let (signing_secret, app_token) = match self.mode {
             SlackMode::Events => {
@@ -73,23 +74,21 @@ impl SlackConfig {
                     self.signing_secret_file.as_deref(),
                 )
                 .read()
-                .map_err(|reason| ("signing_secret_env", reason))?;
+                .map_err(|reason| BridgeConfigError::new("signing_secret_env", reason))?;
                 (Some(secret), None)
             }
             SlackMode::Socket => {
                 let token = SecretSource::new(self.app_token_env.as_deref(), None)
                     .read()
-                    .map_err(|reason| ("app_token_env", reason))?;
+                    .map_err(|reason| BridgeConfigError::new("app_token_env", reason))?;
                 if !token.expose().starts_with("xapp-") {
-                    return Err((
-                        "app_token_env",
-                        "must be an app-level token (xapp-…)".into(),
-                    ));
+                    return Err(rule("app_token_env", "must be an app-level token (xapp-…)"));
                 }
                 (None, Some(token))
             }
         };
-        crate::common::check_http_url(&self.api_base).map_err(|reason| ("api_base", reason))?;
+        crate::common::check_http_url(&self.api_base)
+            .map_err(|reason| BridgeConfigError::new("api_base", reason))?;
         Ok(SlackSettings {
             bot_token,
             mode: self.mode,

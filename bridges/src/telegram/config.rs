@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_error::{BridgeConfigError, rule};
 use crate::secrets::{Secret, SecretSource};
 
 fn default_api_base() -> String {
@@ -64,37 +65,39 @@ pub struct TelegramSettings {
 }
 
 impl TelegramConfig {
-    /// Checks the keys and reads the secrets; errors are `(key, reason)`.
-    pub fn settle(&self) -> Result<TelegramSettings, (&'static str, String)> {
+    /// Checks the keys and reads the secrets; an error names the key at fault.
+    pub fn settle(&self) -> Result<TelegramSettings, BridgeConfigError> {
         let token = SecretSource::new(self.token_env.as_deref(), self.token_file.as_deref())
             .read()
-            .map_err(|reason| ("token_env", reason))?;
+            .map_err(|reason| BridgeConfigError::new("token_env", reason))?;
         if !token.expose().contains(':') {
-            return Err((
+            return Err(rule(
                 "token_env",
-                "does not look like a bot token (`123456:ABC…` from @BotFather)".into(),
+                "does not look like a bot token (`123456:ABC…` from @BotFather)",
             ));
         }
         if !(1..=50).contains(&self.poll_timeout_secs) {
-            return Err(("poll_timeout_secs", "must be between 1 and 50".into()));
+            return Err(rule("poll_timeout_secs", "must be between 1 and 50"));
         }
-        crate::common::check_http_url(&self.api_base).map_err(|reason| ("api_base", reason))?;
+        crate::common::check_http_url(&self.api_base)
+            .map_err(|reason| BridgeConfigError::new("api_base", reason))?;
         let (webhook_url, webhook_secret) = match self.mode {
             TelegramMode::Polling => (None, None),
             TelegramMode::Webhook => {
-                let url = self.webhook_url.clone().ok_or((
-                    "webhook_url",
-                    "is required with mode = \"webhook\"".to_owned(),
-                ))?;
-                crate::common::check_http_url(&url).map_err(|reason| ("webhook_url", reason))?;
+                let url = self
+                    .webhook_url
+                    .clone()
+                    .ok_or_else(|| rule("webhook_url", "is required with mode = \"webhook\""))?;
+                crate::common::check_http_url(&url)
+                    .map_err(|reason| BridgeConfigError::new("webhook_url", reason))?;
                 let secret = SecretSource::new(self.webhook_secret_env.as_deref(), None)
                     .read()
-                    .map_err(|reason| ("webhook_secret_env", reason))?;
+                    .map_err(|reason| BridgeConfigError::new("webhook_secret_env", reason))?;
                 let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
                 if secret.expose().len() > 256 || !secret.expose().chars().all(allowed) {
-                    return Err((
+                    return Err(rule(
                         "webhook_secret_env",
-                        "must be 1 to 256 characters of A-Z, a-z, 0-9, _ and -".into(),
+                        "must be 1 to 256 characters of A-Z, a-z, 0-9, _ and -",
                     ));
                 }
                 (Some(url), Some(secret))

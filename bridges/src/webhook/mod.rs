@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::config_error::{BridgeConfigError, rule};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use troupe_actors::bridge::{
@@ -78,26 +79,20 @@ pub struct WebhookBridge {
 }
 
 impl WebhookConfig {
-    /// Checks the keys and reads the secret; errors are `(key, reason)`.
-    pub fn build(&self) -> Result<WebhookBridge, (&'static str, String)> {
+    /// Checks the keys and reads the secret; an error names the key at fault.
+    pub fn build(&self) -> Result<WebhookBridge, BridgeConfigError> {
         let secret = SecretSource::new(self.secret_env.as_deref(), self.secret_file.as_deref())
             .read()
-            .map_err(|reason| ("secret_env", reason))?;
+            .map_err(|reason| BridgeConfigError::new("secret_env", reason))?;
         if secret.expose().len() < 16 {
-            return Err(("secret_env", "must be at least 16 characters long".into()));
+            return Err(rule("secret_env", "must be at least 16 characters long"));
         }
         if let Some(url) = &self.deliver_url {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|error| ("deliver_url", format!("`{url}` is not a URL: {error}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err((
-                    "deliver_url",
-                    "must be an http:// or https:// address".into(),
-                ));
-            }
+            crate::common::check_http_url(url)
+                .map_err(|reason| BridgeConfigError::new("deliver_url", reason))?;
         }
         if !(1..=3600).contains(&self.max_skew_secs) {
-            return Err(("max_skew_secs", "must be between 1 and 3600".into()));
+            return Err(rule("max_skew_secs", "must be between 1 and 3600"));
         }
         Ok(WebhookBridge {
             secret,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_error::{BridgeConfigError, rule};
 use crate::secrets::{Secret, SecretSource};
 
 fn default_api_base() -> String {
@@ -50,14 +51,14 @@ pub struct WhatsAppSettings {
 }
 
 impl WhatsAppConfig {
-    /// Checks the keys and reads the secrets; errors are `(key, reason)`.
-    pub fn settle(&self) -> Result<WhatsAppSettings, (&'static str, String)> {
+    /// Checks the keys and reads the secrets; an error names the key at fault.
+    pub fn settle(&self) -> Result<WhatsAppSettings, BridgeConfigError> {
         if self.phone_number_id.is_empty()
             || !self.phone_number_id.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err((
+            return Err(rule(
                 "phone_number_id",
-                "must be the numeric phone number id".into(),
+                "must be the numeric phone number id",
             ));
         }
         let access_token = SecretSource::new(
@@ -65,24 +66,25 @@ impl WhatsAppConfig {
             self.access_token_file.as_deref(),
         )
         .read()
-        .map_err(|reason| ("access_token_env", reason))?;
+        .map_err(|reason| BridgeConfigError::new("access_token_env", reason))?;
         let app_secret = SecretSource::new(
             self.app_secret_env.as_deref(),
             self.app_secret_file.as_deref(),
         )
         .read()
-        .map_err(|reason| ("app_secret_env", reason))?;
+        .map_err(|reason| BridgeConfigError::new("app_secret_env", reason))?;
         let verify_token = SecretSource::new(self.verify_token_env.as_deref(), None)
             .read()
-            .map_err(|reason| ("verify_token_env", reason))?;
+            .map_err(|reason| BridgeConfigError::new("verify_token_env", reason))?;
         let version_ok = self.api_version.starts_with('v')
             && self.api_version[1..]
                 .split('.')
                 .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
         if !version_ok {
-            return Err(("api_version", "must look like `v21.0`".into()));
+            return Err(rule("api_version", "must look like `v21.0`"));
         }
-        crate::common::check_http_url(&self.api_base).map_err(|reason| ("api_base", reason))?;
+        crate::common::check_http_url(&self.api_base)
+            .map_err(|reason| BridgeConfigError::new("api_base", reason))?;
         Ok(WhatsAppSettings {
             phone_number_id: self.phone_number_id.clone(),
             access_token,

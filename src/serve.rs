@@ -344,7 +344,7 @@ fn resolve_node_id(cluster: &ClusterConfig, data_dir: &Path) -> anyhow::Result<S
     if let Ok(text) = std::fs::read_to_string(&path) {
         let node_id = text.trim().to_owned();
         troupe_cluster::validate_node_id(&node_id)
-            .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+            .with_context(|| format!("{} does not hold a node id", path.display()))?;
         return Ok(node_id);
     }
     let node_id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

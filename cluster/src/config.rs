@@ -145,16 +145,25 @@ fn invalid(key: &str, reason: impl Into<String>) -> InvalidClusterConfig {
     }
 }
 
+/// Why a string cannot be a node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidNodeId {
+    #[error("must be 1 to 64 characters")]
+    Length,
+    #[error("may hold only letters, digits, `-` and `_`")]
+    Characters,
+}
+
 /// Whether `id` can be a node id (it becomes part of NATS subjects and KV keys).
-pub fn validate_node_id(id: &str) -> Result<(), String> {
+pub fn validate_node_id(id: &str) -> Result<(), InvalidNodeId> {
     if id.is_empty() || id.len() > 64 {
-        return Err("must be 1 to 64 characters".into());
+        return Err(InvalidNodeId::Length);
     }
     if !id
         .bytes()
         .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
     {
-        return Err("may hold only letters, digits, `-` and `_`".into());
+        return Err(InvalidNodeId::Characters);
     }
     Ok(())
 }
@@ -209,7 +218,7 @@ impl ClusterConfig {
             ));
         }
         if let Some(id) = &self.node_id {
-            validate_node_id(id).map_err(|reason| invalid("node_id", reason))?;
+            validate_node_id(id).map_err(|reason| invalid("node_id", reason.to_string()))?;
         }
         if self.heartbeat_ms == 0 || self.heartbeat_ms * 3 > self.lease_ms {
             return Err(invalid(

@@ -75,15 +75,7 @@ async fn open_stream(
             ..stream::Config::default()
         })
         .await
-        .map_err(|error| {
-            setup_error(
-                &name,
-                format!(
-                    "{error} (every node of a cluster needs the same `shards` and \
-                     `inbox_streams`)"
-                ),
-            )
-        })?;
+        .map_err(|error| setup_error(&name, LayoutError::Refused(error)))?;
     check_subjects(&name, &opened.cached_info().config.subjects, &wanted)?;
     Ok(opened)
 }
@@ -100,13 +92,23 @@ fn check_subjects(name: &str, found: &[String], wanted: &[String]) -> Result<(),
     }
     Err(setup_error(
         name,
-        format!(
-            "the stream holds {} shard subjects other than the {} this node's `shards` and \
-             `inbox_streams` give it; every node of a cluster needs the same values",
-            found.len(),
-            wanted.len()
-        ),
+        LayoutError::Subjects {
+            found: found.len(),
+            wanted: wanted.len(),
+        },
     ))
+}
+
+/// Why an inbox stream does not fit this node's `shards` and `inbox_streams`.
+#[derive(Debug, thiserror::Error)]
+enum LayoutError {
+    #[error("{0} (every node of a cluster needs the same `shards` and `inbox_streams`)")]
+    Refused(#[source] jetstream::context::CreateStreamError),
+    #[error(
+        "the stream holds {found} shard subjects other than the {wanted} this node's `shards` \
+         and `inbox_streams` give it; every node of a cluster needs the same values"
+    )]
+    Subjects { found: usize, wanted: usize },
 }
 
 /// The single inbox stream of older builds; `None` when the server says it does not exist.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::message::PublishMessage;
 use dashmap::DashMap;
 use futures_util::StreamExt;
@@ -44,7 +44,7 @@ const RPC_ATTEMPTS: usize = 5;
 struct PublishJob {
     subject: String,
     publish: PublishMessage,
-    sent: oneshot::Sender<Result<PublishAckFuture, String>>,
+    sent: oneshot::Sender<Result<PublishAckFuture, PublishError>>,
 }
 
 /// The cluster's [`Ingress`].
@@ -92,7 +92,7 @@ impl ClusterIngress {
         &self,
         subject: String,
         publish: PublishMessage,
-    ) -> oneshot::Receiver<Result<PublishAckFuture, String>> {
+    ) -> oneshot::Receiver<Result<PublishAckFuture, PublishError>> {
         let (sent, receiver) = oneshot::channel();
         let _ = self.publisher.send(PublishJob {
             subject,
@@ -342,10 +342,7 @@ async fn run_publisher(
     mut jobs: mpsc::UnboundedReceiver<PublishJob>,
 ) {
     while let Some(job) = jobs.recv().await {
-        let sent = jetstream
-            .send_publish(job.subject, job.publish)
-            .await
-            .map_err(|error| error.to_string());
+        let sent = jetstream.send_publish(job.subject, job.publish).await;
         let _ = job.sent.send(sent);
     }
 }

@@ -18,16 +18,31 @@ use futures_util::TryStreamExt;
 use troupe_actors::SessionKey;
 use troupe_actors::snapshot::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError};
 
-/// Why the store could not be opened.
+/// Any error, boxed, kept as the source.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the cluster could not be joined; each keeps the error underneath as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot connect to nats at {url}: {reason}")]
-    Connect { url: String, reason: String },
+    Connect {
+        url: String,
+        #[source]
+        reason: BoxError,
+    },
     #[error("cannot open the key-value bucket {bucket}: {reason}")]
-    Bucket { bucket: String, reason: String },
+    Bucket {
+        bucket: String,
+        #[source]
+        reason: BoxError,
+    },
     /// Preparing the inbox stream, the other buckets or the subscriptions failed.
     #[error("cannot set up {what}: {reason}")]
-    Setup { what: String, reason: String },
+    Setup {
+        what: String,
+        #[source]
+        reason: BoxError,
+    },
 }
 
 /// Snapshots in a JetStream KV bucket.
@@ -75,7 +90,7 @@ impl JetStreamSnapshotStore {
             .await
             .map_err(|error| ClusterError::Connect {
                 url: url.to_owned(),
-                reason: error.to_string(),
+                reason: error.into(),
             })?;
         Self::open(async_nats::jetstream::new(client), bucket).await
     }
@@ -101,9 +116,9 @@ impl JetStreamSnapshotStore {
         storage: async_nats::jetstream::stream::StorageType,
         replicas: usize,
     ) -> Result<Self, ClusterError> {
-        let bucket_error = |error: &dyn std::fmt::Display| ClusterError::Bucket {
+        let bucket_error = |error: BoxError| ClusterError::Bucket {
             bucket: bucket.to_owned(),
-            reason: error.to_string(),
+            reason: error,
         };
         let config = kv::Config {
             bucket: bucket.to_owned(),
@@ -115,13 +130,13 @@ impl JetStreamSnapshotStore {
         let store = jetstream
             .create_key_value(config)
             .await
-            .map_err(|error| bucket_error(&error))?;
+            .map_err(|error| bucket_error(error.into()))?;
         let stored = match store.keys().await {
             Ok(keys) => keys
                 .try_fold(0u64, |count, _| async move { Ok(count + 1) })
                 .await
-                .map_err(|error| bucket_error(&error))?,
-            Err(error) => return Err(bucket_error(&error)),
+                .map_err(|error| bucket_error(error.into()))?,
+            Err(error) => return Err(bucket_error(error.into())),
         };
         Ok(Self {
             bucket: store,

@@ -27,7 +27,7 @@ mod singletons;
 pub mod subjects;
 mod worker;
 
-pub use config::{ClusterConfig, InvalidClusterConfig, validate_node_id};
+pub use config::{ClusterConfig, InvalidClusterConfig, InvalidNodeId, validate_node_id};
 pub use kv_store::{ClusterError, JetStreamSnapshotStore};
 pub use membership::{MemberInfo, MemberState, MemberView};
 pub use node::{ClusterNode, connect};

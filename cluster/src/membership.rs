@@ -17,6 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics as metric_names;
 
+/// Why this node could not take its lease.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LeaseError {
+    #[error("taking the lease timed out")]
+    TimedOut,
+    #[error("cannot write the lease: {0}")]
+    Put(#[from] async_nats::jetstream::kv::PutError),
+}
+
 /// Watches start over this often even without a reconnection: a watch that silently
 /// stopped delivering cannot leave a view stale for longer.
 pub(crate) const RESYNC_PERIOD: Duration = Duration::from_secs(5);
@@ -170,14 +179,11 @@ impl Membership {
     }
 
     /// Takes a lease under a new epoch (joining, or after losing the previous one).
-    pub(crate) async fn join(&self) -> Result<(), String> {
+    pub(crate) async fn join(&self) -> Result<(), LeaseError> {
         self.epoch.store(rand_epoch(), Ordering::Release);
         let sent_at = Instant::now();
         let put = tokio::time::timeout(self.lease, self.bucket.put(&self.me, self.encoded_info()));
-        let revision = put
-            .await
-            .map_err(|_| "taking the lease timed out".to_owned())?
-            .map_err(|error| error.to_string())?;
+        let revision = put.await.map_err(|_| LeaseError::TimedOut)??;
         self.revision.store(revision, Ordering::Release);
         *self
             .renewed_at

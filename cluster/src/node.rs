@@ -20,7 +20,7 @@ use crate::config::{ClusterConfig, StorageKind};
 use crate::envelope::{self, RpcRequest};
 use crate::inbox::InboxStreams;
 use crate::ingress::{ClusterIngress, answer_locally};
-use crate::kv_store::{ClusterError, JetStreamSnapshotStore};
+use crate::kv_store::{BoxError, ClusterError, JetStreamSnapshotStore};
 use crate::membership::{MemberView, Membership};
 use crate::shards::{ManagerCommand, ShardRecord, run_manager, watch_owners};
 use crate::singletons::{SingletonRegistry, SingletonTask, run_singletons};
@@ -115,11 +115,30 @@ pub(crate) fn storage(kind: StorageKind) -> stream::StorageType {
     }
 }
 
-pub(crate) fn setup_error(what: &str, error: impl std::fmt::Display) -> ClusterError {
+pub(crate) fn setup_error(what: &str, error: impl Into<BoxError>) -> ClusterError {
     ClusterError::Setup {
         what: what.to_owned(),
-        reason: error.to_string(),
+        reason: error.into(),
     }
+}
+
+/// Why the connection options could not be made.
+#[derive(Debug, thiserror::Error)]
+enum ConnectSetupError {
+    #[error("environment variable {variable} is not set")]
+    Secret {
+        variable: String,
+        #[source]
+        source: std::env::VarError,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Credentials {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no connection within 10 s")]
+    NoConnection,
 }
 
 /// Connects with the configured auth and TLS; reconnects forever, quickly. The receiver is
@@ -129,7 +148,7 @@ pub async fn connect(
     node_id: &str,
 ) -> Result<(async_nats::Client, watch::Receiver<u64>), ClusterError> {
     let (connections, reconnects) = watch::channel(0u64);
-    let connect_error = |reason: String| ClusterError::Connect {
+    let connect_error = |reason: BoxError| ClusterError::Connect {
         url: config.nats_url.clone(),
         reason,
     };
@@ -150,8 +169,15 @@ pub async fn connect(
         });
     let auth = &config.auth;
     let secret = |variable: &String| {
-        std::env::var(variable)
-            .map_err(|_| connect_error(format!("environment variable {variable} is not set")))
+        std::env::var(variable).map_err(|source| {
+            connect_error(
+                ConnectSetupError::Secret {
+                    variable: variable.clone(),
+                    source,
+                }
+                .into(),
+            )
+        })
     };
     if let (Some(user), Some(variable)) = (&auth.user, &auth.password_env) {
         options = options.user_and_password(user.clone(), secret(variable)?);
@@ -163,10 +189,15 @@ pub async fn connect(
         options = options.nkey(secret(variable)?);
     }
     if let Some(path) = &auth.creds_file {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|error| connect_error(format!("cannot read {}: {error}", path.display())))?;
+        options = options.credentials_file(path).await.map_err(|source| {
+            connect_error(
+                ConnectSetupError::Credentials {
+                    path: path.clone(),
+                    source,
+                }
+                .into(),
+            )
+        })?;
     }
     if let Some(tls) = &config.tls {
         options = options.require_tls(true);
@@ -180,13 +211,13 @@ pub async fn connect(
     let urls: Vec<async_nats::ServerAddr> = config
         .nats_url
         .split(',')
-        .map(|url| url.trim().parse())
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<_, _>>()
-        .map_err(|error| connect_error(format!("bad url: {error}")))?;
+        .map_err(|error| connect_error(error.into()))?;
     let client = options
         .connect(urls)
         .await
-        .map_err(|error| connect_error(error.to_string()))?;
+        .map_err(|error| connect_error(error.into()))?;
     // `retry_on_initial_connect` returns at once; wait (bounded) for the first connection so
     // that a wrong URL fails start-up with a clear error.
     for _ in 0..100 {
@@ -195,7 +226,7 @@ pub async fn connect(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(connect_error("no connection within 10 s".into()))
+    Err(connect_error(ConnectSetupError::NoConnection.into()))
 }
 
 impl ClusterNode {

@@ -49,7 +49,7 @@ impl ShardWorker {
         shared: Arc<Shared>,
         node: NodeHandle,
         shard: u32,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConsumerError> {
         let consumer = open_consumer(&shared, shard, Source::Current).await?;
         let legacy = if shared.inbox.legacy().is_some() {
             open_consumer(&shared, shard, Source::Legacy)
@@ -125,11 +125,11 @@ async fn open_consumer(
     shared: &Shared,
     shard: u32,
     source: Source,
-) -> Result<ShardConsumer, String> {
+) -> Result<ShardConsumer, ConsumerError> {
     let config = &shared.config;
     let (stream, filter_subject) = match (source, shared.inbox.legacy()) {
         (Source::Legacy, Some(legacy)) => (legacy, subjects::legacy_inbox(shard)),
-        (Source::Legacy, None) => return Err("there is no older inbox stream".to_owned()),
+        (Source::Legacy, None) => return Err(ConsumerError::NoLegacyStream),
         (Source::Current, _) => (shared.inbox.of(shard), subjects::inbox(shard)),
     };
     let name = subjects::shard_consumer(shard);
@@ -149,8 +149,23 @@ async fn open_consumer(
     let opening = stream.get_or_create_consumer(&name, consumer_config);
     tokio::time::timeout(config.lease(), opening)
         .await
-        .map_err(|_| format!("opening the consumer of shard {shard} timed out"))?
-        .map_err(|error| format!("cannot open the consumer of shard {shard}: {error}"))
+        .map_err(|_| ConsumerError::TimedOut { shard })?
+        .map_err(|source| ConsumerError::Open { shard, source })
+}
+
+/// Why a shard's consumer could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConsumerError {
+    #[error("there is no older inbox stream")]
+    NoLegacyStream,
+    #[error("opening the consumer of shard {shard} timed out")]
+    TimedOut { shard: u32 },
+    #[error("cannot open the consumer of shard {shard}: {source}")]
+    Open {
+        shard: u32,
+        #[source]
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
 }
 
 /// Whether the single inbox stream of older builds no longer exists (an operator deleted

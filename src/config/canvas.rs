@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use troupe_canvas::{RoomLimits, RoomSettings};
 
+use super::{ConfigError, invalid};
+
 /// `[canvas]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,24 +57,27 @@ impl Default for CanvasConfig {
 }
 
 impl CanvasConfig {
-    /// The first key that is out of range, and why.
-    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks every key; the error names the first one out of range.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.idle_passivate_secs == 0 {
-            return Err(("idle_passivate_secs", "must be at least 1".into()));
+            return Err(invalid("canvas.idle_passivate_secs", "must be at least 1"));
         }
         if self.max_update_bytes < MIN_UPDATE_BYTES {
-            return Err((
-                "max_update_bytes",
+            return Err(invalid(
+                "canvas.max_update_bytes",
                 format!("must be at least {MIN_UPDATE_BYTES}"),
             ));
         }
         if self.max_updates_per_second == 0 {
-            return Err(("max_updates_per_second", "must be at least 1".into()));
+            return Err(invalid(
+                "canvas.max_updates_per_second",
+                "must be at least 1",
+            ));
         }
         if self.max_document_bytes < self.max_update_bytes {
-            return Err((
-                "max_document_bytes",
-                "must be at least canvas.max_update_bytes".into(),
+            return Err(invalid(
+                "canvas.max_document_bytes",
+                "must be at least canvas.max_update_bytes",
             ));
         }
         Ok(())

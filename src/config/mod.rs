@@ -558,12 +558,8 @@ impl TroupeConfig {
                 .validate()
                 .map_err(|error| invalid(&format!("cluster.{}", error.key), error.reason))?;
         }
-        self.telemetry
-            .validate()
-            .map_err(|(key, reason)| invalid(&format!("telemetry.{key}"), reason))?;
-        self.canvas
-            .validate()
-            .map_err(|(key, reason)| invalid(&format!("canvas.{key}"), reason))?;
+        self.telemetry.validate()?;
+        self.canvas.validate()?;
         build_bridges(&self.bridges)?;
         if self.tools.max_parallel == 0 {
             return Err(invalid("tools.max_parallel", "must be at least 1"));

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{ConfigError, invalid, refused};
+
 const fn default_sample_ratio() -> f64 {
     1.0
 }
@@ -46,31 +48,54 @@ impl Default for TelemetryConfig {
 }
 
 impl TelemetryConfig {
-    /// Checks every field; the error is `(key, reason)`.
-    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks every field; the error names the first key at fault.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if let Some(endpoint) = &self.otlp_endpoint {
-            let url = reqwest::Url::parse(endpoint).map_err(|error| {
-                (
-                    "otlp_endpoint",
-                    format!("`{endpoint}` is not a URL: {error}"),
-                )
-            })?;
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return Err((
-                    "otlp_endpoint",
-                    format!("`{endpoint}` must be an http:// or https:// address of a collector"),
-                ));
-            }
+            check_endpoint(endpoint)
+                .map_err(|reason| refused("telemetry.otlp_endpoint", reason))?;
         }
         if self.service_name.trim().is_empty() {
-            return Err(("service_name", "must not be empty".into()));
+            return Err(invalid("telemetry.service_name", "must not be empty"));
         }
         if !(0.0..=1.0).contains(&self.sample_ratio) {
-            return Err(("sample_ratio", "must be between 0.0 and 1.0".into()));
+            return Err(invalid(
+                "telemetry.sample_ratio",
+                "must be between 0.0 and 1.0",
+            ));
         }
         if self.export_timeout_secs == 0 {
-            return Err(("export_timeout_secs", "must be at least 1".into()));
+            return Err(invalid(
+                "telemetry.export_timeout_secs",
+                "must be at least 1",
+            ));
         }
         Ok(())
+    }
+}
+
+/// Why `otlp_endpoint` cannot name a collector.
+#[derive(Debug, thiserror::Error)]
+enum EndpointError {
+    #[error("`{endpoint}` is not a URL: {source}")]
+    Unparsable {
+        endpoint: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("`{endpoint}` must be an http:// or https:// address of a collector")]
+    NotHttp { endpoint: String },
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), EndpointError> {
+    let url = url::Url::parse(endpoint).map_err(|source| EndpointError::Unparsable {
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
+    if matches!(url.scheme(), "http" | "https") && url.host().is_some() {
+        Ok(())
+    } else {
+        Err(EndpointError::NotHttp {
+            endpoint: endpoint.to_owned(),
+        })
     }
 }

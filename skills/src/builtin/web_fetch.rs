@@ -116,22 +116,30 @@ pub struct WebFetch {
     allow_private: bool,
 }
 
+/// Why a URL may not be fetched.
+#[derive(Debug, thiserror::Error)]
+enum UrlRefused {
+    #[error("only http and https URLs can be fetched, not {0}")]
+    Scheme(String),
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("{0} is an internal address")]
+    Internal(reqwest::Url),
+}
+
 /// Refuses a URL that is not http(s) or names an internal address literally.
-fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), String> {
+fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), UrlRefused> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "only http and https URLs can be fetched, not {}",
-            url.scheme()
-        ));
+        return Err(UrlRefused::Scheme(url.scheme().to_owned()));
     }
     let literal = match url.host() {
         Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
         Some(url::Host::Domain(_)) => None,
-        None => return Err("the URL has no host".into()),
+        None => return Err(UrlRefused::NoHost),
     };
     if !allow_private && literal.is_some_and(is_internal) {
-        return Err(format!("{url} is an internal address"));
+        return Err(UrlRefused::Internal(url.clone()));
     }
     Ok(())
 }
@@ -166,7 +174,7 @@ impl WebFetch {
         let forbidden = |reason: String| SkillError::new(SkillErrorCode::Forbidden, reason);
         let parsed = reqwest::Url::parse(url)
             .map_err(|error| SkillError::invalid(format!("`{url}` is not a URL: {error}")))?;
-        check_url(&parsed, self.allow_private).map_err(forbidden)?;
+        check_url(&parsed, self.allow_private).map_err(|refused| forbidden(refused.to_string()))?;
         let response = self.client.get(parsed).send().await.map_err(|error| {
             let chain = error_chain(&error);
             if chain.contains("internal address") {

@@ -132,8 +132,14 @@ impl SessionState {
                 return Ok(question);
             }
             self.push_tool_request(&completion.text, &completion.tool_calls);
-            self.run_round(prepared, &session, events, message.id())
-                .await;
+            self.run_round(
+                &completion.tool_calls,
+                prepared,
+                &session,
+                events,
+                message.id(),
+            )
+            .await;
             round += 1;
         }
     }
@@ -159,7 +165,8 @@ impl SessionState {
                 )),
             })
             .collect();
-        self.run_round(prepared, session, events, in_reply_to).await;
+        self.run_round(&pending.calls, prepared, session, events, in_reply_to)
+            .await;
     }
 
     /// Answers every call of `completion` with the same error, without running any.
@@ -181,47 +188,54 @@ impl SessionState {
         }
     }
 
-    /// Runs one round's calls, in parallel (up to `max_parallel` at once), and records each
-    /// result in the order the model asked.
+    /// Runs one round's `calls` (each `prepared` for running, or refused), in parallel (up
+    /// to `max_parallel` at once), and records each result in the order the model asked.
     async fn run_round(
         &mut self,
+        calls: &[ToolCall],
         prepared: Vec<Result<PreparedCall, SkillError>>,
         session: &SkillSession,
         events: &TurnEvents,
         in_reply_to: &str,
     ) {
+        debug_assert_eq!(calls.len(), prepared.len(), "one preparation per call");
+        debug_assert!(
+            self.history
+                .back()
+                .is_some_and(|request| request.tool_calls == calls),
+            "a round's results follow the request that asked for them"
+        );
         let skills = Arc::clone(&self.context.skills);
         let parallel = self.context.config.tools.max_parallel.max(1);
-        let outcomes: Vec<ToolOutcome> = futures_util::stream::iter(prepared)
-            .map(|call| {
-                let (skills, session) = (Arc::clone(&skills), session.clone());
-                async move {
-                    match call {
-                        Ok(call) => {
-                            let span = tracing::debug_span!("tool_call", tool = %call.tool);
-                            skills.run(call, session).instrument(span).await
+        let named: Vec<(String, String)> = calls
+            .iter()
+            .map(|call| (call.id.clone(), call.name.clone()))
+            .collect();
+        let outcomes: Vec<ToolOutcome> =
+            futures_util::stream::iter(named.into_iter().zip(prepared))
+                .map(|((call_id, tool), prepared)| {
+                    let (skills, session) = (Arc::clone(&skills), session.clone());
+                    async move {
+                        match prepared {
+                            Ok(prepared) => {
+                                let span = tracing::debug_span!("tool_call", tool = %prepared.tool);
+                                skills.run(prepared, session).instrument(span).await
+                            }
+                            // Refused before running: the call it answers is named all the same.
+                            Err(error) => ToolOutcome {
+                                call_id,
+                                tool,
+                                result: Err(error),
+                            },
                         }
-                        Err(error) => ToolOutcome {
-                            call_id: String::new(),
-                            tool: String::new(),
-                            result: Err(error),
-                        },
                     }
-                }
-            })
-            .buffered(parallel)
-            .collect()
-            .await;
-        let calls = self
-            .history
-            .back()
-            .map(|entry| entry.tool_calls.clone())
-            .unwrap_or_default();
-        for (mut outcome, call) in outcomes.into_iter().zip(calls) {
-            // Refused before running: name the call it answers.
-            outcome.call_id.clone_from(&call.id);
-            outcome.tool.clone_from(&call.name);
-            self.push_tool_result(&outcome, events, in_reply_to);
+                })
+                .buffered(parallel)
+                .collect()
+                .await;
+        for (outcome, call) in outcomes.iter().zip(calls) {
+            debug_assert_eq!(outcome.call_id, call.id, "each result answers its own call");
+            self.push_tool_result(outcome, events, in_reply_to);
         }
     }
 

@@ -52,7 +52,7 @@ impl ErrorCode {
 }
 
 /// A failed turn, as the user sees it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct TurnError {
     pub code: ErrorCode,
@@ -80,8 +80,10 @@ impl From<&ProviderError> for TurnError {
     }
 }
 
-/// One event of a turn.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One event of a turn; the one form it has, in memory and between nodes (JSON tagged by
+/// `type`: `delta`, `tool_call`, `tool_result`, `reply`, `failed`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum TurnEvent {
     /// A piece of the reply as the model produces it.
     Delta { in_reply_to: String, text: String },
@@ -104,13 +106,35 @@ pub enum TurnEvent {
     /// every turn channel's preallocated block of slots) stays small.
     Reply {
         reply: Box<OutboundReply>,
+        #[serde(rename = "model_latency_us", with = "micros")]
         model_latency: Duration,
     },
-    /// The last event of a failed turn.
+    /// The last event of a failed turn (`code` and `message` beside `in_reply_to`).
     Failed {
         in_reply_to: String,
+        #[serde(flatten)]
         error: TurnError,
     },
+}
+
+/// A duration as whole microseconds (`model_latency_us`).
+mod micros {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        duration: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_micros)
+    }
 }
 
 impl TurnEvent {

@@ -5,11 +5,11 @@
 //! Envelopes are JSON (`InboundMessage` carries free-form JSON metadata, which bincode
 //! cannot encode) with a `v` field: a node refuses a version newer than it knows, by name.
 
-use std::time::Duration;
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use troupe_actors::session::SessionView;
-use troupe_actors::{ErrorCode, InboundMessage, OutboundReply, SessionKey, TurnError, TurnEvent};
+use troupe_actors::{ErrorCode, InboundMessage, SessionKey, TurnEvent};
 
 /// The envelope version this build writes (and the newest it reads).
 pub const ENVELOPE_VERSION: u16 = 1;
@@ -40,137 +40,11 @@ pub struct InboxEnvelope {
     pub origin: String,
 }
 
-/// One event of a turn, on the wire.
+/// A turn's event on its way to the waiting node: borrowed when sent, owned when read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum WireEvent {
-    Delta {
-        in_reply_to: String,
-        text: String,
-    },
-    ToolCall {
-        in_reply_to: String,
-        call_id: String,
-        name: String,
-        arguments: String,
-    },
-    ToolResult {
-        in_reply_to: String,
-        call_id: String,
-        name: String,
-        ok: bool,
-        content: String,
-    },
-    Reply {
-        reply: Box<OutboundReply>,
-        model_latency_us: u64,
-    },
-    Failed {
-        in_reply_to: String,
-        code: ErrorCode,
-        message: String,
-    },
-}
-
-impl From<&TurnEvent> for WireEvent {
-    fn from(event: &TurnEvent) -> Self {
-        match event {
-            TurnEvent::Delta { in_reply_to, text } => Self::Delta {
-                in_reply_to: in_reply_to.clone(),
-                text: text.clone(),
-            },
-            TurnEvent::ToolCall {
-                in_reply_to,
-                call_id,
-                name,
-                arguments,
-            } => Self::ToolCall {
-                in_reply_to: in_reply_to.clone(),
-                call_id: call_id.clone(),
-                name: name.clone(),
-                arguments: arguments.clone(),
-            },
-            TurnEvent::ToolResult {
-                in_reply_to,
-                call_id,
-                name,
-                ok,
-                content,
-            } => Self::ToolResult {
-                in_reply_to: in_reply_to.clone(),
-                call_id: call_id.clone(),
-                name: name.clone(),
-                ok: *ok,
-                content: content.clone(),
-            },
-            TurnEvent::Reply {
-                reply,
-                model_latency,
-            } => Self::Reply {
-                reply: reply.clone(),
-                model_latency_us: u64::try_from(model_latency.as_micros()).unwrap_or(u64::MAX),
-            },
-            TurnEvent::Failed { in_reply_to, error } => Self::Failed {
-                in_reply_to: in_reply_to.clone(),
-                code: error.code,
-                message: error.message.clone(),
-            },
-        }
-    }
-}
-
-impl From<WireEvent> for TurnEvent {
-    fn from(event: WireEvent) -> Self {
-        match event {
-            WireEvent::Delta { in_reply_to, text } => Self::Delta { in_reply_to, text },
-            WireEvent::ToolCall {
-                in_reply_to,
-                call_id,
-                name,
-                arguments,
-            } => Self::ToolCall {
-                in_reply_to,
-                call_id,
-                name,
-                arguments,
-            },
-            WireEvent::ToolResult {
-                in_reply_to,
-                call_id,
-                name,
-                ok,
-                content,
-            } => Self::ToolResult {
-                in_reply_to,
-                call_id,
-                name,
-                ok,
-                content,
-            },
-            WireEvent::Reply {
-                reply,
-                model_latency_us,
-            } => Self::Reply {
-                reply,
-                model_latency: Duration::from_micros(model_latency_us),
-            },
-            WireEvent::Failed {
-                in_reply_to,
-                code,
-                message,
-            } => Self::Failed {
-                in_reply_to,
-                error: TurnError::new(code, message),
-            },
-        }
-    }
-}
-
-/// A turn's event on its way to the waiting node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplyEnvelope {
+pub struct ReplyEnvelope<'a> {
     pub waiter: u64,
-    pub event: WireEvent,
+    pub event: Cow<'a, TurnEvent>,
 }
 
 /// A request to the node that owns a session.
@@ -227,6 +101,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Envelop
 #[cfg(test)]
 mod tests {
     use super::*;
+    use troupe_actors::TurnError;
     use troupe_actors::message::MessageParts;
 
     #[test]
@@ -253,11 +128,41 @@ mod tests {
         for event in events {
             let envelope = ReplyEnvelope {
                 waiter: 7,
-                event: WireEvent::from(&event),
+                event: Cow::Borrowed(&event),
             };
-            let back: ReplyEnvelope = decode(&encode(&envelope)).unwrap();
-            assert_eq!(TurnEvent::from(back.event), event);
+            let back: ReplyEnvelope<'_> = decode(&encode(&envelope)).unwrap();
+            assert_eq!(back.event.into_owned(), event);
         }
+    }
+
+    #[test]
+    fn events_keep_the_wire_shape_nodes_of_earlier_builds_read() {
+        let failed = TurnEvent::Failed {
+            in_reply_to: "m1".into(),
+            error: TurnError::new(ErrorCode::ProviderTimeout, "slow"),
+        };
+        let sent = encode(&ReplyEnvelope {
+            waiter: 7,
+            event: Cow::Borrowed(&failed),
+        });
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&sent).unwrap(),
+            serde_json::json!({"v": 1, "waiter": 7, "event": {"type": "failed",
+                "in_reply_to": "m1", "code": "provider_timeout", "message": "slow"}})
+        );
+        let reply = br#"{"v":1,"waiter":3,"event":{"type":"reply","model_latency_us":1500,
+            "reply":{"id":"r1","in_reply_to":"m1","platform":"ws","recipient_id":"a",
+            "conversation_id":"a","content_type":"text","payload":"hi","timestamp":9}}}"#;
+        let read: ReplyEnvelope<'_> = decode(reply).unwrap();
+        let TurnEvent::Reply {
+            reply,
+            model_latency,
+        } = read.event.into_owned()
+        else {
+            panic!("a reply event");
+        };
+        assert_eq!(model_latency, std::time::Duration::from_micros(1500));
+        assert_eq!(reply.payload, "hi");
     }
 
     #[test]

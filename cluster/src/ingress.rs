@@ -22,8 +22,7 @@ use troupe_actors::session::SessionView;
 use troupe_actors::snapshot::SnapshotStore;
 use troupe_actors::trace::TraceParent;
 use troupe_actors::{
-    ErrorCode, InboundMessage, Ingress, SessionKey, Submission, TurnError, TurnEvent, TurnEvents,
-    turn_channel,
+    ErrorCode, InboundMessage, Ingress, SessionKey, Submission, TurnError, TurnEvents, turn_channel,
 };
 
 use crate::envelope::{self, InboxEnvelope, ReplyEnvelope, ReplyRoute, RpcRequest, RpcResponse};
@@ -362,14 +361,14 @@ async fn run_reply_listener(
             _ = sweep.tick() => waiters.retain(|_, events| !events.is_closed()),
             message = replies.next() => {
                 let Some(message) = message else { return };
-                let reply: ReplyEnvelope = match envelope::decode(&message.payload) {
+                let reply: ReplyEnvelope<'_> = match envelope::decode(&message.payload) {
                     Ok(reply) => reply,
                     Err(error) => {
                         tracing::warn!(%error, "unreadable turn event ignored");
                         continue;
                     }
                 };
-                let event = TurnEvent::from(reply.event);
+                let event = reply.event.into_owned();
                 if event.is_final() {
                     // One final event per waiter: a second answer for it is dropped here.
                     if let Some((_, events)) = waiters.remove(&reply.waiter) {

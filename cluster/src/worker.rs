@@ -19,7 +19,7 @@ use tracing::Instrument;
 use troupe_actors::node::NodeHandle;
 use troupe_actors::{ErrorCode, TraceParent, TurnEvent, TurnEventReceiver};
 
-use crate::envelope::{self, InboxEnvelope, ReplyEnvelope, ReplyRoute, WireEvent};
+use crate::envelope::{self, InboxEnvelope, ReplyEnvelope, ReplyRoute};
 use crate::metrics as metric_names;
 use crate::node::Shared;
 use crate::subjects;
@@ -407,7 +407,7 @@ impl Turn {
         };
         let reply = ReplyEnvelope {
             waiter: route.waiter,
-            event: WireEvent::from(event),
+            event: std::borrow::Cow::Borrowed(event),
         };
         if let Err(error) = self
             .shared

@@ -148,7 +148,7 @@ pub fn config(data: &[u8]) {
 pub fn cluster_envelope(data: &[u8]) {
     use troupe_cluster::envelope::{InboxEnvelope, ReplyEnvelope, RpcRequest, RpcResponse};
     round_trip::<InboxEnvelope>(data);
-    round_trip::<ReplyEnvelope>(data);
+    round_trip::<ReplyEnvelope<'static>>(data);
     round_trip::<RpcRequest>(data);
     round_trip::<RpcResponse>(data);
     let _ = serde_json::from_slice::<troupe_cluster::MemberInfo>(data);

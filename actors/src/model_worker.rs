@@ -4,12 +4,16 @@
 //! ([`fair`]), and a fallback chain to other providers.
 //!
 //! The actor itself never waits on a provider: each call runs in its own task, so one slow
-//! completion never holds up another.
+//! completion never holds up another. It supervises those tasks for real: a provider that
+//! panics fails its call with a `crashed` error (a fallback may still answer), and then
+//! fails the worker, which its supervisor restarts within its restart budget; a provider
+//! that keeps panicking stops the node instead of limping on.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use futures_util::FutureExt;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -131,6 +135,16 @@ pub enum ModelWorkerMsg {
         tried: Vec<String>,
         reply: RpcReplyPort<Result<Completion, ProviderError>>,
     },
+    /// A call task caught its provider panicking: the worker fails, to be restarted.
+    CallPanicked { panic: String },
+}
+
+/// Why a worker stopped itself.
+#[derive(Debug, thiserror::Error)]
+#[error("provider `{provider}` panicked during a call: {panic}")]
+pub struct ProviderPanicked {
+    pub provider: String,
+    pub panic: String,
 }
 
 /// Start-up arguments of a [`ModelWorker`].
@@ -181,21 +195,32 @@ impl Actor for ModelWorker {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: ModelWorkerMsg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let ModelWorkerMsg::Complete {
-            request,
-            deltas,
-            requester,
-            mut tried,
-            reply,
-        } = message;
+        let (request, deltas, requester, mut tried, reply) = match message {
+            ModelWorkerMsg::Complete {
+                request,
+                deltas,
+                requester,
+                tried,
+                reply,
+            } => (request, deltas, requester, tried, reply),
+            ModelWorkerMsg::CallPanicked { panic } => {
+                return Err(ProviderPanicked {
+                    provider: state.call.provider_name().to_owned(),
+                    panic,
+                }
+                .into());
+            }
+        };
         let call = Arc::clone(&state.call);
         let directory = Arc::clone(&state.directory);
         tokio::spawn(async move {
-            let result = call.run(&request, &deltas, &requester).await;
+            let result = call
+                .run_supervised(&request, &deltas, &requester, &myself)
+                .await;
             let Err(error) = result else {
                 let _ = reply.send(result);
                 return;
@@ -240,6 +265,35 @@ fn next_fallback(
 impl PolicyCall {
     fn provider_name(&self) -> &str {
         &self.provider.info().name
+    }
+
+    /// [`Self::run`], with a panic of the provider's code caught: the call fails with a
+    /// `crashed` error and the worker is told, so that it fails and is restarted.
+    async fn run_supervised(
+        &self,
+        request: &ChatRequest,
+        deltas: &DeltaSink,
+        requester: &str,
+        worker: &ActorRef<ModelWorkerMsg>,
+    ) -> Result<Completion, ProviderError> {
+        let running = std::panic::AssertUnwindSafe(self.run(request, deltas, requester));
+        match running.catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                let panic = panic_text(panic.as_ref());
+                metrics::counter!(metric_names::PROVIDER_ERRORS,
+                    "provider" => self.provider_name().to_owned(), "kind" => ProviderErrorKind::Crashed.as_str())
+                .increment(1);
+                let _ = worker.cast(ModelWorkerMsg::CallPanicked {
+                    panic: panic.clone(),
+                });
+                Err(ProviderError::new(
+                    ProviderErrorKind::Crashed,
+                    self.provider_name(),
+                    format!("the provider failed unexpectedly ({panic})"),
+                ))
+            }
+        }
     }
 
     /// One completion under the policy: a slot, then attempts with backoff.
@@ -315,6 +369,15 @@ impl PolicyCall {
     }
 }
 
+/// What a panic said, when it said it in text.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// Exponential backoff with full jitter in the upper half: `[d/2, d]`, `d = base * 2^attempt`.
 fn backoff(policy: &ProviderPolicy, attempt: u32) -> Duration {
     let exponential = policy
@@ -325,5 +388,7 @@ fn backoff(policy: &ProviderPolicy, attempt: u32) -> Duration {
     half + half.mul_f64(rand::random::<f64>())
 }
 
+#[cfg(test)]
+mod supervision_tests;
 #[cfg(test)]
 mod tests;

@@ -144,6 +144,8 @@ pub enum ProviderErrorKind {
     Protocol,
     /// The worker's concurrency limit or the node's shutdown refused the request.
     Unavailable,
+    /// The provider's code panicked; its worker is restarted (within its budget).
+    Crashed,
 }
 
 impl ProviderErrorKind {
@@ -165,6 +167,7 @@ impl ProviderErrorKind {
             Self::Network => "network",
             Self::Protocol => "protocol",
             Self::Unavailable => "unavailable",
+            Self::Crashed => "crashed",
         }
     }
 }

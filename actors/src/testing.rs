@@ -25,6 +25,8 @@ pub enum Scripted {
     Tools(Vec<(String, String, String)>),
     /// Answers once the test lets it (`notify_one`).
     Gated(Arc<tokio::sync::Notify>, String),
+    /// Panics with this text, as a buggy provider would.
+    Panic(&'static str),
 }
 
 /// A provider that plays a script; when the script runs out it echoes the last user message.
@@ -93,6 +95,7 @@ impl ModelProvider for ScriptedProvider {
                 )
             }
             Some(Scripted::Hang) => std::future::pending().await,
+            Some(Scripted::Panic(text)) => panic!("{text}"),
             Some(Scripted::Tools(calls)) => Ok(Completion {
                 text: String::new(),
                 tool_calls: calls

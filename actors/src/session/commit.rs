@@ -41,7 +41,8 @@ struct SaveInFlight {
     changes: u64,
 }
 
-/// What a session keeps for group commit.
+/// What a session keeps for group commit: the one owner of whether memory holds changes
+/// the store lacks, and of whether this copy of the session is stale.
 #[derive(Default)]
 pub(super) struct Commit {
     saving: Option<SaveInFlight>,
@@ -50,6 +51,12 @@ pub(super) struct Commit {
     /// Changes to the session so far: tells whether a stored snapshot is the latest.
     changes: u64,
     attempts: u64,
+    /// Memory holds changes not yet stored: a write is in flight, or one failed (then it
+    /// is retried before the next turn and on stop).
+    unsaved: bool,
+    /// The store reported that another writer changed our snapshot (another node took the
+    /// session over): this copy is stale, so the session stops and is reloaded.
+    stale: bool,
 }
 
 impl Commit {
@@ -61,6 +68,41 @@ impl Commit {
     /// Whether events wait for a write: a turn started now must queue its events too.
     pub(super) fn has_unsent(&self) -> bool {
         !self.unsent.is_empty()
+    }
+
+    /// Whether memory holds changes the store lacks.
+    pub(super) const fn is_unsaved(&self) -> bool {
+        self.unsaved
+    }
+
+    /// Whether another writer took the session over: this copy may not be stored.
+    pub(super) const fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// The session changed (a turn, a pending answer): a write must contain it.
+    fn changed(&mut self) {
+        self.changes += 1;
+        self.unsaved = true;
+    }
+
+    /// The store holds what memory holds: a write of everything succeeded, or the session
+    /// was emptied and its snapshot deleted.
+    pub(super) fn stored(&mut self) {
+        self.unsaved = false;
+    }
+
+    /// A write failed: memory stays unsaved, and a conflict makes this copy stale.
+    fn write_failed(&mut self, error: &StoreError) {
+        self.unsaved = true;
+        if matches!(error, StoreError::Conflict { .. }) {
+            self.stale = true;
+        }
+    }
+
+    /// The error of a turn that is not stored.
+    pub(super) fn unsaved_error(&self) -> TurnError {
+        unsaved_error_of(self.stale)
     }
 }
 
@@ -119,8 +161,7 @@ impl SessionState {
     ) {
         self.queue_buffered(&mut output);
         self.commit.unsent.push_back((last, output.client));
-        self.commit.changes += 1;
-        self.unsaved = true;
+        self.commit.changed();
         self.start_save(myself);
     }
 
@@ -209,7 +250,7 @@ impl SessionState {
 
     /// Starts writing the current state unless a write is in flight or nothing changed.
     pub(super) fn start_save(&mut self, myself: &ActorRef<SessionMsg>) {
-        if self.commit.saving.is_some() || !self.unsaved {
+        if self.commit.saving.is_some() || !self.commit.unsaved {
             return;
         }
         self.commit.attempts += 1;
@@ -254,7 +295,7 @@ impl SessionState {
     /// that changed nothing (a repeat of an id answered from the history, a failure) and
     /// queued behind a write that did not cover them; no write is coming for them.
     pub(super) fn save_or_release(&mut self, myself: &ActorRef<SessionMsg>) {
-        if self.unsaved || self.commit.saving.is_some() {
+        if self.commit.unsaved || self.commit.saving.is_some() {
             self.start_save(myself);
             return;
         }
@@ -296,7 +337,7 @@ impl SessionState {
         match saved {
             Ok(()) => {
                 if self.commit.changes == changes {
-                    self.unsaved = false;
+                    self.commit.stored();
                 }
                 true
             }
@@ -315,7 +356,7 @@ impl SessionState {
             return;
         }
         // A stale copy may not be stored.
-        if self.unsaved && (self.stale || !self.save().await) {
+        if self.commit.unsaved && (self.commit.stale || !self.save().await) {
             self.fail_unsent();
             return;
         }
@@ -323,10 +364,9 @@ impl SessionState {
     }
 
     pub(super) fn record_failed_save(&mut self, error: &StoreError) {
-        self.unsaved = true;
-        if matches!(error, StoreError::Conflict { .. }) {
+        self.commit.write_failed(error);
+        if self.commit.stale {
             tracing::warn!(key = %self.key, "snapshot changed elsewhere; this copy is stale");
-            self.stale = true;
         } else {
             metrics::counter!(metric_names::SNAPSHOT_ERRORS).increment(1);
             tracing::error!(key = %self.key, %error, "snapshot save failed; will retry");
@@ -336,7 +376,7 @@ impl SessionState {
     /// Every waiting turn failed to be stored: its client gets the error instead of the
     /// reply (the turn stays in memory, so a resend gets the reply once a write succeeds).
     fn fail_unsent(&mut self) {
-        let error = self.unsaved_error();
+        let error = self.commit.unsaved_error();
         for (event, client) in self.commit.unsent.drain(..) {
             let _ = client.send(failed(event, &error));
         }
@@ -408,7 +448,7 @@ fn failed(event: TurnEvent, error: &TurnError) -> TurnEvent {
 }
 
 /// The error of a turn that is not stored: `stale` when another node took the session.
-pub(super) fn unsaved_error_of(stale: bool) -> TurnError {
+fn unsaved_error_of(stale: bool) -> TurnError {
     if stale {
         TurnError::new(
             ErrorCode::SessionFailed,

@@ -172,12 +172,6 @@ pub struct SessionState {
     last_activity: Instant,
     /// Whether a snapshot exists or the session holds anything: decides 404 vs. history.
     exists: bool,
-    /// Set while memory holds changes not yet stored: a write is in flight, or one failed
-    /// (then it is retried before the next turn and on stop).
-    unsaved: bool,
-    /// Set when the store reported that another writer changed our snapshot (another node
-    /// took the session over): this copy is stale, so the session stops and is reloaded.
-    stale: bool,
     idle_timer: Option<JoinHandle<()>>,
     /// Tool calls waiting for the user's yes or no (kept in the snapshot).
     pending: Option<PendingTools>,
@@ -210,8 +204,6 @@ impl Actor for Session {
             handled: 0,
             last_activity: Instant::now(),
             exists: false,
-            unsaved: false,
-            stale: false,
             idle_timer: None,
             pending: None,
             turn_entries: 0,
@@ -249,7 +241,7 @@ impl Actor for Session {
             timer.abort();
         }
         state.flush().await;
-        if !state.unsaved {
+        if !state.commit.is_unsaved() {
             state.context.store.forget(&state.key);
         }
         Ok(())
@@ -281,7 +273,7 @@ impl Actor for Session {
                     .await;
                 drop(ticket);
                 state.last_activity = Instant::now();
-                if state.stale {
+                if state.commit.is_stale() {
                     // Queued messages are dropped with us; their senders see the channel
                     // close and deliver them again to the reloaded session.
                     myself.stop(Some("snapshot changed by another writer".into()));
@@ -297,7 +289,7 @@ impl Actor for Session {
             }
             SessionMsg::Saved { attempt } => {
                 state.saved(attempt, &myself).await;
-                if state.stale {
+                if state.commit.is_stale() {
                     myself.stop(Some("snapshot changed by another writer".into()));
                 }
             }
@@ -306,8 +298,8 @@ impl Actor for Session {
                     return Ok(()); // Not idle: a write is in flight.
                 }
                 // A session whose last snapshot failed must not leave memory before it is saved.
-                if state.unsaved && !state.save().await {
-                    if state.stale {
+                if state.commit.is_unsaved() && !state.save().await {
+                    if state.commit.is_stale() {
                         myself.stop(Some("snapshot changed by another writer".into()));
                     }
                     return Ok(());
@@ -357,7 +349,7 @@ impl SessionState {
             .await;
         match saved {
             Ok(()) => {
-                self.unsaved = false;
+                self.commit.stored();
                 true
             }
             Err(error) => {
@@ -372,7 +364,7 @@ impl SessionState {
         self.history.clear();
         self.pending = None;
         self.exists = false;
-        self.unsaved = false;
+        self.commit.stored();
         self.context
             .store
             .delete(&self.key)
@@ -425,8 +417,8 @@ impl SessionState {
     ) {
         let mut output = self.turn_output(events);
         // A write that failed is retried before anything else happens.
-        if self.unsaved && !self.commit.is_saving() && !self.save().await {
-            let error = self.unsaved_error();
+        if self.commit.is_unsaved() && !self.commit.is_saving() && !self.save().await {
+            let error = self.commit.unsaved_error();
             let failed = TurnEvent::Failed {
                 in_reply_to: message.id().to_owned(),
                 error,
@@ -518,9 +510,5 @@ impl SessionState {
         // contains it. If that write fails the turn stays in memory, and a resend of the
         // same id gets this reply once a save succeeds, without asking the model again.
         Ok((reply, model_latency))
-    }
-
-    fn unsaved_error(&self) -> TurnError {
-        commit::unsaved_error_of(self.stale)
     }
 }

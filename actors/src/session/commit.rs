@@ -11,12 +11,15 @@
 //! Order is kept: while earlier events wait for a write, a later turn's events (its deltas
 //! and tool lines included) wait behind them and go out in order.
 //!
+//! The session runs its turns; this module only holds their events back until a write
+//! contains them ([`WriteBeside`] finishes a write while the next turn runs).
+//!
 //! A final event that goes out ([`release`]) tells the node's inbox, if it has one, that its
 //! message is answered; one that fails for want of storage does not, so the message is
 //! answered again after a restart.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
 
 use ractor::ActorRef;
 use tokio::task::JoinHandle;
@@ -25,7 +28,6 @@ use tracing::Instrument;
 use super::{SessionMsg, SessionState};
 use crate::ids::SessionKey;
 use crate::inbox::Inbox;
-use crate::message::{InboundMessage, OutboundReply};
 use crate::metrics as metric_names;
 use crate::snapshot::StoreError;
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver, TurnEvents, turn_channel};
@@ -114,6 +116,56 @@ pub(super) struct TurnOutput {
     client: TurnEvents,
 }
 
+/// A write that was in flight when a turn started, finishing beside it. The events it
+/// covers go out as soon as it is stored, not after the turn: a slow model call must not
+/// hold back the reply before it. Once they are out, and if nothing else waits, the turn's
+/// events stream live again.
+pub(super) struct WriteBeside {
+    attempt: u64,
+    /// `None` once it finished.
+    task: Option<JoinHandle<Result<(), StoreError>>>,
+    covers: usize,
+    changes: u64,
+    /// The events it covers, until they go out.
+    covered: Vec<(TurnEvent, TurnEvents)>,
+    nothing_else_waits: bool,
+    /// How it ended, once it did.
+    written: Option<Result<(), StoreError>>,
+    inbox: Option<Arc<dyn Inbox>>,
+    key: Option<SessionKey>,
+}
+
+impl WriteBeside {
+    /// Drives `turn` to its end, finishing the write meanwhile and, once its events are
+    /// out, passing `output`'s buffered events on live.
+    pub(super) async fn drive<T>(
+        &mut self,
+        turn: impl Future<Output = T>,
+        output: &mut TurnOutput,
+    ) -> T {
+        tokio::pin!(turn);
+        let mut live = false;
+        loop {
+            tokio::select! {
+                result = &mut turn => return result,
+                saved = async { self.task.as_mut().expect("polled while in flight").await },
+                    if self.task.is_some() =>
+                {
+                    self.task = None;
+                    let saved = joined(saved);
+                    let answered = self.inbox.as_deref().zip(self.key.as_ref());
+                    send_covered(self.covered.drain(..), &saved, answered);
+                    live = saved.is_ok() && self.nothing_else_waits;
+                    self.written = Some(saved);
+                }
+                Some(event) = async { output.buffer.as_mut()?.recv().await }, if live => {
+                    let _ = output.client.send(event);
+                }
+            }
+        }
+    }
+}
+
 impl SessionState {
     /// Where the next turn's events go.
     pub(super) fn turn_output(&self, client: &TurnEvents) -> TurnOutput {
@@ -179,73 +231,45 @@ impl SessionState {
         }
     }
 
-    /// Runs a turn while the write in flight (if any) finishes. The events that write
-    /// covers go out as soon as it is stored, not after this turn: a slow model call must
-    /// not hold back the reply before it. Once they are out, and if nothing else waits,
-    /// this turn's events stream live again.
-    pub(super) async fn turn_beside_write(
-        &mut self,
-        message: InboundMessage,
-        output: &mut TurnOutput,
-    ) -> Result<(OutboundReply, Duration), TurnError> {
-        let Some(SaveInFlight {
-            attempt,
-            task,
-            covers,
-            changes,
-        }) = self.commit.saving.take()
-        else {
-            return self.run_turn(message, &output.events).await;
-        };
-        let mut covered: Vec<_> = self.commit.unsent.drain(..covers).collect();
-        let nothing_else_waits = self.commit.unsent.is_empty();
-        // The turn borrows the whole session: the write's events go out with these.
+    /// Takes the write in flight, if any, to finish beside the next turn
+    /// ([`WriteBeside::drive`]); [`Self::write_finished_beside`] takes it back after.
+    pub(super) fn write_beside(&mut self) -> Option<WriteBeside> {
+        let saving = self.commit.saving.take()?;
+        let covered = self.commit.unsent.drain(..saving.covers).collect();
         let inbox = self.context.inbox.clone();
-        let key = inbox.is_some().then(|| self.key.clone());
-        let mut write = Some(task);
-        let mut written = None;
-        let mut live = false;
-        let result = {
-            let turn = self.run_turn(message, &output.events);
-            tokio::pin!(turn);
-            loop {
-                tokio::select! {
-                    result = &mut turn => break result,
-                    saved = async { write.as_mut().expect("polled while in flight").await },
-                        if write.is_some() =>
-                    {
-                        write = None;
-                        let saved = joined(saved);
-                        let answered = inbox.as_deref().zip(key.as_ref());
-                        send_covered(covered.drain(..), &saved, answered);
-                        live = saved.is_ok() && nothing_else_waits;
-                        written = Some(saved);
-                    }
-                    Some(event) = async { output.buffer.as_mut()?.recv().await }, if live => {
-                        let _ = output.client.send(event);
-                    }
-                }
-            }
-        };
-        match (write, written) {
+        Some(WriteBeside {
+            nothing_else_waits: self.commit.unsent.is_empty(),
+            key: inbox.is_some().then(|| self.key.clone()),
+            inbox,
+            covered,
+            task: Some(saving.task),
+            written: None,
+            attempt: saving.attempt,
+            covers: saving.covers,
+            changes: saving.changes,
+        })
+    }
+
+    /// After the turn: a write still in flight keeps its events, ahead of everything else;
+    /// a finished one is settled.
+    pub(super) fn write_finished_beside(&mut self, write: WriteBeside) {
+        match (write.task, write.written) {
             (Some(task), _) => {
-                // Still in flight: it keeps its events, ahead of everything else.
-                for waiting in covered.into_iter().rev() {
+                for waiting in write.covered.into_iter().rev() {
                     self.commit.unsent.push_front(waiting);
                 }
                 self.commit.saving = Some(SaveInFlight {
-                    attempt,
+                    attempt: write.attempt,
                     task,
-                    covers,
-                    changes,
+                    covers: write.covers,
+                    changes: write.changes,
                 });
             }
             (None, Some(saved)) => {
-                self.after_write(saved, changes);
+                self.after_write(saved, write.changes);
             }
             (None, None) => {}
         }
-        result
     }
 
     /// Starts writing the current state unless a write is in flight or nothing changed.

@@ -455,6 +455,21 @@ impl SessionState {
         }
     }
 
+    /// Runs a turn; a write in flight finishes beside it ([`commit::WriteBeside`]).
+    async fn turn_beside_write(
+        &mut self,
+        message: InboundMessage,
+        output: &mut commit::TurnOutput,
+    ) -> Result<(OutboundReply, Duration), TurnError> {
+        let Some(mut write) = self.write_beside() else {
+            return self.run_turn(message, &output.events).await;
+        };
+        let events = output.events.clone();
+        let result = write.drive(self.run_turn(message, &events), output).await;
+        self.write_finished_beside(write);
+        result
+    }
+
     async fn run_turn(
         &mut self,
         message: InboundMessage,

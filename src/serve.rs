@@ -105,7 +105,7 @@ pub(crate) async fn serve(
     )?;
     let setup = NodeSetup {
         session: SessionConfig {
-            system_prompt: config.assistant.system_prompt.clone(),
+            system_prompt: config.assistant.system_prompt.as_str().into(),
             history_window: config.assistant.history_window,
             idle_passivate: config.assistant.idle_passivate(),
             provider: config.assistant.provider.clone(),

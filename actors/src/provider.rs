@@ -78,7 +78,8 @@ impl ChatMessage {
 /// Everything a provider needs for one completion.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChatRequest {
-    pub system_prompt: Option<String>,
+    /// Shared: the configured prompt is one allocation for every call that sends it as is.
+    pub system_prompt: Option<Arc<str>>,
     /// Oldest first; never holds `system` messages (those go in `system_prompt`).
     pub messages: Vec<ChatMessage>,
     /// Shared: every turn of every conversation offered the same tools shares one list.

@@ -138,7 +138,7 @@ mod tests {
         let prompts: Vec<Option<String>> = provider
             .requests()
             .into_iter()
-            .map(|request| request.system_prompt)
+            .map(|request| request.system_prompt.as_deref().map(str::to_owned))
             .collect();
         assert_eq!(
             prompts,

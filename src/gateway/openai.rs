@@ -268,7 +268,7 @@ pub(crate) fn chat_request(
         ));
     }
     Ok(ChatRequest {
-        system_prompt: (!system_parts.is_empty()).then(|| system_parts.join("\n\n")),
+        system_prompt: (!system_parts.is_empty()).then(|| system_parts.join("\n\n").into()),
         messages,
         tools: Default::default(),
         stream: true,

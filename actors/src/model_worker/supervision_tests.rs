@@ -17,7 +17,7 @@ use crate::turn::{ErrorCode, TurnEvent};
 async fn node(providers: Vec<(Arc<ScriptedProvider>, Vec<String>)>) -> NodeHandle {
     let setup = NodeSetup {
         session: SessionConfig {
-            system_prompt: String::new(),
+            system_prompt: "".into(),
             history_window: 6,
             idle_passivate: Duration::from_secs(600),
             provider: "main".into(),

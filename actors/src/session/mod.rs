@@ -38,7 +38,7 @@ mod tools;
 /// How every session behaves; shared by all of them.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
-    pub system_prompt: String,
+    pub system_prompt: Arc<str>,
     /// Largest number of history entries kept (and sent to the model).
     pub history_window: usize,
     /// Idle time after which a session passivates.

@@ -274,10 +274,10 @@ impl SessionState {
     /// start with orphan results).
     fn build_request(&self, tools: Arc<[ToolSpec]>, turn_context: Option<&str>) -> ChatRequest {
         let configured = &self.context.config.system_prompt;
-        let system_prompt = match turn_context {
-            Some(context) if configured.is_empty() => context.to_owned(),
-            Some(context) => format!("{configured}\n\n{context}"),
-            None => configured.clone(),
+        let system_prompt: Arc<str> = match turn_context {
+            Some(context) if configured.is_empty() => context.into(),
+            Some(context) => format!("{configured}\n\n{context}").into(),
+            None => Arc::clone(configured),
         };
         let first_user = self
             .history

@@ -58,7 +58,7 @@ async fn node_with(skill: Slow, limit: Duration) -> (NodeHandle, Arc<ScriptedPro
     ));
     let setup = NodeSetup {
         session: SessionConfig {
-            system_prompt: String::new(),
+            system_prompt: "".into(),
             history_window: 50,
             idle_passivate: Duration::from_secs(600),
             provider: "main".into(),

@@ -86,7 +86,7 @@ async fn node(script: Vec<Scripted>, grant: Grant, max_rounds: u32) -> Setup {
     let store = Arc::new(MemorySnapshotStore::new());
     let setup = NodeSetup {
         session: SessionConfig {
-            system_prompt: String::new(),
+            system_prompt: "".into(),
             history_window: 50,
             idle_passivate: Duration::from_secs(600),
             provider: "main".into(),

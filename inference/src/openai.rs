@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 
 use futures_util::{Stream, StreamExt};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use troupe_actors::{
     ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
-    ProviderErrorKind, ProviderInfo, Role, ToolCall, Usage,
+    ProviderErrorKind, ProviderInfo, Role, ToolCall, ToolSpec, Usage,
 };
 
 use crate::http::{client, parse_event, read_json, send, sse_data, stream_error};
@@ -45,27 +46,24 @@ impl OpenAiProvider {
         }
     }
 
-    fn body(&self, request: &ChatRequest, stream: bool) -> Value {
-        let mut messages = Vec::with_capacity(request.messages.len() + 1);
-        if let Some(system_prompt) = &request.system_prompt {
-            messages.push(json!({"role": "system", "content": system_prompt}));
+    /// The request body, borrowing every string from the request (no JSON tree between).
+    fn body<'a>(&'a self, request: &'a ChatRequest, stream: bool) -> RequestBody<'a> {
+        let system = request.system_prompt.as_deref().map(|prompt| WireMessage {
+            role: "system",
+            content: prompt,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        });
+        RequestBody {
+            model: &self.info.model,
+            messages: system
+                .into_iter()
+                .chain(request.messages.iter().map(WireMessage::of))
+                .collect(),
+            stream,
+            tools: request.tools.iter().map(WireTool::of).collect(),
+            max_tokens: self.max_tokens,
         }
-        messages.extend(request.messages.iter().map(wire_message));
-        let mut body = json!({"model": self.info.model, "messages": messages, "stream": stream});
-        if !request.tools.is_empty() {
-            body["tools"] = request
-                .tools
-                .iter()
-                .map(|tool| {
-                    json!({"type": "function", "function": {
-                        "name": tool.name, "description": tool.description, "parameters": tool.parameters}})
-                })
-                .collect();
-        }
-        if let Some(max_tokens) = self.max_tokens {
-            body["max_tokens"] = json!(max_tokens);
-        }
-        body
     }
 
     fn protocol_error(&self, message: impl Into<String>) -> ProviderError {
@@ -73,22 +71,92 @@ impl OpenAiProvider {
     }
 }
 
-fn wire_message(message: &troupe_actors::ChatMessage) -> Value {
-    let mut wire = json!({"role": message.role.as_str(), "content": message.content});
-    if !message.tool_calls.is_empty() {
-        wire["tool_calls"] = message
-            .tool_calls
-            .iter()
-            .map(|call| {
-                json!({"id": call.id, "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments}})
-            })
-            .collect();
+/// A Chat Completions request body.
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireCall<'a>>,
+    /// Only on a `tool` message (where a missing id is sent as `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<Option<&'a str>>,
+}
+
+impl<'a> WireMessage<'a> {
+    fn of(message: &'a troupe_actors::ChatMessage) -> Self {
+        Self {
+            role: message.role.as_str(),
+            content: &message.content,
+            tool_calls: message.tool_calls.iter().map(WireCall::of).collect(),
+            tool_call_id: (message.role == Role::Tool).then_some(message.tool_call_id.as_deref()),
+        }
     }
-    if message.role == Role::Tool {
-        wire["tool_call_id"] = json!(message.tool_call_id);
+}
+
+#[derive(Serialize)]
+struct WireCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunctionCall<'a>,
+}
+
+impl<'a> WireCall<'a> {
+    fn of(call: &'a ToolCall) -> Self {
+        Self {
+            id: &call.id,
+            kind: "function",
+            function: WireFunctionCall {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        }
     }
-    wire
+}
+
+#[derive(Serialize)]
+struct WireFunctionCall<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+impl<'a> WireTool<'a> {
+    fn of(tool: &'a ToolSpec) -> Self {
+        Self {
+            kind: "function",
+            function: WireFunction {
+                name: &tool.name,
+                description: &tool.description,
+                parameters: &tool.parameters,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
 }
 
 fn finish_reason(reason: Option<&str>) -> FinishReason {

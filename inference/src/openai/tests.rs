@@ -1,5 +1,6 @@
 use std::sync::{Arc, Mutex};
 
+use serde_json::json;
 use troupe_actors::{ChatMessage, ToolSpec};
 use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
 
@@ -57,6 +58,52 @@ async fn streams_text_and_sends_the_wire_format() {
     assert_eq!(
         sent.body["messages"][1],
         json!({"role": "user", "content": "hello there"})
+    );
+}
+
+#[tokio::test]
+async fn a_tool_round_tools_and_the_token_limit_go_out_in_the_wire_format() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([FakeReply::Text(vec!["done".into()])]);
+    let call = ToolCall {
+        id: "call_1".into(),
+        name: "get_time".into(),
+        arguments: "{}".into(),
+    };
+    let mut asked = ChatMessage::new(Role::Assistant, "");
+    asked.tool_calls = vec![call];
+    let mut answered = ChatMessage::new(Role::Tool, "{\"time\":\"noon\"}");
+    answered.tool_call_id = Some("call_1".into());
+    let round = ChatRequest {
+        system_prompt: None,
+        messages: vec![ChatMessage::new(Role::User, "time?"), asked, answered],
+        tools: Arc::from(vec![ToolSpec {
+            name: "get_time".into(),
+            description: "current time".into(),
+            parameters: json!({"type": "object"}),
+        }]),
+        stream: false,
+    };
+    let limited = OpenAiProvider::new("main", &fake.openai_base_url(), "m", None, Some(64), false);
+    limited
+        .complete(&round, &DeltaSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.requests()[0].body,
+        json!({
+            "model": "m",
+            "stream": false,
+            "max_tokens": 64,
+            "messages": [
+                {"role": "user", "content": "time?"},
+                {"role": "assistant", "content": "", "tool_calls": [{"id": "call_1",
+                    "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+                {"role": "tool", "content": "{\"time\":\"noon\"}", "tool_call_id": "call_1"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_time",
+                "description": "current time", "parameters": {"type": "object"}}}],
+        })
     );
 }
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use futures_util::{Stream, StreamExt};
+use serde::Serialize;
 use serde_json::{Value, json};
 use troupe_actors::{
     ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
@@ -49,25 +50,24 @@ impl AnthropicProvider {
         }
     }
 
-    fn body(&self, request: &ChatRequest, stream: bool) -> Value {
-        let messages = wire_messages(&request.messages);
-        let mut body = json!({
-            "model": self.info.model,
-            "max_tokens": self.max_tokens,
-            "messages": messages,
-            "stream": stream,
-        });
-        if let Some(system_prompt) = &request.system_prompt {
-            body["system"] = json!(system_prompt);
-        }
-        if !request.tools.is_empty() {
-            body["tools"] = request
+    /// The request body, borrowing every string from the request (no JSON tree between).
+    fn body<'a>(&'a self, request: &'a ChatRequest, stream: bool) -> RequestBody<'a> {
+        RequestBody {
+            model: &self.info.model,
+            max_tokens: self.max_tokens,
+            messages: wire_messages(&request.messages),
+            stream,
+            system: request.system_prompt.as_deref(),
+            tools: request
                 .tools
                 .iter()
-                .map(|tool| json!({"name": tool.name, "description": tool.description, "input_schema": tool.parameters}))
-                .collect();
+                .map(|tool| WireTool {
+                    name: &tool.name,
+                    description: &tool.description,
+                    input_schema: &tool.parameters,
+                })
+                .collect(),
         }
-        body
     }
 
     fn protocol_error(&self, message: impl Into<String>) -> ProviderError {
@@ -75,24 +75,71 @@ impl AnthropicProvider {
     }
 }
 
+/// A Messages API request body.
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    description: &'a str,
+    input_schema: &'a Value,
+}
+
+#[derive(Debug, Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: WireContent<'a>,
+}
+
+/// Plain text, or content blocks.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Blocks(Vec<Block<'a>>),
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: Option<&'a str>,
+        content: &'a str,
+        is_error: bool,
+    },
+}
+
 /// The conversation in Anthropic's shape. The results of one round of tool calls go
 /// together in one `user` message, right after the assistant's `tool_use` blocks, as the
 /// API requires.
-fn wire_messages(messages: &[ChatMessage]) -> Vec<Value> {
-    let mut wire: Vec<Value> = Vec::with_capacity(messages.len());
+fn wire_messages(messages: &[ChatMessage]) -> Vec<WireMessage<'_>> {
+    let mut wire: Vec<WireMessage<'_>> = Vec::with_capacity(messages.len());
     for message in messages {
-        let previous_is_results = wire.last().is_some_and(|last: &Value| {
-            last["content"]
-                .as_array()
-                .is_some_and(|blocks| blocks.iter().all(|block| block["type"] == "tool_result"))
-        });
-        if message.role == Role::Tool && previous_is_results {
-            if let Some(blocks) = wire
-                .last_mut()
-                .and_then(|last| last["content"].as_array_mut())
-            {
-                blocks.push(tool_result_block(message));
-            }
+        if message.role == Role::Tool
+            && let Some(WireContent::Blocks(blocks)) = wire.last_mut().map(|last| &mut last.content)
+            && blocks
+                .iter()
+                .all(|block| matches!(block, Block::ToolResult { .. }))
+        {
+            blocks.push(tool_result_block(message));
             continue;
         }
         wire.push(wire_message(message));
@@ -101,42 +148,45 @@ fn wire_messages(messages: &[ChatMessage]) -> Vec<Value> {
 }
 
 /// A tool's result; an error result (`{"error": …}`) is flagged `is_error`.
-fn tool_result_block(message: &ChatMessage) -> Value {
+fn tool_result_block(message: &ChatMessage) -> Block<'_> {
     let is_error = serde_json::from_str::<Value>(&message.content).is_ok_and(|value| {
         value
             .as_object()
             .is_some_and(|object| object.len() == 1 && object.contains_key("error"))
     });
-    json!({
-        "type": "tool_result",
-        "tool_use_id": message.tool_call_id,
-        "content": message.content,
-        "is_error": is_error,
-    })
+    Block::ToolResult {
+        tool_use_id: message.tool_call_id.as_deref(),
+        content: &message.content,
+        is_error,
+    }
 }
 
 /// Anthropic has no `tool` role: a tool result is a `user` message with a `tool_result`
 /// block, and an assistant's tool calls are `tool_use` blocks.
-fn wire_message(message: &ChatMessage) -> Value {
-    match message.role {
-        Role::Tool => json!({"role": "user", "content": [tool_result_block(message)]}),
+fn wire_message(message: &ChatMessage) -> WireMessage<'_> {
+    let (role, content) = match message.role {
+        Role::Tool => (
+            "user",
+            WireContent::Blocks(vec![tool_result_block(message)]),
+        ),
         Role::Assistant if !message.tool_calls.is_empty() => {
-            let mut blocks = Vec::new();
-            if !message.content.is_empty() {
-                blocks.push(json!({"type": "text", "text": message.content}));
-            }
-            for call in &message.tool_calls {
-                let input: Value =
-                    serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
-                blocks.push(
-                    json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}),
-                );
-            }
-            json!({"role": "assistant", "content": blocks})
+            let text = (!message.content.is_empty()).then(|| Block::Text {
+                text: &message.content,
+            });
+            let calls = message.tool_calls.iter().map(|call| Block::ToolUse {
+                id: &call.id,
+                name: &call.name,
+                input: serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({})),
+            });
+            (
+                "assistant",
+                WireContent::Blocks(text.into_iter().chain(calls).collect()),
+            )
         }
-        Role::Assistant => json!({"role": "assistant", "content": message.content}),
-        Role::User | Role::System => json!({"role": "user", "content": message.content}),
-    }
+        Role::Assistant => ("assistant", WireContent::Text(&message.content)),
+        Role::User | Role::System => ("user", WireContent::Text(&message.content)),
+    };
+    WireMessage { role, content }
 }
 
 fn stop_reason(reason: Option<&str>) -> FinishReason {

@@ -115,13 +115,13 @@ fn tool_history_uses_anthropic_blocks() {
         arguments: "{\"a\":1}".into(),
     });
     assert_eq!(
-        wire_message(&assistant),
+        serde_json::to_value(wire_message(&assistant)).unwrap(),
         json!({"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "n", "input": {"a": 1}}]})
     );
     let mut result = ChatMessage::new(Role::Tool, "42");
     result.tool_call_id = Some("t1".into());
     assert_eq!(
-        wire_message(&result),
+        serde_json::to_value(wire_message(&result)).unwrap(),
         json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42", "is_error": false}]})
     );
 }
@@ -143,13 +143,15 @@ fn one_round_of_results_is_one_user_message_and_errors_are_flagged() {
         r#"{"error":{"code":"timeout","message":"slow"}}"#,
     );
     failed.tool_call_id = Some("t2".into());
-    let wire = wire_messages(&[
+    let wire = serde_json::to_value(wire_messages(&[
         ChatMessage::new(Role::User, "go"),
         assistant,
         ok,
         failed,
         ChatMessage::new(Role::User, "and?"),
-    ]);
+    ]))
+    .unwrap();
+    let wire = wire.as_array().unwrap();
     assert_eq!(wire.len(), 4);
     let results = wire[2]["content"].as_array().unwrap();
     assert_eq!(results.len(), 2);

@@ -17,7 +17,7 @@ use crate::supervisor::RestartBudget;
 use crate::testing::{Scripted, ScriptedProvider};
 use crate::turn::{ErrorCode, TurnEvent};
 
-fn session_config() -> SessionConfig {
+pub(crate) fn session_config() -> SessionConfig {
     SessionConfig {
         system_prompt: "be kind".into(),
         history_window: 6,
@@ -39,12 +39,13 @@ fn quick_policy() -> ProviderPolicy {
     }
 }
 
-struct TestNode {
-    handle: NodeHandle,
+pub(crate) struct TestNode {
+    pub(crate) handle: NodeHandle,
     store: Arc<MemorySnapshotStore>,
 }
 
-async fn node_with(
+/// A node with these providers (the session asks `config.provider`).
+pub(crate) async fn node_with(
     providers: Vec<(Arc<dyn ModelProvider>, ProviderPolicy)>,
     config: SessionConfig,
     store: Arc<MemorySnapshotStore>,

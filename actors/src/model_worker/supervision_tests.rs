@@ -5,43 +5,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model_worker::ProviderPolicy;
-use crate::node::{NodeHandle, NodeSetup, ProviderSetup, start_node};
-use crate::node_tests::{collect, text_message};
+use crate::node::NodeHandle;
+use crate::node_tests::{collect, node_with, session_config, text_message};
 use crate::provider::ModelProvider;
-use crate::session::SessionConfig;
 use crate::snapshot::MemorySnapshotStore;
-use crate::supervisor::RestartBudget;
 use crate::testing::{Scripted, ScriptedProvider};
 use crate::turn::{ErrorCode, TurnEvent};
 
 async fn node(providers: Vec<(Arc<ScriptedProvider>, Vec<String>)>) -> NodeHandle {
-    let setup = NodeSetup {
-        session: SessionConfig {
-            system_prompt: "".into(),
-            history_window: 6,
-            idle_passivate: Duration::from_secs(600),
-            provider: "main".into(),
-            turn_timeout: Duration::from_secs(5),
-            tools: crate::skill::ToolPolicy::default(),
-        },
-        store: Arc::new(MemorySnapshotStore::new()),
-        providers: providers
-            .into_iter()
-            .map(|(provider, fallbacks)| ProviderSetup {
-                provider: provider as Arc<dyn ModelProvider>,
-                policy: ProviderPolicy {
-                    fallbacks,
-                    ..ProviderPolicy::default()
-                },
-            })
-            .collect(),
-        skills: Vec::new(),
-        budget: RestartBudget::default(),
-        backlog: crate::backlog::BacklogLimits::default(),
-        turn_context: None,
-        inbox: None,
-    };
-    start_node(setup, |_| Vec::new()).await.unwrap().0
+    let providers = providers
+        .into_iter()
+        .map(|(provider, fallbacks)| {
+            let policy = ProviderPolicy {
+                fallbacks,
+                ..ProviderPolicy::default()
+            };
+            (provider as Arc<dyn ModelProvider>, policy)
+        })
+        .collect();
+    let store = Arc::new(MemorySnapshotStore::new());
+    node_with(providers, session_config(), store).await.handle
 }
 
 /// Waits (bounded) until the supervisor has restarted `child` `times` times.

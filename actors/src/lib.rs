@@ -31,6 +31,8 @@ pub mod turn_context;
 #[cfg(test)]
 mod inbox_tests;
 #[cfg(test)]
+mod node_backlog_tests;
+#[cfg(test)]
 mod node_tests;
 #[cfg(test)]
 mod parser_properties;

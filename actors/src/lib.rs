@@ -37,6 +37,8 @@ mod node_tests;
 #[cfg(test)]
 mod parser_properties;
 #[cfg(test)]
+mod session_journal_tests;
+#[cfg(test)]
 mod supervisor_tests;
 
 pub use ids::SessionKey;

@@ -41,7 +41,7 @@ pub(crate) fn quick_policy() -> ProviderPolicy {
 
 pub(crate) struct TestNode {
     pub(crate) handle: NodeHandle,
-    store: Arc<MemorySnapshotStore>,
+    pub(crate) store: Arc<MemorySnapshotStore>,
 }
 
 /// A node with these providers (the session asks `config.provider`).
@@ -121,7 +121,12 @@ pub(crate) async fn collect(
     }
 }
 
-async fn reply_text(node: &NodeHandle, id: &str, conversation: &str, payload: &str) -> String {
+pub(crate) async fn reply_text(
+    node: &NodeHandle,
+    id: &str,
+    conversation: &str,
+    payload: &str,
+) -> String {
     let (_, last) = collect(node.route(text_message(id, conversation, payload)).unwrap()).await;
     match last {
         TurnEvent::Reply { reply, .. } => reply.payload,
@@ -129,7 +134,7 @@ async fn reply_text(node: &NodeHandle, id: &str, conversation: &str, payload: &s
     }
 }
 
-fn key(conversation: &str) -> SessionKey {
+pub(crate) fn key(conversation: &str) -> SessionKey {
     SessionKey::new_unchecked("test", conversation)
 }
 

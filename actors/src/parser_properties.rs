@@ -1,4 +1,5 @@
-//! Property tests of the parsers that take outside input: inbound drafts and session keys.
+//! Property tests of the parsers that take outside input: inbound drafts, session keys, and
+//! what a store hands back (snapshots and journal records).
 //! Whatever arrives, validation answers a message or a typed error, never a panic; and what
 //! passes validation holds the invariants the rest of the system relies on.
 
@@ -54,6 +55,16 @@ proptest! {
         prop_assume!(validate_platform(&platform).is_ok() && validate_id(&conversation).is_ok());
         let key = SessionKey::new(&platform, &conversation).unwrap();
         prop_assert_eq!(SessionKey::parse(&key.to_string()), Ok(key));
+    }
+
+    #[test]
+    fn stored_bytes_recover_as_a_session_or_a_typed_error(
+        snapshot in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+        records in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..4),
+    ) {
+        let key = SessionKey::new_unchecked("api", "fuzzed");
+        let records = records.iter().map(Vec::as_slice);
+        let _ = crate::snapshot::SessionSnapshot::recover(&key, snapshot.as_deref(), records);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use ractor::ActorRef;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::journal::{JournalCursor, JournalMark};
 use super::{SessionMsg, SessionState};
 use crate::ids::SessionKey;
 use crate::inbox::Inbox;
@@ -32,15 +33,21 @@ use crate::metrics as metric_names;
 use crate::snapshot::StoreError;
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver, TurnEvents, turn_channel};
 
-/// The snapshot write in flight.
+/// The write in flight.
 struct SaveInFlight {
     /// Which write this is (the session's wake-up names it).
     attempt: u64,
     task: JoinHandle<Result<(), StoreError>>,
     /// Waiting events (from the front) whose turns this write contains.
     covers: usize,
-    /// The session's change count when the snapshot was taken.
+    mark: WriteMark,
+}
+
+/// What a write contains: the session's change count and journal place when it was taken.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WriteMark {
     changes: u64,
+    journal: JournalMark,
 }
 
 /// What a session keeps for group commit: the one owner of whether memory holds changes
@@ -59,6 +66,8 @@ pub(super) struct Commit {
     /// The store reported that another writer changed our snapshot (another node took the
     /// session over): this copy is stale, so the session stops and is reloaded.
     stale: bool,
+    /// Whether the next write is a journal record or a snapshot.
+    journal: JournalCursor,
 }
 
 impl Commit {
@@ -88,15 +97,55 @@ impl Commit {
         self.unsaved = true;
     }
 
-    /// The store holds what memory holds: a write of everything succeeded, or the session
-    /// was emptied and its snapshot deleted.
-    pub(super) fn stored(&mut self) {
+    /// An entry was appended to the history.
+    pub(super) const fn appended(&mut self) {
+        self.journal.appended();
+    }
+
+    /// The history changed in a way a journal record cannot say (a failed turn taken back).
+    pub(super) const fn rewritten(&mut self) {
+        self.journal.rewritten();
+    }
+
+    /// Whether journal records follow the stored snapshot.
+    pub(super) const fn has_records(&self) -> bool {
+        self.journal.has_records()
+    }
+
+    /// How many of the newest entries the next write appends as a journal record, or
+    /// `None` when it must be the whole snapshot.
+    pub(super) fn record_size(&self, history_len: usize) -> Option<usize> {
+        self.journal.record_size(history_len)
+    }
+
+    /// Marks a write taken now (a snapshot, or a record).
+    pub(super) const fn mark(&self, snapshot: bool) -> WriteMark {
+        WriteMark {
+            changes: self.changes,
+            journal: self.journal.mark(snapshot),
+        }
+    }
+
+    /// The write `mark` succeeded: the store holds what memory holds unless something
+    /// changed since it was taken.
+    pub(super) fn written(&mut self, mark: WriteMark) {
+        self.journal.written(mark.journal);
+        if self.changes == mark.changes {
+            self.unsaved = false;
+        }
+    }
+
+    /// The session was emptied and its snapshot deleted: nothing is unsaved, and its next
+    /// write is a snapshot.
+    pub(super) const fn emptied(&mut self) {
         self.unsaved = false;
+        self.journal.rewritten();
     }
 
     /// A write failed: memory stays unsaved, and a conflict makes this copy stale.
     fn write_failed(&mut self, error: &StoreError) {
         self.unsaved = true;
+        self.journal.write_failed();
         if matches!(error, StoreError::Conflict { .. }) {
             self.stale = true;
         }
@@ -125,7 +174,7 @@ pub(super) struct WriteBeside {
     /// `None` once it finished.
     task: Option<JoinHandle<Result<(), StoreError>>>,
     covers: usize,
-    changes: u64,
+    mark: WriteMark,
     /// The events it covers, until they go out.
     covered: Vec<(TurnEvent, TurnEvents)>,
     nothing_else_waits: bool,
@@ -246,7 +295,7 @@ impl SessionState {
             written: None,
             attempt: saving.attempt,
             covers: saving.covers,
-            changes: saving.changes,
+            mark: saving.mark,
         })
     }
 
@@ -262,11 +311,11 @@ impl SessionState {
                     attempt: write.attempt,
                     task,
                     covers: write.covers,
-                    changes: write.changes,
+                    mark: write.mark,
                 });
             }
             (None, Some(saved)) => {
-                self.after_write(saved, write.changes);
+                self.after_write(saved, write.mark);
             }
             (None, None) => {}
         }
@@ -279,12 +328,12 @@ impl SessionState {
         }
         self.commit.attempts += 1;
         let attempt = self.commit.attempts;
-        let snapshot = self.snapshot();
+        let (write, mark) = self.planned_write(false);
         let store = self.context.store.clone();
         let wake = myself.clone();
         let task = tokio::spawn(
             async move {
-                let saved = store.save(snapshot).await;
+                let saved = write.run(&*store).await;
                 let _ = wake.cast(SessionMsg::Saved { attempt });
                 saved
             }
@@ -294,7 +343,7 @@ impl SessionState {
             attempt,
             task,
             covers: self.commit.unsent.len(),
-            changes: self.commit.changes,
+            mark,
         });
     }
 
@@ -351,18 +400,16 @@ impl SessionState {
             .as_deref()
             .map(|inbox| (inbox, &self.key));
         send_covered(self.commit.unsent.drain(..saving.covers), &saved, answered);
-        self.after_write(saved, saving.changes)
+        self.after_write(saved, saving.mark)
     }
 
     /// Bookkeeping once a write ended and the events it covered went out: the session is
-    /// stored if nothing changed since the snapshot was taken; after a failure every other
+    /// stored if nothing changed since the write was taken; after a failure every other
     /// waiting event fails too. Returns whether the write succeeded.
-    fn after_write(&mut self, saved: Result<(), StoreError>, changes: u64) -> bool {
+    fn after_write(&mut self, saved: Result<(), StoreError>, mark: WriteMark) -> bool {
         match saved {
             Ok(()) => {
-                if self.commit.changes == changes {
-                    self.commit.stored();
-                }
+                self.commit.written(mark);
                 true
             }
             Err(error) => {
@@ -380,7 +427,7 @@ impl SessionState {
             return;
         }
         // A stale copy may not be stored.
-        if self.commit.unsaved && (self.commit.stale || !self.save().await) {
+        if self.commit.unsaved && (self.commit.stale || !self.save(false).await) {
             self.fail_unsent();
             return;
         }

@@ -33,6 +33,7 @@ use crate::snapshot::{
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
 
 mod commit;
+mod journal;
 mod tools;
 
 /// How every session behaves; shared by all of them.
@@ -298,13 +299,18 @@ impl Actor for Session {
                     return Ok(()); // Not idle: a write is in flight.
                 }
                 // A session whose last snapshot failed must not leave memory before it is saved.
-                if state.commit.is_unsaved() && !state.save().await {
+                if state.commit.is_unsaved() && !state.save(false).await {
                     if state.commit.is_stale() {
                         myself.stop(Some("snapshot changed by another writer".into()));
                     }
                     return Ok(());
                 }
                 if state.last_activity.elapsed() >= state.context.config.idle_passivate {
+                    // It leaves memory with its journal folded into one snapshot, so that
+                    // its next start reads one value.
+                    if state.commit.has_records() && !state.save(true).await {
+                        return Ok(());
+                    }
                     let idle = RegistryMsg::SessionIdle {
                         key: state.key.clone(),
                         handled: state.handled,
@@ -319,7 +325,13 @@ impl Actor for Session {
 
 impl SessionState {
     fn restore(&mut self, snapshot: SessionSnapshot) {
-        self.history = snapshot.history.into();
+        let mut history = VecDeque::from(snapshot.history);
+        // Journal records replay beyond the window; the window is the session's own.
+        let beyond_window = history
+            .len()
+            .saturating_sub(self.context.config.history_window.max(1));
+        history.drain(..beyond_window);
+        self.history = history;
         self.updated_at = snapshot.updated_at;
         self.pending = snapshot.pending;
         self.exists = true;
@@ -339,17 +351,17 @@ impl SessionState {
         SessionView::build(&self.key, self.history.iter(), self.updated_at)
     }
 
-    /// Stores the current state now (the session waits): retries after a failed write.
-    async fn save(&mut self) -> bool {
-        let saved = self
-            .context
-            .store
-            .save(self.snapshot())
+    /// Stores the current state now (the session waits): retries after a failed write,
+    /// and folds the journal into a snapshot when `compact`.
+    async fn save(&mut self, compact: bool) -> bool {
+        let (write, mark) = self.planned_write(compact);
+        let saved = write
+            .run(&*self.context.store)
             .instrument(tracing::debug_span!("snapshot_save"))
             .await;
         match saved {
             Ok(()) => {
-                self.commit.stored();
+                self.commit.written(mark);
                 true
             }
             Err(error) => {
@@ -364,7 +376,7 @@ impl SessionState {
         self.history.clear();
         self.pending = None;
         self.exists = false;
-        self.commit.stored();
+        self.commit.emptied();
         self.context
             .store
             .delete(&self.key)
@@ -380,6 +392,7 @@ impl SessionState {
 
     fn push_history(&mut self, entry: HistoryEntry) {
         self.turn_entries += 1;
+        self.commit.appended();
         self.history.push_back(entry);
         while self.history.len() > self.context.config.history_window.max(1) {
             self.history.pop_front();
@@ -417,7 +430,7 @@ impl SessionState {
     ) {
         let mut output = self.turn_output(events);
         // A write that failed is retried before anything else happens.
-        if self.commit.is_unsaved() && !self.commit.is_saving() && !self.save().await {
+        if self.commit.is_unsaved() && !self.commit.is_saving() && !self.save(false).await {
             let error = self.commit.unsaved_error();
             let failed = TurnEvent::Failed {
                 in_reply_to: message.id().to_owned(),
@@ -493,6 +506,7 @@ impl SessionState {
                 for _ in 0..self.turn_entries.min(self.history.len()) {
                     self.history.pop_back();
                 }
+                self.commit.rewritten();
                 self.pending = pending_before;
                 return Err(error);
             }

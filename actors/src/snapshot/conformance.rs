@@ -1,7 +1,9 @@
 //! The conformance suite every [`SnapshotStore`] must pass. Call [`run_all`] from a test
 //! of each implementation with a fresh, empty store.
 
-use super::{HistoryEntry, SessionSnapshot, SnapshotStore};
+use std::collections::VecDeque;
+
+use super::{HistoryEntry, Journal, RecordView, SessionSnapshot, SnapshotStore};
 use crate::ids::SessionKey;
 use crate::provider::Role;
 
@@ -28,6 +30,113 @@ pub async fn run_all(store: &dyn SnapshotStore) {
     save_overwrites(store).await;
     delete_removes_and_reports(store).await;
     list_pages_in_key_order(store).await;
+}
+
+/// Runs every journal check against a store that keeps one (`journal` is the store's own
+/// [`SnapshotStore::journal`]); the store must start empty.
+pub async fn run_journal(store: &dyn SnapshotStore, journal: &dyn Journal) {
+    records_replay_in_order_onto_the_snapshot(store, journal).await;
+    a_snapshot_replaces_the_records_before_it(store, journal).await;
+    delete_removes_the_records_too(store, journal).await;
+    records_of_one_session_leave_others_alone(store, journal).await;
+}
+
+/// Appends the newest `count` entries of `history` for `snapshot`'s session.
+async fn append(
+    journal: &dyn Journal,
+    snapshot: &SessionSnapshot,
+    history: &VecDeque<HistoryEntry>,
+    count: usize,
+) {
+    let record = RecordView::newest(history, count, history.len() as u64, None)
+        .expect("the entries are in the history")
+        .encode(&snapshot.key);
+    journal.append(record).await.unwrap();
+}
+
+/// `snapshot` with `texts` appended to its history, as a session would hold it.
+fn grown(snapshot: &SessionSnapshot, texts: &[&str]) -> VecDeque<HistoryEntry> {
+    let mut history: VecDeque<_> = snapshot.history.iter().cloned().collect();
+    for text in texts {
+        history.extend(snapshot_of("conf", "x", text).history);
+    }
+    history
+}
+
+async fn records_replay_in_order_onto_the_snapshot(
+    store: &dyn SnapshotStore,
+    journal: &dyn Journal,
+) {
+    let snapshot = snapshot_of("conf", "journal", "one");
+    store.save(snapshot.encode()).await.unwrap();
+    let history = grown(&snapshot, &["two", "three", "four"]);
+    append(
+        journal,
+        &snapshot,
+        &history.range(..3).cloned().collect(),
+        2,
+    )
+    .await;
+    append(journal, &snapshot, &history, 1).await;
+    let loaded = store.load(&snapshot.key).await.unwrap().unwrap();
+    assert_eq!(loaded.history, Vec::from(history.clone()));
+    assert_eq!(loaded.updated_at, history.len() as u64, "the last record's");
+    assert_eq!(store.count(), 1, "records are not snapshots");
+    store.delete(&snapshot.key).await.unwrap();
+}
+
+async fn a_snapshot_replaces_the_records_before_it(
+    store: &dyn SnapshotStore,
+    journal: &dyn Journal,
+) {
+    let snapshot = snapshot_of("conf", "compacted", "one");
+    store.save(snapshot.encode()).await.unwrap();
+    append(journal, &snapshot, &grown(&snapshot, &["two"]), 1).await;
+    let replacement = snapshot_of("conf", "compacted", "fresh");
+    store.save(replacement.encode()).await.unwrap();
+    assert_eq!(
+        store.load(&snapshot.key).await.unwrap(),
+        Some(replacement.clone()),
+        "the records before the snapshot are gone"
+    );
+    let history = grown(&replacement, &["after"]);
+    append(journal, &replacement, &history, 1).await;
+    let loaded = store.load(&snapshot.key).await.unwrap().unwrap();
+    assert_eq!(loaded.history, Vec::from(history));
+    store.delete(&snapshot.key).await.unwrap();
+}
+
+async fn delete_removes_the_records_too(store: &dyn SnapshotStore, journal: &dyn Journal) {
+    let snapshot = snapshot_of("conf", "deleted", "one");
+    store.save(snapshot.encode()).await.unwrap();
+    append(journal, &snapshot, &grown(&snapshot, &["two"]), 1).await;
+    assert!(store.delete(&snapshot.key).await.unwrap());
+    assert_eq!(store.load(&snapshot.key).await.unwrap(), None);
+}
+
+async fn records_of_one_session_leave_others_alone(
+    store: &dyn SnapshotStore,
+    journal: &dyn Journal,
+) {
+    // `ab` sorts right after `a`: a prefix scan that forgot the separator would mix them.
+    let first = snapshot_of("conf", "a", "first");
+    let second = snapshot_of("conf", "ab", "second");
+    store.save(first.encode()).await.unwrap();
+    store.save(second.encode()).await.unwrap();
+    append(journal, &first, &grown(&first, &["more"]), 1).await;
+    assert_eq!(store.load(&second.key).await.unwrap(), Some(second.clone()));
+    store.save(second.encode()).await.unwrap();
+    assert_eq!(
+        store
+            .load(&first.key)
+            .await
+            .unwrap()
+            .map(|s| s.history.len()),
+        Some(2),
+        "a snapshot of another session keeps these records"
+    );
+    store.delete(&first.key).await.unwrap();
+    store.delete(&second.key).await.unwrap();
 }
 
 async fn missing_key_loads_as_none(store: &dyn SnapshotStore) {

@@ -10,16 +10,23 @@
 
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{Database, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
-use super::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError, StoreHealth};
+use super::{
+    EncodedRecord, EncodedSnapshot, Journal, SessionSnapshot, SnapshotStore, StoreError,
+    StoreHealth,
+};
 use crate::group_commit::{CommitFailed, GroupCommit, Write, WriteError};
 use crate::ids::SessionKey;
 use crate::storage::{Storage, StorageError};
 
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions_v1");
+/// The turn journal (see [`super::journal`]): `platform NUL conversation NUL seq` → record,
+/// `seq` in 16 hex digits so that byte order is append order.
+const JOURNAL: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("journal_v1");
 /// The inbox (see [`crate::inbox`]): `platform NUL conversation NUL id` → order + message.
 pub(super) const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("inbox_v1");
 /// Most writes folded into one transaction.
@@ -30,11 +37,17 @@ pub(crate) const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// One write of a snapshot or of the inbox; answers whether the key existed before.
 pub(super) enum SnapshotWrite {
+    /// Stores a session's snapshot and drops its journal records (the snapshot holds them).
     Put {
         key: String,
         bytes: Vec<u8>,
     },
-    /// Deletes a session's snapshot and whatever its inbox still keeps.
+    /// Appends a record to a session's journal.
+    JournalAppend {
+        key: String,
+        bytes: Vec<u8>,
+    },
+    /// Deletes a session's snapshot, its journal and whatever its inbox still keeps.
     DeleteSession {
         key: String,
     },
@@ -52,16 +65,38 @@ impl Write for SnapshotWrite {
 
     fn apply(&self, transaction: &WriteTransaction) -> Result<bool, WriteError> {
         Ok(match self {
-            Self::Put { key, bytes } => transaction
-                .open_table(SESSIONS)?
-                .insert(key.as_str(), bytes.as_slice())?
-                .is_some(),
-            Self::DeleteSession { key } => {
-                // Every inbox key of the session lies between `key NUL` and `key 0x01`.
-                let (first, after) = (format!("{key}\0"), format!("{key}\u{1}"));
+            Self::Put { key, bytes } => {
+                let (first, after) = session_range(key);
                 transaction
-                    .open_table(INBOX)?
+                    .open_table(JOURNAL)?
                     .retain_in::<&str, _>(first.as_str()..after.as_str(), |_, _| false)?;
+                transaction
+                    .open_table(SESSIONS)?
+                    .insert(key.as_str(), bytes.as_slice())?
+                    .is_some()
+            }
+            Self::JournalAppend { key, bytes } => {
+                let (first, after) = session_range(key);
+                let mut journal = transaction.open_table(JOURNAL)?;
+                let next = match journal
+                    .range::<&str>(first.as_str()..after.as_str())?
+                    .next_back()
+                {
+                    Some(last) => record_seq(last?.0.value()) + 1,
+                    None => 0,
+                };
+                let record_key = format!("{first}{next:016x}");
+                journal
+                    .insert(record_key.as_str(), bytes.as_slice())?
+                    .is_some()
+            }
+            Self::DeleteSession { key } => {
+                let (first, after) = session_range(key);
+                for table in [INBOX, JOURNAL] {
+                    transaction
+                        .open_table(table)?
+                        .retain_in::<&str, _>(first.as_str()..after.as_str(), |_, _| false)?;
+                }
                 transaction
                     .open_table(SESSIONS)?
                     .remove(key.as_str())?
@@ -79,9 +114,24 @@ impl Write for SnapshotWrite {
     }
 }
 
-/// Creates the sessions and inbox tables.
+/// Every inbox and journal key of the session stored as `key` lies in `key NUL` (included)
+/// to `key 0x01` (excluded).
+fn session_range(key: &str) -> (String, String) {
+    (format!("{key}\0"), format!("{key}\u{1}"))
+}
+
+/// The sequence number at the end of a journal key; 0 for a key this build did not write.
+fn record_seq(record_key: &str) -> u64 {
+    record_key
+        .rsplit_once('\0')
+        .and_then(|(_, seq)| u64::from_str_radix(seq, 16).ok())
+        .unwrap_or(0)
+}
+
+/// Creates the sessions, journal and inbox tables.
 fn prepare(transaction: &WriteTransaction) -> Result<(), redb::TableError> {
     transaction.open_table(SESSIONS).map(drop)?;
+    transaction.open_table(JOURNAL).map(drop)?;
     transaction.open_table(INBOX).map(drop)
 }
 
@@ -189,20 +239,38 @@ impl LocalSnapshotStore {
 }
 
 #[async_trait::async_trait]
+impl Journal for LocalSnapshotStore {
+    async fn append(&self, record: EncodedRecord) -> Result<(), StoreError> {
+        let write = SnapshotWrite::JournalAppend {
+            key: encode_key(&record.key),
+            bytes: record.bytes,
+        };
+        self.submit(write).await.map(drop)
+    }
+}
+
+#[async_trait::async_trait]
 impl SnapshotStore for LocalSnapshotStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionSnapshot>, StoreError> {
         let stored_key = encode_key(key);
-        let bytes = self
+        let (snapshot, records) = self
             .read(move |database| {
                 let transaction = database.begin_read().map_err(io_error)?;
                 let table = transaction.open_table(SESSIONS).map_err(io_error)?;
-                let value = table.get(stored_key.as_str()).map_err(io_error)?;
-                Ok(value.map(|guard| guard.value().to_vec()))
+                let snapshot = table.get(stored_key.as_str()).map_err(io_error)?;
+                let journal = transaction.open_table(JOURNAL).map_err(io_error)?;
+                let (first, after) = session_range(&stored_key);
+                let mut records = Vec::new();
+                for record in journal
+                    .range::<&str>(first.as_str()..after.as_str())
+                    .map_err(io_error)?
+                {
+                    records.push(record.map_err(io_error)?.1.value().to_vec());
+                }
+                Ok((snapshot.map(|guard| guard.value().to_vec()), records))
             })
             .await?;
-        bytes
-            .map(|bytes| SessionSnapshot::decode(key, &bytes))
-            .transpose()
+        SessionSnapshot::recover(key, snapshot.as_deref(), records.iter().map(Vec::as_slice))
     }
 
     async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {
@@ -251,6 +319,10 @@ impl SnapshotStore for LocalSnapshotStore {
         .await
     }
 
+    fn journal(self: Arc<Self>) -> Option<Arc<dyn Journal>> {
+        Some(self)
+    }
+
     fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
@@ -262,8 +334,6 @@ impl SnapshotStore for LocalSnapshotStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     #[tokio::test]
@@ -271,6 +341,45 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let store = LocalSnapshotStore::open(directory.path()).unwrap();
         super::super::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn passes_the_journal_conformance_suite() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = LocalSnapshotStore::open(directory.path()).unwrap();
+        super::super::conformance::run_journal(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn the_journal_survives_reopening() {
+        let directory = tempfile::tempdir().unwrap();
+        let key = SessionKey::new_unchecked("api", "journaled");
+        let mut history = std::collections::VecDeque::new();
+        {
+            let store = LocalSnapshotStore::open(directory.path()).unwrap();
+            store
+                .save(SessionSnapshot::empty(key.clone()).encode())
+                .await
+                .unwrap();
+            for index in 0..20 {
+                history.push_back(super::super::HistoryEntry {
+                    role: crate::provider::Role::User,
+                    content: format!("m{index}").into(),
+                    tool_calls: Vec::new(),
+                    tool_call_id: None,
+                    message_id: Some(format!("m{index}")),
+                    timestamp: index,
+                });
+                let record = super::super::RecordView::newest(&history, 1, index, None)
+                    .unwrap()
+                    .encode(&key);
+                store.append(record).await.unwrap();
+            }
+        }
+        let reopened = LocalSnapshotStore::open(directory.path()).unwrap();
+        let loaded = reopened.load(&key).await.unwrap().unwrap();
+        assert_eq!(loaded.history, Vec::from(history), "in append order");
+        assert_eq!(loaded.updated_at, 19);
     }
 
     #[tokio::test]

@@ -1,16 +1,24 @@
-//! An in-memory [`SnapshotStore`]: a first-class fake for tests and benchmarks that must not
-//! touch the disk. It stores encoded bytes, so it exercises the same encoding as real stores.
+//! An in-memory [`SnapshotStore`] with a turn journal: a first-class fake for tests and
+//! benchmarks that must not touch the disk. It stores encoded bytes, so it exercises the
+//! same encoding as real stores.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError};
+use super::{EncodedRecord, EncodedSnapshot, Journal, SessionSnapshot, SnapshotStore, StoreError};
 use crate::ids::SessionKey;
 
 #[derive(Debug, Default)]
 pub struct MemorySnapshotStore {
+    stored: Mutex<Stored>,
+}
+
+#[derive(Debug, Default)]
+struct Stored {
     /// Encoded snapshots by key; a `BTreeMap` so `list` pages in key order.
-    snapshots: Mutex<BTreeMap<SessionKey, Vec<u8>>>,
+    snapshots: BTreeMap<SessionKey, Vec<u8>>,
+    /// Encoded journal records of each session, in append order.
+    journals: BTreeMap<SessionKey, Vec<Vec<u8>>>,
 }
 
 impl MemorySnapshotStore {
@@ -18,29 +26,58 @@ impl MemorySnapshotStore {
         Self::default()
     }
 
-    fn snapshots(&self) -> std::sync::MutexGuard<'_, BTreeMap<SessionKey, Vec<u8>>> {
-        self.snapshots
+    fn stored(&self) -> MutexGuard<'_, Stored> {
+        self.stored
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many journal records `key` has after its snapshot.
+    pub fn journal_len(&self, key: &SessionKey) -> usize {
+        self.stored().journals.get(key).map_or(0, Vec::len)
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for MemorySnapshotStore {
+    async fn append(&self, record: EncodedRecord) -> Result<(), StoreError> {
+        let mut stored = self.stored();
+        stored
+            .journals
+            .entry(record.key)
+            .or_default()
+            .push(record.bytes);
+        Ok(())
     }
 }
 
 #[async_trait::async_trait]
 impl SnapshotStore for MemorySnapshotStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionSnapshot>, StoreError> {
-        let bytes = self.snapshots().get(key).cloned();
-        bytes
-            .map(|bytes| SessionSnapshot::decode(key, &bytes))
-            .transpose()
+        let stored = self.stored();
+        let records = stored.journals.get(key).into_iter().flatten();
+        SessionSnapshot::recover(
+            key,
+            stored.snapshots.get(key).map(Vec::as_slice),
+            records.map(Vec::as_slice),
+        )
     }
 
     async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {
-        self.snapshots().insert(snapshot.key, snapshot.bytes);
+        let mut stored = self.stored();
+        stored.journals.remove(&snapshot.key);
+        stored.snapshots.insert(snapshot.key, snapshot.bytes);
         Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.snapshots().remove(key).is_some())
+        let mut stored = self.stored();
+        stored.journals.remove(key);
+        Ok(stored.snapshots.remove(key).is_some())
+    }
+
+    fn journal(self: Arc<Self>) -> Option<Arc<dyn Journal>> {
+        Some(self)
     }
 
     async fn list(
@@ -48,7 +85,7 @@ impl SnapshotStore for MemorySnapshotStore {
         after: Option<&SessionKey>,
         limit: usize,
     ) -> Result<Vec<SessionKey>, StoreError> {
-        let snapshots = self.snapshots();
+        let snapshots = &self.stored().snapshots;
         let keys = match after {
             Some(after) => snapshots
                 .range::<SessionKey, _>((
@@ -64,7 +101,7 @@ impl SnapshotStore for MemorySnapshotStore {
     }
 
     fn count(&self) -> u64 {
-        self.snapshots().len() as u64
+        self.stored().snapshots.len() as u64
     }
 }
 
@@ -73,5 +110,11 @@ mod tests {
     #[tokio::test]
     async fn passes_the_conformance_suite() {
         super::super::conformance::run_all(&super::MemorySnapshotStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn passes_the_journal_conformance_suite() {
+        let store = super::MemorySnapshotStore::new();
+        super::super::conformance::run_journal(&store, &store).await;
     }
 }

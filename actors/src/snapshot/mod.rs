@@ -6,6 +6,7 @@
 //! every version it ever wrote).
 
 pub mod conformance;
+mod journal;
 mod local;
 mod local_inbox;
 mod memory;
@@ -16,6 +17,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use crate::storage::StoreHealth;
+pub use journal::{
+    EncodedRecord, JOURNAL_FORMAT_VERSION, Journal, JournalRecord, RecordView, journal_of,
+};
 pub use local::LocalSnapshotStore;
 pub use memory::MemorySnapshotStore;
 
@@ -166,18 +170,12 @@ impl SessionSnapshot {
 
     /// Reads any version this build knows.
     pub fn decode(key: &SessionKey, bytes: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            key: key.to_string(),
-            reason,
-        };
-        let (version, body) = bytes
-            .split_first_chunk::<2>()
-            .ok_or_else(|| corrupt("shorter than its version header".into()))?;
+        let (version, body) = split_version(key, bytes)?;
         let config = bincode::config::standard();
-        match u16::from_le_bytes(*version) {
+        match version {
             1 => {
                 let (old, _): (SnapshotV1, _) = bincode::serde::decode_from_slice(body, config)
-                    .map_err(|error| corrupt(error.to_string()))?;
+                    .map_err(|error| corrupt(key, error.to_string()))?;
                 Ok(Self {
                     key: old.key,
                     history: old.history,
@@ -187,7 +185,7 @@ impl SessionSnapshot {
             }
             SNAPSHOT_FORMAT_VERSION => {
                 let (snapshot, _) = bincode::serde::decode_from_slice(body, config)
-                    .map_err(|error| corrupt(error.to_string()))?;
+                    .map_err(|error| corrupt(key, error.to_string()))?;
                 Ok(snapshot)
             }
             other => Err(StoreError::UnknownVersion(other)),
@@ -195,17 +193,35 @@ impl SessionSnapshot {
     }
 }
 
+fn corrupt(key: &SessionKey, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    }
+}
+
+/// Stored bytes of `key` split into their 2-byte little-endian format version and body.
+fn split_version<'b>(key: &SessionKey, bytes: &'b [u8]) -> Result<(u16, &'b [u8]), StoreError> {
+    let (version, body) = bytes
+        .split_first_chunk::<2>()
+        .ok_or_else(|| corrupt(key, "shorter than its version header".into()))?;
+    Ok((u16::from_le_bytes(*version), body))
+}
+
 /// Keeps session snapshots. Implementations: [`LocalSnapshotStore`] (the embedded default,
 /// on disk), [`MemorySnapshotStore`] (tests), and JetStream KV in the cluster crate.
 /// Every implementation must pass [`conformance::run_all`].
 #[async_trait::async_trait]
 pub trait SnapshotStore: Send + Sync + 'static {
+    /// The snapshot with the session's journal records replayed onto it.
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionSnapshot>, StoreError>;
 
-    /// Returns once the snapshot is durable.
+    /// Returns once the snapshot is durable. It replaces the session's journal records,
+    /// if the store keeps a journal.
     async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError>;
 
-    /// Returns whether there was a snapshot to delete.
+    /// Deletes the snapshot and the session's journal records. Returns whether there was a
+    /// snapshot to delete.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
 
     /// Keys in order, strictly after `after`, at most `limit` of them.
@@ -214,6 +230,13 @@ pub trait SnapshotStore: Send + Sync + 'static {
         after: Option<&SessionKey>,
         limit: usize,
     ) -> Result<Vec<SessionKey>, StoreError>;
+
+    /// The store's turn journal, if it keeps one: a session then appends its new entries
+    /// after a turn instead of rewriting its snapshot (see [`journal`]). A store without one
+    /// gets whole snapshots only.
+    fn journal(self: Arc<Self>) -> Option<Arc<dyn Journal>> {
+        None
+    }
 
     /// How many snapshots are stored (cheap: used by `/metrics`).
     fn count(&self) -> u64;

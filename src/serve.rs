@@ -241,6 +241,7 @@ pub(crate) async fn serve(
             .await
             .context("serving the cluster's shards")?;
     }
+    let memory_watch = crate::memory::spawn_watch(crate::memory::SAMPLE_PERIOD);
     announce(&config, &source, &node, notice.as_deref(), process_start);
     tokio::task::spawn_blocking(troupe_inference::warm_up);
     tokio::select! {
@@ -250,6 +251,7 @@ pub(crate) async fn serve(
         }
     }
     shutdown.cancel();
+    memory_watch.abort();
     connections.close();
     let handed_over = async {
         if let Some(cluster) = &cluster {
@@ -289,7 +291,11 @@ async fn open_store(
 )> {
     let (Some(cluster_config), Some(node_id)) = (&config.cluster, node_id) else {
         let store = Arc::new(
-            LocalSnapshotStore::open(&config.storage.data_dir).context("storage.data_dir")?,
+            LocalSnapshotStore::open_with_cache(
+                &config.storage.data_dir,
+                config.storage.session_cache_mib * 1024 * 1024,
+            )
+            .context("storage.data_dir")?,
         );
         let inbox: Arc<dyn Inbox> = store.clone();
         return Ok((None, store, Some(inbox)));

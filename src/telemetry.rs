@@ -251,6 +251,26 @@ fn describe_metrics() {
         metric_names::WEBSOCKET_CONNECTIONS,
         "open WebSocket connections"
     );
+    describe_gauge!(
+        metric_names::PROCESS_RESIDENT_BYTES,
+        "resident memory of the process (VmRSS)"
+    );
+    describe_gauge!(
+        metric_names::HEAP_ALLOCATED_BYTES,
+        "heap bytes allocated and not freed"
+    );
+    describe_gauge!(
+        metric_names::HEAP_RETAINED_BYTES,
+        "resident bytes the allocator holds beyond what is allocated"
+    );
+    describe_gauge!(
+        metric_names::HEAP_RETAINED_HIGH,
+        "1 while retained memory has stayed above both 64 MiB and the heap in use for 5 minutes"
+    );
+    describe_gauge!(
+        metric_names::STORE_CACHE_BYTES,
+        "the page cache each store may fill"
+    );
     // Present from the start, so dashboards and alerts see zeros rather than nothing.
     metrics::counter!(metric_names::MESSAGES_IN).absolute(0);
     metrics::counter!(metric_names::MESSAGES_OUT).absolute(0);

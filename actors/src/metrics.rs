@@ -17,6 +17,17 @@ pub const PROVIDER_FALLBACKS: &str = "troupe_provider_fallbacks_total";
 pub const ACTOR_RESTARTS: &str = "troupe_actor_restarts_total";
 pub const ACTOR_FAILURES: &str = "troupe_actor_failures_total";
 pub const SNAPSHOT_ERRORS: &str = "troupe_snapshot_errors_total";
+/// The page cache a redb store may fill (its configured bound); label `store`.
+pub const STORE_CACHE_BYTES: &str = "troupe_store_cache_limit_bytes";
+/// The process's resident memory (`VmRSS`).
+pub const PROCESS_RESIDENT_BYTES: &str = "troupe_process_resident_bytes";
+/// Bytes the program has allocated and not freed.
+pub const HEAP_ALLOCATED_BYTES: &str = "troupe_heap_allocated_bytes";
+/// Resident bytes the allocator holds beyond what is allocated: freed memory not yet
+/// given back to the system, and the allocator's own bookkeeping.
+pub const HEAP_RETAINED_BYTES: &str = "troupe_heap_retained_bytes";
+/// 1 while the allocator has kept much more than is in use for a while (see the log).
+pub const HEAP_RETAINED_HIGH: &str = "troupe_heap_retained_high";
 /// 1 while the session store takes writes, 0 while it is failing (a full disk).
 pub const STORAGE_WRITABLE: &str = "troupe_storage_writable";
 pub const WEBSOCKET_CONNECTIONS: &str = "troupe_websocket_connections";

@@ -150,6 +150,7 @@ impl Storage {
             path: path.to_owned(),
             cache_bytes,
         };
+        metrics::gauge!(metric_names::STORE_CACHE_BYTES, "store" => name).set(cache_bytes as f64);
         Self::with_opener(name, opener, prepare)
     }
 

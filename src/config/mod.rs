@@ -265,15 +265,27 @@ impl ServerConfig {
 pub(crate) struct StorageConfig {
     #[serde(default = "default_data_dir")]
     pub(crate) data_dir: PathBuf,
+    /// MiB of page cache the session store may fill. Active sessions live in actor memory,
+    /// so the cache only serves sessions coming back; passivated ones cost nothing.
+    #[serde(default = "default_session_cache_mib")]
+    pub(crate) session_cache_mib: usize,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             data_dir: default_data_dir(),
+            session_cache_mib: default_session_cache_mib(),
         }
     }
 }
+
+const fn default_session_cache_mib() -> usize {
+    16
+}
+
+/// The largest session cache accepted, in MiB.
+const MAX_SESSION_CACHE_MIB: usize = 4096;
 
 /// `[assistant]`: how sessions behave.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -529,6 +541,12 @@ impl TroupeConfig {
     /// Every check that needs no network.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.validate_server()?;
+        if !(1..=MAX_SESSION_CACHE_MIB).contains(&self.storage.session_cache_mib) {
+            return Err(invalid(
+                "storage.session_cache_mib",
+                format!("must be from 1 to {MAX_SESSION_CACHE_MIB}"),
+            ));
+        }
         if self.assistant.history_window == 0 {
             return Err(invalid("assistant.history_window", "must be at least 1"));
         }

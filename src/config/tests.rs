@@ -182,6 +182,20 @@ fn provider_references_are_checked() {
 }
 
 #[test]
+fn the_session_cache_is_configurable_within_bounds() {
+    let config = TroupeConfig::parse("[storage]\nsession_cache_mib = 4\n").unwrap();
+    assert_eq!(config.storage.session_cache_mib, 4);
+    assert!(config.validate().is_ok());
+    assert_eq!(TroupeConfig::default().storage.session_cache_mib, 16);
+    for refused in [0, 4097] {
+        let mut config = TroupeConfig::default();
+        config.storage.session_cache_mib = refused;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.starts_with("storage.session_cache_mib:"), "{error}");
+    }
+}
+
+#[test]
 fn numeric_limits_are_checked() {
     let mut config = TroupeConfig::default();
     config.assistant.history_window = 0;

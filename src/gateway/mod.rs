@@ -255,6 +255,7 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
         metrics::gauge!(metric_names::SESSIONS_PASSIVATED)
             .set((stored - stats.active_sessions as f64).max(0.0));
     }
+    crate::memory::MemorySample::take().publish();
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

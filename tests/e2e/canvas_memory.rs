@@ -11,7 +11,7 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use troupe_testkit::process::TroupeProcess;
 
-use crate::support::binary;
+use crate::support::{binary, metric_value, resident_kib};
 
 const ROOMS: usize = 10_000;
 /// Rooms visited before the node is left to passivate them all.
@@ -19,21 +19,9 @@ const ROUND: usize = 2_000;
 /// Rooms opened at once.
 const AT_ONCE: usize = 32;
 
-fn resident_kib(node: &TroupeProcess) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid().unwrap())).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
-        .expect("VmRSS in /proc")
-}
-
-/// A metric's value from `/metrics`.
+/// A metric's value from `/metrics` (0 when absent).
 async fn metric(node: &TroupeProcess, name: &str) -> f64 {
-    let page = crate::support::metrics_page(&node.http_url()).await;
-    page.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric_value(node, name).await.unwrap_or(0.0)
 }
 
 /// Opens `room`, makes one small edit, and leaves.

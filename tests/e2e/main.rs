@@ -21,6 +21,7 @@ mod providers;
 mod python;
 mod rest;
 mod senders;
+mod session_memory;
 mod signed_webhook;
 mod skills;
 mod slack;

@@ -169,3 +169,20 @@ pub(crate) async fn bridge_status_once(process: &TroupeProcess, state: &str) -> 
     }
     status
 }
+
+/// A metric's value from the node's `/metrics` (`name` with its labels, if any).
+pub(crate) async fn metric_value(node: &TroupeProcess, name: &str) -> Option<f64> {
+    let page = metrics_page(&node.http_url()).await;
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+}
+
+/// The node's resident memory (`VmRSS`), in KiB.
+pub(crate) fn resident_kib(node: &TroupeProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid().unwrap())).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
+        .expect("VmRSS in /proc")
+}

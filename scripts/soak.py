@@ -5,6 +5,12 @@ REST turns, signed-webhook bridge messages (answered at the receiver this script
 the calculator skill through the tool loop. Every SAMPLE seconds a line gives the node's
 RSS, open file descriptors and the period's latency percentiles; the summary compares the
 first sample after warm-up (the first tenth of the run, at least one sample) with the last.
+
+With --cycle MINUTES the run is cycles instead of one steady stretch: a burst (`troupe
+bench`: 1,000 sessions take 10,000 turns at 2,000/s), the mixed load until the cycle's
+quiet period, then quiet (no turns) until every session has passivated and 30 s more. The
+RSS at the end of each quiet period is compared with the node's idle RSS, taken the same
+way before the first cycle.
 """
 
 import argparse
@@ -27,6 +33,8 @@ ARGS.add_argument("--receiver", type=int, required=True)
 ARGS.add_argument("--minutes", type=float, required=True)
 ARGS.add_argument("--sample", type=float, required=True)
 ARGS.add_argument("--secret", required=True)
+ARGS.add_argument("--cycle", type=float, default=0, help="minutes per burst cycle (0: steady)")
+ARGS.add_argument("--troupe", help="the troupe binary, for the bursts")
 
 
 class Stats:
@@ -53,12 +61,18 @@ class Stats:
 
 STATS = Stats()
 DELIVERED = []
+# Set while the loads hold still (a quiet period).
+QUIET = threading.Event()
 
 
 def paced(period, stop, action):
     """Calls `action` every `period` seconds until `stop` is set."""
     next_at = time.monotonic()
     while not stop.is_set():
+        if QUIET.is_set():
+            stop.wait(0.1)
+            next_at = time.monotonic()
+            continue
         try:
             action()
         except Exception:  # a failed turn is counted, the load goes on
@@ -213,18 +227,25 @@ def main():
         threading.Thread(target=hook_load, args=(args.port, args.secret, stop, 0.05)),
         threading.Thread(target=paced, args=(0.2, stop, skill)),
     ]
+    samples, started = [], time.monotonic()
+
+    def sample_until(deadline):
+        while time.monotonic() < deadline:
+            time.sleep(max(0.0, min(args.sample, deadline - time.monotonic())))
+            rss, fds = node_sample(args.pid)
+            latencies, errors, turns = STATS.take()
+            row = ((time.monotonic() - started) / 60, rss, fds, turns, errors,
+                   percentile(latencies, 0.5), percentile(latencies, 0.99), len(DELIVERED))
+            samples.append(row)
+            print("%6.1f  %8.1f  %3d  %5d  %6d  %6.1f  %6.1f  %9d" % row, flush=True)
+
     for load in loads:
         load.start()
-    samples, started = [], time.monotonic()
     print("minute   rss_mib  fds  turns  errors  p50_ms  p99_ms  delivered", flush=True)
-    while time.monotonic() - started < args.minutes * 60:
-        time.sleep(args.sample)
-        rss, fds = node_sample(args.pid)
-        latencies, errors, turns = STATS.take()
-        row = ((time.monotonic() - started) / 60, rss, fds, turns, errors,
-               percentile(latencies, 0.5), percentile(latencies, 0.99), len(DELIVERED))
-        samples.append(row)
-        print("%6.1f  %8.1f  %3d  %5d  %6d  %6.1f  %6.1f  %9d" % row, flush=True)
+    if args.cycle:
+        cycles(args, started, sample_until)
+    else:
+        sample_until(started + args.minutes * 60)
     stop.set()
     for load in loads:
         load.join()
@@ -238,6 +259,55 @@ def main():
           f"{len(DELIVERED)} bridge replies delivered; RSS {first[1]:.1f} -> {last[1]:.1f} MiB "
           f"after warm-up ({growth:+.2f} %), fds {first[2]} -> {last[2]}, "
           f"p50 {first[5]:.1f} -> {last[5]:.1f} ms, p99 {first[6]:.1f} -> {last[6]:.1f} ms")
+
+
+def quiet_rss(port, pid):
+    """Holds the loads still until every session has passivated and 30 s more (the
+    allocator's pages go back); returns the node's RSS then."""
+    QUIET.set()
+    time.sleep(1)  # turns in flight finish
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/metrics")
+        page = connection.getresponse().read().decode()
+        connection.close()
+        if "\ntroupe_sessions_active 0\n" in page:
+            break
+        time.sleep(1)
+    time.sleep(30)
+    rss, _ = node_sample(pid)
+    QUIET.clear()
+    return rss
+
+
+def burst(args):
+    """1,000 sessions (200 connections x 5 conversations) take 10,000 turns at 2,000/s."""
+    import subprocess
+    report = subprocess.run(
+        [args.troupe, "bench", "--url", f"ws://127.0.0.1:{args.port}/ws", "--sessions", "200",
+         "--messages", "50", "--conversations", "5", "--in-flight", "4", "--rate", "2000"],
+        capture_output=True, text=True, check=False).stdout
+    lines = [line for line in report.splitlines() if line.startswith(("replies", "errors", "latency"))]
+    return "; ".join(" ".join(line.split()) for line in lines)
+
+
+def cycles(args, started, sample_until):
+    """Bursts, mixed load and quiet periods until the run's time is up."""
+    sample_until(time.monotonic() + 20)  # warm-up: every path taken
+    idle = quiet_rss(args.port, args.pid)
+    print(f"idle RSS {idle:.1f} MiB", flush=True)
+    worst, cycle = 0.0, 0
+    while time.monotonic() - started < args.minutes * 60:
+        cycle += 1
+        cycle_end = time.monotonic() + args.cycle * 60
+        print(f"cycle {cycle} burst: {burst(args)}", flush=True)
+        # Leave about a minute and a half for the quiet period.
+        sample_until(cycle_end - 90)
+        rss = quiet_rss(args.port, args.pid)
+        worst = max(worst, rss - idle)
+        print(f"cycle {cycle} quiet: RSS {rss:.1f} MiB ({rss - idle:+.1f} over idle)", flush=True)
+    print(f"quiet periods: at most {worst:+.1f} MiB over the idle {idle:.1f} MiB in {cycle} cycles",
+          flush=True)
 
 
 if __name__ == "__main__":

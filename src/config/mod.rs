@@ -281,7 +281,7 @@ impl Default for StorageConfig {
 }
 
 const fn default_session_cache_mib() -> usize {
-    16
+    4
 }
 
 /// The largest session cache accepted, in MiB.

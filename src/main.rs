@@ -10,8 +10,8 @@ use troupe::Cli;
 /// jemalloc rather than glibc's malloc: with its background thread it hands pages freed
 /// after a burst back to the system within seconds, where glibc kept them (10,000 canvas
 /// rooms opened and closed left a node 9 MiB larger for good; see docs/benchmarks.md).
-/// Its options are compiled in from `.cargo/config.toml` (`JEMALLOC_SYS_WITH_MALLOC_CONF`);
-/// `_RJEM_MALLOC_CONF` in the environment overrides them.
+/// `_RJEM_MALLOC_CONF` in the environment tunes it (fewer arenas were tried: see
+/// docs/benchmarks.md, "Memory comes back").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

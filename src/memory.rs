@@ -216,13 +216,6 @@ mod tests {
     }
 
     #[test]
-    fn jemalloc_is_built_with_the_workspace_options() {
-        // `.cargo/config.toml` compiles `narenas:1` in; a build without it would have
-        // four arenas per core.
-        assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().ok(), Some(1));
-    }
-
-    #[test]
     fn a_sample_reads_this_process() {
         let sample = MemorySample::take();
         assert!(sample.resident.is_some_and(|bytes| bytes > 0));

@@ -18,10 +18,9 @@ use troupe_actors::metrics as metric_names;
 /// How often the watch samples.
 pub(crate) const SAMPLE_PERIOD: Duration = Duration::from_secs(30);
 
-/// Retained memory counts as high from this size…
+/// Retained memory counts as high from this size, and only while it also exceeds what is
+/// allocated…
 const RETAINED_HIGH_FLOOR: u64 = 64 * 1024 * 1024;
-/// …and only while it exceeds what is allocated…
-const RETAINED_TO_ALLOCATED: u64 = 1;
 /// …for this long without a break.
 const RETAINED_HIGH_FOR: Duration = Duration::from_secs(300);
 
@@ -61,8 +60,7 @@ impl MemorySample {
     }
 
     fn retained_is_high(&self) -> bool {
-        self.retained >= RETAINED_HIGH_FLOOR
-            && self.retained > self.allocated * RETAINED_TO_ALLOCATED
+        self.retained >= RETAINED_HIGH_FLOOR && self.retained > self.allocated
     }
 }
 

@@ -65,13 +65,12 @@ async fn a_thousand_sessions_leave_no_memory_behind_once_they_passivate() {
         .await
         .expect("troupe starts");
     // Idle, with the store open and every path of a turn taken once.
-    let node_for_bench = &node;
-    let warm = tokio::task::block_in_place(|| bench(node_for_bench, 4, 8, 2));
+    let warm = tokio::task::block_in_place(|| bench(&node, 4, 8, 2));
     assert_eq!(warm, 32);
     wait_until_passivated(&node).await;
     let idle = resident_kib(&node);
 
-    let turns = tokio::task::block_in_place(|| bench(node_for_bench, 200, 50, 5));
+    let turns = tokio::task::block_in_place(|| bench(&node, 200, 50, 5));
     assert_eq!(turns, 10_000);
     let peak = resident_kib(&node);
     wait_until_passivated(&node).await;

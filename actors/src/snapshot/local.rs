@@ -252,25 +252,28 @@ impl Journal for LocalSnapshotStore {
 #[async_trait::async_trait]
 impl SnapshotStore for LocalSnapshotStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionSnapshot>, StoreError> {
-        let stored_key = encode_key(key);
-        let (snapshot, records) = self
-            .read(move |database| {
-                let transaction = database.begin_read().map_err(io_error)?;
-                let table = transaction.open_table(SESSIONS).map_err(io_error)?;
-                let snapshot = table.get(stored_key.as_str()).map_err(io_error)?;
-                let journal = transaction.open_table(JOURNAL).map_err(io_error)?;
-                let (first, after) = session_range(&stored_key);
-                let mut records = Vec::new();
-                for record in journal
-                    .range::<&str>(first.as_str()..after.as_str())
-                    .map_err(io_error)?
-                {
-                    records.push(record.map_err(io_error)?.1.value().to_vec());
-                }
-                Ok((snapshot.map(|guard| guard.value().to_vec()), records))
-            })
-            .await?;
-        SessionSnapshot::recover(key, snapshot.as_deref(), records.iter().map(Vec::as_slice))
+        // Decoded where it is read, on the blocking pool: no copy of the stored bytes, and
+        // no decoding on the async runtime.
+        let (key, stored_key) = (key.clone(), encode_key(key));
+        self.read(move |database| {
+            let transaction = database.begin_read().map_err(io_error)?;
+            let table = transaction.open_table(SESSIONS).map_err(io_error)?;
+            let snapshot = table.get(stored_key.as_str()).map_err(io_error)?;
+            let journal = transaction.open_table(JOURNAL).map_err(io_error)?;
+            let (first, after) = session_range(&stored_key);
+            let records = journal
+                .range::<&str>(first.as_str()..after.as_str())
+                .map_err(io_error)?
+                .map(|record| record.map(|(_, value)| value))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io_error)?;
+            SessionSnapshot::recover(
+                &key,
+                snapshot.as_ref().map(|guard| guard.value()),
+                records.iter().map(|guard| guard.value()),
+            )
+        })
+        .await
     }
 
     async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {

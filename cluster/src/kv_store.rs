@@ -1,22 +1,29 @@
-//! `JetStreamSnapshotStore`: session snapshots in a JetStream KV bucket (file storage, one
-//! revision kept per key). Values are the same versioned bincode bytes as the local store.
+//! `JetStreamSnapshotStore`: session snapshots and their turn journal in a JetStream KV
+//! bucket (file storage). Snapshots are the same versioned bincode bytes as the local
+//! store's; journal records follow their snapshot as further values of the same key (see
+//! [`crate::kv_journal`]).
 //!
 //! Writes are compare-and-set on the revision this node last read or wrote: a node whose
 //! copy of a session is stale (another node took the session over and wrote since) gets
-//! [`StoreError::Conflict`] instead of overwriting newer history, even when its write was
-//! delayed by a network partition.
+//! [`StoreError::Conflict`] instead of overwriting newer history or appending after it,
+//! even when its write was delayed by a network partition.
 //!
 //! KV keys may only hold `[-/_=.a-zA-Z0-9]`, and session ids may hold anything visible, so a
 //! key is the lowercase hex of `platform NUL conversation`: hex keeps the byte order, so keys
 //! sort in `SessionKey` order like the local store's.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use dashmap::DashMap;
 use futures_util::TryStreamExt;
 use troupe_actors::SessionKey;
-use troupe_actors::snapshot::{EncodedSnapshot, SessionSnapshot, SnapshotStore, StoreError};
+use troupe_actors::snapshot::{
+    EncodedRecord, EncodedSnapshot, Journal, SessionSnapshot, SnapshotStore, StoreError,
+};
+
+use crate::kv_journal::{self, HISTORY, KeyValue, StoredValue};
 
 /// Any error, boxed, kept as the source.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -109,7 +116,8 @@ impl JetStreamSnapshotStore {
         .await
     }
 
-    /// Opens (or creates) `bucket` with the given storage and replicas.
+    /// Opens (or creates) `bucket` with the given storage and replicas. A bucket made before
+    /// the journal (one value per key) is updated to keep [`HISTORY`] values.
     pub async fn open_with(
         jetstream: async_nats::jetstream::Context,
         bucket: &str,
@@ -122,13 +130,13 @@ impl JetStreamSnapshotStore {
         };
         let config = kv::Config {
             bucket: bucket.to_owned(),
-            history: 1,
+            history: HISTORY,
             storage,
             num_replicas: replicas,
             ..kv::Config::default()
         };
         let store = jetstream
-            .create_key_value(config)
+            .create_or_update_key_value(config)
             .await
             .map_err(|error| bucket_error(error.into()))?;
         let stored = match store.keys().await {
@@ -157,8 +165,15 @@ impl SnapshotStore for JetStreamSnapshotStore {
             .map_err(io_error)?;
         match entry {
             Some(entry) if entry.operation == Operation::Put => {
-                self.revisions.insert(stored_key, entry.revision);
-                SessionSnapshot::decode(key, &entry.value).map(Some)
+                match StoredValue::of(&entry.value) {
+                    StoredValue::Snapshot(bytes) => {
+                        self.revisions.insert(stored_key, entry.revision);
+                        SessionSnapshot::decode(key, bytes).map(Some)
+                    }
+                    // Records after the snapshot: the node that wrote them stopped before
+                    // it folded them into a snapshot (on passivation, or every 32 records).
+                    StoredValue::Record(_) => self.load_with_records(key, stored_key).await,
+                }
             }
             _ => {
                 self.revisions.remove(&stored_key);
@@ -169,6 +184,8 @@ impl SnapshotStore for JetStreamSnapshotStore {
 
     /// Returns once JetStream has acknowledged the write (stored on the server). Fails with
     /// [`StoreError::Conflict`] when someone else wrote the key since this node read it.
+    /// The values before the new snapshot (the previous one, the records it folds in) are
+    /// purged after it.
     async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {
         let key = encode_key(&snapshot.key);
         let value = bytes::Bytes::from(snapshot.bytes);
@@ -178,7 +195,10 @@ impl SnapshotStore for JetStreamSnapshotStore {
         let known = self.revisions.get(&key).map(|revision| *revision);
         let revision = match known {
             Some(revision) => match self.bucket.update(&key, value, revision).await {
-                Ok(revision) => revision,
+                Ok(revision) => {
+                    self.purge_before(&key, revision).await;
+                    revision
+                }
                 Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => {
                     return Err(conflict());
                 }
@@ -245,10 +265,84 @@ impl SnapshotStore for JetStreamSnapshotStore {
         self.count.load(Ordering::Relaxed)
     }
 
+    fn journal(self: Arc<Self>) -> Option<Arc<dyn Journal>> {
+        Some(self)
+    }
+
     /// A session that left memory loads (and so records its revision) again when it
     /// returns: keeping its revision would only grow this map with every session served.
     fn forget(&self, key: &SessionKey) {
         self.revisions.remove(&encode_key(key));
+    }
+}
+
+impl JetStreamSnapshotStore {
+    /// Reads every value `stored_key` keeps and replays the records after its newest
+    /// snapshot: an ordered consumer over the key's subject, so only for sessions whose
+    /// newest value is a record.
+    async fn load_with_records(
+        &self,
+        key: &SessionKey,
+        stored_key: String,
+    ) -> Result<Option<SessionSnapshot>, StoreError> {
+        let history: Vec<KeyValue> = self
+            .bucket
+            .history(&stored_key)
+            .await
+            .map_err(io_error)?
+            .map_ok(KeyValue::from)
+            .try_collect()
+            .await
+            .map_err(io_error)?;
+        let recovered = kv_journal::recover(key, &history)?;
+        if let Some(revision) = recovered.revision {
+            self.revisions.insert(stored_key, revision);
+        } else {
+            self.revisions.remove(&stored_key);
+        }
+        Ok(recovered.session)
+    }
+
+    /// Drops the values of `stored_key` older than `revision`. A failure only leaves them
+    /// on disk (the bucket keeps at most [`HISTORY`] per key, and loading skips them), so
+    /// it is logged, not returned.
+    async fn purge_before(&self, stored_key: &str, revision: u64) {
+        let subject = format!("{}{stored_key}", self.bucket.prefix);
+        let purged = self
+            .bucket
+            .stream
+            .purge()
+            .filter(subject)
+            .sequence(revision)
+            .await;
+        if let Err(error) = purged {
+            tracing::warn!(%error, "could not purge a session's values older than its snapshot");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for JetStreamSnapshotStore {
+    /// Appends the record as the key's next value, compare-and-set on the revision this
+    /// node last read or wrote: [`StoreError::Conflict`] when another node wrote since, or
+    /// when this node has not read the session.
+    async fn append(&self, record: EncodedRecord) -> Result<(), StoreError> {
+        let key = encode_key(&record.key);
+        let conflict = || StoreError::Conflict {
+            key: record.key.to_string(),
+        };
+        let Some(known) = self.revisions.get(&key).map(|revision| *revision) else {
+            return Err(conflict());
+        };
+        let value = bytes::Bytes::from(kv_journal::tagged_record(&record.bytes));
+        match self.bucket.update(&key, value, known).await {
+            Ok(revision) => {
+                self.revisions.insert(key, revision);
+                Ok(())
+            }
+            Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => Err(conflict()),
+            Err(error) => Err(io_error(error)),
+        }
     }
 }
 
@@ -286,6 +380,168 @@ mod tests {
             .await
             .unwrap();
         troupe_actors::snapshot::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn passes_the_journal_conformance_suite_on_a_real_nats_server() {
+        let server = troupe_testkit::nats::NatsServer::start().await;
+        let store = Arc::new(
+            JetStreamSnapshotStore::connect(&server.url(), "journal")
+                .await
+                .unwrap(),
+        );
+        let journal = Arc::clone(&store)
+            .journal()
+            .expect("the cluster store journals");
+        troupe_actors::snapshot::conformance::run_journal(store.as_ref(), journal.as_ref()).await;
+    }
+
+    fn record_of(key: &SessionKey, texts: &[&str], updated_at: u64) -> EncodedRecord {
+        let mut history = std::collections::VecDeque::new();
+        for text in texts {
+            let mut said = SessionSnapshot::empty(key.clone());
+            said.history.push(troupe_actors::snapshot::HistoryEntry {
+                role: troupe_actors::provider::Role::User,
+                content: (*text).into(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+                message_id: None,
+                timestamp: updated_at,
+            });
+            history.extend(said.history);
+        }
+        troupe_actors::snapshot::RecordView::newest(&history, texts.len(), updated_at, None)
+            .unwrap()
+            .encode(key)
+    }
+
+    /// Values the bucket keeps for `key` now.
+    async fn values_kept(store: &JetStreamSnapshotStore, key: &SessionKey) -> usize {
+        use futures_util::StreamExt;
+        store
+            .bucket
+            .history(encode_key(key))
+            .await
+            .unwrap()
+            .count()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_node_that_takes_a_session_over_reads_its_records_and_fences_the_old_owner() {
+        let server = troupe_testkit::nats::NatsServer::start().await;
+        let owner = JetStreamSnapshotStore::connect(&server.url(), "sessions")
+            .await
+            .unwrap();
+        let key = SessionKey::new_unchecked("ws", "alice");
+        assert_eq!(owner.load(&key).await.unwrap(), None);
+        owner
+            .save(SessionSnapshot::empty(key.clone()).encode())
+            .await
+            .unwrap();
+        owner.append(record_of(&key, &["one"], 3)).await.unwrap();
+        owner.append(record_of(&key, &["two"], 4)).await.unwrap();
+
+        // The owner dies before it folds the records in; another node loads the session.
+        let successor = JetStreamSnapshotStore::connect(&server.url(), "sessions")
+            .await
+            .unwrap();
+        let session = successor.load(&key).await.unwrap().unwrap();
+        let texts: Vec<_> = session.history.iter().map(|e| &*e.content).collect();
+        assert_eq!(texts, ["one", "two"]);
+        assert_eq!(session.updated_at, 4);
+        successor
+            .append(record_of(&key, &["three"], 5))
+            .await
+            .unwrap();
+
+        // The old owner, back from a partition, may neither append nor overwrite.
+        assert!(matches!(
+            owner.append(record_of(&key, &["stale"], 9)).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            owner
+                .save(SessionSnapshot::empty(key.clone()).encode())
+                .await,
+            Err(StoreError::Conflict { .. })
+        ));
+        // A node that never read the session may not append to it either.
+        let stranger = JetStreamSnapshotStore::connect(&server.url(), "sessions")
+            .await
+            .unwrap();
+        assert!(matches!(
+            stranger.append(record_of(&key, &["blind"], 9)).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        let texts: Vec<_> = stranger
+            .load(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .history
+            .iter()
+            .map(|e| e.content.to_string())
+            .collect();
+        assert_eq!(texts, ["one", "two", "three"]);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_purges_the_values_it_replaces() {
+        let server = troupe_testkit::nats::NatsServer::start().await;
+        let store = JetStreamSnapshotStore::connect(&server.url(), "sessions")
+            .await
+            .unwrap();
+        let key = SessionKey::new_unchecked("ws", "bob");
+        let mut snapshot = SessionSnapshot::empty(key.clone());
+        store.save(snapshot.encode()).await.unwrap();
+        for turn in 0..5 {
+            store
+                .append(record_of(&key, &["turn"], turn))
+                .await
+                .unwrap();
+        }
+        assert_eq!(values_kept(&store, &key).await, 6);
+        snapshot.updated_at = 6;
+        store.save(snapshot.encode()).await.unwrap();
+        assert_eq!(values_kept(&store, &key).await, 1, "only the new snapshot");
+        assert_eq!(store.load(&key).await.unwrap(), Some(snapshot));
+    }
+
+    #[tokio::test]
+    async fn a_bucket_from_before_the_journal_is_read_and_then_journals() {
+        let server = troupe_testkit::nats::NatsServer::start().await;
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let jetstream = async_nats::jetstream::new(client);
+        let old = jetstream
+            .create_key_value(kv::Config {
+                bucket: "sessions".into(),
+                history: 1,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                ..kv::Config::default()
+            })
+            .await
+            .unwrap();
+        let key = SessionKey::new_unchecked("ws", "carol");
+        let mut snapshot = SessionSnapshot::empty(key.clone());
+        snapshot.updated_at = 2;
+        old.put(encode_key(&key), snapshot.encode().bytes.into())
+            .await
+            .unwrap();
+
+        let store = JetStreamSnapshotStore::open(jetstream.clone(), "sessions")
+            .await
+            .unwrap();
+        let info = jetstream.get_stream("KV_sessions").await.unwrap();
+        assert_eq!(info.cached_info().config.max_messages_per_subject, HISTORY);
+        assert_eq!(store.load(&key).await.unwrap(), Some(snapshot));
+        store.append(record_of(&key, &["kept"], 3)).await.unwrap();
+        let reopened = JetStreamSnapshotStore::open(jetstream, "sessions")
+            .await
+            .unwrap();
+        let session = reopened.load(&key).await.unwrap().unwrap();
+        assert_eq!(session.history.len(), 1, "the record survived");
+        assert_eq!(session.updated_at, 3);
     }
 
     #[tokio::test]

@@ -7,8 +7,9 @@
 //!   `Nats-Msg-Id` dedupe); replies travel back to the node that holds the client.
 //! - Cluster-wide singletons ([`ClusterNode::run_singleton`]): a task that runs on exactly
 //!   one node and moves when that node dies or drains.
-//! - [`JetStreamSnapshotStore`]: session snapshots in JetStream KV, written with
-//!   compare-and-set so a stale node can never overwrite newer history.
+//! - [`JetStreamSnapshotStore`]: session snapshots and their turn journal in JetStream KV,
+//!   written with compare-and-set so a stale node can never overwrite newer history or
+//!   append after it.
 //!
 //! Plugin traits live in `troupe-actors`; this crate implements them and never touches
 //! ractor. `docs/architecture.md` explains placement, durability and failover.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod envelope;
 mod inbox;
 pub mod ingress;
+mod kv_journal;
 mod kv_store;
 pub mod membership;
 pub mod metrics;

@@ -17,11 +17,9 @@ use std::sync::Arc;
 use super::SessionState;
 use super::commit::WriteMark;
 use crate::snapshot::{
-    EncodedRecord, EncodedSnapshot, Journal, RecordView, SnapshotStore, StoreError, journal_of,
+    EncodedRecord, EncodedSnapshot, Journal, RECORDS_PER_SNAPSHOT, RecordView, SnapshotStore,
+    StoreError, journal_of,
 };
-
-/// Records appended after a snapshot before the next write is a whole snapshot again.
-pub(super) const RECORDS_PER_SNAPSHOT: u32 = 32;
 
 /// The session's place in its journal. Owned by [`super::commit::Commit`].
 #[derive(Debug)]

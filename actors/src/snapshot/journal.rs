@@ -23,6 +23,11 @@ use crate::ids::SessionKey;
 /// The record format version this build writes.
 pub const JOURNAL_FORMAT_VERSION: u16 = 1;
 
+/// The most records a session appends after a snapshot before it writes a whole snapshot
+/// again: loading never replays more, and a store may keep only that many after the
+/// newest snapshot.
+pub const RECORDS_PER_SNAPSHOT: u32 = 32;
+
 /// One journal record, as read back.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct JournalRecord {

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::storage::StoreHealth;
 pub use journal::{
-    EncodedRecord, JOURNAL_FORMAT_VERSION, Journal, JournalRecord, RecordView, journal_of,
+    EncodedRecord, JOURNAL_FORMAT_VERSION, Journal, JournalRecord, RECORDS_PER_SNAPSHOT,
+    RecordView, journal_of,
 };
 pub use local::LocalSnapshotStore;
 pub use memory::MemorySnapshotStore;

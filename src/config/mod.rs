@@ -281,7 +281,7 @@ impl Default for StorageConfig {
 }
 
 const fn default_session_cache_mib() -> usize {
-    4
+    2
 }
 
 /// The largest session cache accepted, in MiB.

@@ -186,7 +186,7 @@ fn the_session_cache_is_configurable_within_bounds() {
     let config = TroupeConfig::parse("[storage]\nsession_cache_mib = 4\n").unwrap();
     assert_eq!(config.storage.session_cache_mib, 4);
     assert!(config.validate().is_ok());
-    assert_eq!(TroupeConfig::default().storage.session_cache_mib, 4);
+    assert_eq!(TroupeConfig::default().storage.session_cache_mib, 2);
     for refused in [0, 4097] {
         let mut config = TroupeConfig::default();
         config.storage.session_cache_mib = refused;

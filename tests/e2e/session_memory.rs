@@ -100,6 +100,6 @@ async fn a_thousand_sessions_leave_no_memory_behind_once_they_passivate() {
     assert_eq!(metric(&node, "troupe_heap_retained_high").await, Some(0.0));
     assert_eq!(
         metric(&node, "troupe_store_cache_limit_bytes{store=\"sessions\"}").await,
-        Some(4.0 * 1024.0 * 1024.0)
+        Some(2.0 * 1024.0 * 1024.0)
     );
 }

@@ -33,7 +33,7 @@ pub(super) const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(
 const MAX_WRITES_PER_COMMIT: usize = 1024;
 /// redb's page cache. Small on purpose: active sessions live in actor memory, so the cache
 /// only serves (re)activations, and passivated sessions must cost no RAM.
-pub(crate) const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 /// One write of a snapshot or of the inbox; answers whether the key existed before.
 pub(super) enum SnapshotWrite {

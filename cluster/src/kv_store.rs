@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use async_nats::jetstream::context::KeyValueErrorKind;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use dashmap::DashMap;
 use futures_util::TryStreamExt;
@@ -23,6 +24,7 @@ use troupe_actors::snapshot::{
     EncodedRecord, EncodedSnapshot, Journal, SessionSnapshot, SnapshotStore, StoreError,
 };
 
+use crate::journal_gate::JournalGate;
 use crate::kv_journal::{self, HISTORY, KeyValue, StoredValue};
 
 /// Any error, boxed, kept as the source.
@@ -60,6 +62,7 @@ pub struct JetStreamSnapshotStore {
     count: AtomicU64,
     /// The revision of each key as this node last read or wrote it; no entry: it read none.
     revisions: DashMap<String, u64>,
+    gate: JournalGate,
 }
 
 impl std::fmt::Debug for JetStreamSnapshotStore {
@@ -116,41 +119,90 @@ impl JetStreamSnapshotStore {
         .await
     }
 
-    /// Opens (or creates) `bucket` with the given storage and replicas. A bucket made before
-    /// the journal (one value per key) is updated to keep [`HISTORY`] values.
+    /// Opens (or creates) `bucket` with the given storage and replicas, for a store used by
+    /// one node alone: a bucket made before the journal (one value per key) is updated to
+    /// keep [`HISTORY`] values, and the journal is open at once.
     pub async fn open_with(
         jetstream: async_nats::jetstream::Context,
         bucket: &str,
         storage: async_nats::jetstream::stream::StorageType,
         replicas: usize,
     ) -> Result<Self, ClusterError> {
-        let bucket_error = |error: BoxError| ClusterError::Bucket {
-            bucket: bucket.to_owned(),
-            reason: error,
-        };
-        let config = kv::Config {
-            bucket: bucket.to_owned(),
-            history: HISTORY,
-            storage,
-            num_replicas: replicas,
-            ..kv::Config::default()
-        };
+        let journaling = journaling_config(bucket, storage, replicas);
         let store = jetstream
-            .create_or_update_key_value(config)
+            .create_or_update_key_value(journaling.clone())
             .await
-            .map_err(|error| bucket_error(error.into()))?;
-        let stored = match store.keys().await {
+            .map_err(|error| bucket_error(bucket, error.into()))?;
+        let gate = JournalGate::new(jetstream, journaling, HISTORY, true);
+        Self::counted(store, gate).await
+    }
+
+    /// Opens (or creates) `bucket` for a cluster node. An existing bucket is left as it is,
+    /// and the journal stays shut until every member reads it ([`crate::journal_gate`]):
+    /// during a rolling upgrade, builds from before the journal still share the bucket.
+    pub(crate) async fn open_for_cluster(
+        jetstream: async_nats::jetstream::Context,
+        bucket: &str,
+        storage: async_nats::jetstream::stream::StorageType,
+        replicas: usize,
+    ) -> Result<Self, ClusterError> {
+        let journaling = journaling_config(bucket, storage, replicas);
+        let store = match jetstream.get_key_value(bucket).await {
+            Ok(store) => store,
+            Err(error) if error.kind() == KeyValueErrorKind::GetBucket => jetstream
+                .create_key_value(journaling.clone())
+                .await
+                .map_err(|error| bucket_error(bucket, error.into()))?,
+            Err(error) => return Err(bucket_error(bucket, error.into())),
+        };
+        let history = store.stream.cached_info().config.max_messages_per_subject;
+        let gate = JournalGate::new(jetstream, journaling, history, false);
+        Self::counted(store, gate).await
+    }
+
+    /// The store over `bucket`, with its sessions counted.
+    async fn counted(bucket: kv::Store, gate: JournalGate) -> Result<Self, ClusterError> {
+        let counting_error = |error: BoxError| bucket_error(&bucket.name, error);
+        let stored = match bucket.keys().await {
             Ok(keys) => keys
                 .try_fold(0u64, |count, _| async move { Ok(count + 1) })
                 .await
-                .map_err(|error| bucket_error(error.into()))?,
-            Err(error) => return Err(bucket_error(error.into())),
+                .map_err(|error| counting_error(error.into()))?,
+            Err(error) => return Err(counting_error(error.into())),
         };
         Ok(Self {
-            bucket: store,
+            bucket,
             count: AtomicU64::new(stored),
             revisions: DashMap::new(),
+            gate,
         })
+    }
+
+    /// Whether sessions may append records, and how the bucket comes to keep them.
+    pub(crate) fn journal_gate(&self) -> &JournalGate {
+        &self.gate
+    }
+}
+
+/// The sessions bucket's configuration once it keeps journal records.
+fn journaling_config(
+    bucket: &str,
+    storage: async_nats::jetstream::stream::StorageType,
+    replicas: usize,
+) -> kv::Config {
+    kv::Config {
+        bucket: bucket.to_owned(),
+        history: HISTORY,
+        storage,
+        num_replicas: replicas,
+        ..kv::Config::default()
+    }
+}
+
+fn bucket_error(bucket: &str, reason: BoxError) -> ClusterError {
+    ClusterError::Bucket {
+        bucket: bucket.to_owned(),
+        reason,
     }
 }
 
@@ -265,8 +317,13 @@ impl SnapshotStore for JetStreamSnapshotStore {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The journal, while every member of the cluster reads it.
     fn journal(self: Arc<Self>) -> Option<Arc<dyn Journal>> {
-        Some(self)
+        if self.gate.is_open() {
+            Some(self)
+        } else {
+            None
+        }
     }
 
     /// A session that left memory loads (and so records its revision) again when it
@@ -347,7 +404,7 @@ impl Journal for JetStreamSnapshotStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -396,7 +453,7 @@ mod tests {
         troupe_actors::snapshot::conformance::run_journal(store.as_ref(), journal.as_ref()).await;
     }
 
-    fn record_of(key: &SessionKey, texts: &[&str], updated_at: u64) -> EncodedRecord {
+    pub(crate) fn record_of(key: &SessionKey, texts: &[&str], updated_at: u64) -> EncodedRecord {
         let mut history = std::collections::VecDeque::new();
         for text in texts {
             let mut said = SessionSnapshot::empty(key.clone());

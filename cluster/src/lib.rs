@@ -18,6 +18,7 @@ pub mod config;
 pub mod envelope;
 mod inbox;
 pub mod ingress;
+mod journal_gate;
 mod kv_journal;
 mod kv_store;
 pub mod membership;

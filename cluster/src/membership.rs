@@ -57,6 +57,10 @@ pub struct MemberInfo {
     /// Unix seconds.
     pub started_at: u64,
     pub version: String,
+    /// Reads turn-journal records in the sessions bucket. Leases from builds before the
+    /// journal lack the field, and read as `false` (see [`crate::journal_gate`]).
+    #[serde(default)]
+    pub journal: bool,
 }
 
 /// What the node reports about itself, updated by the shard manager.
@@ -98,6 +102,8 @@ pub struct Membership {
     address: Mutex<Option<String>>,
     draining: std::sync::atomic::AtomicBool,
     started_at: u64,
+    /// When this node began watching the others.
+    watching_since: Instant,
     pub(crate) load: Arc<NodeLoad>,
 }
 
@@ -115,6 +121,7 @@ impl Membership {
             address: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
             started_at: troupe_actors::message::unix_now(),
+            watching_since: Instant::now(),
             load: Arc::default(),
         }
     }
@@ -169,6 +176,7 @@ impl Membership {
             in_flight: load.in_flight.load(Ordering::Relaxed),
             started_at: self.started_at,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            journal: true,
         }
     }
 
@@ -339,6 +347,23 @@ impl Membership {
         }
         members.sort();
         members
+    }
+
+    /// The live members whose build cannot read turn-journal records, by node id; `None`
+    /// until this node has watched the members for a whole lease and a heartbeat (every
+    /// live member renewed in that time, so none can be missing from the view) or while
+    /// its own lease is not valid.
+    pub(crate) fn older_members(&self) -> Option<Vec<String>> {
+        if self.watching_since.elapsed() < self.lease + self.heartbeat || !self.lease_valid() {
+            return None;
+        }
+        let older = self
+            .view
+            .iter()
+            .filter(|seen| self.looks_alive(seen) && !seen.info.journal)
+            .map(|seen| seen.key().clone())
+            .collect();
+        Some(older)
     }
 
     /// Asks the server: is `node`'s lease gone (expired or deleted)?

@@ -20,6 +20,7 @@ use crate::config::{ClusterConfig, StorageKind};
 use crate::envelope::{self, RpcRequest};
 use crate::inbox::InboxStreams;
 use crate::ingress::{ClusterIngress, answer_locally};
+use crate::journal_gate;
 use crate::kv_store::{BoxError, ClusterError, JetStreamSnapshotStore};
 use crate::membership::{MemberView, Membership};
 use crate::shards::{ManagerCommand, ShardRecord, run_manager, watch_owners};
@@ -272,7 +273,7 @@ impl ClusterNode {
             .await
             .map_err(|error| setup_error(subjects::SINGLETONS_BUCKET, error))?;
         let store = Arc::new(
-            JetStreamSnapshotStore::open_with(
+            JetStreamSnapshotStore::open_for_cluster(
                 jetstream.clone(),
                 subjects::SESSIONS_BUCKET,
                 storage_type,
@@ -312,6 +313,12 @@ impl ClusterNode {
         });
         tokio::spawn(Arc::clone(&membership).run_heartbeats(shared.stop.clone()));
         tokio::spawn(Arc::clone(&membership).run_watch(reconnects, shared.stop.clone()));
+        tokio::spawn(journal_gate::run(
+            Arc::clone(&membership),
+            Arc::clone(&store),
+            shared.config.heartbeat(),
+            shared.stop.clone(),
+        ));
         tokio::spawn(watch_owners(Arc::clone(&shared)));
         tokio::spawn(run_singletons(Arc::clone(&shared), singletons_bucket));
         let ingress = ClusterIngress::start(Arc::clone(&shared))

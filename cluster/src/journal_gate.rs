@@ -53,13 +53,18 @@ impl JournalGate {
 
     /// Whether a session may append a record now.
     pub(crate) fn is_open(&self) -> bool {
-        self.members_agree.load(Ordering::Acquire)
-            && self.bucket_keeps_records.load(Ordering::Acquire)
+        self.members_agree.load(Ordering::Acquire) && self.bucket_keeps_records()
+    }
+
+    /// Whether the bucket keeps more than one value per key (a snapshot then leaves the
+    /// values before it to purge).
+    pub(crate) fn bucket_keeps_records(&self) -> bool {
+        self.bucket_keeps_records.load(Ordering::Acquire)
     }
 
     /// Every live member reads records: makes the bucket keep them (once) and opens.
     pub(crate) async fn open(&self) -> Result<(), BoxError> {
-        if !self.bucket_keeps_records.load(Ordering::Acquire) {
+        if !self.bucket_keeps_records() {
             self.jetstream
                 .create_or_update_key_value(self.journaling.clone())
                 .await?;

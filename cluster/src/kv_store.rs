@@ -237,7 +237,7 @@ impl SnapshotStore for JetStreamSnapshotStore {
     /// Returns once JetStream has acknowledged the write (stored on the server). Fails with
     /// [`StoreError::Conflict`] when someone else wrote the key since this node read it.
     /// The values before the new snapshot (the previous one, the records it folds in) are
-    /// purged after it.
+    /// purged after it where the bucket keeps more than one.
     async fn save(&self, snapshot: EncodedSnapshot) -> Result<(), StoreError> {
         let key = encode_key(&snapshot.key);
         let value = bytes::Bytes::from(snapshot.bytes);
@@ -248,7 +248,10 @@ impl SnapshotStore for JetStreamSnapshotStore {
         let revision = match known {
             Some(revision) => match self.bucket.update(&key, value, revision).await {
                 Ok(revision) => {
-                    self.purge_before(&key, revision).await;
+                    // A bucket that keeps one value per key drops the older one itself.
+                    if self.gate.bucket_keeps_records() {
+                        self.purge_before(&key, revision).await;
+                    }
                     revision
                 }
                 Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => {
@@ -454,19 +457,17 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn record_of(key: &SessionKey, texts: &[&str], updated_at: u64) -> EncodedRecord {
-        let mut history = std::collections::VecDeque::new();
-        for text in texts {
-            let mut said = SessionSnapshot::empty(key.clone());
-            said.history.push(troupe_actors::snapshot::HistoryEntry {
+        let history: std::collections::VecDeque<_> = texts
+            .iter()
+            .map(|text| troupe_actors::snapshot::HistoryEntry {
                 role: troupe_actors::provider::Role::User,
                 content: (*text).into(),
                 tool_calls: Vec::new(),
                 tool_call_id: None,
                 message_id: None,
                 timestamp: updated_at,
-            });
-            history.extend(said.history);
-        }
+            })
+            .collect();
         troupe_actors::snapshot::RecordView::newest(&history, texts.len(), updated_at, None)
             .unwrap()
             .encode(key)

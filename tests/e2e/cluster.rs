@@ -268,6 +268,21 @@ async fn readiness_and_the_cluster_view_follow_membership() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
+    assert_eq!(
+        (&view["nodes"][0]["journal"], &view["nodes"][1]["journal"]),
+        (&json!(true), &json!(true))
+    );
+    // Both read the turn journal: once each has watched the other for a lease, it opens.
+    let opened = "every member reads the turn journal";
+    for _ in 0..250 {
+        if cluster.nodes.iter().all(|node| node.log().contains(opened)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for node in &cluster.nodes {
+        assert!(node.log().contains(opened), "{}", node.log());
+    }
     cluster.nodes[1].kill_hard().unwrap();
     let view = settle(&cluster, 0, &["node-0"]).await;
     assert_eq!(

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
+use super::local_inbox::InboxState;
 use super::{
     EncodedRecord, EncodedSnapshot, Journal, SessionSnapshot, SnapshotStore, StoreError,
     StoreHealth,
@@ -143,8 +144,8 @@ pub struct LocalSnapshotStore {
     writer: GroupCommit<SnapshotWrite>,
     /// Number of stored snapshots.
     count: AtomicU64,
-    /// The order of the next message put into the inbox.
-    pub(super) next_in_inbox: AtomicU64,
+    /// The inbox's order counter, and what it held at open.
+    pub(super) inbox: InboxState,
 }
 
 impl std::fmt::Debug for LocalSnapshotStore {
@@ -199,14 +200,11 @@ impl LocalSnapshotStore {
         })?;
         let path = data_dir.join("sessions.redb");
         let storage = Storage::open("sessions", &path, cache_bytes, prepare)?;
-        let (stored, next_in_inbox) = storage.run(|database| {
+        let (stored, inbox) = storage.run(|database| {
             let transaction = database.begin_read().map_err(io_error)?;
             let table = transaction.open_table(SESSIONS).map_err(io_error)?;
             let inbox = transaction.open_table(INBOX).map_err(io_error)?;
-            Ok::<_, StoreError>((
-                table.len().map_err(io_error)?,
-                super::local_inbox::next_order(&inbox)?,
-            ))
+            Ok::<_, StoreError>((table.len().map_err(io_error)?, InboxState::read(&inbox)?))
         })??;
         let writer = GroupCommit::start("snapshot", storage.clone(), MAX_WRITES_PER_COMMIT)
             .map_err(io_error)?;
@@ -214,7 +212,7 @@ impl LocalSnapshotStore {
             storage,
             writer,
             count: AtomicU64::new(stored),
-            next_in_inbox: AtomicU64::new(next_in_inbox),
+            inbox,
         })
     }
 
@@ -288,6 +286,8 @@ impl SnapshotStore for LocalSnapshotStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        // The session's kept messages go with it.
+        self.inbox.changed();
         let existed = self
             .submit(SnapshotWrite::DeleteSession {
                 key: encode_key(key),

@@ -6,7 +6,8 @@
 //! is free-form JSON, which bincode cannot carry; the order, given at put, is the order
 //! the messages are answered in after a restart.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -28,29 +29,30 @@ fn inbox_key(key: &SessionKey, id: &str) -> String {
     stored
 }
 
-/// The order after the highest one kept (0 for an empty inbox).
-pub(super) fn next_order(inbox: &ReadOnlyTable<&str, &[u8]>) -> Result<u64, StoreError> {
-    let mut next = 0;
-    for entry in inbox.iter().map_err(io_error)? {
-        let (_, value) = entry.map_err(io_error)?;
-        if let Some((order, _)) = split(value.value()) {
-            next = next.max(order + 1);
-        }
-    }
-    Ok(next)
-}
-
 fn split(value: &[u8]) -> Option<(u64, &[u8])> {
     let (order, message) = value.split_first_chunk::<ORDER_BYTES>()?;
     Some((u64::from_be_bytes(*order), message))
 }
 
-/// The messages kept, in order; one that cannot be read is reported and skipped.
-fn read_waiting(inbox: &ReadOnlyTable<&str, &[u8]>) -> Result<Vec<InboundMessage>, StoreError> {
+/// What one pass over the inbox table finds.
+struct Scan {
+    /// The messages kept, in order.
+    waiting: Vec<InboundMessage>,
+    /// The order after the highest one kept (0 for an empty inbox).
+    next_order: u64,
+}
+
+/// Reads the messages kept, in order; one that cannot be read is reported and skipped.
+fn scan(inbox: &ReadOnlyTable<&str, &[u8]>) -> Result<Scan, StoreError> {
     let mut waiting = Vec::new();
+    let mut next_order = 0;
     for entry in inbox.iter().map_err(io_error)? {
         let (key, value) = entry.map_err(io_error)?;
-        let decoded = split(value.value()).and_then(|(order, message)| {
+        let split = split(value.value());
+        if let Some((order, _)) = split {
+            next_order = next_order.max(order + 1);
+        }
+        let decoded = split.and_then(|(order, message)| {
             serde_json::from_slice::<InboundMessage>(message)
                 .ok()
                 .map(|message| (order, message))
@@ -64,13 +66,59 @@ fn read_waiting(inbox: &ReadOnlyTable<&str, &[u8]>) -> Result<Vec<InboundMessage
         }
     }
     waiting.sort_by_key(|(order, _)| *order);
-    Ok(waiting.into_iter().map(|(_, message)| message).collect())
+    Ok(Scan {
+        waiting: waiting.into_iter().map(|(_, message)| message).collect(),
+        next_order,
+    })
+}
+
+/// The inbox's order counter, and what it held when the store opened: read in one pass at
+/// open, and handed to the first [`Inbox::waiting`] unless the inbox changed before it
+/// (the node answers what was kept before a restart right after it starts).
+pub(super) struct InboxState {
+    next_order: AtomicU64,
+    at_open: Mutex<Option<Vec<InboundMessage>>>,
+}
+
+impl InboxState {
+    /// Reads the inbox table once.
+    pub(super) fn read(inbox: &ReadOnlyTable<&str, &[u8]>) -> Result<Self, StoreError> {
+        let Scan {
+            waiting,
+            next_order,
+        } = scan(inbox)?;
+        Ok(Self {
+            next_order: AtomicU64::new(next_order),
+            at_open: Mutex::new(Some(waiting)),
+        })
+    }
+
+    fn at_open(&self) -> MutexGuard<'_, Option<Vec<InboundMessage>>> {
+        self.at_open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The order of a message put now; what was read at open is stale from here.
+    fn next_order(&self) -> u64 {
+        self.at_open().take();
+        self.next_order.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A message was answered, or a session deleted with its messages: what was read at
+    /// open is stale from here.
+    pub(super) fn changed(&self) {
+        self.at_open().take();
+    }
+
+    /// What the inbox held at open, if nothing changed since and nobody took it yet.
+    fn take_at_open(&self) -> Option<Vec<InboundMessage>> {
+        self.at_open().take()
+    }
 }
 
 #[async_trait::async_trait]
 impl Inbox for LocalSnapshotStore {
     fn put(&self, message: &InboundMessage) -> BoxFuture<'static, Result<(), StoreError>> {
-        let order = self.next_in_inbox.fetch_add(1, Ordering::Relaxed);
+        let order = self.inbox.next_order();
         let mut bytes = order.to_be_bytes().to_vec();
         serde_json::to_writer(&mut bytes, message)
             .expect("an inbound message holds only JSON-encodable fields");
@@ -85,16 +133,20 @@ impl Inbox for LocalSnapshotStore {
     }
 
     fn answered(&self, key: &SessionKey, id: &str) {
+        self.inbox.changed();
         self.writer().ride_along(SnapshotWrite::InboxRemove {
             key: inbox_key(key, id),
         });
     }
 
     async fn waiting(&self) -> Result<Vec<InboundMessage>, StoreError> {
+        if let Some(waiting) = self.inbox.take_at_open() {
+            return Ok(waiting);
+        }
         self.read(|database| {
             let transaction = database.begin_read().map_err(io_error)?;
             let inbox = transaction.open_table(INBOX).map_err(io_error)?;
-            read_waiting(&inbox)
+            scan(&inbox).map(|scan| scan.waiting)
         })
         .await
     }
@@ -169,6 +221,52 @@ mod tests {
         );
         store.put(&message("zed", "m2")).await.unwrap();
         assert_eq!(ids(&store.waiting().await.unwrap()), ["m2"]);
+    }
+
+    /// Reopens a store whose inbox kept `m1` (zed) and `m2` (amy).
+    async fn reopened_with_two_kept(directory: &tempfile::TempDir) -> LocalSnapshotStore {
+        {
+            let store = LocalSnapshotStore::open(directory.path()).unwrap();
+            store.put(&message("zed", "m1")).await.unwrap();
+            store.put(&message("amy", "m2")).await.unwrap();
+        }
+        LocalSnapshotStore::open(directory.path()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn what_the_inbox_held_at_open_is_answered_only_while_nothing_changed_since() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = reopened_with_two_kept(&directory).await;
+        assert_eq!(ids(&store.waiting().await.unwrap()), ["m1", "m2"]);
+        assert_eq!(
+            ids(&store.waiting().await.unwrap()),
+            ["m1", "m2"],
+            "read again"
+        );
+
+        let directory = tempfile::tempdir().unwrap();
+        let store = reopened_with_two_kept(&directory).await;
+        store.answered(&SessionKey::new_unchecked("ws", "zed"), "m1");
+        store.put(&message("amy", "m3")).await.unwrap();
+        assert_eq!(ids(&store.waiting().await.unwrap()), ["m2", "m3"]);
+
+        let directory = tempfile::tempdir().unwrap();
+        let store = reopened_with_two_kept(&directory).await;
+        store
+            .save(SessionSnapshot::empty(SessionKey::new_unchecked("ws", "amy")).encode())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .delete(&SessionKey::new_unchecked("ws", "amy"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            ids(&store.waiting().await.unwrap()),
+            ["m1"],
+            "amy's went with her"
+        );
     }
 
     #[tokio::test]

@@ -27,8 +27,10 @@ const SNAPSHOTS: TableDefinition<'_, &str, (u64, &[u8])> =
 const ROOMS: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("rooms");
 /// Most journal writes folded into one transaction.
 const MAX_WRITES_PER_COMMIT: usize = 1024;
-/// redb's page cache: rooms in use live in memory, so the cache only serves loading.
-const CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// redb's page cache: rooms in use live in memory, so the cache only serves loading a
+/// passivated room. It fills as the file grows and never empties, so it is what a node
+/// that has seen many rooms keeps for them all: kept as small as the session store's.
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Why the canvas store failed.
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,12 @@
 //! passivated, the node's resident memory is within 5 MiB of where it started (the leak
 //! Hocuspocus users complain about).
 //!
-//! "Where it started" is after a few rooms have been visited, so that the canvas store is
-//! open. Rooms are then visited in rounds of 2,000, each left to passivate before the next,
-//! and the node is given up to 60 s to hand the freed pages back (jemalloc's decay takes
-//! about 30 s).
+//! "Where it started" is after a first round of 2,000 rooms (not counted) has been
+//! visited and has passivated: the canvas store is open, and the allocator's caches have
+//! grown to the load once. Rooms are then visited in rounds of 2,000, each left to
+//! passivate before the next, and the node is given up to 60 s to hand the freed pages
+//! back (jemalloc's decay takes about 30 s). What stays is bounded by the canvas store's
+//! 2 MiB page cache, which fills as `canvas.redb` grows.
 
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -48,18 +50,26 @@ async fn ten_thousand_closed_rooms_leave_no_memory_behind() {
     let node = TroupeProcess::start(binary(), config)
         .await
         .expect("troupe starts");
-    visit_rooms(&node, ROOMS..ROOMS + AT_ONCE).await;
-    let before = resident_kib(&node);
+    // A first round, not counted: the allocator's per-thread caches and arenas grow to
+    // this load once (not per room), which is not what this test looks for. Its freed
+    // pages are given jemalloc's decay time (about 30 s) to go back first.
+    visit_rooms(&node, ROOMS..ROOMS + ROUND).await;
+    let before = settled_resident_kib(&node, 0, std::time::Duration::from_secs(30)).await;
 
     for round in (0..ROOMS).step_by(ROUND) {
         visit_rooms(&node, round..round + ROUND).await;
     }
     let updates = metric(&node, "troupe_canvas_updates_total").await;
     assert!(
-        updates >= (ROOMS + AT_ONCE) as f64,
+        updates >= (ROOMS + ROUND) as f64,
         "every edit was stored: {updates}"
     );
-    let after = settled_resident_kib(&node, before + BOUND_KIB).await;
+    let after = settled_resident_kib(
+        &node,
+        before + BOUND_KIB,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
     eprintln!("resident memory: {before} KiB at the start, {after} KiB after {ROOMS} rooms");
     assert!(
         after <= before + BOUND_KIB,
@@ -70,10 +80,10 @@ async fn ten_thousand_closed_rooms_leave_no_memory_behind() {
 /// How much the node may grow.
 const BOUND_KIB: u64 = 5 * 1024;
 
-/// The node's resident memory once it is at most `bound`, or after 60 s: the allocator
+/// The node's resident memory once it is at most `bound`, or after `limit`: the allocator
 /// hands freed pages back to the system over a few seconds, not at once.
-async fn settled_resident_kib(node: &TroupeProcess, bound: u64) -> u64 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+async fn settled_resident_kib(node: &TroupeProcess, bound: u64, limit: std::time::Duration) -> u64 {
+    let deadline = std::time::Instant::now() + limit;
     loop {
         let resident = resident_kib(node);
         if resident <= bound || std::time::Instant::now() >= deadline {

@@ -177,6 +177,10 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         // The owner's header or a room token (`?token=`); checked by the route itself.
         .route("/yjs/{room}", get(canvas::upgrade))
         .route("/", get(web::index))
+        .route("/rooms", get(web::index))
+        .route("/app/app.js", get(web::app_script))
+        .route("/app/app.css", get(web::app_styles))
+        .route("/app/LICENSES.txt", get(web::app_licenses))
         .route("/canvas/{room}", get(web::canvas_page))
         .route("/canvas/assets/board.js", get(web::canvas_script))
         .route("/canvas/assets/LICENSES.txt", get(web::canvas_licenses))

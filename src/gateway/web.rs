@@ -1,6 +1,8 @@
 //! The pages, compiled into the binary (no external CDN):
-//! - `GET /`: the web chat. It talks to `/ws`, sending the token in the `hello` frame (never
-//!   in the URL), and streams replies.
+//! - `GET /` (Chat) and `GET /rooms` (Canvas rooms): the web app's shell, one page for its
+//!   sections. Its script and styles (`/app/app.js`, `/app/app.css`) are built from
+//!   `src/gateway/web/src` by `scripts/build-web-app` and committed in `web/dist`. The chat
+//!   talks to `/ws`, sending the token in the `hello` frame (never in the URL).
 //! - `GET /canvas/{room}`: the whiteboard on a room ([`troupe_canvas::page`]), with its
 //!   script at `/canvas/assets/board.js`. It mints a room token with the owner's token (as
 //!   the chat page keeps it) and joins `/yjs/{room}` with it.
@@ -15,9 +17,13 @@ use troupe_canvas::page::{PAGE_HTML, PAGE_LICENSES, PAGE_SCRIPT};
 use super::error::{ApiCode, ApiError};
 
 const INDEX_HTML: &str = include_str!("web/index.html");
+const APP_SCRIPT: &str = include_str!("web/dist/app.js");
+const APP_STYLES: &str = include_str!("web/dist/app.css");
+const APP_LICENSES: &str = include_str!("web/dist/LICENSES.txt");
 
-/// Only our own page's script, styles and WebSocket: nothing from elsewhere.
-const CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; \
+/// Only the app's own script, styles and connections, and images from this node or inline
+/// data: nothing inline runs, and nothing from elsewhere loads.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub(crate) async fn index() -> Response {
@@ -70,4 +76,30 @@ pub(crate) async fn canvas_script() -> Response {
 
 pub(crate) async fn canvas_licenses() -> Response {
     ([(CONTENT_TYPE, "text/plain; charset=utf-8")], PAGE_LICENSES).into_response()
+}
+
+pub(crate) async fn app_script() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        APP_SCRIPT,
+    )
+        .into_response()
+}
+
+pub(crate) async fn app_styles() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        APP_STYLES,
+    )
+        .into_response()
+}
+
+pub(crate) async fn app_licenses() -> Response {
+    ([(CONTENT_TYPE, "text/plain; charset=utf-8")], APP_LICENSES).into_response()
 }

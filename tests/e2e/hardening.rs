@@ -77,6 +77,8 @@ async fn a_rebound_host_name_is_refused_on_every_route_before_it_runs() {
         "/api/v1/sessions",
         "/api/v1/pairing",
         "/",
+        "/rooms",
+        "/app/app.js",
         "/metrics",
         "/healthz",
         "/ws",

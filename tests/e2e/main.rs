@@ -28,5 +28,6 @@ mod slack;
 mod support;
 mod telegram;
 mod tracing;
+mod web_app;
 mod websocket;
 mod whatsapp;

@@ -10,7 +10,7 @@ use troupe_testkit::process::TroupeProcess;
 
 use crate::support::{binary, echo_node, openai_provider};
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = troupe_testkit::test_venv().join("bin/python");
     assert!(
         python.exists(),
@@ -20,13 +20,13 @@ fn python() -> PathBuf {
     python
 }
 
-fn script(name: &str) -> PathBuf {
+pub(crate) fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/e2e/python")
         .join(name)
 }
 
-async fn run_python(args: Vec<String>) -> Value {
+pub(crate) async fn run_python(args: Vec<String>) -> Value {
     let output =
         tokio::task::spawn_blocking(move || Command::new(python()).args(&args).output().unwrap())
             .await
@@ -102,14 +102,28 @@ async fn the_web_page_chats_in_a_real_browser() {
     assert_eq!(seen["user"], "hello from a real browser");
     assert_eq!(seen["assistant"], "streamed into a real browser");
     assert_eq!(seen["notice"], "", "a configured model needs no notice");
-    // The tool the assistant ran is shown above its answer, marked done.
+    // The tool the assistant ran is a card above its answer, marked done with its timing.
     let tools = seen["tools"].as_array().unwrap();
     assert_eq!(tools.len(), 1, "{seen}");
-    let line = tools[0].as_str().unwrap();
+    let card = &tools[0];
+    assert_eq!(card["name"], "calculator__evaluate");
     assert!(
-        line.contains("calculator__evaluate") && line.contains("6 * 7") && line.ends_with('✓'),
-        "{line}"
+        card["classes"].as_str().unwrap().contains("succeeded"),
+        "{card}"
     );
+    assert!(
+        card["status"].as_str().unwrap().starts_with("done in "),
+        "{card}"
+    );
+    let sections = card["sections"].as_array().unwrap();
+    assert!(
+        sections[0]
+            .as_str()
+            .unwrap()
+            .contains(r#""expression": "6 * 7""#),
+        "{card}"
+    );
+    assert!(sections[1].as_str().unwrap().contains("42"), "{card}");
     assert_eq!(fake.requests()[0].body["stream"], true);
 }
 

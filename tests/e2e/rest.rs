@@ -272,13 +272,43 @@ async fn metrics_and_the_web_page_are_served() {
     ] {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
-    let page = http().get(node.http_url()).send().await.unwrap();
-    assert!(
-        page.headers()["content-security-policy"]
+    for section in ["/", "/rooms"] {
+        let page = http()
+            .get(format!("{}{section}", node.http_url()))
+            .send()
+            .await
+            .unwrap();
+        let policy = page.headers()["content-security-policy"]
             .to_str()
             .unwrap()
-            .contains("default-src 'none'")
+            .to_owned();
+        assert!(
+            policy.contains("default-src 'none'") && !policy.contains("unsafe-inline"),
+            "{section}: {policy}"
+        );
+        let html = page.text().await.unwrap();
+        assert!(html.contains(r#"<script src="/app/app.js" defer></script>"#));
+        assert!(!html.contains("https://") && !html.contains("<script>"));
+    }
+    let script = http()
+        .get(format!("{}/app/app.js", node.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
     );
-    let html = page.text().await.unwrap();
-    assert!(html.contains("new WebSocket") && !html.contains("https://cdn"));
+    assert!(script.text().await.unwrap().contains("new WebSocket"));
+    let licenses = http()
+        .get(format!("{}/app/LICENSES.txt", node.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for package in ["dompurify", "highlight.js", "marked"] {
+        assert!(licenses.contains(&format!("==== {package} ")), "{package}");
+    }
 }

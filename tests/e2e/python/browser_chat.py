@@ -1,8 +1,8 @@
-"""Drives Troupe's web chat page in a real browser (Debian's Chromium through Playwright).
+"""Drives Troupe's web chat in a real browser (Debian's Chromium through Playwright).
 
 Usage: browser_chat.py PAGE_URL TOKEN
-Enters the token when the page asks for it, sends a message, waits for the streamed reply,
-and prints one JSON object with what the page showed.
+Signs in with the token when the page asks for it, sends a message, waits for the streamed
+answer, and prints one JSON object with what the page showed.
 """
 import json
 import shutil
@@ -14,6 +14,7 @@ FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+WAIT = 20000
 
 
 def main() -> None:
@@ -24,29 +25,31 @@ def main() -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
         page = browser.new_page()
-        asked = []
-
-        def answer_token_prompt(dialog):
-            asked.append(dialog.message)
-            dialog.accept(token)
-
-        page.on("dialog", answer_token_prompt)
-        # Without a token the first connection is refused: the page asks for one, stores it,
-        # and reconnects (after 1.5 s "disconnected, retrying…").
-        with page.expect_event("dialog", timeout=20000):
-            page.goto(url)
-        # The page's CSP forbids eval, so waits use selectors, never JavaScript strings.
-        connected = "#status:text-matches('^connected')"
-        page.wait_for_selector("#status:text-matches('^disconnected')", timeout=20000)
-        page.wait_for_selector(connected, timeout=20000)
+        # Without a token the node refuses the connection: the page asks for the token in
+        # its sign-in dialog, stores it, and connects again.
+        page.goto(url)
+        page.wait_for_selector("#sign-in[open]", timeout=WAIT)
+        page.fill("#token", token)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
         page.fill("#input", "hello from a real browser")
         page.keyboard.press("Enter")
-        page.wait_for_selector(".msg.assistant:text-matches('browser')", timeout=20000)
+        answer = page.locator(".message.assistant.done")
+        answer.wait_for(timeout=WAIT)
+        tools = []
+        for card in answer.locator(".tool-card").all():
+            card.locator("summary").click()
+            tools.append({
+                "name": card.locator(".tool-name").inner_text(),
+                "status": card.locator(".tool-status").inner_text(),
+                "classes": card.get_attribute("class"),
+                "sections": card.locator(".tool-section pre").all_inner_texts(),
+            })
         print(json.dumps({
-            "user": page.inner_text(".msg.user"),
-            "assistant": page.inner_text(".msg.assistant"),
+            "user": page.inner_text(".message.user"),
+            "assistant": answer.locator(".markdown").inner_text(),
             "notice": page.inner_text("#notice"),
-            "tools": [line.inner_text() for line in page.query_selector_all(".msg.tool")],
+            "tools": tools,
         }))
         browser.close()
 

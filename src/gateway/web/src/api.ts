@@ -1,0 +1,51 @@
+// The node's REST API as the page uses it: the owner's token (kept in this browser only)
+// and typed failures from its `{"error":{"code","message"}}` bodies.
+
+const TOKEN_KEY = "troupe.token";
+
+export function storedToken(): string {
+  return localStorage.getItem(TOKEN_KEY) ?? "";
+}
+
+export function storeToken(token: string): void {
+  localStorage.setItem(TOKEN_KEY, token);
+}
+
+/** A request the node refused or could not answer. */
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface ErrorBody {
+  error?: { code?: unknown; message?: unknown };
+}
+
+/** GETs `path` as JSON with the stored token. */
+export async function getJson<T>(path: string): Promise<T> {
+  const token = storedToken();
+  const headers: Record<string, string> = token ? { Authorization: "Bearer " + token } : {};
+  const answer = await fetch(path, { headers });
+  if (answer.ok) return (await answer.json()) as T;
+  let code = "http_" + answer.status;
+  let message = answer.statusText;
+  try {
+    const body = (await answer.json()) as ErrorBody;
+    if (typeof body.error?.code === "string") code = body.error.code;
+    if (typeof body.error?.message === "string") message = body.error.message;
+  } catch {
+    // Not JSON: the status says enough.
+  }
+  throw new ApiFailure(answer.status, code, message);
+}
+
+/** What `GET /api/v1/info` says about the node. */
+export interface NodeInfo {
+  notice?: string;
+  provider?: { kind: string; model: string };
+}

@@ -1,0 +1,224 @@
+// The chat: the person's messages, the assistant's answers rendered as markdown while they
+// stream, the tools it runs as cards, and reminders as they arrive.
+
+import { Connection, type ServerFrame } from "./connection";
+import { t } from "./i18n";
+import { renderMarkdown } from "./markdown";
+
+/** One answer on its way: where it is shown and the text so far. */
+interface Answer {
+  article: HTMLElement;
+  tools: HTMLElement;
+  body: HTMLElement;
+  text: string;
+  renderQueued: boolean;
+}
+
+/** A tool the assistant runs, shown as a collapsible card. */
+interface ToolCard {
+  card: HTMLDetailsElement;
+  status: HTMLElement;
+  startedAt: number;
+}
+
+function newMessageId(): string {
+  const random = crypto.getRandomValues(new Uint32Array(2));
+  return "web-" + Date.now().toString(36) + "-" + Array.from(random, (n) => n.toString(36)).join("");
+}
+
+/** JSON the model or a tool wrote, indented; anything else as it came. */
+function pretty(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value, null, 2);
+}
+
+function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  text?: string,
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export class ChatView {
+  private readonly answers = new Map<string, Answer>();
+  private readonly toolCards = new Map<string, ToolCard>();
+  private connection: Connection | null = null;
+
+  constructor(
+    private readonly log: HTMLElement,
+    private readonly form: HTMLFormElement,
+    private readonly input: HTMLTextAreaElement,
+  ) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.sendTyped();
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.sendTyped();
+      }
+    });
+    this.showEmptyHint();
+  }
+
+  attach(connection: Connection): void {
+    this.connection = connection;
+  }
+
+  /** A frame from the node. */
+  receive(frame: ServerFrame): void {
+    switch (frame.type) {
+      case "delta":
+        this.extend(frame.in_reply_to, frame.payload);
+        break;
+      case "reply":
+        this.finish(frame.in_reply_to, frame.payload);
+        break;
+      case "error":
+        this.fail(frame.in_reply_to, frame.code, frame.message);
+        break;
+      case "tool_call":
+        this.toolStarted(frame.in_reply_to, frame.call_id, frame.name, frame.arguments);
+        break;
+      case "tool_result":
+        this.toolEnded(frame.call_id, frame.ok, frame.result);
+        break;
+      case "notification":
+        this.notify(frame.payload);
+        break;
+      case "ack":
+        this.answers.get(frame.id)?.article.classList.add("stored");
+        break;
+    }
+  }
+
+  private sendTyped(): void {
+    const text = this.input.value.trim();
+    if (!text || !this.connection) return;
+    const id = newMessageId();
+    this.append(this.userMessage(text));
+    this.answers.set(id, this.pendingAnswer());
+    this.connection.send({ type: "message", id, content_type: "text", payload: text });
+    this.input.value = "";
+  }
+
+  private showEmptyHint(): void {
+    this.log.append(element("p", "empty-hint", t("emptyChat")));
+  }
+
+  private append(node: HTMLElement): void {
+    this.log.querySelector(".empty-hint")?.remove();
+    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 48;
+    this.log.append(node);
+    if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  private userMessage(text: string): HTMLElement {
+    const article = element("article", "message user");
+    article.setAttribute("aria-label", t("you"));
+    article.append(element("div", "text", text));
+    return article;
+  }
+
+  private pendingAnswer(): Answer {
+    const article = element("article", "message assistant pending");
+    article.setAttribute("aria-label", t("assistant"));
+    const tools = element("div", "tools");
+    const body = element("div", "markdown", t("thinking"));
+    article.append(tools, body);
+    this.append(article);
+    return { article, tools, body, text: "", renderQueued: false };
+  }
+
+  private extend(id: string, piece: string): void {
+    const answer = this.answers.get(id);
+    if (!answer) return;
+    answer.text += piece;
+    this.queueRender(answer);
+  }
+
+  /** Renders at most once a frame, however fast the pieces come. */
+  private queueRender(answer: Answer): void {
+    if (answer.renderQueued) return;
+    answer.renderQueued = true;
+    window.requestAnimationFrame(() => {
+      answer.renderQueued = false;
+      this.render(answer);
+    });
+  }
+
+  private render(answer: Answer): void {
+    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 48;
+    answer.article.classList.remove("pending");
+    renderMarkdown(answer.body, answer.text);
+    if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  private finish(id: string, text: string): void {
+    const answer = this.answers.get(id);
+    if (!answer) return;
+    answer.text = text;
+    this.render(answer);
+    answer.article.classList.add("done");
+    this.answers.delete(id);
+  }
+
+  private fail(id: string | undefined, code: string, message: string): void {
+    const answer = id === undefined ? undefined : this.answers.get(id);
+    const line = element("p", "error-text", t("errorPrefix") + ": " + message);
+    line.dataset.code = code;
+    line.setAttribute("role", "alert");
+    if (id === undefined || answer === undefined) {
+      const article = element("article", "message assistant failed");
+      article.append(line);
+      this.append(article);
+      return;
+    }
+    answer.article.classList.remove("pending");
+    answer.article.classList.add("failed");
+    answer.body.replaceChildren(line);
+    this.answers.delete(id);
+  }
+
+  private toolStarted(id: string, callId: string, name: string, args: unknown): void {
+    const answer = this.answers.get(id);
+    if (!answer) return;
+    const card = element("details", "tool-card running");
+    const summary = element("summary", "");
+    const status = element("span", "tool-status", t("toolRunning"));
+    summary.append(element("span", "tool-name", name), status);
+    const argumentsBlock = element("div", "tool-section");
+    argumentsBlock.append(element("h4", "", t("toolArguments")), element("pre", "", pretty(args)));
+    card.append(summary, argumentsBlock);
+    answer.tools.append(card);
+    answer.article.classList.remove("pending");
+    this.toolCards.set(callId, { card, status, startedAt: performance.now() });
+  }
+
+  private toolEnded(callId: string, ok: boolean, result: unknown): void {
+    const tool = this.toolCards.get(callId);
+    if (!tool) return;
+    this.toolCards.delete(callId);
+    const elapsed = Math.round(performance.now() - tool.startedAt);
+    tool.card.classList.remove("running");
+    tool.card.classList.add(ok ? "succeeded" : "failed");
+    tool.status.textContent = ok ? t("toolDone", { ms: elapsed }) : t("toolFailed");
+    const resultBlock = element("div", "tool-section");
+    resultBlock.append(element("h4", "", t("toolResult")), element("pre", "", pretty(result)));
+    tool.card.append(resultBlock);
+    if (!ok) tool.card.open = true;
+  }
+
+  private notify(text: string): void {
+    const article = element("article", "message assistant notification");
+    article.setAttribute("aria-label", t("reminder"));
+    const body = element("div", "markdown");
+    renderMarkdown(body, text);
+    article.append(body);
+    this.append(article);
+  }
+}

@@ -1,0 +1,125 @@
+// The page's WebSocket to `/ws`: says hello with the sender id and token, reconnects on
+// its own with a growing pause, and keeps every message until it is answered. A message
+// typed while offline waits here and goes out on reconnect; one whose answer was lost
+// with a dropped connection is sent again with the same id, and the node answers a
+// repeated id with its first reply, so each message is answered once.
+
+import { storedToken } from "./api";
+
+/** A message the person sends (the protocol's `message` frame). */
+export interface MessageFrame {
+  type: "message";
+  id: string;
+  content_type: "text";
+  payload: string;
+}
+
+/** Every frame the node sends on `/ws`. */
+export type ServerFrame =
+  | { type: "ack"; id: string }
+  | { type: "delta"; in_reply_to: string; payload: string }
+  | { type: "reply"; id: string; in_reply_to: string; payload: string }
+  | { type: "error"; in_reply_to?: string; code: string; message: string }
+  | { type: "tool_call"; in_reply_to: string; call_id: string; name: string; arguments: unknown }
+  | { type: "tool_result"; in_reply_to: string; call_id: string; name: string; ok: boolean; result: unknown }
+  | { type: "notification"; id: string; payload: string; timestamp: number };
+
+export type ConnectionState = "connecting" | "connected" | "offline" | "unauthorized";
+
+export interface ConnectionListener {
+  frame(frame: ServerFrame): void;
+  state(state: ConnectionState, waiting: number): void;
+}
+
+const FIRST_PAUSE_MS = 500;
+const LONGEST_PAUSE_MS = 10_000;
+
+function isServerFrame(value: unknown): value is ServerFrame {
+  return typeof value === "object" && value !== null && typeof (value as { type?: unknown }).type === "string";
+}
+
+export class Connection {
+  private socket: WebSocket | null = null;
+  private stateNow: ConnectionState = "connecting";
+  private pauseMs = FIRST_PAUSE_MS;
+  private retry: number | null = null;
+  /** Sent or waiting to be, in the order typed, until a reply or an error answers them. */
+  private readonly unanswered = new Map<string, MessageFrame>();
+
+  constructor(
+    private readonly senderId: string,
+    private readonly listener: ConnectionListener,
+  ) {
+    window.addEventListener("online", () => this.reconnectNow());
+  }
+
+  get state(): ConnectionState {
+    return this.stateNow;
+  }
+
+  /** Connects (again, at once) with the stored token. */
+  reconnectNow(): void {
+    if (this.retry !== null) window.clearTimeout(this.retry);
+    this.retry = null;
+    this.pauseMs = FIRST_PAUSE_MS;
+    if (this.socket && this.socket.readyState <= WebSocket.OPEN) this.socket.close();
+    this.open();
+  }
+
+  /** Sends `frame` now if connected, else on reconnect. */
+  send(frame: MessageFrame): void {
+    this.unanswered.set(frame.id, frame);
+    if (this.stateNow === "connected" && this.socket) this.socket.send(JSON.stringify(frame));
+    else this.announce(this.stateNow);
+  }
+
+  private open(): void {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + "/ws");
+    this.socket = socket;
+    this.announce("connecting");
+    socket.onopen = () => {
+      const token = storedToken();
+      socket.send(JSON.stringify({ type: "hello", sender_id: this.senderId, token: token || undefined }));
+      this.pauseMs = FIRST_PAUSE_MS;
+      this.announce("connected");
+      for (const frame of this.unanswered.values()) socket.send(JSON.stringify(frame));
+    };
+    socket.onmessage = (event: MessageEvent) => this.receive(event.data);
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.stateNow === "unauthorized") return;
+      this.announce("offline");
+      this.retry = window.setTimeout(() => {
+        this.retry = null;
+        this.open();
+      }, this.pauseMs);
+      this.pauseMs = Math.min(this.pauseMs * 2, LONGEST_PAUSE_MS);
+    };
+  }
+
+  private receive(data: unknown): void {
+    if (typeof data !== "string") return;
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!isServerFrame(frame)) return;
+    if (frame.type === "error" && frame.code === "unauthorized") {
+      this.announce("unauthorized");
+      return;
+    }
+    if (frame.type === "reply" || frame.type === "error") {
+      if (frame.in_reply_to !== undefined) this.unanswered.delete(frame.in_reply_to);
+    }
+    this.listener.frame(frame);
+  }
+
+  private announce(state: ConnectionState): void {
+    this.stateNow = state;
+    this.listener.state(state, state === "connected" ? 0 : this.unanswered.size);
+  }
+}

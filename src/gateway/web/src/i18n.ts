@@ -1,0 +1,146 @@
+// Every string the app shows, in English and Simplified Chinese. The language follows the
+// browser (navigator.languages); a string missing from a translation is a type error.
+
+const english = {
+  appName: "Troupe",
+  navigation: "Sections",
+  navChat: "Chat",
+  navCanvas: "Canvas",
+  statusConnecting: "Connecting…",
+  statusConnected: "Connected",
+  statusOffline: "Offline, reconnecting…",
+  statusSignIn: "Access token needed",
+  queued: "{count} waiting to send",
+  signInTitle: "This assistant needs its access token",
+  signInHelp: "It is the server.token of the node's troupe.toml. It stays in this browser.",
+  tokenLabel: "Access token",
+  signIn: "Sign in",
+  messagesLabel: "Conversation",
+  composerLabel: "Message",
+  composerPlaceholder: "Message your assistant (Enter to send, Shift+Enter for a new line)",
+  send: "Send",
+  you: "You",
+  assistant: "Assistant",
+  thinking: "Thinking…",
+  copy: "Copy",
+  copied: "Copied",
+  copyFailed: "Copy failed",
+  code: "code",
+  imageBlocked: "image: {alt}",
+  toolRunning: "running…",
+  toolDone: "done in {ms} ms",
+  toolFailed: "failed",
+  toolArguments: "Arguments",
+  toolResult: "Result",
+  reminder: "Reminder",
+  errorPrefix: "Error",
+  emptyChat: "Ask anything. Answers keep their formatting: lists, tables and code.",
+  roomsTitle: "Canvas rooms",
+  roomsEmpty: "No rooms yet. Open one by name to start drawing together.",
+  roomsLoadFailed: "The rooms could not be loaded: {message}",
+  roomName: "Room name",
+  roomNameHelp: "1–128 letters, digits, dots, dashes or underscores",
+  openRoom: "Open",
+  roomClients: "{count} connected",
+  roomUpdated: "updated {when}",
+  roomSize: "{kib} KiB",
+} as const;
+
+export type Key = keyof typeof english;
+type Strings = Record<Key, string>;
+
+const simplifiedChinese: Strings = {
+  appName: "Troupe",
+  navigation: "栏目",
+  navChat: "聊天",
+  navCanvas: "画布",
+  statusConnecting: "正在连接…",
+  statusConnected: "已连接",
+  statusOffline: "离线，正在重新连接…",
+  statusSignIn: "需要访问令牌",
+  queued: "{count} 条等待发送",
+  signInTitle: "此助手需要访问令牌",
+  signInHelp: "即节点 troupe.toml 中的 server.token，只保存在此浏览器中。",
+  tokenLabel: "访问令牌",
+  signIn: "登录",
+  messagesLabel: "对话",
+  composerLabel: "消息",
+  composerPlaceholder: "给助手发消息（Enter 发送，Shift+Enter 换行）",
+  send: "发送",
+  you: "你",
+  assistant: "助手",
+  thinking: "思考中…",
+  copy: "复制",
+  copied: "已复制",
+  copyFailed: "复制失败",
+  code: "代码",
+  imageBlocked: "图片：{alt}",
+  toolRunning: "运行中…",
+  toolDone: "用时 {ms} 毫秒",
+  toolFailed: "失败",
+  toolArguments: "参数",
+  toolResult: "结果",
+  reminder: "提醒",
+  errorPrefix: "错误",
+  emptyChat: "随便问。回答保留格式：列表、表格和代码。",
+  roomsTitle: "画布房间",
+  roomsEmpty: "还没有房间。输入名称打开一个，一起画。",
+  roomsLoadFailed: "无法加载房间：{message}",
+  roomName: "房间名称",
+  roomNameHelp: "1–128 个字母、数字、点、短横线或下划线",
+  openRoom: "打开",
+  roomClients: "{count} 人在线",
+  roomUpdated: "更新于 {when}",
+  roomSize: "{kib} KiB",
+};
+
+export type Language = "en" | "zh-CN";
+
+/** The first of the browser's languages that the app speaks; English otherwise. */
+export function pickLanguage(preferred: readonly string[]): Language {
+  for (const tag of preferred) {
+    const lower = tag.toLowerCase();
+    if (lower === "zh" || lower.startsWith("zh-cn") || lower.startsWith("zh-hans") || lower === "zh-sg") {
+      return "zh-CN";
+    }
+    if (lower.startsWith("en")) return "en";
+  }
+  return "en";
+}
+
+export const language: Language = pickLanguage(navigator.languages ?? [navigator.language]);
+const strings: Strings = language === "zh-CN" ? simplifiedChinese : english;
+
+/** The string `key` in the page's language, with `{name}` replaced by `values[name]`. */
+export function t(key: Key, values: Record<string, string | number> = {}): string {
+  return strings[key].replace(/\{(\w+)\}/g, (whole, name: string) =>
+    name in values ? String(values[name]) : whole,
+  );
+}
+
+function isKey(name: string | undefined): name is Key {
+  return name !== undefined && name in english;
+}
+
+/**
+ * Fills the static page: `data-i18n` sets the text, `data-i18n-placeholder`,
+ * `data-i18n-label` (aria-label) and `data-i18n-title` set those attributes.
+ */
+export function localize(root: ParentNode): void {
+  document.documentElement.lang = language;
+  for (const element of root.querySelectorAll<HTMLElement>("[data-i18n]")) {
+    if (isKey(element.dataset.i18n)) element.textContent = t(element.dataset.i18n);
+  }
+  const attributes: [string, string][] = [
+    ["i18nPlaceholder", "placeholder"],
+    ["i18nLabel", "aria-label"],
+    ["i18nTitle", "title"],
+  ];
+  for (const [data, attribute] of attributes) {
+    const selector = "[data-" + data.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()) + "]";
+    for (const element of root.querySelectorAll<HTMLElement>(selector)) {
+      const key = element.dataset[data];
+      if (isKey(key)) element.setAttribute(attribute, t(key));
+    }
+  }
+}

@@ -1,0 +1,119 @@
+// The app shell: one page for every section (Chat at `/`, Canvas at `/rooms`), with the
+// navigation, the connection indicator and the sign-in form they share. A section is a
+// `<section data-path>` in index.html and a start function here.
+
+import "./styles.css";
+import { getJson, storeToken, type NodeInfo } from "./api";
+import { ChatView } from "./chat";
+import { Connection, type ConnectionState } from "./connection";
+import { localize, t, type Key } from "./i18n";
+import { openRoomOnSubmit, showRooms } from "./rooms";
+
+function byId<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error("the page has no #" + id);
+  return found as T;
+}
+
+function senderId(): string {
+  let id = localStorage.getItem("troupe.sender");
+  if (!id) {
+    id = "web-" + crypto.getRandomValues(new Uint32Array(2)).join("");
+    localStorage.setItem("troupe.sender", id);
+  }
+  return id;
+}
+
+const STATE_TEXT: Record<ConnectionState, Key> = {
+  connecting: "statusConnecting",
+  connected: "statusConnected",
+  offline: "statusOffline",
+  unauthorized: "statusSignIn",
+};
+
+function showState(state: ConnectionState, waiting: number, model: string): void {
+  const status = byId("status");
+  status.dataset.state = state;
+  let text = t(STATE_TEXT[state]);
+  if (state === "connected" && model) text += " · " + model;
+  if (waiting > 0) text += " · " + t("queued", { count: waiting });
+  byId("status-text").textContent = text;
+  askForToken(state === "unauthorized");
+}
+
+/** Shows the sign-in dialog (modal: the page behind waits) while the node wants a token. */
+function askForToken(needed: boolean): void {
+  const dialog = byId<HTMLDialogElement>("sign-in");
+  if (needed && !dialog.open) dialog.showModal();
+  if (!needed && dialog.open) dialog.close();
+}
+
+async function nodeInfo(): Promise<NodeInfo> {
+  try {
+    return await getJson<NodeInfo>("/api/v1/info");
+  } catch {
+    return {};
+  }
+}
+
+function startChat(): void {
+  const chat = new ChatView(byId("log"), byId("composer"), byId("input"));
+  let model = "";
+  let last: { state: ConnectionState; waiting: number } = { state: "connecting", waiting: 0 };
+  const refreshInfo = async () => {
+    const info = await nodeInfo();
+    const notice = byId("notice");
+    notice.hidden = !info.notice;
+    notice.textContent = info.notice ?? "";
+    model = info.provider ? info.provider.kind + " · " + info.provider.model : "";
+    showState(last.state, last.waiting, model);
+  };
+  const connection = new Connection(senderId(), {
+    frame: (frame) => chat.receive(frame),
+    state: (state, waiting) => {
+      last = { state, waiting };
+      showState(state, waiting, model);
+      if (state === "connected") void refreshInfo();
+    },
+  });
+  chat.attach(connection);
+  onSignIn(() => connection.reconnectNow());
+  connection.reconnectNow();
+}
+
+/** Stores the token the person enters, then calls `then`. */
+function onSignIn(then: () => void): void {
+  byId<HTMLFormElement>("sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    storeToken(byId<HTMLInputElement>("token").value.trim());
+    then();
+  });
+}
+
+function startRooms(): void {
+  byId("status").hidden = true;
+  openRoomOnSubmit(byId("open-room"), byId("room-name"));
+  const load = async () => {
+    const needsToken = await showRooms(byId("rooms"), byId("rooms-problem"));
+    askForToken(needsToken);
+  };
+  onSignIn(() => void load());
+  void load();
+}
+
+const SECTIONS: Record<string, () => void> = { "/": startChat, "/rooms": startRooms };
+
+function start(): void {
+  localize(document);
+  const path = location.pathname in SECTIONS ? location.pathname : "/";
+  for (const section of document.querySelectorAll<HTMLElement>("main > section[data-path]")) {
+    section.hidden = section.dataset.path !== path;
+  }
+  for (const link of document.querySelectorAll<HTMLAnchorElement>("nav a")) {
+    if (link.getAttribute("href") === path) link.setAttribute("aria-current", "page");
+  }
+  document.title = t(path === "/rooms" ? "navCanvas" : "navChat") + " · " + t("appName");
+  SECTIONS[path]!();
+}
+
+start();

@@ -1,7 +1,8 @@
 //! The web app in a real browser (Chromium through Playwright, `python/browser_app.py`),
 //! in English and Simplified Chinese: streamed markdown rendered with a highlighted code
 //! block and its copy button, a tool card, the XSS corpus (`python/xss_corpus.md`) inert
-//! as the model's answer and in a tool card, the canvas rooms section, axe-core on every
+//! as the model's answer and in a tool card (and again after a reload, restored from the
+//! node's history), the canvas rooms section, axe-core on every
 //! section in both themes, screenshots at 1280x800 and 360x740 in both themes, kept in
 //! `target/test-artifacts/web-app` (or `$TROUPE_SCREENSHOTS/web-app`), and the offline
 //! queue: two messages typed while the connection is cut are each answered once.
@@ -140,6 +141,37 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
                 .iter()
                 .all(|tag| tag == "h4" || tag == "pre"),
             "{seen}"
+        );
+
+        // After a reload: the conversation as the node keeps it, still inert.
+        let restored = &seen["restored"];
+        assert_eq!(restored["user_messages"], 4, "{restored}");
+        assert_eq!(restored["answers"], 4, "{restored}");
+        assert_eq!(
+            texts(&restored["table"]),
+            ["Planet\tMoons", "Earth\t1", "Mars\t2"]
+        );
+        let done = if locale == "en-US" {
+            "done"
+        } else {
+            "已完成"
+        };
+        assert_eq!(texts(&restored["tool_statuses"])[0], done, "{restored}");
+        let classes = texts(&restored["tool_classes"]);
+        assert!(
+            classes[0].contains("succeeded") && classes[1].contains("failed"),
+            "{restored}"
+        );
+        assert_eq!(restored["xss_problems"], json!([]), "{locale}");
+        assert_eq!(restored["pwned"], Value::Null, "{locale}");
+        assert_eq!(restored["dialogs"], json!([]), "{locale}");
+        assert!(
+            restored["tool_card_elements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|tag| tag == "h4" || tag == "pre"),
+            "{restored}"
         );
 
         assert_eq!(texts(&seen["rooms"]), ["team-board"]);

@@ -177,6 +177,28 @@ def one_language(browser, url, token, locale, artefacts, axe_js, corpus):
     run_axe(page, axe_js, "chat", violations)
     screenshots(page, artefacts, f"chat-xss-{locale}")
 
+    # A reload shows the conversation as the node keeps it, through the same sanitizer.
+    page.reload()
+    page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
+    page.locator(".message.assistant.earlier").nth(3).wait_for(timeout=WAIT)
+    restored = {
+        "user_messages": page.locator(".message.user").count(),
+        "answers": page.locator(".message.assistant.earlier").count(),
+        "table": page.locator(".message.assistant.earlier table tr").all_inner_texts()[:3],
+        "tool_statuses": page.locator(".tool-card .tool-status").all_inner_texts(),
+        "tool_classes": [card.get_attribute("class") for card in page.locator(".tool-card").all()],
+        "xss_problems": page.evaluate(DANGER_CHECK, ["#log .markdown", ALLOWED_TAGS]),
+        "tool_card_elements": page.evaluate(
+            "() => [...document.querySelectorAll('#log .tool-section *')].map((e) => e.tagName.toLowerCase())"
+        ),
+    }
+    for link in page.locator("#log .markdown a").all():
+        link.hover()
+    page.wait_for_timeout(300)
+    restored["pwned"] = page.evaluate("() => window.__pwned ?? null")
+    restored["dialogs"] = dialogs
+    seen["restored"] = restored
+
     page.goto(url + "/rooms")
     page.wait_for_selector("#rooms li", timeout=WAIT)
     seen["rooms"] = page.locator("#rooms li a").all_inner_texts()

@@ -49,3 +49,26 @@ export interface NodeInfo {
   notice?: string;
   provider?: { kind: string; model: string };
 }
+
+/** One entry of a conversation's history (`GET /api/v1/sessions/{key}`). */
+export interface HistoryEntry {
+  role: "system" | "user" | "assistant" | "tool";
+  content: string;
+  message_id?: string;
+  tool_calls?: { id: string; name: string; arguments: string }[];
+  tool_call_id?: string;
+  timestamp: number;
+}
+
+/** The history the node keeps for the session `key`; empty when it has none. */
+export async function history(key: string): Promise<HistoryEntry[]> {
+  try {
+    const session = await getJson<{ history: HistoryEntry[] }>(
+      "/api/v1/sessions/" + encodeURIComponent(key),
+    );
+    return session.history;
+  } catch (error) {
+    if (error instanceof ApiFailure && error.status === 404) return [];
+    throw error;
+  }
+}

@@ -1,6 +1,7 @@
 // The chat: the person's messages, the assistant's answers rendered as markdown while they
 // stream, the tools it runs as cards, and reminders as they arrive.
 
+import type { HistoryEntry } from "./api";
 import { Connection, type ServerFrame } from "./connection";
 import { t } from "./i18n";
 import { renderMarkdown } from "./markdown";
@@ -40,6 +41,53 @@ function element<K extends keyof HTMLElementTagNameMap>(
   node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+function newAnswer(): Answer {
+  const article = element("article", "message assistant pending");
+  article.setAttribute("aria-label", t("assistant"));
+  const tools = element("div", "tools");
+  const body = element("div", "markdown", t("thinking"));
+  article.append(tools, body);
+  return { article, tools, body, text: "", renderQueued: false };
+}
+
+/** JSON when `text` is JSON, else the text itself (as the node's tool frames do). */
+function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+/** A failed tool call's result is `{"error": {"code", "message"}}`. */
+function isToolError(result: unknown): boolean {
+  return typeof result === "object" && result !== null && "error" in result;
+}
+
+function newToolCard(answer: Answer, name: string, args: unknown): ToolCard {
+  const card = element("details", "tool-card running");
+  const summary = element("summary", "");
+  const status = element("span", "tool-status", t("toolRunning"));
+  summary.append(element("span", "tool-name", name), status);
+  const argumentsBlock = element("div", "tool-section");
+  argumentsBlock.append(element("h4", "", t("toolArguments")), element("pre", "", pretty(args)));
+  card.append(summary, argumentsBlock);
+  answer.tools.append(card);
+  return { card, status, startedAt: performance.now() };
+}
+
+/** Marks the card done or failed; `elapsedMs` is null for a call from the history. */
+function endToolCard(tool: ToolCard, ok: boolean, result: unknown, elapsedMs: number | null): void {
+  tool.card.classList.remove("running");
+  tool.card.classList.add(ok ? "succeeded" : "failed");
+  const done = elapsedMs === null ? t("toolDoneEarlier") : t("toolDone", { ms: elapsedMs });
+  tool.status.textContent = ok ? done : t("toolFailed");
+  const resultBlock = element("div", "tool-section");
+  resultBlock.append(element("h4", "", t("toolResult")), element("pre", "", pretty(result)));
+  tool.card.append(resultBlock);
+  if (!ok) tool.card.open = true;
 }
 
 export class ChatView {
@@ -125,13 +173,9 @@ export class ChatView {
   }
 
   private pendingAnswer(): Answer {
-    const article = element("article", "message assistant pending");
-    article.setAttribute("aria-label", t("assistant"));
-    const tools = element("div", "tools");
-    const body = element("div", "markdown", t("thinking"));
-    article.append(tools, body);
-    this.append(article);
-    return { article, tools, body, text: "", renderQueued: false };
+    const answer = newAnswer();
+    this.append(answer.article);
+    return answer;
   }
 
   private extend(id: string, piece: string): void {
@@ -187,30 +231,54 @@ export class ChatView {
   private toolStarted(id: string, callId: string, name: string, args: unknown): void {
     const answer = this.answers.get(id);
     if (!answer) return;
-    const card = element("details", "tool-card running");
-    const summary = element("summary", "");
-    const status = element("span", "tool-status", t("toolRunning"));
-    summary.append(element("span", "tool-name", name), status);
-    const argumentsBlock = element("div", "tool-section");
-    argumentsBlock.append(element("h4", "", t("toolArguments")), element("pre", "", pretty(args)));
-    card.append(summary, argumentsBlock);
-    answer.tools.append(card);
     answer.article.classList.remove("pending");
-    this.toolCards.set(callId, { card, status, startedAt: performance.now() });
+    this.toolCards.set(callId, newToolCard(answer, name, args));
   }
 
   private toolEnded(callId: string, ok: boolean, result: unknown): void {
     const tool = this.toolCards.get(callId);
     if (!tool) return;
     this.toolCards.delete(callId);
-    const elapsed = Math.round(performance.now() - tool.startedAt);
-    tool.card.classList.remove("running");
-    tool.card.classList.add(ok ? "succeeded" : "failed");
-    tool.status.textContent = ok ? t("toolDone", { ms: elapsed }) : t("toolFailed");
-    const resultBlock = element("div", "tool-section");
-    resultBlock.append(element("h4", "", t("toolResult")), element("pre", "", pretty(result)));
-    tool.card.append(resultBlock);
-    if (!ok) tool.card.open = true;
+    endToolCard(tool, ok, result, Math.round(performance.now() - tool.startedAt));
+  }
+
+  /**
+   * Shows the conversation as the node keeps it (after a reload), above anything typed
+   * since: the person's messages, the tools each answer ran, and the answers.
+   */
+  restore(entries: readonly HistoryEntry[]): void {
+    const earlier = document.createDocumentFragment();
+    const cards = new Map<string, ToolCard>();
+    let answer: Answer | null = null;
+    for (const entry of entries) {
+      if (entry.role === "user") {
+        answer = null;
+        earlier.append(this.userMessage(entry.content));
+      } else if (entry.role === "assistant") {
+        if (!answer) {
+          answer = newAnswer();
+          earlier.append(answer.article);
+        }
+        for (const call of entry.tool_calls ?? []) {
+          cards.set(call.id, newToolCard(answer, call.name, jsonOrText(call.arguments)));
+        }
+        if ((entry.tool_calls ?? []).length === 0) {
+          answer.text = entry.content;
+          answer.article.classList.remove("pending");
+          answer.article.classList.add("done", "earlier");
+          renderMarkdown(answer.body, entry.content);
+          answer = null;
+        }
+      } else if (entry.role === "tool" && entry.tool_call_id !== undefined) {
+        const card = cards.get(entry.tool_call_id);
+        const result = jsonOrText(entry.content);
+        if (card) endToolCard(card, !isToolError(result), result, null);
+      }
+    }
+    if (earlier.childNodes.length === 0) return;
+    this.log.querySelector(".empty-hint")?.remove();
+    this.log.prepend(earlier);
+    this.log.scrollTop = this.log.scrollHeight;
   }
 
   private notify(text: string): void {

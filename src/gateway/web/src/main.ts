@@ -3,7 +3,7 @@
 // `<section data-path>` in index.html and a start function here.
 
 import "./styles.css";
-import { getJson, storeToken, type NodeInfo } from "./api";
+import { getJson, history, storeToken, type NodeInfo } from "./api";
 import { ChatView } from "./chat";
 import { Connection, type ConnectionState } from "./connection";
 import { localize, t, type Key } from "./i18n";
@@ -68,12 +68,23 @@ function startChat(): void {
     model = info.provider ? info.provider.kind + " · " + info.provider.model : "";
     showState(last.state, last.waiting, model);
   };
-  const connection = new Connection(senderId(), {
+  const sender = senderId();
+  let restored = false;
+  const connection = new Connection(sender, {
     frame: (frame) => chat.receive(frame),
     state: (state, waiting) => {
       last = { state, waiting };
       showState(state, waiting, model);
-      if (state === "connected") void refreshInfo();
+      if (state !== "connected") return;
+      void refreshInfo();
+      if (!restored) {
+        restored = true;
+        // The WebSocket's conversation is the sender's own: its session is `ws:<sender>`.
+        history("ws:" + sender).then(
+          (entries) => chat.restore(entries),
+          () => (restored = false),
+        );
+      }
     },
   });
   chat.attach(connection);

@@ -44,7 +44,7 @@ mod supervisor_tests;
 pub use ids::SessionKey;
 pub use ingress::{Ingress, Submission};
 pub use message::{
-    Attachment, ContentType, DraftDefaults, InboundDraft, InboundMessage, MessageError,
+    Attachment, Awaiting, ContentType, DraftDefaults, InboundDraft, InboundMessage, MessageError,
     MessageLimits, OutboundReply,
 };
 pub use provider::{

@@ -239,6 +239,18 @@ pub struct OutboundReply {
     pub payload: String,
     /// Unix seconds.
     pub timestamp: u64,
+    /// What the reply waits for from the person, when it asks them something the node
+    /// understands (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<Awaiting>,
+}
+
+/// What a reply waits for from the person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Awaiting {
+    /// A yes or no to the tool calls the reply lists (see `session::tools`).
+    Confirmation,
 }
 
 /// An inbound message as a client sends it: everything the server can fill in is optional.
@@ -620,6 +632,7 @@ mod tests {
             content_type: ContentType::Text,
             payload: "hi".into(),
             timestamp: 7,
+            awaiting: None,
         };
         let json = serde_json::to_value(&reply).unwrap();
         assert_eq!(

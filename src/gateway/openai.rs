@@ -199,6 +199,7 @@ fn stateless_turn(
                     content_type: ContentType::Text,
                     payload: completion.text,
                     timestamp: unix_now(),
+                    awaiting: None,
                 }),
                 model_latency: started.elapsed(),
             },

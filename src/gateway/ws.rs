@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::metrics as metric_names;
-use troupe_actors::{ContentType, TurnError, TurnEvent, TurnEventReceiver};
+use troupe_actors::{Awaiting, ContentType, TurnError, TurnEvent, TurnEventReceiver};
 
 use super::admission::ConnectionTicket;
 use super::callers::{Caller, authenticate};
@@ -121,6 +121,8 @@ enum HotFrame<'a> {
         content_type: ContentType,
         payload: &'a str,
         timestamp: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        awaiting: Option<Awaiting>,
     },
 }
 
@@ -149,6 +151,7 @@ fn event_frame(event: &TurnEvent) -> Message {
             content_type: reply.content_type,
             payload: &reply.payload,
             timestamp: reply.timestamp,
+            awaiting: reply.awaiting,
         }),
         TurnEvent::Failed { in_reply_to, error } => {
             error_frame(Some(in_reply_to), error.code.into(), &error.message)

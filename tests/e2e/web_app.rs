@@ -1,6 +1,6 @@
 //! The web app in a real browser (Chromium through Playwright, `python/browser_app.py`),
 //! in English and Simplified Chinese: streamed markdown rendered with a highlighted code
-//! block and its copy button, a tool card, the XSS corpus (`python/xss_corpus.md`) inert
+//! block and its copy button, a tool card, a confirmation allowed and one refused, the XSS corpus (`python/xss_corpus.md`) inert
 //! as the model's answer and in a tool card (and again after a reload, restored from the
 //! node's history), the canvas rooms section, axe-core on every
 //! section in both themes, screenshots at 1280x800 and 360x740 in both themes, kept in
@@ -49,8 +49,10 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
     let fake = FakeLlm::start(None).await;
     let config = format!(
         // The offline test reaches the node through a proxy on another loopback port.
-        "[server]\ntoken = \"page-token\"\nallowed_hosts = [\"127.0.0.1\"]\n\n{}",
-        openai_provider(&fake.openai_base_url(), "")
+        "[server]\ntoken = \"page-token\"\nallowed_hosts = [\"127.0.0.1\"]\n\n{}\n{}",
+        openai_provider(&fake.openai_base_url(), ""),
+        "[[skills]]\nkind = \"builtin\"\nname = \"notes\"\npermissions.confirm = [\"remember\"]\n\
+         [[skills]]\nkind = \"builtin\"\nname = \"calculator\"\n"
     );
     let node = TroupeProcess::start(binary(), &config).await.unwrap();
     let room = http()
@@ -117,6 +119,44 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
             "{seen}"
         );
 
+        // A confirmation: the buttons send yes or no, and the waiting card follows.
+        let [allowed, refused] = [&seen["confirmations"][0], &seen["confirmations"][1]];
+        let (allow, refuse, waiting) = if locale == "en-US" {
+            ("Allow", "Refuse", "waiting for your answer")
+        } else {
+            ("允许", "拒绝", "等待你的答复")
+        };
+        for asked in [allowed, refused] {
+            assert!(
+                asked["question"]
+                    .as_str()
+                    .unwrap()
+                    .contains("notes__remember"),
+                "{asked}"
+            );
+            assert_eq!(asked["waiting"], waiting, "{asked}");
+            assert_eq!(texts(&asked["buttons"]), [allow, refuse], "{asked}");
+            assert_eq!(asked["disabled"], 2, "{asked}");
+        }
+        assert_eq!(allowed["sent"], "yes");
+        assert!(
+            allowed["card"].as_str().unwrap().contains("succeeded"),
+            "{allowed}"
+        );
+        assert!(
+            allowed["answer"].as_str().unwrap().contains("milk"),
+            "{allowed}"
+        );
+        assert_eq!(refused["sent"], "no");
+        assert!(
+            refused["card"].as_str().unwrap().contains("failed"),
+            "{refused}"
+        );
+        assert!(
+            refused["answer"].as_str().unwrap().contains("refused"),
+            "{refused}"
+        );
+
         // The corpus came back whole, as text where it was markup, and ran nothing.
         assert_eq!(seen["xss_problems"], json!([]), "{locale}");
         assert_eq!(seen["pwned"], Value::Null, "{locale}");
@@ -145,8 +185,16 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
 
         // After a reload: the conversation as the node keeps it, still inert.
         let restored = &seen["restored"];
-        assert_eq!(restored["user_messages"], 4, "{restored}");
-        assert_eq!(restored["answers"], 4, "{restored}");
+        assert_eq!(restored["user_messages"], 9, "{restored}");
+        assert_eq!(restored["answers"], 9, "{restored}");
+        assert_eq!(texts(&restored["waiting_buttons"]), [allow, refuse]);
+        assert!(
+            restored["allowed_after_reload"]
+                .as_str()
+                .unwrap()
+                .contains("bread"),
+            "{restored}"
+        );
         assert_eq!(
             texts(&restored["table"]),
             ["Planet\tMoons", "Earth\t1", "Mars\t2"]
@@ -157,9 +205,15 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
             "已完成"
         };
         assert_eq!(texts(&restored["tool_statuses"])[0], done, "{restored}");
-        let classes = texts(&restored["tool_classes"]);
-        assert!(
-            classes[0].contains("succeeded") && classes[1].contains("failed"),
+        // The calculator, the note allowed, the note refused, the hostile expression.
+        assert_eq!(
+            texts(&restored["tool_classes"]),
+            [
+                "tool-card succeeded",
+                "tool-card succeeded",
+                "tool-card failed",
+                "tool-card failed"
+            ],
             "{restored}"
         );
         assert_eq!(restored["xss_problems"], json!([]), "{locale}");

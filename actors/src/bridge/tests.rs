@@ -87,6 +87,7 @@ impl Ingress for EchoIngress {
             content_type: ContentType::Text,
             payload: format!("echo: {}", message.payload()),
             timestamp: 0,
+            awaiting: None,
         };
         let _ = events.send(TurnEvent::Reply {
             reply: Box::new(reply),

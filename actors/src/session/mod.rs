@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::backlog::BacklogTicket;
 use crate::ids::SessionKey;
-use crate::message::{ContentType, InboundMessage, OutboundReply, unix_now};
+use crate::message::{Awaiting, ContentType, InboundMessage, OutboundReply, unix_now};
 use crate::metrics as metric_names;
 use crate::model_worker::ModelDirectory;
 use crate::provider::Role;
@@ -79,6 +79,9 @@ pub struct SessionView {
     pub conversation_id: String,
     pub history: Vec<HistoryView>,
     pub updated_at: u64,
+    /// Set while tool calls wait for the person's yes or no (the newest reply asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<Awaiting>,
 }
 
 /// One history entry as the sessions API shows it.
@@ -100,13 +103,19 @@ pub struct HistoryView {
 impl SessionView {
     /// The view of a stored snapshot (what a node that does not run the session shows).
     pub fn from_snapshot(snapshot: &SessionSnapshot) -> Self {
-        Self::build(&snapshot.key, snapshot.history.iter(), snapshot.updated_at)
+        Self::build(
+            &snapshot.key,
+            snapshot.history.iter(),
+            snapshot.updated_at,
+            snapshot.pending.is_some(),
+        )
     }
 
     fn build<'a>(
         key: &SessionKey,
         history: impl Iterator<Item = &'a HistoryEntry>,
         updated_at: u64,
+        pending: bool,
     ) -> Self {
         Self {
             key: key.to_string(),
@@ -123,6 +132,7 @@ impl SessionView {
                 })
                 .collect(),
             updated_at,
+            awaiting: pending.then_some(Awaiting::Confirmation),
         }
     }
 }
@@ -348,7 +358,12 @@ impl SessionState {
     }
 
     fn view(&self) -> SessionView {
-        SessionView::build(&self.key, self.history.iter(), self.updated_at)
+        SessionView::build(
+            &self.key,
+            self.history.iter(),
+            self.updated_at,
+            self.pending.is_some(),
+        )
     }
 
     /// Stores the current state now (the session waits): retries after a failed write,
@@ -419,7 +434,17 @@ impl SessionState {
             content_type: ContentType::Text,
             payload: answer.content.to_string(),
             timestamp: answer.timestamp,
+            awaiting: self.awaiting_after(answer),
         })
+    }
+
+    /// A confirmation waits on `answer` when it is the newest entry and calls are pending.
+    fn awaiting_after(&self, answer: &HistoryEntry) -> Option<Awaiting> {
+        let newest = self
+            .history
+            .back()
+            .is_some_and(|last| std::ptr::eq(last, answer));
+        (newest && self.pending.is_some()).then_some(Awaiting::Confirmation)
     }
 
     async fn handle_inbound(
@@ -524,6 +549,7 @@ impl SessionState {
             content_type: ContentType::Text,
             payload: text,
             timestamp: now,
+            awaiting: self.pending.is_some().then_some(Awaiting::Confirmation),
         };
         self.push_history(HistoryEntry {
             role: Role::Assistant,

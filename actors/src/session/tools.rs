@@ -355,7 +355,7 @@ fn confirmation_question(prepared: &[Result<PreparedCall, SkillError>]) -> Strin
         .map(|call| format!("- `{}` with {}", call.tool, call.arguments))
         .collect();
     format!(
-        "Before I go on, I need your permission to run:\n{}\nReply **yes** to allow it or **no** to refuse.",
+        "Before I go on, I need your permission to run:\n{}\n\nReply **yes** to allow it or **no** to refuse.",
         asked.join("\n")
     )
 }

@@ -201,6 +201,13 @@ fn final_text(events: &[TurnEvent]) -> String {
     }
 }
 
+fn awaiting(events: &[TurnEvent]) -> Option<crate::Awaiting> {
+    match events.last() {
+        Some(TurnEvent::Reply { reply, .. }) => reply.awaiting,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn runs_a_tool_and_feeds_the_result_back() {
     let setup = node(
@@ -401,6 +408,12 @@ async fn confirmation_waits_for_yes_across_a_snapshot() {
     let key = SessionKey::new_unchecked("test", "alice");
     let stored = setup.store.load(&key).await.unwrap().unwrap();
     assert_eq!(stored.pending.as_ref().unwrap().calls[0].id, "d1");
+    // The reply says it waits for a yes or no, and so do the history and a retry of it.
+    assert_eq!(awaiting(&asked), Some(crate::Awaiting::Confirmation));
+    let view = setup.node.history(key.clone()).await.unwrap().unwrap();
+    assert_eq!(view.awaiting, Some(crate::Awaiting::Confirmation));
+    let retried = turn(&setup.node, "m1", "alice", "do it").await;
+    assert_eq!(awaiting(&retried), Some(crate::Awaiting::Confirmation));
 
     let approved = turn(&setup.node, "m2", "alice", "yes").await;
     assert_eq!(
@@ -408,6 +421,9 @@ async fn confirmation_waits_for_yes_across_a_snapshot() {
         [("d1".into(), true, "done something dangerous".into())]
     );
     assert_eq!(final_text(&approved), "done");
+    assert_eq!(awaiting(&approved), None);
+    let view = setup.node.history(key.clone()).await.unwrap().unwrap();
+    assert_eq!(view.awaiting, None);
 
     let asked_again = turn(&setup.node, "m3", "alice", "again").await;
     assert!(final_text(&asked_again).contains("permission"));

@@ -94,6 +94,26 @@ def send(page, text):
     return answers.nth(done_before)
 
 
+def confirm(page, text, button):
+    """Asks for a note that needs the person's yes, clicks `button`, and says what it saw."""
+    asked = send(page, '/tool notes__remember {"text":"%s"}' % text)
+    seen = {
+        "question": asked.locator(".markdown").inner_text(),
+        "waiting": asked.locator(".tool-card .tool-status").inner_text(),
+        "buttons": asked.locator(".confirm button").all_inner_texts(),
+    }
+    finished = page.locator(".message.assistant.done, .message.assistant.failed")
+    before = finished.count()
+    asked.locator(".confirm " + button).click()
+    finished.nth(before).wait_for(timeout=WAIT)
+    seen["sent"] = page.locator(".message.user").last.inner_text()
+    seen["disabled"] = asked.locator(".confirm button:disabled").count()
+    seen["card"] = asked.locator(".tool-card").get_attribute("class")
+    seen["card_status"] = asked.locator(".tool-card .tool-status").inner_text()
+    seen["answer"] = finished.nth(before).locator(".markdown").inner_text()
+    return seen
+
+
 def run_axe(page, axe_js, where, found):
     page.add_script_tag(path=axe_js)
     for theme in THEMES:
@@ -149,6 +169,9 @@ def one_language(browser, url, token, locale, artefacts, axe_js, corpus):
     seen["tool_sections"] = card.locator(".tool-section pre").all_inner_texts()
     seen["tool_answer"] = tool.locator(".markdown").inner_text()
 
+    # A tool that needs a yes: allowed once, then refused.
+    seen["confirmations"] = [confirm(page, "milk", ".allow"), confirm(page, "eggs", ".refuse")]
+
     # The answers so far, as a person would see them.
     screenshots(page, artefacts, f"chat-{locale}")
 
@@ -177,10 +200,12 @@ def one_language(browser, url, token, locale, artefacts, axe_js, corpus):
     run_axe(page, axe_js, "chat", violations)
     screenshots(page, artefacts, f"chat-xss-{locale}")
 
-    # A reload shows the conversation as the node keeps it, through the same sanitizer.
+    # A reload shows the conversation as the node keeps it, through the same sanitizer,
+    # and a question still waiting for a yes or no keeps its buttons.
+    send(page, '/tool notes__remember {"text":"bread"}')
     page.reload()
     page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
-    page.locator(".message.assistant.earlier").nth(3).wait_for(timeout=WAIT)
+    page.locator(".message.assistant.earlier").nth(8).wait_for(timeout=WAIT)
     restored = {
         "user_messages": page.locator(".message.user").count(),
         "answers": page.locator(".message.assistant.earlier").count(),
@@ -196,6 +221,13 @@ def one_language(browser, url, token, locale, artefacts, axe_js, corpus):
         link.hover()
     page.wait_for_timeout(300)
     restored["pwned"] = page.evaluate("() => window.__pwned ?? null")
+    waiting = page.locator(".message.assistant.earlier").last
+    restored["waiting_buttons"] = waiting.locator(".confirm button").all_inner_texts()
+    finished = page.locator(".message.assistant.done, .message.assistant.failed")
+    before = finished.count()
+    waiting.locator(".confirm .allow").click()
+    finished.nth(before).wait_for(timeout=WAIT)
+    restored["allowed_after_reload"] = finished.nth(before).locator(".markdown").inner_text()
     restored["dialogs"] = dialogs
     seen["restored"] = restored
 

@@ -60,15 +60,19 @@ export interface HistoryEntry {
   timestamp: number;
 }
 
-/** The history the node keeps for the session `key`; empty when it has none. */
-export async function history(key: string): Promise<HistoryEntry[]> {
+/** A conversation as the node keeps it. */
+export interface SessionView {
+  history: HistoryEntry[];
+  /** Set while tool calls wait for the person's yes or no. */
+  awaiting?: "confirmation";
+}
+
+/** The session `key` as the node keeps it; an empty history when it has none. */
+export async function session(key: string): Promise<SessionView> {
   try {
-    const session = await getJson<{ history: HistoryEntry[] }>(
-      "/api/v1/sessions/" + encodeURIComponent(key),
-    );
-    return session.history;
+    return await getJson<SessionView>("/api/v1/sessions/" + encodeURIComponent(key));
   } catch (error) {
-    if (error instanceof ApiFailure && error.status === 404) return [];
+    if (error instanceof ApiFailure && error.status === 404) return { history: [] };
     throw error;
   }
 }

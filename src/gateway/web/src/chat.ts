@@ -1,7 +1,7 @@
 // The chat: the person's messages, the assistant's answers rendered as markdown while they
 // stream, the tools it runs as cards, and reminders as they arrive.
 
-import type { HistoryEntry } from "./api";
+import type { SessionView } from "./api";
 import { Connection, type ServerFrame } from "./connection";
 import { t } from "./i18n";
 import { renderMarkdown } from "./markdown";
@@ -41,6 +41,13 @@ function element<K extends keyof HTMLElementTagNameMap>(
   node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+function confirmButton(label: string, word: string, className: string): HTMLButtonElement {
+  const button = element("button", className, label);
+  button.type = "button";
+  button.value = word;
+  return button;
 }
 
 function newAnswer(): Answer {
@@ -124,7 +131,7 @@ export class ChatView {
         this.extend(frame.in_reply_to, frame.payload);
         break;
       case "reply":
-        this.finish(frame.in_reply_to, frame.payload);
+        this.finish(frame.in_reply_to, frame.payload, frame.awaiting === "confirmation");
         break;
       case "error":
         this.fail(frame.in_reply_to, frame.code, frame.message);
@@ -146,12 +153,48 @@ export class ChatView {
 
   private sendTyped(): void {
     const text = this.input.value.trim();
-    if (!text || !this.connection) return;
+    if (!text) return;
+    if (this.send(text)) this.input.value = "";
+  }
+
+  /** Sends `text` as the person's message; false when there is no connection yet. */
+  private send(text: string): boolean {
+    if (!this.connection) return false;
     const id = newMessageId();
     this.append(this.userMessage(text));
     this.answers.set(id, this.pendingAnswer());
     this.connection.send({ type: "message", id, content_type: "text", payload: text });
-    this.input.value = "";
+    return true;
+  }
+
+  /**
+   * The reply asks whether to run tool calls: Allow and Refuse buttons send the words the
+   * node reads as yes and no, and the cards of the waiting calls say they wait.
+   */
+  private askToConfirm(answer: Answer): void {
+    for (const status of answer.tools.querySelectorAll<HTMLElement>(".tool-card.running .tool-status")) {
+      status.textContent = t("toolAwaiting");
+    }
+    const group = element("div", "confirm");
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", t("confirmLabel"));
+    const buttons = [
+      confirmButton(t("allow"), "yes", "allow"),
+      confirmButton(t("refuse"), "no", "refuse secondary"),
+    ];
+    for (const button of buttons) {
+      button.addEventListener("click", () => {
+        if (!this.send(button.value)) return;
+        for (const each of buttons) each.disabled = true;
+        button.setAttribute("aria-pressed", "true");
+        // A call's time runs from the person's answer, not from the question.
+        for (const tool of this.toolCards.values()) {
+          if (answer.tools.contains(tool.card)) tool.startedAt = performance.now();
+        }
+      });
+    }
+    group.append(...buttons);
+    answer.article.append(group);
   }
 
   private showEmptyHint(): void {
@@ -202,13 +245,14 @@ export class ChatView {
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
   }
 
-  private finish(id: string, text: string): void {
+  private finish(id: string, text: string, asksToConfirm: boolean): void {
     const answer = this.answers.get(id);
     if (!answer) return;
     answer.text = text;
     this.render(answer);
     answer.article.classList.add("done");
     this.answers.delete(id);
+    if (asksToConfirm) this.askToConfirm(answer);
   }
 
   private fail(id: string | undefined, code: string, message: string): void {
@@ -246,11 +290,12 @@ export class ChatView {
    * Shows the conversation as the node keeps it (after a reload), above anything typed
    * since: the person's messages, the tools each answer ran, and the answers.
    */
-  restore(entries: readonly HistoryEntry[]): void {
+  restore(view: SessionView): void {
     const earlier = document.createDocumentFragment();
     const cards = new Map<string, ToolCard>();
     let answer: Answer | null = null;
-    for (const entry of entries) {
+    let last: Answer | null = null;
+    for (const entry of view.history) {
       if (entry.role === "user") {
         answer = null;
         earlier.append(this.userMessage(entry.content));
@@ -267,6 +312,7 @@ export class ChatView {
           answer.article.classList.remove("pending");
           answer.article.classList.add("done", "earlier");
           renderMarkdown(answer.body, entry.content);
+          last = answer;
           answer = null;
         }
       } else if (entry.role === "tool" && entry.tool_call_id !== undefined) {
@@ -276,6 +322,7 @@ export class ChatView {
       }
     }
     if (earlier.childNodes.length === 0) return;
+    if (view.awaiting === "confirmation" && last !== null) this.askToConfirm(last);
     this.log.querySelector(".empty-hint")?.remove();
     this.log.prepend(earlier);
     this.log.scrollTop = this.log.scrollHeight;

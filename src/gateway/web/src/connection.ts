@@ -18,7 +18,7 @@ export interface MessageFrame {
 export type ServerFrame =
   | { type: "ack"; id: string }
   | { type: "delta"; in_reply_to: string; payload: string }
-  | { type: "reply"; id: string; in_reply_to: string; payload: string }
+  | { type: "reply"; id: string; in_reply_to: string; payload: string; awaiting?: "confirmation" }
   | { type: "error"; in_reply_to?: string; code: string; message: string }
   | { type: "tool_call"; in_reply_to: string; call_id: string; name: string; arguments: unknown }
   | { type: "tool_result"; in_reply_to: string; call_id: string; name: string; ok: boolean; result: unknown }

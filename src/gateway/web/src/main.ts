@@ -3,7 +3,7 @@
 // `<section data-path>` in index.html and a start function here.
 
 import "./styles.css";
-import { getJson, history, storeToken, type NodeInfo } from "./api";
+import { getJson, session, storeToken, type NodeInfo } from "./api";
 import { ChatView } from "./chat";
 import { Connection, type ConnectionState } from "./connection";
 import { localize, t, type Key } from "./i18n";
@@ -80,8 +80,8 @@ function startChat(): void {
       if (!restored) {
         restored = true;
         // The WebSocket's conversation is the sender's own: its session is `ws:<sender>`.
-        history("ws:" + sender).then(
-          (entries) => chat.restore(entries),
+        session("ws:" + sender).then(
+          (view) => chat.restore(view),
           () => (restored = false),
         );
       }

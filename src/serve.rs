@@ -4,7 +4,7 @@
 //! SIGINT/SIGTERM: stop accepting, hand cluster shards over, finish in-flight replies,
 //! drain sessions (each has saved its snapshot), leave the cluster, exit 0.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ use crate::config::{
 };
 use crate::gateway::access::{AccessArgs, AccessLayer};
 use crate::gateway::body::BodyBudget;
+use crate::gateway::setup::SetupTarget;
 use crate::gateway::{AppState, Clients, GatewaySettings};
 
 /// How long shutdown waits for in-flight requests and replies.
@@ -58,6 +59,27 @@ pub(crate) async fn resolve_providers(
         .is_some_and(|provider| provider.kind == ProviderKind::Echo)
         .then(echo_notice);
     (config.providers.clone(), notice)
+}
+
+/// Where the first-run set-up may write: offered while the node answers with `echo` for
+/// want of a model, and never in a cluster (whose nodes share one configuration).
+fn first_run_setup(
+    config: &TroupeConfig,
+    source: &ConfigSource,
+    no_model: bool,
+) -> Option<Arc<SetupTarget>> {
+    if !no_model || config.cluster.is_some() {
+        return None;
+    }
+    let config_path = match source {
+        ConfigSource::File(path) => path.clone(),
+        ConfigSource::Defaults => PathBuf::from("troupe.toml"),
+    };
+    Some(Arc::new(SetupTarget::new(
+        config_path,
+        config.storage.data_dir.clone(),
+        config.assistant.provider.clone(),
+    )))
 }
 
 pub(crate) async fn serve(
@@ -131,6 +153,7 @@ pub(crate) async fn serve(
         connections: config.server.connection_limits(open_files),
         timeouts: config.server.timeouts(),
         notice: notice.clone(),
+        setup: first_run_setup(&config, &source, notice.is_some()),
     });
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();

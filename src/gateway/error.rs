@@ -52,6 +52,7 @@ pub(crate) enum ApiCode {
     SenderNotAllowed,
     ServerBusy,
     SessionFailed,
+    SetupNotOffered,
     ShuttingDown,
     StorageError,
     StorageFailing,

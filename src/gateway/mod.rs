@@ -17,6 +17,7 @@ mod guard;
 pub(crate) mod openai;
 mod rest;
 pub(crate) mod server;
+pub(crate) mod setup;
 mod turns;
 mod web;
 mod ws;
@@ -60,6 +61,8 @@ pub(crate) struct GatewaySettings {
     pub(crate) timeouts: server::ServerTimeouts,
     /// Shown by the web page and `troupe chat` (e.g. "no model configured").
     pub(crate) notice: Option<String>,
+    /// Where the first-run set-up writes, when it is offered (no model, no cluster).
+    pub(crate) setup: Option<Arc<setup::SetupTarget>>,
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -137,6 +140,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         )
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
+        .route("/api/v1/setup", get(setup::status).post(setup::apply))
         .route("/api/v1/canvas", get(canvas_api::list))
         .route(
             "/api/v1/canvas/{room}",

@@ -29,5 +29,6 @@ mod support;
 mod telegram;
 mod tracing;
 mod web_app;
+mod web_setup;
 mod websocket;
 mod whatsapp;

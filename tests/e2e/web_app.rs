@@ -16,14 +16,14 @@ use troupe_testkit::process::TroupeProcess;
 use crate::python::{run_python, script};
 use crate::support::{binary, http, openai_provider};
 
-fn artefacts() -> PathBuf {
+pub(crate) fn artefacts() -> PathBuf {
     std::env::var_os("TROUPE_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts"))
         .join("web-app")
 }
 
-fn axe_script() -> PathBuf {
+pub(crate) fn axe_script() -> PathBuf {
     let axe = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/browser/node_modules/axe-core/axe.min.js");
     assert!(

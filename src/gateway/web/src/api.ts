@@ -28,9 +28,25 @@ interface ErrorBody {
 
 /** GETs `path` as JSON with the stored token. */
 export async function getJson<T>(path: string): Promise<T> {
+  return requestJson<T>(path, { headers: authorization() });
+}
+
+/** POSTs `body` as JSON to `path` with the stored token. */
+export async function postJson<T>(path: string, body: unknown): Promise<T> {
+  return requestJson<T>(path, {
+    method: "POST",
+    headers: { ...authorization(), "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+function authorization(): Record<string, string> {
   const token = storedToken();
-  const headers: Record<string, string> = token ? { Authorization: "Bearer " + token } : {};
-  const answer = await fetch(path, { headers });
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+async function requestJson<T>(path: string, init: RequestInit): Promise<T> {
+  const answer = await fetch(path, init);
   if (answer.ok) return (await answer.json()) as T;
   let code = "http_" + answer.status;
   let message = answer.statusText;

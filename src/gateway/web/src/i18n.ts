@@ -49,6 +49,20 @@ const english = {
   roomClients: "{count} connected",
   roomUpdated: "updated {when}",
   roomSize: "{kib} KiB",
+  setupOffer: "Set up a model",
+  setupTitle: "Set up a model",
+  setupProvider: "Provider",
+  setupKey: "API key",
+  setupKeyHelp: "Saved in a file only you can read, in Troupe's data directory.",
+  setupUrl: "API address (optional)",
+  setupModel: "Model",
+  setupSave: "Save",
+  cancel: "Cancel",
+  close: "Close",
+  setupWritten: "Saved to {path}. Restart Troupe to talk to the model.",
+  setupAddLines: "{path} already exists, so nothing was changed. Add these lines to it and restart Troupe.",
+  setupAddLinesAndVariable: "{path} already exists, so nothing was changed. Add these lines to it, set {variable} to your key, and restart Troupe.",
+  setupFailed: "The set-up failed: {message}",
 } as const;
 
 export type Key = keyof typeof english;
@@ -102,6 +116,20 @@ const simplifiedChinese: Strings = {
   roomClients: "{count} 人在线",
   roomUpdated: "更新于 {when}",
   roomSize: "{kib} KiB",
+  setupOffer: "设置模型",
+  setupTitle: "设置模型",
+  setupProvider: "服务商",
+  setupKey: "API 密钥",
+  setupKeyHelp: "保存在 Troupe 数据目录中只有你能读取的文件里。",
+  setupUrl: "API 地址（可选）",
+  setupModel: "模型",
+  setupSave: "保存",
+  cancel: "取消",
+  close: "关闭",
+  setupWritten: "已保存到 {path}。重启 Troupe 后即可与模型对话。",
+  setupAddLines: "{path} 已存在，未作任何更改。请把以下几行加入该文件，然后重启 Troupe。",
+  setupAddLinesAndVariable: "{path} 已存在，未作任何更改。请把以下几行加入该文件，将 {variable} 设为你的密钥，然后重启 Troupe。",
+  setupFailed: "设置失败：{message}",
 };
 
 export type Language = "en" | "zh-CN";

@@ -8,6 +8,7 @@ import { ChatView } from "./chat";
 import { Connection, type ConnectionState } from "./connection";
 import { localize, t, type Key } from "./i18n";
 import { openRoomOnSubmit, showRooms } from "./rooms";
+import { offerSetup } from "./setup";
 
 function byId<T extends HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -59,12 +60,17 @@ async function nodeInfo(): Promise<NodeInfo> {
 function startChat(): void {
   const chat = new ChatView(byId("log"), byId("composer"), byId("input"));
   let model = "";
+  let noticeShown = false;
   let last: { state: ConnectionState; waiting: number } = { state: "connecting", waiting: 0 };
   const refreshInfo = async () => {
     const info = await nodeInfo();
     const notice = byId("notice");
     notice.hidden = !info.notice;
-    notice.textContent = info.notice ?? "";
+    if (info.notice && !noticeShown) {
+      noticeShown = true;
+      notice.textContent = info.notice;
+      void offerSetup(notice);
+    }
     model = info.provider ? info.provider.kind + " · " + info.provider.model : "";
     showState(last.state, last.waiting, model);
   };

@@ -119,6 +119,24 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
             "{seen}"
         );
 
+        // The keyboard reaches the navigation, the answer's code and copy button, the tool
+        // card and the composer.
+        let stops = texts(&seen["tab_stops"]);
+        for stop in [
+            "a.brand",
+            "div#log.log",
+            "pre",
+            "button.copy",
+            "summary",
+            "textarea#input",
+            "button#send",
+        ] {
+            assert!(
+                stops.contains(&stop),
+                "{stop} is not in the tab order: {stops:?}"
+            );
+        }
+
         // A confirmation: the buttons send yes or no, and the waiting card follows.
         let [allowed, refused] = [&seen["confirmations"][0], &seen["confirmations"][1]];
         let (allow, refuse, waiting) = if locale == "en-US" {

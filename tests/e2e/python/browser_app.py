@@ -94,6 +94,20 @@ def send(page, text):
     return answers.nth(done_before)
 
 
+def tab_stops(page, count):
+    """Where Tab takes the focus, from the top of the page, as `tag#id.class` strings."""
+    page.locator("body").focus()
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    stops = []
+    for _ in range(count):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate(
+            "() => { const e = document.activeElement; return e.tagName.toLowerCase()"
+            " + (e.id ? '#' + e.id : '') + (e.className ? '.' + String(e.className).split(' ')[0] : ''); }"
+        ))
+    return stops
+
+
 def confirm(page, text, button):
     """Asks for a note that needs the person's yes, clicks `button`, and says what it saw."""
     asked = send(page, '/tool notes__remember {"text":"%s"}' % text)
@@ -168,6 +182,8 @@ def one_language(browser, url, token, locale, artefacts, axe_js, corpus):
     card.locator("summary").click()
     seen["tool_sections"] = card.locator(".tool-section pre").all_inner_texts()
     seen["tool_answer"] = tool.locator(".markdown").inner_text()
+
+    seen["tab_stops"] = tab_stops(page, 40)
 
     # A tool that needs a yes: allowed once, then refused.
     seen["confirmations"] = [confirm(page, "milk", ".allow"), confirm(page, "eggs", ".refuse")]

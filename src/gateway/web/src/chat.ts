@@ -99,6 +99,8 @@ function endToolCard(tool: ToolCard, ok: boolean, result: unknown, elapsedMs: nu
 
 export class ChatView {
   private readonly answers = new Map<string, Answer>();
+  /** Ids of the messages sent from this page (a late restore must not show them twice). */
+  private readonly sentHere = new Set<string>();
   private readonly toolCards = new Map<string, ToolCard>();
   private connection: Connection | null = null;
 
@@ -161,6 +163,7 @@ export class ChatView {
   private send(text: string): boolean {
     if (!this.connection) return false;
     const id = newMessageId();
+    this.sentHere.add(id);
     this.append(this.userMessage(text));
     this.answers.set(id, this.pendingAnswer());
     this.connection.send({ type: "message", id, content_type: "text", payload: text });
@@ -295,10 +298,15 @@ export class ChatView {
     const cards = new Map<string, ToolCard>();
     let answer: Answer | null = null;
     let last: Answer | null = null;
+    // Messages sent from this page are shown already, with their answers.
+    let shownHere = false;
     for (const entry of view.history) {
       if (entry.role === "user") {
         answer = null;
-        earlier.append(this.userMessage(entry.content));
+        shownHere = entry.message_id !== undefined && this.sentHere.has(entry.message_id);
+        if (!shownHere) earlier.append(this.userMessage(entry.content));
+      } else if (shownHere) {
+        continue;
       } else if (entry.role === "assistant") {
         if (!answer) {
           answer = newAnswer();

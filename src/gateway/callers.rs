@@ -52,6 +52,20 @@ impl SenderTokens {
         self.by_sender.contains_key(sender)
     }
 
+    /// Whether the owner's token may see `sender`'s conversations: not when `sender` has a
+    /// token of its own.
+    pub(crate) fn check_owner_may_see(&self, sender: &str) -> Result<(), ApiError> {
+        if self.is_bound(sender) {
+            return Err(refuse(
+                ApiCode::SenderNotAllowed,
+                format!(
+                    "`{sender}` has its own token (server.tokens): only that token sees its conversations"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The bound sender a conversation id belongs to: `ada` and `ada/…` are Ada's.
     fn owner_of(&self, conversation: &str) -> Option<&str> {
         let sender = conversation

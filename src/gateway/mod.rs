@@ -11,6 +11,7 @@ pub(crate) mod callers;
 pub(crate) mod canvas;
 mod canvas_api;
 pub(crate) mod clients;
+mod conversations;
 mod error;
 pub(crate) mod frames;
 mod guard;
@@ -127,6 +128,11 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
     let messaging = Router::new()
         .route("/api/v1/info", get(info))
         .route("/api/v1/messages", post(rest::post_message))
+        .route("/api/v1/conversations", get(conversations::list))
+        .route(
+            "/api/v1/conversations/{conversation_id}",
+            axum::routing::delete(conversations::delete),
+        )
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::list_models));
     // Routes that manage the node: the owner's token only.

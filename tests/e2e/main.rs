@@ -10,6 +10,7 @@ mod canvas_memory;
 mod cli;
 mod cluster;
 mod cluster_bridges;
+mod conversations;
 mod discord;
 mod disk_full;
 mod hardening;

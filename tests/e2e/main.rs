@@ -30,6 +30,7 @@ mod support;
 mod telegram;
 mod tracing;
 mod web_app;
+mod web_conversations;
 mod web_setup;
 mod websocket;
 mod whatsapp;

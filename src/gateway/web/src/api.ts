@@ -40,6 +40,11 @@ export async function postJson<T>(path: string, body: unknown): Promise<T> {
   });
 }
 
+/** DELETEs `path` with the stored token. */
+export async function deleteJson<T>(path: string): Promise<T> {
+  return requestJson<T>(path, { method: "DELETE", headers: authorization() });
+}
+
 function authorization(): Record<string, string> {
   const token = storedToken();
   return token ? { Authorization: "Bearer " + token } : {};

@@ -103,11 +103,15 @@ export class ChatView {
   private readonly sentHere = new Set<string>();
   private readonly toolCards = new Map<string, ToolCard>();
   private connection: Connection | null = null;
+  /** Called when an answer is complete (the conversation list changes). */
+  onAnswered: () => void = () => {};
 
   constructor(
     private readonly log: HTMLElement,
     private readonly form: HTMLFormElement,
     private readonly input: HTMLTextAreaElement,
+    /** The conversation shown and written to. */
+    private conversationId: string,
   ) {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -124,6 +128,25 @@ export class ChatView {
 
   attach(connection: Connection): void {
     this.connection = connection;
+  }
+
+  get conversation(): string {
+    return this.conversationId;
+  }
+
+  /**
+   * Shows another conversation: `view` as the node keeps it. Answers still on their way in
+   * the one left are not shown here (they are in its history when it is opened again).
+   */
+  switchTo(conversationId: string, view: SessionView): void {
+    this.conversationId = conversationId;
+    this.answers.clear();
+    this.toolCards.clear();
+    this.sentHere.clear();
+    this.log.replaceChildren();
+    this.showEmptyHint();
+    this.restore(view);
+    this.input.focus();
   }
 
   /** A frame from the node. */
@@ -166,7 +189,13 @@ export class ChatView {
     this.sentHere.add(id);
     this.append(this.userMessage(text));
     this.answers.set(id, this.pendingAnswer());
-    this.connection.send({ type: "message", id, content_type: "text", payload: text });
+    this.connection.send({
+      type: "message",
+      id,
+      conversation_id: this.conversationId,
+      content_type: "text",
+      payload: text,
+    });
     return true;
   }
 
@@ -256,6 +285,7 @@ export class ChatView {
     answer.article.classList.add("done");
     this.answers.delete(id);
     if (asksToConfirm) this.askToConfirm(answer);
+    this.onAnswered();
   }
 
   private fail(id: string | undefined, code: string, message: string): void {

@@ -10,6 +10,7 @@ import { storedToken } from "./api";
 export interface MessageFrame {
   type: "message";
   id: string;
+  conversation_id: string;
   content_type: "text";
   payload: string;
 }

@@ -3,9 +3,10 @@
 // `<section data-path>` in index.html and a start function here.
 
 import "./styles.css";
-import { getJson, session, storeToken, type NodeInfo } from "./api";
+import { getJson, session, storeToken, type NodeInfo, type SessionView } from "./api";
 import { ChatView } from "./chat";
 import { Connection, type ConnectionState } from "./connection";
+import { ConversationList, newConversationId } from "./conversations";
 import { localize, t, type Key } from "./i18n";
 import { openRoomOnSubmit, showRooms } from "./rooms";
 import { offerSetup } from "./setup";
@@ -57,8 +58,48 @@ async function nodeInfo(): Promise<NodeInfo> {
   }
 }
 
+/** Where the conversation shown is remembered, so a reload shows it again. */
+const CURRENT_CONVERSATION = "troupe.conversation";
+
 function startChat(): void {
-  const chat = new ChatView(byId("log"), byId("composer"), byId("input"));
+  const sender = senderId();
+  const first = localStorage.getItem(CURRENT_CONVERSATION) ?? sender;
+  const chat = new ChatView(byId("log"), byId("composer"), byId("input"), first);
+  const show = (conversationId: string, view: SessionView) => {
+    localStorage.setItem(CURRENT_CONVERSATION, conversationId);
+    chat.switchTo(conversationId, view);
+    toggleDrawer(false);
+  };
+  const conversations = new ConversationList(
+    sender,
+    byId("conversation-list"),
+    byId("conversations-empty"),
+    byId("conversation-search"),
+    byId("new-chat"),
+    {
+      open: (conversationId) => {
+        void session("ws:" + conversationId).then((view) => show(conversationId, view));
+      },
+      created: () => {
+        const fresh = newConversationId(sender);
+        show(fresh, { history: [] });
+        return fresh;
+      },
+      deleted: (conversationId) => {
+        if (conversationId !== chat.conversation) return;
+        const fresh = newConversationId(sender);
+        show(fresh, { history: [] });
+        conversations.setCurrent(fresh);
+      },
+    },
+  );
+  conversations.setCurrent(first);
+  chat.onAnswered = () => void conversations.refresh();
+  byId("toggle-conversations").addEventListener("click", () => toggleDrawer());
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && byId("chat").dataset.drawer === "open") toggleDrawer(false);
+  });
+
   let model = "";
   let noticeShown = false;
   let last: { state: ConnectionState; waiting: number } = { state: "connecting", waiting: 0 };
@@ -74,7 +115,6 @@ function startChat(): void {
     model = info.provider ? info.provider.kind + " · " + info.provider.model : "";
     showState(last.state, last.waiting, model);
   };
-  const sender = senderId();
   let restored = false;
   const connection = new Connection(sender, {
     frame: (frame) => chat.receive(frame),
@@ -85,17 +125,30 @@ function startChat(): void {
       void refreshInfo();
       if (!restored) {
         restored = true;
-        // The WebSocket's conversation is the sender's own: its session is `ws:<sender>`.
-        session("ws:" + sender).then(
+        session("ws:" + chat.conversation).then(
           (view) => chat.restore(view),
           () => (restored = false),
         );
+        void conversations.refresh();
       }
     },
   });
   chat.attach(connection);
   onSignIn(() => connection.reconnectNow());
   connection.reconnectNow();
+}
+
+/** Opens or closes the conversation list where it is a drawer (narrow screens). */
+function toggleDrawer(open?: boolean): void {
+  const section = byId("chat");
+  const opened = open ?? section.dataset.drawer !== "open";
+  section.dataset.drawer = opened ? "open" : "closed";
+  const toggle = byId("toggle-conversations");
+  toggle.setAttribute("aria-expanded", String(opened));
+  // Where it is a drawer, the focus goes into it and back to the button that opened it.
+  if (!toggle.offsetParent) return;
+  if (opened) byId("new-chat").focus();
+  else if (section.contains(document.activeElement) && byId("conversations").contains(document.activeElement)) toggle.focus();
 }
 
 /** Stores the token the person enters, then calls `then`. */

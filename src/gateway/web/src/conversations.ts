@@ -1,0 +1,133 @@
+// The sidebar: the person's conversations on this node, newest first, each labelled with
+// the first thing they said, with New chat, search over everything said, and delete.
+// A new conversation's id is `<sender>/<random>`, one the sender owns.
+
+import { ApiFailure, deleteJson, getJson } from "./api";
+import { language, t } from "./i18n";
+
+export interface ConversationSummary {
+  key: string;
+  conversation_id: string;
+  updated_at: number;
+  first_message: string;
+  messages: number;
+}
+
+export interface ConversationActions {
+  open(conversationId: string): void;
+  created(): string;
+  deleted(conversationId: string): void;
+}
+
+const SEARCH_PAUSE_MS = 250;
+
+export function newConversationId(sender: string): string {
+  const random = crypto.getRandomValues(new Uint32Array(2));
+  return sender + "/" + Array.from(random, (n) => n.toString(36)).join("");
+}
+
+export class ConversationList {
+  private current = "";
+  private query = "";
+  private searchTimer: number | null = null;
+
+  constructor(
+    private readonly sender: string,
+    private readonly list: HTMLElement,
+    private readonly problem: HTMLElement,
+    search: HTMLInputElement,
+    newChat: HTMLButtonElement,
+    private readonly actions: ConversationActions,
+  ) {
+    search.addEventListener("input", () => {
+      if (this.searchTimer !== null) window.clearTimeout(this.searchTimer);
+      this.searchTimer = window.setTimeout(() => {
+        this.query = search.value.trim();
+        void this.refresh();
+      }, SEARCH_PAUSE_MS);
+    });
+    newChat.addEventListener("click", () => {
+      this.current = this.actions.created();
+      this.markCurrent();
+    });
+  }
+
+  /** Marks `conversationId` as the one shown. */
+  setCurrent(conversationId: string): void {
+    this.current = conversationId;
+    this.markCurrent();
+  }
+
+  /** Lists the conversations again (after an answer, a delete, a search). */
+  async refresh(): Promise<void> {
+    const query = new URLSearchParams({ sender: this.sender, platform: "ws", limit: "200" });
+    if (this.query) query.set("q", this.query);
+    try {
+      const listed = await getJson<{ conversations: ConversationSummary[] }>(
+        "/api/v1/conversations?" + query.toString(),
+      );
+      this.list.replaceChildren(...listed.conversations.map((item) => this.item(item)));
+      this.problem.hidden = listed.conversations.length > 0;
+      this.problem.textContent = this.query ? t("noMatches") : t("noConversations");
+      this.markCurrent();
+    } catch (error) {
+      const message = error instanceof ApiFailure ? error.message : String(error);
+      this.problem.hidden = false;
+      this.problem.textContent = t("conversationsFailed", { message });
+    }
+  }
+
+  private markCurrent(): void {
+    for (const button of this.list.querySelectorAll<HTMLButtonElement>("button.open")) {
+      if (button.value === this.current) button.setAttribute("aria-current", "true");
+      else button.removeAttribute("aria-current");
+    }
+  }
+
+  private item(summary: ConversationSummary): HTMLLIElement {
+    const title = summary.first_message || t("untitled");
+    const item = document.createElement("li");
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "open";
+    open.value = summary.conversation_id;
+    const label = document.createElement("span");
+    label.className = "title";
+    label.textContent = title;
+    const when = document.createElement("span");
+    when.className = "when";
+    when.textContent = new Date(summary.updated_at * 1000).toLocaleString(language, {
+      dateStyle: "short",
+      timeStyle: "short",
+    });
+    open.append(label, when);
+    open.addEventListener("click", () => {
+      this.setCurrent(summary.conversation_id);
+      this.actions.open(summary.conversation_id);
+    });
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", t("deleteConversation", { title }));
+    remove.addEventListener("click", () => void this.remove(summary.conversation_id, title));
+    item.append(open, remove);
+    return item;
+  }
+
+  private async remove(conversationId: string, title: string): Promise<void> {
+    if (!window.confirm(t("deleteConfirm", { title }))) return;
+    try {
+      await deleteJson("/api/v1/conversations/" + encodeURIComponent(conversationId) + "?platform=ws");
+    } catch (error) {
+      if (!(error instanceof ApiFailure && error.status === 404)) {
+        const message = error instanceof ApiFailure ? error.message : String(error);
+        this.problem.hidden = false;
+        this.problem.textContent = t("conversationsFailed", { message });
+        return;
+      }
+    }
+    this.actions.deleted(conversationId);
+    await this.refresh();
+  }
+}

@@ -1,0 +1,105 @@
+"""Drives the web app's conversations in a real browser (Debian's Chromium through
+Playwright) against a node whose model echoes ("echo: …").
+
+Usage: browser_conversations.py PAGE_URL TOKEN ARTEFACTS_DIR AXE_JS
+Creates two conversations, switches between them, searches, deletes one (accepting the
+confirmation), reloads, and checks the phone layout's drawer; runs axe-core in both themes,
+takes screenshots, and prints one JSON object with what it saw.
+"""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from browser_app import FLAGS, WAIT, run_axe, screenshots, send
+
+
+def titles(page):
+    return page.locator("#conversation-list .title").all_inner_texts()
+
+
+def wait_for_titles(page, expected):
+    page.wait_for_function(
+        "(expected) => JSON.stringify([...document.querySelectorAll('#conversation-list .title')]"
+        ".map((e) => e.textContent)) === JSON.stringify(expected)",
+        arg=expected,
+        timeout=WAIT,
+    )
+
+
+def main() -> None:
+    url, token, artefacts, axe_js = sys.argv[1:5]
+    artefacts = Path(artefacts)
+    artefacts.mkdir(parents=True, exist_ok=True)
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        sys.exit("chromium is not installed (scripts/test-deps installs it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
+        context = browser.new_context(locale="en-US", bypass_csp=True,
+                                      viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        confirmations = []
+        page.on("dialog", lambda dialog: (confirmations.append(dialog.message), dialog.accept()))
+        page.goto(url + "/")
+        page.wait_for_selector("#sign-in[open]", timeout=WAIT)
+        page.fill("#token", token)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
+        seen = {"empty": page.inner_text("#conversations-empty")}
+
+        send(page, "Apples are red")
+        wait_for_titles(page, ["Apples are red"])
+        # `updated_at` counts seconds: the second conversation is a second newer.
+        page.wait_for_timeout(1100)
+        page.click("#new-chat")
+        seen["after_new_chat"] = page.locator("#log .message").count()
+        send(page, "Pears are green")
+        wait_for_titles(page, ["Pears are green", "Apples are red"])
+        seen["current"] = page.inner_text("#conversation-list .open[aria-current='true'] .title")
+        pears = page.get_attribute("#conversation-list .open[aria-current='true']", "value")
+
+        page.click("#conversation-list .open:has-text('Apples are red')")
+        page.wait_for_selector("#log .message.user:has-text('Apples are red')", timeout=WAIT)
+        seen["switched"] = page.locator("#log .message .markdown, #log .message .text").all_inner_texts()
+        apples = page.get_attribute("#conversation-list .open[aria-current='true']", "value")
+
+        page.fill("#conversation-search", "PEARS")
+        wait_for_titles(page, ["Pears are green"])
+        page.fill("#conversation-search", "")
+        wait_for_titles(page, ["Pears are green", "Apples are red"])
+
+        violations = []
+        run_axe(page, axe_js, "conversations", violations)
+        screenshots(page, artefacts, "conversations-en-US")
+
+        page.click("#conversation-list li:has-text('Apples are red') .delete")
+        wait_for_titles(page, ["Pears are green"])
+        seen["confirmations"] = confirmations
+        seen["after_delete"] = page.locator("#log .message").count()
+
+        page.click("#conversation-list .open:has-text('Pears are green')")
+        page.wait_for_selector("#log .message.user:has-text('Pears are green')", timeout=WAIT)
+        page.reload()
+        page.wait_for_selector("#log .message.user:has-text('Pears are green')", timeout=WAIT)
+        seen["after_reload"] = page.locator("#log .message.user").all_inner_texts()
+        wait_for_titles(page, ["Pears are green"])
+
+        page.set_viewport_size({"width": 360, "height": 740})
+        seen["drawer_closed"] = page.is_visible("#conversations")
+        page.click("#toggle-conversations")
+        seen["drawer_open"] = page.is_visible("#conversations")
+        page.screenshot(path=str(artefacts / "conversations-drawer-en-US-light-360x740.png"))
+        run_axe(page, axe_js, "drawer", violations)
+        page.keyboard.press("Escape")
+        seen["drawer_after_escape"] = page.is_visible("#conversations")
+        seen["axe_violations"] = violations
+        seen["ids"] = {"apples": apples, "pears": pears}
+        browser.close()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+//! The web app's conversations in a real browser (`python/browser_conversations.py`):
+//! new chat, switch, search, delete (gone from the node too), reload, and the phone
+//! layout's drawer, with axe-core in both themes.
+
+use serde_json::json;
+use troupe_testkit::fake_llm::FakeLlm;
+use troupe_testkit::process::TroupeProcess;
+
+use crate::python::{run_python, script};
+use crate::support::{binary, http, openai_provider};
+use crate::web_app::{artefacts, axe_script};
+
+#[tokio::test]
+async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_real_browser() {
+    let fake = FakeLlm::start(None).await;
+    let config = format!(
+        "[server]\ntoken = \"page-token\"\n\n{}",
+        openai_provider(&fake.openai_base_url(), "")
+    );
+    let node = TroupeProcess::start(binary(), &config).await.unwrap();
+    let seen = run_python(vec![
+        script("browser_conversations.py").display().to_string(),
+        node.http_url(),
+        "page-token".into(),
+        artefacts().display().to_string(),
+        axe_script().display().to_string(),
+    ])
+    .await;
+    assert_eq!(seen["empty"], "No conversations yet.");
+    assert_eq!(seen["after_new_chat"], 0, "a new chat starts empty");
+    assert_eq!(seen["current"], "Pears are green");
+    assert_eq!(
+        seen["switched"],
+        json!(["Apples are red", "echo: Apples are red"])
+    );
+    assert_eq!(seen["confirmations"].as_array().unwrap().len(), 1);
+    assert!(
+        seen["confirmations"][0]
+            .as_str()
+            .unwrap()
+            .contains("Apples are red"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["after_delete"], 0,
+        "the deleted one was shown: a new chat"
+    );
+    assert_eq!(seen["after_reload"], json!(["Pears are green"]));
+    assert_eq!(seen["drawer_closed"], false);
+    assert_eq!(seen["drawer_open"], true);
+    assert_eq!(seen["drawer_after_escape"], false);
+    assert_eq!(seen["axe_violations"], json!([]));
+
+    // Deleted on the node, not only in the page; the other one is still there.
+    for (conversation, status) in [("apples", 404), ("pears", 200)] {
+        let id = seen["ids"][conversation].as_str().unwrap();
+        // The first is the sender's own conversation; a new chat's is `<sender>/…`.
+        let sender = seen["ids"]["apples"].as_str().unwrap();
+        if conversation == "pears" {
+            assert!(id.starts_with(&format!("{sender}/")), "{id}");
+        }
+        let answer = http()
+            .get(format!(
+                "{}/api/v1/sessions/ws:{}",
+                node.http_url(),
+                id.replace('/', "%2F")
+            ))
+            .bearer_auth("page-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{conversation}");
+    }
+}

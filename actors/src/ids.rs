@@ -43,8 +43,9 @@ pub fn validate_id(value: &str) -> Result<(), InvalidId> {
 }
 
 /// Platforms whose keys the server uses for its own records (a person's notes live under
-/// `notes:<person>` in the session store); no message may claim them.
-pub const RESERVED_PLATFORMS: [&str; 1] = ["notes"];
+/// `notes:<person>` in the session store, conversation titles under
+/// `titles:<platform>/<conversation>`); no message may claim them.
+pub const RESERVED_PLATFORMS: [&str; 2] = ["notes", "titles"];
 
 /// Checks a platform name: 1 to 32 bytes of `a-z`, `0-9`, `_` and `-`.
 pub fn validate_platform(value: &str) -> Result<(), InvalidId> {

@@ -4,8 +4,10 @@
 //!   `platform:sender` and `platform:sender/…` (the conversations a sender owns, as
 //!   [`super::callers`] has it), newest first, each with the first thing the person said,
 //!   paged, and filtered by `q` over everything said in them.
-//! - `DELETE /api/v1/conversations/{conversation_id}?platform=`: forgets one (its snapshot
-//!   and journal are deleted).
+//! - `DELETE /api/v1/conversations/{conversation_id}?platform=`: forgets one (its snapshot,
+//!   journal and title are deleted).
+//! - `POST /api/v1/conversations/{conversation_id}/title` and `PATCH …` `{"title"}`: the
+//!   assistant titles it, the person renames it ([`super::titles`]).
 //!
 //! A sender's own token sees and deletes only its own conversations; the owner's token any
 //! sender's but those with a token of their own. What is listed is what the store holds
@@ -16,13 +18,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use troupe_actors::SessionKey;
+use std::sync::Arc;
+
 use troupe_actors::provider::Role;
 use troupe_actors::snapshot::SessionSnapshot;
+use troupe_actors::{DeltaSink, SessionKey};
 
 use super::AppState;
+use super::body::admin_json_body;
 use super::callers::Caller;
 use super::error::{ApiCode, ApiError};
+use super::titles::{ConversationTitles, Title, title_of, title_request};
 
 /// Keys read from the store per step of a listing.
 const SCAN_STEP: usize = 1024;
@@ -43,7 +49,7 @@ pub(crate) struct ListQuery {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct DeleteQuery {
+pub(crate) struct PlatformQuery {
     platform: Option<String>,
 }
 
@@ -58,10 +64,12 @@ struct ConversationSummary {
     first_message: String,
     /// Entries the node keeps (its history window).
     messages: usize,
+    /// What the assistant or the person called it, if anyone has yet.
+    title: Option<String>,
 }
 
 impl ConversationSummary {
-    fn of(snapshot: &SessionSnapshot) -> Self {
+    fn of(snapshot: &SessionSnapshot, title: Option<Title>) -> Self {
         let first = snapshot
             .history
             .iter()
@@ -74,6 +82,7 @@ impl ConversationSummary {
             updated_at: snapshot.updated_at,
             first_message: shortened(first),
             messages: snapshot.history.len(),
+            title: title.map(|title| title.as_str().to_owned()),
         }
     }
 }
@@ -85,13 +94,23 @@ fn shortened(text: &str) -> String {
     }
 }
 
-/// Whether anything the person or the assistant said in it contains `query` (any case).
-fn mentions(snapshot: &SessionSnapshot, query: &str) -> bool {
-    snapshot
-        .history
-        .iter()
-        .filter(|entry| matches!(entry.role, Role::User | Role::Assistant))
-        .any(|entry| entry.content.to_lowercase().contains(query))
+/// Whether its title or anything the person or the assistant said in it contains `query`
+/// (any case).
+fn mentions(snapshot: &SessionSnapshot, title: Option<&Title>, query: &str) -> bool {
+    title.is_some_and(|title| title.as_str().to_lowercase().contains(query))
+        || snapshot
+            .history
+            .iter()
+            .filter(|entry| matches!(entry.role, Role::User | Role::Assistant))
+            .any(|entry| entry.content.to_lowercase().contains(query))
+}
+
+fn storage_error(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ApiCode::StorageError,
+        error.to_string(),
+    )
 }
 
 /// Whether `conversation` is one of `sender`'s: `sender` itself or `sender/…`.
@@ -143,33 +162,28 @@ fn platform_of(asked: Option<String>) -> Result<String, ApiError> {
         .map_err(|error| bad_query(format!("platform: {error}")))
 }
 
-/// The snapshots of `sender`'s conversations on `platform`, as stored.
+/// The snapshots of `sender`'s conversations on `platform`, as stored, with their titles.
 async fn conversations_of(
     state: &AppState,
     platform: &str,
     sender: &str,
-) -> Result<Vec<SessionSnapshot>, ApiError> {
+) -> Result<Vec<(SessionSnapshot, Option<Title>)>, ApiError> {
     let store = state.node.store();
-    let storage = |error: troupe_actors::snapshot::StoreError| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ApiCode::StorageError,
-            error.to_string(),
-        )
-    };
+    let titles = ConversationTitles::new(Arc::clone(store));
     let mut found = Vec::new();
     let mut after: Option<SessionKey> = None;
     loop {
         let keys = store
             .list(after.as_ref(), SCAN_STEP)
             .await
-            .map_err(storage)?;
+            .map_err(storage_error)?;
         for key in &keys {
             if key.platform() != platform || !belongs_to(key.conversation_id(), sender) {
                 continue;
             }
-            if let Some(snapshot) = store.load(key).await.map_err(storage)? {
-                found.push(snapshot);
+            if let Some(snapshot) = store.load(key).await.map_err(storage_error)? {
+                let title = titles.get(key).await.map_err(storage_error)?;
+                found.push((snapshot, title));
             }
         }
         if keys.len() < SCAN_STEP {
@@ -195,9 +209,9 @@ pub(crate) async fn list(
         if let Some(search) = query.q.map(|q| q.trim().to_lowercase())
             && !search.is_empty()
         {
-            conversations.retain(|snapshot| mentions(snapshot, &search));
+            conversations.retain(|(snapshot, title)| mentions(snapshot, title.as_ref(), &search));
         }
-        conversations.sort_by(|a, b| {
+        conversations.sort_by(|(a, _), (b, _)| {
             b.updated_at
                 .cmp(&a.updated_at)
                 .then_with(|| a.key.to_string().cmp(&b.key.to_string()))
@@ -209,7 +223,7 @@ pub(crate) async fn list(
             .iter()
             .skip(offset)
             .take(limit)
-            .map(ConversationSummary::of)
+            .map(|(snapshot, title)| ConversationSummary::of(snapshot, title.clone()))
             .collect();
         let next_offset = (offset + page.len() < total).then_some(offset + page.len());
         Ok::<_, ApiError>(serde_json::json!({
@@ -227,34 +241,157 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(conversation): Path<String>,
-    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<PlatformQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
         return bad_query("use ?platform=").into_response();
     };
     let deleted = async {
-        let platform = platform_of(query.platform)?;
-        let owner = conversation
-            .split_once('/')
-            .map_or(conversation.as_str(), |(sender, _)| sender);
-        sender_for(&state, &caller, Some(owner.to_owned()))?;
-        let key = SessionKey::new(&platform, &conversation).map_err(|error| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ApiCode::InvalidSessionKey,
-                error.to_string(),
-            )
-        })?;
-        match state.ingress.reset(key.clone()).await {
-            Ok(true) => Ok(key),
-            Ok(false) => Err(ApiError::not_found(format!("no conversation {key}"))),
-            Err(error) => Err(ApiError::from(error)),
+        let key = owned_key(&state, &caller, query.platform, &conversation)?;
+        let existed = state
+            .ingress
+            .reset(key.clone())
+            .await
+            .map_err(ApiError::from)?;
+        ConversationTitles::new(Arc::clone(state.node.store()))
+            .forget(&key)
+            .await
+            .map_err(storage_error)?;
+        if existed {
+            Ok(key)
+        } else {
+            Err(ApiError::not_found(format!("no conversation {key}")))
         }
     };
     match deleted.await {
         Ok(key) => {
             Json(serde_json::json!({"key": key.to_string(), "deleted": true})).into_response()
         }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The key of `conversation` on `platform` (default `ws`), when `caller` may touch it.
+fn owned_key(
+    state: &AppState,
+    caller: &Caller,
+    platform: Option<String>,
+    conversation: &str,
+) -> Result<SessionKey, ApiError> {
+    let platform = platform_of(platform)?;
+    let owner = conversation
+        .split_once('/')
+        .map_or(conversation, |(sender, _)| sender);
+    sender_for(state, caller, Some(owner.to_owned()))?;
+    SessionKey::new(&platform, conversation).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ApiCode::InvalidSessionKey,
+            error.to_string(),
+        )
+    })
+}
+
+/// The stored conversation `key`, or 404.
+async fn stored(state: &AppState, key: &SessionKey) -> Result<SessionSnapshot, ApiError> {
+    state
+        .node
+        .store()
+        .load(key)
+        .await
+        .map_err(storage_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no conversation {key}")))
+}
+
+/// `POST /api/v1/conversations/{conversation_id}/title`: the assistant titles the
+/// conversation after its first exchange (once: a titled conversation keeps its title).
+/// The model gets the person's first message; when it has no usable answer (or no model
+/// is configured), the title is that message's first line.
+pub(crate) async fn generate_title(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(conversation): Path<String>,
+    query: Result<Query<PlatformQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return bad_query("use ?platform=").into_response();
+    };
+    let titled = async {
+        let key = owned_key(&state, &caller, query.platform, &conversation)?;
+        let titles = ConversationTitles::new(Arc::clone(state.node.store()));
+        if let Some(title) = titles.get(&key).await.map_err(storage_error)? {
+            return Ok(title);
+        }
+        let snapshot = stored(&state, &key).await?;
+        let first = snapshot
+            .history
+            .iter()
+            .find(|entry| entry.role == Role::User)
+            .map(|entry| entry.content.to_string())
+            .ok_or_else(|| ApiError::not_found(format!("{key} has no message to title")))?;
+        let answer = if state
+            .node
+            .default_provider()
+            .is_some_and(|info| info.kind == "echo")
+        {
+            None
+        } else {
+            let requester: Arc<str> = Arc::from(key.conversation_id());
+            state
+                .node
+                .complete(title_request(&first), DeltaSink::discard(), requester)
+                .await
+                .inspect_err(|error| tracing::info!(%key, %error, "the model gave no title; the first message is the title"))
+                .ok()
+                .map(|completion| completion.text)
+        };
+        let title = title_of(answer.as_deref(), &first)
+            .ok_or_else(|| ApiError::not_found(format!("{key} has nothing to title")))?;
+        titles.set(&key, &title).await.map_err(storage_error)?;
+        Ok::<_, ApiError>(title)
+    };
+    match titled.await {
+        Ok(title) => Json(serde_json::json!({"title": title.as_str()})).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RenameBody {
+    title: String,
+}
+
+/// `PATCH /api/v1/conversations/{conversation_id}` `{"title"}`: the person renames it.
+pub(crate) async fn rename(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(conversation): Path<String>,
+    query: Result<Query<PlatformQuery>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Body,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return bad_query("use ?platform=").into_response();
+    };
+    let renamed = async {
+        let key = owned_key(&state, &caller, query.platform, &conversation)?;
+        let body: RenameBody = admin_json_body(body).await?;
+        let title = Title::parse(&body.title).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ApiCode::InvalidRequest,
+                error.to_string(),
+            )
+        })?;
+        stored(&state, &key).await?;
+        ConversationTitles::new(Arc::clone(state.node.store()))
+            .set(&key, &title)
+            .await
+            .map_err(storage_error)?;
+        Ok::<_, ApiError>(title)
+    };
+    match renamed.await {
+        Ok(title) => Json(serde_json::json!({"title": title.as_str()})).into_response(),
         Err(error) => error.into_response(),
     }
 }

@@ -19,6 +19,7 @@ pub(crate) mod openai;
 mod rest;
 pub(crate) mod server;
 pub(crate) mod setup;
+mod titles;
 mod turns;
 mod web;
 mod ws;
@@ -131,7 +132,11 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/api/v1/conversations", get(conversations::list))
         .route(
             "/api/v1/conversations/{conversation_id}",
-            axum::routing::delete(conversations::delete),
+            axum::routing::delete(conversations::delete).patch(conversations::rename),
+        )
+        .route(
+            "/api/v1/conversations/{conversation_id}/title",
+            post(conversations::generate_title),
         )
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::list_models));

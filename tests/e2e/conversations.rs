@@ -1,11 +1,13 @@
 //! `/api/v1/conversations`: a person's conversations on one platform, newest first, paged,
-//! searched, and deleted for good, each caller seeing only what its token may.
+//! searched, titled (by the model, else from the first message) and renamed, and deleted
+//! for good, each caller seeing only what its token may.
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
 use troupe_testkit::process::TroupeProcess;
 
-use crate::support::{binary, http, post_message_as};
+use crate::support::{binary, http, openai_provider, post_message_as};
 
 const OWNER: &str = "owner-token-0123456789";
 const ADA: &str = "ada-token-0123456789ab";
@@ -206,4 +208,148 @@ async fn each_token_sees_and_deletes_only_the_conversations_it_may() {
     )
     .await;
     assert_eq!(own["total"], 0);
+}
+
+#[tokio::test]
+async fn a_conversation_is_titled_once_renamed_searched_by_title_and_forgotten_with_it() {
+    let node = node().await;
+    say(
+        &node,
+        OWNER,
+        "carol",
+        "carol/plums",
+        "About plums\nin autumn",
+    )
+    .await;
+    let title = "/api/v1/conversations/carol%2Fplums/title?platform=api";
+    // No model is configured (echo): the first line of the first message is the title.
+    let (status, titled) = request(&node, Method::POST, OWNER, title).await;
+    assert_eq!(
+        (status, &titled["title"]),
+        (200, &json!("About plums")),
+        "{titled}"
+    );
+    let rename = |title: &str| json!({ "title": title });
+    let patch = |token: &'static str, path: &'static str, body: Value| {
+        let node = &node;
+        async move {
+            let answer = http()
+                .patch(format!("{}{path}", node.http_url()))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let path = "/api/v1/conversations/carol%2Fplums?platform=api";
+    let (status, renamed) = patch(OWNER, path, rename("Plum season")).await;
+    assert_eq!((status, &renamed["title"]), (200, &json!("Plum season")));
+    // Titled once: asking again keeps the person's name for it.
+    let (_, again) = request(&node, Method::POST, OWNER, title).await;
+    assert_eq!(again["title"], "Plum season");
+    let (_, listed) = request(
+        &node,
+        Method::GET,
+        OWNER,
+        "/api/v1/conversations?sender=carol&platform=api&q=season",
+    )
+    .await;
+    assert_eq!(listed["conversations"][0]["title"], "Plum season");
+    assert_eq!(listed["conversations"][0]["first_message"], "About plums");
+
+    for (token, path, body, status, code) in [
+        (OWNER, path, rename(""), 422, "invalid_request"),
+        (OWNER, path, rename("two\nlines"), 422, "invalid_request"),
+        (
+            OWNER,
+            path,
+            json!({"title": "x", "extra": 1}),
+            400,
+            "invalid_json",
+        ),
+        (
+            OWNER,
+            "/api/v1/conversations/carol%2Fnone?platform=api",
+            rename("x"),
+            404,
+            "not_found",
+        ),
+        (ADA, path, rename("Mine now"), 403, "sender_not_allowed"),
+    ] {
+        let (got, answer) = patch(token, path, body).await;
+        assert_eq!(
+            (got, &answer["error"]["code"]),
+            (status, &json!(code)),
+            "{path}: {answer}"
+        );
+    }
+
+    let (status, _) = request(&node, Method::DELETE, OWNER, path).await;
+    assert_eq!(status, 200);
+    let (status, _) = request(
+        &node,
+        Method::GET,
+        OWNER,
+        "/api/v1/sessions/titles:api%2Fcarol%2Fplums",
+    )
+    .await;
+    assert_eq!(status, 404, "the title went with the conversation");
+    // No message may write as the titles' platform.
+    let (status, _) = post_message_as(
+        &node,
+        Some(OWNER),
+        &json!({"platform": "titles", "sender_id": "x", "payload": "x"}),
+    )
+    .await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn the_model_titles_a_conversation_from_its_first_message() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([
+        FakeReply::Text(vec!["Granny Smith and more.".into()]),
+        FakeReply::Text(vec!["\"Apple varieties.\"".into()]),
+    ]);
+    let config = format!(
+        "[server]\ntoken = \"{OWNER}\"\n\n{}",
+        openai_provider(&fake.openai_base_url(), "")
+    );
+    let node = TroupeProcess::start(binary(), &config).await.unwrap();
+    say(&node, OWNER, "carol", "carol", "Which apples keep longest?").await;
+    let (status, titled) = request(
+        &node,
+        Method::POST,
+        OWNER,
+        "/api/v1/conversations/carol/title?platform=api",
+    )
+    .await;
+    assert_eq!(
+        (status, &titled["title"]),
+        (200, &json!("Apple varieties")),
+        "{titled}"
+    );
+    let asked = &fake.requests()[1].body;
+    assert!(
+        asked["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("title"),
+        "{asked}"
+    );
+    assert_eq!(
+        asked["messages"][1]["content"],
+        "Which apples keep longest?"
+    );
+    assert!(
+        asked
+            .get("tools")
+            .is_none_or(|tools| tools.as_array().is_none_or(Vec::is_empty)),
+        "{asked}"
+    );
 }

@@ -267,6 +267,12 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
         let asked = fake
             .requests()
             .iter()
+            // The page also asks for the conversation's title: not a turn.
+            .filter(|request| {
+                !request.body["messages"][0]["content"]
+                    .as_str()
+                    .is_some_and(|system| system.starts_with("Write a title"))
+            })
             .filter(|request| {
                 request.body["messages"]
                     .as_array()

@@ -1,5 +1,6 @@
 //! The web app's conversations in a real browser (`python/browser_conversations.py`):
-//! new chat, switch, search, delete (gone from the node too), reload, and the phone
+//! new chat, titles by the model, switch, search, rename, delete (gone from the node
+//! too), reload, and the phone
 //! layout's drawer, with axe-core in both themes.
 
 use serde_json::json;
@@ -28,7 +29,7 @@ async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_r
     .await;
     assert_eq!(seen["empty"], "No conversations yet.");
     assert_eq!(seen["after_new_chat"], 0, "a new chat starts empty");
-    assert_eq!(seen["current"], "Pears are green");
+    assert_eq!(seen["current"], "echo: Pears are green");
     assert_eq!(
         seen["switched"],
         json!(["Apples are red", "echo: Apples are red"])

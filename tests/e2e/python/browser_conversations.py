@@ -2,7 +2,8 @@
 Playwright) against a node whose model echoes ("echo: …").
 
 Usage: browser_conversations.py PAGE_URL TOKEN ARTEFACTS_DIR AXE_JS
-Creates two conversations, switches between them, searches, deletes one (accepting the
+Creates two conversations (each titled by the model after its first answer: the double
+echoes), switches between them, searches, renames one, deletes one (accepting the
 confirmation), reloads, and checks the phone layout's drawer; runs axe-core in both themes,
 takes screenshots, and prints one JSON object with what it saw.
 """
@@ -51,13 +52,13 @@ def main() -> None:
         seen = {"empty": page.inner_text("#conversations-empty")}
 
         send(page, "Apples are red")
-        wait_for_titles(page, ["Apples are red"])
+        wait_for_titles(page, ["echo: Apples are red"])
         # `updated_at` counts seconds: the second conversation is a second newer.
         page.wait_for_timeout(1100)
         page.click("#new-chat")
         seen["after_new_chat"] = page.locator("#log .message").count()
         send(page, "Pears are green")
-        wait_for_titles(page, ["Pears are green", "Apples are red"])
+        wait_for_titles(page, ["echo: Pears are green", "echo: Apples are red"])
         seen["current"] = page.inner_text("#conversation-list .open[aria-current='true'] .title")
         pears = page.get_attribute("#conversation-list .open[aria-current='true']", "value")
 
@@ -67,25 +68,31 @@ def main() -> None:
         apples = page.get_attribute("#conversation-list .open[aria-current='true']", "value")
 
         page.fill("#conversation-search", "PEARS")
-        wait_for_titles(page, ["Pears are green"])
+        wait_for_titles(page, ["echo: Pears are green"])
         page.fill("#conversation-search", "")
-        wait_for_titles(page, ["Pears are green", "Apples are red"])
+        wait_for_titles(page, ["echo: Pears are green", "echo: Apples are red"])
+
+        # Renamed by the person: Enter keeps the new title.
+        page.click("#conversation-list li:has-text('Pears are green') .rename")
+        page.fill("#conversation-list .rename-field", "Green pears")
+        page.keyboard.press("Enter")
+        wait_for_titles(page, ["Green pears", "echo: Apples are red"])
 
         violations = []
         run_axe(page, axe_js, "conversations", violations)
         screenshots(page, artefacts, "conversations-en-US")
 
         page.click("#conversation-list li:has-text('Apples are red') .delete")
-        wait_for_titles(page, ["Pears are green"])
+        wait_for_titles(page, ["Green pears"])
         seen["confirmations"] = confirmations
         seen["after_delete"] = page.locator("#log .message").count()
 
-        page.click("#conversation-list .open:has-text('Pears are green')")
+        page.click("#conversation-list .open:has-text('Green pears')")
         page.wait_for_selector("#log .message.user:has-text('Pears are green')", timeout=WAIT)
         page.reload()
         page.wait_for_selector("#log .message.user:has-text('Pears are green')", timeout=WAIT)
         seen["after_reload"] = page.locator("#log .message.user").all_inner_texts()
-        wait_for_titles(page, ["Pears are green"])
+        wait_for_titles(page, ["Green pears"])
 
         page.set_viewport_size({"width": 360, "height": 740})
         seen["drawer_closed"] = page.is_visible("#conversations")

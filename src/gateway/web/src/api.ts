@@ -40,6 +40,15 @@ export async function postJson<T>(path: string, body: unknown): Promise<T> {
   });
 }
 
+/** PATCHes `body` as JSON to `path` with the stored token. */
+export async function patchJson<T>(path: string, body: unknown): Promise<T> {
+  return requestJson<T>(path, {
+    method: "PATCH",
+    headers: { ...authorization(), "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
 /** DELETEs `path` with the stored token. */
 export async function deleteJson<T>(path: string): Promise<T> {
   return requestJson<T>(path, { method: "DELETE", headers: authorization() });

@@ -1,8 +1,9 @@
-// The sidebar: the person's conversations on this node, newest first, each labelled with
-// the first thing they said, with New chat, search over everything said, and delete.
+// The sidebar: the person's conversations on this node, newest first, each with the title
+// the assistant gave it after the first exchange (or the person's own), else the first
+// thing they said; with New chat, search over titles and everything said, rename, delete.
 // A new conversation's id is `<sender>/<random>`, one the sender owns.
 
-import { ApiFailure, deleteJson, getJson } from "./api";
+import { ApiFailure, deleteJson, getJson, patchJson, postJson } from "./api";
 import { language, t } from "./i18n";
 
 export interface ConversationSummary {
@@ -11,6 +12,7 @@ export interface ConversationSummary {
   updated_at: number;
   first_message: string;
   messages: number;
+  title: string | null;
 }
 
 export interface ConversationActions {
@@ -30,6 +32,10 @@ export class ConversationList {
   private current = "";
   private query = "";
   private searchTimer: number | null = null;
+  /** What the last listing said, by conversation id. */
+  private known = new Map<string, ConversationSummary>();
+  /** Conversations this page asked the assistant to title. */
+  private readonly titling = new Set<string>();
 
   constructor(
     private readonly sender: string,
@@ -66,6 +72,9 @@ export class ConversationList {
       const listed = await getJson<{ conversations: ConversationSummary[] }>(
         "/api/v1/conversations?" + query.toString(),
       );
+      if (!this.query) {
+        this.known = new Map(listed.conversations.map((item) => [item.conversation_id, item]));
+      }
       this.list.replaceChildren(...listed.conversations.map((item) => this.item(item)));
       this.problem.hidden = listed.conversations.length > 0;
       this.problem.textContent = this.query ? t("noMatches") : t("noConversations");
@@ -77,6 +86,26 @@ export class ConversationList {
     }
   }
 
+  /**
+   * After an answer in `conversationId`: lists again, and has the assistant title the
+   * conversation when it has no title yet (once per conversation on this page).
+   */
+  async answered(conversationId: string): Promise<void> {
+    await this.refresh();
+    if (this.known.get(conversationId)?.title || this.titling.has(conversationId)) return;
+    this.titling.add(conversationId);
+    try {
+      await postJson(this.path(conversationId, "/title"), {});
+    } catch {
+      return; // Untitled, it is shown by its first message.
+    }
+    await this.refresh();
+  }
+
+  private path(conversationId: string, suffix = ""): string {
+    return "/api/v1/conversations/" + encodeURIComponent(conversationId) + suffix + "?platform=ws";
+  }
+
   private markCurrent(): void {
     for (const button of this.list.querySelectorAll<HTMLButtonElement>("button.open")) {
       if (button.value === this.current) button.setAttribute("aria-current", "true");
@@ -85,7 +114,7 @@ export class ConversationList {
   }
 
   private item(summary: ConversationSummary): HTMLLIElement {
-    const title = summary.first_message || t("untitled");
+    const title = summary.title || summary.first_message || t("untitled");
     const item = document.createElement("li");
     const open = document.createElement("button");
     open.type = "button";
@@ -111,14 +140,56 @@ export class ConversationList {
     remove.textContent = "×";
     remove.setAttribute("aria-label", t("deleteConversation", { title }));
     remove.addEventListener("click", () => void this.remove(summary.conversation_id, title));
-    item.append(open, remove);
+    const rename = document.createElement("button");
+    rename.type = "button";
+    rename.className = "rename";
+    rename.textContent = "✎";
+    rename.setAttribute("aria-label", t("renameConversation", { title }));
+    rename.addEventListener("click", () => this.startRename(item, summary.conversation_id, title));
+    item.append(open, rename, remove);
     return item;
+  }
+
+  /** Turns the item into a field: Enter saves the new title, Escape or leaving it cancels. */
+  private startRename(item: HTMLLIElement, conversationId: string, title: string): void {
+    const field = document.createElement("input");
+    field.className = "rename-field";
+    field.value = title;
+    field.maxLength = 80;
+    field.setAttribute("aria-label", t("titleLabel"));
+    let done = false;
+    const finish = async (save: boolean) => {
+      if (done) return;
+      done = true;
+      const wanted = field.value.trim();
+      if (save && wanted && wanted !== title) {
+        try {
+          await patchJson(this.path(conversationId), { title: wanted });
+        } catch (error) {
+          const message = error instanceof ApiFailure ? error.message : String(error);
+          this.problem.hidden = false;
+          this.problem.textContent = t("conversationsFailed", { message });
+        }
+      }
+      await this.refresh();
+    };
+    field.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") void finish(true);
+      if (event.key === "Escape") {
+        event.stopPropagation();
+        void finish(false);
+      }
+    });
+    field.addEventListener("blur", () => void finish(false));
+    item.replaceChildren(field);
+    field.focus();
+    field.select();
   }
 
   private async remove(conversationId: string, title: string): Promise<void> {
     if (!window.confirm(t("deleteConfirm", { title }))) return;
     try {
-      await deleteJson("/api/v1/conversations/" + encodeURIComponent(conversationId) + "?platform=ws");
+      await deleteJson(this.path(conversationId));
     } catch (error) {
       if (!(error instanceof ApiFailure && error.status === 404)) {
         const message = error instanceof ApiFailure ? error.message : String(error);

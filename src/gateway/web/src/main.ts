@@ -94,7 +94,7 @@ function startChat(): void {
     },
   );
   conversations.setCurrent(first);
-  chat.onAnswered = () => void conversations.refresh();
+  chat.onAnswered = () => void conversations.answered(chat.conversation);
   byId("toggle-conversations").addEventListener("click", () => toggleDrawer());
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && byId("chat").dataset.drawer === "open") toggleDrawer(false);

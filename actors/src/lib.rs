@@ -39,6 +39,8 @@ mod parser_properties;
 #[cfg(test)]
 mod session_journal_tests;
 #[cfg(test)]
+mod session_replace_tests;
+#[cfg(test)]
 mod supervisor_tests;
 
 pub use ids::SessionKey;

@@ -204,6 +204,13 @@ impl InboundMessage {
         &self.metadata
     }
 
+    /// The id of the earlier message this one replaces, if it replaces one.
+    pub fn replaces(&self) -> Option<&str> {
+        self.metadata
+            .get(REPLACES_METADATA)
+            .and_then(serde_json::Value::as_str)
+    }
+
     /// How to reach the sender later (`troupe.reply_route`), if the door noted it.
     pub fn reply_route(&self) -> Option<&serde_json::Value> {
         self.metadata.get(REPLY_ROUTE_METADATA)
@@ -278,7 +285,15 @@ pub struct InboundDraft {
     pub attachments: Vec<Attachment>,
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// The id of the person's last message in the conversation, which this one replaces
+    /// (edit and resend, regenerate): that message and what followed it are dropped from
+    /// the history before this one is answered.
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
+
+/// Where a message that replaces an earlier one keeps that one's id (the server's key).
+pub const REPLACES_METADATA: &str = "troupe.replaces";
 
 /// What the server fills in when the client did not say.
 #[derive(Clone, Debug)]
@@ -362,6 +377,11 @@ impl InboundDraft {
             (None, None) => return Err(MessageError::MissingField("sender_id")),
         };
         check_reserved_metadata(&self.metadata)?;
+        let mut metadata = self.metadata;
+        if let Some(replaced) = self.replaces {
+            check_id("replaces", &replaced)?;
+            metadata.insert(REPLACES_METADATA.to_owned(), replaced.into());
+        }
         let content_type = parse_content_type(self.content_type.as_deref())?;
         let message = InboundMessage::new(MessageParts {
             id: self.id.unwrap_or_else(new_message_id),
@@ -373,7 +393,7 @@ impl InboundDraft {
             timestamp: self.timestamp.unwrap_or(defaults.now_unix_secs),
             reply_to: self.reply_to,
             attachments: self.attachments,
-            metadata: self.metadata,
+            metadata,
         })?;
         limits.admit(&message)?;
         Ok(message)

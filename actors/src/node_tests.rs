@@ -67,7 +67,7 @@ pub(crate) async fn node_with(
     TestNode { handle, store }
 }
 
-async fn scripted_node(script: Vec<Scripted>) -> (TestNode, Arc<ScriptedProvider>) {
+pub(crate) async fn scripted_node(script: Vec<Scripted>) -> (TestNode, Arc<ScriptedProvider>) {
     let provider = Arc::new(ScriptedProvider::new("main", script));
     let node = node_with(
         vec![(provider.clone(), quick_policy())],

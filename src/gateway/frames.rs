@@ -35,6 +35,9 @@ pub(crate) struct MessageFrame {
     reply_to: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, Value>,
+    /// The id of the person's last message, which this one replaces.
+    #[serde(default)]
+    replaces: Option<String>,
     /// W3C trace context: the turn continues the client's trace.
     #[serde(default)]
     pub(crate) traceparent: Option<String>,
@@ -54,6 +57,7 @@ impl MessageFrame {
             reply_to: self.reply_to,
             attachments: Vec::new(),
             metadata: self.metadata,
+            replaces: self.replaces,
         }
     }
 }

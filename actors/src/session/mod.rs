@@ -414,6 +414,32 @@ impl SessionState {
         }
     }
 
+    /// Takes the exchange a message replaces out of the history (the person's last message
+    /// and everything after it), with any tool calls it left waiting; only the last message
+    /// of the conversation can be replaced.
+    fn take_replaced(&mut self, message: &InboundMessage) -> Result<Vec<HistoryEntry>, TurnError> {
+        let Some(replaced) = message.replaces() else {
+            return Ok(Vec::new());
+        };
+        let last_asked = self
+            .history
+            .iter()
+            .rposition(|entry| entry.role == Role::User);
+        match last_asked {
+            Some(index) if self.history[index].message_id.as_deref() == Some(replaced) => {
+                self.pending = None;
+                self.commit.rewritten();
+                Ok(self.history.drain(index..).collect())
+            }
+            _ => Err(TurnError::new(
+                ErrorCode::InvalidMessage,
+                format!(
+                    "`replaces` names `{replaced}`, which is not the last message of this conversation"
+                ),
+            )),
+        }
+    }
+
     /// The reply already given to inbound message `id`, rebuilt from the history window:
     /// the first final assistant entry after the user entry with that id.
     fn earlier_reply(&self, message: &InboundMessage) -> Option<OutboundReply> {
@@ -514,6 +540,7 @@ impl SessionState {
         events: &TurnEvents,
     ) -> Result<(OutboundReply, Duration), TurnError> {
         let pending_before = self.pending.clone();
+        let replaced = self.take_replaced(&message)?;
         self.turn_entries = 0;
         self.push_history(HistoryEntry {
             role: Role::User,
@@ -531,6 +558,8 @@ impl SessionState {
                 for _ in 0..self.turn_entries.min(self.history.len()) {
                     self.history.pop_back();
                 }
+                // What an edit replaced comes back: the conversation is as it was.
+                self.history.extend(replaced);
                 self.commit.rewritten();
                 self.pending = pending_before;
                 return Err(error);

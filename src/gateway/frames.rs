@@ -16,7 +16,7 @@ pub(crate) enum ClientFrame {
         #[serde(default)]
         token: Option<String>,
     },
-    Message(MessageFrame),
+    Message(Box<MessageFrame>),
 }
 
 /// A `message` frame: what a client says, before validation makes it a message.

@@ -1,6 +1,6 @@
 //! The web app's conversations in a real browser (`python/browser_conversations.py`):
 //! new chat, titles by the model, switch, search, rename, delete (gone from the node
-//! too), reload, and the phone
+//! too), reload, edit and resend, regenerate, and the phone
 //! layout's drawer, with axe-core in both themes.
 
 use serde_json::json;
@@ -47,6 +47,14 @@ async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_r
         "the deleted one was shown: a new chat"
     );
     assert_eq!(seen["after_reload"], json!(["Pears are green"]));
+    let edited = json!(["Pears are yellow", "echo: Pears are yellow"]);
+    assert_eq!(seen["after_edit"], edited);
+    assert_eq!(seen["after_regenerate"], edited);
+    assert_eq!(seen["answers_after_regenerate"], 1);
+    assert_eq!(
+        seen["after_edit_reload"], edited,
+        "the node kept the replacement only"
+    );
     assert_eq!(seen["drawer_closed"], false);
     assert_eq!(seen["drawer_open"], true);
     assert_eq!(seen["drawer_after_escape"], false);

@@ -120,7 +120,7 @@ def confirm(page, text, button):
     before = finished.count()
     asked.locator(".confirm " + button).click()
     finished.nth(before).wait_for(timeout=WAIT)
-    seen["sent"] = page.locator(".message.user").last.inner_text()
+    seen["sent"] = page.locator(".message.user .text").last.inner_text()
     seen["disabled"] = asked.locator(".confirm button:disabled").count()
     seen["card"] = asked.locator(".tool-card").get_attribute("class")
     seen["card_status"] = asked.locator(".tool-card .tool-status").inner_text()

@@ -46,7 +46,7 @@ def main() -> None:
                 "sections": card.locator(".tool-section pre").all_inner_texts(),
             })
         print(json.dumps({
-            "user": page.inner_text(".message.user"),
+            "user": page.inner_text(".message.user .text"),
             "assistant": answer.locator(".markdown").inner_text(),
             "notice": page.inner_text("#notice"),
             "tools": tools,

@@ -91,8 +91,24 @@ def main() -> None:
         page.wait_for_selector("#log .message.user:has-text('Pears are green')", timeout=WAIT)
         page.reload()
         page.wait_for_selector("#log .message.user:has-text('Pears are green')", timeout=WAIT)
-        seen["after_reload"] = page.locator("#log .message.user").all_inner_texts()
+        seen["after_reload"] = page.locator("#log .message.user .text").all_inner_texts()
         wait_for_titles(page, ["Green pears"])
+
+        # Edit the last message and send it again, then regenerate the answer: each time
+        # the exchange is replaced, on the page and on the node.
+        finished = page.locator(".message.assistant.done")
+        page.click(".message.user .edit-message")
+        page.fill(".edit-form textarea", "Pears are yellow")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".message.assistant.done:has-text('echo: Pears are yellow')", timeout=WAIT)
+        seen["after_edit"] = page.locator("#log .message .text, #log .message .markdown").all_inner_texts()
+        page.click(".message.assistant .regenerate")
+        page.wait_for_selector(".message.assistant.done .regenerate", timeout=WAIT)
+        seen["after_regenerate"] = page.locator("#log .message .text, #log .message .markdown").all_inner_texts()
+        seen["answers_after_regenerate"] = finished.count()
+        page.reload()
+        page.wait_for_selector("#log .message.user:has-text('Pears are yellow')", timeout=WAIT)
+        seen["after_edit_reload"] = page.locator("#log .message .text, #log .message .markdown").all_inner_texts()
 
         page.set_viewport_size({"width": 360, "height": 740})
         seen["drawer_closed"] = page.is_visible("#conversations")

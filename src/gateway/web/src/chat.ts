@@ -3,6 +3,7 @@
 
 import type { SessionView } from "./api";
 import { Connection, type ServerFrame } from "./connection";
+import { LastExchange } from "./exchange";
 import { t } from "./i18n";
 import { renderMarkdown } from "./markdown";
 
@@ -105,6 +106,13 @@ export class ChatView {
   private connection: Connection | null = null;
   /** Called when an answer is complete (the conversation list changes). */
   onAnswered: () => void = () => {};
+  /** The exchange that can be edited or regenerated. */
+  private readonly last = new LastExchange((text, replaced) => {
+    if (!this.connection) return;
+    replaced.question.remove();
+    replaced.answer.remove();
+    this.send(text, replaced.id);
+  });
 
   constructor(
     private readonly log: HTMLElement,
@@ -143,6 +151,7 @@ export class ChatView {
     this.answers.clear();
     this.toolCards.clear();
     this.sentHere.clear();
+    this.last.set(null);
     this.log.replaceChildren();
     this.showEmptyHint();
     this.restore(view);
@@ -182,19 +191,26 @@ export class ChatView {
     if (this.send(text)) this.input.value = "";
   }
 
-  /** Sends `text` as the person's message; false when there is no connection yet. */
-  private send(text: string): boolean {
+  /**
+   * Sends `text` as the person's message (in place of the message `replaces` when given);
+   * false when there is no connection yet.
+   */
+  private send(text: string, replaces?: string): boolean {
     if (!this.connection) return false;
     const id = newMessageId();
     this.sentHere.add(id);
-    this.append(this.userMessage(text));
-    this.answers.set(id, this.pendingAnswer());
+    const question = this.userMessage(text);
+    this.append(question);
+    const answer = this.pendingAnswer();
+    this.answers.set(id, answer);
+    this.last.set({ id, text, question, answer: answer.article });
     this.connection.send({
       type: "message",
       id,
       conversation_id: this.conversationId,
       content_type: "text",
       payload: text,
+      ...(replaces === undefined ? {} : { replaces }),
     });
     return true;
   }
@@ -285,6 +301,7 @@ export class ChatView {
     answer.article.classList.add("done");
     this.answers.delete(id);
     if (asksToConfirm) this.askToConfirm(answer);
+    else this.last.answered(answer.article);
     this.onAnswered();
   }
 
@@ -303,6 +320,8 @@ export class ChatView {
     answer.article.classList.add("failed");
     answer.body.replaceChildren(line);
     this.answers.delete(id);
+    // The node kept nothing of a failed turn: there is no last exchange to replace.
+    this.last.set(null);
   }
 
   private toolStarted(id: string, callId: string, name: string, args: unknown): void {
@@ -328,13 +347,18 @@ export class ChatView {
     const cards = new Map<string, ToolCard>();
     let answer: Answer | null = null;
     let last: Answer | null = null;
+    let asked: { id: string; text: string; question: HTMLElement } | null = null;
     // Messages sent from this page are shown already, with their answers.
     let shownHere = false;
     for (const entry of view.history) {
       if (entry.role === "user") {
         answer = null;
         shownHere = entry.message_id !== undefined && this.sentHere.has(entry.message_id);
-        if (!shownHere) earlier.append(this.userMessage(entry.content));
+        if (!shownHere) {
+          const question = this.userMessage(entry.content);
+          earlier.append(question);
+          asked = entry.message_id === undefined ? null : { id: entry.message_id, text: entry.content, question };
+        }
       } else if (shownHere) {
         continue;
       } else if (entry.role === "assistant") {
@@ -361,6 +385,11 @@ export class ChatView {
     }
     if (earlier.childNodes.length === 0) return;
     if (view.awaiting === "confirmation" && last !== null) this.askToConfirm(last);
+    // The newest exchange can be edited, unless this page has sent one since.
+    if (asked !== null && this.sentHere.size === 0) {
+      this.last.set({ ...asked, answer: last?.article ?? asked.question });
+      if (last !== null && view.awaiting !== "confirmation") this.last.answered(last.article);
+    }
     this.log.querySelector(".empty-hint")?.remove();
     this.log.prepend(earlier);
     this.log.scrollTop = this.log.scrollHeight;

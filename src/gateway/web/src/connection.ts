@@ -13,6 +13,8 @@ export interface MessageFrame {
   conversation_id: string;
   content_type: "text";
   payload: string;
+  /** The id of the person's last message, which this one replaces. */
+  replaces?: string;
 }
 
 /** Every frame the node sends on `/ws`. */

@@ -13,8 +13,9 @@
 //! sender's but those with a token of their own. What is listed is what the store holds
 //! (every answered turn is stored before its reply), so listing wakes no session.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
@@ -239,57 +240,57 @@ pub(crate) async fn list(
 /// `DELETE /api/v1/conversations/{conversation_id}`.
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(conversation): Path<String>,
-    query: Result<Query<PlatformQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(query)) = query else {
-        return bad_query("use ?platform=").into_response();
-    };
-    let deleted = async {
-        let key = owned_key(&state, &caller, query.platform, &conversation)?;
-        let existed = state
-            .ingress
-            .reset(key.clone())
-            .await
-            .map_err(ApiError::from)?;
-        ConversationTitles::new(Arc::clone(state.node.store()))
-            .forget(&key)
-            .await
-            .map_err(storage_error)?;
-        if existed {
-            Ok(key)
-        } else {
-            Err(ApiError::not_found(format!("no conversation {key}")))
-        }
-    };
-    match deleted.await {
-        Ok(key) => {
-            Json(serde_json::json!({"key": key.to_string(), "deleted": true})).into_response()
-        }
-        Err(error) => error.into_response(),
+    OwnedConversation(key): OwnedConversation,
+) -> Result<Response, ApiError> {
+    let existed = state
+        .ingress
+        .reset(key.clone())
+        .await
+        .map_err(ApiError::from)?;
+    ConversationTitles::new(Arc::clone(state.node.store()))
+        .forget(&key)
+        .await
+        .map_err(storage_error)?;
+    if !existed {
+        return Err(ApiError::not_found(format!("no conversation {key}")));
     }
+    Ok(Json(serde_json::json!({"key": key.to_string(), "deleted": true})).into_response())
 }
 
-/// The key of `conversation` on `platform` (default `ws`), when `caller` may touch it.
-fn owned_key(
-    state: &AppState,
-    caller: &Caller,
-    platform: Option<String>,
-    conversation: &str,
-) -> Result<SessionKey, ApiError> {
-    let platform = platform_of(platform)?;
-    let owner = conversation
-        .split_once('/')
-        .map_or(conversation, |(sender, _)| sender);
-    sender_for(state, caller, Some(owner.to_owned()))?;
-    SessionKey::new(&platform, conversation).map_err(|error| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ApiCode::InvalidSessionKey,
-            error.to_string(),
-        )
-    })
+/// A conversation named by the path (`{conversation_id}`, with `?platform=`, default `ws`)
+/// that the caller may touch: built only by checking the caller's right to it.
+pub(crate) struct OwnedConversation(SessionKey);
+
+impl FromRequestParts<AppState> for OwnedConversation {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(conversation) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| bad_query(rejection.body_text()))?;
+        let Query(query) = Query::<PlatformQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| bad_query("use ?platform="))?;
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(ApiError::unauthorized)?;
+        let platform = platform_of(query.platform)?;
+        let owner = conversation
+            .split_once('/')
+            .map_or(conversation.as_str(), |(sender, _)| sender);
+        sender_for(state, &caller, Some(owner.to_owned()))?;
+        SessionKey::new(&platform, &conversation)
+            .map(Self)
+            .map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ApiCode::InvalidSessionKey,
+                    error.to_string(),
+                )
+            })
+    }
 }
 
 /// The stored conversation `key`, or 404.
@@ -309,51 +310,41 @@ async fn stored(state: &AppState, key: &SessionKey) -> Result<SessionSnapshot, A
 /// is configured), the title is that message's first line.
 pub(crate) async fn generate_title(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(conversation): Path<String>,
-    query: Result<Query<PlatformQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(query)) = query else {
-        return bad_query("use ?platform=").into_response();
-    };
-    let titled = async {
-        let key = owned_key(&state, &caller, query.platform, &conversation)?;
-        let titles = ConversationTitles::new(Arc::clone(state.node.store()));
-        if let Some(title) = titles.get(&key).await.map_err(storage_error)? {
-            return Ok(title);
-        }
-        let snapshot = stored(&state, &key).await?;
-        let first = snapshot
-            .history
-            .iter()
-            .find(|entry| entry.role == Role::User)
-            .map(|entry| entry.content.to_string())
-            .ok_or_else(|| ApiError::not_found(format!("{key} has no message to title")))?;
-        let answer = if state
-            .node
-            .default_provider()
-            .is_some_and(|info| info.kind == "echo")
-        {
-            None
-        } else {
-            let requester: Arc<str> = Arc::from(key.conversation_id());
-            state
-                .node
-                .complete(title_request(&first), DeltaSink::discard(), requester)
-                .await
-                .inspect_err(|error| tracing::info!(%key, %error, "the model gave no title; the first message is the title"))
-                .ok()
-                .map(|completion| completion.text)
-        };
-        let title = title_of(answer.as_deref(), &first)
-            .ok_or_else(|| ApiError::not_found(format!("{key} has nothing to title")))?;
-        titles.set(&key, &title).await.map_err(storage_error)?;
-        Ok::<_, ApiError>(title)
-    };
-    match titled.await {
-        Ok(title) => Json(serde_json::json!({"title": title.as_str()})).into_response(),
-        Err(error) => error.into_response(),
+    OwnedConversation(key): OwnedConversation,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let titles = ConversationTitles::new(Arc::clone(state.node.store()));
+    if let Some(title) = titles.get(&key).await.map_err(storage_error)? {
+        return Ok(Json(serde_json::json!({"title": title.as_str()})));
     }
+    let snapshot = stored(&state, &key).await?;
+    let first = snapshot
+        .history
+        .iter()
+        .find(|entry| entry.role == Role::User)
+        .map(|entry| entry.content.to_string())
+        .ok_or_else(|| ApiError::not_found(format!("{key} has no message to title")))?;
+    let answer = if state
+        .node
+        .default_provider()
+        .is_some_and(|info| info.kind == "echo")
+    {
+        None
+    } else {
+        let requester: Arc<str> = Arc::from(key.conversation_id());
+        state
+            .node
+            .complete(title_request(&first), DeltaSink::discard(), requester)
+            .await
+            .inspect_err(|error| {
+                tracing::info!(%key, %error, "the model gave no title; the first message is the title");
+            })
+            .ok()
+            .map(|completion| completion.text)
+    };
+    let title = title_of(answer.as_deref(), &first)
+        .ok_or_else(|| ApiError::not_found(format!("{key} has nothing to title")))?;
+    titles.set(&key, &title).await.map_err(storage_error)?;
+    Ok(Json(serde_json::json!({"title": title.as_str()})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,35 +356,23 @@ pub(crate) struct RenameBody {
 /// `PATCH /api/v1/conversations/{conversation_id}` `{"title"}`: the person renames it.
 pub(crate) async fn rename(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(conversation): Path<String>,
-    query: Result<Query<PlatformQuery>, axum::extract::rejection::QueryRejection>,
+    OwnedConversation(key): OwnedConversation,
     body: axum::body::Body,
-) -> Response {
-    let Ok(Query(query)) = query else {
-        return bad_query("use ?platform=").into_response();
-    };
-    let renamed = async {
-        let key = owned_key(&state, &caller, query.platform, &conversation)?;
-        let body: RenameBody = admin_json_body(body).await?;
-        let title = Title::parse(&body.title).map_err(|error| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ApiCode::InvalidRequest,
-                error.to_string(),
-            )
-        })?;
-        stored(&state, &key).await?;
-        ConversationTitles::new(Arc::clone(state.node.store()))
-            .set(&key, &title)
-            .await
-            .map_err(storage_error)?;
-        Ok::<_, ApiError>(title)
-    };
-    match renamed.await {
-        Ok(title) => Json(serde_json::json!({"title": title.as_str()})).into_response(),
-        Err(error) => error.into_response(),
-    }
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: RenameBody = admin_json_body(body).await?;
+    let title = Title::parse(&body.title).map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ApiCode::InvalidRequest,
+            error.to_string(),
+        )
+    })?;
+    stored(&state, &key).await?;
+    ConversationTitles::new(Arc::clone(state.node.store()))
+        .set(&key, &title)
+        .await
+        .map_err(storage_error)?;
+    Ok(Json(serde_json::json!({"title": title.as_str()})))
 }
 
 #[cfg(test)]

@@ -7,18 +7,15 @@ use serde_json::{Value, json};
 use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
 use troupe_testkit::process::TroupeProcess;
 
-use crate::support::{binary, http, openai_provider, post_message_as};
+use crate::support::{
+    ADA_TOKEN, OWNER_TOKEN, binary, http, openai_provider, owner_and_ada_node, post_message_as,
+};
 
-const OWNER: &str = "owner-token-0123456789";
-const ADA: &str = "ada-token-0123456789ab";
+const OWNER: &str = OWNER_TOKEN;
+const ADA: &str = ADA_TOKEN;
 
 async fn node() -> TroupeProcess {
-    let config = format!(
-        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[server]\ntoken = \"{OWNER}\"\n\n[[server.tokens]]\nsender_id = \"ada\"\ntoken_env = \"ADA_TOKEN\"\n"
-    );
-    TroupeProcess::start_with_env(binary(), &config, &[("ADA_TOKEN", ADA)])
-        .await
-        .expect("troupe starts")
+    owner_and_ada_node().await
 }
 
 async fn say(node: &TroupeProcess, token: &str, sender: &str, conversation: &str, text: &str) {
@@ -42,6 +39,12 @@ async fn request(node: &TroupeProcess, method: Method, token: &str, path: &str) 
         answer.status().as_u16(),
         answer.json().await.unwrap_or(Value::Null),
     )
+}
+
+/// `GET /api/v1/conversations?{query}` as `token`.
+async fn list(node: &TroupeProcess, token: &str, query: &str) -> (u16, Value) {
+    let path = format!("/api/v1/conversations?{query}");
+    request(node, Method::GET, token, &path).await
 }
 
 fn first_messages(listed: &Value) -> Vec<&str> {
@@ -68,13 +71,7 @@ async fn a_person_lists_their_conversations_newest_first_searches_pages_and_dele
     say(&node, OWNER, "dave", "dave", "About apples too").await;
     say(&node, OWNER, "carol", "carolyn", "Someone else's").await;
 
-    let (status, listed) = request(
-        &node,
-        Method::GET,
-        OWNER,
-        "/api/v1/conversations?sender=carol&platform=api",
-    )
-    .await;
+    let (status, listed) = list(&node, OWNER, "sender=carol&platform=api").await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(
         first_messages(&listed),
@@ -97,13 +94,7 @@ async fn a_person_lists_their_conversations_newest_first_searches_pages_and_dele
     let search = "/api/v1/conversations?sender=carol&platform=api&q=PEARS";
     let (_, found) = request(&node, Method::GET, OWNER, search).await;
     assert_eq!(first_messages(&found), ["About pears"]);
-    let (_, found) = request(
-        &node,
-        Method::GET,
-        OWNER,
-        "/api/v1/conversations?sender=carol&platform=api&q=and%20more",
-    )
-    .await;
+    let (_, found) = list(&node, OWNER, "sender=carol&platform=api&q=and%20more").await;
     assert_eq!(first_messages(&found), ["About apples"]);
 
     let (status, deleted) = request(
@@ -126,13 +117,7 @@ async fn a_person_lists_their_conversations_newest_first_searches_pages_and_dele
     )
     .await;
     assert_eq!(status, 404, "deleted on the node");
-    let (_, listed) = request(
-        &node,
-        Method::GET,
-        OWNER,
-        "/api/v1/conversations?sender=carol&platform=api",
-    )
-    .await;
+    let (_, listed) = list(&node, OWNER, "sender=carol&platform=api").await;
     assert_eq!(first_messages(&listed), ["About plums", "About apples"]);
     let (status, missing) = request(
         &node,
@@ -153,13 +138,7 @@ async fn each_token_sees_and_deletes_only_the_conversations_it_may() {
     say(&node, ADA, "ada", "ada/diary", "Dear diary").await;
     say(&node, OWNER, "carol", "carol", "Hello").await;
 
-    let (status, own) = request(
-        &node,
-        Method::GET,
-        ADA,
-        "/api/v1/conversations?platform=api",
-    )
-    .await;
+    let (status, own) = list(&node, ADA, "platform=api").await;
     assert_eq!(status, 200, "{own}");
     assert_eq!(first_messages(&own), ["Dear diary"]);
     for (token, path) in [
@@ -200,13 +179,7 @@ async fn each_token_sees_and_deletes_only_the_conversations_it_may() {
     )
     .await;
     assert_eq!(status, 200);
-    let (_, own) = request(
-        &node,
-        Method::GET,
-        ADA,
-        "/api/v1/conversations?platform=api",
-    )
-    .await;
+    let (_, own) = list(&node, ADA, "platform=api").await;
     assert_eq!(own["total"], 0);
 }
 
@@ -252,13 +225,7 @@ async fn a_conversation_is_titled_once_renamed_searched_by_title_and_forgotten_w
     // Titled once: asking again keeps the person's name for it.
     let (_, again) = request(&node, Method::POST, OWNER, title).await;
     assert_eq!(again["title"], "Plum season");
-    let (_, listed) = request(
-        &node,
-        Method::GET,
-        OWNER,
-        "/api/v1/conversations?sender=carol&platform=api&q=season",
-    )
-    .await;
+    let (_, listed) = list(&node, OWNER, "sender=carol&platform=api&q=season").await;
     assert_eq!(listed["conversations"][0]["title"], "Plum season");
     assert_eq!(listed["conversations"][0]["first_message"], "About plums");
 

@@ -5,19 +5,15 @@ use serde_json::{Value, json};
 use troupe_testkit::process::TroupeProcess;
 
 use crate::support::{
-    binary, connect, frames_until_final, http, next_frame, post_message_as, send,
+    ADA_TOKEN, OWNER_TOKEN, connect, frames_until_final, http, next_frame, owner_and_ada_node,
+    post_message_as, send,
 };
 
-const OWNER: &str = "owner-token-0123456789";
-const ADA: &str = "ada-token-0123456789ab";
+const OWNER: &str = OWNER_TOKEN;
+const ADA: &str = ADA_TOKEN;
 
 async fn node() -> TroupeProcess {
-    let config = format!(
-        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[server]\ntoken = \"{OWNER}\"\n\n[[server.tokens]]\nsender_id = \"ada\"\ntoken_env = \"ADA_TOKEN\"\n"
-    );
-    TroupeProcess::start_with_env(binary(), &config, &[("ADA_TOKEN", ADA)])
-        .await
-        .expect("troupe starts")
+    owner_and_ada_node().await
 }
 
 async fn post(node: &TroupeProcess, token: &str, body: &Value) -> (u16, Value) {

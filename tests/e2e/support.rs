@@ -186,3 +186,18 @@ pub(crate) fn resident_kib(node: &TroupeProcess) -> u64 {
         .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
         .expect("VmRSS in /proc")
 }
+
+/// The owner's token of [`owner_and_ada_node`].
+pub(crate) const OWNER_TOKEN: &str = "owner-token-0123456789";
+/// Ada's own token (`[[server.tokens]]`) on [`owner_and_ada_node`].
+pub(crate) const ADA_TOKEN: &str = "ada-token-0123456789ab";
+
+/// An echo node with the owner's token and a sender, `ada`, with a token of her own.
+pub(crate) async fn owner_and_ada_node() -> TroupeProcess {
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[server]\ntoken = \"{OWNER_TOKEN}\"\n\n[[server.tokens]]\nsender_id = \"ada\"\ntoken_env = \"ADA_TOKEN\"\n"
+    );
+    TroupeProcess::start_with_env(binary(), &config, &[("ADA_TOKEN", ADA_TOKEN)])
+        .await
+        .expect("troupe starts")
+}

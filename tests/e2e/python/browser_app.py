@@ -84,6 +84,29 @@ AXE_RUN = """async () => {
 }"""
 
 
+def chromium_path():
+    """Debian's Chromium (scripts/test-deps installs it); never a downloaded one."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        sys.exit("chromium is not installed (scripts/test-deps installs it)")
+    return chromium
+
+
+def artefacts_dir(path):
+    artefacts = Path(path)
+    artefacts.mkdir(parents=True, exist_ok=True)
+    return artefacts
+
+
+def sign_in(page, url, token):
+    """Opens the chat, enters the token when the sign-in dialog asks, waits to connect."""
+    page.goto(url + "/")
+    page.wait_for_selector("#sign-in[open]", timeout=WAIT)
+    page.fill("#token", token)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
+
+
 def send(page, text):
     """Sends `text` and waits for its answer to finish; returns the answer's element."""
     done_before = page.locator(".message.assistant.done, .message.assistant.failed").count()
@@ -158,9 +181,7 @@ def one_language(browser, url, token, locale, artefacts, axe_js, corpus):
     page.goto(url + "/")
     page.wait_for_selector("#sign-in[open]", timeout=WAIT)
     seen["sign_in_title"] = page.inner_text("#sign-in-title")
-    page.fill("#token", token)
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
+    sign_in(page, url, token)
     seen["status"] = page.inner_text("#status")
     seen["html_lang"] = page.get_attribute("html", "lang")
     seen["send_label"] = page.inner_text("#send")
@@ -265,12 +286,7 @@ def offline_queue(browser, url):
     through = f"http://127.0.0.1:{proxy.port}"
     context = browser.new_context(locale="en-US")
     page = context.new_page()
-    token = sys.argv[2]
-    page.goto(through + "/")
-    page.wait_for_selector("#sign-in[open]", timeout=WAIT)
-    page.fill("#token", token)
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
+    sign_in(page, through, sys.argv[2])
     proxy.go_offline()
     page.wait_for_selector("#status[data-state='offline']", timeout=WAIT)
     for text in ["first while offline", "second while offline"]:
@@ -289,14 +305,10 @@ def offline_queue(browser, url):
 
 def main() -> None:
     url, token, artefacts, axe_js, corpus_path = sys.argv[1:6]
-    artefacts = Path(artefacts)
-    artefacts.mkdir(parents=True, exist_ok=True)
+    artefacts = artefacts_dir(artefacts)
     corpus = Path(corpus_path).read_text()
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        sys.exit("chromium is not installed (scripts/test-deps installs it)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
         seen = {
             locale: one_language(browser, url, token, locale, artefacts, axe_js, corpus)
             for locale in ["en-US", "zh-CN"]

@@ -8,13 +8,11 @@ confirmation), reloads, and checks the phone layout's drawer; runs axe-core in b
 takes screenshots, and prints one JSON object with what it saw.
 """
 import json
-import shutil
 import sys
-from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from browser_app import FLAGS, WAIT, run_axe, screenshots, send
+from browser_app import FLAGS, WAIT, artefacts_dir, chromium_path, run_axe, screenshots, send, sign_in
 
 
 def titles(page):
@@ -32,23 +30,15 @@ def wait_for_titles(page, expected):
 
 def main() -> None:
     url, token, artefacts, axe_js = sys.argv[1:5]
-    artefacts = Path(artefacts)
-    artefacts.mkdir(parents=True, exist_ok=True)
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        sys.exit("chromium is not installed (scripts/test-deps installs it)")
+    artefacts = artefacts_dir(artefacts)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
         context = browser.new_context(locale="en-US", bypass_csp=True,
                                       viewport={"width": 1280, "height": 800})
         page = context.new_page()
         confirmations = []
         page.on("dialog", lambda dialog: (confirmations.append(dialog.message), dialog.accept()))
-        page.goto(url + "/")
-        page.wait_for_selector("#sign-in[open]", timeout=WAIT)
-        page.fill("#token", token)
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
+        sign_in(page, url, token)
         seen = {"empty": page.inner_text("#conversations-empty")}
 
         send(page, "Apples are red")

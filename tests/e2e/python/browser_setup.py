@@ -7,31 +7,21 @@ chosen, runs axe-core on the open dialog in both themes, takes screenshots, save
 Anthropic key, and prints one JSON object with what it saw.
 """
 import json
-import shutil
 import sys
-from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from browser_app import FLAGS, WAIT, run_axe, screenshots
+from browser_app import FLAGS, WAIT, artefacts_dir, chromium_path, run_axe, screenshots, sign_in
 
 
 def main() -> None:
     url, token, artefacts, axe_js = sys.argv[1:5]
-    artefacts = Path(artefacts)
-    artefacts.mkdir(parents=True, exist_ok=True)
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        sys.exit("chromium is not installed (scripts/test-deps installs it)")
+    artefacts = artefacts_dir(artefacts)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
         context = browser.new_context(locale="en-US", bypass_csp=True)
         page = context.new_page()
-        page.goto(url + "/")
-        page.wait_for_selector("#sign-in[open]", timeout=WAIT)
-        page.fill("#token", token)
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
+        sign_in(page, url, token)
         page.wait_for_selector("#notice .setup-offer", timeout=WAIT)
         seen = {"notice": page.inner_text("#notice")}
         page.click("#notice .setup-offer")

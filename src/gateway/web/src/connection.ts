@@ -53,7 +53,10 @@ export class Connection {
     private readonly senderId: string,
     private readonly listener: ConnectionListener,
   ) {
-    window.addEventListener("online", () => this.reconnectNow());
+    // Back online: try at once rather than wait out the pause (an open connection stays).
+    window.addEventListener("online", () => {
+      if (this.stateNow !== "connected") this.reconnectNow();
+    });
   }
 
   get state(): ConnectionState {

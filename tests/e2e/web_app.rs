@@ -247,6 +247,17 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
         );
 
         assert_eq!(texts(&seen["rooms"]), ["team-board"]);
+        let canvas = &seen["canvas"];
+        let (lang, synced, one_item, nav, send) = if locale == "en-US" {
+            ("en", "synced", "1 item", ["Chat", "Canvas"], "Send")
+        } else {
+            ("zh-CN", "已同步", "1 个元素", ["聊天", "画布"], "发送")
+        };
+        assert_eq!(canvas["lang"], lang, "{canvas}");
+        assert_eq!(canvas["status"], synced, "{canvas}");
+        assert_eq!(canvas["count"], one_item, "{canvas}");
+        assert_eq!(texts(&canvas["nav"]), nav, "{canvas}");
+        assert_eq!(canvas["send"], send, "{canvas}");
         assert_eq!(seen["axe_violations"], json!([]), "{locale}");
     }
     // Typed while offline, sent on reconnect, each answered once and asked of the model once.

@@ -5,6 +5,9 @@ import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { connectChat } from './chat.js'
 import { render, itemAt, bounds } from './render.js'
+import { localize, t } from './strings.js'
+
+localize(document)
 
 const room = decodeURIComponent(location.pathname.replace(/^\/canvas\//, ''))
 const $ = (id) => document.getElementById(id)
@@ -21,7 +24,7 @@ const stored = (key, make) => {
   if (!value) { value = make(); localStorage.setItem(key, value) }
   return value
 }
-let myName = stored('troupe.name', () => 'Guest ' + Math.floor(100 + Math.random() * 900))
+let myName = stored('troupe.name', () => t('guest', { n: Math.floor(100 + Math.random() * 900) }))
 const myColor = stored('troupe.color', () => PEN_COLORS[Math.floor(Math.random() * PEN_COLORS.length)])
 
 // ---- the document and the connection --------------------------------------------------
@@ -47,15 +50,15 @@ async function roomToken () {
     })
     if (answer.ok) return (await answer.json()).token
     if (answer.status === 401) {
-      const entered = prompt('This canvas needs the assistant\'s access token:')
+      const entered = prompt(t('askToken'))
       if (!entered) break
       localStorage.setItem('troupe.token', entered)
       continue
     }
     const body = await answer.json().catch(() => ({}))
-    throw new Error((body.error && body.error.message) || 'the node refused the room (' + answer.status + ')')
+    throw new Error((body.error && body.error.message) || t('refused', { status: answer.status }))
   }
-  throw new Error('no access token')
+  throw new Error(t('noToken'))
 }
 
 const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://'
@@ -68,11 +71,11 @@ async function start () {
     params: { token }, disableBc: true, maxBackoffTime: 2000
   })
   provider.on('status', ({ status }) => {
-    if (status === 'connected') showStatus('connected', 'connected')
-    else if (status === 'connecting') showStatus('connecting', 'connecting…')
-    else showStatus('offline', 'offline — your edits are kept and sync when the connection is back')
+    if (status === 'connected') showStatus('connected', t('connected'))
+    else if (status === 'connecting') showStatus('connecting', t('connecting'))
+    else showStatus('offline', t('offline'))
   })
-  provider.on('sync', (synced) => { if (synced) showStatus('synced', 'synced') })
+  provider.on('sync', (synced) => { if (synced) showStatus('synced', t('synced')) })
   provider.on('connection-close', (event) => {
     // An expired or revoked room token: mint a new one before the next attempt.
     if (event && event.code === 1008 && /token/.test(event.reason)) {
@@ -381,19 +384,19 @@ function redraw () {
     const preview = gesture && gesture.kind === 'arrow' ? { from: gesture.from, end: gesture.end } : null
     render(world, items, { selected, preview, peers: peers() })
     const people = peers()
-    $('people').replaceChildren(...[{ user: { name: myName + ' (you)', color: myColor } }, ...people].map((peer) => {
+    $('people').replaceChildren(...[{ user: { name: t('you', { name: myName }), color: myColor } }, ...people].map((peer) => {
       const chip = document.createElement('span')
       chip.className = 'person'
       chip.textContent = peer.user.name
       chip.style.borderColor = peer.user.color || '#888'
       return chip
     }))
-    $('count').textContent = items.size + (items.size === 1 ? ' item' : ' items')
+    $('count').textContent = items.size === 1 ? t('item') : t('items', { count: items.size })
   })
 }
 items.observeDeep(redraw)
 $('room').textContent = room
-document.title = room + ' · Troupe canvas'
+document.title = room + ' · ' + t('canvas') + ' · Troupe'
 setTool('select')
 applyView()
 refreshUndo()

@@ -1,5 +1,6 @@
 // The chat panel: the assistant over /ws, one conversation per room, each message carrying
 // the room (`canvas_room`) so that its turn sees the board.
+import { t } from './strings.js'
 
 function senderId () {
   let id = localStorage.getItem('troupe.sender')
@@ -28,7 +29,7 @@ export function connectChat (room, log, form, input) {
 
   const onFrame = (frame) => {
     if (frame.type === 'error' && frame.code === 'unauthorized') {
-      const entered = prompt('The assistant needs its access token:')
+      const entered = prompt(t('chatToken'))
       if (entered) localStorage.setItem('troupe.token', entered)
       socket.close()
       return

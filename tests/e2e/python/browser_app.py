@@ -275,6 +275,19 @@ def one_language(browser, url, token, locale, artefacts, axe_js, corpus):
     seen["current_nav"] = page.inner_text("nav a[aria-current='page']")
     run_axe(page, axe_js, "rooms", violations)
     screenshots(page, artefacts, f"rooms-{locale}")
+
+    # The whiteboard of a room speaks the same language.
+    page.goto(url + "/canvas/team-board")
+    page.wait_for_selector("#status[data-state='synced']", timeout=WAIT)
+    seen["canvas"] = {
+        "lang": page.get_attribute("html", "lang"),
+        "status": page.inner_text("#status"),
+        "count": page.inner_text("#count"),
+        "nav": page.locator("header nav a").all_inner_texts(),
+        "send": page.inner_text("#chat-form button"),
+    }
+    run_axe(page, axe_js, "canvas", violations)
+    screenshots(page, artefacts, f"canvas-{locale}")
     seen["axe_violations"] = violations
     context.close()
     return seen

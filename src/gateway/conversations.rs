@@ -31,8 +31,6 @@ use super::callers::Caller;
 use super::error::{ApiCode, ApiError};
 use super::titles::{ConversationTitles, Title, title_of, title_request};
 
-/// Keys read from the store per step of a listing.
-const SCAN_STEP: usize = 1024;
 /// Most conversations in one page.
 const MAX_PAGE: usize = 200;
 /// Longest `first_message` shown, in characters.
@@ -171,27 +169,20 @@ async fn conversations_of(
 ) -> Result<Vec<(SessionSnapshot, Option<Title>)>, ApiError> {
     let store = state.node.store();
     let titles = ConversationTitles::new(Arc::clone(store));
+    // One listing of every key: the cluster's store reads them all for any page anyway, so
+    // paging through it would read them all once a page.
+    let keys = store.list(None, usize::MAX).await.map_err(storage_error)?;
     let mut found = Vec::new();
-    let mut after: Option<SessionKey> = None;
-    loop {
-        let keys = store
-            .list(after.as_ref(), SCAN_STEP)
-            .await
-            .map_err(storage_error)?;
-        for key in &keys {
-            if key.platform() != platform || !belongs_to(key.conversation_id(), sender) {
-                continue;
-            }
-            if let Some(snapshot) = store.load(key).await.map_err(storage_error)? {
-                let title = titles.get(key).await.map_err(storage_error)?;
-                found.push((snapshot, title));
-            }
+    for key in &keys {
+        if key.platform() != platform || !belongs_to(key.conversation_id(), sender) {
+            continue;
         }
-        if keys.len() < SCAN_STEP {
-            return Ok(found);
+        if let Some(snapshot) = store.load(key).await.map_err(storage_error)? {
+            let title = titles.get(key).await.map_err(storage_error)?;
+            found.push((snapshot, title));
         }
-        after = keys.last().cloned();
     }
+    Ok(found)
 }
 
 /// `GET /api/v1/conversations`.

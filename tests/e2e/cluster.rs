@@ -13,6 +13,7 @@ use troupe_testkit::fake_llm::FakeLlm;
 use crate::support::{binary, metrics_page, openai_provider};
 
 mod canvas;
+mod conversations;
 mod inbox;
 mod partition;
 use inbox::assert_inbox_drains;

@@ -105,6 +105,12 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
             "fn main() {\n    let greeting = \"hello\";\n    println!(\"{greeting}\");\n}"
         );
         assert_eq!(texts(&seen["list_bold"]), ["two"]);
+        let answer = seen["copied_answer"].as_str().unwrap();
+        assert!(
+            answer.starts_with("echo: Here is what you asked for:\n\n| Planet | Moons |"),
+            "the whole answer as markdown: {answer}"
+        );
+        assert_eq!(seen["input_grows"], true);
 
         assert_eq!(seen["tool_name"], "calculator__evaluate");
         assert!(

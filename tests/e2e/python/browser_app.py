@@ -194,6 +194,15 @@ def one_language(browser, url, token, locale, artefacts, axe_js, corpus):
     page.wait_for_selector(".code-block .copy:text-matches('^(Copied|已复制)$')", timeout=WAIT)
     seen["copied"] = page.evaluate("() => navigator.clipboard.readText()")
     seen["list_bold"] = answer.locator("li strong").all_inner_texts()
+    answer.locator(".answer-actions .copy-answer").click()
+    page.wait_for_selector(".copy-answer:text-matches('^(Copied|已复制)$')", timeout=WAIT)
+    seen["copied_answer"] = page.evaluate("() => navigator.clipboard.readText()")
+    # The message box grows with what is typed, and shrinks back once it is sent.
+    height = "() => document.getElementById('input').clientHeight"
+    empty = page.evaluate(height)
+    page.fill("#input", "one\ntwo\nthree\nfour\nfive\nsix")
+    seen["input_grows"] = page.evaluate(height) > empty + 40
+    page.fill("#input", "")
 
     tool = send(page, '/tool calculator__evaluate {"expression":"6 * 7"}')
     card = tool.locator(".tool-card")

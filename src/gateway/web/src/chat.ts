@@ -5,7 +5,7 @@ import type { SessionView } from "./api";
 import { Connection, type ServerFrame } from "./connection";
 import { LastExchange } from "./exchange";
 import { t } from "./i18n";
-import { renderMarkdown } from "./markdown";
+import { copyButton, renderMarkdown } from "./markdown";
 
 /** One answer on its way: where it is shown and the text so far. */
 interface Answer {
@@ -42,6 +42,15 @@ function element<K extends keyof HTMLElementTagNameMap>(
   node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+/** Under a finished answer: a button that copies it (as the markdown it came in). */
+function addAnswerActions(answer: Answer): void {
+  const actions = element("div", "answer-actions");
+  const copy = copyButton(answer.text, t("copyAnswer"));
+  copy.classList.add("copy-answer");
+  actions.append(copy);
+  answer.article.append(actions);
 }
 
 function confirmButton(label: string, word: string, className: string): HTMLButtonElement {
@@ -131,6 +140,8 @@ export class ChatView {
         this.sendTyped();
       }
     });
+    // The box grows with what is typed (up to the stylesheet's max-height), then scrolls.
+    input.addEventListener("input", () => this.fitInput());
     this.showEmptyHint();
   }
 
@@ -188,7 +199,15 @@ export class ChatView {
   private sendTyped(): void {
     const text = this.input.value.trim();
     if (!text) return;
-    if (this.send(text)) this.input.value = "";
+    if (this.send(text)) {
+      this.input.value = "";
+      this.fitInput();
+    }
+  }
+
+  private fitInput(): void {
+    this.input.style.height = "auto";
+    this.input.style.height = this.input.scrollHeight + 2 + "px";
   }
 
   /**
@@ -242,7 +261,7 @@ export class ChatView {
       });
     }
     group.append(...buttons);
-    answer.article.append(group);
+    answer.article.insertBefore(group, answer.article.querySelector(".answer-actions"));
   }
 
   private showEmptyHint(): void {
@@ -300,6 +319,7 @@ export class ChatView {
     this.render(answer);
     answer.article.classList.add("done");
     this.answers.delete(id);
+    addAnswerActions(answer);
     if (asksToConfirm) this.askToConfirm(answer);
     else this.last.answered(answer.article);
     this.onAnswered();
@@ -374,6 +394,7 @@ export class ChatView {
           answer.article.classList.remove("pending");
           answer.article.classList.add("done", "earlier");
           renderMarkdown(answer.body, entry.content);
+          addAnswerActions(answer);
           last = answer;
           answer = null;
         }

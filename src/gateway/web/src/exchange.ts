@@ -46,7 +46,7 @@ export class LastExchange {
     if (!exchange || exchange.answer !== answer) return;
     const again = button("exchange-action regenerate secondary", t("regenerate"), "↻ " + t("regenerate"));
     again.addEventListener("click", () => this.resend(exchange.text, exchange));
-    answer.append(again);
+    (answer.querySelector(".answer-actions") ?? answer).append(again);
   }
 
   private edit(exchange: Exchange): void {

@@ -154,11 +154,14 @@ function decorateCodeBlocks(root: DocumentFragment): void {
   }
 }
 
-function copyButton(source: string): HTMLButtonElement {
+/** A button that copies `source`, says whether it did, then reads "Copy" again. */
+export function copyButton(source: string, description?: string): HTMLButtonElement {
   const button = document.createElement("button");
   button.type = "button";
   button.className = "copy";
   button.textContent = t("copy");
+  // A description, not a name: the name stays the visible "Copy" / "Copied".
+  if (description !== undefined) button.title = description;
   button.addEventListener("click", () => {
     void copyText(source).then((copied) => {
       button.textContent = copied ? t("copied") : t("copyFailed");

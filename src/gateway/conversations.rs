@@ -4,6 +4,8 @@
 //!   `platform:sender` and `platform:sender/…` (the conversations a sender owns, as
 //!   [`super::callers`] has it), newest first, each with the first thing the person said,
 //!   paged, and filtered by `q` over everything said in them.
+//! - `GET /api/v1/conversations/{conversation_id}?platform=`: its history (the sessions
+//!   API's view), for a sender's own token too.
 //! - `DELETE /api/v1/conversations/{conversation_id}?platform=`: forgets one (its snapshot,
 //!   journal and title are deleted).
 //! - `POST /api/v1/conversations/{conversation_id}/title` and `PATCH …` `{"title"}`: the
@@ -225,6 +227,19 @@ pub(crate) async fn list(
     match listed.await {
         Ok(body) => Json(body).into_response(),
         Err(error) => error.into_response(),
+    }
+}
+
+/// `GET /api/v1/conversations/{conversation_id}`: the conversation's history as the
+/// sessions API shows it, for the caller who may see it (a sender's token included).
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    OwnedConversation(key): OwnedConversation,
+) -> Result<Response, ApiError> {
+    match state.ingress.history(key.clone()).await {
+        Ok(Some(view)) => Ok(Json(view).into_response()),
+        Ok(None) => Err(ApiError::not_found(format!("no conversation {key}"))),
+        Err(error) => Err(ApiError::from(error)),
     }
 }
 

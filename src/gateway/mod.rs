@@ -132,7 +132,9 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/api/v1/conversations", get(conversations::list))
         .route(
             "/api/v1/conversations/{conversation_id}",
-            axum::routing::delete(conversations::delete).patch(conversations::rename),
+            get(conversations::show)
+                .delete(conversations::delete)
+                .patch(conversations::rename),
         )
         .route(
             "/api/v1/conversations/{conversation_id}/title",
@@ -284,7 +286,16 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
 
 /// `GET /api/v1/info`. `storage` is the first failing store (else writable), with the
 /// store named; `stores` has each one.
-async fn info(State(state): State<AppState>) -> Response {
+async fn info(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<callers::Caller>>,
+) -> Response {
+    // Who the request speaks as: a sender's own token binds it to that sender (the web
+    // app then chats as that sender); the owner's token may speak as anyone.
+    let you = match caller.as_deref() {
+        Some(callers::Caller::Sender(sender)) => json!({"sender_id": &**sender}),
+        _ => json!({"owner": true}),
+    };
     let provider = state.node.default_provider();
     let stores = state.store_health();
     let storage = stores
@@ -306,6 +317,7 @@ async fn info(State(state): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "provider": provider,
         "notice": state.settings.notice,
+        "you": you,
         "max_payload_bytes": state.settings.limits.max_payload_bytes,
         "storage": storage,
         "stores": stores,

@@ -1,14 +1,15 @@
 //! The web app's conversations in a real browser (`python/browser_conversations.py`):
 //! new chat, titles by the model, switch, search, rename, delete (gone from the node
 //! too), reload, edit and resend, regenerate, and the phone
-//! layout's drawer, with axe-core in both themes.
+//! layout's drawer, with axe-core in both themes; and a person with a token of their own
+//! chatting in the page as themselves.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use troupe_testkit::fake_llm::FakeLlm;
 use troupe_testkit::process::TroupeProcess;
 
 use crate::python::{run_python, script};
-use crate::support::{binary, http, openai_provider};
+use crate::support::{ADA_TOKEN, OWNER_TOKEN, binary, http, openai_provider, owner_and_ada_node};
 use crate::web_app::{artefacts, axe_script};
 
 #[tokio::test]
@@ -80,4 +81,42 @@ async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_r
             .unwrap();
         assert_eq!(answer.status(), status, "{conversation}");
     }
+}
+
+#[tokio::test]
+async fn a_person_with_a_token_of_their_own_chats_in_the_page_as_themselves() {
+    let node = owner_and_ada_node().await;
+    let seen = run_python(vec![
+        script("browser_chat.py").display().to_string(),
+        node.http_url(),
+        ADA_TOKEN.into(),
+    ])
+    .await;
+    assert_eq!(seen["assistant"], "hello from a real browser", "{seen}");
+    let get = |token: &'static str, path: &'static str| {
+        let url = format!("{}{path}", node.http_url());
+        async move {
+            let answer = http().get(url).bearer_auth(token).send().await.unwrap();
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (_, info) = get(ADA_TOKEN, "/api/v1/info").await;
+    assert_eq!(info["you"], json!({"sender_id": "ada"}));
+    let (_, info) = get(OWNER_TOKEN, "/api/v1/info").await;
+    assert_eq!(info["you"], json!({"owner": true}));
+    // The page chatted as Ada, in her own conversation, which her token reads back.
+    let (status, listed) = get(ADA_TOKEN, "/api/v1/conversations?platform=ws").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["conversations"][0]["conversation_id"], "ada");
+    let (status, history) = get(ADA_TOKEN, "/api/v1/conversations/ada?platform=ws").await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(
+        history["history"][0]["content"],
+        "hello from a real browser"
+    );
+    let (status, _) = get(OWNER_TOKEN, "/api/v1/conversations/ada?platform=ws").await;
+    assert_eq!(status, 403, "Ada's conversation is hers");
 }

@@ -78,6 +78,8 @@ async function requestJson<T>(path: string, init: RequestInit): Promise<T> {
 export interface NodeInfo {
   notice?: string;
   provider?: { kind: string; model: string };
+  /** Who the token speaks as: a sender's own token names its sender. */
+  you?: { sender_id?: string; owner?: boolean };
 }
 
 /** One entry of a conversation's history (`GET /api/v1/sessions/{key}`). */
@@ -97,10 +99,12 @@ export interface SessionView {
   awaiting?: "confirmation";
 }
 
-/** The session `key` as the node keeps it; an empty history when it has none. */
-export async function session(key: string): Promise<SessionView> {
+/** The web conversation `conversationId` as the node keeps it; empty when it has none. */
+export async function conversation(conversationId: string): Promise<SessionView> {
   try {
-    return await getJson<SessionView>("/api/v1/sessions/" + encodeURIComponent(key));
+    return await getJson<SessionView>(
+      "/api/v1/conversations/" + encodeURIComponent(conversationId) + "?platform=ws",
+    );
   } catch (error) {
     if (error instanceof ApiFailure && error.status === 404) return { history: [] };
     throw error;

@@ -3,7 +3,14 @@
 // `<section data-path>` in index.html and a start function here.
 
 import "./styles.css";
-import { getJson, session, storeToken, type NodeInfo, type SessionView } from "./api";
+import {
+  ApiFailure,
+  conversation,
+  getJson,
+  storeToken,
+  type NodeInfo,
+  type SessionView,
+} from "./api";
 import { ChatView } from "./chat";
 import { Connection, type ConnectionState } from "./connection";
 import { ConversationList, newConversationId } from "./conversations";
@@ -17,7 +24,12 @@ function byId<T extends HTMLElement>(id: string): T {
   return found as T;
 }
 
-function senderId(): string {
+/**
+ * Who this page chats as: the sender a sender's own token is bound to, else this
+ * browser's own id (kept in localStorage), which the owner's token may speak as.
+ */
+function senderId(info: NodeInfo): string {
+  if (info.you?.sender_id) return info.you.sender_id;
   let id = localStorage.getItem("troupe.sender");
   if (!id) {
     id = "web-" + crypto.getRandomValues(new Uint32Array(2)).join("");
@@ -58,12 +70,36 @@ async function nodeInfo(): Promise<NodeInfo> {
   }
 }
 
+/** What to do once the person signs in (set by whichever step asked them to). */
+let afterSignIn: () => void = () => {};
+
+/** The node's info, asking for the access token first when the node wants one. */
+async function signedInInfo(): Promise<NodeInfo> {
+  for (;;) {
+    try {
+      const info = await getJson<NodeInfo>("/api/v1/info");
+      askForToken(false);
+      return info;
+    } catch (error) {
+      if (!(error instanceof ApiFailure && error.status === 401)) return {};
+      askForToken(true);
+      await new Promise<void>((signedIn) => (afterSignIn = signedIn));
+    }
+  }
+}
+
+/** Whether `conversationId` is one of `sender`'s (`sender` or `sender/…`). */
+function owns(sender: string, conversationId: string): boolean {
+  return conversationId === sender || conversationId.startsWith(sender + "/");
+}
+
 /** Where the conversation shown is remembered, so a reload shows it again. */
 const CURRENT_CONVERSATION = "troupe.conversation";
 
-function startChat(): void {
-  const sender = senderId();
-  const first = localStorage.getItem(CURRENT_CONVERSATION) ?? sender;
+async function startChat(): Promise<void> {
+  const sender = senderId(await signedInInfo());
+  const remembered = localStorage.getItem(CURRENT_CONVERSATION);
+  const first = remembered !== null && owns(sender, remembered) ? remembered : sender;
   const chat = new ChatView(byId("log"), byId("composer"), byId("input"), first);
   const show = (conversationId: string, view: SessionView) => {
     localStorage.setItem(CURRENT_CONVERSATION, conversationId);
@@ -78,7 +114,7 @@ function startChat(): void {
     byId("new-chat"),
     {
       open: (conversationId) => {
-        void session("ws:" + conversationId).then((view) => show(conversationId, view));
+        void conversation(conversationId).then((view) => show(conversationId, view));
       },
       created: () => {
         const fresh = newConversationId(sender);
@@ -125,7 +161,7 @@ function startChat(): void {
       void refreshInfo();
       if (!restored) {
         restored = true;
-        session("ws:" + chat.conversation).then(
+        conversation(chat.conversation).then(
           (view) => chat.restore(view),
           () => (restored = false),
         );
@@ -134,7 +170,7 @@ function startChat(): void {
     },
   });
   chat.attach(connection);
-  onSignIn(() => connection.reconnectNow());
+  afterSignIn = () => connection.reconnectNow();
   connection.reconnectNow();
 }
 
@@ -151,12 +187,13 @@ function toggleDrawer(open?: boolean): void {
   else if (section.contains(document.activeElement) && byId("conversations").contains(document.activeElement)) toggle.focus();
 }
 
-/** Stores the token the person enters, then calls `then`. */
-function onSignIn(then: () => void): void {
+/** Stores the token the person enters, then does what waited for it. */
+function listenForSignIn(): void {
   byId<HTMLFormElement>("sign-in-form").addEventListener("submit", (event) => {
     event.preventDefault();
     storeToken(byId<HTMLInputElement>("token").value.trim());
-    then();
+    askForToken(false);
+    afterSignIn();
   });
 }
 
@@ -167,11 +204,14 @@ function startRooms(): void {
     const needsToken = await showRooms(byId("rooms"), byId("rooms-problem"));
     askForToken(needsToken);
   };
-  onSignIn(() => void load());
+  afterSignIn = () => void load();
   void load();
 }
 
-const SECTIONS: Record<string, () => void> = { "/": startChat, "/rooms": startRooms };
+const SECTIONS: Record<string, () => void> = {
+  "/": () => void startChat(),
+  "/rooms": startRooms,
+};
 
 function start(): void {
   localize(document);
@@ -183,6 +223,7 @@ function start(): void {
     if (link.getAttribute("href") === path) link.setAttribute("aria-current", "page");
   }
   document.title = t(path === "/rooms" ? "navCanvas" : "navChat") + " · " + t("appName");
+  listenForSignIn();
   SECTIONS[path]!();
 }
 

@@ -1,6 +1,7 @@
 //! The web app's conversations in a real browser (`python/browser_conversations.py`):
 //! new chat, titles by the model, switch, search, rename, delete (gone from the node
-//! too), reload, edit and resend, regenerate, and the phone
+//! too), reload, edit and resend, regenerate, a text file attached (an image refused), and
+//! the phone
 //! layout's drawer, with axe-core in both themes; and a person with a token of their own
 //! chatting in the page as themselves.
 
@@ -56,6 +57,22 @@ async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_r
         seen["after_edit_reload"], edited,
         "the node kept the replacement only"
     );
+    assert!(
+        seen["refused_image"]
+            .as_str()
+            .unwrap()
+            .starts_with("photo.png: images cannot be sent yet"),
+        "{seen}"
+    );
+    assert_eq!(seen["chips"], 1, "the text file stayed attached");
+    let answer = seen["file_answer"].as_str().unwrap();
+    assert!(
+        answer.contains("What is in the file?")
+            && answer.contains("notes.txt")
+            && answer.contains("Buy milk\nand bread"),
+        "the model got the file inside the message: {answer}"
+    );
+    assert_eq!(seen["chips_after_send"], 0);
     assert_eq!(seen["drawer_closed"], false);
     assert_eq!(seen["drawer_open"], true);
     assert_eq!(seen["drawer_after_escape"], false);

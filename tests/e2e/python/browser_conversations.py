@@ -39,6 +39,7 @@ def main() -> None:
         confirmations = []
         page.on("dialog", lambda dialog: (confirmations.append(dialog.message), dialog.accept()))
         sign_in(page, url, token)
+        page.wait_for_selector("#conversations-empty:not([hidden])", timeout=WAIT)
         seen = {"empty": page.inner_text("#conversations-empty")}
 
         send(page, "Apples are red")
@@ -99,6 +100,24 @@ def main() -> None:
         page.reload()
         page.wait_for_selector("#log .message.user:has-text('Pears are yellow')", timeout=WAIT)
         seen["after_edit_reload"] = page.locator("#log .message .text, #log .message .markdown").all_inner_texts()
+
+        # A text file goes inside the message; an image is refused with a reason.
+        page.set_input_files("#attach-input", files=[
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Buy milk\nand bread\n"},
+        ])
+        page.wait_for_selector("#attached .chip:has-text('notes.txt')", timeout=WAIT)
+        page.set_input_files("#attach-input", files=[
+            {"name": "photo.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n"},
+        ])
+        page.wait_for_selector("#attach-problem:not([hidden])", timeout=WAIT)
+        seen["refused_image"] = page.inner_text("#attach-problem")
+        seen["chips"] = page.locator("#attached .chip").count()
+        page.screenshot(path=str(artefacts / "attach-en-US-1280x800.png"))
+        page.fill("#input", "What is in the file?")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".message.assistant.done:has-text('Buy milk')", timeout=WAIT)
+        seen["file_answer"] = page.locator(".message.assistant.done .markdown").last.inner_text()
+        seen["chips_after_send"] = page.locator("#attached .chip").count()
 
         page.set_viewport_size({"width": 360, "height": 740})
         seen["drawer_closed"] = page.is_visible("#conversations")

@@ -78,6 +78,8 @@ async function requestJson<T>(path: string, init: RequestInit): Promise<T> {
 export interface NodeInfo {
   notice?: string;
   provider?: { kind: string; model: string };
+  /** The most bytes a message may have. */
+  max_payload_bytes?: number;
   /** Who the token speaks as: a sender's own token names its sender. */
   you?: { sender_id?: string; owner?: boolean };
 }

@@ -2,6 +2,7 @@
 // stream, the tools it runs as cards, and reminders as they arrive.
 
 import type { SessionView } from "./api";
+import type { Attachments } from "./attachments";
 import { Connection, type ServerFrame } from "./connection";
 import { LastExchange } from "./exchange";
 import { t } from "./i18n";
@@ -149,6 +150,9 @@ export class ChatView {
     this.connection = connection;
   }
 
+  /** Files attached to the next message. */
+  attachments: Attachments | null = null;
+
   get conversation(): string {
     return this.conversationId;
   }
@@ -198,10 +202,17 @@ export class ChatView {
 
   private sendTyped(): void {
     const text = this.input.value.trim();
-    if (!text) return;
-    if (this.send(text)) {
+    const message = this.attachments ? this.attachments.message(text) : { payload: text };
+    if ("refused" in message) {
+      this.attachments?.refuse(message.refused);
+      return;
+    }
+    const payload = message.payload.trim();
+    if (!payload) return;
+    if (this.send(payload)) {
       this.input.value = "";
       this.fitInput();
+      this.attachments?.clear();
     }
   }
 

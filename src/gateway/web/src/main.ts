@@ -11,6 +11,7 @@ import {
   type NodeInfo,
   type SessionView,
 } from "./api";
+import { Attachments } from "./attachments";
 import { ChatView } from "./chat";
 import { Connection, type ConnectionState } from "./connection";
 import { ConversationList, newConversationId } from "./conversations";
@@ -131,6 +132,15 @@ async function startChat(): Promise<void> {
   );
   conversations.setCurrent(first);
   chat.onAnswered = () => void conversations.answered(chat.conversation);
+  const attachments = new Attachments(
+    byId("attached"),
+    byId("attach-problem"),
+    byId("attach-input"),
+    byId("attach"),
+    byId("chat"),
+    byId("input"),
+  );
+  chat.attachments = attachments;
   byId("toggle-conversations").addEventListener("click", () => toggleDrawer());
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && byId("chat").dataset.drawer === "open") toggleDrawer(false);
@@ -149,6 +159,7 @@ async function startChat(): Promise<void> {
       void offerSetup(notice);
     }
     model = info.provider ? info.provider.kind + " · " + info.provider.model : "";
+    if (info.max_payload_bytes) attachments.limit = info.max_payload_bytes;
     showState(last.state, last.waiting, model);
   };
   let restored = false;

@@ -14,7 +14,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -395,6 +395,9 @@ fn write_private(path: &Path, text: &str, replace: bool) -> Result<(), SetupWrit
         options.create_new(true);
     }
     let mut file = options.open(path).map_err(failed)?;
+    // The mode above applies to a new file only: a key file that was there is narrowed too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(failed)?;
     file.write_all(text.as_bytes()).map_err(failed)?;
     file.sync_all().map_err(failed)
 }

@@ -55,6 +55,11 @@ fn the_written_configuration_is_one_the_node_reads_with_the_key_kept_private() {
         "base_url": "https://api.example.com/v1"
     })))
     .unwrap();
+    // A key file left readable by others from before is narrowed when it is rewritten.
+    let stale_key = data_dir.join("secrets").join("openai-api-key");
+    std::fs::create_dir_all(stale_key.parent().unwrap()).unwrap();
+    std::fs::write(&stale_key, "old").unwrap();
+    std::fs::set_permissions(&stale_key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let outcome = write_config(&config_path, &data_dir, "main", &choice).unwrap();
     assert!(outcome.written);
     let text = std::fs::read_to_string(&config_path).unwrap();

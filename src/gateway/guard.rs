@@ -98,7 +98,7 @@ impl From<HostPattern> for String {
 /// A `host[:port]` as its name (lower case, without IPv6 brackets or a trailing dot:
 /// `localhost.` is `localhost`) and port; `None` unless the name is a DNS name or an
 /// address and the port a number. User info (`user@host`) is not a host.
-fn split_host(text: &str) -> Option<(String, Option<u16>)> {
+pub(crate) fn split_host(text: &str) -> Option<(String, Option<u16>)> {
     let authority: Authority = text.parse().ok()?;
     let host = authority.host();
     let after_host = authority.as_str().strip_prefix(host)?;

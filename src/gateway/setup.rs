@@ -30,6 +30,7 @@ use serde_json::json;
 use super::AppState;
 use super::body::admin_json_body;
 use super::error::{ApiCode, ApiError};
+use super::guard::split_host;
 
 /// Where a first-run configuration goes. One per node that answers with `echo` because it
 /// was given no model; it remembers whether it wrote one.
@@ -207,15 +208,12 @@ struct ProviderLines<'a> {
 /// Whether a request comes from this machine: a loopback peer that named a loopback host
 /// (a reverse proxy on the same machine has a loopback peer but forwards another name).
 fn from_this_machine(peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
-    let host = headers
+    let name = headers
         .get(HOST)
         .and_then(|host| host.to_str().ok())
+        .and_then(split_host)
+        .map(|(name, _)| name)
         .unwrap_or_default();
-    let name = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(host, |(name, _)| name);
-    let name = name.trim_start_matches('[').trim_end_matches(']');
     let loopback_name = name == "localhost"
         || name
             .parse::<IpAddr>()

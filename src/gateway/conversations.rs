@@ -21,6 +21,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use troupe_actors::provider::Role;
@@ -174,15 +175,23 @@ async fn conversations_of(
     // One listing of every key: the cluster's store reads them all for any page anyway, so
     // paging through it would read them all once a page.
     let keys = store.list(None, usize::MAX).await.map_err(storage_error)?;
+    // The same listing holds the titles' keys: only those are read.
+    let listed: HashSet<&SessionKey> = keys.iter().collect();
     let mut found = Vec::new();
     for key in &keys {
         if key.platform() != platform || !belongs_to(key.conversation_id(), sender) {
             continue;
         }
-        if let Some(snapshot) = store.load(key).await.map_err(storage_error)? {
-            let title = titles.get(key).await.map_err(storage_error)?;
-            found.push((snapshot, title));
-        }
+        let Some(snapshot) = store.load(key).await.map_err(storage_error)? else {
+            continue;
+        };
+        let title_key = ConversationTitles::key(key).map_err(storage_error)?;
+        let title = if listed.contains(&title_key) {
+            titles.get(key).await.map_err(storage_error)?
+        } else {
+            None
+        };
+        found.push((snapshot, title));
     }
     Ok(found)
 }

@@ -98,7 +98,8 @@ impl ConversationTitles {
         Self { store }
     }
 
-    fn key(conversation: &SessionKey) -> Result<SessionKey, TitleStoreError> {
+    /// Where the title of `conversation` is kept (`titles:<platform>/<conversation>`).
+    pub(crate) fn key(conversation: &SessionKey) -> Result<SessionKey, TitleStoreError> {
         let name = format!(
             "{}/{}",
             conversation.platform(),

@@ -75,10 +75,7 @@ export class ConversationList {
       if (!this.query) {
         this.known = new Map(listed.conversations.map((item) => [item.conversation_id, item]));
       }
-      this.list.replaceChildren(...listed.conversations.map((item) => this.item(item)));
-      this.problem.hidden = listed.conversations.length > 0;
-      this.problem.textContent = this.query ? t("noMatches") : t("noConversations");
-      this.markCurrent();
+      this.show(listed.conversations);
     } catch (error) {
       const message = error instanceof ApiFailure ? error.message : String(error);
       this.problem.hidden = false;
@@ -86,11 +83,27 @@ export class ConversationList {
     }
   }
 
+  private show(conversations: readonly ConversationSummary[]): void {
+    this.list.replaceChildren(...conversations.map((item) => this.item(item)));
+    this.problem.hidden = conversations.length > 0;
+    this.problem.textContent = this.query ? t("noMatches") : t("noConversations");
+    this.markCurrent();
+  }
+
   /**
    * After an answer in `conversationId`: lists again, and has the assistant title the
-   * conversation when it has no title yet (once per conversation on this page).
+   * conversation when it has no title yet (once per conversation on this page). A titled
+   * conversation already at the top only gets its time changed here: the node is not asked
+   * to list everything again for every answer.
    */
   async answered(conversationId: string): Promise<void> {
+    const known = this.known.get(conversationId);
+    const newest = this.known.keys().next().value;
+    if (known?.title && !this.query && newest === conversationId) {
+      known.updated_at = Math.floor(Date.now() / 1000);
+      this.show([...this.known.values()]);
+      return;
+    }
     await this.refresh();
     if (this.known.get(conversationId)?.title || this.titling.has(conversationId)) return;
     this.titling.add(conversationId);

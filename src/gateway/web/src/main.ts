@@ -98,7 +98,10 @@ function owns(sender: string, conversationId: string): boolean {
 const CURRENT_CONVERSATION = "troupe.conversation";
 
 async function startChat(): Promise<void> {
-  const sender = senderId(await signedInInfo());
+  // Read at start; the first connection uses it, later ones read it again (a restart after
+  // the set-up changes the model).
+  let startInfo: NodeInfo | null = await signedInInfo();
+  const sender = senderId(startInfo);
   const remembered = localStorage.getItem(CURRENT_CONVERSATION);
   const first = remembered !== null && owns(sender, remembered) ? remembered : sender;
   const chat = new ChatView(byId("log"), byId("composer"), byId("input"), first);
@@ -150,7 +153,8 @@ async function startChat(): Promise<void> {
   let noticeShown = false;
   let last: { state: ConnectionState; waiting: number } = { state: "connecting", waiting: 0 };
   const refreshInfo = async () => {
-    const info = await nodeInfo();
+    const info = startInfo ?? (await nodeInfo());
+    startInfo = null;
     const notice = byId("notice");
     notice.hidden = !info.notice;
     if (info.notice && !noticeShown) {

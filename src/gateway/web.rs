@@ -63,15 +63,17 @@ pub(crate) async fn canvas_page(Path(room): Path<String>) -> Response {
         .into_response()
 }
 
-pub(crate) async fn canvas_script() -> Response {
+/// A script or stylesheet compiled into the binary, checked again on every load.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
-        [
-            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (CACHE_CONTROL, "no-cache"),
-        ],
-        PAGE_SCRIPT,
+        [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
+        body,
     )
         .into_response()
+}
+
+pub(crate) async fn canvas_script() -> Response {
+    asset("text/javascript; charset=utf-8", PAGE_SCRIPT)
 }
 
 pub(crate) async fn canvas_licenses() -> Response {
@@ -79,25 +81,11 @@ pub(crate) async fn canvas_licenses() -> Response {
 }
 
 pub(crate) async fn app_script() -> Response {
-    (
-        [
-            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (CACHE_CONTROL, "no-cache"),
-        ],
-        APP_SCRIPT,
-    )
-        .into_response()
+    asset("text/javascript; charset=utf-8", APP_SCRIPT)
 }
 
 pub(crate) async fn app_styles() -> Response {
-    (
-        [
-            (CONTENT_TYPE, "text/css; charset=utf-8"),
-            (CACHE_CONTROL, "no-cache"),
-        ],
-        APP_STYLES,
-    )
-        .into_response()
+    asset("text/css; charset=utf-8", APP_STYLES)
 }
 
 pub(crate) async fn app_licenses() -> Response {

@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use crate::ids::SessionKey;
 use crate::message::InboundMessage;
 use crate::session::SessionView;
+use crate::stop::StopOutcome;
 use crate::turn::{TurnError, TurnEventReceiver};
 
 /// A message handed over for delivery.
@@ -42,6 +43,9 @@ pub trait Ingress: Send + Sync + 'static {
 
     /// Resets a session; answers whether there was anything to reset.
     async fn reset(&self, key: SessionKey) -> Result<bool, TurnError>;
+
+    /// Stops the turn of `message_id` in `key`'s session, whichever node runs it.
+    async fn stop(&self, key: SessionKey, message_id: String) -> Result<StopOutcome, TurnError>;
 }
 
 #[async_trait::async_trait]
@@ -56,5 +60,9 @@ impl Ingress for crate::node::NodeHandle {
 
     async fn reset(&self, key: SessionKey) -> Result<bool, TurnError> {
         crate::node::NodeHandle::reset(self, key).await
+    }
+
+    async fn stop(&self, key: SessionKey, message_id: String) -> Result<StopOutcome, TurnError> {
+        Ok(crate::node::NodeHandle::stop(self, &key, &message_id))
     }
 }

@@ -21,6 +21,7 @@ pub mod session;
 pub mod signing;
 pub mod skill;
 pub mod snapshot;
+pub mod stop;
 pub mod storage;
 pub mod supervisor;
 pub mod testing;
@@ -40,6 +41,8 @@ mod parser_properties;
 mod session_journal_tests;
 #[cfg(test)]
 mod session_replace_tests;
+#[cfg(test)]
+mod session_stop_tests;
 #[cfg(test)]
 mod supervisor_tests;
 

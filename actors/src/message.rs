@@ -250,6 +250,15 @@ pub struct OutboundReply {
     /// understands (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting: Option<Awaiting>,
+    /// Set when the person stopped the turn: `payload` is what the model had said by then
+    /// (absent otherwise).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stopped: bool,
+}
+
+/// Serde's test for leaving a flag out while it is unset.
+const fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 /// What a reply waits for from the person.
@@ -653,6 +662,7 @@ mod tests {
             payload: "hi".into(),
             timestamp: 7,
             awaiting: None,
+            stopped: false,
         };
         let json = serde_json::to_value(&reply).unwrap();
         assert_eq!(

@@ -218,9 +218,16 @@ impl Actor for ModelWorker {
         let call = Arc::clone(&state.call);
         let directory = Arc::clone(&state.directory);
         tokio::spawn(async move {
-            let result = call
-                .run_supervised(&request, &deltas, &requester, &myself)
-                .await;
+            let running = call.run_supervised(&request, &deltas, &requester, &myself);
+            let result = tokio::select! {
+                result = running => result,
+                // The person stopped the turn: the provider's call is dropped here (which
+                // closes its stream), and nobody waits for an answer.
+                () = deltas.stopped() => {
+                    tracing::debug!(provider = %call.provider_name(), "call stopped by the person");
+                    return;
+                }
+            };
             let Err(error) = result else {
                 let _ = reply.send(result);
                 return;

@@ -31,6 +31,7 @@ use crate::registry::{RegistryMsg, RegistryStats, SessionFilter, SessionRegistry
 use crate::session::{SessionConfig, SessionContext, SessionView};
 use crate::skill::{SkillActor, SkillActorArgs, SkillDirectory, SkillSetup};
 use crate::snapshot::{SnapshotStore, StoreError};
+use crate::stop::{RunningTurns, StopOutcome};
 use crate::supervisor::{
     ChildSpec, NodeSupervisor, NodeSupervisorArgs, NodeSupervisorMsg, RestartBudget,
 };
@@ -101,6 +102,8 @@ pub struct NodeHandle {
     /// Messages admitted and not yet handled.
     backlog: Arc<Backlog>,
     inbox: Option<Arc<dyn Inbox>>,
+    /// The turns this node's sessions run, for the person to stop.
+    running: Arc<RunningTurns>,
 }
 
 /// Starts a node. `extra_children` (e.g. the access layer) start last, under the same
@@ -135,7 +138,9 @@ pub async fn start_node(
         skills: Arc::clone(&skills),
         turn_context: setup.turn_context.clone(),
         inbox: setup.inbox.clone(),
+        running: Arc::default(),
     };
+    let running = Arc::clone(&context.running);
     children.push(registry_spec(context, &registry_slot));
     let args = NodeSupervisorArgs {
         children,
@@ -154,6 +159,7 @@ pub async fn start_node(
         turn_timeout: setup.session.turn_timeout,
         backlog: Backlog::new(setup.backlog),
         inbox: setup.inbox,
+        running,
     };
     for spec in extra_children(handle.clone()) {
         handle.supervisor_add_child(spec).await?;
@@ -355,6 +361,17 @@ impl NodeHandle {
                 "the session did not answer",
             )),
         }
+    }
+
+    /// Stops the turn of `message_id` in `key`'s session, if this node runs it now. The
+    /// turn's own events say how it ended.
+    pub fn stop(&self, key: &SessionKey, message_id: &str) -> StopOutcome {
+        self.running.stop(key, message_id)
+    }
+
+    /// The turns running now (for tests and metrics).
+    pub fn running_turns(&self) -> usize {
+        self.running.len()
     }
 
     /// Resets a session; answers whether there was anything to reset.

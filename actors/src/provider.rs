@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 /// Who said a message in a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +220,8 @@ type DeltaForward = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct DeltaSink {
     forward: Option<DeltaForward>,
     emitted: Arc<AtomicBool>,
+    /// Cancelled when the person stops the turn: the call is dropped.
+    stop: Option<CancellationToken>,
 }
 
 impl fmt::Debug for DeltaSink {
@@ -227,6 +230,7 @@ impl fmt::Debug for DeltaSink {
             .debug_struct("DeltaSink")
             .field("forwarding", &self.forward.is_some())
             .field("emitted", &self.has_emitted())
+            .field("stoppable", &self.stop.is_some())
             .finish()
     }
 }
@@ -237,6 +241,23 @@ impl DeltaSink {
         Self {
             forward: Some(Arc::new(forward)),
             emitted: Arc::default(),
+            stop: None,
+        }
+    }
+
+    /// This sink, for a call that ends when `stop` is cancelled.
+    #[must_use]
+    pub fn stopped_by(mut self, stop: CancellationToken) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Resolves once the call's turn is stopped; never for a sink that cannot be stopped.
+    /// The model worker drops the provider's call when it does, which closes its stream.
+    pub async fn stopped(&self) {
+        match &self.stop {
+            Some(stop) => stop.cancelled().await,
+            None => std::future::pending().await,
         }
     }
 

@@ -2,6 +2,7 @@
 //! script and records what it was asked.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub enum Scripted {
     Gated(Arc<tokio::sync::Notify>, String),
     /// Panics with this text, as a buggy provider would.
     Panic(&'static str),
+    /// Streams these pieces, then never finishes (until its call is dropped).
+    StreamThenHang(Vec<String>),
 }
 
 /// A provider that plays a script; when the script runs out it echoes the last user message.
@@ -35,6 +38,24 @@ pub struct ScriptedProvider {
     info: ProviderInfo,
     script: Mutex<VecDeque<Scripted>>,
     requests: Mutex<Vec<ChatRequest>>,
+    /// Calls started and neither finished nor dropped.
+    in_progress: Arc<AtomicUsize>,
+}
+
+/// Counts one call in progress until it is dropped.
+struct InProgress(Arc<AtomicUsize>);
+
+impl InProgress {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ScriptedProvider {
@@ -47,7 +68,13 @@ impl ScriptedProvider {
             },
             script: Mutex::new(script.into_iter().collect()),
             requests: Mutex::default(),
+            in_progress: Arc::default(),
         }
+    }
+
+    /// Calls that have started and have neither ended nor been dropped.
+    pub fn calls_in_progress(&self) -> usize {
+        self.in_progress.load(Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -77,6 +104,7 @@ impl ModelProvider for ScriptedProvider {
         request: &ChatRequest,
         deltas: &DeltaSink,
     ) -> Result<Completion, ProviderError> {
+        let _in_progress = InProgress::start(&self.in_progress);
         self.requests
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -95,6 +123,12 @@ impl ModelProvider for ScriptedProvider {
                 )
             }
             Some(Scripted::Hang) => std::future::pending().await,
+            Some(Scripted::StreamThenHang(pieces)) => {
+                for piece in &pieces {
+                    deltas.push(piece);
+                }
+                std::future::pending().await
+            }
             Some(Scripted::Panic(text)) => panic!("{text}"),
             Some(Scripted::Tools(calls)) => Ok(Completion {
                 text: String::new(),

@@ -28,6 +28,9 @@ pub enum ErrorCode {
     ToolRoundsExceeded,
     /// The session (or the node) holds as many waiting messages as it may.
     Busy,
+    /// The person stopped the turn before the assistant said anything: the conversation
+    /// is as it was before the message.
+    Stopped,
     Internal,
 }
 
@@ -46,6 +49,7 @@ impl ErrorCode {
             Self::StorageError => "storage_error",
             Self::ToolRoundsExceeded => "tool_rounds_exceeded",
             Self::Busy => "busy",
+            Self::Stopped => "stopped",
             Self::Internal => "internal",
         }
     }

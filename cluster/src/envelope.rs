@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use troupe_actors::session::SessionView;
+use troupe_actors::stop::StopOutcome;
 use troupe_actors::{ErrorCode, InboundMessage, SessionKey, TurnEvent};
 
 /// The envelope version this build writes (and the newest it reads).
@@ -51,8 +52,17 @@ pub struct ReplyEnvelope<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum RpcRequest {
-    History { key: SessionKey },
-    Reset { key: SessionKey },
+    History {
+        key: SessionKey,
+    },
+    Reset {
+        key: SessionKey,
+    },
+    /// Stop the turn of `message_id` (an older node answers that it cannot read this).
+    Stop {
+        key: SessionKey,
+        message_id: String,
+    },
 }
 
 /// Its answer.
@@ -61,6 +71,7 @@ pub enum RpcRequest {
 pub enum RpcResponse {
     History { view: Option<SessionView> },
     Reset { existed: bool },
+    Stop { stop: StopOutcome },
     Failed { code: ErrorCode, message: String },
 }
 
@@ -199,6 +210,9 @@ mod tests {
         for answer in [
             RpcResponse::History { view: None },
             RpcResponse::Reset { existed: true },
+            RpcResponse::Stop {
+                stop: StopOutcome::Stopping,
+            },
             RpcResponse::Failed {
                 code: ErrorCode::SessionFailed,
                 message: "moving".into(),

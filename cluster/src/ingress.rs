@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use troupe_actors::session::SessionView;
 use troupe_actors::snapshot::SnapshotStore;
+use troupe_actors::stop::StopOutcome;
 use troupe_actors::trace::TraceParent;
 use troupe_actors::{
     ErrorCode, InboundMessage, Ingress, SessionKey, Submission, TurnError, TurnEvents, turn_channel,
@@ -168,7 +169,9 @@ impl ClusterIngress {
 /// Answers a request for a session this node serves.
 pub(crate) async fn answer_locally(shared: &Shared, request: &RpcRequest) -> RpcResponse {
     let key = match request {
-        RpcRequest::History { key } | RpcRequest::Reset { key } => key,
+        RpcRequest::History { key } | RpcRequest::Reset { key } | RpcRequest::Stop { key, .. } => {
+            key
+        }
     };
     let shard = shard_of(key, shared.config.shards);
     let Some(node) = shared.node.get() else {
@@ -186,6 +189,9 @@ pub(crate) async fn answer_locally(shared: &Shared, request: &RpcRequest) -> Rpc
             .reset(key.clone())
             .await
             .map(|existed| RpcResponse::Reset { existed }),
+        RpcRequest::Stop { key, message_id } => Ok(RpcResponse::Stop {
+            stop: node.stop(key, message_id),
+        }),
     };
     answer.unwrap_or_else(|error| RpcResponse::Failed {
         code: error.code,
@@ -308,6 +314,19 @@ impl Ingress for ClusterIngress {
                 ErrorCode::SessionFailed,
                 "no node serves this session right now; try again in a moment",
             )),
+        }
+    }
+
+    async fn stop(&self, key: SessionKey, message_id: String) -> Result<StopOutcome, TurnError> {
+        let request = RpcRequest::Stop {
+            key: key.clone(),
+            message_id,
+        };
+        match self.ask_owner(&key, &request).await? {
+            Some(RpcResponse::Stop { stop }) => Ok(stop),
+            Some(other) => Err(unexpected(&other)),
+            // Nobody serves the session, so nothing of it runs.
+            None => Ok(StopOutcome::NotRunning),
         }
     }
 }

@@ -129,10 +129,18 @@ enum Block<'a> {
 
 /// The conversation in Anthropic's shape. The results of one round of tool calls go
 /// together in one `user` message, right after the assistant's `tool_use` blocks, as the
-/// API requires.
+/// API requires. An assistant message with no text and no calls (an answer the person
+/// stopped before its first word) is left out: the API refuses empty content, and joins
+/// the two `user` turns that are then next to each other.
 fn wire_messages(messages: &[ChatMessage]) -> Vec<WireMessage<'_>> {
     let mut wire: Vec<WireMessage<'_>> = Vec::with_capacity(messages.len());
     for message in messages {
+        if message.role == Role::Assistant
+            && message.content.is_empty()
+            && message.tool_calls.is_empty()
+        {
+            continue;
+        }
         if message.role == Role::Tool
             && let Some(WireContent::Blocks(blocks)) = wire.last_mut().map(|last| &mut last.content)
             && blocks

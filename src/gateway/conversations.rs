@@ -10,6 +10,8 @@
 //!   journal and title are deleted).
 //! - `POST /api/v1/conversations/{conversation_id}/title` and `PATCH …` `{"title"}`: the
 //!   assistant titles it, the person renames it ([`super::titles`]).
+//! - `POST /api/v1/conversations/{conversation_id}/stop` `{"message_id"}`: stops
+//!   generating the answer to that message.
 //!
 //! A sender's own token sees and deletes only its own conversations; the owner's token any
 //! sender's but those with a token of their own. What is listed is what the store holds
@@ -388,6 +390,33 @@ pub(crate) async fn rename(
         .await
         .map_err(storage_error)?;
     Ok(Json(serde_json::json!({"title": title.as_str()})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StopBody {
+    message_id: String,
+}
+
+/// `POST /api/v1/conversations/{conversation_id}/stop` `{"message_id"}`: stops generating
+/// the answer to that message. `202`, with `outcome`: `stopping` when it was running,
+/// `not_running` when it was not (it ended, or it has not begun and stops as it does);
+/// the turn's own answer says how it ended.
+pub(crate) async fn stop(
+    State(state): State<AppState>,
+    OwnedConversation(key): OwnedConversation,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let body: StopBody = admin_json_body(body).await?;
+    let outcome = state
+        .ingress
+        .stop(key.clone(), body.message_id.clone())
+        .await
+        .map_err(ApiError::from)?;
+    let answer = serde_json::json!({
+        "key": key.to_string(), "message_id": body.message_id, "outcome": outcome
+    });
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
 #[cfg(test)]

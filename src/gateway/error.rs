@@ -56,6 +56,7 @@ pub(crate) enum ApiCode {
     ShuttingDown,
     StorageError,
     StorageFailing,
+    Stopped,
     TooManyFailures,
     TooManyInFlight,
     TooManyTokens,
@@ -86,6 +87,7 @@ impl From<ErrorCode> for ApiCode {
             ErrorCode::StorageError => Self::StorageError,
             ErrorCode::ToolRoundsExceeded => Self::ToolRoundsExceeded,
             ErrorCode::Busy => Self::Busy,
+            ErrorCode::Stopped => Self::Stopped,
             ErrorCode::Internal => Self::Internal,
         }
     }
@@ -176,6 +178,8 @@ impl From<TurnError> for ApiError {
             | ErrorCode::ToolRoundsExceeded => StatusCode::BAD_GATEWAY,
             ErrorCode::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Busy => StatusCode::TOO_MANY_REQUESTS,
+            // The person's own stop: the request they made ended as they asked.
+            ErrorCode::Stopped => StatusCode::CONFLICT,
             ErrorCode::ProviderRateLimited | ErrorCode::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -289,6 +293,7 @@ mod tests {
             ErrorCode::StorageError,
             ErrorCode::ToolRoundsExceeded,
             ErrorCode::Busy,
+            ErrorCode::Stopped,
             ErrorCode::Internal,
         ] {
             assert_eq!(

@@ -17,6 +17,13 @@ pub(crate) enum ClientFrame {
         token: Option<String>,
     },
     Message(MessageFrame),
+    /// Stop generating the answer to the message `in_reply_to` of `conversation_id` (by
+    /// default the sender's own conversation).
+    Stop {
+        in_reply_to: String,
+        #[serde(default)]
+        conversation_id: Option<String>,
+    },
 }
 
 /// A `message` frame: what a client says, before validation makes it a message.
@@ -84,6 +91,7 @@ impl ClientFrame {
         match self {
             Self::Hello { .. } => None,
             Self::Message(message) => message.id.as_deref(),
+            Self::Stop { in_reply_to, .. } => Some(in_reply_to),
         }
     }
 }
@@ -132,6 +140,31 @@ mod tests {
         assert_eq!(draft.platform.as_deref(), Some("ws"));
         assert_eq!(draft.sender_id.as_deref(), Some("alice"));
         assert_eq!(draft.payload.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn a_stop_frame_names_the_message_whose_answer_it_stops() {
+        let Parsed::Json { id, frame } =
+            parse(r#"{"type":"stop","in_reply_to":"m-9","conversation_id":"ada/2"}"#)
+        else {
+            panic!("a JSON frame");
+        };
+        assert_eq!(id.as_deref(), Some("m-9"));
+        let Ok(ClientFrame::Stop {
+            in_reply_to,
+            conversation_id,
+        }) = frame
+        else {
+            panic!("a stop frame");
+        };
+        assert_eq!(
+            (in_reply_to.as_str(), conversation_id.as_deref()),
+            ("m-9", Some("ada/2"))
+        );
+        let Parsed::Json { frame, .. } = parse(r#"{"type":"stop"}"#) else {
+            panic!("a JSON frame");
+        };
+        assert!(frame.is_err(), "a stop frame names its message");
     }
 
     #[test]

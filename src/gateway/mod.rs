@@ -140,6 +140,10 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
             "/api/v1/conversations/{conversation_id}/title",
             post(conversations::generate_title),
         )
+        .route(
+            "/api/v1/conversations/{conversation_id}/stop",
+            post(conversations::stop),
+        )
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::list_models));
     // Routes that manage the node: the owner's token only.

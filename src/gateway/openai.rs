@@ -200,6 +200,7 @@ fn stateless_turn(
                     payload: completion.text,
                     timestamp: unix_now(),
                     awaiting: None,
+                    stopped: false,
                 }),
                 model_latency: started.elapsed(),
             },

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::metrics as metric_names;
-use troupe_actors::{Awaiting, ContentType, TurnError, TurnEvent, TurnEventReceiver};
+use troupe_actors::{Awaiting, ContentType, SessionKey, TurnError, TurnEvent, TurnEventReceiver};
 
 use super::admission::ConnectionTicket;
 use super::callers::{Caller, authenticate};
@@ -123,6 +123,9 @@ enum HotFrame<'a> {
         timestamp: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         awaiting: Option<Awaiting>,
+        /// Set when the person stopped the turn (`payload` is what was said by then).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        stopped: bool,
     },
 }
 
@@ -152,6 +155,7 @@ fn event_frame(event: &TurnEvent) -> Message {
             payload: &reply.payload,
             timestamp: reply.timestamp,
             awaiting: reply.awaiting,
+            stopped: reply.stopped,
         }),
         TurnEvent::Failed { in_reply_to, error } => {
             error_frame(Some(in_reply_to), error.code.into(), &error.message)
@@ -319,6 +323,10 @@ impl Connection {
                 self.accept(draft, frame_id.as_deref(), span);
                 Next::Continue
             }
+            Ok(ClientFrame::Stop {
+                in_reply_to,
+                conversation_id,
+            }) => self.stop(in_reply_to, conversation_id),
             Err(error) => {
                 self.send(error_frame(
                     frame_id.as_deref(),
@@ -328,6 +336,57 @@ impl Connection {
                 Next::Continue
             }
         }
+    }
+
+    /// A `stop` frame: the turn answering `in_reply_to` stops, if this connection's caller
+    /// may speak in its conversation; a `stop_result` frame says whether one was running,
+    /// and the turn's own final frame follows.
+    fn stop(&mut self, in_reply_to: String, conversation_id: Option<String>) -> Next {
+        let Some(caller) = &self.caller else {
+            self.send(error_frame(
+                Some(&in_reply_to),
+                ApiCode::Unauthorized,
+                "send a hello frame with a valid token first",
+            ));
+            return Next::Close(POLICY_VIOLATION, "unauthorized");
+        };
+        let senders = &self.state.settings.senders;
+        if let Err(refusal) = caller.sender_for(senders, None, conversation_id.as_deref()) {
+            self.send(error_frame(
+                Some(&in_reply_to),
+                refusal.code,
+                &refusal.message,
+            ));
+            return Next::Continue;
+        }
+        let conversation = conversation_id.unwrap_or_else(|| self.sender_id.clone());
+        let key = match SessionKey::new("ws", &conversation) {
+            Ok(key) => key,
+            Err(error) => {
+                let message = format!("field `conversation_id` is invalid: {error}");
+                self.send(error_frame(
+                    Some(&in_reply_to),
+                    ApiCode::InvalidFrame,
+                    &message,
+                ));
+                return Next::Continue;
+            }
+        };
+        let ingress = Arc::clone(&self.state.ingress);
+        let outgoing = self.outgoing.clone();
+        self.turns.push(
+            async move {
+                let answer = match ingress.stop(key, in_reply_to.clone()).await {
+                    Ok(outcome) => frame(&json!({
+                        "type": "stop_result", "in_reply_to": in_reply_to, "outcome": outcome
+                    })),
+                    Err(error) => error_frame(None, error.code.into(), &error.message),
+                };
+                let _ = outgoing.send(answer);
+            }
+            .boxed(),
+        );
+        Next::Continue
     }
 
     fn hello(&mut self, first_frame: bool, sender_id: Option<&str>, token: Option<&str>) -> Next {

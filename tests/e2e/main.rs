@@ -26,6 +26,7 @@ mod session_memory;
 mod signed_webhook;
 mod skills;
 mod slack;
+mod stop;
 mod support;
 mod telegram;
 mod tracing;

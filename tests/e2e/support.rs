@@ -48,6 +48,17 @@ fn axum_header_name(name: &str) -> tokio_tungstenite::tungstenite::http::HeaderN
     tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap()
 }
 
+/// A WebSocket to `process` that said `hello` as `sender`.
+pub(crate) async fn connect_as(process: &TroupeProcess, sender: &str) -> Socket {
+    let mut socket = connect(process, &[]).await;
+    send(
+        &mut socket,
+        serde_json::json!({"type": "hello", "sender_id": sender}),
+    )
+    .await;
+    socket
+}
+
 pub(crate) async fn send(socket: &mut Socket, frame: Value) {
     socket.send(Message::text(frame.to_string())).await.unwrap();
 }

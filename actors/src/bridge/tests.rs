@@ -88,6 +88,7 @@ impl Ingress for EchoIngress {
             payload: format!("echo: {}", message.payload()),
             timestamp: 0,
             awaiting: None,
+            stopped: false,
         };
         let _ = events.send(TurnEvent::Reply {
             reply: Box::new(reply),
@@ -102,6 +103,15 @@ impl Ingress for EchoIngress {
 
     async fn reset(&self, _key: SessionKey) -> Result<bool, TurnError> {
         Ok(false)
+    }
+
+    async fn stop(
+        &self,
+        _key: SessionKey,
+        _message_id: String,
+    ) -> Result<crate::stop::StopOutcome, TurnError> {
+        // It answers every message at once: nothing is ever running.
+        Ok(crate::stop::StopOutcome::NotRunning)
     }
 }
 

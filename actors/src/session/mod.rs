@@ -30,6 +30,7 @@ use crate::snapshot::{
     EncodedSnapshot, HistoryEntry, PendingTools, SessionSnapshot, SnapshotStore, SnapshotView,
     StoreError,
 };
+use crate::stop::RunningTurns;
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
 
 mod commit;
@@ -69,6 +70,8 @@ pub struct SessionContext {
     pub turn_context: Option<Arc<dyn crate::turn_context::TurnContext>>,
     /// The node's inbox (a single node): told when a message is answered.
     pub inbox: Option<Arc<dyn crate::inbox::Inbox>>,
+    /// Where each session registers the turn it runs, so that the person can stop it.
+    pub running: Arc<RunningTurns>,
 }
 
 /// A session's history as the sessions API shows it.
@@ -461,6 +464,7 @@ impl SessionState {
             payload: answer.content.to_string(),
             timestamp: answer.timestamp,
             awaiting: self.awaiting_after(answer),
+            stopped: false,
         })
     }
 
@@ -519,6 +523,20 @@ impl SessionState {
         }
     }
 
+    /// Whether a turn's answer stays in the conversation: a turn stopped before the
+    /// assistant said or did anything is undone, as if the message had not been sent;
+    /// one stopped later keeps what the person saw.
+    fn kept(&self, answer: tools::Answer) -> Result<tools::Answer, TurnError> {
+        let only_the_question = self.turn_entries <= 1;
+        if answer.stopped && answer.text.is_empty() && only_the_question {
+            return Err(TurnError::new(
+                ErrorCode::Stopped,
+                "stopped before the assistant said anything",
+            ));
+        }
+        Ok(answer)
+    }
+
     /// Runs a turn; a write in flight finishes beside it ([`commit::WriteBeside`]).
     async fn turn_beside_write(
         &mut self,
@@ -541,6 +559,7 @@ impl SessionState {
     ) -> Result<(OutboundReply, Duration), TurnError> {
         let pending_before = self.pending.clone();
         let replaced = self.take_replaced(&message)?;
+        let stop = self.context.running.begin(&self.key, message.id());
         self.turn_entries = 0;
         self.push_history(HistoryEntry {
             role: Role::User,
@@ -551,8 +570,13 @@ impl SessionState {
             timestamp: message.timestamp(),
         });
         let started = Instant::now();
-        let text = match self.converse(&message, events).await {
-            Ok(text) => text,
+        let answered = self
+            .converse(&message, events, &stop)
+            .await
+            .and_then(|answer| self.kept(answer));
+        drop(stop);
+        let answer = match answered {
+            Ok(answer) => answer,
             Err(error) => {
                 // The turn did not happen: forget it so a retry does not repeat it.
                 for _ in 0..self.turn_entries.min(self.history.len()) {
@@ -576,9 +600,10 @@ impl SessionState {
             recipient_id: message.sender_id().to_owned(),
             conversation_id: message.conversation_id().to_owned(),
             content_type: ContentType::Text,
-            payload: text,
+            payload: answer.text,
             timestamp: now,
             awaiting: self.pending.is_some().then_some(Awaiting::Confirmation),
+            stopped: answer.stopped,
         };
         self.push_history(HistoryEntry {
             role: Role::Assistant,

@@ -3,20 +3,22 @@
 //! and repeat until it answers in words, at most `max_rounds` times. Calls that need the
 //! user's confirmation wait, in the session and its snapshot, for their yes or no.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::SessionState;
 use crate::bridge::identity::PERSON_PLATFORM;
 use crate::message::{InboundMessage, unix_now};
-use crate::provider::{ChatRequest, Completion, Role, ToolCall, ToolSpec};
+use crate::provider::{ChatRequest, Completion, DeltaSink, Role, ToolCall, ToolSpec};
 use crate::skill::{
     PreparedCall, REPLY_ROUTE_METADATA, SkillError, SkillErrorCode, SkillSession, ToolOutcome,
 };
 use crate::snapshot::{HistoryEntry, PendingTools};
-use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents, delta_sink};
+use crate::stop::TurnStop;
+use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
 use crate::turn_context::gather;
 
 /// What the user said to calls waiting for confirmation.
@@ -58,13 +60,14 @@ impl SessionState {
         }
     }
 
-    /// The turn after the user's entry: tool rounds until the model answers; returns the
-    /// answer's text.
+    /// The turn after the user's entry: tool rounds until the model answers, or until the
+    /// person stops it; returns the answer.
     pub(super) async fn converse(
         &mut self,
         message: &InboundMessage,
         events: &TurnEvents,
-    ) -> Result<String, TurnError> {
+        stop: &TurnStop,
+    ) -> Result<Answer, TurnError> {
         let session = self.skill_session(message);
         // Right after start a skill may still be reading its manifest: wait for it (bounded
         // by its time limit), or this turn would be offered none of its tools.
@@ -87,17 +90,25 @@ impl SessionState {
         let mut over_limit = false;
         let turn_context = gather(self.context.turn_context.as_deref(), message).await;
         loop {
-            let completion = self
-                .ask_model(
-                    message.id(),
-                    tools.clone(),
-                    turn_context.as_deref(),
-                    events,
-                    &requester,
-                )
-                .await?;
+            // A tool call already running finishes (its result is recorded); no model call
+            // starts after a stop.
+            if stop.is_stopped() {
+                return Ok(Answer::stopped(String::new()));
+            }
+            let asked = self.ask_model(
+                message.id(),
+                tools.clone(),
+                turn_context.as_deref(),
+                events,
+                &requester,
+                stop,
+            );
+            let completion = match asked.await? {
+                Asked::Answered(completion) => completion,
+                Asked::Stopped(said) => return Ok(Answer::stopped(said)),
+            };
             if completion.tool_calls.is_empty() {
-                return Ok(completion.text);
+                return Ok(Answer::complete(completion.text));
             }
             if over_limit {
                 return Err(TurnError::new(
@@ -129,7 +140,7 @@ impl SessionState {
                     requested_by: message.sender_id().to_owned(),
                     asked_at: unix_now(),
                 });
-                return Ok(question);
+                return Ok(Answer::complete(question));
             }
             self.push_tool_request(&completion.text, &completion.tool_calls);
             self.run_round(
@@ -297,6 +308,7 @@ impl SessionState {
         }
     }
 
+    /// One model call, streamed to the person, until it answers or the turn is stopped.
     async fn ask_model(
         &self,
         in_reply_to: &str,
@@ -304,10 +316,13 @@ impl SessionState {
         turn_context: Option<&str>,
         events: &TurnEvents,
         requester: &Arc<str>,
-    ) -> Result<Completion, TurnError> {
+        stop: &TurnStop,
+    ) -> Result<Asked, TurnError> {
         let config = &self.context.config;
-        let deltas = delta_sink(events, in_reply_to);
-        self.context
+        let shown = ShownText::default();
+        let deltas = shown.sink(events, in_reply_to, stop.token());
+        let call = self
+            .context
             .models
             .complete(
                 &config.provider,
@@ -320,8 +335,80 @@ impl SessionState {
                 "model_call",
                 otel.kind = "client",
                 provider = %config.provider,
-            ))
-            .await
+            ));
+        tokio::select! {
+            biased;
+            () = stop.token().cancelled() => Ok(Asked::Stopped(shown.close())),
+            completion = call => completion.map(Asked::Answered),
+        }
+    }
+}
+
+/// How a turn ended: in the model's answer, or stopped by the person.
+#[derive(Debug)]
+pub(super) struct Answer {
+    /// The answer, or what the person had been shown of it when they stopped it.
+    pub(super) text: String,
+    pub(super) stopped: bool,
+}
+
+impl Answer {
+    fn complete(text: String) -> Self {
+        Self {
+            text,
+            stopped: false,
+        }
+    }
+
+    fn stopped(text: String) -> Self {
+        Self {
+            text,
+            stopped: true,
+        }
+    }
+}
+
+/// How one model call ended.
+enum Asked {
+    Answered(Completion),
+    /// Stopped; with the text streamed to the person before the stop.
+    Stopped(String),
+}
+
+/// The text of one model call that reached the person, kept so that a stopped turn keeps
+/// exactly what was shown: a piece is forwarded and kept under one lock, and none is
+/// forwarded once the turn is stopped.
+#[derive(Clone, Default)]
+struct ShownText(Arc<Mutex<String>>);
+
+impl ShownText {
+    fn sink(&self, events: &TurnEvents, in_reply_to: &str, stop: &CancellationToken) -> DeltaSink {
+        let (events, in_reply_to) = (events.clone(), in_reply_to.to_owned());
+        let (shown, gate) = (self.clone(), stop.clone());
+        DeltaSink::new(move |text| {
+            let mut kept = shown.lock();
+            if gate.is_cancelled() {
+                return;
+            }
+            kept.push_str(text);
+            let delta = TurnEvent::Delta {
+                in_reply_to: in_reply_to.clone(),
+                text: text.to_owned(),
+            };
+            let _ = events.send(delta);
+        })
+        .stopped_by(stop.clone())
+    }
+
+    /// What was shown; nothing more is forwarded after this (the turn was stopped first).
+    fn close(&self) -> String {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

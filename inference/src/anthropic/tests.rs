@@ -166,6 +166,25 @@ fn one_round_of_results_is_one_user_message_and_errors_are_flagged() {
     assert_eq!(wire[3], json!({"role": "user", "content": "and?"}));
 }
 
+#[test]
+fn an_answer_stopped_before_its_first_word_is_not_sent_as_empty_content() {
+    let wire = serde_json::to_value(wire_messages(&[
+        ChatMessage::new(Role::User, "write a poem"),
+        ChatMessage::new(Role::Assistant, ""),
+        ChatMessage::new(Role::User, "a short one"),
+        ChatMessage::new(Role::Assistant, "Roses"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        wire,
+        json!([
+            {"role": "user", "content": "write a poem"},
+            {"role": "user", "content": "a short one"},
+            {"role": "assistant", "content": "Roses"},
+        ])
+    );
+}
+
 #[tokio::test]
 async fn maps_errors_including_overloaded_and_mid_stream() {
     let fake = FakeLlm::start(Some("k")).await;

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,9 @@ pub enum FakeReply {
     Delayed(Duration, Box<FakeReply>),
     /// Streams these text pieces, then an error event (the connection stays well-formed).
     StreamError(Vec<String>),
+    /// Streams these text pieces, then keeps the stream open (with SSE comments, as
+    /// proxies send) until the client closes it; `open` counts such streams still open.
+    StreamThenHang(Vec<String>, Arc<AtomicUsize>),
 }
 
 /// A request the fake received.
@@ -235,6 +239,41 @@ fn sse(events: &[String]) -> Response {
             ("cache-control", "no-cache"),
         ],
         body,
+    )
+        .into_response()
+}
+
+/// Counts one open stream until its body is dropped (the client went away).
+struct OpenStream(Arc<AtomicUsize>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// These events, then a comment line every 50 ms for as long as the client reads: writing
+/// is how the server learns that the client closed the stream.
+fn sse_then_hang(events: Vec<String>, open: &Arc<AtomicUsize>) -> Response {
+    use futures_util::StreamExt;
+    open.fetch_add(1, Ordering::SeqCst);
+    let guard = OpenStream(Arc::clone(open));
+    let keepalive = futures_util::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Some((": still thinking\n\n".to_owned(), ()))
+    });
+    let body = futures_util::stream::iter(events)
+        .chain(keepalive)
+        .map(move |event| {
+            let _held = &guard;
+            Ok::<_, std::convert::Infallible>(event)
+        });
+    (
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        axum::body::Body::from_stream(body),
     )
         .into_response()
 }
@@ -434,6 +473,11 @@ async fn openai_answer(reply: FakeReply, stream: bool, model: &str) -> Response 
         }))
         .into_response(),
         FakeReply::ToolCalls(calls) => openai_tool_calls_answer(&calls, stream, model),
+        FakeReply::StreamThenHang(pieces, open) => {
+            let mut events = vec![openai_chunk(model, &json!({"role": "assistant", "content": ""}), None)];
+            events.extend(pieces.iter().map(|piece| openai_chunk(model, &json!({"content": piece}), None)));
+            sse_then_hang(events, &open)
+        }
         FakeReply::StreamError(pieces) => {
             let mut events: Vec<String> =
                 pieces.iter().map(|piece| openai_chunk(model, &json!({"content": piece}), None)).collect();
@@ -606,6 +650,27 @@ fn anthropic_message_end(stop_reason: &str, output_tokens: usize) -> Vec<String>
     ]
 }
 
+/// A streamed text answer up to its last piece: the message and its text block started,
+/// and a delta per piece (what comes next says how the stream ends).
+fn anthropic_text_opening(model: &str, pieces: &[String]) -> Vec<String> {
+    let mut events = vec![
+        anthropic_message_start(model),
+        anthropic_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    events.extend(pieces.iter().map(|piece| {
+        anthropic_event(
+            "content_block_delta",
+            &json!({
+        "type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+        )
+    }));
+    events
+}
+
 async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Response {
     match reply {
         FakeReply::Delayed(delay, inner) => {
@@ -619,17 +684,9 @@ async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Respon
             message,
         } => anthropic_error(status, retry_after.as_deref(), &message),
         FakeReply::Text(pieces) if stream => {
-            let mut events = vec![
-                anthropic_message_start(model),
-                anthropic_event(
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}}),
-                ),
-                anthropic_event("ping", &json!({"type": "ping"})),
-            ];
-            events.extend(pieces.iter().map(|piece| anthropic_event("content_block_delta", &json!({
-                "type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))));
+            let mut events = anthropic_text_opening(model, &pieces);
+            // A ping may come anywhere in a stream; the API sends one early.
+            events.insert(2, anthropic_event("ping", &json!({"type": "ping"})));
             events.push(anthropic_event(
                 "content_block_stop",
                 &json!({"type": "content_block_stop", "index": 0}),
@@ -682,17 +739,11 @@ async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Respon
             .into_response()
         }
         FakeReply::ToolCalls(calls) => anthropic_tool_calls_answer(&calls, stream, model),
+        FakeReply::StreamThenHang(pieces, open) => {
+            sse_then_hang(anthropic_text_opening(model, &pieces), &open)
+        }
         FakeReply::StreamError(pieces) => {
-            let mut events = vec![
-                anthropic_message_start(model),
-                anthropic_event(
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}}),
-                ),
-            ];
-            events.extend(pieces.iter().map(|piece| anthropic_event("content_block_delta", &json!({
-                "type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))));
+            let mut events = anthropic_text_opening(model, &pieces);
             events.push(anthropic_event(
                 "error",
                 &json!({"type": "error",

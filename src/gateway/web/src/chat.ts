@@ -15,6 +15,9 @@ interface Answer {
   body: HTMLElement;
   text: string;
   renderQueued: boolean;
+  /** What the person asked, when sent from this page: a turn stopped before its first
+   * word gives it back to the message box. */
+  asked?: { text: string; question: HTMLElement };
 }
 
 /** A tool the assistant runs, shown as a collapsible card. */
@@ -128,9 +131,12 @@ export class ChatView {
     private readonly log: HTMLElement,
     private readonly form: HTMLFormElement,
     private readonly input: HTMLTextAreaElement,
+    /** Shown while an answer is being generated: stops it. */
+    private readonly stopButton: HTMLButtonElement,
     /** The conversation shown and written to. */
     private conversationId: string,
   ) {
+    stopButton.addEventListener("click", () => this.stopAnswers());
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.sendTyped();
@@ -167,6 +173,7 @@ export class ChatView {
     this.toolCards.clear();
     this.sentHere.clear();
     this.last.set(null);
+    this.showStop();
     this.log.replaceChildren();
     this.showEmptyHint();
     this.restore(view);
@@ -180,7 +187,7 @@ export class ChatView {
         this.extend(frame.in_reply_to, frame.payload);
         break;
       case "reply":
-        this.finish(frame.in_reply_to, frame.payload, frame.awaiting === "confirmation");
+        this.finish(frame.in_reply_to, frame.payload, frame.awaiting === "confirmation", frame.stopped === true);
         break;
       case "error":
         this.fail(frame.in_reply_to, frame.code, frame.message);
@@ -232,7 +239,9 @@ export class ChatView {
     const question = this.userMessage(text);
     this.append(question);
     const answer = this.pendingAnswer();
+    answer.asked = { text, question };
     this.answers.set(id, answer);
+    this.showStop();
     this.last.set({ id, text, question, answer: answer.article });
     this.connection.send({
       type: "message",
@@ -243,6 +252,23 @@ export class ChatView {
       ...(replaces === undefined ? {} : { replaces }),
     });
     return true;
+  }
+
+  /** Stop is offered while an answer of this conversation is on its way. */
+  private showStop(): void {
+    this.stopButton.hidden = this.answers.size === 0;
+    this.stopButton.disabled = false;
+  }
+
+  /** Asks the node to stop every answer on its way here; each ends with its own frame. */
+  private stopAnswers(): void {
+    if (!this.connection) return;
+    let asked = false;
+    for (const id of this.answers.keys()) {
+      const frame = { type: "stop" as const, in_reply_to: id, conversation_id: this.conversationId };
+      asked = this.connection.sendNow(frame) || asked;
+    }
+    if (asked) this.stopButton.disabled = true;
   }
 
   /**
@@ -323,13 +349,18 @@ export class ChatView {
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
   }
 
-  private finish(id: string, text: string, asksToConfirm: boolean): void {
+  private finish(id: string, text: string, asksToConfirm: boolean, stopped: boolean): void {
     const answer = this.answers.get(id);
     if (!answer) return;
     answer.text = text;
     this.render(answer);
     answer.article.classList.add("done");
     this.answers.delete(id);
+    this.showStop();
+    if (stopped) {
+      answer.article.classList.add("stopped");
+      answer.article.append(element("p", "stopped-note", t("stoppedNote")));
+    }
     addAnswerActions(answer);
     if (asksToConfirm) this.askToConfirm(answer);
     else this.last.answered(answer.article);
@@ -347,12 +378,33 @@ export class ChatView {
       this.append(article);
       return;
     }
+    this.answers.delete(id);
+    this.showStop();
+    if (code === "stopped" && answer.asked) {
+      this.takeBack(answer, answer.asked);
+      return;
+    }
     answer.article.classList.remove("pending");
     answer.article.classList.add("failed");
     answer.body.replaceChildren(line);
-    this.answers.delete(id);
     // The node kept nothing of a failed turn: there is no last exchange to replace.
     this.last.set(null);
+  }
+
+  /**
+   * A turn stopped before its first word left nothing on the node: the exchange leaves the
+   * page too, and what the person asked goes back into the message box to edit or resend.
+   */
+  private takeBack(answer: Answer, asked: { text: string; question: HTMLElement }): void {
+    asked.question.remove();
+    answer.article.remove();
+    this.last.set(null);
+    if (this.input.value.trim() === "") {
+      this.input.value = asked.text;
+      this.fitInput();
+    }
+    this.input.focus();
+    if (this.log.childElementCount === 0) this.showEmptyHint();
   }
 
   private toolStarted(id: string, callId: string, name: string, args: unknown): void {

@@ -17,11 +17,19 @@ export interface MessageFrame {
   replaces?: string;
 }
 
+/** Stops generating the answer to the message `in_reply_to`. */
+export interface StopFrame {
+  type: "stop";
+  in_reply_to: string;
+  conversation_id: string;
+}
+
 /** Every frame the node sends on `/ws`. */
 export type ServerFrame =
   | { type: "ack"; id: string }
   | { type: "delta"; in_reply_to: string; payload: string }
-  | { type: "reply"; id: string; in_reply_to: string; payload: string; awaiting?: "confirmation" }
+  | { type: "reply"; id: string; in_reply_to: string; payload: string; awaiting?: "confirmation"; stopped?: boolean }
+  | { type: "stop_result"; in_reply_to: string; outcome: "stopping" | "not_running" }
   | { type: "error"; in_reply_to?: string; code: string; message: string }
   | { type: "tool_call"; in_reply_to: string; call_id: string; name: string; arguments: unknown }
   | { type: "tool_result"; in_reply_to: string; call_id: string; name: string; ok: boolean; result: unknown }
@@ -77,6 +85,13 @@ export class Connection {
     this.unanswered.set(frame.id, frame);
     if (this.stateNow === "connected" && this.socket) this.socket.send(JSON.stringify(frame));
     else this.announce(this.stateNow);
+  }
+
+  /** Sends `frame` if connected now; false otherwise (a stop means nothing later). */
+  sendNow(frame: StopFrame): boolean {
+    if (this.stateNow !== "connected" || !this.socket) return false;
+    this.socket.send(JSON.stringify(frame));
+    return true;
   }
 
   private open(): void {

@@ -104,7 +104,7 @@ async function startChat(): Promise<void> {
   const sender = senderId(startInfo);
   const remembered = localStorage.getItem(CURRENT_CONVERSATION);
   const first = remembered !== null && owns(sender, remembered) ? remembered : sender;
-  const chat = new ChatView(byId("log"), byId("composer"), byId("input"), first);
+  const chat = new ChatView(byId("log"), byId("composer"), byId("input"), byId("stop"), first);
   const show = (conversationId: string, view: SessionView) => {
     localStorage.setItem(CURRENT_CONVERSATION, conversationId);
     chat.switchTo(conversationId, view);

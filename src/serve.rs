@@ -21,6 +21,7 @@ use troupe_actors::session::SessionConfig;
 use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
+use troupe_actors::uploads::{LocalUploads, UploadStore};
 use troupe_actors::{Ingress, MessageLimits};
 use troupe_canvas::context::BoardContext;
 use troupe_canvas::jetstream::{JetStreamCanvasStore, StreamSettings};
@@ -141,6 +142,12 @@ pub(crate) async fn serve(
         backlog: config.assistant.backlog(),
         turn_context: Some(Arc::new(BoardContext::new(canvas.clone()))),
         inbox,
+        // A cluster's sessions move between nodes: pictures would need a shared store.
+        uploads: cluster.is_none().then(|| {
+            let uploads: Arc<dyn UploadStore> =
+                LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes);
+            uploads
+        }),
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),
@@ -149,6 +156,7 @@ pub(crate) async fn serve(
         allowed_hosts: config.server.allowed_hosts.clone(),
         limits: MessageLimits {
             max_payload_bytes: config.server.max_payload_bytes,
+            max_images: config.uploads.max_images_per_message,
         },
         connections: config.server.connection_limits(open_files),
         timeouts: config.server.timeouts(),

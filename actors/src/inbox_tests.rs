@@ -53,6 +53,7 @@ async fn node(store: Arc<LocalSnapshotStore>, script: Vec<Scripted>) -> InboxNod
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
         inbox: Some(Arc::clone(&store) as Arc<dyn Inbox>),
+        uploads: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     InboxNode {

@@ -28,6 +28,7 @@ pub mod testing;
 pub mod trace;
 pub mod turn;
 pub mod turn_context;
+pub mod uploads;
 
 #[cfg(test)]
 mod inbox_tests;
@@ -53,8 +54,8 @@ pub use message::{
     MessageLimits, OutboundReply,
 };
 pub use provider::{
-    ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
-    ProviderErrorKind, ProviderInfo, Role, ToolCall, ToolSpec, Usage,
+    ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, ImagePart, ImageType,
+    ModelProvider, ProviderError, ProviderErrorKind, ProviderInfo, Role, ToolCall, ToolSpec, Usage,
 };
 pub use trace::TraceParent;
 pub use turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver, TurnEvents, turn_channel};

@@ -18,6 +18,8 @@ use crate::skill::REPLY_ROUTE_METADATA;
 
 /// Default largest accepted payload: 64 KiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Default most uploaded pictures in one message.
+pub const DEFAULT_MAX_IMAGES: usize = 4;
 
 /// The kind of content a message carries. Only `text` is handled end to end today;
 /// the other kinds are reserved so that bridges can already name them.
@@ -67,6 +69,10 @@ pub struct Attachment {
     pub mime_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// A picture uploaded into the conversation (`content_type` `image`), which the model
+    /// sees with the message (see [`crate::uploads`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<crate::uploads::UploadId>,
 }
 
 /// A validated inbound message: the one shape every access path produces.
@@ -317,6 +323,8 @@ pub struct DraftDefaults<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageLimits {
     pub max_payload_bytes: usize,
+    /// Most uploaded pictures one message may show.
+    pub max_images: usize,
 }
 
 impl MessageLimits {
@@ -328,6 +336,17 @@ impl MessageLimits {
                 limit: self.max_payload_bytes,
             });
         }
+        let images = message
+            .attachments
+            .iter()
+            .filter(|attachment| attachment.upload_id.is_some())
+            .count();
+        if images > self.max_images {
+            return Err(MessageError::TooManyImages {
+                actual: images,
+                limit: self.max_images,
+            });
+        }
         Ok(())
     }
 }
@@ -336,6 +355,7 @@ impl Default for MessageLimits {
     fn default() -> Self {
         Self {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_images: DEFAULT_MAX_IMAGES,
         }
     }
 }
@@ -347,6 +367,8 @@ pub enum MessageError {
     EmptyPayload,
     #[error("payload is {actual} bytes, larger than the limit of {limit} bytes")]
     PayloadTooLarge { actual: usize, limit: usize },
+    #[error("the message shows {actual} pictures, more than the limit of {limit}")]
+    TooManyImages { actual: usize, limit: usize },
     #[error("unknown content type `{0}` (expected one of: text, image, audio, file)")]
     UnknownContentType(String),
     #[error("content type `{0}` is reserved and not supported yet; send `text`")]
@@ -510,6 +532,7 @@ mod tests {
             &defaults(),
             MessageLimits {
                 max_payload_bytes: 10,
+                ..MessageLimits::default()
             },
         );
         assert_eq!(

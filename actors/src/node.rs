@@ -37,6 +37,7 @@ use crate::supervisor::{
 };
 use crate::turn::{ErrorCode, TurnError, TurnEventReceiver, turn_channel};
 use crate::turn_context::TurnContext;
+use crate::uploads::UploadStore;
 
 /// Longest wait for the registry to answer a query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +63,9 @@ pub struct NodeSetup {
     /// Where a single node keeps accepted messages until they are answered, so that an
     /// `ack` means stored ([`crate::inbox`]); `None` in a cluster, whose inbox is JetStream.
     pub inbox: Option<Arc<dyn Inbox>>,
+    /// Where pictures uploaded into conversations are kept; `None` where they are not
+    /// taken (a cluster, for now).
+    pub uploads: Option<Arc<dyn UploadStore>>,
 }
 
 /// Where the current registry lives; replaced when the supervisor restarts it.
@@ -104,6 +108,7 @@ pub struct NodeHandle {
     inbox: Option<Arc<dyn Inbox>>,
     /// The turns this node's sessions run, for the person to stop.
     running: Arc<RunningTurns>,
+    uploads: Option<Arc<dyn UploadStore>>,
 }
 
 /// Starts a node. `extra_children` (e.g. the access layer) start last, under the same
@@ -139,6 +144,7 @@ pub async fn start_node(
         turn_context: setup.turn_context.clone(),
         inbox: setup.inbox.clone(),
         running: Arc::default(),
+        uploads: setup.uploads.clone(),
     };
     let running = Arc::clone(&context.running);
     children.push(registry_spec(context, &registry_slot));
@@ -160,6 +166,7 @@ pub async fn start_node(
         backlog: Backlog::new(setup.backlog),
         inbox: setup.inbox,
         running,
+        uploads: setup.uploads,
     };
     for spec in extra_children(handle.clone()) {
         handle.supervisor_add_child(spec).await?;
@@ -367,6 +374,11 @@ impl NodeHandle {
     /// turn's own events say how it ended.
     pub fn stop(&self, key: &SessionKey, message_id: &str) -> StopOutcome {
         self.running.stop(key, message_id)
+    }
+
+    /// Where this node keeps uploaded pictures, if it takes them.
+    pub fn uploads(&self) -> Option<&Arc<dyn UploadStore>> {
+        self.uploads.as_ref()
     }
 
     /// The turns running now (for tests and metrics).

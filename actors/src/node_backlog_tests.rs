@@ -33,6 +33,7 @@ async fn node_with_backlog(
         backlog,
         turn_context: None,
         inbox: None,
+        uploads: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

@@ -62,6 +62,7 @@ pub(crate) async fn node_with(
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
         inbox: None,
+        uploads: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     TestNode { handle, store }
@@ -411,6 +412,7 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
         inbox: None,
+        uploads: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     let (_, last) = collect(handle.route(text_message("d1", "lena", "keep me")).unwrap()).await;
@@ -559,6 +561,7 @@ async fn gated_node_with(store: &Arc<GatedStore>, script: Vec<Scripted>) -> Node
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
         inbox: None,
+        uploads: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

@@ -37,7 +37,7 @@ proptest! {
             payload: Some(payload),
             ..InboundDraft::default()
         };
-        if let Ok(message) = draft.validate(&defaults(), MessageLimits { max_payload_bytes: limit }) {
+        if let Ok(message) = draft.validate(&defaults(), MessageLimits { max_payload_bytes: limit, ..MessageLimits::default() }) {
             prop_assert!(message.payload().len() <= limit);
             prop_assert!(!message.payload().trim().is_empty());
             prop_assert!(validate_id(message.sender_id()).is_ok());

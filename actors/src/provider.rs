@@ -51,12 +51,77 @@ pub struct ToolSpec {
     pub parameters: serde_json::Value,
 }
 
+/// The picture formats both OpenAI and Anthropic vision models read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ImageType {
+    #[serde(rename = "image/png")]
+    Png,
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+    #[serde(rename = "image/gif")]
+    Gif,
+    #[serde(rename = "image/webp")]
+    Webp,
+}
+
+impl ImageType {
+    pub const ALL: [Self; 4] = [Self::Png, Self::Jpeg, Self::Gif, Self::Webp];
+
+    /// Its media type (`image/png`).
+    pub const fn mime(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::Gif => "image/gif",
+            Self::Webp => "image/webp",
+        }
+    }
+
+    /// The type a media type names (`image/jpg` too), or `None` for any other.
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        let mime = mime.split(';').next().unwrap_or_default().trim();
+        if mime.eq_ignore_ascii_case("image/jpg") {
+            return Some(Self::Jpeg);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.mime().eq_ignore_ascii_case(mime))
+    }
+
+    /// The type the bytes are, read from their signature (what a file says it is counts
+    /// for nothing).
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(Self::Png)
+        } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+            Some(Self::Jpeg)
+        } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+            Some(Self::Gif)
+        } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
+            Some(Self::Webp)
+        } else {
+            None
+        }
+    }
+}
+
+/// A picture sent to the model with a message: its type and its bytes in base64, shared so
+/// that every prompt of the window holding it copies nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePart {
+    pub media_type: ImageType,
+    pub base64: Arc<str>,
+}
+
 /// One message of a conversation as sent to a model. The text is shared (`Arc<str>`), so
 /// building a prompt from a session's history copies no text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
     pub content: Arc<str>,
+    /// Pictures the person sent with a `user` message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImagePart>,
     /// Tool calls made by an assistant message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
@@ -70,6 +135,7 @@ impl ChatMessage {
         Self {
             role,
             content: content.into(),
+            images: Vec::new(),
             tool_calls: Vec::new(),
             tool_call_id: None,
         }

@@ -28,6 +28,7 @@ fn replacing(id: &str, replaced: &str, payload: &str) -> InboundMessage {
             &defaults,
             MessageLimits {
                 max_payload_bytes: 1024,
+                ..MessageLimits::default()
             },
         )
         .expect("a valid message")

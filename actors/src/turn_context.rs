@@ -89,6 +89,7 @@ mod tests {
             backlog: crate::backlog::BacklogLimits::default(),
             turn_context: Some(Arc::new(Boards)),
             inbox: None,
+            uploads: None,
         };
         start_node(setup, |_| Vec::new()).await.unwrap().0
     }

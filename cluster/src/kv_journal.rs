@@ -149,6 +149,7 @@ mod tests {
             tool_call_id: None,
             message_id: None,
             timestamp: 1,
+            images: Vec::new(),
         }
     }
 

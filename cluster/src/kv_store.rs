@@ -466,6 +466,7 @@ pub(crate) mod tests {
                 tool_call_id: None,
                 message_id: None,
                 timestamp: updated_at,
+                images: Vec::new(),
             })
             .collect();
         troupe_actors::snapshot::RecordView::newest(&history, texts.len(), updated_at, None)

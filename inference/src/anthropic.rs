@@ -115,6 +115,9 @@ enum Block<'a> {
     Text {
         text: &'a str,
     },
+    Image {
+        source: ImageSource<'a>,
+    },
     ToolUse {
         id: &'a str,
         name: &'a str,
@@ -125,6 +128,15 @@ enum Block<'a> {
         content: &'a str,
         is_error: bool,
     },
+}
+
+/// A picture given inline (`{"type": "base64", "media_type", "data"}`).
+#[derive(Debug, Serialize)]
+struct ImageSource<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    media_type: &'static str,
+    data: &'a str,
 }
 
 /// The conversation in Anthropic's shape. The results of one round of tool calls go
@@ -192,6 +204,20 @@ fn wire_message(message: &ChatMessage) -> WireMessage<'_> {
             )
         }
         Role::Assistant => ("assistant", WireContent::Text(&message.content)),
+        Role::User | Role::System if !message.images.is_empty() => {
+            // Pictures first, then the words about them, as Anthropic advises.
+            let images = message.images.iter().map(|image| Block::Image {
+                source: ImageSource {
+                    kind: "base64",
+                    media_type: image.media_type.mime(),
+                    data: &image.base64,
+                },
+            });
+            let text = (!message.content.is_empty()).then(|| Block::Text {
+                text: &message.content,
+            });
+            ("user", WireContent::Blocks(images.chain(text).collect()))
+        }
         Role::User | Role::System => ("user", WireContent::Text(&message.content)),
     };
     WireMessage { role, content }

@@ -50,7 +50,7 @@ impl OpenAiProvider {
     fn body<'a>(&'a self, request: &'a ChatRequest, stream: bool) -> RequestBody<'a> {
         let system = request.system_prompt.as_deref().map(|prompt| WireMessage {
             role: "system",
-            content: prompt,
+            content: WireContent::Text(prompt),
             tool_calls: Vec::new(),
             tool_call_id: None,
         });
@@ -86,7 +86,7 @@ struct RequestBody<'a> {
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: WireContent<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<WireCall<'a>>,
     /// Only on a `tool` message (where a missing id is sent as `null`).
@@ -98,11 +98,49 @@ impl<'a> WireMessage<'a> {
     fn of(message: &'a troupe_actors::ChatMessage) -> Self {
         Self {
             role: message.role.as_str(),
-            content: &message.content,
+            content: WireContent::of(message),
             tool_calls: message.tool_calls.iter().map(WireCall::of).collect(),
             tool_call_id: (message.role == Role::Tool).then_some(message.tool_call_id.as_deref()),
         }
     }
+}
+
+/// A message's content: its text, or with pictures a list of parts (the text first, then
+/// each picture as a `data:` URL), as the Chat Completions API takes them.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Parts(Vec<WirePart<'a>>),
+}
+
+impl<'a> WireContent<'a> {
+    fn of(message: &'a troupe_actors::ChatMessage) -> Self {
+        if message.images.is_empty() {
+            return Self::Text(&message.content);
+        }
+        let text = (!message.content.is_empty()).then(|| WirePart::Text {
+            text: &message.content,
+        });
+        let images = message.images.iter().map(|image| WirePart::ImageUrl {
+            image_url: WireImageUrl {
+                url: format!("data:{};base64,{}", image.media_type.mime(), image.base64),
+            },
+        });
+        Self::Parts(text.into_iter().chain(images).collect())
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WirePart<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: WireImageUrl },
+}
+
+#[derive(Serialize)]
+struct WireImageUrl {
+    url: String,
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@ mod bridges;
 mod canvas;
 mod skills;
 mod telemetry;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub(crate) use bridges::build_bridges;
 pub(crate) use canvas::CanvasConfig;
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::TelemetryConfig;
+pub(crate) use uploads::UploadsConfig;
 
 const fn default_history_window() -> usize {
     40
@@ -111,6 +113,9 @@ pub(crate) struct TroupeConfig {
     /// `[canvas]`: the collaborative rooms.
     #[serde(default)]
     pub(crate) canvas: CanvasConfig,
+    /// `[uploads]`: pictures for vision models.
+    #[serde(default)]
+    pub(crate) uploads: UploadsConfig,
 }
 
 /// One `[[identities]]` entry.
@@ -578,6 +583,7 @@ impl TroupeConfig {
         }
         self.telemetry.validate()?;
         self.canvas.validate()?;
+        self.uploads.validate()?;
         build_bridges(&self.bridges)?;
         if self.tools.max_parallel == 0 {
             return Err(invalid("tools.max_parallel", "must be at least 1"));

@@ -276,15 +276,19 @@ pub(crate) async fn delete(
 
 /// A conversation named by the path (`{conversation_id}`, with `?platform=`, default `ws`)
 /// that the caller may touch: built only by checking the caller's right to it.
-pub(crate) struct OwnedConversation(SessionKey);
+pub(crate) struct OwnedConversation(pub(crate) SessionKey);
 
 impl FromRequestParts<AppState> for OwnedConversation {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Path(conversation) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| bad_query(rejection.body_text()))?;
+        let Path(mut params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| bad_query(rejection.body_text()))?;
+        let conversation = params
+            .remove("conversation_id")
+            .ok_or_else(|| bad_query("the path names no conversation"))?;
         let Query(query) = Query::<PlatformQuery>::from_request_parts(parts, state)
             .await
             .map_err(|_| bad_query("use ?platform="))?;

@@ -58,6 +58,7 @@ pub(crate) enum ApiCode {
     StorageFailing,
     Stopped,
     TooManyFailures,
+    TooManyImages,
     TooManyInFlight,
     TooManyTokens,
     ToolRoundsExceeded,
@@ -70,6 +71,7 @@ pub(crate) enum ApiCode {
     UnsupportedContentType,
     UnsupportedMediaType,
     UpgradeRequired,
+    UploadsUnavailable,
 }
 
 impl From<ErrorCode> for ApiCode {
@@ -147,6 +149,9 @@ impl From<MessageError> for ApiError {
         let (status, code) = match &error {
             MessageError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, ApiCode::PayloadTooLarge)
+            }
+            MessageError::TooManyImages { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ApiCode::TooManyImages)
             }
             MessageError::UnknownContentType(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,

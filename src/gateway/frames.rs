@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
-use troupe_actors::message::InboundDraft;
+use troupe_actors::message::{Attachment, InboundDraft};
 
 /// Frames a client may send.
 #[derive(Debug, Deserialize)]
@@ -42,6 +42,9 @@ pub(crate) struct MessageFrame {
     reply_to: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, Value>,
+    /// Pictures uploaded into the conversation that the message shows.
+    #[serde(default)]
+    attachments: Vec<Attachment>,
     /// The id of the person's last message, which this one replaces.
     #[serde(default)]
     replaces: Option<String>,
@@ -62,7 +65,7 @@ impl MessageFrame {
             payload: self.payload,
             timestamp: None,
             reply_to: self.reply_to,
-            attachments: Vec::new(),
+            attachments: self.attachments,
             metadata: self.metadata,
             replaces: self.replaces,
         }

@@ -21,6 +21,7 @@ pub(crate) mod server;
 pub(crate) mod setup;
 mod titles;
 mod turns;
+mod uploads;
 mod web;
 mod ws;
 
@@ -143,6 +144,14 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route(
             "/api/v1/conversations/{conversation_id}/stop",
             post(conversations::stop),
+        )
+        .route(
+            "/api/v1/conversations/{conversation_id}/uploads",
+            post(uploads::upload),
+        )
+        .route(
+            "/api/v1/conversations/{conversation_id}/uploads/{upload_id}",
+            get(uploads::show),
         )
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::list_models));

@@ -140,6 +140,7 @@ impl ConversationTitles {
                 tool_call_id: None,
                 message_id: None,
                 timestamp: now,
+                images: Vec::new(),
             }];
             snapshot.updated_at = now;
             let saved = self.store.save(snapshot.encode()).await;

@@ -18,6 +18,7 @@ mod identity;
 mod mcp;
 mod openai_facade;
 mod persistence;
+mod pictures;
 mod providers;
 mod python;
 mod rest;

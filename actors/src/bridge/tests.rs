@@ -224,6 +224,7 @@ async fn messages_are_answered_once_and_strangers_get_a_pairing_code() {
         BridgeStore::open(dir.path()).unwrap(),
         MessageLimits {
             max_payload_bytes: 1024,
+            ..MessageLimits::default()
         },
         CancellationToken::new(),
     );
@@ -304,6 +305,7 @@ async fn a_restart_finishes_what_the_journal_holds() {
         store.clone(),
         MessageLimits {
             max_payload_bytes: 1024,
+            ..MessageLimits::default()
         },
         CancellationToken::new(),
     );
@@ -341,6 +343,7 @@ async fn the_actor_reconnects_with_backoff_and_reports_the_truth() {
         BridgeStore::open(dir.path()).unwrap(),
         MessageLimits {
             max_payload_bytes: 1024,
+            ..MessageLimits::default()
         },
         CancellationToken::new(),
     );

@@ -35,6 +35,7 @@ use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
 
 mod commit;
 mod journal;
+mod pictures;
 mod tools;
 
 /// How every session behaves; shared by all of them.
@@ -72,6 +73,8 @@ pub struct SessionContext {
     pub inbox: Option<Arc<dyn crate::inbox::Inbox>>,
     /// Where each session registers the turn it runs, so that the person can stop it.
     pub running: Arc<RunningTurns>,
+    /// Where pictures uploaded into conversations are kept (`None`: not taken here).
+    pub uploads: Option<Arc<dyn crate::uploads::UploadStore>>,
 }
 
 /// A session's history as the sessions API shows it.
@@ -101,6 +104,9 @@ pub struct HistoryView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     pub timestamp: u64,
+    /// Pictures the person's message showed (`GET …/uploads/{upload}` gives each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::uploads::ImageRef>,
 }
 
 impl SessionView {
@@ -132,6 +138,7 @@ impl SessionView {
                     tool_calls: entry.tool_calls.clone(),
                     tool_call_id: entry.tool_call_id.clone(),
                     timestamp: entry.timestamp,
+                    images: entry.images.clone(),
                 })
                 .collect(),
             updated_at,
@@ -193,6 +200,8 @@ pub struct SessionState {
     turn_entries: usize,
     /// The snapshot write in flight and the events that wait for it.
     commit: commit::Commit,
+    /// The pictures of the window, read for the model.
+    pictures: pictures::Pictures,
 }
 
 /// The actor.
@@ -209,6 +218,7 @@ impl Actor for Session {
         _myself: ActorRef<Self::Msg>,
         args: SessionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let pictures = pictures::Pictures::new(args.context.uploads.clone());
         Ok(SessionState {
             key: args.key,
             context: args.context,
@@ -222,6 +232,7 @@ impl Actor for Session {
             pending: None,
             turn_entries: 0,
             commit: commit::Commit::default(),
+            pictures,
         })
     }
 
@@ -405,6 +416,16 @@ impl SessionState {
                     format!("could not delete the session: {error}"),
                 )
             })?;
+        // Its pictures go with it.
+        self.pictures = pictures::Pictures::new(self.context.uploads.clone());
+        if let Some(uploads) = &self.context.uploads {
+            uploads.forget(&self.key).await.map_err(|error| {
+                TurnError::new(
+                    ErrorCode::StorageError,
+                    format!("could not delete the conversation's pictures: {error}"),
+                )
+            })?;
+        }
         Ok(existed)
     }
 
@@ -557,6 +578,8 @@ impl SessionState {
         message: InboundMessage,
         events: &TurnEvents,
     ) -> Result<(OutboundReply, Duration), TurnError> {
+        // The pictures it shows are checked before anything changes.
+        let images = self.pictures.shown_by(&self.key, &message).await?;
         let pending_before = self.pending.clone();
         let replaced = self.take_replaced(&message)?;
         let stop = self.context.running.begin(&self.key, message.id());
@@ -568,6 +591,7 @@ impl SessionState {
             tool_call_id: None,
             message_id: Some(message.id().to_owned()),
             timestamp: message.timestamp(),
+            images,
         });
         let started = Instant::now();
         let answered = self
@@ -612,6 +636,7 @@ impl SessionState {
             tool_call_id: None,
             message_id: Some(reply.id.clone()),
             timestamp: now,
+            images: Vec::new(),
         });
         self.updated_at = now;
         self.exists = true;

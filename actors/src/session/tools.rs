@@ -95,6 +95,8 @@ impl SessionState {
             if stop.is_stopped() {
                 return Ok(Answer::stopped(String::new()));
             }
+            let window = self.history.iter().skip(self.first_asked());
+            self.pictures.hold(&self.key, window).await?;
             let asked = self.ask_model(
                 message.id(),
                 tools.clone(),
@@ -258,6 +260,7 @@ impl SessionState {
             tool_call_id: None,
             message_id: None,
             timestamp: unix_now(),
+            images: Vec::new(),
         });
     }
 
@@ -277,7 +280,16 @@ impl SessionState {
             tool_call_id: Some(outcome.call_id.clone()),
             message_id: None,
             timestamp: unix_now(),
+            images: Vec::new(),
         });
+    }
+
+    /// Where the prompt's window starts: at its first user entry.
+    fn first_asked(&self) -> usize {
+        self.history
+            .iter()
+            .position(|entry| entry.role == Role::User)
+            .unwrap_or(self.history.len())
     }
 
     /// The prompt: system prompt (and the turn's context after it), then the history window
@@ -290,18 +302,17 @@ impl SessionState {
             Some(context) => format!("{configured}\n\n{context}").into(),
             None => Arc::clone(configured),
         };
-        let first_user = self
-            .history
-            .iter()
-            .position(|entry| entry.role == Role::User)
-            .unwrap_or(self.history.len());
         ChatRequest {
             system_prompt: (!system_prompt.is_empty()).then_some(system_prompt),
             messages: self
                 .history
                 .iter()
-                .skip(first_user)
-                .map(HistoryEntry::to_chat_message)
+                .skip(self.first_asked())
+                .map(|entry| {
+                    let mut message = entry.to_chat_message();
+                    message.images = self.pictures.parts_of(entry);
+                    message
+                })
                 .collect(),
             tools,
             stream: true,

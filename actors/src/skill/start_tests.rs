@@ -83,6 +83,7 @@ async fn node_with(skill: Slow, limit: Duration) -> (NodeHandle, Arc<ScriptedPro
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
         inbox: None,
+        uploads: None,
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     (node, provider)

@@ -113,6 +113,7 @@ async fn node(script: Vec<Scripted>, grant: Grant, max_rounds: u32) -> Setup {
         backlog: crate::backlog::BacklogLimits::default(),
         turn_context: None,
         inbox: None,
+        uploads: None,
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     for _ in 0..200 {

@@ -17,6 +17,7 @@ fn snapshot_of(platform: &str, conversation: &str, text: &str) -> SessionSnapsho
             tool_call_id: None,
             message_id: Some(format!("id-{text}")),
             timestamp: 1,
+            images: Vec::new(),
         }],
         updated_at: 1,
         pending: None,

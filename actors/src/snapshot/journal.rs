@@ -16,12 +16,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{
-    HistoryEntry, PendingTools, SessionSnapshot, SnapshotStore, StoreError, corrupt, split_version,
+    HistoryEntry, PendingTools, SessionSnapshot, SnapshotStore, StoreError, corrupt, pictures,
+    split_version,
 };
 use crate::ids::SessionKey;
 
 /// The record format version this build writes.
 pub const JOURNAL_FORMAT_VERSION: u16 = 1;
+/// Version 1 followed by the pictures of the record's entries: written only when there are
+/// any (see `pictures`).
+pub const JOURNAL_WITH_PICTURES_VERSION: u16 = 2;
 
 /// The most records a session appends after a snapshot before it writes a whole snapshot
 /// again: loading never replays more, and a store may keep only that many after the
@@ -62,10 +66,15 @@ struct Newest<'a> {
     count: usize,
 }
 
+impl Newest<'_> {
+    fn iter(&self) -> impl Iterator<Item = &HistoryEntry> {
+        self.history.range(self.history.len() - self.count..)
+    }
+}
+
 impl Serialize for Newest<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let start = self.history.len() - self.count;
-        serializer.collect_seq(self.history.range(start..))
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -90,6 +99,9 @@ impl<'a> RecordView<'a> {
         let mut bytes = JOURNAL_FORMAT_VERSION.to_le_bytes().to_vec();
         bincode::serde::encode_into_std_write(self, &mut bytes, bincode::config::standard())
             .expect("a journal record holds only bincode-encodable types");
+        if pictures::append(self.entries.iter(), &mut bytes) {
+            bytes[..2].copy_from_slice(&JOURNAL_WITH_PICTURES_VERSION.to_le_bytes());
+        }
         EncodedRecord {
             key: key.clone(),
             bytes,
@@ -102,10 +114,15 @@ impl JournalRecord {
     pub fn decode(key: &SessionKey, bytes: &[u8]) -> Result<Self, StoreError> {
         let (version, body) = split_version(key, bytes)?;
         match version {
-            JOURNAL_FORMAT_VERSION => {
-                bincode::serde::decode_from_slice(body, bincode::config::standard())
-                    .map(|(record, _)| record)
-                    .map_err(|error| corrupt(key, format!("journal record: {error}")))
+            JOURNAL_FORMAT_VERSION | JOURNAL_WITH_PICTURES_VERSION => {
+                let (mut record, read): (Self, _) =
+                    bincode::serde::decode_from_slice(body, bincode::config::standard())
+                        .map_err(|error| corrupt(key, format!("journal record: {error}")))?;
+                if version == JOURNAL_WITH_PICTURES_VERSION {
+                    pictures::attach(&mut record.entries, &body[read..])
+                        .map_err(|reason| corrupt(key, reason))?;
+                }
+                Ok(record)
             }
             other => Err(StoreError::UnknownVersion(other)),
         }
@@ -166,6 +183,7 @@ mod tests {
             tool_call_id: None,
             message_id: Some(format!("id-{text}")),
             timestamp: 7,
+            images: Vec::new(),
         }
     }
 
@@ -202,6 +220,31 @@ mod tests {
         assert_eq!(recovered.map(|session| session.history.len()), Some(1));
         assert_eq!(SessionSnapshot::recover(&key, None, []).unwrap(), None);
         assert!(RecordView::newest(&history, 2, 3, None).is_none());
+    }
+
+    #[test]
+    fn a_record_with_pictures_keeps_them_in_its_newer_format() {
+        let key = SessionKey::new_unchecked("ws", "dee");
+        let mut shown = entry("look");
+        shown.images.push(crate::uploads::ImageRef {
+            upload: crate::uploads::UploadId::parse("up-00000000000000000000000000000000").unwrap(),
+            media_type: crate::provider::ImageType::Png,
+        });
+        let history: VecDeque<_> = [entry("before"), shown.clone()].into();
+        let newest = RecordView::newest(&history, 1, 3, None).unwrap();
+        let both = RecordView::newest(&history, 2, 3, None).unwrap();
+        let words_only = VecDeque::from([entry("x")]);
+        let plain = RecordView::newest(&words_only, 1, 3, None).unwrap();
+        assert_eq!(
+            &plain.encode(&key).bytes[..2],
+            &JOURNAL_FORMAT_VERSION.to_le_bytes()
+        );
+        for record in [newest, both] {
+            let bytes = record.encode(&key).bytes;
+            assert_eq!(&bytes[..2], &JOURNAL_WITH_PICTURES_VERSION.to_le_bytes());
+            let read = JournalRecord::decode(&key, &bytes).unwrap();
+            assert_eq!(read.entries.last(), Some(&shown));
+        }
     }
 
     #[test]

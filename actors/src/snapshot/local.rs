@@ -372,6 +372,7 @@ mod tests {
                     tool_call_id: None,
                     message_id: Some(format!("m{index}")),
                     timestamp: index,
+                    images: Vec::new(),
                 });
                 let record = super::super::RecordView::newest(&history, 1, index, None)
                     .unwrap()

@@ -10,6 +10,7 @@ mod journal;
 mod local;
 mod local_inbox;
 mod memory;
+mod pictures;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,19 +19,23 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::storage::StoreHealth;
 pub use journal::{
-    EncodedRecord, JOURNAL_FORMAT_VERSION, Journal, JournalRecord, RECORDS_PER_SNAPSHOT,
-    RecordView, journal_of,
+    EncodedRecord, JOURNAL_FORMAT_VERSION, JOURNAL_WITH_PICTURES_VERSION, Journal, JournalRecord,
+    RECORDS_PER_SNAPSHOT, RecordView, journal_of,
 };
 pub use local::LocalSnapshotStore;
 pub use memory::MemorySnapshotStore;
 
 use crate::ids::SessionKey;
 use crate::provider::{ChatMessage, Role, ToolCall};
+use crate::uploads::ImageRef;
 
 /// The format version this build writes.
 /// Version 1: key, history, updated_at. Version 2 adds the tool calls waiting for the user's
 /// confirmation.
 pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
+/// Version 2 followed by the pictures of the history's entries: written only when there are
+/// any ([`pictures`]).
+pub const SNAPSHOT_WITH_PICTURES_VERSION: u16 = 3;
 
 /// One entry of a session's history, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +49,10 @@ pub struct HistoryEntry {
     pub message_id: Option<String>,
     /// Unix seconds.
     pub timestamp: u64,
+    /// Pictures the person's message showed. Not part of the entry's own encoding: they
+    /// follow a snapshot's or record's body ([`pictures`]).
+    #[serde(skip)]
+    pub images: Vec<ImageRef>,
 }
 
 impl HistoryEntry {
@@ -51,6 +60,7 @@ impl HistoryEntry {
         ChatMessage {
             role: self.role,
             content: self.content.clone(),
+            images: Vec::new(),
             tool_calls: self.tool_calls.clone(),
             tool_call_id: self.tool_call_id.clone(),
         }
@@ -128,11 +138,14 @@ pub struct SnapshotView<'a> {
 }
 
 impl SnapshotView<'_> {
-    /// Version prefix + bincode.
+    /// Version prefix + bincode (and the pictures, when the history has any).
     pub fn encode(&self) -> EncodedSnapshot {
         let mut bytes = SNAPSHOT_FORMAT_VERSION.to_le_bytes().to_vec();
         bincode::serde::encode_into_std_write(self, &mut bytes, bincode::config::standard())
             .expect("a session snapshot holds only bincode-encodable types");
+        if pictures::append(self.history.iter(), &mut bytes) {
+            bytes[..2].copy_from_slice(&SNAPSHOT_WITH_PICTURES_VERSION.to_le_bytes());
+        }
         EncodedSnapshot {
             key: self.key.clone(),
             bytes,
@@ -184,9 +197,14 @@ impl SessionSnapshot {
                     pending: None,
                 })
             }
-            SNAPSHOT_FORMAT_VERSION => {
-                let (snapshot, _) = bincode::serde::decode_from_slice(body, config)
-                    .map_err(|error| corrupt(key, error.to_string()))?;
+            SNAPSHOT_FORMAT_VERSION | SNAPSHOT_WITH_PICTURES_VERSION => {
+                let (mut snapshot, read): (Self, _) =
+                    bincode::serde::decode_from_slice(body, config)
+                        .map_err(|error| corrupt(key, error.to_string()))?;
+                if version == SNAPSHOT_WITH_PICTURES_VERSION {
+                    pictures::attach(&mut snapshot.history, &body[read..])
+                        .map_err(|reason| corrupt(key, reason))?;
+                }
                 Ok(snapshot)
             }
             other => Err(StoreError::UnknownVersion(other)),
@@ -271,6 +289,7 @@ mod tests {
                 tool_call_id: None,
                 message_id: Some("c1".into()),
                 timestamp: 3,
+                images: Vec::new(),
             }],
             updated_at: 4,
             pending: Some(PendingTools {
@@ -307,6 +326,33 @@ mod tests {
         assert_eq!(read.history, snapshot.history);
         assert_eq!(read.updated_at, 4);
         assert_eq!(read.pending, None);
+    }
+
+    #[test]
+    fn pictures_are_stored_after_the_body_in_the_newer_format_only_when_there_are_any() {
+        let mut snapshot = sample();
+        let upload =
+            crate::uploads::UploadId::parse("up-0123456789abcdef0123456789abcdef").unwrap();
+        snapshot.history[0].images.push(ImageRef {
+            upload,
+            media_type: crate::provider::ImageType::Webp,
+        });
+        let bytes = snapshot.encode().bytes;
+        assert_eq!(&bytes[..2], &SNAPSHOT_WITH_PICTURES_VERSION.to_le_bytes());
+        assert_eq!(
+            SessionSnapshot::decode(&snapshot.key, &bytes).unwrap(),
+            snapshot
+        );
+        // The body is the older format's: an older build's reader gets every entry.
+        let (older, _): (SessionSnapshot, _) =
+            bincode::serde::decode_from_slice(&bytes[2..], bincode::config::standard()).unwrap();
+        assert_eq!(older.history[0].content, snapshot.history[0].content);
+        // A cut-off list of pictures is corrupt, not silently dropped.
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(matches!(
+            SessionSnapshot::decode(&snapshot.key, cut),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

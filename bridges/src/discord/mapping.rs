@@ -82,6 +82,7 @@ pub(crate) fn inbound(event: &MessageCreate, bot_id: &str) -> Option<BridgeInbou
             name: attachment.filename.clone(),
             mime_type: attachment.content_type.clone(),
             size_bytes: attachment.size,
+            upload_id: None,
         })
         .collect();
     if text.is_empty() && attachments.is_empty() {

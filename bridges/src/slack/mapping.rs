@@ -87,6 +87,7 @@ pub(crate) fn inbound(event: &Event) -> Option<BridgeInbound> {
             name: file.name.clone(),
             mime_type: file.mimetype.clone(),
             size_bytes: file.size,
+            upload_id: None,
         })
         .collect();
     let text = strip_leading_mention(&event.text);

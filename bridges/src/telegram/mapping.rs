@@ -217,6 +217,7 @@ fn attachments(message: &Message) -> Vec<Attachment> {
             name: None,
             mime_type: Some("image/jpeg".into()),
             size_bytes: photo.file_size,
+            upload_id: None,
         });
     }
     for (file, content_type) in [
@@ -231,6 +232,7 @@ fn attachments(message: &Message) -> Vec<Attachment> {
                 name: file.file_name.clone(),
                 mime_type: file.mime_type.clone(),
                 size_bytes: file.file_size,
+                upload_id: None,
             });
         }
     }

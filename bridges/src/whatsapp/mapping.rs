@@ -154,6 +154,7 @@ fn map_message(message: &Message, sender_name: String) -> Option<BridgeInbound> 
             name: media.filename.clone(),
             mime_type: media.mime_type.clone(),
             size_bytes: None,
+            upload_id: None,
         })
         .into_iter()
         .collect();

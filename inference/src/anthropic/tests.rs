@@ -274,3 +274,30 @@ async fn the_double_refuses_a_tool_use_without_its_result_like_the_api() {
     assert_eq!(error.kind, ProviderErrorKind::BadRequest);
     assert!(error.message.contains("tool_result"), "{error}");
 }
+
+#[tokio::test]
+async fn a_picture_goes_out_as_a_base64_image_block_before_the_text() {
+    let fake = FakeLlm::start(Some("sk-ant")).await;
+    fake.script([FakeReply::Text(vec!["A red dot.".into()])]);
+    let mut asked = ChatMessage::new(Role::User, "what is this?");
+    asked.images.push(troupe_actors::ImagePart {
+        media_type: troupe_actors::ImageType::Jpeg,
+        base64: "/9j/4AAQ".into(),
+    });
+    let request = ChatRequest {
+        messages: vec![asked],
+        ..request(false)
+    };
+    let completion = provider(&fake, "sk-ant")
+        .complete(&request, &DeltaSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "A red dot.");
+    assert_eq!(
+        fake.requests()[0].body["messages"][0],
+        json!({"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}},
+            {"type": "text", "text": "what is this?"},
+        ]})
+    );
+}

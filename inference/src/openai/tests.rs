@@ -278,3 +278,30 @@ async fn carries_parallel_tool_calls_streamed_and_not() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_picture_goes_out_as_an_image_url_part_after_the_text() {
+    let fake = FakeLlm::start(None).await;
+    fake.script([FakeReply::Text(vec!["A red dot.".into()])]);
+    let mut asked = ChatMessage::new(Role::User, "what is this?");
+    asked.images.push(troupe_actors::ImagePart {
+        media_type: troupe_actors::ImageType::Png,
+        base64: "iVBORw0KGgo=".into(),
+    });
+    let request = ChatRequest {
+        messages: vec![asked],
+        ..request(false)
+    };
+    let completion = provider(&fake, None)
+        .complete(&request, &DeltaSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "A red dot.");
+    assert_eq!(
+        fake.requests()[0].body["messages"][1],
+        json!({"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ]})
+    );
+}

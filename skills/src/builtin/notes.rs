@@ -106,6 +106,7 @@ impl Notes {
             tool_call_id: None,
             message_id: Some(id.clone()),
             timestamp: unix_now(),
+            images: Vec::new(),
         };
         self.update(person, |notes| {
             notes.push(note.clone());

@@ -330,10 +330,86 @@ async fn openai_chat(
     if let Err(message) = openai_tool_messages_answered(&body) {
         return openai_error(400, None, &message);
     }
+    if let Err(message) = openai_content_parts_valid(&body) {
+        return openai_error(400, None, &message);
+    }
     let stream = body["stream"].as_bool().unwrap_or(false);
     let model = body["model"].as_str().unwrap_or("fake-model").to_owned();
     let reply = shared.next_reply(&body);
     openai_answer(reply, stream, &model).await
+}
+
+/// The picture formats both APIs take.
+const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+fn is_base64(data: &str) -> bool {
+    use base64::Engine;
+    !data.is_empty()
+        && base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .is_ok()
+}
+
+/// A content list's parts are `text` or `image_url`; an image's URL is `http(s)://…` or a
+/// `data:` URL of a supported picture type in base64 (the Chat Completions API's vision
+/// input).
+fn openai_content_parts_valid(body: &Value) -> Result<(), String> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    for (index, message) in messages.iter().enumerate() {
+        let Some(parts) = message["content"].as_array() else {
+            continue;
+        };
+        for part in parts {
+            match part["type"].as_str() {
+                Some("text") if part["text"].is_string() => {}
+                Some("image_url") => {
+                    let url = part["image_url"]["url"].as_str().unwrap_or_default();
+                    let remote = url.starts_with("https://") || url.starts_with("http://");
+                    let inline = url
+                        .strip_prefix("data:")
+                        .and_then(|rest| rest.split_once(";base64,"));
+                    let valid = remote
+                        || inline.is_some_and(|(mime, data)| {
+                            IMAGE_TYPES.contains(&mime) && is_base64(data)
+                        });
+                    if !valid {
+                        return Err(format!(
+                            "Invalid image in messages[{index}]: you uploaded an unsupported image. Please make sure your image is valid."
+                        ));
+                    }
+                }
+                _ => return Err(format!("Invalid content part in messages[{index}]: {part}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An `image` block's source is base64 data of a supported type (the Messages API's
+/// vision input).
+fn anthropic_images_valid(body: &Value) -> Result<(), String> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    for (index, message) in messages.iter().enumerate() {
+        let blocks = message["content"].as_array().cloned().unwrap_or_default();
+        for (position, block) in blocks.iter().enumerate() {
+            if block["type"] != "image" {
+                continue;
+            }
+            let source = &block["source"];
+            let media_type = source["media_type"].as_str().unwrap_or_default();
+            if source["type"] != "base64" || !IMAGE_TYPES.contains(&media_type) {
+                return Err(format!(
+                    "messages.{index}.content.{position}.image.source.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'"
+                ));
+            }
+            if !is_base64(source["data"].as_str().unwrap_or_default()) {
+                return Err(format!(
+                    "messages.{index}.content.{position}.image.source.base64: invalid base64 data"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// OpenAI's rule: an assistant message with `tool_calls` is followed by one `tool` message
@@ -527,6 +603,9 @@ async fn anthropic_messages(
         return anthropic_error(400, None, "max_tokens: Field required");
     }
     if let Err(message) = anthropic_tool_uses_answered(&body) {
+        return anthropic_error(400, None, &message);
+    }
+    if let Err(message) = anthropic_images_valid(&body) {
         return anthropic_error(400, None, &message);
     }
     let stream = body["stream"].as_bool().unwrap_or(false);

@@ -146,7 +146,11 @@ impl InboundMessage {
         if let Some(reply_to) = &parts.reply_to {
             check_id("reply_to", reply_to)?;
         }
-        check_content(parts.content_type, &parts.payload)?;
+        let shows_pictures = parts
+            .attachments
+            .iter()
+            .any(|attachment| attachment.upload_id.is_some());
+        check_content(parts.content_type, &parts.payload, shows_pictures)?;
         Ok(Self {
             id: parts.id,
             platform: parts.platform,
@@ -454,11 +458,16 @@ fn parse_content_type(name: Option<&str>) -> Result<ContentType, MessageError> {
 }
 
 /// Only text is handled end to end, and a text message says something.
-fn check_content(content_type: ContentType, payload: &str) -> Result<(), MessageError> {
+/// A message is text, and says something: in words, or with the pictures it shows.
+fn check_content(
+    content_type: ContentType,
+    payload: &str,
+    shows_pictures: bool,
+) -> Result<(), MessageError> {
     if content_type != ContentType::Text {
         return Err(MessageError::UnsupportedContentType(content_type));
     }
-    if payload.trim().is_empty() {
+    if payload.trim().is_empty() && !shows_pictures {
         return Err(MessageError::EmptyPayload);
     }
     Ok(())
@@ -518,6 +527,26 @@ mod tests {
         assert_eq!(message.timestamp, 5);
         assert_eq!(message.reply_to.as_deref(), Some("c0"));
         assert_eq!(message.metadata["lang"], "en");
+    }
+
+    #[test]
+    fn a_message_of_pictures_alone_needs_no_words() {
+        let picture = serde_json::json!({"content_type": "image", "upload_id": "up-0123456789abcdef0123456789abcdef"});
+        let shown =
+            draft(serde_json::json!({"sender_id": "a", "payload": "", "attachments": [picture]}));
+        assert!(
+            shown
+                .validate(&defaults(), MessageLimits::default())
+                .is_ok()
+        );
+        let linked =
+            serde_json::json!({"content_type": "image", "url": "https://example.com/a.png"});
+        let unread =
+            draft(serde_json::json!({"sender_id": "a", "payload": "", "attachments": [linked]}));
+        assert_eq!(
+            unread.validate(&defaults(), MessageLimits::default()),
+            Err(MessageError::EmptyPayload)
+        );
     }
 
     #[test]

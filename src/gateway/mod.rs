@@ -332,6 +332,7 @@ async fn info(
         "notice": state.settings.notice,
         "you": you,
         "max_payload_bytes": state.settings.limits.max_payload_bytes,
+        "max_images_per_message": state.settings.limits.max_images,
         "storage": storage,
         "stores": stores,
     }))

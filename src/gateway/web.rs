@@ -24,7 +24,7 @@ const APP_LICENSES: &str = include_str!("web/dist/LICENSES.txt");
 /// Only the app's own script, styles and connections, and images from this node or inline
 /// data: nothing inline runs, and nothing from elsewhere loads.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                   connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub(crate) async fn index() -> Response {
     (
@@ -41,7 +41,7 @@ pub(crate) async fn index() -> Response {
 /// The canvas page: only its own script (no inline script), inline styles, and its own
 /// connections.
 const CANVAS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; \
-                          connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                          connect-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub(crate) async fn canvas_page(Path(room): Path<String>) -> Response {
     if let Err(error) = RoomName::parse(&room) {

@@ -1,7 +1,8 @@
 //! The web app's conversations in a real browser (`python/browser_conversations.py`):
 //! new chat, titles by the model, switch, search, rename, delete (gone from the node
-//! too), reload, edit and resend, regenerate, a text file attached (an image refused), and
-//! the phone
+//! too), reload, edit and resend, regenerate, a text file and a picture attached (the
+//! picture reaches the model as an image part and comes back after a reload; an SVG is
+//! refused), and the phone
 //! layout's drawer, with axe-core in both themes; and a person with a token of their own
 //! chatting in the page as themselves.
 
@@ -57,14 +58,25 @@ async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_r
         seen["after_edit_reload"], edited,
         "the node kept the replacement only"
     );
-    assert!(
-        seen["refused_image"]
-            .as_str()
-            .unwrap()
-            .starts_with("photo.png: images cannot be sent yet"),
-        "{seen}"
+    assert_eq!(
+        seen["refused_image"],
+        "drawing.svg: only PNG, JPEG, GIF and WebP pictures can be sent."
     );
-    assert_eq!(seen["chips"], 1, "the text file stayed attached");
+    assert_eq!(seen["chips"], 2, "the text file and the picture are attached");
+    assert_eq!(seen["pictures_shown"], 1, "{seen}");
+    assert_eq!(seen["pictures_after_reload"], 1, "fetched from the node: {seen}");
+    // The model got the picture as an image part of the message.
+    let asked = fake
+        .requests()
+        .into_iter()
+        .filter_map(|request| request.body["messages"].as_array().cloned())
+        .filter_map(|messages| messages.last().cloned())
+        .find(|last| last["content"].is_array())
+        .expect("a request with the picture");
+    let parts = asked["content"].as_array().unwrap();
+    assert_eq!(parts[1]["type"], "image_url", "{asked}");
+    let url = parts[1]["image_url"]["url"].as_str().unwrap();
+    assert!(url.starts_with("data:image/png;base64,iVBORw0KGgo"), "{url}");
     let answer = seen["file_answer"].as_str().unwrap();
     assert!(
         answer.contains("What is in the file?")

@@ -8,11 +8,34 @@ confirmation), reloads, and checks the phone layout's drawer; runs axe-core in b
 takes screenshots, and prints one JSON object with what it saw.
 """
 import json
+import struct
 import sys
+import zlib
 
 from playwright.sync_api import sync_playwright
 
 from browser_app import FLAGS, WAIT, artefacts_dir, chromium_path, run_axe, screenshots, send, sign_in
+
+
+def solid_png(width, height, rgb):
+    """A PNG of one colour, written by hand (zlib and the chunk layout of the PNG spec)."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+PICTURE_PNG = solid_png(96, 64, (220, 80, 60))
+LOADED_PICTURES = ("[...document.querySelectorAll('#log .message.user .pictures img')]"
+                   ".filter((image) => image.complete && image.naturalWidth > 0).length")
+
+
+def shown_pictures(page):
+    """How many pictures the person's messages show, loaded."""
+    return page.evaluate("() => " + LOADED_PICTURES)
 
 
 def titles(page):
@@ -101,14 +124,17 @@ def main() -> None:
         page.wait_for_selector("#log .message.user:has-text('Pears are yellow')", timeout=WAIT)
         seen["after_edit_reload"] = page.locator("#log .message .text, #log .message .markdown").all_inner_texts()
 
-        # A text file goes inside the message; an image is refused with a reason.
+        # A text file goes inside the message, a picture is uploaded and shown by it, and a
+        # picture of a type vision models do not take is refused with a reason.
         page.set_input_files("#attach-input", files=[
             {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Buy milk\nand bread\n"},
         ])
         page.wait_for_selector("#attached .chip:has-text('notes.txt')", timeout=WAIT)
         page.set_input_files("#attach-input", files=[
-            {"name": "photo.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n"},
+            {"name": "pixel.png", "mimeType": "image/png", "buffer": PICTURE_PNG},
+            {"name": "drawing.svg", "mimeType": "image/svg+xml", "buffer": b"<svg onload=alert(1)>"},
         ])
+        page.wait_for_selector("#attached .chip.picture:has-text('pixel.png')", timeout=WAIT)
         page.wait_for_selector("#attach-problem:not([hidden])", timeout=WAIT)
         seen["refused_image"] = page.inner_text("#attach-problem")
         seen["chips"] = page.locator("#attached .chip").count()
@@ -118,6 +144,12 @@ def main() -> None:
         page.wait_for_selector(".message.assistant.done:has-text('Buy milk')", timeout=WAIT)
         seen["file_answer"] = page.locator(".message.assistant.done .markdown").last.inner_text()
         seen["chips_after_send"] = page.locator("#attached .chip").count()
+        seen["pictures_shown"] = shown_pictures(page)
+        page.screenshot(path=str(artefacts / "picture-sent-en-US-1280x800.png"))
+        page.reload()
+        page.wait_for_selector("#log .message.user .pictures img", timeout=WAIT)
+        page.wait_for_function(LOADED_PICTURES + " > 0", timeout=WAIT)
+        seen["pictures_after_reload"] = shown_pictures(page)
 
         page.set_viewport_size({"width": 360, "height": 740})
         seen["drawer_closed"] = page.is_visible("#conversations")

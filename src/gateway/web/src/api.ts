@@ -80,8 +80,16 @@ export interface NodeInfo {
   provider?: { kind: string; model: string };
   /** The most bytes a message may have. */
   max_payload_bytes?: number;
+  /** The most pictures a message may show. */
+  max_images_per_message?: number;
   /** Who the token speaks as: a sender's own token names its sender. */
   you?: { sender_id?: string; owner?: boolean };
+}
+
+/** A picture a message showed. */
+export interface PictureRef {
+  upload: string;
+  media_type: string;
 }
 
 /** One entry of a conversation's history (`GET /api/v1/sessions/{key}`). */
@@ -89,6 +97,7 @@ export interface HistoryEntry {
   role: "system" | "user" | "assistant" | "tool";
   content: string;
   message_id?: string;
+  images?: PictureRef[];
   tool_calls?: { id: string; name: string; arguments: string }[];
   tool_call_id?: string;
   timestamp: number;
@@ -111,4 +120,36 @@ export async function conversation(conversationId: string): Promise<SessionView>
     if (error instanceof ApiFailure && error.status === 404) return { history: [] };
     throw error;
   }
+}
+
+function uploadsPath(conversationId: string, suffix = ""): string {
+  return "/api/v1/conversations/" + encodeURIComponent(conversationId) + "/uploads" + suffix + "?platform=ws";
+}
+
+/** What the node answers for an uploaded picture. */
+export interface Uploaded {
+  upload_id: string;
+  media_type: string;
+  bytes: number;
+}
+
+/** Uploads `file` (a picture) into the web conversation `conversationId`. */
+export async function uploadPicture(conversationId: string, file: Blob): Promise<Uploaded> {
+  return requestJson<Uploaded>(uploadsPath(conversationId), {
+    method: "POST",
+    headers: { ...authorization(), "Content-Type": file.type || "application/octet-stream" },
+    body: file,
+  });
+}
+
+/**
+ * A URL the page can show an uploaded picture from: fetched with the token (an `<img>`
+ * cannot send it) and kept as a `blob:` URL.
+ */
+export async function pictureUrl(conversationId: string, upload: string): Promise<string> {
+  const answer = await fetch(uploadsPath(conversationId, "/" + encodeURIComponent(upload)), {
+    headers: authorization(),
+  });
+  if (!answer.ok) throw new ApiFailure(answer.status, "http_" + answer.status, answer.statusText);
+  return URL.createObjectURL(await answer.blob());
 }

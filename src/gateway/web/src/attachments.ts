@@ -1,9 +1,22 @@
-// Files attached to a message: text files (picked, dropped or pasted) are read in the
+// Files attached to a message (picked, dropped or pasted). Text files are read in the
 // browser and sent inside the message, each under its name in a fenced block, so the model
-// reads them and the conversation keeps them. Anything else is refused with a reason, and
-// so is what would make the message larger than the node takes (`max_payload_bytes`).
+// reads them and the conversation keeps them. Pictures (PNG, JPEG, GIF, WebP) are uploaded
+// into the conversation at once and shown by the message, for a vision model to see.
+// Anything else is refused with a reason, and so is what would make the message larger
+// than the node takes (`max_payload_bytes`) or show more pictures than it allows.
 
+import { uploadPicture } from "./api";
 import { t } from "./i18n";
+
+/** The picture types vision models take. */
+const PICTURE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+
+/** A picture uploaded for a message: its upload id, and a URL this page shows it from. */
+export interface ShownPicture {
+  upload: string;
+  url: string;
+  name: string;
+}
 
 /** Endings read as text even when the browser gives no `text/` type. */
 const TEXT_ENDINGS = new Set([
@@ -29,7 +42,6 @@ function looksLikeText(file: File): boolean {
 
 /** The file's text, or why it cannot be sent. */
 async function readText(file: File, room: number): Promise<TextFile | string> {
-  if (file.type.startsWith("image/")) return t("attachImage", { name: file.name });
   if (!looksLikeText(file)) return t("attachNotText", { name: file.name });
   if (file.size > room) return t("attachTooLarge", { name: file.name });
   const bytes = new Uint8Array(await file.arrayBuffer());
@@ -57,8 +69,13 @@ const encoder = new TextEncoder();
 
 export class Attachments {
   private files: TextFile[] = [];
+  private pictures: ShownPicture[] = [];
+  /** Pictures on their way to the node. */
+  private uploading = 0;
   /** The most bytes a message may have (the node's `max_payload_bytes`). */
   limit = 64 * 1024;
+  /** The most pictures a message may show (the node's `uploads.max_images_per_message`). */
+  maxPictures = 4;
 
   constructor(
     private readonly chips: HTMLElement,
@@ -67,6 +84,8 @@ export class Attachments {
     button: HTMLButtonElement,
     dropZone: HTMLElement,
     input: HTMLTextAreaElement,
+    /** The conversation pictures are uploaded into (the one shown). */
+    private readonly conversation: () => string,
   ) {
     button.addEventListener("click", () => picker.click());
     picker.addEventListener("change", () => {
@@ -90,18 +109,21 @@ export class Attachments {
     });
   }
 
-  /** The message to send: `text` with the attached files, or why it is too large. */
-  message(text: string): { payload: string } | { refused: string } {
+  /** The message to send: `text` with the attached files and pictures, or why not. */
+  message(text: string): { payload: string; pictures: ShownPicture[] } | { refused: string } {
+    if (this.uploading > 0) return { refused: t("attachUploading") };
     const payload = withFiles(text, this.files);
     if (encoder.encode(payload).length > this.limit) {
       return { refused: t("attachTooLarge", { name: this.files.map((file) => file.name).join(", ") }) };
     }
-    return { payload };
+    return { payload, pictures: [...this.pictures] };
   }
 
-  /** Forgets the files (once their message is sent). */
+  /** Forgets what was attached (once its message is sent, or the conversation changes). */
   clear(): void {
     this.files = [];
+    this.pictures = [];
+    this.problem.hidden = true;
     this.show();
   }
 
@@ -114,6 +136,11 @@ export class Attachments {
   private async add(picked: readonly File[]): Promise<void> {
     const reasons: string[] = [];
     for (const file of picked) {
+      if (file.type.startsWith("image/")) {
+        const refused = await this.upload(file);
+        if (refused) reasons.push(refused);
+        continue;
+      }
       const used = encoder.encode(withFiles("", this.files)).length;
       const read = await readText(file, this.limit - used);
       if (typeof read === "string") reasons.push(read);
@@ -124,24 +151,63 @@ export class Attachments {
     this.show();
   }
 
+  /** Uploads a picture into the conversation; why not, when it cannot be. */
+  private async upload(file: File): Promise<string | null> {
+    const name = file.name || t("picture");
+    if (!PICTURE_TYPES.has(file.type)) return t("attachImage", { name });
+    if (this.pictures.length + this.uploading >= this.maxPictures) {
+      return t("attachTooManyPictures", { count: this.maxPictures });
+    }
+    this.uploading += 1;
+    this.show();
+    try {
+      const uploaded = await uploadPicture(this.conversation(), file);
+      this.pictures.push({ upload: uploaded.upload_id, url: URL.createObjectURL(file), name });
+      return null;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return t("attachUploadFailed", { name, reason });
+    } finally {
+      this.uploading -= 1;
+      this.show();
+    }
+  }
+
   private show(): void {
+    const chip = (label: string, remove: () => void, picture?: string): HTMLElement => {
+      const made = document.createElement("span");
+      made.className = picture ? "chip picture" : "chip";
+      if (picture) {
+        const thumbnail = document.createElement("img");
+        thumbnail.src = picture;
+        thumbnail.alt = "";
+        made.append(thumbnail);
+      }
+      made.append(label);
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "×";
+      button.setAttribute("aria-label", t("attachRemove", { name: label }));
+      button.addEventListener("click", () => {
+        remove();
+        this.show();
+      });
+      made.append(button);
+      return made;
+    };
+    const uploading = Array.from({ length: this.uploading }, () => {
+      const pending = document.createElement("span");
+      pending.className = "chip uploading";
+      pending.textContent = t("attachUploadingOne");
+      return pending;
+    });
     this.chips.replaceChildren(
-      ...this.files.map((file, index) => {
-        const chip = document.createElement("span");
-        chip.className = "chip";
-        chip.textContent = file.name;
-        const remove = document.createElement("button");
-        remove.type = "button";
-        remove.textContent = "×";
-        remove.setAttribute("aria-label", t("attachRemove", { name: file.name }));
-        remove.addEventListener("click", () => {
-          this.files.splice(index, 1);
-          this.show();
-        });
-        chip.append(remove);
-        return chip;
-      }),
+      ...this.pictures.map((picture, index) =>
+        chip(picture.name, () => this.pictures.splice(index, 1), picture.url),
+      ),
+      ...uploading,
+      ...this.files.map((file, index) => chip(file.name, () => this.files.splice(index, 1))),
     );
-    this.chips.hidden = this.files.length === 0;
+    this.chips.hidden = this.files.length + this.pictures.length + this.uploading === 0;
   }
 }

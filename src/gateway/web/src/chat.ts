@@ -1,8 +1,8 @@
 // The chat: the person's messages, the assistant's answers rendered as markdown while they
 // stream, the tools it runs as cards, and reminders as they arrive.
 
-import type { SessionView } from "./api";
-import type { Attachments } from "./attachments";
+import { pictureUrl, type SessionView } from "./api";
+import type { Attachments, ShownPicture } from "./attachments";
 import { Connection, type ServerFrame } from "./connection";
 import { LastExchange } from "./exchange";
 import { t } from "./i18n";
@@ -111,6 +111,23 @@ function endToolCard(tool: ToolCard, ok: boolean, result: unknown, elapsedMs: nu
   if (!ok) tool.card.open = true;
 }
 
+/** The pictures a message showed: from URLs at hand, or fetched (`later`). */
+function pictureRow(pictures: readonly string[], later: readonly Promise<string>[]): HTMLElement {
+  const row = element("div", "pictures");
+  const image = () => {
+    const shown = element("img", "");
+    shown.alt = t("pictureSent");
+    row.append(shown);
+    return shown;
+  };
+  for (const url of pictures) image().src = url;
+  for (const url of later) {
+    const shown = image();
+    url.then((fetched) => (shown.src = fetched)).catch(() => shown.classList.add("missing"));
+  }
+  return row;
+}
+
 export class ChatView {
   private readonly answers = new Map<string, Answer>();
   /** Ids of the messages sent from this page (a late restore must not show them twice). */
@@ -124,7 +141,7 @@ export class ChatView {
     if (!this.connection) return;
     replaced.question.remove();
     replaced.answer.remove();
-    this.send(text, replaced.id);
+    this.send(text, replaced.id, replaced.pictures);
   });
 
   constructor(
@@ -174,6 +191,8 @@ export class ChatView {
     this.sentHere.clear();
     this.last.set(null);
     this.showStop();
+    // Pictures were uploaded into the conversation left.
+    this.attachments?.clear();
     this.log.replaceChildren();
     this.showEmptyHint();
     this.restore(view);
@@ -215,8 +234,9 @@ export class ChatView {
       return;
     }
     const payload = message.payload.trim();
-    if (!payload) return;
-    if (this.send(payload)) {
+    const pictures = "pictures" in message ? message.pictures : [];
+    if (!payload && pictures.length === 0) return;
+    if (this.send(payload, undefined, pictures)) {
       this.input.value = "";
       this.fitInput();
       this.attachments?.clear();
@@ -232,17 +252,18 @@ export class ChatView {
    * Sends `text` as the person's message (in place of the message `replaces` when given);
    * false when there is no connection yet.
    */
-  private send(text: string, replaces?: string): boolean {
+  private send(text: string, replaces?: string, pictures: ShownPicture[] = []): boolean {
     if (!this.connection) return false;
     const id = newMessageId();
     this.sentHere.add(id);
-    const question = this.userMessage(text);
+    const question = this.userMessage(text, pictures.map((picture) => picture.url));
     this.append(question);
     const answer = this.pendingAnswer();
     answer.asked = { text, question };
     this.answers.set(id, answer);
     this.showStop();
-    this.last.set({ id, text, question, answer: answer.article });
+    this.last.set({ id, text, pictures, question, answer: answer.article });
+    const attachments = pictures.map((picture) => ({ content_type: "image" as const, upload_id: picture.upload }));
     this.connection.send({
       type: "message",
       id,
@@ -250,6 +271,7 @@ export class ChatView {
       content_type: "text",
       payload: text,
       ...(replaces === undefined ? {} : { replaces }),
+      ...(attachments.length === 0 ? {} : { attachments }),
     });
     return true;
   }
@@ -312,12 +334,21 @@ export class ChatView {
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
   }
 
-  private userMessage(text: string): HTMLElement {
+  /** The person's message: its pictures (from URLs, or fetched by `later`) and its text. */
+  private userMessage(text: string, pictures: readonly string[] = [], later: Promise<string>[] = []): HTMLElement {
     const article = element("article", "message user");
     article.setAttribute("aria-label", t("you"));
-    article.append(element("div", "text", text));
+    if (pictures.length + later.length === 0) {
+      article.append(element("div", "text", text));
+      return article;
+    }
+    const said = element("div", "said");
+    said.append(pictureRow(pictures, later));
+    if (text) said.append(element("div", "text", text));
+    article.append(said);
     return article;
   }
+
 
   private pendingAnswer(): Answer {
     const answer = newAnswer();
@@ -430,7 +461,7 @@ export class ChatView {
     const cards = new Map<string, ToolCard>();
     let answer: Answer | null = null;
     let last: Answer | null = null;
-    let asked: { id: string; text: string; question: HTMLElement } | null = null;
+    let asked: { id: string; text: string; pictures: ShownPicture[]; question: HTMLElement } | null = null;
     // Messages sent from this page are shown already, with their answers.
     let shownHere = false;
     for (const entry of view.history) {
@@ -438,9 +469,16 @@ export class ChatView {
         answer = null;
         shownHere = entry.message_id !== undefined && this.sentHere.has(entry.message_id);
         if (!shownHere) {
-          const question = this.userMessage(entry.content);
+          const images = entry.images ?? [];
+          const fetched = images.map((image) => pictureUrl(this.conversationId, image.upload));
+          const question = this.userMessage(entry.content, [], fetched);
           earlier.append(question);
-          asked = entry.message_id === undefined ? null : { id: entry.message_id, text: entry.content, question };
+          const pictures: ShownPicture[] = images.map((image, index) => ({
+            upload: image.upload,
+            url: "",
+            name: t("picture") + " " + (index + 1),
+          }));
+          asked = entry.message_id === undefined ? null : { id: entry.message_id, text: entry.content, pictures, question };
         }
       } else if (shownHere) {
         continue;

@@ -15,6 +15,8 @@ export interface MessageFrame {
   payload: string;
   /** The id of the person's last message, which this one replaces. */
   replaces?: string;
+  /** Pictures uploaded into the conversation that the message shows. */
+  attachments?: { content_type: "image"; upload_id: string }[];
 }
 
 /** Stops generating the answer to the message `in_reply_to`. */

@@ -3,17 +3,20 @@
 // drops that exchange from the conversation before answering (and keeps it if the new
 // turn fails).
 
+import type { ShownPicture } from "./attachments";
 import { t } from "./i18n";
 
 /** The last exchange on screen: the message's id and text, and where both are shown. */
 export interface Exchange {
   id: string;
   text: string;
+  /** The pictures the message showed: sent again with it. */
+  pictures: ShownPicture[];
   question: HTMLElement;
   answer: HTMLElement;
 }
 
-/** Sends `text` in place of `replaced` (whose elements the caller removes). */
+/** Sends `text` (with `replaced`'s pictures) in place of `replaced` (whose elements the caller removes). */
 export type Resend = (text: string, replaced: Exchange) => void;
 
 function button(className: string, label: string, text: string): HTMLButtonElement {
@@ -69,7 +72,7 @@ export class LastExchange {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const text = field.value.trim();
-      if (text) this.resend(text, exchange);
+      if (text || exchange.pictures.length > 0) this.resend(text, exchange);
     });
     field.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

@@ -142,6 +142,7 @@ async function startChat(): Promise<void> {
     byId("attach"),
     byId("chat"),
     byId("input"),
+    () => chat.conversation,
   );
   chat.attachments = attachments;
   byId("toggle-conversations").addEventListener("click", () => toggleDrawer());
@@ -164,6 +165,7 @@ async function startChat(): Promise<void> {
     }
     model = info.provider ? info.provider.kind + " · " + info.provider.model : "";
     if (info.max_payload_bytes) attachments.limit = info.max_payload_bytes;
+    if (info.max_images_per_message) attachments.maxPictures = info.max_images_per_message;
     showState(last.state, last.waiting, model);
   };
   let restored = false;

@@ -17,7 +17,7 @@
 //! ends with what the person has already seen.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,17 +28,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ids::SessionKey;
 
-/// The turns running on this node, one at most per session.
 /// How long a stop waits for a turn that has not begun.
 pub const EARLY_STOP_LIFE: Duration = Duration::from_secs(60);
 /// Most stops kept waiting for their turns, on one node.
 pub const MAX_EARLY_STOPS: usize = 256;
 
+/// The sessions of this node and the turn each runs (one at most).
+///
+/// A session takes its slot once, when it starts ([`RunningTurns::enter`]), and each turn
+/// only marks the slot: no map entry, key copy or token is made per message, since every
+/// message pays for what a turn does here.
 #[derive(Debug, Default)]
 pub struct RunningTurns {
-    turns: DashMap<SessionKey, RunningTurn>,
-    /// Numbers the registrations, so that a turn unregisters only itself.
-    registered: AtomicU64,
+    sessions: DashMap<SessionKey, Arc<TurnSlot>>,
     /// Stops of turns that had not begun, oldest first.
     early: Mutex<VecDeque<EarlyStop>>,
     /// Whether `early` may hold anything: a turn looks there only then.
@@ -52,13 +54,6 @@ struct EarlyStop {
     until: Instant,
 }
 
-#[derive(Debug)]
-struct RunningTurn {
-    message_id: Box<str>,
-    number: u64,
-    stop: CancellationToken,
-}
-
 /// Whether a request to stop found the turn it named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,37 +65,49 @@ pub enum StopOutcome {
     NotRunning,
 }
 
+/// One session's turn, as a stop sees it.
+#[derive(Debug, Default)]
+struct TurnSlot {
+    turn: Mutex<SlotTurn>,
+}
+
+#[derive(Debug, Default)]
+struct SlotTurn {
+    /// The message whose turn runs (empty: none runs).
+    message_id: String,
+    /// Cancelled by a stop; kept from turn to turn until one is stopped.
+    stop: CancellationToken,
+}
+
+impl TurnSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotTurn> {
+        self.turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl RunningTurns {
-    /// Registers the turn of `message_id` in `key`'s session; it stays registered until
-    /// the returned guard is dropped.
-    pub(crate) fn begin(self: &Arc<Self>, key: &SessionKey, message_id: &str) -> TurnStop {
-        let stop = CancellationToken::new();
-        if self.take_early(key, message_id) {
-            stop.cancel();
-        }
-        let number = self.registered.fetch_add(1, Ordering::Relaxed);
-        let turn = RunningTurn {
-            message_id: message_id.into(),
-            number,
-            stop: stop.clone(),
-        };
-        self.turns.insert(key.clone(), turn);
-        TurnStop {
+    /// The slot of `key`'s session, for as long as the returned guard lives.
+    pub(crate) fn enter(self: &Arc<Self>, key: &SessionKey) -> SessionTurns {
+        let slot = Arc::new(TurnSlot::default());
+        self.sessions.insert(key.clone(), Arc::clone(&slot));
+        SessionTurns {
             turns: Arc::clone(self),
             key: key.clone(),
-            number,
-            stop,
+            slot,
         }
     }
 
     /// Stops the turn of `message_id` in `key`'s session: now if that is the turn it runs,
     /// or as it begins if it begins within [`EARLY_STOP_LIFE`].
     pub fn stop(&self, key: &SessionKey, message_id: &str) -> StopOutcome {
-        if let Some(turn) = self.turns.get(key)
-            && *turn.message_id == *message_id
-        {
-            turn.stop.cancel();
-            return StopOutcome::Stopping;
+        if let Some(slot) = self.sessions.get(key) {
+            let turn = slot.lock();
+            if !turn.message_id.is_empty() && turn.message_id == message_id {
+                turn.stop.cancel();
+                return StopOutcome::Stopping;
+            }
         }
         let mut early = self.early();
         let now = Instant::now();
@@ -117,6 +124,19 @@ impl RunningTurns {
         });
         self.any_early.store(true, Ordering::Release);
         StopOutcome::NotRunning
+    }
+
+    /// How many turns run now (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.sessions
+            .iter()
+            .filter(|slot| !slot.lock().message_id.is_empty())
+            .count()
+    }
+
+    /// Whether no turn runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Whether a stop came for this turn before it began (it is used up).
@@ -143,24 +163,50 @@ impl RunningTurns {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
-    /// How many turns are registered (for tests: none is left behind).
-    pub fn len(&self) -> usize {
-        self.turns.len()
-    }
+/// A session's place in [`RunningTurns`]; dropping it (the session stops) gives it up.
+#[derive(Debug)]
+pub(crate) struct SessionTurns {
+    turns: Arc<RunningTurns>,
+    key: SessionKey,
+    slot: Arc<TurnSlot>,
+}
 
-    /// Whether no turn is registered.
-    pub fn is_empty(&self) -> bool {
-        self.turns.is_empty()
+impl SessionTurns {
+    /// Marks the turn of `message_id` as running until the returned guard is dropped.
+    pub(crate) fn begin(&self, message_id: &str) -> TurnStop {
+        let stopped_early = self.turns.take_early(&self.key, message_id);
+        let mut turn = self.slot.lock();
+        if turn.stop.is_cancelled() {
+            turn.stop = CancellationToken::new();
+        }
+        if stopped_early {
+            turn.stop.cancel();
+        }
+        turn.message_id.clear();
+        turn.message_id.push_str(message_id);
+        TurnStop {
+            slot: Arc::clone(&self.slot),
+            stop: turn.stop.clone(),
+        }
     }
 }
 
-/// One running turn's registration and its stop signal; dropping it unregisters the turn.
+impl Drop for SessionTurns {
+    fn drop(&mut self) {
+        // Only this session's slot: a newer session of the same key keeps its own.
+        let slot = &self.slot;
+        self.turns
+            .sessions
+            .remove_if(&self.key, |_, registered| Arc::ptr_eq(registered, slot));
+    }
+}
+
+/// One running turn's stop signal; dropping it marks the session as running none.
 #[derive(Debug)]
 pub(crate) struct TurnStop {
-    turns: Arc<RunningTurns>,
-    key: SessionKey,
-    number: u64,
+    slot: Arc<TurnSlot>,
     stop: CancellationToken,
 }
 
@@ -177,11 +223,7 @@ impl TurnStop {
 
 impl Drop for TurnStop {
     fn drop(&mut self) {
-        // Only this turn's entry: a newer turn of the same key keeps its own.
-        let number = self.number;
-        self.turns
-            .turns
-            .remove_if(&self.key, |_, turn| turn.number == number);
+        self.slot.lock().message_id.clear();
     }
 }
 
@@ -189,49 +231,64 @@ impl Drop for TurnStop {
 mod tests {
     use super::*;
 
+    fn ada() -> SessionKey {
+        SessionKey::new("ws", "ada").unwrap()
+    }
+
     #[test]
-    fn an_ended_turn_unregisters_only_itself() {
+    fn a_stop_reaches_the_running_turn_and_the_next_turn_starts_unstopped() {
         let turns = Arc::new(RunningTurns::default());
-        let key = SessionKey::new("ws", "ada").unwrap();
-        let older = turns.begin(&key, "m1");
-        // A newer turn of the same session registered before the older one's guard went.
-        let newer = turns.begin(&key, "m1");
-        drop(older);
-        assert_eq!(turns.stop(&key, "m1"), StopOutcome::Stopping);
-        assert!(newer.is_stopped());
-        drop(newer);
+        let session = turns.enter(&ada());
+        let first = session.begin("m1");
+        assert_eq!(turns.len(), 1);
+        assert_eq!(turns.stop(&ada(), "m1"), StopOutcome::Stopping);
+        assert!(first.is_stopped());
+        drop(first);
         assert!(turns.is_empty());
+        let second = session.begin("m2");
+        assert!(!second.is_stopped(), "a stopped token is not reused");
+        drop(second);
+        assert_eq!(turns.stop(&ada(), "m2"), StopOutcome::NotRunning);
+    }
+
+    #[test]
+    fn a_session_that_stops_gives_up_only_its_own_slot() {
+        let turns = Arc::new(RunningTurns::default());
+        let older = turns.enter(&ada());
+        // A newer session of the same key took its place before the older one's guard went.
+        let newer = turns.enter(&ada());
+        drop(older);
+        let running = newer.begin("m1");
+        assert_eq!(turns.stop(&ada(), "m1"), StopOutcome::Stopping);
+        assert!(running.is_stopped());
+        drop(running);
+        drop(newer);
+        assert!(turns.sessions.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stop_before_its_turn_stops_it_as_it_begins_within_its_life() {
         let turns = Arc::new(RunningTurns::default());
-        let key = SessionKey::new("ws", "ada").unwrap();
-        assert_eq!(turns.stop(&key, "m1"), StopOutcome::NotRunning);
-        assert_eq!(turns.stop(&key, "m2"), StopOutcome::NotRunning);
-        assert!(
-            !turns.begin(&key, "m0").is_stopped(),
-            "another message runs"
-        );
-        assert!(turns.begin(&key, "m1").is_stopped());
-        assert!(!turns.begin(&key, "m1").is_stopped(), "a stop is used once");
+        let session = turns.enter(&ada());
+        assert_eq!(turns.stop(&ada(), "m1"), StopOutcome::NotRunning);
+        assert_eq!(turns.stop(&ada(), "m2"), StopOutcome::NotRunning);
+        assert!(!session.begin("m0").is_stopped(), "another message runs");
+        assert!(session.begin("m1").is_stopped());
+        assert!(!session.begin("m1").is_stopped(), "a stop is used once");
         tokio::time::advance(EARLY_STOP_LIFE).await;
-        assert!(!turns.begin(&key, "m2").is_stopped(), "its life is over");
+        assert!(!session.begin("m2").is_stopped(), "its life is over");
     }
 
     #[test]
     fn stops_that_no_turn_takes_are_bounded() {
         let turns = Arc::new(RunningTurns::default());
-        let key = SessionKey::new("ws", "ada").unwrap();
+        let session = turns.enter(&ada());
         for index in 0..MAX_EARLY_STOPS * 3 {
-            turns.stop(&key, &format!("m{index}"));
+            turns.stop(&ada(), &format!("m{index}"));
         }
         assert_eq!(turns.early().len(), MAX_EARLY_STOPS);
-        assert!(
-            !turns.begin(&key, "m0").is_stopped(),
-            "the oldest left first"
-        );
+        assert!(!session.begin("m0").is_stopped(), "the oldest left first");
         let newest = format!("m{}", MAX_EARLY_STOPS * 3 - 1);
-        assert!(turns.begin(&key, &newest).is_stopped());
+        assert!(session.begin(&newest).is_stopped());
     }
 }

@@ -62,9 +62,15 @@ async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_r
         seen["refused_image"],
         "drawing.svg: only PNG, JPEG, GIF and WebP pictures can be sent."
     );
-    assert_eq!(seen["chips"], 2, "the text file and the picture are attached");
+    assert_eq!(
+        seen["chips"], 2,
+        "the text file and the picture are attached"
+    );
     assert_eq!(seen["pictures_shown"], 1, "{seen}");
-    assert_eq!(seen["pictures_after_reload"], 1, "fetched from the node: {seen}");
+    assert_eq!(
+        seen["pictures_after_reload"], 1,
+        "fetched from the node: {seen}"
+    );
     // The model got the picture as an image part of the message.
     let asked = fake
         .requests()
@@ -76,7 +82,10 @@ async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_r
     let parts = asked["content"].as_array().unwrap();
     assert_eq!(parts[1]["type"], "image_url", "{asked}");
     let url = parts[1]["image_url"]["url"].as_str().unwrap();
-    assert!(url.starts_with("data:image/png;base64,iVBORw0KGgo"), "{url}");
+    assert!(
+        url.starts_with("data:image/png;base64,iVBORw0KGgo"),
+        "{url}"
+    );
     let answer = seen["file_answer"].as_str().unwrap();
     assert!(
         answer.contains("What is in the file?")

@@ -202,6 +202,8 @@ pub struct SessionState {
     commit: commit::Commit,
     /// The pictures of the window, read for the model.
     pictures: pictures::Pictures,
+    /// This session's place among the node's running turns (taken at its first turn).
+    turns: Option<crate::stop::SessionTurns>,
 }
 
 /// The actor.
@@ -233,6 +235,7 @@ impl Actor for Session {
             turn_entries: 0,
             commit: commit::Commit::default(),
             pictures,
+            turns: None,
         })
     }
 
@@ -582,7 +585,10 @@ impl SessionState {
         let images = self.pictures.shown_by(&self.key, &message).await?;
         let pending_before = self.pending.clone();
         let replaced = self.take_replaced(&message)?;
-        let stop = self.context.running.begin(&self.key, message.id());
+        let turns = self
+            .turns
+            .get_or_insert_with(|| self.context.running.enter(&self.key));
+        let stop = turns.begin(message.id());
         self.turn_entries = 0;
         self.push_history(HistoryEntry {
             role: Role::User,

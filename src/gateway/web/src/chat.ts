@@ -256,7 +256,12 @@ export class ChatView {
     if (!this.connection) return false;
     const id = newMessageId();
     this.sentHere.add(id);
-    const question = this.userMessage(text, pictures.map((picture) => picture.url));
+    // Pictures from the history have no local URL yet: they are fetched from the node.
+    const atHand = pictures.filter((picture) => picture.url).map((picture) => picture.url);
+    const fetched = pictures
+      .filter((picture) => !picture.url)
+      .map((picture) => pictureUrl(this.conversationId, picture.upload));
+    const question = this.userMessage(text, atHand, fetched);
     this.append(question);
     const answer = this.pendingAnswer();
     answer.asked = { text, question };

@@ -347,10 +347,11 @@ impl SessionState {
                 otel.kind = "client",
                 provider = %config.provider,
             ));
-        tokio::select! {
-            biased;
-            () = stop.token().cancelled() => Ok(Asked::Stopped(shown.close())),
-            completion = call => completion.map(Asked::Answered),
+        // A stop is seen by the model worker, which drops the provider's call (and with it
+        // the answer this waits for): whatever failure that gives, the turn was stopped.
+        match call.await {
+            _ if stop.is_stopped() => Ok(Asked::Stopped(shown.close())),
+            completion => completion.map(Asked::Answered),
         }
     }
 }

@@ -522,3 +522,51 @@ fn skills_published_at_the_same_time_are_all_offered() {
         assert_eq!(names("bob").len(), SKILLS / 2, "{:?}", names("bob"));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_a_tool_round_lets_the_call_finish_and_asks_the_model_no_more() {
+    let setup = node(
+        vec![calls(&[("c1", "box__hang", "{}")])],
+        Grant::default(),
+        4,
+    )
+    .await;
+    let mut events = setup
+        .node
+        .route(message("m1", "alice", "wait for it"))
+        .unwrap();
+    let started = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap();
+    assert!(
+        matches!(started, Some(TurnEvent::ToolCall { .. })),
+        "{started:?}"
+    );
+    let key = SessionKey::new_unchecked("test", "alice");
+    assert_eq!(
+        setup.node.stop(&key, "m1"),
+        crate::stop::StopOutcome::Stopping
+    );
+    let mut seen = Vec::new();
+    while let Some(event) = events.recv().await {
+        let last = event.is_final();
+        seen.push(event);
+        if last {
+            break;
+        }
+    }
+    // The call ran to its time limit and its result is recorded; the model was not asked again.
+    assert_eq!(results(&seen).len(), 1);
+    let Some(TurnEvent::Reply { reply, .. }) = seen.last() else {
+        panic!("a turn that ran a tool keeps it: {seen:?}");
+    };
+    assert!(reply.stopped);
+    assert_eq!(reply.payload, "");
+    assert_eq!(setup.provider.requests().len(), 1);
+    let stored = setup.store.load(&key).await.unwrap().unwrap();
+    let roles: Vec<Role> = stored.history.iter().map(|entry| entry.role).collect();
+    assert_eq!(
+        roles,
+        [Role::User, Role::Assistant, Role::Tool, Role::Assistant]
+    );
+}

@@ -280,7 +280,18 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
         ["echo: first while offline", "echo: second while offline"]
     );
     assert!(offline["after"].as_str().unwrap().starts_with("Connected"));
-    for text in ["first while offline", "second while offline"] {
+    // Typed offline and the tab closed: sent when the page was opened again, answered once.
+    let reopened = texts(&offline["after_reopening"]);
+    assert_eq!(
+        reopened
+            .iter()
+            .filter(|text| **text == "echo: third before closing")
+            .count(),
+        1,
+        "{reopened:?}"
+    );
+    assert_eq!(offline["left_to_send"], 0, "{offline}");
+    for text in ["first while offline", "second while offline", "third before closing"] {
         let asked = fake
             .requests()
             .iter()

@@ -321,6 +321,22 @@ def offline_queue(browser, url):
     page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
     seen["answers"] = done.locator(".markdown").all_inner_texts()
     seen["after"] = page.inner_text("#status")
+
+    # Typed offline, then the tab is closed: the message is sent when the page is opened
+    # again, once.
+    proxy.go_offline()
+    page.wait_for_selector("#status[data-state='offline']", timeout=WAIT)
+    page.fill("#input", "third before closing")
+    page.keyboard.press("Enter")
+    page.close()
+    proxy.go_online()
+    page = context.new_page()
+    page.goto(through + "/")
+    page.wait_for_selector(".message.assistant.done:has-text('echo: third before closing')", timeout=WAIT)
+    page.wait_for_selector("#status[data-state='connected']", timeout=WAIT)
+    seen["after_reopening"] = page.locator("#log .message .text, #log .message .markdown").all_inner_texts()
+    seen["left_to_send"] = page.evaluate(
+        "() => Object.keys(localStorage).filter((key) => key.startsWith('troupe.unsent.')).length")
     context.close()
     return seen
 

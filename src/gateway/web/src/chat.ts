@@ -3,7 +3,7 @@
 
 import { pictureUrl, type SessionView } from "./api";
 import type { Attachments, ShownPicture } from "./attachments";
-import { Connection, type ServerFrame } from "./connection";
+import { Connection, type MessageFrame, type ServerFrame } from "./connection";
 import { LastExchange } from "./exchange";
 import { t } from "./i18n";
 import { copyButton, renderMarkdown } from "./markdown";
@@ -279,6 +279,23 @@ export class ChatView {
       ...(attachments.length === 0 ? {} : { attachments }),
     });
     return true;
+  }
+
+  /**
+   * Shows messages typed before a reload and not answered yet, each waiting for its
+   * answer (the connection sends them again); the history restored later goes above them.
+   */
+  showWaiting(frames: readonly MessageFrame[]): void {
+    for (const frame of frames) {
+      this.sentHere.add(frame.id);
+      const pictures = (frame.attachments ?? []).map((shown) => pictureUrl(this.conversationId, shown.upload_id));
+      const question = this.userMessage(frame.payload, [], pictures);
+      this.append(question);
+      const answer = this.pendingAnswer();
+      answer.asked = { text: frame.payload, question };
+      this.answers.set(frame.id, answer);
+    }
+    this.showStop();
   }
 
   /** Stop is offered while an answer of this conversation is on its way. */

@@ -51,18 +51,47 @@ function isServerFrame(value: unknown): value is ServerFrame {
   return typeof value === "object" && value !== null && typeof (value as { type?: unknown }).type === "string";
 }
 
+function queueKey(senderId: string): string {
+  return "troupe.unsent." + senderId;
+}
+
+/** The frames a page kept for `key`; whatever is not a message frame is dropped. */
+function readQueue(key: string): MessageFrame[] {
+  let stored: unknown;
+  try {
+    stored = JSON.parse(localStorage.getItem(key) ?? "[]");
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(stored)) return [];
+  return stored.filter(
+    (frame: unknown): frame is MessageFrame =>
+      typeof frame === "object" &&
+      frame !== null &&
+      (frame as MessageFrame).type === "message" &&
+      typeof (frame as MessageFrame).id === "string" &&
+      typeof (frame as MessageFrame).conversation_id === "string" &&
+      typeof (frame as MessageFrame).payload === "string",
+  );
+}
+
 export class Connection {
   private socket: WebSocket | null = null;
   private stateNow: ConnectionState = "connecting";
   private pauseMs = FIRST_PAUSE_MS;
   private retry: number | null = null;
-  /** Sent or waiting to be, in the order typed, until a reply or an error answers them. */
+  /**
+   * Sent or waiting to be, in the order typed, until a reply or an error answers them. Kept
+   * in `localStorage` too, so that what was typed offline is sent after a reload or when
+   * the tab is opened again (once: the node answers a repeated id from its history).
+   */
   private readonly unanswered = new Map<string, MessageFrame>();
 
   constructor(
     private readonly senderId: string,
     private readonly listener: ConnectionListener,
   ) {
+    for (const frame of readQueue(queueKey(senderId))) this.unanswered.set(frame.id, frame);
     // Back online: try at once rather than wait out the pause (an open connection stays).
     window.addEventListener("online", () => {
       if (this.stateNow !== "connected") this.reconnectNow();
@@ -82,9 +111,15 @@ export class Connection {
     this.open();
   }
 
+  /** Messages of `conversationId` typed before and not answered yet (after a reload). */
+  waiting(conversationId: string): MessageFrame[] {
+    return [...this.unanswered.values()].filter((frame) => frame.conversation_id === conversationId);
+  }
+
   /** Sends `frame` now if connected, else on reconnect. */
   send(frame: MessageFrame): void {
     this.unanswered.set(frame.id, frame);
+    this.keepQueue();
     if (this.stateNow === "connected" && this.socket) this.socket.send(JSON.stringify(frame));
     else this.announce(this.stateNow);
   }
@@ -136,9 +171,19 @@ export class Connection {
       return;
     }
     if (frame.type === "reply" || frame.type === "error") {
-      if (frame.in_reply_to !== undefined) this.unanswered.delete(frame.in_reply_to);
+      if (frame.in_reply_to !== undefined && this.unanswered.delete(frame.in_reply_to)) this.keepQueue();
     }
     this.listener.frame(frame);
+  }
+
+  private keepQueue(): void {
+    const key = queueKey(this.senderId);
+    try {
+      if (this.unanswered.size === 0) localStorage.removeItem(key);
+      else localStorage.setItem(key, JSON.stringify([...this.unanswered.values()]));
+    } catch {
+      // Storage full or refused: the queue still lives as long as the page.
+    }
   }
 
   private announce(state: ConnectionState): void {

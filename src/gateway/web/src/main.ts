@@ -187,6 +187,7 @@ async function startChat(): Promise<void> {
     },
   });
   chat.attach(connection);
+  chat.showWaiting(connection.waiting(chat.conversation));
   afterSignIn = () => connection.reconnectNow();
   connection.reconnectNow();
 }

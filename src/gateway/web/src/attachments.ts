@@ -127,6 +127,13 @@ export class Attachments {
     this.show();
   }
 
+  /** Attaches pictures uploaded before again (a stopped message given back). */
+  restore(pictures: readonly ShownPicture[]): void {
+    const room = this.maxPictures - this.pictures.length;
+    this.pictures.push(...pictures.filter((picture) => picture.url).slice(0, Math.max(0, room)));
+    this.show();
+  }
+
   /** Says why the message was not sent. */
   refuse(reason: string): void {
     this.problem.textContent = reason;

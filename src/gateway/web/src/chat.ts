@@ -17,7 +17,14 @@ interface Answer {
   renderQueued: boolean;
   /** What the person asked, when sent from this page: a turn stopped before its first
    * word gives it back to the message box. */
-  asked?: { text: string; question: HTMLElement };
+  asked?: Asked;
+}
+
+/** What the person asked: the words, the pictures shown with them, and where it is. */
+interface Asked {
+  text: string;
+  pictures: ShownPicture[];
+  question: HTMLElement;
 }
 
 /** A tool the assistant runs, shown as a collapsible card. */
@@ -264,7 +271,7 @@ export class ChatView {
     const question = this.userMessage(text, atHand, fetched);
     this.append(question);
     const answer = this.pendingAnswer();
-    answer.asked = { text, question };
+    answer.asked = { text, pictures, question };
     this.answers.set(id, answer);
     this.showStop();
     this.last.set({ id, text, pictures, question, answer: answer.article });
@@ -292,7 +299,7 @@ export class ChatView {
       const question = this.userMessage(frame.payload, [], pictures);
       this.append(question);
       const answer = this.pendingAnswer();
-      answer.asked = { text: frame.payload, question };
+      answer.asked = { text: frame.payload, pictures: [], question };
       this.answers.set(frame.id, answer);
     }
     this.showStop();
@@ -448,13 +455,14 @@ export class ChatView {
    * A turn stopped before its first word left nothing on the node: the exchange leaves the
    * page too, and what the person asked goes back into the message box to edit or resend.
    */
-  private takeBack(answer: Answer, asked: { text: string; question: HTMLElement }): void {
+  private takeBack(answer: Answer, asked: Asked): void {
     asked.question.remove();
     answer.article.remove();
     this.last.set(null);
     if (this.input.value.trim() === "") {
       this.input.value = asked.text;
       this.fitInput();
+      this.attachments?.restore(asked.pictures);
     }
     this.input.focus();
     if (this.log.childElementCount === 0) this.showEmptyHint();

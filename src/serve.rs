@@ -126,6 +126,14 @@ pub(crate) async fn serve(
         &effective_skills(config.skills.as_deref()),
         &builtin_context,
     )?;
+    // A cluster's sessions move between nodes: its pictures are in its object store.
+    let uploads: Arc<dyn UploadStore> = match &cluster {
+        Some(cluster) => cluster
+            .uploads(config.uploads.max_image_bytes)
+            .await
+            .context("the cluster's uploads bucket")?,
+        None => LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes),
+    };
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.as_str().into(),
@@ -142,12 +150,7 @@ pub(crate) async fn serve(
         backlog: config.assistant.backlog(),
         turn_context: Some(Arc::new(BoardContext::new(canvas.clone()))),
         inbox,
-        // A cluster's sessions move between nodes: pictures would need a shared store.
-        uploads: cluster.is_none().then(|| {
-            let uploads: Arc<dyn UploadStore> =
-                LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes);
-            uploads
-        }),
+        uploads: Some(uploads),
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),

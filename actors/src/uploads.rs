@@ -38,7 +38,7 @@ const ID_HEX_DIGITS: usize = 32;
 
 impl UploadId {
     /// The id of these bytes.
-    fn of(bytes: &[u8]) -> Self {
+    pub fn of(bytes: &[u8]) -> Self {
         let digest = Sha256::digest(bytes);
         Self(format!(
             "{ID_PREFIX}{}",
@@ -106,6 +106,12 @@ pub enum UploadError {
     Io(#[source] std::io::Error),
     #[error("reading an upload stopped: {0}")]
     Stopped(#[source] tokio::task::JoinError),
+    /// The store cannot keep pictures now (a cluster member runs an older build).
+    #[error("pictures cannot be kept now: {0}")]
+    Unavailable(String),
+    /// A shared store (the cluster's) failed.
+    #[error("the uploads store failed: {0}")]
+    Remote(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Where a node keeps uploaded pictures.
@@ -146,8 +152,7 @@ impl LocalUploads {
     }
 
     fn conversation_dir(&self, key: &SessionKey) -> PathBuf {
-        let digest = Sha256::digest(key.to_string().as_bytes());
-        self.root.join(hex::encode(&digest[..16]))
+        self.root.join(conversation_folder(key))
     }
 
     fn file(&self, key: &SessionKey, id: &UploadId) -> PathBuf {
@@ -166,8 +171,25 @@ impl LocalUploads {
     }
 }
 
+/// Where a conversation's pictures are kept: a hash of its key (keys hold characters a
+/// path or an object name must not).
+pub fn conversation_folder(key: &SessionKey) -> String {
+    let digest = Sha256::digest(key.to_string().as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// A stored picture as a model reads it (run it on the blocking pool: it encodes MiBs).
+pub fn image_part_of(bytes: &[u8]) -> Result<ImagePart, UploadError> {
+    let media_type = ImageType::sniff(bytes).ok_or(UploadError::NotAnImage)?;
+    let base64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    Ok(ImagePart {
+        media_type,
+        base64: base64.into(),
+    })
+}
+
 /// Checks `bytes` against the limit and reads their type.
-fn admit(bytes: &[u8], limit: usize) -> Result<ImageType, UploadError> {
+pub fn admit(bytes: &[u8], limit: usize) -> Result<ImageType, UploadError> {
     if bytes.len() > limit {
         return Err(UploadError::TooLarge {
             actual: bytes.len(),
@@ -229,16 +251,9 @@ impl UploadStore for LocalUploads {
 
     async fn image_part(&self, key: &SessionKey, id: &UploadId) -> Result<ImagePart, UploadError> {
         let bytes = self.read(key, id).await?;
-        tokio::task::spawn_blocking(move || {
-            let media_type = ImageType::sniff(&bytes).ok_or(UploadError::NotAnImage)?;
-            let base64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-            Ok(ImagePart {
-                media_type,
-                base64: base64.into(),
-            })
-        })
-        .await
-        .map_err(UploadError::Stopped)?
+        tokio::task::spawn_blocking(move || image_part_of(&bytes))
+            .await
+            .map_err(UploadError::Stopped)?
     }
 
     async fn forget(&self, key: &SessionKey) -> Result<(), UploadError> {

@@ -140,6 +140,7 @@ mod tests {
             started_at: 0,
             version: "0.1.0".into(),
             journal,
+            pictures: journal,
         }
     }
 
@@ -149,8 +150,10 @@ mod tests {
             "shards":2,"in_flight":0,"started_at":1,"version":"0.1.0"}"#;
         let info: MemberInfo = serde_json::from_str(old).unwrap();
         assert!(!info.journal);
+        assert!(!info.pictures, "nor as keeping pictures");
         let new = serde_json::to_value(member("b", true)).unwrap();
         assert_eq!(new["journal"], true);
+        assert_eq!(new["pictures"], true);
     }
 
     /// Polls `done` every 20 ms for up to 10 s.

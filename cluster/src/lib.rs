@@ -28,6 +28,7 @@ pub mod placement;
 mod shards;
 mod singletons;
 pub mod subjects;
+pub mod uploads;
 mod worker;
 
 pub use config::{ClusterConfig, InvalidClusterConfig, InvalidNodeId, validate_node_id};

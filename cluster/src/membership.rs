@@ -61,6 +61,11 @@ pub struct MemberInfo {
     /// journal lack the field, and read as `false` (see [`crate::journal_gate`]).
     #[serde(default)]
     pub journal: bool,
+    /// Reads snapshots and records that keep pictures, and keeps uploads in the cluster's
+    /// object store. Leases from builds before pictures read as `false`, and no member
+    /// takes uploads while one of those is alive.
+    #[serde(default)]
+    pub pictures: bool,
 }
 
 /// What the node reports about itself, updated by the shard manager.
@@ -177,6 +182,7 @@ impl Membership {
             started_at: self.started_at,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             journal: true,
+            pictures: true,
         }
     }
 
@@ -364,6 +370,15 @@ impl Membership {
             .map(|seen| seen.key().clone())
             .collect();
         Some(older)
+    }
+
+    /// Live members whose build keeps no pictures (their leases lack the flag).
+    pub(crate) fn members_without_pictures(&self) -> Vec<String> {
+        self.view
+            .iter()
+            .filter(|seen| self.looks_alive(seen) && !seen.info.pictures)
+            .map(|seen| seen.key().clone())
+            .collect()
     }
 
     /// Asks the server: is `node`'s lease gone (expired or deleted)?

@@ -335,6 +335,22 @@ impl ClusterNode {
         ))
     }
 
+    /// The cluster's store of uploaded pictures (its bucket is created if missing).
+    pub async fn uploads(
+        &self,
+        max_bytes: usize,
+    ) -> Result<Arc<crate::uploads::ObjectUploads>, ClusterError> {
+        let (replicas, storage) = self.stream_placement();
+        crate::uploads::ObjectUploads::open(
+            &self.shared.jetstream,
+            storage,
+            replicas,
+            Arc::clone(&self.shared.membership),
+            max_bytes,
+        )
+        .await
+    }
+
     /// Starts owning shards with `node` as the local session layer, and answering other
     /// nodes' requests about its sessions.
     pub async fn serve(&self, node: NodeHandle) -> Result<(), ClusterError> {

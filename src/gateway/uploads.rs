@@ -99,8 +99,11 @@ impl From<UploadError> for ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, ApiCode::PayloadTooLarge)
             }
             UploadError::NotFound(_) => (StatusCode::NOT_FOUND, ApiCode::NotFound),
-            UploadError::Io(_) | UploadError::Stopped(_) => {
+            UploadError::Io(_) | UploadError::Stopped(_) | UploadError::Remote(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, ApiCode::StorageError)
+            }
+            UploadError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ApiCode::UploadsUnavailable)
             }
         };
         Self::new(status, code, error.to_string())

@@ -16,6 +16,7 @@ mod canvas;
 mod conversations;
 mod inbox;
 mod partition;
+mod pictures;
 mod stop;
 use inbox::assert_inbox_drains;
 

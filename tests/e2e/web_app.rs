@@ -291,7 +291,11 @@ async fn the_web_app_renders_answers_tools_and_hostile_markdown_safely_in_two_la
         "{reopened:?}"
     );
     assert_eq!(offline["left_to_send"], 0, "{offline}");
-    for text in ["first while offline", "second while offline", "third before closing"] {
+    for text in [
+        "first while offline",
+        "second while offline",
+        "third before closing",
+    ] {
         let asked = fake
             .requests()
             .iter()

@@ -372,13 +372,20 @@ impl Membership {
         Some(older)
     }
 
-    /// Live members whose build keeps no pictures (their leases lack the flag).
-    pub(crate) fn members_without_pictures(&self) -> Vec<String> {
-        self.view
+    /// Live members whose build keeps no pictures (their leases lack the flag); `None`
+    /// until this node has watched the leases for a whole lease (it may not have seen
+    /// every member yet), or while its own lease is not valid.
+    pub(crate) fn members_without_pictures(&self) -> Option<Vec<String>> {
+        if self.watching_since.elapsed() < self.lease + self.heartbeat || !self.lease_valid() {
+            return None;
+        }
+        let older = self
+            .view
             .iter()
             .filter(|seen| self.looks_alive(seen) && !seen.info.pictures)
             .map(|seen| seen.key().clone())
-            .collect()
+            .collect();
+        Some(older)
     }
 
     /// Asks the server: is `node`'s lease gone (expired or deleted)?

@@ -84,12 +84,20 @@ fn object_name(key: &SessionKey, id: &UploadId) -> String {
 impl UploadStore for ObjectUploads {
     async fn put(&self, key: &SessionKey, bytes: Bytes) -> Result<ImageRef, UploadError> {
         let media_type = admit(&bytes, self.max_bytes)?;
-        let older = self.membership.members_without_pictures();
-        if !older.is_empty() {
-            return Err(UploadError::Unavailable(format!(
-                "{} run an older build that cannot read pictures; upgrade every node first",
-                older.join(", ")
-            )));
+        match self.membership.members_without_pictures() {
+            None => {
+                return Err(UploadError::Unavailable(
+                    "this node does not know every member of the cluster yet; try again in a moment"
+                        .to_owned(),
+                ));
+            }
+            Some(older) if !older.is_empty() => {
+                return Err(UploadError::Unavailable(format!(
+                    "{} run an older build that cannot read pictures; upgrade every node first",
+                    older.join(", ")
+                )));
+            }
+            Some(_) => {}
         }
         let upload = UploadId::of(&bytes);
         let name = object_name(key, &upload);
@@ -144,5 +152,100 @@ impl UploadStore for ObjectUploads {
 
     fn max_bytes(&self) -> usize {
         self.max_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_nats::jetstream::kv;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    /// The smallest valid PNG: one transparent pixel.
+    const PIXEL_PNG: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
+        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00,
+        0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49,
+        0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+
+    #[tokio::test]
+    async fn no_upload_is_taken_while_a_member_of_an_older_build_is_alive() {
+        let server = troupe_testkit::nats::NatsServer::start().await;
+        let jetstream = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let members = jetstream
+            .create_key_value(kv::Config {
+                bucket: "members".into(),
+                max_age: Duration::from_millis(1_500),
+                ..kv::Config::default()
+            })
+            .await
+            .unwrap();
+        // An older build's lease: no `pictures` field.
+        let old_lease = r#"{"node_id":"old","address":null,"state":"active","epoch":3,
+            "sessions":0,"shards":0,"in_flight":0,"started_at":1,"version":"0.1.0","journal":true}"#;
+        members.put("old", old_lease.into()).await.unwrap();
+        let membership = Arc::new(Membership::new(
+            "new".into(),
+            members.clone(),
+            Duration::from_millis(1_500),
+            Duration::from_millis(250),
+        ));
+        membership.join().await.unwrap();
+        let stop = CancellationToken::new();
+        let (_reconnects, watching) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(Arc::clone(&membership).run_watch(watching, stop.clone()));
+        let uploads = ObjectUploads::open(
+            &jetstream,
+            jetstream::stream::StorageType::Memory,
+            1,
+            Arc::clone(&membership),
+            1024,
+        )
+        .await
+        .unwrap();
+        let key = SessionKey::new_unchecked("ws", "ada");
+        let picture = Bytes::from_static(PIXEL_PNG);
+        // Until it has watched a whole lease, the node does not know who is there.
+        assert!(matches!(
+            uploads.put(&key, picture.clone()).await,
+            Err(UploadError::Unavailable(_))
+        ));
+        tokio::spawn(Arc::clone(&membership).run_heartbeats(stop.clone()));
+        let older = Some(vec!["old".to_owned()]);
+        for _ in 0..200 {
+            members.put("old", old_lease.into()).await.unwrap();
+            if membership.members_without_pictures() == older {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let refused = uploads.put(&key, picture.clone()).await;
+        assert!(
+            matches!(&refused, Err(UploadError::Unavailable(reason)) if reason.contains("old")),
+            "{refused:?}"
+        );
+
+        // It leaves: pictures are kept, read back, and forgotten with the conversation.
+        members.delete("old").await.unwrap();
+        for _ in 0..200 {
+            if membership.members_without_pictures() == Some(Vec::new()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let kept = uploads.put(&key, picture.clone()).await.unwrap();
+        let (kind, bytes) = uploads.get(&key, &kept.upload).await.unwrap();
+        assert_eq!((kind, bytes), (ImageType::Png, picture));
+        uploads.forget(&key).await.unwrap();
+        assert!(matches!(
+            uploads.get(&key, &kept.upload).await,
+            Err(UploadError::NotFound(_))
+        ));
+        stop.cancel();
     }
 }

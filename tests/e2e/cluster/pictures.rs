@@ -17,17 +17,26 @@ async fn a_picture_uploaded_through_one_node_reaches_the_model_from_any() {
     settle(&cluster, 0, &["node-0", "node-1"]).await;
     let [first, second] = [cluster.nodes[0].http_url(), cluster.nodes[1].http_url()];
     let client = reqwest::Client::new();
-    let uploaded: Value = client
-        .post(format!("{second}/api/v1/conversations/ada/uploads"))
-        .header("content-type", "image/png")
-        .body(PIXEL_PNG.to_vec())
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // A node takes uploads once it has watched the members' leases for a whole lease.
+    let mut uploaded = Value::Null;
+    for _ in 0..200 {
+        let answer = client
+            .post(format!("{second}/api/v1/conversations/ada/uploads"))
+            .header("content-type", "image/png")
+            .body(PIXEL_PNG.to_vec())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        uploaded = answer.json().await.unwrap();
+        if status != 503 {
+            assert_eq!(status, 201, "{uploaded}");
+            break;
+        }
+        assert_eq!(uploaded["error"]["code"], "uploads_unavailable");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let id = uploaded["upload_id"].as_str().expect("uploaded").to_owned();
 
     let mut socket = connect_as(&cluster.nodes[0], "ada").await;

@@ -65,8 +65,6 @@ pub enum ImageType {
 }
 
 impl ImageType {
-    pub const ALL: [Self; 4] = [Self::Png, Self::Jpeg, Self::Gif, Self::Webp];
-
     /// Its media type (`image/png`).
     pub const fn mime(self) -> &'static str {
         match self {
@@ -75,17 +73,6 @@ impl ImageType {
             Self::Gif => "image/gif",
             Self::Webp => "image/webp",
         }
-    }
-
-    /// The type a media type names (`image/jpg` too), or `None` for any other.
-    pub fn from_mime(mime: &str) -> Option<Self> {
-        let mime = mime.split(';').next().unwrap_or_default().trim();
-        if mime.eq_ignore_ascii_case("image/jpg") {
-            return Some(Self::Jpeg);
-        }
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.mime().eq_ignore_ascii_case(mime))
     }
 
     /// The type the bytes are, read from their signature (what a file says it is counts

@@ -1,10 +1,10 @@
 //! Stopping a turn in progress ("stop generating").
 //!
 //! A session handles one message at a time, so a request to stop its turn cannot wait in
-//! its mailbox: it would be read only once the turn had ended. Instead each session
-//! registers the turn it runs here, by session key with the message's id, and whoever may
-//! stop it (the gateway, after its own checks, or the cluster for a session another node
-//! runs) cancels the turn's token from outside the actor.
+//! its mailbox: it would be read only once the turn had ended. Instead each session takes
+//! a slot here (by session key) and marks in it the message whose turn runs, and whoever
+//! may stop it (the gateway, after its own checks, or the cluster for a session another
+//! node runs) cancels the turn's token from outside the actor.
 //!
 //! A stop can come before its turn: the message may still wait behind an earlier one of
 //! its session (or in a cluster's inbox). Such a stop is kept for [`EARLY_STOP_LIFE`],

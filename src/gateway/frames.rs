@@ -92,9 +92,9 @@ impl ClientFrame {
     /// The id a client gave the frame, echoed in the error frames about it.
     fn id(&self) -> Option<&str> {
         match self {
-            Self::Hello { .. } => None,
+            // A stop's errors name no message: the turn it named has not failed.
+            Self::Hello { .. } | Self::Stop { .. } => None,
             Self::Message(message) => message.id.as_deref(),
-            Self::Stop { in_reply_to, .. } => Some(in_reply_to),
         }
     }
 }
@@ -152,7 +152,7 @@ mod tests {
         else {
             panic!("a JSON frame");
         };
-        assert_eq!(id.as_deref(), Some("m-9"));
+        assert_eq!(id, None, "errors about a stop name no message");
         let Ok(ClientFrame::Stop {
             in_reply_to,
             conversation_id,

@@ -340,11 +340,12 @@ impl Connection {
 
     /// A `stop` frame: the turn answering `in_reply_to` stops, if this connection's caller
     /// may speak in its conversation; a `stop_result` frame says whether one was running,
-    /// and the turn's own final frame follows.
+    /// and the turn's own final frame follows. A refused stop's error names no message:
+    /// the turn it named goes on, and has not failed.
     fn stop(&mut self, in_reply_to: String, conversation_id: Option<String>) -> Next {
         let Some(caller) = &self.caller else {
             self.send(error_frame(
-                Some(&in_reply_to),
+                None,
                 ApiCode::Unauthorized,
                 "send a hello frame with a valid token first",
             ));
@@ -352,11 +353,7 @@ impl Connection {
         };
         let senders = &self.state.settings.senders;
         if let Err(refusal) = caller.sender_for(senders, None, conversation_id.as_deref()) {
-            self.send(error_frame(
-                Some(&in_reply_to),
-                refusal.code,
-                &refusal.message,
-            ));
+            self.send(error_frame(None, refusal.code, &refusal.message));
             return Next::Continue;
         }
         let conversation = conversation_id.unwrap_or_else(|| self.sender_id.clone());
@@ -364,11 +361,7 @@ impl Connection {
             Ok(key) => key,
             Err(error) => {
                 let message = format!("field `conversation_id` is invalid: {error}");
-                self.send(error_frame(
-                    Some(&in_reply_to),
-                    ApiCode::InvalidFrame,
-                    &message,
-                ));
+                self.send(error_frame(None, ApiCode::InvalidFrame, &message));
                 return Next::Continue;
             }
         };

@@ -181,6 +181,14 @@ async fn a_rest_stop_before_the_first_word_leaves_the_conversation_as_it_was() {
     send(&mut socket, json!({"type": "stop"})).await;
     let refused = frame_of(&mut socket, "error", &mut Vec::new()).await;
     assert_eq!(refused["code"], "invalid_frame");
+    let stop = json!({"type": "stop", "in_reply_to": "m1", "conversation_id": "not an id"});
+    send(&mut socket, stop).await;
+    let refused = frame_of(&mut socket, "error", &mut Vec::new()).await;
+    assert_eq!(refused["code"], "invalid_frame");
+    assert!(
+        refused["in_reply_to"].is_null(),
+        "a refused stop does not fail the message it named: {refused}"
+    );
     let response = http()
         .post(format!("{}/api/v1/conversations/ada/stop", node.http_url()))
         .json(&json!({"id": "m2"}))

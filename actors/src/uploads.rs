@@ -121,18 +121,34 @@ pub trait UploadStore: Send + Sync + 'static {
     /// size limit; the same picture again gets the same id.
     async fn put(&self, key: &SessionKey, bytes: Bytes) -> Result<ImageRef, UploadError>;
 
-    /// The picture as it was uploaded.
-    async fn get(&self, key: &SessionKey, id: &UploadId)
-    -> Result<(ImageType, Bytes), UploadError>;
-
-    /// The picture as a model reads it: its type and its bytes in base64.
-    async fn image_part(&self, key: &SessionKey, id: &UploadId) -> Result<ImagePart, UploadError>;
+    /// The stored bytes of a picture of `key`'s conversation.
+    async fn read(&self, key: &SessionKey, id: &UploadId) -> Result<Bytes, UploadError>;
 
     /// Deletes every picture of `key`'s conversation.
     async fn forget(&self, key: &SessionKey) -> Result<(), UploadError>;
 
     /// The largest picture it keeps, in bytes.
     fn max_bytes(&self) -> usize;
+
+    /// The picture as it was uploaded, with its type.
+    async fn get(
+        &self,
+        key: &SessionKey,
+        id: &UploadId,
+    ) -> Result<(ImageType, Bytes), UploadError> {
+        let bytes = self.read(key, id).await?;
+        let media_type = ImageType::sniff(&bytes).ok_or(UploadError::NotAnImage)?;
+        Ok((media_type, bytes))
+    }
+
+    /// The picture as a model reads it: its type and its bytes in base64 (encoded on the
+    /// blocking pool).
+    async fn image_part(&self, key: &SessionKey, id: &UploadId) -> Result<ImagePart, UploadError> {
+        let bytes = self.read(key, id).await?;
+        tokio::task::spawn_blocking(move || image_part_of(&bytes))
+            .await
+            .map_err(UploadError::Stopped)?
+    }
 }
 
 /// Uploads as files under the data directory: `uploads/<conversation>/<id>`, where
@@ -157,17 +173,6 @@ impl LocalUploads {
 
     fn file(&self, key: &SessionKey, id: &UploadId) -> PathBuf {
         self.conversation_dir(key).join(id.as_str())
-    }
-
-    /// The stored picture, read on the blocking pool.
-    async fn read(&self, key: &SessionKey, id: &UploadId) -> Result<Bytes, UploadError> {
-        match tokio::fs::read(self.file(key, id)).await {
-            Ok(bytes) => Ok(Bytes::from(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                Err(UploadError::NotFound(id.clone()))
-            }
-            Err(error) => Err(UploadError::Io(error)),
-        }
     }
 }
 
@@ -239,21 +244,14 @@ impl UploadStore for LocalUploads {
         Ok(ImageRef { upload, media_type })
     }
 
-    async fn get(
-        &self,
-        key: &SessionKey,
-        id: &UploadId,
-    ) -> Result<(ImageType, Bytes), UploadError> {
-        let bytes = self.read(key, id).await?;
-        let media_type = ImageType::sniff(&bytes).ok_or(UploadError::NotAnImage)?;
-        Ok((media_type, bytes))
-    }
-
-    async fn image_part(&self, key: &SessionKey, id: &UploadId) -> Result<ImagePart, UploadError> {
-        let bytes = self.read(key, id).await?;
-        tokio::task::spawn_blocking(move || image_part_of(&bytes))
-            .await
-            .map_err(UploadError::Stopped)?
+    async fn read(&self, key: &SessionKey, id: &UploadId) -> Result<Bytes, UploadError> {
+        match tokio::fs::read(self.file(key, id)).await {
+            Ok(bytes) => Ok(Bytes::from(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(UploadError::NotFound(id.clone()))
+            }
+            Err(error) => Err(UploadError::Io(error)),
+        }
     }
 
     async fn forget(&self, key: &SessionKey) -> Result<(), UploadError> {
@@ -273,15 +271,7 @@ impl UploadStore for LocalUploads {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The smallest valid PNG: one transparent pixel.
-    pub(crate) const PIXEL_PNG: &[u8] = &[
-        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
-        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00,
-        0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49,
-        0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-    ];
+    use crate::testing::PIXEL_PNG;
 
     fn key(conversation: &str) -> SessionKey {
         SessionKey::new("ws", conversation).unwrap()

@@ -185,14 +185,7 @@ mod tests {
             .create_key_value(old_build_bucket("sessions"))
             .await
             .unwrap();
-        let members = jetstream
-            .create_key_value(kv::Config {
-                bucket: "members".into(),
-                max_age: Duration::from_millis(1_500),
-                ..kv::Config::default()
-            })
-            .await
-            .unwrap();
+        let members = crate::membership::short_lease_bucket(&jetstream).await;
         // An older build's lease: no `journal` field.
         let old_lease = r#"{"node_id":"old","address":null,"state":"active","epoch":3,
             "sessions":0,"shards":0,"in_flight":0,"started_at":1,"version":"0.1.0"}"#;

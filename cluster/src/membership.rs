@@ -360,32 +360,29 @@ impl Membership {
     /// live member renewed in that time, so none can be missing from the view) or while
     /// its own lease is not valid.
     pub(crate) fn older_members(&self) -> Option<Vec<String>> {
-        if self.watching_since.elapsed() < self.lease + self.heartbeat || !self.lease_valid() {
-            return None;
-        }
-        let older = self
-            .view
-            .iter()
-            .filter(|seen| self.looks_alive(seen) && !seen.info.journal)
-            .map(|seen| seen.key().clone())
-            .collect();
-        Some(older)
+        self.live_members_lacking(|info| info.journal)
     }
 
     /// Live members whose build keeps no pictures (their leases lack the flag); `None`
     /// until this node has watched the leases for a whole lease (it may not have seen
     /// every member yet), or while its own lease is not valid.
     pub(crate) fn members_without_pictures(&self) -> Option<Vec<String>> {
+        self.live_members_lacking(|info| info.pictures)
+    }
+
+    /// The live members whose lease lacks what `has` reads; `None` until the view can be
+    /// trusted to hold every live member (see [`Self::older_members`]).
+    fn live_members_lacking(&self, has: impl Fn(&MemberInfo) -> bool) -> Option<Vec<String>> {
         if self.watching_since.elapsed() < self.lease + self.heartbeat || !self.lease_valid() {
             return None;
         }
-        let older = self
+        let lacking = self
             .view
             .iter()
-            .filter(|seen| self.looks_alive(seen) && !seen.info.pictures)
+            .filter(|seen| self.looks_alive(seen) && !has(&seen.info))
             .map(|seen| seen.key().clone())
             .collect();
-        Some(older)
+        Some(lacking)
     }
 
     /// Asks the server: is `node`'s lease gone (expired or deleted)?
@@ -444,4 +441,17 @@ impl Membership {
 fn rand_epoch() -> u64 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) | 1
+}
+
+/// A members bucket whose leases last 1.5 s, for tests that watch members come and go.
+#[cfg(test)]
+pub(crate) async fn short_lease_bucket(jetstream: &async_nats::jetstream::Context) -> kv::Store {
+    jetstream
+        .create_key_value(kv::Config {
+            bucket: "members".into(),
+            max_age: Duration::from_millis(1_500),
+            ..kv::Config::default()
+        })
+        .await
+        .expect("the members bucket is created")
 }

@@ -13,9 +13,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use troupe_actors::SessionKey;
-use troupe_actors::provider::{ImagePart, ImageType};
 use troupe_actors::uploads::{
-    ImageRef, UploadError, UploadId, UploadStore, admit, conversation_folder, image_part_of,
+    ImageRef, UploadError, UploadId, UploadStore, admit, conversation_folder,
 };
 
 use crate::ClusterError;
@@ -57,23 +56,6 @@ impl ObjectUploads {
             max_bytes,
         }))
     }
-
-    async fn read(&self, key: &SessionKey, id: &UploadId) -> Result<Bytes, UploadError> {
-        let name = object_name(key, id);
-        let mut object = match self.bucket.get(&name).await {
-            Ok(object) => object,
-            Err(error) if error.kind() == object_store::GetErrorKind::NotFound => {
-                return Err(UploadError::NotFound(id.clone()));
-            }
-            Err(error) => return Err(UploadError::Remote(Box::new(error))),
-        };
-        let mut bytes = Vec::new();
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(UploadError::Io)?;
-        Ok(Bytes::from(bytes))
-    }
 }
 
 fn object_name(key: &SessionKey, id: &UploadId) -> String {
@@ -110,21 +92,21 @@ impl UploadStore for ObjectUploads {
         Ok(ImageRef { upload, media_type })
     }
 
-    async fn get(
-        &self,
-        key: &SessionKey,
-        id: &UploadId,
-    ) -> Result<(ImageType, Bytes), UploadError> {
-        let bytes = self.read(key, id).await?;
-        let media_type = ImageType::sniff(&bytes).ok_or(UploadError::NotAnImage)?;
-        Ok((media_type, bytes))
-    }
-
-    async fn image_part(&self, key: &SessionKey, id: &UploadId) -> Result<ImagePart, UploadError> {
-        let bytes = self.read(key, id).await?;
-        tokio::task::spawn_blocking(move || image_part_of(&bytes))
+    async fn read(&self, key: &SessionKey, id: &UploadId) -> Result<Bytes, UploadError> {
+        let name = object_name(key, id);
+        let mut object = match self.bucket.get(&name).await {
+            Ok(object) => object,
+            Err(error) if error.kind() == object_store::GetErrorKind::NotFound => {
+                return Err(UploadError::NotFound(id.clone()));
+            }
+            Err(error) => return Err(UploadError::Remote(Box::new(error))),
+        };
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
             .await
-            .map_err(UploadError::Stopped)?
+            .map_err(UploadError::Io)?;
+        Ok(Bytes::from(bytes))
     }
 
     async fn forget(&self, key: &SessionKey) -> Result<(), UploadError> {
@@ -159,32 +141,17 @@ impl UploadStore for ObjectUploads {
 mod tests {
     use std::time::Duration;
 
-    use async_nats::jetstream::kv;
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-
-    /// The smallest valid PNG: one transparent pixel.
-    const PIXEL_PNG: &[u8] = &[
-        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
-        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00,
-        0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49,
-        0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-    ];
+    use troupe_actors::provider::ImageType;
+    use troupe_actors::testing::PIXEL_PNG;
 
     #[tokio::test]
     async fn no_upload_is_taken_while_a_member_of_an_older_build_is_alive() {
         let server = troupe_testkit::nats::NatsServer::start().await;
         let jetstream = jetstream::new(async_nats::connect(server.url()).await.unwrap());
-        let members = jetstream
-            .create_key_value(kv::Config {
-                bucket: "members".into(),
-                max_age: Duration::from_millis(1_500),
-                ..kv::Config::default()
-            })
-            .await
-            .unwrap();
+        let members = crate::membership::short_lease_bucket(&jetstream).await;
         // An older build's lease: no `pictures` field.
         let old_lease = r#"{"node_id":"old","address":null,"state":"active","epoch":3,
             "sessions":0,"shards":0,"in_flight":0,"started_at":1,"version":"0.1.0","journal":true}"#;

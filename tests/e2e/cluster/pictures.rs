@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use troupe_actors::testing::PIXEL_PNG;
 use troupe_testkit::fake_llm::FakeLlm;
 
 use super::{sandbox, settle};
-use crate::pictures::PIXEL_PNG;
 use crate::support::{connect_as, frames_until_final, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

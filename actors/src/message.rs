@@ -262,13 +262,8 @@ pub struct OutboundReply {
     pub awaiting: Option<Awaiting>,
     /// Set when the person stopped the turn: `payload` is what the model had said by then
     /// (absent otherwise).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
-}
-
-/// Serde's test for leaving a flag out while it is unset.
-const fn is_false(flag: &bool) -> bool {
-    !*flag
 }
 
 /// What a reply waits for from the person.

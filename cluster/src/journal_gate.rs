@@ -200,13 +200,7 @@ mod tests {
             .await
             .unwrap(),
         );
-        let membership = Arc::new(Membership::new(
-            "new".into(),
-            members.clone(),
-            Duration::from_millis(1_500),
-            Duration::from_millis(250),
-        ));
-        membership.join().await.unwrap();
+        let membership = crate::membership::joined_with_short_lease(&members, "new").await;
         let stop = CancellationToken::new();
         let (_reconnects, watching) = tokio::sync::watch::channel(0u64);
         tokio::spawn(Arc::clone(&membership).run_heartbeats(stop.clone()));

@@ -455,3 +455,16 @@ pub(crate) async fn short_lease_bucket(jetstream: &async_nats::jetstream::Contex
         .await
         .expect("the members bucket is created")
 }
+
+/// Member `node` of a [`short_lease_bucket`], its lease taken (heartbeats every 250 ms).
+#[cfg(test)]
+pub(crate) async fn joined_with_short_lease(members: &kv::Store, node: &str) -> Arc<Membership> {
+    let membership = Arc::new(Membership::new(
+        node.to_owned(),
+        members.clone(),
+        Duration::from_millis(1_500),
+        Duration::from_millis(250),
+    ));
+    membership.join().await.expect("the lease is taken");
+    membership
+}

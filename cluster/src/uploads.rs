@@ -156,13 +156,7 @@ mod tests {
         let old_lease = r#"{"node_id":"old","address":null,"state":"active","epoch":3,
             "sessions":0,"shards":0,"in_flight":0,"started_at":1,"version":"0.1.0","journal":true}"#;
         members.put("old", old_lease.into()).await.unwrap();
-        let membership = Arc::new(Membership::new(
-            "new".into(),
-            members.clone(),
-            Duration::from_millis(1_500),
-            Duration::from_millis(250),
-        ));
-        membership.join().await.unwrap();
+        let membership = crate::membership::joined_with_short_lease(&members, "new").await;
         let stop = CancellationToken::new();
         let (_reconnects, watching) = tokio::sync::watch::channel(0u64);
         tokio::spawn(Arc::clone(&membership).run_watch(watching, stop.clone()));

@@ -95,8 +95,9 @@ impl SessionState {
             if stop.is_stopped() {
                 return Ok(Answer::stopped(String::new()));
             }
-            let window = self.history.iter().skip(self.first_asked());
-            self.pictures.hold(&self.key, window).await?;
+            // Pictures are on user entries only, so the whole history is the prompt's window
+            // as far as they go.
+            self.pictures.hold(&self.key, self.history.iter()).await?;
             let asked = self.ask_model(
                 message.id(),
                 tools.clone(),
@@ -284,14 +285,6 @@ impl SessionState {
         });
     }
 
-    /// Where the prompt's window starts: at its first user entry.
-    fn first_asked(&self) -> usize {
-        self.history
-            .iter()
-            .position(|entry| entry.role == Role::User)
-            .unwrap_or(self.history.len())
-    }
-
     /// The prompt: system prompt (and the turn's context after it), then the history window
     /// from its first user entry (a window cut in the middle of a tool round would otherwise
     /// start with orphan results).
@@ -302,12 +295,17 @@ impl SessionState {
             Some(context) => format!("{configured}\n\n{context}").into(),
             None => Arc::clone(configured),
         };
+        let first_user = self
+            .history
+            .iter()
+            .position(|entry| entry.role == Role::User)
+            .unwrap_or(self.history.len());
         ChatRequest {
             system_prompt: (!system_prompt.is_empty()).then_some(system_prompt),
             messages: self
                 .history
                 .iter()
-                .skip(self.first_asked())
+                .skip(first_user)
                 .map(|entry| {
                     let mut message = entry.to_chat_message();
                     message.images = self.pictures.parts_of(entry);

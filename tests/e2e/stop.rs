@@ -15,21 +15,9 @@ use troupe_testkit::process::TroupeProcess;
 
 use crate::python::{run_python, script};
 use crate::support::{
-    Socket, binary, connect_as, eventually, frames_until_final, get, http, next_frame,
-    openai_provider, send,
+    binary, connect_as, eventually, frame_of, frames_until_final, get, http, openai_provider, send,
 };
 use crate::web_app::{artefacts, axe_script};
-
-/// Frames until one of `kind` comes; every frame read on the way is kept.
-async fn frame_of(socket: &mut Socket, kind: &str, seen: &mut Vec<Value>) -> Value {
-    while let Some(frame) = next_frame(socket).await {
-        if frame["type"] == kind {
-            return frame;
-        }
-        seen.push(frame);
-    }
-    panic!("closed before a {kind} frame: {seen:?}");
-}
 
 async fn stop_by_rest(node: &TroupeProcess, conversation: &str, message_id: &str) -> (u16, Value) {
     let response = http()

@@ -79,6 +79,17 @@ pub(crate) async fn next_frame(socket: &mut Socket) -> Option<Value> {
     }
 }
 
+/// Frames until one of `kind` comes; every frame read on the way is kept.
+pub(crate) async fn frame_of(socket: &mut Socket, kind: &str, seen: &mut Vec<Value>) -> Value {
+    while let Some(frame) = next_frame(socket).await {
+        if frame["type"] == kind {
+            return frame;
+        }
+        seen.push(frame);
+    }
+    panic!("closed before a {kind} frame: {seen:?}");
+}
+
 /// Frames up to and including the reply or error for `id`.
 pub(crate) async fn frames_until_final(socket: &mut Socket, id: &str) -> Vec<Value> {
     let mut frames = Vec::new();

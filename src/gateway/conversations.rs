@@ -13,6 +13,9 @@
 //! - `POST /api/v1/conversations/{conversation_id}/stop` `{"message_id"}`: stops
 //!   generating the answer to that message.
 //!
+//! A linked sender's main conversation is its person's (`person:<name>`, see
+//! [`super::linked`]): listed under the sender's id, with the person's other accounts.
+//!
 //! A sender's own token sees and deletes only its own conversations; the owner's token any
 //! sender's but those with a token of their own. What is listed is what the store holds
 //! (every answered turn is stored before its reply), so listing wakes no session.
@@ -26,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use troupe_actors::bridge::identity::PERSON_PLATFORM;
 use troupe_actors::provider::Role;
 use troupe_actors::snapshot::SessionSnapshot;
 use troupe_actors::{DeltaSink, SessionKey};
@@ -34,6 +38,7 @@ use super::AppState;
 use super::body::admin_json_body;
 use super::callers::Caller;
 use super::error::{ApiCode, ApiError};
+use super::linked;
 use super::titles::{ConversationTitles, Title, title_of, title_request};
 
 /// Most conversations in one page.
@@ -61,7 +66,12 @@ pub(crate) struct PlatformQuery {
 #[derive(Debug, Serialize)]
 struct ConversationSummary {
     key: String,
+    /// How the page names it: a sender's main conversation keeps the sender's id when it is
+    /// kept as its linked person's (`key` is then `person:…`).
     conversation_id: String,
+    /// The other accounts of the person it is shared with (absent when it is not shared).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    shared_with: Vec<String>,
     /// Unix seconds of the last change.
     updated_at: u64,
     /// The person's first message, first line, shortened.
@@ -73,7 +83,13 @@ struct ConversationSummary {
 }
 
 impl ConversationSummary {
-    fn of(snapshot: &SessionSnapshot, title: Option<Title>) -> Self {
+    fn of(found: &Found) -> Self {
+        let Found {
+            snapshot,
+            title,
+            conversation_id,
+            shared_with,
+        } = found;
         let first = snapshot
             .history
             .iter()
@@ -82,11 +98,12 @@ impl ConversationSummary {
             .unwrap_or_default();
         Self {
             key: snapshot.key.to_string(),
-            conversation_id: snapshot.key.conversation_id().to_owned(),
+            conversation_id: conversation_id.clone(),
+            shared_with: shared_with.clone(),
             updated_at: snapshot.updated_at,
             first_message: shortened(first),
             messages: snapshot.history.len(),
-            title: title.map(|title| title.as_str().to_owned()),
+            title: title.as_ref().map(|title| title.as_str().to_owned()),
         }
     }
 }
@@ -166,14 +183,69 @@ fn platform_of(asked: Option<String>) -> Result<String, ApiError> {
         .map_err(|error| bad_query(format!("platform: {error}")))
 }
 
-/// The snapshots of `sender`'s conversations on `platform`, as stored, with their titles.
+/// One of a sender's conversations, as stored.
+struct Found {
+    snapshot: SessionSnapshot,
+    title: Option<Title>,
+    /// How the sender names it (see [`ConversationSummary`]).
+    conversation_id: String,
+    shared_with: Vec<String>,
+}
+
+/// Where each of `sender`'s conversations on `platform` is kept: `platform:sender` and
+/// `platform:sender/…`, except that the main one is its linked person's session.
+struct SenderConversations<'a> {
+    platform: &'a str,
+    sender: &'a str,
+    person: Option<(SessionKey, Vec<String>)>,
+}
+
+impl<'a> SenderConversations<'a> {
+    fn new(state: &AppState, platform: &'a str, sender: &'a str) -> Result<Self, ApiError> {
+        let person = match linked::linked_person(state, platform, sender) {
+            Some(person) => {
+                let key = SessionKey::new(PERSON_PLATFORM, &person).map_err(storage_error)?;
+                let own = format!("{platform}:{sender}");
+                let mut others = state.bridges.store().linked_members(&person);
+                others.retain(|member| *member != own);
+                Some((key, others))
+            }
+            None => None,
+        };
+        Ok(Self {
+            platform,
+            sender,
+            person,
+        })
+    }
+
+    /// How the sender names the conversation kept at `key`, and who else shares it; `None`
+    /// when it is not one of theirs.
+    fn named(&self, key: &SessionKey) -> Option<(String, Vec<String>)> {
+        if let Some((person, others)) = &self.person {
+            if key == person {
+                return Some((self.sender.to_owned(), others.clone()));
+            }
+            if key.platform() == self.platform && key.conversation_id() == self.sender {
+                // What was said here before the link: the main conversation is the
+                // person's now (the sessions API still shows this one).
+                return None;
+            }
+        }
+        (key.platform() == self.platform && belongs_to(key.conversation_id(), self.sender))
+            .then(|| (key.conversation_id().to_owned(), Vec::new()))
+    }
+}
+
+/// `sender`'s conversations on `platform`, as stored, with their titles.
 async fn conversations_of(
     state: &AppState,
     platform: &str,
     sender: &str,
-) -> Result<Vec<(SessionSnapshot, Option<Title>)>, ApiError> {
+) -> Result<Vec<Found>, ApiError> {
     let store = state.node.store();
     let titles = ConversationTitles::new(Arc::clone(store));
+    let theirs = SenderConversations::new(state, platform, sender)?;
     // One listing of every key: the cluster's store reads them all for any page anyway, so
     // paging through it would read them all once a page.
     let keys = store.list(None, usize::MAX).await.map_err(storage_error)?;
@@ -181,9 +253,9 @@ async fn conversations_of(
     let listed: HashSet<&SessionKey> = keys.iter().collect();
     let mut found = Vec::new();
     for key in &keys {
-        if key.platform() != platform || !belongs_to(key.conversation_id(), sender) {
+        let Some((conversation_id, shared_with)) = theirs.named(key) else {
             continue;
-        }
+        };
         let Some(snapshot) = store.load(key).await.map_err(storage_error)? else {
             continue;
         };
@@ -193,7 +265,12 @@ async fn conversations_of(
         } else {
             None
         };
-        found.push((snapshot, title));
+        found.push(Found {
+            snapshot,
+            title,
+            conversation_id,
+            shared_with,
+        });
     }
     Ok(found)
 }
@@ -214,9 +291,10 @@ pub(crate) async fn list(
         if let Some(search) = query.q.map(|q| q.trim().to_lowercase())
             && !search.is_empty()
         {
-            conversations.retain(|(snapshot, title)| mentions(snapshot, title.as_ref(), &search));
+            conversations.retain(|found| mentions(&found.snapshot, found.title.as_ref(), &search));
         }
-        conversations.sort_by(|(a, _), (b, _)| {
+        conversations.sort_by(|a, b| {
+            let (a, b) = (&a.snapshot, &b.snapshot);
             b.updated_at
                 .cmp(&a.updated_at)
                 .then_with(|| a.key.to_string().cmp(&b.key.to_string()))
@@ -228,7 +306,7 @@ pub(crate) async fn list(
             .iter()
             .skip(offset)
             .take(limit)
-            .map(|(snapshot, title)| ConversationSummary::of(snapshot, title.clone()))
+            .map(ConversationSummary::of)
             .collect();
         let next_offset = (offset + page.len() < total).then_some(offset + page.len());
         Ok::<_, ApiError>(serde_json::json!({
@@ -302,7 +380,7 @@ impl FromRequestParts<AppState> for OwnedConversation {
             .split_once('/')
             .map_or(conversation.as_str(), |(sender, _)| sender);
         sender_for(state, &caller, Some(owner.to_owned()))?;
-        SessionKey::new(&platform, &conversation)
+        linked::session_key(state, &platform, &conversation)
             .map(Self)
             .map_err(|error| {
                 ApiError::new(
@@ -434,6 +512,41 @@ mod tests {
         assert!(!belongs_to("adam", "ada"));
         assert!(!belongs_to("ada-work", "ada"));
         assert!(!belongs_to("bob/ada", "ada"));
+    }
+
+    #[test]
+    fn a_linked_senders_main_conversation_is_listed_as_the_persons_under_the_senders_id() {
+        let key = |text: &str| SessionKey::parse(text).unwrap();
+        let telegram = vec!["telegram:42".to_owned()];
+        let theirs = SenderConversations {
+            platform: "ws",
+            sender: "ada",
+            person: Some((key("person:ada"), telegram.clone())),
+        };
+        assert_eq!(
+            theirs.named(&key("person:ada")),
+            Some(("ada".into(), telegram))
+        );
+        assert_eq!(
+            theirs.named(&key("ws:ada")),
+            None,
+            "replaced by the person's"
+        );
+        assert_eq!(
+            theirs.named(&key("ws:ada/trip")),
+            Some(("ada/trip".into(), Vec::new()))
+        );
+        assert_eq!(theirs.named(&key("person:bob")), None);
+        assert_eq!(theirs.named(&key("api:ada")), None);
+        let unlinked = SenderConversations {
+            person: None,
+            ..theirs
+        };
+        assert_eq!(
+            unlinked.named(&key("ws:ada")),
+            Some(("ada".into(), Vec::new()))
+        );
+        assert_eq!(unlinked.named(&key("person:ada")), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod conversations;
 mod error;
 pub(crate) mod frames;
 mod guard;
+mod linked;
 pub(crate) mod openai;
 mod rest;
 pub(crate) mod server;

@@ -90,7 +90,12 @@ pub(crate) async fn post_message(
         sender_id: None,
         now_unix_secs: unix_now(),
     };
-    let message = match draft.validate(&defaults, state.settings.limits) {
+    let validated = draft
+        .validate(&defaults, state.settings.limits)
+        .and_then(|mut message| {
+            super::linked::join_linked_person(&state, &mut message).map(|()| message)
+        });
+    let message = match validated {
         Ok(message) => message,
         Err(error) => return ApiError::from(error).into_response(),
     };

@@ -23,12 +23,13 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use troupe_actors::message::{DraftDefaults, InboundDraft, unix_now};
 use troupe_actors::metrics as metric_names;
-use troupe_actors::{Awaiting, ContentType, SessionKey, TurnError, TurnEvent, TurnEventReceiver};
+use troupe_actors::{Awaiting, ContentType, TurnError, TurnEvent, TurnEventReceiver};
 
 use super::admission::ConnectionTicket;
 use super::callers::{Caller, authenticate};
 use super::error::{ApiCode, ApiError};
 use super::frames::{self, ClientFrame, Parsed};
+use super::linked;
 use super::turns::{session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
 
@@ -357,7 +358,7 @@ impl Connection {
             return Next::Continue;
         }
         let conversation = conversation_id.unwrap_or_else(|| self.sender_id.clone());
-        let key = match SessionKey::new("ws", &conversation) {
+        let key = match linked::session_key(&self.state, "ws", &conversation) {
             Ok(key) => key,
             Err(error) => {
                 let message = format!("field `conversation_id` is invalid: {error}");
@@ -467,7 +468,12 @@ impl Connection {
             sender_id: None,
             now_unix_secs: unix_now(),
         };
-        let mut message = match draft.validate(&defaults, self.state.settings.limits) {
+        let validated = draft
+            .validate(&defaults, self.state.settings.limits)
+            .and_then(|mut message| {
+                linked::join_linked_person(&self.state, &mut message).map(|()| message)
+            });
+        let mut message = match validated {
             Ok(message) => message,
             Err(error) => {
                 let error = ApiError::from(error);

@@ -10,7 +10,7 @@ use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::telegram::FakeTelegram;
 
 use crate::signed_webhook::{post_signed, start_receiver};
-use crate::support::{binary, get};
+use crate::support::{binary, get, said};
 
 const TOKEN: &str = "123456:TEST-token";
 const SECRET: &str = "a-long-shared-secret-0123456789";
@@ -73,14 +73,8 @@ async fn linked_accounts_share_one_conversation_and_get_replies_where_they_asked
 
     let (status, history) = get(&node, "/api/v1/sessions/person:ada").await;
     assert_eq!(status, 200, "{history}");
-    let texts: Vec<&str> = history["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| entry["content"].as_str().unwrap_or_default())
-        .collect();
     assert_eq!(
-        texts,
+        said(&history),
         vec![
             "remember: my cat is Mimi",
             "remember: my cat is Mimi",

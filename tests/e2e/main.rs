@@ -33,6 +33,7 @@ mod telegram;
 mod tracing;
 mod web_app;
 mod web_conversations;
+mod web_linked;
 mod web_setup;
 mod websocket;
 mod whatsapp;

@@ -179,6 +179,31 @@ pub(crate) async fn get(process: &TroupeProcess, path: &str) -> (u16, Value) {
     call(process, reqwest::Method::GET, path).await
 }
 
+/// GET `path` with `token` as the bearer.
+pub(crate) async fn get_as(process: &TroupeProcess, token: &str, path: &str) -> (u16, Value) {
+    let response = http()
+        .get(format!("{}{path}", process.http_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// What each entry of a session's `history` (as the sessions API shows it) says.
+pub(crate) fn said(session: &Value) -> Vec<&str> {
+    session["history"]
+        .as_array()
+        .map(|history| {
+            history
+                .iter()
+                .map(|entry| entry["content"].as_str().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The first bridge's status once it is in `state` (or the last one seen after 10 s).
 pub(crate) async fn bridge_status_once(process: &TroupeProcess, state: &str) -> Value {
     let mut status = Value::Null;

@@ -393,11 +393,11 @@ impl Dispatcher {
 
     /// A direct message from an account linked to a person joins that person's
     /// conversation (`person:<name>`); groups stay their own.
-    async fn as_person(&self, mut inbound: BridgeInbound) -> Result<BridgeInbound, BridgeError> {
+    fn as_person(&self, mut inbound: BridgeInbound) -> Result<BridgeInbound, BridgeError> {
         if inbound.chat != super::ChatKind::Direct {
             return Ok(inbound);
         }
-        if let Some(person) = self.inner.store.person_of(&sender_key(&inbound)).await? {
+        if let Some(person) = self.inner.store.person_of(&sender_key(&inbound)) {
             inbound.message.join_person(person).map_err(|error| {
                 BridgeError::new(
                     BridgeErrorKind::Malformed,
@@ -496,7 +496,7 @@ impl InboundSink for Dispatcher {
             }
             Admission::Admit => {
                 let sender = sender_key(&inbound);
-                let inbound = with_reply_route(bridge, self.as_person(inbound).await?);
+                let inbound = with_reply_route(bridge, self.as_person(inbound)?);
                 if !self.inner.store.admit(bridge, &inbound).await? {
                     tracing::debug!(bridge, id = %inbound.message.id(), "a platform's retry of a received message");
                     return Ok(());

@@ -4,6 +4,9 @@
 //! message came from. Group conversations are never merged. Linking an account also
 //! pairs it: the owner named it.
 
+use std::sync::Arc;
+
+use dashmap::DashMap;
 use redb::{ReadableTable, TableDefinition};
 use serde::Serialize;
 
@@ -17,6 +20,46 @@ pub(crate) const IDENTITIES: TableDefinition<'_, &str, &str> =
 
 /// The platform of merged conversations.
 pub const PERSON_PLATFORM: &str = "person";
+
+/// Who is linked to whom, in memory: a copy of the identities table, loaded when the
+/// journal opens and changed after each committed link or unlink (only this process
+/// writes the journal), so that finding a sender's person costs no read on every message.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LinkedPeople {
+    people: Arc<DashMap<String, String>>,
+}
+
+impl LinkedPeople {
+    pub(crate) fn load(database: &redb::Database) -> Result<Self, BridgeError> {
+        let people = read_links(database)?.into_iter().collect();
+        Ok(Self {
+            people: Arc::new(people),
+        })
+    }
+
+    fn person_of(&self, member: &str) -> Option<String> {
+        self.people.get(member).map(|person| person.value().clone())
+    }
+
+    fn members_of(&self, person: &str) -> Vec<String> {
+        let mut members: Vec<String> = self
+            .people
+            .iter()
+            .filter(|link| link.value() == person)
+            .map(|link| link.key().clone())
+            .collect();
+        members.sort();
+        members
+    }
+
+    fn set(&self, member: &str, person: &str) {
+        self.people.insert(member.to_owned(), person.to_owned());
+    }
+
+    fn remove(&self, member: &str) {
+        self.people.remove(member);
+    }
+}
 
 /// One person and the accounts linked to them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -80,10 +123,11 @@ impl BridgeStore {
         if let Some(person) = person {
             validate_id(person).map_err(|reason| invalid(format!("the person name {reason}")))?;
         }
-        let members = members.to_vec();
+        let linking = members.to_vec();
         let named = person.map(str::to_owned);
         let person = self
             .blocking(move |database| {
+                let members = linking;
                 let transaction = database.begin_write().map_err(store_error)?;
                 let person = {
                     let mut table = transaction.open_table(IDENTITIES).map_err(store_error)?;
@@ -108,6 +152,9 @@ impl BridgeStore {
                 Ok(person)
             })
             .await?;
+        for member in members {
+            self.linked().set(member, &person);
+        }
         for member in &members_of(self, &person).await? {
             self.pair(member, "", "identity").await?;
         }
@@ -119,34 +166,34 @@ impl BridgeStore {
 
     /// Unlinks one account; answers whether it was linked.
     pub async fn unlink(&self, member: &str) -> Result<bool, BridgeError> {
-        let member = member.to_owned();
-        self.blocking(move |database| {
-            let transaction = database.begin_write().map_err(store_error)?;
-            let existed = {
-                let mut table = transaction.open_table(IDENTITIES).map_err(store_error)?;
-                table
-                    .remove(member.as_str())
-                    .map_err(store_error)?
-                    .is_some()
-            };
-            transaction.commit().map_err(store_error)?;
-            Ok(existed)
-        })
-        .await
+        let unlinking = member.to_owned();
+        let existed = self
+            .blocking(move |database| {
+                let member = unlinking;
+                let transaction = database.begin_write().map_err(store_error)?;
+                let existed = {
+                    let mut table = transaction.open_table(IDENTITIES).map_err(store_error)?;
+                    table
+                        .remove(member.as_str())
+                        .map_err(store_error)?
+                        .is_some()
+                };
+                transaction.commit().map_err(store_error)?;
+                Ok(existed)
+            })
+            .await?;
+        self.linked().remove(member);
+        Ok(existed)
     }
 
-    /// The person `member` is linked to, if any.
-    pub async fn person_of(&self, member: &str) -> Result<Option<String>, BridgeError> {
-        let member = member.to_owned();
-        self.blocking(move |database| {
-            let transaction = database.begin_read().map_err(store_error)?;
-            let table = transaction.open_table(IDENTITIES).map_err(store_error)?;
-            Ok(table
-                .get(member.as_str())
-                .map_err(store_error)?
-                .map(|value| value.value().to_owned()))
-        })
-        .await
+    /// The accounts linked to `person`, sorted.
+    pub fn linked_members(&self, person: &str) -> Vec<String> {
+        self.linked().members_of(person)
+    }
+
+    /// The person `member` (`platform:sender_id`) is linked to, if any.
+    pub fn person_of(&self, member: &str) -> Option<String> {
+        self.linked().person_of(member)
     }
 
     /// Every person with their accounts.
@@ -210,11 +257,23 @@ mod tests {
         assert_eq!(grown.person, "telegram-123");
         assert_eq!(grown.members.len(), 3);
         assert_eq!(
-            store.person_of("whatsapp:4915").await.unwrap().as_deref(),
+            store.person_of("whatsapp:4915").as_deref(),
             Some("telegram-123")
         );
         assert!(store.unlink("whatsapp:4915").await.unwrap());
-        assert_eq!(store.person_of("whatsapp:4915").await.unwrap(), None);
+        assert_eq!(store.person_of("whatsapp:4915"), None);
+        assert_eq!(
+            store.linked_members("telegram-123"),
+            ["slack:U456", "telegram:123"]
+        );
+        // The links are read back when the journal opens again.
+        drop(store);
+        let store = BridgeStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.person_of("slack:U456").as_deref(),
+            Some("telegram-123")
+        );
+        assert_eq!(store.person_of("whatsapp:4915"), None);
         let named = store
             .link(Some("ada"), &["webhook:ada".into()])
             .await

@@ -79,6 +79,7 @@ fn entry_key(bridge: &str, id: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct BridgeStore {
     storage: Storage,
+    people: super::identity::LinkedPeople,
 }
 
 /// Creates the journal's tables.
@@ -103,7 +104,14 @@ impl BridgeStore {
             prepare,
         )
         .map_err(store_error)?;
-        Ok(Self { storage })
+        let people = storage
+            .run(super::identity::LinkedPeople::load)
+            .map_err(store_error)??;
+        Ok(Self { storage, people })
+    }
+
+    pub(crate) fn linked(&self) -> &super::identity::LinkedPeople {
+        &self.people
     }
 
     /// The journal's database, for health reports next to the other stores.

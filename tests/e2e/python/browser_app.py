@@ -92,6 +92,18 @@ def chromium_path():
     return chromium
 
 
+def launch(playwright):
+    """Debian's Chromium, headless, with the flags every browser test uses."""
+    return playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
+
+
+def desktop_context(browser, locale="en-US"):
+    """A 1280x800 context that bypasses the page's CSP: the sanitizer alone must hold."""
+    return browser.new_context(
+        locale=locale, bypass_csp=True, viewport={"width": 1280, "height": 800},
+    )
+
+
 def artefacts_dir(path):
     artefacts = Path(path)
     artefacts.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,9 @@ import zlib
 
 from playwright.sync_api import sync_playwright
 
-from browser_app import FLAGS, WAIT, artefacts_dir, chromium_path, run_axe, screenshots, send, sign_in
+from browser_app import (
+    WAIT, artefacts_dir, desktop_context, launch, run_axe, screenshots, send, sign_in,
+)
 
 
 def solid_png(width, height, rgb):
@@ -55,9 +57,8 @@ def main() -> None:
     url, token, artefacts, axe_js = sys.argv[1:5]
     artefacts = artefacts_dir(artefacts)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
-        context = browser.new_context(locale="en-US", bypass_csp=True,
-                                      viewport={"width": 1280, "height": 800})
+        browser = launch(playwright)
+        context = desktop_context(browser)
         page = context.new_page()
         confirmations = []
         page.on("dialog", lambda dialog: (confirmations.append(dialog.message), dialog.accept()))

@@ -13,7 +13,9 @@ import sys
 
 from playwright.sync_api import sync_playwright
 
-from browser_app import FLAGS, WAIT, artefacts_dir, chromium_path, run_axe, screenshots, sign_in
+from browser_app import (
+    WAIT, artefacts_dir, desktop_context, launch, run_axe, screenshots, sign_in,
+)
 
 
 def main() -> None:
@@ -21,9 +23,8 @@ def main() -> None:
     artefacts = artefacts_dir(artefacts)
     seen = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
-        context = browser.new_context(locale="en-US", bypass_csp=True,
-                                      viewport={"width": 1280, "height": 800})
+        browser = launch(playwright)
+        context = desktop_context(browser)
         page = context.new_page()
         sign_in(page, url, token)
         seen["stop_hidden_at_start"] = page.is_hidden("#stop")

@@ -1,7 +1,9 @@
 // The sidebar: the person's conversations on this node, newest first, each with the title
 // the assistant gave it after the first exchange (or the person's own), else the first
 // thing they said; with New chat, search over titles and everything said, rename, delete.
-// A new conversation's id is `<sender>/<random>`, one the sender owns.
+// A new conversation's id is `<sender>/<random>`, one the sender owns. The sender's main
+// conversation is shared with their other platforms when the owner linked them: the node
+// lists it with those platforms, and the item says so.
 
 import { ApiFailure, deleteJson, getJson, patchJson, postJson } from "./api";
 import { language, t } from "./i18n";
@@ -13,6 +15,8 @@ export interface ConversationSummary {
   first_message: string;
   messages: number;
   title: string | null;
+  /** The person's other linked accounts (`telegram:42`) when the conversation is shared. */
+  shared_with?: string[];
 }
 
 export interface ConversationActions {
@@ -22,6 +26,19 @@ export interface ConversationActions {
 }
 
 const SEARCH_PAUSE_MS = 250;
+
+/** The names people know the platforms by; another platform shows as the node names it. */
+const PLATFORM_NAMES: Record<string, string> = {
+  api: "API",
+  discord: "Discord",
+  slack: "Slack",
+  telegram: "Telegram",
+  whatsapp: "WhatsApp",
+};
+
+function platformName(platform: string): string {
+  return PLATFORM_NAMES[platform] ?? platform;
+}
 
 export function newConversationId(sender: string): string {
   const random = crypto.getRandomValues(new Uint32Array(2));
@@ -143,6 +160,13 @@ export class ConversationList {
       timeStyle: "short",
     });
     open.append(label, when);
+    if (summary.shared_with?.length) {
+      const shared = document.createElement("span");
+      shared.className = "shared";
+      const platforms = [...new Set(summary.shared_with.map((member) => platformName(member.split(":")[0] ?? member)))];
+      shared.textContent = t("sharedWith", { platforms: platforms.join(", ") });
+      open.append(shared);
+    }
     open.addEventListener("click", () => {
       this.setCurrent(summary.conversation_id);
       this.actions.open(summary.conversation_id);

@@ -10,12 +10,14 @@
 //!
 //! After a restart [`Dispatcher::resume`] finishes what the journal holds: an answered
 //! message is not asked again (the session answers a repeated id with its first reply) and
-//! a delivered reply is not sent again.
+//! a delivered reply is not sent again. Until it has read the journal, messages and sends
+//! wait, so nothing taken in at start-up is found there as well and answered twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -64,6 +66,10 @@ struct Inner {
     limits: MessageLimits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Set once [`Dispatcher::resume`] has read what the journal held: until then nothing
+    /// new is taken in, so a message received at start-up is not also found there and
+    /// answered twice, and the configured identity links apply to it.
+    resumed: watch::Sender<bool>,
 }
 
 impl Dispatcher {
@@ -82,6 +88,7 @@ impl Dispatcher {
                 limits,
                 shutdown,
                 tasks: TaskTracker::new(),
+                resumed: watch::Sender::new(false),
             }),
         }
     }
@@ -140,11 +147,16 @@ impl Dispatcher {
     }
 
     /// Finishes what the journal holds from before a restart, and keeps the journal pruned.
+    /// Messages and sends wait for it (see `Inner::resumed`): call it once the identity
+    /// links are in place.
     pub async fn resume(&self) -> Result<(), BridgeError> {
-        for entry in self.inner.store.pending_outbox().await? {
+        let outbox = self.inner.store.pending_outbox().await?;
+        let inbox = self.inner.store.pending_inbox().await?;
+        self.inner.resumed.send_replace(true);
+        for entry in outbox {
             self.spawn_delivery(entry.bridge, entry.delivery);
         }
-        for entry in self.inner.store.pending_inbox().await? {
+        for entry in inbox {
             self.spawn_turn(entry, None);
         }
         let dispatcher = self.clone();
@@ -165,6 +177,16 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Waits until [`Dispatcher::resume`] has read the journal; an error if the node shuts
+    /// down first.
+    async fn resumed(&self) -> Result<(), BridgeError> {
+        let mut resumed = self.inner.resumed.subscribe();
+        tokio::select! {
+            done = resumed.wait_for(|done| *done) => done.map(drop).map_err(|_| shutting_down()),
+            () = self.inner.shutdown.cancelled() => Err(shutting_down()),
+        }
+    }
+
     /// Sends a message nobody asked for right now (a reminder): journaled in the outbox
     /// first, then delivered with the usual retries, and again after a restart if needed.
     pub async fn send(&self, bridge: &str, delivery: Delivery) -> Result<(), BridgeError> {
@@ -174,6 +196,7 @@ impl Dispatcher {
                 format!("no bridge named {bridge}"),
             ));
         }
+        self.resumed().await?;
         self.inner.store.enqueue(bridge, delivery.clone()).await?;
         self.spawn_delivery(bridge.to_owned(), delivery);
         Ok(())
@@ -447,6 +470,10 @@ fn sender_key(inbound: &BridgeInbound) -> String {
     )
 }
 
+fn shutting_down() -> BridgeError {
+    BridgeError::new(BridgeErrorKind::Transient, "the node is shutting down")
+}
+
 /// Failures of the session layer that another try may not have (a busy conversation
 /// too: the journal keeps the message until its session has room).
 const fn is_passing(code: ErrorCode) -> bool {
@@ -462,6 +489,7 @@ const fn is_passing(code: ErrorCode) -> bool {
 #[async_trait::async_trait]
 impl InboundSink for Dispatcher {
     async fn receive(&self, bridge: &str, inbound: BridgeInbound) -> Result<(), BridgeError> {
+        self.resumed().await?;
         self.inner
             .limits
             .admit(&inbound.message)

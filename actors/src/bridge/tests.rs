@@ -234,6 +234,7 @@ async fn messages_are_answered_once_and_strangers_get_a_pairing_code() {
         Arc::clone(&bridge) as Arc<dyn Bridge>,
         AccessPolicy::default(),
     );
+    dispatcher.resume().await.unwrap();
 
     context
         .receive(inbound("m1", "stranger", "hi"))
@@ -310,9 +311,20 @@ async fn a_restart_finishes_what_the_journal_holds() {
         CancellationToken::new(),
     );
     let bridge = Arc::new(FakeBridge::default());
-    dispatcher.register("f", Arc::clone(&bridge) as Arc<dyn Bridge>, open_policy());
+    let context = dispatcher.register("f", Arc::clone(&bridge) as Arc<dyn Bridge>, open_policy());
+    // A message that arrives while the node starts waits until the journal is read, so it
+    // is not found there too and answered twice.
+    let mut arriving =
+        tokio::spawn(async move { context.receive(inbound("m2", "42", "while starting")).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut arriving)
+            .await
+            .is_err(),
+        "taken in before the journal was read"
+    );
     dispatcher.resume().await.unwrap();
-    wait_until(|| bridge.delivered.lock().unwrap().len() == 2).await;
+    arriving.await.unwrap().unwrap();
+    wait_until(|| bridge.delivered.lock().unwrap().len() == 3).await;
     let mut texts: Vec<String> = bridge
         .delivered
         .lock()
@@ -321,7 +333,10 @@ async fn a_restart_finishes_what_the_journal_holds() {
         .map(|d| d.text.clone())
         .collect();
     texts.sort();
-    assert_eq!(texts, vec!["echo: earlier", "echo: pending"]);
+    assert_eq!(
+        texts,
+        vec!["echo: earlier", "echo: pending", "echo: while starting"]
+    );
     for _ in 0..400 {
         if store.pending_outbox().await.unwrap().is_empty() {
             break;
@@ -333,6 +348,9 @@ async fn a_restart_finishes_what_the_journal_holds() {
         "delivered replies leave the outbox"
     );
     assert!(store.pending_inbox().await.unwrap().is_empty());
+    let mut submitted = ingress.submitted.lock().unwrap().clone();
+    submitted.sort();
+    assert_eq!(submitted, ["m1", "m2"], "each message asked once");
 }
 
 #[tokio::test]

@@ -71,6 +71,10 @@ async fn conversations_are_created_switched_searched_deleted_and_restored_in_a_r
         seen["pictures_after_reload"], 1,
         "fetched from the node: {seen}"
     );
+    assert_eq!(
+        seen["picture_url_after_leaving"], "revoked",
+        "a conversation left frees its pictures"
+    );
     // The model got the picture as an image part of the message.
     let asked = fake
         .requests()

@@ -151,6 +151,12 @@ def main() -> None:
         page.wait_for_selector("#log .message.user .pictures img", timeout=WAIT)
         page.wait_for_function(LOADED_PICTURES + " > 0", timeout=WAIT)
         seen["pictures_after_reload"] = shown_pictures(page)
+        # The conversation left frees the pictures it showed.
+        shown = page.get_attribute("#log .message.user .pictures img", "src")
+        page.click("#new-chat")
+        page.wait_for_function("() => !document.querySelector('#log .message')", timeout=WAIT)
+        seen["picture_url_after_leaving"] = page.evaluate(
+            "(url) => fetch(url).then(() => 'kept', () => 'revoked')", shown)
 
         page.set_viewport_size({"width": 360, "height": 740})
         seen["drawer_closed"] = page.is_visible("#conversations")

@@ -1,6 +1,8 @@
 // The node's REST API as the page uses it: the owner's token (kept in this browser only)
 // and typed failures from its `{"error":{"code","message"}}` bodies.
 
+import { blobUrl } from "./pictures";
+
 const TOKEN_KEY = "troupe.token";
 
 export function storedToken(): string {
@@ -151,5 +153,5 @@ export async function pictureUrl(conversationId: string, upload: string): Promis
     headers: authorization(),
   });
   if (!answer.ok) throw new ApiFailure(answer.status, "http_" + answer.status, answer.statusText);
-  return URL.createObjectURL(await answer.blob());
+  return blobUrl(await answer.blob());
 }

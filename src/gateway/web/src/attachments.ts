@@ -6,6 +6,7 @@
 // than the node takes (`max_payload_bytes`) or show more pictures than it allows.
 
 import { uploadPicture } from "./api";
+import { blobUrl, revokeBlobUrl } from "./pictures";
 import { t } from "./i18n";
 
 /** The picture types vision models take. */
@@ -169,7 +170,7 @@ export class Attachments {
     this.show();
     try {
       const uploaded = await uploadPicture(this.conversation(), file);
-      this.pictures.push({ upload: uploaded.upload_id, url: URL.createObjectURL(file), name });
+      this.pictures.push({ upload: uploaded.upload_id, url: blobUrl(file), name });
       return null;
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
@@ -210,7 +211,7 @@ export class Attachments {
     });
     this.chips.replaceChildren(
       ...this.pictures.map((picture, index) =>
-        chip(picture.name, () => this.pictures.splice(index, 1), picture.url),
+        chip(picture.name, () => revokeBlobUrl(this.pictures.splice(index, 1)[0]?.url ?? ""), picture.url),
       ),
       ...uploading,
       ...this.files.map((file, index) => chip(file.name, () => this.files.splice(index, 1))),

@@ -2,6 +2,7 @@
 // stream, the tools it runs as cards, and reminders as they arrive.
 
 import { pictureUrl, type SessionView } from "./api";
+import { revokeBlobUrls } from "./pictures";
 import type { Attachments, ShownPicture } from "./attachments";
 import { Connection, type MessageFrame, type ServerFrame } from "./connection";
 import { LastExchange } from "./exchange";
@@ -198,8 +199,9 @@ export class ChatView {
     this.sentHere.clear();
     this.last.set(null);
     this.showStop();
-    // Pictures were uploaded into the conversation left.
+    // Pictures were uploaded into the conversation left; those it showed are freed.
     this.attachments?.clear();
+    revokeBlobUrls();
     this.log.replaceChildren();
     this.showEmptyHint();
     this.restore(view);

@@ -10,6 +10,7 @@ pub mod group_commit;
 pub mod ids;
 pub mod inbox;
 pub mod ingress;
+pub mod local_model;
 pub mod message;
 pub mod metrics;
 pub mod model_worker;

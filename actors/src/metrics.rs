@@ -51,3 +51,13 @@ pub const BRIDGE_DELIVERY_FAILURES: &str = "troupe_bridge_delivery_failures_tota
 pub const BRIDGE_DELIVERY_RETRIES: &str = "troupe_bridge_delivery_retries_total";
 /// Messages kept from the model by the access policy; label `reason`.
 pub const BRIDGE_REFUSED: &str = "troupe_bridge_refused_total";
+/// Requests waiting for a local model; label `model`.
+pub const LOCAL_MODEL_QUEUE_DEPTH: &str = "troupe_local_model_queue_depth";
+/// Items per batch a local model ran; label `model`.
+pub const LOCAL_MODEL_BATCH_SIZE: &str = "troupe_local_model_batch_size";
+/// Seconds one batch of a local model took; label `model`.
+pub const LOCAL_MODEL_SECONDS: &str = "troupe_local_model_batch_seconds";
+/// Items a local model answered (items/s is its rate); label `model`.
+pub const LOCAL_MODEL_ITEMS: &str = "troupe_local_model_items_total";
+/// Times a local model was loaded again after it failed, or its thread started again.
+pub const LOCAL_MODEL_RESTARTS: &str = "troupe_local_model_restarts_total";

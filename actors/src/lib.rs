@@ -6,6 +6,7 @@
 
 pub mod backlog;
 pub mod bridge;
+pub mod embedding;
 pub mod group_commit;
 pub mod ids;
 pub mod inbox;

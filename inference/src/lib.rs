@@ -9,6 +9,7 @@ mod echo;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+pub mod local;
 mod openai;
 
 pub use anthropic::ANTHROPIC_VERSION;

@@ -3,6 +3,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use ractor::Actor;
+
 use super::*;
 
 /// What a test model does with a batch.
@@ -63,11 +65,23 @@ impl BatchModel for TestModel {
             let _ = gate.go.recv();
         }
         self.0.batches.lock().unwrap().push(batch.len());
-        let behaviour = self.0.next.lock().unwrap().pop().unwrap_or(Behaviour::Double);
+        let behaviour = self
+            .0
+            .next
+            .lock()
+            .unwrap()
+            .pop()
+            .unwrap_or(Behaviour::Double);
         match behaviour {
             Behaviour::Double => Ok(batch
                 .into_iter()
-                .map(|n| if n == 666 { Out::Poison } else { Out::Value(n * 2) })
+                .map(|n| {
+                    if n == 666 {
+                        Out::Poison
+                    } else {
+                        Out::Value(n * 2)
+                    }
+                })
                 .collect()),
             Behaviour::Fail => Err(Arc::new(std::io::Error::other("the runtime refused"))),
             Behaviour::Panic => panic!("the model panicked"),
@@ -196,7 +210,10 @@ async fn a_model_that_panics_or_fails_fails_its_callers_and_is_loaded_again() {
     let pool = pool(&probe, PoolConfig::default()).await;
     probe.next.lock().unwrap().push(Behaviour::Panic);
     let crashed = pool.run(vec![1, 2]).await;
-    assert!(matches!(crashed, Err(PoolError::Crashed { .. })), "{crashed:?}");
+    assert!(
+        matches!(crashed, Err(PoolError::Crashed { .. })),
+        "{crashed:?}"
+    );
     assert_eq!(values(pool.run(vec![3]).await.unwrap()), [6]);
     assert_eq!(probe.loads.load(Ordering::SeqCst), 2, "loaded again");
 
@@ -259,7 +276,11 @@ async fn a_thread_that_dies_outside_the_model_is_started_again_by_its_actor() {
         .await
         .expect("the queue is served again")
         .unwrap();
-    assert_eq!(values(answered.unwrap()), [42], "answered by the new thread");
+    assert_eq!(
+        values(answered.unwrap()),
+        [42],
+        "answered by the new thread"
+    );
 }
 
 #[tokio::test]
@@ -282,4 +303,63 @@ async fn a_pool_whose_handles_are_gone_stops_its_actor() {
     })
     .await
     .expect("the actor stops");
+}
+
+#[tokio::test]
+async fn a_restarted_actor_leaves_the_running_thread_be_and_replaces_it_when_it_dies() {
+    let probe = Arc::new(Probe::default());
+    let (pool, child) = LocalModelPool::new(
+        "test",
+        TestLoader(Arc::clone(&probe)),
+        PoolConfig::default(),
+    );
+    let first = child.start(None).await.unwrap();
+    assert_eq!(values(pool.run(vec![1]).await.unwrap()), [2]);
+    // As the supervisor does after a failure: a new actor, while the thread still runs.
+    first.kill();
+    let second = child.start(None).await.unwrap();
+    assert_eq!(
+        values(pool.run(vec![2]).await.unwrap()),
+        [4],
+        "the same thread"
+    );
+    assert_eq!(probe.loads.load(Ordering::SeqCst), 1);
+    // The thread dies outside the model: the new actor starts another.
+    let (mut begun, go) = gate(&probe);
+    let abandoned = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.run(vec![666]).await }
+    });
+    begun.recv().await.unwrap();
+    abandoned.abort();
+    let _ = abandoned.await;
+    go.send(()).unwrap();
+    *probe.gate.lock().unwrap() = None;
+    let answered = tokio::time::timeout(Duration::from_secs(10), pool.run(vec![3]))
+        .await
+        .expect("the queue is served again");
+    assert_eq!(values(answered.unwrap()), [6]);
+    assert_eq!(second.get_status(), ractor::ActorStatus::Running);
+}
+
+#[tokio::test]
+async fn under_the_node_supervisor_the_pool_is_one_of_its_children() {
+    use crate::supervisor::{NodeSupervisor, NodeSupervisorArgs, RestartBudget};
+    let probe = Arc::new(Probe::default());
+    let (pool, child) = LocalModelPool::new(
+        "test",
+        TestLoader(Arc::clone(&probe)),
+        PoolConfig::default(),
+    );
+    let spec = child.spec();
+    assert_eq!(spec.name, "local-model:test");
+    let args = NodeSupervisorArgs {
+        children: vec![spec],
+        budget: RestartBudget::default(),
+    };
+    let (supervisor, join) = Actor::spawn(None, NodeSupervisor, args).await.unwrap();
+    assert_eq!(values(pool.run(vec![5]).await.unwrap()), [10]);
+    assert_eq!(supervisor.get_children().len(), 1);
+    supervisor.stop(None);
+    join.await.unwrap();
 }

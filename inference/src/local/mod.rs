@@ -1,0 +1,10 @@
+//! Models that run in the process: ONNX Runtime, loaded from a library file at run time
+//! (`ort` with `load-dynamic`, so a node without it still starts), and the sentence
+//! embedder built on it. The models run in `troupe_actors::local_model` pools: this module
+//! only loads them and runs one batch.
+
+mod runtime;
+mod sentence;
+
+pub use runtime::{Device, ORT_DYLIB_PATH, OnnxRuntime, RuntimeError};
+pub use sentence::{MAX_TOKENS, SentenceEmbedder, SentenceFiles, SentenceModel};

@@ -10,6 +10,7 @@ mod cli;
 mod config;
 pub mod fuzzing;
 mod gateway;
+mod local_models;
 mod memory;
 mod reminders;
 mod serve;

@@ -39,6 +39,7 @@ use crate::gateway::access::{AccessArgs, AccessLayer};
 use crate::gateway::body::BodyBudget;
 use crate::gateway::setup::SetupTarget;
 use crate::gateway::{AppState, Clients, GatewaySettings};
+use crate::local_models::LocalModels;
 
 /// How long shutdown waits for in-flight requests and replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -134,6 +135,8 @@ pub(crate) async fn serve(
             .context("the cluster's uploads bucket")?,
         None => LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes),
     };
+    let (models, model_children) = LocalModels::new(&config.models, &config.storage.data_dir);
+    let models = Arc::new(models);
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.as_str().into(),
@@ -227,8 +230,10 @@ pub(crate) async fn serve(
             stores,
             canvas: canvas.clone(),
             room_tokens: troupe_canvas::RoomTokens::default(),
+            models,
         };
         let _ = dispatcher_out.set(dispatcher);
+        children.extend(model_children);
         children.insert(0, canvas.child_spec());
         children.insert(1, access_spec(listen, state, stopped));
         children

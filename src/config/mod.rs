@@ -5,6 +5,7 @@
 pub(crate) mod autodetect;
 mod bridges;
 mod canvas;
+mod models;
 mod skills;
 mod telemetry;
 mod uploads;
@@ -30,6 +31,7 @@ use crate::gateway::server::ServerTimeouts;
 pub(crate) use autodetect::detect_provider;
 pub(crate) use bridges::build_bridges;
 pub(crate) use canvas::CanvasConfig;
+pub(crate) use models::ModelsConfig;
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::TelemetryConfig;
 pub(crate) use uploads::UploadsConfig;
@@ -116,6 +118,9 @@ pub(crate) struct TroupeConfig {
     /// `[uploads]`: pictures for vision models.
     #[serde(default)]
     pub(crate) uploads: UploadsConfig,
+    /// `[models]`: local models (ONNX Runtime).
+    #[serde(default)]
+    pub(crate) models: ModelsConfig,
 }
 
 /// One `[[identities]]` entry.
@@ -584,6 +589,7 @@ impl TroupeConfig {
         self.telemetry.validate()?;
         self.canvas.validate()?;
         self.uploads.validate()?;
+        self.models.validate()?;
         build_bridges(&self.bridges)?;
         if self.tools.max_parallel == 0 {
             return Err(invalid("tools.max_parallel", "must be at least 1"));

@@ -576,3 +576,36 @@ fn canvas_limits_out_of_range_name_their_key() {
     config.validate().unwrap();
     assert_eq!(config.canvas.settings().max_updates_per_second, 40);
 }
+
+#[test]
+fn models_settings_out_of_range_name_their_key_and_the_device_is_typed() {
+    for (entry, key) in [
+        ("embedder = \"../elsewhere\"", "models.embedder"),
+        ("threads = 0", "models.threads"),
+        ("queue = 0", "models.queue"),
+        ("max_batch = 5000", "models.max_batch"),
+        ("cuda_device = -1", "models.cuda_device"),
+    ] {
+        let config = TroupeConfig::parse(&format!("[models]\n{entry}\n")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(key), "{entry}: {error}");
+    }
+    let error = TroupeConfig::parse("[models]\ndevice = \"tpu\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("device"), "{error}");
+    let config =
+        TroupeConfig::parse("[models]\ndevice = \"cuda\"\ncuda_device = 1\nembedder = \"\"\n")
+            .unwrap();
+    config.validate().unwrap();
+    assert_eq!(
+        config.models.device(),
+        troupe_inference::local::Device::Cuda { device_id: 1 }
+    );
+    assert_eq!(
+        TroupeConfig::default()
+            .models
+            .dir(std::path::Path::new("/data")),
+        PathBuf::from("/data/models")
+    );
+}

@@ -37,6 +37,8 @@ pub(crate) enum ApiCode {
     InvalidTtl,
     ItemExists,
     MethodNotAllowed,
+    ModelFailed,
+    ModelUnavailable,
     NotFound,
     NotLinked,
     NotPaired,

@@ -12,6 +12,7 @@ pub(crate) mod canvas;
 mod canvas_api;
 pub(crate) mod clients;
 mod conversations;
+mod embeddings;
 mod error;
 pub(crate) mod frames;
 mod guard;
@@ -98,6 +99,8 @@ pub(crate) struct AppState {
     pub(crate) canvas: troupe_canvas::Canvas,
     /// Room-scoped client tokens for the canvas.
     pub(crate) room_tokens: troupe_canvas::RoomTokens,
+    /// The local models (`/v1/embeddings`, `GET /api/v1/models`).
+    pub(crate) models: Arc<crate::local_models::LocalModels>,
 }
 
 impl AppState {
@@ -155,6 +158,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
             get(uploads::show),
         )
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/models", get(openai::list_models));
     // Routes that manage the node: the owner's token only.
     let managing = Router::new()
@@ -167,6 +171,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         )
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
+        .route("/api/v1/models", get(embeddings::models))
         .route("/api/v1/setup", get(setup::status).post(setup::apply))
         .route("/api/v1/canvas", get(canvas_api::list))
         .route(

@@ -13,6 +13,7 @@ mod cluster_bridges;
 mod conversations;
 mod discord;
 mod disk_full;
+mod embeddings;
 mod hardening;
 mod identity;
 mod mcp;

@@ -248,3 +248,18 @@ pub(crate) async fn owner_and_ada_node() -> TroupeProcess {
         .await
         .expect("troupe starts")
 }
+
+/// The models directory `./scripts/fetch-test-models` fills: ONNX Runtime and the
+/// all-MiniLM-L6-v2 embedder, laid out as `[models] dir` expects.
+pub(crate) fn test_models_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("TROUPE_TEST_MODELS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/models"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        dir.join("all-minilm-l6-v2/model.onnx").is_file(),
+        "{} has no models: run ./scripts/fetch-test-models (./scripts/test does)",
+        dir.display()
+    );
+    dir
+}

@@ -115,6 +115,7 @@ impl TroupeProcess {
             .arg(&self.config_path)
             .env_remove("TROUPE_TOKEN")
             .env_remove("TROUPE_CONFIG")
+            .env_remove("ORT_DYLIB_PATH")
             .env("TROUPE_LISTEN", listen)
             .env("TROUPE_DATA_DIR", &self.data_dir)
             .env("RUST_LOG", "info")

@@ -1,0 +1,140 @@
+//! The node's local models, as `[models]` configures them: ONNX Runtime found (not loaded:
+//! models load at their first use, so an unused one costs no memory), and the embedding
+//! model's pool, whose child joins the node's supervisor. A node without ONNX Runtime or
+//! the model's files starts all the same; `GET /api/v1/models`, the log and the error of
+//! `/v1/embeddings` say what is missing and how to install it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use troupe_actors::embedding::{Embedder, PooledEmbedder};
+use troupe_actors::local_model::{LocalModelPool, PoolConfig};
+use troupe_actors::supervisor::ChildSpec;
+use troupe_inference::local::{OnnxRuntime, SentenceEmbedder, SentenceFiles};
+
+use crate::config::ModelsConfig;
+
+/// The embedding model in use.
+struct EmbeddingModel {
+    name: String,
+    files: SentenceFiles,
+    embedder: Arc<dyn Embedder>,
+}
+
+/// What the node runs locally, and why not where it cannot.
+pub(crate) struct LocalModels {
+    dir: PathBuf,
+    config: ModelsConfig,
+    /// ONNX Runtime's library, or why it was not found.
+    runtime: Result<OnnxRuntime, String>,
+    embedding: Option<EmbeddingModel>,
+}
+
+impl LocalModels {
+    /// The local models of `config`, and the children their pools run as.
+    pub(crate) fn new(config: &ModelsConfig, data_dir: &std::path::Path) -> (Self, Vec<ChildSpec>) {
+        let dir = config.dir(data_dir);
+        let runtime = OnnxRuntime::locate(config.onnxruntime.as_deref(), &dir)
+            .map_err(|error| error.to_string());
+        let mut children = Vec::new();
+        let embedding = match (&runtime, config.embedder.as_str()) {
+            (_, "") => None,
+            (Err(missing), name) => {
+                tracing::warn!(model = name, "local embeddings are off: {missing}");
+                None
+            }
+            (Ok(runtime), name) => {
+                let files = SentenceFiles::in_folder(&dir.join(name));
+                let loader = SentenceEmbedder::new(
+                    runtime.clone(),
+                    files.clone(),
+                    config.device(),
+                    config.threads,
+                );
+                let limits = PoolConfig {
+                    queue: config.queue,
+                    max_batch: config.max_batch,
+                };
+                let (pool, child) = LocalModelPool::new(name, loader, limits);
+                children.push(child.spec());
+                Some(EmbeddingModel {
+                    name: name.to_owned(),
+                    files,
+                    embedder: PooledEmbedder::new(pool).shared(),
+                })
+            }
+        };
+        let models = Self {
+            dir,
+            config: config.clone(),
+            runtime,
+            embedding,
+        };
+        if let Some(missing) = models.missing_embedding_files() {
+            tracing::warn!(
+                "local embeddings will fail until {missing} is installed (see docs/local-models.md)"
+            );
+        }
+        (models, children)
+    }
+
+    /// The embedder, when one is configured and ONNX Runtime was found.
+    pub(crate) fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.embedding.as_ref().map(|model| &model.embedder)
+    }
+
+    /// Why there is no embedder.
+    pub(crate) fn why_no_embedder(&self) -> String {
+        match &self.runtime {
+            _ if self.config.embedder.is_empty() => {
+                "local embeddings are off: [models] embedder is empty".to_owned()
+            }
+            Err(missing) => missing.clone(),
+            Ok(_) => "local embeddings are not configured".to_owned(),
+        }
+    }
+
+    /// The embedding model's first missing file, if one is.
+    fn missing_embedding_files(&self) -> Option<String> {
+        let model = self.embedding.as_ref()?;
+        [&model.files.model, &model.files.tokenizer]
+            .into_iter()
+            .find(|path| !path.is_file())
+            .map(|path| path.display().to_string())
+    }
+
+    /// `GET /api/v1/models`: what is installed, what runs, and what is missing.
+    pub(crate) fn status(&self) -> Value {
+        let runtime = match &self.runtime {
+            Ok(runtime) => json!({"found": true, "path": runtime.path()}),
+            Err(missing) => json!({"found": false, "problem": missing}),
+        };
+        let embedding = match &self.embedding {
+            Some(model) => {
+                let missing = self.missing_embedding_files();
+                json!({
+                    "name": model.name,
+                    "kind": "embedding",
+                    "serves": "/v1/embeddings",
+                    "folder": self.dir.join(&model.name),
+                    "ready": missing.is_none(),
+                    "problem": missing.map(|path| format!("{path} is missing")),
+                })
+            }
+            None => json!({
+                "name": self.config.embedder,
+                "kind": "embedding",
+                "serves": "/v1/embeddings",
+                "ready": false,
+                "problem": self.why_no_embedder(),
+            }),
+        };
+        json!({
+            "dir": self.dir,
+            "device": self.config.device,
+            "onnxruntime": runtime,
+            "models": [embedding],
+        })
+    }
+}

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod inbox;
 pub mod ingress;
 pub mod local_model;
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod model_worker;

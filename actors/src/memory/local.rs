@@ -1,0 +1,213 @@
+//! Memories on one node: `memory.redb` in the data dir, one durable transaction per
+//! change, and each person's memories held in memory once read (search is over them).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use redb::TableDefinition;
+
+use super::store::{Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, NewMemory};
+use super::{MAX_MEMORIES_PER_PERSON, quantize};
+use crate::message::unix_now;
+use crate::storage::Storage;
+
+/// `person\0id` → the memory (bincode).
+const MEMORIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("memories_v1");
+/// redb's page cache: memories are read once per person, then served from memory.
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
+
+fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> MemoryError {
+    MemoryError::Store(Box::new(error))
+}
+
+fn key(person: &str, id: &MemoryId) -> String {
+    format!("{person}\0{id}")
+}
+
+/// The keys of `person`'s memories: from `person\0` up to `person\x01`.
+fn range(person: &str) -> (String, String) {
+    (format!("{person}\0"), format!("{person}\u{1}"))
+}
+
+fn encode(memory: &Memory) -> Result<Vec<u8>, MemoryError> {
+    bincode::serde::encode_to_vec(memory, bincode::config::standard()).map_err(store_error)
+}
+
+fn decode(bytes: &[u8]) -> Result<Memory, MemoryError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(memory, _)| memory)
+        .map_err(store_error)
+}
+
+/// The memories of every person on this node.
+#[derive(Clone)]
+pub struct LocalMemoryStore {
+    storage: Storage,
+    /// Each person's memories once read, oldest first.
+    people: Arc<DashMap<String, Arc<[Memory]>>>,
+    /// One change at a time, so that the cache and the file agree.
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl LocalMemoryStore {
+    /// `memory.redb` in `data_dir`, created at the first memory kept.
+    pub fn new(data_dir: &Path) -> Self {
+        let storage = Storage::lazy(
+            "memory",
+            &data_dir.join("memory.redb"),
+            CACHE_BYTES,
+            |transaction| transaction.open_table(MEMORIES).map(drop),
+        );
+        Self {
+            storage,
+            people: Arc::new(DashMap::new()),
+            writer: Arc::default(),
+        }
+    }
+
+    /// The database, for health reports next to the other stores.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Storage) -> Result<T, MemoryError> + Send + 'static,
+    ) -> Result<T, MemoryError> {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || work(&storage))
+            .await
+            .map_err(store_error)?
+    }
+
+    async fn read(&self, person: &str) -> Result<Arc<[Memory]>, MemoryError> {
+        let (from, to) = range(person);
+        let memories = self
+            .blocking(move |storage| {
+                let Some(read) = storage
+                    .run_existing(|database| {
+                        let transaction = database.begin_read().map_err(store_error)?;
+                        let table = transaction.open_table(MEMORIES).map_err(store_error)?;
+                        let mut memories = Vec::new();
+                        for entry in table
+                            .range(from.as_str()..to.as_str())
+                            .map_err(store_error)?
+                        {
+                            let (_, value) = entry.map_err(store_error)?;
+                            memories.push(decode(value.value())?);
+                        }
+                        Ok::<_, MemoryError>(memories)
+                    })
+                    .map_err(store_error)?
+                else {
+                    return Ok(Vec::new());
+                };
+                read
+            })
+            .await?;
+        // In key order, which is id order: the order they were kept in.
+        Ok(memories.into())
+    }
+
+    /// Writes `added` and deletes `removed` for `person` in one durable transaction.
+    async fn write(
+        &self,
+        person: &str,
+        added: Option<&Memory>,
+        removed: Vec<MemoryId>,
+    ) -> Result<usize, MemoryError> {
+        let added = added
+            .map(|memory| encode(memory).map(|bytes| (key(person, &memory.id), bytes)))
+            .transpose()?;
+        let removed: Vec<String> = removed.iter().map(|id| key(person, id)).collect();
+        self.blocking(move |storage| {
+            storage
+                .run(|database| {
+                    let transaction = database.begin_write().map_err(store_error)?;
+                    let mut gone = 0;
+                    {
+                        let mut table = transaction.open_table(MEMORIES).map_err(store_error)?;
+                        if let Some((key, bytes)) = &added {
+                            table
+                                .insert(key.as_str(), bytes.as_slice())
+                                .map_err(store_error)?;
+                        }
+                        for key in &removed {
+                            if table.remove(key.as_str()).map_err(store_error)?.is_some() {
+                                gone += 1;
+                            }
+                        }
+                    }
+                    transaction.commit().map_err(store_error)?;
+                    Ok::<_, MemoryError>(gone)
+                })
+                .map_err(store_error)?
+        })
+        .await
+    }
+}
+
+/// Which memories make room for one more: the oldest automatic ones, then the oldest.
+fn overflow(memories: &[Memory]) -> Vec<MemoryId> {
+    let excess = (memories.len() + 1).saturating_sub(MAX_MEMORIES_PER_PERSON);
+    let turns = memories
+        .iter()
+        .filter(|memory| memory.kind == MemoryKind::Turn);
+    let facts = memories
+        .iter()
+        .filter(|memory| memory.kind == MemoryKind::Fact);
+    turns
+        .chain(facts)
+        .take(excess)
+        .map(|memory| memory.id.clone())
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl MemoryStore for LocalMemoryStore {
+    async fn add(&self, person: &str, memory: NewMemory) -> Result<Memory, MemoryError> {
+        let _writing = self.writer.lock().await;
+        let current = self.all(person).await?;
+        let kept = Memory {
+            id: MemoryId::new(),
+            text: memory.text,
+            kind: memory.kind,
+            created_at: unix_now(),
+            tokens: u32::try_from(memory.tokens).unwrap_or(u32::MAX),
+            vector: quantize(&memory.vector),
+        };
+        let dropped = overflow(&current);
+        self.write(person, Some(&kept), dropped.clone()).await?;
+        let mut next: Vec<Memory> = current
+            .iter()
+            .filter(|memory| !dropped.contains(&memory.id))
+            .cloned()
+            .collect();
+        next.push(kept.clone());
+        self.people.insert(person.to_owned(), next.into());
+        Ok(kept)
+    }
+
+    async fn all(&self, person: &str) -> Result<Arc<[Memory]>, MemoryError> {
+        if let Some(memories) = self.people.get(person) {
+            return Ok(Arc::clone(&memories));
+        }
+        let memories = self.read(person).await?;
+        self.people.insert(person.to_owned(), Arc::clone(&memories));
+        Ok(memories)
+    }
+
+    async fn forget(&self, person: &str, ids: &[MemoryId]) -> Result<usize, MemoryError> {
+        let _writing = self.writer.lock().await;
+        let current = self.all(person).await?;
+        let gone = self.write(person, None, ids.to_vec()).await?;
+        let next: Vec<Memory> = current
+            .iter()
+            .filter(|memory| !ids.contains(&memory.id))
+            .cloned()
+            .collect();
+        self.people.insert(person.to_owned(), next.into());
+        Ok(gone)
+    }
+}

@@ -1,0 +1,132 @@
+//! What a memory is, and the [`MemoryStore`] trait that keeps them.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A memory's id: unique per person (`m-` and 16 hex digits), ordered as memories were
+/// kept (microseconds since 1970, then 12 random bits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MemoryId(String);
+
+impl MemoryId {
+    /// A fresh id, after every id made before it on this clock.
+    pub fn new() -> Self {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_micros() as u64);
+        Self(format!(
+            "m-{:016x}",
+            (micros << 12) | (rand::random::<u64>() & 0xfff)
+        ))
+    }
+
+    /// An id a client named: `m-` and 16 lowercase hex digits, or `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits = text.strip_prefix("m-")?;
+        (digits.len() == 16
+            && digits
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
+        .then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for MemoryId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for MemoryId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+/// Where a memory came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryKind {
+    /// The person or the assistant chose to keep it (the `memory` skill).
+    Fact,
+    /// A finished exchange, kept automatically.
+    Turn,
+}
+
+/// A memory to keep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMemory {
+    pub text: String,
+    pub kind: MemoryKind,
+    /// Unit vector of `text`.
+    pub vector: Vec<f32>,
+    /// Tokens of `text` as the embedder read it (the prompt budget counts them).
+    pub tokens: usize,
+}
+
+/// A kept memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    pub id: MemoryId,
+    pub text: String,
+    pub kind: MemoryKind,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub tokens: u32,
+    /// The unit vector, each component times 127 (see [`quantize`]).
+    pub vector: Vec<i8>,
+}
+
+impl Memory {
+    /// Cosine similarity with `query` (quantised the same way), in about -1..=1.
+    pub fn similarity(&self, query: &[i8]) -> f32 {
+        Self::similarity_of(&self.vector, query)
+    }
+
+    /// Cosine similarity of two quantised unit vectors.
+    pub fn similarity_of(a: &[i8], b: &[i8]) -> f32 {
+        let dot: i32 = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| i32::from(*a) * i32::from(*b))
+            .sum();
+        dot as f32 / (127.0 * 127.0)
+    }
+}
+
+/// A unit vector as int8: each component times 127, rounded.
+pub fn quantize(vector: &[f32]) -> Vec<i8> {
+    vector
+        .iter()
+        .map(|value| (value.clamp(-1.0, 1.0) * 127.0).round() as i8)
+        .collect()
+}
+
+/// Why memories could not be read or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("the memory store failed: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the memory could not be embedded: {0}")]
+    Embedding(#[from] crate::embedding::EmbedError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Keeps each person's memories.
+#[async_trait::async_trait]
+pub trait MemoryStore: Send + Sync + 'static {
+    /// Keeps `memory` for `person`; answers its id.
+    async fn add(&self, person: &str, memory: NewMemory) -> Result<Memory, MemoryError>;
+
+    /// Every memory of `person`, oldest first.
+    async fn all(&self, person: &str) -> Result<Arc<[Memory]>, MemoryError>;
+
+    /// Deletes these memories of `person` for good; answers how many there were.
+    async fn forget(&self, person: &str, ids: &[MemoryId]) -> Result<usize, MemoryError>;
+}

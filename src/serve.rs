@@ -154,6 +154,7 @@ pub(crate) async fn serve(
         turn_context: Some(Arc::new(BoardContext::new(canvas.clone()))),
         inbox,
         uploads: Some(uploads),
+        memories: None,
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),

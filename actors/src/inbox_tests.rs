@@ -54,6 +54,7 @@ async fn node(store: Arc<LocalSnapshotStore>, script: Vec<Scripted>) -> InboxNod
         turn_context: None,
         inbox: Some(Arc::clone(&store) as Arc<dyn Inbox>),
         uploads: None,
+        memories: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     InboxNode {

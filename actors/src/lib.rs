@@ -44,6 +44,8 @@ mod parser_properties;
 #[cfg(test)]
 mod session_journal_tests;
 #[cfg(test)]
+mod session_memory_tests;
+#[cfg(test)]
 mod session_replace_tests;
 #[cfg(test)]
 mod session_stop_tests;

@@ -66,6 +66,8 @@ pub struct NodeSetup {
     /// Where pictures uploaded into conversations are kept; `None` where they are not
     /// taken (a cluster, for now).
     pub uploads: Option<Arc<dyn UploadStore>>,
+    /// Long-term memory: recalled before each turn, kept after it; `None`: none.
+    pub memories: Option<Arc<crate::memory::Memories>>,
 }
 
 /// Where the current registry lives; replaced when the supervisor restarts it.
@@ -145,6 +147,7 @@ pub async fn start_node(
         inbox: setup.inbox.clone(),
         running: Arc::default(),
         uploads: setup.uploads.clone(),
+        memories: setup.memories.clone(),
     };
     let running = Arc::clone(&context.running);
     children.push(registry_spec(context, &registry_slot));

@@ -34,6 +34,7 @@ async fn node_with_backlog(
         turn_context: None,
         inbox: None,
         uploads: None,
+        memories: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

@@ -63,6 +63,7 @@ pub(crate) async fn node_with(
         turn_context: None,
         inbox: None,
         uploads: None,
+        memories: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     TestNode { handle, store }
@@ -413,6 +414,7 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         turn_context: None,
         inbox: None,
         uploads: None,
+        memories: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     let (_, last) = collect(handle.route(text_message("d1", "lena", "keep me")).unwrap()).await;
@@ -562,6 +564,7 @@ async fn gated_node_with(store: &Arc<GatedStore>, script: Vec<Scripted>) -> Node
         turn_context: None,
         inbox: None,
         uploads: None,
+        memories: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

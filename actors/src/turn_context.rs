@@ -90,6 +90,7 @@ mod tests {
             turn_context: Some(Arc::new(Boards)),
             inbox: None,
             uploads: None,
+            memories: None,
         };
         start_node(setup, |_| Vec::new()).await.unwrap().0
     }

@@ -4,43 +4,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::embedding::{EmbedError, Embedded, Embedder};
-
-/// Words hashed into 64 dimensions, normalised: sharing words makes texts near.
-struct Words;
-
-fn words_vector(text: &str) -> Vec<f32> {
-    let mut vector = vec![0.0f32; 64];
-    for word in text
-        .to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() > 2)
-    {
-        let hash = word.bytes().fold(7u32, |hash, byte| {
-            hash.wrapping_mul(31).wrapping_add(u32::from(byte))
-        });
-        vector[(hash % 64) as usize] += 1.0;
-    }
-    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-9);
-    vector.iter().map(|v| v / norm).collect()
-}
-
-#[async_trait::async_trait]
-impl Embedder for Words {
-    fn model(&self) -> &str {
-        "words"
-    }
-
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Embedded>, EmbedError> {
-        Ok(texts
-            .iter()
-            .map(|text| Embedded {
-                vector: words_vector(text),
-                tokens: text.split_whitespace().count() + 2,
-            })
-            .collect())
-    }
-}
+use crate::testing::{WordsEmbedder as Words, words_vector};
 
 fn memories(dir: &std::path::Path, config: MemoryConfig) -> Arc<Memories> {
     let store = Arc::new(LocalMemoryStore::new(dir));

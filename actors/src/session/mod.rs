@@ -35,6 +35,7 @@ use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
 
 mod commit;
 mod journal;
+mod memory;
 mod pictures;
 mod tools;
 
@@ -75,6 +76,8 @@ pub struct SessionContext {
     pub running: Arc<RunningTurns>,
     /// Where pictures uploaded into conversations are kept (`None`: not taken here).
     pub uploads: Option<Arc<dyn crate::uploads::UploadStore>>,
+    /// Long-term memory (`None`: the node keeps none).
+    pub memories: Option<Arc<crate::memory::Memories>>,
 }
 
 /// A session's history as the sessions API shows it.
@@ -644,6 +647,10 @@ impl SessionState {
             timestamp: now,
             images: Vec::new(),
         });
+        if !reply.stopped && reply.awaiting.is_none() {
+            let person = self.person_of(&message);
+            self.keep_exchange(&person, message.payload(), &reply.payload);
+        }
         self.updated_at = now;
         self.exists = true;
         // Nothing is answered that is not stored: the caller sends the reply once a write

@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::SessionState;
-use crate::bridge::identity::PERSON_PLATFORM;
 use crate::message::{InboundMessage, unix_now};
 use crate::provider::{ChatRequest, Completion, DeltaSink, Role, ToolCall, ToolSpec};
 use crate::skill::{
@@ -44,11 +43,7 @@ fn decision_of(text: &str) -> Option<Decision> {
 impl SessionState {
     /// Who the turn is for, as skills see it.
     fn skill_session(&self, message: &InboundMessage) -> SkillSession {
-        let person = if self.key.platform() == PERSON_PLATFORM {
-            format!("{PERSON_PLATFORM}:{}", self.key.conversation_id())
-        } else {
-            format!("{}:{}", message.platform(), message.sender_id())
-        };
+        let person = self.person_of(message);
         SkillSession {
             key: self.key.to_string(),
             platform: self.key.platform().to_owned(),
@@ -89,6 +84,11 @@ impl SessionState {
         let max_rounds = self.context.config.tools.max_rounds;
         let mut over_limit = false;
         let turn_context = gather(self.context.turn_context.as_deref(), message).await;
+        let recalled = self.recall(message, &session.person, events).await;
+        let turn_context = match (turn_context, recalled) {
+            (Some(context), Some(recalled)) => Some(format!("{context}\n\n{recalled}")),
+            (context, recalled) => context.or(recalled),
+        };
         loop {
             // A tool call already running finishes (its result is recorded); no model call
             // starts after a stop.

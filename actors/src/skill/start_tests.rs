@@ -84,6 +84,7 @@ async fn node_with(skill: Slow, limit: Duration) -> (NodeHandle, Arc<ScriptedPro
         turn_context: None,
         inbox: None,
         uploads: None,
+        memories: None,
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     (node, provider)

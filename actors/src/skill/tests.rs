@@ -114,6 +114,7 @@ async fn node(script: Vec<Scripted>, grant: Grant, max_rounds: u32) -> Setup {
         turn_context: None,
         inbox: None,
         uploads: None,
+        memories: None,
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     for _ in 0..200 {

@@ -1,0 +1,142 @@
+//! `memory`: long-term memory by meaning (see `troupe_actors::memory`): remember a fact,
+//! search what is remembered by what it means, list it, and forget, for good, a memory or
+//! everything about something. Per person: linked accounts share one memory.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use troupe_actors::memory::{Memories, Memory, MemoryError, MemoryId, Recalled};
+use troupe_actors::skill::{Skill, SkillCall, SkillError, SkillErrorCode, SkillManifest};
+
+use super::{text_argument, tool};
+
+/// Most memories one search or list answers.
+const MAX_LISTED: usize = 50;
+
+pub(super) struct MemorySkill {
+    memories: Arc<Memories>,
+}
+
+impl MemorySkill {
+    pub(super) const fn new(memories: Arc<Memories>) -> Self {
+        Self { memories }
+    }
+}
+
+fn failed(error: MemoryError) -> SkillError {
+    match error {
+        MemoryError::Invalid(reason) => SkillError::invalid(reason),
+        other => SkillError::failed(other.to_string()),
+    }
+}
+
+fn memory_json(memory: &Memory) -> Value {
+    json!({"id": memory.id, "text": memory.text, "kind": memory.kind, "created_at": memory.created_at})
+}
+
+fn recalled_json(recalled: &Recalled) -> Value {
+    json!({"id": recalled.id, "text": recalled.text, "kind": recalled.kind,
+        "created_at": recalled.created_at, "similarity": (recalled.similarity * 1000.0).round() / 1000.0})
+}
+
+impl MemorySkill {
+    async fn forget(&self, person: &str, arguments: &Value) -> Result<Value, SkillError> {
+        let forgotten: Vec<Value> = match (arguments["id"].as_str(), arguments["about"].as_str()) {
+            (Some(id), _) => {
+                let id = MemoryId::parse(id)
+                    .ok_or_else(|| SkillError::invalid("`id` is a memory id: m- and 16 hex digits"))?;
+                let gone = self.memories.forget(person, &[id.clone()]).await.map_err(failed)?;
+                if gone == 0 {
+                    Vec::new()
+                } else {
+                    vec![json!({"id": id})]
+                }
+            }
+            (None, Some(about)) => self
+                .memories
+                .forget_about(person, about)
+                .await
+                .map_err(failed)?
+                .iter()
+                .map(memory_json)
+                .collect(),
+            (None, None) => {
+                return Err(SkillError::invalid("give the memory's `id`, or `about` what"));
+            }
+        };
+        if forgotten.is_empty() {
+            return Err(SkillError::new(SkillErrorCode::NotFound, "no memory matched"));
+        }
+        Ok(json!({"forgotten": forgotten}))
+    }
+}
+
+#[async_trait::async_trait]
+impl Skill for MemorySkill {
+    fn kind(&self) -> &'static str {
+        "builtin"
+    }
+
+    async fn manifest(&self) -> Result<SkillManifest, SkillError> {
+        Ok(SkillManifest {
+            name: "memory".into(),
+            description: "Long-term memory by meaning: what the person told you, across conversations and platforms. Relevant memories are also recalled for you before each message.".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            tools: vec![
+                tool(
+                    "remember",
+                    "Keeps a fact about the person for later (write it as a full sentence).",
+                    json!({"type": "object", "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 2000}},
+                        "required": ["text"], "additionalProperties": false}),
+                ),
+                tool(
+                    "search",
+                    "Finds the memories nearest in meaning to the query, best first.",
+                    json!({"type": "object", "properties": {"query": {"type": "string", "minLength": 1},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LISTED}},
+                        "required": ["query"], "additionalProperties": false}),
+                ),
+                tool(
+                    "list",
+                    "Lists the most recent memories.",
+                    json!({"type": "object", "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LISTED}},
+                        "additionalProperties": false}),
+                ),
+                tool(
+                    "forget",
+                    "Deletes for good the memory with this id, or every memory about something.",
+                    json!({"type": "object", "properties": {"id": {"type": "string"}, "about": {"type": "string", "minLength": 1}},
+                        "additionalProperties": false}),
+                ),
+            ],
+            permissions: Default::default(),
+        })
+    }
+
+    async fn execute(&self, call: SkillCall) -> Result<Value, SkillError> {
+        let person = call.session.person.as_str();
+        let limit = call.arguments["limit"].as_u64().map_or(10, |limit| limit as usize).min(MAX_LISTED);
+        match call.action.as_str() {
+            "remember" => {
+                let kept = self
+                    .memories
+                    .remember(person, text_argument(&call.arguments, "text")?)
+                    .await
+                    .map_err(failed)?;
+                Ok(json!({"remembered": memory_json(&kept)}))
+            }
+            "search" => {
+                let query = text_argument(&call.arguments, "query")?;
+                let found = self.memories.search(person, query, limit).await.map_err(failed)?;
+                Ok(json!({"memories": found.iter().map(recalled_json).collect::<Vec<_>>()}))
+            }
+            "list" => {
+                let all = self.memories.list(person).await.map_err(failed)?;
+                let newest: Vec<Value> = all.iter().rev().take(limit).map(memory_json).collect();
+                Ok(json!({"count": all.len(), "memories": newest}))
+            }
+            "forget" => self.forget(person, &call.arguments).await,
+            other => Err(SkillError::invalid(format!("no tool `{other}`"))),
+        }
+    }
+}

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use troupe_actors::embedding::{Embedder, PooledEmbedder};
 use troupe_actors::local_model::{LocalModelPool, PoolConfig};
+use troupe_actors::memory::{LocalMemoryStore, Memories};
 use troupe_actors::supervisor::ChildSpec;
 use troupe_inference::local::{OnnxRuntime, SentenceEmbedder, SentenceFiles};
 
-use crate::config::ModelsConfig;
+use crate::config::{MemorySettings, ModelsConfig};
 
 /// The embedding model in use.
 struct EmbeddingModel {
@@ -77,6 +78,37 @@ impl LocalModels {
             );
         }
         (models, children)
+    }
+
+    /// Long-term memory on the embedder, kept in `data_dir`: `None` when it is off, when
+    /// there is no embedder, or in a cluster (whose memory is not shared between nodes
+    /// yet), each said in the log.
+    pub(crate) fn memories(
+        &self,
+        settings: &MemorySettings,
+        data_dir: &std::path::Path,
+        clustered: bool,
+    ) -> Option<(Arc<Memories>, LocalMemoryStore)> {
+        if !settings.enabled {
+            return None;
+        }
+        let Some(embedder) = self.embedder() else {
+            tracing::info!("long-term memory is off: {}", self.why_no_embedder());
+            return None;
+        };
+        if clustered {
+            tracing::warn!(
+                "long-term memory is off: a cluster does not share it between nodes yet"
+            );
+            return None;
+        }
+        let store = LocalMemoryStore::new(data_dir);
+        let memories = Memories::new(
+            Arc::clone(embedder),
+            Arc::new(store.clone()),
+            settings.config(),
+        );
+        Some((Arc::new(memories), store))
     }
 
     /// The embedder, when one is configured and ONNX Runtime was found.

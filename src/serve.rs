@@ -118,13 +118,18 @@ pub(crate) async fn serve(
     let (canvas_store, canvas_disk, canvas_settings) =
         open_canvas_store(&config, cluster.as_ref()).await?;
     let canvas = Canvas::new(canvas_store, canvas_settings);
+    let (models, model_children) = LocalModels::new(&config.models, &config.storage.data_dir);
+    let memory = models.memories(&config.memory, &config.storage.data_dir, cluster.is_some());
+    let (memories, memory_store) = memory.unzip();
+    let models = Arc::new(models);
     let builtin_context = BuiltinContext {
         store: Arc::clone(&store),
         reminders: Arc::clone(&reminders),
         canvas: Some(Arc::new(CanvasSkill::new(canvas.clone()))),
+        memories: memories.clone(),
     };
     let skills = build_skills(
-        &effective_skills(config.skills.as_deref()),
+        &effective_skills(config.skills.as_deref(), memories.is_some()),
         &builtin_context,
     )?;
     // A cluster's sessions move between nodes: its pictures are in its object store.
@@ -135,8 +140,6 @@ pub(crate) async fn serve(
             .context("the cluster's uploads bucket")?,
         None => LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes),
     };
-    let (models, model_children) = LocalModels::new(&config.models, &config.storage.data_dir);
-    let models = Arc::new(models);
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.as_str().into(),
@@ -154,7 +157,7 @@ pub(crate) async fn serve(
         turn_context: Some(Arc::new(BoardContext::new(canvas.clone()))),
         inbox,
         uploads: Some(uploads),
-        memories: None,
+        memories: memories.clone(),
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),
@@ -177,11 +180,13 @@ pub(crate) async fn serve(
     let access_shutdown = shutdown.clone();
     let access_connections = connections.clone();
     let access_cluster = cluster.clone();
+    let access_memories = memories.clone();
     let bridge_entries = build_bridges(&config.bridges)?;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
     let stores: Arc<[Storage]> = [bridge_store.storage().clone(), reminders.storage().clone()]
         .into_iter()
         .chain(canvas_disk)
+        .chain(memory_store.map(|store| store.storage().clone()))
         .collect();
     let limits = settings.limits;
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
@@ -232,6 +237,7 @@ pub(crate) async fn serve(
             canvas: canvas.clone(),
             room_tokens: troupe_canvas::RoomTokens::default(),
             models,
+            memories: access_memories,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.extend(model_children);

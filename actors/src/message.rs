@@ -232,10 +232,28 @@ impl InboundMessage {
         self.metadata.insert(REPLY_ROUTE_METADATA.to_owned(), route);
     }
 
+    /// The person the sender is linked to (`troupe.person`), if the door noted one.
+    pub fn person(&self) -> Option<&str> {
+        self.metadata
+            .get(PERSON_METADATA)
+            .and_then(serde_json::Value::as_str)
+    }
+
+    /// Notes the person the sender is linked to, whose memory the message's turns use,
+    /// whatever conversation it is in. Only the server sets this key.
+    pub fn set_person(&mut self, person: &str) -> Result<(), MessageError> {
+        check_id("person", person)?;
+        self.metadata.insert(
+            PERSON_METADATA.to_owned(),
+            serde_json::Value::String(person.to_owned()),
+        );
+        Ok(())
+    }
+
     /// Moves the message into the conversation of the person its sender is linked to
     /// (`person:<name>`), noting the platform it came from under `via`.
     pub fn join_person(&mut self, person: String) -> Result<(), MessageError> {
-        check_id("person", &person)?;
+        self.set_person(&person)?;
         let via = std::mem::replace(&mut self.platform, PERSON_PLATFORM.to_owned());
         self.metadata
             .insert("via".to_owned(), serde_json::Value::String(via));
@@ -308,6 +326,8 @@ pub struct InboundDraft {
 
 /// Where a message that replaces an earlier one keeps that one's id (the server's key).
 pub const REPLACES_METADATA: &str = "troupe.replaces";
+/// Metadata key: the person the sender is linked to (set by the server only).
+pub const PERSON_METADATA: &str = "troupe.person";
 
 /// What the server fills in when the client did not say.
 #[derive(Clone, Debug)]

@@ -35,6 +35,10 @@ pub enum SkillSetupError {
     NoNetworkIsolation,
     #[error("the canvas does not run on this node")]
     NoCanvas,
+    #[error(
+        "this node keeps no long-term memory: it needs the local embedding model (see docs/local-models.md)"
+    )]
+    NoMemory,
     #[error("there is no built-in skill `{name}` (expected one of: {expected})")]
     UnknownBuiltin { name: String, expected: String },
 }

@@ -5,6 +5,7 @@
 pub(crate) mod autodetect;
 mod bridges;
 mod canvas;
+mod memory;
 mod models;
 mod skills;
 mod telemetry;
@@ -31,6 +32,7 @@ use crate::gateway::server::ServerTimeouts;
 pub(crate) use autodetect::detect_provider;
 pub(crate) use bridges::build_bridges;
 pub(crate) use canvas::CanvasConfig;
+pub(crate) use memory::MemorySettings;
 pub(crate) use models::ModelsConfig;
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::TelemetryConfig;
@@ -121,6 +123,9 @@ pub(crate) struct TroupeConfig {
     /// `[models]`: local models (ONNX Runtime).
     #[serde(default)]
     pub(crate) models: ModelsConfig,
+    /// `[memory]`: long-term memory by meaning.
+    #[serde(default)]
+    pub(crate) memory: MemorySettings,
 }
 
 /// One `[[identities]]` entry.
@@ -590,6 +595,7 @@ impl TroupeConfig {
         self.canvas.validate()?;
         self.uploads.validate()?;
         self.models.validate()?;
+        self.memory.validate()?;
         build_bridges(&self.bridges)?;
         if self.tools.max_parallel == 0 {
             return Err(invalid("tools.max_parallel", "must be at least 1"));

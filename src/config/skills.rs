@@ -17,7 +17,8 @@ use troupe_skills::mcp::{McpSkill, McpTransport, ProcessLimits};
 
 use super::{ConfigError, invalid, refused};
 
-/// Built-ins that are on when no `[[skills]]` entry is given.
+/// Built-ins that are on when no `[[skills]]` entry is given (and `memory`, where the node
+/// keeps long-term memory).
 const DEFAULT_BUILTINS: [&str; 5] = ["time", "calculator", "notes", "reminders", "canvas"];
 
 const fn default_max_rounds() -> u32 {
@@ -124,14 +125,20 @@ pub(crate) struct SkillConfig {
 }
 
 /// The entries in force: the configured ones, or the default built-ins.
-pub(crate) fn effective_skills(configured: Option<&[SkillConfig]>) -> Vec<SkillConfig> {
+pub(crate) fn effective_skills(
+    configured: Option<&[SkillConfig]>,
+    with_memory: bool,
+) -> Vec<SkillConfig> {
+    let memory = with_memory.then_some("memory");
     match configured {
         Some(entries) => entries.to_vec(),
         None => DEFAULT_BUILTINS
             .iter()
+            .copied()
+            .chain(memory)
             .map(|name| SkillConfig {
                 kind: SkillKind::Builtin,
-                name: (*name).to_owned(),
+                name: name.to_owned(),
                 builtin: None,
                 url: None,
                 secret_env: None,

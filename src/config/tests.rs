@@ -391,7 +391,7 @@ fn the_skills_example_in_the_docs_is_valid() {
 #[test]
 fn without_skills_the_permissionless_built_ins_are_on() {
     let names = |config: &TroupeConfig| -> Vec<String> {
-        effective_skills(config.skills.as_deref())
+        effective_skills(config.skills.as_deref(), false)
             .into_iter()
             .map(|skill| skill.name)
             .collect()
@@ -468,6 +468,7 @@ fn building_a_skill_names_what_is_missing() {
             troupe_skills::builtin::Reminders::open(tempfile::tempdir().unwrap().path()).unwrap(),
         ),
         canvas: None,
+        memories: None,
     };
     for (entry, key) in [
         (

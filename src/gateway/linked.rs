@@ -43,17 +43,19 @@ pub(crate) fn session_key(
     }
 }
 
-/// Moves a message written in its sender's main conversation into the conversation of
-/// the person the sender is linked to, if any.
+/// For a linked sender: moves a message written in its main conversation into the
+/// conversation of its person, and notes the person on a message in any other (whose
+/// turns then use the person's memory).
 pub(crate) fn join_linked_person(
     state: &AppState,
     message: &mut InboundMessage,
 ) -> Result<(), MessageError> {
-    if message.conversation_id() != message.sender_id() {
+    let Some(person) = linked_person(state, message.platform(), message.sender_id()) else {
         return Ok(());
-    }
-    match linked_person(state, message.platform(), message.conversation_id()) {
-        Some(person) => message.join_person(person),
-        None => Ok(()),
+    };
+    if message.conversation_id() == message.sender_id() {
+        message.join_person(person)
+    } else {
+        message.set_person(&person)
     }
 }

@@ -17,6 +17,7 @@ mod error;
 pub(crate) mod frames;
 mod guard;
 mod linked;
+mod memory;
 pub(crate) mod openai;
 mod rest;
 pub(crate) mod server;
@@ -35,7 +36,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +102,8 @@ pub(crate) struct AppState {
     pub(crate) room_tokens: troupe_canvas::RoomTokens,
     /// The local models (`/v1/embeddings`, `GET /api/v1/models`).
     pub(crate) models: Arc<crate::local_models::LocalModels>,
+    /// Long-term memory (`/api/v1/memory`), where the node keeps it.
+    pub(crate) memories: Option<Arc<troupe_actors::memory::Memories>>,
 }
 
 impl AppState {
@@ -172,6 +175,11 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
         .route("/api/v1/models", get(embeddings::models))
+        .route(
+            "/api/v1/memory/{person}",
+            get(memory::list).delete(memory::forget_about),
+        )
+        .route("/api/v1/memory/{person}/{id}", delete(memory::forget))
         .route("/api/v1/setup", get(setup::status).post(setup::apply))
         .route("/api/v1/canvas", get(canvas_api::list))
         .route(

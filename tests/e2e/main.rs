@@ -17,6 +17,7 @@ mod embeddings;
 mod hardening;
 mod identity;
 mod mcp;
+mod memory;
 mod openai_facade;
 mod persistence;
 mod pictures;

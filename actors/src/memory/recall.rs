@@ -20,14 +20,19 @@ pub struct MemoryConfig {
     pub keep_turns: bool,
 }
 
+impl MemoryConfig {
+    /// Five memories at most, from a cosine of 0.3, within 400 tokens, exchanges kept.
+    pub const DEFAULT: Self = Self {
+        top_k: 5,
+        min_similarity: 0.3,
+        max_prompt_tokens: 400,
+        keep_turns: true,
+    };
+}
+
 impl Default for MemoryConfig {
     fn default() -> Self {
-        Self {
-            top_k: 5,
-            min_similarity: 0.3,
-            max_prompt_tokens: 400,
-            keep_turns: true,
-        }
+        Self::DEFAULT
     }
 }
 

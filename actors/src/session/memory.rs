@@ -15,11 +15,14 @@ use crate::turn_context::CONTEXT_LIMIT;
 const RECALL_TOOL: &str = "memory__recall";
 
 impl SessionState {
-    /// Whose memory a message is: `person:<name>` in a linked person's conversation, else
-    /// `platform:sender_id` (what skills see as the person, too).
+    /// Whose memory a message is: `person:<name>` in a linked person's conversation or
+    /// from a linked sender (in any conversation of theirs), else `platform:sender_id`
+    /// (what skills see as the person, too).
     pub(super) fn person_of(&self, message: &InboundMessage) -> String {
         if self.key.platform() == PERSON_PLATFORM {
             format!("{PERSON_PLATFORM}:{}", self.key.conversation_id())
+        } else if let Some(person) = message.person() {
+            format!("{PERSON_PLATFORM}:{person}")
         } else {
             format!("{}:{}", message.platform(), message.sender_id())
         }

@@ -43,9 +43,14 @@ impl MemorySkill {
     async fn forget(&self, person: &str, arguments: &Value) -> Result<Value, SkillError> {
         let forgotten: Vec<Value> = match (arguments["id"].as_str(), arguments["about"].as_str()) {
             (Some(id), _) => {
-                let id = MemoryId::parse(id)
-                    .ok_or_else(|| SkillError::invalid("`id` is a memory id: m- and 16 hex digits"))?;
-                let gone = self.memories.forget(person, &[id.clone()]).await.map_err(failed)?;
+                let id = MemoryId::parse(id).ok_or_else(|| {
+                    SkillError::invalid("`id` is a memory id: m- and 16 hex digits")
+                })?;
+                let gone = self
+                    .memories
+                    .forget(person, std::slice::from_ref(&id))
+                    .await
+                    .map_err(failed)?;
                 if gone == 0 {
                     Vec::new()
                 } else {
@@ -61,11 +66,16 @@ impl MemorySkill {
                 .map(memory_json)
                 .collect(),
             (None, None) => {
-                return Err(SkillError::invalid("give the memory's `id`, or `about` what"));
+                return Err(SkillError::invalid(
+                    "give the memory's `id`, or `about` what",
+                ));
             }
         };
         if forgotten.is_empty() {
-            return Err(SkillError::new(SkillErrorCode::NotFound, "no memory matched"));
+            return Err(SkillError::new(
+                SkillErrorCode::NotFound,
+                "no memory matched",
+            ));
         }
         Ok(json!({"forgotten": forgotten}))
     }
@@ -115,7 +125,10 @@ impl Skill for MemorySkill {
 
     async fn execute(&self, call: SkillCall) -> Result<Value, SkillError> {
         let person = call.session.person.as_str();
-        let limit = call.arguments["limit"].as_u64().map_or(10, |limit| limit as usize).min(MAX_LISTED);
+        let limit = call.arguments["limit"]
+            .as_u64()
+            .map_or(10, |limit| limit as usize)
+            .min(MAX_LISTED);
         match call.action.as_str() {
             "remember" => {
                 let kept = self
@@ -127,7 +140,11 @@ impl Skill for MemorySkill {
             }
             "search" => {
                 let query = text_argument(&call.arguments, "query")?;
-                let found = self.memories.search(person, query, limit).await.map_err(failed)?;
+                let found = self
+                    .memories
+                    .search(person, query, limit)
+                    .await
+                    .map_err(failed)?;
                 Ok(json!({"memories": found.iter().map(recalled_json).collect::<Vec<_>>()}))
             }
             "list" => {
@@ -138,5 +155,84 @@ impl Skill for MemorySkill {
             "forget" => self.forget(person, &call.arguments).await,
             other => Err(SkillError::invalid(format!("no tool `{other}`"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use troupe_actors::memory::{LocalMemoryStore, MemoryConfig};
+    use troupe_actors::testing::WordsEmbedder;
+
+    use super::super::tests::call;
+    use super::*;
+
+    #[tokio::test]
+    async fn remembers_searches_lists_and_forgets_per_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let memories = Memories::new(
+            Arc::new(WordsEmbedder),
+            Arc::new(LocalMemoryStore::new(dir.path())),
+            MemoryConfig::default(),
+        );
+        let skill = MemorySkill::new(Arc::new(memories));
+        let ada = "person:ada";
+        let kept = skill
+            .execute(call(
+                ada,
+                "remember",
+                json!({"text": "Her cat is called Mimi"}),
+            ))
+            .await
+            .unwrap();
+        let id = kept["remembered"]["id"].as_str().unwrap().to_owned();
+        skill
+            .execute(call(
+                ada,
+                "remember",
+                json!({"text": "The train leaves at 7:45"}),
+            ))
+            .await
+            .unwrap();
+        let found = skill
+            .execute(call(
+                ada,
+                "search",
+                json!({"query": "cat called", "limit": 1}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(found["memories"][0]["text"], "Her cat is called Mimi");
+        assert_eq!(found["memories"].as_array().unwrap().len(), 1);
+        let listed = skill.execute(call(ada, "list", json!({}))).await.unwrap();
+        assert_eq!(listed["count"], 2);
+        assert_eq!(
+            listed["memories"][0]["text"], "The train leaves at 7:45",
+            "newest first"
+        );
+        let others = skill
+            .execute(call("telegram:9", "list", json!({})))
+            .await
+            .unwrap();
+        assert_eq!(others["count"], 0, "a person's memory is theirs");
+        let gone = skill
+            .execute(call(ada, "forget", json!({"id": id})))
+            .await
+            .unwrap();
+        assert_eq!(gone["forgotten"].as_array().unwrap().len(), 1);
+        let gone = skill
+            .execute(call(ada, "forget", json!({"about": "train"})))
+            .await
+            .unwrap();
+        assert_eq!(gone["forgotten"][0]["text"], "The train leaves at 7:45");
+        let none = skill
+            .execute(call(ada, "forget", json!({"about": "train"})))
+            .await
+            .unwrap_err();
+        assert_eq!(none.code, SkillErrorCode::NotFound);
+        let bad = skill
+            .execute(call(ada, "forget", json!({"id": "nope"})))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code, SkillErrorCode::InvalidArguments);
     }
 }

@@ -1,9 +1,10 @@
-//! The built-in skills: `time`, `calculator`, `notes`, `reminders`, `files`,
+//! The built-in skills: `time`, `calculator`, `notes`, `memory`, `reminders`, `files`,
 //! `web_fetch`, and `canvas` (which the canvas crate builds and hands in). They run inside the node (they are ours, reviewed with it) but still go
 //! through the same manifest, schema checks and grants as third-party skills.
 
 mod calculator;
 mod files;
+mod memory;
 mod notes;
 pub mod reminders;
 mod time;
@@ -21,10 +22,11 @@ pub use reminders::{NotDelivered, Reminder, ReminderSink, Reminders};
 pub use web_fetch::WebFetch;
 
 /// Every built-in, by the name `[[skills]] name` selects it with.
-pub const BUILTIN_NAMES: [&str; 7] = [
+pub const BUILTIN_NAMES: [&str; 8] = [
     "time",
     "calculator",
     "notes",
+    "memory",
     "reminders",
     "files",
     "web_fetch",
@@ -41,6 +43,8 @@ pub struct BuiltinContext {
     /// `canvas`: the assistant's tools on the node's canvas rooms (built by the canvas crate,
     /// which this crate does not depend on); `None` where the node runs no canvas.
     pub canvas: Option<Arc<dyn Skill>>,
+    /// `memory`: long-term memory by meaning; `None` where the node keeps none.
+    pub memories: Option<Arc<troupe_actors::memory::Memories>>,
 }
 
 /// Options of a built-in from its `[[skills]]` entry.
@@ -68,6 +72,9 @@ pub fn build_builtin(
         "files" => Arc::new(FileSearch::new(&options.roots)?),
         "web_fetch" => Arc::new(WebFetch::new(options.allow_private_networks)?),
         "canvas" => context.canvas.clone().ok_or(SkillSetupError::NoCanvas)?,
+        "memory" => Arc::new(memory::MemorySkill::new(
+            context.memories.clone().ok_or(SkillSetupError::NoMemory)?,
+        )),
         other => {
             return Err(SkillSetupError::UnknownBuiltin {
                 name: other.to_owned(),
@@ -87,4 +94,23 @@ fn text_argument<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, SkillE
     arguments[name]
         .as_str()
         .ok_or_else(|| SkillError::invalid(format!("`{name}` must be a string")))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use serde_json::Value;
+    use troupe_actors::skill::{SkillCall, SkillSession};
+
+    /// A call of `action` for `person`, as a session makes it.
+    pub(crate) fn call(person: &str, action: &str, arguments: Value) -> SkillCall {
+        SkillCall {
+            call_id: "c".into(),
+            action: action.into(),
+            arguments,
+            session: SkillSession {
+                person: person.into(),
+                ..SkillSession::default()
+            },
+        }
+    }
 }

@@ -222,22 +222,10 @@ impl Skill for Notes {
 
 #[cfg(test)]
 mod tests {
-    use troupe_actors::skill::SkillSession;
     use troupe_actors::snapshot::MemorySnapshotStore;
 
+    use super::super::tests::call;
     use super::*;
-
-    fn call(person: &str, action: &str, arguments: Value) -> SkillCall {
-        SkillCall {
-            call_id: "c".into(),
-            action: action.into(),
-            arguments,
-            session: SkillSession {
-                person: person.into(),
-                ..SkillSession::default()
-            },
-        }
-    }
 
     #[tokio::test]
     async fn remembers_recalls_and_forgets_per_person() {

@@ -159,3 +159,59 @@ async fn without_the_library_the_pool_says_what_is_missing() {
         .to_string();
     assert!(error.contains("tokenizer.json"), "{error}");
 }
+
+/// recall@5 of long-term memory on the repository's retrieval set (60 facts a person told
+/// their assistant, 60 questions about them in other words), through the same path a
+/// node uses: the real model in its pool, int8 vectors in the memory store, exact search.
+#[tokio::test]
+async fn memory_recall_at_5_on_the_retrieval_set_is_at_least_0_9() {
+    use std::sync::Arc;
+    use troupe_actors::embedding::PooledEmbedder;
+    use troupe_actors::memory::{LocalMemoryStore, Memories, MemoryConfig};
+
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/recall_set.json");
+    let set: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let facts = set["facts"].as_array().unwrap();
+    let questions = set["questions"].as_array().unwrap();
+    assert!(facts.len() >= 50 && questions.len() >= 50);
+    let (pool, _) = LocalModelPool::start("minilm", embedder(), PoolConfig::default(), None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let memories = Memories::new(
+        PooledEmbedder::new(pool).shared(),
+        Arc::new(LocalMemoryStore::new(dir.path())),
+        MemoryConfig::default(),
+    );
+    let mut ids = std::collections::HashMap::new();
+    for fact in facts {
+        let kept = memories
+            .remember("ada", fact["text"].as_str().unwrap())
+            .await
+            .unwrap();
+        ids.insert(kept.id, fact["id"].as_str().unwrap().to_owned());
+    }
+    let (mut at_1, mut at_5) = (0, 0);
+    for question in questions {
+        let found = memories
+            .search("ada", question["text"].as_str().unwrap(), 5)
+            .await
+            .unwrap();
+        let answer = question["answer"].as_str().unwrap();
+        let ranks: Vec<&str> = found
+            .iter()
+            .map(|memory| ids[&memory.id].as_str())
+            .collect();
+        at_1 += usize::from(ranks.first() == Some(&answer));
+        at_5 += usize::from(ranks.contains(&answer));
+    }
+    let (recall_1, recall_5) = (
+        at_1 as f64 / questions.len() as f64,
+        at_5 as f64 / questions.len() as f64,
+    );
+    eprintln!(
+        "recall@1 {recall_1:.3}, recall@5 {recall_5:.3} over {} questions",
+        questions.len()
+    );
+    assert!(recall_5 >= 0.9, "recall@5 {recall_5}");
+}

@@ -225,6 +225,10 @@ pub(crate) struct BenchArgs {
     /// Bytes of text per message.
     #[arg(long, default_value_t = 32)]
     pub(crate) payload_bytes: usize,
+    /// Measure the local embedder instead of chat: each message is a `POST /v1/embeddings`
+    /// of this many texts (an http:// --url).
+    #[arg(long)]
+    pub(crate) embeddings: Option<usize>,
     /// Seconds to hold the connections open and idle before sending (to measure idle memory).
     #[arg(long, default_value_t = 0)]
     pub(crate) hold_secs: u64,

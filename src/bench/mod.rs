@@ -32,6 +32,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.sessions == 0 || args.messages == 0 || args.in_flight == 0 {
         anyhow::bail!("--sessions, --messages and --in-flight must be at least 1");
     }
+    if args.embeddings.is_some_and(|texts| texts == 0)
+        || (args.embeddings.is_some() && !args.url.starts_with("http"))
+    {
+        anyhow::bail!("--embeddings takes at least 1 text per request, with an http:// --url");
+    }
     if args.ingest && !(args.url.starts_with("ws://") || args.url.starts_with("wss://")) {
         anyhow::bail!("--ingest measures the WebSocket path: give a ws:// or wss:// --url");
     }
@@ -136,6 +141,13 @@ impl Report {
             "replies       {replies} in {seconds:.2} s = {:.0} messages/s",
             replies as f64 / seconds
         );
+        if let Some(texts) = args.embeddings {
+            println!(
+                "embeddings    {} texts = {:.0} sentences/s",
+                replies * texts as u64,
+                (replies * texts as u64) as f64 / seconds
+            );
+        }
         if args.ingest {
             self.print_ingest();
         }

@@ -1,5 +1,6 @@
 //! The OpenAI-facade load: N users, each sending M chat completions (with `user` set, so
-//! each is its own remembered session) one after another, as an OpenAI SDK would.
+//! each is its own remembered session) one after another, as an OpenAI SDK would; or, with
+//! `--embeddings K`, M `/v1/embeddings` requests of K texts each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,12 @@ pub(crate) async fn run(args: &BenchArgs, server_pid: Option<u32>) -> anyhow::Re
         .pool_max_idle_per_host(args.sessions)
         .timeout(Duration::from_secs(120))
         .build()?;
-    let endpoint = format!("{}/v1/chat/completions", args.url.trim_end_matches('/'));
+    let path = if args.embeddings.is_some() {
+        "/v1/embeddings"
+    } else {
+        "/v1/chat/completions"
+    };
+    let endpoint = format!("{}{path}", args.url.trim_end_matches('/'));
     let rss_before = server_pid.and_then(rss::resident_bytes);
     let go = Arc::new(Barrier::new(args.sessions + 1));
     let payload = "x".repeat(args.payload_bytes.max(1));
@@ -28,13 +34,18 @@ pub(crate) async fn run(args: &BenchArgs, server_pid: Option<u32>) -> anyhow::Re
             Arc::clone(&go),
             payload.clone(),
         );
-        let (token, messages) = (args.token.clone(), args.messages);
+        let (token, messages, texts) = (args.token.clone(), args.messages, args.embeddings);
         users.push(tokio::spawn(async move {
             go.wait().await;
             let mut outcome = SessionOutcome::default();
             for turn in 0..messages {
-                let body = json!({"model": "troupe", "user": format!("bench-{index}"),
-                    "messages": [{"role": "user", "content": format!("{payload} {turn}")}]});
+                let body = match texts {
+                    Some(count) => json!({"model": "local", "input": (0..count)
+                        .map(|text| format!("{payload} {index} {turn} {text}"))
+                        .collect::<Vec<_>>()}),
+                    None => json!({"model": "troupe", "user": format!("bench-{index}"),
+                        "messages": [{"role": "user", "content": format!("{payload} {turn}")}]}),
+                };
                 let mut request = client.post(&endpoint).json(&body);
                 if let Some(token) = &token {
                     request = request.bearer_auth(token);

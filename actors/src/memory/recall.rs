@@ -170,17 +170,10 @@ impl Memories {
             return Ok(Vec::new());
         };
         let query = quantize(&asked.vector);
-        let mut scored: Vec<(f32, &Memory)> = memories
-            .iter()
-            .map(|memory| (memory.similarity(&query), memory))
-            .filter(|(similarity, _)| *similarity >= floor)
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        Ok(scored
-            .into_iter()
-            .take(limit)
-            .map(|(similarity, memory)| Recalled::of(memory, similarity))
-            .collect())
+        // An exact scan of up to 10⁵ memories takes milliseconds: off the async runtime.
+        tokio::task::spawn_blocking(move || ranked(&memories, &query, limit, floor))
+            .await
+            .map_err(|error| MemoryError::Store(Box::new(error)))
     }
 
     /// What the `memory` skill's search finds: the nearest memories, whatever their score.
@@ -286,6 +279,26 @@ impl Memories {
         self.keeping.wait().await;
         self.keeping.reopen();
     }
+}
+
+/// The `limit` memories nearest to `query` from `floor` up, best first.
+fn ranked(memories: &[Memory], query: &[i8], limit: usize, floor: f32) -> Vec<Recalled> {
+    let mut scored: Vec<(f32, usize)> = memories
+        .iter()
+        .enumerate()
+        .map(|(index, memory)| (memory.similarity(query), index))
+        .filter(|(similarity, _)| *similarity >= floor)
+        .collect();
+    let best_first = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0);
+    if scored.len() > limit {
+        scored.select_nth_unstable_by(limit, best_first);
+        scored.truncate(limit);
+    }
+    scored.sort_by(best_first);
+    scored
+        .into_iter()
+        .map(|(similarity, index)| Recalled::of(&memories[index], similarity))
+        .collect()
 }
 
 /// The exchange as memories: the question with each chunk of the answer.

@@ -27,18 +27,22 @@ pub enum Device {
 }
 
 impl Device {
-    /// The execution providers a session registers, in order of preference.
+    /// The execution providers a session registers, in order of preference. The CPU's
+    /// comes last, without its memory arena: the arena keeps the largest batch's memory
+    /// for good, which for a small model is most of what the process holds.
     pub(crate) fn execution_providers(self) -> Vec<ExecutionProviderDispatch> {
-        match self {
-            Self::Cpu => Vec::new(),
-            Self::Auto => vec![ort::ep::CUDA::default().build().fail_silently()],
-            Self::Cuda { device_id } => vec![
+        let gpu = match self {
+            Self::Cpu => None,
+            Self::Auto => Some(ort::ep::CUDA::default().build().fail_silently()),
+            Self::Cuda { device_id } => Some(
                 ort::ep::CUDA::default()
                     .with_device_id(device_id)
                     .build()
                     .error_on_failure(),
-            ],
-        }
+            ),
+        };
+        let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
+        gpu.into_iter().chain(std::iter::once(cpu)).collect()
     }
 }
 

@@ -126,6 +126,8 @@ impl ModelLoader for SentenceEmbedder {
             .map_err(|error| session_error(error.into()))?
             .with_intra_threads(self.threads)
             .map_err(|error| session_error(error.into()))?
+            .with_memory_pattern(false)
+            .map_err(|error| session_error(error.into()))?
             .commit_from_file(&self.files.model)
             .map_err(session_error)?;
         Ok(SentenceModel { session, tokenizer })

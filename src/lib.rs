@@ -12,6 +12,7 @@ pub mod fuzzing;
 mod gateway;
 mod local_models;
 mod memory;
+mod models_command;
 mod reminders;
 mod serve;
 mod telemetry;
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
         Command::Pair { command } => admin::run(command).await,
         Command::Identity { command } => admin::identity(command).await,
         Command::Skills(node) => admin::skills(node).await,
+        Command::Models { command, place } => models_command::run(command, place).await,
     }
 }
 

@@ -18,6 +18,7 @@ mod hardening;
 mod identity;
 mod mcp;
 mod memory;
+mod models;
 mod openai_facade;
 mod persistence;
 mod pictures;

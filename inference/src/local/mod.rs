@@ -3,6 +3,7 @@
 //! embedder built on it. The models run in `troupe_actors::local_model` pools: this module
 //! only loads them and runs one batch.
 
+pub mod install;
 mod runtime;
 mod sentence;
 

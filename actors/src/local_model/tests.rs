@@ -119,6 +119,15 @@ fn gate(probe: &Probe) -> (mpsc::UnboundedReceiver<()>, std::sync::mpsc::Sender<
     (begun_rx, go_tx)
 }
 
+/// `pool.run(inputs)` in a task of its own.
+fn running(
+    pool: &LocalModelPool<TestModel>,
+    inputs: Vec<u32>,
+) -> tokio::task::JoinHandle<Result<Vec<Out>, PoolError>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.run(inputs).await })
+}
+
 fn values(outputs: Vec<Out>) -> Vec<u32> {
     outputs
         .into_iter()
@@ -134,18 +143,12 @@ async fn requests_waiting_together_run_as_one_batch_and_each_gets_its_own_output
     let probe = Arc::new(Probe::default());
     let (mut begun, go) = gate(&probe);
     let pool = pool(&probe, PoolConfig::default()).await;
-    let first = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.run(vec![1]).await }
-    });
+    let first = running(&pool, vec![1]);
     begun.recv().await.unwrap();
     // These three wait while the first batch runs, and then run together.
     let waiting: Vec<_> = [vec![2, 3], vec![4], vec![5, 6, 7]]
         .into_iter()
-        .map(|inputs| {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.run(inputs).await })
-        })
+        .map(|inputs| running(&pool, inputs))
         .collect();
     tokio::task::yield_now().await;
     while pool.jobs.capacity() > PoolConfig::default().queue - 3 {
@@ -176,17 +179,9 @@ async fn a_full_queue_answers_busy_at_once() {
         },
     )
     .await;
-    let running = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.run(vec![1]).await }
-    });
+    let first = running(&pool, vec![1]);
     begun.recv().await.unwrap();
-    let queued: Vec<_> = (2..4)
-        .map(|n| {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.run(vec![n]).await })
-        })
-        .collect();
+    let queued: Vec<_> = (2..4).map(|n| running(&pool, vec![n])).collect();
     while pool.jobs.capacity() > 0 {
         tokio::task::yield_now().await;
     }
@@ -198,7 +193,7 @@ async fn a_full_queue_answers_busy_at_once() {
     for _ in 0..3 {
         go.send(()).unwrap();
     }
-    assert!(running.await.unwrap().is_ok());
+    assert!(first.await.unwrap().is_ok());
     for job in queued {
         assert!(job.await.unwrap().is_ok());
     }
@@ -258,17 +253,11 @@ async fn a_thread_that_dies_outside_the_model_is_started_again_by_its_actor() {
     let pool = pool(&probe, PoolConfig::default()).await;
     // The caller gives up while its batch runs: its poisoned output is dropped on the
     // model's thread, whose loop panics (not the model).
-    let abandoned = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.run(vec![666]).await }
-    });
+    let abandoned = running(&pool, vec![666]);
     begun.recv().await.unwrap();
     abandoned.abort();
     let _ = abandoned.await;
-    let after = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.run(vec![21]).await }
-    });
+    let after = running(&pool, vec![21]);
     go.send(()).unwrap();
     begun.recv().await.unwrap();
     go.send(()).unwrap();
@@ -326,10 +315,7 @@ async fn a_restarted_actor_leaves_the_running_thread_be_and_replaces_it_when_it_
     assert_eq!(probe.loads.load(Ordering::SeqCst), 1);
     // The thread dies outside the model: the new actor starts another.
     let (mut begun, go) = gate(&probe);
-    let abandoned = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.run(vec![666]).await }
-    });
+    let abandoned = running(&pool, vec![666]);
     begun.recv().await.unwrap();
     abandoned.abort();
     let _ = abandoned.await;

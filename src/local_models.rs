@@ -12,14 +12,15 @@ use troupe_actors::embedding::{Embedder, PooledEmbedder};
 use troupe_actors::local_model::{LocalModelPool, PoolConfig};
 use troupe_actors::memory::{LocalMemoryStore, Memories};
 use troupe_actors::supervisor::ChildSpec;
+use troupe_inference::RemoteEmbedder;
 use troupe_inference::local::{OnnxRuntime, SentenceEmbedder, SentenceFiles};
 
 use crate::config::{MemorySettings, ModelsConfig};
 
-/// The embedding model in use.
+/// The embedding model in use: a local one (its files), or a service's.
 struct EmbeddingModel {
     name: String,
-    files: SentenceFiles,
+    files: Option<SentenceFiles>,
     embedder: Arc<dyn Embedder>,
 }
 
@@ -39,6 +40,15 @@ impl LocalModels {
         let runtime = OnnxRuntime::locate(config.onnxruntime.as_deref(), &dir)
             .map_err(|error| error.to_string());
         let mut children = Vec::new();
+        if let Some(remote) = remote_embedder(config) {
+            let models = Self {
+                dir,
+                config: config.clone(),
+                runtime,
+                embedding: remote,
+            };
+            return (models, children);
+        }
         let embedding = match (&runtime, config.embedder.as_str()) {
             (_, "") => None,
             (Err(missing), name) => {
@@ -61,7 +71,7 @@ impl LocalModels {
                 children.push(child.spec());
                 Some(EmbeddingModel {
                     name: name.to_owned(),
-                    files,
+                    files: Some(files),
                     embedder: PooledEmbedder::new(pool).shared(),
                 })
             }
@@ -129,8 +139,8 @@ impl LocalModels {
 
     /// The embedding model's first missing file, if one is.
     fn missing_embedding_files(&self) -> Option<String> {
-        let model = self.embedding.as_ref()?;
-        [&model.files.model, &model.files.tokenizer]
+        let files = self.embedding.as_ref()?.files.as_ref()?;
+        [&files.model, &files.tokenizer]
             .into_iter()
             .find(|path| !path.is_file())
             .map(|path| path.display().to_string())
@@ -143,6 +153,13 @@ impl LocalModels {
             Err(missing) => json!({"found": false, "problem": missing}),
         };
         let embedding = match &self.embedding {
+            Some(model) if model.files.is_none() => json!({
+                "name": model.name,
+                "kind": "embedding",
+                "serves": "/v1/embeddings",
+                "service": self.config.embedder_url,
+                "ready": true,
+            }),
             Some(model) => {
                 let missing = self.missing_embedding_files();
                 json!({
@@ -168,5 +185,27 @@ impl LocalModels {
             "onnxruntime": runtime,
             "models": [embedding],
         })
+    }
+}
+
+/// The OpenAI-compatible embeddings service `[models] embedder_url` names, if it does (its
+/// key read from `embedder_key_env` now, at start-up).
+fn remote_embedder(config: &ModelsConfig) -> Option<Option<EmbeddingModel>> {
+    let url = config.embedder_url.as_deref()?;
+    let model = config.embedder_model.clone().unwrap_or_default();
+    let key = config
+        .embedder_key_env
+        .as_deref()
+        .and_then(|name| std::env::var(name).ok());
+    match RemoteEmbedder::new(url, &model, key) {
+        Ok(embedder) => Some(Some(EmbeddingModel {
+            name: model,
+            files: None,
+            embedder: Arc::new(embedder),
+        })),
+        Err(error) => {
+            tracing::error!(%error, "the embeddings service's client could not be built");
+            Some(None)
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod fuzzing;
 mod http;
 pub mod local;
 mod openai;
+mod remote_embedder;
 
 pub use anthropic::ANTHROPIC_VERSION;
 pub use anthropic::AnthropicProvider;
@@ -21,3 +22,4 @@ pub use config::{
 pub use echo::EchoProvider;
 pub use http::warm_up;
 pub use openai::OpenAiProvider;
+pub use remote_embedder::RemoteEmbedder;

@@ -40,6 +40,16 @@ pub(crate) struct ModelsConfig {
     /// Texts one embedding batch may hold.
     #[serde(default = "default_max_batch")]
     pub(crate) max_batch: usize,
+    /// An OpenAI-compatible embeddings service (its base URL, ending in `/v1`) to use
+    /// instead of the local model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) embedder_url: Option<String>,
+    /// The service's model (with `embedder_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) embedder_model: Option<String>,
+    /// The environment variable holding the service's key, if it needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) embedder_key_env: Option<String>,
 }
 
 /// `[models] device`.
@@ -79,6 +89,9 @@ impl Default for ModelsConfig {
             threads: default_threads(),
             queue: default_queue(),
             max_batch: default_max_batch(),
+            embedder_url: None,
+            embedder_model: None,
+            embedder_key_env: None,
         }
     }
 }
@@ -108,6 +121,17 @@ impl ModelsConfig {
         }
         if self.cuda_device < 0 {
             return Err(invalid("models.cuda_device", "must be 0 or more"));
+        }
+        if let Some(url) = &self.embedder_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "models.embedder_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            if self.embedder_model.as_deref().is_none_or(str::is_empty) {
+                return Err(invalid("models.embedder_model", "name the service's model"));
+            }
         }
         Ok(())
     }

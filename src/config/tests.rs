@@ -586,6 +586,11 @@ fn models_settings_out_of_range_name_their_key_and_the_device_is_typed() {
         ("queue = 0", "models.queue"),
         ("max_batch = 5000", "models.max_batch"),
         ("cuda_device = -1", "models.cuda_device"),
+        (
+            "embedder_url = \"ftp://x\"\nembedder_model = \"m\"",
+            "models.embedder_url",
+        ),
+        ("embedder_url = \"http://x/v1\"", "models.embedder_model"),
     ] {
         let config = TroupeConfig::parse(&format!("[models]\n{entry}\n")).unwrap();
         let error = config.validate().unwrap_err().to_string();

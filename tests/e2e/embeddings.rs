@@ -140,3 +140,61 @@ async fn without_onnx_runtime_the_node_chats_and_says_what_is_missing() {
         None
     );
 }
+
+#[tokio::test]
+async fn an_openai_compatible_embeddings_service_can_stand_in_for_the_local_model() {
+    let fake = troupe_testkit::fake_llm::FakeLlm::start(None).await;
+    let config = format!(
+        "[models]\nembedder_url = \"{}\"\nembedder_model = \"text-embedding-3-small\"\nembedder_key_env = \"EMBED_KEY\"\n\n\
+         [[providers]]\nname = \"main\"\nkind = \"echo\"\n",
+        fake.openai_base_url()
+    );
+    let node = TroupeProcess::start_with_env(binary(), &config, &[("EMBED_KEY", "sk-embed-test")])
+        .await
+        .unwrap();
+    let response = http()
+        .post(format!("{}/v1/embeddings", node.http_url()))
+        .json(&json!({"input": ["first text", "second text"], "model": "any"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["model"], "text-embedding-3-small");
+    let vector: Vec<f64> = serde_json::from_value(answer["data"][1]["embedding"].clone()).unwrap();
+    assert_eq!(vector.len(), 32, "the service's own size");
+    let length: f64 = vector.iter().map(|value| value * value).sum::<f64>().sqrt();
+    assert!((length - 1.0).abs() < 1e-3, "{length}");
+    let asked = fake.requests();
+    let asked = asked
+        .iter()
+        .find(|request| request.path == "/v1/embeddings")
+        .unwrap();
+    assert_eq!(asked.body["input"], json!(["first text", "second text"]));
+    assert_eq!(asked.body["model"], "text-embedding-3-small");
+    assert_eq!(asked.headers["authorization"], "Bearer sk-embed-test");
+    let (_, models) = get(&node, "/api/v1/models").await;
+    assert_eq!(models["models"][0]["ready"], true, "{models}");
+    assert_eq!(models["models"][0]["service"], fake.openai_base_url());
+
+    // A service that is down fails the request, clearly.
+    let down = "[models]\nembedder_url = \"http://127.0.0.1:9/v1\"\nembedder_model = \"m\"\n\n\
+                [[providers]]\nname = \"main\"\nkind = \"echo\"\n";
+    let node = TroupeProcess::start(binary(), down).await.unwrap();
+    let response = http()
+        .post(format!("{}/v1/embeddings", node.http_url()))
+        .json(&json!({"input": "hello", "model": "m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 502);
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "model_failed", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:9"),
+        "{refused}"
+    );
+}

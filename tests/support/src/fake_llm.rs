@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+mod embeddings;
 mod rules;
 use rules::{
     anthropic_images_valid, anthropic_tool_uses_answered, openai_content_parts_valid,
@@ -152,6 +153,7 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/models", get(openai_models))
+        .route("/v1/embeddings", post(embeddings::openai_embeddings))
         .route("/v1/messages", post(anthropic_messages))
         .with_state(shared)
 }

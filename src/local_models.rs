@@ -1,6 +1,7 @@
 //! The node's local models, as `[models]` configures them: ONNX Runtime found (not loaded:
 //! models load at their first use, so an unused one costs no memory), and the embedding
-//! model's pool, whose child joins the node's supervisor. A node without ONNX Runtime or
+//! model's pool, whose child joins the node's supervisor; or, with `embedder_url`, an
+//! OpenAI-compatible embeddings service in its place. A node without ONNX Runtime or
 //! the model's files starts all the same; `GET /api/v1/models`, the log and the error of
 //! `/v1/embeddings` say what is missing and how to install it.
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use troupe_actors::embedding::{EmbedError, Embedded, Embedder};
 use troupe_actors::memory::{
     Memories, Memory, MemoryConfig, MemoryError, MemoryId, MemoryKind, MemoryStore, NewMemory,
-    quantize,
+    PersonMemories, quantize,
 };
 
 fn unit_vector(seed: &mut u64) -> Vec<f32> {
@@ -50,7 +50,7 @@ impl Embedder for RandomEmbedder {
 }
 
 /// One person's memories, made up front.
-struct Fixed(Arc<[Memory]>);
+struct Fixed(PersonMemories);
 
 #[async_trait::async_trait]
 impl MemoryStore for Fixed {
@@ -58,7 +58,7 @@ impl MemoryStore for Fixed {
         Err(MemoryError::Invalid("read-only".into()))
     }
 
-    async fn all(&self, _: &str) -> Result<Arc<[Memory]>, MemoryError> {
+    async fn all(&self, _: &str) -> Result<PersonMemories, MemoryError> {
         Ok(Arc::clone(&self.0))
     }
 
@@ -71,14 +71,16 @@ impl MemoryStore for Fixed {
 async fn main() {
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for count in [10_000, 100_000] {
-        let memories: Arc<[Memory]> = (0..count)
-            .map(|index| Memory {
-                id: MemoryId::new(),
-                text: format!("memory {index}"),
-                kind: MemoryKind::Turn,
-                created_at: 0,
-                tokens: 12,
-                vector: quantize(&unit_vector(&mut seed)),
+        let memories: PersonMemories = (0..count)
+            .map(|index| {
+                Arc::new(Memory {
+                    id: MemoryId::new(),
+                    text: format!("memory {index}"),
+                    kind: MemoryKind::Turn,
+                    created_at: 0,
+                    tokens: 12,
+                    vector: quantize(&unit_vector(&mut seed)),
+                })
             })
             .collect();
         let recall = Memories::new(

@@ -22,9 +22,6 @@ pub enum EmbedError {
     /// A remote embeddings service failed or refused.
     #[error("the embeddings service failed: {0}")]
     Remote(#[source] ModelFailure),
-    /// The service is up, and the request is not one it takes.
-    #[error("{0}")]
-    Refused(String),
 }
 
 /// What kind of failure an [`EmbedError`] is, for the status a client gets.
@@ -36,8 +33,6 @@ pub enum EmbedFailure {
     Unavailable,
     /// The model or service failed on this request (HTTP 502).
     Failed,
-    /// The request itself is wrong (HTTP 400).
-    Refused,
 }
 
 impl EmbedError {
@@ -48,7 +43,6 @@ impl EmbedError {
                 EmbedFailure::Unavailable
             }
             Self::Local(_) | Self::Remote(_) => EmbedFailure::Failed,
-            Self::Refused(_) => EmbedFailure::Refused,
         }
     }
 }

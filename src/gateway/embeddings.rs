@@ -99,7 +99,6 @@ impl From<EmbedError> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, ApiCode::ModelUnavailable)
             }
             EmbedFailure::Failed => (StatusCode::BAD_GATEWAY, ApiCode::ModelFailed),
-            EmbedFailure::Refused => (StatusCode::BAD_REQUEST, ApiCode::InvalidRequest),
         };
         Self::new(status, code, error.to_string())
     }

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use troupe_actors::bridge::identity::validate_member;
-use troupe_actors::memory::{Memories, Memory, MemoryError, MemoryId};
+use troupe_actors::memory::{Memories, MemoryError, MemoryId, MemoryView};
 
 use super::AppState;
 use super::error::{ApiCode, ApiError};
@@ -56,10 +56,6 @@ impl From<MemoryError> for ApiError {
     }
 }
 
-fn memory_json(memory: &Memory) -> serde_json::Value {
-    json!({"id": memory.id, "text": memory.text, "kind": memory.kind, "created_at": memory.created_at})
-}
-
 /// `GET /api/v1/memory/{person}`.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -67,7 +63,7 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     let person = person_of(&person)?;
     let all = memories(&state)?.list(&person).await?;
-    let listed: Vec<serde_json::Value> = all.iter().map(memory_json).collect();
+    let listed: Vec<MemoryView<'_>> = all.iter().map(|memory| memory.view()).collect();
     Ok(
         axum::Json(json!({"person": person, "count": listed.len(), "memories": listed}))
             .into_response(),
@@ -89,7 +85,7 @@ pub(crate) async fn forget_about(
         )
     })?;
     let forgotten = memories(&state)?.forget_about(&person, about).await?;
-    let listed: Vec<serde_json::Value> = forgotten.iter().map(memory_json).collect();
+    let listed: Vec<MemoryView<'_>> = forgotten.iter().map(|memory| memory.view()).collect();
     Ok(axum::Json(json!({"person": person, "forgotten": listed})).into_response())
 }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use redb::TableDefinition;
 
-use super::store::{Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, NewMemory};
+use super::store::{
+    Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, NewMemory, PersonMemories,
+};
 use super::{MAX_MEMORIES_PER_PERSON, quantize};
 use crate::message::unix_now;
 use crate::storage::Storage;
@@ -45,7 +47,7 @@ fn decode(bytes: &[u8]) -> Result<Memory, MemoryError> {
 pub struct LocalMemoryStore {
     storage: Storage,
     /// Each person's memories once read, oldest first.
-    people: Arc<DashMap<String, Arc<[Memory]>>>,
+    people: Arc<DashMap<String, PersonMemories>>,
     /// One change at a time, so that the cache and the file agree.
     writer: Arc<tokio::sync::Mutex<()>>,
 }
@@ -81,7 +83,7 @@ impl LocalMemoryStore {
             .map_err(store_error)?
     }
 
-    async fn read(&self, person: &str) -> Result<Arc<[Memory]>, MemoryError> {
+    async fn read(&self, person: &str) -> Result<PersonMemories, MemoryError> {
         let (from, to) = range(person);
         let memories = self
             .blocking(move |storage| {
@@ -95,7 +97,7 @@ impl LocalMemoryStore {
                             .map_err(store_error)?
                         {
                             let (_, value) = entry.map_err(store_error)?;
-                            memories.push(decode(value.value())?);
+                            memories.push(Arc::new(decode(value.value())?));
                         }
                         Ok::<_, MemoryError>(memories)
                     })
@@ -149,7 +151,7 @@ impl LocalMemoryStore {
 }
 
 /// Which memories make room for one more: the oldest automatic ones, then the oldest.
-fn overflow(memories: &[Memory]) -> Vec<MemoryId> {
+fn overflow(memories: &[Arc<Memory>]) -> Vec<MemoryId> {
     let excess = (memories.len() + 1).saturating_sub(MAX_MEMORIES_PER_PERSON);
     let turns = memories
         .iter()
@@ -179,17 +181,17 @@ impl MemoryStore for LocalMemoryStore {
         };
         let dropped = overflow(&current);
         self.write(person, Some(&kept), dropped.clone()).await?;
-        let mut next: Vec<Memory> = current
+        let mut next: Vec<Arc<Memory>> = current
             .iter()
             .filter(|memory| !dropped.contains(&memory.id))
             .cloned()
             .collect();
-        next.push(kept.clone());
+        next.push(Arc::new(kept.clone()));
         self.people.insert(person.to_owned(), next.into());
         Ok(kept)
     }
 
-    async fn all(&self, person: &str) -> Result<Arc<[Memory]>, MemoryError> {
+    async fn all(&self, person: &str) -> Result<PersonMemories, MemoryError> {
         if let Some(memories) = self.people.get(person) {
             return Ok(Arc::clone(&memories));
         }
@@ -202,7 +204,7 @@ impl MemoryStore for LocalMemoryStore {
         let _writing = self.writer.lock().await;
         let current = self.all(person).await?;
         let gone = self.write(person, None, ids.to_vec()).await?;
-        let next: Vec<Memory> = current
+        let next: Vec<Arc<Memory>> = current
             .iter()
             .filter(|memory| !ids.contains(&memory.id))
             .cloned()

@@ -20,8 +20,11 @@ mod recall;
 mod store;
 
 pub use local::LocalMemoryStore;
-pub use recall::{MAX_MEMORY_CHARS, Memories, MemoryConfig, Recalled, prompt_of};
-pub use store::{Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, NewMemory, quantize};
+pub use recall::{Memories, MemoryConfig, Recalled, prompt_of};
+pub use store::{
+    Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, MemoryView, NewMemory, PersonMemories,
+    quantize,
+};
 
 /// Most memories one person keeps; the oldest automatic ones go first beyond it.
 pub const MAX_MEMORIES_PER_PERSON: usize = 100_000;

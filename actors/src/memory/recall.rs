@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use tokio_util::task::TaskTracker;
 
-use super::store::{Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, NewMemory, quantize};
+use super::store::{
+    Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, NewMemory, PersonMemories, quantize,
+};
 use crate::embedding::Embedder;
 
 /// How recall chooses.
@@ -41,7 +43,7 @@ const NEAR_DUPLICATE: f32 = 0.95;
 /// "Forget X" forgets the memories that say X, or mean it this closely.
 const FORGET_SIMILARITY: f32 = 0.5;
 /// Longest memory kept, in characters.
-pub const MAX_MEMORY_CHARS: usize = 2_000;
+const MAX_MEMORY_CHARS: usize = 2_000;
 /// An exchange is kept in chunks of about this many characters of the answer.
 const TURN_CHUNK_CHARS: usize = 600;
 /// Most chunks one exchange is kept as.
@@ -105,10 +107,6 @@ impl Memories {
         }
     }
 
-    pub const fn config(&self) -> &MemoryConfig {
-        &self.config
-    }
-
     /// Keeps `texts` for `person`, embedded together.
     async fn keep(
         &self,
@@ -143,7 +141,7 @@ impl Memories {
         }
         let known = self.store.all(person).await?;
         if let Some(same) = known.iter().find(|memory| memory.text == text) {
-            return Ok(same.clone());
+            return Ok(Memory::clone(same));
         }
         let mut kept = self
             .keep(person, vec![text.to_owned()], MemoryKind::Fact)
@@ -223,7 +221,7 @@ impl Memories {
         &self,
         person: &str,
         about: &str,
-    ) -> Result<Vec<Memory>, MemoryError> {
+    ) -> Result<Vec<Arc<Memory>>, MemoryError> {
         let about = about.trim();
         if about.is_empty() {
             return Err(MemoryError::Invalid("say what to forget".into()));
@@ -236,7 +234,7 @@ impl Memories {
             .map(|recalled| recalled.id)
             .collect();
         let lowered = about.to_lowercase();
-        let forgotten: Vec<Memory> = memories
+        let forgotten: Vec<Arc<Memory>> = memories
             .iter()
             .filter(|memory| {
                 near.contains(&memory.id) || memory.text.to_lowercase().contains(&lowered)
@@ -254,7 +252,7 @@ impl Memories {
     }
 
     /// Every memory of `person`, oldest first.
-    pub async fn list(&self, person: &str) -> Result<Arc<[Memory]>, MemoryError> {
+    pub async fn list(&self, person: &str) -> Result<PersonMemories, MemoryError> {
         self.store.all(person).await
     }
 
@@ -282,7 +280,7 @@ impl Memories {
 }
 
 /// The `limit` memories nearest to `query` from `floor` up, best first.
-fn ranked(memories: &[Memory], query: &[i8], limit: usize, floor: f32) -> Vec<Recalled> {
+fn ranked(memories: &[Arc<Memory>], query: &[i8], limit: usize, floor: f32) -> Vec<Recalled> {
     let mut scored: Vec<(f32, usize)> = memories
         .iter()
         .enumerate()

@@ -107,6 +107,30 @@ pub fn quantize(vector: &[f32]) -> Vec<i8> {
         .collect()
 }
 
+/// A memory as clients see it (the skill, the API): everything but its vector.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MemoryView<'a> {
+    pub id: &'a MemoryId,
+    pub text: &'a str,
+    pub kind: MemoryKind,
+    pub created_at: u64,
+}
+
+impl Memory {
+    pub fn view(&self) -> MemoryView<'_> {
+        MemoryView {
+            id: &self.id,
+            text: &self.text,
+            kind: self.kind,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A person's memories, oldest first. Each is shared, so keeping one more copies
+/// pointers, not memories.
+pub type PersonMemories = Arc<[Arc<Memory>]>;
+
 /// Why memories could not be read or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -125,7 +149,7 @@ pub trait MemoryStore: Send + Sync + 'static {
     async fn add(&self, person: &str, memory: NewMemory) -> Result<Memory, MemoryError>;
 
     /// Every memory of `person`, oldest first.
-    async fn all(&self, person: &str) -> Result<Arc<[Memory]>, MemoryError>;
+    async fn all(&self, person: &str) -> Result<PersonMemories, MemoryError>;
 
     /// Deletes these memories of `person` for good; answers how many there were.
     async fn forget(&self, person: &str, ids: &[MemoryId]) -> Result<usize, MemoryError>;

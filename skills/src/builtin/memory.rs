@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use troupe_actors::memory::{Memories, Memory, MemoryError, MemoryId, Recalled};
+use troupe_actors::memory::{Memories, MemoryError, MemoryId, Recalled};
 use troupe_actors::skill::{Skill, SkillCall, SkillError, SkillErrorCode, SkillManifest};
 
 use super::{text_argument, tool};
@@ -28,10 +28,6 @@ fn failed(error: MemoryError) -> SkillError {
         MemoryError::Invalid(reason) => SkillError::invalid(reason),
         other => SkillError::failed(other.to_string()),
     }
-}
-
-fn memory_json(memory: &Memory) -> Value {
-    json!({"id": memory.id, "text": memory.text, "kind": memory.kind, "created_at": memory.created_at})
 }
 
 fn recalled_json(recalled: &Recalled) -> Value {
@@ -63,7 +59,7 @@ impl MemorySkill {
                 .await
                 .map_err(failed)?
                 .iter()
-                .map(memory_json)
+                .map(|memory| json!(memory.view()))
                 .collect(),
             (None, None) => {
                 return Err(SkillError::invalid(
@@ -136,7 +132,7 @@ impl Skill for MemorySkill {
                     .remember(person, text_argument(&call.arguments, "text")?)
                     .await
                     .map_err(failed)?;
-                Ok(json!({"remembered": memory_json(&kept)}))
+                Ok(json!({"remembered": kept.view()}))
             }
             "search" => {
                 let query = text_argument(&call.arguments, "query")?;
@@ -149,7 +145,12 @@ impl Skill for MemorySkill {
             }
             "list" => {
                 let all = self.memories.list(person).await.map_err(failed)?;
-                let newest: Vec<Value> = all.iter().rev().take(limit).map(memory_json).collect();
+                let newest: Vec<Value> = all
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .map(|memory| json!(memory.view()))
+                    .collect();
                 Ok(json!({"count": all.len(), "memories": newest}))
             }
             "forget" => self.forget(person, &call.arguments).await,

@@ -23,3 +23,14 @@ pub use echo::EchoProvider;
 pub use http::warm_up;
 pub use openai::OpenAiProvider;
 pub use remote_embedder::RemoteEmbedder;
+
+/// Scales `vector` to length 1 (an all-zero vector stays as it is): embedders answer unit
+/// vectors, so that cosine similarity is their dot product.
+pub(crate) fn unit_length(vector: &mut [f32]) {
+    let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for value in vector {
+            *value /= norm;
+        }
+    }
+}

@@ -101,16 +101,6 @@ impl RemoteEmbedder {
     }
 }
 
-fn normalised(mut vector: Vec<f32>) -> Vec<f32> {
-    let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        for value in &mut vector {
-            *value /= norm;
-        }
-    }
-    vector
-}
-
 #[async_trait::async_trait]
 impl Embedder for RemoteEmbedder {
     fn model(&self) -> &str {
@@ -136,11 +126,14 @@ impl Embedder for RemoteEmbedder {
             .data
             .into_iter()
             .zip(&texts)
-            .map(|(item, text)| Embedded {
-                vector: normalised(item.embedding),
-                tokens: (tokens * text.chars().count().max(1))
-                    .div_ceil(characters)
-                    .max(1),
+            .map(|(mut item, text)| {
+                crate::unit_length(&mut item.embedding);
+                Embedded {
+                    vector: item.embedding,
+                    tokens: (tokens * text.chars().count().max(1))
+                        .div_ceil(characters)
+                        .max(1),
+                }
             })
             .collect())
     }

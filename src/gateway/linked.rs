@@ -27,7 +27,7 @@ pub(crate) fn linked_person(
     state
         .bridges
         .store()
-        .person_of(&format!("{platform}:{conversation_id}"))
+        .person_of_sender(platform, conversation_id)
 }
 
 /// The session that keeps `conversation_id` on `platform`.

@@ -41,6 +41,10 @@ impl LinkedPeople {
         self.people.get(member).map(|person| person.value().clone())
     }
 
+    fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
+
     fn members_of(&self, person: &str) -> Vec<String> {
         let mut members: Vec<String> = self
             .people
@@ -189,6 +193,15 @@ impl BridgeStore {
     /// The accounts linked to `person`, sorted.
     pub fn linked_members(&self, person: &str) -> Vec<String> {
         self.linked().members_of(person)
+    }
+
+    /// The person `platform:sender_id` is linked to, if any; costs nothing while nobody is
+    /// linked (the gateway asks on every message).
+    pub fn person_of_sender(&self, platform: &str, sender_id: &str) -> Option<String> {
+        if self.linked().is_empty() {
+            return None;
+        }
+        self.person_of(&format!("{platform}:{sender_id}"))
     }
 
     /// The person `member` (`platform:sender_id`) is linked to, if any.

@@ -209,10 +209,7 @@ fn mean_pooled(hidden: &[f32], mask: &[i64], dimensions: usize) -> Vec<f32> {
     for total in &mut sum {
         *total /= kept.max(1e-9);
     }
-    let norm = sum.iter().map(|value| value * value).sum::<f32>().sqrt();
-    for value in &mut sum {
-        *value /= norm.max(1e-12);
-    }
+    crate::unit_length(&mut sum);
     sum
 }
 

@@ -8,11 +8,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use serde_json::{Value, json};
 use troupe_actors::embedding::{Embedder, PooledEmbedder};
 use troupe_actors::local_model::{LocalModelPool, PoolConfig};
-use troupe_actors::memory::{LocalMemoryStore, Memories};
+use troupe_actors::memory::{LocalMemoryStore, Memories, MemoryStore};
+use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::ChildSpec;
+use troupe_cluster::ClusterNode;
 use troupe_inference::RemoteEmbedder;
 use troupe_inference::local::{OnnxRuntime, SentenceEmbedder, SentenceFiles};
 
@@ -91,35 +94,38 @@ impl LocalModels {
         (models, children)
     }
 
-    /// Long-term memory on the embedder, kept in `data_dir`: `None` when it is off, when
-    /// there is no embedder, or in a cluster (whose memory is not shared between nodes
-    /// yet), each said in the log.
-    pub(crate) fn memories(
+    /// Long-term memory on the embedder: kept in `data_dir` on one node (whose store is
+    /// answered, for health reports), in the cluster's JetStream in a cluster. `None`, said
+    /// in the log, when it is off or there is no embedder.
+    pub(crate) async fn memories(
         &self,
         settings: &MemorySettings,
         data_dir: &std::path::Path,
-        clustered: bool,
-    ) -> Option<(Arc<Memories>, LocalMemoryStore)> {
+        cluster: Option<&ClusterNode>,
+    ) -> anyhow::Result<Option<(Arc<Memories>, Option<Storage>)>> {
         if !settings.enabled {
-            return None;
+            return Ok(None);
         }
         let Some(embedder) = self.embedder() else {
             tracing::info!("long-term memory is off: {}", self.why_no_embedder());
-            return None;
+            return Ok(None);
         };
-        if clustered {
-            tracing::warn!(
-                "long-term memory is off: a cluster does not share it between nodes yet"
-            );
-            return None;
-        }
-        let store = LocalMemoryStore::new(data_dir);
-        let memories = Memories::new(
-            Arc::clone(embedder),
-            Arc::new(store.clone()),
-            settings.config(),
-        );
-        Some((Arc::new(memories), store))
+        let (store, disk): (Arc<dyn MemoryStore>, _) = match cluster {
+            Some(cluster) => {
+                let store = cluster
+                    .memories()
+                    .await
+                    .context("the cluster's memory stream")?;
+                (Arc::new(store), None)
+            }
+            None => {
+                let store = LocalMemoryStore::new(data_dir);
+                let disk = store.storage().clone();
+                (Arc::new(store), Some(disk))
+            }
+        };
+        let memories = Memories::new(Arc::clone(embedder), store, settings.config());
+        Ok(Some((Arc::new(memories), disk)))
     }
 
     /// The embedder, when one is configured and ONNX Runtime was found.

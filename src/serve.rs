@@ -119,8 +119,10 @@ pub(crate) async fn serve(
         open_canvas_store(&config, cluster.as_ref()).await?;
     let canvas = Canvas::new(canvas_store, canvas_settings);
     let (models, model_children) = LocalModels::new(&config.models, &config.storage.data_dir);
-    let memory = models.memories(&config.memory, &config.storage.data_dir, cluster.is_some());
-    let (memories, memory_store) = memory.unzip();
+    let memory = models
+        .memories(&config.memory, &config.storage.data_dir, cluster.as_ref())
+        .await?;
+    let (memories, memory_disk) = memory.unzip();
     let models = Arc::new(models);
     let builtin_context = BuiltinContext {
         store: Arc::clone(&store),
@@ -186,7 +188,7 @@ pub(crate) async fn serve(
     let stores: Arc<[Storage]> = [bridge_store.storage().clone(), reminders.storage().clone()]
         .into_iter()
         .chain(canvas_disk)
-        .chain(memory_store.map(|store| store.storage().clone()))
+        .chain(memory_disk.flatten())
         .collect();
     let limits = settings.limits;
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;

@@ -7,6 +7,8 @@
 //!   `Nats-Msg-Id` dedupe); replies travel back to the node that holds the client.
 //! - Cluster-wide singletons ([`ClusterNode::run_singleton`]): a task that runs on exactly
 //!   one node and moves when that node dies or drains.
+//! - [`JetStreamMemoryStore`](memory::JetStreamMemoryStore): long-term memory in one
+//!   JetStream stream, held per person by the nodes that use it and followed live.
 //! - [`JetStreamSnapshotStore`]: session snapshots and their turn journal in JetStream KV,
 //!   written with compare-and-set so a stale node can never overwrite newer history or
 //!   append after it.
@@ -22,6 +24,7 @@ mod journal_gate;
 mod kv_journal;
 mod kv_store;
 pub mod membership;
+pub mod memory;
 pub mod metrics;
 mod node;
 pub mod placement;

@@ -351,6 +351,14 @@ impl ClusterNode {
         .await
     }
 
+    /// The cluster's long-term memory (its stream is created if missing), followed live.
+    pub async fn memories(
+        &self,
+    ) -> Result<crate::memory::JetStreamMemoryStore, troupe_actors::memory::MemoryError> {
+        let (replicas, storage) = self.stream_placement();
+        crate::memory::JetStreamMemoryStore::open(&self.shared.jetstream, storage, replicas).await
+    }
+
     /// Starts owning shards with `node` as the local session layer, and answering other
     /// nodes' requests about its sessions.
     pub async fn serve(&self, node: NodeHandle) -> Result<(), ClusterError> {

@@ -15,6 +15,7 @@ use crate::support::{binary, metrics_page, openai_provider};
 mod canvas;
 mod conversations;
 mod inbox;
+mod memory;
 mod partition;
 mod pictures;
 mod stop;

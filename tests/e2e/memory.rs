@@ -18,8 +18,9 @@ use crate::support::{
 
 const TELEGRAM_TOKEN: &str = "123456:TEST-token";
 
-async fn memories_of(node: &TroupeProcess) -> Vec<String> {
-    let (_, listed) = get(node, "/api/v1/memory/person:ada").await;
+/// The texts of `person`'s memories, as `node` lists them.
+pub(crate) async fn memories_of(node: &TroupeProcess, person: &str) -> Vec<String> {
+    let (_, listed) = get(node, &format!("/api/v1/memory/{person}")).await;
     listed["memories"]
         .as_array()
         .map(|memories| {
@@ -33,7 +34,11 @@ async fn memories_of(node: &TroupeProcess) -> Vec<String> {
 
 /// Asks in a new web conversation; answers the recall shown (if any) and the system
 /// prompt the model got.
-async fn ask_on_the_web(node: &TroupeProcess, fake: &FakeLlm, id: &str) -> (Option<Value>, String) {
+pub(crate) async fn ask_on_the_web(
+    node: &TroupeProcess,
+    fake: &FakeLlm,
+    id: &str,
+) -> (Option<Value>, String) {
     let mut socket = connect_as(node, "ada").await;
     let conversation = format!("ada/{id}");
     send(
@@ -53,6 +58,17 @@ async fn ask_on_the_web(node: &TroupeProcess, fake: &FakeLlm, id: &str) -> (Opti
         .unwrap_or_default()
         .to_owned();
     (recall, system)
+}
+
+/// The turn showed `fact` recalled, and its model's prompt held it as a memory.
+pub(crate) fn assert_recalled(recall: Option<Value>, system: &str, fact: &str) {
+    let recall = recall.expect("the recall is shown as a tool result");
+    assert!(recall["result"].to_string().contains(fact), "{recall}");
+    assert!(
+        system.contains("What you remember about this person"),
+        "{system}"
+    );
+    assert!(system.contains(fact), "{system}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,29 +92,18 @@ async fn a_fact_told_on_telegram_is_recalled_on_the_web_after_a_restart_until_it
         .wait_for_sent(Duration::from_secs(20), |sent| !sent.is_empty())
         .await;
     eventually(Duration::from_secs(20), || async {
-        !memories_of(&node).await.is_empty()
+        !memories_of(&node, "person:ada").await.is_empty()
     })
     .await;
     node.terminate(Duration::from_secs(20)).await.unwrap();
     node.restart().await.unwrap();
 
     let (recall, system) = ask_on_the_web(&node, &fake, "w1").await;
-    let recall = recall.expect("the recall is shown as a tool result");
-    assert!(
-        recall["result"]
-            .to_string()
-            .contains("My cat is called Mimi."),
-        "{recall}"
-    );
-    assert!(
-        system.contains("What you remember about this person"),
-        "{system}"
-    );
-    assert!(system.contains("My cat is called Mimi."), "{system}");
+    assert_recalled(recall, &system, "My cat is called Mimi.");
 
     // Both exchanges are kept; forgetting about the cat deletes them for good.
     eventually(Duration::from_secs(20), || async {
-        memories_of(&node).await.len() == 2
+        memories_of(&node, "person:ada").await.len() == 2
     })
     .await;
     let (status, forgotten) = call(
@@ -113,7 +118,7 @@ async fn a_fact_told_on_telegram_is_recalled_on_the_web_after_a_restart_until_it
         2,
         "{forgotten}"
     );
-    assert!(memories_of(&node).await.is_empty());
+    assert!(memories_of(&node, "person:ada").await.is_empty());
     let (recall, system) = ask_on_the_web(&node, &fake, "w2").await;
     assert_eq!(recall, None, "nothing is recalled");
     assert!(!system.contains("Mimi"), "{system}");

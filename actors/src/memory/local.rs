@@ -8,10 +8,8 @@ use dashmap::DashMap;
 use redb::TableDefinition;
 
 use super::store::{
-    Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, NewMemory, PersonMemories,
+    Memory, MemoryError, MemoryId, MemoryStore, NewMemory, PersonMemories, overflow,
 };
-use super::{MAX_MEMORIES_PER_PERSON, quantize};
-use crate::message::unix_now;
 use crate::storage::Storage;
 
 /// `person\0id` → the memory (bincode).
@@ -20,7 +18,7 @@ const MEMORIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("memorie
 const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> MemoryError {
-    MemoryError::Store(Box::new(error))
+    MemoryError::store(error)
 }
 
 fn key(person: &str, id: &MemoryId) -> String {
@@ -30,16 +28,6 @@ fn key(person: &str, id: &MemoryId) -> String {
 /// The keys of `person`'s memories: from `person\0` up to `person\x01`.
 fn range(person: &str) -> (String, String) {
     (format!("{person}\0"), format!("{person}\u{1}"))
-}
-
-fn encode(memory: &Memory) -> Result<Vec<u8>, MemoryError> {
-    bincode::serde::encode_to_vec(memory, bincode::config::standard()).map_err(store_error)
-}
-
-fn decode(bytes: &[u8]) -> Result<Memory, MemoryError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(memory, _)| memory)
-        .map_err(store_error)
 }
 
 /// The memories of every person on this node.
@@ -97,7 +85,7 @@ impl LocalMemoryStore {
                             .map_err(store_error)?
                         {
                             let (_, value) = entry.map_err(store_error)?;
-                            memories.push(Arc::new(decode(value.value())?));
+                            memories.push(Arc::new(Memory::decode(value.value())?));
                         }
                         Ok::<_, MemoryError>(memories)
                     })
@@ -120,7 +108,11 @@ impl LocalMemoryStore {
         removed: Vec<MemoryId>,
     ) -> Result<usize, MemoryError> {
         let added = added
-            .map(|memory| encode(memory).map(|bytes| (key(person, &memory.id), bytes)))
+            .map(|memory| {
+                memory
+                    .encode()
+                    .map(|bytes| (key(person, &memory.id), bytes))
+            })
             .transpose()?;
         let removed: Vec<String> = removed.iter().map(|id| key(person, id)).collect();
         self.blocking(move |storage| {
@@ -150,35 +142,12 @@ impl LocalMemoryStore {
     }
 }
 
-/// Which memories make room for one more: the oldest automatic ones, then the oldest.
-fn overflow(memories: &[Arc<Memory>]) -> Vec<MemoryId> {
-    let excess = (memories.len() + 1).saturating_sub(MAX_MEMORIES_PER_PERSON);
-    let turns = memories
-        .iter()
-        .filter(|memory| memory.kind == MemoryKind::Turn);
-    let facts = memories
-        .iter()
-        .filter(|memory| memory.kind == MemoryKind::Fact);
-    turns
-        .chain(facts)
-        .take(excess)
-        .map(|memory| memory.id.clone())
-        .collect()
-}
-
 #[async_trait::async_trait]
 impl MemoryStore for LocalMemoryStore {
     async fn add(&self, person: &str, memory: NewMemory) -> Result<Memory, MemoryError> {
         let _writing = self.writer.lock().await;
         let current = self.all(person).await?;
-        let kept = Memory {
-            id: MemoryId::new(),
-            text: memory.text,
-            kind: memory.kind,
-            created_at: unix_now(),
-            tokens: u32::try_from(memory.tokens).unwrap_or(u32::MAX),
-            vector: quantize(&memory.vector),
-        };
+        let kept = Memory::kept(memory);
         let dropped = overflow(&current);
         self.write(person, Some(&kept), dropped.clone()).await?;
         let mut next: Vec<Arc<Memory>> = current

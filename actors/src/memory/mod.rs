@@ -8,7 +8,8 @@
 //!   nearest to it (top-k by cosine, above a relevance floor, without near-duplicates)
 //!   join that turn's system prompt within a token budget ([`Memories::recall`]); the
 //!   turn's events show what was recalled as a `memory__recall` tool call.
-//! - **Storage.** A [`MemoryStore`]: `memory.redb` on one node ([`LocalMemoryStore`]).
+//! - **Storage.** A [`MemoryStore`]: `memory.redb` on one node ([`LocalMemoryStore`]), the
+//!   cluster's JetStream in a cluster (`troupe_cluster::memory::JetStreamMemoryStore`).
 //!   Vectors are kept as int8 (a unit vector's components times 127): a quarter of the
 //!   size, and exact search over them ranks as float search does to within noise.
 //! - **Scale.** Search is exact over the person's memories held in memory: fine to 10⁵
@@ -23,7 +24,7 @@ pub use local::LocalMemoryStore;
 pub use recall::{Memories, MemoryConfig, Recalled, prompt_of};
 pub use store::{
     Memory, MemoryError, MemoryId, MemoryKind, MemoryStore, MemoryView, NewMemory, PersonMemories,
-    quantize,
+    overflow, quantize,
 };
 
 /// Most memories one person keeps; the oldest automatic ones go first beyond it.

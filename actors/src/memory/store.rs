@@ -83,6 +83,30 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// `memory` as kept now, under a fresh id.
+    pub fn kept(memory: NewMemory) -> Self {
+        Self {
+            id: MemoryId::new(),
+            text: memory.text,
+            kind: memory.kind,
+            created_at: crate::message::unix_now(),
+            tokens: u32::try_from(memory.tokens).unwrap_or(u32::MAX),
+            vector: quantize(&memory.vector),
+        }
+    }
+
+    /// The memory as stores keep it (bincode).
+    pub fn encode(&self) -> Result<Vec<u8>, MemoryError> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(MemoryError::store)
+    }
+
+    /// A memory a store kept with [`Memory::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, MemoryError> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map(|(memory, _)| memory)
+            .map_err(MemoryError::store)
+    }
+
     /// Cosine similarity with `query` (quantised the same way), in about -1..=1.
     pub fn similarity(&self, query: &[i8]) -> f32 {
         Self::similarity_of(&self.vector, query)
@@ -140,6 +164,31 @@ pub enum MemoryError {
     Embedding(#[from] crate::embedding::EmbedError),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl MemoryError {
+    /// The store failed with `error`.
+    pub fn store(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Store(Box::new(error))
+    }
+}
+
+/// Which memories make room for one more beside `memories` (a person's, oldest first):
+/// past [`MAX_MEMORIES_PER_PERSON`](super::MAX_MEMORIES_PER_PERSON), the oldest automatic
+/// ones, then the oldest facts.
+pub fn overflow(memories: &[Arc<Memory>]) -> Vec<MemoryId> {
+    let excess = (memories.len() + 1).saturating_sub(super::MAX_MEMORIES_PER_PERSON);
+    let turns = memories
+        .iter()
+        .filter(|memory| memory.kind == MemoryKind::Turn);
+    let facts = memories
+        .iter()
+        .filter(|memory| memory.kind == MemoryKind::Fact);
+    turns
+        .chain(facts)
+        .take(excess)
+        .map(|memory| memory.id.clone())
+        .collect()
 }
 
 /// Keeps each person's memories.

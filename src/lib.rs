@@ -77,8 +77,9 @@ async fn health(url: &str) -> anyhow::Result<ExitCode> {
 async fn config_check(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let (config, source) = TroupeConfig::load(path, &Environment::from_process())?;
     let (providers, notice) = serve::resolve_providers(&config).await;
+    let models_dir = config.models.dir(&config.storage.data_dir);
     for provider in &providers {
-        troupe_inference::build_provider(provider)?;
+        troupe_inference::build_provider(provider, &models_dir)?;
     }
     let source = match source {
         config::ConfigSource::File(path) => path.display().to_string(),

@@ -16,8 +16,8 @@ use troupe_actors::memory::{LocalMemoryStore, Memories, MemoryStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::ChildSpec;
 use troupe_cluster::ClusterNode;
-use troupe_inference::RemoteEmbedder;
 use troupe_inference::local::{OnnxRuntime, SentenceEmbedder, SentenceFiles};
+use troupe_inference::{ProviderConfig, ProviderKind, RemoteEmbedder, local_model_file};
 
 use crate::config::{MemorySettings, ModelsConfig};
 
@@ -35,6 +35,15 @@ pub(crate) struct LocalModels {
     /// ONNX Runtime's library, or why it was not found.
     runtime: Result<OnnxRuntime, String>,
     embedding: Option<EmbeddingModel>,
+    /// The chat models `kind = "local"` providers run.
+    chat: Vec<ChatModel>,
+}
+
+/// A chat model a `kind = "local"` provider runs.
+struct ChatModel {
+    provider: String,
+    model: String,
+    file: PathBuf,
 }
 
 impl LocalModels {
@@ -50,6 +59,7 @@ impl LocalModels {
                 config: config.clone(),
                 runtime,
                 embedding: remote,
+                chat: Vec::new(),
             };
             return (models, children);
         }
@@ -85,6 +95,7 @@ impl LocalModels {
             config: config.clone(),
             runtime,
             embedding,
+            chat: Vec::new(),
         };
         if let Some(missing) = models.missing_embedding_files() {
             tracing::warn!(
@@ -154,6 +165,23 @@ impl LocalModels {
     }
 
     /// `GET /api/v1/models`: what is installed, what runs, and what is missing.
+    /// Notes the chat models of `providers`' `kind = "local"` entries, for the status.
+    pub(crate) fn with_chat_models(mut self, providers: &[ProviderConfig]) -> Self {
+        self.chat = providers
+            .iter()
+            .filter(|provider| provider.kind == ProviderKind::Local)
+            .map(|provider| {
+                let model = provider.model.clone().unwrap_or_default();
+                ChatModel {
+                    provider: provider.name.clone(),
+                    file: local_model_file(&model, &self.dir),
+                    model,
+                }
+            })
+            .collect();
+        self
+    }
+
     pub(crate) fn status(&self) -> Value {
         let runtime = match &self.runtime {
             Ok(runtime) => json!({"found": true, "path": runtime.path()}),
@@ -186,11 +214,27 @@ impl LocalModels {
                 "problem": self.why_no_embedder(),
             }),
         };
+        let mut models = vec![embedding];
+        models.extend(self.chat.iter().map(|chat| {
+            let ready = chat.file.is_file();
+            json!({
+                "name": chat.model,
+                "kind": "chat",
+                "serves": format!("provider {}", chat.provider),
+                "file": chat.file,
+                "ready": ready,
+                "problem": (!ready).then(|| format!(
+                    "{} is missing: `troupe models install {}`",
+                    chat.file.display(),
+                    chat.model
+                )),
+            })
+        }));
         json!({
             "dir": self.dir,
             "device": self.config.device,
             "onnxruntime": runtime,
-            "models": [embedding],
+            "models": models,
         })
     }
 }

@@ -34,6 +34,7 @@ use troupe_skills::builtin::{BuiltinContext, Reminders};
 use crate::config::autodetect::{ProviderEnvironment, echo_notice};
 use crate::config::{
     ConfigSource, TroupeConfig, build_bridges, build_skills, detect_provider, effective_skills,
+    with_offline_fallback,
 };
 use crate::gateway::access::{AccessArgs, AccessLayer};
 use crate::gateway::body::BodyBudget;
@@ -44,23 +45,29 @@ use crate::local_models::LocalModels;
 /// How long shutdown waits for in-flight requests and replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// The providers to run and the notice to show (when answering with `echo`).
+/// The providers to run and the notice to show (when answering with `echo`), with the
+/// local model as the last fallback when `assistant.offline_fallback` asks for it.
 pub(crate) async fn resolve_providers(
     config: &TroupeConfig,
 ) -> (Vec<ProviderConfig>, Option<String>) {
-    if config.providers.is_empty() {
+    let (mut providers, notice) = if config.providers.is_empty() {
         let environment = ProviderEnvironment::probe().await;
         let (provider, notice) = detect_provider(&config.assistant.provider, &environment);
-        return (vec![provider], notice);
+        (vec![provider], notice)
+    } else {
+        let answering = config
+            .providers
+            .iter()
+            .find(|provider| provider.name == config.assistant.provider);
+        let notice = answering
+            .is_some_and(|provider| provider.kind == ProviderKind::Echo)
+            .then(echo_notice);
+        (config.providers.clone(), notice)
+    };
+    if config.assistant.offline_fallback && with_offline_fallback(&mut providers) {
+        return (providers, None);
     }
-    let answering = config
-        .providers
-        .iter()
-        .find(|provider| provider.name == config.assistant.provider);
-    let notice = answering
-        .is_some_and(|provider| provider.kind == ProviderKind::Echo)
-        .then(echo_notice);
-    (config.providers.clone(), notice)
+    (providers, notice)
 }
 
 /// Where the first-run set-up may write: offered while the node answers with `echo` for
@@ -104,13 +111,17 @@ pub(crate) async fn serve(
         }
     };
     let (provider_configs, notice) = resolve_providers(&config).await;
+    let models_dir = config.models.dir(&config.storage.data_dir);
     let mut providers = Vec::with_capacity(provider_configs.len());
+    let mut provider_children = Vec::new();
     for provider_config in &provider_configs {
-        let provider = build_provider(provider_config).context("provider configuration")?;
+        let built =
+            build_provider(provider_config, &models_dir).context("provider configuration")?;
         providers.push(ProviderSetup {
-            provider,
+            provider: built.provider,
             policy: provider_config.policy(),
         });
+        provider_children.extend(built.child);
     }
     let (cluster, store, inbox) = open_store(&config, node_id).await?;
     let reminders =
@@ -119,6 +130,7 @@ pub(crate) async fn serve(
         open_canvas_store(&config, cluster.as_ref()).await?;
     let canvas = Canvas::new(canvas_store, canvas_settings);
     let (models, model_children) = LocalModels::new(&config.models, &config.storage.data_dir);
+    let models = models.with_chat_models(&provider_configs);
     let memory = models
         .memories(&config.memory, &config.storage.data_dir, cluster.as_ref())
         .await?;
@@ -243,6 +255,7 @@ pub(crate) async fn serve(
         };
         let _ = dispatcher_out.set(dispatcher);
         children.extend(model_children);
+        children.extend(provider_children);
         children.insert(0, canvas.child_spec());
         children.insert(1, access_spec(listen, state, stopped));
         children

@@ -1,16 +1,18 @@
 //! Typed provider configuration (`[[providers]]`), its validation, and the factory that
 //! builds a provider from it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use troupe_actors::ModelProvider;
 use troupe_actors::model_worker::ProviderPolicy;
+use troupe_actors::supervisor::ChildSpec;
 
 use crate::anthropic::AnthropicProvider;
 use crate::echo::EchoProvider;
+use crate::local_chat::{LocalChatProvider, local_model_file};
 use crate::openai::OpenAiProvider;
 
 pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -36,16 +38,19 @@ pub enum ProviderKind {
     Openai,
     Anthropic,
     Echo,
+    /// A GGUF chat model run in the process ([`LocalChatProvider`]).
+    Local,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 3] = [Self::Openai, Self::Anthropic, Self::Echo];
+    pub const ALL: [ProviderKind; 4] = [Self::Openai, Self::Anthropic, Self::Echo, Self::Local];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Openai => "openai",
             Self::Anthropic => "anthropic",
             Self::Echo => "echo",
+            Self::Local => "local",
         }
     }
 }
@@ -113,6 +118,16 @@ impl ProviderConfig {
             max_concurrency: default_max_concurrency(),
             max_tokens: None,
             stream: default_stream(),
+        }
+    }
+
+    /// A `local` provider running `model` (a name in the models dir or a `.gguf` path),
+    /// with defaults.
+    pub fn local(name: &str, model: &str) -> Self {
+        Self {
+            kind: ProviderKind::Local,
+            model: Some(model.to_owned()),
+            ..Self::echo(name)
         }
     }
 
@@ -205,8 +220,19 @@ impl ProviderConfig {
     }
 }
 
-/// Builds the provider an entry describes. One line per kind.
-pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn ModelProvider>, ConfigError> {
+/// A provider built, and the child that runs it on this node when it has one (a local
+/// model's pool, for the node's supervisor).
+pub struct BuiltProvider {
+    pub provider: Arc<dyn ModelProvider>,
+    pub child: Option<ChildSpec>,
+}
+
+/// Builds the provider an entry describes (a local model's file is looked for in
+/// `models_dir`). One line per kind.
+pub fn build_provider(
+    config: &ProviderConfig,
+    models_dir: &Path,
+) -> Result<BuiltProvider, ConfigError> {
     config.validate()?;
     let api_key = config.api_key()?;
     let model = config.model.clone().unwrap_or_default();
@@ -243,8 +269,37 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn ModelProvider>,
             ))
         }
         ProviderKind::Echo => Arc::new(EchoProvider::new(&config.name)),
+        ProviderKind::Local => return Ok(build_local(config, &model, models_dir)),
     };
-    Ok(provider)
+    Ok(BuiltProvider {
+        provider,
+        child: None,
+    })
+}
+
+/// A local model's provider; a missing file is said in the log (the node starts, and the
+/// provider fails over until the file is installed).
+fn build_local(config: &ProviderConfig, model: &str, models_dir: &Path) -> BuiltProvider {
+    let file = local_model_file(model, models_dir);
+    if !file.is_file() {
+        tracing::warn!(
+            provider = %config.name,
+            "{} is missing: provider `{}` fails until it is installed (`troupe models install {model}`)",
+            file.display(),
+            config.name
+        );
+    }
+    let (provider, child) = LocalChatProvider::new(
+        &config.name,
+        model,
+        &file,
+        config.max_tokens,
+        config.max_concurrency,
+    );
+    BuiltProvider {
+        provider: Arc::new(provider),
+        child: Some(child.spec()),
+    }
 }
 
 #[cfg(test)]
@@ -336,7 +391,36 @@ mod tests {
         config.kind = ProviderKind::Anthropic;
         config.model = Some("claude-sonnet-4-5".into());
         config.api_key_env = Some("TROUPE_TEST_SURELY_UNSET_KEY".into());
-        let error = build_provider(&config).err().unwrap();
+        let error = build_provider(&config, Path::new("models")).err().unwrap();
         assert!(error.to_string().contains("TROUPE_TEST_SURELY_UNSET_KEY"));
+    }
+
+    #[test]
+    fn a_local_model_is_named_in_the_models_dir_or_given_as_a_file() {
+        let dir = Path::new("/var/lib/troupe/models");
+        assert_eq!(
+            local_model_file("smollm2-135m-instruct", dir),
+            dir.join("smollm2-135m-instruct/model.gguf")
+        );
+        assert_eq!(
+            local_model_file("/opt/models/qwen2.5-1.5b-q4.gguf", dir),
+            Path::new("/opt/models/qwen2.5-1.5b-q4.gguf")
+        );
+        assert_eq!(local_model_file("big.gguf", dir), Path::new("big.gguf"));
+        let mut config = ProviderConfig::echo("offline");
+        config.kind = ProviderKind::Local;
+        assert!(
+            build_provider(&config, dir)
+                .err()
+                .is_some_and(|error| error.to_string().contains("providers.offline.model")),
+            "a local provider names its model"
+        );
+        config.model = Some("smollm2-135m-instruct".into());
+        let built = build_provider(&config, dir).unwrap();
+        assert_eq!(built.provider.info().kind, "local");
+        assert!(
+            built.child.is_some(),
+            "its pool runs under the node's supervisor"
+        );
     }
 }

@@ -7,6 +7,7 @@ mod bridges;
 mod canvas;
 mod memory;
 mod models;
+mod offline;
 mod skills;
 mod telemetry;
 mod uploads;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use troupe_actors::backlog::BacklogLimits;
 use troupe_actors::message::DEFAULT_MAX_PAYLOAD_BYTES;
 use troupe_cluster::ClusterConfig;
-use troupe_inference::ProviderConfig;
+use troupe_inference::{ProviderConfig, ProviderKind};
 
 use troupe_bridges::secrets::{Secret, SecretSource};
 
@@ -34,6 +35,7 @@ pub(crate) use bridges::build_bridges;
 pub(crate) use canvas::CanvasConfig;
 pub(crate) use memory::MemorySettings;
 pub(crate) use models::ModelsConfig;
+pub(crate) use offline::{OFFLINE_PROVIDER, with_offline_fallback};
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::TelemetryConfig;
 pub(crate) use uploads::UploadsConfig;
@@ -327,6 +329,11 @@ pub(crate) struct AssistantConfig {
     /// Messages the whole node may have waiting; more get `busy`.
     #[serde(default = "default_backlog_per_node")]
     pub(crate) backlog_per_node: usize,
+    /// The local chat model answers when every other provider fails (the first
+    /// `kind = "local"` provider, else `smollm2-135m-instruct` from the models dir), and in
+    /// place of `echo` when no provider is configured or found.
+    #[serde(default)]
+    pub(crate) offline_fallback: bool,
 }
 
 impl Default for AssistantConfig {
@@ -339,6 +346,7 @@ impl Default for AssistantConfig {
             turn_timeout_secs: default_turn_timeout_secs(),
             backlog_per_conversation: default_backlog_per_conversation(),
             backlog_per_node: default_backlog_per_node(),
+            offline_fallback: false,
         }
     }
 }
@@ -723,6 +731,18 @@ impl TroupeConfig {
                     format!("no provider is named `{missing}`"),
                 ));
             }
+        }
+        let local = self
+            .providers
+            .iter()
+            .any(|provider| provider.kind == ProviderKind::Local);
+        if self.assistant.offline_fallback && !local && names.contains(OFFLINE_PROVIDER) {
+            return Err(invalid(
+                "assistant.offline_fallback",
+                format!(
+                    "the offline provider would be named `{OFFLINE_PROVIDER}`, which a provider of another kind is: add a `kind = \"local\"` provider"
+                ),
+            ));
         }
         if !self.providers.is_empty() && !names.contains(self.assistant.provider.as_str()) {
             let known: Vec<&str> = names.into_iter().collect();

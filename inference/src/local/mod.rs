@@ -3,9 +3,14 @@
 //! embedder built on it. The models run in `troupe_actors::local_model` pools: this module
 //! only loads them and runs one batch.
 
+mod chat;
+mod gguf_tokenizer;
 pub mod install;
 mod runtime;
 mod sentence;
 
+pub use chat::{
+    ChatModelError, ChatTurn, Generated, Generation, GgufChatLoader, GgufChatModel, MAX_CONTEXT,
+};
 pub use runtime::{Device, ORT_DYLIB_PATH, OnnxRuntime, RuntimeError};
 pub use sentence::{MAX_TOKENS, SentenceEmbedder, SentenceFiles, SentenceModel};

@@ -1,9 +1,10 @@
 //! The node's local models, as `[models]` configures them: ONNX Runtime found (not loaded:
 //! models load at their first use, so an unused one costs no memory), and the embedding
 //! model's pool, whose child joins the node's supervisor; or, with `embedder_url`, an
-//! OpenAI-compatible embeddings service in its place. A node without ONNX Runtime or
-//! the model's files starts all the same; `GET /api/v1/models`, the log and the error of
-//! `/v1/embeddings` say what is missing and how to install it.
+//! OpenAI-compatible embeddings service in its place, or, in a cluster, another node's
+//! model over NATS. A node without ONNX Runtime or the model's files starts all the same;
+//! `GET /api/v1/models`, the log and the error of `/v1/embeddings` say what is missing
+//! and how to install it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,16 +17,27 @@ use troupe_actors::memory::{LocalMemoryStore, Memories, MemoryStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::ChildSpec;
 use troupe_cluster::ClusterNode;
+use troupe_cluster::models::{ClusterEmbedder, serve_embedder};
 use troupe_inference::local::{OnnxRuntime, SentenceEmbedder, SentenceFiles};
 use troupe_inference::{ProviderConfig, ProviderKind, RemoteEmbedder, local_model_file};
 
 use crate::config::{MemorySettings, ModelsConfig};
 
-/// The embedding model in use: a local one (its files), or a service's.
+/// The embedding model in use: a local one, a service's, or another node's.
 struct EmbeddingModel {
     name: String,
-    files: Option<SentenceFiles>,
+    source: EmbedderSource,
     embedder: Arc<dyn Embedder>,
+}
+
+/// Where the embedding model runs.
+enum EmbedderSource {
+    /// Here, from these files.
+    Local(SentenceFiles),
+    /// At `[models] embedder_url`.
+    Service,
+    /// On the nodes of the cluster that run it (none runs here).
+    Cluster,
 }
 
 /// What the node runs locally, and why not where it cannot.
@@ -85,7 +97,7 @@ impl LocalModels {
                 children.push(child.spec());
                 Some(EmbeddingModel {
                     name: name.to_owned(),
-                    files: Some(files),
+                    source: EmbedderSource::Local(files),
                     embedder: PooledEmbedder::new(pool).shared(),
                 })
             }
@@ -157,7 +169,9 @@ impl LocalModels {
 
     /// The embedding model's first missing file, if one is.
     fn missing_embedding_files(&self) -> Option<String> {
-        let files = self.embedding.as_ref()?.files.as_ref()?;
+        let EmbedderSource::Local(files) = &self.embedding.as_ref()?.source else {
+            return None;
+        };
         [&files.model, &files.tokenizer]
             .into_iter()
             .find(|path| !path.is_file())
@@ -165,6 +179,40 @@ impl LocalModels {
     }
 
     /// `GET /api/v1/models`: what is installed, what runs, and what is missing.
+    /// In a cluster: serves the embedding model to the other nodes when it runs here, and
+    /// embeds with theirs when it does not (no ONNX Runtime or no files here).
+    pub(crate) async fn join_cluster(&mut self, cluster: &ClusterNode) -> anyhow::Result<()> {
+        let runs_here = self.missing_embedding_files().is_none()
+            && self
+                .embedding
+                .as_ref()
+                .is_some_and(|model| matches!(model.source, EmbedderSource::Local(_)));
+        match &self.embedding {
+            Some(model) if runs_here => {
+                serve_embedder(cluster.client().clone(), Arc::clone(&model.embedder))
+                    .await
+                    .context("serving the embedding model to the cluster")?;
+                tracing::info!(model = %model.name, "serving the embedding model to the cluster");
+            }
+            Some(model) if matches!(model.source, EmbedderSource::Service) => {}
+            _ if !self.config.embedder.is_empty() => {
+                let name = self.config.embedder.clone();
+                tracing::info!(
+                    model = %name,
+                    "the embedding model does not run here ({}): embedding with the cluster's nodes that run it",
+                    self.missing_embedding_files().unwrap_or_else(|| self.why_no_embedder())
+                );
+                self.embedding = Some(EmbeddingModel {
+                    embedder: Arc::new(ClusterEmbedder::new(cluster.client().clone(), &name)),
+                    name,
+                    source: EmbedderSource::Cluster,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Notes the chat models of `providers`' `kind = "local"` entries, for the status.
     pub(crate) fn with_chat_models(mut self, providers: &[ProviderConfig]) -> Self {
         self.chat = providers
@@ -188,11 +236,18 @@ impl LocalModels {
             Err(missing) => json!({"found": false, "problem": missing}),
         };
         let embedding = match &self.embedding {
-            Some(model) if model.files.is_none() => json!({
+            Some(model) if matches!(model.source, EmbedderSource::Service) => json!({
                 "name": model.name,
                 "kind": "embedding",
                 "serves": "/v1/embeddings",
                 "service": self.config.embedder_url,
+                "ready": true,
+            }),
+            Some(model) if matches!(model.source, EmbedderSource::Cluster) => json!({
+                "name": model.name,
+                "kind": "embedding",
+                "serves": "/v1/embeddings",
+                "service": "the nodes of the cluster that run it",
                 "ready": true,
             }),
             Some(model) => {
@@ -251,7 +306,7 @@ fn remote_embedder(config: &ModelsConfig) -> Option<Option<EmbeddingModel>> {
     match RemoteEmbedder::new(url, &model, key) {
         Ok(embedder) => Some(Some(EmbeddingModel {
             name: model,
-            files: None,
+            source: EmbedderSource::Service,
             embedder: Arc::new(embedder),
         })),
         Err(error) => {

@@ -130,7 +130,10 @@ pub(crate) async fn serve(
         open_canvas_store(&config, cluster.as_ref()).await?;
     let canvas = Canvas::new(canvas_store, canvas_settings);
     let (models, model_children) = LocalModels::new(&config.models, &config.storage.data_dir);
-    let models = models.with_chat_models(&provider_configs);
+    let mut models = models.with_chat_models(&provider_configs);
+    if let Some(cluster) = &cluster {
+        models.join_cluster(cluster).await?;
+    }
     let memory = models
         .memories(&config.memory, &config.storage.data_dir, cluster.as_ref())
         .await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::local_model::{BatchModel, LocalModelPool, ModelFailure, PoolError};
 
 /// One text's vector, and the tokens the model read of it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Embedded {
     pub vector: Vec<f32>,
     pub tokens: usize,
@@ -22,10 +22,16 @@ pub enum EmbedError {
     /// A remote embeddings service failed or refused.
     #[error("the embeddings service failed: {0}")]
     Remote(#[source] ModelFailure),
+    /// Another node's model answered this failure (in a cluster).
+    #[error("{message} (on another node)")]
+    Peer {
+        failure: EmbedFailure,
+        message: Arc<str>,
+    },
 }
 
 /// What kind of failure an [`EmbedError`] is, for the status a client gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EmbedFailure {
     /// Back-pressure: retry later (HTTP 503 with `busy`).
     Busy,
@@ -43,6 +49,7 @@ impl EmbedError {
                 EmbedFailure::Unavailable
             }
             Self::Local(_) | Self::Remote(_) => EmbedFailure::Failed,
+            Self::Peer { failure, .. } => *failure,
         }
     }
 }

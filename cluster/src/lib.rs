@@ -9,6 +9,8 @@
 //!   one node and moves when that node dies or drains.
 //! - [`JetStreamMemoryStore`](memory::JetStreamMemoryStore): long-term memory in one
 //!   JetStream stream, held per person by the nodes that use it and followed live.
+//! - [`ClusterEmbedder`](models::ClusterEmbedder): a node without local models embeds with
+//!   another node's model over NATS ([`models::serve_embedder`] serves one).
 //! - [`JetStreamSnapshotStore`]: session snapshots and their turn journal in JetStream KV,
 //!   written with compare-and-set so a stale node can never overwrite newer history or
 //!   append after it.
@@ -26,6 +28,7 @@ mod kv_store;
 pub mod membership;
 pub mod memory;
 pub mod metrics;
+pub mod models;
 mod node;
 pub mod placement;
 mod shards;

@@ -16,6 +16,7 @@ mod canvas;
 mod conversations;
 mod inbox;
 mod memory;
+mod models;
 mod partition;
 mod pictures;
 mod stop;

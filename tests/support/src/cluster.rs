@@ -61,9 +61,22 @@ impl ClusterSandbox {
         proxied: &[usize],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_each(nats, binary, &vec![config; count], proxied, env).await
+    }
+
+    /// Like [`ClusterSandbox::start_on`], node `i` with `configs[i]` (nodes that differ:
+    /// one with models, one without).
+    pub async fn start_each(
+        nats: NatsServer,
+        binary: &Path,
+        configs: &[&str],
+        proxied: &[usize],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let count = configs.len();
         let mut nodes = Vec::with_capacity(count);
         let mut proxies = Vec::with_capacity(count);
-        for index in 0..count {
+        for (index, config) in configs.iter().enumerate() {
             let proxy = if proxied.contains(&index) {
                 Some(CuttableProxy::start(([127, 0, 0, 1], nats.port()).into()).await)
             } else {

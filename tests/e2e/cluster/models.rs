@@ -1,0 +1,86 @@
+//! Local models shared by the cluster: a node without the embedding model (no ONNX Runtime,
+//! no files) embeds with another node's, for `/v1/embeddings` and for long-term memory, and
+//! says the model is unavailable once no node runs it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use troupe_testkit::cluster::ClusterSandbox;
+use troupe_testkit::fake_llm::FakeLlm;
+use troupe_testkit::nats::NatsServer;
+
+use super::{node_config, settle};
+use crate::memory::memories_of;
+use crate::support::{
+    binary, connect_as, eventually, frames_until_final, get, send, test_models_dir,
+};
+
+async fn embed(base: &str, text: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/embeddings"))
+        .json(&json!({"model": "all-minilm-l6-v2", "input": [text]}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_models_embeds_and_remembers_with_another_nodes_model() {
+    let fake = FakeLlm::start(None).await;
+    let with_models = format!(
+        "{}\n[models]\ndir = \"{}\"\ndevice = \"cpu\"\n",
+        node_config(&fake),
+        test_models_dir().display()
+    );
+    let without = node_config(&fake);
+    let mut cluster = ClusterSandbox::start_each(
+        NatsServer::start().await,
+        binary(),
+        &[&with_models, &without],
+        &[],
+        &[],
+    )
+    .await
+    .expect("the cluster starts");
+    settle(&cluster, 0, &["node-0", "node-1"]).await;
+    let (here, there) = (cluster.nodes[0].http_url(), cluster.nodes[1].http_url());
+
+    let (status, local) = embed(&here, "My cat is called Mimi.").await;
+    assert_eq!(status, 200, "{local}");
+    let (status, remote) = embed(&there, "My cat is called Mimi.").await;
+    assert_eq!(status, 200, "{remote}");
+    assert_eq!(
+        remote["data"][0]["embedding"], local["data"][0]["embedding"],
+        "the same model's vector"
+    );
+    let (_, status) = get(&cluster.nodes[1], "/api/v1/models").await;
+    assert_eq!(
+        status["models"][0]["service"], "the nodes of the cluster that run it",
+        "{status}"
+    );
+
+    // Memory works on the node without models.
+    let mut socket = connect_as(&cluster.nodes[1], "ada").await;
+    send(
+        &mut socket,
+        json!({"type": "message", "id": "t1", "payload": "My cat is called Mimi."}),
+    )
+    .await;
+    let frames = frames_until_final(&mut socket, "t1").await;
+    assert_eq!(frames.last().unwrap()["type"], "reply", "{frames:?}");
+    eventually(Duration::from_secs(30), || async {
+        !memories_of(&cluster.nodes[1], "ws:ada").await.is_empty()
+    })
+    .await;
+
+    cluster.nodes[0].kill_hard().unwrap();
+    let (status, refused) = embed(&there, "anything").await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (503, Some("model_unavailable")),
+        "{refused}"
+    );
+}

@@ -14,10 +14,12 @@ use serde_json::{Value, json};
 use troupe_actors::embedding::{Embedder, PooledEmbedder};
 use troupe_actors::local_model::{LocalModelPool, PoolConfig};
 use troupe_actors::memory::{LocalMemoryStore, Memories, MemoryStore};
+use troupe_actors::node::ProviderSetup;
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::ChildSpec;
 use troupe_cluster::ClusterNode;
 use troupe_cluster::models::{ClusterEmbedder, serve_embedder};
+use troupe_cluster::remote_chat::{ClusterChatProvider, serve_chat_model};
 use troupe_inference::local::{OnnxRuntime, SentenceEmbedder, SentenceFiles};
 use troupe_inference::{ProviderConfig, ProviderKind, RemoteEmbedder, local_model_file};
 
@@ -56,6 +58,8 @@ struct ChatModel {
     provider: String,
     model: String,
     file: PathBuf,
+    /// Answered by the nodes of the cluster that have the file (this one has not).
+    from_cluster: bool,
 }
 
 impl LocalModels {
@@ -213,6 +217,49 @@ impl LocalModels {
         Ok(())
     }
 
+    /// In a cluster: each `kind = "local"` provider whose file is here serves its model to
+    /// the other nodes; one whose file is not here asks the nodes that have it.
+    pub(crate) async fn share_chat_models(
+        &mut self,
+        cluster: &ClusterNode,
+        configs: &[ProviderConfig],
+        providers: &mut [ProviderSetup],
+    ) -> anyhow::Result<()> {
+        for (config, setup) in configs.iter().zip(providers.iter_mut()) {
+            let Some(chat) = self
+                .chat
+                .iter_mut()
+                .find(|chat| chat.provider == config.name)
+            else {
+                continue;
+            };
+            if chat.file.is_file() {
+                serve_chat_model(
+                    cluster.client().clone(),
+                    Arc::clone(&setup.provider),
+                    &chat.model,
+                )
+                .await
+                .context("serving the chat model to the cluster")?;
+                tracing::info!(model = %chat.model, "serving the chat model to the cluster");
+            } else {
+                tracing::info!(
+                    model = %chat.model,
+                    "{} is not here: provider `{}` asks the cluster's nodes that have it",
+                    chat.file.display(),
+                    config.name
+                );
+                setup.provider = Arc::new(ClusterChatProvider::new(
+                    cluster.client().clone(),
+                    &config.name,
+                    &chat.model,
+                ));
+                chat.from_cluster = true;
+            }
+        }
+        Ok(())
+    }
+
     /// Notes the chat models of `providers`' `kind = "local"` entries, for the status.
     pub(crate) fn with_chat_models(mut self, providers: &[ProviderConfig]) -> Self {
         self.chat = providers
@@ -224,6 +271,7 @@ impl LocalModels {
                     provider: provider.name.clone(),
                     file: local_model_file(&model, &self.dir),
                     model,
+                    from_cluster: false,
                 }
             })
             .collect();
@@ -271,6 +319,15 @@ impl LocalModels {
         };
         let mut models = vec![embedding];
         models.extend(self.chat.iter().map(|chat| {
+            if chat.from_cluster {
+                return json!({
+                    "name": chat.model,
+                    "kind": "chat",
+                    "serves": format!("provider {}", chat.provider),
+                    "service": "the nodes of the cluster that run it",
+                    "ready": true,
+                });
+            }
             let ready = chat.file.is_file();
             json!({
                 "name": chat.model,

@@ -129,8 +129,9 @@ impl ChatMessage {
     }
 }
 
-/// Everything a provider needs for one completion.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Everything a provider needs for one completion (serialisable: another node's model may
+/// answer it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     /// Shared: the configured prompt is one allocation for every call that sends it as is.
     pub system_prompt: Option<Arc<str>>,
@@ -161,7 +162,7 @@ pub struct Usage {
 }
 
 /// A finished answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Completion {
     pub text: String,
     pub tool_calls: Vec<ToolCall>,
@@ -181,7 +182,7 @@ impl Completion {
 }
 
 /// What went wrong, as a small enum callers can match on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProviderErrorKind {
     /// The request took longer than the provider's timeout.
     Timeout,
@@ -228,7 +229,7 @@ impl ProviderErrorKind {
 }
 
 /// An error from a model provider.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{} ({}): {message}", provider, kind.as_str())]
 pub struct ProviderError {
     pub kind: ProviderErrorKind,

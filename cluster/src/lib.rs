@@ -11,6 +11,8 @@
 //!   JetStream stream, held per person by the nodes that use it and followed live.
 //! - [`ClusterEmbedder`](models::ClusterEmbedder): a node without local models embeds with
 //!   another node's model over NATS ([`models::serve_embedder`] serves one).
+//! - [`ClusterChatProvider`](remote_chat::ClusterChatProvider): a node without a local chat
+//!   model's file asks a node that has it ([`remote_chat::serve_chat_model`]), streaming.
 //! - [`JetStreamSnapshotStore`]: session snapshots and their turn journal in JetStream KV,
 //!   written with compare-and-set so a stale node can never overwrite newer history or
 //!   append after it.
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod models;
 mod node;
 pub mod placement;
+pub mod remote_chat;
 mod shards;
 mod singletons;
 pub mod subjects;

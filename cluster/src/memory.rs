@@ -3,7 +3,7 @@
 //! node.
 //!
 //! - **One message per memory.** A memory is one message (the memory in bincode) on its own
-//!   subject of `TROUPE_MEMORY`: `troupe.memory.<person as hex>.<memory id>`. The stream
+//!   subject of `TROUPE_MEMORY`: `troupe.v1.memory.<person as hex>.<memory id>`. The stream
 //!   keeps one message a subject, so forgetting a memory publishes an empty message on its
 //!   subject, which replaces it: its text and vector leave the stream and its replicas, and
 //!   the empty marker (a subject and no body) tells every node to drop it.
@@ -28,9 +28,7 @@ use troupe_actors::memory::{
     Memory, MemoryError, MemoryId, MemoryStore, NewMemory, PersonMemories, overflow,
 };
 
-/// The stream holding every person's memories.
-pub const STREAM: &str = "TROUPE_MEMORY";
-const SUBJECTS: &str = "troupe.memory";
+use crate::subjects::{self, MEMORY as SUBJECTS, MEMORY_STREAM as STREAM};
 /// The longest a person's load waits for the stream.
 const LOAD_LIMIT: Duration = Duration::from_secs(30);
 /// The longest a change waits for the follower to apply it here.
@@ -56,7 +54,7 @@ fn failed(what: &'static str, source: impl Into<BoxError>) -> MemoryError {
 
 /// A person's part of the subject: their id in lowercase hex (any id is a valid token).
 fn person_token(person: &str) -> String {
-    person.bytes().map(|byte| format!("{byte:02x}")).collect()
+    subjects::hex_token(person)
 }
 
 fn person_of_token(token: &str) -> Option<String> {

@@ -140,14 +140,20 @@ fn any_person_id_makes_a_subject_and_is_read_back_from_it() {
     let id = MemoryId::new();
     for person in ["person:ada", "telegram:42", "ws:a.b*c> d", "ü"] {
         let subject = memory_subject(person, &id);
-        assert_eq!(subject.split('.').count(), 4, "{subject}");
+        assert_eq!(subject.split('.').count(), 5, "{subject}");
         assert_eq!(
             parse_subject(&subject),
             Some((person.to_owned(), id.clone()))
         );
     }
-    assert_eq!(parse_subject("troupe.memory.zz.m-0000000000000001"), None);
-    assert_eq!(parse_subject("troupe.memory.616.m-0000000000000001"), None);
-    assert_eq!(parse_subject("troupe.memory.61.not-an-id"), None);
+    assert_eq!(
+        parse_subject("troupe.v1.memory.zz.m-0000000000000001"),
+        None
+    );
+    assert_eq!(
+        parse_subject("troupe.v1.memory.616.m-0000000000000001"),
+        None
+    );
+    assert_eq!(parse_subject("troupe.v1.memory.61.not-an-id"), None);
     assert_eq!(parse_subject("other.61.m-0000000000000001"), None);
 }

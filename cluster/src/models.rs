@@ -3,7 +3,7 @@
 //! ONNX Runtime, or a small machine) embeds through one that has them.
 //!
 //! - **Serving.** A node with the model loaded subscribes to
-//!   `troupe.models.embed.<model as hex>` in the queue group `troupe-models`: each request
+//!   `troupe.v1.models.embed.<model as hex>` in the queue group `troupe-models`: each request
 //!   goes to one of the nodes serving that model, whose pool batches it with its own work.
 //! - **Asking.** [`ClusterEmbedder`] is an [`Embedder`] that sends the texts there and
 //!   waits for the vectors. The model's name is in the subject, so vectors always come from
@@ -20,15 +20,10 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use troupe_actors::embedding::{EmbedError, EmbedFailure, Embedded, Embedder};
 
-const SUBJECTS: &str = "troupe.models.embed";
-const QUEUE_GROUP: &str = "troupe-models";
+use crate::subjects;
+
 /// The longest an embedding request waits for another node's model (its queue included).
 const REQUEST_LIMIT: Duration = Duration::from_secs(30);
-
-fn subject(model: &str) -> String {
-    let token: String = model.bytes().map(|byte| format!("{byte:02x}")).collect();
-    format!("{SUBJECTS}.{token}")
-}
 
 /// What a serving node answers.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,7 +54,10 @@ pub async fn serve_embedder(
     embedder: Arc<dyn Embedder>,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut requests = client
-        .queue_subscribe(subject(embedder.model()), QUEUE_GROUP.to_owned())
+        .queue_subscribe(
+            subjects::embed(embedder.model()),
+            subjects::MODELS_QUEUE_GROUP.to_owned(),
+        )
         .await?;
     tokio::spawn(async move {
         while let Some(request) = requests.next().await {
@@ -104,7 +102,7 @@ impl ClusterEmbedder {
         Self {
             client,
             model: model.to_owned(),
-            subject: subject(model),
+            subject: subjects::embed(model),
         }
     }
 
@@ -157,6 +155,16 @@ impl Embedder for ClusterEmbedder {
     }
 }
 
+/// Waits until the server has read everything `client` sent before, its subscriptions
+/// included (a flush only writes them out): a message to itself comes back after them.
+#[cfg(test)]
+pub(crate) async fn round_trip(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, bytes::Bytes::new()).await.unwrap();
+    echo.next().await.unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use troupe_actors::testing::WordsEmbedder;
@@ -180,7 +188,7 @@ mod tests {
         serve_embedder(serving.clone(), Arc::new(WordsEmbedder))
             .await
             .unwrap();
-        serving.flush().await.unwrap();
+        round_trip(&serving).await;
         let embedded = remote.embed(texts.clone()).await.unwrap();
         assert_eq!(embedded, WordsEmbedder.embed(texts).await.unwrap());
 

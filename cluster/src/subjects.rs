@@ -16,6 +16,28 @@ pub const SESSIONS_BUCKET: &str = "troupe_sessions";
 /// NATS header carrying the W3C trace context of a message.
 pub const TRACEPARENT_HEADER: &str = troupe_actors::trace::TRACEPARENT_HEADER;
 
+/// Long-term memory: one message per memory.
+pub const MEMORY_STREAM: &str = "TROUPE_MEMORY";
+/// The memory subjects' prefix: `troupe.v1.memory.<person as hex>.<memory id>`.
+pub const MEMORY: &str = "troupe.v1.memory";
+/// The queue group of the nodes that serve a local model.
+pub const MODELS_QUEUE_GROUP: &str = "troupe-models";
+
+/// `text` as one subject token, whatever it holds: its bytes in lowercase hex.
+pub fn hex_token(text: &str) -> String {
+    text.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Where embedding requests for `model` go.
+pub fn embed(model: &str) -> String {
+    format!("troupe.v1.models.embed.{}", hex_token(model))
+}
+
+/// Where chat calls for `model` go.
+pub fn chat(model: &str) -> String {
+    format!("troupe.v1.models.chat.{}", hex_token(model))
+}
+
 /// Where inbound messages of `shard` are stored.
 pub fn inbox(shard: u32) -> String {
     format!("troupe.v2.inbox.{shard}")

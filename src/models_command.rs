@@ -35,10 +35,10 @@ pub(crate) async fn run(command: ModelsCommand, place: ModelsPlace) -> anyhow::R
                     None => "not installed".to_owned(),
                 };
                 println!(
-                    "{:<18} {:<10} {:<12} {state}",
+                    "{:<22} {:<10} {:<12} {state}",
                     model.name, model.kind, model.license
                 );
-                println!("{:<18} from {}", "", model.sources);
+                println!("{:<22} from {}", "", model.sources);
             }
         }
         ModelsCommand::Install { name, sources } => {

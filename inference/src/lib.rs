@@ -14,6 +14,7 @@ pub mod local;
 mod local_chat;
 mod openai;
 mod remote_embedder;
+pub mod voice;
 
 pub use anthropic::ANTHROPIC_VERSION;
 pub use anthropic::AnthropicProvider;

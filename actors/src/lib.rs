@@ -32,6 +32,7 @@ pub mod trace;
 pub mod turn;
 pub mod turn_context;
 pub mod uploads;
+pub mod voice;
 
 #[cfg(test)]
 mod inbox_tests;

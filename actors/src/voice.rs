@@ -1,5 +1,5 @@
 //! Voice: the small traits speech engines implement (plugins never see ractor). So far
-//! [`TextToSpeech`]; speech to text, voice activity and wake words follow.
+//! [`TextToSpeech`] and [`SpeechToText`]; voice activity and wake words follow.
 
 use tokio::sync::mpsc;
 
@@ -64,4 +64,19 @@ pub trait TextToSpeech: Send + Sync + 'static {
         text: &str,
         audio: &mpsc::Sender<AudioChunk>,
     ) -> Result<AudioFormat, SpeechError>;
+}
+
+/// Speech to text.
+#[async_trait::async_trait]
+pub trait SpeechToText: Send + Sync + 'static {
+    /// The engine's configured name.
+    fn name(&self) -> &str;
+
+    /// Transcribes the speech arriving on `audio` (PCM in `format`, in chunks as it is
+    /// heard; the channel's end is the end of speech); answers the text.
+    async fn transcribe(
+        &self,
+        format: AudioFormat,
+        audio: mpsc::Receiver<Vec<u8>>,
+    ) -> Result<String, SpeechError>;
 }

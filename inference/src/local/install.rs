@@ -84,6 +84,20 @@ pub const CATALOG: &[CatalogModel] = &[
         ],
     },
     CatalogModel {
+        name: "silero-vad",
+        kind: "vad",
+        license: "MIT",
+        sources: "the PyPI wheel silero-vad==6.2.3 (Silero VAD v6, ONNX)",
+        downloads: &[
+            "https://files.pythonhosted.org/packages/84/ef/9099037ed6f180ea33220178df4107112c0ce2bf5fb4d6f6ab19db2844ed/silero_vad-6.2.3-py3-none-any.whl",
+        ],
+        files: &[CatalogFile {
+            name: "silero_vad.onnx",
+            sha256: "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+            member: "silero_vad/data/silero_vad.onnx",
+        }],
+    },
+    CatalogModel {
         name: "smollm2-135m-instruct",
         kind: "chat",
         license: "Apache-2.0",

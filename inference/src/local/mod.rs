@@ -8,9 +8,11 @@ mod gguf_tokenizer;
 pub mod install;
 mod runtime;
 mod sentence;
+mod silero;
 
 pub use chat::{
     ChatModelError, ChatTurn, Generated, Generation, GgufChatLoader, GgufChatModel, MAX_CONTEXT,
 };
 pub use runtime::{Device, ORT_DYLIB_PATH, OnnxRuntime, RuntimeError};
 pub use sentence::{MAX_TOKENS, SentenceEmbedder, SentenceFiles, SentenceModel};
+pub use silero::{PooledVad, SileroModel, SileroVad, VadError, VadRequest};

@@ -3,66 +3,12 @@
 //! is found where it is; silence is not speech; and a stream measured in pieces reads as it
 //! does whole.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod voice_support;
 
-use std::io::Write;
 use troupe_actors::local_model::ModelLoader;
 use troupe_actors::voice::{SpeechEdge, SpeechSegmenter, VAD_FRAME, VadState};
 use troupe_inference::local::{OnnxRuntime, SileroVad};
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("TROUPE_TEST_MODELS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models"),
-        PathBuf::from,
-    )
-}
-
-/// `text` spoken by Piper: 16-bit mono samples at the voice's 22,050 Hz.
-fn spoken(text: &str) -> Vec<f32> {
-    let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("speech.wav");
-    let mut piper = Command::new(troupe_testkit::test_venv().join("bin/piper"))
-        .arg("-m")
-        .arg(models_dir().join("voices/en_US-joe-medium.onnx"))
-        .arg("-f")
-        .arg(&wav)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("piper runs (scripts/test-deps installs it)");
-    piper
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    assert!(piper.wait().unwrap().success());
-    let bytes = std::fs::read(&wav).unwrap();
-    let data = bytes
-        .windows(4)
-        .position(|window| window == b"data")
-        .expect("a data chunk")
-        + 8;
-    bytes[data..]
-        .chunks_exact(2)
-        .map(|pair| f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0)
-        .collect()
-}
-
-/// `samples` at `from` Hz, at 16 kHz (linear interpolation: enough for a VAD).
-fn at_16k(samples: &[f32], from: u32) -> Vec<f32> {
-    let step = f64::from(from) / 16_000.0;
-    (0..(samples.len() as f64 / step) as usize)
-        .map(|index| {
-            let at = index as f64 * step;
-            let (left, fraction) = (at.floor() as usize, (at - at.floor()) as f32);
-            let next = samples.get(left + 1).copied().unwrap_or(samples[left]);
-            samples[left] * (1.0 - fraction) + next * fraction
-        })
-        .collect()
-}
+use voice_support::{at_16k, models_dir, piper_says};
 
 #[test]
 fn speech_is_found_where_it_is_and_silence_is_not_speech() {
@@ -71,7 +17,7 @@ fn speech_is_found_where_it_is_and_silence_is_not_speech() {
         .load()
         .expect("the model loads");
     let speech = at_16k(
-        &spoken("What is two plus two? I would like to know."),
+        &piper_says("What is two plus two? I would like to know."),
         22_050,
     );
     let second = vec![0.0f32; 16_000];

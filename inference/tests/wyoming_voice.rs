@@ -6,94 +6,22 @@
 //! speech-to-text service, reads back as what was said; a service that is not there is a
 //! clear error.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod voice_support;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use troupe_actors::local_model::{LocalModelPool, PoolConfig};
 use troupe_actors::voice::{AudioChunk, AudioFormat, SpeechError, SpeechToText, TextToSpeech};
+use troupe_actors::voice::{Listener, ListenerConfig};
+use troupe_inference::local::{OnnxRuntime, PooledVad, SileroVad};
 use troupe_inference::voice::{WyomingStt, WyomingTts};
+use voice_support::{at_16k, models_dir, piper, piper_says, pocketsphinx};
 
-/// A Wyoming service on a free port, stopped when dropped.
-struct Service {
-    child: Child,
-    uri: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
-/// Starts `command` with `--uri tcp://127.0.0.1:PORT` and waits until it listens.
-async fn service(mut command: Command) -> Service {
-    let port = free_port();
-    let uri = format!("tcp://127.0.0.1:{port}");
-    let child = command
-        .args(["--uri", &uri])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the service starts (scripts/test-deps installs it)");
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the service listens"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Service { child, uri }
-}
-
-async fn piper() -> Service {
-    let voices = std::env::var_os("TROUPE_TEST_MODELS")
-        .map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models"),
-            PathBuf::from,
-        )
-        .join("voices");
-    assert!(
-        voices.join("en_US-joe-medium.onnx").is_file(),
-        "{} has no voice: run ./scripts/fetch-test-models (./scripts/test does)",
-        voices.display()
-    );
-    let mut command = Command::new(troupe_testkit::test_venv().join("bin/wyoming-piper"));
-    command
-        .args([
-            "--voice",
-            "en_US-joe-medium",
-            "--local-files-only",
-            "--data-dir",
-        ])
-        .arg(&voices);
-    service(command).await
-}
-
-async fn pocketsphinx() -> Service {
-    let mut command = Command::new(troupe_testkit::test_venv().join("bin/python"));
-    command.args([
-        "-W",
-        "ignore",
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/voice/wyoming_pocketsphinx.py"
-        ),
-    ]);
-    service(command).await
+/// Speech to text through the pocketsphinx server at `uri`, in English.
+fn recogniser_at(uri: &str) -> WyomingStt {
+    WyomingStt::new("pocketsphinx", uri, Some("en"), Duration::from_secs(30)).unwrap()
 }
 
 /// What Piper says for `text`: its format and PCM, in the chunks it came in.
@@ -157,13 +85,7 @@ async fn what_piper_says_streamed_to_speech_to_text_reads_back_as_said() {
     let (piper, recogniser) = (piper().await, pocketsphinx().await);
     let tts = WyomingTts::new("piper", &piper.uri, None, Duration::from_secs(30)).unwrap();
     let (format, chunks) = spoken(&tts, "What is two plus two?").await;
-    let stt = WyomingStt::new(
-        "pocketsphinx",
-        &recogniser.uri,
-        Some("en"),
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let stt = recogniser_at(&recogniser.uri);
     let (sender, receiver) = mpsc::channel(8);
     let streaming = tokio::spawn(async move {
         for chunk in chunks {
@@ -181,4 +103,40 @@ async fn what_piper_says_streamed_to_speech_to_text_reads_back_as_said() {
         matches!(gone, Err(SpeechError::Unreachable { .. })),
         "{gone:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_spoken_into_a_stream_is_heard_and_transcribed_as_it_ends() {
+    let recogniser = pocketsphinx().await;
+    let runtime = OnnxRuntime::locate(None, &models_dir()).expect("ONNX Runtime is fetched");
+    let (pool, _actor) = LocalModelPool::start(
+        "silero-vad",
+        SileroVad::new(runtime, &models_dir().join("silero-vad/silero_vad.onnx")),
+        PoolConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let stt = recogniser_at(&recogniser.uri);
+    let mut listener = Listener::new(
+        Arc::new(PooledVad::new(pool)),
+        Arc::new(stt),
+        ListenerConfig::default(),
+    );
+    let silence = vec![0.0f32; 16_000];
+    let speech = at_16k(&piper_says("What is two plus two?"), 22_050);
+    let audio: Vec<u8> = [silence.as_slice(), &speech, &silence, &silence]
+        .concat()
+        .iter()
+        .flat_map(|sample| ((sample * 32767.0) as i16).to_le_bytes())
+        .collect();
+    // 20 ms chunks, as a microphone or a satellite sends them.
+    let mut heard = Vec::new();
+    for chunk in audio.chunks(640) {
+        heard.extend(listener.hear(chunk).await.unwrap());
+    }
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(heard[0].text, "what is two plus two");
+    let seconds = |frame: u64| frame as f64 * 0.032;
+    assert!((0.8..1.4).contains(&seconds(heard[0].started)), "{heard:?}");
 }

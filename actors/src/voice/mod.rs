@@ -1,0 +1,118 @@
+//! Voice: the small traits speech engines implement (plugins never see ractor):
+//! [`TextToSpeech`], [`SpeechToText`] and [`VoiceActivity`]; the [`SpeechSegmenter`] that
+//! turns voice activity into the start and end of an utterance; and the [`Listener`] that
+//! hears an utterance in a stream of audio and transcribes it as it is spoken. Wake words
+//! follow.
+
+use tokio::sync::mpsc;
+
+mod listener;
+mod segmenter;
+
+pub use listener::{Heard, LISTENING_FORMAT, Listener, ListenerConfig};
+pub use segmenter::{SpeechEdge, SpeechSegmenter};
+
+/// Raw PCM's shape: samples per second, bytes per sample, channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AudioFormat {
+    pub rate: u32,
+    pub width: u16,
+    pub channels: u16,
+}
+
+impl AudioFormat {
+    /// Seconds of audio in `bytes` of PCM.
+    pub fn seconds(&self, bytes: usize) -> f64 {
+        let per_second = f64::from(self.rate) * f64::from(self.width) * f64::from(self.channels);
+        if per_second == 0.0 {
+            0.0
+        } else {
+            bytes as f64 / per_second
+        }
+    }
+}
+
+/// A piece of audio as it is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioChunk {
+    pub format: AudioFormat,
+    pub pcm: Vec<u8>,
+}
+
+/// Why speech could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeechError {
+    #[error("`{0}` is not a speech service address (tcp://HOST:PORT)")]
+    BadAddress(String),
+    #[error("the speech service {service} cannot be reached: {source}")]
+    Unreachable {
+        service: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the speech service {service} did not answer within {seconds} s")]
+    TimedOut { service: String, seconds: u64 },
+    #[error("the speech service {service} refused: {reason}")]
+    Refused { service: String, reason: String },
+    #[error("the speech service {service} broke the protocol: {reason}")]
+    Protocol { service: String, reason: String },
+    #[error("the audio's listener has gone")]
+    ListenerGone,
+    #[error(transparent)]
+    Model(#[from] crate::local_model::PoolError),
+}
+
+/// Text to speech.
+#[async_trait::async_trait]
+pub trait TextToSpeech: Send + Sync + 'static {
+    /// The engine's configured name.
+    fn name(&self) -> &str;
+
+    /// Speaks `text`, sending its audio to `audio` chunk by chunk as it is made (so that it
+    /// can play before the rest is ready); answers the audio's format.
+    async fn speak(
+        &self,
+        text: &str,
+        audio: &mpsc::Sender<AudioChunk>,
+    ) -> Result<AudioFormat, SpeechError>;
+}
+
+/// Speech to text.
+#[async_trait::async_trait]
+pub trait SpeechToText: Send + Sync + 'static {
+    /// The engine's configured name.
+    fn name(&self) -> &str;
+
+    /// Transcribes the speech arriving on `audio` (PCM in `format`, in chunks as it is
+    /// heard; the channel's end is the end of speech); answers the text.
+    async fn transcribe(
+        &self,
+        format: AudioFormat,
+        audio: mpsc::Receiver<Vec<u8>>,
+    ) -> Result<String, SpeechError>;
+}
+
+/// Samples in one voice-activity frame: 32 ms at 16 kHz.
+pub const VAD_FRAME: usize = 512;
+/// The sample rate voice activity is measured at.
+pub const VAD_RATE: u32 = 16_000;
+
+/// A stream's voice-activity state between frames, as its engine keeps it (empty: a new
+/// stream).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VadState(pub Vec<f32>);
+
+/// Voice activity detection.
+#[async_trait::async_trait]
+pub trait VoiceActivity: Send + Sync + 'static {
+    /// The engine's configured name.
+    fn name(&self) -> &str;
+
+    /// The probability of speech in each whole [`VAD_FRAME`] of `samples` (16 kHz mono,
+    /// -1 to 1), the stream going on from `state`; answers them and the state after.
+    async fn speech(
+        &self,
+        state: VadState,
+        samples: Vec<f32>,
+    ) -> Result<(Vec<f32>, VadState), SpeechError>;
+}

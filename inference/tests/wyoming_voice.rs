@@ -13,30 +13,15 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use troupe_actors::local_model::{LocalModelPool, PoolConfig};
-use troupe_actors::voice::{AudioChunk, AudioFormat, SpeechError, SpeechToText, TextToSpeech};
 use troupe_actors::voice::{Listener, ListenerConfig};
+use troupe_actors::voice::{SpeechError, SpeechToText, TextToSpeech};
 use troupe_inference::local::{OnnxRuntime, PooledVad, SileroVad};
 use troupe_inference::voice::{WyomingStt, WyomingTts};
-use voice_support::{at_16k, models_dir, piper, piper_says, pocketsphinx};
+use voice_support::{at_16k, models_dir, piper, piper_says, pocketsphinx, speak_all};
 
 /// Speech to text through the pocketsphinx server at `uri`, in English.
 fn recogniser_at(uri: &str) -> WyomingStt {
     WyomingStt::new("pocketsphinx", uri, Some("en"), Duration::from_secs(30)).unwrap()
-}
-
-/// What Piper says for `text`: its format and PCM, in the chunks it came in.
-async fn spoken(tts: &WyomingTts, text: &str) -> (AudioFormat, Vec<AudioChunk>) {
-    let (sender, mut receiver) = mpsc::channel::<AudioChunk>(64);
-    let collecting = tokio::spawn(async move {
-        let mut chunks = Vec::new();
-        while let Some(chunk) = receiver.recv().await {
-            chunks.push(chunk);
-        }
-        chunks
-    });
-    let format = tts.speak(text, &sender).await.unwrap();
-    drop(sender);
-    (format, collecting.await.unwrap())
 }
 
 /// Root mean square of 16-bit samples, from 0 to 1.
@@ -52,7 +37,7 @@ fn loudness(pcm: &[u8]) -> f64 {
 async fn piper_speaks_through_wyoming_in_chunks() {
     let piper = piper().await;
     let tts = WyomingTts::new("piper", &piper.uri, None, Duration::from_secs(30)).unwrap();
-    let (format, chunks) = spoken(
+    let (format, chunks) = speak_all(
         &tts,
         "Hello, I am your assistant. The weather is fine today.",
     )
@@ -84,7 +69,7 @@ async fn piper_speaks_through_wyoming_in_chunks() {
 async fn what_piper_says_streamed_to_speech_to_text_reads_back_as_said() {
     let (piper, recogniser) = (piper().await, pocketsphinx().await);
     let tts = WyomingTts::new("piper", &piper.uri, None, Duration::from_secs(30)).unwrap();
-    let (format, chunks) = spoken(&tts, "What is two plus two?").await;
+    let (format, chunks) = speak_all(&tts, "What is two plus two?").await;
     let stt = recogniser_at(&recogniser.uri);
     let (sender, receiver) = mpsc::channel(8);
     let streaming = tokio::spawn(async move {
@@ -136,7 +121,12 @@ async fn a_question_spoken_into_a_stream_is_heard_and_transcribed_as_it_ends() {
         heard.extend(listener.hear(chunk).await.unwrap());
     }
     assert_eq!(heard.len(), 1, "{heard:?}");
-    assert_eq!(heard[0].text, "what is two plus two");
+    // The recogniser's exact words are the other test's; this one is about the cut: the
+    // whole question, and nothing else, reached it.
+    assert!(
+        heard[0].text.starts_with("what") && heard[0].text.ends_with("plus two"),
+        "{heard:?}"
+    );
     let seconds = |frame: u64| frame as f64 * 0.032;
     assert!((0.8..1.4).contains(&seconds(heard[0].started)), "{heard:?}");
 }

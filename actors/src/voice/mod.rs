@@ -32,6 +32,29 @@ impl AudioFormat {
     }
 }
 
+impl AudioFormat {
+    /// `pcm` in this format as a WAV file.
+    pub fn wav(&self, pcm: &[u8]) -> Vec<u8> {
+        let block = u32::from(self.width) * u32::from(self.channels);
+        let length = u32::try_from(pcm.len()).unwrap_or(u32::MAX);
+        let mut wav = Vec::with_capacity(44 + pcm.len());
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&length.saturating_add(36).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        wav.extend_from_slice(&self.channels.to_le_bytes());
+        wav.extend_from_slice(&self.rate.to_le_bytes());
+        wav.extend_from_slice(&(self.rate * block).to_le_bytes());
+        wav.extend_from_slice(&(block as u16).to_le_bytes());
+        wav.extend_from_slice(&(self.width * 8).to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&length.to_le_bytes());
+        wav.extend_from_slice(pcm);
+        wav
+    }
+}
+
 /// A piece of audio as it is made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AudioChunk {
@@ -48,7 +71,7 @@ pub enum SpeechError {
     Unreachable {
         service: String,
         #[source]
-        source: std::io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("the speech service {service} did not answer within {seconds} s")]
     TimedOut { service: String, seconds: u64 },

@@ -80,7 +80,7 @@ impl WyomingService {
     fn unreachable(&self, source: std::io::Error) -> SpeechError {
         SpeechError::Unreachable {
             service: self.describe(),
-            source,
+            source: Box::new(source),
         }
     }
 

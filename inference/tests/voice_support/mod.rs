@@ -11,6 +11,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+use troupe_actors::voice::{AudioChunk, AudioFormat, TextToSpeech};
+
 pub(crate) fn models_dir() -> PathBuf {
     std::env::var_os("TROUPE_TEST_MODELS").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models"),
@@ -138,4 +141,22 @@ pub(crate) async fn pocketsphinx() -> Service {
         ),
     ]);
     service(command).await
+}
+
+/// What `tts` says for `text`: its format and PCM, in the chunks it came in.
+pub(crate) async fn speak_all(
+    tts: &dyn TextToSpeech,
+    text: &str,
+) -> (AudioFormat, Vec<AudioChunk>) {
+    let (sender, mut receiver) = mpsc::channel::<AudioChunk>(64);
+    let collecting = tokio::spawn(async move {
+        let mut chunks = Vec::new();
+        while let Some(chunk) = receiver.recv().await {
+            chunks.push(chunk);
+        }
+        chunks
+    });
+    let format = tts.speak(text, &sender).await.unwrap();
+    drop(sender);
+    (format, collecting.await.unwrap())
 }

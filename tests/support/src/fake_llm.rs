@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+mod audio;
 mod embeddings;
 mod rules;
 use rules::{
@@ -154,6 +155,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/models", get(openai_models))
         .route("/v1/embeddings", post(embeddings::openai_embeddings))
+        .route("/v1/audio/transcriptions", post(audio::transcriptions))
+        .route("/v1/audio/speech", post(audio::speech))
         .route("/v1/messages", post(anthropic_messages))
         .with_state(shared)
 }

@@ -30,6 +30,8 @@ pub(crate) fn piper_says(text: &str) -> Vec<f32> {
         .arg(models_dir().join("voices/en_US-joe-medium.onnx"))
         .arg("-f")
         .arg(&wav)
+        // No generator noise: the same words are the same audio every time.
+        .args(["--noise-scale", "0", "--noise-w-scale", "0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -124,6 +126,11 @@ pub(crate) async fn piper() -> Service {
             "--voice",
             "en_US-joe-medium",
             "--local-files-only",
+            // No generator noise: the same words are the same audio every time.
+            "--noise-scale",
+            "0",
+            "--noise-w-scale",
+            "0",
             "--data-dir",
         ])
         .arg(&voices);

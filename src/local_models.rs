@@ -182,7 +182,6 @@ impl LocalModels {
             .map(|path| path.display().to_string())
     }
 
-    /// `GET /api/v1/models`: what is installed, what runs, and what is missing.
     /// In a cluster: serves the embedding model to the other nodes when it runs here, and
     /// embeds with theirs when it does not (no ONNX Runtime or no files here).
     pub(crate) async fn join_cluster(&mut self, cluster: &ClusterNode) -> anyhow::Result<()> {
@@ -278,6 +277,7 @@ impl LocalModels {
         self
     }
 
+    /// `GET /api/v1/models`: what is installed, what runs, and what is missing.
     pub(crate) fn status(&self) -> Value {
         let runtime = match &self.runtime {
             Ok(runtime) => json!({"found": true, "path": runtime.path()}),

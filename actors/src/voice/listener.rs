@@ -143,7 +143,7 @@ impl Listener {
             let too_long = utterance.frames >= self.config.max_utterance_frames;
             if too_long || matches!(edge, Some(SpeechEdge::Ended { .. })) {
                 if too_long {
-                    self.segmenter = SpeechSegmenter::new();
+                    self.segmenter.cut();
                 }
                 return self.end_utterance().await;
             }
@@ -286,8 +286,9 @@ mod tests {
         });
         let heard = listener.hear(&frames(true, 60)).await.unwrap();
         assert_eq!(heard.map(|heard| heard.text), Some("40 frames".to_owned()));
-        // The speech goes on as a new utterance, under way when the stream ends.
-        let rest = listener.finish().await.unwrap();
-        assert_eq!(rest.map(|heard| heard.text), Some("20 frames".to_owned()));
+        // The speech goes on as a new utterance, under way when the stream ends, counted
+        // from the start of the stream.
+        let rest = listener.finish().await.unwrap().expect("heard");
+        assert_eq!((rest.text.as_str(), rest.started), ("20 frames", 40));
     }
 }

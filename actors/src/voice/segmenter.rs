@@ -42,6 +42,13 @@ impl SpeechSegmenter {
         }
     }
 
+    /// Forgets the utterance under way (one cut short); frames go on being counted.
+    pub fn cut(&mut self) {
+        self.started = None;
+        self.announced = false;
+        self.silent_since = None;
+    }
+
     /// Takes the next frame's probability; answers an edge when one is crossed (an end
     /// names the frame where the silence began).
     pub fn push(&mut self, probability: f32) -> Option<SpeechEdge> {

@@ -27,7 +27,6 @@ use crate::config::{MemorySettings, ModelsConfig};
 
 /// The embedding model in use: a local one, a service's, or another node's.
 struct EmbeddingModel {
-    name: String,
     source: EmbedderSource,
     embedder: Arc<dyn Embedder>,
 }
@@ -100,7 +99,6 @@ impl LocalModels {
                 let (pool, child) = LocalModelPool::new(name, loader, limits);
                 children.push(child.spec());
                 Some(EmbeddingModel {
-                    name: name.to_owned(),
                     source: EmbedderSource::Local(files),
                     embedder: PooledEmbedder::new(pool).shared(),
                 })
@@ -195,7 +193,7 @@ impl LocalModels {
                 serve_embedder(cluster.client().clone(), Arc::clone(&model.embedder))
                     .await
                     .context("serving the embedding model to the cluster")?;
-                tracing::info!(model = %model.name, "serving the embedding model to the cluster");
+                tracing::info!(model = %model.embedder.model(), "serving the embedding model to the cluster");
             }
             Some(model) if matches!(model.source, EmbedderSource::Service) => {}
             _ if !self.config.embedder.is_empty() => {
@@ -207,7 +205,6 @@ impl LocalModels {
                 );
                 self.embedding = Some(EmbeddingModel {
                     embedder: Arc::new(ClusterEmbedder::new(cluster.client().clone(), &name)),
-                    name,
                     source: EmbedderSource::Cluster,
                 });
             }
@@ -221,14 +218,12 @@ impl LocalModels {
     pub(crate) async fn share_chat_models(
         &mut self,
         cluster: &ClusterNode,
-        configs: &[ProviderConfig],
         providers: &mut [ProviderSetup],
     ) -> anyhow::Result<()> {
-        for (config, setup) in configs.iter().zip(providers.iter_mut()) {
-            let Some(chat) = self
-                .chat
+        for chat in &mut self.chat {
+            let Some(setup) = providers
                 .iter_mut()
-                .find(|chat| chat.provider == config.name)
+                .find(|setup| setup.provider.info().name == chat.provider)
             else {
                 continue;
             };
@@ -246,11 +241,11 @@ impl LocalModels {
                     model = %chat.model,
                     "{} is not here: provider `{}` asks the cluster's nodes that have it",
                     chat.file.display(),
-                    config.name
+                    chat.provider
                 );
                 setup.provider = Arc::new(ClusterChatProvider::new(
                     cluster.client().clone(),
-                    &config.name,
+                    &chat.provider,
                     &chat.model,
                 ));
                 chat.from_cluster = true;
@@ -285,14 +280,14 @@ impl LocalModels {
         };
         let embedding = match &self.embedding {
             Some(model) if matches!(model.source, EmbedderSource::Service) => json!({
-                "name": model.name,
+                "name": model.embedder.model(),
                 "kind": "embedding",
                 "serves": "/v1/embeddings",
                 "service": self.config.embedder_url,
                 "ready": true,
             }),
             Some(model) if matches!(model.source, EmbedderSource::Cluster) => json!({
-                "name": model.name,
+                "name": model.embedder.model(),
                 "kind": "embedding",
                 "serves": "/v1/embeddings",
                 "service": "the nodes of the cluster that run it",
@@ -301,10 +296,10 @@ impl LocalModels {
             Some(model) => {
                 let missing = self.missing_embedding_files();
                 json!({
-                    "name": model.name,
+                    "name": model.embedder.model(),
                     "kind": "embedding",
                     "serves": "/v1/embeddings",
-                    "folder": self.dir.join(&model.name),
+                    "folder": self.dir.join(model.embedder.model()),
                     "ready": missing.is_none(),
                     "problem": missing.map(|path| format!("{path} is missing")),
                 })
@@ -362,7 +357,6 @@ fn remote_embedder(config: &ModelsConfig) -> Option<Option<EmbeddingModel>> {
         .and_then(|name| std::env::var(name).ok());
     match RemoteEmbedder::new(url, &model, key) {
         Ok(embedder) => Some(Some(EmbeddingModel {
-            name: model,
             source: EmbedderSource::Service,
             embedder: Arc::new(embedder),
         })),

@@ -133,9 +133,7 @@ pub(crate) async fn serve(
     let mut models = models.with_chat_models(&provider_configs);
     if let Some(cluster) = &cluster {
         models.join_cluster(cluster).await?;
-        models
-            .share_chat_models(cluster, &provider_configs, &mut providers)
-            .await?;
+        models.share_chat_models(cluster, &mut providers).await?;
     }
     let memory = models
         .memories(&config.memory, &config.storage.data_dir, cluster.as_ref())

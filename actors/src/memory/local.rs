@@ -17,10 +17,6 @@ const MEMORIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("memorie
 /// redb's page cache: memories are read once per person, then served from memory.
 const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
-fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> MemoryError {
-    MemoryError::store(error)
-}
-
 fn key(person: &str, id: &MemoryId) -> String {
     format!("{person}\0{id}")
 }
@@ -68,7 +64,7 @@ impl LocalMemoryStore {
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || work(&storage))
             .await
-            .map_err(store_error)?
+            .map_err(MemoryError::store)?
     }
 
     async fn read(&self, person: &str) -> Result<PersonMemories, MemoryError> {
@@ -77,19 +73,21 @@ impl LocalMemoryStore {
             .blocking(move |storage| {
                 let Some(read) = storage
                     .run_existing(|database| {
-                        let transaction = database.begin_read().map_err(store_error)?;
-                        let table = transaction.open_table(MEMORIES).map_err(store_error)?;
+                        let transaction = database.begin_read().map_err(MemoryError::store)?;
+                        let table = transaction
+                            .open_table(MEMORIES)
+                            .map_err(MemoryError::store)?;
                         let mut memories = Vec::new();
                         for entry in table
                             .range(from.as_str()..to.as_str())
-                            .map_err(store_error)?
+                            .map_err(MemoryError::store)?
                         {
-                            let (_, value) = entry.map_err(store_error)?;
+                            let (_, value) = entry.map_err(MemoryError::store)?;
                             memories.push(Arc::new(Memory::decode(value.value())?));
                         }
                         Ok::<_, MemoryError>(memories)
                     })
-                    .map_err(store_error)?
+                    .map_err(MemoryError::store)?
                 else {
                     return Ok(Vec::new());
                 };
@@ -118,25 +116,31 @@ impl LocalMemoryStore {
         self.blocking(move |storage| {
             storage
                 .run(|database| {
-                    let transaction = database.begin_write().map_err(store_error)?;
+                    let transaction = database.begin_write().map_err(MemoryError::store)?;
                     let mut gone = 0;
                     {
-                        let mut table = transaction.open_table(MEMORIES).map_err(store_error)?;
+                        let mut table = transaction
+                            .open_table(MEMORIES)
+                            .map_err(MemoryError::store)?;
                         if let Some((key, bytes)) = &added {
                             table
                                 .insert(key.as_str(), bytes.as_slice())
-                                .map_err(store_error)?;
+                                .map_err(MemoryError::store)?;
                         }
                         for key in &removed {
-                            if table.remove(key.as_str()).map_err(store_error)?.is_some() {
+                            if table
+                                .remove(key.as_str())
+                                .map_err(MemoryError::store)?
+                                .is_some()
+                            {
                                 gone += 1;
                             }
                         }
                     }
-                    transaction.commit().map_err(store_error)?;
+                    transaction.commit().map_err(MemoryError::store)?;
                     Ok::<_, MemoryError>(gone)
                 })
-                .map_err(store_error)?
+                .map_err(MemoryError::store)?
         })
         .await
     }

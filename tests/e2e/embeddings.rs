@@ -7,18 +7,12 @@ use serde_json::{Value, json};
 use troupe_testkit::process::TroupeProcess;
 
 use crate::python::{run_python, script};
-use crate::support::{binary, echo_node, get, get_as, http, metric_value, test_models_dir};
+use crate::support::{
+    binary, echo_node, get, get_as, http, metric_value, post_json_as, test_models_dir,
+};
 
 async fn post_embeddings(node: &TroupeProcess, body: &Value) -> (u16, Value) {
-    let response = http()
-        .post(format!("{}/v1/embeddings", node.http_url()))
-        .bearer_auth("embed-token")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    post_json_as(node, Some("embed-token"), "/v1/embeddings", body).await
 }
 
 #[tokio::test]

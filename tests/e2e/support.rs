@@ -131,8 +131,19 @@ pub(crate) async fn post_message_as(
     token: Option<&str>,
     body: &Value,
 ) -> (u16, Value) {
+    post_json_as(process, token, "/api/v1/messages", body).await
+}
+
+/// POST `path` with a JSON body and, when given, a bearer token; answers the status and
+/// the JSON body (`Null` when the body is not JSON).
+pub(crate) async fn post_json_as(
+    process: &TroupeProcess,
+    token: Option<&str>,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let mut request = http()
-        .post(format!("{}/api/v1/messages", process.http_url()))
+        .post(format!("{}{path}", process.http_url()))
         .json(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);

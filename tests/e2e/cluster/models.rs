@@ -9,24 +9,19 @@ use serde_json::{Value, json};
 use troupe_testkit::cluster::ClusterSandbox;
 use troupe_testkit::fake_llm::FakeLlm;
 use troupe_testkit::nats::NatsServer;
+use troupe_testkit::process::TroupeProcess;
 
 use super::{node_config, settle};
 use crate::local_chat::chat_model_status;
 use crate::memory::memories_of;
 use crate::support::{
-    binary, connect_as, eventually, frames_until_final, get, metrics_page, send, test_models_dir,
+    binary, connect_as, eventually, frames_until_final, get, metrics_page, post_json_as, send,
+    test_models_dir,
 };
 
-async fn embed(base: &str, text: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/v1/embeddings"))
-        .json(&json!({"model": "all-minilm-l6-v2", "input": [text]}))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+async fn embed(node: &TroupeProcess, text: &str) -> (u16, Value) {
+    let body = json!({"model": "all-minilm-l6-v2", "input": [text]});
+    post_json_as(node, None, "/v1/embeddings", &body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,11 +43,10 @@ async fn a_node_without_models_embeds_and_remembers_with_another_nodes_model() {
     .await
     .expect("the cluster starts");
     settle(&cluster, 0, &["node-0", "node-1"]).await;
-    let (here, there) = (cluster.nodes[0].http_url(), cluster.nodes[1].http_url());
 
-    let (status, local) = embed(&here, "My cat is called Mimi.").await;
+    let (status, local) = embed(&cluster.nodes[0], "My cat is called Mimi.").await;
     assert_eq!(status, 200, "{local}");
-    let (status, remote) = embed(&there, "My cat is called Mimi.").await;
+    let (status, remote) = embed(&cluster.nodes[1], "My cat is called Mimi.").await;
     assert_eq!(status, 200, "{remote}");
     assert_eq!(
         remote["data"][0]["embedding"], local["data"][0]["embedding"],
@@ -79,7 +73,7 @@ async fn a_node_without_models_embeds_and_remembers_with_another_nodes_model() {
     .await;
 
     cluster.nodes[0].kill_hard().unwrap();
-    let (status, refused) = embed(&there, "anything").await;
+    let (status, refused) = embed(&cluster.nodes[1], "anything").await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (503, Some("model_unavailable")),

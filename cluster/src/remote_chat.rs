@@ -33,10 +33,11 @@ fn stop_subject(events: &str) -> String {
     format!("{events}.stop")
 }
 
-/// A call to the serving node.
+/// A call to the serving node: sent borrowing the caller's request (`R = &ChatRequest`,
+/// so the history is not copied), read owning it.
 #[derive(Debug, Serialize, Deserialize)]
-struct ChatCall {
-    request: ChatRequest,
+struct ChatCall<R = ChatRequest> {
+    request: R,
     /// Where the reply's events go.
     events: String,
 }
@@ -203,7 +204,7 @@ impl ModelProvider for ClusterChatProvider {
             .await
             .map_err(|error| self.error(ProviderErrorKind::Network, error))?;
         let call = ChatCall {
-            request: request.clone(),
+            request,
             events: inbox.clone(),
         };
         let payload = encode(&call).ok_or_else(|| {

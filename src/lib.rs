@@ -16,6 +16,7 @@ mod models_command;
 mod reminders;
 mod serve;
 mod telemetry;
+mod voice;
 
 use std::process::ExitCode;
 use std::time::Instant;

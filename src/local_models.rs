@@ -17,10 +17,11 @@ use troupe_actors::memory::{LocalMemoryStore, Memories, MemoryStore};
 use troupe_actors::node::ProviderSetup;
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::ChildSpec;
+use troupe_actors::voice::VoiceActivity;
 use troupe_cluster::ClusterNode;
 use troupe_cluster::models::{ClusterEmbedder, serve_embedder};
 use troupe_cluster::remote_chat::{ClusterChatProvider, serve_chat_model};
-use troupe_inference::local::{OnnxRuntime, SentenceEmbedder, SentenceFiles};
+use troupe_inference::local::{OnnxRuntime, PooledVad, SentenceEmbedder, SentenceFiles, SileroVad};
 use troupe_inference::{ProviderConfig, ProviderKind, RemoteEmbedder, local_model_file};
 
 use crate::config::{MemorySettings, ModelsConfig};
@@ -151,6 +152,31 @@ impl LocalModels {
         };
         let memories = Memories::new(Arc::clone(embedder), store, settings.config());
         Ok(Some((Arc::new(memories), disk)))
+    }
+
+    /// The voice-activity model `name` (a folder of the models directory holding
+    /// `silero_vad.onnx`), and the child its pool runs as.
+    pub(crate) fn voice_activity(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<(Arc<dyn VoiceActivity>, ChildSpec)> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .map_err(|missing| anyhow::anyhow!("voice.vad: {missing}"))?;
+        let file = self.dir.join(name).join("silero_vad.onnx");
+        anyhow::ensure!(
+            file.is_file(),
+            "voice.vad: {} is missing: run `troupe models install {name}`",
+            file.display()
+        );
+        let limits = PoolConfig {
+            queue: self.config.queue,
+            max_batch: self.config.max_batch,
+        };
+        let (pool, child) =
+            LocalModelPool::new(name, SileroVad::new(runtime.clone(), &file), limits);
+        Ok((Arc::new(PooledVad::new(pool)), child.spec()))
     }
 
     /// The embedder, when one is configured and ONNX Runtime was found.

@@ -199,7 +199,11 @@ pub(crate) async fn serve(
     let access_connections = connections.clone();
     let access_cluster = cluster.clone();
     let access_memories = memories.clone();
-    let bridge_entries = build_bridges(&config.bridges)?;
+    let mut bridge_entries = build_bridges(&config.bridges)?;
+    let voice = crate::voice::build(&config.voice, &models)?;
+    bridge_entries.extend(voice.satellites);
+    let voice_summary = Arc::new(voice.summary);
+    let voice_children = voice.children;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
     let stores: Arc<[Storage]> = [bridge_store.storage().clone(), reminders.storage().clone()]
         .into_iter()
@@ -256,9 +260,11 @@ pub(crate) async fn serve(
             room_tokens: troupe_canvas::RoomTokens::default(),
             models,
             memories: access_memories,
+            voice: voice_summary,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.extend(model_children);
+        children.extend(voice_children);
         children.extend(provider_children);
         children.insert(0, canvas.child_spec());
         children.insert(1, access_spec(listen, state, stopped));

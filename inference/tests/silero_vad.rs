@@ -8,7 +8,8 @@ mod voice_support;
 use troupe_actors::local_model::ModelLoader;
 use troupe_actors::voice::{SpeechEdge, SpeechSegmenter, VAD_FRAME, VadState};
 use troupe_inference::local::{OnnxRuntime, SileroVad};
-use voice_support::{at_16k, models_dir, piper_says};
+use troupe_testkit::voice::{models_dir, piper_says};
+use voice_support::at_16k;
 
 #[test]
 fn speech_is_found_where_it_is_and_silence_is_not_speech() {

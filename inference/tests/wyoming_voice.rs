@@ -17,7 +17,8 @@ use troupe_actors::voice::{Listener, ListenerConfig};
 use troupe_actors::voice::{SpeechError, SpeechToText, TextToSpeech};
 use troupe_inference::local::{OnnxRuntime, PooledVad, SileroVad};
 use troupe_inference::voice::{WyomingStt, WyomingTts};
-use voice_support::{at_16k, models_dir, piper, piper_says, pocketsphinx, speak_all};
+use troupe_testkit::voice::{models_dir, piper, piper_says, pocketsphinx};
+use voice_support::{at_16k, speak_all};
 
 /// Speech to text through the pocketsphinx server at `uri`, in English.
 fn recogniser_at(uri: &str) -> WyomingStt {

@@ -11,6 +11,7 @@ mod offline;
 mod skills;
 mod telemetry;
 mod uploads;
+mod voice;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ use crate::gateway::callers::SenderTokens;
 use crate::gateway::server::ServerTimeouts;
 
 pub(crate) use autodetect::detect_provider;
-pub(crate) use bridges::build_bridges;
+pub(crate) use bridges::{BridgeEntry, build_bridges};
 pub(crate) use canvas::CanvasConfig;
 pub(crate) use memory::MemorySettings;
 pub(crate) use models::ModelsConfig;
@@ -39,6 +40,7 @@ pub(crate) use offline::{OFFLINE_PROVIDER, with_offline_fallback};
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::TelemetryConfig;
 pub(crate) use uploads::UploadsConfig;
+pub(crate) use voice::{SttService, TtsService, VoiceConfig};
 
 const fn default_history_window() -> usize {
     40
@@ -128,6 +130,9 @@ pub(crate) struct TroupeConfig {
     /// `[memory]`: long-term memory by meaning.
     #[serde(default)]
     pub(crate) memory: MemorySettings,
+    /// `[voice]`: speech services and voice satellites.
+    #[serde(default)]
+    pub(crate) voice: VoiceConfig,
 }
 
 /// One `[[identities]]` entry.
@@ -604,7 +609,9 @@ impl TroupeConfig {
         self.uploads.validate()?;
         self.models.validate()?;
         self.memory.validate()?;
-        build_bridges(&self.bridges)?;
+        let bridges = build_bridges(&self.bridges)?;
+        let bridge_names: Vec<&str> = bridges.iter().map(|entry| entry.name.as_str()).collect();
+        self.voice.validate(&bridge_names)?;
         if self.tools.max_parallel == 0 {
             return Err(invalid("tools.max_parallel", "must be at least 1"));
         }

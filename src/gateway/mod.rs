@@ -104,6 +104,8 @@ pub(crate) struct AppState {
     pub(crate) models: Arc<crate::local_models::LocalModels>,
     /// Long-term memory (`/api/v1/memory`), where the node keeps it.
     pub(crate) memories: Option<Arc<troupe_actors::memory::Memories>>,
+    /// The speech engines (`GET /api/v1/voice`).
+    pub(crate) voice: Arc<crate::voice::VoiceSummary>,
 }
 
 impl AppState {
@@ -175,6 +177,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/api/v1/bridges", get(bridges::list))
         .route("/api/v1/skills", get(list_skills))
         .route("/api/v1/models", get(embeddings::models))
+        .route("/api/v1/voice", get(crate::voice::status))
         .route(
             "/api/v1/memory/{person}",
             get(memory::list).delete(memory::forget_about),

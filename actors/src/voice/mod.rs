@@ -1,16 +1,18 @@
 //! Voice: the small traits speech engines implement (plugins never see ractor):
 //! [`TextToSpeech`], [`SpeechToText`] and [`VoiceActivity`]; the [`SpeechSegmenter`] that
 //! turns voice activity into the start and end of an utterance; and the [`Listener`] that
-//! hears an utterance in a stream of audio and transcribes it as it is spoken. Wake words
-//! follow.
+//! hears an utterance in a stream of audio and transcribes it as it is spoken; and
+//! [`speakable_sentences`], what a voice says of a Markdown reply. Wake words follow.
 
 use tokio::sync::mpsc;
 
 mod listener;
 mod segmenter;
+mod speakable;
 
 pub use listener::{Heard, LISTENING_FORMAT, Listener, ListenerConfig};
 pub use segmenter::{SpeechEdge, SpeechSegmenter};
+pub use speakable::{MAX_SPOKEN_CHARS, speakable_sentences};
 
 /// Raw PCM's shape: samples per second, bytes per sample, channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

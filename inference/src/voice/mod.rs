@@ -2,15 +2,20 @@
 //! protocol ([`wyoming`]), which Home Assistant's voice services and satellites speak;
 //! speech in and out through Wyoming services ([`WyomingStt`], [`WyomingTts`]) and
 //! OpenAI-compatible audio endpoints ([`OpenAiStt`], [`OpenAiTts`]). Voice activity runs
-//! on the local models (`crate::local::SileroVad`). The wake word, Piper in the process
-//! and the satellite pipeline are still to come (see docs/voice.md).
+//! on the local models (`crate::local::SileroVad`). [`WyomingSatellite`] runs the pipeline
+//! for a Home Assistant voice satellite, as a bridge. The wake word and Piper in the
+//! process are still to come (see docs/voice.md).
 
 mod openai_audio;
+mod satellite;
+mod satellite_link;
 pub mod wyoming;
 mod wyoming_client;
 mod wyoming_stt;
 mod wyoming_tts;
 
 pub use openai_audio::{OpenAiStt, OpenAiTts};
+pub use satellite::{SATELLITE_PLATFORM, VoiceEngines, WyomingSatellite};
+pub use wyoming_client::check_wyoming_uri;
 pub use wyoming_stt::WyomingStt;
 pub use wyoming_tts::WyomingTts;

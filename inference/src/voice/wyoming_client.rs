@@ -23,8 +23,13 @@ pub(super) struct WyomingService {
     timeout: Duration,
 }
 
+/// Checks that `uri` is a Wyoming address (`tcp://HOST:PORT`).
+pub fn check_wyoming_uri(uri: &str) -> Result<(), SpeechError> {
+    tcp_address(uri).map(drop)
+}
+
 /// `HOST:PORT` of a `tcp://HOST:PORT` address.
-fn tcp_address(uri: &str) -> Result<String, SpeechError> {
+pub(super) fn tcp_address(uri: &str) -> Result<String, SpeechError> {
     let bad = || SpeechError::BadAddress(uri.to_owned());
     let address = uri.strip_prefix("tcp://").ok_or_else(bad)?;
     let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;

@@ -12,7 +12,9 @@
 //! - [`discord`]: a faithful test double of Discord (REST, Gateway, signed interactions);
 //! - [`slack`]: a faithful test double of Slack (Web API, Socket Mode, Events API sender);
 //! - [`telegram`]: a faithful test double of the Telegram Bot API;
-//! - [`whatsapp`]: a faithful test double of the WhatsApp Cloud API (Graph API and webhooks).
+//! - [`whatsapp`]: a faithful test double of the WhatsApp Cloud API (Graph API and webhooks);
+//! - [`voice`]: real voice components: Piper's speech, `wyoming-piper`, a pocketsphinx
+//!   Wyoming server and an unmodified `wyoming-satellite`.
 
 pub mod cluster;
 pub mod discord;
@@ -24,6 +26,7 @@ pub mod process;
 pub mod proxy;
 pub mod slack;
 pub mod telegram;
+pub mod voice;
 pub mod whatsapp;
 
 /// The Python venv `scripts/test-deps` installs test servers into: `TROUPE_TEST_VENV`, else

@@ -1,0 +1,440 @@
+//! A Home Assistant voice satellite (`wyoming-satellite` on a small board, or anything that
+//! speaks its side of Wyoming) as a bridge. Troupe connects to it as Home Assistant does
+//! (`describe`, then `run-satellite`), hears its microphone through voice activity and
+//! speech to text, hands what was said to the session like any platform message (the
+//! satellite is the sender, so `[[identities]]` can make it a person's), and speaks the
+//! reply to its speaker sentence by sentence as `audio-chunk`s. The bridge actor reconnects
+//! it with backoff and keeps its state (`GET /api/v1/voice`).
+//!
+//! Without a wake-word engine, a satellite that leaves the wake word to Troupe
+//! (`start_stage = "wake"`) has every utterance answered: give such satellites their own
+//! wake word (`wyoming-satellite --wake-uri`), or use them push-to-talk.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use troupe_actors::bridge::{
+    Bridge, BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, Capabilities, ChatKind,
+    Delivery, Destination, MarkdownDialect,
+};
+use troupe_actors::message::{ContentType, InboundMessage, MessageParts, unix_now};
+use troupe_actors::metrics as metric_names;
+use troupe_actors::voice::{
+    AudioChunk, LISTENING_FORMAT, Listener, ListenerConfig, SpeechError, SpeechToText,
+    TextToSpeech, VoiceActivity, speakable_sentences,
+};
+
+use super::satellite_link::{AudioOut, EventReader, EventWriter, Floor, PipelineRun, link_lost};
+use super::wyoming::WyomingEvent;
+use super::wyoming_client::{format_of, tcp_address};
+
+/// The platform of what satellites hear (`satellite:<name>` in `[[identities]]`).
+pub const SATELLITE_PLATFORM: &str = "satellite";
+/// Replies waiting to be spoken.
+const SPEECH_QUEUE: usize = 4;
+/// A reply the satellite was away for is still spoken if it comes back within this long;
+/// later, an answer out of nowhere would startle, and it is dropped.
+const STALE_REPLY: Duration = Duration::from_secs(120);
+
+/// The engines a satellite's pipeline runs on.
+#[derive(Clone)]
+pub struct VoiceEngines {
+    pub vad: Arc<dyn VoiceActivity>,
+    pub stt: Arc<dyn SpeechToText>,
+    pub tts: Arc<dyn TextToSpeech>,
+}
+
+/// A reply to speak, and who waits for it to be spoken.
+struct Speech {
+    text: String,
+    done: oneshot::Sender<Result<(), BridgeError>>,
+}
+
+/// One satellite.
+pub struct WyomingSatellite {
+    name: String,
+    /// `HOST:PORT`.
+    address: String,
+    engines: VoiceEngines,
+    listening: ListenerConfig,
+    /// How long the satellite may take to connect, answer `describe` or read an event.
+    timeout: Duration,
+    /// The connected satellite's reply queue; `None` while it is not connected.
+    speaker: Mutex<Option<mpsc::Sender<Speech>>>,
+    /// Utterances heard, for their message ids.
+    utterances: AtomicU64,
+    /// Replies that could not be spoken yet (the satellite was away), since when.
+    waiting: Mutex<HashMap<String, Instant>>,
+    /// When the last utterance ended, until its reply's first audio is out.
+    speech_ended: Mutex<Option<Instant>>,
+}
+
+/// Records how long one stage of the voice pipeline took (`troupe_voice_stage_seconds`).
+fn stage_took(stage: &'static str, since: Instant) {
+    metrics::histogram!(metric_names::VOICE_STAGE_SECONDS, "stage" => stage)
+        .record(since.elapsed().as_secs_f64());
+}
+
+impl WyomingSatellite {
+    /// The satellite `name` at `uri` (`tcp://HOST:PORT`, its `--uri`).
+    pub fn new(
+        name: &str,
+        uri: &str,
+        engines: VoiceEngines,
+        timeout: Duration,
+    ) -> Result<Self, SpeechError> {
+        Ok(Self {
+            name: name.to_owned(),
+            address: tcp_address(uri)?,
+            engines,
+            listening: ListenerConfig::default(),
+            timeout,
+            speaker: Mutex::new(None),
+            utterances: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+            speech_ended: Mutex::new(None),
+        })
+    }
+
+    fn speaker(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<Speech>>> {
+        self.speaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn link_lost(&self, reason: impl std::fmt::Display) -> BridgeError {
+        link_lost(&self.name, reason)
+    }
+
+    /// Connects, and asks the satellite to stream (after making sure it is one).
+    async fn open(&self) -> Result<(EventReader, EventWriter), BridgeError> {
+        let stream = tokio::time::timeout(self.timeout, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| self.link_lost("it did not accept a connection in time"))?
+            .map_err(|error| self.link_lost(error))?;
+        let (read, write) = stream.into_split();
+        let mut reader = EventReader::new(&self.name, read);
+        let writer = EventWriter::new(&self.name, write, self.timeout);
+        writer
+            .send(&WyomingEvent::new("describe", Map::new()))
+            .await?;
+        let info = tokio::time::timeout(self.timeout, async {
+            loop {
+                let event = reader.next_event().await?;
+                if event.kind == "info" {
+                    return Ok::<_, BridgeError>(event);
+                }
+            }
+        })
+        .await
+        .map_err(|_| self.link_lost("it did not answer `describe`"))??;
+        if !info.data.contains_key("satellite") {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Rejected,
+                format!(
+                    "tcp://{} is a Wyoming service but not a satellite (its `info` has no `satellite`)",
+                    self.address
+                ),
+            ));
+        }
+        writer
+            .send(&WyomingEvent::new("run-satellite", Map::new()))
+            .await?;
+        Ok((reader, writer))
+    }
+
+    /// Hears the satellite until the link breaks.
+    async fn hear(
+        &self,
+        mut reader: EventReader,
+        writer: &EventWriter,
+        floor: &Floor,
+        context: &BridgeContext,
+    ) -> Result<(), BridgeError> {
+        let mut listener: Option<Listener> = None;
+        loop {
+            let event = reader.next_event().await?;
+            // An utterance heard in this event ended about now (the rest is its transcript).
+            let arrived = Instant::now();
+            let heard = match event.kind.as_str() {
+                "run-pipeline" => {
+                    let run = PipelineRun::of(&event.data);
+                    if run.wake_here {
+                        tracing::debug!(satellite = %self.name, "no wake-word engine: every utterance is answered");
+                    }
+                    floor.pipeline(run);
+                    listener = Some(self.listener());
+                    continue;
+                }
+                "audio-chunk" => {
+                    let Some(listening) = listener.as_mut() else {
+                        continue;
+                    };
+                    if format_of(&event.data).is_some_and(|format| format != LISTENING_FORMAT) {
+                        let text = "the microphone must stream 16 kHz mono 16-bit audio";
+                        writer.error("unsupported-audio", text).await?;
+                        return Err(BridgeError::new(
+                            BridgeErrorKind::Rejected,
+                            format!("the satellite {}: {text}", self.name),
+                        ));
+                    }
+                    if floor.assistant_has_it() {
+                        continue;
+                    }
+                    listening.hear(&event.payload).await
+                }
+                "audio-stop" => match listener.as_mut() {
+                    Some(listening) => listening.finish().await,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            match heard {
+                Ok(Some(heard)) => {
+                    stage_took("transcript", arrived);
+                    *self
+                        .speech_ended
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(arrived);
+                    self.said(heard.text, writer, context).await?;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(satellite = %self.name, %error, "could not hear the satellite");
+                    writer.error("stt-failed", &error.to_string()).await?;
+                    listener = Some(self.listener());
+                }
+            }
+        }
+    }
+
+    fn listener(&self) -> Listener {
+        Listener::new(
+            Arc::clone(&self.engines.vad),
+            Arc::clone(&self.engines.stt),
+            self.listening,
+        )
+    }
+
+    /// `text` was said: the satellite is told, and the session gets it.
+    async fn said(
+        &self,
+        text: String,
+        writer: &EventWriter,
+        context: &BridgeContext,
+    ) -> Result<(), BridgeError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        let mut transcript = Map::new();
+        transcript.insert("text".into(), Value::from(text));
+        writer
+            .send(&WyomingEvent::new("transcript", transcript))
+            .await?;
+        context.receive(self.inbound(text)?).await
+    }
+
+    fn inbound(&self, text: &str) -> Result<BridgeInbound, BridgeError> {
+        let number = self.utterances.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let message = InboundMessage::new(MessageParts {
+            id: format!("{}-{}-{number}", self.name, now.as_millis()),
+            platform: SATELLITE_PLATFORM.to_owned(),
+            sender_id: self.name.clone(),
+            conversation_id: self.name.clone(),
+            content_type: ContentType::Text,
+            payload: text.to_owned(),
+            timestamp: unix_now(),
+            reply_to: None,
+            attachments: Vec::new(),
+            metadata: std::collections::BTreeMap::new(),
+        })
+        .map_err(|error| BridgeError::new(BridgeErrorKind::Malformed, error.to_string()))?;
+        Ok(BridgeInbound {
+            message,
+            destination: Destination {
+                chat_id: self.name.clone(),
+                ..Destination::default()
+            },
+            chat: ChatKind::Direct,
+            addressed: true,
+            sender_name: self.name.clone(),
+        })
+    }
+
+    /// Hands `text` to the connected satellite's speaker; answers once it was spoken.
+    async fn speak(&self, text: &str) -> Result<(), BridgeError> {
+        let not_connected = || {
+            BridgeError::new(
+                BridgeErrorKind::Transient,
+                format!("the satellite {} is not connected", self.name),
+            )
+        };
+        let speaker = self.speaker().clone().ok_or_else(not_connected)?;
+        let (done, spoken) = oneshot::channel();
+        speaker
+            .send(Speech {
+                text: text.to_owned(),
+                done,
+            })
+            .await
+            .map_err(|_| not_connected())?;
+        spoken.await.map_err(|_| not_connected())?
+    }
+
+    /// Speaks the replies handed to [`Bridge::deliver`] until the link breaks.
+    async fn speak_replies(
+        &self,
+        mut replies: mpsc::Receiver<Speech>,
+        writer: &EventWriter,
+        floor: &Floor,
+    ) -> Result<(), BridgeError> {
+        while let Some(speech) = replies.recv().await {
+            floor.speaking(true);
+            let spoken = self.say(&speech.text, writer, floor).await;
+            floor.speaking(false);
+            // A voice that failed is that reply's end; a link that failed is the link's.
+            let link_broken = spoken
+                .as_ref()
+                .err()
+                .filter(|error| error.is_retryable())
+                .cloned();
+            let _ = speech.done.send(spoken);
+            if let Some(broken) = link_broken {
+                return Err(broken);
+            }
+        }
+        Ok(())
+    }
+
+    /// Says `text` on the satellite: first `synthesize` (for its event service), then, when
+    /// it plays replies, the audio of each sentence as soon as it is made.
+    async fn say(
+        &self,
+        text: &str,
+        writer: &EventWriter,
+        floor: &Floor,
+    ) -> Result<(), BridgeError> {
+        let mut synthesize = Map::new();
+        synthesize.insert("text".into(), Value::from(text));
+        writer
+            .send(&WyomingEvent::new("synthesize", synthesize))
+            .await?;
+        if !floor.replies_are_spoken() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut out = AudioOut::new(writer);
+        for sentence in speakable_sentences(text) {
+            let (chunks, mut made) = mpsc::channel::<AudioChunk>(32);
+            let tts = Arc::clone(&self.engines.tts);
+            let speaking = async move { tts.speak(&sentence, &chunks).await };
+            let forwarding = async {
+                while let Some(chunk) = made.recv().await {
+                    out.chunk(chunk).await?;
+                    self.first_audio_out(started);
+                }
+                Ok::<_, BridgeError>(())
+            };
+            let (spoken, forwarded) = tokio::join!(speaking, forwarding);
+            forwarded?;
+            if let Err(error) = spoken {
+                tracing::warn!(satellite = %self.name, %error, "could not speak the reply");
+                out.finish().await?;
+                writer.error("tts-failed", &error.to_string()).await?;
+                return Err(BridgeError::new(
+                    BridgeErrorKind::Rejected,
+                    format!("speaking on the satellite {}: {error}", self.name),
+                ));
+            }
+        }
+        if let Some(until) = out.finish().await? {
+            floor.playing_until(until);
+        }
+        Ok(())
+    }
+}
+
+impl WyomingSatellite {
+    /// A reply's audio went out: its latencies are recorded, once.
+    fn first_audio_out(&self, reply_ready: Instant) {
+        let Some(speech_ended) = self
+            .speech_ended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        stage_took("tts_first_audio", reply_ready);
+        stage_took("first_audio", speech_ended);
+    }
+}
+
+#[async_trait::async_trait]
+impl Bridge for WyomingSatellite {
+    fn kind(&self) -> &'static str {
+        SATELLITE_PLATFORM
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_message_chars: 4_000,
+            markdown: MarkdownDialect::Plain,
+            threads: false,
+            typing_indicator: false,
+            edits_for_streaming: false,
+            attachments: false,
+        }
+    }
+
+    async fn run(&self, context: &BridgeContext) -> Result<(), BridgeError> {
+        let (reader, writer) = self.open().await?;
+        context.status.connected();
+        tracing::info!(satellite = %self.name, address = %self.address, "satellite connected");
+        let (replies, queue) = mpsc::channel(SPEECH_QUEUE);
+        *self.speaker() = Some(replies);
+        let floor = Floor::default();
+        let outcome = tokio::select! {
+            () = context.shutdown.cancelled() => Ok(()),
+            outcome = self.hear(reader, &writer, &floor, context) => outcome,
+            outcome = self.speak_replies(queue, &writer, &floor) => outcome,
+        };
+        *self.speaker() = None;
+        outcome
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
+        let outcome = self.speak(&delivery.text).await;
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        match outcome {
+            Err(error) if error.is_retryable() => {
+                let since = *waiting
+                    .entry(delivery.reply_id.clone())
+                    .or_insert_with(Instant::now);
+                if since.elapsed() < STALE_REPLY {
+                    return Err(error);
+                }
+                waiting.remove(&delivery.reply_id);
+                Err(BridgeError::new(
+                    BridgeErrorKind::Rejected,
+                    format!(
+                        "the satellite {} was away for more than {} s: the reply is not spoken",
+                        self.name,
+                        STALE_REPLY.as_secs()
+                    ),
+                ))
+            }
+            outcome => {
+                waiting.remove(&delivery.reply_id);
+                outcome
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The node's voice, as `[voice]` configures it: the speech engines, the voice-activity
+//! model's pool (a child of the node's supervisor, started only when a satellite needs it),
+//! and one bridge per `[[voice.satellites]]` entry, which the dispatcher runs like any
+//! other bridge (journal, identities, reconnection). `GET /api/v1/voice` shows it.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use troupe_actors::bridge::policy::{AccessPolicy, DmPolicy};
+use troupe_actors::supervisor::ChildSpec;
+use troupe_inference::voice::{SATELLITE_PLATFORM, VoiceEngines, WyomingSatellite};
+
+use crate::config::{BridgeEntry, SttService, TtsService, VoiceConfig};
+use crate::gateway::AppState;
+use crate::local_models::LocalModels;
+
+/// What `GET /api/v1/voice` says of the engines.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct VoiceSummary {
+    /// The speech-to-text service, as configured.
+    stt: Option<String>,
+    /// The text-to-speech service, as configured.
+    tts: Option<String>,
+    /// The voice-activity model, while a satellite uses it.
+    vad: Option<String>,
+    /// No wake-word engine runs yet: satellites that leave the wake word to Troupe have
+    /// every utterance answered.
+    wake_word: Option<String>,
+}
+
+/// The voice's parts for the node.
+pub(crate) struct Voice {
+    pub(crate) summary: VoiceSummary,
+    /// One per satellite, registered with the bridges.
+    pub(crate) satellites: Vec<BridgeEntry>,
+    /// The voice-activity model's pool.
+    pub(crate) children: Vec<ChildSpec>,
+}
+
+fn describe_stt(service: &SttService) -> String {
+    match service {
+        SttService::Wyoming { uri, .. } => format!("wyoming {uri}"),
+        SttService::Openai { url, model, .. } => format!("openai {url} ({model})"),
+    }
+}
+
+fn describe_tts(service: &TtsService) -> String {
+    match service {
+        TtsService::Wyoming { uri, .. } => format!("wyoming {uri}"),
+        TtsService::Openai { url, model, .. } => format!("openai {url} ({model})"),
+    }
+}
+
+/// Builds what `config` asks for (it was validated at load).
+pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Result<Voice> {
+    let mut summary = VoiceSummary {
+        stt: config.stt.as_ref().map(describe_stt),
+        tts: config.tts.as_ref().map(describe_tts),
+        ..VoiceSummary::default()
+    };
+    if config.satellites.is_empty() {
+        return Ok(Voice {
+            summary,
+            satellites: Vec::new(),
+            children: Vec::new(),
+        });
+    }
+    let stt = config.speech_to_text()?.context("voice.stt: is required")?;
+    let tts = config.text_to_speech()?.context("voice.tts: is required")?;
+    let (vad, child) = models.voice_activity(&config.vad)?;
+    summary.vad = Some(config.vad.clone());
+    let engines = VoiceEngines { vad, stt, tts };
+    let policy = AccessPolicy {
+        // The owner configured the satellite: whoever is in the room may speak to it.
+        dm_policy: DmPolicy::Open,
+        ..AccessPolicy::default()
+    };
+    let satellites = config
+        .satellites
+        .iter()
+        .map(|satellite| {
+            let bridge = WyomingSatellite::new(
+                &satellite.name,
+                &satellite.uri,
+                engines.clone(),
+                config.timeout(),
+            )
+            .with_context(|| format!("voice.satellites: {}", satellite.name))?;
+            Ok(BridgeEntry {
+                name: satellite.name.clone(),
+                bridge: Arc::new(bridge),
+                policy: policy.clone(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Voice {
+        summary,
+        satellites,
+        children: vec![child],
+    })
+}
+
+/// `GET /api/v1/voice`: the engines, and each satellite's real state.
+pub(crate) async fn status(State(state): State<AppState>) -> Response {
+    let satellites: Vec<_> = state
+        .bridges
+        .statuses()
+        .into_iter()
+        .filter(|(status, _)| status.kind == SATELLITE_PLATFORM)
+        .map(|(status, _)| status)
+        .collect();
+    axum::Json(json!({"engines": &*state.voice, "satellites": satellites})).into_response()
+}

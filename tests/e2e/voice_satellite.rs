@@ -1,0 +1,272 @@
+//! A real Home Assistant voice satellite: an unmodified `wyoming-satellite` whose
+//! microphone plays a question Piper spoke (at real time, between silences) and whose
+//! speaker appends to a file. Troupe connects to it as `[[voice.satellites]]` says, hears
+//! the question (Silero VAD, then pocketsphinx through Wyoming), the echo model answers in
+//! the satellite's conversation, and the answer, spoken by `wyoming-piper`, lands in that
+//! file. The satellite's state is in `GET /api/v1/voice`; it reconnects on its own, and a
+//! Wyoming service that is not a satellite is refused with a clear error.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use troupe_testkit::process::TroupeProcess;
+use troupe_testkit::voice::{
+    WyomingServer, piper, piper_to_wav, pocketsphinx, satellite, satellite_on, silent_wav,
+};
+
+use crate::support::{binary, echo_node, eventually, get, test_models_dir};
+
+/// A node that answers with `echo` and runs one satellite at `satellite_uri`.
+async fn node_with_satellite(
+    stt: &WyomingServer,
+    tts: &WyomingServer,
+    satellite_uri: &str,
+) -> TroupeProcess {
+    let config = format!(
+        "[models]\ndir = \"{models}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{stt}\" }}\ntts = {{ kind = \"wyoming\", uri = \"{tts}\" }}\n\n[[voice.satellites]]\nname = \"kitchen\"\nuri = \"{satellite_uri}\"\n",
+        models = test_models_dir().display(),
+        stt = stt.uri,
+        tts = tts.uri,
+    );
+    echo_node(&config).await
+}
+
+/// The satellite `kitchen` as `GET /api/v1/voice` shows it.
+async fn kitchen(node: &TroupeProcess) -> Value {
+    let (status, voice) = get(node, "/api/v1/voice").await;
+    assert_eq!(status, 200, "{voice}");
+    voice["satellites"]
+        .as_array()
+        .and_then(|satellites| {
+            satellites
+                .iter()
+                .find(|satellite| satellite["name"] == "kitchen")
+        })
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The 22,050 Hz mono PCM16 the satellite's speaker played: its seconds and loudness (RMS,
+/// 0 to 1).
+fn played(speaker: &Path) -> (f64, f64) {
+    let bytes = std::fs::read(speaker).unwrap_or_default();
+    let samples: Vec<f64> = bytes
+        .chunks_exact(2)
+        .map(|pair| f64::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0)
+        .collect();
+    if samples.is_empty() {
+        return (0.0, 0.0);
+    }
+    let rms =
+        (samples.iter().map(|sample| sample * sample).sum::<f64>() / samples.len() as f64).sqrt();
+    (samples.len() as f64 / 22_050.0, rms)
+}
+
+/// The texts of the satellite's conversation, oldest first.
+async fn conversation(node: &TroupeProcess) -> Vec<(String, String)> {
+    let (_, session) = get(node, "/api/v1/sessions/satellite:kitchen").await;
+    session["history"]
+        .as_array()
+        .map(|messages| {
+            messages
+                .iter()
+                .map(|message| {
+                    (
+                        message["role"].as_str().unwrap_or_default().to_owned(),
+                        message["content"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_question_asked_at_a_satellite_is_answered_aloud_through_its_speaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let question = dir.path().join("question.wav");
+    piper_to_wav("What is two plus two?", &question);
+    let speaker = dir.path().join("speaker.raw");
+    let (stt, tts) = (pocketsphinx().await, piper().await);
+    let kitchen_satellite = satellite("kitchen", &question, &speaker).await;
+    let node = node_with_satellite(&stt, &tts, &kitchen_satellite.uri).await;
+
+    eventually(Duration::from_secs(60), || async {
+        let (seconds, _) = played(&speaker);
+        seconds > 0.5 && !conversation(&node).await.is_empty()
+    })
+    .await;
+    // Every chunk of the answer is in the file once the speaker has gone quiet.
+    let mut last = 0.0;
+    eventually(Duration::from_secs(30), || {
+        let (seconds, _) = played(&speaker);
+        let settled = seconds > 0.0 && (seconds - last).abs() < f64::EPSILON;
+        last = seconds;
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            settled
+        }
+    })
+    .await;
+
+    let said = conversation(&node).await;
+    let question_heard = said
+        .iter()
+        .find(|(role, _)| role == "user")
+        .map(|(_, text)| text.to_lowercase())
+        .unwrap_or_default();
+    assert!(
+        question_heard.contains("two plus two"),
+        "the question was heard as {question_heard:?} ({said:?})"
+    );
+    assert!(
+        said.iter().any(|(role, text)| role == "assistant" && text.to_lowercase().contains("two plus two")),
+        "the echo model answered: {said:?}"
+    );
+    let (seconds, loudness) = played(&speaker);
+    assert!(
+        (0.6..8.0).contains(&seconds),
+        "the answer, one short sentence, played for {seconds:.2} s"
+    );
+    assert!(
+        loudness > 0.01,
+        "the answer is speech, not silence (RMS {loudness:.4})"
+    );
+
+    let kitchen = kitchen(&node).await;
+    assert_eq!(kitchen["state"], "connected", "{kitchen}");
+    assert!(
+        kitchen["messages_received"].as_u64() >= Some(1),
+        "{kitchen}"
+    );
+    assert!(
+        kitchen["replies_delivered"].as_u64() >= Some(1),
+        "{kitchen}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", node.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for stage in ["transcript", "tts_first_audio", "first_audio"] {
+        let count = format!("troupe_voice_stage_seconds_count{{stage=\"{stage}\"}} ");
+        assert!(metrics.contains(&count), "{count} in {metrics}");
+    }
+    let (_, voice) = get(&node, "/api/v1/voice").await;
+    assert_eq!(voice["engines"]["vad"], "silero-vad", "{voice}");
+    assert_eq!(
+        voice["engines"]["stt"],
+        format!("wyoming {}", stt.uri),
+        "{voice}"
+    );
+}
+
+/// A room where nobody speaks: speech services, and a satellite's silent microphone and
+/// speaker file.
+struct QuietRoom {
+    _dir: tempfile::TempDir,
+    silence: PathBuf,
+    speaker: PathBuf,
+    stt: WyomingServer,
+    tts: WyomingServer,
+}
+
+impl QuietRoom {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let silence = dir.path().join("silence.wav");
+        silent_wav(&silence, Duration::from_secs(1));
+        Self {
+            speaker: dir.path().join("speaker.raw"),
+            silence,
+            _dir: dir,
+            stt: pocketsphinx().await,
+            tts: piper().await,
+        }
+    }
+
+    /// The satellite `kitchen` on `port`, started with `extra` arguments.
+    async fn satellite(&self, port: u16, extra: &[&str]) -> WyomingServer {
+        satellite_on(port, "kitchen", &self.silence, &self.speaker, extra).await
+    }
+}
+
+/// Waits until the satellite's last error mentions `words`.
+async fn refused_for(node: &TroupeProcess, words: &str) {
+    eventually(Duration::from_secs(30), || async {
+        kitchen(node).await["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains(words))
+    })
+    .await;
+    assert_ne!(kitchen(node).await["state"], "connected");
+}
+
+#[tokio::test]
+async fn a_satellite_that_goes_away_is_reconnected_when_it_comes_back() {
+    let room = QuietRoom::new().await;
+    let port = troupe_testkit::free_port();
+    let first = room.satellite(port, &[]).await;
+    let node = node_with_satellite(&room.stt, &room.tts, &first.uri).await;
+    eventually(Duration::from_secs(30), || async {
+        kitchen(&node).await["state"] == "connected"
+    })
+    .await;
+
+    drop(first);
+    eventually(Duration::from_secs(30), || async {
+        let kitchen = kitchen(&node).await;
+        kitchen["state"] != "connected" && kitchen["last_error"].is_string()
+    })
+    .await;
+    let _second = room.satellite(port, &[]).await;
+    eventually(Duration::from_secs(60), || async {
+        let kitchen = kitchen(&node).await;
+        kitchen["state"] == "connected" && kitchen["restarts"].as_u64() >= Some(1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wyoming_service_that_is_not_a_satellite_is_refused_with_a_clear_error() {
+    let (stt, tts) = (pocketsphinx().await, piper().await);
+    // The speech-to-text server answers `describe`, but as a service, not a satellite.
+    let node = node_with_satellite(&stt, &tts, &stt.uri).await;
+    refused_for(&node, "not a satellite").await;
+}
+
+#[tokio::test]
+async fn a_node_with_a_satellite_and_no_voice_activity_model_refuses_to_start_and_says_why() {
+    let empty = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{dir}\"\nonnxruntime = \"{runtime}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"tcp://127.0.0.1:9\" }}\ntts = {{ kind = \"wyoming\", uri = \"tcp://127.0.0.1:9\" }}\n\n[[voice.satellites]]\nname = \"kitchen\"\nuri = \"tcp://127.0.0.1:9\"\n",
+        dir = empty.path().display(),
+        runtime = test_models_dir()
+            .join("onnxruntime/libonnxruntime.so")
+            .display(),
+    );
+    let refused = TroupeProcess::start(binary(), &config)
+        .await
+        .err()
+        .expect("the node refuses to start")
+        .to_string();
+    assert!(
+        refused.contains("voice.vad") && refused.contains("troupe models install silero-vad"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_satellite_whose_microphone_is_not_16_khz_is_told_and_refused() {
+    let room = QuietRoom::new().await;
+    let wrong_rate = room
+        .satellite(
+            troupe_testkit::free_port(),
+            &["--mic-command-rate", "48000"],
+        )
+        .await;
+    let node = node_with_satellite(&room.stt, &room.tts, &wrong_rate.uri).await;
+    refused_for(&node, "16 kHz mono 16-bit").await;
+}

@@ -17,14 +17,17 @@ use troupe_actors::memory::{LocalMemoryStore, Memories, MemoryStore};
 use troupe_actors::node::ProviderSetup;
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::ChildSpec;
-use troupe_actors::voice::VoiceActivity;
+use troupe_actors::voice::{TextToSpeech, VoiceActivity, WakeWord};
 use troupe_cluster::ClusterNode;
 use troupe_cluster::models::{ClusterEmbedder, serve_embedder};
 use troupe_cluster::remote_chat::{ClusterChatProvider, serve_chat_model};
-use troupe_inference::local::{OnnxRuntime, PooledVad, SentenceEmbedder, SentenceFiles, SileroVad};
+use troupe_inference::local::{
+    Espeak, EspeakPaths, OnnxRuntime, OpenWakeWord, Piper, PiperFiles, PiperVoice, PooledPiper,
+    PooledVad, PooledWakeWord, SentenceEmbedder, SentenceFiles, SileroVad, WakeWordFiles,
+};
 use troupe_inference::{ProviderConfig, ProviderKind, RemoteEmbedder, local_model_file};
 
-use crate::config::{MemorySettings, ModelsConfig};
+use crate::config::{MemorySettings, ModelsConfig, PiperSettings};
 
 /// The embedding model in use: a local one, a service's, or another node's.
 struct EmbeddingModel {
@@ -160,23 +163,82 @@ impl LocalModels {
         &self,
         name: &str,
     ) -> anyhow::Result<(Arc<dyn VoiceActivity>, ChildSpec)> {
-        let runtime = self
-            .runtime
-            .as_ref()
-            .map_err(|missing| anyhow::anyhow!("voice.vad: {missing}"))?;
+        let runtime = self.runtime_for("voice.vad")?;
         let file = self.dir.join(name).join("silero_vad.onnx");
         anyhow::ensure!(
             file.is_file(),
             "voice.vad: {} is missing: run `troupe models install {name}`",
             file.display()
         );
-        let limits = PoolConfig {
+        let loader = SileroVad::new(runtime.clone(), &file);
+        let (pool, child) = LocalModelPool::new(name, loader, self.pool_limits());
+        Ok((Arc::new(PooledVad::new(pool)), child.spec()))
+    }
+
+    /// The openWakeWord model of `word` in the folder `folder` of the models directory,
+    /// and the child its pool runs as.
+    pub(crate) fn wake_word(
+        &self,
+        folder: &str,
+        word: &str,
+    ) -> anyhow::Result<(Arc<dyn WakeWord>, ChildSpec)> {
+        let runtime = self.runtime_for("voice.wake_word")?;
+        let files = WakeWordFiles::in_folder(&self.dir.join(folder), word);
+        if let Some(missing) = files.missing() {
+            anyhow::bail!(
+                "voice.wake_word: {} is missing: install openWakeWord's models there (see docs/voice.md#wake-words)",
+                missing.display()
+            );
+        }
+        let loader = OpenWakeWord::new(runtime.clone(), files);
+        let (pool, child) = LocalModelPool::new(word, loader, self.pool_limits());
+        Ok((
+            Arc::new(PooledWakeWord::new(pool, word.to_owned())),
+            child.spec(),
+        ))
+    }
+
+    /// The Piper voice `settings` names (in its folder of the models directory), with
+    /// eSpeak NG opened for it, and the child its pool runs as.
+    pub(crate) fn piper(
+        &self,
+        settings: &PiperSettings,
+    ) -> anyhow::Result<(Arc<dyn TextToSpeech>, ChildSpec)> {
+        let runtime = self.runtime_for("voice.tts")?;
+        let name = &settings.voice;
+        let files = PiperFiles::in_folder(&self.dir.join(name), name);
+        if let Some(missing) = files.missing() {
+            anyhow::bail!(
+                "voice.tts: {} is missing: run `troupe models install {name}`",
+                missing.display()
+            );
+        }
+        let voice = PiperVoice::read(&files).context("voice.tts")?;
+        let espeak = Espeak::open(&EspeakPaths {
+            library: settings.espeak_library.clone(),
+            data: settings.espeak_data.clone(),
+        })
+        .context("voice.tts")?;
+        let loader = Piper::new(runtime.clone(), files, settings.threads);
+        let (pool, child) = LocalModelPool::new(name, loader, self.pool_limits());
+        Ok((
+            Arc::new(PooledPiper::new(pool, voice, espeak)),
+            child.spec(),
+        ))
+    }
+
+    /// ONNX Runtime, or why `key` cannot have it.
+    fn runtime_for(&self, key: &str) -> anyhow::Result<&OnnxRuntime> {
+        self.runtime
+            .as_ref()
+            .map_err(|missing| anyhow::anyhow!("{key}: {missing}"))
+    }
+
+    fn pool_limits(&self) -> PoolConfig {
+        PoolConfig {
             queue: self.config.queue,
             max_batch: self.config.max_batch,
-        };
-        let (pool, child) =
-            LocalModelPool::new(name, SileroVad::new(runtime.clone(), &file), limits);
-        Ok((Arc::new(PooledVad::new(pool)), child.spec()))
+        }
     }
 
     /// The embedder, when one is configured and ONNX Runtime was found.

@@ -14,7 +14,7 @@ use troupe_actors::bridge::policy::{AccessPolicy, DmPolicy};
 use troupe_actors::supervisor::ChildSpec;
 use troupe_inference::voice::{SATELLITE_PLATFORM, VoiceEngines, WyomingSatellite};
 
-use crate::config::{BridgeEntry, SttService, TtsService, VoiceConfig};
+use crate::config::{BridgeEntry, SttService, TtsEngine, TtsService, VoiceConfig};
 use crate::gateway::AppState;
 use crate::local_models::LocalModels;
 
@@ -27,8 +27,8 @@ pub(crate) struct VoiceSummary {
     tts: Option<String>,
     /// The voice-activity model, while a satellite uses it.
     vad: Option<String>,
-    /// No wake-word engine runs yet: satellites that leave the wake word to Troupe have
-    /// every utterance answered.
+    /// The wake word satellites that leave it to Troupe must hear first; `None`: every
+    /// utterance is answered.
     wake_word: Option<String>,
 }
 
@@ -37,7 +37,7 @@ pub(crate) struct Voice {
     pub(crate) summary: VoiceSummary,
     /// One per satellite, registered with the bridges.
     pub(crate) satellites: Vec<BridgeEntry>,
-    /// The voice-activity model's pool.
+    /// The voice-activity, wake-word and Piper models' pools.
     pub(crate) children: Vec<ChildSpec>,
 }
 
@@ -52,6 +52,7 @@ fn describe_tts(service: &TtsService) -> String {
     match service {
         TtsService::Wyoming { uri, .. } => format!("wyoming {uri}"),
         TtsService::Openai { url, model, .. } => format!("openai {url} ({model})"),
+        TtsService::Piper(piper) => format!("piper {}", piper.voice),
     }
 }
 
@@ -70,10 +71,32 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
         });
     }
     let stt = config.speech_to_text()?.context("voice.stt: is required")?;
-    let tts = config.text_to_speech()?.context("voice.tts: is required")?;
-    let (vad, child) = models.voice_activity(&config.vad)?;
+    let (vad, vad_child) = models.voice_activity(&config.vad)?;
     summary.vad = Some(config.vad.clone());
-    let engines = VoiceEngines { vad, stt, tts };
+    let mut children = vec![vad_child];
+    let tts = match config.text_to_speech()?.context("voice.tts: is required")? {
+        TtsEngine::Service(tts) => tts,
+        TtsEngine::Piper(settings) => {
+            let (tts, tts_child) = models.piper(settings)?;
+            children.push(tts_child);
+            tts
+        }
+    };
+    let wake = match &config.wake_word {
+        Some(word) => {
+            let (wake, wake_child) = models.wake_word(&config.wake_model, word)?;
+            children.push(wake_child);
+            summary.wake_word = Some(word.clone());
+            Some(wake)
+        }
+        None => None,
+    };
+    let engines = VoiceEngines {
+        vad,
+        stt,
+        tts,
+        wake,
+    };
     let policy = AccessPolicy {
         // The owner configured the satellite: whoever is in the room may speak to it.
         dm_policy: DmPolicy::Open,
@@ -100,7 +123,7 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
     Ok(Voice {
         summary,
         satellites,
-        children: vec![child],
+        children,
     })
 }
 

@@ -61,7 +61,8 @@ pub const LOCAL_MODEL_SECONDS: &str = "troupe_local_model_batch_seconds";
 pub const LOCAL_MODEL_ITEMS: &str = "troupe_local_model_items_total";
 /// Times a local model was loaded again after it failed, or its thread started again.
 pub const LOCAL_MODEL_RESTARTS: &str = "troupe_local_model_restarts_total";
-/// How long a stage of the voice pipeline took; label `stage`: `transcript` (end of speech
+/// How long a stage of the voice pipeline took; label `stage`: `wake` (a wake word's audio
+/// to its detection), `transcript` (end of speech
 /// to its transcript), `tts_first_audio` (a reply ready to its first audio sent),
 /// `first_audio` (end of speech to the reply's first audio sent).
 pub const VOICE_STAGE_SECONDS: &str = "troupe_voice_stage_seconds";

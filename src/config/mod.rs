@@ -40,7 +40,7 @@ pub(crate) use offline::{OFFLINE_PROVIDER, with_offline_fallback};
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::TelemetryConfig;
 pub(crate) use uploads::UploadsConfig;
-pub(crate) use voice::{SttService, TtsService, VoiceConfig};
+pub(crate) use voice::{PiperSettings, SttService, TtsEngine, TtsService, VoiceConfig};
 
 const fn default_history_window() -> usize {
     40

@@ -4,6 +4,7 @@
 //! `[[voice.satellites]]` a Home Assistant voice satellite that Troupe connects to.
 //! Everything is checked, and the engines built, once at start-up.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,15 @@ pub(crate) struct VoiceConfig {
     /// (`troupe models install silero-vad`).
     #[serde(default = "default_vad")]
     pub(crate) vad: String,
+    /// The wake word satellites that leave it to Troupe must hear first: an openWakeWord
+    /// keyword model's name (`hey_jarvis_v0.1` is `<wake_model>/hey_jarvis_v0.1.onnx`).
+    /// Absent: no wake word, every utterance is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) wake_word: Option<String>,
+    /// The folder of `[models] dir` holding openWakeWord's `melspectrogram.onnx`,
+    /// `embedding_model.onnx` and keyword models.
+    #[serde(default = "default_wake_model")]
+    pub(crate) wake_model: String,
     /// How long a speech service or a satellite may stay silent when it owes an answer.
     #[serde(default = "default_timeout_secs")]
     pub(crate) timeout_secs: u64,
@@ -39,6 +49,19 @@ fn default_vad() -> String {
     "silero-vad".into()
 }
 
+fn default_wake_model() -> String {
+    "openwakeword".into()
+}
+
+/// A file or folder name: letters, digits, '-', '_', '.', not starting with '.'.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 const fn default_timeout_secs() -> u64 {
     30
 }
@@ -49,6 +72,8 @@ impl Default for VoiceConfig {
             stt: None,
             tts: None,
             vad: default_vad(),
+            wake_word: None,
+            wake_model: default_wake_model(),
             timeout_secs: default_timeout_secs(),
             satellites: Vec::new(),
         }
@@ -96,6 +121,37 @@ pub(crate) enum TtsService {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key_env: Option<String>,
     },
+    /// A Piper voice in the process: `<models dir>/<voice>/<voice>.onnx` and its
+    /// `.onnx.json` (`troupe models install en_US-joe-medium`), with eSpeak NG's phonemes.
+    Piper(PiperSettings),
+}
+
+/// `tts = { kind = "piper", … }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PiperSettings {
+    /// The voice's name: its folder and file names in `[models] dir`.
+    pub(crate) voice: String,
+    /// eSpeak NG's library file; absent: the system's `libespeak-ng.so.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) espeak_library: Option<PathBuf>,
+    /// eSpeak NG's data folder; absent: the one the library was built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) espeak_data: Option<PathBuf>,
+    /// ONNX Runtime's threads for one sentence.
+    #[serde(default = "default_piper_threads")]
+    pub(crate) threads: usize,
+}
+
+const fn default_piper_threads() -> usize {
+    2
+}
+
+/// The text-to-speech engine `[voice] tts` names: a service, ready, or a voice in the
+/// process, which the node's local models run.
+pub(crate) enum TtsEngine<'a> {
+    Service(Arc<dyn TextToSpeech>),
+    Piper(&'a PiperSettings),
 }
 
 /// One `[[voice.satellites]]` entry.
@@ -147,10 +203,11 @@ impl VoiceConfig {
     }
 
     /// The text-to-speech engine, if one is configured.
-    pub(crate) fn text_to_speech(&self) -> Result<Option<Arc<dyn TextToSpeech>>, ConfigError> {
+    pub(crate) fn text_to_speech(&self) -> Result<Option<TtsEngine<'_>>, ConfigError> {
         let bad = |error: SpeechError| refused("voice.tts", error);
         let engine: Arc<dyn TextToSpeech> = match &self.tts {
             None => return Ok(None),
+            Some(TtsService::Piper(settings)) => return Ok(Some(TtsEngine::Piper(settings))),
             Some(TtsService::Wyoming { uri, voice }) => Arc::new(
                 WyomingTts::new("tts", uri, voice.as_deref(), self.timeout()).map_err(bad)?,
             ),
@@ -171,7 +228,7 @@ impl VoiceConfig {
                 .map_err(bad)?,
             ),
         };
-        Ok(Some(engine))
+        Ok(Some(TtsEngine::Service(engine)))
     }
 
     /// Checks every key; the error names the first one that is wrong. `bridge_names` are
@@ -180,17 +237,26 @@ impl VoiceConfig {
         if !(1..=600).contains(&self.timeout_secs) {
             return Err(invalid("voice.timeout_secs", "must be from 1 to 600"));
         }
-        if self.vad.is_empty()
-            || self.vad.starts_with('.')
-            || !self
-                .vad
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(invalid(
-                "voice.vad",
-                "must be a folder name in models.dir (letters, digits, '-', '_', '.')",
-            ));
+        let piper = match &self.tts {
+            Some(TtsService::Piper(settings)) => Some(settings),
+            _ => None,
+        };
+        if piper.is_some_and(|piper| !(1..=64).contains(&piper.threads)) {
+            return Err(invalid("voice.tts.threads", "must be from 1 to 64"));
+        }
+        let names = [
+            ("voice.vad", Some(&self.vad)),
+            ("voice.wake_model", Some(&self.wake_model)),
+            ("voice.wake_word", self.wake_word.as_ref()),
+            ("voice.tts.voice", piper.map(|piper| &piper.voice)),
+        ];
+        for (key, name) in names {
+            if name.is_some_and(|name| !is_plain_name(name)) {
+                return Err(invalid(
+                    key,
+                    "must be a file or folder name in models.dir (letters, digits, '-', '_', '.')",
+                ));
+            }
         }
         self.speech_to_text()?;
         self.text_to_speech()?;
@@ -254,6 +320,27 @@ mod tests {
     }
 
     #[test]
+    fn a_piper_voice_in_the_process_is_left_to_the_local_models() {
+        let config = parsed(
+            "tts = { kind = \"piper\", voice = \"en_US-joe-medium\", espeak_data = \"/opt/espeak-ng-data\" }",
+        )
+        .unwrap();
+        config.validate(&[]).unwrap();
+        match config.text_to_speech().unwrap() {
+            Some(TtsEngine::Piper(settings)) => {
+                assert_eq!(settings.voice, "en_US-joe-medium");
+                assert_eq!(settings.threads, 2);
+                assert_eq!(
+                    settings.espeak_data.as_deref(),
+                    Some(std::path::Path::new("/opt/espeak-ng-data"))
+                );
+                assert_eq!(settings.espeak_library, None);
+            }
+            _ => panic!("a Piper voice"),
+        }
+    }
+
+    #[test]
     fn a_satellite_needs_speech_to_text_and_text_to_speech() {
         let config =
             parsed("[[satellites]]\nname = \"kitchen\"\nuri = \"tcp://10.0.0.7:10700\"\n").unwrap();
@@ -286,7 +373,17 @@ mod tests {
                 "voice.tts",
             ),
             ("vad = \"../up\"".to_owned(), "voice.vad"),
+            ("wake_word = \"a/b\"".to_owned(), "voice.wake_word"),
+            ("wake_model = \".hidden\"".to_owned(), "voice.wake_model"),
             ("timeout_secs = 0".to_owned(), "voice.timeout_secs"),
+            (
+                "tts = { kind = \"piper\", voice = \"../voices/x\" }".to_owned(),
+                "voice.tts.voice",
+            ),
+            (
+                "tts = { kind = \"piper\", voice = \"x\", threads = 0 }".to_owned(),
+                "voice.tts.threads",
+            ),
         ];
         for (text, key) in cases {
             let error = parsed(&text).unwrap().validate(&["telegram"]).unwrap_err();
@@ -303,6 +400,7 @@ mod tests {
             parsed("stt = { kind = \"wyoming\", uri = \"tcp://h:1\", voice = \"x\" }").is_err()
         );
         assert!(parsed("tts = { kind = \"espeak\" }").is_err());
+        assert!(parsed("tts = { kind = \"piper\", voice = \"v\", speaker = 2 }").is_err());
         assert!(parsed("[[satellites]]\nname = \"k\"\nuri = \"tcp://h:1\"\narea = \"x\"").is_err());
     }
 }

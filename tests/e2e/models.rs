@@ -231,3 +231,36 @@ async fn models_install_with_resumed_downloads_check_their_sha256_list_and_remov
         text(&again)
     );
 }
+
+#[tokio::test]
+async fn a_wake_word_model_is_installed_only_from_files_the_user_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = models(dir.path(), &["install", "openwakeword"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("non-commercial") && text(&refused).contains("--from"),
+        "{}",
+        text(&refused)
+    );
+
+    let given = test_models_dir().join("openwakeword");
+    let from = given.to_str().unwrap();
+    let installed = models(dir.path(), &["install", "openwakeword", "--from", from]).await;
+    assert!(installed.status.success(), "{}", text(&installed));
+    for file in [
+        "melspectrogram.onnx",
+        "embedding_model.onnx",
+        "hey_jarvis_v0.1.onnx",
+    ] {
+        assert!(
+            dir.path().join("openwakeword").join(file).is_file(),
+            "{file}"
+        );
+    }
+    let listed = models(dir.path(), &["list"]).await;
+    assert!(
+        text(&listed).contains("CC BY-NC-SA 4.0"),
+        "{}",
+        text(&listed)
+    );
+}

@@ -1,15 +1,20 @@
 //! A real Home Assistant voice satellite: an unmodified `wyoming-satellite` whose
-//! microphone plays a question Piper spoke (at real time, between silences) and whose
-//! speaker appends to a file. Troupe connects to it as `[[voice.satellites]]` says, hears
-//! the question (Silero VAD, then pocketsphinx through Wyoming), the echo model answers in
-//! the satellite's conversation, and the answer, spoken by `wyoming-piper`, lands in that
-//! file. The satellite's state is in `GET /api/v1/voice`; it reconnects on its own, and a
-//! Wyoming service that is not a satellite is refused with a clear error.
+//! microphone plays Piper saying "Hey Jarvis, what is two plus two?" (at real time, between
+//! silences) and whose speaker appends to a file. Troupe connects to it as
+//! `[[voice.satellites]]` says, hears the wake word (openWakeWord), then the question
+//! (Silero VAD, then pocketsphinx through Wyoming); the echo model answers in the
+//! satellite's conversation, and the answer, spoken by `wyoming-piper`, lands in that
+//! file; the satellite is told `voice-started` and `voice-stopped` around the question.
+//! The satellite's state is in `GET /api/v1/voice`; it reconnects on its own, and a
+//! Wyoming service that is not a satellite is refused with a clear error. The answer can
+//! also be spoken by a Piper voice inside the node (`tts = { kind = "piper" }`), and what
+//! it says then reads back through speech to text.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
+use troupe_actors::voice::SpeechToText;
 use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::voice::{
     WyomingServer, piper, piper_to_wav, pocketsphinx, satellite, satellite_on, silent_wav,
@@ -23,13 +28,27 @@ async fn node_with_satellite(
     tts: &WyomingServer,
     satellite_uri: &str,
 ) -> TroupeProcess {
-    let config = format!(
-        "[models]\ndir = \"{models}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{stt}\" }}\ntts = {{ kind = \"wyoming\", uri = \"{tts}\" }}\n\n[[voice.satellites]]\nname = \"kitchen\"\nuri = \"{satellite_uri}\"\n",
+    node_with_voice(stt, tts, satellite_uri, "").await
+}
+
+/// [`node_with_satellite`] with `voice` added to its `[voice]` section.
+async fn node_with_voice(
+    stt: &WyomingServer,
+    tts: &WyomingServer,
+    satellite_uri: &str,
+    voice: &str,
+) -> TroupeProcess {
+    let tts = format!("{{ kind = \"wyoming\", uri = \"{}\" }}", tts.uri);
+    echo_node(&voice_config(stt, &tts, satellite_uri, voice)).await
+}
+
+/// The `[models]` and `[voice]` sections of a node with one satellite, `kitchen`.
+fn voice_config(stt: &WyomingServer, tts: &str, satellite_uri: &str, voice: &str) -> String {
+    format!(
+        "[models]\ndir = \"{models}\"\n\n[voice]\n{voice}\nstt = {{ kind = \"wyoming\", uri = \"{stt}\" }}\ntts = {tts}\n\n[[voice.satellites]]\nname = \"kitchen\"\nuri = \"{satellite_uri}\"\n",
         models = test_models_dir().display(),
         stt = stt.uri,
-        tts = tts.uri,
-    );
-    echo_node(&config).await
+    )
 }
 
 /// The satellite `kitchen` as `GET /api/v1/voice` shows it.
@@ -63,6 +82,27 @@ fn played(speaker: &Path) -> (f64, f64) {
     (samples.len() as f64 / 22_050.0, rms)
 }
 
+/// Waits until `node` has answered and the answer has played whole into `speaker` (the
+/// speaker has gone quiet); answers [`played`].
+async fn answer_played(node: &TroupeProcess, speaker: &Path) -> (f64, f64) {
+    eventually(Duration::from_secs(60), || async {
+        played(speaker).0 > 0.5 && !conversation(node).await.is_empty()
+    })
+    .await;
+    let mut last = 0.0;
+    eventually(Duration::from_secs(30), || {
+        let (seconds, _) = played(speaker);
+        let settled = seconds > 0.0 && (seconds - last).abs() < f64::EPSILON;
+        last = seconds;
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            settled
+        }
+    })
+    .await;
+    played(speaker)
+}
+
 /// The texts of the satellite's conversation, oldest first.
 async fn conversation(node: &TroupeProcess) -> Vec<(String, String)> {
     let (_, session) = get(node, "/api/v1/sessions/satellite:kitchen").await;
@@ -83,32 +123,28 @@ async fn conversation(node: &TroupeProcess) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn a_question_asked_at_a_satellite_is_answered_aloud_through_its_speaker() {
+async fn a_question_asked_at_a_satellite_after_its_wake_word_is_answered_aloud() {
     let dir = tempfile::tempdir().unwrap();
     let question = dir.path().join("question.wav");
-    piper_to_wav("What is two plus two?", &question);
+    piper_to_wav("Hey Jarvis, what is two plus two?", &question);
     let speaker = dir.path().join("speaker.raw");
     let (stt, tts) = (pocketsphinx().await, piper().await);
-    let kitchen_satellite = satellite("kitchen", &question, &speaker).await;
-    let node = node_with_satellite(&stt, &tts, &kitchen_satellite.uri).await;
+    // The satellite runs a command on `voice-started` and on `voice-stopped` (its LEDs).
+    let (started, stopped) = (dir.path().join("started"), dir.path().join("stopped"));
+    let started_command = format!("sh -c 'echo started >> {}'", started.display());
+    let stopped_command = format!("sh -c 'echo stopped >> {}'", stopped.display());
+    let extra = [
+        "--stt-start-command",
+        started_command.as_str(),
+        "--stt-stop-command",
+        stopped_command.as_str(),
+    ];
+    let port = troupe_testkit::free_port();
+    let kitchen_satellite = satellite_on(port, "kitchen", &question, &speaker, &extra).await;
+    let wake_word = "wake_word = \"hey_jarvis_v0.1\"";
+    let node = node_with_voice(&stt, &tts, &kitchen_satellite.uri, wake_word).await;
 
-    eventually(Duration::from_secs(60), || async {
-        let (seconds, _) = played(&speaker);
-        seconds > 0.5 && !conversation(&node).await.is_empty()
-    })
-    .await;
-    // Every chunk of the answer is in the file once the speaker has gone quiet.
-    let mut last = 0.0;
-    eventually(Duration::from_secs(30), || {
-        let (seconds, _) = played(&speaker);
-        let settled = seconds > 0.0 && (seconds - last).abs() < f64::EPSILON;
-        last = seconds;
-        async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            settled
-        }
-    })
-    .await;
+    answer_played(&node, &speaker).await;
 
     let said = conversation(&node).await;
     let question_heard = said
@@ -129,6 +165,14 @@ async fn a_question_asked_at_a_satellite_is_answered_aloud_through_its_speaker()
         (0.6..8.0).contains(&seconds),
         "the answer, one short sentence, played for {seconds:.2} s"
     );
+    for (file, line) in [(&started, "started"), (&stopped, "stopped")] {
+        let said = std::fs::read_to_string(file).unwrap_or_default();
+        assert_eq!(
+            said.lines().collect::<Vec<_>>(),
+            [line],
+            "voice-{line} once"
+        );
+    }
     assert!(
         loudness > 0.01,
         "the answer is speech, not silence (RMS {loudness:.4})"
@@ -150,12 +194,13 @@ async fn a_question_asked_at_a_satellite_is_answered_aloud_through_its_speaker()
         .text()
         .await
         .unwrap();
-    for stage in ["transcript", "tts_first_audio", "first_audio"] {
+    for stage in ["wake", "transcript", "tts_first_audio", "first_audio"] {
         let count = format!("troupe_voice_stage_seconds_count{{stage=\"{stage}\"}} ");
         assert!(metrics.contains(&count), "{count} in {metrics}");
     }
     let (_, voice) = get(&node, "/api/v1/voice").await;
     assert_eq!(voice["engines"]["vad"], "silero-vad", "{voice}");
+    assert_eq!(voice["engines"]["wake_word"], "hey_jarvis_v0.1", "{voice}");
     assert_eq!(
         voice["engines"]["stt"],
         format!("wyoming {}", stt.uri),
@@ -269,4 +314,75 @@ async fn a_satellite_whose_microphone_is_not_16_khz_is_told_and_refused() {
         .await;
     let node = node_with_satellite(&room.stt, &room.tts, &wrong_rate.uri).await;
     refused_for(&node, "16 kHz mono 16-bit").await;
+}
+
+/// Piper in the process: the packaged voice through ONNX Runtime, eSpeak NG's phonemes.
+const PIPER: &str = "{ kind = \"piper\", voice = \"en_US-joe-medium\" }";
+
+#[tokio::test]
+async fn a_satellite_is_answered_by_the_piper_voice_inside_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let question = dir.path().join("question.wav");
+    piper_to_wav("What is two plus two?", &question);
+    let speaker = dir.path().join("speaker.raw");
+    let stt = pocketsphinx().await;
+    let kitchen_satellite = satellite("kitchen", &question, &speaker).await;
+    let node = echo_node(&voice_config(&stt, PIPER, &kitchen_satellite.uri, "")).await;
+
+    let (seconds, loudness) = answer_played(&node, &speaker).await;
+    assert!(
+        (0.6..8.0).contains(&seconds),
+        "the answer played for {seconds:.2} s"
+    );
+    assert!(loudness > 0.01, "the answer is speech (RMS {loudness:.4})");
+
+    // What the speaker played reads back, through speech to text, as the echoed answer.
+    let answer = conversation(&node)
+        .await
+        .into_iter()
+        .find(|(role, _)| role == "assistant")
+        .map(|(_, text)| text)
+        .unwrap_or_default();
+    let recogniser = troupe_inference::voice::WyomingStt::new(
+        "pocketsphinx",
+        &stt.uri,
+        Some("en"),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender.send(std::fs::read(&speaker).unwrap()).await.unwrap();
+    drop(sender);
+    let format = troupe_actors::voice::AudioFormat {
+        rate: 22_050,
+        width: 2,
+        channels: 1,
+    };
+    let heard = recogniser.transcribe(format, receiver).await.unwrap();
+    assert!(
+        heard.contains("two plus two") && answer.to_lowercase().contains("two plus two"),
+        "the answer {answer:?} was heard back as {heard:?}"
+    );
+    let (_, voice) = get(&node, "/api/v1/voice").await;
+    assert_eq!(voice["engines"]["tts"], "piper en_US-joe-medium", "{voice}");
+}
+
+#[tokio::test]
+async fn a_node_whose_piper_voice_is_not_installed_refuses_to_start_and_says_how_to_install_it() {
+    let stt = pocketsphinx().await;
+    let tts = "{ kind = \"piper\", voice = \"en_US-nobody-medium\" }";
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n{}",
+        voice_config(&stt, tts, "tcp://127.0.0.1:9", "")
+    );
+    let refused = TroupeProcess::start(binary(), &config)
+        .await
+        .err()
+        .expect("the node refuses to start")
+        .to_string();
+    assert!(
+        refused.contains("voice.tts")
+            && refused.contains("troupe models install en_US-nobody-medium"),
+        "{refused}"
+    );
 }

@@ -124,6 +124,11 @@ impl Listener {
         Ok(heard)
     }
 
+    /// An utterance is under way.
+    pub const fn is_hearing(&self) -> bool {
+        self.utterance.is_some()
+    }
+
     /// The stream ended: an utterance under way ends here.
     pub async fn finish(&mut self) -> Result<Option<Heard>, SpeechError> {
         self.end_utterance().await

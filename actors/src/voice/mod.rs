@@ -2,17 +2,20 @@
 //! [`TextToSpeech`], [`SpeechToText`] and [`VoiceActivity`]; the [`SpeechSegmenter`] that
 //! turns voice activity into the start and end of an utterance; and the [`Listener`] that
 //! hears an utterance in a stream of audio and transcribes it as it is spoken; and
-//! [`speakable_sentences`], what a voice says of a Markdown reply. Wake words follow.
+//! [`speakable_sentences`], what a voice says of a Markdown reply; and the [`WakeWord`]
+//! trait with the [`WakeWordSpotter`] that listens for it.
 
 use tokio::sync::mpsc;
 
 mod listener;
 mod segmenter;
 mod speakable;
+mod wake;
 
 pub use listener::{Heard, LISTENING_FORMAT, Listener, ListenerConfig};
 pub use segmenter::{SpeechEdge, SpeechSegmenter};
 pub use speakable::{MAX_SPOKEN_CHARS, speakable_sentences};
+pub use wake::{WAKE_CHUNK, WAKE_THRESHOLD, WakeState, WakeWord, WakeWordSpotter};
 
 /// Raw PCM's shape: samples per second, bytes per sample, channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +84,12 @@ pub enum SpeechError {
     Refused { service: String, reason: String },
     #[error("the speech service {service} broke the protocol: {reason}")]
     Protocol { service: String, reason: String },
+    #[error("the speech engine {service} failed: {source}")]
+    Failed {
+        service: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("the audio's listener has gone")]
     ListenerGone,
     #[error(transparent)]

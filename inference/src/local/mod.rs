@@ -6,13 +6,20 @@
 mod chat;
 mod gguf_tokenizer;
 pub mod install;
+mod piper;
 mod runtime;
 mod sentence;
 mod silero;
+mod wakeword;
 
 pub use chat::{
     ChatModelError, ChatTurn, Generated, Generation, GgufChatLoader, GgufChatModel, MAX_CONTEXT,
 };
+pub use piper::{Piper, PiperError, PiperFiles, PiperModel, PiperVoice, PooledPiper};
 pub use runtime::{Device, ORT_DYLIB_PATH, OnnxRuntime, RuntimeError};
 pub use sentence::{MAX_TOKENS, SentenceEmbedder, SentenceFiles, SentenceModel};
 pub use silero::{PooledVad, SileroModel, SileroVad, VadError, VadRequest};
+pub use troupe_espeak::{ESPEAK_LIBRARY, Espeak, EspeakError, EspeakPaths};
+pub use wakeword::{
+    OpenWakeWord, PooledWakeWord, WakeRequest, WakeWordError, WakeWordFiles, WakeWordModel,
+};

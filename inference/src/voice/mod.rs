@@ -8,6 +8,7 @@
 
 mod openai_audio;
 mod satellite;
+mod satellite_ear;
 mod satellite_link;
 pub mod wyoming;
 mod wyoming_client;

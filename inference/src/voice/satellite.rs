@@ -25,10 +25,11 @@ use troupe_actors::bridge::{
 use troupe_actors::message::{ContentType, InboundMessage, MessageParts, unix_now};
 use troupe_actors::metrics as metric_names;
 use troupe_actors::voice::{
-    AudioChunk, LISTENING_FORMAT, Listener, ListenerConfig, SpeechError, SpeechToText,
-    TextToSpeech, VoiceActivity, speakable_sentences,
+    AudioChunk, LISTENING_FORMAT, ListenerConfig, SpeechError, SpeechToText, TextToSpeech,
+    VoiceActivity, WakeWord, speakable_sentences,
 };
 
+use super::satellite_ear::{Ear, Heard};
 use super::satellite_link::{AudioOut, EventReader, EventWriter, Floor, PipelineRun, link_lost};
 use super::wyoming::WyomingEvent;
 use super::wyoming_client::{format_of, tcp_address};
@@ -47,6 +48,8 @@ pub struct VoiceEngines {
     pub vad: Arc<dyn VoiceActivity>,
     pub stt: Arc<dyn SpeechToText>,
     pub tts: Arc<dyn TextToSpeech>,
+    /// The wake word, for satellites that leave it to Troupe.
+    pub wake: Option<Arc<dyn WakeWord>>,
 }
 
 /// A reply to speak, and who waits for it to be spoken.
@@ -154,25 +157,27 @@ impl WyomingSatellite {
         floor: &Floor,
         context: &BridgeContext,
     ) -> Result<(), BridgeError> {
-        let mut listener: Option<Listener> = None;
+        let mut ear = Ear::new(
+            Arc::clone(&self.engines.vad),
+            Arc::clone(&self.engines.stt),
+            self.engines.wake.clone(),
+            self.listening,
+        );
         loop {
             let event = reader.next_event().await?;
-            // An utterance heard in this event ended about now (the rest is its transcript).
+            // What ends in this event ended about now (the rest is its transcript).
             let arrived = Instant::now();
             let heard = match event.kind.as_str() {
                 "run-pipeline" => {
                     let run = PipelineRun::of(&event.data);
-                    if run.wake_here {
+                    floor.pipeline(run);
+                    ear.start(run.wake_here);
+                    if run.wake_here && ear.wake_word().is_none() {
                         tracing::debug!(satellite = %self.name, "no wake-word engine: every utterance is answered");
                     }
-                    floor.pipeline(run);
-                    listener = Some(self.listener());
                     continue;
                 }
                 "audio-chunk" => {
-                    let Some(listening) = listener.as_mut() else {
-                        continue;
-                    };
                     if format_of(&event.data).is_some_and(|format| format != LISTENING_FORMAT) {
                         let text = "the microphone must stream 16 kHz mono 16-bit audio";
                         writer.error("unsupported-audio", text).await?;
@@ -184,39 +189,63 @@ impl WyomingSatellite {
                     if floor.assistant_has_it() {
                         continue;
                     }
-                    listening.hear(&event.payload).await
+                    ear.hear(&event.payload).await
                 }
-                "audio-stop" => match listener.as_mut() {
-                    Some(listening) => listening.finish().await,
-                    None => continue,
-                },
+                "audio-stop" => ear.finish().await,
                 _ => continue,
             };
-            match heard {
-                Ok(Some(heard)) => {
-                    stage_took("transcript", arrived);
-                    *self
-                        .speech_ended
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(arrived);
-                    self.said(heard.text, writer, context).await?;
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(satellite = %self.name, %error, "could not hear the satellite");
-                    writer.error("stt-failed", &error.to_string()).await?;
-                    listener = Some(self.listener());
-                }
-            }
+            self.heard(heard, arrived, &mut ear, writer, context)
+                .await?;
         }
     }
 
-    fn listener(&self) -> Listener {
-        Listener::new(
-            Arc::clone(&self.engines.vad),
-            Arc::clone(&self.engines.stt),
-            self.listening,
-        )
+    /// Acts on what the ear heard in one event, which arrived at `arrived`.
+    async fn heard(
+        &self,
+        heard: Result<Heard, SpeechError>,
+        arrived: Instant,
+        ear: &mut Ear,
+        writer: &EventWriter,
+        context: &BridgeContext,
+    ) -> Result<(), BridgeError> {
+        match heard {
+            Ok(Heard::Nothing) => Ok(()),
+            Ok(Heard::WakeWord) => {
+                stage_took("wake", arrived);
+                let mut detection = Map::new();
+                let word = ear.wake_word().unwrap_or_default();
+                detection.insert("name".into(), Value::from(word));
+                writer
+                    .send(&WyomingEvent::new("detection", detection))
+                    .await
+            }
+            Ok(Heard::VoiceStarted) => {
+                writer
+                    .send(&WyomingEvent::new("voice-started", Map::new()))
+                    .await
+            }
+            Ok(Heard::Said { text, unannounced }) => {
+                stage_took("transcript", arrived);
+                *self
+                    .speech_ended
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(arrived);
+                if unannounced {
+                    writer
+                        .send(&WyomingEvent::new("voice-started", Map::new()))
+                        .await?;
+                }
+                writer
+                    .send(&WyomingEvent::new("voice-stopped", Map::new()))
+                    .await?;
+                self.said(text, writer, context).await
+            }
+            Err(error) => {
+                tracing::warn!(satellite = %self.name, %error, "could not hear the satellite");
+                ear.reset();
+                writer.error("stt-failed", &error.to_string()).await
+            }
+        }
     }
 
     /// `text` was said: the satellite is told, and the session gets it.

@@ -30,9 +30,15 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// What goes to the trace export, whatever `RUST_LOG` says (the log and the export are
-/// separate decisions): the turn spans of these crates, which are `debug` so that a node
-/// without export never pays for them, and their `info` and louder events.
-const EXPORTED_TARGETS: &[&str] = &["troupe", "troupe_actors", "troupe_cluster"];
+/// separate decisions): the turn spans of these crates (and the voice pipeline's, in
+/// `troupe_inference`), which are `debug` so that a node without export never pays for
+/// them, and their `info` and louder events.
+const EXPORTED_TARGETS: &[&str] = &[
+    "troupe",
+    "troupe_actors",
+    "troupe_cluster",
+    "troupe_inference",
+];
 
 fn exported(metadata: &tracing::Metadata<'_>) -> bool {
     let ours = EXPORTED_TARGETS.iter().any(|target| {

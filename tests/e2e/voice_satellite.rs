@@ -8,13 +8,15 @@
 //! The satellite's state is in `GET /api/v1/voice`; it reconnects on its own, and a
 //! Wyoming service that is not a satellite is refused with a clear error. The answer can
 //! also be spoken by a Piper voice inside the node (`tts = { kind = "piper" }`), and what
-//! it says then reads back through speech to text.
+//! it says then reads back through speech to text. A spoken turn is one trace: the
+//! utterance, its transcription, the session's turn and the reply's speech.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use troupe_actors::voice::SpeechToText;
+use troupe_testkit::otlp::OtlpReceiver;
 use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::voice::{
     WyomingServer, piper, piper_to_wav, pocketsphinx, satellite, satellite_on, silent_wav,
@@ -319,17 +321,42 @@ async fn a_satellite_whose_microphone_is_not_16_khz_is_told_and_refused() {
 /// Piper in the process: the packaged voice through ONNX Runtime, eSpeak NG's phonemes.
 const PIPER: &str = "{ kind = \"piper\", voice = \"en_US-joe-medium\" }";
 
+/// The satellite `kitchen`, whose microphone asks "What is two plus two?" (no wake word),
+/// its speaker's file, and the speech-to-text server.
+struct AskingSatellite {
+    _dir: tempfile::TempDir,
+    speaker: PathBuf,
+    stt: WyomingServer,
+    satellite: WyomingServer,
+}
+
+impl AskingSatellite {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let question = dir.path().join("question.wav");
+        piper_to_wav("What is two plus two?", &question);
+        let speaker = dir.path().join("speaker.raw");
+        Self {
+            stt: pocketsphinx().await,
+            satellite: satellite("kitchen", &question, &speaker).await,
+            speaker,
+            _dir: dir,
+        }
+    }
+
+    /// The node's `[models]` and `[voice]`, speaking with Piper in the process.
+    fn config(&self) -> String {
+        voice_config(&self.stt, PIPER, &self.satellite.uri, "")
+    }
+}
+
 #[tokio::test]
 async fn a_satellite_is_answered_by_the_piper_voice_inside_the_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let question = dir.path().join("question.wav");
-    piper_to_wav("What is two plus two?", &question);
-    let speaker = dir.path().join("speaker.raw");
-    let stt = pocketsphinx().await;
-    let kitchen_satellite = satellite("kitchen", &question, &speaker).await;
-    let node = echo_node(&voice_config(&stt, PIPER, &kitchen_satellite.uri, "")).await;
+    let asked = AskingSatellite::new().await;
+    let (stt, speaker) = (&asked.stt, &asked.speaker);
+    let node = echo_node(&asked.config()).await;
 
-    let (seconds, loudness) = answer_played(&node, &speaker).await;
+    let (seconds, loudness) = answer_played(&node, speaker).await;
     assert!(
         (0.6..8.0).contains(&seconds),
         "the answer played for {seconds:.2} s"
@@ -351,7 +378,7 @@ async fn a_satellite_is_answered_by_the_piper_voice_inside_the_node() {
     )
     .unwrap();
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    sender.send(std::fs::read(&speaker).unwrap()).await.unwrap();
+    sender.send(std::fs::read(speaker).unwrap()).await.unwrap();
     drop(sender);
     let format = troupe_actors::voice::AudioFormat {
         rate: 22_050,
@@ -385,4 +412,74 @@ async fn a_node_whose_piper_voice_is_not_installed_refuses_to_start_and_says_how
             && refused.contains("troupe models install en_US-nobody-medium"),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn a_spoken_turn_is_one_trace_from_the_utterance_to_its_spoken_reply() {
+    let collector = OtlpReceiver::start().await;
+    let asked = AskingSatellite::new().await;
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n{}",
+        asked.config()
+    );
+    let endpoint = collector.endpoint();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let node = TroupeProcess::start_with_env(binary(), &config, &env)
+        .await
+        .expect("troupe starts");
+    answer_played(&node, &asked.speaker).await;
+
+    let names = [
+        "voice_utterance",
+        "voice_transcribe",
+        "session_turn",
+        "model_call",
+        "voice_speak",
+    ];
+    let spans = collector
+        .wait_for(Duration::from_secs(20), |spans| {
+            names
+                .iter()
+                .all(|name| spans.iter().any(|span| span.name == *name))
+        })
+        .await;
+    let named = |name: &str| {
+        spans
+            .iter()
+            .find(|span| span.name == name)
+            .unwrap_or_else(|| panic!("a {name} span in {spans:?}"))
+    };
+    let utterance = named("voice_utterance");
+    assert_eq!(utterance.attributes["satellite"], "kitchen");
+    for name in names {
+        assert_eq!(
+            named(name).trace_id,
+            utterance.trace_id,
+            "{name} is in the trace"
+        );
+    }
+    let transcribe = named("voice_transcribe");
+    assert_eq!(transcribe.parent_id, utterance.span_id);
+    assert_eq!(transcribe.attributes["stt"], "stt");
+    let turn = named("session_turn");
+    assert_eq!(
+        turn.parent_id, utterance.span_id,
+        "the turn is the utterance's"
+    );
+    assert_eq!(turn.attributes["session"], "satellite:kitchen");
+    let speak = named("voice_speak");
+    assert_eq!(
+        speak.parent_id, utterance.span_id,
+        "the reply's speech joins it"
+    );
+    assert_eq!(speak.attributes["tts"], "en_US-joe-medium");
+    for stage in ["tts_first_audio_ms", "first_audio_ms"] {
+        assert!(
+            speak.attributes[stage].parse::<u64>().is_ok(),
+            "{stage}: {speak:?}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{
     AudioFormat, SpeechEdge, SpeechError, SpeechSegmenter, SpeechToText, VAD_FRAME, VAD_RATE,
@@ -186,8 +187,10 @@ impl Listener {
             return Ok(None);
         };
         drop(utterance.audio);
+        let waiting = tracing::debug_span!("voice_transcribe", stt = %self.stt.name());
         let text = utterance
             .transcript
+            .instrument(waiting)
             .await
             .map_err(|error| SpeechError::Protocol {
                 service: self.stt.name().to_owned(),

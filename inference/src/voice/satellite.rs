@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use troupe_actors::TraceParent;
 use troupe_actors::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, Capabilities, ChatKind,
     Delivery, Destination, MarkdownDialect,
@@ -73,8 +75,16 @@ pub struct WyomingSatellite {
     utterances: AtomicU64,
     /// Replies that could not be spoken yet (the satellite was away), since when.
     waiting: Mutex<HashMap<String, Instant>>,
-    /// When the last utterance ended, until its reply's first audio is out.
-    speech_ended: Mutex<Option<Instant>>,
+    /// The last utterance handed to the session, until its reply is spoken.
+    answering: Mutex<Option<Answering>>,
+}
+
+/// The utterance whose reply is awaited: when it ended (until the reply's first audio is
+/// out), and its trace, which the reply's speech joins.
+#[derive(Clone, Copy)]
+struct Answering {
+    ended: Option<Instant>,
+    trace: Option<TraceParent>,
 }
 
 /// Records how long one stage of the voice pipeline took (`troupe_voice_stage_seconds`).
@@ -100,8 +110,14 @@ impl WyomingSatellite {
             speaker: Mutex::new(None),
             utterances: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
-            speech_ended: Mutex::new(None),
+            answering: Mutex::new(None),
         })
+    }
+
+    fn answering(&self) -> std::sync::MutexGuard<'_, Option<Answering>> {
+        self.answering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn speaker(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<Speech>>> {
@@ -163,6 +179,8 @@ impl WyomingSatellite {
             self.engines.wake.clone(),
             self.listening,
         );
+        // The span of the utterance under way, from its wake word or its first speech.
+        let mut utterance: Option<tracing::Span> = None;
         loop {
             let event = reader.next_event().await?;
             // What ends in this event ended about now (the rest is its transcript).
@@ -189,22 +207,25 @@ impl WyomingSatellite {
                     if floor.assistant_has_it() {
                         continue;
                     }
-                    ear.hear(&event.payload).await
+                    let span = utterance.clone().unwrap_or_else(tracing::Span::none);
+                    ear.hear(&event.payload).instrument(span).await
                 }
                 "audio-stop" => ear.finish().await,
                 _ => continue,
             };
-            self.heard(heard, arrived, &mut ear, writer, context)
+            self.heard(heard, arrived, &mut ear, &mut utterance, writer, context)
                 .await?;
         }
     }
 
-    /// Acts on what the ear heard in one event, which arrived at `arrived`.
+    /// Acts on what the ear heard in one event, which arrived at `arrived`; `utterance`
+    /// is the span of the utterance under way.
     async fn heard(
         &self,
         heard: Result<Heard, SpeechError>,
         arrived: Instant,
         ear: &mut Ear,
+        utterance: &mut Option<tracing::Span>,
         writer: &EventWriter,
         context: &BridgeContext,
     ) -> Result<(), BridgeError> {
@@ -212,6 +233,8 @@ impl WyomingSatellite {
             Ok(Heard::Nothing) => Ok(()),
             Ok(Heard::WakeWord) => {
                 stage_took("wake", arrived);
+                let span = utterance.get_or_insert_with(|| self.utterance_span());
+                span.in_scope(|| tracing::debug!(satellite = %self.name, "wake word heard"));
                 let mut detection = Map::new();
                 let word = ear.wake_word().unwrap_or_default();
                 detection.insert("name".into(), Value::from(word));
@@ -220,16 +243,18 @@ impl WyomingSatellite {
                     .await
             }
             Ok(Heard::VoiceStarted) => {
+                utterance.get_or_insert_with(|| self.utterance_span());
                 writer
                     .send(&WyomingEvent::new("voice-started", Map::new()))
                     .await
             }
             Ok(Heard::Said { text, unannounced }) => {
                 stage_took("transcript", arrived);
-                *self
-                    .speech_ended
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(arrived);
+                let span = utterance.take().unwrap_or_else(|| self.utterance_span());
+                *self.answering() = Some(Answering {
+                    ended: Some(arrived),
+                    trace: TraceParent::of_span(&span),
+                });
                 if unannounced {
                     writer
                         .send(&WyomingEvent::new("voice-started", Map::new()))
@@ -238,14 +263,22 @@ impl WyomingSatellite {
                 writer
                     .send(&WyomingEvent::new("voice-stopped", Map::new()))
                     .await?;
-                self.said(text, writer, context).await
+                // The session's turn is a child of the utterance's span.
+                self.said(text, writer, context).instrument(span).await
             }
             Err(error) => {
                 tracing::warn!(satellite = %self.name, %error, "could not hear the satellite");
+                *utterance = None;
                 ear.reset();
                 writer.error("stt-failed", &error.to_string()).await
             }
         }
+    }
+
+    /// The span of one utterance: its transcription and the session's turn are its
+    /// children; the reply's speech joins its trace.
+    fn utterance_span(&self) -> tracing::Span {
+        tracing::debug_span!("voice_utterance", satellite = %self.name)
     }
 
     /// `text` was said: the satellite is told, and the session gets it.
@@ -326,7 +359,17 @@ impl WyomingSatellite {
     ) -> Result<(), BridgeError> {
         while let Some(speech) = replies.recv().await {
             floor.speaking(true);
-            let spoken = self.say(&speech.text, writer, floor).await;
+            let span = tracing::debug_span!(
+                "voice_speak",
+                satellite = %self.name,
+                tts = %self.engines.tts.name(),
+                tts_first_audio_ms = tracing::field::Empty,
+                first_audio_ms = tracing::field::Empty,
+            );
+            if let Some(trace) = self.answering().and_then(|answering| answering.trace) {
+                trace.adopt(&span);
+            }
+            let spoken = self.say(&speech.text, writer, floor).instrument(span).await;
             floor.speaking(false);
             // A voice that failed is that reply's end; a link that failed is the link's.
             let link_broken = spoken
@@ -391,18 +434,21 @@ impl WyomingSatellite {
 }
 
 impl WyomingSatellite {
-    /// A reply's audio went out: its latencies are recorded, once.
+    /// A reply's audio went out: its latencies are recorded, once (on the metrics, and on
+    /// the current `voice_speak` span).
     fn first_audio_out(&self, reply_ready: Instant) {
         let Some(speech_ended) = self
-            .speech_ended
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+            .answering()
+            .as_mut()
+            .and_then(|answering| answering.ended.take())
         else {
             return;
         };
         stage_took("tts_first_audio", reply_ready);
         stage_took("first_audio", speech_ended);
+        let span = tracing::Span::current();
+        span.record("tts_first_audio_ms", reply_ready.elapsed().as_millis());
+        span.record("first_audio_ms", speech_ended.elapsed().as_millis());
     }
 }
 

@@ -213,13 +213,18 @@ impl LocalModels {
                 missing.display()
             );
         }
-        let voice = PiperVoice::read(&files).context("voice.tts")?;
+        let voice = Arc::new(PiperVoice::read(&files).context("voice.tts")?);
         let espeak = Espeak::open(&EspeakPaths {
             library: settings.espeak_library.clone(),
             data: settings.espeak_data.clone(),
         })
         .context("voice.tts")?;
-        let loader = Piper::new(runtime.clone(), files, settings.threads);
+        let loader = Piper::new(
+            runtime.clone(),
+            &files,
+            Arc::clone(&voice),
+            settings.threads,
+        );
         let (pool, child) = LocalModelPool::new(name, loader, self.pool_limits());
         Ok((
             Arc::new(PooledPiper::new(pool, voice, espeak)),

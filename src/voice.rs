@@ -110,6 +110,7 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
                 &satellite.name,
                 &satellite.uri,
                 engines.clone(),
+                config.listening(),
                 config.timeout(),
             )
             .with_context(|| format!("voice.satellites: {}", satellite.name))?;

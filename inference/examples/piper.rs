@@ -20,9 +20,9 @@ fn main() {
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models");
     let runtime = OnnxRuntime::locate(None, &models).expect("ONNX Runtime is fetched");
     let files = PiperFiles::in_folder(&models.join("voices"), "en_US-joe-medium");
-    let voice = PiperVoice::read(&files).expect("the voice's settings");
+    let voice = std::sync::Arc::new(PiperVoice::read(&files).expect("the voice's settings"));
     let espeak = Espeak::open(&EspeakPaths::default()).expect("eSpeak NG opens");
-    let mut model = Piper::new(runtime, files, threads)
+    let mut model = Piper::new(runtime, &files, std::sync::Arc::clone(&voice), threads)
         .load()
         .expect("the voice loads");
     let rate = f64::from(voice.format().rate);

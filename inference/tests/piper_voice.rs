@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use troupe_actors::local_model::{LocalModelPool, PoolConfig};
 use troupe_actors::voice::{SpeechToText, TextToSpeech};
 use troupe_inference::local::{
-    Espeak, EspeakPaths, OnnxRuntime, Piper, PiperFiles, PiperVoice, PooledPiper,
+    Espeak, EspeakError, EspeakPaths, OnnxRuntime, Piper, PiperFiles, PiperVoice, PooledPiper,
 };
 use troupe_inference::voice::WyomingStt;
 use troupe_testkit::voice::{models_dir, pocketsphinx};
@@ -87,6 +87,23 @@ fn phoneme_ids_match_piper_sentence_by_sentence() {
 }
 
 #[test]
+fn an_unknown_espeak_voice_other_data_and_a_nul_are_clear_errors() {
+    let espeak = espeak();
+    let unknown = espeak.phonemize("xx-nowhere", "Hello.").unwrap_err();
+    assert!(unknown.to_string().contains("xx-nowhere"), "{unknown}");
+    // The voice that works still works after one that did not.
+    assert_eq!(espeak.phonemize("en-us", "Hi.").unwrap().len(), 1);
+    assert!(matches!(
+        espeak.phonemize("en-us", "a\0b"),
+        Err(EspeakError::Nul(_))
+    ));
+    let other = Espeak::open(&EspeakPaths::default())
+        .err()
+        .expect("one data folder");
+    assert!(matches!(other, EspeakError::OtherData { .. }), "{other}");
+}
+
+#[test]
 fn a_voice_whose_phonemes_are_not_espeak_is_refused_by_name() {
     let folder = tempfile::tempdir().unwrap();
     let files = PiperFiles::in_folder(folder.path(), "zh");
@@ -109,15 +126,15 @@ fn a_voice_whose_phonemes_are_not_espeak_is_refused_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_voice_says_a_sentence_at_a_time_reads_back_as_written() {
     let runtime = OnnxRuntime::locate(None, &models_dir()).expect("ONNX Runtime is fetched");
+    let voice = Arc::new(PiperVoice::read(&files()).unwrap());
     let (pool, _actor) = LocalModelPool::start(
         VOICE,
-        Piper::new(runtime, files(), 2),
+        Piper::new(runtime, &files(), Arc::clone(&voice), 2),
         PoolConfig::default(),
         None,
     )
     .await
     .unwrap();
-    let voice = PiperVoice::read(&files()).unwrap();
     let tts = PooledPiper::new(pool, voice, espeak());
     assert_eq!(tts.name(), VOICE);
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use troupe_actors::voice::{SpeechError, SpeechToText, TextToSpeech};
+use troupe_actors::voice::{ListenerConfig, SpeechError, SpeechToText, TextToSpeech};
 use troupe_inference::voice::{OpenAiStt, OpenAiTts, WyomingStt, WyomingTts};
 
 use super::{ConfigError, invalid, refused};
@@ -40,6 +40,10 @@ pub(crate) struct VoiceConfig {
     /// How long a speech service or a satellite may stay silent when it owes an answer.
     #[serde(default = "default_timeout_secs")]
     pub(crate) timeout_secs: u64,
+    /// The silence that ends an utterance, in milliseconds: shorter answers sooner, longer
+    /// lets people pause mid-sentence (Home Assistant's default is 700).
+    #[serde(default = "default_end_of_speech_ms")]
+    pub(crate) end_of_speech_ms: u64,
     /// `[[voice.satellites]]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) satellites: Vec<SatelliteConfig>,
@@ -66,6 +70,10 @@ const fn default_timeout_secs() -> u64 {
     30
 }
 
+const fn default_end_of_speech_ms() -> u64 {
+    500
+}
+
 impl Default for VoiceConfig {
     fn default() -> Self {
         Self {
@@ -75,6 +83,7 @@ impl Default for VoiceConfig {
             wake_word: None,
             wake_model: default_wake_model(),
             timeout_secs: default_timeout_secs(),
+            end_of_speech_ms: default_end_of_speech_ms(),
             satellites: Vec::new(),
         }
     }
@@ -174,6 +183,14 @@ impl VoiceConfig {
         Duration::from_secs(self.timeout_secs)
     }
 
+    /// How satellites' speech is cut into utterances.
+    pub(crate) fn listening(&self) -> ListenerConfig {
+        ListenerConfig {
+            end_of_speech_frames: ListenerConfig::frames_of(self.end_of_speech_ms),
+            ..ListenerConfig::default()
+        }
+    }
+
     /// The speech-to-text engine, if one is configured.
     pub(crate) fn speech_to_text(&self) -> Result<Option<Arc<dyn SpeechToText>>, ConfigError> {
         let bad = |error: SpeechError| refused("voice.stt", error);
@@ -236,6 +253,12 @@ impl VoiceConfig {
     pub(crate) fn validate(&self, bridge_names: &[&str]) -> Result<(), ConfigError> {
         if !(1..=600).contains(&self.timeout_secs) {
             return Err(invalid("voice.timeout_secs", "must be from 1 to 600"));
+        }
+        if !(100..=5_000).contains(&self.end_of_speech_ms) {
+            return Err(invalid(
+                "voice.end_of_speech_ms",
+                "must be from 100 to 5000",
+            ));
         }
         let piper = match &self.tts {
             Some(TtsService::Piper(settings)) => Some(settings),
@@ -376,6 +399,7 @@ mod tests {
             ("wake_word = \"a/b\"".to_owned(), "voice.wake_word"),
             ("wake_model = \".hidden\"".to_owned(), "voice.wake_model"),
             ("timeout_secs = 0".to_owned(), "voice.timeout_secs"),
+            ("end_of_speech_ms = 50".to_owned(), "voice.end_of_speech_ms"),
             (
                 "tts = { kind = \"piper\", voice = \"../voices/x\" }".to_owned(),
                 "voice.tts.voice",

@@ -30,14 +30,28 @@ pub struct ListenerConfig {
     pub preroll_frames: usize,
     /// The longest utterance, in frames; a longer one is cut there.
     pub max_utterance_frames: usize,
+    /// The silence, in frames, that ends an utterance: shorter answers sooner, longer
+    /// lets people pause.
+    pub end_of_speech_frames: u64,
+}
+
+impl ListenerConfig {
+    /// The frames of `millis` of audio, at least one (rounded up).
+    pub const fn frames_of(millis: u64) -> u64 {
+        let frame_millis = (VAD_FRAME as u64 * 1000) / VAD_RATE as u64;
+        let frames = millis.div_ceil(frame_millis);
+        if frames == 0 { 1 } else { frames }
+    }
 }
 
 impl Default for ListenerConfig {
-    /// Half a second before speech; thirty seconds of speech at most.
+    /// Half a second before speech; thirty seconds of speech at most; half a second of
+    /// silence ends it.
     fn default() -> Self {
         Self {
             preroll_frames: 16,
             max_utterance_frames: 30 * VAD_RATE as usize / VAD_FRAME,
+            end_of_speech_frames: 16,
         }
     }
 }
@@ -91,7 +105,7 @@ impl Listener {
             stt,
             config,
             state: VadState::default(),
-            segmenter: SpeechSegmenter::new(),
+            segmenter: SpeechSegmenter::with(0.5, 8, config.end_of_speech_frames),
             partial: Vec::with_capacity(VAD_FRAME),
             preroll: VecDeque::with_capacity(config.preroll_frames + 1),
             frame: 0,
@@ -271,6 +285,7 @@ mod tests {
         let mut listener = listener(ListenerConfig {
             preroll_frames: 12,
             max_utterance_frames: 1_000,
+            end_of_speech_frames: 16,
         });
         let audio = [frames(false, 20), frames(true, 30), frames(false, 40)].concat();
         let mut heard = Vec::new();
@@ -291,6 +306,7 @@ mod tests {
         let mut listener = listener(ListenerConfig {
             preroll_frames: 8,
             max_utterance_frames: 40,
+            end_of_speech_frames: 16,
         });
         let heard = listener.hear(&frames(true, 60)).await.unwrap();
         assert_eq!(heard.map(|heard| heard.text), Some("40 frames".to_owned()));
@@ -298,5 +314,19 @@ mod tests {
         // from the start of the stream.
         let rest = listener.finish().await.unwrap().expect("heard");
         assert_eq!((rest.text.as_str(), rest.started), ("20 frames", 40));
+    }
+
+    #[tokio::test]
+    async fn a_shorter_end_of_speech_window_ends_the_utterance_sooner() {
+        let mut listener = listener(ListenerConfig {
+            end_of_speech_frames: ListenerConfig::frames_of(150),
+            ..ListenerConfig::default()
+        });
+        let audio = [frames(false, 20), frames(true, 30), frames(false, 40)].concat();
+        let heard = listener.hear(&audio).await.unwrap().expect("heard");
+        // 150 ms is 5 frames of 32 ms: the speech ended at frame 50, heard at 55.
+        assert_eq!((heard.started, heard.ended), (20, 55));
+        assert_eq!(ListenerConfig::frames_of(500), 16);
+        assert_eq!(ListenerConfig::frames_of(0), 1);
     }
 }

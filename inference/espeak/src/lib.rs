@@ -10,7 +10,7 @@
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -71,6 +71,8 @@ impl EspeakPaths {
 struct Library {
     set_voice: SetVoiceByName,
     text_to_phonemes: TextToPhonemes,
+    /// The voice set last (setting one reads its files, so it is set only when it changes).
+    voice: Option<CString>,
     /// Keeps the functions above valid.
     _library: libloading::Library,
 }
@@ -81,22 +83,22 @@ pub struct Espeak {
     library: Mutex<Library>,
 }
 
-static OPEN: OnceLock<Arc<Espeak>> = OnceLock::new();
-static OPENING: Mutex<()> = Mutex::new(());
+/// eSpeak NG in this process, once opened.
+static OPEN: Mutex<Option<Arc<Espeak>>> = Mutex::new(None);
 
 impl Espeak {
     /// Opens eSpeak NG for this process (once: later calls answer the same one, if they
     /// ask for the same data).
     pub fn open(paths: &EspeakPaths) -> Result<Arc<Self>, EspeakError> {
-        let _opening = OPENING
+        let mut open = OPEN
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(open) = OPEN.get() {
-            return if open.paths.data == paths.data {
-                Ok(Arc::clone(open))
+        if let Some(opened) = open.as_ref() {
+            return if opened.paths.data == paths.data {
+                Ok(Arc::clone(opened))
             } else {
                 Err(EspeakError::OtherData {
-                    open: open.paths.data_name(),
+                    open: opened.paths.data_name(),
                     asked: paths.data_name(),
                 })
             };
@@ -105,7 +107,8 @@ impl Espeak {
             paths: paths.clone(),
             library: Mutex::new(Library::open(paths)?),
         });
-        Ok(Arc::clone(OPEN.get_or_init(|| espeak)))
+        *open = Some(Arc::clone(&espeak));
+        Ok(espeak)
     }
 
     /// `text`'s phonemes in `voice`, a list per sentence, each phoneme one code point
@@ -113,13 +116,17 @@ impl Espeak {
     pub fn phonemize(&self, voice: &str, text: &str) -> Result<Vec<Vec<char>>, EspeakError> {
         let voice_name = CString::new(voice)?;
         let text = CString::new(text)?;
-        let library = self
+        let mut library = self
             .library
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // SAFETY: a NUL-terminated string that outlives the call.
-        if unsafe { (library.set_voice)(voice_name.as_ptr()) } != 0 {
-            return Err(EspeakError::NoVoice(voice.to_owned()));
+        if library.voice.as_ref() != Some(&voice_name) {
+            library.voice = None;
+            // SAFETY: a NUL-terminated string that outlives the call.
+            if unsafe { (library.set_voice)(voice_name.as_ptr()) } != 0 {
+                return Err(EspeakError::NoVoice(voice.to_owned()));
+            }
+            library.voice = Some(voice_name);
         }
         let bytes = text.as_bytes();
         let start = text.as_ptr();
@@ -201,6 +208,7 @@ impl Library {
         Ok(Self {
             set_voice,
             text_to_phonemes,
+            voice: None,
             _library: library,
         })
     }

@@ -212,20 +212,28 @@ impl PiperVoice {
     }
 }
 
-/// Where a Piper voice is, and the runtime that runs it.
+/// Where a Piper voice's model is, its settings, and the runtime that runs it.
 #[derive(Clone, Debug)]
 pub struct Piper {
     runtime: OnnxRuntime,
-    files: PiperFiles,
+    model: PathBuf,
+    voice: Arc<PiperVoice>,
     threads: usize,
 }
 
 impl Piper {
-    /// `threads`: ONNX Runtime's threads for one sentence.
-    pub const fn new(runtime: OnnxRuntime, files: PiperFiles, threads: usize) -> Self {
+    /// The voice of `files`, whose settings were read into `voice`; `threads`: ONNX
+    /// Runtime's threads for one sentence.
+    pub fn new(
+        runtime: OnnxRuntime,
+        files: &PiperFiles,
+        voice: Arc<PiperVoice>,
+        threads: usize,
+    ) -> Self {
         Self {
             runtime,
-            files,
+            model: files.model.clone(),
+            voice,
             threads,
         }
     }
@@ -235,14 +243,13 @@ impl ModelLoader for Piper {
     type Model = PiperModel;
 
     fn load(&self) -> Result<PiperModel, ModelFailure> {
-        let voice = PiperVoice::read(&self.files).map_err(failure)?;
         let environment = self
             .runtime
             .environment()
             .map_err(|error| failure(error.into()))?;
         let session_error = |source: ort::Error| {
             failure(PiperError::Session {
-                path: self.files.model.clone(),
+                path: self.model.clone(),
                 source,
             })
         };
@@ -252,16 +259,19 @@ impl ModelLoader for Piper {
             .map_err(|error| session_error(error.into()))?
             .with_inter_threads(1)
             .map_err(|error| session_error(error.into()))?
-            .commit_from_file(&self.files.model)
+            .commit_from_file(&self.model)
             .map_err(session_error)?;
-        Ok(PiperModel { session, voice })
+        Ok(PiperModel {
+            session,
+            voice: Arc::clone(&self.voice),
+        })
     }
 }
 
 /// A loaded Piper voice.
 pub struct PiperModel {
     session: Session,
-    voice: PiperVoice,
+    voice: Arc<PiperVoice>,
 }
 
 impl PiperModel {
@@ -327,10 +337,14 @@ pub struct PooledPiper {
 }
 
 impl PooledPiper {
-    pub fn new(pool: LocalModelPool<PiperModel>, voice: PiperVoice, espeak: Arc<Espeak>) -> Self {
+    pub const fn new(
+        pool: LocalModelPool<PiperModel>,
+        voice: Arc<PiperVoice>,
+        espeak: Arc<Espeak>,
+    ) -> Self {
         Self {
             pool,
-            voice: Arc::new(voice),
+            voice,
             espeak,
         }
     }

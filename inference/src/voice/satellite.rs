@@ -94,18 +94,20 @@ fn stage_took(stage: &'static str, since: Instant) {
 }
 
 impl WyomingSatellite {
-    /// The satellite `name` at `uri` (`tcp://HOST:PORT`, its `--uri`).
+    /// The satellite `name` at `uri` (`tcp://HOST:PORT`, its `--uri`), whose speech is cut
+    /// into utterances as `listening` says.
     pub fn new(
         name: &str,
         uri: &str,
         engines: VoiceEngines,
+        listening: ListenerConfig,
         timeout: Duration,
     ) -> Result<Self, SpeechError> {
         Ok(Self {
             name: name.to_owned(),
             address: tcp_address(uri)?,
             engines,
-            listening: ListenerConfig::default(),
+            listening,
             timeout,
             speaker: Mutex::new(None),
             utterances: AtomicU64::new(0),

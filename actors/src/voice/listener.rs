@@ -329,4 +329,18 @@ mod tests {
         assert_eq!(ListenerConfig::frames_of(500), 16);
         assert_eq!(ListenerConfig::frames_of(0), 1);
     }
+
+    #[tokio::test]
+    async fn ten_minutes_of_silence_hear_nothing_and_keep_only_the_preroll() {
+        let mut listener = listener(ListenerConfig::default());
+        let chunk = frames(false, 2);
+        // Ten minutes in 64 ms chunks, as a satellite streams them.
+        for _ in 0..(10 * 60 * 1000 / 64) {
+            assert_eq!(listener.hear(&chunk).await.unwrap(), None);
+            assert!(listener.preroll.len() <= listener.config.preroll_frames);
+            assert!(listener.partial.len() < VAD_FRAME);
+        }
+        assert!(!listener.is_hearing());
+        assert_eq!(listener.finish().await.unwrap(), None);
+    }
 }

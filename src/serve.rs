@@ -204,6 +204,7 @@ pub(crate) async fn serve(
     bridge_entries.extend(voice.satellites);
     let voice_summary = Arc::new(voice.summary);
     let voice_children = voice.children;
+    let voice_notes = voice.voice_notes;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
     let stores: Arc<[Storage]> = [bridge_store.storage().clone(), reminders.storage().clone()]
         .into_iter()
@@ -227,6 +228,9 @@ pub(crate) async fn serve(
             limits,
             access_shutdown.clone(),
         );
+        if let Some(reader) = voice_notes {
+            dispatcher.hear_voice_notes_with(reader);
+        }
         let mut children = Vec::with_capacity(1 + bridge_entries.len());
         for entry in bridge_entries {
             let context = dispatcher.register(&entry.name, Arc::clone(&entry.bridge), entry.policy);

@@ -1,7 +1,8 @@
 //! The node's voice, as `[voice]` configures it: the speech engines, the voice-activity
 //! model's pool (a child of the node's supervisor, started only when a satellite needs it),
-//! and one bridge per `[[voice.satellites]]` entry, which the dispatcher runs like any
-//! other bridge (journal, identities, reconnection). `GET /api/v1/voice` shows it.
+//! one bridge per `[[voice.satellites]]` entry, which the dispatcher runs like any other
+//! bridge (journal, identities, reconnection), and, with `stt`, the reader of the voice
+//! notes people send on messaging platforms. `GET /api/v1/voice` shows it.
 
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use serde::Serialize;
 use serde_json::json;
 use troupe_actors::bridge::policy::{AccessPolicy, DmPolicy};
 use troupe_actors::supervisor::ChildSpec;
-use troupe_inference::voice::{SATELLITE_PLATFORM, VoiceEngines, WyomingSatellite};
+use troupe_actors::voice::VoiceNoteReader;
+use troupe_inference::voice::{SATELLITE_PLATFORM, VoiceEngines, VoiceNotes, WyomingSatellite};
 
 use crate::config::{BridgeEntry, SttService, TtsEngine, TtsService, VoiceConfig};
 use crate::gateway::AppState;
@@ -39,6 +41,8 @@ pub(crate) struct Voice {
     pub(crate) satellites: Vec<BridgeEntry>,
     /// The voice-activity, wake-word and Piper models' pools.
     pub(crate) children: Vec<ChildSpec>,
+    /// What hears the voice notes of messaging platforms: with `stt` configured.
+    pub(crate) voice_notes: Option<Arc<dyn VoiceNoteReader>>,
 }
 
 fn describe_stt(service: &SttService) -> String {
@@ -63,14 +67,19 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
         tts: config.tts.as_ref().map(describe_tts),
         ..VoiceSummary::default()
     };
+    let stt = config.speech_to_text()?;
+    let voice_notes = stt
+        .clone()
+        .map(|stt| Arc::new(VoiceNotes::new(stt)) as Arc<dyn VoiceNoteReader>);
     if config.satellites.is_empty() {
         return Ok(Voice {
             summary,
             satellites: Vec::new(),
             children: Vec::new(),
+            voice_notes,
         });
     }
-    let stt = config.speech_to_text()?.context("voice.stt: is required")?;
+    let stt = stt.context("voice.stt: is required")?;
     let (vad, vad_child) = models.voice_activity(&config.vad)?;
     summary.vad = Some(config.vad.clone());
     let mut children = vec![vad_child];
@@ -125,6 +134,7 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
         summary,
         satellites,
         children,
+        voice_notes,
     })
 }
 

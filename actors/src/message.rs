@@ -250,6 +250,18 @@ impl InboundMessage {
         Ok(())
     }
 
+    /// The text heard in the message's voice note becomes its text (the recording stays
+    /// an attachment), marked `troupe.voice_note`. A blank transcript is refused.
+    pub fn heard(&mut self, transcript: &str) -> Result<(), MessageError> {
+        check_content(self.content_type, transcript, false)?;
+        transcript.trim().clone_into(&mut self.payload);
+        self.metadata.insert(
+            VOICE_NOTE_METADATA.to_owned(),
+            serde_json::Value::Bool(true),
+        );
+        Ok(())
+    }
+
     /// Moves the message into the conversation of the person its sender is linked to
     /// (`person:<name>`), noting the platform it came from under `via`.
     pub fn join_person(&mut self, person: String) -> Result<(), MessageError> {
@@ -328,6 +340,9 @@ pub struct InboundDraft {
 pub const REPLACES_METADATA: &str = "troupe.replaces";
 /// Metadata key: the person the sender is linked to (set by the server only).
 pub const PERSON_METADATA: &str = "troupe.person";
+/// Metadata key: the text is what was heard in the message's voice note (set by the
+/// server only).
+pub const VOICE_NOTE_METADATA: &str = "troupe.voice_note";
 
 /// What the server fills in when the client did not say.
 #[derive(Clone, Debug)]

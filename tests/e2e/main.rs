@@ -35,6 +35,7 @@ mod stop;
 mod support;
 mod telegram;
 mod tracing;
+mod voice_notes;
 mod voice_satellite;
 mod web_app;
 mod web_conversations;

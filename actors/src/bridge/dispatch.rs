@@ -13,7 +13,7 @@
 //! a delivered reply is not sent again. Until it has read the journal, messages and sends
 //! wait, so nothing taken in at start-up is found there as well and answered twice.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::policy::{AccessPolicy, Admission, RateLimiter};
 use super::store::{BridgeStore, InboxEntry};
+use super::voice_notes::hear_voice_note;
 use super::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, Delivery, InboundSink,
     StatusHandle,
@@ -31,6 +32,7 @@ use crate::ingress::Ingress;
 use crate::message::MessageLimits;
 use crate::metrics as metric_names;
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver};
+use crate::voice::VoiceNoteReader;
 
 /// The events of one submitted turn.
 type ReplyEvents = TurnEventReceiver;
@@ -66,6 +68,8 @@ struct Inner {
     limits: MessageLimits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// What hears voice notes, once the node has one (`[voice] stt`).
+    voice_notes: OnceLock<Arc<dyn VoiceNoteReader>>,
     /// Set once [`Dispatcher::resume`] has read what the journal held: until then nothing
     /// new is taken in, so a message received at start-up is not also found there and
     /// answered twice, and the configured identity links apply to it.
@@ -88,9 +92,15 @@ impl Dispatcher {
                 limits,
                 shutdown,
                 tasks: TaskTracker::new(),
+                voice_notes: OnceLock::new(),
                 resumed: watch::Sender::new(false),
             }),
         }
+    }
+
+    /// Voice notes are heard with `reader` from now on (once: a later reader is ignored).
+    pub fn hear_voice_notes_with(&self, reader: Arc<dyn VoiceNoteReader>) {
+        let _ = self.inner.voice_notes.set(reader);
     }
 
     /// Adds a bridge; answers the context its actor runs it with.
@@ -431,6 +441,33 @@ impl Dispatcher {
         Ok(inbound)
     }
 
+    /// `inbound` with its voice note heard, when it has one and a reader is configured;
+    /// `None` when the note could not be heard (the sender was told why).
+    async fn heard(
+        &self,
+        bridge: &str,
+        mut inbound: BridgeInbound,
+    ) -> Result<Option<BridgeInbound>, BridgeError> {
+        let (Some(reader), Some((platform, _))) =
+            (self.inner.voice_notes.get(), self.lookup(bridge))
+        else {
+            return Ok(Some(inbound));
+        };
+        match hear_voice_note(platform.as_ref(), reader.as_ref(), &mut inbound).await {
+            Ok(()) => Ok(Some(inbound)),
+            Err(refusal) => {
+                tracing::info!(bridge, %refusal, "a voice note was not heard");
+                let delivery = Delivery {
+                    reply_id: format!("voice-note-{}", inbound.message.id()),
+                    destination: inbound.destination,
+                    text: refusal.to_string(),
+                };
+                self.send(bridge, delivery).await?;
+                Ok(None)
+            }
+        }
+    }
+
     fn lookup(&self, name: &str) -> Option<(Arc<dyn Bridge>, StatusHandle)> {
         let registered = self.inner.bridges.get(name)?;
         Some((Arc::clone(&registered.bridge), registered.status.clone()))
@@ -524,6 +561,9 @@ impl InboundSink for Dispatcher {
             }
             Admission::Admit => {
                 let sender = sender_key(&inbound);
+                let Some(inbound) = self.heard(bridge, inbound).await? else {
+                    return Ok(());
+                };
                 let inbound = with_reply_route(bridge, self.as_person(inbound)?);
                 if !self.inner.store.admit(bridge, &inbound).await? {
                     tracing::debug!(bridge, id = %inbound.message.id(), "a platform's retry of a received message");

@@ -18,6 +18,7 @@ pub mod status;
 pub mod store;
 #[cfg(test)]
 mod tests;
+mod voice_notes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::message::InboundMessage;
+use crate::message::{Attachment, InboundMessage};
 pub use status::{BridgeState, BridgeStatus, StatusHandle};
 
 /// What a platform can do, so the layers above adapt without asking the bridge each time.
@@ -284,6 +285,20 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// Delivers one reply; `Ok` once the platform accepted all of it.
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError>;
+
+    /// The content of an attachment of a message this bridge received, at most
+    /// `max_bytes` (a larger one is refused before it is read whole). Platforms whose
+    /// messages carry only a reference (Telegram's `file_id`) fetch it here.
+    async fn fetch_attachment(
+        &self,
+        _attachment: &Attachment,
+        _max_bytes: u64,
+    ) -> Result<Vec<u8>, BridgeError> {
+        Err(BridgeError::new(
+            BridgeErrorKind::Rejected,
+            format!("{} attachments cannot be fetched yet", self.kind()),
+        ))
+    }
 
     /// Shows "typing…" where the platform can.
     async fn typing(&self, _destination: &Destination) -> Result<(), BridgeError> {

@@ -2,8 +2,9 @@
 //! [`TextToSpeech`], [`SpeechToText`] and [`VoiceActivity`]; the [`SpeechSegmenter`] that
 //! turns voice activity into the start and end of an utterance; and the [`Listener`] that
 //! hears an utterance in a stream of audio and transcribes it as it is spoken; and
-//! [`speakable_sentences`], what a voice says of a Markdown reply; and the [`WakeWord`]
-//! trait with the [`WakeWordSpotter`] that listens for it.
+//! [`speakable_sentences`], what a voice says of a Markdown reply; the [`WakeWord`]
+//! trait with the [`WakeWordSpotter`] that listens for it; and [`VoiceNoteReader`], what
+//! hears the voice notes people send on messaging platforms.
 
 use tokio::sync::mpsc;
 
@@ -90,6 +91,8 @@ pub enum SpeechError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("the recording cannot be heard: {0}")]
+    Undecodable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the audio's listener has gone")]
     ListenerGone,
     #[error(transparent)]
@@ -109,6 +112,20 @@ pub trait TextToSpeech: Send + Sync + 'static {
         text: &str,
         audio: &mpsc::Sender<AudioChunk>,
     ) -> Result<AudioFormat, SpeechError>;
+}
+
+/// Voice notes: a recording as a messaging platform sends it, to text.
+#[async_trait::async_trait]
+pub trait VoiceNoteReader: Send + Sync + 'static {
+    /// The largest recording it takes, in bytes (a bridge fetches no more).
+    fn max_bytes(&self) -> u64;
+
+    /// What was said in `recording` (its type as the platform named it, if it did).
+    async fn transcribe(
+        &self,
+        recording: Vec<u8>,
+        mime_type: Option<&str>,
+    ) -> Result<String, SpeechError>;
 }
 
 /// Speech to text.

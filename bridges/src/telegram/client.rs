@@ -42,12 +42,24 @@ pub(crate) struct BotUser {
     pub(crate) username: Option<String>,
 }
 
+/// A file as `getFile` describes it.
+#[derive(Debug, Deserialize)]
+struct TelegramFile {
+    #[serde(default)]
+    file_size: Option<u64>,
+    /// Missing when the file cannot be downloaded (over 20 MB).
+    #[serde(default)]
+    file_path: Option<String>,
+}
+
 /// A client for one bot.
 #[derive(Clone, Debug)]
 pub(crate) struct TelegramClient {
     http: reqwest::Client,
     /// `{api_base}/bot{token}`: holds the token, so never logged.
     base: Secret,
+    /// `{api_base}/file/bot{token}`, where files are downloaded.
+    files: Secret,
 }
 
 impl TelegramClient {
@@ -56,7 +68,69 @@ impl TelegramClient {
         Self {
             http,
             base: Secret::new(format!("{api_base}/bot{}", token.expose())),
+            files: Secret::new(format!("{api_base}/file/bot{}", token.expose())),
         }
+    }
+
+    /// Downloads the file `file_id` (`getFile`, then its `file_path`), refusing one over
+    /// `max_bytes` before reading past the limit.
+    pub(crate) async fn download(
+        &self,
+        file_id: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, BridgeError> {
+        let too_large = |bytes: u64| {
+            BridgeError::new(
+                BridgeErrorKind::Rejected,
+                format!("the file is {bytes} bytes, more than the {max_bytes} taken"),
+            )
+        };
+        let file: TelegramFile = self
+            .call(
+                "getFile",
+                &serde_json::json!({"file_id": file_id}),
+                Duration::from_secs(30),
+            )
+            .await?;
+        if let Some(bytes) = file.file_size.filter(|&bytes| bytes > max_bytes) {
+            return Err(too_large(bytes));
+        }
+        let path = file.file_path.ok_or_else(|| {
+            BridgeError::new(
+                BridgeErrorKind::Rejected,
+                "telegram getFile: the file cannot be downloaded (over 20 MB)",
+            )
+        })?;
+        let url = format!("{}/{path}", self.files.expose());
+        let mut response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|error| request_failed("telegram file download", &error))?;
+        if !response.status().is_success() {
+            return Err(BridgeError::new(
+                if response.status().is_server_error() {
+                    BridgeErrorKind::Transient
+                } else {
+                    BridgeErrorKind::Rejected
+                },
+                format!("telegram file download: {}", response.status()),
+            ));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| request_failed("telegram file download", &error))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(too_large((bytes.len() + chunk.len()) as u64));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     /// Calls `method`; `timeout` bounds the whole request.

@@ -207,13 +207,16 @@ fn replies_to_bot(message: &Message, bot: &BotUser) -> bool {
         .is_some_and(|author| author.id == bot.id)
 }
 
+/// How an attachment's `url` names a Telegram file: this, then its `file_id`.
+pub(crate) const FILE_SCHEME: &str = "telegram-file:";
+
 fn attachments(message: &Message) -> Vec<Attachment> {
     let mut attachments = Vec::new();
     // Telegram sends each photo in several sizes: keep the largest.
     if let Some(photo) = message.photo.iter().max_by_key(|size| size.width) {
         attachments.push(Attachment {
             content_type: ContentType::Image,
-            url: Some(format!("telegram-file:{}", photo.file_id)),
+            url: Some(format!("{FILE_SCHEME}{}", photo.file_id)),
             name: None,
             mime_type: Some("image/jpeg".into()),
             size_bytes: photo.file_size,
@@ -228,7 +231,7 @@ fn attachments(message: &Message) -> Vec<Attachment> {
         if let Some(file) = file {
             attachments.push(Attachment {
                 content_type,
-                url: Some(format!("telegram-file:{}", file.file_id)),
+                url: Some(format!("{FILE_SCHEME}{}", file.file_id)),
                 name: file.file_name.clone(),
                 mime_type: file.mime_type.clone(),
                 size_bytes: file.file_size,

@@ -15,6 +15,7 @@ use troupe_actors::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, Destination,
     MarkdownDialect, WebhookRequest, WebhookResponse,
 };
+use troupe_actors::message::Attachment;
 
 use self::client::{BotUser, TelegramClient, is_markup_error};
 use self::config::{TelegramMode, TelegramSettings};
@@ -245,6 +246,30 @@ impl Bridge for TelegramBridge {
         }
         self.sent_pieces.finished(&delivery.reply_id);
         Ok(())
+    }
+
+    async fn fetch_attachment(
+        &self,
+        attachment: &Attachment,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, BridgeError> {
+        let file_id = attachment
+            .url
+            .as_deref()
+            .and_then(|url| url.strip_prefix(mapping::FILE_SCHEME))
+            .ok_or_else(|| {
+                BridgeError::new(
+                    BridgeErrorKind::Rejected,
+                    "the attachment is not a Telegram file",
+                )
+            })?;
+        if let Some(bytes) = attachment.size_bytes.filter(|&bytes| bytes > max_bytes) {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Rejected,
+                format!("the file is {bytes} bytes, more than the {max_bytes} taken"),
+            ));
+        }
+        self.client.download(file_id, max_bytes).await
     }
 
     async fn typing(&self, destination: &Destination) -> Result<(), BridgeError> {

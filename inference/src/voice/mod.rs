@@ -10,6 +10,7 @@ mod openai_audio;
 mod satellite;
 mod satellite_ear;
 mod satellite_link;
+mod voice_note;
 pub mod wyoming;
 mod wyoming_client;
 mod wyoming_stt;
@@ -17,6 +18,9 @@ mod wyoming_tts;
 
 pub use openai_audio::{OpenAiStt, OpenAiTts};
 pub use satellite::{SATELLITE_PLATFORM, VoiceEngines, WyomingSatellite};
+pub use voice_note::{
+    MAX_VOICE_NOTE_BYTES, MAX_VOICE_NOTE_SECONDS, VoiceNoteError, VoiceNotes, decode_ogg_opus,
+};
 pub use wyoming_client::check_wyoming_uri;
 pub use wyoming_stt::WyomingStt;
 pub use wyoming_tts::WyomingTts;

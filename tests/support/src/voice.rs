@@ -52,6 +52,20 @@ pub fn piper_to_wav(text: &str, wav: &Path) {
     assert!(piper.wait().expect("piper ends").success(), "piper spoke");
 }
 
+/// `wav` as a voice note: Ogg Opus, as Telegram's apps record them, made by Debian's
+/// `opusenc` (`opus-tools`, which `scripts/test-deps` installs).
+pub fn ogg_opus(wav: &Path) -> Vec<u8> {
+    let ogg = wav.with_extension("ogg");
+    let status = Command::new("opusenc")
+        .args(["--quiet", "--bitrate", "24"])
+        .arg(wav)
+        .arg(&ogg)
+        .status()
+        .expect("opusenc runs (scripts/test-deps installs opus-tools)");
+    assert!(status.success(), "opusenc encoded {}", wav.display());
+    std::fs::read(&ogg).expect("the voice note")
+}
+
 /// Writes `length` of silence to `wav` (16 kHz mono 16-bit).
 pub fn silent_wav(wav: &Path, length: Duration) {
     const RATE: u32 = 16_000;

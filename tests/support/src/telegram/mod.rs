@@ -6,8 +6,9 @@
 //! it; 409 while a webhook is set), `setWebhook` / `deleteWebhook` (updates are then POSTed
 //! to the webhook with `X-Telegram-Bot-Api-Secret-Token`, and retried while it does not
 //! answer 2xx), `sendMessage` (`MarkdownV2` parsed as Telegram does, 4096-character limit,
-//! threads, reply parameters), `sendChatAction`. A wrong token gets 401 `Unauthorized`;
-//! tests can script 429 flood waits and 5xx answers.
+//! threads, reply parameters), `sendChatAction`, `getFile` (with the download at
+//! `GET /file/bot<token>/<file_path>`; files over 20 MB are "too big", as Telegram says). A
+//! wrong token gets 401 `Unauthorized`; tests can script 429 flood waits and 5xx answers.
 
 pub mod markdown_v2;
 
@@ -58,7 +59,12 @@ struct BotState {
     calls: Vec<String>,
     /// The last message a user sent, for redelivery.
     last_message: Option<Value>,
+    /// Files users sent, by `file_id`.
+    files: std::collections::HashMap<String, Vec<u8>>,
 }
+
+/// The largest file bots may download.
+const DOWNLOAD_LIMIT: usize = 20 * 1024 * 1024;
 
 /// The running double.
 pub struct FakeTelegram {
@@ -86,6 +92,7 @@ impl FakeTelegram {
         let (listener, address) = crate::loopback_listener().await;
         let router = Router::new()
             .route("/{bot}/{method}", post(call))
+            .route("/file/{bot}/{*path}", axum::routing::get(download))
             .with_state(Arc::clone(&shared));
         let server = crate::serve(listener, router);
         let pusher = tokio::spawn(push_to_webhook(Arc::clone(&shared)));
@@ -108,6 +115,26 @@ impl FakeTelegram {
             "from": {"id": user_id, "is_bot": false, "first_name": format!("User{user_id}")},
             "chat": {"id": user_id, "type": "private", "first_name": format!("User{user_id}")},
             "text": text,
+        }))
+    }
+
+    /// A user sends a voice note (`recording`: Ogg Opus) in a private chat; answers the
+    /// update.
+    pub fn user_sends_voice(&self, user_id: i64, recording: Vec<u8>) -> Value {
+        let size = recording.len();
+        let file_id = {
+            let mut state = self.shared.state.lock().expect("state");
+            let file_id = format!("voice-{}", state.files.len() + 1);
+            state.files.insert(file_id.clone(), recording);
+            file_id
+        };
+        self.push_message(json!({
+            "from": {"id": user_id, "is_bot": false, "first_name": format!("User{user_id}")},
+            "chat": {"id": user_id, "type": "private", "first_name": format!("User{user_id}")},
+            "voice": {
+                "file_id": file_id, "file_unique_id": format!("u{file_id}"),
+                "duration": 2, "mime_type": "audio/ogg", "file_size": size,
+            },
         }))
     }
 
@@ -257,6 +284,7 @@ async fn call(
             ok(&json!(true))
         }
         "sendMessage" => send_message(&shared, &body),
+        "getFile" => get_file(&shared, &body),
         "sendChatAction" => {
             if body["chat_id"].is_null() || body["action"].is_null() {
                 return fail(
@@ -268,6 +296,41 @@ async fn call(
             ok(&json!(true))
         }
         _ => fail(StatusCode::NOT_FOUND, "Not Found: method not found"),
+    }
+}
+
+fn get_file(shared: &Shared, body: &Value) -> Response {
+    let Some(file_id) = body["file_id"].as_str() else {
+        return fail(StatusCode::BAD_REQUEST, "Bad Request: file_id is required");
+    };
+    let state = shared.state.lock().expect("state");
+    let Some(file) = state.files.get(file_id) else {
+        return fail(StatusCode::BAD_REQUEST, "Bad Request: invalid file_id");
+    };
+    if file.len() > DOWNLOAD_LIMIT {
+        return fail(StatusCode::BAD_REQUEST, "Bad Request: file is too big");
+    }
+    ok(&json!({
+        "file_id": file_id, "file_unique_id": format!("u{file_id}"),
+        "file_size": file.len(), "file_path": format!("voice/{file_id}.oga"),
+    }))
+}
+
+/// `GET /file/bot<token>/<file_path>`: the file's bytes.
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    Path((bot, path)): Path<(String, String)>,
+) -> Response {
+    if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let file_id = path
+        .strip_prefix("voice/")
+        .and_then(|name| name.strip_suffix(".oga"));
+    let state = shared.state.lock().expect("state");
+    match file_id.and_then(|file_id| state.files.get(file_id)) {
+        Some(file) => file.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -1,0 +1,57 @@
+//! Voice notes from messaging platforms: before a message with a recording is journaled,
+//! its recording is fetched from the platform (within the reader's size limit) and heard,
+//! and what was said becomes the message's text. A recording that cannot be fetched or
+//! heard is answered with why, at once, instead of a turn.
+
+use super::{Bridge, BridgeError, BridgeInbound};
+use crate::message::{ContentType, MessageError};
+use crate::voice::{SpeechError, VoiceNoteReader};
+
+/// Why a voice note was not heard.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum VoiceNoteRefusal {
+    #[error("I could not get your voice note: {}", .0.message)]
+    Fetch(#[source] BridgeError),
+    #[error("I could not hear your voice note: {}", why_not_heard(.0))]
+    Hear(#[source] SpeechError),
+    #[error("I heard nothing in your voice note.")]
+    Silent(#[source] MessageError),
+}
+
+/// What the person is told when their recording could not be heard: the recording's
+/// own fault, or the speech service's.
+fn why_not_heard(error: &SpeechError) -> String {
+    match error {
+        SpeechError::Undecodable(why) => why.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Hears the first recording of `inbound`, if it has one, into its text.
+pub(super) async fn hear_voice_note(
+    bridge: &dyn Bridge,
+    reader: &dyn VoiceNoteReader,
+    inbound: &mut BridgeInbound,
+) -> Result<(), VoiceNoteRefusal> {
+    let Some(recording) = inbound
+        .message
+        .attachments()
+        .iter()
+        .find(|attachment| attachment.content_type == ContentType::Audio)
+        .cloned()
+    else {
+        return Ok(());
+    };
+    let audio = bridge
+        .fetch_attachment(&recording, reader.max_bytes())
+        .await
+        .map_err(VoiceNoteRefusal::Fetch)?;
+    let transcript = reader
+        .transcribe(audio, recording.mime_type.as_deref())
+        .await
+        .map_err(VoiceNoteRefusal::Hear)?;
+    inbound
+        .message
+        .heard(&transcript)
+        .map_err(VoiceNoteRefusal::Silent)
+}

@@ -1,0 +1,101 @@
+//! Voice notes on a messaging platform, end to end: a Telegram user (the testkit's Bot API
+//! double) sends a voice note (Piper's speech, encoded to Ogg Opus by Debian's `opusenc`);
+//! the node downloads it (`getFile`, then the file), decodes it, has it transcribed by the
+//! pocketsphinx Wyoming server, and the echo model answers what was said. A recording
+//! that is cut off, or one over the size limit, is answered with why, and nothing reaches
+//! the model.
+
+use std::time::Duration;
+
+use troupe_testkit::process::TroupeProcess;
+use troupe_testkit::telegram::FakeTelegram;
+use troupe_testkit::voice::{WyomingServer, ogg_opus, piper_to_wav, pocketsphinx};
+
+use crate::support::binary;
+
+const TOKEN: &str = "123456:TEST-token";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A node answering with `echo` on Telegram (open to anyone), hearing voice notes with
+/// `stt`.
+async fn node(fake: &FakeTelegram, stt: &WyomingServer) -> TroupeProcess {
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\n\n[[bridges]]\nname = \"tg\"\nkind = \"telegram\"\ntoken_env = \"TG_TOKEN\"\napi_base = \"{}\"\npoll_timeout_secs = 1\ndm_policy = \"open\"\n",
+        stt.uri,
+        fake.api_base()
+    );
+    TroupeProcess::start_with_env(binary(), &config, &[("TG_TOKEN", TOKEN)])
+        .await
+        .expect("troupe starts")
+}
+
+/// Piper saying `text`, as a voice note.
+fn voice_note(text: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("note.wav");
+    piper_to_wav(text, &wav);
+    ogg_opus(&wav)
+}
+
+async fn replies_to(fake: &FakeTelegram, chat: i64, count: usize) -> Vec<String> {
+    fake.wait_for_sent(WAIT, |_| fake.texts_to(chat).len() >= count)
+        .await;
+    fake.texts_to(chat)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_note_is_transcribed_and_answered() {
+    let (fake, stt) = (FakeTelegram::start(TOKEN).await, pocketsphinx().await);
+    let node = node(&fake, &stt).await;
+    fake.user_sends_voice(42, voice_note("What is two plus two?"));
+
+    let replies = replies_to(&fake, 42, 1).await;
+    assert_eq!(
+        replies,
+        ["what is two plus two"],
+        "the echo of what was said"
+    );
+    assert!(fake.calls().contains(&"getFile".to_owned()));
+    let (_, session) = crate::support::get(&node, "/api/v1/sessions/telegram:42").await;
+    let question = &session["history"][0];
+    assert_eq!(question["content"], "what is two plus two", "{session}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_or_oversized_voice_note_is_answered_with_why() {
+    let (fake, stt) = (FakeTelegram::start(TOKEN).await, pocketsphinx().await);
+    let node = node(&fake, &stt).await;
+    let whole = voice_note("What is two plus two?");
+    fake.user_sends_voice(7, whole[..whole.len() / 2].to_vec());
+    let replies = replies_to(&fake, 7, 1).await;
+    assert_eq!(
+        replies,
+        ["I could not hear your voice note: it is cut off before its end"]
+    );
+
+    // 50 MB: refused from the size Telegram states, never downloaded.
+    let downloads = fake
+        .calls()
+        .iter()
+        .filter(|call| *call == "getFile")
+        .count();
+    fake.user_sends_voice(8, vec![0; 50 * 1024 * 1024]);
+    let replies = replies_to(&fake, 8, 1).await;
+    assert!(
+        replies[0].starts_with("I could not get your voice note: the file is 52428800 bytes"),
+        "{replies:?}"
+    );
+    let after = fake
+        .calls()
+        .iter()
+        .filter(|call| *call == "getFile")
+        .count();
+    assert_eq!(after, downloads, "the oversized note was not fetched");
+
+    // Nothing of either reached the model.
+    for chat in [7, 8] {
+        let (status, _) =
+            crate::support::get(&node, &format!("/api/v1/sessions/telegram:{chat}")).await;
+        assert_eq!(status, 404, "telegram:{chat} has no session");
+    }
+}

@@ -58,6 +58,21 @@ impl Bridge for FakeBridge {
         Ok(())
     }
 
+    /// `fake-file:<words>` holds `<words>`; any other name is missing.
+    async fn fetch_attachment(
+        &self,
+        attachment: &crate::message::Attachment,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, BridgeError> {
+        let words = attachment
+            .url
+            .as_deref()
+            .and_then(|url| url.strip_prefix("fake-file:"))
+            .ok_or_else(|| BridgeError::new(BridgeErrorKind::Rejected, "no such file"))?;
+        assert_eq!(max_bytes, 1000, "the reader's limit");
+        Ok(words.as_bytes().to_vec())
+    }
+
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
         if let Some(error) = self.failures.lock().unwrap().pop_front() {
             return Err(error);
@@ -116,6 +131,15 @@ impl Ingress for EchoIngress {
 }
 
 fn inbound(id: &str, sender: &str, text: &str) -> BridgeInbound {
+    inbound_with(id, sender, text, Vec::new())
+}
+
+fn inbound_with(
+    id: &str,
+    sender: &str,
+    text: &str,
+    attachments: Vec<crate::message::Attachment>,
+) -> BridgeInbound {
     BridgeInbound {
         message: InboundMessage::new(MessageParts {
             id: id.into(),
@@ -126,7 +150,7 @@ fn inbound(id: &str, sender: &str, text: &str) -> BridgeInbound {
             payload: text.into(),
             timestamp: 0,
             reply_to: None,
-            attachments: Vec::new(),
+            attachments,
             metadata: std::collections::BTreeMap::new(),
         })
         .expect("a valid message"),
@@ -398,4 +422,87 @@ fn backoff_grows_with_jitter_up_to_its_cap() {
         let full = Duration::from_millis(100 * (1 << (failures - 1).min(10))).min(backoff.max);
         assert!(wait <= full && wait >= full / 2, "{failures}: {wait:?}");
     }
+}
+
+/// Hears a recording as the words it holds; "noise" cannot be heard.
+struct WordsReader;
+
+#[async_trait::async_trait]
+impl crate::voice::VoiceNoteReader for WordsReader {
+    fn max_bytes(&self) -> u64 {
+        1000
+    }
+
+    async fn transcribe(
+        &self,
+        recording: Vec<u8>,
+        _mime_type: Option<&str>,
+    ) -> Result<String, crate::voice::SpeechError> {
+        match String::from_utf8(recording) {
+            Ok(words) if words != "noise" => Ok(words),
+            _ => Err(crate::voice::SpeechError::Undecodable("it is noise".into())),
+        }
+    }
+}
+
+/// A message holding only a voice note at `url`.
+fn voice_note(id: &str, url: &str) -> BridgeInbound {
+    let recording = crate::message::Attachment {
+        content_type: ContentType::Audio,
+        url: Some(url.to_owned()),
+        name: None,
+        mime_type: Some("audio/ogg".into()),
+        size_bytes: None,
+        upload_id: None,
+    };
+    inbound_with(id, "42", "[a voice note]", vec![recording])
+}
+
+#[tokio::test]
+async fn a_voice_note_is_answered_as_what_was_said_and_one_not_heard_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingress = Arc::new(EchoIngress::default());
+    let dispatcher = Dispatcher::new(
+        Arc::clone(&ingress) as Arc<dyn Ingress>,
+        BridgeStore::open(dir.path()).unwrap(),
+        MessageLimits::default(),
+        CancellationToken::new(),
+    );
+    dispatcher.hear_voice_notes_with(Arc::new(WordsReader));
+    let bridge = Arc::new(FakeBridge::default());
+    let context = dispatcher.register("f", Arc::clone(&bridge) as Arc<dyn Bridge>, open_policy());
+    dispatcher.resume().await.unwrap();
+
+    let delivered = || bridge.delivered.lock().unwrap().len();
+    let notes = [
+        ("v1", "fake-file:what is two plus two"),
+        ("v2", "elsewhere:x"),
+        ("v3", "fake-file:noise"),
+        ("v4", "fake-file:   "),
+    ];
+    for (count, (id, url)) in notes.into_iter().enumerate() {
+        context.receive(voice_note(id, url)).await.unwrap();
+        wait_until(|| delivered() == count + 1).await;
+    }
+    let texts: Vec<String> = bridge
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|delivery| delivery.text.clone())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "echo: what is two plus two",
+            "I could not get your voice note: no such file",
+            "I could not hear your voice note: it is noise",
+            "I heard nothing in your voice note.",
+        ]
+    );
+    assert_eq!(
+        *ingress.submitted.lock().unwrap(),
+        ["v1"],
+        "only what was heard reaches the model"
+    );
 }

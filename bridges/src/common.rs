@@ -17,6 +17,47 @@ pub(crate) fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// The body of a file download, refused once it grows past `max_bytes` (so a file is never
+/// held past the limit); `what` names the download in errors.
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    max_bytes: u64,
+    what: &str,
+) -> Result<Vec<u8>, BridgeError> {
+    if !response.status().is_success() {
+        let kind = if response.status().is_server_error() {
+            BridgeErrorKind::Transient
+        } else {
+            BridgeErrorKind::Rejected
+        };
+        return Err(BridgeError::new(
+            kind,
+            format!("{what}: {}", response.status()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| request_failed(what, &error))?
+    {
+        let length = (bytes.len() + chunk.len()) as u64;
+        if length > max_bytes {
+            return Err(too_large(length, max_bytes));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// A file of `bytes` refused for being over `max_bytes`.
+pub(crate) fn too_large(bytes: u64, max_bytes: u64) -> BridgeError {
+    BridgeError::new(
+        BridgeErrorKind::Rejected,
+        format!("the file is {bytes} bytes, more than the {max_bytes} taken"),
+    )
+}
+
 /// The message a platform event maps to, or `None` (logged) when its fields break the
 /// message's rules: a platform event the assistant cannot take is skipped like any other
 /// unreadable event, and the platform is not asked to send it again.

@@ -3,13 +3,15 @@
 //! the node downloads it (`getFile`, then the file), decodes it, has it transcribed by the
 //! pocketsphinx Wyoming server, and the echo model answers what was said. A recording
 //! that is cut off, or one over the size limit, is answered with why, and nothing reaches
-//! the model.
+//! the model. A WhatsApp voice note (the Cloud API double: media URL, then the download,
+//! checked against its sha256) is heard the same way.
 
 use std::time::Duration;
 
 use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::telegram::FakeTelegram;
 use troupe_testkit::voice::{WyomingServer, ogg_opus, piper_to_wav, pocketsphinx};
+use troupe_testkit::whatsapp::{FakeWhatsApp, PHONE_NUMBER_ID};
 
 use crate::support::binary;
 
@@ -98,4 +100,50 @@ async fn a_cut_off_or_oversized_voice_note_is_answered_with_why() {
             crate::support::get(&node, &format!("/api/v1/sessions/telegram:{chat}")).await;
         assert_eq!(status, 404, "telegram:{chat} has no session");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_voice_note_is_downloaded_checked_and_answered() {
+    let (fake, stt) = (
+        FakeWhatsApp::start("EAAG-token", "app-secret-0123456789abcdef").await,
+        pocketsphinx().await,
+    );
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\n\n[[bridges]]\nname = \"wa\"\nkind = \"whatsapp\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\naccess_token_env = \"WA_TOKEN\"\napp_secret_env = \"WA_SECRET\"\nverify_token_env = \"WA_VERIFY\"\napi_base = \"{}\"\ndm_policy = \"open\"\n",
+        stt.uri,
+        fake.api_base()
+    );
+    let env = [
+        ("WA_TOKEN", "EAAG-token"),
+        ("WA_SECRET", "app-secret-0123456789abcdef"),
+        ("WA_VERIFY", "verify"),
+    ];
+    let node = TroupeProcess::start_with_env(binary(), &config, &env)
+        .await
+        .expect("troupe starts");
+    let url = format!("{}/bridges/wa/webhook", node.http_url());
+    let note = fake.voice_notification("16505551234", "Ada", voice_note("What is two plus two?"));
+    assert_eq!(fake.notify(&url, &note).await, 200);
+    for _ in 0..400 {
+        if !fake.texts_to("16505551234").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.texts_to("16505551234"), ["what is two plus two"]);
+
+    // A download that does not match its sha256 is not heard, and the sender is told.
+    fake.damage_downloads();
+    let note = fake.voice_notification("16505551234", "Ada", voice_note("Hello there."));
+    assert_eq!(fake.notify(&url, &note).await, 200);
+    for _ in 0..400 {
+        if fake.texts_to("16505551234").len() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fake.texts_to("16505551234")[1],
+        "I could not get your voice note: whatsapp media download: the file does not match its sha256"
+    );
 }

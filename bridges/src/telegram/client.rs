@@ -11,8 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use troupe_actors::bridge::{BridgeError, BridgeErrorKind};
 
-use crate::common::http_client;
-use crate::common::request_failed;
+use crate::common::{http_client, read_limited, request_failed, too_large};
 use crate::secrets::Secret;
 
 /// One Bot API answer.
@@ -79,12 +78,6 @@ impl TelegramClient {
         file_id: &str,
         max_bytes: u64,
     ) -> Result<Vec<u8>, BridgeError> {
-        let too_large = |bytes: u64| {
-            BridgeError::new(
-                BridgeErrorKind::Rejected,
-                format!("the file is {bytes} bytes, more than the {max_bytes} taken"),
-            )
-        };
         let file: TelegramFile = self
             .call(
                 "getFile",
@@ -93,7 +86,7 @@ impl TelegramClient {
             )
             .await?;
         if let Some(bytes) = file.file_size.filter(|&bytes| bytes > max_bytes) {
-            return Err(too_large(bytes));
+            return Err(too_large(bytes, max_bytes));
         }
         let path = file.file_path.ok_or_else(|| {
             BridgeError::new(
@@ -102,35 +95,14 @@ impl TelegramClient {
             )
         })?;
         let url = format!("{}/{path}", self.files.expose());
-        let mut response = self
+        let response = self
             .http
             .get(url)
             .timeout(Duration::from_secs(120))
             .send()
             .await
             .map_err(|error| request_failed("telegram file download", &error))?;
-        if !response.status().is_success() {
-            return Err(BridgeError::new(
-                if response.status().is_server_error() {
-                    BridgeErrorKind::Transient
-                } else {
-                    BridgeErrorKind::Rejected
-                },
-                format!("telegram file download: {}", response.status()),
-            ));
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| request_failed("telegram file download", &error))?
-        {
-            if (bytes.len() + chunk.len()) as u64 > max_bytes {
-                return Err(too_large((bytes.len() + chunk.len()) as u64));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
+        read_limited(response, max_bytes, "telegram file download").await
     }
 
     /// Calls `method`; `timeout` bounds the whole request.

@@ -264,10 +264,7 @@ impl Bridge for TelegramBridge {
                 )
             })?;
         if let Some(bytes) = attachment.size_bytes.filter(|&bytes| bytes > max_bytes) {
-            return Err(BridgeError::new(
-                BridgeErrorKind::Rejected,
-                format!("the file is {bytes} bytes, more than the {max_bytes} taken"),
-            ));
+            return Err(crate::common::too_large(bytes, max_bytes));
         }
         self.client.download(file_id, max_bytes).await
     }

@@ -14,6 +14,9 @@ use serde_json::Value;
 use troupe_actors::bridge::{BridgeInbound, ChatKind, Destination};
 use troupe_actors::message::{Attachment, ContentType, MessageParts};
 
+/// How an attachment's `url` names WhatsApp media: this, then its media id.
+pub(crate) const MEDIA_SCHEME: &str = "whatsapp-media:";
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct Notification {
     pub(crate) object: String,
@@ -150,7 +153,7 @@ fn map_message(message: &Message, sender_name: String) -> Option<BridgeInbound> 
     let attachments: Vec<Attachment> = media
         .map(|media| Attachment {
             content_type,
-            url: Some(format!("whatsapp-media:{}", media.id)),
+            url: Some(format!("{MEDIA_SCHEME}{}", media.id)),
             name: media.filename.clone(),
             mime_type: media.mime_type.clone(),
             size_bytes: None,

@@ -7,6 +7,7 @@
 
 pub mod config;
 mod mapping;
+mod media;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use troupe_actors::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, Destination,
     MarkdownDialect, WebhookRequest, WebhookResponse,
 };
+use troupe_actors::message::Attachment;
 
 use self::config::WhatsAppSettings;
 use self::mapping::Notification;
@@ -150,6 +152,24 @@ impl Bridge for WhatsAppBridge {
         }
         self.sent_pieces.finished(&delivery.reply_id);
         Ok(())
+    }
+
+    async fn fetch_attachment(
+        &self,
+        attachment: &Attachment,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, BridgeError> {
+        let media_id = attachment
+            .url
+            .as_deref()
+            .and_then(|url| url.strip_prefix(mapping::MEDIA_SCHEME))
+            .ok_or_else(|| {
+                BridgeError::new(
+                    BridgeErrorKind::Rejected,
+                    "the attachment is not WhatsApp media",
+                )
+            })?;
+        media::download(&self.http, &self.settings, media_id, max_bytes).await
     }
 
     async fn typing(&self, destination: &Destination) -> Result<(), BridgeError> {

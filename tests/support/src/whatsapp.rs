@@ -4,6 +4,9 @@
 //!   `{"messaging_product":"whatsapp","contacts":[{"input","wa_id"}],"messages":[{"id"}]}`
 //!   or Graph errors `{"error":{"message","type","code","error_subcode","fbtrace_id"}}`
 //!   (190 bad token, 130429 rate limit, 131047 outside the 24-hour window), scriptable;
+//! - media: `GET /{version}/{media-id}` (bearer token) answering the file's `url`,
+//!   `mime_type`, `sha256`, `file_size` (a string, as Meta sends it) and `id`, and the
+//!   download at that `url` (bearer token);
 //! - the webhook sender: the verification `GET` (`hub.mode`, `hub.verify_token`,
 //!   `hub.challenge`) and notifications POSTed with `X-Hub-Signature-256`, as Meta sends.
 
@@ -40,6 +43,12 @@ struct Shared {
     sent: Mutex<Vec<Value>>,
     read_receipts: Mutex<Vec<Value>>,
     failures: Mutex<VecDeque<GraphFailure>>,
+    /// Media users sent, by id.
+    media: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// Downloads serve other bytes than the `sha256` said (a damaged transfer).
+    damage_downloads: std::sync::atomic::AtomicBool,
+    /// Where this double listens, for the media `url`s it answers.
+    address: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 pub struct FakeWhatsApp {
@@ -63,8 +72,14 @@ impl FakeWhatsApp {
             ..Shared::default()
         });
         let (listener, address) = crate::loopback_listener().await;
+        let _ = shared.address.set(address);
         let router = Router::new()
             .route("/{version}/{phone}/messages", post(messages))
+            .route("/{version}/{media}", axum::routing::get(media_url))
+            .route(
+                "/media/{media}/download",
+                axum::routing::get(media_download),
+            )
             .with_state(Arc::clone(&shared));
         let server = crate::serve(listener, router);
         Self {
@@ -109,18 +124,45 @@ impl FakeWhatsApp {
 
     /// A notification of one text message from `wa_id`, as Meta sends it.
     pub fn text_notification(&self, wa_id: &str, name: &str, text: &str) -> Value {
+        self.notification(wa_id, name, json!({"type": "text", "text": {"body": text}}))
+    }
+
+    /// A notification of one voice note (`recording`: Ogg Opus) from `wa_id`, as Meta sends
+    /// it; the recording is then downloadable as its media.
+    pub fn voice_notification(&self, wa_id: &str, name: &str, recording: Vec<u8>) -> Value {
+        let mut media = self.shared.media.lock().expect("media");
+        let media_id = format!("{}", 9_000_000 + media.len());
+        media.insert(media_id.clone(), recording);
+        drop(media);
+        let audio = json!({"mime_type": "audio/ogg; codecs=opus", "id": media_id, "voice": true});
+        self.notification(wa_id, name, json!({"type": "audio", "audio": audio}))
+    }
+
+    /// A notification of one message from `wa_id` whose type and content are `content`.
+    fn notification(&self, wa_id: &str, name: &str, content: Value) -> Value {
         let mut next = self.next_message.lock().expect("counter");
         *next += 1;
+        let mut message =
+            json!({"from": wa_id, "id": format!("wamid.TEST{next:08}"), "timestamp": "1795000000"});
+        if let (Some(message), Value::Object(content)) = (message.as_object_mut(), content) {
+            message.extend(content);
+        }
         json!({
             "object": "whatsapp_business_account",
             "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
                 "messaging_product": "whatsapp",
                 "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
                 "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-                "messages": [{"from": wa_id, "id": format!("wamid.TEST{next:08}"),
-                              "timestamp": "1795000000", "type": "text", "text": {"body": text}}]
+                "messages": [message]
             }}]}]
         })
+    }
+
+    /// From now on, media downloads are damaged: their bytes no longer match their hash.
+    pub fn damage_downloads(&self) {
+        self.shared
+            .damage_downloads
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A status notification about one of the business's own messages.
@@ -158,6 +200,74 @@ impl FakeWhatsApp {
             .send()
             .await
             .map_or(0, |response| response.status().as_u16())
+    }
+}
+
+fn bearer_is(shared: &Shared, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        == Some(shared.access_token.as_str())
+}
+
+/// `GET /{version}/{media-id}`: where to download the media, and what it is.
+async fn media_url(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, media_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !bearer_is(&shared, &headers) {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "OAuthException",
+            "Invalid OAuth access token",
+        );
+    }
+    let media = shared.media.lock().expect("media");
+    let Some(file) = media.get(&media_id) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "GraphMethodException",
+            "Unsupported get request",
+        );
+    };
+    let digest: String = sha2::Digest::finalize(<Sha256 as sha2::Digest>::new_with_prefix(file))
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let address = shared.address.get().expect("listening");
+    axum::Json(json!({
+        "messaging_product": "whatsapp",
+        "url": format!("http://{address}/media/{media_id}/download"),
+        "mime_type": "audio/ogg", "sha256": digest,
+        "file_size": file.len().to_string(), "id": media_id,
+    }))
+    .into_response()
+}
+
+/// The media's bytes, for the bearer of the token.
+async fn media_download(
+    State(shared): State<Arc<Shared>>,
+    Path(media_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !bearer_is(&shared, &headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let damaged = shared
+        .damage_downloads
+        .load(std::sync::atomic::Ordering::SeqCst);
+    match shared.media.lock().expect("media").get(&media_id) {
+        Some(file) if damaged => file
+            .iter()
+            .map(|byte| byte ^ 1)
+            .collect::<Vec<u8>>()
+            .into_response(),
+        Some(file) => file.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

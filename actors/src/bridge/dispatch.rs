@@ -456,6 +456,10 @@ impl Dispatcher {
         match hear_voice_note(platform.as_ref(), reader.as_ref(), &mut inbound).await {
             Ok(()) => Ok(Some(inbound)),
             Err(refusal) => {
+                if let Some(passing) = refusal.passing() {
+                    tracing::warn!(bridge, %refusal, "a voice note cannot be heard now; the platform will deliver it again");
+                    return Err(passing);
+                }
                 tracing::info!(bridge, %refusal, "a voice note was not heard");
                 let delivery = Delivery {
                     reply_id: format!("voice-note-{}", inbound.message.id()),

@@ -64,10 +64,12 @@ impl Bridge for FakeBridge {
         attachment: &crate::message::Attachment,
         max_bytes: u64,
     ) -> Result<Vec<u8>, BridgeError> {
-        let words = attachment
-            .url
-            .as_deref()
-            .and_then(|url| url.strip_prefix("fake-file:"))
+        let url = attachment.url.as_deref().unwrap_or_default();
+        if url.starts_with("busy:") {
+            return Err(BridgeError::new(BridgeErrorKind::Transient, "502"));
+        }
+        let words = url
+            .strip_prefix("fake-file:")
             .ok_or_else(|| BridgeError::new(BridgeErrorKind::Rejected, "no such file"))?;
         assert_eq!(max_bytes, 1000, "the reader's limit");
         Ok(words.as_bytes().to_vec())
@@ -505,4 +507,13 @@ async fn a_voice_note_is_answered_as_what_was_said_and_one_not_heard_with_why() 
         ["v1"],
         "only what was heard reaches the model"
     );
+
+    // The platform cannot give the recording now: it is asked to deliver the message
+    // again, and the person is not told anything yet.
+    let busy = context
+        .receive(voice_note("v5", "busy:x"))
+        .await
+        .unwrap_err();
+    assert!(busy.is_retryable(), "{busy:?}");
+    assert_eq!(delivered(), 4);
 }

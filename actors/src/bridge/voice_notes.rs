@@ -1,9 +1,10 @@
 //! Voice notes from messaging platforms: before a message with a recording is journaled,
 //! its recording is fetched from the platform (within the reader's size limit) and heard,
 //! and what was said becomes the message's text. A recording that cannot be fetched or
-//! heard is answered with why, at once, instead of a turn.
+//! heard is answered with why, at once, instead of a turn; when the platform or the
+//! speech service is only unreachable for now, the platform is asked to deliver it again.
 
-use super::{Bridge, BridgeError, BridgeInbound};
+use super::{Bridge, BridgeError, BridgeErrorKind, BridgeInbound};
 use crate::message::{ContentType, MessageError};
 use crate::voice::{SpeechError, VoiceNoteReader};
 
@@ -16,6 +17,21 @@ pub(super) enum VoiceNoteRefusal {
     Hear(#[source] SpeechError),
     #[error("I heard nothing in your voice note.")]
     Silent(#[source] MessageError),
+}
+
+impl VoiceNoteRefusal {
+    /// The error to give the platform when the trouble is passing (the platform or the
+    /// speech service is unreachable or busy): it delivers the message again later,
+    /// instead of the person being told their note was not heard.
+    pub(super) fn passing(&self) -> Option<BridgeError> {
+        match self {
+            Self::Fetch(error) if error.is_retryable() => Some(error.clone()),
+            Self::Hear(SpeechError::Unreachable { .. } | SpeechError::TimedOut { .. }) => Some(
+                BridgeError::new(BridgeErrorKind::Transient, self.to_string()),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// What the person is told when their recording could not be heard: the recording's

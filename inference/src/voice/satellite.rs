@@ -233,6 +233,11 @@ impl WyomingSatellite {
     ) -> Result<(), BridgeError> {
         match heard {
             Ok(Heard::Nothing) => Ok(()),
+            Ok(Heard::GaveUp) => {
+                // The wake word's utterance never came: its span ends here.
+                *utterance = None;
+                Ok(())
+            }
             Ok(Heard::WakeWord) => {
                 stage_took("wake", arrived);
                 let span = utterance.get_or_insert_with(|| self.utterance_span());

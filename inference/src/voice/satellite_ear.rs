@@ -22,6 +22,8 @@ pub(super) enum Heard {
     WakeWord,
     /// Speech started in it (the satellite is told `voice-started`).
     VoiceStarted,
+    /// No speech followed the wake word in time: the ear waits for the word again.
+    GaveUp,
     /// An utterance ended in it: what was said. `unannounced` when its start was not
     /// answered as [`Heard::VoiceStarted`] (it started in the same audio).
     Said {
@@ -124,7 +126,7 @@ impl Ear {
                     && !listener.is_hearing();
                 if gave_up {
                     self.await_next_utterance();
-                    return Ok(Heard::Nothing);
+                    return Ok(Heard::GaveUp);
                 }
                 let outcome = listener.hear(pcm).await;
                 if matches!(outcome, Ok(None)) && listener.is_hearing() && !self.announced {
@@ -352,7 +354,7 @@ mod tests {
             [Heard::WakeWord]
         );
         tokio::time::advance(WAKE_TIMEOUT + Duration::from_secs(1)).await;
-        assert!(feed(&mut ear, &seconds(0, 0.2)).await.is_empty());
+        assert_eq!(feed(&mut ear, &seconds(0, 0.2)).await, [Heard::GaveUp]);
         // Waiting for the word again: loud audio is the word, not an utterance.
         assert_eq!(
             feed(&mut ear, &seconds(30_000, 0.1)).await,

@@ -17,6 +17,21 @@ pub(crate) fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// Downloads a file with `request` (within two minutes), at most `max_bytes`; `what`
+/// names the download in errors.
+pub(crate) async fn download(
+    request: reqwest::RequestBuilder,
+    max_bytes: u64,
+    what: &str,
+) -> Result<Vec<u8>, BridgeError> {
+    let response = request
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .map_err(|error| request_failed(what, &error))?;
+    read_limited(response, max_bytes, what).await
+}
+
 /// The body of a file download, refused once it grows past `max_bytes` (so a file is never
 /// held past the limit); `what` names the download in errors.
 pub(crate) async fn read_limited(

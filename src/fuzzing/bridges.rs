@@ -58,6 +58,7 @@ fn bridges() -> &'static Bridges {
                     public_key: Some(discord_key.verifying_key()),
                     application_id: Some("1".into()),
                     api_base: NOWHERE.into(),
+                    cdn_base: format!("{NOWHERE}/"),
                 },
             )),
             Arc::new(troupe_bridges::whatsapp::WhatsAppBridge::new(

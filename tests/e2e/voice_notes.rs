@@ -4,10 +4,12 @@
 //! pocketsphinx Wyoming server, and the echo model answers what was said. A recording
 //! that is cut off, or one over the size limit, is answered with why, and nothing reaches
 //! the model. A WhatsApp voice note (the Cloud API double: media URL, then the download,
-//! checked against its sha256) is heard the same way.
+//! checked against its sha256) and a Discord voice message (from the CDN double) are heard
+//! the same way.
 
 use std::time::Duration;
 
+use troupe_testkit::discord::FakeDiscord;
 use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::telegram::FakeTelegram;
 use troupe_testkit::voice::{WyomingServer, ogg_opus, piper_to_wav, pocketsphinx};
@@ -146,4 +148,23 @@ async fn a_whatsapp_voice_note_is_downloaded_checked_and_answered() {
         fake.texts_to("16505551234")[1],
         "I could not get your voice note: whatsapp media download: the file does not match its sha256"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_voice_message_is_fetched_from_the_cdn_and_answered() {
+    let token = "MTIzNDU2Nzg5.discord-test-token";
+    let (fake, stt) = (FakeDiscord::start(token).await, pocketsphinx().await);
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\n\n[[bridges]]\nname = \"discord\"\nkind = \"discord\"\nbot_token_env = \"DISCORD_TOKEN\"\napi_base = \"{}\"\ncdn_base = \"{}\"\nallow_from = [\"42\"]\n",
+        stt.uri,
+        fake.api_base(),
+        fake.cdn_base()
+    );
+    let _node = TroupeProcess::start_with_env(binary(), &config, &[("DISCORD_TOKEN", token)])
+        .await
+        .expect("troupe starts");
+    fake.user_sends_voice("500", "42", voice_note("What is two plus two?"));
+    fake.wait_for(WAIT, |fake| !fake.posted().is_empty()).await;
+    let posted = fake.posted();
+    assert_eq!(posted[0]["content"], "what is two plus two", "{posted:?}");
 }

@@ -11,6 +11,10 @@ fn default_api_base() -> String {
     "https://discord.com/api/v10".into()
 }
 
+fn default_cdn_base() -> String {
+    "https://cdn.discordapp.com".into()
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
@@ -29,6 +33,9 @@ pub struct DiscordConfig {
     /// The REST API's address; only tests change it.
     #[serde(default = "default_api_base")]
     pub api_base: String,
+    /// Where attachments are: only files under it are fetched; only tests change it.
+    #[serde(default = "default_cdn_base")]
+    pub cdn_base: String,
 }
 
 /// A validated configuration with its secrets read.
@@ -38,6 +45,8 @@ pub struct DiscordSettings {
     pub public_key: Option<ed25519_dalek::VerifyingKey>,
     pub application_id: Option<String>,
     pub api_base: String,
+    /// Attachments are fetched only from under this address (`…/`).
+    pub cdn_base: String,
 }
 
 impl DiscordConfig {
@@ -70,11 +79,14 @@ impl DiscordConfig {
         }
         crate::common::check_http_url(&self.api_base)
             .map_err(|reason| BridgeConfigError::new("api_base", reason))?;
+        crate::common::check_http_url(&self.cdn_base)
+            .map_err(|reason| BridgeConfigError::new("cdn_base", reason))?;
         Ok(DiscordSettings {
             bot_token,
             public_key,
             application_id: self.application_id.clone(),
             api_base: self.api_base.trim_end_matches('/').to_owned(),
+            cdn_base: format!("{}/", self.cdn_base.trim_end_matches('/')),
         })
     }
 }

@@ -13,9 +13,10 @@ use std::sync::Mutex;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use troupe_actors::bridge::{
-    Bridge, BridgeContext, BridgeError, Capabilities, Delivery, Destination, MarkdownDialect,
-    WebhookRequest, WebhookResponse,
+    Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, Destination,
+    MarkdownDialect, WebhookRequest, WebhookResponse,
 };
+use troupe_actors::message::Attachment;
 
 use self::config::DiscordSettings;
 use self::gateway::GatewaySession;
@@ -179,6 +180,29 @@ impl Bridge for DiscordBridge {
         Ok(())
     }
 
+    /// Only files on Discord's CDN are fetched: an attachment's address comes from the
+    /// gateway, and the node must not be made to fetch anything else.
+    async fn fetch_attachment(
+        &self,
+        attachment: &Attachment,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, BridgeError> {
+        let url = attachment
+            .url
+            .as_deref()
+            .filter(|url| url.starts_with(&self.settings.cdn_base))
+            .ok_or_else(|| {
+                BridgeError::new(
+                    BridgeErrorKind::Rejected,
+                    "the attachment is not on Discord's CDN",
+                )
+            })?;
+        if let Some(bytes) = attachment.size_bytes.filter(|&bytes| bytes > max_bytes) {
+            return Err(crate::common::too_large(bytes, max_bytes));
+        }
+        self.rest.download(url, max_bytes).await
+    }
+
     async fn typing(&self, destination: &Destination) -> Result<(), BridgeError> {
         let interaction = destination
             .reply_to_message_id
@@ -215,6 +239,36 @@ impl Bridge for DiscordBridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_attachments_on_discords_cdn_are_fetched() {
+        let bridge = DiscordBridge::new(DiscordSettings {
+            bot_token: crate::secrets::Secret::new("t"),
+            public_key: None,
+            application_id: None,
+            api_base: "http://127.0.0.1:9/api/v10".into(),
+            cdn_base: "https://cdn.discordapp.com/".into(),
+        });
+        for url in [
+            "http://169.254.169.254/latest/meta-data",
+            "https://cdn.discordapp.com.evil.example/a.ogg",
+        ] {
+            let attachment = Attachment {
+                content_type: troupe_actors::message::ContentType::Audio,
+                url: Some(url.into()),
+                name: None,
+                mime_type: None,
+                size_bytes: None,
+                upload_id: None,
+            };
+            let refused = bridge
+                .fetch_attachment(&attachment, 1000)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.kind, BridgeErrorKind::Rejected, "{url}");
+            assert!(refused.message.contains("not on Discord's CDN"), "{url}");
+        }
+    }
 
     #[test]
     fn nonces_fit_discords_limit_and_differ_per_piece() {

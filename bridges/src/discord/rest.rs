@@ -39,6 +39,12 @@ impl DiscordRest {
         }
     }
 
+    /// Downloads an attachment (a CDN address, signed: no token is sent), at most
+    /// `max_bytes`.
+    pub(crate) async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, BridgeError> {
+        crate::common::download(self.http.get(url), max_bytes, "discord attachment").await
+    }
+
     /// Sends one request; `path` is relative to the API base.
     pub(crate) async fn send(
         &self,

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use troupe_actors::bridge::{BridgeError, BridgeErrorKind};
 
-use crate::common::{http_client, read_limited, request_failed, too_large};
+use crate::common::{download, http_client, request_failed, too_large};
 use crate::secrets::Secret;
 
 /// One Bot API answer.
@@ -95,14 +95,7 @@ impl TelegramClient {
             )
         })?;
         let url = format!("{}/{path}", self.files.expose());
-        let response = self
-            .http
-            .get(url)
-            .timeout(Duration::from_secs(120))
-            .send()
-            .await
-            .map_err(|error| request_failed("telegram file download", &error))?;
-        read_limited(response, max_bytes, "telegram file download").await
+        download(self.http.get(url), max_bytes, "telegram file download").await
     }
 
     /// Calls `method`; `timeout` bounds the whole request.

@@ -52,14 +52,8 @@ pub(super) async fn download(
     if let Some(bytes) = stated.filter(|&bytes| bytes > max_bytes) {
         return Err(too_large(bytes, max_bytes));
     }
-    let response = http
-        .get(&media.url)
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .map_err(|error| request_failed("whatsapp media download", &error))?;
-    let bytes = read_limited(response, max_bytes, "whatsapp media download").await?;
+    let request = http.get(&media.url).bearer_auth(token);
+    let bytes = crate::common::download(request, max_bytes, "whatsapp media download").await?;
     if let Some(expected) = &media.sha256 {
         let actual = hex::encode(Sha256::digest(&bytes));
         if !actual.eq_ignore_ascii_case(expected) {

@@ -40,6 +40,8 @@ struct Shared {
     news: Notify,
     reconnect: Notify,
     address: Mutex<Option<SocketAddr>>,
+    /// Attachments users sent, by their CDN path.
+    attachments: Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 pub struct FakeDiscord {
@@ -74,6 +76,7 @@ impl FakeDiscord {
             )
             .route("/api/v10/webhooks/{app}/{token}", post(interaction_reply))
             .route("/gateway/", get(gateway))
+            .route("/attachments/{channel}/{id}/{name}", get(attachment))
             .with_state(Arc::clone(&shared));
         let server = crate::serve(listener, router);
         Self {
@@ -88,6 +91,29 @@ impl FakeDiscord {
     /// The `api_base` a bridge is configured with.
     pub fn api_base(&self) -> String {
         format!("http://{}/api/v10", self.address)
+    }
+
+    /// The `cdn_base` a bridge is configured with: where attachments are served.
+    pub fn cdn_base(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A user sends a voice message (`recording`: Ogg Opus) in a DM channel, as Discord's
+    /// apps do: an attachment `voice-message.ogg` of type `audio/ogg` on the CDN.
+    pub fn user_sends_voice(&self, channel: &str, user: &str, recording: Vec<u8>) -> Value {
+        let id = self.next_id();
+        let path = format!("/attachments/{channel}/{id}/voice-message.ogg");
+        let attachment = json!({"id": id, "filename": "voice-message.ogg", "content_type": "audio/ogg",
+            "size": recording.len(), "url": format!("{}{path}", self.cdn_base()), "duration_secs": 2.0});
+        self.shared
+            .attachments
+            .lock()
+            .expect("attachments")
+            .insert(path, recording);
+        let event = json!({"id": id, "channel_id": channel, "author": {"id": user, "username": format!("user{user}")},
+            "content": "", "mentions": [], "timestamp": "2026-11-27T12:00:00.000000+00:00",
+            "attachments": [attachment], "flags": 8192});
+        self.dispatch_message(event)
     }
 
     /// The application's public key, hex (for `public_key`).
@@ -120,6 +146,11 @@ impl FakeDiscord {
         if let Some(guild) = guild {
             event["guild_id"] = json!(guild);
         }
+        self.dispatch_message(event)
+    }
+
+    /// Dispatches `event` as a `MESSAGE_CREATE`; answers it.
+    fn dispatch_message(&self, event: Value) -> Value {
         let mut events = self.shared.events.lock().expect("events");
         let sequence = events.last().map_or(2, |(sequence, _)| sequence + 1);
         events.push((
@@ -453,5 +484,17 @@ async fn serve_gateway(shared: Arc<Shared>, mut socket: WebSocket) {
                 }
             }
         }
+    }
+}
+
+/// `GET /attachments/…`: a file users sent, as Discord's CDN serves it.
+async fn attachment(
+    State(shared): State<Arc<Shared>>,
+    Path((channel, id, name)): Path<(String, String, String)>,
+) -> Response {
+    let path = format!("/attachments/{channel}/{id}/{name}");
+    match shared.attachments.lock().expect("attachments").get(&path) {
+        Some(file) => file.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -38,6 +38,7 @@ impl ReminderDelivery {
             reply_id: reminder.id.clone(),
             destination,
             text,
+            spoken: false,
         };
         Ok(self.dispatcher.send(bridge, delivery).await?)
     }

@@ -205,6 +205,7 @@ pub(crate) async fn serve(
     let voice_summary = Arc::new(voice.summary);
     let voice_children = voice.children;
     let voice_notes = voice.voice_notes;
+    let voice_replies = voice.voice_replies;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
     let stores: Arc<[Storage]> = [bridge_store.storage().clone(), reminders.storage().clone()]
         .into_iter()
@@ -231,9 +232,13 @@ pub(crate) async fn serve(
         if let Some(reader) = voice_notes {
             dispatcher.hear_voice_notes_with(reader);
         }
+        if let Some(writer) = voice_replies {
+            dispatcher.speak_replies_with(writer);
+        }
         let mut children = Vec::with_capacity(1 + bridge_entries.len());
         for entry in bridge_entries {
             let context = dispatcher.register(&entry.name, Arc::clone(&entry.bridge), entry.policy);
+            dispatcher.set_voice_replies(&entry.name, entry.voice_replies);
             match &access_cluster {
                 // One receiving loop per bridge in the whole cluster (one Telegram poller,
                 // one Discord gateway session): a singleton that moves when its node dies.

@@ -1,8 +1,9 @@
 //! The node's voice, as `[voice]` configures it: the speech engines, the voice-activity
 //! model's pool (a child of the node's supervisor, started only when a satellite needs it),
 //! one bridge per `[[voice.satellites]]` entry, which the dispatcher runs like any other
-//! bridge (journal, identities, reconnection), and, with `stt`, the reader of the voice
-//! notes people send on messaging platforms. `GET /api/v1/voice` shows it.
+//! bridge (journal, identities, reconnection); with `stt`, the reader of the voice notes
+//! people send on messaging platforms, and with `tts`, the writer of spoken replies.
+//! `GET /api/v1/voice` shows it.
 
 use std::sync::Arc;
 
@@ -11,10 +12,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
+use troupe_actors::bridge::VoiceReplies;
 use troupe_actors::bridge::policy::{AccessPolicy, DmPolicy};
 use troupe_actors::supervisor::ChildSpec;
-use troupe_actors::voice::VoiceNoteReader;
-use troupe_inference::voice::{SATELLITE_PLATFORM, VoiceEngines, VoiceNotes, WyomingSatellite};
+use troupe_actors::voice::{SpeechToText, TextToSpeech, VoiceNoteReader, VoiceNoteWriter};
+use troupe_inference::voice::{
+    SATELLITE_PLATFORM, SpokenNotes, VoiceEngines, VoiceNotes, WyomingSatellite,
+};
 
 use crate::config::{BridgeEntry, SttService, TtsEngine, TtsService, VoiceConfig};
 use crate::gateway::AppState;
@@ -43,6 +47,8 @@ pub(crate) struct Voice {
     pub(crate) children: Vec<ChildSpec>,
     /// What hears the voice notes of messaging platforms: with `stt` configured.
     pub(crate) voice_notes: Option<Arc<dyn VoiceNoteReader>>,
+    /// What speaks replies as voice notes: with `tts` configured.
+    pub(crate) voice_replies: Option<Arc<dyn VoiceNoteWriter>>,
 }
 
 fn describe_stt(service: &SttService) -> String {
@@ -67,30 +73,53 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
         tts: config.tts.as_ref().map(describe_tts),
         ..VoiceSummary::default()
     };
+    let mut children = Vec::new();
     let stt = config.speech_to_text()?;
+    let tts = match config.text_to_speech()? {
+        None => None,
+        Some(TtsEngine::Service(tts)) => Some(tts),
+        Some(TtsEngine::Piper(settings)) => {
+            let (tts, tts_child) = models.piper(settings)?;
+            children.push(tts_child);
+            Some(tts)
+        }
+    };
     let voice_notes = stt
         .clone()
         .map(|stt| Arc::new(VoiceNotes::new(stt)) as Arc<dyn VoiceNoteReader>);
-    if config.satellites.is_empty() {
-        return Ok(Voice {
-            summary,
-            satellites: Vec::new(),
-            children: Vec::new(),
-            voice_notes,
-        });
-    }
+    let voice_replies = tts
+        .clone()
+        .map(|tts| Arc::new(SpokenNotes::new(tts)) as Arc<dyn VoiceNoteWriter>);
+    let satellites = if config.satellites.is_empty() {
+        Vec::new()
+    } else {
+        let engines = satellite_engines(config, models, &mut summary, &mut children, stt, tts)?;
+        satellite_bridges(config, &engines)?
+    };
+    Ok(Voice {
+        summary,
+        satellites,
+        children,
+        voice_notes,
+        voice_replies,
+    })
+}
+
+/// The engines satellites run on: the speech services, and the voice-activity and
+/// wake-word models (their pools join `children`).
+fn satellite_engines(
+    config: &VoiceConfig,
+    models: &LocalModels,
+    summary: &mut VoiceSummary,
+    children: &mut Vec<ChildSpec>,
+    stt: Option<Arc<dyn SpeechToText>>,
+    tts: Option<Arc<dyn TextToSpeech>>,
+) -> anyhow::Result<VoiceEngines> {
     let stt = stt.context("voice.stt: is required")?;
     let (vad, vad_child) = models.voice_activity(&config.vad)?;
     summary.vad = Some(config.vad.clone());
-    let mut children = vec![vad_child];
-    let tts = match config.text_to_speech()?.context("voice.tts: is required")? {
-        TtsEngine::Service(tts) => tts,
-        TtsEngine::Piper(settings) => {
-            let (tts, tts_child) = models.piper(settings)?;
-            children.push(tts_child);
-            tts
-        }
-    };
+    children.push(vad_child);
+    let tts = tts.context("voice.tts: is required")?;
     let wake = match &config.wake_word {
         Some(word) => {
             let (wake, wake_child) = models.wake_word(&config.wake_model, word)?;
@@ -100,18 +129,25 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
         }
         None => None,
     };
-    let engines = VoiceEngines {
+    Ok(VoiceEngines {
         vad,
         stt,
         tts,
         wake,
-    };
+    })
+}
+
+/// One bridge per `[[voice.satellites]]` entry.
+fn satellite_bridges(
+    config: &VoiceConfig,
+    engines: &VoiceEngines,
+) -> anyhow::Result<Vec<BridgeEntry>> {
     let policy = AccessPolicy {
         // The owner configured the satellite: whoever is in the room may speak to it.
         dm_policy: DmPolicy::Open,
         ..AccessPolicy::default()
     };
-    let satellites = config
+    config
         .satellites
         .iter()
         .map(|satellite| {
@@ -127,15 +163,11 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
                 name: satellite.name.clone(),
                 bridge: Arc::new(bridge),
                 policy: policy.clone(),
+                // A satellite speaks every reply already.
+                voice_replies: VoiceReplies::Never,
             })
         })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Voice {
-        summary,
-        satellites,
-        children,
-        voice_notes,
-    })
+        .collect()
 }
 
 /// `GET /api/v1/voice`: the engines, and each satellite's real state.

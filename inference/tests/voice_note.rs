@@ -109,3 +109,35 @@ fn a_recording_longer_than_the_limit_is_refused() {
         Err(VoiceNoteError::TooLong)
     ));
 }
+
+#[test]
+fn a_spoken_reply_encodes_to_a_voice_note_that_opusdec_and_troupe_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("reply.wav");
+    piper_to_wav("Two plus two is four.", &wav);
+    let (rate, spoken) = samples_of(&wav);
+    let note = troupe_inference::voice::encode_ogg_opus(&spoken, rate).unwrap();
+    assert_eq!(&note[..4], b"OggS");
+
+    let decoded = decode_ogg_opus(&note).unwrap();
+    let seconds = spoken.len() as f64 / f64::from(rate);
+    let decoded_seconds = decoded.len() as f64 / 16_000.0;
+    assert!(
+        (decoded_seconds - seconds).abs() < 0.03,
+        "{decoded_seconds:.3} s back of {seconds:.3} s"
+    );
+
+    let file = dir.path().join("reply.ogg");
+    std::fs::write(&file, &note).unwrap();
+    let reference = dir.path().join("back.wav");
+    let status = Command::new("opusdec")
+        .args(["--quiet", "--rate", "16000"])
+        .arg(&file)
+        .arg(&reference)
+        .status()
+        .unwrap();
+    assert!(status.success(), "opusdec reads the voice note");
+    let (_, theirs) = samples_of(&reference);
+    let similar = correlation(&decoded, &theirs);
+    assert!(similar > 0.95, "correlation with opusdec {similar:.3}");
+}

@@ -1,12 +1,13 @@
 //! `[[bridges]]`: one entry per messaging platform account. `name` (unique; used in
 //! `/bridges/{name}/…` and the API) and `kind` pick the bridge; `dm_policy`,
-//! `group_policy`, `allow_from` and `rate_limit_per_minute` are its access policy; every
-//! other key belongs to the platform and is checked by its factory.
+//! `group_policy`, `allow_from` and `rate_limit_per_minute` are its access policy;
+//! `voice_replies` says when its replies are also voice notes; every other key belongs to
+//! the platform and is checked by its factory.
 
 use std::sync::Arc;
 
-use troupe_actors::bridge::Bridge;
 use troupe_actors::bridge::policy::AccessPolicy;
+use troupe_actors::bridge::{Bridge, VoiceReplies};
 
 use super::{ConfigError, invalid, refused};
 
@@ -23,6 +24,7 @@ pub(crate) struct BridgeEntry {
     pub(crate) name: String,
     pub(crate) bridge: Arc<dyn Bridge>,
     pub(crate) policy: AccessPolicy,
+    pub(crate) voice_replies: VoiceReplies,
 }
 
 /// Checks every entry and builds its bridge (reading its secrets).
@@ -53,6 +55,12 @@ pub(crate) fn build_bridges(entries: &[toml::Table]) -> Result<Vec<BridgeEntry>,
         let policy: AccessPolicy = policy_table.try_into().map_err(|error: toml::de::Error| {
             invalid(&key("dm_policy"), error.message().to_owned())
         })?;
+        let voice_replies = match params.remove("voice_replies") {
+            Some(value) => value.try_into().map_err(|error: toml::de::Error| {
+                invalid(&key("voice_replies"), error.message().to_owned())
+            })?,
+            None => VoiceReplies::default(),
+        };
         let params = serde_json::to_value(&params)
             .map_err(|error| invalid(&key("kind"), error.to_string()))?;
         let bridge = troupe_bridges::registry::build(&kind, params)
@@ -61,6 +69,7 @@ pub(crate) fn build_bridges(entries: &[toml::Table]) -> Result<Vec<BridgeEntry>,
             name,
             bridge,
             policy,
+            voice_replies,
         });
     }
     Ok(built)

@@ -371,6 +371,10 @@ fn bridge_entries_name_their_bad_keys() {
             "name = \"tg\"\nkind = \"telegram\"\ndm_policy = \"maybe\"",
             "bridges[0].dm_policy",
         ),
+        (
+            "name = \"tg\"\nkind = \"telegram\"\ntoken = \"1:x\"\nvoice_replies = \"sometimes\"",
+            "bridges[0].voice_replies",
+        ),
     ] {
         let config = TroupeConfig::parse(&format!("[[bridges]]\n{entry}\n")).unwrap();
         let error = config.validate().unwrap_err().to_string();

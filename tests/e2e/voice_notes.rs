@@ -5,7 +5,9 @@
 //! that is cut off, or one over the size limit, is answered with why, and nothing reaches
 //! the model. A WhatsApp voice note (the Cloud API double: media URL, then the download,
 //! checked against its sha256) and a Discord voice message (from the CDN double) are heard
-//! the same way.
+//! the same way. With `[voice] tts`, a voice note is answered with a voice note too
+//! (Piper in the node, encoded to Ogg Opus), which reads back as the answer; a typed
+//! message is answered in text only.
 
 use std::time::Duration;
 
@@ -167,4 +169,56 @@ async fn a_discord_voice_message_is_fetched_from_the_cdn_and_answered() {
     fake.wait_for(WAIT, |fake| !fake.posted().is_empty()).await;
     let posted = fake.posted();
     assert_eq!(posted[0]["content"], "what is two plus two", "{posted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_note_is_answered_with_a_voice_note_and_a_typed_message_in_text() {
+    let (fake, stt) = (FakeTelegram::start(TOKEN).await, pocketsphinx().await);
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\" }}\n\n[[bridges]]\nname = \"tg\"\nkind = \"telegram\"\ntoken_env = \"TG_TOKEN\"\napi_base = \"{}\"\npoll_timeout_secs = 1\ndm_policy = \"open\"\n",
+        crate::support::test_models_dir().display(),
+        stt.uri,
+        fake.api_base()
+    );
+    let _node = TroupeProcess::start_with_env(binary(), &config, &[("TG_TOKEN", TOKEN)])
+        .await
+        .expect("troupe starts");
+    fake.user_sends_voice(42, voice_note("What is two plus two?"));
+    assert_eq!(replies_to(&fake, 42, 1).await, ["what is two plus two"]);
+    let voices = fake.voices_to(42);
+    assert_eq!(voices.len(), 1, "one voice note before the text");
+
+    // The voice note says the answer.
+    let samples = troupe_inference::voice::decode_ogg_opus(&voices[0]).expect("Ogg Opus");
+    let recogniser =
+        troupe_inference::voice::WyomingStt::new("pocketsphinx", &stt.uri, Some("en"), WAIT)
+            .unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender
+        .send(
+            samples
+                .iter()
+                .flat_map(|sample| sample.to_le_bytes())
+                .collect(),
+        )
+        .await
+        .unwrap();
+    drop(sender);
+    use troupe_actors::voice::SpeechToText;
+    let heard = recogniser
+        .transcribe(troupe_actors::voice::LISTENING_FORMAT, receiver)
+        .await
+        .unwrap();
+    assert!(
+        heard.contains("two plus two"),
+        "the voice note says {heard:?}"
+    );
+
+    fake.user_says(42, "typed, not spoken");
+    assert_eq!(replies_to(&fake, 42, 2).await[1], "typed, not spoken");
+    assert_eq!(
+        fake.voices_to(42).len(),
+        1,
+        "a typed message is answered in text only"
+    );
 }

@@ -23,16 +23,17 @@ use tokio_util::task::TaskTracker;
 
 use super::policy::{AccessPolicy, Admission, RateLimiter};
 use super::store::{BridgeStore, InboxEntry};
-use super::voice_notes::hear_voice_note;
+use super::voice_notes::{deliver_spoken, hear_voice_note, spoken_reply};
 use super::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, Delivery, InboundSink,
-    StatusHandle,
+    StatusHandle, VoiceReplies,
 };
 use crate::ingress::Ingress;
 use crate::message::MessageLimits;
+use crate::message::VOICE_NOTE_METADATA;
 use crate::metrics as metric_names;
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEventReceiver};
-use crate::voice::VoiceNoteReader;
+use crate::voice::{VoiceNoteReader, VoiceNoteWriter};
 
 /// The events of one submitted turn.
 type ReplyEvents = TurnEventReceiver;
@@ -51,6 +52,7 @@ struct Registered {
     bridge: Arc<dyn Bridge>,
     policy: AccessPolicy,
     status: StatusHandle,
+    voice_replies: VoiceReplies,
 }
 
 /// Shared by the bridge actors, the webhook routes and the API. Cheap to clone.
@@ -70,6 +72,8 @@ struct Inner {
     tasks: TaskTracker,
     /// What hears voice notes, once the node has one (`[voice] stt`).
     voice_notes: OnceLock<Arc<dyn VoiceNoteReader>>,
+    /// What speaks replies as voice notes, once the node has one (`[voice] tts`).
+    voice_replies: OnceLock<Arc<dyn VoiceNoteWriter>>,
     /// Set once [`Dispatcher::resume`] has read what the journal held: until then nothing
     /// new is taken in, so a message received at start-up is not also found there and
     /// answered twice, and the configured identity links apply to it.
@@ -93,6 +97,7 @@ impl Dispatcher {
                 shutdown,
                 tasks: TaskTracker::new(),
                 voice_notes: OnceLock::new(),
+                voice_replies: OnceLock::new(),
                 resumed: watch::Sender::new(false),
             }),
         }
@@ -101,6 +106,33 @@ impl Dispatcher {
     /// Voice notes are heard with `reader` from now on (once: a later reader is ignored).
     pub fn hear_voice_notes_with(&self, reader: Arc<dyn VoiceNoteReader>) {
         let _ = self.inner.voice_notes.set(reader);
+    }
+
+    /// Replies are spoken as voice notes with `writer`, where a bridge's `voice_replies`
+    /// asks for it (once: a later writer is ignored).
+    pub fn speak_replies_with(&self, writer: Arc<dyn VoiceNoteWriter>) {
+        let _ = self.inner.voice_replies.set(writer);
+    }
+
+    /// When bridge `name`'s replies are also voice notes.
+    pub fn set_voice_replies(&self, name: &str, voice_replies: VoiceReplies) {
+        if let Some(mut registered) = self.inner.bridges.get_mut(name) {
+            registered.voice_replies = voice_replies;
+        }
+    }
+
+    /// Whether the reply to `inbound` on `bridge` is also a voice note.
+    fn speaks_reply(&self, bridge: &str, inbound: &BridgeInbound) -> bool {
+        let Some(registered) = self.inner.bridges.get(bridge) else {
+            return false;
+        };
+        let spoke = inbound.message.metadata().contains_key(VOICE_NOTE_METADATA);
+        self.inner.voice_replies.get().is_some()
+            && match registered.voice_replies {
+                VoiceReplies::Always => true,
+                VoiceReplies::Auto => spoke,
+                VoiceReplies::Never => false,
+            }
     }
 
     /// Adds a bridge; answers the context its actor runs it with.
@@ -117,6 +149,7 @@ impl Dispatcher {
                 bridge,
                 policy,
                 status: status.clone(),
+                voice_replies: VoiceReplies::default(),
             },
         );
         self.context(name, status)
@@ -248,6 +281,7 @@ impl Dispatcher {
                  Ask my owner to run: troupe pair approve {}",
                 request.code, request.code
             ),
+            spoken: false,
         };
         self.inner.store.enqueue(bridge, delivery.clone()).await?;
         self.spawn_delivery(bridge.to_owned(), delivery);
@@ -286,6 +320,7 @@ impl Dispatcher {
             reply_id,
             destination: entry.inbound.destination.clone(),
             text,
+            spoken: self.speaks_reply(&entry.bridge, &entry.inbound),
         };
         let message_id = entry.inbound.message.id();
         if let Err(error) = self
@@ -364,9 +399,17 @@ impl Dispatcher {
         let Some((bridge, status)) = self.lookup(bridge_name) else {
             return;
         };
+        let recording = match (delivery.spoken, self.inner.voice_replies.get()) {
+            (true, Some(writer)) => spoken_reply(writer.as_ref(), bridge_name, &delivery).await,
+            _ => None,
+        };
         let mut wait = FIRST_RETRY_WAIT;
         loop {
-            match bridge.deliver(&delivery).await {
+            let delivered = match &recording {
+                Some(recording) => deliver_spoken(bridge.as_ref(), &delivery, recording).await,
+                None => bridge.deliver(&delivery).await,
+            };
+            match delivered {
                 Ok(()) => {
                     status.reply_delivered();
                     break;
@@ -465,6 +508,7 @@ impl Dispatcher {
                     reply_id: format!("voice-note-{}", inbound.message.id()),
                     destination: inbound.destination,
                     text: refusal.to_string(),
+                    spoken: false,
                 };
                 self.send(bridge, delivery).await?;
                 Ok(None)

@@ -103,6 +103,20 @@ pub struct Delivery {
     pub destination: Destination,
     /// Markdown as the model wrote it; the bridge renders it for its platform.
     pub text: String,
+    /// Also sent as a voice note (the bridge's `voice_replies` said so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spoken: bool,
+}
+
+/// When a bridge's replies are also voice notes (`[[bridges]] voice_replies`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoiceReplies {
+    /// When the person spoke (sent a voice note).
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// What went wrong talking to a platform, in kinds callers can act on.
@@ -297,6 +311,20 @@ pub trait Bridge: Send + Sync + 'static {
         Err(BridgeError::new(
             BridgeErrorKind::Rejected,
             format!("{} attachments cannot be fetched yet", self.kind()),
+        ))
+    }
+
+    /// Sends `recording` (Ogg Opus: the reply spoken) as a voice note before the reply's
+    /// text; a retried delivery must not send it twice. Platforms without voice notes
+    /// refuse, and the reply goes as text only.
+    async fn deliver_voice(
+        &self,
+        _delivery: &Delivery,
+        _recording: &[u8],
+    ) -> Result<(), BridgeError> {
+        Err(BridgeError::new(
+            BridgeErrorKind::Rejected,
+            format!("{} replies cannot be voice notes yet", self.kind()),
         ))
     }
 

@@ -24,6 +24,8 @@ use crate::turn::{TurnError, TurnEvent};
 #[derive(Default)]
 struct FakeBridge {
     delivered: Mutex<Vec<Delivery>>,
+    /// The voice notes sent: each reply's id and its recording.
+    voices: Mutex<Vec<(String, Vec<u8>)>>,
     failures: Mutex<VecDeque<BridgeError>>,
     run_failures: AtomicUsize,
 }
@@ -73,6 +75,18 @@ impl Bridge for FakeBridge {
             .ok_or_else(|| BridgeError::new(BridgeErrorKind::Rejected, "no such file"))?;
         assert_eq!(max_bytes, 1000, "the reader's limit");
         Ok(words.as_bytes().to_vec())
+    }
+
+    async fn deliver_voice(
+        &self,
+        delivery: &Delivery,
+        recording: &[u8],
+    ) -> Result<(), BridgeError> {
+        self.voices
+            .lock()
+            .unwrap()
+            .push((delivery.reply_id.clone(), recording.to_vec()));
+        Ok(())
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
@@ -195,6 +209,7 @@ async fn the_journal_keeps_messages_replies_state_and_pairings() {
         reply_id: "r1".into(),
         destination: message.destination.clone(),
         text: "hello".into(),
+        spoken: false,
     };
     store
         .answered("tg", "m1", Some(delivery.clone()))
@@ -323,6 +338,7 @@ async fn a_restart_finishes_what_the_journal_holds() {
         reply_id: "r-m0".into(),
         destination: Destination::default(),
         text: "echo: earlier".into(),
+        spoken: false,
     };
     store.enqueue("f", undelivered).await.unwrap();
 
@@ -516,4 +532,68 @@ async fn a_voice_note_is_answered_as_what_was_said_and_one_not_heard_with_why() 
         .unwrap_err();
     assert!(busy.is_retryable(), "{busy:?}");
     assert_eq!(delivered(), 4);
+}
+
+/// Speaks a reply as a "recording" of its words.
+struct WordsWriter;
+
+#[async_trait::async_trait]
+impl crate::voice::VoiceNoteWriter for WordsWriter {
+    async fn voice_note(&self, text: &str) -> Result<Vec<u8>, crate::voice::SpeechError> {
+        Ok(format!("spoken: {text}").into_bytes())
+    }
+}
+
+#[tokio::test]
+async fn replies_are_voice_notes_as_the_bridges_voice_replies_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = Dispatcher::new(
+        Arc::new(EchoIngress::default()) as Arc<dyn Ingress>,
+        BridgeStore::open(dir.path()).unwrap(),
+        MessageLimits::default(),
+        CancellationToken::new(),
+    );
+    dispatcher.hear_voice_notes_with(Arc::new(WordsReader));
+    dispatcher.speak_replies_with(Arc::new(WordsWriter));
+    let bridge = Arc::new(FakeBridge::default());
+    let context = dispatcher.register("f", Arc::clone(&bridge) as Arc<dyn Bridge>, open_policy());
+    dispatcher.resume().await.unwrap();
+    let delivered = || bridge.delivered.lock().unwrap().len();
+    let voiced = || -> Vec<String> {
+        bridge
+            .voices
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+
+    // `auto`: a voice note is answered aloud, then in text; a typed message in text only.
+    context
+        .receive(voice_note("v1", "fake-file:hello there"))
+        .await
+        .unwrap();
+    wait_until(|| delivered() == 1).await;
+    context.receive(inbound("t1", "42", "typed")).await.unwrap();
+    wait_until(|| delivered() == 2).await;
+    assert_eq!(voiced(), ["r-v1"]);
+    assert_eq!(
+        bridge.voices.lock().unwrap()[0].1,
+        b"spoken: echo: hello there"
+    );
+
+    dispatcher.set_voice_replies("f", VoiceReplies::Always);
+    context
+        .receive(inbound("t2", "42", "typed again"))
+        .await
+        .unwrap();
+    wait_until(|| delivered() == 3).await;
+    dispatcher.set_voice_replies("f", VoiceReplies::Never);
+    context
+        .receive(voice_note("v2", "fake-file:spoken again"))
+        .await
+        .unwrap();
+    wait_until(|| delivered() == 4).await;
+    assert_eq!(voiced(), ["r-v1", "r-t2"]);
 }

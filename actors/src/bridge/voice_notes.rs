@@ -3,10 +3,12 @@
 //! and what was said becomes the message's text. A recording that cannot be fetched or
 //! heard is answered with why, at once, instead of a turn; when the platform or the
 //! speech service is only unreachable for now, the platform is asked to deliver it again.
+//! And replies: where a bridge's `voice_replies` asks for it, the reply is spoken into a
+//! voice note, sent before its text.
 
-use super::{Bridge, BridgeError, BridgeErrorKind, BridgeInbound};
+use super::{Bridge, BridgeError, BridgeErrorKind, BridgeInbound, Delivery};
 use crate::message::{ContentType, MessageError};
-use crate::voice::{SpeechError, VoiceNoteReader};
+use crate::voice::{SpeechError, VoiceNoteReader, VoiceNoteWriter};
 
 /// Why a voice note was not heard.
 #[derive(Debug, thiserror::Error)]
@@ -70,4 +72,37 @@ pub(super) async fn hear_voice_note(
         .message
         .heard(&transcript)
         .map_err(VoiceNoteRefusal::Silent)
+}
+
+/// The reply of `delivery` spoken as a voice note, or `None` (logged) when the voice
+/// failed: the reply then goes as text only.
+pub(super) async fn spoken_reply(
+    writer: &dyn VoiceNoteWriter,
+    bridge: &str,
+    delivery: &Delivery,
+) -> Option<Vec<u8>> {
+    writer
+        .voice_note(&delivery.text)
+        .await
+        .inspect_err(|error| {
+            tracing::warn!(bridge, %error, "could not speak a reply; it goes as text");
+        })
+        .ok()
+}
+
+/// Sends `recording`, then the reply's text. A platform without voice notes refuses the
+/// recording for good: the text still goes.
+pub(super) async fn deliver_spoken(
+    bridge: &dyn Bridge,
+    delivery: &Delivery,
+    recording: &[u8],
+) -> Result<(), BridgeError> {
+    match bridge.deliver_voice(delivery, recording).await {
+        Err(error) if error.is_retryable() => return Err(error),
+        Err(error) => {
+            tracing::info!(bridge = bridge.kind(), %error, "the voice note was not sent; the reply goes as text");
+        }
+        Ok(()) => {}
+    }
+    bridge.deliver(delivery).await
 }

@@ -128,6 +128,13 @@ pub trait VoiceNoteReader: Send + Sync + 'static {
     ) -> Result<String, SpeechError>;
 }
 
+/// Voice notes to send: a reply, spoken, as a recording messaging platforms take (Ogg
+/// Opus).
+#[async_trait::async_trait]
+pub trait VoiceNoteWriter: Send + Sync + 'static {
+    async fn voice_note(&self, text: &str) -> Result<Vec<u8>, SpeechError>;
+}
+
 /// Speech to text.
 #[async_trait::async_trait]
 pub trait SpeechToText: Send + Sync + 'static {

@@ -106,11 +106,29 @@ impl TelegramClient {
         timeout: Duration,
     ) -> Result<T, BridgeError> {
         let url = format!("{}/{method}", self.base.expose());
-        let response = self
-            .http
-            .post(url)
-            .json(body)
-            .timeout(timeout)
+        let request = self.http.post(url).json(body).timeout(timeout);
+        self.answer(method, request).await
+    }
+
+    /// Calls `method` with a `multipart/form-data` body (a file upload).
+    pub(crate) async fn call_with_file<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        form: reqwest::multipart::Form,
+        timeout: Duration,
+    ) -> Result<T, BridgeError> {
+        let url = format!("{}/{method}", self.base.expose());
+        let request = self.http.post(url).multipart(form).timeout(timeout);
+        self.answer(method, request).await
+    }
+
+    /// Sends `request` (a call of `method`) and reads its answer.
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, BridgeError> {
+        let response = request
             .send()
             .await
             .map_err(|error| request_failed(&format!("telegram {method}"), &error))?;

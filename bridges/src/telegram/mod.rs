@@ -212,6 +212,11 @@ impl TelegramBridge {
     }
 }
 
+/// The key under which a reply's voice note is noted as sent.
+fn voice_key(reply_id: &str) -> String {
+    format!("{reply_id}#voice")
+}
+
 #[async_trait::async_trait]
 impl Bridge for TelegramBridge {
     fn kind(&self) -> &'static str {
@@ -245,6 +250,7 @@ impl Bridge for TelegramBridge {
             self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
         self.sent_pieces.finished(&delivery.reply_id);
+        self.sent_pieces.finished(&voice_key(&delivery.reply_id));
         Ok(())
     }
 
@@ -267,6 +273,34 @@ impl Bridge for TelegramBridge {
             return Err(crate::common::too_large(bytes, max_bytes));
         }
         self.client.download(file_id, max_bytes).await
+    }
+
+    async fn deliver_voice(
+        &self,
+        delivery: &Delivery,
+        recording: &[u8],
+    ) -> Result<(), BridgeError> {
+        let sent = voice_key(&delivery.reply_id);
+        if self.sent_pieces.already(&sent) > 0 {
+            return Ok(());
+        }
+        let destination = &delivery.destination;
+        let voice = reqwest::multipart::Part::bytes(recording.to_vec())
+            .file_name("reply.ogg")
+            .mime_str("audio/ogg")
+            .map_err(|error| BridgeError::new(BridgeErrorKind::Malformed, error.to_string()))?;
+        let mut form = reqwest::multipart::Form::new()
+            .text("chat_id", destination.chat_id.clone())
+            .part("voice", voice);
+        if let Some(thread) = &destination.thread_id {
+            form = form.text("message_thread_id", thread.clone());
+        }
+        let _: Value = self
+            .client
+            .call_with_file("sendVoice", form, Duration::from_secs(60))
+            .await?;
+        self.sent_pieces.sent(&sent, 1);
+        Ok(())
     }
 
     async fn typing(&self, destination: &Destination) -> Result<(), BridgeError> {

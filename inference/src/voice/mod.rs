@@ -11,6 +11,7 @@ mod satellite;
 mod satellite_ear;
 mod satellite_link;
 mod voice_note;
+mod voice_reply;
 pub mod wyoming;
 mod wyoming_client;
 mod wyoming_stt;
@@ -21,6 +22,7 @@ pub use satellite::{SATELLITE_PLATFORM, VoiceEngines, WyomingSatellite};
 pub use voice_note::{
     MAX_VOICE_NOTE_BYTES, MAX_VOICE_NOTE_SECONDS, VoiceNoteError, VoiceNotes, decode_ogg_opus,
 };
+pub use voice_reply::{SpokenNotes, VoiceReplyError, encode_ogg_opus};
 pub use wyoming_client::check_wyoming_uri;
 pub use wyoming_stt::WyomingStt;
 pub use wyoming_tts::WyomingTts;

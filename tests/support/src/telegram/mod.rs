@@ -7,7 +7,8 @@
 //! to the webhook with `X-Telegram-Bot-Api-Secret-Token`, and retried while it does not
 //! answer 2xx), `sendMessage` (`MarkdownV2` parsed as Telegram does, 4096-character limit,
 //! threads, reply parameters), `sendChatAction`, `getFile` (with the download at
-//! `GET /file/bot<token>/<file_path>`; files over 20 MB are "too big", as Telegram says). A
+//! `GET /file/bot<token>/<file_path>`; files over 20 MB are "too big", as Telegram says),
+//! `sendVoice` (`multipart/form-data`; the voice must be Ogg, MP3 or M4A). A
 //! wrong token gets 401 `Unauthorized`; tests can script 429 flood waits and 5xx answers.
 
 pub mod markdown_v2;
@@ -61,6 +62,8 @@ struct BotState {
     last_message: Option<Value>,
     /// Files users sent, by `file_id`.
     files: std::collections::HashMap<String, Vec<u8>>,
+    /// Voice notes the bot sent: the chat and the recording.
+    voices: Vec<(i64, Vec<u8>)>,
 }
 
 /// The largest file bots may download.
@@ -92,6 +95,7 @@ impl FakeTelegram {
         let (listener, address) = crate::loopback_listener().await;
         let router = Router::new()
             .route("/{bot}/{method}", post(call))
+            .route("/{bot}/sendVoice", post(send_voice))
             .route("/file/{bot}/{*path}", axum::routing::get(download))
             .with_state(Arc::clone(&shared));
         let server = crate::serve(listener, router);
@@ -136,6 +140,17 @@ impl FakeTelegram {
                 "duration": 2, "mime_type": "audio/ogg", "file_size": size,
             },
         }))
+    }
+
+    /// The voice notes the bot sent to `chat_id`, oldest first.
+    pub fn voices_to(&self, chat_id: i64) -> Vec<Vec<u8>> {
+        let state = self.shared.state.lock().expect("state");
+        state
+            .voices
+            .iter()
+            .filter(|(chat, _)| *chat == chat_id)
+            .map(|(_, voice)| voice.clone())
+            .collect()
     }
 
     /// Queues an update carrying `message` (`message_id` and `date` are filled in).
@@ -297,6 +312,49 @@ async fn call(
         }
         _ => fail(StatusCode::NOT_FOUND, "Not Found: method not found"),
     }
+}
+
+/// `sendVoice`: a voice note uploaded as `multipart/form-data`.
+async fn send_voice(
+    State(shared): State<Arc<Shared>>,
+    Path(bot): Path<String>,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
+        return fail(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let (mut chat_id, mut voice) = (None, None);
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name() {
+            Some("chat_id") => chat_id = field.text().await.ok(),
+            Some("voice") => voice = field.bytes().await.ok(),
+            _ => {}
+        }
+    }
+    let (Some(chat_id), Some(voice)) = (chat_id.and_then(|id| id.parse::<i64>().ok()), voice)
+    else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: chat_id and voice are required",
+        );
+    };
+    let known =
+        voice.starts_with(b"OggS") || voice.starts_with(b"ID3") || voice.get(4..8) == Some(b"ftyp");
+    if !known {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: wrong file type of the voice",
+        );
+    }
+    let mut state = shared.state.lock().expect("state");
+    state.calls.push("sendVoice".into());
+    state.next_message_id += 1;
+    let message = json!({"message_id": state.next_message_id, "date": 1_795_000_000,
+        "chat": {"id": chat_id, "type": "private"},
+        "voice": {"file_id": format!("sent-voice-{}", state.voices.len() + 1), "duration": 2,
+                  "mime_type": "audio/ogg", "file_size": voice.len()}});
+    state.voices.push((chat_id, voice.to_vec()));
+    ok(&message)
 }
 
 fn get_file(shared: &Shared, body: &Value) -> Response {

@@ -4,7 +4,8 @@
 //! pocketsphinx Wyoming server, and the echo model answers what was said. A recording
 //! that is cut off, or one over the size limit, is answered with why, and nothing reaches
 //! the model. A WhatsApp voice note (the Cloud API double: media URL, then the download,
-//! checked against its sha256) and a Discord voice message (from the CDN double) are heard
+//! checked against its sha256; the answer uploaded and sent as audio too) and a Discord
+//! voice message (from the CDN double) are heard
 //! the same way. With `[voice] tts`, a voice note is answered with a voice note too
 //! (Piper in the node, encoded to Ogg Opus), which reads back as the answer; a typed
 //! message is answered in text only.
@@ -113,7 +114,8 @@ async fn a_whatsapp_voice_note_is_downloaded_checked_and_answered() {
         pocketsphinx().await,
     );
     let config = format!(
-        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\n\n[[bridges]]\nname = \"wa\"\nkind = \"whatsapp\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\naccess_token_env = \"WA_TOKEN\"\napp_secret_env = \"WA_SECRET\"\nverify_token_env = \"WA_VERIFY\"\napi_base = \"{}\"\ndm_policy = \"open\"\n",
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\" }}\n\n[[bridges]]\nname = \"wa\"\nkind = \"whatsapp\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\naccess_token_env = \"WA_TOKEN\"\napp_secret_env = \"WA_SECRET\"\nverify_token_env = \"WA_VERIFY\"\napi_base = \"{}\"\ndm_policy = \"open\"\n",
+        crate::support::test_models_dir().display(),
         stt.uri,
         fake.api_base()
     );
@@ -135,6 +137,18 @@ async fn a_whatsapp_voice_note_is_downloaded_checked_and_answered() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(fake.texts_to("16505551234"), ["what is two plus two"]);
+    let spoken = fake.audio_to("16505551234");
+    assert_eq!(
+        spoken.len(),
+        1,
+        "the answer was uploaded and sent as audio too"
+    );
+    let samples = troupe_inference::voice::decode_ogg_opus(&spoken[0]).expect("Ogg Opus");
+    assert!(
+        samples.len() > 16_000 / 2,
+        "{} samples of speech",
+        samples.len()
+    );
 
     // A download that does not match its sha256 is not heard, and the sender is told.
     fake.damage_downloads();

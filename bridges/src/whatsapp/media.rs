@@ -23,6 +23,52 @@ struct MediaUrl {
     file_size: Option<serde_json::Value>,
 }
 
+/// What an upload answers.
+#[derive(Debug, Deserialize)]
+struct Uploaded {
+    id: String,
+}
+
+/// Uploads `recording` (Ogg Opus) as the business's media; answers its id.
+pub(super) async fn upload(
+    http: &reqwest::Client,
+    settings: &WhatsAppSettings,
+    recording: &[u8],
+) -> Result<String, BridgeError> {
+    let file = reqwest::multipart::Part::bytes(recording.to_vec())
+        .file_name("reply.ogg")
+        .mime_str("audio/ogg")
+        .map_err(|error| BridgeError::new(BridgeErrorKind::Malformed, error.to_string()))?;
+    let form = reqwest::multipart::Form::new()
+        .text("messaging_product", "whatsapp")
+        .text("type", "audio/ogg")
+        .part("file", file);
+    let response = http
+        .post(format!(
+            "{}/{}/media",
+            settings.graph_base, settings.phone_number_id
+        ))
+        .bearer_auth(settings.access_token.expose())
+        .multipart(form)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|error| request_failed("whatsapp media upload", &error))?;
+    if !response.status().is_success() {
+        let status = response.status().as_u16();
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        return Err(super::graph_error(status, &answer["error"]));
+    }
+    let body = read_limited(response, 64 * 1024, "whatsapp media upload").await?;
+    let uploaded: Uploaded = serde_json::from_slice(&body).map_err(|error| {
+        BridgeError::new(
+            BridgeErrorKind::Malformed,
+            format!("whatsapp media upload: unreadable answer: {error}"),
+        )
+    })?;
+    Ok(uploaded.id)
+}
+
 /// Downloads the media `media_id`, at most `max_bytes`.
 pub(super) async fn download(
     http: &reqwest::Client,

@@ -151,6 +151,35 @@ impl Bridge for WhatsAppBridge {
             self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
         self.sent_pieces.finished(&delivery.reply_id);
+        self.sent_pieces
+            .finished(&format!("{}#voice", delivery.reply_id));
+        Ok(())
+    }
+
+    async fn deliver_voice(
+        &self,
+        delivery: &Delivery,
+        recording: &[u8],
+    ) -> Result<(), BridgeError> {
+        let sent = format!("{}#voice", delivery.reply_id);
+        if self.sent_pieces.already(&sent) > 0 {
+            return Ok(());
+        }
+        let media = media::upload(&self.http, &self.settings, recording).await?;
+        let to = delivery
+            .destination
+            .recipient_id
+            .as_deref()
+            .unwrap_or(&delivery.destination.chat_id);
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "audio",
+            "audio": {"id": media},
+        });
+        self.post_message(&body).await?;
+        self.sent_pieces.sent(&sent, 1);
         Ok(())
     }
 

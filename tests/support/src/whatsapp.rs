@@ -6,7 +6,9 @@
 //!   (190 bad token, 130429 rate limit, 131047 outside the 24-hour window), scriptable;
 //! - media: `GET /{version}/{media-id}` (bearer token) answering the file's `url`,
 //!   `mime_type`, `sha256`, `file_size` (a string, as Meta sends it) and `id`, and the
-//!   download at that `url` (bearer token);
+//!   download at that `url` (bearer token); uploads, `POST /{version}/{phone-number-id}/media`
+//!   (`multipart/form-data`: `messaging_product`, `type`, `file`), answering its `id`, which
+//!   an `audio` message then sends;
 //! - the webhook sender: the verification `GET` (`hub.mode`, `hub.verify_token`,
 //!   `hub.challenge`) and notifications POSTed with `X-Hub-Signature-256`, as Meta sends.
 
@@ -45,6 +47,8 @@ struct Shared {
     failures: Mutex<VecDeque<GraphFailure>>,
     /// Media users sent, by id.
     media: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// Media the business uploaded, by id.
+    uploads: Mutex<std::collections::HashMap<String, Vec<u8>>>,
     /// Downloads serve other bytes than the `sha256` said (a damaged transfer).
     damage_downloads: std::sync::atomic::AtomicBool,
     /// Where this double listens, for the media `url`s it answers.
@@ -75,6 +79,7 @@ impl FakeWhatsApp {
         let _ = shared.address.set(address);
         let router = Router::new()
             .route("/{version}/{phone}/messages", post(messages))
+            .route("/{version}/{phone}/media", post(upload))
             .route("/{version}/{media}", axum::routing::get(media_url))
             .route(
                 "/media/{media}/download",
@@ -112,8 +117,18 @@ impl FakeWhatsApp {
     pub fn texts_to(&self, wa_id: &str) -> Vec<String> {
         self.sent()
             .iter()
-            .filter(|body| body["to"] == wa_id)
+            .filter(|body| body["to"] == wa_id && body["type"] == "text")
             .map(|body| body["text"]["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// The recordings of the `audio` messages sent to `wa_id`, oldest first.
+    pub fn audio_to(&self, wa_id: &str) -> Vec<Vec<u8>> {
+        let uploads = self.shared.uploads.lock().expect("uploads");
+        self.sent()
+            .iter()
+            .filter(|body| body["to"] == wa_id && body["type"] == "audio")
+            .filter_map(|body| uploads.get(body["audio"]["id"].as_str()?).cloned())
             .collect()
     }
 
@@ -203,6 +218,37 @@ impl FakeWhatsApp {
     }
 }
 
+/// `POST /{version}/{phone-number-id}/media`: an upload, answered with its id.
+async fn upload(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    if !bearer_is(&shared, &headers) {
+        return bad_token();
+    }
+    let (mut product, mut file) = (None, None);
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name() {
+            Some("messaging_product") => product = field.text().await.ok(),
+            Some("file") => {
+                let audio = field
+                    .content_type()
+                    .is_some_and(|kind| kind.starts_with("audio/"));
+                file = field.bytes().await.ok().filter(|_| audio);
+            }
+            _ => {}
+        }
+    }
+    let (Some("whatsapp"), Some(file)) = (product.as_deref(), file) else {
+        return bad_parameter("(#100) Invalid parameter");
+    };
+    let mut uploads = shared.uploads.lock().expect("uploads");
+    let id = format!("{}", 7_000_000 + uploads.len());
+    uploads.insert(id.clone(), file.to_vec());
+    axum::Json(json!({"id": id})).into_response()
+}
+
 fn bearer_is(shared: &Shared, headers: &HeaderMap) -> bool {
     headers
         .get("authorization")
@@ -218,12 +264,7 @@ async fn media_url(
     headers: HeaderMap,
 ) -> Response {
     if !bearer_is(&shared, &headers) {
-        return graph_error(
-            StatusCode::UNAUTHORIZED,
-            190,
-            "OAuthException",
-            "Invalid OAuth access token",
-        );
+        return bad_token();
     }
     let media = shared.media.lock().expect("media");
     let Some(file) = media.get(&media_id) else {
@@ -271,6 +312,21 @@ async fn media_download(
     }
 }
 
+/// Graph's 401 for a token it does not know.
+fn bad_token() -> Response {
+    graph_error(
+        StatusCode::UNAUTHORIZED,
+        190,
+        "OAuthException",
+        "Invalid OAuth access token",
+    )
+}
+
+/// Graph's 400 for a missing or malformed parameter.
+fn bad_parameter(message: &str) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, 100, "OAuthException", message)
+}
+
 fn graph_error(status: StatusCode, code: i64, kind: &str, message: &str) -> Response {
     let body = json!({"error": {
         "message": message, "type": kind, "code": code,
@@ -315,12 +371,7 @@ async fn messages(
         );
     };
     if body["messaging_product"] != "whatsapp" {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            100,
-            "OAuthException",
-            "(#100) The parameter messaging_product is required.",
-        );
+        return bad_parameter("(#100) The parameter messaging_product is required.");
     }
     if body["status"] == "read" {
         shared.read_receipts.lock().expect("reads").push(body);
@@ -355,21 +406,19 @@ async fn messages(
     }
     let to = body["to"].as_str().unwrap_or_default().to_owned();
     let text = body["text"]["body"].as_str().unwrap_or_default();
-    if to.is_empty() || body["type"] != "text" || text.is_empty() {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            100,
-            "OAuthException",
-            "(#100) Invalid parameter",
-        );
+    let audio_uploaded = body["audio"]["id"]
+        .as_str()
+        .is_some_and(|id| shared.uploads.lock().expect("uploads").contains_key(id));
+    let well_formed = match body["type"].as_str() {
+        Some("text") => !text.is_empty(),
+        Some("audio") => audio_uploaded,
+        _ => false,
+    };
+    if to.is_empty() || !well_formed {
+        return bad_parameter("(#100) Invalid parameter");
     }
     if text.chars().count() > 4096 {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            100,
-            "OAuthException",
-            "(#100) Param text['body'] must be at most 4096 characters long.",
-        );
+        return bad_parameter("(#100) Param text['body'] must be at most 4096 characters long.");
     }
     let mut sent = shared.sent.lock().expect("sent");
     sent.push(body.clone());

@@ -118,7 +118,8 @@ pub fn decode_ogg_opus(bytes: &[u8]) -> Result<Vec<i16>, VoiceNoteError> {
     let per_sample = u64::from(OPUS_RATE / RATE);
     let skip = usize::try_from(head.pre_skip / per_sample).unwrap_or(usize::MAX);
     if let Some(end) = granule.and_then(|granule| granule.checked_sub(head.pre_skip)) {
-        samples.truncate(usize::try_from(end / per_sample).unwrap_or(usize::MAX) + skip);
+        let end = usize::try_from(end / per_sample).unwrap_or(usize::MAX);
+        samples.truncate(end.saturating_add(skip));
     }
     let samples = samples.split_off(skip.min(samples.len()));
     if samples.is_empty() {
@@ -132,7 +133,10 @@ fn stated_samples(bytes: &[u8]) -> Option<u64> {
     let mut reader = ogg::PacketReader::new(Cursor::new(bytes));
     let mut last = None;
     while let Ok(Some(packet)) = reader.read_packet() {
-        last = Some(packet.absgp_page());
+        // -1: no packet ends on that page, so it states no length.
+        if packet.absgp_page() != u64::MAX {
+            last = Some(packet.absgp_page());
+        }
     }
     last
 }

@@ -18,7 +18,7 @@ const FRAME: usize = RATE as usize / 50;
 /// Why a spoken reply could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum VoiceReplyError {
-    #[error("the voice spoke {0} audio, not 16-bit PCM")]
+    #[error("the voice spoke {0} audio, not mono 16-bit PCM at one rate")]
     Format(String),
     #[error("the voice said nothing")]
     Silent,
@@ -102,16 +102,14 @@ impl VoiceNoteWriter for SpokenNotes {
             };
             let (spoken, pieces) = tokio::join!(speaking, gathering);
             let spoken = spoken?;
-            if spoken.width != 2 || spoken.channels != 1 {
+            let first = *format.get_or_insert(spoken);
+            if spoken.width != 2 || spoken.channels != 1 || spoken.rate != first.rate {
                 let described = format!(
                     "{} Hz, {} bytes, {} channels",
                     spoken.rate, spoken.width, spoken.channels
                 );
-                return Err(SpeechError::Undecodable(Box::new(VoiceReplyError::Format(
-                    described,
-                ))));
+                return Err(failed(VoiceReplyError::Format(described)));
             }
-            format.get_or_insert(spoken);
             samples.extend(pieces.iter().flat_map(|piece| {
                 piece
                     .pcm
@@ -122,7 +120,15 @@ impl VoiceNoteWriter for SpokenNotes {
         let rate = format.map_or(RATE, |format| format.rate);
         tokio::task::spawn_blocking(move || encode_ogg_opus(&samples, rate))
             .await
-            .map_err(|error| SpeechError::Undecodable(Box::new(error)))?
-            .map_err(|error| SpeechError::Undecodable(Box::new(error)))
+            .map_err(failed)?
+            .map_err(failed)
+    }
+}
+
+/// A reply that could not be made into a voice note.
+fn failed(error: impl std::error::Error + Send + Sync + 'static) -> SpeechError {
+    SpeechError::Failed {
+        service: "voice notes".to_owned(),
+        source: Box::new(error),
     }
 }

@@ -36,6 +36,10 @@ pub(crate) struct VoiceSummary {
     /// The wake word satellites that leave it to Troupe must hear first; `None`: every
     /// utterance is answered.
     wake_word: Option<String>,
+    /// Voice notes on the messaging platforms are heard (`stt` is configured).
+    voice_notes: bool,
+    /// Replies can be voice notes (`tts` is configured; each bridge's `voice_replies`).
+    voice_replies: bool,
 }
 
 /// The voice's parts for the node.
@@ -84,6 +88,8 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
             Some(tts)
         }
     };
+    summary.voice_notes = stt.is_some();
+    summary.voice_replies = tts.is_some();
     let voice_notes = stt
         .clone()
         .map(|stt| Arc::new(VoiceNotes::new(stt)) as Arc<dyn VoiceNoteReader>);

@@ -66,3 +66,8 @@ pub const LOCAL_MODEL_RESTARTS: &str = "troupe_local_model_restarts_total";
 /// to its transcript), `tts_first_audio` (a reply ready to its first audio sent),
 /// `first_audio` (end of speech to the reply's first audio sent).
 pub const VOICE_STAGE_SECONDS: &str = "troupe_voice_stage_seconds";
+/// Voice notes received on the messaging platforms, by `outcome`: `heard` (transcribed
+/// and answered), `refused` (answered with why), `retry` (handed back to the platform).
+pub const VOICE_NOTES: &str = "troupe_voice_notes_total";
+/// Replies sent as voice notes, by `outcome`: `sent`, `failed` (went as text only).
+pub const VOICE_REPLIES: &str = "troupe_voice_replies_total";

@@ -194,7 +194,7 @@ async fn a_voice_note_is_answered_with_a_voice_note_and_a_typed_message_in_text(
         stt.uri,
         fake.api_base()
     );
-    let _node = TroupeProcess::start_with_env(binary(), &config, &[("TG_TOKEN", TOKEN)])
+    let node = TroupeProcess::start_with_env(binary(), &config, &[("TG_TOKEN", TOKEN)])
         .await
         .expect("troupe starts");
     fake.user_sends_voice(42, voice_note("What is two plus two?"));
@@ -235,4 +235,20 @@ async fn a_voice_note_is_answered_with_a_voice_note_and_a_typed_message_in_text(
         1,
         "a typed message is answered in text only"
     );
+
+    let metrics = reqwest::get(format!("{}/metrics", node.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for counted in [
+        "troupe_voice_notes_total{outcome=\"heard\"} 1",
+        "troupe_voice_replies_total{outcome=\"sent\"} 1",
+    ] {
+        assert!(metrics.contains(counted), "{counted} in {metrics}");
+    }
+    let (_, voice) = crate::support::get(&node, "/api/v1/voice").await;
+    assert_eq!(voice["engines"]["voice_notes"], true, "{voice}");
+    assert_eq!(voice["engines"]["voice_replies"], true, "{voice}");
 }

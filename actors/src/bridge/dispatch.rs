@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::policy::{AccessPolicy, Admission, RateLimiter};
 use super::store::{BridgeStore, InboxEntry};
-use super::voice_notes::{deliver_spoken, hear_voice_note, spoken_reply};
+use super::voice_notes::{count_voice_reply, deliver_spoken, hear_voice_note, spoken_reply};
 use super::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, Delivery, InboundSink,
     StatusHandle, VoiceReplies,
@@ -406,7 +406,9 @@ impl Dispatcher {
         let mut wait = FIRST_RETRY_WAIT;
         loop {
             let delivered = match &recording {
-                Some(recording) => deliver_spoken(bridge.as_ref(), &delivery, recording).await,
+                Some(recording) => deliver_spoken(bridge.as_ref(), &delivery, recording)
+                    .await
+                    .map(count_voice_reply),
                 None => bridge.deliver(&delivery).await,
             };
             match delivered {
@@ -496,8 +498,16 @@ impl Dispatcher {
         else {
             return Ok(Some(inbound));
         };
-        match hear_voice_note(platform.as_ref(), reader.as_ref(), &mut inbound).await {
-            Ok(()) => Ok(Some(inbound)),
+        let heard = hear_voice_note(platform.as_ref(), reader.as_ref(), &mut inbound).await;
+        let outcome = match &heard {
+            Ok(false) => return Ok(Some(inbound)),
+            Ok(true) => "heard",
+            Err(refusal) if refusal.passing().is_some() => "retry",
+            Err(_) => "refused",
+        };
+        metrics::counter!(metric_names::VOICE_NOTES, "outcome" => outcome).increment(1);
+        match heard {
+            Ok(_) => Ok(Some(inbound)),
             Err(refusal) => {
                 if let Some(passing) = refusal.passing() {
                     tracing::warn!(bridge, %refusal, "a voice note cannot be heard now; the platform will deliver it again");

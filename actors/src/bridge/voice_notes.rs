@@ -45,12 +45,13 @@ fn why_not_heard(error: &SpeechError) -> String {
     }
 }
 
-/// Hears the first recording of `inbound`, if it has one, into its text.
+/// Hears the first recording of `inbound`, if it has one, into its text; answers whether
+/// it had one.
 pub(super) async fn hear_voice_note(
     bridge: &dyn Bridge,
     reader: &dyn VoiceNoteReader,
     inbound: &mut BridgeInbound,
-) -> Result<(), VoiceNoteRefusal> {
+) -> Result<bool, VoiceNoteRefusal> {
     let Some(recording) = inbound
         .message
         .attachments()
@@ -58,7 +59,7 @@ pub(super) async fn hear_voice_note(
         .find(|attachment| attachment.content_type == ContentType::Audio)
         .cloned()
     else {
-        return Ok(());
+        return Ok(false);
     };
     let audio = bridge
         .fetch_attachment(&recording, reader.max_bytes())
@@ -71,7 +72,8 @@ pub(super) async fn hear_voice_note(
     inbound
         .message
         .heard(&transcript)
-        .map_err(VoiceNoteRefusal::Silent)
+        .map_err(VoiceNoteRefusal::Silent)?;
+    Ok(true)
 }
 
 /// The reply of `delivery` spoken as a voice note, or `None` (logged) when the voice
@@ -81,28 +83,34 @@ pub(super) async fn spoken_reply(
     bridge: &str,
     delivery: &Delivery,
 ) -> Option<Vec<u8>> {
-    writer
-        .voice_note(&delivery.text)
-        .await
-        .inspect_err(|error| {
-            tracing::warn!(bridge, %error, "could not speak a reply; it goes as text");
-        })
-        .ok()
+    let spoken = writer.voice_note(&delivery.text).await;
+    if let Err(error) = &spoken {
+        tracing::warn!(bridge, %error, "could not speak a reply; it goes as text");
+        count_voice_reply(false);
+    }
+    spoken.ok()
 }
 
-/// Sends `recording`, then the reply's text. A platform without voice notes refuses the
-/// recording for good: the text still goes.
+/// Sends `recording`, then the reply's text; answers whether the recording went. A
+/// platform without voice notes refuses the recording for good: the text still goes.
 pub(super) async fn deliver_spoken(
     bridge: &dyn Bridge,
     delivery: &Delivery,
     recording: &[u8],
-) -> Result<(), BridgeError> {
-    match bridge.deliver_voice(delivery, recording).await {
+) -> Result<bool, BridgeError> {
+    let voiced = match bridge.deliver_voice(delivery, recording).await {
         Err(error) if error.is_retryable() => return Err(error),
         Err(error) => {
             tracing::info!(bridge = bridge.kind(), %error, "the voice note was not sent; the reply goes as text");
+            false
         }
-        Ok(()) => {}
-    }
-    bridge.deliver(delivery).await
+        Ok(()) => true,
+    };
+    bridge.deliver(delivery).await.map(|()| voiced)
+}
+
+/// Counts a reply meant to be spoken, once its delivery is over.
+pub(super) fn count_voice_reply(voiced: bool) {
+    let outcome = if voiced { "sent" } else { "failed" };
+    metrics::counter!(crate::metrics::VOICE_REPLIES, "outcome" => outcome).increment(1);
 }

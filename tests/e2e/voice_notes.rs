@@ -236,12 +236,7 @@ async fn a_voice_note_is_answered_with_a_voice_note_and_a_typed_message_in_text(
         "a typed message is answered in text only"
     );
 
-    let metrics = reqwest::get(format!("{}/metrics", node.http_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::metrics_page(&node.http_url()).await;
     for counted in [
         "troupe_voice_notes_total{outcome=\"heard\"} 1",
         "troupe_voice_replies_total{outcome=\"sent\"} 1",

@@ -85,6 +85,30 @@ pub(crate) fn platform_message(parts: MessageParts) -> Option<InboundMessage> {
         .ok()
 }
 
+/// The key under which a reply's voice note is noted as sent in [`SentPieces`].
+pub(crate) fn voice_key(reply_id: &str) -> String {
+    format!("{reply_id}#voice")
+}
+
+/// What `attachment` names on its platform: its `url` after `scheme` (`telegram-file:`…);
+/// an attachment of another platform is refused, naming `what` it should have been.
+pub(crate) fn referenced<'a>(
+    attachment: &'a troupe_actors::message::Attachment,
+    scheme: &str,
+    what: &str,
+) -> Result<&'a str, BridgeError> {
+    attachment
+        .url
+        .as_deref()
+        .and_then(|url| url.strip_prefix(scheme))
+        .ok_or_else(|| {
+            BridgeError::new(
+                BridgeErrorKind::Rejected,
+                format!("the attachment is not {what}"),
+            )
+        })
+}
+
 /// Which pieces of a long reply went out already, by reply id: a retried delivery skips
 /// them instead of sending them twice.
 #[derive(Debug, Default)]

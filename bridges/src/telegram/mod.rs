@@ -20,7 +20,7 @@ use troupe_actors::message::Attachment;
 use self::client::{BotUser, TelegramClient, is_markup_error};
 use self::config::{TelegramMode, TelegramSettings};
 use self::mapping::Update;
-use crate::common::{SentPieces, receive_pushed};
+use crate::common::{SentPieces, receive_pushed, referenced, voice_key};
 use crate::secrets::constant_time_eq;
 
 /// Telegram's limit for one message, in UTF-16 code units.
@@ -212,11 +212,6 @@ impl TelegramBridge {
     }
 }
 
-/// The key under which a reply's voice note is noted as sent.
-fn voice_key(reply_id: &str) -> String {
-    format!("{reply_id}#voice")
-}
-
 #[async_trait::async_trait]
 impl Bridge for TelegramBridge {
     fn kind(&self) -> &'static str {
@@ -259,16 +254,7 @@ impl Bridge for TelegramBridge {
         attachment: &Attachment,
         max_bytes: u64,
     ) -> Result<Vec<u8>, BridgeError> {
-        let file_id = attachment
-            .url
-            .as_deref()
-            .and_then(|url| url.strip_prefix(mapping::FILE_SCHEME))
-            .ok_or_else(|| {
-                BridgeError::new(
-                    BridgeErrorKind::Rejected,
-                    "the attachment is not a Telegram file",
-                )
-            })?;
+        let file_id = referenced(attachment, mapping::FILE_SCHEME, "a Telegram file")?;
         if let Some(bytes) = attachment.size_bytes.filter(|&bytes| bytes > max_bytes) {
             return Err(crate::common::too_large(bytes, max_bytes));
         }

@@ -20,7 +20,9 @@ use troupe_actors::message::Attachment;
 
 use self::config::WhatsAppSettings;
 use self::mapping::Notification;
-use crate::common::{SentPieces, http_client, receive_pushed, request_failed};
+use crate::common::{
+    SentPieces, http_client, receive_pushed, referenced, request_failed, voice_key,
+};
 use crate::secrets::constant_time_eq;
 use crate::signing;
 use crate::text::split_chars as split;
@@ -151,8 +153,7 @@ impl Bridge for WhatsAppBridge {
             self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
         self.sent_pieces.finished(&delivery.reply_id);
-        self.sent_pieces
-            .finished(&format!("{}#voice", delivery.reply_id));
+        self.sent_pieces.finished(&voice_key(&delivery.reply_id));
         Ok(())
     }
 
@@ -161,7 +162,7 @@ impl Bridge for WhatsAppBridge {
         delivery: &Delivery,
         recording: &[u8],
     ) -> Result<(), BridgeError> {
-        let sent = format!("{}#voice", delivery.reply_id);
+        let sent = voice_key(&delivery.reply_id);
         if self.sent_pieces.already(&sent) > 0 {
             return Ok(());
         }
@@ -188,16 +189,7 @@ impl Bridge for WhatsAppBridge {
         attachment: &Attachment,
         max_bytes: u64,
     ) -> Result<Vec<u8>, BridgeError> {
-        let media_id = attachment
-            .url
-            .as_deref()
-            .and_then(|url| url.strip_prefix(mapping::MEDIA_SCHEME))
-            .ok_or_else(|| {
-                BridgeError::new(
-                    BridgeErrorKind::Rejected,
-                    "the attachment is not WhatsApp media",
-                )
-            })?;
+        let media_id = referenced(attachment, mapping::MEDIA_SCHEME, "WhatsApp media")?;
         media::download(&self.http, &self.settings, media_id, max_bytes).await
     }
 

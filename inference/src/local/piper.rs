@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use troupe_actors::local_model::{BatchModel, LocalModelPool, ModelFailure, ModelLoader};
 use troupe_actors::voice::{AudioChunk, AudioFormat, SpeechError, TextToSpeech};
 
-use super::runtime::{OnnxRuntime, RuntimeError};
+use super::runtime::{OnnxRuntime, RuntimeError, cpu_session};
 use troupe_espeak::{Espeak, EspeakError};
 
 const PAD: char = '_';
@@ -247,20 +247,12 @@ impl ModelLoader for Piper {
             .runtime
             .environment()
             .map_err(|error| failure(error.into()))?;
-        let session_error = |source: ort::Error| {
+        let session = cpu_session(&environment, &self.model, self.threads).map_err(|source| {
             failure(PiperError::Session {
                 path: self.model.clone(),
                 source,
             })
-        };
-        let session = Session::builder(&environment)
-            .map_err(session_error)?
-            .with_intra_threads(self.threads.max(1))
-            .map_err(|error| session_error(error.into()))?
-            .with_inter_threads(1)
-            .map_err(|error| session_error(error.into()))?
-            .commit_from_file(&self.model)
-            .map_err(session_error)?;
+        })?;
         Ok(PiperModel {
             session,
             voice: Arc::clone(&self.voice),

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use ort::environment::Environment;
 use ort::ep::ExecutionProviderDispatch;
+use ort::session::Session;
 
 /// The environment variable `ort` itself reads.
 pub const ORT_DYLIB_PATH: &str = "ORT_DYLIB_PATH";
@@ -134,4 +135,17 @@ impl OnnxRuntime {
         *loaded = Some((self.path.clone(), environment.clone()));
         Ok(environment)
     }
+}
+
+/// A session for one of the small audio models (voice activity, wake word, a Piper voice)
+/// on the CPU: `threads` within an operator (at least one), one between operators.
+pub(super) fn cpu_session(
+    environment: &Environment,
+    model: &Path,
+    threads: usize,
+) -> Result<Session, ort::Error> {
+    Session::builder(environment)?
+        .with_intra_threads(threads.max(1))?
+        .with_inter_threads(1)?
+        .commit_from_file(model)
 }

@@ -12,7 +12,7 @@ use ort::value::Tensor;
 use troupe_actors::local_model::{BatchModel, LocalModelPool, ModelFailure, ModelLoader};
 use troupe_actors::voice::{SpeechError, VAD_FRAME, VAD_RATE, VadState, VoiceActivity};
 
-use super::runtime::{OnnxRuntime, RuntimeError};
+use super::runtime::{OnnxRuntime, RuntimeError, cpu_session};
 
 /// Samples of the frame before that each frame is read with.
 const CONTEXT: usize = 64;
@@ -64,21 +64,13 @@ impl ModelLoader for SileroVad {
             .runtime
             .environment()
             .map_err(|error| failure(error.into()))?;
-        let session_error = |source: ort::Error| {
+        // One thread, as Silero's own wrapper: a frame is too small to share.
+        let session = cpu_session(&environment, &self.model, 1).map_err(|source| {
             failure(VadError::Session {
                 path: self.model.clone(),
                 source,
             })
-        };
-        // One thread, as Silero's own wrapper: a frame is too small to share.
-        let session = Session::builder(&environment)
-            .map_err(session_error)?
-            .with_intra_threads(1)
-            .map_err(|error| session_error(error.into()))?
-            .with_inter_threads(1)
-            .map_err(|error| session_error(error.into()))?
-            .commit_from_file(&self.model)
-            .map_err(session_error)?;
+        })?;
         Ok(SileroModel { session })
     }
 }

@@ -23,7 +23,7 @@ use ort::value::Tensor;
 use troupe_actors::local_model::{BatchModel, LocalModelPool, ModelFailure, ModelLoader};
 use troupe_actors::voice::{SpeechError, WAKE_CHUNK, WakeState, WakeWord};
 
-use super::runtime::{OnnxRuntime, RuntimeError};
+use super::runtime::{OnnxRuntime, RuntimeError, cpu_session};
 
 /// Samples before a chunk that its mel frames are computed with.
 const CONTEXT: usize = 480;
@@ -103,20 +103,12 @@ impl ModelLoader for OpenWakeWord {
             .environment()
             .map_err(|error| failure(error.into()))?;
         let session = |path: &Path| -> Result<Session, ModelFailure> {
-            let session_error = |source: ort::Error| {
+            cpu_session(&environment, path, 1).map_err(|source| {
                 failure(WakeWordError::Session {
                     path: path.to_owned(),
                     source,
                 })
-            };
-            Session::builder(&environment)
-                .map_err(session_error)?
-                .with_intra_threads(1)
-                .map_err(|error| session_error(error.into()))?
-                .with_inter_threads(1)
-                .map_err(|error| session_error(error.into()))?
-                .commit_from_file(path)
-                .map_err(session_error)
+            })
         };
         let keyword = session(&self.files.keyword)?;
         let window = keyword

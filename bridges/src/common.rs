@@ -58,19 +58,11 @@ pub(crate) async fn read_limited(
     {
         let length = (bytes.len() + chunk.len()) as u64;
         if length > max_bytes {
-            return Err(too_large(length, max_bytes));
+            return Err(BridgeError::too_large(length, max_bytes));
         }
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
-}
-
-/// A file of `bytes` refused for being over `max_bytes`.
-pub(crate) fn too_large(bytes: u64, max_bytes: u64) -> BridgeError {
-    BridgeError::new(
-        BridgeErrorKind::Rejected,
-        format!("the file is {bytes} bytes, more than the {max_bytes} taken"),
-    )
 }
 
 /// The message a platform event maps to, or `None` (logged) when its fields break the
@@ -86,7 +78,7 @@ pub(crate) fn platform_message(parts: MessageParts) -> Option<InboundMessage> {
 }
 
 /// The key under which a reply's voice note is noted as sent in [`SentPieces`].
-pub(crate) fn voice_key(reply_id: &str) -> String {
+fn voice_key(reply_id: &str) -> String {
     format!("{reply_id}#voice")
 }
 
@@ -124,8 +116,19 @@ impl SentPieces {
         self.0.insert(reply_id.to_owned(), count);
     }
 
+    /// Whether the voice note of `reply_id` went out already.
+    pub(crate) fn voice_sent(&self, reply_id: &str) -> bool {
+        self.0.contains_key(&voice_key(reply_id))
+    }
+
+    pub(crate) fn note_voice_sent(&self, reply_id: &str) {
+        self.0.insert(voice_key(reply_id), 1);
+    }
+
+    /// The reply went out whole (its voice note, if any, first): nothing to remember.
     pub(crate) fn finished(&self, reply_id: &str) {
         self.0.remove(reply_id);
+        self.0.remove(&voice_key(reply_id));
     }
 }
 

@@ -162,6 +162,14 @@ impl BridgeError {
         }
     }
 
+    /// A file of `bytes` refused for being over `max_bytes`.
+    pub fn too_large(bytes: u64, max_bytes: u64) -> Self {
+        Self::new(
+            BridgeErrorKind::Rejected,
+            format!("the file is {bytes} bytes, more than the {max_bytes} taken"),
+        )
+    }
+
     /// Another try may succeed.
     pub const fn is_retryable(&self) -> bool {
         matches!(
@@ -301,8 +309,9 @@ pub trait Bridge: Send + Sync + 'static {
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError>;
 
     /// The content of an attachment of a message this bridge received, at most
-    /// `max_bytes` (a larger one is refused before it is read whole). Platforms whose
-    /// messages carry only a reference (Telegram's `file_id`) fetch it here.
+    /// `max_bytes` (a larger one is refused before it is read whole; the size the
+    /// attachment states was checked by the caller). Platforms whose messages carry only a
+    /// reference (Telegram's `file_id`) fetch it here.
     async fn fetch_attachment(
         &self,
         _attachment: &Attachment,

@@ -61,8 +61,15 @@ pub(super) async fn hear_voice_note(
     else {
         return Ok(false);
     };
+    let limit = reader.max_bytes();
+    if let Some(bytes) = recording.size_bytes.filter(|&bytes| bytes > limit) {
+        // The platform said how big it is: refused before anything is downloaded.
+        return Err(VoiceNoteRefusal::Fetch(BridgeError::too_large(
+            bytes, limit,
+        )));
+    }
     let audio = bridge
-        .fetch_attachment(&recording, reader.max_bytes())
+        .fetch_attachment(&recording, limit)
         .await
         .map_err(VoiceNoteRefusal::Fetch)?;
     let transcript = reader

@@ -197,9 +197,6 @@ impl Bridge for DiscordBridge {
                     "the attachment is not on Discord's CDN",
                 )
             })?;
-        if let Some(bytes) = attachment.size_bytes.filter(|&bytes| bytes > max_bytes) {
-            return Err(crate::common::too_large(bytes, max_bytes));
-        }
         self.rest.download(url, max_bytes).await
     }
 

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use troupe_actors::bridge::{BridgeError, BridgeErrorKind};
 
-use crate::common::{download, http_client, request_failed, too_large};
+use crate::common::{download, http_client, request_failed};
 use crate::secrets::Secret;
 
 /// One Bot API answer.
@@ -86,7 +86,7 @@ impl TelegramClient {
             )
             .await?;
         if let Some(bytes) = file.file_size.filter(|&bytes| bytes > max_bytes) {
-            return Err(too_large(bytes, max_bytes));
+            return Err(BridgeError::too_large(bytes, max_bytes));
         }
         let path = file.file_path.ok_or_else(|| {
             BridgeError::new(

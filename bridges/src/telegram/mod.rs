@@ -20,7 +20,7 @@ use troupe_actors::message::Attachment;
 use self::client::{BotUser, TelegramClient, is_markup_error};
 use self::config::{TelegramMode, TelegramSettings};
 use self::mapping::Update;
-use crate::common::{SentPieces, receive_pushed, referenced, voice_key};
+use crate::common::{SentPieces, receive_pushed, referenced};
 use crate::secrets::constant_time_eq;
 
 /// Telegram's limit for one message, in UTF-16 code units.
@@ -245,7 +245,6 @@ impl Bridge for TelegramBridge {
             self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
         self.sent_pieces.finished(&delivery.reply_id);
-        self.sent_pieces.finished(&voice_key(&delivery.reply_id));
         Ok(())
     }
 
@@ -255,9 +254,6 @@ impl Bridge for TelegramBridge {
         max_bytes: u64,
     ) -> Result<Vec<u8>, BridgeError> {
         let file_id = referenced(attachment, mapping::FILE_SCHEME, "a Telegram file")?;
-        if let Some(bytes) = attachment.size_bytes.filter(|&bytes| bytes > max_bytes) {
-            return Err(crate::common::too_large(bytes, max_bytes));
-        }
         self.client.download(file_id, max_bytes).await
     }
 
@@ -266,8 +262,7 @@ impl Bridge for TelegramBridge {
         delivery: &Delivery,
         recording: &[u8],
     ) -> Result<(), BridgeError> {
-        let sent = voice_key(&delivery.reply_id);
-        if self.sent_pieces.already(&sent) > 0 {
+        if self.sent_pieces.voice_sent(&delivery.reply_id) {
             return Ok(());
         }
         let destination = &delivery.destination;
@@ -285,7 +280,7 @@ impl Bridge for TelegramBridge {
             .client
             .call_with_file("sendVoice", form, Duration::from_secs(60))
             .await?;
-        self.sent_pieces.sent(&sent, 1);
+        self.sent_pieces.note_voice_sent(&delivery.reply_id);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use troupe_actors::bridge::{BridgeError, BridgeErrorKind};
 
 use super::config::WhatsAppSettings;
-use crate::common::{read_limited, request_failed, too_large};
+use crate::common::{read_limited, request_failed};
 
 /// What `GET {graph}/{media-id}` answers.
 #[derive(Debug, Deserialize)]
@@ -96,7 +96,7 @@ pub(super) async fn download(
         other => other.as_u64(),
     });
     if let Some(bytes) = stated.filter(|&bytes| bytes > max_bytes) {
-        return Err(too_large(bytes, max_bytes));
+        return Err(BridgeError::too_large(bytes, max_bytes));
     }
     let request = http.get(&media.url).bearer_auth(token);
     let bytes = crate::common::download(request, max_bytes, "whatsapp media download").await?;

@@ -20,9 +20,7 @@ use troupe_actors::message::Attachment;
 
 use self::config::WhatsAppSettings;
 use self::mapping::Notification;
-use crate::common::{
-    SentPieces, http_client, receive_pushed, referenced, request_failed, voice_key,
-};
+use crate::common::{SentPieces, http_client, receive_pushed, referenced, request_failed};
 use crate::secrets::constant_time_eq;
 use crate::signing;
 use crate::text::split_chars as split;
@@ -153,7 +151,6 @@ impl Bridge for WhatsAppBridge {
             self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
         self.sent_pieces.finished(&delivery.reply_id);
-        self.sent_pieces.finished(&voice_key(&delivery.reply_id));
         Ok(())
     }
 
@@ -162,8 +159,7 @@ impl Bridge for WhatsAppBridge {
         delivery: &Delivery,
         recording: &[u8],
     ) -> Result<(), BridgeError> {
-        let sent = voice_key(&delivery.reply_id);
-        if self.sent_pieces.already(&sent) > 0 {
+        if self.sent_pieces.voice_sent(&delivery.reply_id) {
             return Ok(());
         }
         let media = media::upload(&self.http, &self.settings, recording).await?;
@@ -180,7 +176,7 @@ impl Bridge for WhatsAppBridge {
             "audio": {"id": media},
         });
         self.post_message(&body).await?;
-        self.sent_pieces.sent(&sent, 1);
+        self.sent_pieces.note_voice_sent(&delivery.reply_id);
         Ok(())
     }
 

@@ -157,6 +157,11 @@ impl LocalModels {
         Ok(Some((Arc::new(memories), disk)))
     }
 
+    /// Whether the voice-activity model `name` is installed.
+    pub(crate) fn has_voice_activity(&self, name: &str) -> bool {
+        self.dir.join(name).join("silero_vad.onnx").is_file()
+    }
+
     /// The voice-activity model `name` (a folder of the models directory holding
     /// `silero_vad.onnx`), and the child its pool runs as.
     pub(crate) fn voice_activity(

@@ -206,6 +206,7 @@ pub(crate) async fn serve(
     let voice_children = voice.children;
     let voice_notes = voice.voice_notes;
     let voice_replies = voice.voice_replies;
+    let web_voice = voice.web;
     let bridge_store = BridgeStore::open(&config.storage.data_dir).context("storage.data_dir")?;
     let stores: Arc<[Storage]> = [bridge_store.storage().clone(), reminders.storage().clone()]
         .into_iter()
@@ -270,6 +271,7 @@ pub(crate) async fn serve(
             models,
             memories: access_memories,
             voice: voice_summary,
+            web_voice,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.extend(model_children);

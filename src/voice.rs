@@ -2,7 +2,8 @@
 //! model's pool (a child of the node's supervisor, started only when a satellite needs it),
 //! one bridge per `[[voice.satellites]]` entry, which the dispatcher runs like any other
 //! bridge (journal, identities, reconnection); with `stt`, the reader of the voice notes
-//! people send on messaging platforms, and with `tts`, the writer of spoken replies.
+//! people send on messaging platforms, and with `tts`, the writer of spoken replies; and
+//! [`WebVoice`], what the web page's microphone and speaker run on (`/ws`).
 //! `GET /api/v1/voice` shows it.
 
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use serde_json::json;
 use troupe_actors::bridge::VoiceReplies;
 use troupe_actors::bridge::policy::{AccessPolicy, DmPolicy};
 use troupe_actors::supervisor::ChildSpec;
-use troupe_actors::voice::{SpeechToText, TextToSpeech, VoiceNoteReader, VoiceNoteWriter};
+use troupe_actors::voice::{
+    ListenerConfig, SpeechToText, TextToSpeech, VoiceActivity, VoiceNoteReader, VoiceNoteWriter,
+    WakeWord,
+};
 use troupe_inference::voice::{
     SATELLITE_PLATFORM, SpokenNotes, VoiceEngines, VoiceNotes, WyomingSatellite,
 };
@@ -40,6 +44,32 @@ pub(crate) struct VoiceSummary {
     voice_notes: bool,
     /// Replies can be voice notes (`tts` is configured; each bridge's `voice_replies`).
     voice_replies: bool,
+    /// What the web page's voice can do.
+    web: WebVoiceSummary,
+}
+
+/// What `GET /api/v1/voice` says of the web page's voice.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub(crate) struct WebVoiceSummary {
+    /// The page may send speech while a button is held (`stt` is configured).
+    push_to_talk: bool,
+    /// The page may listen hands-free (the voice-activity model is installed too).
+    hands_free: bool,
+    /// Hands-free listening may wait for the wake word (`wake_word` is configured).
+    wake_word: bool,
+    /// Replies to speech are spoken back (`tts` is configured).
+    speaks: bool,
+}
+
+/// The engines the web page's voice runs on: speech to text always; the voice-activity
+/// model for hands-free listening; the wake word and the voice when configured.
+pub(crate) struct WebVoice {
+    pub(crate) stt: Arc<dyn SpeechToText>,
+    pub(crate) vad: Option<Arc<dyn VoiceActivity>>,
+    pub(crate) wake: Option<Arc<dyn WakeWord>>,
+    pub(crate) tts: Option<Arc<dyn TextToSpeech>>,
+    /// How hands-free speech is cut into utterances.
+    pub(crate) listening: ListenerConfig,
 }
 
 /// The voice's parts for the node.
@@ -53,6 +83,8 @@ pub(crate) struct Voice {
     pub(crate) voice_notes: Option<Arc<dyn VoiceNoteReader>>,
     /// What speaks replies as voice notes: with `tts` configured.
     pub(crate) voice_replies: Option<Arc<dyn VoiceNoteWriter>>,
+    /// What the web page's voice runs on: with `stt` configured.
+    pub(crate) web: Option<Arc<WebVoice>>,
 }
 
 fn describe_stt(service: &SttService) -> String {
@@ -96,36 +128,68 @@ pub(crate) fn build(config: &VoiceConfig, models: &LocalModels) -> anyhow::Resul
     let voice_replies = tts
         .clone()
         .map(|tts| Arc::new(SpokenNotes::new(tts)) as Arc<dyn VoiceNoteWriter>);
+    let (vad, wake) = match &stt {
+        Some(_) => listening_models(config, models, &mut summary, &mut children)?,
+        None => (None, None),
+    };
     let satellites = if config.satellites.is_empty() {
         Vec::new()
     } else {
-        let engines = satellite_engines(config, models, &mut summary, &mut children, stt, tts)?;
+        let engines = VoiceEngines {
+            vad: vad.clone().context("voice.vad: is required")?,
+            stt: stt.clone().context("voice.stt: is required")?,
+            tts: tts.clone().context("voice.tts: is required")?,
+            wake: wake.clone(),
+        };
         satellite_bridges(config, &engines)?
     };
+    let web = stt.map(|stt| {
+        summary.web = WebVoiceSummary {
+            push_to_talk: true,
+            hands_free: vad.is_some(),
+            wake_word: vad.is_some() && wake.is_some(),
+            speaks: tts.is_some(),
+        };
+        Arc::new(WebVoice {
+            stt,
+            vad,
+            wake,
+            tts,
+            listening: config.listening(),
+        })
+    });
     Ok(Voice {
         summary,
         satellites,
         children,
         voice_notes,
         voice_replies,
+        web,
     })
 }
 
-/// The engines satellites run on: the speech services, and the voice-activity and
-/// wake-word models (their pools join `children`).
-fn satellite_engines(
+/// The voice-activity model and the wake word, when loaded.
+type ListeningModels = (Option<Arc<dyn VoiceActivity>>, Option<Arc<dyn WakeWord>>);
+
+/// The voice-activity and wake-word models (their pools join `children`). Satellites need
+/// the voice-activity model; without satellites it is loaded when installed (the web
+/// page's hands-free listening), and its absence only leaves push-to-talk.
+fn listening_models(
     config: &VoiceConfig,
     models: &LocalModels,
     summary: &mut VoiceSummary,
     children: &mut Vec<ChildSpec>,
-    stt: Option<Arc<dyn SpeechToText>>,
-    tts: Option<Arc<dyn TextToSpeech>>,
-) -> anyhow::Result<VoiceEngines> {
-    let stt = stt.context("voice.stt: is required")?;
+) -> anyhow::Result<ListeningModels> {
+    if config.satellites.is_empty() && !models.has_voice_activity(&config.vad) {
+        tracing::info!(
+            vad = %config.vad,
+            "the voice-activity model is not installed: the web page offers push-to-talk only"
+        );
+        return Ok((None, None));
+    }
     let (vad, vad_child) = models.voice_activity(&config.vad)?;
     summary.vad = Some(config.vad.clone());
     children.push(vad_child);
-    let tts = tts.context("voice.tts: is required")?;
     let wake = match &config.wake_word {
         Some(word) => {
             let (wake, wake_child) = models.wake_word(&config.wake_model, word)?;
@@ -135,12 +199,7 @@ fn satellite_engines(
         }
         None => None,
     };
-    Ok(VoiceEngines {
-        vad,
-        stt,
-        tts,
-        wake,
-    })
+    Ok((Some(vad), wake))
 }
 
 /// One bridge per `[[voice.satellites]]` entry.

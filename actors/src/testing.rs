@@ -1,5 +1,6 @@
 //! First-class fakes for tests of every crate: a [`ScriptedProvider`] that answers from a
-//! script and records what it was asked.
+//! script and records what it was asked, and [`CountingSpeechToText`], which hears how
+//! much audio it was sent.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -212,5 +213,27 @@ impl crate::embedding::Embedder for WordsEmbedder {
                 tokens: text.split_whitespace().count() + 2,
             })
             .collect())
+    }
+}
+
+/// Speech to text that answers how much audio it heard: `"<N> bytes"`.
+pub struct CountingSpeechToText;
+
+#[async_trait::async_trait]
+impl crate::voice::SpeechToText for CountingSpeechToText {
+    fn name(&self) -> &str {
+        "counting"
+    }
+
+    async fn transcribe(
+        &self,
+        _format: crate::voice::AudioFormat,
+        mut audio: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<String, crate::voice::SpeechError> {
+        let mut bytes = 0;
+        while let Some(pcm) = audio.recv().await {
+            bytes += pcm.len();
+        }
+        Ok(format!("{bytes} bytes"))
     }
 }

@@ -16,6 +16,8 @@ use troupe_actors::{ErrorCode, MessageError, TurnError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ApiCode {
+    AudioTooFast,
+    AudioTooLong,
     BadRequest,
     Busy,
     CanvasUnavailable,
@@ -55,6 +57,7 @@ pub(crate) enum ApiCode {
     ServerBusy,
     SessionFailed,
     SetupNotOffered,
+    SpeechFailed,
     ShuttingDown,
     StorageError,
     StorageFailing,
@@ -74,6 +77,7 @@ pub(crate) enum ApiCode {
     UnsupportedMediaType,
     UpgradeRequired,
     UploadsUnavailable,
+    VoiceUnavailable,
 }
 
 impl From<ErrorCode> for ApiCode {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use troupe_actors::message::{Attachment, InboundDraft};
 
@@ -24,6 +24,51 @@ pub(crate) enum ClientFrame {
         #[serde(default)]
         conversation_id: Option<String>,
     },
+    /// The microphone opens: binary frames of 16 kHz mono PCM16 follow, and what is said
+    /// becomes a message of `conversation_id` (by default the sender's own conversation).
+    #[serde(rename = "voice_start")]
+    VoiceStart(VoiceStartFrame),
+    /// The person is done speaking (push-to-talk released): what was said is heard now.
+    #[serde(rename = "voice_end")]
+    VoiceEnd {},
+    /// The microphone closes; speech not yet heard is dropped.
+    #[serde(rename = "voice_stop")]
+    VoiceStop {},
+    /// The assistant stops speaking (its reply's text goes on).
+    #[serde(rename = "speech_stop")]
+    SpeechStop {},
+}
+
+/// How the microphone is listened to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum VoiceMode {
+    /// Everything between `voice_start` and `voice_end` is one utterance.
+    #[default]
+    PushToTalk,
+    /// Voice activity cuts utterances (after the wake word, when asked for), until
+    /// `voice_stop`.
+    HandsFree,
+}
+
+/// A `voice_start` frame.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VoiceStartFrame {
+    #[serde(default)]
+    pub(crate) mode: VoiceMode,
+    #[serde(default)]
+    pub(crate) conversation_id: Option<String>,
+    /// Hands-free: each utterance needs the node's wake word first.
+    #[serde(default)]
+    pub(crate) wake_word: bool,
+    /// Replies to what is said are spoken back (when the node has a voice).
+    #[serde(default = "speaks_by_default")]
+    pub(crate) speak: bool,
+}
+
+const fn speaks_by_default() -> bool {
+    true
 }
 
 /// A `message` frame: what a client says, before validation makes it a message.
@@ -93,7 +138,12 @@ impl ClientFrame {
     fn id(&self) -> Option<&str> {
         match self {
             // A stop's errors name no message: the turn it named has not failed.
-            Self::Hello { .. } | Self::Stop { .. } => None,
+            Self::Hello { .. }
+            | Self::Stop { .. }
+            | Self::VoiceStart(_)
+            | Self::VoiceEnd {}
+            | Self::VoiceStop {}
+            | Self::SpeechStop {} => None,
             Self::Message(message) => message.id.as_deref(),
         }
     }
@@ -168,6 +218,47 @@ mod tests {
             panic!("a JSON frame");
         };
         assert!(frame.is_err(), "a stop frame names its message");
+    }
+
+    #[test]
+    fn voice_frames_parse_with_their_defaults_and_refuse_unknown_modes() {
+        let Parsed::Json {
+            frame: Ok(ClientFrame::VoiceStart(start)),
+            ..
+        } = parse(r#"{"type":"voice_start"}"#)
+        else {
+            panic!("a voice_start frame");
+        };
+        assert_eq!(start.mode, VoiceMode::PushToTalk);
+        assert!(start.speak && !start.wake_word && start.conversation_id.is_none());
+        let Parsed::Json {
+            frame: Ok(ClientFrame::VoiceStart(start)),
+            ..
+        } = parse(r#"{"type":"voice_start","mode":"hands_free","wake_word":true,"speak":false}"#)
+        else {
+            panic!("a voice_start frame");
+        };
+        assert_eq!(start.mode, VoiceMode::HandsFree);
+        assert!(!start.speak && start.wake_word);
+        for text in [
+            r#"{"type":"voice_end"}"#,
+            r#"{"type":"voice_stop"}"#,
+            r#"{"type":"speech_stop"}"#,
+        ] {
+            assert!(
+                matches!(parse(text), Parsed::Json { frame: Ok(_), .. }),
+                "{text}"
+            );
+        }
+        for text in [
+            r#"{"type":"voice_start","mode":"always"}"#,
+            r#"{"type":"voice_end","id":"x"}"#,
+        ] {
+            assert!(
+                matches!(parse(text), Parsed::Json { frame: Err(_), .. }),
+                "{text}"
+            );
+        }
     }
 
     #[test]

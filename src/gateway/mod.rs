@@ -106,6 +106,8 @@ pub(crate) struct AppState {
     pub(crate) memories: Option<Arc<troupe_actors::memory::Memories>>,
     /// The speech engines (`GET /api/v1/voice`).
     pub(crate) voice: Arc<crate::voice::VoiceSummary>,
+    /// What the web page's microphone and speaker run on (`/ws`), with `stt` configured.
+    pub(crate) web_voice: Option<Arc<crate::voice::WebVoice>>,
 }
 
 impl AppState {

@@ -4,6 +4,11 @@
 //! frames. Server → client: `ack` once accepted, `delta` while streaming, then `reply` or
 //! `error`. A bad frame gets an `error` frame and the connection stays open. Each
 //! connection is one task; each in-flight turn forwards its events through a channel.
+//! Voice (`voice_start`, binary audio frames, spoken replies) is in [`voice`] and
+//! [`speaker`].
+
+mod speaker;
+mod voice;
 
 use std::time::Instant;
 
@@ -32,6 +37,8 @@ use super::frames::{self, ClientFrame, Parsed};
 use super::linked;
 use super::turns::{session_lost, turn_span};
 use super::{AppState, record_gateway_latency};
+use speaker::ReplyVoice;
+use voice::{Said, VoiceLink};
 
 /// Read buffer per connection: small, because 10,000 idle connections must stay cheap
 /// (tokio-tungstenite's default is 128 KiB each). Larger frames still arrive, in pieces.
@@ -95,6 +102,9 @@ struct Connection {
     registered: Option<u64>,
     /// Holds the connection's slot for as long as the socket is open.
     peer: Peer,
+    /// The page's microphone and the assistant's voice.
+    voice: VoiceLink,
+    said_queue: Option<mpsc::UnboundedReceiver<Said>>,
 }
 
 /// What to do after a frame.
@@ -175,7 +185,10 @@ impl Connection {
             _ => format!("anon-{}", uuid::Uuid::new_v4().simple()),
         };
         let (outgoing, queue) = mpsc::unbounded_channel();
+        let (said, said_queue) = mpsc::unbounded_channel();
         Self {
+            voice: VoiceLink::new(said),
+            said_queue: Some(said_queue),
             state,
             caller,
             sender_id,
@@ -190,7 +203,9 @@ impl Connection {
 
     async fn run(mut self, mut socket: WebSocket) {
         metrics::gauge!(metric_names::WEBSOCKET_CONNECTIONS).increment(1.0);
-        let Some(mut queue) = self.outgoing_queue.take() else {
+        let (Some(mut queue), Some(mut said_queue)) =
+            (self.outgoing_queue.take(), self.said_queue.take())
+        else {
             return;
         };
         let shutdown = self.state.shutdown.clone();
@@ -207,6 +222,7 @@ impl Connection {
                     if send_batch(&mut socket, message, &mut queue).await.is_err() { break None; }
                 }
                 Some(()) = self.turns.next(), if !self.turns.is_empty() => {}
+                Some(said) = said_queue.recv() => self.spoken(said),
                 incoming = socket.recv() => match incoming {
                     Some(Ok(message)) => match self.handle(message) {
                         Next::Continue => {}
@@ -225,6 +241,7 @@ impl Connection {
             };
             let _ = socket.send(Message::Close(Some(close_frame))).await;
         }
+        self.voice.close();
         if let Some(id) = self.registered.take() {
             self.state.clients.unregister(&self.sender_id, id);
         }
@@ -271,12 +288,8 @@ impl Connection {
     fn handle(&mut self, message: Message) -> Next {
         let text = match message {
             Message::Text(text) => text,
-            Message::Binary(_) => {
-                self.send(error_frame(
-                    None,
-                    ApiCode::InvalidFrame,
-                    "binary frames are not supported; send JSON text",
-                ));
+            Message::Binary(audio) => {
+                self.voice_audio(audio);
                 return Next::Continue;
             }
             Message::Close(_) => return Next::Close(close_code::NORMAL, "bye"),
@@ -321,13 +334,26 @@ impl Connection {
                 }
                 let span = turn_span("ws", frame.traceparent.as_deref());
                 let draft = frame.into_draft(&self.sender_id);
-                self.accept(draft, frame_id.as_deref(), span);
+                self.accept(draft, frame_id.as_deref(), span, None);
                 Next::Continue
             }
             Ok(ClientFrame::Stop {
                 in_reply_to,
                 conversation_id,
             }) => self.stop(in_reply_to, conversation_id),
+            Ok(ClientFrame::VoiceStart(start)) => self.voice_start(start),
+            Ok(ClientFrame::VoiceEnd {}) => {
+                self.voice.end();
+                Next::Continue
+            }
+            Ok(ClientFrame::VoiceStop {}) => {
+                self.voice.close();
+                Next::Continue
+            }
+            Ok(ClientFrame::SpeechStop {}) => {
+                self.voice.silence();
+                Next::Continue
+            }
             Err(error) => {
                 self.send(error_frame(
                     frame_id.as_deref(),
@@ -344,18 +370,8 @@ impl Connection {
     /// and the turn's own final frame follows. A refused stop's error names no message:
     /// the turn it named goes on, and has not failed.
     fn stop(&mut self, in_reply_to: String, conversation_id: Option<String>) -> Next {
-        let Some(caller) = &self.caller else {
-            self.send(error_frame(
-                None,
-                ApiCode::Unauthorized,
-                "send a hello frame with a valid token first",
-            ));
-            return Next::Close(POLICY_VIOLATION, "unauthorized");
-        };
-        let senders = &self.state.settings.senders;
-        if let Err(refusal) = caller.sender_for(senders, None, conversation_id.as_deref()) {
-            self.send(error_frame(None, refusal.code, &refusal.message));
-            return Next::Continue;
+        if let Err(refused) = self.may_speak_in(conversation_id.as_deref()) {
+            return refused;
         }
         let conversation = conversation_id.unwrap_or_else(|| self.sender_id.clone());
         let key = match linked::session_key(&self.state, "ws", &conversation) {
@@ -381,6 +397,26 @@ impl Connection {
             .boxed(),
         );
         Next::Continue
+    }
+
+    /// Whether this connection's caller may speak in `conversation_id` (by default the
+    /// sender's own); when not, the error went out (naming no message) and the answer is
+    /// what to do next.
+    fn may_speak_in(&mut self, conversation_id: Option<&str>) -> Result<(), Next> {
+        let Some(caller) = &self.caller else {
+            self.send(error_frame(
+                None,
+                ApiCode::Unauthorized,
+                "send a hello frame with a valid token first",
+            ));
+            return Err(Next::Close(POLICY_VIOLATION, "unauthorized"));
+        };
+        let senders = &self.state.settings.senders;
+        if let Err(refusal) = caller.sender_for(senders, None, conversation_id) {
+            self.send(error_frame(None, refusal.code, &refusal.message));
+            return Err(Next::Continue);
+        }
+        Ok(())
     }
 
     fn hello(&mut self, first_frame: bool, sender_id: Option<&str>, token: Option<&str>) -> Next {
@@ -454,7 +490,15 @@ impl Connection {
         None
     }
 
-    fn accept(&mut self, draft: InboundDraft, frame_id: Option<&str>, span: tracing::Span) {
+    /// Submits `draft`; its reply's events go back on this connection, and to `voice`
+    /// when the reply is to be spoken.
+    fn accept(
+        &mut self,
+        draft: InboundDraft,
+        frame_id: Option<&str>,
+        span: tracing::Span,
+        voice: Option<ReplyVoice>,
+    ) {
         let started = Instant::now();
         if self.turns.len() >= MAX_IN_FLIGHT_PER_CONNECTION {
             let message = format!(
@@ -504,7 +548,7 @@ impl Connection {
             }
             self.send(ack_frame(&id));
             self.turns.push(
-                forward_turn(submission.events, outgoing, id, started)
+                forward_turn(submission.events, outgoing, id, started, voice)
                     .instrument(span)
                     .boxed(),
             );
@@ -518,7 +562,7 @@ impl Connection {
                     return;
                 }
                 let _ = outgoing.send(ack_frame(&id));
-                forward_turn(submission.events, outgoing, id, started).await;
+                forward_turn(submission.events, outgoing, id, started, voice).await;
             }
             .instrument(span)
             .boxed(),
@@ -560,12 +604,14 @@ async fn send_batch(
     socket.flush().await
 }
 
-/// Forwards one turn's events to the connection until its final event.
+/// Forwards one turn's events to the connection until its final event, and its text to
+/// `voice` when the reply is spoken.
 async fn forward_turn(
     mut events: TurnEventReceiver,
     outgoing: mpsc::UnboundedSender<Message>,
     in_reply_to: String,
     started: Instant,
+    mut voice: Option<ReplyVoice>,
 ) {
     while let Some(event) = events.recv().await {
         if let TurnEvent::Reply { model_latency, .. } = &event {
@@ -573,9 +619,23 @@ async fn forward_turn(
         }
         let last = event.is_final();
         let _ = outgoing.send(event_frame(&event));
+        match (&event, voice.take()) {
+            (TurnEvent::Delta { text, .. }, Some(mut speaking)) => {
+                speaking.delta(text);
+                voice = Some(speaking);
+            }
+            (TurnEvent::Reply { reply, .. }, Some(speaking)) if !reply.stopped => {
+                speaking.finish(&reply.payload);
+            }
+            (_, Some(speaking)) if last => speaking.cancel(),
+            (_, speaking) => voice = speaking,
+        }
         if last {
             return;
         }
+    }
+    if let Some(speaking) = voice {
+        speaking.cancel();
     }
     let lost: TurnError = session_lost();
     let _ = outgoing.send(error_frame(

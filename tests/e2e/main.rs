@@ -41,5 +41,6 @@ mod web_app;
 mod web_conversations;
 mod web_linked;
 mod web_setup;
+mod web_voice;
 mod websocket;
 mod whatsapp;

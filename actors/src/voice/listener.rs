@@ -221,6 +221,7 @@ impl Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::CountingSpeechToText;
 
     /// Speech wherever a frame is loud.
     struct Loudness;
@@ -244,29 +245,9 @@ mod tests {
         }
     }
 
-    /// Answers how many frames it heard.
-    struct Counting;
-
-    #[async_trait::async_trait]
-    impl SpeechToText for Counting {
-        fn name(&self) -> &str {
-            "counting"
-        }
-
-        async fn transcribe(
-            &self,
-            format: AudioFormat,
-            mut audio: mpsc::Receiver<Vec<u8>>,
-        ) -> Result<String, SpeechError> {
-            let mut bytes = 0;
-            while let Some(pcm) = audio.recv().await {
-                bytes += pcm.len();
-            }
-            Ok(format!(
-                "{} frames",
-                bytes / (VAD_FRAME * usize::from(format.width))
-            ))
-        }
+    /// What the counting speech to text answers for `count` frames.
+    fn frames_said(count: usize) -> String {
+        format!("{} bytes", count * VAD_FRAME * 2)
     }
 
     fn frames(loud: bool, count: usize) -> Vec<u8> {
@@ -277,7 +258,7 @@ mod tests {
     }
 
     fn listener(config: ListenerConfig) -> Listener {
-        Listener::new(Arc::new(Loudness), Arc::new(Counting), config)
+        Listener::new(Arc::new(Loudness), Arc::new(CountingSpeechToText), config)
     }
 
     #[tokio::test]
@@ -296,7 +277,7 @@ mod tests {
         assert_eq!(heard[0].started, 20);
         // 12 frames before detection (4 of silence, 8 of speech), then the rest of the
         // speech and the 16 silent frames that ended it.
-        assert_eq!(heard[0].text, "50 frames");
+        assert_eq!(heard[0].text, frames_said(50));
         assert_eq!(heard[0].ended, 66);
         assert_eq!(listener.finish().await.unwrap(), None);
     }
@@ -309,11 +290,11 @@ mod tests {
             end_of_speech_frames: 16,
         });
         let heard = listener.hear(&frames(true, 60)).await.unwrap();
-        assert_eq!(heard.map(|heard| heard.text), Some("40 frames".to_owned()));
+        assert_eq!(heard.map(|heard| heard.text), Some(frames_said(40)));
         // The speech goes on as a new utterance, under way when the stream ends, counted
         // from the start of the stream.
         let rest = listener.finish().await.unwrap().expect("heard");
-        assert_eq!((rest.text.as_str(), rest.started), ("20 frames", 40));
+        assert_eq!((rest.text, rest.started), (frames_said(20), 40));
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! [`TextToSpeech`], [`SpeechToText`] and [`VoiceActivity`]; the [`SpeechSegmenter`] that
 //! turns voice activity into the start and end of an utterance; and the [`Listener`] that
 //! hears an utterance in a stream of audio and transcribes it as it is spoken; and
-//! [`speakable_sentences`], what a voice says of a Markdown reply; the [`WakeWord`]
+//! [`speakable_sentences`], what a voice says of a Markdown reply (and [`SentenceFeed`],
+//! the same as the reply streams); the [`WakeWord`]
 //! trait with the [`WakeWordSpotter`] that listens for it; and [`VoiceNoteReader`], what
 //! hears the voice notes people send on messaging platforms.
 
@@ -15,7 +16,7 @@ mod wake;
 
 pub use listener::{Heard, LISTENING_FORMAT, Listener, ListenerConfig};
 pub use segmenter::{SpeechEdge, SpeechSegmenter};
-pub use speakable::{MAX_SPOKEN_CHARS, speakable_sentences};
+pub use speakable::{MAX_SPOKEN_CHARS, SentenceFeed, speakable_sentences};
 pub use wake::{WAKE_CHUNK, WAKE_THRESHOLD, WakeState, WakeWord, WakeWordSpotter};
 
 /// Raw PCM's shape: samples per second, bytes per sample, channels.

@@ -28,6 +28,92 @@ pub fn speakable_sentences(markdown: &str) -> Vec<String> {
     sentences
 }
 
+/// A reply's sentences as its text streams in: each piece of text given to [`Self::push`]
+/// answers the sentences it completed (outside code blocks), so that speech can start at
+/// the first sentence instead of the last; [`Self::finish`] answers the rest of the reply.
+#[derive(Debug, Default)]
+pub struct SentenceFeed {
+    text: String,
+    /// The bytes of `text` already answered as sentences.
+    spoken: usize,
+}
+
+impl SentenceFeed {
+    /// Takes the next piece of the reply; answers the sentences it completed.
+    pub fn push(&mut self, piece: &str) -> Vec<String> {
+        self.text.push_str(piece);
+        let Some(end) = self.last_boundary() else {
+            return Vec::new();
+        };
+        let sentences = speakable_sentences(&self.text[self.spoken..end]);
+        self.spoken = end;
+        sentences
+    }
+
+    /// The whole reply, as it ended: answers what was not said yet. A reply that is not
+    /// the text streamed (the model started over) is said whole, unless some was said.
+    pub fn finish(&mut self, reply: &str) -> Vec<String> {
+        let said = &self.text[..self.spoken];
+        let rest = if let Some(rest) = reply.strip_prefix(said) {
+            rest
+        } else if self.spoken == 0 {
+            reply
+        } else {
+            ""
+        };
+        let sentences = speakable_sentences(rest);
+        self.text.clear();
+        self.spoken = 0;
+        sentences
+    }
+
+    /// The end of the last whole sentence or line not yet answered, outside code blocks.
+    fn last_boundary(&self) -> Option<usize> {
+        let pending = &self.text[self.spoken..];
+        let mut boundary = None;
+        let mut chars = pending.char_indices().peekable();
+        let mut fences = count_fences(&self.text[..self.spoken]);
+        let mut line_begins = 0;
+        while let Some((index, character)) = chars.next() {
+            let fence = &pending[index..];
+            if index == line_begins && (fence.starts_with("```") || fence.starts_with("~~~")) {
+                fences += 1;
+            }
+            let next = chars.peek().map(|&(_, next)| next);
+            let ends = match character {
+                '\n' => {
+                    line_begins = index + 1;
+                    true
+                }
+                // `1. ` opens a list item; it ends no sentence.
+                '.' if is_number(&pending[line_begins..index]) => false,
+                '.' | '!' | '?' | '…' => next.is_some_and(char::is_whitespace),
+                _ => false,
+            };
+            if ends && fences.is_multiple_of(2) {
+                boundary = Some(self.spoken + index + character.len_utf8());
+            }
+        }
+        boundary
+    }
+}
+
+/// `text` is digits alone (after any indent).
+fn is_number(text: &str) -> bool {
+    let text = text.trim_start();
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_digit())
+}
+
+/// Code fences that open a line in `text`.
+fn count_fences(text: &str) -> usize {
+    text.lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            line.starts_with("```") || line.starts_with("~~~")
+        })
+        .count()
+}
+
 /// `line` without its heading hashes, quote mark or list bullet.
 fn without_line_marker(line: &str) -> &str {
     let line = line
@@ -151,6 +237,49 @@ mod tests {
             speakable_sentences(reply),
             ["Run this:", "Then it is done."]
         );
+    }
+
+    #[test]
+    fn a_streamed_reply_is_spoken_as_its_sentences_complete() {
+        let mut feed = SentenceFeed::default();
+        assert!(feed.push("Two plus").is_empty());
+        assert!(
+            feed.push(" two is four").is_empty(),
+            "no sentence ended yet"
+        );
+        assert_eq!(feed.push(". Anything"), ["Two plus two is four."]);
+        assert!(feed.push(" else").is_empty());
+        assert_eq!(
+            feed.finish("Two plus two is four. Anything else?"),
+            ["Anything else?"]
+        );
+        // A finished feed starts over for the next reply.
+        assert_eq!(feed.push("Yes. "), ["Yes."]);
+    }
+
+    #[test]
+    fn a_streamed_code_block_is_not_cut_into_sentences() {
+        let mut feed = SentenceFeed::default();
+        assert_eq!(feed.push("Run this:\n```sh\necho a. b\n"), ["Run this:"]);
+        assert!(feed.push("echo c. d\n").is_empty(), "inside the block");
+        assert_eq!(feed.push("```\nDone. "), ["Done."]);
+        assert_eq!(
+            feed.push("Steps:\n1. "),
+            ["Steps:"],
+            "a list item's number is kept"
+        );
+        assert_eq!(
+            feed.finish("Run this:\n```sh\necho a. b\necho c. d\n```\nDone. Steps:\n1. Sleep"),
+            ["Sleep"]
+        );
+    }
+
+    #[test]
+    fn a_reply_that_is_not_what_streamed_is_said_whole_only_if_nothing_was() {
+        let mut feed = SentenceFeed::default();
+        assert_eq!(feed.finish("Hello there."), ["Hello there."]);
+        feed.push("First try. ");
+        assert!(feed.finish("Something else entirely.").is_empty());
     }
 
     #[test]

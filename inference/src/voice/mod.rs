@@ -3,12 +3,12 @@
 //! speech in and out through Wyoming services ([`WyomingStt`], [`WyomingTts`]) and
 //! OpenAI-compatible audio endpoints ([`OpenAiStt`], [`OpenAiTts`]). Voice activity runs
 //! on the local models (`crate::local::SileroVad`). [`WyomingSatellite`] runs the pipeline
-//! for a Home Assistant voice satellite, as a bridge. The wake word and Piper in the
-//! process are still to come (see docs/voice.md).
+//! for a Home Assistant voice satellite, as a bridge; its [`Ear`] (wake word, then voice
+//! activity, then speech to text) also hears the web page's hands-free microphone.
 
+mod ear;
 mod openai_audio;
 mod satellite;
-mod satellite_ear;
 mod satellite_link;
 mod voice_note;
 mod voice_reply;
@@ -17,6 +17,7 @@ mod wyoming_client;
 mod wyoming_stt;
 mod wyoming_tts;
 
+pub use ear::{Ear, EarEvent, WAKE_TIMEOUT};
 pub use openai_audio::{OpenAiStt, OpenAiTts};
 pub use satellite::{SATELLITE_PLATFORM, VoiceEngines, WyomingSatellite};
 pub use voice_note::{

@@ -31,7 +31,7 @@ use troupe_actors::voice::{
     VoiceActivity, WakeWord, speakable_sentences,
 };
 
-use super::satellite_ear::{Ear, Heard};
+use super::ear::{Ear, EarEvent};
 use super::satellite_link::{AudioOut, EventReader, EventWriter, Floor, PipelineRun, link_lost};
 use super::wyoming::WyomingEvent;
 use super::wyoming_client::{format_of, tcp_address};
@@ -224,7 +224,7 @@ impl WyomingSatellite {
     /// is the span of the utterance under way.
     async fn heard(
         &self,
-        heard: Result<Heard, SpeechError>,
+        heard: Result<EarEvent, SpeechError>,
         arrived: Instant,
         ear: &mut Ear,
         utterance: &mut Option<tracing::Span>,
@@ -232,13 +232,13 @@ impl WyomingSatellite {
         context: &BridgeContext,
     ) -> Result<(), BridgeError> {
         match heard {
-            Ok(Heard::Nothing) => Ok(()),
-            Ok(Heard::GaveUp) => {
+            Ok(EarEvent::Nothing) => Ok(()),
+            Ok(EarEvent::GaveUp) => {
                 // The wake word's utterance never came: its span ends here.
                 *utterance = None;
                 Ok(())
             }
-            Ok(Heard::WakeWord) => {
+            Ok(EarEvent::WakeWord) => {
                 stage_took("wake", arrived);
                 let span = utterance.get_or_insert_with(|| self.utterance_span());
                 span.in_scope(|| tracing::debug!(satellite = %self.name, "wake word heard"));
@@ -249,13 +249,13 @@ impl WyomingSatellite {
                     .send(&WyomingEvent::new("detection", detection))
                     .await
             }
-            Ok(Heard::VoiceStarted) => {
+            Ok(EarEvent::VoiceStarted) => {
                 utterance.get_or_insert_with(|| self.utterance_span());
                 writer
                     .send(&WyomingEvent::new("voice-started", Map::new()))
                     .await
             }
-            Ok(Heard::Said { text, unannounced }) => {
+            Ok(EarEvent::Said { text, unannounced }) => {
                 stage_took("transcript", arrived);
                 let span = utterance.take().unwrap_or_else(|| self.utterance_span());
                 *self.answering() = Some(Answering {

@@ -210,3 +210,20 @@ pub async fn satellite_on(
         .args(extra);
     listening_on(port, command).await
 }
+
+/// `samples` (at `rate`, from -1 to 1) as 16 kHz mono PCM16, as a web page's microphone
+/// sends them (linear interpolation: plenty for speech to text).
+pub fn pcm16_at_16k(samples: &[f32], rate: u32) -> Vec<u8> {
+    let step = f64::from(rate) / 16_000.0;
+    let count = (samples.len() as f64 / step) as usize;
+    (0..count)
+        .flat_map(|index| {
+            let at = index as f64 * step;
+            let before = at.floor() as usize;
+            let after = (before + 1).min(samples.len() - 1);
+            let weight = (at - before as f64) as f32;
+            let sample = samples[before] * (1.0 - weight) + samples[after] * weight;
+            ((sample.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes()
+        })
+        .collect()
+}

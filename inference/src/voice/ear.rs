@@ -1,6 +1,6 @@
-//! What a satellite's microphone is for at each moment: nothing yet (before its
-//! `run-pipeline`), the wake word (when the satellite leaves it to Troupe and a wake-word
-//! engine is configured), or an utterance. After the wake word, an utterance must start
+//! What a microphone is for at each moment (a satellite's, or a web page's hands-free
+//! listening): nothing yet (before [`Ear::start`]), the wake word (when one is wanted and a
+//! wake-word engine is configured), or an utterance. After the wake word, an utterance must start
 //! within [`WAKE_TIMEOUT`], or the ear goes back to waiting for the word.
 
 use std::sync::Arc;
@@ -12,11 +12,11 @@ use troupe_actors::voice::{
 };
 
 /// How long after the wake word speech may take to start.
-pub(super) const WAKE_TIMEOUT: Duration = Duration::from_secs(8);
+pub const WAKE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// What a piece of audio brought.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Heard {
+pub enum EarEvent {
     Nothing,
     /// The wake word ended in it.
     WakeWord,
@@ -25,7 +25,7 @@ pub(super) enum Heard {
     /// No speech followed the wake word in time: the ear waits for the word again.
     GaveUp,
     /// An utterance ended in it: what was said. `unannounced` when its start was not
-    /// answered as [`Heard::VoiceStarted`] (it started in the same audio).
+    /// answered as [`EarEvent::VoiceStarted`] (it started in the same audio).
     Said {
         text: String,
         unannounced: bool,
@@ -43,8 +43,8 @@ enum Mode {
     },
 }
 
-/// One satellite's ear.
-pub(super) struct Ear {
+/// One microphone's ear.
+pub struct Ear {
     vad: Arc<dyn VoiceActivity>,
     stt: Arc<dyn SpeechToText>,
     wake: Option<Arc<dyn WakeWord>>,
@@ -52,12 +52,12 @@ pub(super) struct Ear {
     /// Each utterance needs the wake word first.
     needs_word: bool,
     mode: Mode,
-    /// The utterance under way was answered as [`Heard::VoiceStarted`].
+    /// The utterance under way was answered as [`EarEvent::VoiceStarted`].
     announced: bool,
 }
 
 impl Ear {
-    pub(super) fn new(
+    pub fn new(
         vad: Arc<dyn VoiceActivity>,
         stt: Arc<dyn SpeechToText>,
         wake: Option<Arc<dyn WakeWord>>,
@@ -76,13 +76,13 @@ impl Ear {
 
     /// The satellite asked for a pipeline run: `wake_here` when it leaves the wake word to
     /// Troupe. Without a wake-word engine every utterance is taken.
-    pub(super) fn start(&mut self, wake_here: bool) {
+    pub fn start(&mut self, wake_here: bool) {
         self.needs_word = wake_here && self.wake.is_some();
         self.await_next_utterance();
     }
 
     /// The wake word's name, while one is listened for.
-    pub(super) fn wake_word(&self) -> Option<&str> {
+    pub fn wake_word(&self) -> Option<&str> {
         self.needs_word
             .then(|| self.wake.as_deref().map(WakeWord::name))
             .flatten()
@@ -104,12 +104,12 @@ impl Ear {
     }
 
     /// Takes `pcm` (16 kHz mono PCM16) as heard.
-    pub(super) async fn hear(&mut self, pcm: &[u8]) -> Result<Heard, SpeechError> {
+    pub async fn hear(&mut self, pcm: &[u8]) -> Result<EarEvent, SpeechError> {
         let outcome = match &mut self.mode {
-            Mode::Idle => return Ok(Heard::Nothing),
+            Mode::Idle => return Ok(EarEvent::Nothing),
             Mode::WaitingForWord(spotter) => {
                 if !spotter.hear(pcm).await? {
-                    return Ok(Heard::Nothing);
+                    return Ok(EarEvent::Nothing);
                 }
                 // What followed the word in this audio is the start of the utterance.
                 let after_word = spotter.take_pending();
@@ -119,19 +119,19 @@ impl Ear {
                     listener,
                     woken: Some(Instant::now()),
                 };
-                return Ok(Heard::WakeWord);
+                return Ok(EarEvent::WakeWord);
             }
             Mode::Listening { listener, woken } => {
                 let gave_up = woken.is_some_and(|woken| woken.elapsed() > WAKE_TIMEOUT)
                     && !listener.is_hearing();
                 if gave_up {
                     self.await_next_utterance();
-                    return Ok(Heard::GaveUp);
+                    return Ok(EarEvent::GaveUp);
                 }
                 let outcome = listener.hear(pcm).await;
                 if matches!(outcome, Ok(None)) && listener.is_hearing() && !self.announced {
                     self.announced = true;
-                    return Ok(Heard::VoiceStarted);
+                    return Ok(EarEvent::VoiceStarted);
                 }
                 outcome
             }
@@ -140,16 +140,16 @@ impl Ear {
     }
 
     /// The satellite's audio stopped: an utterance under way ends here.
-    pub(super) async fn finish(&mut self) -> Result<Heard, SpeechError> {
+    pub async fn finish(&mut self) -> Result<EarEvent, SpeechError> {
         let outcome = match &mut self.mode {
             Mode::Listening { listener, .. } => listener.finish().await,
-            _ => return Ok(Heard::Nothing),
+            _ => return Ok(EarEvent::Nothing),
         };
         self.heard(outcome)
     }
 
     /// After a failure, starts over where an utterance begins.
-    pub(super) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         if !matches!(self.mode, Mode::Idle) {
             self.await_next_utterance();
         }
@@ -158,17 +158,17 @@ impl Ear {
     fn heard(
         &mut self,
         outcome: Result<Option<troupe_actors::voice::Heard>, SpeechError>,
-    ) -> Result<Heard, SpeechError> {
+    ) -> Result<EarEvent, SpeechError> {
         match outcome? {
             Some(heard) => {
                 let unannounced = !self.announced;
                 self.await_next_utterance();
-                Ok(Heard::Said {
+                Ok(EarEvent::Said {
                     text: heard.text,
                     unannounced,
                 })
             }
-            None => Ok(Heard::Nothing),
+            None => Ok(EarEvent::Nothing),
         }
     }
 }
@@ -257,19 +257,19 @@ mod tests {
         sample.to_le_bytes().repeat((seconds * 16_000.0) as usize)
     }
 
-    fn said(text: &str) -> Heard {
-        Heard::Said {
+    fn said(text: &str) -> EarEvent {
+        EarEvent::Said {
             text: text.into(),
             unannounced: false,
         }
     }
 
     /// Feeds `audio` in 80 ms pieces; answers what was heard, in order.
-    async fn feed(ear: &mut Ear, audio: &[u8]) -> Vec<Heard> {
+    async fn feed(ear: &mut Ear, audio: &[u8]) -> Vec<EarEvent> {
         let mut heard = Vec::new();
         for piece in audio.chunks(2 * WAKE_CHUNK) {
             match ear.hear(piece).await.unwrap() {
-                Heard::Nothing => {}
+                EarEvent::Nothing => {}
                 other => heard.push(other),
             }
         }
@@ -292,9 +292,9 @@ mod tests {
         assert_eq!(
             heard,
             [
-                Heard::VoiceStarted,
+                EarEvent::VoiceStarted,
                 said("it was loud"),
-                Heard::VoiceStarted,
+                EarEvent::VoiceStarted,
                 said("it was loud")
             ]
         );
@@ -310,12 +310,16 @@ mod tests {
         let heard = feed(&mut ear, &word_then_question).await;
         assert_eq!(
             heard,
-            [Heard::WakeWord, Heard::VoiceStarted, said("it was loud")]
+            [
+                EarEvent::WakeWord,
+                EarEvent::VoiceStarted,
+                said("it was loud")
+            ]
         );
         // Back to waiting: the next loud sound is the word again, not a question.
         assert_eq!(
             feed(&mut ear, &seconds(30_000, 0.1)).await,
-            [Heard::WakeWord]
+            [EarEvent::WakeWord]
         );
     }
 
@@ -327,7 +331,7 @@ mod tests {
         let speech = [seconds(30_000, 1.0), seconds(0, 1.0)].concat();
         assert_eq!(
             feed(&mut ear, &speech).await,
-            [Heard::VoiceStarted, said("it was loud")]
+            [EarEvent::VoiceStarted, said("it was loud")]
         );
     }
 
@@ -338,7 +342,7 @@ mod tests {
         let speech = [seconds(30_000, 1.0), seconds(0, 1.0)].concat();
         assert_eq!(
             ear.hear(&speech).await.unwrap(),
-            Heard::Said {
+            EarEvent::Said {
                 text: "it was loud".into(),
                 unannounced: true
             }
@@ -351,14 +355,14 @@ mod tests {
         ear.start(true);
         assert_eq!(
             feed(&mut ear, &seconds(30_000, 0.1)).await,
-            [Heard::WakeWord]
+            [EarEvent::WakeWord]
         );
         tokio::time::advance(WAKE_TIMEOUT + Duration::from_secs(1)).await;
-        assert_eq!(feed(&mut ear, &seconds(0, 0.2)).await, [Heard::GaveUp]);
+        assert_eq!(feed(&mut ear, &seconds(0, 0.2)).await, [EarEvent::GaveUp]);
         // Waiting for the word again: loud audio is the word, not an utterance.
         assert_eq!(
             feed(&mut ear, &seconds(30_000, 0.1)).await,
-            [Heard::WakeWord]
+            [EarEvent::WakeWord]
         );
     }
 }

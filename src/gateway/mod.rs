@@ -229,6 +229,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/rooms", get(web::index))
         .route("/app/app.js", get(web::app_script))
         .route("/app/app.css", get(web::app_styles))
+        .route("/app/microphone-worklet.js", get(web::microphone_worklet))
         .route("/app/LICENSES.txt", get(web::app_licenses))
         .route("/canvas/{room}", get(web::canvas_page))
         .route("/canvas/assets/board.js", get(web::canvas_script))

@@ -19,6 +19,8 @@ use super::error::{ApiCode, ApiError};
 const INDEX_HTML: &str = include_str!("web/index.html");
 const APP_SCRIPT: &str = include_str!("web/dist/app.js");
 const APP_STYLES: &str = include_str!("web/dist/app.css");
+/// Plain JavaScript the browser loads as its own module (no build step).
+const MICROPHONE_WORKLET: &str = include_str!("web/worklet/microphone.js");
 const APP_LICENSES: &str = include_str!("web/dist/LICENSES.txt");
 
 /// Only the app's own script, styles and connections, and images from this node or inline
@@ -82,6 +84,11 @@ pub(crate) async fn canvas_licenses() -> Response {
 
 pub(crate) async fn app_script() -> Response {
     asset("text/javascript; charset=utf-8", APP_SCRIPT)
+}
+
+/// The microphone's audio worklet, which the page loads as its own module.
+pub(crate) async fn microphone_worklet() -> Response {
+    asset("text/javascript; charset=utf-8", MICROPHONE_WORKLET)
 }
 
 pub(crate) async fn app_styles() -> Response {

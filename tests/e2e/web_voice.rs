@@ -4,6 +4,9 @@
 //! back by a Piper voice inside the node, its audio in binary frames. Push-to-talk and
 //! hands-free (voice activity) listening; barge-in (speech while the assistant speaks stops
 //! its voice); and bad audio, which gets clear errors on a connection that stays open.
+//! Then the page itself, in Chromium with a fake microphone playing the question
+//! (`python/browser_voice.py`): hands-free, the question is heard, answered and played, and
+//! the question said again while the answer plays stops it.
 
 use std::time::Duration;
 
@@ -14,6 +17,7 @@ use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
 use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::voice::{WyomingServer, pcm16_at_16k, piper_says, pocketsphinx};
 
+use crate::python::{run_python, script};
 use crate::support::{
     Socket, binary, connect_as, echo_node, frames_until_final, get, metrics_page, openai_provider,
     send, test_models_dir,
@@ -369,4 +373,60 @@ async fn bad_audio_gets_clear_errors_and_the_connection_stays_open() {
     let refused = voice_start(&mut socket, json!({"type": "voice_start"})).await;
     assert_eq!(refused["code"], "voice_unavailable", "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("[voice] stt"));
+}
+
+#[tokio::test]
+async fn a_question_spoken_into_the_web_page_is_answered_aloud_and_speaking_again_stops_it() {
+    let stt = pocketsphinx().await;
+    let node = echo_node(&format!(
+        "[server]\ntoken = \"page-token\"\n\n{}",
+        voice_section(&stt)
+    ))
+    .await;
+    // The fake microphone plays this over and over: a question, then a pause shorter
+    // than the spoken answer, so the question comes again while the answer plays.
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("question.wav");
+    let silence = |seconds: f64| vec![0.0f32; (seconds * 22_050.0) as usize];
+    let samples = [
+        silence(0.3),
+        piper_says("What is two plus two?"),
+        silence(1.2),
+    ]
+    .concat();
+    let pcm: Vec<u8> = samples
+        .iter()
+        .flat_map(|sample| ((sample.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
+        .collect();
+    let format = troupe_actors::voice::AudioFormat {
+        rate: 22_050,
+        width: 2,
+        channels: 1,
+    };
+    std::fs::write(&wav, format.wav(&pcm)).unwrap();
+    let shots = crate::web_app::artefacts();
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let seen = run_python(vec![
+        script("browser_voice.py").display().to_string(),
+        node.http_url(),
+        "page-token".into(),
+        wav.display().to_string(),
+        shots.display().to_string(),
+        crate::web_app::axe_script().display().to_string(),
+    ])
+    .await;
+    assert_eq!(seen["talk_visible"], true, "{seen}");
+    assert_eq!(seen["pressed_while_listening"], "true", "{seen}");
+    let transcript = seen["transcript"].as_str().unwrap();
+    assert!(transcript.contains("two plus two"), "{seen}");
+    assert_eq!(
+        seen["answer"], transcript,
+        "the echo model answers what was heard"
+    );
+    assert!(seen["audio_pieces"].as_u64().unwrap() > 0, "{seen}");
+    assert!(seen["barge_ins"].as_u64().unwrap() >= 1, "{seen}");
+    assert_eq!(seen["speaking_after_barge_in"], "false", "{seen}");
+    assert_eq!(seen["pressed_after"], "false", "{seen}");
+    assert_eq!(seen["axe_violations"], json!([]), "{seen}");
 }

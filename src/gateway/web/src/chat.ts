@@ -232,6 +232,9 @@ export class ChatView {
       case "ack":
         this.answers.get(frame.id)?.article.classList.add("stored");
         break;
+      case "transcript":
+        if (frame.conversation_id === this.conversationId) this.heard(frame.id, frame.payload);
+        break;
     }
   }
 
@@ -288,6 +291,18 @@ export class ChatView {
       ...(attachments.length === 0 ? {} : { attachments }),
     });
     return true;
+  }
+
+  /** What the person said aloud, as the node heard it: their message, awaiting its answer. */
+  private heard(id: string, text: string): void {
+    this.sentHere.add(id);
+    const question = this.userMessage(text);
+    question.classList.add("spoken");
+    this.append(question);
+    const answer = this.pendingAnswer();
+    this.answers.set(id, answer);
+    this.showStop();
+    this.last.set({ id, text, pictures: [], question, answer: answer.article });
   }
 
   /**

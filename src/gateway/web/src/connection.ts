@@ -26,8 +26,29 @@ export interface StopFrame {
   conversation_id: string;
 }
 
+/** Frames that drive the page's microphone and speaker (docs/protocol.md, "Voice"). */
+export type VoiceFrame =
+  | { type: "voice_ready"; mode: "push_to_talk" | "hands_free"; rate: number; wake_word: string | null; speaks: boolean }
+  | { type: "wake_word"; name: string }
+  | { type: "wake_timeout" }
+  | { type: "voice_started" }
+  | { type: "voice_stopped" }
+  | { type: "voice_heard_nothing" }
+  | { type: "transcript"; id: string; conversation_id: string; payload: string }
+  | { type: "speech"; in_reply_to: string; rate: number; width: number; channels: number }
+  | { type: "speech_end"; in_reply_to: string }
+  | { type: "speech_stopped"; in_reply_to: string; reason: "interrupted" | "failed"; message?: string };
+
+/** What the page sends to open, end or close its microphone, or to silence the assistant. */
+export type VoiceRequest =
+  | { type: "voice_start"; mode: "push_to_talk" | "hands_free"; conversation_id: string; wake_word?: boolean }
+  | { type: "voice_end" }
+  | { type: "voice_stop" }
+  | { type: "speech_stop" };
+
 /** Every frame the node sends on `/ws`. */
 export type ServerFrame =
+  | VoiceFrame
   | { type: "ack"; id: string }
   | { type: "delta"; in_reply_to: string; payload: string }
   | { type: "reply"; id: string; in_reply_to: string; payload: string; awaiting?: "confirmation"; stopped?: boolean }
@@ -41,6 +62,8 @@ export type ConnectionState = "connecting" | "connected" | "offline" | "unauthor
 
 export interface ConnectionListener {
   frame(frame: ServerFrame): void;
+  /** A binary frame: the answer's speech, PCM16 as the last `speech` frame said. */
+  audio(pcm: ArrayBuffer): void;
   state(state: ConnectionState, waiting: number): void;
 }
 
@@ -131,9 +154,22 @@ export class Connection {
     return true;
   }
 
+  /** Sends a voice frame if connected now; false otherwise (a microphone is live only). */
+  sendVoice(frame: VoiceRequest): boolean {
+    if (this.stateNow !== "connected" || !this.socket) return false;
+    this.socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** Sends microphone audio (16 kHz mono PCM16) if connected now. */
+  sendAudio(pcm: ArrayBuffer): void {
+    if (this.stateNow === "connected" && this.socket) this.socket.send(pcm);
+  }
+
   private open(): void {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(scheme + location.host + "/ws");
+    socket.binaryType = "arraybuffer";
     this.socket = socket;
     this.announce("connecting");
     socket.onopen = () => {
@@ -158,6 +194,10 @@ export class Connection {
   }
 
   private receive(data: unknown): void {
+    if (data instanceof ArrayBuffer) {
+      this.listener.audio(data);
+      return;
+    }
     if (typeof data !== "string") return;
     let frame: unknown;
     try {

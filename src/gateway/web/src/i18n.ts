@@ -93,6 +93,18 @@ const english = {
   setupAddLines: "{path} already exists, so nothing was changed. Add these lines to it and restart Troupe.",
   setupAddLinesAndVariable: "{path} already exists, so nothing was changed. Add these lines to it, set {variable} to your key, and restart Troupe.",
   setupFailed: "The set-up failed: {message}",
+  voiceTalk: "Hold to talk",
+  voiceHandsFree: "Hands-free",
+  voiceHandsFreeHelp: "Listen until switched off: speak, pause, and the assistant answers aloud",
+  voiceNeedsSecurePage: "The microphone works on https:// pages and on localhost only.",
+  voiceListening: "Listening…",
+  voiceSayWakeWord: "Listening for “{word}”…",
+  voiceHearing: "Hearing you…",
+  voiceThinking: "Thinking…",
+  voiceHeardNothing: "Nothing was heard. Hold the button while you speak.",
+  voiceOffline: "The microphone needs a connection to the assistant.",
+  voiceNoMicrophone: "The microphone could not be opened: allow it for this page.",
+  voiceIdle: "",
 } as const;
 
 export type Key = keyof typeof english;
@@ -190,6 +202,18 @@ const simplifiedChinese: Strings = {
   setupAddLines: "{path} 已存在，未作任何更改。请把以下几行加入该文件，然后重启 Troupe。",
   setupAddLinesAndVariable: "{path} 已存在，未作任何更改。请把以下几行加入该文件，将 {variable} 设为你的密钥，然后重启 Troupe。",
   setupFailed: "设置失败：{message}",
+  voiceTalk: "按住说话",
+  voiceHandsFree: "免提",
+  voiceHandsFreeHelp: "持续聆听直到关闭：说话、停顿，助手会出声回答",
+  voiceNeedsSecurePage: "麦克风只能在 https:// 页面或 localhost 上使用。",
+  voiceListening: "正在聆听…",
+  voiceSayWakeWord: "正在等待“{word}”…",
+  voiceHearing: "正在听你说…",
+  voiceThinking: "正在思考…",
+  voiceHeardNothing: "没有听到声音。请按住按钮说话。",
+  voiceOffline: "麦克风需要先连接到助手。",
+  voiceNoMicrophone: "无法打开麦克风：请允许此页面使用麦克风。",
+  voiceIdle: "",
 };
 
 export type Language = "en" | "zh-CN";

@@ -13,11 +13,12 @@ import {
 } from "./api";
 import { Attachments } from "./attachments";
 import { ChatView } from "./chat";
-import { Connection, type ConnectionState } from "./connection";
+import { Connection, type ConnectionState, type ServerFrame, type VoiceFrame } from "./connection";
 import { ConversationList, newConversationId } from "./conversations";
 import { localize, t, type Key } from "./i18n";
 import { openRoomOnSubmit, showRooms } from "./rooms";
 import { offerSetup } from "./setup";
+import { VoiceControls } from "./voice";
 
 function byId<T extends HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -92,6 +93,17 @@ async function signedInInfo(): Promise<NodeInfo> {
 /** Whether `conversationId` is one of `sender`'s (`sender` or `sender/…`). */
 function owns(sender: string, conversationId: string): boolean {
   return conversationId === sender || conversationId.startsWith(sender + "/");
+}
+
+const VOICE_FRAMES = new Set<string>([
+  "voice_ready", "wake_word", "wake_timeout", "voice_started", "voice_stopped", "voice_heard_nothing",
+  "transcript", "speech", "speech_end", "speech_stopped",
+]);
+/** Error codes that mean the node closed (or never opened) the microphone. */
+const VOICE_ERRORS = new Set(["voice_unavailable", "speech_failed", "audio_too_fast", "audio_too_long"]);
+
+function isVoiceFrame(frame: ServerFrame): frame is VoiceFrame {
+  return VOICE_FRAMES.has(frame.type);
 }
 
 /** Where the conversation shown is remembered, so a reload shows it again. */
@@ -169,13 +181,34 @@ async function startChat(): Promise<void> {
     showState(last.state, last.waiting, model);
   };
   let restored = false;
+  let connected: Connection | null = null;
+  const voice = new VoiceControls(
+    byId("talk"),
+    byId("hands-free"),
+    byId("voice-status"),
+    () => connected,
+    () => chat.conversation,
+  );
+  let voiceOffered = false;
   const connection = new Connection(sender, {
-    frame: (frame) => chat.receive(frame),
+    frame: (frame) => {
+      chat.receive(frame);
+      if (isVoiceFrame(frame)) voice.frame(frame);
+      else if (frame.type === "error" && VOICE_ERRORS.has(frame.code)) voice.failed();
+    },
+    audio: (pcm) => voice.audio(pcm),
     state: (state, waiting) => {
       last = { state, waiting };
       showState(state, waiting, model);
-      if (state !== "connected") return;
+      if (state !== "connected") {
+        voice.disconnected();
+        return;
+      }
       void refreshInfo();
+      if (!voiceOffered) {
+        voiceOffered = true;
+        void voice.offer();
+      }
       if (!restored) {
         restored = true;
         conversation(chat.conversation).then(
@@ -187,6 +220,7 @@ async function startChat(): Promise<void> {
     },
   });
   chat.attach(connection);
+  connected = connection;
   chat.showWaiting(connection.waiting(chat.conversation));
   afterSignIn = () => connection.reconnectNow();
   connection.reconnectNow();

@@ -1,20 +1,20 @@
 """A Wyoming speech-to-text server for the tests: the official `wyoming` library around
-Debian's pocketsphinx (`pocketsphinx_continuous`, English).
+CMU PocketSphinx (PyPI `pocketsphinx`, with its packaged US English model), streaming.
 
     python wyoming_pocketsphinx.py --uri tcp://127.0.0.1:PORT
 
 It answers `describe` with its `info`, and a `transcribe` followed by `audio-start`,
-`audio-chunk`s and `audio-stop` with a `transcript`: the audio is converted to 16 kHz mono
-16-bit (pocketsphinx's model rate) and recognised when it stops.
+`audio-chunk`s and `audio-stop` with a `transcript`. The model loads once, at start; each
+chunk is converted to 16 kHz mono 16-bit (the model's rate) and decoded as it arrives, so
+the transcript is ready tens of milliseconds after `audio-stop`, as with any streaming
+recogniser.
 """
 
 import argparse
 import asyncio
 import audioop
-import subprocess
-import tempfile
-import wave
 
+from pocketsphinx import Decoder
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
@@ -27,10 +27,10 @@ INFO = Info(
     asr=[
         AsrProgram(
             name="pocketsphinx",
-            description="CMU PocketSphinx (Debian), for tests",
+            description="CMU PocketSphinx, streaming, for tests",
             attribution=Attribution(name="CMU", url="https://cmusphinx.github.io/"),
             installed=True,
-            version="0.8",
+            version="5.0",
             models=[
                 AsrModel(
                     name="en-us",
@@ -38,7 +38,7 @@ INFO = Info(
                     attribution=Attribution(name="CMU", url="https://cmusphinx.github.io/"),
                     installed=True,
                     languages=["en"],
-                    version="0.8",
+                    version="5.0",
                 )
             ],
         )
@@ -46,34 +46,31 @@ INFO = Info(
 )
 
 
-def recognise(pcm: bytes) -> str:
-    with tempfile.NamedTemporaryFile(suffix=".wav") as file:
-        with wave.open(file.name, "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(RATE)
-            out.writeframes(pcm)
-        result = subprocess.run(
-            ["pocketsphinx_continuous", "-infile", file.name, "-logfn", "/dev/null"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return " ".join(result.stdout.split())
-
-
 class Handler(AsyncEventHandler):
-    def __init__(self, *args, **kwargs):
+    """One connection; `decoder` is the server's one model, used by one utterance at a time."""
+
+    def __init__(self, decoder: Decoder, lock: asyncio.Lock, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.pcm = b""
+        self.decoder = decoder
+        self.lock = lock
+        self.state = None
+        self.decoding = False
+
+    async def begin(self) -> None:
+        if not self.decoding:
+            await self.lock.acquire()
+            self.decoder.start_utt()
+            self.decoding = True
         self.state = None
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
             await self.write_event(INFO.event())
         elif Transcribe.is_type(event.type) or AudioStart.is_type(event.type):
-            self.pcm, self.state = b"", None
+            await self.begin()
         elif AudioChunk.is_type(event.type):
+            if not self.decoding:
+                await self.begin()
             chunk = AudioChunk.from_event(event)
             audio = chunk.audio
             if chunk.channels == 2:
@@ -82,20 +79,33 @@ class Handler(AsyncEventHandler):
                 audio = audioop.lin2lin(audio, chunk.width, 2)
             if chunk.rate != RATE:
                 audio, self.state = audioop.ratecv(audio, 2, 1, chunk.rate, RATE, self.state)
-            self.pcm += audio
+            self.decoder.process_raw(audio, False, False)
         elif AudioStop.is_type(event.type):
-            text = await asyncio.get_running_loop().run_in_executor(None, recognise, self.pcm)
+            text = self.finish()
             await self.write_event(Transcript(text=text).event())
-            self.pcm = b""
         return True
+
+    def finish(self) -> str:
+        if not self.decoding:
+            return ""
+        self.decoder.end_utt()
+        self.decoding = False
+        self.lock.release()
+        hypothesis = self.decoder.hyp()
+        return " ".join(hypothesis.hypstr.split()) if hypothesis else ""
+
+    async def disconnect(self) -> None:
+        self.finish()
 
 
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--uri", required=True)
     args = parser.parse_args()
+    decoder = Decoder(logfn="/dev/null")
+    lock = asyncio.Lock()
     server = AsyncServer.from_uri(args.uri)
-    await server.run(Handler)
+    await server.run(lambda *handler_args: Handler(decoder, lock, *handler_args))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 //! Real voice components for the tests, each on a free port and stopped when dropped:
 //! speech spoken by Piper (the packaged voice, through the `piper` command of the test
 //! venv), `wyoming-piper` serving that voice, the pocketsphinx speech-to-text server of
-//! `tests/voice/wyoming_pocketsphinx.py` (the official `wyoming` library around Debian's
+//! `tests/voice/wyoming_pocketsphinx.py` (the official `wyoming` library around PyPI
 //! pocketsphinx), and an unmodified `wyoming-satellite` whose microphone plays a WAV file
 //! and whose speaker writes to a file.
 
@@ -169,7 +169,7 @@ pub async fn piper() -> WyomingServer {
     listening(command).await
 }
 
-/// The tests' Wyoming speech-to-text server around Debian's pocketsphinx.
+/// The tests' Wyoming speech-to-text server: PyPI pocketsphinx, streaming.
 pub async fn pocketsphinx() -> WyomingServer {
     let mut command = Command::new(crate::test_venv().join("bin/python"));
     command

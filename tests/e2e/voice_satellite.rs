@@ -191,7 +191,13 @@ async fn a_question_asked_at_a_satellite_after_its_wake_word_is_answered_aloud()
         "{kitchen}"
     );
     let metrics = crate::support::metrics_page(&node.http_url()).await;
-    for stage in ["wake", "transcript", "tts_first_audio", "first_audio"] {
+    for stage in [
+        "wake",
+        "transcript",
+        "first_token",
+        "tts_first_audio",
+        "first_audio",
+    ] {
         let count = format!("troupe_voice_stage_seconds_count{{stage=\"{stage}\"}} ");
         assert!(metrics.contains(&count), "{count} in {metrics}");
     }

@@ -209,7 +209,7 @@ async fn a_question_said_push_to_talk_is_transcribed_answered_and_spoken_back() 
     assert_eq!(session["history"][0]["role"], "user", "{session}");
     assert_eq!(session["history"][0]["content"], said, "{session}");
     let metrics = metrics_page(&node.http_url()).await;
-    for stage in ["transcript", "first_audio"] {
+    for stage in ["transcript", "first_token", "first_audio"] {
         let count = format!("troupe_voice_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(metrics.contains(&count), "{count} in {metrics}");
     }

@@ -493,6 +493,14 @@ impl Bridge for WyomingSatellite {
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
+        // The reply reaches a satellite whole: its first token is here.
+        if let Some(ended) = self
+            .answering()
+            .as_ref()
+            .and_then(|answering| answering.ended)
+        {
+            stage_took("first_token", ended);
+        }
         let outcome = self.speak(&delivery.text).await;
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         match outcome {

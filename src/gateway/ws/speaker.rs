@@ -69,6 +69,7 @@ impl Speaker {
             cancel,
             jobs: self.jobs.clone(),
             heard,
+            started: false,
         }
     }
 
@@ -97,19 +98,32 @@ pub(super) struct ReplyVoice {
     cancel: CancellationToken,
     jobs: mpsc::UnboundedSender<Job>,
     heard: Instant,
+    /// The reply's first text arrived (its latency was recorded).
+    started: bool,
 }
 
 impl ReplyVoice {
     /// A piece of the reply's text arrived.
     pub(super) fn delta(&mut self, text: &str) {
+        self.first_token();
         let sentences = self.feed.push(text);
         self.say(sentences, false);
     }
 
     /// The reply ended as `text`: the rest of it is spoken.
     pub(super) fn finish(mut self, text: &str) {
+        self.first_token();
         let sentences = self.feed.finish(text);
         self.say(sentences, true);
+    }
+
+    /// Records how long the reply's first text took after the speech ended, once.
+    fn first_token(&mut self) {
+        if !self.started {
+            self.started = true;
+            metrics::histogram!(metric_names::VOICE_STAGE_SECONDS, "stage" => "first_token")
+                .record(self.heard.elapsed().as_secs_f64());
+        }
     }
 
     /// The turn failed or was stopped: nothing more is said, and what is being said stops.

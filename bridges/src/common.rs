@@ -7,7 +7,7 @@ use dashmap::DashMap;
 use troupe_actors::bridge::{
     BridgeContext, BridgeError, BridgeErrorKind, BridgeInbound, WebhookResponse,
 };
-use troupe_actors::message::{ContentType, InboundMessage, MessageParts};
+use troupe_actors::message::{Attachment, ContentType, InboundMessage, MessageParts};
 
 /// The HTTP client a bridge talks to its platform with.
 pub(crate) fn http_client() -> reqwest::Client {
@@ -30,6 +30,25 @@ pub(crate) async fn download(
         .await
         .map_err(|error| request_failed(what, &error))?;
     read_limited(response, max_bytes, what).await
+}
+
+/// The address of `attachment` when it is under `base` (the platform's own file host,
+/// the only one its token or its fetches go to); else refused, naming `host`.
+pub(crate) fn url_under<'a>(
+    attachment: &'a Attachment,
+    base: &str,
+    host: &str,
+) -> Result<&'a str, BridgeError> {
+    attachment
+        .url
+        .as_deref()
+        .filter(|url| url.starts_with(base))
+        .ok_or_else(|| {
+            BridgeError::new(
+                BridgeErrorKind::Rejected,
+                format!("the attachment is not on {host}"),
+            )
+        })
 }
 
 /// The body of a file download, refused once it grows past `max_bytes` (so a file is never

@@ -51,6 +51,7 @@ fn bridges() -> &'static Bridges {
                 signing_secret: Some(Secret::new(SECRET)),
                 app_token: None,
                 api_base: NOWHERE.into(),
+                files_base: format!("{NOWHERE}/"),
             })),
             Arc::new(troupe_bridges::discord::DiscordBridge::new(
                 DiscordSettings {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use troupe_testkit::discord::FakeDiscord;
 use troupe_testkit::process::TroupeProcess;
+use troupe_testkit::slack::FakeSlack;
 use troupe_testkit::telegram::FakeTelegram;
 use troupe_testkit::voice::{WyomingServer, ogg_opus, piper_to_wav, pocketsphinx};
 use troupe_testkit::whatsapp::{FakeWhatsApp, PHONE_NUMBER_ID};
@@ -183,6 +184,36 @@ async fn a_discord_voice_message_is_fetched_from_the_cdn_and_answered() {
     fake.wait_for(WAIT, |fake| !fake.posted().is_empty()).await;
     let posted = fake.posted();
     assert_eq!(posted[0]["content"], "what is two plus two", "{posted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_audio_clip_is_fetched_with_the_bot_token_and_answered() {
+    let (bot, app) = ("xoxb-voice-bot", "xapp-voice-app");
+    let (fake, stt) = (
+        FakeSlack::start(bot, app, "signing").await,
+        pocketsphinx().await,
+    );
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\n\n[[bridges]]\nname = \"slack\"\nkind = \"slack\"\nmode = \"socket\"\nbot_token_env = \"SLACK_BOT\"\napp_token_env = \"SLACK_APP\"\napi_base = \"{}\"\nfiles_base = \"{}\"\nallow_from = [\"U1\"]\n",
+        stt.uri,
+        fake.api_base(),
+        fake.files_base()
+    );
+    let _node =
+        TroupeProcess::start_with_env(binary(), &config, &[("SLACK_BOT", bot), ("SLACK_APP", app)])
+            .await
+            .expect("troupe starts");
+    // A clip as Slack's apps record them: Opus in WebM (made from Piper's speech by
+    // scripts/fixtures/voice_recordings.py).
+    let clip = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("inference/tests/data/two_plus_two.webm"),
+    )
+    .unwrap();
+    fake.push_envelope(&fake.audio_clip_event("D1", "U1", clip, "audio/webm"));
+    let posted = fake.wait_for_posts(WAIT, |posted| !posted.is_empty()).await;
+    assert_eq!(posted[0]["text"], "what is two plus two", "{posted:?}");
+    assert_eq!(fake.downloads(), [true], "fetched once, with the bot token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

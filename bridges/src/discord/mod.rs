@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use troupe_actors::bridge::{
-    Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, Destination,
-    MarkdownDialect, WebhookRequest, WebhookResponse,
+    Bridge, BridgeContext, BridgeError, Capabilities, Delivery, Destination, MarkdownDialect,
+    WebhookRequest, WebhookResponse,
 };
 use troupe_actors::message::Attachment;
 
@@ -187,16 +187,7 @@ impl Bridge for DiscordBridge {
         attachment: &Attachment,
         max_bytes: u64,
     ) -> Result<Vec<u8>, BridgeError> {
-        let url = attachment
-            .url
-            .as_deref()
-            .filter(|url| url.starts_with(&self.settings.cdn_base))
-            .ok_or_else(|| {
-                BridgeError::new(
-                    BridgeErrorKind::Rejected,
-                    "the attachment is not on Discord's CDN",
-                )
-            })?;
+        let url = crate::common::url_under(attachment, &self.settings.cdn_base, "Discord's CDN")?;
         self.rest.download(url, max_bytes).await
     }
 
@@ -262,7 +253,11 @@ mod tests {
                 .fetch_attachment(&attachment, 1000)
                 .await
                 .unwrap_err();
-            assert_eq!(refused.kind, BridgeErrorKind::Rejected, "{url}");
+            assert_eq!(
+                refused.kind,
+                troupe_actors::bridge::BridgeErrorKind::Rejected,
+                "{url}"
+            );
             assert!(refused.message.contains("not on Discord's CDN"), "{url}");
         }
     }

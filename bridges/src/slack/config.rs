@@ -11,6 +11,10 @@ fn default_api_base() -> String {
     "https://slack.com/api".into()
 }
 
+fn default_files_base() -> String {
+    "https://files.slack.com".into()
+}
+
 /// How events arrive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +47,9 @@ pub struct SlackConfig {
     /// The Web API's address; only tests change it.
     #[serde(default = "default_api_base")]
     pub api_base: String,
+    /// Where Slack keeps files (the bot token goes to no other host); only tests change it.
+    #[serde(default = "default_files_base")]
+    pub files_base: String,
 }
 
 /// A validated configuration with its secrets read.
@@ -53,6 +60,8 @@ pub struct SlackSettings {
     pub signing_secret: Option<Secret>,
     pub app_token: Option<Secret>,
     pub api_base: String,
+    /// `files_base`, ending in `/`.
+    pub files_base: String,
 }
 
 impl SlackConfig {
@@ -89,12 +98,15 @@ impl SlackConfig {
         };
         crate::common::check_http_url(&self.api_base)
             .map_err(|reason| BridgeConfigError::new("api_base", reason))?;
+        crate::common::check_http_url(&self.files_base)
+            .map_err(|reason| BridgeConfigError::new("files_base", reason))?;
         Ok(SlackSettings {
             bot_token,
             mode: self.mode,
             signing_secret,
             app_token,
             api_base: self.api_base.trim_end_matches('/').to_owned(),
+            files_base: format!("{}/", self.files_base.trim_end_matches('/')),
         })
     }
 }

@@ -58,6 +58,23 @@ struct File {
     size: Option<u64>,
     #[serde(default)]
     url_private: Option<String>,
+    #[serde(default)]
+    url_private_download: Option<String>,
+    /// `slack_audio` for an audio clip recorded in Slack (whatever its MIME type says).
+    #[serde(default)]
+    subtype: Option<String>,
+}
+
+impl File {
+    /// What the file is: an audio clip recorded in Slack is audio even when its MIME type
+    /// says video (clips are WebM or MP4).
+    fn content_type(&self) -> ContentType {
+        if self.subtype.as_deref() == Some("slack_audio") {
+            ContentType::Audio
+        } else {
+            crate::common::content_type_of(self.mimetype.as_deref())
+        }
+    }
 }
 
 /// The message of an event, or `None` when there is nothing to answer.
@@ -79,10 +96,11 @@ pub(crate) fn inbound(event: &Event) -> Option<BridgeInbound> {
         .files
         .iter()
         .map(|file| Attachment {
-            content_type: crate::common::content_type_of(file.mimetype.as_deref()),
+            content_type: file.content_type(),
             url: file
-                .url_private
+                .url_private_download
                 .clone()
+                .or_else(|| file.url_private.clone())
                 .or_else(|| Some(format!("slack-file:{}", file.id))),
             name: file.name.clone(),
             mime_type: file.mimetype.clone(),
@@ -236,6 +254,26 @@ mod tests {
 
     fn event(value: serde_json::Value) -> Event {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn an_audio_clip_is_audio_to_download_whatever_its_mime_type() {
+        let clip = event(
+            json!({"type": "message", "subtype": "file_share", "channel": "D1",
+            "channel_type": "im", "user": "U1", "text": "", "ts": "1.000001",
+            "files": [{"id": "F1", "name": "audio_message.mp4", "mimetype": "video/mp4",
+                "subtype": "slack_audio", "size": 9,
+                "url_private": "https://files.slack.com/files-pri/T1-F1/audio_message.mp4",
+                "url_private_download": "https://files.slack.com/files-pri/T1-F1/download/audio_message.mp4"}]}),
+        );
+        let inbound = inbound(&clip).expect("a clip is a message");
+        let attachment = &inbound.message.attachments()[0];
+        assert_eq!(attachment.content_type, ContentType::Audio);
+        assert_eq!(
+            attachment.url.as_deref(),
+            Some("https://files.slack.com/files-pri/T1-F1/download/audio_message.mp4")
+        );
+        assert_eq!(attachment.size_bytes, Some(9));
     }
 
     #[test]

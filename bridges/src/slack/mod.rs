@@ -15,7 +15,7 @@ use troupe_actors::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, MarkdownDialect,
     WebhookRequest, WebhookResponse,
 };
-use troupe_actors::message::unix_now;
+use troupe_actors::message::{Attachment, unix_now};
 
 use self::config::{SlackMode, SlackSettings};
 use self::mapping::EventBody;
@@ -164,6 +164,39 @@ impl Bridge for SlackBridge {
         }
     }
 
+    /// A file shared with the bot, from Slack's file host with the bot token (which needs
+    /// the `files:read` scope); the token goes to no other host.
+    async fn fetch_attachment(
+        &self,
+        attachment: &Attachment,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, BridgeError> {
+        let url =
+            crate::common::url_under(attachment, &self.settings.files_base, "Slack's file host")?;
+        let request = self
+            .http
+            .get(url)
+            .bearer_auth(self.settings.bot_token.expose());
+        let response = request
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|error| request_failed("slack file", &error))?;
+        // Without `files:read`, Slack answers a file's address with its sign-in page.
+        let html = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/html"));
+        if html {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Rejected,
+                "Slack answered with a web page instead of the file: give the app the files:read scope",
+            ));
+        }
+        crate::common::read_limited(response, max_bytes, "slack file").await
+    }
+
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {
         let pieces = split(&mapping::to_mrkdwn(&delivery.text), MAX_MESSAGE_CHARS);
         let done = self.sent_pieces.already(&delivery.reply_id);
@@ -224,6 +257,38 @@ impl Bridge for SlackBridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::Secret;
+    use troupe_actors::message::ContentType;
+
+    #[tokio::test]
+    async fn the_bot_token_goes_to_slacks_file_host_only() {
+        let bridge = SlackBridge::new(SlackSettings {
+            bot_token: Secret::new("xoxb-test"),
+            mode: SlackMode::Events,
+            signing_secret: Some(Secret::new("secret")),
+            app_token: None,
+            api_base: "http://127.0.0.1:9/api".into(),
+            files_base: "https://files.slack.com/".into(),
+        });
+        for url in [
+            "https://evil.example/files-pri/T1-F1/download/clip.webm",
+            "https://files.slack.com.evil.example/clip.webm",
+        ] {
+            let attachment = Attachment {
+                content_type: ContentType::Audio,
+                url: Some(url.into()),
+                name: None,
+                mime_type: Some("audio/webm".into()),
+                size_bytes: Some(10),
+                upload_id: None,
+            };
+            let refused = bridge
+                .fetch_attachment(&attachment, 1_000)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.kind, BridgeErrorKind::Rejected, "{url}");
+        }
+    }
 
     #[test]
     fn long_replies_split_within_slacks_limit() {

@@ -8,6 +8,7 @@
 
 mod ear;
 mod openai_audio;
+mod recording;
 mod satellite;
 mod satellite_link;
 mod voice_note;
@@ -19,6 +20,7 @@ mod wyoming_tts;
 
 pub use ear::{Ear, EarEvent, WAKE_TIMEOUT};
 pub use openai_audio::{OpenAiStt, OpenAiTts};
+pub use recording::{Recording, decode_recording};
 pub use satellite::{SATELLITE_PLATFORM, VoiceEngines, WyomingSatellite};
 pub use voice_note::{
     MAX_VOICE_NOTE_BYTES, MAX_VOICE_NOTE_SECONDS, VoiceNoteError, VoiceNotes, decode_ogg_opus,

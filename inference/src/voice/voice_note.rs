@@ -1,6 +1,7 @@
 //! Voice notes as Telegram, WhatsApp and Discord send them: Ogg Opus (RFC 7845), decoded
 //! in Rust (`ogg` for the pages, `opus-decoder` for the packets) straight to 16 kHz mono
-//! PCM16, then heard by the node's speech to text ([`VoiceNotes`]). Decoding runs off the
+//! PCM16, then heard by the node's speech to text ([`VoiceNotes`], which takes the other
+//! kinds of recording too: see [`super::recording`]). Decoding runs off the
 //! async runtime, and stops at [`MAX_VOICE_NOTE_SECONDS`], so a note's memory is bounded
 //! whatever it claims.
 
@@ -8,15 +9,19 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use troupe_actors::voice::{LISTENING_FORMAT, SpeechError, SpeechToText, VoiceNoteReader};
+use troupe_actors::voice::{
+    AudioFormat, LISTENING_FORMAT, SpeechError, SpeechToText, VoiceNoteReader,
+};
+
+use super::recording::decode_recording;
 
 /// The largest recording fetched: Telegram's limit for files bots download.
 pub const MAX_VOICE_NOTE_BYTES: u64 = 20 * 1024 * 1024;
 /// The longest recording heard.
 pub const MAX_VOICE_NOTE_SECONDS: u64 = 15 * 60;
 
-/// The rate voice notes are decoded at (speech to text's).
-const RATE: u32 = 16_000;
+/// The rate Opus voice notes are decoded at (speech to text's).
+pub(super) const RATE: u32 = 16_000;
 /// Opus counts granule positions and the pre-skip at 48 kHz.
 const OPUS_RATE: u32 = 48_000;
 /// Samples sent to speech to text at a time: 100 ms.
@@ -41,6 +46,14 @@ pub enum VoiceNoteError {
     TooLong,
     #[error("it holds no audio")]
     Empty,
+    #[error("it is not a recording Troupe can read (Ogg Opus, WebM, MP4 or M4A, MP3): {0}")]
+    Unrecognised(#[source] symphonia::core::errors::Error),
+    #[error("its audio is in a codec Troupe cannot decode (Opus, AAC and MP3 it can): {0}")]
+    Codec(#[source] symphonia::core::errors::Error),
+    #[error("its audio is damaged: {0}")]
+    DamagedStream(#[source] symphonia::core::errors::Error),
+    #[error("it is damaged beyond reading")]
+    Unreadable,
 }
 
 /// What an Ogg Opus stream's `OpusHead` says that decoding needs.
@@ -152,7 +165,7 @@ fn damaged_or_cut(error: ogg::OggReadError) -> VoiceNoteError {
 }
 
 /// One sample of a mono or stereo frame, as mono.
-fn mono(frame: &[i16]) -> i16 {
+pub(super) fn mono(frame: &[i16]) -> i16 {
     let sum: i32 = frame.iter().map(|&sample| i32::from(sample)).sum();
     (sum / frame.len().max(1) as i32) as i16
 }
@@ -180,13 +193,19 @@ impl VoiceNoteReader for VoiceNotes {
         _mime_type: Option<&str>,
     ) -> Result<String, SpeechError> {
         let undecodable = |error| SpeechError::Undecodable(Box::new(error));
-        let samples = tokio::task::spawn_blocking(move || decode_ogg_opus(&recording))
+        let decoded = tokio::task::spawn_blocking(move || decode_recording(&recording))
             .await
             .map_err(|error| SpeechError::Undecodable(Box::new(error)))?
             .map_err(undecodable)?;
+        let format = AudioFormat {
+            rate: decoded.rate,
+            ..LISTENING_FORMAT
+        };
+        let chunk = usize::try_from(decoded.rate / 10).unwrap_or(CHUNK).max(1);
+        let samples = decoded.samples;
         let (audio, heard) = mpsc::channel(16);
         let feeding = async move {
-            for chunk in samples.chunks(CHUNK) {
+            for chunk in samples.chunks(chunk) {
                 let pcm = chunk
                     .iter()
                     .flat_map(|sample| sample.to_le_bytes())
@@ -196,7 +215,7 @@ impl VoiceNoteReader for VoiceNotes {
                 }
             }
         };
-        let (text, ()) = tokio::join!(self.stt.transcribe(LISTENING_FORMAT, heard), feeding);
+        let (text, ()) = tokio::join!(self.stt.transcribe(format, heard), feeding);
         text
     }
 }

@@ -6,9 +6,12 @@
 //!   `events_api` envelopes, expects `{"envelope_id"}` acknowledgements (unacknowledged
 //!   envelopes are sent again on the next connection), and can send `disconnect`;
 //! - the Events API sender: `event_callback` and `url_verification` requests signed with
-//!   `X-Slack-Signature: v0=HMAC-SHA256(signing secret, "v0:{timestamp}:{body}")`.
+//!   `X-Slack-Signature: v0=HMAC-SHA256(signing secret, "v0:{timestamp}:{body}")`;
+//! - the file host: a shared file's `url_private_download`
+//!   (`/files-pri/{team}-{file}/download/{name}`) answers its bytes to the bot token, and
+//!   Slack's sign-in page (HTML, status 200) to a request without it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,6 +48,10 @@ struct Shared {
     envelopes: Mutex<VecDeque<Value>>,
     acks: Mutex<Vec<String>>,
     connections: Mutex<u32>,
+    /// Shared files by id: their bytes and MIME type.
+    files: Mutex<HashMap<String, (Vec<u8>, String)>>,
+    /// File downloads asked for, with or without the bot token.
+    downloads: Mutex<Vec<bool>>,
     news: Notify,
     disconnect: Notify,
 }
@@ -74,6 +81,7 @@ impl FakeSlack {
         let router = Router::new()
             .route("/api/{method}", post(web_api))
             .route("/link/", get(socket))
+            .route("/files-pri/{file}/download/{name}", get(file_download))
             .with_state((Arc::clone(&shared), address));
         let server = crate::serve(listener, router);
         Self {
@@ -88,6 +96,42 @@ impl FakeSlack {
     /// The `api_base` a bridge is configured with.
     pub fn api_base(&self) -> String {
         format!("http://{}/api", self.address)
+    }
+
+    /// The `files_base` a bridge is configured with (Slack's file host).
+    pub fn files_base(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Whether each file download so far carried the bot token.
+    pub fn downloads(&self) -> Vec<bool> {
+        self.shared.downloads.lock().expect("downloads").clone()
+    }
+
+    /// A direct message from `user` in `channel` sharing an audio clip recorded in Slack
+    /// (`subtype: "slack_audio"`, as the apps record them), its bytes kept on the file host.
+    pub fn audio_clip_event(&self, channel: &str, user: &str, clip: Vec<u8>, mime: &str) -> Value {
+        let ts = self.next_ts();
+        let id = format!("F{}", ts.replace('.', ""));
+        let name = if mime.contains("mp4") {
+            "audio_message.m4a"
+        } else {
+            "audio_message.webm"
+        };
+        let size = clip.len();
+        let download = format!("http://{}/files-pri/T1-{id}/download/{name}", self.address);
+        self.shared
+            .files
+            .lock()
+            .expect("files")
+            .insert(format!("T1-{id}"), (clip, mime.to_owned()));
+        json!({"type": "message", "subtype": "file_share", "channel": channel, "channel_type": "im",
+               "user": user, "text": "", "ts": ts, "event_ts": ts, "upload": false,
+               "files": [{"id": id, "created": 1_795_000_000, "name": name, "title": "Audio clip",
+                          "mimetype": mime, "filetype": if mime.contains("mp4") { "m4a" } else { "webm" },
+                          "subtype": "slack_audio", "size": size, "mode": "hosted", "is_external": false,
+                          "url_private": format!("http://{}/files-pri/T1-{id}/{name}", self.address),
+                          "url_private_download": download}]})
     }
 
     pub fn fail_next_posts(&self, failures: impl IntoIterator<Item = PostFailure>) {
@@ -236,6 +280,31 @@ async fn web_api(
             answer(&json!({"ok": false, "error": "invalid_auth"}))
         }
         _ => answer(&json!({"ok": false, "error": "unknown_method"})),
+    }
+}
+
+/// A file's download: its bytes to the bot token; without it, Slack's sign-in page.
+async fn file_download(
+    State((shared, _)): State<(Arc<Shared>, SocketAddr)>,
+    Path((file, _name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let authorized = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        == Some(shared.bot_token.as_str());
+    shared.downloads.lock().expect("downloads").push(authorized);
+    if !authorized {
+        return (
+            [("content-type", "text/html; charset=utf-8")],
+            "<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
+        )
+            .into_response();
+    }
+    match shared.files.lock().expect("files").get(&file) {
+        Some((bytes, mime)) => ([("content-type", mime.clone())], bytes.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -32,6 +32,17 @@ pub(crate) async fn download(
     read_limited(response, max_bytes, what).await
 }
 
+/// A voice note (Ogg Opus) as the file part of a `multipart/form-data` upload.
+pub(crate) fn ogg_part(
+    recording: &[u8],
+    file_name: &'static str,
+) -> Result<reqwest::multipart::Part, BridgeError> {
+    reqwest::multipart::Part::bytes(recording.to_vec())
+        .file_name(file_name)
+        .mime_str("audio/ogg")
+        .map_err(|error| BridgeError::new(BridgeErrorKind::Malformed, error.to_string()))
+}
+
 /// The address of `attachment` when it is under `base` (the platform's own file host,
 /// the only one its token or its fetches go to); else refused, naming `host`.
 pub(crate) fn url_under<'a>(

@@ -167,23 +167,99 @@ async fn a_whatsapp_voice_note_is_downloaded_checked_and_answered() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_discord_voice_message_is_fetched_from_the_cdn_and_answered() {
-    let token = "MTIzNDU2Nzg5.discord-test-token";
-    let (fake, stt) = (FakeDiscord::start(token).await, pocketsphinx().await);
+const DISCORD_TOKEN: &str = "MTIzNDU2Nzg5.discord-test-token";
+
+/// A node that hears voice with `stt` (and `voice`, more of `[voice]`), with a Discord
+/// bridge to `fake` that user 42 may use.
+async fn discord_node(fake: &FakeDiscord, stt: &WyomingServer, voice: &str) -> TroupeProcess {
     let config = format!(
-        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\n\n[[bridges]]\nname = \"discord\"\nkind = \"discord\"\nbot_token_env = \"DISCORD_TOKEN\"\napi_base = \"{}\"\ncdn_base = \"{}\"\nallow_from = [\"42\"]\n",
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\n{voice}\n\n[[bridges]]\nname = \"discord\"\nkind = \"discord\"\nbot_token_env = \"DISCORD_TOKEN\"\napi_base = \"{}\"\ncdn_base = \"{}\"\nallow_from = [\"42\"]\n",
+        crate::support::test_models_dir().display(),
         stt.uri,
         fake.api_base(),
         fake.cdn_base()
     );
-    let _node = TroupeProcess::start_with_env(binary(), &config, &[("DISCORD_TOKEN", token)])
+    TroupeProcess::start_with_env(binary(), &config, &[("DISCORD_TOKEN", DISCORD_TOKEN)])
         .await
-        .expect("troupe starts");
+        .expect("troupe starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_voice_message_is_fetched_from_the_cdn_and_answered() {
+    let (fake, stt) = (
+        FakeDiscord::start(DISCORD_TOKEN).await,
+        pocketsphinx().await,
+    );
+    let _node = discord_node(&fake, &stt, "").await;
     fake.user_sends_voice("500", "42", voice_note("What is two plus two?"));
     fake.wait_for(WAIT, |fake| !fake.posted().is_empty()).await;
     let posted = fake.posted();
     assert_eq!(posted[0]["content"], "what is two plus two", "{posted:?}");
+}
+
+/// What pocketsphinx hears in `recording` (Ogg Opus).
+async fn heard_in(recording: &[u8], stt: &WyomingServer) -> String {
+    use troupe_actors::voice::SpeechToText;
+    let samples = troupe_inference::voice::decode_ogg_opus(recording).expect("Ogg Opus");
+    let recogniser =
+        troupe_inference::voice::WyomingStt::new("pocketsphinx", &stt.uri, Some("en"), WAIT)
+            .unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let pcm = samples
+        .iter()
+        .flat_map(|sample| sample.to_le_bytes())
+        .collect();
+    sender.send(pcm).await.unwrap();
+    drop(sender);
+    recogniser
+        .transcribe(troupe_actors::voice::LISTENING_FORMAT, receiver)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_voice_message_is_answered_with_a_voice_message_then_text() {
+    use base64::Engine as _;
+    let (fake, stt) = (
+        FakeDiscord::start(DISCORD_TOKEN).await,
+        pocketsphinx().await,
+    );
+    let piper = "tts = { kind = \"piper\", voice = \"en_US-joe-medium\" }";
+    let _node = discord_node(&fake, &stt, piper).await;
+    fake.user_sends_voice("500", "42", voice_note("What is two plus two?"));
+    fake.wait_for(WAIT, |fake| fake.posted().len() >= 2).await;
+    let posted = fake.posted();
+    // The voice message first (the flag, no content), then the text.
+    assert_eq!(posted[0]["flags"], 8192, "{posted:?}");
+    assert!(posted[0]["content"].is_null(), "{posted:?}");
+    assert_eq!(posted[1]["content"], "what is two plus two", "{posted:?}");
+    let voices = fake.voice_messages();
+    assert_eq!(voices.len(), 1);
+    let (message, recording) = &voices[0];
+    let attachment = &message["attachments"][0];
+    let seconds = attachment["duration_secs"].as_f64().unwrap();
+    assert!(seconds > 0.8 && seconds < 5.0, "{attachment}");
+    let waveform = base64::engine::general_purpose::STANDARD
+        .decode(attachment["waveform"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        waveform.len(),
+        (seconds * 10.0).ceil() as usize,
+        "a point per 100 ms"
+    );
+    assert_eq!(
+        waveform.iter().max(),
+        Some(&255),
+        "the loudest point is full scale"
+    );
+    // What it says is the answer.
+    let samples = troupe_inference::voice::decode_ogg_opus(recording).expect("Ogg Opus");
+    assert!((samples.len() as f64 / 16_000.0 - seconds).abs() < 0.1);
+    let heard = heard_in(recording, &stt).await;
+    assert!(
+        heard.contains("two plus two"),
+        "the voice message says {heard:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,26 +310,7 @@ async fn a_voice_note_is_answered_with_a_voice_note_and_a_typed_message_in_text(
     assert_eq!(voices.len(), 1, "one voice note before the text");
 
     // The voice note says the answer.
-    let samples = troupe_inference::voice::decode_ogg_opus(&voices[0]).expect("Ogg Opus");
-    let recogniser =
-        troupe_inference::voice::WyomingStt::new("pocketsphinx", &stt.uri, Some("en"), WAIT)
-            .unwrap();
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    sender
-        .send(
-            samples
-                .iter()
-                .flat_map(|sample| sample.to_le_bytes())
-                .collect(),
-        )
-        .await
-        .unwrap();
-    drop(sender);
-    use troupe_actors::voice::SpeechToText;
-    let heard = recogniser
-        .transcribe(troupe_actors::voice::LISTENING_FORMAT, receiver)
-        .await
-        .unwrap();
+    let heard = heard_in(&voices[0], &stt).await;
     assert!(
         heard.contains("two plus two"),
         "the voice note says {heard:?}"

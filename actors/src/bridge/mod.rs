@@ -323,13 +323,13 @@ pub trait Bridge: Send + Sync + 'static {
         ))
     }
 
-    /// Sends `recording` (Ogg Opus: the reply spoken) as a voice note before the reply's
-    /// text; a retried delivery must not send it twice. Platforms without voice notes
-    /// refuse, and the reply goes as text only.
+    /// Sends `note` (the reply spoken) as a voice note before the reply's text; a retried
+    /// delivery must not send it twice. Platforms without voice notes refuse, and the
+    /// reply goes as text only.
     async fn deliver_voice(
         &self,
         _delivery: &Delivery,
-        _recording: &[u8],
+        _note: &crate::voice::VoiceNote,
     ) -> Result<(), BridgeError> {
         Err(BridgeError::new(
             BridgeErrorKind::Rejected,

@@ -80,12 +80,12 @@ impl Bridge for FakeBridge {
     async fn deliver_voice(
         &self,
         delivery: &Delivery,
-        recording: &[u8],
+        note: &crate::voice::VoiceNote,
     ) -> Result<(), BridgeError> {
         self.voices
             .lock()
             .unwrap()
-            .push((delivery.reply_id.clone(), recording.to_vec()));
+            .push((delivery.reply_id.clone(), note.recording().to_vec()));
         Ok(())
     }
 
@@ -539,8 +539,16 @@ struct WordsWriter;
 
 #[async_trait::async_trait]
 impl crate::voice::VoiceNoteWriter for WordsWriter {
-    async fn voice_note(&self, text: &str) -> Result<Vec<u8>, crate::voice::SpeechError> {
-        Ok(format!("spoken: {text}").into_bytes())
+    async fn voice_note(
+        &self,
+        text: &str,
+    ) -> Result<crate::voice::VoiceNote, crate::voice::SpeechError> {
+        let recording = format!("spoken: {text}").into_bytes();
+        Ok(crate::voice::VoiceNote::new(
+            recording,
+            &[1_000; 8_000],
+            16_000,
+        ))
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::{Bridge, BridgeError, BridgeErrorKind, BridgeInbound, Delivery};
 use crate::message::{ContentType, MessageError};
-use crate::voice::{SpeechError, VoiceNoteReader, VoiceNoteWriter};
+use crate::voice::{SpeechError, VoiceNote, VoiceNoteReader, VoiceNoteWriter};
 
 /// Why a voice note was not heard.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ pub(super) async fn spoken_reply(
     writer: &dyn VoiceNoteWriter,
     bridge: &str,
     delivery: &Delivery,
-) -> Option<Vec<u8>> {
+) -> Option<VoiceNote> {
     let spoken = writer.voice_note(&delivery.text).await;
     if let Err(error) = &spoken {
         tracing::warn!(bridge, %error, "could not speak a reply; it goes as text");
@@ -98,14 +98,14 @@ pub(super) async fn spoken_reply(
     spoken.ok()
 }
 
-/// Sends `recording`, then the reply's text; answers whether the recording went. A
-/// platform without voice notes refuses the recording for good: the text still goes.
+/// Sends `note`, then the reply's text; answers whether the note went. A platform without
+/// voice notes refuses the note for good: the text still goes.
 pub(super) async fn deliver_spoken(
     bridge: &dyn Bridge,
     delivery: &Delivery,
-    recording: &[u8],
+    note: &VoiceNote,
 ) -> Result<bool, BridgeError> {
-    let voiced = match bridge.deliver_voice(delivery, recording).await {
+    let voiced = match bridge.deliver_voice(delivery, note).await {
         Err(error) if error.is_retryable() => return Err(error),
         Err(error) => {
             tracing::info!(bridge = bridge.kind(), %error, "the voice note was not sent; the reply goes as text");

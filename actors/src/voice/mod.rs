@@ -133,7 +133,66 @@ pub trait VoiceNoteReader: Send + Sync + 'static {
 /// Opus).
 #[async_trait::async_trait]
 pub trait VoiceNoteWriter: Send + Sync + 'static {
-    async fn voice_note(&self, text: &str) -> Result<Vec<u8>, SpeechError>;
+    async fn voice_note(&self, text: &str) -> Result<VoiceNote, SpeechError>;
+}
+
+/// The most points in a voice note's waveform (Discord's limit).
+pub const MAX_WAVEFORM_POINTS: usize = 256;
+
+/// A reply spoken as a voice note: the recording (Ogg Opus), how long it plays, and the
+/// loudness preview platforms draw (one point per 100 ms or more, at most
+/// [`MAX_WAVEFORM_POINTS`], 0 to 255), taken from the speech it was made from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VoiceNote {
+    recording: Vec<u8>,
+    seconds: f64,
+    waveform: Vec<u8>,
+}
+
+impl VoiceNote {
+    /// `recording`, made from `speech` (mono PCM16 at `rate`).
+    pub fn new(recording: Vec<u8>, speech: &[i16], rate: u32) -> Self {
+        let seconds = speech.len() as f64 / f64::from(rate.max(1));
+        let tenths = (seconds * 10.0).ceil() as usize;
+        let points = tenths.clamp(1, MAX_WAVEFORM_POINTS);
+        let loudness: Vec<f64> = (0..points)
+            .map(|point| {
+                let window =
+                    &speech[point * speech.len() / points..(point + 1) * speech.len() / points];
+                let energy: f64 = window.iter().map(|&sample| f64::from(sample).powi(2)).sum();
+                (energy / window.len().max(1) as f64).sqrt()
+            })
+            .collect();
+        let loudest = loudness.iter().copied().fold(0.0, f64::max);
+        let waveform = loudness
+            .iter()
+            .map(|&level| {
+                if loudest > 0.0 {
+                    (level / loudest * 255.0).round() as u8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        Self {
+            recording,
+            seconds,
+            waveform,
+        }
+    }
+
+    /// The recording: Ogg Opus.
+    pub fn recording(&self) -> &[u8] {
+        &self.recording
+    }
+
+    pub const fn seconds(&self) -> f64 {
+        self.seconds
+    }
+
+    pub fn waveform(&self) -> &[u8] {
+        &self.waveform
+    }
 }
 
 /// Speech to text.
@@ -174,4 +233,29 @@ pub trait VoiceActivity: Send + Sync + 'static {
         state: VadState,
         samples: Vec<f32>,
     ) -> Result<(Vec<f32>, VadState), SpeechError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_voice_notes_waveform_has_a_point_per_tenth_of_a_second_scaled_to_the_loudest() {
+        // A second of silence, then two of speech, at 16 kHz.
+        let speech = [vec![0i16; 16_000], vec![8_000i16; 32_000]].concat();
+        let note = VoiceNote::new(b"OggS".to_vec(), &speech, 16_000);
+        assert!((note.seconds() - 3.0).abs() < f64::EPSILON);
+        assert_eq!(note.waveform().len(), 30);
+        assert!(note.waveform()[..10].iter().all(|&point| point == 0));
+        assert!(note.waveform()[10..].iter().all(|&point| point == 255));
+        assert_eq!(note.recording(), b"OggS");
+    }
+
+    #[test]
+    fn a_long_or_silent_voice_note_keeps_within_the_waveforms_limits() {
+        let long = VoiceNote::new(Vec::new(), &vec![100i16; 16_000 * 60], 16_000);
+        assert_eq!(long.waveform().len(), MAX_WAVEFORM_POINTS);
+        let silent = VoiceNote::new(Vec::new(), &[], 16_000);
+        assert_eq!((silent.waveform(), silent.seconds()), (&[0u8][..], 0.0));
+    }
 }

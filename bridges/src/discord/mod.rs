@@ -13,10 +13,11 @@ use std::sync::Mutex;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use troupe_actors::bridge::{
-    Bridge, BridgeContext, BridgeError, Capabilities, Delivery, Destination, MarkdownDialect,
-    WebhookRequest, WebhookResponse,
+    Bridge, BridgeContext, BridgeError, BridgeErrorKind, Capabilities, Delivery, Destination,
+    MarkdownDialect, WebhookRequest, WebhookResponse,
 };
 use troupe_actors::message::Attachment;
+use troupe_actors::voice::VoiceNote;
 
 use self::config::DiscordSettings;
 use self::gateway::GatewaySession;
@@ -27,6 +28,10 @@ use crate::text::split_chars;
 
 /// Discord's limit for one message.
 const MAX_MESSAGE_CHARS: usize = 2000;
+/// The message flag that makes an audio attachment a voice message (`1 << 13`).
+const IS_VOICE_MESSAGE: u64 = 1 << 13;
+/// The nonce index of a reply's voice message (its text pieces count from 0).
+const VOICE_NONCE: usize = usize::MAX;
 
 pub struct DiscordBridge {
     settings: DiscordSettings,
@@ -141,6 +146,30 @@ impl DiscordBridge {
     }
 }
 
+impl DiscordBridge {
+    /// The body of a voice message: the flag, and the one attachment with its length and
+    /// waveform (Discord draws it); no content is allowed with them.
+    fn voice_payload(delivery: &Delivery, note: &VoiceNote) -> serde_json::Value {
+        use base64::Engine as _;
+        let mut payload = json!({
+            "flags": IS_VOICE_MESSAGE,
+            "attachments": [{
+                "id": "0",
+                "filename": "voice-message.ogg",
+                "duration_secs": note.seconds(),
+                "waveform": base64::engine::general_purpose::STANDARD.encode(note.waveform()),
+            }],
+            "nonce": nonce(&delivery.reply_id, VOICE_NONCE),
+            "enforce_nonce": true,
+        });
+        if let Some(message) = &delivery.destination.reply_to_message_id {
+            payload["message_reference"] =
+                json!({"message_id": message, "fail_if_not_exists": false});
+        }
+        payload
+    }
+}
+
 /// At most 25 characters, stable for one piece of one reply.
 fn nonce(reply_id: &str, index: usize) -> String {
     let digest = Sha256::digest(format!("{reply_id}/{index}").as_bytes());
@@ -177,6 +206,40 @@ impl Bridge for DiscordBridge {
             self.sent_pieces.sent(&delivery.reply_id, index + 1);
         }
         self.sent_pieces.finished(&delivery.reply_id);
+        Ok(())
+    }
+
+    /// A voice message (`multipart/form-data`: `payload_json`, `files[0]`), before the
+    /// text. A slash command's answer is the deferred response's text, so it stays text.
+    async fn deliver_voice(
+        &self,
+        delivery: &Delivery,
+        note: &VoiceNote,
+    ) -> Result<(), BridgeError> {
+        if self.sent_pieces.voice_sent(&delivery.reply_id) {
+            return Ok(());
+        }
+        let destination = &delivery.destination;
+        let interaction = destination
+            .reply_to_message_id
+            .as_deref()
+            .is_some_and(|reference| reference.starts_with(INTERACTION_PREFIX));
+        if interaction {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Rejected,
+                "a slash command is answered in text",
+            ));
+        }
+        let file = crate::common::ogg_part(note.recording(), "voice-message.ogg")?;
+        let form = reqwest::multipart::Form::new()
+            .text(
+                "payload_json",
+                Self::voice_payload(delivery, note).to_string(),
+            )
+            .part("files[0]", file);
+        let path = format!("channels/{}/messages", destination.chat_id);
+        self.rest.send_form(&path, form).await?;
+        self.sent_pieces.note_voice_sent(&delivery.reply_id);
         Ok(())
     }
 

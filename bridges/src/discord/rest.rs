@@ -54,22 +54,56 @@ impl DiscordRest {
         authorized: bool,
     ) -> Result<Value, BridgeError> {
         let route = format!("{method} {}", route_of(path));
-        self.wait_for_bucket(&route).await;
-        let mut request = self
+        let mut request = self.request(method, path, authorized);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.execute(&route, request).await
+    }
+
+    /// POSTs `form` (`multipart/form-data`: `payload_json` and `files[n]`) to `path`, with
+    /// the bot's token.
+    pub(crate) async fn send_form(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> Result<Value, BridgeError> {
+        let route = format!("POST {}", route_of(path));
+        let request = self
+            .request(reqwest::Method::POST, path, true)
+            .multipart(form);
+        self.execute(&route, request).await
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorized: bool,
+    ) -> reqwest::RequestBuilder {
+        let request = self
             .http
             .request(method, format!("{}/{path}", self.base))
             .timeout(Duration::from_secs(30));
         if authorized {
-            request = request.header("authorization", format!("Bot {}", self.token.expose()));
+            request.header("authorization", format!("Bot {}", self.token.expose()))
+        } else {
+            request
         }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+    }
+
+    /// Sends `request` once its route's bucket allows, and reads the answer.
+    async fn execute(
+        &self,
+        route: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, BridgeError> {
+        self.wait_for_bucket(route).await;
         let response = request
             .send()
             .await
             .map_err(|error| request_failed(&format!("discord {route}"), &error))?;
-        self.remember_bucket(&route, response.headers());
+        self.remember_bucket(route, response.headers());
         let status = response.status().as_u16();
         let answer: Value = if status == 204 {
             Value::Null

@@ -16,6 +16,7 @@ use troupe_actors::bridge::{
     MarkdownDialect, WebhookRequest, WebhookResponse,
 };
 use troupe_actors::message::Attachment;
+use troupe_actors::voice::VoiceNote;
 
 use self::client::{BotUser, TelegramClient, is_markup_error};
 use self::config::{TelegramMode, TelegramSettings};
@@ -260,18 +261,16 @@ impl Bridge for TelegramBridge {
     async fn deliver_voice(
         &self,
         delivery: &Delivery,
-        recording: &[u8],
+        note: &VoiceNote,
     ) -> Result<(), BridgeError> {
         if self.sent_pieces.voice_sent(&delivery.reply_id) {
             return Ok(());
         }
         let destination = &delivery.destination;
-        let voice = reqwest::multipart::Part::bytes(recording.to_vec())
-            .file_name("reply.ogg")
-            .mime_str("audio/ogg")
-            .map_err(|error| BridgeError::new(BridgeErrorKind::Malformed, error.to_string()))?;
+        let voice = crate::common::ogg_part(note.recording(), "reply.ogg")?;
         let mut form = reqwest::multipart::Form::new()
             .text("chat_id", destination.chat_id.clone())
+            .text("duration", (note.seconds().ceil() as u64).to_string())
             .part("voice", voice);
         if let Some(thread) = &destination.thread_id {
             form = form.text("message_thread_id", thread.clone());

@@ -35,10 +35,7 @@ pub(super) async fn upload(
     settings: &WhatsAppSettings,
     recording: &[u8],
 ) -> Result<String, BridgeError> {
-    let file = reqwest::multipart::Part::bytes(recording.to_vec())
-        .file_name("reply.ogg")
-        .mime_str("audio/ogg")
-        .map_err(|error| BridgeError::new(BridgeErrorKind::Malformed, error.to_string()))?;
+    let file = crate::common::ogg_part(recording, "reply.ogg")?;
     let form = reqwest::multipart::Form::new()
         .text("messaging_product", "whatsapp")
         .text("type", "audio/ogg")

@@ -17,6 +17,7 @@ use troupe_actors::bridge::{
     MarkdownDialect, WebhookRequest, WebhookResponse,
 };
 use troupe_actors::message::Attachment;
+use troupe_actors::voice::VoiceNote;
 
 use self::config::WhatsAppSettings;
 use self::mapping::Notification;
@@ -157,12 +158,12 @@ impl Bridge for WhatsAppBridge {
     async fn deliver_voice(
         &self,
         delivery: &Delivery,
-        recording: &[u8],
+        note: &VoiceNote,
     ) -> Result<(), BridgeError> {
         if self.sent_pieces.voice_sent(&delivery.reply_id) {
             return Ok(());
         }
-        let media = media::upload(&self.http, &self.settings, recording).await?;
+        let media = media::upload(&self.http, &self.settings, note.recording()).await?;
         let to = delivery
             .destination
             .recipient_id

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use troupe_actors::voice::{
-    AudioChunk, AudioFormat, SpeechError, TextToSpeech, VoiceNoteWriter, speakable_sentences,
+    AudioChunk, AudioFormat, SpeechError, TextToSpeech, VoiceNote, VoiceNoteWriter,
+    speakable_sentences,
 };
 
 /// The rate voice notes are encoded at.
@@ -85,7 +86,7 @@ impl SpokenNotes {
 
 #[async_trait::async_trait]
 impl VoiceNoteWriter for SpokenNotes {
-    async fn voice_note(&self, text: &str) -> Result<Vec<u8>, SpeechError> {
+    async fn voice_note(&self, text: &str) -> Result<VoiceNote, SpeechError> {
         let mut samples = Vec::new();
         let mut format = None::<AudioFormat>;
         for sentence in speakable_sentences(text) {
@@ -118,10 +119,13 @@ impl VoiceNoteWriter for SpokenNotes {
             }));
         }
         let rate = format.map_or(RATE, |format| format.rate);
-        tokio::task::spawn_blocking(move || encode_ogg_opus(&samples, rate))
-            .await
-            .map_err(failed)?
-            .map_err(failed)
+        tokio::task::spawn_blocking(move || {
+            let recording = encode_ogg_opus(&samples, rate)?;
+            Ok::<_, VoiceReplyError>(VoiceNote::new(recording, &samples, rate))
+        })
+        .await
+        .map_err(failed)?
+        .map_err(failed)
     }
 }
 

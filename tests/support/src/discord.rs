@@ -1,7 +1,10 @@
 //! A faithful test double of Discord's side of a bot:
 //! - REST (`/api/v10`): `GET gateway/bot`, `POST channels/{id}/messages` (2000-character
 //!   limit, `nonce` + `enforce_nonce` deduplication, rate-limit headers per route, scripted
-//!   429 with `retry_after`), `POST channels/{id}/typing`, and the interaction webhooks
+//!   429 with `retry_after`; voice messages as `multipart/form-data`: `payload_json` with
+//!   the `IS_VOICE_MESSAGE` flag and one `.ogg` attachment with `duration_secs` and a
+//!   base64 `waveform` of at most 256 points, no content, and `files[0]`),
+//!   `POST channels/{id}/typing`, and the interaction webhooks
 //!   (`PATCH webhooks/{app}/{token}/messages/@original`, `POST webhooks/{app}/{token}`);
 //! - the Gateway WebSocket: `Hello`, `Identify` → `READY` (or close 4004 for a bad token),
 //!   heartbeats ACKed, `MESSAGE_CREATE` dispatches with sequence numbers, `Reconnect`
@@ -32,6 +35,8 @@ struct Shared {
     /// Every dispatched event with its sequence number, for resumes.
     events: Mutex<Vec<(u64, Value)>>,
     posted: Mutex<Vec<Value>>,
+    /// Voice messages' recordings, by the index of their message in `posted`.
+    voices: Mutex<Vec<(usize, Vec<u8>)>>,
     interaction_replies: Mutex<Vec<(String, Value)>>,
     typing: Mutex<u32>,
     rate_limits: Mutex<u32>,
@@ -181,6 +186,18 @@ impl FakeDiscord {
         self.shared.reconnect.notify_one();
     }
 
+    /// The recordings of the voice messages posted, with their messages.
+    pub fn voice_messages(&self) -> Vec<(Value, Vec<u8>)> {
+        let posted = self.posted();
+        self.shared
+            .voices
+            .lock()
+            .expect("voices")
+            .iter()
+            .map(|(index, recording)| (posted[*index].clone(), recording.clone()))
+            .collect()
+    }
+
     pub fn posted(&self) -> Vec<Value> {
         self.shared.posted.lock().expect("posted").clone()
     }
@@ -277,15 +294,93 @@ async fn gateway_bot(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     .into_response()
 }
 
+fn invalid_form(field: &str, message: &str) -> Response {
+    let error = json!({"message": "Invalid Form Body", "code": 50035,
+        "errors": {field: {"_errors": [{"code": "INVALID", "message": message}]}}});
+    (StatusCode::BAD_REQUEST, axum::Json(error)).into_response()
+}
+
+/// A voice message's `payload_json` and `files[0]`, checked as Discord checks them.
+async fn voice_message(request: axum::extract::Request) -> Result<(Value, Vec<u8>), Response> {
+    use axum::extract::FromRequest;
+    use base64::Engine as _;
+    let mut form = axum::extract::Multipart::from_request(request, &())
+        .await
+        .map_err(|_| invalid_form("payload_json", "not multipart"))?;
+    let (mut payload, mut file) = (None, None);
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name() {
+            Some("payload_json") => payload = field.text().await.ok(),
+            Some("files[0]") => file = field.bytes().await.ok(),
+            _ => {}
+        }
+    }
+    let payload: Value = payload
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or_else(|| invalid_form("payload_json", "payload_json is required"))?;
+    let file = file.ok_or_else(|| invalid_form("files[0]", "a voice message needs its file"))?;
+    let flags = payload["flags"].as_u64().unwrap_or(0);
+    let attachments = payload["attachments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let [attachment] = attachments.as_slice() else {
+        return Err(invalid_form(
+            "attachments",
+            "a voice message has exactly one attachment",
+        ));
+    };
+    let waveform = attachment["waveform"]
+        .as_str()
+        .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok());
+    let valid = flags & (1 << 13) != 0
+        && payload["content"].as_str().unwrap_or_default().is_empty()
+        && attachment["id"] == "0"
+        && attachment["filename"]
+            .as_str()
+            .is_some_and(|name| name.ends_with(".ogg"))
+        && attachment["duration_secs"]
+            .as_f64()
+            .is_some_and(|seconds| seconds > 0.0)
+        && waveform.is_some_and(|points| !points.is_empty() && points.len() <= 256)
+        && file.starts_with(b"OggS");
+    if !valid {
+        return Err(invalid_form("attachments", "not a valid voice message"));
+    }
+    Ok((payload, file.to_vec()))
+}
+
 async fn create_message(
     State(shared): State<Arc<Shared>>,
     Path(channel): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: axum::extract::Request,
 ) -> Response {
+    let headers = request.headers().clone();
     if !authorized(&shared, &headers) {
         return unauthorized();
     }
+    let multipart = headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("multipart/form-data"));
+    let (voice, body) = if multipart {
+        match voice_message(request).await {
+            Ok((payload, recording)) => (Some(recording), payload),
+            Err(refused) => return refused,
+        }
+    } else {
+        let Ok(bytes) = axum::body::to_bytes(request.into_body(), 1 << 20).await else {
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(&bytes) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"message": "400: Bad Request", "code": 0})),
+            )
+                .into_response();
+        };
+        (None, body)
+    };
     let bucket_headers = |remaining: u32| {
         [
             ("x-ratelimit-limit", "5".to_owned()),
@@ -307,15 +402,8 @@ async fn create_message(
                 .into_response();
         }
     }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"message": "400: Bad Request", "code": 0})),
-        )
-            .into_response();
-    };
     let content = body["content"].as_str().unwrap_or_default();
-    if content.is_empty() || content.chars().count() > 2000 {
+    if voice.is_none() && (content.is_empty() || content.chars().count() > 2000) {
         let error = json!({"message": "Invalid Form Body", "code": 50035,
             "errors": {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}}});
         return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
@@ -338,6 +426,13 @@ async fn create_message(
     message["id"] = json!(format!("80{:016}", posted.len()));
     message["channel_id"] = json!(channel);
     message["author"] = json!({"id": BOT_ID, "username": "troupe", "bot": true});
+    if let Some(recording) = voice {
+        shared
+            .voices
+            .lock()
+            .expect("voices")
+            .push((posted.len(), recording));
+    }
     posted.push(message.clone());
     (StatusCode::OK, bucket_headers(4), axum::Json(message)).into_response()
 }

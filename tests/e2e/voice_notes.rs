@@ -263,14 +263,15 @@ async fn a_discord_voice_message_is_answered_with_a_voice_message_then_text() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slack_audio_clip_is_fetched_with_the_bot_token_and_answered() {
+async fn a_slack_audio_clip_is_fetched_with_the_bot_token_and_answered_aloud() {
     let (bot, app) = ("xoxb-voice-bot", "xapp-voice-app");
     let (fake, stt) = (
         FakeSlack::start(bot, app, "signing").await,
         pocketsphinx().await,
     );
     let config = format!(
-        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\n\n[[bridges]]\nname = \"slack\"\nkind = \"slack\"\nmode = \"socket\"\nbot_token_env = \"SLACK_BOT\"\napp_token_env = \"SLACK_APP\"\napi_base = \"{}\"\nfiles_base = \"{}\"\nallow_from = [\"U1\"]\n",
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\" }}\n\n[[bridges]]\nname = \"slack\"\nkind = \"slack\"\nmode = \"socket\"\nbot_token_env = \"SLACK_BOT\"\napp_token_env = \"SLACK_APP\"\napi_base = \"{}\"\nfiles_base = \"{}\"\nallow_from = [\"U1\"]\n",
+        crate::support::test_models_dir().display(),
         stt.uri,
         fake.api_base(),
         fake.files_base()
@@ -290,6 +291,16 @@ async fn a_slack_audio_clip_is_fetched_with_the_bot_token_and_answered() {
     let posted = fake.wait_for_posts(WAIT, |posted| !posted.is_empty()).await;
     assert_eq!(posted[0]["text"], "what is two plus two", "{posted:?}");
     assert_eq!(fake.downloads(), [true], "fetched once, with the bot token");
+    // Before the text, the answer spoken: an audio file shared in the conversation.
+    let shared = fake.shared_files();
+    assert_eq!(shared.len(), 1, "one voice reply");
+    let (form, recording) = &shared[0];
+    assert_eq!(form["channel_id"], "D1", "{form}");
+    let heard = heard_in(recording, &stt).await;
+    assert!(
+        heard.contains("two plus two"),
+        "the voice reply says {heard:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -477,7 +477,7 @@ async fn a_spoken_turn_is_one_trace_from_the_utterance_to_its_spoken_reply() {
         "the reply's speech joins it"
     );
     assert_eq!(speak.attributes["tts"], "en_US-joe-medium");
-    for stage in ["tts_first_audio_ms", "first_audio_ms"] {
+    for stage in ["first_token_ms", "tts_first_audio_ms", "first_audio_ms"] {
         assert!(
             speak.attributes[stage].parse::<u64>().is_ok(),
             "{stage}: {speak:?}"

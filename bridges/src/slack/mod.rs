@@ -16,6 +16,7 @@ use troupe_actors::bridge::{
     WebhookRequest, WebhookResponse,
 };
 use troupe_actors::message::{Attachment, unix_now};
+use troupe_actors::voice::VoiceNote;
 
 use self::config::{SlackMode, SlackSettings};
 use self::mapping::EventBody;
@@ -45,11 +46,32 @@ impl SlackBridge {
     }
 
     async fn call(&self, method: &str, token: &str, body: &Value) -> Result<Value, BridgeError> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}/{method}", self.settings.api_base))
             .bearer_auth(token)
-            .json(body)
+            .json(body);
+        self.answer(method, request).await
+    }
+
+    /// A Web API method that takes its arguments form-encoded (the file uploads), with the
+    /// bot token.
+    async fn bot_form(&self, method: &str, form: &[(&str, &str)]) -> Result<Value, BridgeError> {
+        let request = self
+            .http
+            .post(format!("{}/{method}", self.settings.api_base))
+            .bearer_auth(self.settings.bot_token.expose())
+            .form(form);
+        self.answer(method, request).await
+    }
+
+    /// Sends `request` and reads Slack's answer: `{"ok": true, …}`, or its error by kind.
+    async fn answer(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, BridgeError> {
+        let response = request
             .timeout(Duration::from_secs(30))
             .send()
             .await
@@ -195,6 +217,64 @@ impl Bridge for SlackBridge {
             ));
         }
         crate::common::read_limited(response, max_bytes, "slack file").await
+    }
+
+    /// The reply spoken, shared as an audio file in the conversation before its text
+    /// (Slack's upload: `files.getUploadURLExternal`, the bytes to the address it gives,
+    /// which must be on Slack's file host, then `files.completeUploadExternal`; the app
+    /// needs `files:write`).
+    async fn deliver_voice(
+        &self,
+        delivery: &Delivery,
+        note: &VoiceNote,
+    ) -> Result<(), BridgeError> {
+        if self.sent_pieces.voice_sent(&delivery.reply_id) {
+            return Ok(());
+        }
+        let recording = note.recording();
+        let length = recording.len().to_string();
+        let upload = self
+            .bot_form(
+                "files.getUploadURLExternal",
+                &[("filename", "voice-reply.ogg"), ("length", &length)],
+            )
+            .await?;
+        let (Some(address), Some(file_id)) =
+            (upload["upload_url"].as_str(), upload["file_id"].as_str())
+        else {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Malformed,
+                "slack files.getUploadURLExternal: no upload_url or file_id",
+            ));
+        };
+        if !address.starts_with(&self.settings.files_base) {
+            return Err(BridgeError::new(
+                BridgeErrorKind::Rejected,
+                "slack gave an upload address off its file host",
+            ));
+        }
+        let response = self
+            .http
+            .post(address)
+            .header(reqwest::header::CONTENT_TYPE, "audio/ogg")
+            .body(recording.to_vec())
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|error| request_failed("slack file upload", &error))?;
+        crate::common::read_limited(response, 64 * 1024, "slack file upload").await?;
+        let files = json!([{"id": file_id, "title": "Voice reply"}]).to_string();
+        let destination = &delivery.destination;
+        let mut form = vec![
+            ("files", files.as_str()),
+            ("channel_id", destination.chat_id.as_str()),
+        ];
+        if let Some(thread) = &destination.thread_id {
+            form.push(("thread_ts", thread.as_str()));
+        }
+        self.bot_form("files.completeUploadExternal", &form).await?;
+        self.sent_pieces.note_voice_sent(&delivery.reply_id);
+        Ok(())
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {

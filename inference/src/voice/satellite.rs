@@ -370,6 +370,7 @@ impl WyomingSatellite {
                 "voice_speak",
                 satellite = %self.name,
                 tts = %self.engines.tts.name(),
+                first_token_ms = tracing::field::Empty,
                 tts_first_audio_ms = tracing::field::Empty,
                 first_audio_ms = tracing::field::Empty,
             );
@@ -454,6 +455,12 @@ impl WyomingSatellite {
         stage_took("tts_first_audio", reply_ready);
         stage_took("first_audio", speech_ended);
         let span = tracing::Span::current();
+        span.record(
+            "first_token_ms",
+            reply_ready
+                .saturating_duration_since(speech_ended)
+                .as_millis(),
+        );
         span.record("tts_first_audio_ms", reply_ready.elapsed().as_millis());
         span.record("first_audio_ms", speech_ended.elapsed().as_millis());
     }

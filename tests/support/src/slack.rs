@@ -1,7 +1,10 @@
 //! A faithful test double of Slack's side of a Slack app:
 //! - the Web API (`POST /api/{method}`, bearer tokens, answers `{"ok": true, …}` or
 //!   `{"ok": false, "error"}` with HTTP 200, `429` with `Retry-After`): `auth.test`,
-//!   `chat.postMessage`, `apps.connections.open`;
+//!   `chat.postMessage`, `apps.connections.open`, and the file upload (form-encoded
+//!   `files.getUploadURLExternal` with `filename` and `length`, the bytes POSTed to the
+//!   `upload_url` it answers, which must be that long, then `files.completeUploadExternal`
+//!   with `files` (JSON), `channel_id` and `thread_ts`);
 //! - Socket Mode: the WebSocket `apps.connections.open` points at sends `hello`, then
 //!   `events_api` envelopes, expects `{"envelope_id"}` acknowledgements (unacknowledged
 //!   envelopes are sent again on the next connection), and can send `disconnect`;
@@ -38,6 +41,9 @@ pub enum PostFailure {
     InternalError,
 }
 
+/// An upload asked for: the length promised, and the bytes once sent.
+type Upload = (usize, Option<Vec<u8>>);
+
 #[derive(Default)]
 struct Shared {
     bot_token: String,
@@ -50,6 +56,11 @@ struct Shared {
     connections: Mutex<u32>,
     /// Shared files by id: their bytes and MIME type.
     files: Mutex<HashMap<String, (Vec<u8>, String)>>,
+    /// Uploads asked for, by file id: the length promised, and the bytes once sent.
+    uploads: Mutex<HashMap<String, Upload>>,
+    /// Uploads completed into a conversation: their `files.completeUploadExternal` form
+    /// and bytes.
+    shared: Mutex<Vec<(Value, Vec<u8>)>>,
     /// File downloads asked for, with or without the bot token.
     downloads: Mutex<Vec<bool>>,
     news: Notify,
@@ -82,6 +93,7 @@ impl FakeSlack {
             .route("/api/{method}", post(web_api))
             .route("/link/", get(socket))
             .route("/files-pri/{file}/download/{name}", get(file_download))
+            .route("/upload/v1/{file}", post(upload))
             .with_state((Arc::clone(&shared), address));
         let server = crate::serve(listener, router);
         Self {
@@ -101,6 +113,12 @@ impl FakeSlack {
     /// The `files_base` a bridge is configured with (Slack's file host).
     pub fn files_base(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// Files the bot shared in conversations: the `files.completeUploadExternal` form
+    /// (`channel_id`, `thread_ts`, `files`) and the bytes uploaded.
+    pub fn shared_files(&self) -> Vec<(Value, Vec<u8>)> {
+        self.shared.shared.lock().expect("shared").clone()
     }
 
     /// Whether each file download so far carried the bot token.
@@ -263,8 +281,25 @@ async fn web_api(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let form = headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+    let body: Value = if form {
+        url::form_urlencoded::parse(&body)
+            .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
     match method.as_str() {
+        "files.getUploadURLExternal" if token == shared.bot_token => {
+            upload_url(&shared, address, &body)
+        }
+        "files.completeUploadExternal" if token == shared.bot_token => {
+            complete_upload(&shared, &body)
+        }
         "auth.test" if token == shared.bot_token => answer(&json!({
             "ok": true, "url": "https://troupe-test.slack.com/", "team": "Troupe Test", "user": "troupe",
             "team_id": "T1", "user_id": BOT_USER_ID, "bot_id": "B1", "is_enterprise_install": false
@@ -281,6 +316,64 @@ async fn web_api(
         }
         _ => answer(&json!({"ok": false, "error": "unknown_method"})),
     }
+}
+
+/// `files.getUploadURLExternal`: an address to send `length` bytes to, and the file's id.
+fn upload_url(shared: &Shared, address: SocketAddr, body: &Value) -> Response {
+    let length = body["length"]
+        .as_str()
+        .and_then(|length| length.parse::<usize>().ok());
+    let (Some(length), Some(_)) = (length, body["filename"].as_str()) else {
+        return answer(&json!({"ok": false, "error": "invalid_arguments"}));
+    };
+    let mut uploads = shared.uploads.lock().expect("uploads");
+    let file_id = format!("FUP{}", uploads.len() + 1);
+    uploads.insert(file_id.clone(), (length, None));
+    answer(&json!({"ok": true, "file_id": file_id,
+        "upload_url": format!("http://{address}/upload/v1/{file_id}")}))
+}
+
+/// The bytes of an upload, which must be as long as promised.
+async fn upload(
+    State((shared, _)): State<(Arc<Shared>, SocketAddr)>,
+    Path(file): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut uploads = shared.uploads.lock().expect("uploads");
+    match uploads.get_mut(&file) {
+        Some((length, sent)) if *length == body.len() => {
+            *sent = Some(body.to_vec());
+            (StatusCode::OK, "OK - 200").into_response()
+        }
+        Some(_) => (
+            StatusCode::BAD_REQUEST,
+            "the length differs from the one given",
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `files.completeUploadExternal`: uploaded files shared into `channel_id`.
+fn complete_upload(shared: &Shared, body: &Value) -> Response {
+    let files: Value = body["files"]
+        .as_str()
+        .and_then(|files| serde_json::from_str(files).ok())
+        .unwrap_or(Value::Null);
+    let Some(ids) = files.as_array().filter(|files| !files.is_empty()) else {
+        return answer(&json!({"ok": false, "error": "invalid_arguments"}));
+    };
+    let uploads = shared.uploads.lock().expect("uploads");
+    let mut completed = Vec::new();
+    for file in ids {
+        let Some((_, Some(bytes))) = file["id"].as_str().and_then(|id| uploads.get(id)) else {
+            return answer(&json!({"ok": false, "error": "file_not_found"}));
+        };
+        completed.push((body.clone(), bytes.clone()));
+    }
+    shared.shared.lock().expect("shared").extend(completed);
+    shared.news.notify_waiters();
+    answer(&json!({"ok": true, "files": ids}))
 }
 
 /// A file's download: its bytes to the bot token; without it, Slack's sign-in page.

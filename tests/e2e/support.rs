@@ -24,6 +24,21 @@ pub(crate) async fn echo_node(extra: &str) -> TroupeProcess {
         .expect("troupe starts")
 }
 
+/// A node with `config` that exports its spans to `collector` within 100 ms of their end.
+pub(crate) async fn traced_node(
+    config: &str,
+    collector: &troupe_testkit::otlp::OtlpReceiver,
+) -> TroupeProcess {
+    let endpoint = collector.endpoint();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    TroupeProcess::start_with_env(binary(), config, &env)
+        .await
+        .expect("troupe starts")
+}
+
 /// A node whose `main` provider is an OpenAI-compatible server at `base_url`.
 pub(crate) fn openai_provider(base_url: &str, extra: &str) -> String {
     format!(

@@ -423,14 +423,7 @@ async fn a_spoken_turn_is_one_trace_from_the_utterance_to_its_spoken_reply() {
         "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n{}",
         asked.config()
     );
-    let endpoint = collector.endpoint();
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ];
-    let node = TroupeProcess::start_with_env(binary(), &config, &env)
-        .await
-        .expect("troupe starts");
+    let node = crate::support::traced_node(&config, &collector).await;
     answer_played(&node, &asked.speaker).await;
 
     let names = [
@@ -440,27 +433,12 @@ async fn a_spoken_turn_is_one_trace_from_the_utterance_to_its_spoken_reply() {
         "model_call",
         "voice_speak",
     ];
-    let spans = collector
-        .wait_for(Duration::from_secs(20), |spans| {
-            names
-                .iter()
-                .all(|name| spans.iter().any(|span| span.name == *name))
-        })
-        .await;
-    let named = |name: &str| {
-        spans
-            .iter()
-            .find(|span| span.name == name)
-            .unwrap_or_else(|| panic!("a {name} span in {spans:?}"))
-    };
+    let spans = collector.spans_named(Duration::from_secs(20), &names).await;
+    let named = |name: &str| &spans[name];
     let utterance = named("voice_utterance");
     assert_eq!(utterance.attributes["satellite"], "kitchen");
-    for name in names {
-        assert_eq!(
-            named(name).trace_id,
-            utterance.trace_id,
-            "{name} is in the trace"
-        );
+    for (name, span) in &spans {
+        assert_eq!(span.trace_id, utterance.trace_id, "{name} is in the trace");
     }
     let transcribe = named("voice_transcribe");
     assert_eq!(transcribe.parent_id, utterance.span_id);

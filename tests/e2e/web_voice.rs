@@ -14,6 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
+use troupe_testkit::otlp::OtlpReceiver;
 use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::voice::{WyomingServer, pcm16_at_16k, piper_says, pocketsphinx};
 
@@ -212,6 +213,51 @@ async fn a_question_said_push_to_talk_is_transcribed_answered_and_spoken_back() 
     for stage in ["transcript", "first_token", "first_audio"] {
         let count = format!("troupe_voice_stage_seconds_count{{stage=\"{stage}\"}}");
         assert!(metrics.contains(&count), "{count} in {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_question_said_on_the_page_is_one_trace_from_the_utterance_to_its_spoken_reply() {
+    let (collector, stt) = (OtlpReceiver::start().await, pocketsphinx().await);
+    let config = format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n{}",
+        voice_section(&stt)
+    );
+    let node = crate::support::traced_node(&config, &collector).await;
+    let mut socket = connect_as(&node, "ada").await;
+    voice_start(&mut socket, json!({"type": "voice_start"})).await;
+    send_audio(&mut socket, &spoken("What is two plus two?", 0.3, 0.3)).await;
+    send(&mut socket, json!({"type": "voice_end"})).await;
+    until(&mut socket, of_type("speech_end")).await;
+
+    let names = [
+        "voice_utterance",
+        "voice_transcribe",
+        "gateway_turn",
+        "session_turn",
+        "voice_speak",
+    ];
+    let spans = collector.spans_named(Duration::from_secs(20), &names).await;
+    let utterance = &spans["voice_utterance"];
+    assert_eq!(utterance.attributes["mode"], "push_to_talk");
+    for (name, span) in &spans {
+        assert_eq!(span.trace_id, utterance.trace_id, "{name} is in the trace");
+    }
+    assert_eq!(spans["voice_transcribe"].parent_id, utterance.span_id);
+    assert_eq!(
+        spans["gateway_turn"].parent_id, utterance.span_id,
+        "the turn is the utterance's"
+    );
+    let speak = &spans["voice_speak"];
+    assert_eq!(
+        speak.parent_id, utterance.span_id,
+        "the reply's speech joins it"
+    );
+    for stage in ["first_token_ms", "tts_first_audio_ms", "first_audio_ms"] {
+        assert!(
+            speak.attributes[stage].parse::<u64>().is_ok(),
+            "{stage}: {speak:?}"
+        );
     }
 }
 

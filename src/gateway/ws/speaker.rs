@@ -7,12 +7,14 @@
 //! a time, so replies never talk over each other.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use troupe_actors::TraceParent;
 use troupe_actors::metrics as metric_names;
 use troupe_actors::voice::{AudioChunk, AudioFormat, SentenceFeed, SpeechError, TextToSpeech};
 
@@ -26,6 +28,12 @@ struct Job {
     cancel: CancellationToken,
     /// When the person's speech was heard (the first audio's latency is measured from it).
     heard: Instant,
+    /// When these sentences were ready to speak.
+    ready: Instant,
+    /// The utterance's trace, which the reply's `voice_speak` span joins.
+    trace: Option<TraceParent>,
+    /// How long after the speech the reply's first text came.
+    first_token: Option<Duration>,
 }
 
 /// A reply not yet spoken whole, and what stops it.
@@ -56,8 +64,13 @@ impl Speaker {
         }
     }
 
-    /// The voice of the reply to `in_reply_to`, heard at `heard`.
-    pub(super) fn reply(&self, in_reply_to: &str, heard: Instant) -> ReplyVoice {
+    /// The voice of the reply to `in_reply_to`, heard at `heard`, in `trace`.
+    pub(super) fn reply(
+        &self,
+        in_reply_to: &str,
+        heard: Instant,
+        trace: Option<TraceParent>,
+    ) -> ReplyVoice {
         let cancel = CancellationToken::new();
         let in_reply_to: Arc<str> = in_reply_to.into();
         let mut speaking = self.speaking.lock().unwrap_or_else(PoisonError::into_inner);
@@ -69,7 +82,8 @@ impl Speaker {
             cancel,
             jobs: self.jobs.clone(),
             heard,
-            started: false,
+            trace,
+            first_token: None,
         }
     }
 
@@ -98,8 +112,9 @@ pub(super) struct ReplyVoice {
     cancel: CancellationToken,
     jobs: mpsc::UnboundedSender<Job>,
     heard: Instant,
-    /// The reply's first text arrived (its latency was recorded).
-    started: bool,
+    trace: Option<TraceParent>,
+    /// How long after the speech the reply's first text came, once it has.
+    first_token: Option<Duration>,
 }
 
 impl ReplyVoice {
@@ -119,10 +134,11 @@ impl ReplyVoice {
 
     /// Records how long the reply's first text took after the speech ended, once.
     fn first_token(&mut self) {
-        if !self.started {
-            self.started = true;
+        if self.first_token.is_none() {
+            let took = self.heard.elapsed();
+            self.first_token = Some(took);
             metrics::histogram!(metric_names::VOICE_STAGE_SECONDS, "stage" => "first_token")
-                .record(self.heard.elapsed().as_secs_f64());
+                .record(took.as_secs_f64());
         }
     }
 
@@ -141,6 +157,9 @@ impl ReplyVoice {
             last,
             cancel: self.cancel.clone(),
             heard: self.heard,
+            ready: Instant::now(),
+            trace: self.trace,
+            first_token: self.first_token,
         });
     }
 }
@@ -154,6 +173,41 @@ fn text_frame(value: &Value) -> Message {
 struct Voice {
     /// The reply whose audio is going out, in the format its `speech` frame announced.
     announced: Option<(Arc<str>, AudioFormat)>,
+    /// The `voice_speak` span of the reply being spoken.
+    span: Option<(Arc<str>, tracing::Span)>,
+}
+
+impl Voice {
+    /// The `voice_speak` span of `job`'s reply, begun at its first sentences.
+    fn span_for(&mut self, job: &Job, tts: &str) -> tracing::Span {
+        if let Some((reply, span)) = &self.span
+            && *reply == job.in_reply_to
+        {
+            return span.clone();
+        }
+        let span = tracing::debug_span!(
+            "voice_speak",
+            access = "ws",
+            tts,
+            first_token_ms = tracing::field::Empty,
+            tts_first_audio_ms = tracing::field::Empty,
+            first_audio_ms = tracing::field::Empty,
+        );
+        if let Some(trace) = job.trace {
+            trace.adopt(&span);
+        }
+        if let Some(took) = job.first_token {
+            span.record("first_token_ms", took.as_millis());
+        }
+        self.span = Some((Arc::clone(&job.in_reply_to), span.clone()));
+        span
+    }
+
+    /// The reply is over (spoken, stopped or failed): its span ends.
+    fn reply_over(&mut self) {
+        self.announced = None;
+        self.span = None;
+    }
 }
 
 /// The connection's speaker task.
@@ -182,13 +236,17 @@ async fn speak_job(
     voice: &mut Voice,
     outgoing: &mpsc::UnboundedSender<Message>,
 ) -> Result<(), Gone> {
+    let span = voice.span_for(job, tts.name());
     for sentence in &job.sentences {
         if job.cancel.is_cancelled() {
             // Barge-in: `speech_stopped` went out when it happened.
-            voice.announced = None;
+            voice.reply_over();
             return Ok(());
         }
-        if let Err(error) = speak_sentence(tts, sentence, job, voice, outgoing).await? {
+        let spoken = speak_sentence(tts, sentence, job, voice, outgoing)
+            .instrument(span.clone())
+            .await?;
+        if let Err(error) = spoken {
             tracing::warn!(%error, in_reply_to = %job.in_reply_to, "a reply could not be spoken");
             let message = format!("the reply could not be spoken: {error}");
             send(
@@ -196,7 +254,7 @@ async fn speak_job(
                 &json!({"type": "speech_stopped", "in_reply_to": &*job.in_reply_to,
                     "reason": "failed", "message": message}),
             )?;
-            voice.announced = None;
+            voice.reply_over();
             job.cancel.cancel();
             return Ok(());
         }
@@ -204,7 +262,9 @@ async fn speak_job(
     if job.last && !job.cancel.is_cancelled() {
         // Spoken whole: nothing of it is left for barge-in to stop.
         job.cancel.cancel();
-        if voice.announced.take().is_some() {
+        let announced = voice.announced.is_some();
+        voice.reply_over();
+        if announced {
             send(
                 outgoing,
                 &json!({"type": "speech_end", "in_reply_to": &*job.in_reply_to}),
@@ -259,6 +319,10 @@ fn send_audio(
         if voice.announced.is_none() {
             metrics::histogram!(metric_names::VOICE_STAGE_SECONDS, "stage" => "first_audio")
                 .record(job.heard.elapsed().as_secs_f64());
+            if let Some((_, span)) = &voice.span {
+                span.record("tts_first_audio_ms", job.ready.elapsed().as_millis());
+                span.record("first_audio_ms", job.heard.elapsed().as_millis());
+            }
         }
         let format = chunk.format;
         send(

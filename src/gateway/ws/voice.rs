@@ -15,6 +15,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
+use troupe_actors::TraceParent;
 use troupe_actors::message::InboundDraft;
 use troupe_actors::metrics as metric_names;
 use troupe_actors::voice::{LISTENING_FORMAT, SpeechError};
@@ -53,6 +55,8 @@ pub(super) struct Said {
     conversation_id: Option<String>,
     /// Speaks the reply, when `voice_start` asked for it and the node has a voice.
     speaker: Option<Speaker>,
+    /// The utterance's trace: the turn and the reply's speech join it.
+    trace: Option<TraceParent>,
 }
 
 /// Where the microphone's task reports.
@@ -86,7 +90,7 @@ impl VoiceOut {
         }
     }
 
-    fn heard(&self, text: String, ended: Instant) {
+    fn heard(&self, text: String, ended: Instant, utterance: &tracing::Span) {
         if text.trim().is_empty() {
             self.frame(&json!({"type": "voice_heard_nothing"}));
         } else {
@@ -95,6 +99,7 @@ impl VoiceOut {
                 ended,
                 conversation_id: self.conversation_id.clone(),
                 speaker: self.voice.clone().filter(|_| self.speak),
+                trace: TraceParent::of_span(utterance),
             });
         }
     }
@@ -226,9 +231,14 @@ async fn push_to_talk(
     mut input: mpsc::Receiver<VoiceInput>,
     out: VoiceOut,
 ) {
+    let utterance = utterance_span("push_to_talk");
     let (audio, heard) = mpsc::channel(AUDIO_QUEUE);
     let stt = Arc::clone(&engines.stt);
-    let transcript = tokio::spawn(async move { stt.transcribe(LISTENING_FORMAT, heard).await });
+    let transcribing =
+        tracing::debug_span!(parent: &utterance, "voice_transcribe", stt = %stt.name());
+    let transcript = tokio::spawn(
+        async move { stt.transcribe(LISTENING_FORMAT, heard).await }.instrument(transcribing),
+    );
     let mut bytes = 0;
     let mut started = false;
     while let Some(VoiceInput::Audio(pcm)) = input.recv().await {
@@ -257,7 +267,7 @@ async fn push_to_talk(
     match transcript.await {
         Ok(Ok(text)) => {
             stage_took("transcript", ended);
-            out.heard(text, ended);
+            out.heard(text, ended, &utterance);
         }
         Ok(Err(error)) => out.speech_failed(&error),
         Err(error) => out.failed(
@@ -267,31 +277,51 @@ async fn push_to_talk(
     }
 }
 
+/// The span of one utterance from the page: its transcription and the session's turn are
+/// its children, and the reply's speech joins its trace.
+fn utterance_span(mode: &'static str) -> tracing::Span {
+    tracing::debug_span!("voice_utterance", access = "ws", mode)
+}
+
 /// Hands-free: the ear cuts utterances until the microphone closes.
 async fn hands_free(mut ear: Ear, mut input: mpsc::Receiver<VoiceInput>, out: VoiceOut) {
+    // From the wake word or the first speech to the transcript.
+    let mut utterance: Option<tracing::Span> = None;
     while let Some(input) = input.recv().await {
         let arrived = Instant::now();
+        let listening = utterance.clone().unwrap_or_else(tracing::Span::none);
         let event = match input {
-            VoiceInput::Audio(pcm) => ear.hear(&pcm).await,
-            VoiceInput::End => ear.finish().await,
+            VoiceInput::Audio(pcm) => ear.hear(&pcm).instrument(listening).await,
+            VoiceInput::End => ear.finish().instrument(listening).await,
         };
         match event {
             Ok(EarEvent::Nothing) => {}
             Ok(EarEvent::WakeWord) => {
                 stage_took("wake", arrived);
+                utterance.get_or_insert_with(|| utterance_span("hands_free"));
                 out.frame(&json!({"type": "wake_word", "name": ear.wake_word()}));
             }
-            Ok(EarEvent::VoiceStarted) => out.voice_started(),
-            Ok(EarEvent::GaveUp) => out.frame(&json!({"type": "wake_timeout"})),
+            Ok(EarEvent::VoiceStarted) => {
+                utterance.get_or_insert_with(|| utterance_span("hands_free"));
+                out.voice_started();
+            }
+            Ok(EarEvent::GaveUp) => {
+                utterance = None;
+                out.frame(&json!({"type": "wake_timeout"}));
+            }
             Ok(EarEvent::Said { text, unannounced }) => {
                 if unannounced {
                     out.voice_started();
                 }
                 stage_took("transcript", arrived);
                 out.frame(&json!({"type": "voice_stopped"}));
-                out.heard(text, arrived);
+                let span = utterance
+                    .take()
+                    .unwrap_or_else(|| utterance_span("hands_free"));
+                out.heard(text, arrived, &span);
             }
             Err(error) => {
+                utterance = None;
                 out.speech_failed(&error);
                 ear.reset();
             }
@@ -408,7 +438,9 @@ impl Connection {
         self.send(text_frame(&json!({
             "type": "transcript", "id": &id, "conversation_id": conversation, "payload": &said.text,
         })));
-        let voice = said.speaker.map(|speaker| speaker.reply(&id, said.ended));
+        let voice = said
+            .speaker
+            .map(|speaker| speaker.reply(&id, said.ended, said.trace));
         let draft = InboundDraft {
             id: Some(id.clone()),
             platform: Some("ws".into()),
@@ -418,7 +450,11 @@ impl Connection {
             payload: Some(said.text),
             ..InboundDraft::default()
         };
-        self.accept(draft, Some(&id), turn_span("ws", None), voice);
+        let span = turn_span("ws", None);
+        if let Some(trace) = said.trace {
+            trace.adopt(&span);
+        }
+        self.accept(draft, Some(&id), span, voice);
     }
 }
 

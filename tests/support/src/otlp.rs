@@ -122,6 +122,34 @@ impl OtlpReceiver {
     }
 }
 
+impl OtlpReceiver {
+    /// Waits until a span of each of `names` came, and returns them by name (the first of
+    /// each); panics, listing what came, when one is missing after `timeout`.
+    pub async fn spans_named(
+        &self,
+        timeout: Duration,
+        names: &[&str],
+    ) -> BTreeMap<String, ExportedSpan> {
+        let spans = self
+            .wait_for(timeout, |spans| {
+                names
+                    .iter()
+                    .all(|name| spans.iter().any(|span| span.name == *name))
+            })
+            .await;
+        names
+            .iter()
+            .map(|name| {
+                let span = spans
+                    .iter()
+                    .find(|span| span.name == *name)
+                    .unwrap_or_else(|| panic!("a {name} span in {spans:?}"));
+                ((*name).to_owned(), span.clone())
+            })
+            .collect()
+    }
+}
+
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         let _ = self.child.kill();

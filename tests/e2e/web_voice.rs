@@ -262,6 +262,59 @@ async fn a_question_said_on_the_page_is_one_trace_from_the_utterance_to_its_spok
 }
 
 #[tokio::test]
+async fn hands_free_with_the_wake_word_answers_only_what_follows_the_word() {
+    let stt = pocketsphinx().await;
+    let config =
+        voice_section(&stt).replace("[voice]\n", "[voice]\nwake_word = \"hey_jarvis_v0.1\"\n");
+    let node = echo_node(&config).await;
+    let (_, voice) = get(&node, "/api/v1/voice").await;
+    assert_eq!(voice["engines"]["web"]["wake_word"], true, "{voice}");
+    let mut socket = connect_as(&node, "ada").await;
+    let ready = voice_start(
+        &mut socket,
+        json!({"type": "voice_start", "mode": "hands_free", "wake_word": true, "speak": false}),
+    )
+    .await;
+    assert_eq!(
+        (ready["wake_word"].as_str(), ready["speaks"].as_bool()),
+        (Some("hey_jarvis_v0.1"), Some(false)),
+        "{ready}"
+    );
+    // Without the word, the question is not taken; with it, it is.
+    send_audio(&mut socket, &spoken("What is one plus one?", 0.5, 1.2)).await;
+    send_audio(
+        &mut socket,
+        &spoken("Hey Jarvis, what is two plus two?", 0.5, 1.2),
+    )
+    .await;
+    let heard = until(&mut socket, of_type("transcript")).await;
+    let kinds: Vec<&str> = json_frames(&heard)
+        .iter()
+        .filter_map(|frame| frame["type"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["wake_word", "voice_started", "voice_stopped", "transcript"]
+    );
+    let transcript = find(&heard, "transcript")["payload"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(transcript.contains("two plus two"), "{transcript}");
+    assert!(!transcript.contains("one plus one"), "{transcript}");
+    let id = find(&heard, "transcript")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answered = frames_until_final(&mut socket, &id).await;
+    assert_eq!(answered.last().unwrap()["payload"], transcript.as_str());
+    assert!(
+        answered.iter().all(|frame| frame["type"] != "speech"),
+        "speak: false is not spoken"
+    );
+}
+
+#[tokio::test]
 async fn hands_free_speech_while_the_assistant_speaks_stops_its_voice() {
     let stt = pocketsphinx().await;
     let llm = FakeLlm::start(None).await;

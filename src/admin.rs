@@ -1,6 +1,6 @@
 //! The owner's commands against a running node, through its API (the node holds its
 //! journals open, so the CLI never writes them directly): `troupe pair approve|list|revoke`,
-//! `troupe identity link|unlink|list` and `troupe skills`.
+//! `troupe identity link|unlink|list`, `troupe skills` and `troupe ops log-level`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cli::{IdentityCommand, NodeArgs, PairCommand};
+use crate::cli::{IdentityCommand, NodeArgs, OpsCommand, PairCommand};
 
 pub(crate) async fn run(command: PairCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -127,6 +127,25 @@ fn join(members: &Value) -> String {
         .filter_map(Value::as_str)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+pub(crate) async fn ops(command: OpsCommand) -> anyhow::Result<ExitCode> {
+    let OpsCommand::LogLevel { level, node } = command;
+    let path = "/api/v1/ops/log-level";
+    let answer = match level {
+        Some(level) => {
+            request(
+                &node,
+                reqwest::Method::PUT,
+                path,
+                Some(json!({"level": level})),
+            )
+            .await?
+        }
+        None => request(&node, reqwest::Method::GET, path, None).await?,
+    };
+    println!("{}", answer["level"].as_str().unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn request(

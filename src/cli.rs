@@ -47,6 +47,11 @@ pub(crate) enum Command {
     },
     /// List the skills of a running node: state, tools, and why one is not available.
     Skills(NodeArgs),
+    /// Operate a running node.
+    Ops {
+        #[command(subcommand)]
+        command: OpsCommand,
+    },
     /// The local models: what is installed in the models directory, install, remove.
     Models {
         #[command(subcommand)]
@@ -104,6 +109,17 @@ pub(crate) enum IdentityCommand {
     },
     /// Every person and their accounts.
     List {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OpsCommand {
+    /// Show the log's level, or change it at once, without a restart: a level (`debug`)
+    /// or filter directives (`info,troupe_actors=debug`), as `RUST_LOG` takes them.
+    LogLevel {
+        level: Option<String>,
         #[command(flatten)]
         node: NodeArgs,
     },

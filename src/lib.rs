@@ -11,6 +11,7 @@ mod config;
 pub mod fuzzing;
 mod gateway;
 mod local_models;
+mod log_level;
 mod memory;
 mod models_command;
 mod reminders;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
         Command::Pair { command } => admin::run(command).await,
         Command::Identity { command } => admin::identity(command).await,
         Command::Skills(node) => admin::skills(node).await,
+        Command::Ops { command } => admin::ops(command).await,
         Command::Models { command, place } => models_command::run(command, place).await,
     }
 }

@@ -103,6 +103,7 @@ pub(crate) async fn serve(
         .transpose()?;
     let telemetry = crate::telemetry::init_tracing(&config.telemetry, node_id.as_deref())?;
     let metrics = crate::telemetry::install_metrics()?;
+    let log_level = telemetry.log_level();
     let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(error) => {
@@ -272,6 +273,7 @@ pub(crate) async fn serve(
             memories: access_memories,
             voice: voice_summary,
             web_voice,
+            log_level,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.extend(model_children);

@@ -1,6 +1,7 @@
-//! Process-wide telemetry set-up, done once by the binary: `tracing` to stderr (filtered by
-//! `RUST_LOG`, default `info`), spans exported over OTLP when `[telemetry] otlp_endpoint`
-//! is set, and the Prometheus recorder behind `/metrics`.
+//! Process-wide telemetry set-up, done once by the binary: `tracing` to stderr, as text or
+//! JSON lines (`[telemetry] log_format`), filtered by `RUST_LOG` (default `info`) until the
+//! [`LogLevel`] changes it, spans exported over OTLP when `[telemetry] otlp_endpoint` is
+//! set, and the Prometheus recorder behind `/metrics`.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -21,7 +22,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use troupe_actors::metrics as metric_names;
 
-use crate::config::TelemetryConfig;
+use crate::config::{LogFormat, TelemetryConfig};
+use crate::log_level::LogLevel;
 
 /// Latency buckets in seconds: fine below a millisecond (gateway), wide above (models).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -59,9 +61,15 @@ fn exported(metadata: &tracing::Metadata<'_>) -> bool {
 /// The installed trace export, flushed by [`Telemetry::shutdown`] before the process exits.
 pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    log_level: LogLevel,
 }
 
 impl Telemetry {
+    /// The log's level, which the ops API changes.
+    pub(crate) fn log_level(&self) -> LogLevel {
+        self.log_level.clone()
+    }
+
     /// Exports what is still buffered; spans of the last turns are not lost on exit.
     pub(crate) fn shutdown(self) {
         if let Some(provider) = self.provider
@@ -119,13 +127,22 @@ pub(crate) fn init_tracing(
     config: &TelemetryConfig,
     instance: Option<&str>,
 ) -> anyhow::Result<Telemetry> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        .and(secret_free_filter());
-    let log = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter);
+    let (log_level, filter) = LogLevel::from_env();
+    let filter = filter.and(secret_free_filter());
+    let log = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
     let provider = config
         .otlp_endpoint
         .as_deref()
@@ -143,7 +160,10 @@ pub(crate) fn init_tracing(
     if let Some(endpoint) = &config.otlp_endpoint {
         tracing::info!(%endpoint, ratio = config.sample_ratio, "exporting traces over OTLP");
     }
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider,
+        log_level,
+    })
 }
 
 fn trace_provider(

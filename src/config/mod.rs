@@ -38,7 +38,7 @@ pub(crate) use memory::MemorySettings;
 pub(crate) use models::ModelsConfig;
 pub(crate) use offline::{OFFLINE_PROVIDER, with_offline_fallback};
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
-pub(crate) use telemetry::TelemetryConfig;
+pub(crate) use telemetry::{LogFormat, TelemetryConfig};
 pub(crate) use uploads::UploadsConfig;
 pub(crate) use voice::{PiperSettings, SttService, TtsEngine, TtsService, VoiceConfig};
 

@@ -17,6 +17,18 @@ fn default_service_name() -> String {
     "troupe".into()
 }
 
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// For people: one readable line per event.
+    #[default]
+    Text,
+    /// For log collectors (Loki, Elasticsearch, CloudWatch…): one JSON object per line,
+    /// with `timestamp`, `level`, `target`, `fields` and the current `span`.
+    Json,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TelemetryConfig {
@@ -34,6 +46,9 @@ pub(crate) struct TelemetryConfig {
     /// Longest wait for the collector on one export batch.
     #[serde(default = "default_export_timeout_secs")]
     pub(crate) export_timeout_secs: u64,
+    /// `text` (the default) or `json` lines on stderr.
+    #[serde(default)]
+    pub(crate) log_format: LogFormat,
 }
 
 impl Default for TelemetryConfig {
@@ -43,6 +58,7 @@ impl Default for TelemetryConfig {
             service_name: default_service_name(),
             sample_ratio: default_sample_ratio(),
             export_timeout_secs: default_export_timeout_secs(),
+            log_format: LogFormat::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ mod guard;
 mod linked;
 mod memory;
 pub(crate) mod openai;
+mod ops;
 mod rest;
 pub(crate) mod server;
 pub(crate) mod setup;
@@ -108,6 +109,8 @@ pub(crate) struct AppState {
     pub(crate) voice: Arc<crate::voice::VoiceSummary>,
     /// What the web page's microphone and speaker run on (`/ws`), with `stt` configured.
     pub(crate) web_voice: Option<Arc<crate::voice::WebVoice>>,
+    /// The log's level, which `/api/v1/ops/log-level` changes.
+    pub(crate) log_level: crate::log_level::LogLevel,
 }
 
 impl AppState {
@@ -180,6 +183,10 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/api/v1/skills", get(list_skills))
         .route("/api/v1/models", get(embeddings::models))
         .route("/api/v1/voice", get(crate::voice::status))
+        .route(
+            "/api/v1/ops/log-level",
+            get(ops::log_level).put(ops::set_log_level),
+        )
         .route(
             "/api/v1/memory/{person}",
             get(memory::list).delete(memory::forget_about),

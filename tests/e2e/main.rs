@@ -21,6 +21,7 @@ mod mcp;
 mod memory;
 mod models;
 mod openai_facade;
+mod ops;
 mod persistence;
 mod pictures;
 mod providers;

@@ -417,6 +417,19 @@ async fn bad_audio_gets_clear_errors_and_the_connection_stays_open() {
     let (code, message) = error_of(until(&mut socket, of_type("error")).await);
     assert_eq!(code, "invalid_frame");
     assert!(message.contains("voice_start"), "{message}");
+    // A conversation id that cannot be one.
+    let refused = voice_start(
+        &mut socket,
+        json!({"type": "voice_start", "conversation_id": "bad id with spaces"}),
+    )
+    .await;
+    assert_eq!(refused["code"], "invalid_frame", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("conversation_id")
+    );
     // No wake word on this node.
     let refused = voice_start(
         &mut socket,

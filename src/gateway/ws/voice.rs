@@ -336,6 +336,14 @@ impl Connection {
         if let Err(refused) = self.may_speak_in(start.conversation_id.as_deref()) {
             return refused;
         }
+        // A conversation that cannot be one is refused now, not at the first utterance.
+        if let Some(conversation) = &start.conversation_id
+            && let Err(error) = troupe_actors::ids::SessionKey::new("ws", conversation)
+        {
+            let message = format!("field `conversation_id` is invalid: {error}");
+            self.send(error_frame(None, ApiCode::InvalidFrame, &message));
+            return Next::Continue;
+        }
         let engines = match self.voice_engines(&start) {
             Ok(engines) => engines,
             Err(reason) => {

@@ -26,6 +26,15 @@ use crate::config::{LogFormat, TelemetryConfig};
 use crate::log_level::LogLevel;
 
 /// Latency buckets in seconds: fine below a millisecond (gateway), wide above (models).
+/// OpenTelemetry's advised buckets for `gen_ai.client.token.usage` (tokens).
+const TOKEN_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+/// OpenTelemetry's advised buckets for `gen_ai.client.operation.duration` (seconds).
+const OPERATION_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -203,6 +212,14 @@ pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
             Matcher::Full(metric_names::MODEL_LATENCY_SECONDS.into()),
             LATENCY_BUCKETS,
         )?
+        .set_buckets_for_metric(
+            Matcher::Full(metric_names::GEN_AI_TOKEN_USAGE.into()),
+            TOKEN_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(metric_names::GEN_AI_OPERATION_DURATION.into()),
+            OPERATION_BUCKETS,
+        )?
         .install_recorder()?;
     describe_metrics();
     let upkeep = handle.clone();
@@ -257,6 +274,16 @@ fn describe_metrics() {
         "provider call failures, by provider and kind"
     );
     describe_counter!(metric_names::PROVIDER_RETRIES, "provider calls retried");
+    describe_histogram!(
+        metric_names::GEN_AI_TOKEN_USAGE,
+        metrics::Unit::Count,
+        "tokens per model call, as the provider reported them (OpenTelemetry GenAI)"
+    );
+    describe_histogram!(
+        metric_names::GEN_AI_OPERATION_DURATION,
+        metrics::Unit::Seconds,
+        "duration of model calls (OpenTelemetry GenAI)"
+    );
     describe_counter!(
         metric_names::PROVIDER_FALLBACKS,
         "turns handed to a fallback provider"

@@ -14,6 +14,13 @@ pub const MODEL_LATENCY_SECONDS: &str = "troupe_model_latency_seconds";
 pub const PROVIDER_ERRORS: &str = "troupe_provider_errors_total";
 pub const PROVIDER_RETRIES: &str = "troupe_provider_retries_total";
 pub const PROVIDER_FALLBACKS: &str = "troupe_provider_fallbacks_total";
+/// OpenTelemetry's GenAI metric of tokens per model call (Prometheus:
+/// `gen_ai_client_token_usage`); labels `gen_ai.operation.name`, `gen_ai.provider.name`,
+/// `gen_ai.request.model`, `gen_ai.token.type` (`input`, `output`).
+pub const GEN_AI_TOKEN_USAGE: &str = "gen_ai.client.token.usage";
+/// OpenTelemetry's GenAI metric of a model call's duration in seconds (Prometheus:
+/// `gen_ai_client_operation_duration`); the same labels, and `error.type` on failure.
+pub const GEN_AI_OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
 pub const ACTOR_RESTARTS: &str = "troupe_actor_restarts_total";
 pub const ACTOR_FAILURES: &str = "troupe_actor_failures_total";
 pub const SNAPSHOT_ERRORS: &str = "troupe_snapshot_errors_total";

@@ -16,15 +16,20 @@ use dashmap::DashMap;
 use futures_util::FutureExt;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::Instrument;
 
 use crate::metrics as metric_names;
 use crate::provider::{
     ChatRequest, Completion, DeltaSink, ModelProvider, ProviderError, ProviderErrorKind,
+    ProviderInfo,
 };
 use crate::turn::{ErrorCode, TurnError};
 
 mod fair;
+mod gen_ai;
+
 use fair::FairSlots;
+pub use gen_ai::CHAT as CHAT_OPERATION;
 
 /// Longest `Retry-After` we are willing to wait inside one request.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -64,6 +69,8 @@ impl Default for ProviderPolicy {
 #[derive(Debug, Default)]
 pub struct ModelDirectory {
     workers: DashMap<String, ActorRef<ModelWorkerMsg>>,
+    /// The model each provider asks for, by provider name.
+    models: DashMap<String, String>,
 }
 
 impl ModelDirectory {
@@ -71,8 +78,15 @@ impl ModelDirectory {
         self.workers.get(provider).map(|worker| worker.clone())
     }
 
-    pub fn register(&self, provider: &str, worker: ActorRef<ModelWorkerMsg>) {
-        self.workers.insert(provider.to_owned(), worker);
+    pub fn register(&self, provider: &ProviderInfo, worker: ActorRef<ModelWorkerMsg>) {
+        self.models
+            .insert(provider.name.clone(), provider.model.clone());
+        self.workers.insert(provider.name.clone(), worker);
+    }
+
+    /// The model `provider` asks for (what a call's span is named after).
+    pub fn model_of(&self, provider: &str) -> Option<String> {
+        self.models.get(provider).map(|model| model.clone())
     }
 
     /// One completion through `provider`'s worker (its policy and fallbacks), bounded by
@@ -100,6 +114,7 @@ impl ModelDirectory {
                     deltas,
                     requester,
                     tried: Vec::new(),
+                    span: tracing::Span::current(),
                     reply,
                 },
                 Some(timeout),
@@ -133,6 +148,9 @@ pub enum ModelWorkerMsg {
         requester: Arc<str>,
         /// Providers already tried in this chain (so fallbacks never loop).
         tried: Vec<String>,
+        /// The caller's span of the call (`model_call`), which the provider that serves
+        /// it describes ([`gen_ai`]).
+        span: tracing::Span,
         reply: RpcReplyPort<Result<Completion, ProviderError>>,
     },
     /// A call task caught its provider panicking: the worker fails, to be restarted.
@@ -199,14 +217,15 @@ impl Actor for ModelWorker {
         message: ModelWorkerMsg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (request, deltas, requester, mut tried, reply) = match message {
+        let (request, deltas, requester, mut tried, span, reply) = match message {
             ModelWorkerMsg::Complete {
                 request,
                 deltas,
                 requester,
                 tried,
+                span,
                 reply,
-            } => (request, deltas, requester, tried, reply),
+            } => (request, deltas, requester, tried, span, reply),
             ModelWorkerMsg::CallPanicked { panic } => {
                 return Err(ProviderPanicked {
                     provider: state.call.provider_name().to_owned(),
@@ -218,7 +237,10 @@ impl Actor for ModelWorker {
         let call = Arc::clone(&state.call);
         let directory = Arc::clone(&state.directory);
         tokio::spawn(async move {
-            let running = call.run_supervised(&request, &deltas, &requester, &myself);
+            let described = gen_ai::GenAiCall::begin(&span, call.provider.info());
+            let running = call
+                .run_supervised(&request, &deltas, &requester, &myself)
+                .instrument(span.clone());
             let result = tokio::select! {
                 result = running => result,
                 // The person stopped the turn: the provider's call is dropped here (which
@@ -228,6 +250,7 @@ impl Actor for ModelWorker {
                     return;
                 }
             };
+            described.end(&result);
             let Err(error) = result else {
                 let _ = reply.send(result);
                 return;
@@ -248,6 +271,7 @@ impl Actor for ModelWorker {
                 deltas,
                 requester,
                 tried,
+                span,
                 reply,
             };
             if let Err(send_error) = fallback.cast(forwarded) {

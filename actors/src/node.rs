@@ -182,7 +182,6 @@ fn model_worker_spec(entry: ProviderSetup, models: &Arc<ModelDirectory>) -> Chil
     let models = Arc::clone(models);
     let provider = entry.provider;
     let policy = entry.policy;
-    let worker_name = name.clone();
     ChildSpec {
         name: format!("model:{name}"),
         start: Arc::new(move |supervisor| {
@@ -192,10 +191,10 @@ fn model_worker_spec(entry: ProviderSetup, models: &Arc<ModelDirectory>) -> Chil
                 directory: Arc::clone(&models),
             };
             let models = Arc::clone(&models);
-            let worker_name = worker_name.clone();
+            let provider = Arc::clone(&provider);
             Box::pin(async move {
                 let (worker, _) = Actor::spawn_linked(None, ModelWorker, args, supervisor).await?;
-                models.register(&worker_name, worker.clone());
+                models.register(provider.info(), worker.clone());
                 Ok(worker.get_cell())
             })
         }),

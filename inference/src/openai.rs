@@ -61,6 +61,10 @@ impl OpenAiProvider {
                 .chain(request.messages.iter().map(WireMessage::of))
                 .collect(),
             stream,
+            // Streamed answers report their usage in a last chunk only when asked.
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
             tools: request.tools.iter().map(WireTool::of).collect(),
             max_tokens: self.max_tokens,
         }
@@ -77,10 +81,18 @@ struct RequestBody<'a> {
     model: &'a str,
     messages: Vec<WireMessage<'a>>,
     stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<WireTool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+}
+
+/// `stream_options` of a streamed request.
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 #[derive(Serialize)]

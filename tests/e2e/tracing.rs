@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use troupe_testkit::cluster::ClusterSandbox;
-use troupe_testkit::fake_llm::FakeLlm;
+use troupe_testkit::fake_llm::{FakeLlm, FakeReply};
 use troupe_testkit::otlp::{ExportedSpan, OtlpReceiver};
 use troupe_testkit::process::TroupeProcess;
 
@@ -33,20 +33,19 @@ async fn traced_echo_node(endpoint: &str) -> TroupeProcess {
         .expect("troupe starts")
 }
 
+/// The echo model's call, named as OpenTelemetry's GenAI conventions name model calls.
+const MODEL_CALL: &str = "chat echo";
 /// The spans of one turn on a single node.
-const TURN_SPANS: [&str; 4] = [
-    "gateway_turn",
-    "session_turn",
-    "model_call",
-    "snapshot_save",
-];
+const TURN_SPANS: [&str; 4] = ["gateway_turn", "session_turn", MODEL_CALL, "snapshot_save"];
+/// The test double's model's call (the cluster test's provider).
+const FAKE_MODEL_CALL: &str = "chat fake-model";
 /// The spans of one turn that crosses from an ingress node to the session's owner.
 const HOP_SPANS: [&str; 5] = [
     "gateway_turn",
     "cluster_ingress",
     "cluster_turn",
     "session_turn",
-    "model_call",
+    FAKE_MODEL_CALL,
 ];
 
 fn count(spans: &[ExportedSpan], name: &str) -> usize {
@@ -122,9 +121,18 @@ async fn a_clients_trace_continues_through_every_span_of_its_turn() {
     let turn = named(&rest, "session_turn");
     assert_eq!(turn.parent_id, gateway.span_id);
     assert_eq!(turn.attributes["session"], "api:alice");
-    let model = named(&rest, "model_call");
+    let model = named(&rest, MODEL_CALL);
     assert_eq!(model.parent_id, turn.span_id);
     assert_eq!(model.kind, "SPAN_KIND_CLIENT");
+    for (attribute, value) in [
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "echo"),
+        ("gen_ai.request.model", "echo"),
+        ("gen_ai.conversation.id", "api:alice"),
+        ("gen_ai.response.finish_reasons", "stop"),
+    ] {
+        assert_eq!(model.attributes[attribute], value, "{attribute}: {model:?}");
+    }
     assert_eq!(named(&rest, "snapshot_save").parent_id, turn.span_id);
 
     let ws = in_trace(&spans, &ws_trace);
@@ -201,7 +209,7 @@ async fn one_trace_covers_a_message_from_its_ingress_node_to_its_owner() {
         let turn = named(&trace, "session_turn");
         assert_eq!(turn.parent_id, owner_turn.span_id);
         assert_eq!(&turn.resource["service.instance.id"], owner);
-        assert_eq!(named(&trace, "model_call").parent_id, turn.span_id);
+        assert_eq!(named(&trace, FAKE_MODEL_CALL).parent_id, turn.span_id);
         if owner == "node-1" {
             crossed += 1;
         }
@@ -238,4 +246,81 @@ async fn a_bad_otlp_endpoint_is_refused_at_start_up_naming_its_key() {
     .expect("no node with a bad endpoint")
     .to_string();
     assert!(error.contains("telemetry.otlp_endpoint"), "{error}");
+}
+
+#[tokio::test]
+async fn model_and_tool_calls_follow_the_gen_ai_conventions_with_the_usage_reported() {
+    let collector = OtlpReceiver::start().await;
+    let fake = FakeLlm::start(None).await;
+    fake.script([
+        FakeReply::ToolCall {
+            id: "call_1".into(),
+            name: "calculator__evaluate".into(),
+            argument_pieces: vec![r#"{"expression":"#.into(), r#""6 * 7"}"#.into()],
+        },
+        FakeReply::Text(vec!["It is ".into(), "42.".into()]),
+    ]);
+    let config = format!(
+        "{}\n[[skills]]\nkind = \"builtin\"\nname = \"calculator\"\n",
+        openai_provider(&fake.openai_base_url(), "")
+    );
+    let node = crate::support::traced_node(&config, &collector).await;
+    let answer = crate::support::http()
+        .post(format!("{}/api/v1/messages", node.http_url()))
+        .json(&json!({"sender_id": "ada", "payload": "what is 6 times 7?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    // The model was asked for its usage in the stream (OpenAI's `stream_options`).
+    let asked = fake.requests();
+    assert_eq!(
+        asked[0].body["stream_options"],
+        json!({"include_usage": true})
+    );
+
+    let spans = collector
+        .wait_for(Duration::from_secs(20), |spans| {
+            count(spans, FAKE_MODEL_CALL) >= 2
+                && count(spans, "execute_tool calculator__evaluate") >= 1
+        })
+        .await;
+    let calls: Vec<&ExportedSpan> = spans
+        .iter()
+        .filter(|span| span.name == FAKE_MODEL_CALL)
+        .collect();
+    assert_eq!(calls.len(), 2, "{spans:?}");
+    let expected_usage = [("tool_calls", "2"), ("stop", "2")];
+    for (call, (finish, output)) in calls.iter().zip(expected_usage) {
+        assert_eq!(call.kind, "SPAN_KIND_CLIENT");
+        for (attribute, value) in [
+            ("gen_ai.operation.name", "chat"),
+            ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "fake-model"),
+            ("gen_ai.conversation.id", "api:ada"),
+            ("gen_ai.usage.input_tokens", "5"),
+            ("gen_ai.usage.output_tokens", output),
+            ("gen_ai.response.finish_reasons", finish),
+        ] {
+            assert_eq!(call.attributes[attribute], value, "{attribute}: {call:?}");
+        }
+    }
+    let tool = spans
+        .iter()
+        .find(|span| span.name == "execute_tool calculator__evaluate")
+        .unwrap();
+    assert_eq!(tool.attributes["gen_ai.operation.name"], "execute_tool");
+    assert_eq!(tool.attributes["gen_ai.tool.name"], "calculator__evaluate");
+    assert_eq!(tool.attributes["gen_ai.tool.call.id"], "call_1");
+    assert_eq!(tool.trace_id, calls[0].trace_id, "one turn, one trace");
+
+    // The same usage on /metrics, under the conventions' names.
+    let metrics = crate::support::metrics_page(&node.http_url()).await;
+    for line in [
+        "gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"fake-model\",gen_ai_token_type=\"input\"} 10",
+        "gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"fake-model\",gen_ai_token_type=\"output\"} 4",
+        "gen_ai_client_operation_duration_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"fake-model\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }

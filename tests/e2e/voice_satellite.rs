@@ -430,7 +430,7 @@ async fn a_spoken_turn_is_one_trace_from_the_utterance_to_its_spoken_reply() {
         "voice_utterance",
         "voice_transcribe",
         "session_turn",
-        "model_call",
+        "chat echo",
         "voice_speak",
     ];
     let spans = collector.spans_named(Duration::from_secs(20), &names).await;

@@ -232,8 +232,13 @@ impl SessionState {
                     async move {
                         match prepared {
                             Ok(prepared) => {
-                                let span = tracing::debug_span!("tool_call", tool = %prepared.tool);
-                                skills.run(prepared, session).instrument(span).await
+                                let span = tool_span(&prepared.tool, &call_id);
+                                let outcome =
+                                    skills.run(prepared, session).instrument(span.clone()).await;
+                                if let Err(error) = &outcome.result {
+                                    span.record("error.type", error.code.as_str());
+                                }
+                                outcome
                             }
                             // Refused before running: the call it answers is named all the same.
                             Err(error) => ToolOutcome {
@@ -330,6 +335,11 @@ impl SessionState {
         let config = &self.context.config;
         let shown = ShownText::default();
         let deltas = shown.sink(events, in_reply_to, stop.token());
+        let model = self
+            .context
+            .models
+            .model_of(&config.provider)
+            .unwrap_or_default();
         let call = self
             .context
             .models
@@ -343,7 +353,18 @@ impl SessionState {
             .instrument(tracing::debug_span!(
                 "model_call",
                 otel.kind = "client",
+                // OpenTelemetry's GenAI conventions: the serving worker records the rest
+                // (`model_worker::gen_ai`).
+                otel.name = %format!("{} {model}", crate::model_worker::CHAT_OPERATION),
                 provider = %config.provider,
+                gen_ai.operation.name = crate::model_worker::CHAT_OPERATION,
+                gen_ai.conversation.id = %self.key,
+                gen_ai.provider.name = tracing::field::Empty,
+                gen_ai.request.model = tracing::field::Empty,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                gen_ai.response.finish_reasons = tracing::field::Empty,
+                error.type = tracing::field::Empty,
             ));
         // A stop is seen by the model worker, which drops the provider's call (and with it
         // the answer this waits for): whatever failure that gives, the turn was stopped.
@@ -352,6 +373,20 @@ impl SessionState {
             completion => completion.map(Asked::Answered),
         }
     }
+}
+
+/// A tool call's span, as OpenTelemetry's GenAI conventions name it: `execute_tool
+/// {gen_ai.tool.name}`, with the call's id, and `error.type` when it fails.
+fn tool_span(tool: &str, call_id: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "tool_call",
+        otel.name = %format!("execute_tool {tool}"),
+        tool,
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = tool,
+        gen_ai.tool.call.id = call_id,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// How a turn ended: in the model's answer, or stopped by the person.

@@ -347,7 +347,34 @@ async fn openai_chat(
     let stream = body["stream"].as_bool().unwrap_or(false);
     let model = body["model"].as_str().unwrap_or("fake-model").to_owned();
     let reply = shared.next_reply(&body);
-    openai_answer(reply, stream, &model).await
+    let answer = OpenAiAnswer {
+        stream,
+        usage_chunk: stream && body["stream_options"]["include_usage"] == true,
+        model: &model,
+    };
+    openai_answer(reply, &answer).await
+}
+
+/// How a Chat Completions request asked to be answered.
+struct OpenAiAnswer<'a> {
+    stream: bool,
+    /// `stream_options.include_usage`: a last chunk, with no choices, carries the usage.
+    usage_chunk: bool,
+    model: &'a str,
+}
+
+impl OpenAiAnswer<'_> {
+    /// The end of a streamed answer: the usage chunk when asked for, then `[DONE]`.
+    fn done(&self, events: &mut Vec<String>, completion_tokens: usize) {
+        if self.usage_chunk {
+            let chunk = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+                "model": self.model, "choices": [],
+                "usage": {"prompt_tokens": 5, "completion_tokens": completion_tokens,
+                          "total_tokens": 5 + completion_tokens}});
+            events.push(format!("data: {chunk}\n\n"));
+        }
+        events.push("data: [DONE]\n\n".into());
+    }
 }
 
 fn openai_tool_calls_answer(
@@ -407,11 +434,12 @@ fn openai_chunk(model: &str, delta: &Value, finish_reason: Option<&str>) -> Stri
     format!("data: {chunk}\n\n")
 }
 
-async fn openai_answer(reply: FakeReply, stream: bool, model: &str) -> Response {
+async fn openai_answer(reply: FakeReply, answer: &OpenAiAnswer<'_>) -> Response {
+    let (stream, model) = (answer.stream, answer.model);
     match reply {
         FakeReply::Delayed(delay, inner) => {
             tokio::time::sleep(delay).await;
-            Box::pin(openai_answer(*inner, stream, model)).await
+            Box::pin(openai_answer(*inner, answer)).await
         }
         FakeReply::Hang => std::future::pending().await,
         FakeReply::Status { status, retry_after, message } => openai_error(status, retry_after.as_deref(), &message),
@@ -419,7 +447,7 @@ async fn openai_answer(reply: FakeReply, stream: bool, model: &str) -> Response 
             let mut events = vec![openai_chunk(model, &json!({"role": "assistant", "content": ""}), None)];
             events.extend(pieces.iter().map(|piece| openai_chunk(model, &json!({"content": piece}), None)));
             events.push(openai_chunk(model, &json!({}), Some("stop")));
-            events.push("data: [DONE]\n\n".into());
+            answer.done(&mut events, pieces.len());
             sse(&events)
         }
         FakeReply::Text(pieces) => axum::Json(json!({
@@ -436,7 +464,7 @@ async fn openai_answer(reply: FakeReply, stream: bool, model: &str) -> Response 
                 openai_chunk(model, &json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), None)
             }));
             events.push(openai_chunk(model, &json!({}), Some("tool_calls")));
-            events.push("data: [DONE]\n\n".into());
+            answer.done(&mut events, argument_pieces.len());
             sse(&events)
         }
         FakeReply::ToolCall { id, name, argument_pieces } => axum::Json(json!({

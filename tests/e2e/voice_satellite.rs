@@ -19,7 +19,8 @@ use troupe_actors::voice::SpeechToText;
 use troupe_testkit::otlp::OtlpReceiver;
 use troupe_testkit::process::TroupeProcess;
 use troupe_testkit::voice::{
-    WyomingServer, piper, piper_to_wav, pocketsphinx, satellite, satellite_on, silent_wav,
+    WyomingServer, gated_satellite, open_gate, piper, piper_to_wav, pocketsphinx, satellite_on,
+    silent_wav,
 };
 
 use crate::support::{binary, echo_node, eventually, get, test_models_dir};
@@ -327,6 +328,8 @@ const PIPER: &str = "{ kind = \"piper\", voice = \"en_US-joe-medium\" }";
 struct AskingSatellite {
     _dir: tempfile::TempDir,
     speaker: PathBuf,
+    /// The microphone speaks once this exists.
+    gate: PathBuf,
     stt: WyomingServer,
     satellite: WyomingServer,
 }
@@ -337,12 +340,24 @@ impl AskingSatellite {
         let question = dir.path().join("question.wav");
         piper_to_wav("What is two plus two?", &question);
         let speaker = dir.path().join("speaker.raw");
+        let gate = dir.path().join("gate");
         Self {
             stt: pocketsphinx().await,
-            satellite: satellite("kitchen", &question, &speaker).await,
+            satellite: gated_satellite("kitchen", &question, &speaker, &gate).await,
             speaker,
+            gate,
             _dir: dir,
         }
+    }
+
+    /// Asks the question once `node` is connected to the satellite (a node slow to start
+    /// would otherwise miss it).
+    async fn ask(&self, node: &TroupeProcess) {
+        eventually(Duration::from_secs(60), || async {
+            kitchen(node).await["state"] == "connected"
+        })
+        .await;
+        open_gate(&self.gate);
     }
 
     /// The node's `[models]` and `[voice]`, speaking with Piper in the process.
@@ -357,6 +372,7 @@ async fn a_satellite_is_answered_by_the_piper_voice_inside_the_node() {
     let (stt, speaker) = (&asked.stt, &asked.speaker);
     let node = echo_node(&asked.config()).await;
 
+    asked.ask(&node).await;
     let (seconds, loudness) = answer_played(&node, speaker).await;
     assert!(
         (0.6..8.0).contains(&seconds),
@@ -424,6 +440,7 @@ async fn a_spoken_turn_is_one_trace_from_the_utterance_to_its_spoken_reply() {
         asked.config()
     );
     let node = crate::support::traced_node(&config, &collector).await;
+    asked.ask(&node).await;
     answer_played(&node, &asked.speaker).await;
 
     let names = [

@@ -3,9 +3,13 @@ rate) into stdout as raw 16 kHz mono PCM16, paced at real time as a microphone d
 after a moment of silence and followed by silence until it is stopped.
 
 Usage: python paced_mic.py SPEECH.wav [LEADING_SILENCE_SECONDS]
+
+With TROUPE_MIC_GATE set to a path, it sends silence until that file exists, then the
+speech: a test opens the gate once the node listens, so no question is spoken to nobody.
 """
 
 import audioop
+import os
 import sys
 import time
 import wave
@@ -28,13 +32,16 @@ def main():
     leading = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
     silence = bytes(2 * CHUNK_SAMPLES)
     audio = bytes(2 * int(leading * RATE)) + speech
+    gate = os.environ.get("TROUPE_MIC_GATE")
     chunk_bytes = 2 * CHUNK_SAMPLES
     period = CHUNK_SAMPLES / RATE
     out = sys.stdout.buffer
     started = time.monotonic()
     sent = 0
     while True:
-        if audio:
+        if gate is not None and os.path.exists(gate):
+            gate = None
+        if audio and gate is None:
             chunk, audio = audio[:chunk_bytes], audio[chunk_bytes:]
         else:
             chunk = silence

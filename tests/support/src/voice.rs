@@ -185,6 +185,22 @@ pub async fn satellite(name: &str, speech: &Path, speaker: &Path) -> WyomingServ
     satellite_on(crate::free_port(), name, speech, speaker, &[]).await
 }
 
+/// [`satellite`] whose microphone stays silent until `gate` exists (see
+/// [`open_gate`]): the question is asked only once the node listens.
+pub async fn gated_satellite(
+    name: &str,
+    speech: &Path,
+    speaker: &Path,
+    gate: &Path,
+) -> WyomingServer {
+    satellite_with(crate::free_port(), name, speech, speaker, &[], Some(gate)).await
+}
+
+/// Opens a [`gated_satellite`]'s microphone.
+pub fn open_gate(gate: &Path) {
+    std::fs::write(gate, b"go").expect("the microphone's gate opens");
+}
+
 /// [`satellite`] on `port` (to bring one back where it was), with `extra` arguments.
 pub async fn satellite_on(
     port: u16,
@@ -192,6 +208,17 @@ pub async fn satellite_on(
     speech: &Path,
     speaker: &Path,
     extra: &[&str],
+) -> WyomingServer {
+    satellite_with(port, name, speech, speaker, extra, None).await
+}
+
+async fn satellite_with(
+    port: u16,
+    name: &str,
+    speech: &Path,
+    speaker: &Path,
+    extra: &[&str],
+    gate: Option<&Path>,
 ) -> WyomingServer {
     let venv = satellite_venv();
     let mic = format!(
@@ -208,6 +235,9 @@ pub async fn satellite_on(
         .args(["--mic-command", &mic])
         .args(["--snd-command", &snd])
         .args(extra);
+    if let Some(gate) = gate {
+        command.env("TROUPE_MIC_GATE", gate);
+    }
     listening_on(port, command).await
 }
 

@@ -142,10 +142,16 @@ async fn a_question_asked_at_a_satellite_after_its_wake_word_is_answered_aloud()
         "--stt-stop-command",
         stopped_command.as_str(),
     ];
-    let port = troupe_testkit::free_port();
-    let kitchen_satellite = satellite_on(port, "kitchen", &question, &speaker, &extra).await;
+    let gate = dir.path().join("gate");
+    let kitchen_satellite = gated_satellite("kitchen", &question, &speaker, &gate, &extra).await;
     let wake_word = "wake_word = \"hey_jarvis_v0.1\"";
     let node = node_with_voice(&stt, &tts, &kitchen_satellite.uri, wake_word).await;
+    // The question is asked once the node listens.
+    eventually(Duration::from_secs(60), || async {
+        kitchen(&node).await["state"] == "connected"
+    })
+    .await;
+    open_gate(&gate);
 
     answer_played(&node, &speaker).await;
 
@@ -343,7 +349,7 @@ impl AskingSatellite {
         let gate = dir.path().join("gate");
         Self {
             stt: pocketsphinx().await,
-            satellite: gated_satellite("kitchen", &question, &speaker, &gate).await,
+            satellite: gated_satellite("kitchen", &question, &speaker, &gate, &[]).await,
             speaker,
             gate,
             _dir: dir,

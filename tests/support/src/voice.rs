@@ -192,8 +192,9 @@ pub async fn gated_satellite(
     speech: &Path,
     speaker: &Path,
     gate: &Path,
+    extra: &[&str],
 ) -> WyomingServer {
-    satellite_with(crate::free_port(), name, speech, speaker, &[], Some(gate)).await
+    satellite_with(crate::free_port(), name, speech, speaker, extra, Some(gate)).await
 }
 
 /// Opens a [`gated_satellite`]'s microphone.

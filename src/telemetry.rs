@@ -328,3 +328,54 @@ fn describe_metrics() {
     metrics::counter!(metric_names::MESSAGES_IN).absolute(0);
     metrics::counter!(metric_names::MESSAGES_OUT).absolute(0);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// A metric name as Prometheus shows it (the exporter turns `.` into `_`).
+    fn exported(name: &str) -> String {
+        name.replace('.', "_")
+    }
+
+    #[test]
+    fn every_metric_the_alert_rules_read_is_one_the_node_exports() {
+        let rules = include_str!("../deploy/prometheus/alerts.yml");
+        let known: BTreeSet<String> = [
+            metric_names::MESSAGES_IN,
+            metric_names::MESSAGE_ERRORS,
+            metric_names::GATEWAY_LATENCY_SECONDS,
+            metric_names::MODEL_LATENCY_SECONDS,
+            metric_names::PROVIDER_ERRORS,
+            metric_names::BRIDGE_STATE,
+            metric_names::BRIDGE_MESSAGES_IN,
+            metric_names::BRIDGE_MESSAGES_OUT,
+            metric_names::LOCAL_MODEL_QUEUE_DEPTH,
+            metric_names::ACTOR_RESTARTS,
+            metric_names::GEN_AI_TOKEN_USAGE,
+            troupe_cluster::metrics::MEMBERS,
+        ]
+        .iter()
+        .map(|name| exported(name))
+        .collect();
+        let mut read = BTreeSet::new();
+        for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if !(word.starts_with("troupe_") || word.starts_with("gen_ai_client_")) {
+                continue;
+            }
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(word);
+            read.insert(name.to_owned());
+        }
+        assert!(read.len() >= 10, "{read:?}");
+        let unknown: Vec<_> = read.difference(&known).collect();
+        assert!(
+            unknown.is_empty(),
+            "the rules read metrics nothing exports: {unknown:?}"
+        );
+    }
+}

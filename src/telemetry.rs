@@ -335,47 +335,87 @@ mod tests {
 
     use super::*;
 
-    /// A metric name as Prometheus shows it (the exporter turns `.` into `_`).
-    fn exported(name: &str) -> String {
-        name.replace('.', "_")
+    /// The names the node exports that the alert rules and the Grafana board read, as
+    /// Prometheus shows them (the exporter turns `.` into `_`).
+    fn exported() -> BTreeSet<String> {
+        [
+            metric_names::MESSAGES_IN,
+            metric_names::MESSAGES_OUT,
+            metric_names::MESSAGE_ERRORS,
+            metric_names::SESSIONS_ACTIVE,
+            metric_names::SESSIONS_PASSIVATED,
+            metric_names::GATEWAY_LATENCY_SECONDS,
+            metric_names::MODEL_LATENCY_SECONDS,
+            metric_names::PROVIDER_ERRORS,
+            metric_names::PROVIDER_RETRIES,
+            metric_names::PROVIDER_FALLBACKS,
+            metric_names::BRIDGE_STATE,
+            metric_names::BRIDGE_MESSAGES_IN,
+            metric_names::BRIDGE_MESSAGES_OUT,
+            metric_names::BRIDGE_DELIVERY_FAILURES,
+            metric_names::LOCAL_MODEL_QUEUE_DEPTH,
+            metric_names::ACTOR_RESTARTS,
+            metric_names::PROCESS_RESIDENT_BYTES,
+            metric_names::HEAP_ALLOCATED_BYTES,
+            metric_names::GEN_AI_TOKEN_USAGE,
+            metric_names::GEN_AI_OPERATION_DURATION,
+            troupe_cluster::metrics::MEMBERS,
+            troupe_cluster::metrics::SHARDS_OWNED,
+            troupe_canvas::metrics::ROOMS_OPEN,
+            troupe_canvas::metrics::CONNECTIONS,
+        ]
+        .iter()
+        .map(|name| name.replace('.', "_"))
+        .collect()
+    }
+
+    /// The metric names `queries` read (a histogram's `_bucket`, `_sum` and `_count` as
+    /// its own name).
+    fn read_by(queries: &str) -> BTreeSet<String> {
+        queries
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("troupe_") || word.starts_with("gen_ai_client_"))
+            .map(|word| {
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .unwrap_or(word)
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn assert_all_exported(what: &str, read: &BTreeSet<String>) {
+        assert!(read.len() >= 10, "{what} reads {read:?}");
+        let exported = exported();
+        let unknown: Vec<_> = read.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "{what} reads metrics nothing exports: {unknown:?}"
+        );
     }
 
     #[test]
     fn every_metric_the_alert_rules_read_is_one_the_node_exports() {
         let rules = include_str!("../deploy/prometheus/alerts.yml");
-        let known: BTreeSet<String> = [
-            metric_names::MESSAGES_IN,
-            metric_names::MESSAGE_ERRORS,
-            metric_names::GATEWAY_LATENCY_SECONDS,
-            metric_names::MODEL_LATENCY_SECONDS,
-            metric_names::PROVIDER_ERRORS,
-            metric_names::BRIDGE_STATE,
-            metric_names::BRIDGE_MESSAGES_IN,
-            metric_names::BRIDGE_MESSAGES_OUT,
-            metric_names::LOCAL_MODEL_QUEUE_DEPTH,
-            metric_names::ACTOR_RESTARTS,
-            metric_names::GEN_AI_TOKEN_USAGE,
-            troupe_cluster::metrics::MEMBERS,
-        ]
-        .iter()
-        .map(|name| exported(name))
-        .collect();
-        let mut read = BTreeSet::new();
-        for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-            if !(word.starts_with("troupe_") || word.starts_with("gen_ai_client_")) {
-                continue;
+        assert_all_exported("alerts.yml", &read_by(rules));
+    }
+
+    #[test]
+    fn every_query_of_the_grafana_board_reads_metrics_the_node_exports() {
+        let board: serde_json::Value =
+            serde_json::from_str(include_str!("../deploy/grafana/troupe.json"))
+                .expect("the board is JSON");
+        let panels = board["panels"].as_array().expect("panels");
+        let mut queries = String::new();
+        for panel in panels {
+            let targets = panel["targets"].as_array().expect("each panel has queries");
+            assert!(!targets.is_empty(), "{}", panel["title"]);
+            for target in targets {
+                queries.push_str(target["expr"].as_str().expect("a PromQL expression"));
+                queries.push('\n');
             }
-            let name = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|suffix| word.strip_suffix(suffix))
-                .unwrap_or(word);
-            read.insert(name.to_owned());
         }
-        assert!(read.len() >= 10, "{read:?}");
-        let unknown: Vec<_> = read.difference(&known).collect();
-        assert!(
-            unknown.is_empty(),
-            "the rules read metrics nothing exports: {unknown:?}"
-        );
+        assert_all_exported("troupe.json", &read_by(&queries));
     }
 }

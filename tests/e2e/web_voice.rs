@@ -541,4 +541,8 @@ async fn a_question_spoken_into_the_web_page_is_answered_aloud_and_speaking_agai
     assert_eq!(seen["speaking_after_barge_in"], "false", "{seen}");
     assert_eq!(seen["pressed_after"], "false", "{seen}");
     assert_eq!(seen["axe_violations"], json!([]), "{seen}");
+    // Held to talk, the question is heard too; a tap leaves the microphone closed.
+    let held = seen["held_transcript"].as_str().unwrap();
+    assert!(held.contains("two plus two"), "{seen}");
+    assert_eq!(seen["voice_after_tap"], "off", "{seen}");
 }

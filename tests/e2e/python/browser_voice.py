@@ -94,7 +94,23 @@ def main() -> None:
         status = page.inner_text("#voice-status")
         page.click("#hands-free")
         page.wait_for_selector("body[data-voice='off']", state="attached", timeout=WAIT)
-        time.sleep(0.2)
+        # Hold to talk: held for a whole loop of the question, then released.
+        spoken_before = page.locator(".message.user.spoken").count()
+        page.hover("#talk")
+        page.mouse.down()
+        page.wait_for_selector("body[data-voice='push_to_talk']", state="attached", timeout=WAIT)
+        time.sleep(4.5)
+        page.mouse.up()
+        page.wait_for_selector("body[data-voice='off']", state="attached", timeout=WAIT)
+        held = page.locator(".message.user.spoken").nth(spoken_before)
+        held.wait_for(timeout=WAIT)
+        held_transcript = held.inner_text()
+        # A tap too short to open the microphone leaves nothing open.
+        page.hover("#talk")
+        page.mouse.down()
+        page.mouse.up()
+        time.sleep(0.5)
+        voice_after_tap = page.evaluate("document.body.dataset.voice")
         page.set_viewport_size({"width": 360, "height": 740})
         page.screenshot(path=shots + "/voice-narrow.png")
         print(json.dumps({
@@ -107,6 +123,8 @@ def main() -> None:
             "speaking_after_barge_in": speaking_after,
             "status_while_listening": status,
             "pressed_after": page.get_attribute("#hands-free", "aria-pressed"),
+            "held_transcript": held_transcript,
+            "voice_after_tap": voice_after_tap,
             "axe_violations": axe_violations(browser, url, token, axe_js, shots),
         }))
         browser.close()

@@ -119,6 +119,9 @@ export class VoiceControls {
   private wakeWord = "";
   /** Times the person's speech stopped the assistant's (the tests read it). */
   private bargeIns = 0;
+  /** Counts microphone openings and closings: an opening that a release overtook (the
+   * browser was still asking for the microphone) is abandoned. */
+  private openings = 0;
 
   constructor(
     private readonly talk: HTMLButtonElement,
@@ -231,6 +234,11 @@ export class VoiceControls {
 
   private stopTalking(): void {
     if (this.mode !== "push_to_talk") return;
+    if (!this.microphone) {
+      // Released before the microphone opened: nothing was said.
+      this.close();
+      return;
+    }
     this.connection()?.sendVoice({ type: "voice_end" });
     this.closeMicrophone();
     this.show("voiceThinking");
@@ -255,13 +263,21 @@ export class VoiceControls {
       return false;
     }
     this.mode = mode;
+    const opening = ++this.openings;
+    let microphone: Microphone;
     try {
-      this.microphone = await Microphone.open((pcm) => this.connection()?.sendAudio(pcm));
+      microphone = await Microphone.open((pcm) => this.connection()?.sendAudio(pcm));
     } catch {
-      this.mode = null;
+      if (opening === this.openings) this.mode = null;
       this.show("voiceNoMicrophone");
       return false;
     }
+    if (opening !== this.openings) {
+      // Released (or switched off) while the browser was opening it: nothing to hear.
+      microphone.close();
+      return false;
+    }
+    this.microphone = microphone;
     const wakeWord = mode === "hands_free" && this.abilities?.wake_word === true;
     connection.sendVoice({
       type: "voice_start",
@@ -274,6 +290,7 @@ export class VoiceControls {
   }
 
   private closeMicrophone(): void {
+    this.openings += 1;
     this.microphone?.close();
     this.microphone = null;
     this.mode = null;

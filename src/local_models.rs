@@ -218,7 +218,11 @@ impl LocalModels {
                 missing.display()
             );
         }
-        let voice = Arc::new(PiperVoice::read(&files).context("voice.tts")?);
+        let voice = Arc::new(
+            PiperVoice::read(&files)
+                .context("voice.tts")?
+                .with_noise(settings.noise_scale, settings.noise_w),
+        );
         let espeak = Espeak::open(&EspeakPaths {
             library: settings.espeak_library.clone(),
             data: settings.espeak_data.clone(),

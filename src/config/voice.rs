@@ -15,7 +15,7 @@ use troupe_inference::voice::{OpenAiStt, OpenAiTts, WyomingStt, WyomingTts};
 use super::{ConfigError, invalid, refused};
 
 /// `[voice]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VoiceConfig {
     /// Speech to text.
@@ -113,7 +113,7 @@ pub(crate) enum SttService {
 }
 
 /// `[voice.tts]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum TtsService {
     /// A Wyoming service (`wyoming-piper`…), with its default voice unless one is named.
@@ -136,7 +136,7 @@ pub(crate) enum TtsService {
 }
 
 /// `tts = { kind = "piper", … }`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PiperSettings {
     /// The voice's name: its folder and file names in `[models] dir`.
@@ -150,6 +150,14 @@ pub(crate) struct PiperSettings {
     /// ONNX Runtime's threads for one sentence.
     #[serde(default = "default_piper_threads")]
     pub(crate) threads: usize,
+    /// How much the voice varies (Piper's `--noise-scale`, 0 to 2); absent: the voice's
+    /// own. 0, with `noise_w = 0`, says the same text the same way every time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) noise_scale: Option<f32>,
+    /// How much the phonemes' lengths vary (Piper's `--noise-w-scale`, 0 to 2); absent:
+    /// the voice's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) noise_w: Option<f32>,
 }
 
 const fn default_piper_threads() -> usize {
@@ -266,6 +274,14 @@ impl VoiceConfig {
         };
         if piper.is_some_and(|piper| !(1..=64).contains(&piper.threads)) {
             return Err(invalid("voice.tts.threads", "must be from 1 to 64"));
+        }
+        let out_of_range =
+            |value: Option<f32>| value.is_some_and(|value| !(0.0..=2.0).contains(&value));
+        if piper.is_some_and(|piper| out_of_range(piper.noise_scale)) {
+            return Err(invalid("voice.tts.noise_scale", "must be from 0 to 2"));
+        }
+        if piper.is_some_and(|piper| out_of_range(piper.noise_w)) {
+            return Err(invalid("voice.tts.noise_w", "must be from 0 to 2"));
         }
         let names = [
             ("voice.vad", Some(&self.vad)),
@@ -407,6 +423,18 @@ mod tests {
             (
                 "tts = { kind = \"piper\", voice = \"x\", threads = 0 }".to_owned(),
                 "voice.tts.threads",
+            ),
+            (
+                "tts = { kind = \"piper\", voice = \"x\", noise_scale = 3.0 }".to_owned(),
+                "voice.tts.noise_scale",
+            ),
+            (
+                "tts = { kind = \"piper\", voice = \"x\", noise_w = -0.5 }".to_owned(),
+                "voice.tts.noise_w",
+            ),
+            (
+                "tts = { kind = \"piper\", voice = \"x\", noise_w = nan }".to_owned(),
+                "voice.tts.noise_w",
             ),
         ];
         for (text, key) in cases {

@@ -115,7 +115,7 @@ async fn a_whatsapp_voice_note_is_downloaded_checked_and_answered() {
         pocketsphinx().await,
     );
     let config = format!(
-        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\" }}\n\n[[bridges]]\nname = \"wa\"\nkind = \"whatsapp\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\naccess_token_env = \"WA_TOKEN\"\napp_secret_env = \"WA_SECRET\"\nverify_token_env = \"WA_VERIFY\"\napi_base = \"{}\"\ndm_policy = \"open\"\n",
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\", noise_scale = 0.0, noise_w = 0.0 }}\n\n[[bridges]]\nname = \"wa\"\nkind = \"whatsapp\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\naccess_token_env = \"WA_TOKEN\"\napp_secret_env = \"WA_SECRET\"\nverify_token_env = \"WA_VERIFY\"\napi_base = \"{}\"\ndm_policy = \"open\"\n",
         crate::support::test_models_dir().display(),
         stt.uri,
         fake.api_base()
@@ -224,7 +224,7 @@ async fn a_discord_voice_message_is_answered_with_a_voice_message_then_text() {
         FakeDiscord::start(DISCORD_TOKEN).await,
         pocketsphinx().await,
     );
-    let piper = "tts = { kind = \"piper\", voice = \"en_US-joe-medium\" }";
+    let piper = "tts = { kind = \"piper\", voice = \"en_US-joe-medium\", noise_scale = 0.0, noise_w = 0.0 }";
     let _node = discord_node(&fake, &stt, piper).await;
     fake.user_sends_voice("500", "42", voice_note("What is two plus two?"));
     fake.wait_for(WAIT, |fake| fake.posted().len() >= 2).await;
@@ -270,7 +270,7 @@ async fn a_slack_audio_clip_is_fetched_with_the_bot_token_and_answered_aloud() {
         pocketsphinx().await,
     );
     let config = format!(
-        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\" }}\n\n[[bridges]]\nname = \"slack\"\nkind = \"slack\"\nmode = \"socket\"\nbot_token_env = \"SLACK_BOT\"\napp_token_env = \"SLACK_APP\"\napi_base = \"{}\"\nfiles_base = \"{}\"\nallow_from = [\"U1\"]\n",
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\", noise_scale = 0.0, noise_w = 0.0 }}\n\n[[bridges]]\nname = \"slack\"\nkind = \"slack\"\nmode = \"socket\"\nbot_token_env = \"SLACK_BOT\"\napp_token_env = \"SLACK_APP\"\napi_base = \"{}\"\nfiles_base = \"{}\"\nallow_from = [\"U1\"]\n",
         crate::support::test_models_dir().display(),
         stt.uri,
         fake.api_base(),
@@ -307,7 +307,7 @@ async fn a_slack_audio_clip_is_fetched_with_the_bot_token_and_answered_aloud() {
 async fn a_voice_note_is_answered_with_a_voice_note_and_a_typed_message_in_text() {
     let (fake, stt) = (FakeTelegram::start(TOKEN).await, pocketsphinx().await);
     let config = format!(
-        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\" }}\n\n[[bridges]]\nname = \"tg\"\nkind = \"telegram\"\ntoken_env = \"TG_TOKEN\"\napi_base = \"{}\"\npoll_timeout_secs = 1\ndm_policy = \"open\"\n",
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n[models]\ndir = \"{}\"\n\n[voice]\nstt = {{ kind = \"wyoming\", uri = \"{}\" }}\ntts = {{ kind = \"piper\", voice = \"en_US-joe-medium\", noise_scale = 0.0, noise_w = 0.0 }}\n\n[[bridges]]\nname = \"tg\"\nkind = \"telegram\"\ntoken_env = \"TG_TOKEN\"\napi_base = \"{}\"\npoll_timeout_secs = 1\ndm_policy = \"open\"\n",
         crate::support::test_models_dir().display(),
         stt.uri,
         fake.api_base()

@@ -130,6 +130,20 @@ pub struct PiperVoice {
 }
 
 impl PiperVoice {
+    /// The voice with its noise (`noise_scale`) and its phonemes' length noise
+    /// (`noise_w`) set where given, as Piper's `--noise-scale` and `--noise-w-scale` do;
+    /// both 0 say a text the same way every time.
+    #[must_use]
+    pub fn with_noise(mut self, noise_scale: Option<f32>, noise_w: Option<f32>) -> Self {
+        if let Some(noise_scale) = noise_scale {
+            self.scales[0] = noise_scale;
+        }
+        if let Some(noise_w) = noise_w {
+            self.scales[2] = noise_w;
+        }
+        self
+    }
+
     /// Reads the voice's settings from `files.config`.
     pub fn read(files: &PiperFiles) -> Result<Self, PiperError> {
         let path = &files.config;

@@ -327,7 +327,8 @@ async fn a_satellite_whose_microphone_is_not_16_khz_is_told_and_refused() {
 }
 
 /// Piper in the process: the packaged voice through ONNX Runtime, eSpeak NG's phonemes.
-const PIPER: &str = "{ kind = \"piper\", voice = \"en_US-joe-medium\" }";
+const PIPER: &str =
+    "{ kind = \"piper\", voice = \"en_US-joe-medium\", noise_scale = 0.0, noise_w = 0.0 }";
 
 /// The satellite `kitchen`, whose microphone asks "What is two plus two?" (no wake word),
 /// its speaker's file, and the speech-to-text server.

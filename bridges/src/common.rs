@@ -146,13 +146,20 @@ impl SentPieces {
         self.0.insert(reply_id.to_owned(), count);
     }
 
-    /// Whether the voice note of `reply_id` went out already.
-    pub(crate) fn voice_sent(&self, reply_id: &str) -> bool {
-        self.0.contains_key(&voice_key(reply_id))
-    }
-
-    pub(crate) fn note_voice_sent(&self, reply_id: &str) {
-        self.0.insert(voice_key(reply_id), 1);
+    /// Sends the voice note of `reply_id` with `send`, unless it went out already (a
+    /// retried delivery sends it once).
+    pub(crate) async fn voice_once(
+        &self,
+        reply_id: &str,
+        send: impl Future<Output = Result<(), BridgeError>>,
+    ) -> Result<(), BridgeError> {
+        let key = voice_key(reply_id);
+        if self.0.contains_key(&key) {
+            return Ok(());
+        }
+        send.await?;
+        self.0.insert(key, 1);
+        Ok(())
     }
 
     /// The reply went out whole (its voice note, if any, first): nothing to remember.

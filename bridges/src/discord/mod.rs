@@ -216,31 +216,30 @@ impl Bridge for DiscordBridge {
         delivery: &Delivery,
         note: &VoiceNote,
     ) -> Result<(), BridgeError> {
-        if self.sent_pieces.voice_sent(&delivery.reply_id) {
-            return Ok(());
-        }
-        let destination = &delivery.destination;
-        let interaction = destination
-            .reply_to_message_id
-            .as_deref()
-            .is_some_and(|reference| reference.starts_with(INTERACTION_PREFIX));
-        if interaction {
-            return Err(BridgeError::new(
-                BridgeErrorKind::Rejected,
-                "a slash command is answered in text",
-            ));
-        }
-        let file = crate::common::ogg_part(note.recording(), "voice-message.ogg")?;
-        let form = reqwest::multipart::Form::new()
-            .text(
-                "payload_json",
-                Self::voice_payload(delivery, note).to_string(),
-            )
-            .part("files[0]", file);
-        let path = format!("channels/{}/messages", destination.chat_id);
-        self.rest.send_form(&path, form).await?;
-        self.sent_pieces.note_voice_sent(&delivery.reply_id);
-        Ok(())
+        let send = async {
+            let destination = &delivery.destination;
+            let interaction = destination
+                .reply_to_message_id
+                .as_deref()
+                .is_some_and(|reference| reference.starts_with(INTERACTION_PREFIX));
+            if interaction {
+                return Err(BridgeError::new(
+                    BridgeErrorKind::Rejected,
+                    "a slash command is answered in text",
+                ));
+            }
+            let file = crate::common::ogg_part(note.recording(), "voice-message.ogg")?;
+            let form = reqwest::multipart::Form::new()
+                .text(
+                    "payload_json",
+                    Self::voice_payload(delivery, note).to_string(),
+                )
+                .part("files[0]", file);
+            let path = format!("channels/{}/messages", destination.chat_id);
+            self.rest.send_form(&path, form).await?;
+            Ok(())
+        };
+        self.sent_pieces.voice_once(&delivery.reply_id, send).await
     }
 
     /// Only files on Discord's CDN are fetched: an attachment's address comes from the

@@ -228,53 +228,52 @@ impl Bridge for SlackBridge {
         delivery: &Delivery,
         note: &VoiceNote,
     ) -> Result<(), BridgeError> {
-        if self.sent_pieces.voice_sent(&delivery.reply_id) {
-            return Ok(());
-        }
-        let recording = note.recording();
-        let length = recording.len().to_string();
-        let upload = self
-            .bot_form(
-                "files.getUploadURLExternal",
-                &[("filename", "voice-reply.ogg"), ("length", &length)],
-            )
-            .await?;
-        let (Some(address), Some(file_id)) =
-            (upload["upload_url"].as_str(), upload["file_id"].as_str())
-        else {
-            return Err(BridgeError::new(
-                BridgeErrorKind::Malformed,
-                "slack files.getUploadURLExternal: no upload_url or file_id",
-            ));
+        let send = async {
+            let recording = note.recording();
+            let length = recording.len().to_string();
+            let upload = self
+                .bot_form(
+                    "files.getUploadURLExternal",
+                    &[("filename", "voice-reply.ogg"), ("length", &length)],
+                )
+                .await?;
+            let (Some(address), Some(file_id)) =
+                (upload["upload_url"].as_str(), upload["file_id"].as_str())
+            else {
+                return Err(BridgeError::new(
+                    BridgeErrorKind::Malformed,
+                    "slack files.getUploadURLExternal: no upload_url or file_id",
+                ));
+            };
+            if !address.starts_with(&self.settings.files_base) {
+                return Err(BridgeError::new(
+                    BridgeErrorKind::Rejected,
+                    "slack gave an upload address off its file host",
+                ));
+            }
+            let response = self
+                .http
+                .post(address)
+                .header(reqwest::header::CONTENT_TYPE, "audio/ogg")
+                .body(recording.to_vec())
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .map_err(|error| request_failed("slack file upload", &error))?;
+            crate::common::read_limited(response, 64 * 1024, "slack file upload").await?;
+            let files = json!([{"id": file_id, "title": "Voice reply"}]).to_string();
+            let destination = &delivery.destination;
+            let mut form = vec![
+                ("files", files.as_str()),
+                ("channel_id", destination.chat_id.as_str()),
+            ];
+            if let Some(thread) = &destination.thread_id {
+                form.push(("thread_ts", thread.as_str()));
+            }
+            self.bot_form("files.completeUploadExternal", &form).await?;
+            Ok(())
         };
-        if !address.starts_with(&self.settings.files_base) {
-            return Err(BridgeError::new(
-                BridgeErrorKind::Rejected,
-                "slack gave an upload address off its file host",
-            ));
-        }
-        let response = self
-            .http
-            .post(address)
-            .header(reqwest::header::CONTENT_TYPE, "audio/ogg")
-            .body(recording.to_vec())
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|error| request_failed("slack file upload", &error))?;
-        crate::common::read_limited(response, 64 * 1024, "slack file upload").await?;
-        let files = json!([{"id": file_id, "title": "Voice reply"}]).to_string();
-        let destination = &delivery.destination;
-        let mut form = vec![
-            ("files", files.as_str()),
-            ("channel_id", destination.chat_id.as_str()),
-        ];
-        if let Some(thread) = &destination.thread_id {
-            form.push(("thread_ts", thread.as_str()));
-        }
-        self.bot_form("files.completeUploadExternal", &form).await?;
-        self.sent_pieces.note_voice_sent(&delivery.reply_id);
-        Ok(())
+        self.sent_pieces.voice_once(&delivery.reply_id, send).await
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), BridgeError> {

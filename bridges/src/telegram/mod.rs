@@ -263,24 +263,23 @@ impl Bridge for TelegramBridge {
         delivery: &Delivery,
         note: &VoiceNote,
     ) -> Result<(), BridgeError> {
-        if self.sent_pieces.voice_sent(&delivery.reply_id) {
-            return Ok(());
-        }
-        let destination = &delivery.destination;
-        let voice = crate::common::ogg_part(note.recording(), "reply.ogg")?;
-        let mut form = reqwest::multipart::Form::new()
-            .text("chat_id", destination.chat_id.clone())
-            .text("duration", (note.seconds().ceil() as u64).to_string())
-            .part("voice", voice);
-        if let Some(thread) = &destination.thread_id {
-            form = form.text("message_thread_id", thread.clone());
-        }
-        let _: Value = self
-            .client
-            .call_with_file("sendVoice", form, Duration::from_secs(60))
-            .await?;
-        self.sent_pieces.note_voice_sent(&delivery.reply_id);
-        Ok(())
+        let send = async {
+            let destination = &delivery.destination;
+            let voice = crate::common::ogg_part(note.recording(), "reply.ogg")?;
+            let mut form = reqwest::multipart::Form::new()
+                .text("chat_id", destination.chat_id.clone())
+                .text("duration", (note.seconds().ceil() as u64).to_string())
+                .part("voice", voice);
+            if let Some(thread) = &destination.thread_id {
+                form = form.text("message_thread_id", thread.clone());
+            }
+            let _: Value = self
+                .client
+                .call_with_file("sendVoice", form, Duration::from_secs(60))
+                .await?;
+            Ok(())
+        };
+        self.sent_pieces.voice_once(&delivery.reply_id, send).await
     }
 
     async fn typing(&self, destination: &Destination) -> Result<(), BridgeError> {

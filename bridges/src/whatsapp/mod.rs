@@ -160,25 +160,24 @@ impl Bridge for WhatsAppBridge {
         delivery: &Delivery,
         note: &VoiceNote,
     ) -> Result<(), BridgeError> {
-        if self.sent_pieces.voice_sent(&delivery.reply_id) {
-            return Ok(());
-        }
-        let media = media::upload(&self.http, &self.settings, note.recording()).await?;
-        let to = delivery
-            .destination
-            .recipient_id
-            .as_deref()
-            .unwrap_or(&delivery.destination.chat_id);
-        let body = json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "audio",
-            "audio": {"id": media},
-        });
-        self.post_message(&body).await?;
-        self.sent_pieces.note_voice_sent(&delivery.reply_id);
-        Ok(())
+        let send = async {
+            let media = media::upload(&self.http, &self.settings, note.recording()).await?;
+            let to = delivery
+                .destination
+                .recipient_id
+                .as_deref()
+                .unwrap_or(&delivery.destination.chat_id);
+            let body = json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": "audio",
+                "audio": {"id": media},
+            });
+            self.post_message(&body).await?;
+            Ok(())
+        };
+        self.sent_pieces.voice_once(&delivery.reply_id, send).await
     }
 
     async fn fetch_attachment(

@@ -30,7 +30,7 @@ const RECORDINGS: [(&str, u32); 3] = [
 fn each_kind_decodes_to_speech_as_long_as_what_was_said() {
     let said = piper_says("What is two plus two?").len() as f64 / 22_050.0;
     for (name, rate) in RECORDINGS {
-        let decoded = decode_recording(&recording(name)).unwrap();
+        let decoded = decode_recording(recording(name)).unwrap();
         assert_eq!(decoded.rate, rate, "{name}");
         let seconds = decoded.samples.len() as f64 / f64::from(decoded.rate);
         // Encoders pad the start (AAC's priming, MP3's delay) by tens of milliseconds.
@@ -49,7 +49,7 @@ fn cut_off_and_damaged_recordings_are_refused_or_shorter_never_a_panic() {
         let whole = recording(name);
         let cut = &whole[..whole.len() / 3];
         if let Ok(decoded) = decode_recording(cut) {
-            let full = decode_recording(&whole).unwrap();
+            let full = decode_recording(whole.as_slice()).unwrap();
             assert!(
                 decoded.samples.len() < full.samples.len(),
                 "{name} cut is shorter"
@@ -59,7 +59,7 @@ fn cut_off_and_damaged_recordings_are_refused_or_shorter_never_a_panic() {
         for byte in damaged.iter_mut().skip(whole.len() / 2).take(400) {
             *byte = byte.wrapping_mul(31).wrapping_add(7);
         }
-        let _ = decode_recording(&damaged);
+        let _ = decode_recording(damaged);
     }
     // A container without a decodable track, and bytes that are no container.
     assert!(matches!(

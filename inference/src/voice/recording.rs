@@ -24,13 +24,15 @@ pub struct Recording {
     pub samples: Vec<i16>,
 }
 
-/// `bytes` (Ogg Opus, WebM/Opus, MP4 or M4A with AAC, or MP3) as mono PCM16.
-pub fn decode_recording(bytes: &[u8]) -> Result<Recording, VoiceNoteError> {
+/// `bytes` (Ogg Opus, WebM/Opus, MP4 or M4A with AAC, or MP3) as mono PCM16. Given a
+/// `Vec`, the demuxer reads it in place (a recording may be 20 MB).
+pub fn decode_recording(bytes: impl Into<Vec<u8>>) -> Result<Recording, VoiceNoteError> {
+    let bytes = bytes.into();
     if bytes.is_empty() {
         return Err(VoiceNoteError::Empty);
     }
     if bytes.starts_with(b"OggS") {
-        let samples = decode_ogg_opus(bytes)?;
+        let samples = decode_ogg_opus(&bytes)?;
         return Ok(Recording {
             rate: RATE,
             samples,
@@ -43,8 +45,8 @@ pub fn decode_recording(bytes: &[u8]) -> Result<Recording, VoiceNoteError> {
 }
 
 /// A recording in a container `symphonia` reads.
-fn decode_container(bytes: &[u8]) -> Result<Recording, VoiceNoteError> {
-    let source = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
+fn decode_container(bytes: Vec<u8>) -> Result<Recording, VoiceNoteError> {
+    let source = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let probed = symphonia::default::get_probe()
         .format(
             &Hint::new(),

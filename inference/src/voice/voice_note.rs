@@ -193,7 +193,7 @@ impl VoiceNoteReader for VoiceNotes {
         _mime_type: Option<&str>,
     ) -> Result<String, SpeechError> {
         let undecodable = |error| SpeechError::Undecodable(Box::new(error));
-        let decoded = tokio::task::spawn_blocking(move || decode_recording(&recording))
+        let decoded = tokio::task::spawn_blocking(move || decode_recording(recording))
             .await
             .map_err(|error| SpeechError::Undecodable(Box::new(error)))?
             .map_err(undecodable)?;

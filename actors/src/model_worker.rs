@@ -84,9 +84,13 @@ impl ModelDirectory {
         self.workers.insert(provider.name.clone(), worker);
     }
 
-    /// The model `provider` asks for (what a call's span is named after).
-    pub fn model_of(&self, provider: &str) -> Option<String> {
-        self.models.get(provider).map(|model| model.clone())
+    /// The name of a call's span through `provider`: `chat {model}`, the model it asks
+    /// for, looked up only when a layer records the span.
+    pub fn chat_span_name<'a>(&'a self, provider: &'a str) -> impl std::fmt::Display + 'a {
+        ChatSpanName {
+            directory: self,
+            provider,
+        }
     }
 
     /// One completion through `provider`'s worker (its policy and fallbacks), bounded by
@@ -138,6 +142,20 @@ impl ModelDirectory {
     }
 }
 
+/// [`ModelDirectory::chat_span_name`].
+struct ChatSpanName<'a> {
+    directory: &'a ModelDirectory,
+    provider: &'a str,
+}
+
+impl std::fmt::Display for ChatSpanName<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let model = self.directory.models.get(self.provider);
+        let model = model.as_deref().map_or("", String::as_str);
+        write!(formatter, "{CHAT_OPERATION} {model}")
+    }
+}
+
 /// Messages of a [`ModelWorker`].
 pub enum ModelWorkerMsg {
     /// Run one completion; the answer comes on `reply`.
@@ -183,6 +201,18 @@ struct PolicyCall {
     provider: Arc<dyn ModelProvider>,
     policy: ProviderPolicy,
     slots: Arc<FairSlots>,
+    gen_ai: gen_ai::GenAiMetrics,
+}
+
+impl PolicyCall {
+    fn new(provider: Arc<dyn ModelProvider>, policy: ProviderPolicy) -> Self {
+        Self {
+            gen_ai: gen_ai::GenAiMetrics::of(provider.info()),
+            slots: FairSlots::new(policy.max_concurrency),
+            provider,
+            policy,
+        }
+    }
 }
 
 /// The actor: one per configured provider.
@@ -199,14 +229,8 @@ impl Actor for ModelWorker {
         _myself: ActorRef<Self::Msg>,
         args: ModelWorkerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let slots = FairSlots::new(args.policy.max_concurrency);
-        let call = PolicyCall {
-            provider: args.provider,
-            policy: args.policy,
-            slots,
-        };
         Ok(ModelWorkerState {
-            call: Arc::new(call),
+            call: Arc::new(PolicyCall::new(args.provider, args.policy)),
             directory: args.directory,
         })
     }
@@ -237,7 +261,7 @@ impl Actor for ModelWorker {
         let call = Arc::clone(&state.call);
         let directory = Arc::clone(&state.directory);
         tokio::spawn(async move {
-            let described = gen_ai::GenAiCall::begin(&span, call.provider.info());
+            let described = gen_ai::GenAiCall::begin(&span, call.provider.info(), &call.gen_ai);
             let running = call
                 .run_supervised(&request, &deltas, &requester, &myself)
                 .instrument(span.clone());

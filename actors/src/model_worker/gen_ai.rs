@@ -15,10 +15,47 @@ use crate::provider::{Completion, FinishReason, ProviderError, ProviderInfo};
 /// `gen_ai.operation.name` of a chat completion.
 pub const CHAT: &str = "chat";
 
+/// One provider's GenAI metrics, registered once per worker (a model call records into
+/// them without building labels).
+pub(super) struct GenAiMetrics {
+    labels: [(&'static str, String); 3],
+    duration: metrics::Histogram,
+    input_tokens: metrics::Histogram,
+    output_tokens: metrics::Histogram,
+}
+
+impl GenAiMetrics {
+    pub(super) fn of(provider: &ProviderInfo) -> Self {
+        let labels = [
+            ("gen_ai.operation.name", CHAT.to_owned()),
+            ("gen_ai.provider.name", provider.kind.clone()),
+            ("gen_ai.request.model", provider.model.clone()),
+        ];
+        let tokens = |kind: &'static str| {
+            let mut labels = labels.to_vec();
+            labels.push(("gen_ai.token.type", kind.to_owned()));
+            metrics::histogram!(metric_names::GEN_AI_TOKEN_USAGE, &labels)
+        };
+        Self {
+            duration: metrics::histogram!(metric_names::GEN_AI_OPERATION_DURATION, &labels),
+            input_tokens: tokens("input"),
+            output_tokens: tokens("output"),
+            labels,
+        }
+    }
+
+    /// The duration of a failed call, labelled with its `error.type`.
+    fn failed(&self, error_type: &'static str, seconds: f64) {
+        let mut labels = self.labels.to_vec();
+        labels.push(("error.type", error_type.to_owned()));
+        metrics::histogram!(metric_names::GEN_AI_OPERATION_DURATION, &labels).record(seconds);
+    }
+}
+
 /// One provider's part in a model call.
 pub(super) struct GenAiCall<'a> {
     span: &'a tracing::Span,
-    provider: &'a ProviderInfo,
+    metrics: &'a GenAiMetrics,
     started: Instant,
 }
 
@@ -34,24 +71,24 @@ const fn finish_reason(reason: FinishReason) -> &'static str {
 }
 
 impl<'a> GenAiCall<'a> {
-    /// `provider` takes the call of `span` (the caller's `model_call`).
-    pub(super) fn begin(span: &'a tracing::Span, provider: &'a ProviderInfo) -> Self {
+    /// `provider` (counted in `metrics`) takes the call of `span` (the caller's
+    /// `model_call`).
+    pub(super) fn begin(
+        span: &'a tracing::Span,
+        provider: &ProviderInfo,
+        metrics: &'a GenAiMetrics,
+    ) -> Self {
         span.record("gen_ai.provider.name", provider.kind.as_str());
         span.record("gen_ai.request.model", provider.model.as_str());
         Self {
             span,
-            provider,
+            metrics,
             started: Instant::now(),
         }
     }
 
     /// The call ended with `result`.
     pub(super) fn end(self, result: &Result<Completion, ProviderError>) {
-        let labels = [
-            ("gen_ai.operation.name", CHAT.to_owned()),
-            ("gen_ai.provider.name", self.provider.kind.clone()),
-            ("gen_ai.request.model", self.provider.model.clone()),
-        ];
         let seconds = self.started.elapsed().as_secs_f64();
         match result {
             Ok(completion) => {
@@ -59,31 +96,22 @@ impl<'a> GenAiCall<'a> {
                     "gen_ai.response.finish_reasons",
                     finish_reason(completion.finish_reason),
                 );
-                metrics::histogram!(metric_names::GEN_AI_OPERATION_DURATION, &labels)
-                    .record(seconds);
+                self.metrics.duration.record(seconds);
                 if let Some(usage) = completion.usage {
                     self.span
                         .record("gen_ai.usage.input_tokens", usage.input_tokens);
                     self.span
                         .record("gen_ai.usage.output_tokens", usage.output_tokens);
-                    for (kind, tokens) in [
-                        ("input", usage.input_tokens),
-                        ("output", usage.output_tokens),
-                    ] {
-                        let mut labels = labels.to_vec();
-                        labels.push(("gen_ai.token.type", kind.to_owned()));
-                        metrics::histogram!(metric_names::GEN_AI_TOKEN_USAGE, &labels)
-                            .record(tokens as f64);
-                    }
+                    self.metrics.input_tokens.record(usage.input_tokens as f64);
+                    self.metrics
+                        .output_tokens
+                        .record(usage.output_tokens as f64);
                 }
             }
             Err(error) => {
                 let kind = error.kind.as_str();
                 self.span.record("error.type", kind);
-                let mut labels = labels.to_vec();
-                labels.push(("error.type", kind.to_owned()));
-                metrics::histogram!(metric_names::GEN_AI_OPERATION_DURATION, &labels)
-                    .record(seconds);
+                self.metrics.failed(kind, seconds);
             }
         }
     }

@@ -19,11 +19,13 @@ fn backoff_doubles_within_jitter_and_is_capped() {
 
 #[test]
 fn never_retries_after_text_went_out_or_on_client_errors() {
-    let call = PolicyCall {
-        provider: Arc::new(crate::testing::ScriptedProvider::new("p", Vec::new())),
-        policy: ProviderPolicy::default(),
-        slots: FairSlots::new(1),
-    };
+    let call = PolicyCall::new(
+        Arc::new(crate::testing::ScriptedProvider::new("p", Vec::new())),
+        ProviderPolicy {
+            max_concurrency: 1,
+            ..ProviderPolicy::default()
+        },
+    );
     let server = ProviderError::new(ProviderErrorKind::Server, "p", "x");
     assert!(call.retry_wait(&server, 0, &DeltaSink::discard()).is_some());
     assert!(

@@ -335,11 +335,6 @@ impl SessionState {
         let config = &self.context.config;
         let shown = ShownText::default();
         let deltas = shown.sink(events, in_reply_to, stop.token());
-        let model = self
-            .context
-            .models
-            .model_of(&config.provider)
-            .unwrap_or_default();
         let call = self
             .context
             .models
@@ -355,7 +350,7 @@ impl SessionState {
                 otel.kind = "client",
                 // OpenTelemetry's GenAI conventions: the serving worker records the rest
                 // (`model_worker::gen_ai`).
-                otel.name = %format!("{} {model}", crate::model_worker::CHAT_OPERATION),
+                otel.name = %self.context.models.chat_span_name(&config.provider),
                 provider = %config.provider,
                 gen_ai.operation.name = crate::model_worker::CHAT_OPERATION,
                 gen_ai.conversation.id = %self.key,

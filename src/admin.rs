@@ -148,7 +148,7 @@ pub(crate) async fn ops(command: OpsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn request(
+pub(crate) async fn request(
     node: &NodeArgs,
     method: reqwest::Method,
     path: &str,

@@ -1,5 +1,5 @@
 //! The command line (clap): `serve`, `chat`, `config check`, `version`, `bench`, `health`,
-//! `pair`.
+//! `pair`, `identity`, `skills`, `usage`, `ops`, `models`.
 
 use std::path::PathBuf;
 
@@ -47,6 +47,9 @@ pub(crate) enum Command {
     },
     /// List the skills of a running node: state, tools, and why one is not available.
     Skills(NodeArgs),
+    /// Token use and cost of a running node, grouped by person, channel, provider, model
+    /// or day.
+    Usage(UsageArgs),
     /// Operate a running node.
     Ops {
         #[command(subcommand)]
@@ -112,6 +115,22 @@ pub(crate) enum IdentityCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsageArgs {
+    /// What to group by: person, channel, provider, model or day.
+    #[arg(long, default_value = "person")]
+    pub(crate) by: String,
+    /// From when: `today` (UTC), a span back from now (`24h`, `7d`), a date (`2026-12-01`),
+    /// an RFC 3339 time or unix seconds.
+    #[arg(long, default_value = "today")]
+    pub(crate) since: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ mod models_command;
 mod reminders;
 mod serve;
 mod telemetry;
+mod usage_command;
 mod voice;
 
 use std::process::ExitCode;
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
         Command::Identity { command } => admin::identity(command).await,
         Command::Skills(node) => admin::skills(node).await,
         Command::Ops { command } => admin::ops(command).await,
+        Command::Usage(args) => usage_command::run(args).await,
         Command::Models { command, place } => models_command::run(command, place).await,
     }
 }

@@ -22,6 +22,7 @@ use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
 use troupe_actors::uploads::{LocalUploads, UploadStore};
+use troupe_actors::usage::{LocalUsageLedger, UsageBook};
 use troupe_actors::{Ingress, MessageLimits};
 use troupe_canvas::context::BoardContext;
 use troupe_canvas::jetstream::{JetStreamCanvasStore, StreamSettings};
@@ -159,6 +160,7 @@ pub(crate) async fn serve(
             .context("the cluster's uploads bucket")?,
         None => LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes),
     };
+    let usage = open_usage(&config).await?;
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.as_str().into(),
@@ -177,6 +179,7 @@ pub(crate) async fn serve(
         inbox,
         uploads: Some(uploads),
         memories: memories.clone(),
+        usage: Some(Arc::clone(&usage.0)),
     };
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),
@@ -213,7 +216,9 @@ pub(crate) async fn serve(
         .into_iter()
         .chain(canvas_disk)
         .chain(memory_disk.flatten())
+        .chain([usage.1])
         .collect();
+    let usage = usage.0;
     let limits = settings.limits;
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
     let dispatcher_slot = Arc::new(OnceLock::new());
@@ -274,6 +279,7 @@ pub(crate) async fn serve(
             voice: voice_summary,
             web_voice,
             log_level,
+            usage,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.extend(model_children);
@@ -422,6 +428,20 @@ async fn open_canvas_store(
         settings.limits.max_update_bytes = carried;
     }
     Ok((Arc::new(store), None, settings))
+}
+
+/// Token accounting: the usage ledger in the data dir (in a cluster too: each node keeps
+/// the turns it ran), read into the book, priced and limited as configured.
+async fn open_usage(config: &TroupeConfig) -> anyhow::Result<(Arc<UsageBook>, Storage)> {
+    let ledger = LocalUsageLedger::open(&config.storage.data_dir)
+        .context("starting the usage ledger's writer")?;
+    let disk = ledger.storage().clone();
+    let prices = crate::config::price_table(&config.prices)?;
+    let budgets = config.budgets.budgets()?;
+    let book = UsageBook::open(Arc::new(ledger), prices, budgets)
+        .await
+        .context("reading the usage ledger (usage.redb in storage.data_dir)")?;
+    Ok((Arc::new(book), disk))
 }
 
 /// The configured node id, else the one kept in the data dir, else a new one kept there so

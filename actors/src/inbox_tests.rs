@@ -55,6 +55,7 @@ async fn node(store: Arc<LocalSnapshotStore>, script: Vec<Scripted>) -> InboxNod
         inbox: Some(Arc::clone(&store) as Arc<dyn Inbox>),
         uploads: None,
         memories: None,
+        usage: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     InboxNode {

@@ -32,6 +32,7 @@ pub mod trace;
 pub mod turn;
 pub mod turn_context;
 pub mod uploads;
+pub mod usage;
 pub mod voice;
 
 #[cfg(test)]
@@ -50,6 +51,8 @@ mod session_memory_tests;
 mod session_replace_tests;
 #[cfg(test)]
 mod session_stop_tests;
+#[cfg(test)]
+mod session_usage_tests;
 #[cfg(test)]
 mod supervisor_tests;
 

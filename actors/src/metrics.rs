@@ -78,3 +78,9 @@ pub const VOICE_STAGE_SECONDS: &str = "troupe_voice_stage_seconds";
 pub const VOICE_NOTES: &str = "troupe_voice_notes_total";
 /// Replies sent as voice notes, by `outcome`: `sent`, `failed` (went as text only).
 pub const VOICE_REPLIES: &str = "troupe_voice_replies_total";
+/// Turns whose usage was counted but could not be kept in the usage ledger.
+pub const USAGE_NOT_KEPT: &str = "troupe_usage_not_kept_total";
+/// Turns stopped by a guard, by `guard`: `turn_tokens` (past `max_tokens_per_turn`),
+/// `tool_rounds` (the model kept calling tools past `max_rounds`), `budget` (a daily
+/// budget is spent).
+pub const TURNS_GUARDED: &str = "troupe_turns_guarded_total";

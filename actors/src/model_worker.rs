@@ -103,7 +103,7 @@ impl ModelDirectory {
         deltas: DeltaSink,
         timeout: Duration,
         requester: Arc<str>,
-    ) -> Result<Completion, TurnError> {
+    ) -> Result<Served, TurnError> {
         let worker = self.get(provider).ok_or_else(|| {
             TurnError::new(
                 ErrorCode::ProviderError,
@@ -125,7 +125,7 @@ impl ModelDirectory {
             )
             .await;
         match answer {
-            Ok(CallResult::Success(Ok(completion))) => Ok(completion),
+            Ok(CallResult::Success(Ok(served))) => Ok(served),
             Ok(CallResult::Success(Err(error))) => {
                 tracing::warn!(%error, "turn failed at the provider");
                 Err(TurnError::from(&error))
@@ -156,6 +156,16 @@ impl std::fmt::Display for ChatSpanName<'_> {
     }
 }
 
+/// A completion, and who gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub completion: Completion,
+    /// The configured provider that answered (a fallback's own name when one did).
+    pub provider: String,
+    /// The model that provider asks for.
+    pub model: String,
+}
+
 /// Messages of a [`ModelWorker`].
 pub enum ModelWorkerMsg {
     /// Run one completion; the answer comes on `reply`.
@@ -169,7 +179,7 @@ pub enum ModelWorkerMsg {
         /// The caller's span of the call (`model_call`), which the provider that serves
         /// it describes ([`gen_ai`]).
         span: tracing::Span,
-        reply: RpcReplyPort<Result<Completion, ProviderError>>,
+        reply: RpcReplyPort<Result<Served, ProviderError>>,
     },
     /// A call task caught its provider panicking: the worker fails, to be restarted.
     CallPanicked { panic: String },
@@ -275,9 +285,17 @@ impl Actor for ModelWorker {
                 }
             };
             described.end(&result);
-            let Err(error) = result else {
-                let _ = reply.send(result);
-                return;
+            let error = match result {
+                Ok(completion) => {
+                    let served = Served {
+                        completion,
+                        provider: call.provider.info().name.clone(),
+                        model: call.provider.info().model.clone(),
+                    };
+                    let _ = reply.send(Ok(served));
+                    return;
+                }
+                Err(error) => error,
             };
             tried.push(call.provider.info().name.clone());
             let next = (!deltas.has_emitted())

@@ -68,6 +68,8 @@ pub struct NodeSetup {
     pub uploads: Option<Arc<dyn UploadStore>>,
     /// Long-term memory: recalled before each turn, kept after it; `None`: none.
     pub memories: Option<Arc<crate::memory::Memories>>,
+    /// Token accounting and budgets; `None`: nothing is counted or limited.
+    pub usage: Option<Arc<crate::usage::UsageBook>>,
 }
 
 /// Where the current registry lives; replaced when the supervisor restarts it.
@@ -111,6 +113,7 @@ pub struct NodeHandle {
     /// The turns this node's sessions run, for the person to stop.
     running: Arc<RunningTurns>,
     uploads: Option<Arc<dyn UploadStore>>,
+    usage: Option<Arc<crate::usage::UsageBook>>,
 }
 
 /// Starts a node. `extra_children` (e.g. the access layer) start last, under the same
@@ -148,6 +151,7 @@ pub async fn start_node(
         running: Arc::default(),
         uploads: setup.uploads.clone(),
         memories: setup.memories.clone(),
+        usage: setup.usage.clone(),
     };
     let running = Arc::clone(&context.running);
     children.push(registry_spec(context, &registry_slot));
@@ -170,6 +174,7 @@ pub async fn start_node(
         inbox: setup.inbox,
         running,
         uploads: setup.uploads,
+        usage: setup.usage,
     };
     for spec in extra_children(handle.clone()) {
         handle.supervisor_add_child(spec).await?;
@@ -469,7 +474,8 @@ impl NodeHandle {
 
     /// One completion outside any session (a stateless request that brings its own
     /// history), through the default provider's model worker and its policy, for
-    /// `requester` (whom the provider's slots are shared between).
+    /// `requester` (`platform:sender`: whom the provider's slots are shared between, and
+    /// whose usage and budget it counts against).
     pub async fn complete(
         &self,
         request: ChatRequest,
@@ -479,15 +485,26 @@ impl NodeHandle {
         if self.is_shutting_down() {
             return Err(unavailable());
         }
-        self.models
+        if let Some(book) = &self.usage {
+            book.admit(&requester, crate::message::unix_now())
+                .map_err(|exceeded| {
+                    TurnError::new(ErrorCode::BudgetExceeded, exceeded.to_string())
+                })?;
+        }
+        let served = self
+            .models
             .complete(
                 &self.default_provider,
                 request,
                 deltas,
                 self.turn_timeout,
-                requester,
+                Arc::clone(&requester),
             )
-            .await
+            .await?;
+        if let Some(book) = &self.usage {
+            book.record_call(&served, &requester);
+        }
+        Ok(served.completion)
     }
 
     /// Whether [`NodeHandle::shutdown`] has begun (`/readyz` turns unready).

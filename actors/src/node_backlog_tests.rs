@@ -35,6 +35,7 @@ async fn node_with_backlog(
         inbox: None,
         uploads: None,
         memories: None,
+        usage: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

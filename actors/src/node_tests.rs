@@ -64,6 +64,7 @@ pub(crate) async fn node_with(
         inbox: None,
         uploads: None,
         memories: None,
+        usage: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     TestNode { handle, store }
@@ -415,6 +416,7 @@ async fn a_session_whose_snapshot_failed_stays_in_memory_until_it_is_saved() {
         inbox: None,
         uploads: None,
         memories: None,
+        usage: None,
     };
     let (handle, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     let (_, last) = collect(handle.route(text_message("d1", "lena", "keep me")).unwrap()).await;
@@ -565,6 +567,7 @@ async fn gated_node_with(store: &Arc<GatedStore>, script: Vec<Scripted>) -> Node
         inbox: None,
         uploads: None,
         memories: None,
+        usage: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

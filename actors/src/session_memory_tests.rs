@@ -39,6 +39,7 @@ async fn node(provider: &Arc<ScriptedProvider>, memories: &Arc<Memories>) -> Nod
         inbox: None,
         uploads: None,
         memories: Some(Arc::clone(memories)),
+        usage: None,
     };
     start_node(setup, |_| Vec::new()).await.unwrap().0
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::provider::{
     ChatRequest, Completion, DeltaSink, FinishReason, ModelProvider, ProviderError,
-    ProviderErrorKind, ProviderInfo, ToolCall,
+    ProviderErrorKind, ProviderInfo, ToolCall, Usage,
 };
 
 /// The smallest valid PNG (one transparent pixel), for tests that upload a picture.
@@ -40,6 +40,8 @@ pub enum Scripted {
     Panic(&'static str),
     /// Streams these pieces, then never finishes (until its call is dropped).
     StreamThenHang(Vec<String>),
+    /// Plays the inner answer and reports this usage with it.
+    Costing(Usage, Box<Scripted>),
 }
 
 /// A provider that plays a script; when the script runs out it echoes the last user message.
@@ -119,7 +121,22 @@ impl ModelProvider for ScriptedProvider {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(request.clone());
-        match self.next() {
+        self.play(self.next(), request, deltas).await
+    }
+}
+
+impl ScriptedProvider {
+    async fn play(
+        &self,
+        next: Option<Scripted>,
+        request: &ChatRequest,
+        deltas: &DeltaSink,
+    ) -> Result<Completion, ProviderError> {
+        match next {
+            Some(Scripted::Costing(usage, inner)) => Ok(Completion {
+                usage: Some(usage),
+                ..Box::pin(self.play(Some(*inner), request, deltas)).await?
+            }),
             Some(Scripted::Text(pieces)) => {
                 for piece in &pieces {
                     deltas.push(piece);

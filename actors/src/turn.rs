@@ -26,6 +26,10 @@ pub enum ErrorCode {
     ShuttingDown,
     StorageError,
     ToolRoundsExceeded,
+    /// The turn used more tokens than `max_tokens_per_turn` allows.
+    TurnTokenLimit,
+    /// A daily budget (the person's or everyone's) is spent.
+    BudgetExceeded,
     /// The session (or the node) holds as many waiting messages as it may.
     Busy,
     /// The person stopped the turn before the assistant said anything: the conversation
@@ -48,6 +52,8 @@ impl ErrorCode {
             Self::ShuttingDown => "shutting_down",
             Self::StorageError => "storage_error",
             Self::ToolRoundsExceeded => "tool_rounds_exceeded",
+            Self::TurnTokenLimit => "turn_token_limit",
+            Self::BudgetExceeded => "budget_exceeded",
             Self::Busy => "busy",
             Self::Stopped => "stopped",
             Self::Internal => "internal",

@@ -91,6 +91,7 @@ mod tests {
             inbox: None,
             uploads: None,
             memories: None,
+            usage: None,
         };
         start_node(setup, |_| Vec::new()).await.unwrap().0
     }

@@ -134,7 +134,7 @@ fn main() {
     println!(
         "the long conversation's next turn ({} tokens, {} of them cached): time to first token p50 {:.0} ms",
         sample.usage.input_tokens,
-        sample.cached_tokens,
+        sample.usage.cache_read_tokens,
         median(follow_ups.iter().map(|(ms, _)| *ms).collect()),
     );
 }

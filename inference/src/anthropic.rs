@@ -252,11 +252,27 @@ pub(crate) fn parse_message(answer: &Value) -> Option<Completion> {
         text,
         tool_calls,
         finish_reason: stop_reason(answer["stop_reason"].as_str()),
-        usage: Some(Usage {
-            input_tokens: answer["usage"]["input_tokens"].as_u64().unwrap_or(0),
-            output_tokens: answer["usage"]["output_tokens"].as_u64().unwrap_or(0),
-        }),
+        usage: Some(usage_of(&answer["usage"])),
     })
+}
+
+/// Anthropic's `usage` object as [`Usage`]: its `input_tokens` leaves out the tokens read
+/// from (`cache_read_input_tokens`) and written to (`cache_creation_input_tokens`) the
+/// prompt cache, which `Usage::input_tokens` counts.
+fn usage_of(usage: &Value) -> Usage {
+    let count = |name: &str| usage[name].as_u64().unwrap_or(0);
+    let (read, written) = (
+        count("cache_read_input_tokens"),
+        count("cache_creation_input_tokens"),
+    );
+    Usage {
+        input_tokens: count("input_tokens")
+            .saturating_add(read)
+            .saturating_add(written),
+        output_tokens: count("output_tokens"),
+        cache_read_tokens: read,
+        cache_write_tokens: written,
+    }
 }
 
 /// Accumulates a streamed message event by event.
@@ -279,11 +295,7 @@ impl StreamState {
         provider: &str,
     ) -> Result<(), ProviderError> {
         match event["type"].as_str().unwrap_or_default() {
-            "message_start" => {
-                self.usage.input_tokens = event["message"]["usage"]["input_tokens"]
-                    .as_u64()
-                    .unwrap_or(0);
-            }
+            "message_start" => self.usage = usage_of(&event["message"]["usage"]),
             "content_block_start" => {
                 let block = &event["content_block"];
                 if block["type"] == "tool_use" {
@@ -300,8 +312,17 @@ impl StreamState {
             "content_block_delta" => self.apply_delta(event, deltas),
             "message_delta" => {
                 self.stop_reason = Some(stop_reason(event["delta"]["stop_reason"].as_str()));
-                if let Some(output) = event["usage"]["output_tokens"].as_u64() {
+                // The counts so far: output always, input and cache when they changed.
+                let usage = &event["usage"];
+                if let Some(output) = usage["output_tokens"].as_u64() {
                     self.usage.output_tokens = output;
+                }
+                if usage["input_tokens"].is_u64() {
+                    let output = self.usage.output_tokens;
+                    self.usage = Usage {
+                        output_tokens: output,
+                        ..usage_of(usage)
+                    };
                 }
             }
             "message_stop" => self.stopped = true,

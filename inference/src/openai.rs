@@ -224,6 +224,11 @@ fn usage(value: &Value) -> Option<Usage> {
     Some(Usage {
         input_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0),
         output_tokens: usage["completion_tokens"].as_u64().unwrap_or(0),
+        // Part of `prompt_tokens`; OpenAI charges no extra for writing its cache.
+        cache_read_tokens: usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0),
+        cache_write_tokens: 0,
     })
 }
 

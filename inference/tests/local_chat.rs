@@ -128,7 +128,7 @@ fn a_conversation_that_goes_on_reads_only_what_is_new_and_answers_as_if_read_who
     let mut model = GgufChatModel::load(&model_file()).expect("the model loads");
     let (first, _) = asked("What is the capital of France?", 48);
     let answered = model.generate(&first).unwrap();
-    assert_eq!(answered.cached_tokens, 0);
+    assert_eq!(answered.usage.cache_read_tokens, 0);
     let (mut second, _) = asked("And of Italy?", 48);
     second.turns = vec![
         first.turns[0].clone(),
@@ -140,15 +140,15 @@ fn a_conversation_that_goes_on_reads_only_what_is_new_and_answers_as_if_read_who
     ];
     let went_on = model.generate(&second).unwrap();
     assert_eq!(
-        went_on.cached_tokens as u64,
+        went_on.usage.cache_read_tokens,
         answered.usage.input_tokens + answered.usage.output_tokens,
         "the first exchange is not read again"
     );
     let mut fresh = GgufChatModel::load(&model_file()).expect("the model loads");
     let whole = fresh.generate(&second).unwrap();
-    assert_eq!(whole.cached_tokens, 0);
+    assert_eq!(whole.usage.cache_read_tokens, 0);
     assert_eq!(went_on.text, whole.text, "the same answer either way");
     // Another conversation clears the cache.
     let (other, _) = asked("Name a colour.", 8);
-    assert_eq!(model.generate(&other).unwrap().cached_tokens, 0);
+    assert_eq!(model.generate(&other).unwrap().usage.cache_read_tokens, 0);
 }

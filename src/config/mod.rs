@@ -11,6 +11,7 @@ mod offline;
 mod skills;
 mod telemetry;
 mod uploads;
+mod usage;
 mod voice;
 
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ pub(crate) use offline::{OFFLINE_PROVIDER, with_offline_fallback};
 pub(crate) use skills::{SkillConfig, ToolsConfig, build_skills, effective_skills};
 pub(crate) use telemetry::{LogFormat, TelemetryConfig};
 pub(crate) use uploads::UploadsConfig;
+pub(crate) use usage::price_table;
 pub(crate) use voice::{PiperSettings, SttService, TtsEngine, TtsService, VoiceConfig};
 
 const fn default_history_window() -> usize {
@@ -133,6 +135,12 @@ pub(crate) struct TroupeConfig {
     /// `[voice]`: speech services and voice satellites.
     #[serde(default)]
     pub(crate) voice: VoiceConfig,
+    /// `[[prices]]`: what each model costs per million tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) prices: Vec<troupe_actors::usage::Price>,
+    /// `[budgets]`: daily budgets and the runaway guard of one turn.
+    #[serde(default)]
+    pub(crate) budgets: usage::BudgetsConfig,
 }
 
 /// One `[[identities]]` entry.
@@ -609,6 +617,8 @@ impl TroupeConfig {
         self.uploads.validate()?;
         self.models.validate()?;
         self.memory.validate()?;
+        usage::price_table(&self.prices)?;
+        self.budgets.budgets()?;
         let bridges = build_bridges(&self.bridges)?;
         let bridge_names: Vec<&str> = bridges.iter().map(|entry| entry.name.as_str()).collect();
         self.voice.validate(&bridge_names)?;

@@ -36,7 +36,8 @@ const fn default_timeout_secs() -> f64 {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ToolsConfig {
     /// Rounds of tool calls per message before the model must answer.
-    #[serde(default = "default_max_rounds")]
+    /// (`max_tool_rounds` is the same key: the runaway guard's name for it.)
+    #[serde(default = "default_max_rounds", alias = "max_tool_rounds")]
     pub(crate) max_rounds: u32,
     /// Calls of one round that run at the same time.
     #[serde(default = "default_max_parallel")]

@@ -631,3 +631,37 @@ fn models_settings_out_of_range_name_their_key_and_the_device_is_typed() {
         PathBuf::from("/data/models")
     );
 }
+
+#[test]
+fn prices_and_budgets_are_checked_and_name_their_key() {
+    let checked = |text: &str| {
+        TroupeConfig::parse(text)
+            .unwrap()
+            .validate()
+            .map_err(|error| error.to_string())
+    };
+    let good = "[[prices]]\nmodel = \"gpt-4o-mini\"\ninput = 0.15\noutput = 0.6\ncache_read = 0.075\n\n\
+                [budgets]\ncost_per_day = 5.0\nmax_tokens_per_turn = 200000\n\n\
+                [[budgets.people]]\nperson = \"person:ann\"\ntokens_per_day = 100000\n\n\
+                [tools]\nmax_tool_rounds = 4\n";
+    assert_eq!(checked(good), Ok(()));
+    let config = TroupeConfig::parse(good).unwrap();
+    assert_eq!(config.tools.max_rounds, 4, "max_tool_rounds is max_rounds");
+    assert_eq!(
+        TroupeConfig::parse(&toml::to_string(&config).unwrap()).unwrap(),
+        config
+    );
+    let error = checked("[[prices]]\nmodel = \"a\"\ninput = -1.0\noutput = 1.0\n").unwrap_err();
+    assert!(error.starts_with("prices[0].input:"), "{error}");
+    let error = checked("[budgets]\nmax_tokens_per_turn = 0\n").unwrap_err();
+    assert!(error.starts_with("budgets.max_tokens_per_turn:"), "{error}");
+    let error = checked("[[budgets.people]]\nperson = \"a\"\ncost_per_day = -2.0\n").unwrap_err();
+    assert!(
+        error.starts_with("budgets.people[0].cost_per_day:"),
+        "{error}"
+    );
+    let error = TroupeConfig::parse("[budgets]\ntokens_per_week = 5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("tokens_per_week"), "{error}");
+}

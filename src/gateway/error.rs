@@ -19,6 +19,7 @@ pub(crate) enum ApiCode {
     AudioTooFast,
     AudioTooLong,
     BadRequest,
+    BudgetExceeded,
     Busy,
     CanvasUnavailable,
     ConversationNotAllowed,
@@ -67,6 +68,7 @@ pub(crate) enum ApiCode {
     TooManyInFlight,
     TooManyTokens,
     ToolRoundsExceeded,
+    TurnTokenLimit,
     Unauthorized,
     UnknownCode,
     UnknownContentType,
@@ -94,6 +96,8 @@ impl From<ErrorCode> for ApiCode {
             ErrorCode::ShuttingDown => Self::ShuttingDown,
             ErrorCode::StorageError => Self::StorageError,
             ErrorCode::ToolRoundsExceeded => Self::ToolRoundsExceeded,
+            ErrorCode::TurnTokenLimit => Self::TurnTokenLimit,
+            ErrorCode::BudgetExceeded => Self::BudgetExceeded,
             ErrorCode::Busy => Self::Busy,
             ErrorCode::Stopped => Self::Stopped,
             ErrorCode::Internal => Self::Internal,
@@ -186,9 +190,10 @@ impl From<TurnError> for ApiError {
             ErrorCode::UnsupportedContentType => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::ProviderError
             | ErrorCode::ProviderUnauthorized
-            | ErrorCode::ToolRoundsExceeded => StatusCode::BAD_GATEWAY,
+            | ErrorCode::ToolRoundsExceeded
+            | ErrorCode::TurnTokenLimit => StatusCode::BAD_GATEWAY,
             ErrorCode::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::Busy => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Busy | ErrorCode::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
             // The person's own stop: the request they made ended as they asked.
             ErrorCode::Stopped => StatusCode::CONFLICT,
             ErrorCode::ProviderRateLimited | ErrorCode::ShuttingDown => {
@@ -303,6 +308,8 @@ mod tests {
             ErrorCode::ShuttingDown,
             ErrorCode::StorageError,
             ErrorCode::ToolRoundsExceeded,
+            ErrorCode::TurnTokenLimit,
+            ErrorCode::BudgetExceeded,
             ErrorCode::Busy,
             ErrorCode::Stopped,
             ErrorCode::Internal,

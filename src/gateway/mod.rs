@@ -26,6 +26,7 @@ pub(crate) mod setup;
 mod titles;
 mod turns;
 mod uploads;
+mod usage;
 mod web;
 mod ws;
 
@@ -111,6 +112,8 @@ pub(crate) struct AppState {
     pub(crate) web_voice: Option<Arc<crate::voice::WebVoice>>,
     /// The log's level, which `/api/v1/ops/log-level` changes.
     pub(crate) log_level: crate::log_level::LogLevel,
+    /// Token use and cost (`GET /api/v1/usage`).
+    pub(crate) usage: Arc<troupe_actors::usage::UsageBook>,
 }
 
 impl AppState {
@@ -183,6 +186,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/api/v1/skills", get(list_skills))
         .route("/api/v1/models", get(embeddings::models))
         .route("/api/v1/voice", get(crate::voice::status))
+        .route("/api/v1/usage", get(usage::report))
         .route(
             "/api/v1/ops/log-level",
             get(ops::log_level).put(ops::set_log_level),

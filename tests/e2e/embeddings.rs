@@ -80,15 +80,7 @@ async fn the_openai_sdk_gets_local_embeddings_that_put_a_question_near_its_answe
     assert_eq!(models["onnxruntime"]["found"], true, "{models}");
     assert_eq!(models["models"][0]["name"], "all-minilm-l6-v2");
     assert_eq!(models["models"][0]["ready"], true, "{models}");
-    let metrics = http()
-        .get(format!("{}/metrics", node.http_url()))
-        .bearer_auth("embed-token")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::metrics_page_as(&node, "embed-token").await;
     assert!(
         metrics.contains("troupe_local_model_items_total{model=\"all-minilm-l6-v2\"}"),
         "{metrics}"

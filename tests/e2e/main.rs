@@ -36,6 +36,7 @@ mod stop;
 mod support;
 mod telegram;
 mod tracing;
+mod usage;
 mod voice_notes;
 mod voice_satellite;
 mod web_app;

@@ -131,6 +131,19 @@ pub(crate) async fn metrics_page(base_url: &str) -> String {
         .unwrap()
 }
 
+/// The node's `/metrics` page, asked with the owner's `token`.
+pub(crate) async fn metrics_page_as(node: &TroupeProcess, token: &str) -> String {
+    http()
+        .get(format!("{}/metrics", node.http_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::new()
 }

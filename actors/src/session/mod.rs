@@ -37,6 +37,7 @@ mod commit;
 mod journal;
 mod memory;
 mod pictures;
+mod spend;
 mod tools;
 
 /// How every session behaves; shared by all of them.
@@ -78,6 +79,8 @@ pub struct SessionContext {
     pub uploads: Option<Arc<dyn crate::uploads::UploadStore>>,
     /// Long-term memory (`None`: the node keeps none).
     pub memories: Option<Arc<crate::memory::Memories>>,
+    /// Token accounting and budgets (`None`: nothing is counted or limited).
+    pub usage: Option<Arc<crate::usage::UsageBook>>,
 }
 
 /// A session's history as the sessions API shows it.
@@ -603,10 +606,11 @@ impl SessionState {
             images,
         });
         let started = Instant::now();
-        let answered = self
-            .converse(&message, events, &stop)
-            .await
-            .and_then(|answer| self.kept(answer));
+        let mut spend = spend::TurnSpend::default();
+        let answered = self.converse(&message, events, &stop, &mut spend).await;
+        // Spent, however the turn ended.
+        self.keep_spend(spend, &message);
+        let answered = answered.and_then(|answer| self.kept(answer));
         drop(stop);
         let answer = match answered {
             Ok(answer) => answer,

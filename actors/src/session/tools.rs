@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::SessionState;
+use super::spend::{TurnSpend, guarded};
 use crate::message::{InboundMessage, unix_now};
+use crate::model_worker::Served;
 use crate::provider::{ChatRequest, Completion, DeltaSink, Role, ToolCall, ToolSpec};
 use crate::skill::{
     PreparedCall, REPLY_ROUTE_METADATA, SkillError, SkillErrorCode, SkillSession, ToolOutcome,
@@ -62,6 +64,7 @@ impl SessionState {
         message: &InboundMessage,
         events: &TurnEvents,
         stop: &TurnStop,
+        spend: &mut TurnSpend,
     ) -> Result<Answer, TurnError> {
         let session = self.skill_session(message);
         // Right after start a skill may still be reading its manifest: wait for it (bounded
@@ -98,6 +101,7 @@ impl SessionState {
             // Pictures are on user entries only, so the whole history is the prompt's window
             // as far as they go.
             self.pictures.hold(&self.key, self.history.iter()).await?;
+            self.within_budget(&session.person)?;
             let asked = self.ask_model(
                 message.id(),
                 tools.clone(),
@@ -107,13 +111,19 @@ impl SessionState {
                 stop,
             );
             let completion = match asked.await? {
-                Asked::Answered(completion) => completion,
+                Asked::Answered(served) => {
+                    spend.add(&served);
+                    served.completion
+                }
                 Asked::Stopped(said) => return Ok(Answer::stopped(said)),
             };
             if completion.tool_calls.is_empty() {
                 return Ok(Answer::complete(completion.text));
             }
+            // The model wants another round: not past the runaway guards.
+            self.within_turn_limit(spend)?;
             if over_limit {
+                guarded("tool_rounds");
                 return Err(TurnError::new(
                     ErrorCode::ToolRoundsExceeded,
                     format!("the model kept calling tools after {max_rounds} rounds"),
@@ -365,7 +375,7 @@ impl SessionState {
         // the answer this waits for): whatever failure that gives, the turn was stopped.
         match call.await {
             _ if stop.is_stopped() => Ok(Asked::Stopped(shown.close())),
-            completion => completion.map(Asked::Answered),
+            served => served.map(Asked::Answered),
         }
     }
 }
@@ -410,7 +420,7 @@ impl Answer {
 
 /// How one model call ended.
 enum Asked {
-    Answered(Completion),
+    Answered(Served),
     /// Stopped; with the text streamed to the person before the stop.
     Stopped(String),
 }

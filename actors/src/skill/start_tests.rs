@@ -85,6 +85,7 @@ async fn node_with(skill: Slow, limit: Duration) -> (NodeHandle, Arc<ScriptedPro
         inbox: None,
         uploads: None,
         memories: None,
+        usage: None,
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     (node, provider)

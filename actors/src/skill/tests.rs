@@ -115,6 +115,7 @@ async fn node(script: Vec<Scripted>, grant: Grant, max_rounds: u32) -> Setup {
         inbox: None,
         uploads: None,
         memories: None,
+        usage: None,
     };
     let (node, _) = start_node(setup, |_| Vec::new()).await.unwrap();
     for _ in 0..200 {

@@ -42,7 +42,8 @@ async fn streams_text_and_sends_the_wire_format() {
         completion.usage,
         Some(Usage {
             input_tokens: 5,
-            output_tokens: 2
+            output_tokens: 2,
+            ..Usage::default()
         })
     );
     let sent = &fake.requests()[0];

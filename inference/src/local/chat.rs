@@ -99,10 +99,9 @@ pub struct Generation {
 pub struct Generated {
     pub text: String,
     pub finish_reason: FinishReason,
+    /// Its `cache_read_tokens` are the tokens of the prompt whose attention was already in
+    /// the cache (from the previous reply's conversation), not read again.
     pub usage: Usage,
-    /// Tokens of the prompt whose attention was already in the cache (from the previous
-    /// reply's conversation), not read again.
-    pub cached_tokens: usize,
 }
 
 /// Where a chat model's file is.
@@ -321,8 +320,9 @@ impl GgufChatModel {
             usage: Usage {
                 input_tokens: prompt.len() as u64,
                 output_tokens: reply.len() as u64,
+                cache_read_tokens: reused as u64,
+                cache_write_tokens: 0,
             },
-            cached_tokens: reused,
         })
     }
 }

@@ -369,8 +369,7 @@ impl OpenAiAnswer<'_> {
         if self.usage_chunk {
             let chunk = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
                 "model": self.model, "choices": [],
-                "usage": {"prompt_tokens": 5, "completion_tokens": completion_tokens,
-                          "total_tokens": 5 + completion_tokens}});
+                "usage": openai_usage(self.model, completion_tokens)});
             events.push(format!("data: {chunk}\n\n"));
         }
         events.push("data: [DONE]\n\n".into());
@@ -454,7 +453,7 @@ async fn openai_answer(reply: FakeReply, answer: &OpenAiAnswer<'_>) -> Response 
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": pieces.concat()},
                 "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": pieces.len(), "total_tokens": 5 + pieces.len()}
+            "usage": openai_usage(model, pieces.len())
         }))
         .into_response(),
         FakeReply::ToolCall { id, name, argument_pieces } if stream => {
@@ -556,7 +555,7 @@ fn anthropic_tool_calls_answer(
         return axum::Json(json!({
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": "tool_use", "stop_sequence": null,
-            "usage": {"input_tokens": 5, "output_tokens": 3}
+            "usage": anthropic_usage(model, 3)
         }))
         .into_response();
     }
@@ -578,12 +577,46 @@ fn anthropic_tool_calls_answer(
     sse(&events)
 }
 
+/// A model whose name ends in this reads most of its prompt from the provider's prompt
+/// cache: its usage says so, in the fields each API defines for it.
+pub const CACHED_MODEL_SUFFIX: &str = "-cached";
+
+/// Prompt tokens of every answer; for a cached model, how many were read from the cache
+/// and (Anthropic) written to it.
+const PROMPT_TOKENS: u64 = 5;
+const CACHE_READ_TOKENS: u64 = 40;
+const CACHE_WRITE_TOKENS: u64 = 10;
+
+/// Anthropic's `usage`: `input_tokens` leaves out the cached tokens, counted apart.
+fn anthropic_usage(model: &str, output_tokens: usize) -> Value {
+    let mut usage = json!({"input_tokens": PROMPT_TOKENS, "output_tokens": output_tokens});
+    if model.ends_with(CACHED_MODEL_SUFFIX) {
+        usage["cache_read_input_tokens"] = json!(CACHE_READ_TOKENS);
+        usage["cache_creation_input_tokens"] = json!(CACHE_WRITE_TOKENS);
+    }
+    usage
+}
+
+/// OpenAI's `usage`: `prompt_tokens` includes the cached tokens, which
+/// `prompt_tokens_details.cached_tokens` counts.
+fn openai_usage(model: &str, completion_tokens: usize) -> Value {
+    let cached = if model.ends_with(CACHED_MODEL_SUFFIX) {
+        CACHE_READ_TOKENS
+    } else {
+        0
+    };
+    let prompt = PROMPT_TOKENS + cached;
+    json!({"prompt_tokens": prompt, "completion_tokens": completion_tokens,
+        "total_tokens": prompt + completion_tokens as u64,
+        "prompt_tokens_details": {"cached_tokens": cached}})
+}
+
 fn anthropic_message_start(model: &str) -> String {
     anthropic_event(
         "message_start",
         &json!({"type": "message_start", "message": {
         "id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model,
-        "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+        "stop_reason": null, "stop_sequence": null, "usage": anthropic_usage(model, 1)}}),
     )
 }
 
@@ -646,7 +679,7 @@ async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Respon
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": pieces.concat()}],
             "stop_reason": "end_turn", "stop_sequence": null,
-            "usage": {"input_tokens": 5, "output_tokens": pieces.len()}
+            "usage": anthropic_usage(model, pieces.len())
         }))
         .into_response(),
         FakeReply::ToolCall {
@@ -682,7 +715,7 @@ async fn anthropic_answer(reply: FakeReply, stream: bool, model: &str) -> Respon
                 "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "tool_use", "id": id, "name": name, "input": input}],
                 "stop_reason": "tool_use", "stop_sequence": null,
-                "usage": {"input_tokens": 5, "output_tokens": 3}
+                "usage": anthropic_usage(model, 3)
             }))
             .into_response()
         }

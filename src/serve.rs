@@ -184,6 +184,7 @@ pub(crate) async fn serve(
     let settings = Arc::new(GatewaySettings {
         token: config.server.token.clone(),
         senders: config.server.sender_tokens()?,
+        ops_token: config.server.ops_token.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
         allowed_hosts: config.server.allowed_hosts.clone(),
         limits: MessageLimits {

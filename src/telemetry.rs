@@ -213,6 +213,10 @@ pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
             LATENCY_BUCKETS,
         )?
         .set_buckets_for_metric(
+            Matcher::Full(metric_names::TURN_STAGE_SECONDS.into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
             Matcher::Full(metric_names::GEN_AI_TOKEN_USAGE.into()),
             TOKEN_BUCKETS,
         )?
@@ -235,6 +239,19 @@ pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        metric_names::TURN_STAGE_SECONDS,
+        metrics::Unit::Seconds,
+        "time a stage of a turn took, by stage: queue, model, tools, store"
+    );
+    describe_counter!(
+        metric_names::TURNS_GUARDED,
+        "turns stopped by a guard, by guard: turn_tokens, tool_rounds, budget"
+    );
+    describe_counter!(
+        metric_names::USAGE_NOT_KEPT,
+        "turns whose usage was counted but not written to the usage ledger"
+    );
     describe_counter!(
         metric_names::MESSAGES_IN,
         "inbound messages routed to sessions"

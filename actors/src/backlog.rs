@@ -43,6 +43,15 @@ pub struct Backlog {
 pub struct BacklogTicket {
     backlog: Arc<Backlog>,
     key: SessionKey,
+    /// When the message was admitted.
+    admitted: std::time::Instant,
+}
+
+impl BacklogTicket {
+    /// How long the message has waited since it was admitted.
+    pub fn waited(&self) -> std::time::Duration {
+        self.admitted.elapsed()
+    }
 }
 
 impl Backlog {
@@ -83,6 +92,7 @@ impl Backlog {
         Ok(BacklogTicket {
             backlog: Arc::clone(self),
             key: key.clone(),
+            admitted: std::time::Instant::now(),
         })
     }
 
@@ -94,6 +104,7 @@ impl Backlog {
         BacklogTicket {
             backlog: Arc::clone(self),
             key: key.clone(),
+            admitted: std::time::Instant::now(),
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod backlog;
 pub mod bridge;
 pub mod embedding;
+pub mod failures;
 pub mod group_commit;
 pub mod ids;
 pub mod inbox;

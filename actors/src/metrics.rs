@@ -84,3 +84,7 @@ pub const USAGE_NOT_KEPT: &str = "troupe_usage_not_kept_total";
 /// `tool_rounds` (the model kept calling tools past `max_rounds`), `budget` (a daily
 /// budget is spent).
 pub const TURNS_GUARDED: &str = "troupe_turns_guarded_total";
+/// How long each stage of a turn took (a histogram), by `stage`: `queue` (admitted to its
+/// turn starting), `model` (one model call), `tools` (one round of tool calls), `store`
+/// (one snapshot write).
+pub const TURN_STAGE_SECONDS: &str = "troupe_turn_stage_seconds";

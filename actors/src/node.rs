@@ -114,6 +114,7 @@ pub struct NodeHandle {
     running: Arc<RunningTurns>,
     uploads: Option<Arc<dyn UploadStore>>,
     usage: Option<Arc<crate::usage::UsageBook>>,
+    failures: Arc<crate::failures::FailedTurns>,
 }
 
 /// Starts a node. `extra_children` (e.g. the access layer) start last, under the same
@@ -152,8 +153,10 @@ pub async fn start_node(
         uploads: setup.uploads.clone(),
         memories: setup.memories.clone(),
         usage: setup.usage.clone(),
+        failures: Arc::default(),
     };
     let running = Arc::clone(&context.running);
+    let failures = Arc::clone(&context.failures);
     children.push(registry_spec(context, &registry_slot));
     let args = NodeSupervisorArgs {
         children,
@@ -175,6 +178,7 @@ pub async fn start_node(
         running,
         uploads: setup.uploads,
         usage: setup.usage,
+        failures,
     };
     for spec in extra_children(handle.clone()) {
         handle.supervisor_add_child(spec).await?;
@@ -505,6 +509,11 @@ impl NodeHandle {
             book.record_call(&served, &requester);
         }
         Ok(served.completion)
+    }
+
+    /// The last turns that failed on this node, newest first.
+    pub fn failed_turns(&self) -> Vec<crate::failures::FailedTurn> {
+        self.failures.newest_first()
     }
 
     /// Whether [`NodeHandle::shutdown`] has begun (`/readyz` turns unready).

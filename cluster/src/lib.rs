@@ -43,6 +43,6 @@ mod worker;
 pub use config::{ClusterConfig, InvalidClusterConfig, InvalidNodeId, validate_node_id};
 pub use kv_store::{ClusterError, JetStreamSnapshotStore};
 pub use membership::{MemberInfo, MemberState, MemberView};
-pub use node::{ClusterNode, connect};
+pub use node::{ClusterNode, ClusterOverview, connect};
 pub use shards::ShardOwner;
 pub use singletons::SingletonTask;

@@ -53,6 +53,25 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
 }
 
+/// The cluster as one node sees it ([`ClusterNode::overview`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClusterOverview {
+    pub node_id: String,
+    /// Holds a valid lease, has reconciled its shards, and is not leaving.
+    pub ready: bool,
+    /// The NATS connection: `connected`, `pending` (reconnecting) or `disconnected`.
+    pub nats: String,
+    pub members: Vec<MemberView>,
+    /// Shards in all.
+    pub shards: u32,
+    /// How many shards each node owns.
+    pub shards_by_owner: std::collections::BTreeMap<String, u32>,
+    /// Shards nobody owns now (between an owner's death and a takeover).
+    pub unowned_shards: u32,
+    /// Cluster-wide singletons registered here (each runs on one node of the cluster).
+    pub singletons: Vec<String>,
+}
+
 /// Runs a NATS call for at most `limit`: placement must never hang on a lost connection,
 /// or a node could not fence itself in time.
 pub(crate) async fn bounded<T, E>(
@@ -416,6 +435,29 @@ impl ClusterNode {
     pub fn set_address(&self, address: String) {
         if self.shared.config.advertise_url.is_none() {
             self.shared.membership.set_address(address);
+        }
+    }
+
+    /// What the operator's dashboard shows of the cluster, as this node sees it.
+    pub fn overview(&self) -> ClusterOverview {
+        let mut shards_by_owner = std::collections::BTreeMap::<String, u32>::new();
+        let mut unowned = 0;
+        for record in &self.shared.owners {
+            match &record.value().owner {
+                Some(owner) => *shards_by_owner.entry(owner.node.clone()).or_default() += 1,
+                None => unowned += 1,
+            }
+        }
+        let seen = u32::try_from(self.shared.owners.len()).unwrap_or(u32::MAX);
+        ClusterOverview {
+            node_id: self.node_id().to_owned(),
+            ready: self.is_ready(),
+            nats: format!("{:?}", self.shared.client.connection_state()).to_lowercase(),
+            members: self.members(),
+            shards: self.shared.config.shards,
+            shards_by_owner,
+            unowned_shards: unowned + self.shared.config.shards.saturating_sub(seen),
+            singletons: self.shared.singletons.names(),
         }
     }
 

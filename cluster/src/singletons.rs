@@ -48,6 +48,11 @@ impl SingletonRegistry {
             .insert(name, task);
     }
 
+    /// The names registered, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.snapshot().into_iter().map(|(name, _)| name).collect()
+    }
+
     fn snapshot(&self) -> Vec<(String, SingletonTask)> {
         let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         let mut tasks: Vec<(String, SingletonTask)> = tasks

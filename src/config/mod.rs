@@ -8,6 +8,7 @@ mod canvas;
 mod memory;
 mod models;
 mod offline;
+mod ops;
 mod skills;
 mod telemetry;
 mod uploads;
@@ -190,6 +191,9 @@ pub(crate) struct ServerConfig {
     /// `[[server.tokens]]`: senders with a token of their own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) tokens: Vec<SenderTokenConfig>,
+    /// A token that reads the operator's views only (`/ops`, usage, `/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ops_token: Option<String>,
     /// Largest inbound payload, in bytes.
     #[serde(default = "default_max_payload_bytes")]
     pub(crate) max_payload_bytes: usize,
@@ -208,6 +212,7 @@ impl Default for ServerConfig {
             max_webhook_bytes_in_flight: default_max_webhook_bytes_in_flight(),
             token: None,
             tokens: Vec::new(),
+            ops_token: None,
             max_payload_bytes: default_max_payload_bytes(),
         }
     }
@@ -643,6 +648,7 @@ impl TroupeConfig {
                 ));
             }
         }
+        ops::validate_ops_token(server)?;
         let token_len = server.token.as_ref().map_or(0, String::len);
         if !server.listen.ip().is_loopback() {
             if token_len == 0 {

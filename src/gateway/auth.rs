@@ -130,14 +130,27 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    let address = peer_address(&request);
-    if let Some(wait) = address.and_then(|address| state.auth_failures.locked_out(address)) {
-        return locked_out_answer(wait);
+    if let Some(refusal) = locked_out_refusal(&state, &request) {
+        return refusal;
     }
     if request.extensions().get::<Caller>().is_some() {
         return next.run(request).await;
     }
-    if let Some(address) = address {
+    unauthorized(&state, &request)
+}
+
+/// The answer to an address that used up its attempts, if the request's is one.
+fn locked_out_refusal(state: &AppState, request: &Request) -> Option<Response> {
+    let address = peer_address(request)?;
+    state
+        .auth_failures
+        .locked_out(address)
+        .map(locked_out_answer)
+}
+
+/// 401, counted as a failed attempt of the request's address.
+fn unauthorized(state: &AppState, request: &Request) -> Response {
+    if let Some(address) = peer_address(request) {
         state.auth_failures.record(address, request.uri().path());
     }
     ApiError::unauthorized().into_response()
@@ -154,6 +167,43 @@ pub(crate) async fn owner_only(request: Request, next: Next) -> Response {
             "this route needs the owner's token (server.token), not a sender's",
         )
         .into_response(),
+    }
+}
+
+/// Marks a request that proved `server.ops_token`: it reads the operator's views, and
+/// nothing else (it is no [`Caller`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Operator;
+
+/// Whether `headers` carry `server.ops_token`.
+fn operator(state: &AppState, headers: &HeaderMap) -> Option<Operator> {
+    let expected = state.settings.ops_token.as_deref()?;
+    bearer_token(headers)
+        .is_some_and(|presented| tokens_match(presented, expected))
+        .then_some(Operator)
+}
+
+/// Middleware for the operator's views (`/metrics`, usage, the dashboard's stream): the
+/// owner's token or `server.ops_token`; a sender's own token is refused, a missing or
+/// wrong one counted as a failed attempt.
+pub(crate) async fn owner_or_operator(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(refusal) = locked_out_refusal(&state, &request) {
+        return refusal;
+    }
+    let extensions = request.extensions();
+    match (extensions.get::<Caller>(), extensions.get::<Operator>()) {
+        (Some(Caller::Owner), _) | (None, Some(Operator)) => next.run(request).await,
+        (Some(Caller::Sender(_)), _) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            ApiCode::OwnerOnly,
+            "this route needs the owner's token (server.token) or server.ops_token, not a sender's",
+        )
+        .into_response(),
+        (None, None) => unauthorized(&state, &request),
     }
 }
 
@@ -175,7 +225,14 @@ pub(crate) async fn admit_connection(
         .is_none()
         .then(|| super::canvas::room_token_grant(&state, request.uri()))
         .flatten();
-    let proven = caller.is_some() || grant.is_some();
+    let operator = caller
+        .is_none()
+        .then(|| operator(&state, request.headers()))
+        .flatten();
+    let proven = caller.is_some() || grant.is_some() || operator.is_some();
+    if let Some(operator) = operator {
+        request.extensions_mut().insert(operator);
+    }
     if let Some(caller) = caller {
         request.extensions_mut().insert(caller);
     }

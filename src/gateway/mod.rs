@@ -62,6 +62,8 @@ pub(crate) struct GatewaySettings {
     pub(crate) token: Option<String>,
     /// Senders with a token of their own.
     pub(crate) senders: callers::SenderTokens,
+    /// The token that reads the operator's views only (`server.ops_token`).
+    pub(crate) ops_token: Option<String>,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) allowed_hosts: Vec<HostPattern>,
     pub(crate) limits: MessageLimits,
@@ -175,7 +177,6 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/v1/models", get(openai::list_models));
     // Routes that manage the node: the owner's token only.
     let managing = Router::new()
-        .route("/metrics", get(metrics_page))
         .route("/api/v1/cluster", get(cluster_members))
         .route("/api/v1/sessions", get(rest::list_sessions))
         .route(
@@ -186,7 +187,6 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/api/v1/skills", get(list_skills))
         .route("/api/v1/models", get(embeddings::models))
         .route("/api/v1/voice", get(crate::voice::status))
-        .route("/api/v1/usage", get(usage::report))
         .route(
             "/api/v1/ops/log-level",
             get(ops::log_level).put(ops::set_log_level),
@@ -230,6 +230,15 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    // What an operator reads: the owner's token, or `server.ops_token`.
+    let operating = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/api/v1/usage", get(usage::report))
+        .route("/api/v1/ops/stream", get(ops::stream))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::owner_or_operator,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -242,6 +251,9 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/app/app.css", get(web::app_styles))
         .route("/app/microphone-worklet.js", get(web::microphone_worklet))
         .route("/app/LICENSES.txt", get(web::app_licenses))
+        .route("/ops", get(ops::page))
+        .route("/ops/assets/ops.js", get(ops::script))
+        .route("/ops/assets/ops.css", get(ops::styles))
         .route("/canvas/{room}", get(web::canvas_page))
         .route("/canvas/assets/board.js", get(web::canvas_script))
         .route("/canvas/assets/LICENSES.txt", get(web::canvas_licenses))
@@ -251,6 +263,7 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
             get(bridges::webhook).post(bridges::webhook),
         )
         .merge(protected)
+        .merge(operating)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -270,62 +283,81 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.shutdown.is_cancelled() || state.node.is_shutting_down() {
-        return ApiError::shutting_down().into_response();
+    match state.readiness().await {
+        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(refusal) => refusal.into_response(),
     }
-    if let Some(cluster) = &state.cluster
-        && !cluster.is_ready()
-    {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiCode::NotReady,
-            "the node has not joined the cluster yet",
-        )
-        .into_response();
-    }
-    let starting = state.node.skills().starting();
-    if !starting.is_empty() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiCode::NotReady,
-            format!("skills still starting: {}", starting.join(", ")),
-        )
-        .into_response();
-    }
-    for (store, health) in state.store_health() {
-        if let StoreHealth::Failing { reason, .. } = health {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ApiCode::StorageFailing,
-                format!("the {store} store cannot write ({reason}); it retries by itself"),
-            )
-            .into_response();
+}
+
+impl AppState {
+    /// Whether the node takes traffic: not shutting down, in its cluster, its skills
+    /// started, every store writable, its sessions answering; else why not.
+    pub(crate) async fn readiness(&self) -> Result<(), ApiError> {
+        if self.shutdown.is_cancelled() || self.node.is_shutting_down() {
+            return Err(ApiError::shutting_down());
         }
-    }
-    match state.node.stats().await {
-        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(error) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiCode::NotReady,
-            error.message,
-        )
-        .into_response(),
+        if let Some(cluster) = &self.cluster
+            && !cluster.is_ready()
+        {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiCode::NotReady,
+                "the node has not joined the cluster yet",
+            ));
+        }
+        let starting = self.node.skills().starting();
+        if !starting.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiCode::NotReady,
+                format!("skills still starting: {}", starting.join(", ")),
+            ));
+        }
+        for (store, health) in self.store_health() {
+            if let StoreHealth::Failing { reason, .. } = health {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ApiCode::StorageFailing,
+                    format!("the {store} store cannot write ({reason}); it retries by itself"),
+                ));
+            }
+        }
+        self.node.stats().await.map(drop).map_err(|error| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiCode::NotReady,
+                error.message,
+            )
+        })
     }
 }
 
 async fn metrics_page(State(state): State<AppState>) -> Response {
-    if let Ok(stats) = state.node.stats().await {
-        metrics::gauge!(metric_names::SESSIONS_ACTIVE).set(stats.active_sessions as f64);
-        let stored = state.node.store().count() as f64;
-        metrics::gauge!(metric_names::SESSIONS_PASSIVATED)
-            .set((stored - stats.active_sessions as f64).max(0.0));
-    }
-    crate::memory::MemorySample::take().publish();
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.render_metrics().await,
     )
         .into_response()
+}
+
+impl AppState {
+    /// The Prometheus page, with the gauges that are sampled when asked brought up to date
+    /// first (sessions, memory). Rendering runs on the blocking pool.
+    pub(crate) async fn render_metrics(&self) -> String {
+        if let Ok(stats) = self.node.stats().await {
+            metrics::gauge!(metric_names::SESSIONS_ACTIVE).set(stats.active_sessions as f64);
+            let stored = self.node.store().count() as f64;
+            metrics::gauge!(metric_names::SESSIONS_PASSIVATED)
+                .set((stored - stats.active_sessions as f64).max(0.0));
+        }
+        let handle = self.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::memory::MemorySample::take().publish();
+            handle.render()
+        })
+        .await
+        .unwrap_or_default()
+    }
 }
 
 /// `GET /api/v1/info`. `storage` is the first failing store (else writable), with the

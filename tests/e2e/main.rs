@@ -22,6 +22,7 @@ mod memory;
 mod models;
 mod openai_facade;
 mod ops;
+mod ops_dashboard;
 mod persistence;
 mod pictures;
 mod providers;

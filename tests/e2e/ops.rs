@@ -1,11 +1,13 @@
 //! Operating a running node: JSON log lines (`[telemetry] log_format = "json"`), and the
 //! log's level changed without a restart, through `PUT /api/v1/ops/log-level` and
 //! `troupe ops log-level`, for the owner's token only; a bad level is refused and changes
-//! nothing.
+//! nothing. `server.ops_token` reads the operator's views (usage, `/metrics`, the
+//! dashboard's stream) and nothing else.
 
 use std::process::Command;
 
 use serde_json::{Value, json};
+use troupe_testkit::process::TroupeProcess;
 
 use crate::support::{binary, echo_node, http};
 
@@ -121,5 +123,87 @@ async fn logs_are_json_lines_and_their_level_changes_without_a_restart() {
     assert_eq!(
         (status, answer),
         (200, json!({"level": "warn,troupe=info"}))
+    );
+}
+
+#[tokio::test]
+async fn the_ops_token_reads_the_operators_views_and_nothing_else() {
+    let config = format!(
+        "[server]\ntoken = \"{TOKEN}\"\nops_token = \"wall-screen-token\"\n\n\
+         [[server.tokens]]\nsender_id = \"ada\"\ntoken_env = \"ADA_OPS_TEST_TOKEN\"\n\n\
+         [[providers]]\nname = \"main\"\nkind = \"echo\"\n"
+    );
+    let node = TroupeProcess::start_with_env(
+        binary(),
+        &config,
+        &[("ADA_OPS_TEST_TOKEN", "ada-own-token")],
+    )
+    .await
+    .unwrap();
+    let url = node.http_url();
+    let status = |path: &'static str, token: &'static str| {
+        let url = url.clone();
+        async move {
+            http()
+                .get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("/api/v1/usage", "wall-screen-token").await, 200);
+    assert_eq!(status("/metrics", "wall-screen-token").await, 200);
+    assert_eq!(status("/api/v1/sessions", "wall-screen-token").await, 401);
+    assert_eq!(
+        status("/api/v1/ops/log-level", "wall-screen-token").await,
+        401
+    );
+    assert_eq!(status("/api/v1/usage", TOKEN).await, 200);
+    assert_eq!(status("/api/v1/usage", "a-wrong-token").await, 401);
+    assert_eq!(
+        status("/api/v1/usage", "ada-own-token").await,
+        403,
+        "a sender's"
+    );
+    let message = http()
+        .post(format!("{url}/api/v1/messages"))
+        .bearer_auth("wall-screen-token")
+        .json(&json!({"sender_id": "x", "payload": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(message.status(), 401, "it sends nothing");
+
+    // The dashboard's stream: one snapshot at once, as Server-Sent Events.
+    let mut stream = http()
+        .get(format!("{url}/api/v1/ops/stream"))
+        .bearer_auth("wall-screen-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = stream.chunk().await.unwrap().expect("a first event");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: overview\ndata: {"), "{text}");
+    let data: Value = serde_json::from_str(
+        text.lines()
+            .find_map(|line| line.strip_prefix("data: "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["node"]["ready"], true);
+    assert_eq!(data["providers"][0]["name"], "main");
+    assert!(
+        data["supervision"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|child| child["name"] == "registry")
     );
 }

@@ -333,7 +333,9 @@ impl SessionState {
         let wake = myself.clone();
         let task = tokio::spawn(
             async move {
+                let started = std::time::Instant::now();
                 let saved = write.run(&*store).await;
+                super::stage("store", started.elapsed());
                 let _ = wake.cast(SessionMsg::Saved { attempt });
                 saved
             }

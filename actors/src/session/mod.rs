@@ -81,6 +81,14 @@ pub struct SessionContext {
     pub memories: Option<Arc<crate::memory::Memories>>,
     /// Token accounting and budgets (`None`: nothing is counted or limited).
     pub usage: Option<Arc<crate::usage::UsageBook>>,
+    /// Where failed turns are kept for the operator.
+    pub failures: Arc<crate::failures::FailedTurns>,
+}
+
+/// Records how long a stage of a turn took (`troupe_turn_stage_seconds{stage}`).
+pub(crate) fn stage(stage: &'static str, took: Duration) {
+    metrics::histogram!(metric_names::TURN_STAGE_SECONDS, "stage" => stage)
+        .record(took.as_secs_f64());
 }
 
 /// A session's history as the sessions API shows it.
@@ -295,6 +303,7 @@ impl Actor for Session {
                 ticket,
             } => {
                 state.handled += 1;
+                stage("queue", ticket.waited());
                 let turn_span = tracing::debug_span!(
                     parent: &span,
                     "session_turn",
@@ -546,6 +555,9 @@ impl SessionState {
             Err(error) => {
                 metrics::counter!(metric_names::MESSAGE_ERRORS, "code" => error.code.as_str())
                     .increment(1);
+                self.context
+                    .failures
+                    .keep(self.key.to_string(), in_reply_to.clone(), &error);
                 self.answer(output, TurnEvent::Failed { in_reply_to, error });
                 // Turns that waited behind the finished write still need theirs.
                 self.save_or_release(myself);

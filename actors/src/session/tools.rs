@@ -229,6 +229,7 @@ impl SessionState {
                 .is_some_and(|request| request.tool_calls == calls),
             "a round's results follow the request that asked for them"
         );
+        let started = std::time::Instant::now();
         let skills = Arc::clone(&self.context.skills);
         let parallel = self.context.config.tools.max_parallel.max(1);
         let named: Vec<(String, String)> = calls
@@ -262,6 +263,7 @@ impl SessionState {
                 .buffered(parallel)
                 .collect()
                 .await;
+        super::stage("tools", started.elapsed());
         for (outcome, call) in outcomes.iter().zip(calls) {
             debug_assert_eq!(outcome.call_id, call.id, "each result answers its own call");
             self.push_tool_result(outcome, events, in_reply_to);
@@ -373,7 +375,10 @@ impl SessionState {
             ));
         // A stop is seen by the model worker, which drops the provider's call (and with it
         // the answer this waits for): whatever failure that gives, the turn was stopped.
-        match call.await {
+        let started = std::time::Instant::now();
+        let answer = call.await;
+        super::stage("model", started.elapsed());
+        match answer {
             _ if stop.is_stopped() => Ok(Asked::Stopped(shown.close())),
             served => served.map(Asked::Answered),
         }

@@ -5,6 +5,7 @@
 pub(crate) mod autodetect;
 mod bridges;
 mod canvas;
+mod environment;
 mod memory;
 mod models;
 mod offline;
@@ -36,6 +37,7 @@ use crate::gateway::server::ServerTimeouts;
 pub(crate) use autodetect::detect_provider;
 pub(crate) use bridges::{BridgeEntry, build_bridges};
 pub(crate) use canvas::CanvasConfig;
+pub(crate) use environment::Environment;
 pub(crate) use memory::MemorySettings;
 pub(crate) use models::ModelsConfig;
 pub(crate) use offline::{OFFLINE_PROVIDER, with_offline_fallback};
@@ -462,39 +464,6 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The environment a config is loaded in: passed explicitly so tests never mutate the
-/// process environment.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Environment {
-    pub(crate) config: Option<PathBuf>,
-    pub(crate) listen: Option<String>,
-    pub(crate) data_dir: Option<PathBuf>,
-    pub(crate) token: Option<String>,
-    /// `TROUPE_NATS_URL`: joins a cluster (creates `[cluster]` with defaults if absent).
-    pub(crate) nats_url: Option<String>,
-    pub(crate) node_id: Option<String>,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the standard OpenTelemetry variable.
-    pub(crate) otlp_endpoint: Option<String>,
-    /// `OTEL_SERVICE_NAME`: the standard OpenTelemetry variable.
-    pub(crate) service_name: Option<String>,
-}
-
-impl Environment {
-    pub(crate) fn from_process() -> Self {
-        let read = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        Self {
-            config: read("TROUPE_CONFIG").map(PathBuf::from),
-            listen: read("TROUPE_LISTEN"),
-            data_dir: read("TROUPE_DATA_DIR").map(PathBuf::from),
-            token: read("TROUPE_TOKEN"),
-            nats_url: read("TROUPE_NATS_URL"),
-            node_id: read("TROUPE_NODE_ID"),
-            otlp_endpoint: read("OTEL_EXPORTER_OTLP_ENDPOINT"),
-            service_name: read("OTEL_SERVICE_NAME"),
-        }
-    }
-}
-
 /// Where the configuration came from, for the start-up log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ConfigSource {
@@ -538,45 +507,6 @@ impl TroupeConfig {
 
     pub(crate) fn parse(text: &str) -> Result<Self, ParseError> {
         toml::from_str(text).map_err(|error| ParseError::of(text, &error))
-    }
-
-    fn apply_environment(&mut self, environment: &Environment) -> Result<(), ConfigError> {
-        if let Some(listen) = &environment.listen {
-            self.server.listen = listen.parse().map_err(|error| {
-                invalid(
-                    "TROUPE_LISTEN",
-                    format!("`{listen}` is not an address: {error}"),
-                )
-            })?;
-        }
-        if let Some(data_dir) = &environment.data_dir {
-            self.storage.data_dir.clone_from(data_dir);
-        }
-        if let Some(token) = &environment.token {
-            self.server.token = Some(token.clone());
-        }
-        if let Some(url) = &environment.nats_url {
-            match &mut self.cluster {
-                Some(cluster) => cluster.nats_url.clone_from(url),
-                None => self.cluster = Some(ClusterConfig::new(url.clone())),
-            }
-        }
-        if let Some(node_id) = &environment.node_id {
-            let Some(cluster) = &mut self.cluster else {
-                return Err(invalid(
-                    "TROUPE_NODE_ID",
-                    "only means something in a cluster: set TROUPE_NATS_URL or [cluster] too",
-                ));
-            };
-            cluster.node_id = Some(node_id.clone());
-        }
-        if let Some(endpoint) = &environment.otlp_endpoint {
-            self.telemetry.otlp_endpoint = Some(endpoint.clone());
-        }
-        if let Some(name) = &environment.service_name {
-            self.telemetry.service_name.clone_from(name);
-        }
-        Ok(())
     }
 
     /// Every check that needs no network.

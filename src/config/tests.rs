@@ -75,6 +75,28 @@ fn environment_overrides_the_file() {
     };
     let error = config.apply_environment(&bad).unwrap_err().to_string();
     assert!(error.starts_with("TROUPE_LISTEN:"), "{error}");
+    let pod = Environment {
+        ops_token: Some("wall-screen".into()),
+        nats_url: Some("nats://nats:4222".into()),
+        advertise_url: Some("http://10.1.2.3:8787".into()),
+        ..Environment::default()
+    };
+    config.apply_environment(&pod).unwrap();
+    assert_eq!(config.server.ops_token.as_deref(), Some("wall-screen"));
+    let cluster = config.cluster.as_ref().unwrap();
+    assert_eq!(
+        cluster.advertise_url.as_deref(),
+        Some("http://10.1.2.3:8787")
+    );
+    let alone = Environment {
+        advertise_url: Some("http://10.1.2.3:8787".into()),
+        ..Environment::default()
+    };
+    let error = TroupeConfig::default()
+        .apply_environment(&alone)
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("TROUPE_ADVERTISE_URL:"), "{error}");
 }
 
 #[test]

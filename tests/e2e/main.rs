@@ -15,6 +15,7 @@ mod discord;
 mod disk_full;
 mod embeddings;
 mod hardening;
+mod helm;
 mod identity;
 mod local_chat;
 mod mcp;

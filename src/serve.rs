@@ -185,6 +185,7 @@ pub(crate) async fn serve(
         token: config.server.token.clone(),
         senders: config.server.sender_tokens()?,
         ops_token: config.server.ops_token.clone(),
+        trace_url: config.telemetry.trace_url.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
         allowed_hosts: config.server.allowed_hosts.clone(),
         limits: MessageLimits {

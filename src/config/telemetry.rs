@@ -49,6 +49,10 @@ pub(crate) struct TelemetryConfig {
     /// `text` (the default) or `json` lines on stderr.
     #[serde(default)]
     pub(crate) log_format: LogFormat,
+    /// Where a trace is seen, with `{trace_id}` in it (`http://jaeger:16686/trace/{trace_id}`):
+    /// the dashboard links each failed turn there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trace_url: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -59,6 +63,7 @@ impl Default for TelemetryConfig {
             sample_ratio: default_sample_ratio(),
             export_timeout_secs: default_export_timeout_secs(),
             log_format: LogFormat::default(),
+            trace_url: None,
         }
     }
 }
@@ -78,6 +83,15 @@ impl TelemetryConfig {
                 "telemetry.sample_ratio",
                 "must be between 0.0 and 1.0",
             ));
+        }
+        if let Some(template) = &self.trace_url {
+            let link = template.replace("{trace_id}", "0af7651916cd43dd8448eb211c80319c");
+            if !template.contains("{trace_id}") || check_endpoint(&link).is_err() {
+                return Err(invalid(
+                    "telemetry.trace_url",
+                    "must be an http:// or https:// URL with {trace_id} in it",
+                ));
+            }
         }
         if self.export_timeout_secs == 0 {
             return Err(invalid(

@@ -687,3 +687,24 @@ fn prices_and_budgets_are_checked_and_name_their_key() {
         .to_string();
     assert!(error.contains("tokens_per_week"), "{error}");
 }
+
+#[test]
+fn a_trace_link_must_be_a_web_address_with_the_trace_id_in_it() {
+    let checked = |url: &str| {
+        let mut config = TroupeConfig::default();
+        config.telemetry.trace_url = Some(url.into());
+        config.validate().map_err(|error| error.to_string())
+    };
+    assert_eq!(
+        checked("https://grafana.home/explore?trace={trace_id}"),
+        Ok(())
+    );
+    for bad in [
+        "https://jaeger/trace/",
+        "javascript:alert({trace_id})",
+        "{trace_id}",
+    ] {
+        let error = checked(bad).unwrap_err();
+        assert!(error.starts_with("telemetry.trace_url:"), "{bad}: {error}");
+    }
+}

@@ -64,6 +64,8 @@ pub(crate) struct GatewaySettings {
     pub(crate) senders: callers::SenderTokens,
     /// The token that reads the operator's views only (`server.ops_token`).
     pub(crate) ops_token: Option<String>,
+    /// Where the dashboard links a trace id (`telemetry.trace_url`).
+    pub(crate) trace_url: Option<String>,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) allowed_hosts: Vec<HostPattern>,
     pub(crate) limits: MessageLimits,

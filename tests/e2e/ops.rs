@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use troupe_testkit::process::TroupeProcess;
 
-use crate::support::{binary, echo_node, http};
+use crate::support::{binary, echo_node, first_overview, http};
 
 const TOKEN: &str = "ops-token";
 
@@ -178,25 +178,7 @@ async fn the_ops_token_reads_the_operators_views_and_nothing_else() {
     assert_eq!(message.status(), 401, "it sends nothing");
 
     // The dashboard's stream: one snapshot at once, as Server-Sent Events.
-    let mut stream = http()
-        .get(format!("{url}/api/v1/ops/stream"))
-        .bearer_auth("wall-screen-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let chunk = stream.chunk().await.unwrap().expect("a first event");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    assert!(text.starts_with("event: overview\ndata: {"), "{text}");
-    let data: Value = serde_json::from_str(
-        text.lines()
-            .find_map(|line| line.strip_prefix("data: "))
-            .unwrap(),
-    )
-    .unwrap();
+    let data = first_overview(&node, Some("wall-screen-token")).await;
     assert_eq!(data["node"]["ready"], true);
     assert_eq!(data["providers"][0]["name"], "main");
     assert!(

@@ -131,6 +131,28 @@ pub(crate) async fn metrics_page(base_url: &str) -> String {
         .unwrap()
 }
 
+/// The first snapshot of the dashboard's stream (`GET /api/v1/ops/stream`), asked with
+/// `token` (none on a node without one).
+pub(crate) async fn first_overview(node: &TroupeProcess, token: Option<&str>) -> Value {
+    let mut request = http().get(format!("{}/api/v1/ops/stream", node.http_url()));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let mut stream = request.send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = stream.chunk().await.unwrap().expect("a first event");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: overview\ndata: {"), "{text}");
+    let data = text
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .unwrap();
+    serde_json::from_str(data).unwrap()
+}
+
 /// The node's `/metrics` page, asked with the owner's `token`.
 pub(crate) async fn metrics_page_as(node: &TroupeProcess, token: &str) -> String {
     http()

@@ -324,3 +324,48 @@ async fn model_and_tool_calls_follow_the_gen_ai_conventions_with_the_usage_repor
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_turn_on_the_dashboard_carries_the_trace_its_spans_were_exported_under() {
+    let collector = OtlpReceiver::start().await;
+    let fake = FakeLlm::start(None).await;
+    fake.script([FakeReply::Status {
+        status: 401,
+        retry_after: None,
+        message: "bad key".into(),
+    }]);
+    let config = format!(
+        "[telemetry]\ntrace_url = \"http://jaeger.example/trace/{{trace_id}}\"\n\n{}",
+        openai_provider(&fake.openai_base_url(), "")
+    );
+    let node = crate::support::traced_node(&config, &collector).await;
+    let failed = crate::support::http()
+        .post(format!("{}/api/v1/messages", node.http_url()))
+        .json(&json!({"sender_id": "ada", "id": "doomed", "payload": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+
+    let overview = crate::support::first_overview(&node, None).await;
+    assert_eq!(
+        overview["node"]["trace_url"],
+        "http://jaeger.example/trace/{trace_id}"
+    );
+    let turn = &overview["failed_turns"][0];
+    assert_eq!(turn["message_id"], "doomed");
+    assert_eq!(turn["code"], "provider_unauthorized");
+    let trace_id = turn["trace_id"].as_str().expect("a trace id").to_owned();
+    assert_eq!(trace_id.len(), 32, "{trace_id}");
+    let spans = collector
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans.iter().any(|span| span.trace_id == trace_id)
+        })
+        .await;
+    assert!(
+        spans
+            .iter()
+            .any(|span| span.trace_id == trace_id && span.name == "chat fake-model"),
+        "the failed model call is in that trace"
+    );
+}

@@ -64,6 +64,8 @@ struct NodeView {
     not_ready: Option<String>,
     stores: BTreeMap<&'static str, troupe_actors::storage::StoreHealth>,
     resident_bytes: f64,
+    /// `telemetry.trace_url`: where a failed turn's trace is linked.
+    trace_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -259,6 +261,7 @@ pub(super) async fn build(state: &AppState, window: &mut Window) -> Overview {
             not_ready: readiness.err().map(|refusal| refusal.message),
             stores: state.store_health().into_iter().collect(),
             resident_bytes: now.total(metric_names::PROCESS_RESIDENT_BYTES, &[]),
+            trace_url: state.settings.trace_url.clone(),
         },
         cluster: state
             .cluster

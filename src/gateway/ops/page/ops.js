@@ -265,10 +265,23 @@ function drawCanvas(overview) {
   if (models.length > 0) box.append(list);
 }
 
-function drawFailed(failed) {
+/** A trace id, linked to `telemetry.trace_url` when the node has one. */
+function trace(id, template) {
+  if (!id) return element("span", "no trace (export off)", "muted");
+  const code = element("code", id);
+  if (!template) return code;
+  const link = element("a");
+  link.href = template.replace("{trace_id}", encodeURIComponent(id));
+  link.rel = "noopener noreferrer";
+  link.target = "_blank";
+  link.append(code);
+  return link;
+}
+
+function drawFailed(failed, template) {
   table($("failed"), ["When", "Session", "Message", "Code", "What happened", "Trace"],
     failed.map((turn) => [ago(turn.at), turn.session, turn.message_id, turn.code, turn.message,
-      turn.trace_id ? element("code", turn.trace_id) : element("span", "no trace (export off)", "muted")]),
+      trace(turn.trace_id, template)]),
     "No failed turns");
 }
 
@@ -286,7 +299,7 @@ function draw(overview) {
   drawCluster(overview.cluster);
   drawTree(overview.supervision);
   drawCanvas(overview);
-  drawFailed(overview.failed_turns);
+  drawFailed(overview.failed_turns, node.trace_url);
 }
 
 /** Reads the stream until it ends; calls `onEvent` with each parsed snapshot. */

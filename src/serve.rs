@@ -22,7 +22,7 @@ use troupe_actors::snapshot::{LocalSnapshotStore, SnapshotStore};
 use troupe_actors::storage::Storage;
 use troupe_actors::supervisor::{ChildSpec, RestartBudget};
 use troupe_actors::uploads::{LocalUploads, UploadStore};
-use troupe_actors::usage::{LocalUsageLedger, UsageBook};
+use troupe_actors::usage::{LocalUsageLedger, UsageBook, UsageLedger};
 use troupe_actors::{Ingress, MessageLimits};
 use troupe_canvas::context::BoardContext;
 use troupe_canvas::jetstream::{JetStreamCanvasStore, StreamSettings};
@@ -160,7 +160,7 @@ pub(crate) async fn serve(
             .context("the cluster's uploads bucket")?,
         None => LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes),
     };
-    let usage = open_usage(&config).await?;
+    let usage = open_usage(&config, cluster.as_ref()).await?;
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.as_str().into(),
@@ -218,7 +218,7 @@ pub(crate) async fn serve(
         .into_iter()
         .chain(canvas_disk)
         .chain(memory_disk.flatten())
-        .chain([usage.1])
+        .chain(usage.1)
         .collect();
     let usage = usage.0;
     let limits = settings.limits;
@@ -432,17 +432,33 @@ async fn open_canvas_store(
     Ok((Arc::new(store), None, settings))
 }
 
-/// Token accounting: the usage ledger in the data dir (in a cluster too: each node keeps
-/// the turns it ran), read into the book, priced and limited as configured.
-async fn open_usage(config: &TroupeConfig) -> anyhow::Result<(Arc<UsageBook>, Storage)> {
-    let ledger = LocalUsageLedger::open(&config.storage.data_dir)
-        .context("starting the usage ledger's writer")?;
-    let disk = ledger.storage().clone();
+/// Token accounting: the usage ledger (`usage.redb` in the data dir on one node, whose
+/// disk is watched with the other stores'; the cluster's stream in a cluster), read into
+/// the book, priced and limited as configured.
+async fn open_usage(
+    config: &TroupeConfig,
+    cluster: Option<&ClusterNode>,
+) -> anyhow::Result<(Arc<UsageBook>, Option<Storage>)> {
+    let (ledger, disk): (Arc<dyn UsageLedger>, _) = match cluster {
+        Some(cluster) => {
+            let ledger = cluster
+                .usage_ledger()
+                .await
+                .context("preparing the cluster's usage stream")?;
+            (Arc::new(ledger), None)
+        }
+        None => {
+            let ledger = LocalUsageLedger::open(&config.storage.data_dir)
+                .context("starting the usage ledger's writer")?;
+            let disk = ledger.storage().clone();
+            (Arc::new(ledger), Some(disk))
+        }
+    };
     let prices = crate::config::price_table(&config.prices)?;
     let budgets = config.budgets.budgets()?;
-    let book = UsageBook::open(Arc::new(ledger), prices, budgets)
+    let book = UsageBook::open(ledger, prices, budgets)
         .await
-        .context("reading the usage ledger (usage.redb in storage.data_dir)")?;
+        .context("reading the usage ledger")?;
     Ok((Arc::new(book), disk))
 }
 

@@ -36,8 +36,10 @@ pub mod placement;
 pub mod remote_chat;
 mod shards;
 mod singletons;
+mod stream_read;
 pub mod subjects;
 pub mod uploads;
+pub mod usage;
 mod worker;
 
 pub use config::{ClusterConfig, InvalidClusterConfig, InvalidNodeId, validate_node_id};

@@ -28,22 +28,12 @@ use troupe_actors::memory::{
     Memory, MemoryError, MemoryId, MemoryStore, NewMemory, PersonMemories, overflow,
 };
 
+use crate::stream_read::{BoxError, StreamError};
 use crate::subjects::{self, MEMORY as SUBJECTS, MEMORY_STREAM as STREAM};
 /// The longest a person's load waits for the stream.
 const LOAD_LIMIT: Duration = Duration::from_secs(30);
 /// The longest a change waits for the follower to apply it here.
 const APPLY_LIMIT: Duration = Duration::from_secs(10);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What failed, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot {what}: {source}")]
-struct StreamError {
-    what: &'static str,
-    #[source]
-    source: BoxError,
-}
 
 fn failed(what: &'static str, source: impl Into<BoxError>) -> MemoryError {
     MemoryError::store(StreamError {
@@ -216,35 +206,16 @@ impl JetStreamMemoryStore {
             loaded: true,
             ..Held::empty()
         };
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(held);
-        }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|error| failed("read a person's memories", error))?;
-        let read = async {
-            while let Some(message) = messages.next().await {
-                let message = message.map_err(|error| failed("read a person's memories", error))?;
-                let info = message
-                    .info()
-                    .map_err(|error| failed("read a person's memories", error))?;
-                let (sequence, pending) = (info.stream_sequence, info.pending);
-                if let Some((_, id)) = parse_subject(&message.subject) {
-                    held.apply(&id, &message.payload, sequence)?;
-                }
-                if pending == 0 {
-                    return Ok(());
-                }
-            }
-            Err(failed(
-                "read a person's memories",
-                "the stream ended while reading",
-            ))
-        };
-        tokio::time::timeout(LOAD_LIMIT, read)
-            .await
-            .map_err(|elapsed| failed("read a person's memories in time", elapsed))??;
+        crate::stream_read::read_to_end(
+            consumer,
+            LOAD_LIMIT,
+            |message, sequence| match parse_subject(&message.subject) {
+                Some((_, id)) => held.apply(&id, &message.payload, sequence),
+                None => Ok(()),
+            },
+            |error| failed("read a person's memories", error),
+        )
+        .await?;
         Ok(held)
     }
 }

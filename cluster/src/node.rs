@@ -378,6 +378,20 @@ impl ClusterNode {
         crate::memory::JetStreamMemoryStore::open(&self.shared.jetstream, storage, replicas).await
     }
 
+    /// The cluster's usage ledger (its stream is created if missing), for this node.
+    pub async fn usage_ledger(
+        &self,
+    ) -> Result<crate::usage::JetStreamUsageLedger, troupe_actors::usage::UsageError> {
+        let (replicas, storage) = self.stream_placement();
+        crate::usage::JetStreamUsageLedger::open(
+            &self.shared.jetstream,
+            storage,
+            replicas,
+            self.node_id(),
+        )
+        .await
+    }
+
     /// Starts owning shards with `node` as the local session layer, and answering other
     /// nodes' requests about its sessions.
     pub async fn serve(&self, node: NodeHandle) -> Result<(), ClusterError> {

@@ -20,6 +20,10 @@ pub const TRACEPARENT_HEADER: &str = troupe_actors::trace::TRACEPARENT_HEADER;
 pub const MEMORY_STREAM: &str = "TROUPE_MEMORY";
 /// The memory subjects' prefix: `troupe.v1.memory.<person as hex>.<memory id>`.
 pub const MEMORY: &str = "troupe.v1.memory";
+/// Token accounting: one message per turn and model, on its node's subject.
+pub const USAGE_STREAM: &str = "TROUPE_USAGE";
+/// The usage subjects' prefix: `troupe.v1.usage.<node as hex>`.
+pub const USAGE: &str = "troupe.v1.usage";
 /// The queue group of the nodes that serve a local model.
 pub const MODELS_QUEUE_GROUP: &str = "troupe-models";
 

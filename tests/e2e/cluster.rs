@@ -20,6 +20,7 @@ mod models;
 mod partition;
 mod pictures;
 mod stop;
+mod usage;
 use inbox::assert_inbox_drains;
 
 const SHARDS: u64 = 64;

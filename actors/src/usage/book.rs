@@ -171,12 +171,17 @@ impl Sums {
     }
 }
 
+fn lock(sums: &Mutex<Sums>) -> std::sync::MutexGuard<'_, Sums> {
+    sums.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Usage of every turn this node knows of, priced, summed, and checked against budgets.
 pub struct UsageBook {
     prices: PriceTable,
     budgets: Budgets,
     ledger: Arc<dyn UsageLedger>,
-    sums: Mutex<Sums>,
+    /// Shared with the ledger's follower, which adds other nodes' records.
+    sums: Arc<Mutex<Sums>>,
 }
 
 impl std::fmt::Debug for UsageBook {
@@ -195,7 +200,7 @@ impl UsageBook {
         let book = Self {
             prices,
             budgets,
-            sums: Mutex::default(),
+            sums: Arc::default(),
             ledger: Arc::clone(&ledger),
         };
         let records = ledger.since(0).await?;
@@ -204,11 +209,13 @@ impl UsageBook {
             sums.add(record);
         }
         drop(sums);
+        let followed = Arc::clone(&book.sums);
+        ledger.follow(Box::new(move |record| lock(&followed).add(&record)));
         Ok(book)
     }
 
     fn sums(&self) -> std::sync::MutexGuard<'_, Sums> {
-        self.sums.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.sums)
     }
 
     /// `record` with its cost at today's prices.

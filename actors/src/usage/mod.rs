@@ -8,8 +8,9 @@
 //! - **Priced when spent.** The [`PriceTable`] (`[[prices]]`, editable by users) prices a
 //!   record once, so a price changed later does not rewrite what was already spent.
 //! - **Kept.** Records go to a [`UsageLedger`] ([`LocalUsageLedger`]: `usage.redb` in the
-//!   data dir) and are summed in memory by the hour, so reports and budget checks never
-//!   read the disk.
+//!   data dir; in a cluster, a JetStream stream every node follows, so each node's book
+//!   holds every node's turns) and are summed in memory by the hour, so reports and budget
+//!   checks never read the disk.
 //! - **Budgets.** [`Budgets`] (tokens or money per UTC day, per person and for everyone)
 //!   are checked before each model call of a turn.
 
@@ -69,7 +70,8 @@ pub enum UsageError {
 }
 
 impl UsageError {
-    pub(crate) fn store(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+    /// The store underneath failed with `error`.
+    pub fn store(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Store(Box::new(error))
     }
 }
@@ -77,6 +79,9 @@ impl UsageError {
 /// What answers once an append is durable.
 pub type Appended =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), UsageError>> + Send + 'static>>;
+
+/// Where records kept by others go, as they arrive ([`UsageLedger::follow`]).
+pub type RecordSink = Box<dyn Fn(UsageRecord) + Send + Sync>;
 
 /// Where usage records are kept for good.
 #[async_trait::async_trait]
@@ -87,4 +92,11 @@ pub trait UsageLedger: Send + Sync + 'static {
 
     /// Every record kept at or after `since` (unix seconds), oldest first.
     async fn since(&self, since: u64) -> Result<Vec<UsageRecord>, UsageError>;
+
+    /// From the end of the last [`UsageLedger::since`] on, hands `sink` every record that
+    /// other nodes keep (this node counts its own as it makes them). A ledger only this
+    /// node writes (the default) has nothing to follow.
+    fn follow(&self, sink: RecordSink) {
+        drop(sink);
+    }
 }

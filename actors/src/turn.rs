@@ -118,6 +118,10 @@ pub enum TurnEvent {
         reply: Box<OutboundReply>,
         #[serde(rename = "model_latency_us", with = "micros")]
         model_latency: Duration,
+        /// The tokens the turn used, summed over its model calls, when the provider
+        /// reported them (`None`: not reported, or the reply was a repeat).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<crate::provider::Usage>,
     },
     /// The last event of a failed turn (`code` and `message` beside `in_reply_to`).
     Failed {

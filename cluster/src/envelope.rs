@@ -168,6 +168,7 @@ mod tests {
         let TurnEvent::Reply {
             reply,
             model_latency,
+            ..
         } = read.event.into_owned()
         else {
             panic!("a reply event");

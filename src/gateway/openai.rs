@@ -23,7 +23,7 @@ use troupe_actors::message::{DraftDefaults, InboundDraft, new_message_id, unix_n
 use troupe_actors::turn::delta_sink;
 use troupe_actors::{
     ChatMessage, ChatRequest, ContentType, OutboundReply, Role, TurnEvent, TurnEventReceiver,
-    turn_channel,
+    Usage, turn_channel,
 };
 
 use super::callers::Caller;
@@ -44,8 +44,17 @@ pub(crate) struct CompletionRequest {
     messages: Vec<FacadeMessage>,
     #[serde(default)]
     stream: bool,
+    /// `stream_options.include_usage`: a last chunk carries the request's usage.
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
     #[serde(default)]
     user: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,15 +143,19 @@ pub(crate) async fn chat_completions(
     };
     if request.stream {
         // Holding the span in the stream ends it when the stream does.
-        let stream = chunk_stream(events, model, started).inspect(move |_| {
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .is_some_and(|options| options.include_usage);
+        let stream = chunk_stream(events, model, started, include_usage).inspect(move |_| {
             let _ = &span;
         });
         return Sse::new(stream).into_response();
     }
     match final_reply(events).await {
-        Ok((reply, model_latency)) => {
-            record_gateway_latency(started, model_latency);
-            axum::Json(completion_body(&reply, &model)).into_response()
+        Ok(answered) => {
+            record_gateway_latency(started, answered.model_latency);
+            axum::Json(completion_body(&answered.reply, &model, answered.usage)).into_response()
         }
         Err(error) => ApiError::from(error).into_response(),
     }
@@ -190,6 +203,7 @@ fn stateless_turn(
         let started = Instant::now();
         let event = match node.complete(request, deltas, requester).await {
             Ok(completion) => TurnEvent::Reply {
+                usage: completion.usage,
                 reply: Box::new(OutboundReply {
                     id: format!("r-{}", uuid::Uuid::new_v4().simple()),
                     in_reply_to: id,
@@ -281,7 +295,15 @@ fn completion_id(reply: &OutboundReply) -> String {
     format!("chatcmpl-{}", reply.id.trim_start_matches("r-"))
 }
 
-fn completion_body(reply: &OutboundReply, model: &str) -> Value {
+/// `usage` as OpenAI writes it (zeros when the model reported none).
+fn usage_json(usage: Option<Usage>) -> Value {
+    let usage = usage.unwrap_or_default();
+    json!({"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens(),
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens}})
+}
+
+fn completion_body(reply: &OutboundReply, model: &str, usage: Option<Usage>) -> Value {
     json!({
         "id": completion_id(reply),
         "object": "chat.completion",
@@ -289,7 +311,7 @@ fn completion_body(reply: &OutboundReply, model: &str) -> Value {
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.payload},
             "finish_reason": "stop", "logprobs": null}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "usage": usage_json(usage),
     })
 }
 
@@ -299,12 +321,20 @@ fn chunk(id: &str, model: &str, delta: &Value, finish_reason: Option<&str>) -> E
     Event::default().data(body.to_string())
 }
 
+/// The chunk `stream_options.include_usage` asks for: no choices, the request's usage.
+fn usage_chunk(id: &str, model: &str, usage: Option<Usage>) -> Event {
+    let body = json!({"id": id, "object": "chat.completion.chunk", "created": unix_now(),
+        "model": model, "choices": [], "usage": usage_json(usage)});
+    Event::default().data(body.to_string())
+}
+
 /// The stream the OpenAI SDKs expect: a role chunk, content chunks, a chunk with
 /// `finish_reason`, then `data: [DONE]`. A failure becomes a chunk holding `error`.
 fn chunk_stream(
     events: TurnEventReceiver,
     model: String,
     started: Instant,
+    include_usage: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let opening = chunk(
@@ -326,12 +356,18 @@ fn chunk_stream(
                 TurnEvent::Delta { text, .. } => {
                     vec![chunk(&id, &model, &json!({"content": text}), None)]
                 }
-                TurnEvent::Reply { model_latency, .. } => {
+                TurnEvent::Reply {
+                    model_latency,
+                    usage,
+                    ..
+                } => {
                     record_gateway_latency(started, *model_latency);
-                    vec![
-                        chunk(&id, &model, &json!({}), Some("stop")),
-                        Event::default().data("[DONE]"),
-                    ]
+                    let mut last = vec![chunk(&id, &model, &json!({}), Some("stop"))];
+                    if include_usage {
+                        last.push(usage_chunk(&id, &model, *usage));
+                    }
+                    last.push(Event::default().data("[DONE]"));
+                    last
                 }
                 TurnEvent::Failed { error, .. } => {
                     let error = json!({"error": {"code": error.code, "message": error.message}});

@@ -116,9 +116,9 @@ pub(crate) async fn post_message(
             .into_response();
     }
     match final_reply(events).await {
-        Ok((reply, model_latency)) => {
-            record_gateway_latency(started, model_latency);
-            axum::Json(json!({"reply": reply})).into_response()
+        Ok(answered) => {
+            record_gateway_latency(started, answered.model_latency);
+            axum::Json(json!({"reply": answered.reply})).into_response()
         }
         Err(error) => ApiError::from(error).into_response(),
     }
@@ -149,6 +149,7 @@ fn event_stream(
             TurnEvent::Reply {
                 reply,
                 model_latency,
+                ..
             } => {
                 record_gateway_latency(started, *model_latency);
                 let mut data = serde_json::to_value(reply).unwrap_or_default();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use troupe_actors::trace::TRACEPARENT_HEADER;
 use troupe_actors::{
-    ErrorCode, OutboundReply, TraceParent, TurnError, TurnEvent, TurnEventReceiver,
+    ErrorCode, OutboundReply, TraceParent, TurnError, TurnEvent, TurnEventReceiver, Usage,
 };
 
 /// The span of one turn at the gateway. A valid client `traceparent` makes it part of the
@@ -39,10 +39,15 @@ pub(crate) fn session_lost() -> TurnError {
     )
 }
 
+/// A turn's reply, with the model's time and the tokens it used.
+pub(crate) struct FinalReply {
+    pub(crate) reply: OutboundReply,
+    pub(crate) model_latency: Duration,
+    pub(crate) usage: Option<Usage>,
+}
+
 /// Waits for the final event, ignoring deltas.
-pub(crate) async fn final_reply(
-    mut events: TurnEventReceiver,
-) -> Result<(OutboundReply, Duration), TurnError> {
+pub(crate) async fn final_reply(mut events: TurnEventReceiver) -> Result<FinalReply, TurnError> {
     while let Some(event) = events.recv().await {
         match event {
             TurnEvent::Delta { .. } | TurnEvent::ToolCall { .. } | TurnEvent::ToolResult { .. } => {
@@ -50,7 +55,14 @@ pub(crate) async fn final_reply(
             TurnEvent::Reply {
                 reply,
                 model_latency,
-            } => return Ok((*reply, model_latency)),
+                usage,
+            } => {
+                return Ok(FinalReply {
+                    reply: *reply,
+                    model_latency,
+                    usage,
+                });
+            }
             TurnEvent::Failed { error, .. } => return Err(error),
         }
     }

@@ -65,6 +65,16 @@ async fn the_official_openai_sdk_gets_answers_streamed_and_not() {
         seen["pieces"],
         serde_json::json!(["second ", "streamed ", "answer"])
     );
+    // The usage the model reported, as the SDK reads it (the fake's: 5 prompt tokens, one
+    // completion token per piece).
+    assert_eq!(seen["usage"]["prompt_tokens"], 5);
+    assert_eq!(seen["usage"]["completion_tokens"], 2);
+    assert_eq!(seen["usage"]["total_tokens"], 7);
+    assert_eq!(seen["streamed_usage"]["completion_tokens"], 3);
+    assert_eq!(
+        seen["streamed_usage"]["prompt_tokens_details"]["cached_tokens"],
+        0
+    );
     let second_request = &fake.requests()[1].body["messages"];
     assert_eq!(
         second_request.as_array().unwrap().len(),

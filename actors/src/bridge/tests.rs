@@ -124,6 +124,7 @@ impl Ingress for EchoIngress {
         let _ = events.send(TurnEvent::Reply {
             reply: Box::new(reply),
             model_latency: Duration::ZERO,
+            usage: None,
         });
         Ok(Submission::accepted(receiver))
     }

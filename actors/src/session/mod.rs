@@ -23,7 +23,7 @@ use crate::ids::SessionKey;
 use crate::message::{Awaiting, ContentType, InboundMessage, OutboundReply, unix_now};
 use crate::metrics as metric_names;
 use crate::model_worker::ModelDirectory;
-use crate::provider::Role;
+use crate::provider::{Role, Usage};
 use crate::registry::RegistryMsg;
 use crate::skill::{SkillDirectory, ToolPolicy};
 use crate::snapshot::{
@@ -538,6 +538,7 @@ impl SessionState {
             let event = TurnEvent::Reply {
                 reply: Box::new(first_reply),
                 model_latency: Duration::ZERO,
+                usage: None,
             };
             self.answer(output, event);
             self.save_or_release(myself);
@@ -545,10 +546,11 @@ impl SessionState {
         }
         let in_reply_to = message.id().to_owned();
         match self.turn_beside_write(message, &mut output).await {
-            Ok((reply, model_latency)) => {
+            Ok((reply, model_latency, usage)) => {
                 let event = TurnEvent::Reply {
                     reply: Box::new(reply),
                     model_latency,
+                    usage,
                 };
                 self.commit_turn(output, event, myself);
             }
@@ -584,7 +586,7 @@ impl SessionState {
         &mut self,
         message: InboundMessage,
         output: &mut commit::TurnOutput,
-    ) -> Result<(OutboundReply, Duration), TurnError> {
+    ) -> Result<(OutboundReply, Duration, Option<Usage>), TurnError> {
         let Some(mut write) = self.write_beside() else {
             return self.run_turn(message, &output.events).await;
         };
@@ -598,7 +600,7 @@ impl SessionState {
         &mut self,
         message: InboundMessage,
         events: &TurnEvents,
-    ) -> Result<(OutboundReply, Duration), TurnError> {
+    ) -> Result<(OutboundReply, Duration, Option<Usage>), TurnError> {
         // The pictures it shows are checked before anything changes.
         let images = self.pictures.shown_by(&self.key, &message).await?;
         let pending_before = self.pending.clone();
@@ -621,6 +623,7 @@ impl SessionState {
         let mut spend = spend::TurnSpend::default();
         let answered = self.converse(&message, events, &stop, &mut spend).await;
         // Spent, however the turn ended.
+        let usage = spend.total();
         self.keep_spend(spend, &message);
         let answered = answered.and_then(|answer| self.kept(answer));
         drop(stop);
@@ -672,6 +675,6 @@ impl SessionState {
         // Nothing is answered that is not stored: the caller sends the reply once a write
         // contains it. If that write fails the turn stays in memory, and a resend of the
         // same id gets this reply once a save succeeds, without asking the model again.
-        Ok((reply, model_latency))
+        Ok((reply, model_latency, usage))
     }
 }

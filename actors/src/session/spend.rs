@@ -42,6 +42,17 @@ impl TurnSpend {
         }
     }
 
+    /// The whole turn's usage; `None` when no call reported any.
+    pub(super) fn total(&self) -> Option<Usage> {
+        self.served
+            .iter()
+            .map(|(_, _, usage)| *usage)
+            .reduce(|mut sum, usage| {
+                sum += usage;
+                sum
+            })
+    }
+
     fn total_tokens(&self) -> u64 {
         self.served
             .iter()

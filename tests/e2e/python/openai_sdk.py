@@ -22,14 +22,22 @@ def main() -> None:
         model="troupe",
         user="sdk-user",
         stream=True,
+        stream_options={"include_usage": True},
         messages=[{"role": "user", "content": "second question"}],
     )
-    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+    pieces, streamed_usage = [], None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        if chunk.usage is not None:
+            streamed_usage = chunk.usage.model_dump()
     print(json.dumps({
         "models": models,
         "whole": whole.choices[0].message.content,
         "finish_reason": whole.choices[0].finish_reason,
         "pieces": pieces,
+        "usage": whole.usage.model_dump() if whole.usage else None,
+        "streamed_usage": streamed_usage,
     }))
 
 

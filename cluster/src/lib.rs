@@ -47,4 +47,4 @@ pub use kv_store::{ClusterError, JetStreamSnapshotStore};
 pub use membership::{MemberInfo, MemberState, MemberView};
 pub use node::{ClusterNode, ClusterOverview, connect};
 pub use shards::ShardOwner;
-pub use singletons::SingletonTask;
+pub use singletons::{SingletonTask, SingletonView};

@@ -68,8 +68,8 @@ pub struct ClusterOverview {
     pub shards_by_owner: std::collections::BTreeMap<String, u32>,
     /// Shards nobody owns now (between an owner's death and a takeover).
     pub unowned_shards: u32,
-    /// Cluster-wide singletons registered here (each runs on one node of the cluster).
-    pub singletons: Vec<String>,
+    /// Cluster-wide singletons registered here, each with the node that runs it.
+    pub singletons: Vec<crate::singletons::SingletonView>,
 }
 
 /// Runs a NATS call for at most `limit`: placement must never hang on a lost connection,
@@ -471,7 +471,7 @@ impl ClusterNode {
             shards: self.shared.config.shards,
             shards_by_owner,
             unowned_shards: unowned + self.shared.config.shards.saturating_sub(seen),
-            singletons: self.shared.singletons.names(),
+            singletons: self.shared.singletons.views(),
         }
     }
 

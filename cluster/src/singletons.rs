@@ -38,6 +38,16 @@ const ORPHAN_GRACE_LEASES: u32 = 4;
 #[derive(Default)]
 pub(crate) struct SingletonRegistry {
     tasks: Mutex<HashMap<String, SingletonTask>>,
+    /// Where each ran when last looked at (`None`: nowhere), for the operator.
+    holders: Mutex<HashMap<String, Option<String>>>,
+}
+
+/// A singleton and the node that runs it, as last seen.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SingletonView {
+    pub name: String,
+    /// `None`: nobody runs it now (between a holder's death and a takeover).
+    pub node: Option<String>,
 }
 
 impl SingletonRegistry {
@@ -48,9 +58,28 @@ impl SingletonRegistry {
             .insert(name, task);
     }
 
-    /// The names registered, sorted.
-    pub(crate) fn names(&self) -> Vec<String> {
-        self.snapshot().into_iter().map(|(name, _)| name).collect()
+    /// Every singleton registered here and where it ran when last looked at, by name.
+    pub(crate) fn views(&self) -> Vec<SingletonView> {
+        let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        self.snapshot()
+            .into_iter()
+            .map(|(name, _)| SingletonView {
+                node: holders.get(&name).cloned().flatten(),
+                name,
+            })
+            .collect()
+    }
+
+    fn saw(&self, name: &str, holder: &Holder, me: &str) {
+        let node = match holder {
+            Holder::Nobody => None,
+            Holder::Me { .. } => Some(me.to_owned()),
+            Holder::Other { node, .. } => Some(node.clone()),
+        };
+        self.holders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), node);
     }
 
     fn snapshot(&self) -> Vec<(String, SingletonTask)> {
@@ -161,6 +190,7 @@ async fn reconcile(
         return; // NATS did not answer: change nothing this round
     };
     let membership = &shared.membership;
+    shared.singletons.saw(name, &holder, membership.me());
     let candidates = membership.stable_active_members();
     let slot = shard_of(&SessionKey::new_unchecked("singleton", name), u32::MAX);
     let prefers_me =

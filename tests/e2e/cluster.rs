@@ -17,6 +17,7 @@ mod conversations;
 mod inbox;
 mod memory;
 mod models;
+mod ops;
 mod partition;
 mod pictures;
 mod stop;

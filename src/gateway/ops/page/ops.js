@@ -239,7 +239,12 @@ function drawCluster(cluster) {
     cluster.members.map((member) => [member.node_id, member.address ?? "", number(cluster.shards_by_owner[member.node_id] ?? 0),
       `${number(member.last_seen_ms)} ms ago`]), "No members");
   box.append(members);
-  if (cluster.singletons.length > 0) box.append(element("p", `Singletons: ${cluster.singletons.join(", ")}`, "muted"));
+  if (cluster.singletons.length > 0) {
+    const singletons = element("table");
+    table(singletons, ["Singleton", "Runs on"],
+      cluster.singletons.map((singleton) => [singleton.name, singleton.node ?? "nobody (moving)"]), "");
+    box.append(singletons);
+  }
 }
 
 function drawTree(children) {

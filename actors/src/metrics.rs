@@ -54,6 +54,8 @@ pub const BRIDGE_STATE: &str = "troupe_bridge_state";
 pub const BRIDGE_RESTARTS: &str = "troupe_bridge_restarts_total";
 pub const BRIDGE_MESSAGES_IN: &str = "troupe_bridge_messages_in_total";
 pub const BRIDGE_MESSAGES_OUT: &str = "troupe_bridge_replies_delivered_total";
+/// Messages a bridge's assistant answered (replies handed to delivery).
+pub const BRIDGE_REPLIES_ANSWERED: &str = "troupe_bridge_replies_answered_total";
 pub const BRIDGE_DELIVERY_FAILURES: &str = "troupe_bridge_delivery_failures_total";
 pub const BRIDGE_DELIVERY_RETRIES: &str = "troupe_bridge_delivery_retries_total";
 /// Messages kept from the model by the access policy; label `reason`.

@@ -316,6 +316,7 @@ impl Dispatcher {
             return; // shutting down: the message stays in the inbox for the next start
         };
         let (reply_id, text) = text;
+        status.reply_answered();
         let delivery = Delivery {
             reply_id,
             destination: entry.inbound.destination.clone(),

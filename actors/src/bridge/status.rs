@@ -58,6 +58,8 @@ pub struct BridgeStatus {
     /// Unix seconds of the next attempt, while backing off.
     pub retry_at: Option<u64>,
     pub messages_received: u64,
+    /// Messages the assistant answered (the reply ready to deliver, or its apology).
+    pub replies_answered: u64,
     pub replies_delivered: u64,
     /// Replies whose delivery failed for good (refused by the platform).
     pub deliveries_failed: u64,
@@ -81,6 +83,7 @@ impl StatusHandle {
             restarts: 0,
             retry_at: None,
             messages_received: 0,
+            replies_answered: 0,
             replies_delivered: 0,
             deliveries_failed: 0,
         };
@@ -157,6 +160,16 @@ impl StatusHandle {
         let (name, kind) = (status.name.clone(), status.kind.clone());
         drop(status);
         metrics::counter!(metric_names::BRIDGE_MESSAGES_IN, "bridge" => name, "kind" => kind)
+            .increment(1);
+    }
+
+    /// A message was answered: its reply goes to delivery.
+    pub fn reply_answered(&self) {
+        let mut status = self.lock();
+        status.replies_answered += 1;
+        let (name, kind) = (status.name.clone(), status.kind.clone());
+        drop(status);
+        metrics::counter!(metric_names::BRIDGE_REPLIES_ANSWERED, "bridge" => name, "kind" => kind)
             .increment(1);
     }
 

@@ -318,6 +318,7 @@ async fn messages_are_answered_once_and_strangers_get_a_pairing_code() {
         status.messages_received, 2,
         "the retry is not a second message"
     );
+    assert_eq!(status.replies_answered, 1, "the pairing code is no answer");
     assert_eq!(status.replies_delivered, 2);
 
     let too_long = inbound("m3", "stranger", &"x".repeat(2000));

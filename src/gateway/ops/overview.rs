@@ -76,10 +76,16 @@ struct Traffic {
     replies_out: f64,
     turns_per_sec: f64,
     errors_per_sec: f64,
-    /// Failed turns since start, by error code.
-    errors: BTreeMap<String, f64>,
+    /// Failed turns by error code: since start, and per second over the window.
+    errors: BTreeMap<String, ErrorCount>,
     /// `queue`, `model`, `tools`, `store`, and `added` (what Troupe adds to a turn).
     stages: BTreeMap<&'static str, Latency>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorCount {
+    total: f64,
+    per_sec: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,7 +183,15 @@ fn traffic(now: &Readings, then: &Readings) -> Traffic {
         replies_out: now.total(metric_names::MESSAGES_OUT, &[]),
         turns_per_sec: rate(now, then, metric_names::MESSAGES_IN, &[]),
         errors_per_sec: rate(now, then, metric_names::MESSAGE_ERRORS, &[]),
-        errors: now.by_label(metric_names::MESSAGE_ERRORS, "code"),
+        errors: now
+            .by_label(metric_names::MESSAGE_ERRORS, "code")
+            .into_iter()
+            .map(|(code, total)| {
+                let filter = [("code", code.as_str())];
+                let per_sec = rate(now, then, metric_names::MESSAGE_ERRORS, &filter);
+                (code, ErrorCount { total, per_sec })
+            })
+            .collect(),
         stages,
     }
 }

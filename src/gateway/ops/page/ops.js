@@ -178,18 +178,19 @@ function drawTraffic(traffic, providers) {
     Object.keys(names).filter((stage) => traffic.stages[stage])
       .map((stage) => [names[stage], ms(traffic.stages[stage].p50_ms), ms(traffic.stages[stage].p99_ms)]),
     "Nothing measured yet");
-  table($("errors"), ["Code", "Turns"],
-    Object.entries(traffic.errors).sort((a, b) => b[1] - a[1]).map(([code, count]) => [code, number(count)]),
+  table($("errors"), ["Code", "Turns", "Per second"],
+    Object.entries(traffic.errors).sort((a, b) => b[1].total - a[1].total)
+      .map(([code, count]) => [code, number(count.total), number(count.per_sec, 2)]),
     "No failed turns");
 }
 
 function drawBridges(bridges) {
-  table($("bridges"), ["Bridge", "Kind", "State", "Received", "Delivered", "Failed", "Last message", "Last error"],
+  table($("bridges"), ["Bridge", "Kind", "State", "Received", "Answered", "Delivered", "Failed", "Last message", "Last error"],
     bridges.map((bridge) => {
       const state = badge(BRIDGE_WORDS[bridge.state] ?? bridge.state, BRIDGE_TONES[bridge.state] ?? "neutral");
       state.dataset.bridge = bridge.name;
       return [bridge.name, bridge.kind, state, number(bridge.messages_received),
-        number(bridge.replies_delivered), number(bridge.deliveries_failed),
+        number(bridge.replies_answered), number(bridge.replies_delivered), number(bridge.deliveries_failed),
         ago(bridge.last_message_at), bridge.last_error ?? ""];
     }), "No bridges configured");
 }

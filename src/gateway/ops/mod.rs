@@ -77,11 +77,17 @@ pub(crate) async fn stream(State(state): State<AppState>) -> Response {
         (state, overview::Window::default(), ticks),
         |(state, mut window, mut ticks)| async move {
             ticks.tick().await;
-            let snapshot = overview::build(&state, &mut window).await;
-            let event = Event::default()
-                .event("overview")
-                .json_data(&snapshot)
-                .unwrap_or_else(|error| Event::default().event("error").data(error.to_string()));
+            let event = match overview::build(&state, &mut window).await {
+                Some(snapshot) => Event::default()
+                    .event("overview")
+                    .json_data(&snapshot)
+                    .unwrap_or_else(|error| {
+                        Event::default().event("error").data(error.to_string())
+                    }),
+                None => Event::default()
+                    .event("error")
+                    .data("the snapshot could not be built; the next one follows"),
+            };
             Some((Ok::<_, Infallible>(event), (state, window, ticks)))
         },
     );

@@ -5,6 +5,7 @@
 //! window of readings the caller keeps ([`Window`]).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -12,7 +13,7 @@ use serde_json::Value;
 use troupe_actors::failures::FailedTurn;
 use troupe_actors::metrics as metric_names;
 use troupe_actors::skill::SkillStatus;
-use troupe_actors::usage::{Grouping, UsageReport};
+use troupe_actors::usage::{Grouping, UsageBook, UsageReport};
 use troupe_cluster::ClusterOverview;
 
 use super::prom::{Readings, quantile, rate};
@@ -146,8 +147,7 @@ const GROUPINGS: [(&str, Grouping); 4] = [
     ("model", Grouping::Model),
 ];
 
-fn usage(state: &AppState, now: u64) -> UsageView {
-    let book = &state.usage;
+fn usage(book: &UsageBook, now: u64) -> UsageView {
     let report = |since| {
         GROUPINGS
             .iter()
@@ -251,9 +251,31 @@ fn bridges(state: &AppState) -> Vec<Value> {
         .collect()
 }
 
-/// The dashboard now; `window` keeps this viewer's readings for rates.
-pub(super) async fn build(state: &AppState, window: &mut Window) -> Overview {
+/// The dashboard now; `window` keeps this viewer's readings for rates. `None` when the
+/// work on the blocking pool failed.
+pub(super) async fn build(state: &AppState, window: &mut Window) -> Option<Overview> {
     let page = state.render_metrics().await;
+    let read_at = Instant::now();
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // Reading the page back and summing usage over the week take more than a moment of
+    // CPU with many series or people: on the blocking pool.
+    let book = Arc::clone(&state.usage);
+    let crunched = tokio::task::spawn_blocking(move || {
+        (
+            Readings::parse(&page, read_at),
+            usage(&book, clock.as_secs()),
+        )
+    })
+    .await;
+    let (readings, usage) = match crunched {
+        Ok(crunched) => crunched,
+        Err(error) => {
+            tracing::error!(%error, "the dashboard's snapshot could not be built");
+            return None;
+        }
+    };
     let readiness = state.readiness().await;
     let mut supervision: Vec<ChildView> = state
         .node
@@ -263,11 +285,8 @@ pub(super) async fn build(state: &AppState, window: &mut Window) -> Overview {
         .map(|(name, restarts)| ChildView { name, restarts })
         .collect();
     supervision.sort_by(|a, b| a.name.cmp(&b.name));
-    let (now, then) = window.push(Readings::parse(&page, Instant::now()));
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Overview {
+    let (now, then) = window.push(readings);
+    Some(Overview {
         at: clock.as_millis(),
         node: NodeView {
             version: env!("CARGO_PKG_VERSION"),
@@ -292,6 +311,6 @@ pub(super) async fn build(state: &AppState, window: &mut Window) -> Overview {
         models: state.models.status(),
         supervision,
         failed_turns: state.node.failed_turns(),
-        usage: usage(state, clock.as_secs()),
-    }
+        usage,
+    })
 }

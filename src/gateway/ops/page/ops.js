@@ -325,8 +325,11 @@ async function follow(token, onEvent) {
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      const data = block.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart()).join("\n");
-      if (data) onEvent(JSON.parse(data));
+      const lines = block.split("\n");
+      const name = lines.find((line) => line.startsWith("event:"))?.slice(6).trim() ?? "message";
+      const data = lines.filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart()).join("\n");
+      if (name === "overview" && data) onEvent(JSON.parse(data));
+      else if (name === "error") $("status").textContent = `The node: ${data}`;
     }
   }
 }

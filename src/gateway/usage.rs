@@ -6,6 +6,8 @@
 //! (`2026-12-01`), `today` (the default: since 00:00 UTC), or a span back from now (`90m`,
 //! `24h`, `7d`). It is rounded down to the hour.
 
+use std::sync::Arc;
+
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -95,10 +97,20 @@ pub(crate) async fn report(
             .into_response();
         }
     };
-    let report = state
-        .usage
-        .report(query.by.unwrap_or(Grouping::Person), since);
-    axum::Json(report).into_response()
+    // Summing many hours of many people is CPU work: on the blocking pool.
+    let (book, by) = (
+        Arc::clone(&state.usage),
+        query.by.unwrap_or(Grouping::Person),
+    );
+    match tokio::task::spawn_blocking(move || book.report(by, since)).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(error) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ApiCode::Internal,
+            format!("the report could not be made: {error}"),
+        )
+        .into_response(),
+    }
 }
 
 #[cfg(test)]

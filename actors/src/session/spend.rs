@@ -1,6 +1,6 @@
 //! What a turn spends: the usage of each model call, summed per model that served it,
-//! checked against the runaway guard after each call and the daily budgets before each,
-//! and handed to the [`UsageBook`] when the turn ends, however it ends.
+//! checked against the daily budgets before each call and against the runaway guard before
+//! each further round, and handed to the [`UsageBook`] when the turn ends, however it ends.
 
 use std::sync::Arc;
 

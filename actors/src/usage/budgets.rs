@@ -90,12 +90,26 @@ impl BudgetError {
 }
 
 /// Every budget, validated.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Budgets {
     everyone: Budget,
     people: HashMap<String, Budget>,
+    /// Whether no budget is set at all (checked before every model call).
+    unlimited: bool,
     /// The runaway guard: the most tokens one turn may use (`None`: no limit).
     max_tokens_per_turn: Option<u64>,
+}
+
+impl Default for Budgets {
+    /// No budget and no guard.
+    fn default() -> Self {
+        Self {
+            everyone: Budget::default(),
+            people: HashMap::new(),
+            unlimited: true,
+            max_tokens_per_turn: None,
+        }
+    }
 }
 
 /// `amount` as a [`Cost`], or why it is none; `key` names it in the configuration.
@@ -126,9 +140,11 @@ impl Budgets {
             }
             by_person.insert(person, budget);
         }
+        let unlimited = everyone.is_unlimited() && by_person.values().all(Budget::is_unlimited);
         Ok(Self {
             everyone,
             people: by_person,
+            unlimited,
             max_tokens_per_turn: None,
         })
     }
@@ -146,8 +162,8 @@ impl Budgets {
     }
 
     /// Whether any budget is set (else nothing needs checking).
-    pub fn is_unlimited(&self) -> bool {
-        self.everyone.is_unlimited() && self.people.values().all(Budget::is_unlimited)
+    pub const fn is_unlimited(&self) -> bool {
+        self.unlimited
     }
 
     /// The budget `person` has reached, given what they and everyone spent today.

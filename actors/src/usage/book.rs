@@ -19,6 +19,9 @@ use crate::provider::Usage;
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 24 * HOUR;
+/// How far back the book holds hourly sums (reports reach this far; the ledger keeps
+/// every record longer).
+pub const KEPT_DAYS: u64 = 35;
 
 /// What some turns used, summed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -140,6 +143,8 @@ struct Today {
 struct Sums {
     hours: BTreeMap<(u64, Key), Totals>,
     today: Today,
+    /// The first hour held: older ones are let go as time passes.
+    first_hour: u64,
 }
 
 impl Sums {
@@ -167,7 +172,20 @@ impl Sums {
                 .add(&totals);
         }
         let hour = record.at - record.at % HOUR;
+        if hour < self.first_hour {
+            return;
+        }
         self.hours.entry((hour, key)).or_default().add(&totals);
+        self.let_go_before(hour.saturating_sub(KEPT_DAYS * DAY));
+    }
+
+    /// Drops the hours before `first_hour`, once a day at most.
+    fn let_go_before(&mut self, first_hour: u64) {
+        if first_hour < self.first_hour + DAY {
+            return;
+        }
+        self.hours = self.hours.split_off(&(first_hour, Key::first()));
+        self.first_hour = first_hour;
     }
 }
 
@@ -203,7 +221,9 @@ impl UsageBook {
             sums: Arc::default(),
             ledger: Arc::clone(&ledger),
         };
-        let records = ledger.since(0).await?;
+        let records = ledger
+            .since(unix_now().saturating_sub(KEPT_DAYS * DAY))
+            .await?;
         let mut sums = book.sums();
         for record in &records {
             sums.add(record);
@@ -300,12 +320,13 @@ impl UsageBook {
         admitted
     }
 
-    /// Usage from `since` (unix seconds, rounded down to the hour) grouped `by`.
+    /// Usage from `since` (unix seconds, rounded down to the hour, and no further back
+    /// than [`KEPT_DAYS`]) grouped `by`.
     pub fn report(&self, by: Grouping, since: u64) -> UsageReport {
-        let since = since - since % HOUR;
         let mut groups: HashMap<String, Totals> = HashMap::new();
         let mut total = Totals::default();
         let sums = self.sums();
+        let since = (since - since % HOUR).max(sums.first_hour);
         for ((hour, key), totals) in sums.hours.range((since, Key::first())..) {
             groups.entry(key.group(by, *hour)).or_default().add(totals);
             total.add(totals);

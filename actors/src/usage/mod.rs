@@ -22,7 +22,7 @@ mod prices;
 #[cfg(test)]
 mod tests;
 
-pub use book::{Grouping, Totals, UsageBook, UsageReport, UsageRow};
+pub use book::{Grouping, KEPT_DAYS, Totals, UsageBook, UsageReport, UsageRow};
 pub use budgets::{Budget, BudgetError, BudgetExceeded, Budgets, Limit, cost_limit};
 pub use cost::Cost;
 pub use local::LocalUsageLedger;

@@ -6,8 +6,18 @@ use super::*;
 use crate::provider::Usage;
 
 const DAY: u64 = 86_400;
-/// 2026-12-07 00:00:00 UTC.
-const MONDAY: u64 = 1_796_601_600;
+/// The start of yesterday (UTC): records of the last days, as the book holds them.
+fn yesterday() -> u64 {
+    let now = crate::message::unix_now();
+    now - now % DAY - DAY
+}
+
+fn day_name(at: u64) -> String {
+    jiff::Timestamp::from_second(i64::try_from(at).unwrap())
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string()
+}
 
 fn usage(input: u64, output: u64) -> Usage {
     Usage {
@@ -140,6 +150,7 @@ fn costs_add_up_exactly_and_read_as_units() {
 
 #[tokio::test]
 async fn reports_group_usage_since_an_hour_and_survive_a_restart() {
+    let start = yesterday();
     let dir = tempfile::tempdir().unwrap();
     let prices = || {
         vec![
@@ -150,17 +161,17 @@ async fn reports_group_usage_since_an_hour_and_survive_a_restart() {
     let ledger = Arc::new(LocalUsageLedger::open(dir.path()).unwrap());
     let first = book_over(&ledger, prices(), Budgets::default()).await;
     let records = [
-        record(MONDAY - DAY, "person:ann", "web", "big", usage(100, 100)),
-        record(MONDAY + 10, "person:ann", "web", "big", usage(1000, 500)),
+        record(start - DAY, "person:ann", "web", "big", usage(100, 100)),
+        record(start + 10, "person:ann", "web", "big", usage(1000, 500)),
         record(
-            MONDAY + 20,
+            start + 20,
             "person:ann",
             "telegram",
             "small",
             usage(300, 30),
         ),
-        record(MONDAY + 3600, "slack:U1", "slack", "small", usage(50, 5)),
-        record(MONDAY + 3700, "slack:U1", "slack", "unknown", usage(7, 3)),
+        record(start + 3600, "slack:U1", "slack", "small", usage(50, 5)),
+        record(start + 3700, "slack:U1", "slack", "unknown", usage(7, 3)),
     ];
     for record in records {
         first.record(vec![first.priced(record)]);
@@ -182,8 +193,8 @@ async fn reports_group_usage_since_an_hour_and_survive_a_restart() {
     // A new book (as after a restart) reads what the ledger kept.
     let book = book_over(&ledger, prices(), Budgets::default()).await;
 
-    let by_person = book.report(Grouping::Person, MONDAY + 5);
-    assert_eq!(by_person.since, MONDAY);
+    let by_person = book.report(Grouping::Person, start + 5);
+    assert_eq!(by_person.since, start);
     let rows: Vec<(&str, u64, u64)> = by_person
         .rows
         .iter()
@@ -210,14 +221,15 @@ async fn reports_group_usage_since_an_hour_and_survive_a_restart() {
     assert_eq!(by_model.rows[0].key, "big");
     let by_day = book.report(Grouping::Day, 0);
     let days: Vec<&str> = by_day.rows.iter().map(|row| row.key.as_str()).collect();
-    assert_eq!(days, ["2026-12-06", "2026-12-07"]);
-    let later = book.report(Grouping::Channel, MONDAY + 3600);
+    assert_eq!(days, [day_name(start - DAY), day_name(start)]);
+    let later = book.report(Grouping::Channel, start + 3600);
     let channels: Vec<&str> = later.rows.iter().map(|row| row.key.as_str()).collect();
     assert_eq!(channels, ["slack"]);
 }
 
 #[tokio::test]
 async fn a_spent_budget_refuses_until_the_next_utc_day() {
+    let start = yesterday();
     let dir = tempfile::tempdir().unwrap();
     let ann = Budget {
         tokens_per_day: Some(1000),
@@ -229,7 +241,7 @@ async fn a_spent_budget_refuses_until_the_next_utc_day() {
     };
     let budgets = Budgets::new(everyone, vec![("person:ann".into(), ann)]).unwrap();
     let book = book(dir.path(), vec![price("m", None, 100.0, 100.0)], budgets).await;
-    let now = MONDAY + 100;
+    let now = start + 100;
     assert_eq!(book.admit("person:ann", now), Ok(()));
     book.record(vec![book.priced(record(
         now,
@@ -266,7 +278,7 @@ async fn a_spent_budget_refuses_until_the_next_utc_day() {
         "today's budget for everyone is used: 1.00 of 1.00 (it renews at 00:00 UTC)"
     );
     // Yesterday's spending does not count tomorrow.
-    assert_eq!(book.admit("person:ann", MONDAY + DAY), Ok(()));
+    assert_eq!(book.admit("person:ann", start + DAY), Ok(()));
 }
 
 #[test]
@@ -283,4 +295,24 @@ fn budgets_that_name_a_person_twice_or_nobody_are_refused() {
         cost_limit("budgets.cost_per_day", Some(-1.0)),
         Err(BudgetError::Cost { .. })
     ));
+}
+
+#[tokio::test]
+async fn the_book_lets_go_of_hours_past_what_it_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = book(dir.path(), Vec::new(), Budgets::default()).await;
+    let now = crate::message::unix_now();
+    let old = now - (KEPT_DAYS + 3) * DAY;
+    book.record(vec![record(old, "person:ann", "web", "m", usage(10, 10))]);
+    book.record(vec![record(now, "person:ann", "web", "m", usage(1, 1))]);
+    let report = book.report(Grouping::Person, 0);
+    assert_eq!(report.total.turns, 1, "only the recent turn is held");
+    assert!(
+        report.since >= now - KEPT_DAYS * DAY - 3600,
+        "{}",
+        report.since
+    );
+    // A record older than what is held is not counted again.
+    book.record(vec![record(old, "person:ann", "web", "m", usage(10, 10))]);
+    assert_eq!(book.report(Grouping::Person, 0).total.turns, 1);
 }

@@ -160,10 +160,16 @@ impl std::fmt::Display for ChatSpanName<'_> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Served {
     pub completion: Completion,
-    /// The configured provider that answered (a fallback's own name when one did).
-    pub provider: String,
-    /// The model that provider asks for.
-    pub model: String,
+    /// Who answered: the configured provider (a fallback's own name when one did) and the
+    /// model it asks for, shared with its worker.
+    pub by: ServedBy,
+}
+
+/// A provider and its model, as a worker names them on every answer it gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedBy {
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
 }
 
 /// Messages of a [`ModelWorker`].
@@ -212,6 +218,8 @@ struct PolicyCall {
     policy: ProviderPolicy,
     slots: Arc<FairSlots>,
     gen_ai: gen_ai::GenAiMetrics,
+    /// Named on every answer, built once.
+    served_by: ServedBy,
 }
 
 impl PolicyCall {
@@ -219,6 +227,10 @@ impl PolicyCall {
         Self {
             gen_ai: gen_ai::GenAiMetrics::of(provider.info()),
             slots: FairSlots::new(policy.max_concurrency),
+            served_by: ServedBy {
+                provider: provider.info().name.as_str().into(),
+                model: provider.info().model.as_str().into(),
+            },
             provider,
             policy,
         }
@@ -289,8 +301,7 @@ impl Actor for ModelWorker {
                 Ok(completion) => {
                     let served = Served {
                         completion,
-                        provider: call.provider.info().name.clone(),
-                        model: call.provider.info().model.clone(),
+                        by: call.served_by.clone(),
                     };
                     let _ = reply.send(Ok(served));
                     return;

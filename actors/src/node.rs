@@ -154,6 +154,7 @@ pub async fn start_node(
         memories: setup.memories.clone(),
         usage: setup.usage.clone(),
         failures: Arc::default(),
+        stages: Arc::new(crate::session::TurnStages::registered()),
     };
     let running = Arc::clone(&context.running);
     let failures = Arc::clone(&context.failures);

@@ -331,11 +331,12 @@ impl SessionState {
         let (write, mark) = self.planned_write(false);
         let store = self.context.store.clone();
         let wake = myself.clone();
+        let stored = self.context.stages.store.clone();
         let task = tokio::spawn(
             async move {
                 let started = std::time::Instant::now();
                 let saved = write.run(&*store).await;
-                super::stage("store", started.elapsed());
+                super::took(&stored, started.elapsed());
                 let _ = wake.cast(SessionMsg::Saved { attempt });
                 saved
             }

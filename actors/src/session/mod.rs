@@ -83,12 +83,34 @@ pub struct SessionContext {
     pub usage: Option<Arc<crate::usage::UsageBook>>,
     /// Where failed turns are kept for the operator.
     pub failures: Arc<crate::failures::FailedTurns>,
+    /// How long each stage of a turn took.
+    pub stages: Arc<TurnStages>,
 }
 
-/// Records how long a stage of a turn took (`troupe_turn_stage_seconds{stage}`).
-pub(crate) fn stage(stage: &'static str, took: Duration) {
-    metrics::histogram!(metric_names::TURN_STAGE_SECONDS, "stage" => stage)
-        .record(took.as_secs_f64());
+/// `troupe_turn_stage_seconds{stage}`, one histogram per stage, registered once (a turn
+/// records into them without building labels).
+pub struct TurnStages {
+    queue: metrics::Histogram,
+    model: metrics::Histogram,
+    tools: metrics::Histogram,
+    store: metrics::Histogram,
+}
+
+impl TurnStages {
+    /// The histograms of the metrics recorder installed now.
+    pub fn registered() -> Self {
+        let stage = |stage: &'static str| metrics::histogram!(metric_names::TURN_STAGE_SECONDS, "stage" => stage);
+        Self {
+            queue: stage("queue"),
+            model: stage("model"),
+            tools: stage("tools"),
+            store: stage("store"),
+        }
+    }
+}
+
+fn took(histogram: &metrics::Histogram, took: Duration) {
+    histogram.record(took.as_secs_f64());
 }
 
 /// A session's history as the sessions API shows it.
@@ -303,7 +325,7 @@ impl Actor for Session {
                 ticket,
             } => {
                 state.handled += 1;
-                stage("queue", ticket.waited());
+                took(&state.context.stages.queue, ticket.waited());
                 let turn_span = tracing::debug_span!(
                     parent: &span,
                     "session_turn",

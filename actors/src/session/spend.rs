@@ -4,20 +4,18 @@
 
 use std::sync::Arc;
 
-pub(super) use crate::usage::guarded;
-
 use super::SessionState;
 use crate::message::{InboundMessage, unix_now};
-use crate::model_worker::Served;
+use crate::model_worker::{Served, ServedBy};
 use crate::provider::Usage;
 use crate::turn::{ErrorCode, TurnError};
-use crate::usage::{Cost, UsageBook, UsageRecord};
+use crate::usage::{Spent, UsageBook, UsageRecord, guarded};
 
 /// The usage of one turn so far, by the model that served it.
 #[derive(Debug, Default)]
 pub(super) struct TurnSpend {
-    /// `(provider, model)`, its calls and their usage; a turn rarely sees more than one.
-    served: Vec<((String, String), u32, Usage)>,
+    /// Who served, its calls and their usage; a turn rarely sees more than one.
+    served: Vec<(ServedBy, u32, Usage)>,
 }
 
 impl TurnSpend {
@@ -27,18 +25,13 @@ impl TurnSpend {
         let Some(usage) = served.completion.usage else {
             return;
         };
-        let found = self
-            .served
-            .iter_mut()
-            .find(|((provider, model), ..)| *provider == served.provider && *model == served.model);
+        let found = self.served.iter_mut().find(|(by, ..)| *by == served.by);
         match found {
             Some((_, calls, sum)) => {
                 *calls += 1;
                 *sum += usage;
             }
-            None => self
-                .served
-                .push(((served.provider.clone(), served.model.clone()), 1, usage)),
+            None => self.served.push((served.by.clone(), 1, usage)),
         }
     }
 
@@ -65,17 +58,14 @@ impl TurnSpend {
         let at = unix_now();
         self.served
             .into_iter()
-            .map(|((provider, model), calls, usage)| {
-                book.priced(UsageRecord {
+            .map(|(by, calls, usage)| {
+                book.price(Spent {
                     at,
                     person: person.to_owned(),
                     channel: channel.to_owned(),
-                    provider,
-                    model,
+                    by,
                     calls,
                     usage,
-                    cost: Cost::ZERO,
-                    priced: false,
                 })
             })
             .collect()
@@ -122,7 +112,8 @@ impl SessionState {
 
     /// Hands the turn's spend for `message` to the usage book.
     pub(super) fn keep_spend(&self, spend: TurnSpend, message: &InboundMessage) {
-        let Some(book) = self.usage_book() else {
+        // A turn whose model reported no usage has nothing to count.
+        let Some(book) = self.usage_book().filter(|_| !spend.served.is_empty()) else {
             return;
         };
         let person = self.person_of(message);

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::SessionState;
-use super::spend::{TurnSpend, guarded};
+use super::spend::TurnSpend;
 use crate::message::{InboundMessage, unix_now};
 use crate::model_worker::Served;
 use crate::provider::{ChatRequest, Completion, DeltaSink, Role, ToolCall, ToolSpec};
@@ -21,6 +21,7 @@ use crate::snapshot::{HistoryEntry, PendingTools};
 use crate::stop::TurnStop;
 use crate::turn::{ErrorCode, TurnError, TurnEvent, TurnEvents};
 use crate::turn_context::gather;
+use crate::usage::guarded;
 
 /// What the user said to calls waiting for confirmation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,7 +264,7 @@ impl SessionState {
                 .buffered(parallel)
                 .collect()
                 .await;
-        super::stage("tools", started.elapsed());
+        super::took(&self.context.stages.tools, started.elapsed());
         for (outcome, call) in outcomes.iter().zip(calls) {
             debug_assert_eq!(outcome.call_id, call.id, "each result answers its own call");
             self.push_tool_result(outcome, events, in_reply_to);
@@ -377,7 +378,7 @@ impl SessionState {
         // the answer this waits for): whatever failure that gives, the turn was stopped.
         let started = std::time::Instant::now();
         let answer = call.await;
-        super::stage("model", started.elapsed());
+        super::took(&self.context.stages.model, started.elapsed());
         match answer {
             _ if stop.is_stopped() => Ok(Asked::Stopped(shown.close())),
             served => served.map(Asked::Answered),

@@ -11,7 +11,7 @@ use super::budgets::{BudgetExceeded, Budgets};
 use super::cost::Cost;
 use super::guarded;
 use super::prices::PriceTable;
-use super::{UsageError, UsageLedger, UsageRecord};
+use super::{Spent, UsageError, UsageLedger, UsageRecord};
 use crate::message::unix_now;
 use crate::metrics as metric_names;
 use crate::model_worker::Served;
@@ -238,15 +238,21 @@ impl UsageBook {
         lock(&self.sums)
     }
 
-    /// `record` with its cost at today's prices.
-    pub fn priced(&self, record: UsageRecord) -> UsageRecord {
+    /// What was `spent`, at today's prices.
+    pub fn price(&self, spent: Spent) -> UsageRecord {
         let cost = self
             .prices
-            .cost(&record.provider, &record.model, &record.usage);
+            .cost(&spent.by.provider, &spent.by.model, &spent.usage);
         UsageRecord {
+            at: spent.at,
+            person: spent.person,
+            channel: spent.channel,
+            provider: spent.by.provider.to_string(),
+            model: spent.by.model.to_string(),
+            calls: spent.calls,
+            usage: spent.usage,
             priced: cost.is_some(),
             cost: cost.unwrap_or(Cost::ZERO),
-            ..record
         }
     }
 
@@ -259,16 +265,13 @@ impl UsageBook {
         let channel = requester
             .split_once(':')
             .map_or(requester, |(platform, _)| platform);
-        let record = self.priced(UsageRecord {
+        let record = self.price(Spent {
             at: unix_now(),
             person: requester.to_owned(),
             channel: channel.to_owned(),
-            provider: served.provider.clone(),
-            model: served.model.clone(),
+            by: served.by.clone(),
             calls: 1,
             usage,
-            cost: Cost::ZERO,
-            priced: false,
         });
         self.record(vec![record]);
     }

@@ -30,7 +30,20 @@ pub use prices::{Price, PriceError, PriceTable};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model_worker::ServedBy;
 use crate::provider::Usage;
+
+/// What one turn spent of one model, before it is priced ([`UsageBook::price`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spent {
+    /// When the turn ended (unix seconds).
+    pub at: u64,
+    pub person: String,
+    pub channel: String,
+    pub by: ServedBy,
+    pub calls: u32,
+    pub usage: Usage,
+}
 
 /// What one turn used of one model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,17 +38,18 @@ fn price(model: &str, provider: Option<&str>, input: f64, output: f64) -> Price 
     }
 }
 
-fn record(at: u64, person: &str, channel: &str, model: &str, used: Usage) -> UsageRecord {
-    UsageRecord {
+/// One model call of provider `main` in a turn.
+fn record(at: u64, person: &str, channel: &str, model: &str, used: Usage) -> Spent {
+    Spent {
         at,
         person: person.into(),
         channel: channel.into(),
-        provider: "main".into(),
-        model: model.into(),
+        by: crate::model_worker::ServedBy {
+            provider: "main".into(),
+            model: model.into(),
+        },
         calls: 1,
         usage: used,
-        cost: Cost::ZERO,
-        priced: false,
     }
 }
 
@@ -174,7 +175,7 @@ async fn reports_group_usage_since_an_hour_and_survive_a_restart() {
         record(start + 3700, "slack:U1", "slack", "unknown", usage(7, 3)),
     ];
     for record in records {
-        first.record(vec![first.priced(record)]);
+        first.record(vec![first.price(record)]);
     }
     assert_eq!(
         first.report(Grouping::Person, 0).total.turns,
@@ -243,7 +244,7 @@ async fn a_spent_budget_refuses_until_the_next_utc_day() {
     let book = book(dir.path(), vec![price("m", None, 100.0, 100.0)], budgets).await;
     let now = start + 100;
     assert_eq!(book.admit("person:ann", now), Ok(()));
-    book.record(vec![book.priced(record(
+    book.record(vec![book.price(record(
         now,
         "person:ann",
         "web",
@@ -251,7 +252,7 @@ async fn a_spent_budget_refuses_until_the_next_utc_day() {
         usage(900, 99),
     ))]);
     assert_eq!(book.admit("person:ann", now), Ok(()), "999 of 1000");
-    book.record(vec![book.priced(record(
+    book.record(vec![book.price(record(
         now,
         "person:ann",
         "web",
@@ -265,7 +266,7 @@ async fn a_spent_budget_refuses_until_the_next_utc_day() {
     );
     // Bob has no budget of his own, but everyone's is near: 0.1 units spent so far.
     assert_eq!(book.admit("person:bob", now), Ok(()));
-    book.record(vec![book.priced(record(
+    book.record(vec![book.price(record(
         now,
         "person:bob",
         "web",
@@ -303,8 +304,20 @@ async fn the_book_lets_go_of_hours_past_what_it_keeps() {
     let book = book(dir.path(), Vec::new(), Budgets::default()).await;
     let now = crate::message::unix_now();
     let old = now - (KEPT_DAYS + 3) * DAY;
-    book.record(vec![record(old, "person:ann", "web", "m", usage(10, 10))]);
-    book.record(vec![record(now, "person:ann", "web", "m", usage(1, 1))]);
+    book.record(vec![book.price(record(
+        old,
+        "person:ann",
+        "web",
+        "m",
+        usage(10, 10),
+    ))]);
+    book.record(vec![book.price(record(
+        now,
+        "person:ann",
+        "web",
+        "m",
+        usage(1, 1),
+    ))]);
     let report = book.report(Grouping::Person, 0);
     assert_eq!(report.total.turns, 1, "only the recent turn is held");
     assert!(
@@ -313,6 +326,12 @@ async fn the_book_lets_go_of_hours_past_what_it_keeps() {
         report.since
     );
     // A record older than what is held is not counted again.
-    book.record(vec![record(old, "person:ann", "web", "m", usage(10, 10))]);
+    book.record(vec![book.price(record(
+        old,
+        "person:ann",
+        "web",
+        "m",
+        usage(10, 10),
+    ))]);
     assert_eq!(book.report(Grouping::Person, 0).total.turns, 1);
 }

@@ -568,15 +568,7 @@ impl TroupeConfig {
     fn validate_server(&self) -> Result<(), ConfigError> {
         let server = &self.server;
         if let Some(token) = &server.token {
-            if token.trim().is_empty() {
-                return Err(invalid("server.token", "must not be empty"));
-            }
-            if token.trim() != token {
-                return Err(invalid(
-                    "server.token",
-                    "starts or ends with white space, which no Authorization header can carry",
-                ));
-            }
+            ops::check_bearer("server.token", token)?;
         }
         ops::validate_ops_token(server)?;
         let token_len = server.token.as_ref().map_or(0, String::len);

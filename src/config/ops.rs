@@ -4,18 +4,27 @@
 
 use super::{ConfigError, MIN_REMOTE_TOKEN_BYTES, ServerConfig, invalid};
 
+/// Checks that `token` (the value of `key`) can be sent as a bearer token.
+pub(super) fn check_bearer(key: &str, token: &str) -> Result<(), ConfigError> {
+    if token.trim().is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    if token.trim() != token {
+        return Err(invalid(
+            key,
+            "starts or ends with white space, which no Authorization header can carry",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks `server.ops_token`: carried by a header, long enough off loopback, and not the
 /// owner's token (which would make it the owner's).
 pub(super) fn validate_ops_token(server: &ServerConfig) -> Result<(), ConfigError> {
     let Some(token) = &server.ops_token else {
         return Ok(());
     };
-    if token.trim().is_empty() || token.trim() != token {
-        return Err(invalid(
-            "server.ops_token",
-            "must not be empty, nor start or end with white space",
-        ));
-    }
+    check_bearer("server.ops_token", token)?;
     if server.token.is_none() {
         return Err(invalid(
             "server.ops_token",

@@ -708,3 +708,23 @@ fn a_trace_link_must_be_a_web_address_with_the_trace_id_in_it() {
         assert!(error.starts_with("telemetry.trace_url:"), "{bad}: {error}");
     }
 }
+
+#[test]
+fn the_ops_token_is_checked_like_the_owners_and_names_its_key() {
+    let checked = |owner: Option<&str>, ops: &str| {
+        let mut config = TroupeConfig::default();
+        config.server.token = owner.map(str::to_owned);
+        config.server.ops_token = Some(ops.to_owned());
+        config.validate().map_err(|error| error.to_string())
+    };
+    assert_eq!(checked(Some("owner-token"), "wall-screen"), Ok(()));
+    for (owner, ops) in [
+        (Some("owner-token"), " wall"),
+        (Some("owner-token"), ""),
+        (Some("owner-token"), "owner-token"),
+        (None, "wall-screen"),
+    ] {
+        let error = checked(owner, ops).unwrap_err();
+        assert!(error.starts_with("server.ops_token:"), "{ops}: {error}");
+    }
+}

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use troupe_actors::bridge::WebhookRequest;
 
 use super::AppState;
@@ -81,7 +81,12 @@ pub(crate) async fn webhook(
 }
 
 pub(crate) async fn list(State(state): State<AppState>) -> Response {
-    let bridges: Vec<_> = state
+    axum::Json(json!({"bridges": statuses(&state)})).into_response()
+}
+
+/// Every bridge's status and capabilities, as `GET /api/v1/bridges` and `/ops` show them.
+pub(crate) fn statuses(state: &AppState) -> Vec<Value> {
+    state
         .bridges
         .statuses()
         .into_iter()
@@ -90,8 +95,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Response {
             value["capabilities"] = serde_json::to_value(capabilities).unwrap_or_default();
             value
         })
-        .collect();
-    axum::Json(json!({"bridges": bridges})).into_response()
+        .collect()
 }
 
 fn storage_error(error: &troupe_actors::bridge::BridgeError) -> Response {

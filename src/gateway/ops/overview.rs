@@ -242,15 +242,6 @@ fn providers(state: &AppState, now: &Readings, then: &Readings) -> Vec<ProviderV
         .collect()
 }
 
-fn bridges(state: &AppState) -> Vec<Value> {
-    state
-        .bridges
-        .statuses()
-        .into_iter()
-        .map(|(status, _)| serde_json::to_value(status).unwrap_or_default())
-        .collect()
-}
-
 /// The dashboard now; `window` keeps this viewer's readings for rates. `None` when the
 /// work on the blocking pool failed.
 pub(super) async fn build(state: &AppState, window: &mut Window) -> Option<Overview> {
@@ -301,7 +292,7 @@ pub(super) async fn build(state: &AppState, window: &mut Window) -> Option<Overv
             .as_ref()
             .map(troupe_cluster::ClusterNode::overview),
         traffic: traffic(now, then),
-        bridges: bridges(state),
+        bridges: crate::gateway::bridges::statuses(state),
         skills: state.node.skills().statuses(),
         providers: providers(state, now, then),
         canvas: CanvasView {

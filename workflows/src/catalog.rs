@@ -1,0 +1,236 @@
+//! The workflows a node knows: the TOML files in its `workflows/` directory, read at start,
+//! and those added or removed through the API (written back to that directory, so a
+//! restart finds them). The one owner of the definitions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use tokio::sync::Notify;
+
+use crate::definition::{DefinitionError, WorkflowDefinition};
+use crate::plan::{InvalidWorkflow, Workflow};
+
+/// Why a definition was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Unreadable(#[from] DefinitionError),
+    #[error(transparent)]
+    Invalid(#[from] InvalidWorkflow),
+    #[error("step `{step}` runs workflow `{missing}`, which does not exist")]
+    MissingSubWorkflow { step: String, missing: String },
+    #[error("workflow `{0}` runs itself through its sub-workflows")]
+    Cycle(String),
+    #[error("the file is named `{file}` but the workflow is `{name}`")]
+    FileName { file: String, name: String },
+    #[error("workflow `{name}` is run by `{by}`; change or delete that one first")]
+    InUse { name: String, by: String },
+    #[error("the workflows directory could not be written: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A file that was not loaded, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unloaded {
+    pub file: String,
+    pub error: String,
+}
+
+/// The definitions. Shared by the API, the runs and the scheduler.
+#[derive(Debug)]
+pub struct Catalog {
+    dir: PathBuf,
+    workflows: RwLock<BTreeMap<String, Workflow>>,
+    unloaded: RwLock<Vec<Unloaded>>,
+    changed: Notify,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Catalog {
+    /// Reads every `*.toml` in `dir` (created if missing). A file that does not validate is
+    /// left out, logged with its key, and listed by [`Catalog::unloaded`]; it never stops the
+    /// node. Blocking: call at start-up.
+    pub fn load(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "toml")
+            })
+            .collect();
+        files.sort();
+        let mut compiled = BTreeMap::new();
+        let mut unloaded = Vec::new();
+        for file in files {
+            match load_file(&file) {
+                Ok(workflow) => {
+                    compiled.insert(workflow.name().to_owned(), workflow);
+                }
+                Err(error) => unloaded.push(Unloaded {
+                    file: file.display().to_string(),
+                    error: error.to_string(),
+                }),
+            }
+        }
+        // Sub-workflows are checked once all are read.
+        let names: Vec<String> = compiled.keys().cloned().collect();
+        for name in names {
+            if let Err(error) = check_references(&compiled, &name) {
+                compiled.remove(&name);
+                unloaded.push(Unloaded {
+                    file: dir.join(format!("{name}.toml")).display().to_string(),
+                    error: error.to_string(),
+                });
+            }
+        }
+        for problem in &unloaded {
+            tracing::error!(file = %problem.file, error = %problem.error, "a workflow was not loaded");
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            workflows: RwLock::new(compiled),
+            unloaded: RwLock::new(unloaded),
+            changed: Notify::new(),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Workflow> {
+        read(&self.workflows).get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<Workflow> {
+        read(&self.workflows).values().cloned().collect()
+    }
+
+    pub fn unloaded(&self) -> Vec<Unloaded> {
+        read(&self.unloaded).clone()
+    }
+
+    /// Resolves when a definition was added, changed or removed.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Validates `definition`, writes it to `<dir>/<name>.toml` and uses it from now on
+    /// (runs already going on keep the definition they started with). Answers whether it
+    /// replaced one.
+    pub async fn put(&self, definition: WorkflowDefinition) -> Result<bool, CatalogError> {
+        let workflow = Workflow::compile(definition)?;
+        let name = workflow.name().to_owned();
+        {
+            let mut candidate = read(&self.workflows).clone();
+            candidate.insert(name.clone(), workflow.clone());
+            check_references(&candidate, &name)?;
+        }
+        let text = workflow
+            .definition()
+            .to_toml()
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        let (path, temporary) = (
+            self.dir.join(format!("{name}.toml")),
+            self.dir.join(format!(".{name}.toml.new")),
+        );
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(&temporary, text)?;
+            std::fs::rename(&temporary, &path)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let replaced = write(&self.workflows).insert(name, workflow).is_some();
+        self.changed.notify_waiters();
+        Ok(replaced)
+    }
+
+    /// Removes a workflow and its file; answers whether it existed.
+    pub async fn remove(&self, name: &str) -> Result<bool, CatalogError> {
+        if let Some(by) = read(&self.workflows)
+            .values()
+            .find(|workflow| workflow.sub_workflows().contains(&name))
+        {
+            return Err(CatalogError::InUse {
+                name: name.to_owned(),
+                by: by.name().to_owned(),
+            });
+        }
+        if write(&self.workflows).remove(name).is_none() {
+            return Ok(false);
+        }
+        let path = self.dir.join(format!("{name}.toml"));
+        tokio::task::spawn_blocking(move || match std::fs::remove_file(path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.changed.notify_waiters();
+        Ok(true)
+    }
+
+    /// `name`'s definition and those of every sub-workflow it reaches (its own first): what
+    /// a run fixes when it starts.
+    pub fn closure(&self, name: &str) -> Option<Vec<WorkflowDefinition>> {
+        let workflows = read(&self.workflows);
+        let mut order = Vec::new();
+        let mut seen = HashSet::new();
+        let mut queue = vec![name.to_owned()];
+        while let Some(next) = queue.pop() {
+            if !seen.insert(next.clone()) {
+                continue;
+            }
+            let workflow = workflows.get(&next)?;
+            order.push(workflow.definition().clone());
+            queue.extend(workflow.sub_workflows().into_iter().map(str::to_owned));
+        }
+        Some(order)
+    }
+}
+
+fn load_file(file: &Path) -> Result<Workflow, CatalogError> {
+    let text = std::fs::read_to_string(file)?;
+    let workflow = Workflow::compile(WorkflowDefinition::from_toml(&text)?)?;
+    let stem = file
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if stem != workflow.name() {
+        return Err(CatalogError::FileName {
+            file: stem,
+            name: workflow.name().to_owned(),
+        });
+    }
+    Ok(workflow)
+}
+
+/// Every sub-workflow `name` runs exists, and none leads back to it.
+fn check_references(all: &BTreeMap<String, Workflow>, name: &str) -> Result<(), CatalogError> {
+    let mut stack: Vec<(String, usize)> = vec![(name.to_owned(), 0)];
+    while let Some((current, depth)) = stack.pop() {
+        let Some(workflow) = all.get(&current) else {
+            continue;
+        };
+        for sub in workflow.sub_workflows() {
+            if sub == name || depth > all.len() {
+                return Err(CatalogError::Cycle(name.to_owned()));
+            }
+            if !all.contains_key(sub) {
+                return Err(CatalogError::MissingSubWorkflow {
+                    step: current.clone(),
+                    missing: sub.to_owned(),
+                });
+            }
+            stack.push((sub.to_owned(), depth + 1));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Durable workflows and schedules: steps that run exactly once, across restarts and the
+//! loss of a node.
+//!
+//! - [`definition`]: a workflow as written (TOML, or JSON through the API);
+//! - [`plan`]: the validated workflow the engine runs (errors name the key);
+//! - [`template`]: the `{{ steps.<id>.output }}` syntax that feeds outputs forward;
+//! - [`effects`]: what steps do to the world, with their idempotency keys;
+//! - [`journal`]: a run's records, its summary, and what a replay gives back;
+//! - [`local`]: the journal store of a single node (`workflows.redb`);
+//! - [`engine`]: the interpreter of one run;
+//! - [`run`]: one run as an actor; [`runs`]: the actor that supervises them, and the
+//!   [`runs::Workflows`] handle;
+//! - [`catalog`]: the definitions a node knows;
+//! - [`schedule`]: triggers, catch-up and missed firings; [`cron`]: cron patterns in a zone;
+//! - [`clock`]: wall-clock time that tests control.
+
+pub mod catalog;
+pub mod clock;
+pub mod cron;
+pub mod definition;
+pub mod effects;
+pub mod engine;
+pub mod journal;
+pub mod local;
+pub mod metrics;
+pub mod plan;
+pub mod run;
+pub mod runs;
+pub mod schedule;
+pub mod template;
+pub mod testing;
+
+pub use catalog::Catalog;
+pub use clock::Clock;
+pub use definition::WorkflowDefinition;
+pub use effects::{Effects, StepError, StepErrorCode};
+pub use engine::{Control, HoldPoint, RunLimits};
+pub use journal::{Cause, Record, RunStatus, RunSummary, WorkflowStore};
+pub use local::LocalWorkflowStore;
+pub use runs::{EngineParts, StartRun, Workflows};

@@ -1,0 +1,162 @@
+//! The workflow store of a single node: `workflows.redb` in the data directory, opened on
+//! first use. Every append is one durable (fsync'd) transaction holding the record and the
+//! run's new summary together.
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, TableDefinition};
+use troupe_actors::storage::Storage;
+
+use crate::journal::{JournalError, Record, RunSummary, ScheduleState, WorkflowStore};
+
+const JOURNAL: TableDefinition<'_, (&str, u32), &[u8]> =
+    TableDefinition::new("workflow_journal_v1");
+const RUNS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("workflow_runs_v1");
+const SCHEDULES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("workflow_schedules_v1");
+/// redb's page cache: journals are read once, when a run resumes or is shown.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+/// `workflows.redb`.
+#[derive(Clone, Debug)]
+pub struct LocalWorkflowStore {
+    storage: Storage,
+}
+
+fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    transaction.open_table(JOURNAL)?;
+    transaction.open_table(RUNS)?;
+    transaction.open_table(SCHEDULES).map(drop)
+}
+
+fn failed(error: impl std::error::Error + Send + Sync + 'static) -> JournalError {
+    JournalError::Storage(Box::new(error))
+}
+
+impl LocalWorkflowStore {
+    /// The store in `data_dir` (the file is created with the first write).
+    pub fn open(data_dir: &Path) -> Self {
+        Self {
+            storage: Storage::lazy(
+                "workflows",
+                &data_dir.join("workflows.redb"),
+                CACHE_BYTES,
+                prepare,
+            ),
+        }
+    }
+
+    /// The store's database, for health reports next to the other stores.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        create: bool,
+        absent: T,
+        work: impl FnOnce(&Database) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            if create {
+                return storage.run(work).map_err(failed)?;
+            }
+            storage
+                .run_existing(work)
+                .map_err(failed)?
+                .unwrap_or(Ok(absent))
+        })
+        .await
+        .map_err(failed)?
+    }
+}
+
+#[async_trait::async_trait]
+impl WorkflowStore for LocalWorkflowStore {
+    async fn append(
+        &self,
+        run: &str,
+        seq: u32,
+        record: Vec<u8>,
+        summary: &RunSummary,
+    ) -> Result<(), JournalError> {
+        let run = run.to_owned();
+        let summary = serde_json::to_vec(summary).map_err(JournalError::Corrupt)?;
+        self.blocking(true, (), move |database| {
+            let transaction = database.begin_write().map_err(failed)?;
+            {
+                let mut journal = transaction.open_table(JOURNAL).map_err(failed)?;
+                journal
+                    .insert((run.as_str(), seq), record.as_slice())
+                    .map_err(failed)?;
+                let mut runs = transaction.open_table(RUNS).map_err(failed)?;
+                runs.insert(run.as_str(), summary.as_slice())
+                    .map_err(failed)?;
+            }
+            transaction.commit().map_err(failed)
+        })
+        .await
+    }
+
+    async fn records(&self, run: &str) -> Result<Vec<Record>, JournalError> {
+        let run = run.to_owned();
+        self.blocking(false, Vec::new(), move |database| {
+            let transaction = database.begin_read().map_err(failed)?;
+            let journal = transaction.open_table(JOURNAL).map_err(failed)?;
+            let mut records = Vec::new();
+            for entry in journal
+                .range((run.as_str(), 0)..=(run.as_str(), u32::MAX))
+                .map_err(failed)?
+            {
+                let (_, value) = entry.map_err(failed)?;
+                records.push(serde_json::from_slice(value.value()).map_err(JournalError::Corrupt)?);
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn summaries(&self) -> Result<Vec<RunSummary>, JournalError> {
+        self.blocking(false, Vec::new(), |database| {
+            let transaction = database.begin_read().map_err(failed)?;
+            let runs = transaction.open_table(RUNS).map_err(failed)?;
+            let mut summaries = Vec::new();
+            for entry in runs.iter().map_err(failed)? {
+                let (_, value) = entry.map_err(failed)?;
+                summaries
+                    .push(serde_json::from_slice(value.value()).map_err(JournalError::Corrupt)?);
+            }
+            Ok(summaries)
+        })
+        .await
+    }
+
+    async fn schedule(&self, key: &str) -> Result<ScheduleState, JournalError> {
+        let key = key.to_owned();
+        self.blocking(false, ScheduleState::default(), move |database| {
+            let transaction = database.begin_read().map_err(failed)?;
+            let schedules = transaction.open_table(SCHEDULES).map_err(failed)?;
+            match schedules.get(key.as_str()).map_err(failed)? {
+                Some(value) => serde_json::from_slice(value.value()).map_err(JournalError::Corrupt),
+                None => Ok(ScheduleState::default()),
+            }
+        })
+        .await
+    }
+
+    async fn set_schedule(&self, key: &str, state: &ScheduleState) -> Result<(), JournalError> {
+        let key = key.to_owned();
+        let bytes = serde_json::to_vec(state).map_err(JournalError::Corrupt)?;
+        self.blocking(true, (), move |database| {
+            let transaction = database.begin_write().map_err(failed)?;
+            {
+                let mut schedules = transaction.open_table(SCHEDULES).map_err(failed)?;
+                schedules
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(failed)?;
+            }
+            transaction.commit().map_err(failed)
+        })
+        .await
+    }
+}

@@ -44,8 +44,9 @@ pub fn validate_id(value: &str) -> Result<(), InvalidId> {
 
 /// Platforms whose keys the server uses for its own records (a person's notes live under
 /// `notes:<person>` in the session store, conversation titles under
-/// `titles:<platform>/<conversation>`); no message may claim them.
-pub const RESERVED_PLATFORMS: [&str; 2] = ["notes", "titles"];
+/// `titles:<platform>/<conversation>`) and for a workflow run's own conversation
+/// (`workflow:<run>`); no client's message may claim them.
+pub const RESERVED_PLATFORMS: [&str; 3] = ["notes", "titles", "workflow"];
 
 /// Checks a platform name: 1 to 32 bytes of `a-z`, `0-9`, `_` and `-`.
 pub fn validate_platform(value: &str) -> Result<(), InvalidId> {

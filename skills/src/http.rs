@@ -25,6 +25,10 @@ use troupe_actors::skill::{
 
 /// Largest request sent and answer read, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The header that carries a call's id as its idempotency key
+/// (draft-ietf-httpapi-idempotency-key-header): a workflow step's call asked again after a
+/// crash has the same key, so the service can answer it without doing the work twice.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 /// How far a signed timestamp may be from the receiver's clock.
 pub const SIGNATURE_WINDOW_SECS: u64 = 300;
 
@@ -113,7 +117,12 @@ impl HttpSkill {
     }
 
     /// Sends a signed request and reads a size-limited JSON answer `(status, body)`.
-    async fn signed(&self, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Value), SkillError> {
+    async fn signed(
+        &self,
+        path: &str,
+        body: Option<Vec<u8>>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, Value), SkillError> {
         let bytes = body.clone().unwrap_or_default();
         if bytes.len() > MAX_BODY_BYTES {
             return Err(SkillError::new(
@@ -139,6 +148,14 @@ impl HttpSkill {
             SIGNATURE_HEADER,
             sign_v1(self.secret.as_bytes(), timestamp, &bytes),
         );
+        let request = match idempotency_key {
+            // The IETF draft's structured-field string: quoted, with `"` and `\` escaped.
+            Some(key) => request.header(
+                IDEMPOTENCY_KEY_HEADER,
+                format!("\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\"")),
+            ),
+            None => request,
+        };
         let response = request
             .send()
             .await
@@ -181,11 +198,12 @@ impl Skill for HttpSkill {
     }
 
     async fn manifest(&self) -> Result<SkillManifest, SkillError> {
-        let (status, body) = self.signed("/manifest", None).await?;
+        let (status, body) = self.signed("/manifest", None, None).await?;
         manifest_answer(status, body)
     }
 
     async fn execute(&self, call: SkillCall) -> Result<Value, SkillError> {
+        let key = call.call_id.clone();
         let request = ExecuteRequest {
             action: call.action,
             arguments: call.arguments,
@@ -194,7 +212,7 @@ impl Skill for HttpSkill {
         };
         let body =
             serde_json::to_vec(&request).map_err(|error| SkillError::failed(error.to_string()))?;
-        let (status, answer) = self.signed("/execute", Some(body)).await?;
+        let (status, answer) = self.signed("/execute", Some(body), Some(&key)).await?;
         execute_answer(status, &answer)
     }
 }

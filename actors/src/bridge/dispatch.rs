@@ -233,15 +233,29 @@ impl Dispatcher {
     /// Sends a message nobody asked for right now (a reminder): journaled in the outbox
     /// first, then delivered with the usual retries, and again after a restart if needed.
     pub async fn send(&self, bridge: &str, delivery: Delivery) -> Result<(), BridgeError> {
-        if self.lookup(bridge).is_none() {
-            return Err(BridgeError::new(
-                BridgeErrorKind::Rejected,
-                format!("no bridge named {bridge}"),
-            ));
-        }
+        self.require(bridge)?;
         self.resumed().await?;
         self.inner.store.enqueue(bridge, delivery.clone()).await?;
         self.spawn_delivery(bridge.to_owned(), delivery);
+        Ok(())
+    }
+
+    /// Like [`Dispatcher::send`] for a message with an idempotency key as its reply id (a
+    /// workflow's step): a reply id sent once before is not sent again, whether it is still
+    /// in the outbox or delivered.
+    pub async fn send_once(&self, bridge: &str, delivery: Delivery) -> Result<(), BridgeError> {
+        self.require(bridge)?;
+        self.resumed().await?;
+        if self
+            .inner
+            .store
+            .enqueue_once(bridge, delivery.clone())
+            .await?
+        {
+            self.spawn_delivery(bridge.to_owned(), delivery);
+        } else {
+            tracing::info!(bridge, reply_id = %delivery.reply_id, "a message sent once already is not sent again");
+        }
         Ok(())
     }
 
@@ -524,6 +538,16 @@ impl Dispatcher {
                 self.send(bridge, delivery).await?;
                 Ok(None)
             }
+        }
+    }
+
+    fn require(&self, bridge: &str) -> Result<(), BridgeError> {
+        match self.lookup(bridge) {
+            Some(_) => Ok(()),
+            None => Err(BridgeError::new(
+                BridgeErrorKind::Rejected,
+                format!("no bridge named {bridge}"),
+            )),
         }
     }
 

@@ -26,6 +26,10 @@ const STATE: TableDefinition<'_, &str, &str> = TableDefinition::new("bridge_stat
 const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bridge_inbox_v1");
 const OUTBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bridge_outbox_v1");
 const SEEN: TableDefinition<'_, &str, u64> = TableDefinition::new("bridge_seen_v1");
+/// Reply ids put in the outbox by [`BridgeStore::enqueue_once`], with when (unix seconds).
+const SENT_ONCE: TableDefinition<'_, &str, u64> = TableDefinition::new("bridge_sent_once_v1");
+/// How long a reply id sent once is remembered: longer than any run waits to be taken up.
+const SENT_ONCE_RETENTION_SECS: u64 = 30 * 86_400;
 const PAIRING_CODES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pairing_codes_v1");
 const PAIRED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("paired_senders_v1");
 
@@ -89,6 +93,7 @@ fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError>
     }
     transaction.open_table(STATE)?;
     transaction.open_table(SEEN)?;
+    transaction.open_table(SENT_ONCE)?;
     transaction.open_table(super::identity::IDENTITIES)?;
     Ok(())
 }
@@ -207,6 +212,39 @@ impl BridgeStore {
             .await
     }
 
+    /// Puts a reply in the outbox unless its id was put there before by this method (an
+    /// idempotency key asked again after a crash); answers whether it is new. Ids are
+    /// remembered for 30 days.
+    pub async fn enqueue_once(
+        &self,
+        bridge: &str,
+        delivery: Delivery,
+    ) -> Result<bool, BridgeError> {
+        let key = entry_key(bridge, &delivery.reply_id);
+        let entry = OutboxEntry {
+            bridge: bridge.to_owned(),
+            delivery,
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(store_error)?;
+        self.blocking(move |database| {
+            let transaction = database.begin_write().map_err(store_error)?;
+            {
+                let mut sent = transaction.open_table(SENT_ONCE).map_err(store_error)?;
+                if sent.get(key.as_str()).map_err(store_error)?.is_some() {
+                    return Ok(false);
+                }
+                sent.insert(key.as_str(), unix_now()).map_err(store_error)?;
+                let mut outbox = transaction.open_table(OUTBOX).map_err(store_error)?;
+                outbox
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(store_error)?;
+            }
+            transaction.commit().map_err(store_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// The platform accepted the reply: it leaves the outbox.
     pub async fn delivered(&self, bridge: &str, reply_id: &str) -> Result<(), BridgeError> {
         let key = entry_key(bridge, reply_id);
@@ -233,6 +271,10 @@ impl BridgeStore {
                 let mut seen = transaction.open_table(SEEN).map_err(store_error)?;
                 let before = seen.len().map_err(store_error)?;
                 seen.retain(|_, received| received >= cutoff)
+                    .map_err(store_error)?;
+                let mut sent = transaction.open_table(SENT_ONCE).map_err(store_error)?;
+                let sent_cutoff = unix_now().saturating_sub(SENT_ONCE_RETENTION_SECS);
+                sent.retain(|_, queued| queued >= sent_cutoff)
                     .map_err(store_error)?;
                 before - seen.len().map_err(store_error)?
             };

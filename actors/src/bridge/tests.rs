@@ -199,6 +199,39 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
+async fn a_reply_id_queued_once_is_not_queued_again_even_after_delivery_or_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BridgeStore::open(dir.path()).unwrap();
+    let delivery = Delivery {
+        reply_id: "run-1:tell:1".into(),
+        destination: inbound("m1", "42", "hi").destination,
+        text: "the report".into(),
+        spoken: false,
+    };
+    assert!(store.enqueue_once("tg", delivery.clone()).await.unwrap());
+    assert!(
+        !store.enqueue_once("tg", delivery.clone()).await.unwrap(),
+        "still queued"
+    );
+    store.delivered("tg", &delivery.reply_id).await.unwrap();
+    assert!(
+        !store.enqueue_once("tg", delivery.clone()).await.unwrap(),
+        "delivered"
+    );
+    drop(store);
+    let store = BridgeStore::open(dir.path()).unwrap();
+    assert!(
+        !store.enqueue_once("tg", delivery.clone()).await.unwrap(),
+        "after a restart"
+    );
+    assert!(store.pending_outbox().await.unwrap().is_empty());
+    assert!(
+        store.enqueue_once("other", delivery).await.unwrap(),
+        "ids are per bridge"
+    );
+}
+
+#[tokio::test]
 async fn the_journal_keeps_messages_replies_state_and_pairings() {
     let dir = tempfile::tempdir().unwrap();
     let store = BridgeStore::open(dir.path()).unwrap();

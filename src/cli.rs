@@ -1,5 +1,5 @@
 //! The command line (clap): `serve`, `chat`, `config check`, `version`, `bench`, `health`,
-//! `pair`, `identity`, `skills`, `usage`, `ops`, `models`.
+//! `pair`, `identity`, `skills`, `usage`, `workflow`, `ops`, `models`.
 
 use std::path::PathBuf;
 
@@ -50,6 +50,13 @@ pub(crate) enum Command {
     /// Token use and cost of a running node, grouped by person, channel, provider, model
     /// or day.
     Usage(UsageArgs),
+    /// Durable workflows and schedules of a running node.
+    Workflow {
+        #[command(subcommand)]
+        command: WorkflowCommand,
+        #[command(flatten)]
+        node: AnyPlaceNodeArgs,
+    },
     /// Operate a running node.
     Ops {
         #[command(subcommand)]
@@ -134,6 +141,37 @@ pub(crate) struct UsageArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowCommand {
+    /// Every workflow: its schedules (next firing, missed ones) and latest run.
+    List,
+    /// One workflow's definition (as TOML), schedules and recent runs.
+    Show { name: String },
+    /// Add or replace a workflow from its TOML file.
+    Add { file: PathBuf },
+    /// Remove a workflow.
+    Remove { name: String },
+    /// Start a run now; `--input key=value` (a value that is JSON is read as JSON).
+    Run {
+        name: String,
+        #[arg(long = "input", value_name = "KEY=VALUE")]
+        input: Vec<String>,
+        /// Wait until the run ends and print its output.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A workflow's runs, newest first.
+    Runs { name: String },
+    /// A run step by step: each attempt's start, duration and outcome.
+    Logs { run: String },
+    /// Cancel a run.
+    Cancel { run: String },
+    /// Pause a run at its next step.
+    Pause { run: String },
+    /// Resume a paused run.
+    Resume { run: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum OpsCommand {
     /// Show the log's level, or change it at once, without a restart: a level (`debug`)
     /// or filter directives (`info,troupe_actors=debug`), as `RUST_LOG` takes them.
@@ -174,6 +212,26 @@ pub(crate) struct NodeArgs {
     /// Bearer token, if the node requires one.
     #[arg(long, env = "TROUPE_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+}
+
+/// [`NodeArgs`] that may come before or after a subcommand (`troupe workflow list --url …`).
+#[derive(Debug, Args)]
+pub(crate) struct AnyPlaceNodeArgs {
+    /// The node's address.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8787")]
+    pub(crate) url: String,
+    /// Bearer token, if the node requires one.
+    #[arg(long, global = true, env = "TROUPE_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+impl From<AnyPlaceNodeArgs> for NodeArgs {
+    fn from(args: AnyPlaceNodeArgs) -> Self {
+        Self {
+            url: args.url,
+            token: args.token,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

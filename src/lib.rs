@@ -19,6 +19,8 @@ mod serve;
 mod telemetry;
 mod usage_command;
 mod voice;
+mod workflow_command;
+mod workflows;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -52,6 +54,7 @@ pub async fn run(cli: Cli, process_start: Instant) -> anyhow::Result<ExitCode> {
         Command::Skills(node) => admin::skills(node).await,
         Command::Ops { command } => admin::ops(command).await,
         Command::Usage(args) => usage_command::run(args).await,
+        Command::Workflow { command, node } => workflow_command::run(command, &node.into()).await,
         Command::Models { command, place } => models_command::run(command, place).await,
     }
 }

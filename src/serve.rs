@@ -161,6 +161,7 @@ pub(crate) async fn serve(
         None => LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes),
     };
     let usage = open_usage(&config, cluster.as_ref()).await?;
+    let workflow_parts = crate::workflows::prepare(&config)?;
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.as_str().into(),
@@ -219,6 +220,7 @@ pub(crate) async fn serve(
         .chain(canvas_disk)
         .chain(memory_disk.flatten())
         .chain(usage.1)
+        .chain(workflow_parts.as_ref().and_then(|parts| parts.disk.clone()))
         .collect();
     let usage = usage.0;
     let limits = settings.limits;
@@ -227,6 +229,10 @@ pub(crate) async fn serve(
     let clients = Clients::default();
     let access_clients = clients.clone();
     let dispatcher_out = Arc::clone(&dispatcher_slot);
+    let workflows_slot = Arc::new(OnceLock::new());
+    let workflows_out = Arc::clone(&workflows_slot);
+    let workflow_config = config.clone();
+    let turn_timeout = config.assistant.turn_timeout();
     let (node, mut supervisor) = start_node(setup, move |node| {
         let ingress: Arc<dyn Ingress> = match &access_cluster {
             Some(cluster) => cluster.ingress(),
@@ -261,6 +267,20 @@ pub(crate) async fn serve(
                 None => children.push(bridge_spec(&entry.name, dispatcher.clone())),
             }
         }
+        let workflows = workflow_parts.map(|parts| {
+            let effects = crate::workflows::effects::NodeEffects {
+                ingress: Arc::clone(&ingress),
+                skills: Arc::clone(node.skills()),
+                dispatcher: dispatcher.clone(),
+                clients: access_clients.clone(),
+                turn_timeout,
+            };
+            parts.engine(&workflow_config, Arc::new(effects))
+        });
+        if let Some(workflows) = &workflows {
+            children.push(workflows.child_spec());
+            let _ = workflows_out.set(workflows.clone());
+        }
         let state = AppState {
             node,
             ingress,
@@ -282,6 +302,7 @@ pub(crate) async fn serve(
             web_voice,
             log_level,
             usage,
+            workflows,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.extend(model_children);
@@ -332,6 +353,9 @@ pub(crate) async fn serve(
             .serve(node.clone())
             .await
             .context("serving the cluster's shards")?;
+    }
+    if let Some(workflows) = workflows_slot.get() {
+        crate::workflows::run_schedules(workflows, cluster.as_ref(), &shutdown);
     }
     let memory_watch = crate::memory::spawn_watch(crate::memory::SAMPLE_PERIOD);
     announce(&config, &source, &node, notice.as_deref(), process_start);

@@ -15,6 +15,7 @@ mod telemetry;
 mod uploads;
 mod usage;
 mod voice;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ pub(crate) use telemetry::{LogFormat, TelemetryConfig};
 pub(crate) use uploads::UploadsConfig;
 pub(crate) use usage::price_table;
 pub(crate) use voice::{PiperSettings, SttService, TtsEngine, TtsService, VoiceConfig};
+pub(crate) use workflows::WorkflowsConfig;
 
 const fn default_history_window() -> usize {
     40
@@ -126,6 +128,9 @@ pub(crate) struct TroupeConfig {
     /// `[canvas]`: the collaborative rooms.
     #[serde(default)]
     pub(crate) canvas: CanvasConfig,
+    /// `[workflows]`: durable workflows and schedules.
+    #[serde(default)]
+    pub(crate) workflows: WorkflowsConfig,
     /// `[uploads]`: pictures for vision models.
     #[serde(default)]
     pub(crate) uploads: UploadsConfig,
@@ -549,6 +554,7 @@ impl TroupeConfig {
         }
         self.telemetry.validate()?;
         self.canvas.validate()?;
+        self.workflows.validate()?;
         self.uploads.validate()?;
         self.models.validate()?;
         self.memory.validate()?;

@@ -617,6 +617,22 @@ fn canvas_limits_out_of_range_name_their_key() {
 }
 
 #[test]
+fn workflow_limits_out_of_range_name_their_key() {
+    for (entry, key) in [
+        ("journal_limit_bytes = 10", "workflows.journal_limit_bytes"),
+        ("max_steps_per_run = 0", "workflows.max_steps_per_run"),
+        ("test_hold = \"during:a\"", "workflows.test_hold"),
+    ] {
+        let config = TroupeConfig::parse(&format!("[workflows]\n{entry}\n")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.starts_with(key), "{entry}: {error}");
+    }
+    let config = TroupeConfig::parse("[workflows]\nmax_steps_per_run = 50\n").unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.workflows.limits().max_steps, 50);
+}
+
+#[test]
 fn models_settings_out_of_range_name_their_key_and_the_device_is_typed() {
     for (entry, key) in [
         ("embedder = \"../elsewhere\"", "models.embedder"),

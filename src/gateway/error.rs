@@ -38,6 +38,7 @@ pub(crate) enum ApiCode {
     InvalidRoomToken,
     InvalidSessionKey,
     InvalidTtl,
+    InvalidWorkflow,
     ItemExists,
     MethodNotAllowed,
     ModelFailed,
@@ -62,6 +63,7 @@ pub(crate) enum ApiCode {
     ShuttingDown,
     StorageError,
     StorageFailing,
+    RunEnded,
     Stopped,
     TooManyFailures,
     TooManyImages,
@@ -74,12 +76,16 @@ pub(crate) enum ApiCode {
     UnknownContentType,
     UnknownItem,
     UnknownRoom,
+    UnknownRun,
     UnknownToken,
+    UnknownWorkflow,
     UnsupportedContentType,
     UnsupportedMediaType,
     UpgradeRequired,
     UploadsUnavailable,
     VoiceUnavailable,
+    WorkflowInUse,
+    WorkflowsDisabled,
 }
 
 impl From<ErrorCode> for ApiCode {

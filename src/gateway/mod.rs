@@ -28,6 +28,7 @@ mod turns;
 mod uploads;
 mod usage;
 mod web;
+mod workflows;
 mod ws;
 
 use std::sync::Arc;
@@ -118,6 +119,8 @@ pub(crate) struct AppState {
     pub(crate) log_level: crate::log_level::LogLevel,
     /// Token use and cost (`GET /api/v1/usage`).
     pub(crate) usage: Arc<troupe_actors::usage::UsageBook>,
+    /// The workflow engine (`/api/v1/workflows`); `None` with `[workflows] enabled = false`.
+    pub(crate) workflows: Option<troupe_workflows::Workflows>,
 }
 
 impl AppState {
@@ -224,6 +227,23 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route(
             "/api/v1/identities/{member}",
             axum::routing::delete(bridges::unlink),
+        )
+        .route(
+            "/api/v1/workflows",
+            get(workflows::list).post(workflows::put),
+        )
+        .route(
+            "/api/v1/workflows/{id}",
+            get(workflows::show).delete(workflows::remove),
+        )
+        .route(
+            "/api/v1/workflows/{id}/runs",
+            get(workflows::runs).post(workflows::start),
+        )
+        .route("/api/v1/workflows/{id}/runs/{run}", get(workflows::run))
+        .route(
+            "/api/v1/workflows/{id}/runs/{run}/{action}",
+            post(workflows::control),
         )
         .route_layer(axum::middleware::from_fn(auth::owner_only));
     let protected = messaging

@@ -48,3 +48,4 @@ mod web_setup;
 mod web_voice;
 mod websocket;
 mod whatsapp;
+mod workflows;

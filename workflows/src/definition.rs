@@ -84,9 +84,6 @@ pub struct StepDefinition {
     /// Where a message goes: `web:<sender>` (the web chat) or `<bridge>:<chat id>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
-    /// Images to attach to a message (templates that give a PNG's upload path or data URL).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub images: Vec<String>,
 
     /// Wait this long (`"10m"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

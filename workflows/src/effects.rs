@@ -80,8 +80,6 @@ pub struct OutgoingMessage {
     pub owner: String,
     pub to: Recipient,
     pub text: String,
-    /// PNG images as `data:` URLs or upload paths.
-    pub images: Vec<String>,
 }
 
 /// Why a step failed: client-visible codes.

@@ -327,8 +327,8 @@ impl RunContext {
                 };
                 self.effects.tool(request).await
             }
-            StepKind::Send { text, to, images } => {
-                let message = self.message(key, scope, text, to, images)?;
+            StepKind::Send { text, to } => {
+                let message = self.message(key, scope, text, to)?;
                 self.effects.send(message).await
             }
             StepKind::Wait(_) | StepKind::Until(_) => {
@@ -367,7 +367,6 @@ impl RunContext {
         scope: &Scope,
         text: &Template,
         to: &Template,
-        images: &[Template],
     ) -> Result<OutgoingMessage, StepError> {
         let to_text = to.render_text(scope).map_err(template_failed)?;
         let to = Recipient::parse(&to_text).ok_or_else(|| {
@@ -381,10 +380,6 @@ impl RunContext {
             owner: self.owner.clone(),
             to,
             text: text.render_text(scope).map_err(template_failed)?,
-            images: images
-                .iter()
-                .map(|image| image.render_text(scope).map_err(template_failed))
-                .collect::<Result<_, _>>()?,
         })
     }
 

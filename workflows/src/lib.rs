@@ -13,6 +13,8 @@
 //! - [`catalog`]: the definitions a node knows;
 //! - [`schedule`]: triggers, catch-up and missed firings; [`cron`]: cron patterns in a zone;
 //! - [`clock`]: wall-clock time that tests control.
+//! - [`view`]: a run's journal step by step, as the API and the CLI show it;
+//! - [`testing`]: doubles of the engine's own traits, for tests.
 
 pub mod catalog;
 pub mod clock;
@@ -29,6 +31,7 @@ pub mod runs;
 pub mod schedule;
 pub mod template;
 pub mod testing;
+pub mod view;
 
 pub use catalog::Catalog;
 pub use clock::Clock;

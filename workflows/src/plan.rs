@@ -84,7 +84,6 @@ pub enum StepKind {
     Send {
         text: Template,
         to: Template,
-        images: Vec<Template>,
     },
     Wait(Duration),
     Until(Template),
@@ -447,14 +446,6 @@ impl Checker {
                 StepKind::Send {
                     text: self.template(&at("send"), step.send.as_deref().unwrap_or_default())?,
                     to: to_template,
-                    images: step
-                        .images
-                        .iter()
-                        .enumerate()
-                        .map(|(index, image)| {
-                            self.template(&format!("{key}.images[{index}]"), image)
-                        })
-                        .collect::<Result<_, _>>()?,
                 }
             }
             "wait" => StepKind::Wait(parse_duration(
@@ -529,7 +520,6 @@ fn refuse_strays(
     let strays = [
         ("arguments", step.arguments.is_some(), "tool"),
         ("to", step.to.is_some(), "send"),
-        ("images", !step.images.is_empty(), "send"),
         ("equals", step.equals.is_some(), "if"),
         ("not_equals", step.not_equals.is_some(), "if"),
         ("contains", step.contains.is_some(), "if"),

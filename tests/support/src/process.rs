@@ -87,6 +87,12 @@ impl TroupeProcess {
         Ok(process)
     }
 
+    /// Replaces the config the next [`TroupeProcess::restart`] reads.
+    pub fn rewrite_config(&self, config: &str) -> anyhow::Result<()> {
+        std::fs::write(&self.config_path, config)?;
+        Ok(())
+    }
+
     /// Starts the binary again on the same config and data dir (after a stop or a kill).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {

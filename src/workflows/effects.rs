@@ -1,0 +1,197 @@
+//! What a workflow's steps do on this node ([`Effects`]), each honouring the step's
+//! idempotency key:
+//!
+//! - a **model turn** is a message from the workflow's owner in the run's own conversation
+//!   (`workflow:<run>`), whose id is the key: the session answers a repeated id from its
+//!   history without a second model call;
+//! - a **tool call** runs through the skill directory with the key as its call id, which an
+//!   HTTP skill also receives as its `Idempotency-Key` header;
+//! - a **message** to a bridge chat goes into the bridges' outbox under the key as its
+//!   reply id (the outbox sends one reply id once); to the web chat it is pushed to the
+//!   person's open pages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use troupe_actors::bridge::dispatch::Dispatcher;
+use troupe_actors::bridge::{Delivery, Destination};
+use troupe_actors::ingress::Ingress;
+use troupe_actors::message::{ContentType, InboundMessage, MessageParts, unix_now};
+use troupe_actors::provider::ToolCall;
+use troupe_actors::skill::{
+    SkillDirectory, SkillErrorCode, SkillSession, TOOL_NAME_SEPARATOR, exposed_tool_name,
+};
+use troupe_actors::turn::{ErrorCode, TurnError, TurnEvent};
+use troupe_workflows::effects::{
+    ModelRequest, OutgoingMessage, Recipient, StepError, StepErrorCode, ToolRequest,
+};
+use troupe_workflows::{Effects, StepErrorCode as Code};
+
+use crate::gateway::Clients;
+
+/// The platform of a run's own conversation (reserved: no client may claim it).
+pub(crate) const WORKFLOW_PLATFORM: &str = troupe_actors::ids::RESERVED_PLATFORMS[2];
+
+/// The node's effects.
+pub(crate) struct NodeEffects {
+    pub(crate) ingress: Arc<dyn Ingress>,
+    pub(crate) skills: Arc<SkillDirectory>,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) clients: Clients,
+    pub(crate) turn_timeout: Duration,
+}
+
+fn invalid(message: impl Into<String>) -> StepError {
+    StepError::new(StepErrorCode::Invalid, message)
+}
+
+fn turn_failed(error: &TurnError) -> StepError {
+    let code = match error.code {
+        ErrorCode::InvalidMessage
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedContentType
+        | ErrorCode::ProviderUnauthorized
+        | ErrorCode::ToolRoundsExceeded
+        | ErrorCode::TurnTokenLimit
+        | ErrorCode::BudgetExceeded
+        | ErrorCode::Stopped => Code::Invalid,
+        ErrorCode::ProviderTimeout => Code::Timeout,
+        _ => Code::Failed,
+    };
+    StepError::new(code, format!("{}: {}", error.code.as_str(), error.message))
+}
+
+/// The owner as a message's sender: `person:ada` is sender `ada` linked to person `ada`;
+/// `telegram:42` is sender `telegram:42`.
+fn owner_message(request: &ModelRequest) -> Result<InboundMessage, StepError> {
+    let person = request.owner.strip_prefix("person:");
+    let mut message = InboundMessage::new(MessageParts {
+        id: request.key.as_str().to_owned(),
+        platform: WORKFLOW_PLATFORM.to_owned(),
+        sender_id: person.unwrap_or(&request.owner).to_owned(),
+        conversation_id: request.conversation.clone(),
+        content_type: ContentType::Text,
+        payload: request.prompt.clone(),
+        timestamp: unix_now(),
+        reply_to: None,
+        attachments: Vec::new(),
+        metadata: Default::default(),
+    })
+    .map_err(|error| invalid(format!("the prompt cannot be sent: {error}")))?;
+    if let Some(person) = person {
+        message
+            .set_person(person)
+            .map_err(|error| invalid(format!("the owner is not a person: {error}")))?;
+    }
+    Ok(message)
+}
+
+#[async_trait::async_trait]
+impl Effects for NodeEffects {
+    async fn model(&self, request: ModelRequest) -> Result<Value, StepError> {
+        let message = owner_message(&request)?;
+        let mut submission = self
+            .ingress
+            .submit(message)
+            .map_err(|error| turn_failed(&error))?;
+        submission
+            .accepted
+            .await
+            .map_err(|error| turn_failed(&error))?;
+        let answer = tokio::time::timeout(self.turn_timeout, async {
+            while let Some(event) = submission.events.recv().await {
+                match event {
+                    TurnEvent::Reply { reply, .. } => return Ok(reply.payload),
+                    TurnEvent::Failed { error, .. } => return Err(turn_failed(&error)),
+                    _ => {}
+                }
+            }
+            Err(StepError::new(
+                Code::Failed,
+                "the turn ended without an answer",
+            ))
+        })
+        .await
+        .map_err(|_| StepError::new(Code::Timeout, "the model turn took too long"))??;
+        Ok(Value::String(answer))
+    }
+
+    async fn tool(&self, request: ToolRequest) -> Result<Value, StepError> {
+        let Some((skill, action)) = request.tool.split_once('.') else {
+            return Err(invalid(format!("`{}` is not `skill.action`", request.tool)));
+        };
+        let call = ToolCall {
+            id: request.key.as_str().to_owned(),
+            name: exposed_tool_name(skill, action),
+            arguments: request.arguments.to_string(),
+        };
+        let (platform, sender) = match request.owner.split_once(':') {
+            Some(("person", _)) | None => (WORKFLOW_PLATFORM, request.owner.as_str()),
+            Some((platform, sender)) => (platform, sender),
+        };
+        let session = SkillSession {
+            key: format!("{WORKFLOW_PLATFORM}:{}", request.conversation),
+            platform: platform.to_owned(),
+            conversation_id: request.conversation.clone(),
+            sender_id: sender.to_owned(),
+            person: request.owner.clone(),
+            message_id: request.key.as_str().to_owned(),
+            reply_route: None,
+        };
+        let prepared = self.skills.prepare(&call, &session).map_err(|error| {
+            invalid(format!(
+                "{} ({}): {}",
+                request.tool.replace(TOOL_NAME_SEPARATOR, "."),
+                error.code.as_str(),
+                error.message
+            ))
+        })?;
+        // The owner wrote the step into the workflow: that is the confirmation a tool that
+        // asks for one would get in a chat.
+        let outcome = self.skills.run(prepared, session).await;
+        outcome.result.map_err(|error| {
+            let code = match error.code {
+                SkillErrorCode::Timeout => Code::Timeout,
+                SkillErrorCode::Unavailable | SkillErrorCode::Failed => Code::Failed,
+                _ => Code::Invalid,
+            };
+            StepError::new(code, format!("{}: {}", error.code.as_str(), error.message))
+        })
+    }
+
+    async fn send(&self, message: OutgoingMessage) -> Result<Value, StepError> {
+        match &message.to {
+            Recipient::Bridge { bridge, chat } => {
+                let delivery = Delivery {
+                    reply_id: message.key.as_str().to_owned(),
+                    destination: Destination {
+                        chat_id: chat.clone(),
+                        thread_id: None,
+                        reply_to_message_id: None,
+                        recipient_id: None,
+                    },
+                    text: message.text,
+                    spoken: false,
+                };
+                self.dispatcher
+                    .send_once(bridge, delivery)
+                    .await
+                    .map_err(|error| StepError::new(Code::Failed, error.to_string()))?;
+                Ok(json!({"to": format!("{bridge}:{chat}"), "queued": true}))
+            }
+            Recipient::Web { sender } => {
+                let frame = json!({"type": "notification", "id": message.key.as_str(),
+                    "payload": message.text, "timestamp": unix_now()});
+                if self.clients.push(sender, &frame.to_string()) {
+                    Ok(json!({"to": format!("web:{sender}"), "delivered": true}))
+                } else {
+                    Err(StepError::new(
+                        Code::Failed,
+                        format!("{sender} has no web chat open"),
+                    ))
+                }
+            }
+        }
+    }
+}

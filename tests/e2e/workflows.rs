@@ -1,0 +1,322 @@
+//! Workflows end to end: the real binary runs a workflow that fetches two reports in
+//! parallel from an HTTP skill, has the model sum them up, and sends the summary to a
+//! Telegram chat (the testkit's Bot API double). Driven by the `troupe workflow` CLI and
+//! the API; killed with SIGKILL at every step boundary in turn, after which the run
+//! finishes once the node is back, with each skill call done once (the skill honours the
+//! `Idempotency-Key` it is sent, and counts the work it does) and the message delivered
+//! once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+use troupe_testkit::process::TroupeProcess;
+use troupe_testkit::telegram::FakeTelegram;
+use troupe_testkit::{loopback_listener, serve};
+
+use crate::support::{binary, eventually, get, http};
+
+const TOKEN: &str = "123456:TEST-token";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An HTTP skill (`reports.fetch`) that does each idempotency key's work once, as a real
+/// idempotent service would, and counts both the requests and the work.
+#[derive(Clone, Default)]
+struct ReportsSkill {
+    requests: Arc<Mutex<Vec<String>>>,
+    done: Arc<Mutex<HashMap<String, Value>>>,
+}
+
+impl ReportsSkill {
+    async fn start() -> (Self, String) {
+        let skill = Self::default();
+        let (listener, address) = loopback_listener().await;
+        let manifest = json!({"name": "reports", "tools": [{"name": "fetch",
+            "description": "Fetches a report",
+            "parameters": {"type": "object", "properties": {"source": {"type": "string"}},
+                "required": ["source"]}}]});
+        let executing = skill.clone();
+        serve(
+            listener,
+            axum::Router::new()
+                .route(
+                    "/manifest",
+                    axum::routing::get(move || {
+                        let manifest = manifest.clone();
+                        async move { axum::Json(manifest) }
+                    }),
+                )
+                .route(
+                    "/execute",
+                    axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+                        let skill = executing.clone();
+                        async move { axum::Json(skill.execute(&headers, &body)) }
+                    }),
+                ),
+        );
+        (skill, format!("http://{address}"))
+    }
+
+    fn execute(&self, headers: &HeaderMap, body: &Value) -> Value {
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        self.requests.lock().unwrap().push(key.clone());
+        let source = body["arguments"]["source"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        let mut done = self.done.lock().unwrap();
+        let result = done
+            .entry(key)
+            .or_insert_with(|| json!({"source": source, "total": source.len() * 100}));
+        json!({"result": result})
+    }
+
+    /// Keys whose work was done (each once, by construction), and all requests.
+    fn work(&self) -> (usize, usize) {
+        (
+            self.done.lock().unwrap().len(),
+            self.requests.lock().unwrap().len(),
+        )
+    }
+}
+
+const BRIEF: &str = r#"
+name = "brief"
+owner = "person:ada"
+description = "Two reports, summed up, sent to Telegram"
+
+[[steps]]
+id = "fetch"
+[[steps.branches]]
+steps = [{ id = "sales", tool = "reports.fetch", arguments = { source = "sales" } }]
+[[steps.branches]]
+steps = [{ id = "support", tool = "reports.fetch", arguments = { source = "support" } }]
+
+[[steps]]
+id = "summary"
+model = "Sales {{ steps.fetch.output.0.total }}, support {{ steps.fetch.output.1.total }}"
+
+[[steps]]
+id = "tell"
+send = "{{ steps.summary.output }}"
+to = "tg:42"
+"#;
+
+fn config(fake: &FakeTelegram, skill_url: &str, hold: Option<&str>) -> String {
+    let hold = hold.map_or_else(String::new, |point| {
+        format!("[workflows]\ntest_hold = \"{point}\"\n")
+    });
+    format!(
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n\
+         [[bridges]]\nname = \"tg\"\nkind = \"telegram\"\ntoken_env = \"TG_TOKEN\"\napi_base = \"{}\"\npoll_timeout_secs = 1\n\n\
+         [[skills]]\nkind = \"http\"\nname = \"reports\"\nurl = \"{skill_url}\"\nsecret_env = \"SKILL_SECRET\"\n\n{hold}",
+        fake.api_base()
+    )
+}
+
+async fn node(config: &str) -> TroupeProcess {
+    TroupeProcess::start_with_env(
+        binary(),
+        config,
+        &[
+            ("TG_TOKEN", TOKEN),
+            ("SKILL_SECRET", "a-secret-shared-with-reports"),
+        ],
+    )
+    .await
+    .expect("troupe starts")
+}
+
+/// `troupe workflow …` against `node`.
+fn cli(node: &TroupeProcess, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .arg("workflow")
+        .args(args)
+        .args(["--url", &node.http_url()])
+        .output()
+        .expect("the CLI runs")
+}
+
+fn add_brief(node: &TroupeProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("brief.toml");
+    std::fs::write(&file, BRIEF).unwrap();
+    let added = cli(node, &["add", file.to_str().unwrap()]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+}
+
+async fn skill_ready(node: &TroupeProcess) {
+    eventually(WAIT, || async {
+        let (_, skills) = get(node, "/api/v1/skills").await;
+        skills["skills"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|skill| skill["name"] == "reports" && skill["state"] == "available")
+    })
+    .await;
+}
+
+async fn run_status(node: &TroupeProcess, run: &str) -> Value {
+    let (_, shown) = get(node, &format!("/api/v1/workflows/brief/runs/{run}")).await;
+    shown
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_from_the_cli_and_shows_its_journal_step_by_step() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let (skill, skill_url) = ReportsSkill::start().await;
+    let node = node(&config(&fake, &skill_url, None)).await;
+    skill_ready(&node).await;
+    add_brief(&node);
+
+    let ran = cli(&node, &["run", "brief", "--wait"]);
+    let printed = String::from_utf8_lossy(&ran.stdout).to_string();
+    assert!(
+        ran.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let run = printed.lines().next().unwrap().trim().to_owned();
+    assert!(run.starts_with("brief."), "{printed}");
+    assert!(printed.contains("sales  attempt 1  done in"), "{printed}");
+    assert!(
+        printed.contains("output: {\"queued\":true,\"to\":\"tg:42\"}"),
+        "{printed}"
+    );
+
+    fake.wait_for_sent(WAIT, |_| !fake.texts_to(42).is_empty())
+        .await;
+    assert_eq!(fake.texts_to(42), vec!["Sales 500, support 700".to_owned()]);
+    assert_eq!(skill.work(), (2, 2));
+
+    let shown = run_status(&node, &run).await;
+    let steps: Vec<&str> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps.len(), 5, "{shown}");
+    for step in ["fetch", "sales", "support", "summary", "tell"] {
+        assert!(steps.contains(&step), "{step} in {steps:?}");
+    }
+    assert!(
+        shown["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|step| step["status"] == "finished")
+    );
+
+    let listed = cli(&node, &["list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        listed.contains("brief") && listed.contains("finished"),
+        "{listed}"
+    );
+    let logs = cli(&node, &["logs", &run]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("summary  attempt 1  done in"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_definitions_and_unknown_runs_get_clear_errors() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let (_skill, skill_url) = ReportsSkill::start().await;
+    let node = node(&config(&fake, &skill_url, None)).await;
+    let refused = http()
+        .post(format!("{}/api/v1/workflows", node.http_url()))
+        .header("content-type", "application/toml")
+        .body("name = \"x\"\nowner = \"person:ada\"\n[[steps]]\nid = \"a\"\nwait = \"soon\"\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_workflow");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("steps[0].wait:"),
+        "{body}"
+    );
+
+    let (status, body) = get(&node, "/api/v1/workflows/nope/runs/nope.1").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_run"))
+    );
+    let started = http()
+        .post(format!("{}/api/v1/workflows/nope/runs", node.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 404);
+}
+
+/// Kills the node at `point` of a run, restarts it without the hold, and checks the run
+/// finishes with every effect done once.
+async fn killed_at(point: &str) {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let (skill, skill_url) = ReportsSkill::start().await;
+    let mut node = node(&config(&fake, &skill_url, Some(point))).await;
+    skill_ready(&node).await;
+    add_brief(&node);
+    let ran = cli(&node, &["run", "brief"]);
+    let run = String::from_utf8_lossy(&ran.stdout).trim().to_owned();
+    assert!(run.starts_with("brief."), "{point}: {run}");
+    eventually(WAIT, || async {
+        node.log().contains("held at its test hold point")
+    })
+    .await;
+    node.kill_hard().unwrap();
+    node.rewrite_config(&config(&fake, &skill_url, None))
+        .unwrap();
+    node.restart().await.unwrap();
+    eventually(WAIT, || async {
+        run_status(&node, &run).await["run"]["status"] == "finished"
+    })
+    .await;
+    fake.wait_for_sent(WAIT, |_| !fake.texts_to(42).is_empty())
+        .await;
+    // A second delivery would show now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        fake.texts_to(42),
+        vec!["Sales 500, support 700".to_owned()],
+        "{point}: the message is delivered once"
+    );
+    let (work, requests) = skill.work();
+    assert_eq!(work, 2, "{point}: each report is fetched once");
+    assert!(
+        requests <= 3,
+        "{point}: at most the interrupted call is asked again ({requests})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_every_step_boundary_does_each_effect_once() {
+    for point in [
+        "before:sales",
+        "after:sales",
+        "finished:sales",
+        "before:summary",
+        "after:summary",
+        "before:tell",
+        "after:tell",
+        "finished:tell",
+    ] {
+        killed_at(point).await;
+    }
+}

@@ -142,14 +142,30 @@ pub(crate) async fn serve(
         .await?;
     let (memories, memory_disk) = memory.unzip();
     let models = Arc::new(models);
+    let workflow_effects = Arc::new(crate::workflows::effects::NodeEffects::new(
+        config.assistant.turn_timeout(),
+    ));
+    let workflows = crate::workflows::prepare(&config)?.map(|parts| {
+        let engine = parts.engine(&config, Arc::clone(&workflow_effects) as _);
+        (engine, parts.disk)
+    });
+    let (workflows, workflow_disk) = workflows.unzip();
     let builtin_context = BuiltinContext {
         store: Arc::clone(&store),
         reminders: Arc::clone(&reminders),
         canvas: Some(Arc::new(CanvasSkill::new(canvas.clone()))),
         memories: memories.clone(),
+        workflows: workflows.clone().map(|engine| {
+            Arc::new(troupe_workflows::skill::WorkflowsSkill::new(engine))
+                as Arc<dyn troupe_actors::skill::Skill>
+        }),
     };
     let skills = build_skills(
-        &effective_skills(config.skills.as_deref(), memories.is_some()),
+        &effective_skills(
+            config.skills.as_deref(),
+            memories.is_some(),
+            workflows.is_some(),
+        ),
         &builtin_context,
     )?;
     // A cluster's sessions move between nodes: its pictures are in its object store.
@@ -161,7 +177,6 @@ pub(crate) async fn serve(
         None => LocalUploads::new(&config.storage.data_dir, config.uploads.max_image_bytes),
     };
     let usage = open_usage(&config, cluster.as_ref()).await?;
-    let workflow_parts = crate::workflows::prepare(&config)?;
     let setup = NodeSetup {
         session: SessionConfig {
             system_prompt: config.assistant.system_prompt.as_str().into(),
@@ -220,7 +235,7 @@ pub(crate) async fn serve(
         .chain(canvas_disk)
         .chain(memory_disk.flatten())
         .chain(usage.1)
-        .chain(workflow_parts.as_ref().and_then(|parts| parts.disk.clone()))
+        .chain(workflow_disk.flatten())
         .collect();
     let usage = usage.0;
     let limits = settings.limits;
@@ -229,14 +244,18 @@ pub(crate) async fn serve(
     let clients = Clients::default();
     let access_clients = clients.clone();
     let dispatcher_out = Arc::clone(&dispatcher_slot);
-    let workflows_slot = Arc::new(OnceLock::new());
-    let workflows_out = Arc::clone(&workflows_slot);
-    let workflow_config = config.clone();
-    let turn_timeout = config.assistant.turn_timeout();
+    let access_workflows = workflows.clone();
     let (node, mut supervisor) = start_node(setup, move |node| {
         let ingress: Arc<dyn Ingress> = match &access_cluster {
             Some(cluster) => cluster.ingress(),
             None => Arc::new(node.clone()),
+        };
+        let ingress: Arc<dyn Ingress> = match &access_workflows {
+            Some(workflows) => Arc::new(crate::workflows::watch::WatchingIngress {
+                inner: ingress,
+                workflows: workflows.clone(),
+            }),
+            None => ingress,
         };
         let dispatcher = Dispatcher::new(
             Arc::clone(&ingress),
@@ -267,19 +286,14 @@ pub(crate) async fn serve(
                 None => children.push(bridge_spec(&entry.name, dispatcher.clone())),
             }
         }
-        let workflows = workflow_parts.map(|parts| {
-            let effects = crate::workflows::effects::NodeEffects {
-                ingress: Arc::clone(&ingress),
-                skills: Arc::clone(node.skills()),
-                dispatcher: dispatcher.clone(),
-                clients: access_clients.clone(),
-                turn_timeout,
-            };
-            parts.engine(&workflow_config, Arc::new(effects))
+        workflow_effects.attach(crate::workflows::effects::EffectParts {
+            ingress: Arc::clone(&ingress),
+            skills: Arc::clone(node.skills()),
+            dispatcher: dispatcher.clone(),
+            clients: access_clients.clone(),
         });
-        if let Some(workflows) = &workflows {
+        if let Some(workflows) = &access_workflows {
             children.push(workflows.child_spec());
-            let _ = workflows_out.set(workflows.clone());
         }
         let state = AppState {
             node,
@@ -302,7 +316,7 @@ pub(crate) async fn serve(
             web_voice,
             log_level,
             usage,
-            workflows,
+            workflows: access_workflows,
         };
         let _ = dispatcher_out.set(dispatcher);
         children.extend(model_children);
@@ -354,7 +368,7 @@ pub(crate) async fn serve(
             .await
             .context("serving the cluster's shards")?;
     }
-    if let Some(workflows) = workflows_slot.get() {
+    if let Some(workflows) = &workflows {
         crate::workflows::run_schedules(workflows, cluster.as_ref(), &shutdown);
     }
     let memory_watch = crate::memory::spawn_watch(crate::memory::SAMPLE_PERIOD);

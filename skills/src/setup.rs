@@ -39,6 +39,8 @@ pub enum SkillSetupError {
         "this node keeps no long-term memory: it needs the local embedding model (see docs/local-models.md)"
     )]
     NoMemory,
+    #[error("this node runs no workflows ([workflows] enabled = false)")]
+    NoWorkflows,
     #[error("there is no built-in skill `{name}` (expected one of: {expected})")]
     UnknownBuiltin { name: String, expected: String },
 }

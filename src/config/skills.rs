@@ -125,12 +125,17 @@ pub(crate) struct SkillConfig {
     pub(crate) allow_private_networks: bool,
 }
 
-/// The entries in force: the configured ones, or the default built-ins.
+/// The entries in force: the configured ones, or the default built-ins (with `memory`
+/// where the node keeps memories, `workflows` where it runs workflows).
 pub(crate) fn effective_skills(
     configured: Option<&[SkillConfig]>,
     with_memory: bool,
+    with_workflows: bool,
 ) -> Vec<SkillConfig> {
-    let memory = with_memory.then_some("memory");
+    let memory = with_memory
+        .then_some("memory")
+        .into_iter()
+        .chain(with_workflows.then_some("workflows"));
     match configured {
         Some(entries) => entries.to_vec(),
         None => DEFAULT_BUILTINS

@@ -429,7 +429,7 @@ fn the_skills_example_in_the_docs_is_valid() {
 #[test]
 fn without_skills_the_permissionless_built_ins_are_on() {
     let names = |config: &TroupeConfig| -> Vec<String> {
-        effective_skills(config.skills.as_deref(), false)
+        effective_skills(config.skills.as_deref(), false, false)
             .into_iter()
             .map(|skill| skill.name)
             .collect()
@@ -507,8 +507,13 @@ fn building_a_skill_names_what_is_missing() {
         ),
         canvas: None,
         memories: None,
+        workflows: None,
     };
     for (entry, key) in [
+        (
+            "kind = \"builtin\"\nname = \"workflows\"",
+            "runs no workflows",
+        ),
         (
             "kind = \"builtin\"\nname = \"files\"",
             "skills[0].permissions.files",

@@ -28,6 +28,7 @@ mod turns;
 mod uploads;
 mod usage;
 mod web;
+mod workflow_hooks;
 mod workflows;
 mod ws;
 
@@ -279,6 +280,8 @@ pub(crate) fn router(state: AppState, bound: std::net::SocketAddr) -> Router {
         .route("/canvas/{room}", get(web::canvas_page))
         .route("/canvas/assets/board.js", get(web::canvas_script))
         .route("/canvas/assets/LICENSES.txt", get(web::canvas_licenses))
+        // A workflow's webhook trigger: its signature is its authentication.
+        .route("/hooks/workflows/{name}", post(workflow_hooks::call))
         // Platform callbacks: each bridge checks its platform's signature itself.
         .route(
             "/bridges/{name}/{endpoint}",

@@ -10,7 +10,7 @@
 //!   reply id (the outbox sends one reply id once); to the web chat it is pushed to the
 //!   person's open pages.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -33,13 +33,39 @@ use crate::gateway::Clients;
 /// The platform of a run's own conversation (reserved: no client may claim it).
 pub(crate) const WORKFLOW_PLATFORM: &str = troupe_actors::ids::RESERVED_PLATFORMS[2];
 
-/// The node's effects.
-pub(crate) struct NodeEffects {
+/// What effects go through, known once the node has started its access paths.
+pub(crate) struct EffectParts {
     pub(crate) ingress: Arc<dyn Ingress>,
     pub(crate) skills: Arc<SkillDirectory>,
     pub(crate) dispatcher: Dispatcher,
     pub(crate) clients: Clients,
-    pub(crate) turn_timeout: Duration,
+}
+
+/// The node's effects. Built before the node starts (the engine and its skill need it);
+/// [`NodeEffects::attach`] gives it the node's parts before the first run starts.
+pub(crate) struct NodeEffects {
+    parts: OnceLock<EffectParts>,
+    turn_timeout: Duration,
+}
+
+impl NodeEffects {
+    pub(crate) fn new(turn_timeout: Duration) -> Self {
+        Self {
+            parts: OnceLock::new(),
+            turn_timeout,
+        }
+    }
+
+    /// Gives it the node's parts (once; later calls change nothing).
+    pub(crate) fn attach(&self, parts: EffectParts) {
+        let _ = self.parts.set(parts);
+    }
+
+    fn parts(&self) -> Result<&EffectParts, StepError> {
+        self.parts
+            .get()
+            .ok_or_else(|| StepError::new(Code::Failed, "the node is still starting"))
+    }
 }
 
 fn invalid(message: impl Into<String>) -> StepError {
@@ -92,6 +118,7 @@ impl Effects for NodeEffects {
     async fn model(&self, request: ModelRequest) -> Result<Value, StepError> {
         let message = owner_message(&request)?;
         let mut submission = self
+            .parts()?
             .ingress
             .submit(message)
             .map_err(|error| turn_failed(&error))?;
@@ -139,7 +166,8 @@ impl Effects for NodeEffects {
             message_id: request.key.as_str().to_owned(),
             reply_route: None,
         };
-        let prepared = self.skills.prepare(&call, &session).map_err(|error| {
+        let skills = &self.parts()?.skills;
+        let prepared = skills.prepare(&call, &session).map_err(|error| {
             invalid(format!(
                 "{} ({}): {}",
                 request.tool.replace(TOOL_NAME_SEPARATOR, "."),
@@ -149,7 +177,7 @@ impl Effects for NodeEffects {
         })?;
         // The owner wrote the step into the workflow: that is the confirmation a tool that
         // asks for one would get in a chat.
-        let outcome = self.skills.run(prepared, session).await;
+        let outcome = skills.run(prepared, session).await;
         outcome.result.map_err(|error| {
             let code = match error.code {
                 SkillErrorCode::Timeout => Code::Timeout,
@@ -174,7 +202,8 @@ impl Effects for NodeEffects {
                     text: message.text,
                     spoken: false,
                 };
-                self.dispatcher
+                self.parts()?
+                    .dispatcher
                     .send_once(bridge, delivery)
                     .await
                     .map_err(|error| StepError::new(Code::Failed, error.to_string()))?;
@@ -183,7 +212,7 @@ impl Effects for NodeEffects {
             Recipient::Web { sender } => {
                 let frame = json!({"type": "notification", "id": message.key.as_str(),
                     "payload": message.text, "timestamp": unix_now()});
-                if self.clients.push(sender, &frame.to_string()) {
+                if self.parts()?.clients.push(sender, &frame.to_string()) {
                     Ok(json!({"to": format!("web:{sender}"), "delivered": true}))
                 } else {
                     Err(StepError::new(

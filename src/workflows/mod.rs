@@ -3,6 +3,7 @@
 //! own task; in a cluster a singleton, so exactly one node fires each schedule).
 
 pub(crate) mod effects;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 

@@ -320,3 +320,151 @@ async fn kill_9_at_every_step_boundary_does_each_effect_once() {
         killed_at(point).await;
     }
 }
+
+const HOOKED: &str = r#"
+name = "hooked"
+owner = "api:ada"
+[[triggers]]
+webhook_secret_env = "HOOK_SECRET"
+[[steps]]
+id = "say"
+model = "note: {{ input.webhook.note }}"
+"#;
+
+const ASKED: &str = r#"
+name = "asked"
+owner = "api:ada"
+[[triggers]]
+message = "(?i)^brief me about (?P<topic>\\w+)"
+platform = "api"
+[[steps]]
+id = "say"
+model = "topic: {{ input.captures.topic }}"
+"#;
+
+async fn put_toml(node: &TroupeProcess, text: &str) {
+    let response = http()
+        .post(format!("{}/api/v1/workflows", node.http_url()))
+        .header("content-type", "application/toml")
+        .body(text.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+}
+
+/// `GET path` until `check` holds of its body.
+async fn got_when(node: &TroupeProcess, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, body) = get(node, path).await;
+        if check(&body) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{path} never became right: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn finished_output(node: &TroupeProcess, workflow: &str, run: &str) -> Value {
+    let path = format!("/api/v1/workflows/{workflow}/runs/{run}");
+    let shown = got_when(node, &path, |shown| shown["run"]["status"] == "finished").await;
+    shown["journal"].as_array().unwrap().last().unwrap()["output"].clone()
+}
+
+fn signed_hook(
+    node: &TroupeProcess,
+    secret: &str,
+    body: &str,
+    key: &str,
+) -> reqwest::RequestBuilder {
+    let timestamp = troupe_actors::message::unix_now();
+    http()
+        .post(format!("{}/hooks/workflows/hooked", node.http_url()))
+        .header("x-troupe-timestamp", timestamp.to_string())
+        .header(
+            "x-troupe-signature",
+            troupe_actors::signing::sign_v1(secret.as_bytes(), timestamp, body.as_bytes()),
+        )
+        .header("idempotency-key", key)
+        .body(body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_and_the_owners_matching_message_start_runs() {
+    let node = TroupeProcess::start_with_env(
+        binary(),
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n",
+        &[("HOOK_SECRET", "a-webhook-secret-of-some-length")],
+    )
+    .await
+    .unwrap();
+    put_toml(&node, HOOKED).await;
+    put_toml(&node, ASKED).await;
+
+    let body = r#"{"note": "the door opened"}"#;
+    let forged = signed_hook(&node, "not-the-secret", body, "k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let accepted = signed_hook(&node, "a-webhook-secret-of-some-length", body, "k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let run = accepted.json::<Value>().await.unwrap()["run"]["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        finished_output(&node, "hooked", &run).await,
+        json!("note: the door opened")
+    );
+    let again = signed_hook(&node, "a-webhook-secret-of-some-length", body, "k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["run"]["run"],
+        run.as_str()
+    );
+    let (_, runs) = get(&node, "/api/v1/workflows/hooked/runs").await;
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        1,
+        "a retried call starts no second run"
+    );
+
+    let (status, _) = crate::support::post_message(
+        &node,
+        &json!({"sender_id": "bob", "payload": "Brief me about rust"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = crate::support::post_message(
+        &node,
+        &json!({"sender_id": "ada", "payload": "Brief me about rust"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let runs = got_when(&node, "/api/v1/workflows/asked/runs", |runs| {
+        runs["runs"].as_array().is_some_and(|runs| !runs.is_empty())
+    })
+    .await;
+    let run = runs["runs"][0]["run"].as_str().unwrap().to_owned();
+    assert_eq!(
+        finished_output(&node, "asked", &run).await,
+        json!("topic: rust")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, runs) = get(&node, "/api/v1/workflows/asked/runs").await;
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        1,
+        "only the owner's message matches"
+    );
+}

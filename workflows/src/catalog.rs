@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
@@ -43,7 +44,18 @@ pub struct Catalog {
     dir: PathBuf,
     workflows: RwLock<BTreeMap<String, Workflow>>,
     unloaded: RwLock<Vec<Unloaded>>,
+    /// Whether any workflow has a message trigger (so messages are looked at at all).
+    watches_messages: AtomicBool,
     changed: Notify,
+}
+
+fn any_message_trigger(workflows: &BTreeMap<String, Workflow>) -> bool {
+    workflows.values().any(|workflow| {
+        workflow
+            .triggers()
+            .iter()
+            .any(|trigger| matches!(trigger.when, crate::plan::When::Message { .. }))
+    })
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -99,6 +111,7 @@ impl Catalog {
         }
         Ok(Self {
             dir: dir.to_owned(),
+            watches_messages: AtomicBool::new(any_message_trigger(&compiled)),
             workflows: RwLock::new(compiled),
             unloaded: RwLock::new(unloaded),
             changed: Notify::new(),
@@ -111,6 +124,17 @@ impl Catalog {
 
     pub fn list(&self) -> Vec<Workflow> {
         read(&self.workflows).values().cloned().collect()
+    }
+
+    /// Whether a message could start a run (any workflow has a message trigger).
+    pub fn watches_messages(&self) -> bool {
+        self.watches_messages.load(Ordering::Relaxed)
+    }
+
+    fn changed_now(&self) {
+        let watching = any_message_trigger(&read(&self.workflows));
+        self.watches_messages.store(watching, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
     pub fn unloaded(&self) -> Vec<Unloaded> {
@@ -148,7 +172,7 @@ impl Catalog {
         .await
         .map_err(std::io::Error::other)??;
         let replaced = write(&self.workflows).insert(name, workflow).is_some();
-        self.changed.notify_waiters();
+        self.changed_now();
         Ok(replaced)
     }
 
@@ -173,7 +197,7 @@ impl Catalog {
         })
         .await
         .map_err(std::io::Error::other)??;
-        self.changed.notify_waiters();
+        self.changed_now();
         Ok(true)
     }
 

@@ -32,7 +32,8 @@ pub struct WorkflowDefinition {
     pub steps: Vec<StepDefinition>,
 }
 
-/// When a workflow starts by itself. Exactly one of `cron`, `every` and `at`.
+/// When a workflow starts by itself. Exactly one of `cron`, `every`, `at`, `webhook` and
+/// `message`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerDefinition {
@@ -49,6 +50,20 @@ pub struct TriggerDefinition {
     /// One time (RFC 3339, `2026-12-24T18:00:00+01:00`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+    /// A signed webhook: the environment variable that holds its secret. The workflow then
+    /// starts on `POST /hooks/workflows/<name>` signed like the webhook bridge
+    /// (`X-Troupe-Timestamp`, `X-Troupe-Signature: v1=<hex HMAC-SHA256>`); the JSON body is
+    /// the run's `input.webhook`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret_env: Option<String>,
+    /// A message pattern (a regular expression, `(?i)` for any case) matched against every
+    /// message on any channel; a match starts a run with `input.message` and the pattern's
+    /// named groups in `input.captures`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Only messages from this platform (`telegram`, `ws`, …) match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     /// How late a missed firing may still run after downtime (`"1h"` by default); older
     /// ones are recorded as missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,34 @@ pub enum Cause {
     Manual { by: String },
     /// A trigger of the workflow, for its firing due at `due_ms`.
     Schedule { trigger: usize, due_ms: i64 },
+    /// A signed webhook call (trigger `trigger`).
+    Webhook { trigger: usize },
+    /// A message that matched trigger `trigger`'s pattern.
+    Message {
+        trigger: usize,
+        platform: String,
+        sender: String,
+    },
+}
+
+impl Cause {
+    /// The `cause` label of the runs-started metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Manual { .. } => "manual",
+            Self::Schedule { .. } => "schedule",
+            Self::Webhook { .. } => "webhook",
+            Self::Message { .. } => "message",
+        }
+    }
+}
+
+/// The run id of an event (a webhook's `Idempotency-Key`, a message's id): the same event
+/// delivered twice starts one run.
+pub fn event_run_id(workflow: &str, kind: &str, event: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(event.as_bytes());
+    format!("{workflow}.{kind}.{}", &hex::encode(digest)[..20])
 }
 
 /// One journal record. Times are unix milliseconds.

@@ -11,8 +11,10 @@
 //! - [`run`]: one run as an actor; [`runs`]: the actor that supervises them, and the
 //!   [`runs::Workflows`] handle;
 //! - [`catalog`]: the definitions a node knows;
+//! - [`events`]: runs started by a message that matches a pattern;
 //! - [`schedule`]: triggers, catch-up and missed firings; [`cron`]: cron patterns in a zone;
 //! - [`clock`]: wall-clock time that tests control.
+//! - [`skill`]: the `workflows` skill, the assistant's tools over a person's workflows;
 //! - [`view`]: a run's journal step by step, as the API and the CLI show it;
 //! - [`testing`]: doubles of the engine's own traits, for tests.
 
@@ -22,6 +24,7 @@ pub mod cron;
 pub mod definition;
 pub mod effects;
 pub mod engine;
+pub mod events;
 pub mod journal;
 pub mod local;
 pub mod metrics;
@@ -29,6 +32,7 @@ pub mod plan;
 pub mod run;
 pub mod runs;
 pub mod schedule;
+pub mod skill;
 pub mod template;
 pub mod testing;
 pub mod view;

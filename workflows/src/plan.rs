@@ -47,12 +47,28 @@ pub struct Trigger {
     pub input: Map<String, Value>,
 }
 
-/// A trigger's times.
+/// What starts a run.
 #[derive(Clone, Debug)]
 pub enum When {
     Cron(Box<CronSchedule>),
     Every(Duration),
     At(Timestamp),
+    /// `POST /hooks/workflows/<name>`, signed with the secret in this environment variable.
+    Webhook {
+        secret_env: String,
+    },
+    /// A message matching the pattern (from `platform` only, when given).
+    Message {
+        pattern: regex::Regex,
+        platform: Option<String>,
+    },
+}
+
+impl When {
+    /// Whether it fires at times (a schedule) rather than on an event.
+    pub fn is_timed(&self) -> bool {
+        matches!(self, Self::Cron(_) | Self::Every(_) | Self::At(_))
+    }
 }
 
 /// One step.
@@ -152,8 +168,12 @@ pub enum Problem {
     Time(#[source] jiff::Error),
     #[error(transparent)]
     Cron(#[from] CronScheduleError),
-    #[error("a trigger needs exactly one of cron, every, at")]
+    #[error("a trigger needs exactly one of cron, every, at, webhook_secret_env, message")]
     TriggerKind,
+    #[error("not a regular expression: {0}")]
+    Pattern(#[source] Box<regex::Error>),
+    #[error("must name an environment variable (A-Z, 0-9, _)")]
+    EnvName,
     #[error("must be `web:<sender>` or `<bridge>:<chat id>`")]
     Recipient,
     #[error("must be between 1 and the number of branches")]
@@ -291,6 +311,34 @@ impl Workflow {
     }
 }
 
+/// A trigger that fires on an event: no zone, no catch-up.
+fn event_trigger(
+    key: &str,
+    trigger: &TriggerDefinition,
+    when: When,
+) -> Result<Trigger, InvalidWorkflow> {
+    for (name, present) in [
+        ("timezone", trigger.timezone.is_some()),
+        ("catch_up", trigger.catch_up.is_some()),
+        (
+            "platform",
+            trigger.platform.is_some() && trigger.message.is_none(),
+        ),
+    ] {
+        if present {
+            return Err(invalid(
+                format!("{key}.{name}"),
+                Problem::NotForKind("event"),
+            ));
+        }
+    }
+    Ok(Trigger {
+        when,
+        catch_up: Duration::ZERO,
+        input: trigger.input.clone(),
+    })
+}
+
 fn compile_trigger(key: &str, trigger: &TriggerDefinition) -> Result<Trigger, InvalidWorkflow> {
     let catch_up = trigger
         .catch_up
@@ -298,6 +346,51 @@ fn compile_trigger(key: &str, trigger: &TriggerDefinition) -> Result<Trigger, In
         .map(|text| parse_duration(&format!("{key}.catch_up"), text))
         .transpose()?
         .unwrap_or(DEFAULT_CATCH_UP);
+    let kinds = [
+        trigger.cron.is_some(),
+        trigger.every.is_some(),
+        trigger.at.is_some(),
+        trigger.webhook_secret_env.is_some(),
+        trigger.message.is_some(),
+    ];
+    if kinds.iter().filter(|present| **present).count() != 1 {
+        return Err(invalid(key, Problem::TriggerKind));
+    }
+    if let Some(env) = &trigger.webhook_secret_env {
+        if env.is_empty()
+            || !env
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(invalid(
+                format!("{key}.webhook_secret_env"),
+                Problem::EnvName,
+            ));
+        }
+        return event_trigger(
+            key,
+            trigger,
+            When::Webhook {
+                secret_env: env.clone(),
+            },
+        );
+    }
+    if let Some(pattern) = &trigger.message {
+        let pattern = regex::Regex::new(pattern).map_err(|error| {
+            invalid(format!("{key}.message"), Problem::Pattern(Box::new(error)))
+        })?;
+        let when = When::Message {
+            pattern,
+            platform: trigger.platform.clone(),
+        };
+        return event_trigger(key, trigger, when);
+    }
+    if trigger.platform.is_some() {
+        return Err(invalid(
+            format!("{key}.platform"),
+            Problem::NotForKind("timed"),
+        ));
+    }
     let when = match (&trigger.cron, &trigger.every, &trigger.at) {
         (Some(pattern), None, None) => {
             let zone = trigger.timezone.as_deref().unwrap_or("UTC");

@@ -108,6 +108,28 @@ fn errors_name_the_key() {
             "name = \"w\"\nowner = \"ada\"\n[[steps]]\nid = \"a\"\nwait = \"1s\"\n",
             "owner:",
         ),
+        (
+            &format!(
+                "{HEAD}[[triggers]]\nwebhook_secret_env = \"lower\"\n[[steps]]\nid = \"a\"\nwait = \"1s\"\n"
+            ),
+            "triggers[0].webhook_secret_env: must name",
+        ),
+        (
+            &format!("{HEAD}[[triggers]]\nmessage = \"(\"\n[[steps]]\nid = \"a\"\nwait = \"1s\"\n"),
+            "triggers[0].message: not a regular expression",
+        ),
+        (
+            &format!(
+                "{HEAD}[[triggers]]\nmessage = \"hi\"\ncatch_up = \"1h\"\n[[steps]]\nid = \"a\"\nwait = \"1s\"\n"
+            ),
+            "triggers[0].catch_up: is not allowed",
+        ),
+        (
+            &format!(
+                "{HEAD}[[triggers]]\nevery = \"1h\"\nplatform = \"api\"\n[[steps]]\nid = \"a\"\nwait = \"1s\"\n"
+            ),
+            "triggers[0].platform: is not allowed",
+        ),
     ];
     for (text, expected) in cases {
         let error = error_of(text);

@@ -230,10 +230,7 @@ impl RunsState {
             self.parts.journal_limit,
         );
         journal.append(&started).await?;
-        let cause = match request.cause {
-            Cause::Manual { .. } => "manual",
-            Cause::Schedule { .. } => "schedule",
-        };
+        let cause = request.cause.label();
         metrics::counter!(names::RUNS_STARTED, "workflow" => request.workflow.clone(), "cause" => cause)
             .increment(1);
         tracing::info!(run = %run, workflow = %request.workflow, cause, "workflow run started");

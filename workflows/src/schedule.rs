@@ -37,6 +37,7 @@ pub fn next_due(trigger: &Trigger, after_ms: i64) -> Option<i64> {
         }
         When::Every(interval) => after_ms.checked_add(millis(*interval)),
         When::At(at) => (at.as_millisecond() > after_ms).then(|| at.as_millisecond()),
+        When::Webhook { .. } | When::Message { .. } => None,
     }
 }
 
@@ -53,6 +54,9 @@ pub struct Decision {
 
 /// Decides what `trigger` does at `now_ms`, given the last due time it handled.
 pub fn decide(trigger: &Trigger, last_due: Option<i64>, now_ms: i64) -> Decision {
+    if !trigger.when.is_timed() {
+        return Decision::default();
+    }
     let after = match (last_due, &trigger.when) {
         (Some(last), _) => last,
         // A one-off time is due once, whenever the schedule was first seen.
@@ -155,7 +159,8 @@ async fn tick(workflows: &Workflows) -> i64 {
     let now = workflows.clock().now_ms();
     let mut wake = now + LOOK_AGAIN_MS;
     for workflow in workflows.catalog().list() {
-        for (index, trigger) in workflow.triggers().iter().enumerate() {
+        let timed = workflow.triggers().iter().enumerate();
+        for (index, trigger) in timed.filter(|(_, trigger)| trigger.when.is_timed()) {
             match handle_trigger(workflows, &workflow, index, trigger, now).await {
                 Ok(Some(next)) => wake = wake.min(next),
                 Ok(None) => {}

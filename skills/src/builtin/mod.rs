@@ -1,5 +1,6 @@
 //! The built-in skills: `time`, `calculator`, `notes`, `memory`, `reminders`, `files`,
-//! `web_fetch`, and `canvas` (which the canvas crate builds and hands in). They run inside the node (they are ours, reviewed with it) but still go
+//! `web_fetch`, and `canvas` and `workflows` (which the canvas and workflows crates build and
+//! hand in). They run inside the node (they are ours, reviewed with it) but still go
 //! through the same manifest, schema checks and grants as third-party skills.
 
 mod calculator;
@@ -22,7 +23,7 @@ pub use reminders::{NotDelivered, Reminder, ReminderSink, Reminders};
 pub use web_fetch::WebFetch;
 
 /// Every built-in, by the name `[[skills]] name` selects it with.
-pub const BUILTIN_NAMES: [&str; 8] = [
+pub const BUILTIN_NAMES: [&str; 9] = [
     "time",
     "calculator",
     "notes",
@@ -31,6 +32,7 @@ pub const BUILTIN_NAMES: [&str; 8] = [
     "files",
     "web_fetch",
     "canvas",
+    "workflows",
 ];
 
 /// What built-ins may need from the node.
@@ -45,6 +47,9 @@ pub struct BuiltinContext {
     pub canvas: Option<Arc<dyn Skill>>,
     /// `memory`: long-term memory by meaning; `None` where the node keeps none.
     pub memories: Option<Arc<troupe_actors::memory::Memories>>,
+    /// `workflows`: a person's workflows (built by the workflows crate, which this crate
+    /// does not depend on); `None` where the node runs none.
+    pub workflows: Option<Arc<dyn Skill>>,
 }
 
 /// Options of a built-in from its `[[skills]]` entry.
@@ -72,6 +77,10 @@ pub fn build_builtin(
         "files" => Arc::new(FileSearch::new(&options.roots)?),
         "web_fetch" => Arc::new(WebFetch::new(options.allow_private_networks)?),
         "canvas" => context.canvas.clone().ok_or(SkillSetupError::NoCanvas)?,
+        "workflows" => context
+            .workflows
+            .clone()
+            .ok_or(SkillSetupError::NoWorkflows)?,
         "memory" => Arc::new(memory::MemorySkill::new(
             context.memories.clone().ok_or(SkillSetupError::NoMemory)?,
         )),

@@ -46,6 +46,7 @@ impl Prepared {
             catalog: Arc::clone(&self.catalog),
             store: Arc::clone(&self.store),
             effects,
+            replies: Default::default(),
             clock: Clock::system(),
             limits: config.workflows.limits(),
             journal_limit: config.workflows.journal_limit_bytes,

@@ -1,39 +1,82 @@
-//! The door that lets messages start workflows: every access path's [`Ingress`], wrapped.
-//! A message is handed on unchanged (and in order); when some workflow has a message
-//! trigger, a copy is looked at beside it, off the message's path.
+//! The door that lets messages reach workflows: every access path's [`Ingress`], wrapped.
+//!
+//! - A message from someone a run waits for (a `wait_reply` step) goes to that run and is
+//!   acknowledged at once; the assistant does not answer it.
+//! - Otherwise it is handed on unchanged (and in order); when some workflow has a message
+//!   trigger, a copy is matched beside it, off the message's path.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use troupe_actors::ids::SessionKey;
 use troupe_actors::ingress::{Ingress, Submission};
-use troupe_actors::message::InboundMessage;
+use troupe_actors::message::{ContentType, InboundMessage, OutboundReply, unix_now};
 use troupe_actors::session::SessionView;
 use troupe_actors::stop::StopOutcome;
-use troupe_actors::turn::TurnError;
+use troupe_actors::turn::{TurnError, TurnEvent, turn_channel};
 use troupe_workflows::Workflows;
 use troupe_workflows::events::ArrivedMessage;
 
 use super::effects::WORKFLOW_PLATFORM;
 
-/// An [`Ingress`] that also shows each message to the workflows' message triggers.
+/// What a person is told when their message answered a workflow's question.
+const ACKNOWLEDGEMENT: &str = "✓ Got it: your answer went to the workflow that asked.";
+
+/// An [`Ingress`] that also shows each message to the workflows.
 pub(crate) struct WatchingIngress {
     pub(crate) inner: Arc<dyn Ingress>,
     pub(crate) workflows: Workflows,
 }
 
+fn arrived(message: &InboundMessage) -> ArrivedMessage {
+    ArrivedMessage {
+        id: message.id().to_owned(),
+        platform: message.platform().to_owned(),
+        sender_id: message.sender_id().to_owned(),
+        conversation_id: message.conversation_id().to_owned(),
+        person: message.person().map(str::to_owned),
+        text: message.payload().to_owned(),
+        at_ms: jiff::Timestamp::now().as_millisecond(),
+    }
+}
+
+/// The answer to a message a run took: accepted, and acknowledged.
+fn acknowledged(message: &InboundMessage) -> Submission {
+    let (events, receiver) = turn_channel();
+    let reply = OutboundReply {
+        id: format!("ack-{}", message.id()),
+        in_reply_to: message.id().to_owned(),
+        platform: message.platform().to_owned(),
+        recipient_id: message.sender_id().to_owned(),
+        conversation_id: message.conversation_id().to_owned(),
+        content_type: ContentType::Text,
+        payload: ACKNOWLEDGEMENT.to_owned(),
+        timestamp: unix_now(),
+        awaiting: None,
+        stopped: false,
+    };
+    let _ = events.send(TurnEvent::Reply {
+        reply: Box::new(reply),
+        model_latency: Duration::ZERO,
+        usage: None,
+    });
+    Submission::accepted(receiver)
+}
+
 #[async_trait::async_trait]
 impl Ingress for WatchingIngress {
     fn submit(&self, message: InboundMessage) -> Result<Submission, TurnError> {
-        // A run's own model turns never start runs.
-        if self.workflows.catalog().watches_messages() && message.platform() != WORKFLOW_PLATFORM {
-            let arrived = ArrivedMessage {
-                id: message.id().to_owned(),
-                platform: message.platform().to_owned(),
-                sender_id: message.sender_id().to_owned(),
-                conversation_id: message.conversation_id().to_owned(),
-                person: message.person().map(str::to_owned),
-                text: message.payload().to_owned(),
-            };
+        let catalog = self.workflows.catalog();
+        let (watching, awaiting) = (catalog.watches_messages(), catalog.awaits_replies());
+        // A run's own model turns never reach workflows.
+        if (!watching && !awaiting) || message.platform() == WORKFLOW_PLATFORM {
+            return self.inner.submit(message);
+        }
+        let arrived = arrived(&message);
+        if awaiting && self.workflows.replies().offer(&arrived) {
+            return Ok(acknowledged(&message));
+        }
+        if watching {
             let workflows = self.workflows.clone();
             tokio::spawn(async move {
                 workflows.message_arrived(&arrived).await;

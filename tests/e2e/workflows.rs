@@ -468,3 +468,65 @@ async fn a_signed_webhook_and_the_owners_matching_message_start_runs() {
         "only the owner's message matches"
     );
 }
+
+const BOOKING: &str = r#"
+name = "booking"
+owner = "telegram:42"
+[[steps]]
+id = "ask"
+send = "Shall I book the table for 8?"
+to = "tg:42"
+[[steps]]
+id = "answer"
+# `to` names the bridge (`[[bridges]] name`); a reply is from the platform's sender.
+wait_reply = "telegram:42"
+timeout = "30s"
+[[steps]]
+id = "decide"
+if = "{{ steps.answer.output.text }}"
+contains = "yes"
+then = [{ id = "book", send = "Booked for 8.", to = "tg:42" }]
+else = [{ id = "skip", send = "Not booked.", to = "tg:42" }]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_asks_on_telegram_and_goes_on_with_the_persons_reply() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let (_skill, skill_url) = ReportsSkill::start().await;
+    let config = config(&fake, &skill_url, None).replace(
+        "poll_timeout_secs = 1\n",
+        "poll_timeout_secs = 1\nallow_from = [\"42\"]\n",
+    );
+    let node = node(&config).await;
+    put_toml(&node, BOOKING).await;
+    let started = http()
+        .post(format!("{}/api/v1/workflows/booking/runs", node.http_url()))
+        .send()
+        .await
+        .unwrap();
+    let run = started.json::<Value>().await.unwrap()["run"]["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fake.wait_for_sent(WAIT, |_| !fake.texts_to(42).is_empty())
+        .await;
+    fake.user_says(42, "yes, please");
+    let output = finished_output(&node, "booking", &run).await;
+    assert_eq!(output["holds"], true, "{output}");
+    fake.wait_for_sent(WAIT, |_| fake.texts_to(42).len() >= 3)
+        .await;
+    // What the person reads (the bridge sends MarkdownV2).
+    let texts: Vec<String> = fake
+        .texts_to(42)
+        .iter()
+        .map(|text| troupe_testkit::telegram::markdown_v2::parse(text).unwrap())
+        .collect();
+    assert_eq!(texts[0], "Shall I book the table for 8?");
+    assert!(texts.contains(&"Booked for 8.".to_owned()), "{texts:?}");
+    assert!(
+        texts.iter().any(|text| text.starts_with("✓ Got it")),
+        "the reply is acknowledged, not answered by the assistant: {texts:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.texts_to(42).len(), 3, "{:?}", fake.texts_to(42));
+}

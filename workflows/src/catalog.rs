@@ -46,7 +46,24 @@ pub struct Catalog {
     unloaded: RwLock<Vec<Unloaded>>,
     /// Whether any workflow has a message trigger (so messages are looked at at all).
     watches_messages: AtomicBool,
+    /// Whether any workflow has a `wait_reply` step.
+    awaits_replies: AtomicBool,
     changed: Notify,
+}
+
+/// Whether some step, at any depth, is a `wait_reply`.
+fn waits_for_replies(steps: &[crate::plan::Step]) -> bool {
+    use crate::plan::StepKind;
+    steps.iter().any(|step| match &step.kind {
+        StepKind::WaitReply { .. } => true,
+        StepKind::Condition {
+            then, otherwise, ..
+        } => waits_for_replies(then) || waits_for_replies(otherwise),
+        StepKind::Parallel { branches, .. } => {
+            branches.iter().any(|branch| waits_for_replies(branch))
+        }
+        _ => false,
+    })
 }
 
 fn any_message_trigger(workflows: &BTreeMap<String, Workflow>) -> bool {
@@ -112,6 +129,11 @@ impl Catalog {
         Ok(Self {
             dir: dir.to_owned(),
             watches_messages: AtomicBool::new(any_message_trigger(&compiled)),
+            awaits_replies: AtomicBool::new(
+                compiled
+                    .values()
+                    .any(|workflow| waits_for_replies(workflow.steps())),
+            ),
             workflows: RwLock::new(compiled),
             unloaded: RwLock::new(unloaded),
             changed: Notify::new(),
@@ -131,9 +153,24 @@ impl Catalog {
         self.watches_messages.load(Ordering::Relaxed)
     }
 
+    /// Whether a run could wait for a reply (any workflow has a `wait_reply` step). Runs
+    /// begun under an older definition keep waiting whatever this says.
+    pub fn awaits_replies(&self) -> bool {
+        self.awaits_replies.load(Ordering::Relaxed)
+    }
+
     fn changed_now(&self) {
-        let watching = any_message_trigger(&read(&self.workflows));
+        let workflows = read(&self.workflows);
+        let watching = any_message_trigger(&workflows);
         self.watches_messages.store(watching, Ordering::Relaxed);
+        let awaiting = workflows
+            .values()
+            .any(|workflow| waits_for_replies(workflow.steps()));
+        drop(workflows);
+        // Once a reply may be awaited it stays so: a run begun earlier may still wait.
+        if awaiting {
+            self.awaits_replies.store(true, Ordering::Relaxed);
+        }
         self.changed.notify_waiters();
     }
 

@@ -74,7 +74,7 @@ pub struct TriggerDefinition {
 }
 
 /// One step. Its kind is the one kind key it has: `model`, `tool`, `send`, `wait`,
-/// `until`, `if`, `branches` or `workflow`.
+/// `until`, `wait_reply`, `if`, `branches` or `workflow`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepDefinition {
@@ -106,6 +106,13 @@ pub struct StepDefinition {
     /// Wait until this time (a template giving RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+
+    /// Wait for a reply from this person (a template: `telegram:42`, `person:ada`), for
+    /// at most `timeout` (`"24h"` by default). The output is
+    /// `{"replied": true, "text", "platform", "sender_id", "at_ms"}`, or
+    /// `{"replied": false, "text": ""}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_reply: Option<String>,
 
     /// A condition: the value (a template) tested by `equals`, `not_equals`, `contains`,
     /// `greater_than` or `less_than`, or for being truthy when none is given.

@@ -70,6 +70,7 @@ pub(crate) struct RunContext {
     pub(crate) journal: RunJournal,
     pub(crate) replayed: Replayed,
     pub(crate) effects: Arc<dyn Effects>,
+    pub(crate) replies: Arc<crate::replies::ReplyWaiters>,
     pub(crate) clock: Clock,
     pub(crate) control: watch::Receiver<Control>,
     pub(crate) limits: RunLimits,
@@ -87,6 +88,7 @@ fn kind_label(kind: &StepKind) -> &'static str {
         StepKind::Tool { .. } => "tool",
         StepKind::Send { .. } => "send",
         StepKind::Wait(_) | StepKind::Until(_) => "wait",
+        StepKind::WaitReply { .. } => "wait_reply",
         StepKind::Condition { .. } => "if",
         StepKind::Parallel { .. } => "branches",
         StepKind::Workflow { .. } => "workflow",
@@ -257,6 +259,9 @@ impl RunContext {
     /// When a wait step's attempt ends (fixed when it begins, so a replay keeps it).
     fn due(&self, step: &Step, scope: &Scope) -> Result<Option<i64>, StepError> {
         Ok(match &step.kind {
+            StepKind::WaitReply { within, .. } => Some(
+                self.clock.now_ms() + i64::try_from(within.as_millis()).unwrap_or(i64::MAX / 2),
+            ),
             StepKind::Wait(duration) => Some(
                 self.clock.now_ms() + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2),
             ),
@@ -336,6 +341,18 @@ impl RunContext {
                     self.clock.sleep_until(due).await;
                 }
                 Ok(json!({"waited_until_ms": due}))
+            }
+            StepKind::WaitReply { from, within } => {
+                let who = from.render_text(scope).map_err(template_failed)?;
+                let due = due.unwrap_or_else(|| self.clock.now_ms());
+                let since = due - i64::try_from(within.as_millis()).unwrap_or(0);
+                Ok(
+                    match self.replies.wait(&who, since, due, &self.clock).await {
+                        Some(reply) => json!({"replied": true, "text": reply.text,
+                        "platform": reply.platform, "sender_id": reply.sender_id, "at_ms": reply.at_ms}),
+                        None => json!({"replied": false, "text": ""}),
+                    },
+                )
             }
             StepKind::Condition {
                 value,

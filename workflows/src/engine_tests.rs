@@ -36,6 +36,7 @@ async fn harness_with(
         catalog,
         store: Arc::clone(&store) as Arc<dyn WorkflowStore>,
         effects: Arc::clone(&effects) as Arc<dyn crate::effects::Effects>,
+        replies: Default::default(),
         clock: Clock::starting_at(1_800_000_000_000),
         limits,
         journal_limit: crate::journal::DEFAULT_JOURNAL_LIMIT,
@@ -529,4 +530,74 @@ async fn starting_a_run_id_that_exists_starts_nothing() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(harness.effects.calls().len(), 3);
     assert_eq!(harness.store.summaries().await.unwrap().len(), 1);
+}
+
+const ASKING: &str = r#"
+name = "asking"
+owner = "person:ada"
+[[steps]]
+id = "ask"
+send = "Book it?"
+to = "telegram:42"
+[[steps]]
+id = "answer"
+wait_reply = "telegram:42"
+timeout = "10m"
+[[steps]]
+id = "decide"
+if = "{{ steps.answer.output.text }}"
+contains = "yes"
+then = [{ id = "book", send = "Booked.", to = "telegram:42" }]
+else = [{ id = "skip", send = "Not booked.", to = "telegram:42" }]
+"#;
+
+fn reply(text: &str, at_ms: i64) -> crate::events::ArrivedMessage {
+    crate::events::ArrivedMessage {
+        id: "m1".into(),
+        platform: "telegram".into(),
+        sender_id: "42".into(),
+        conversation_id: "42".into(),
+        person: None,
+        text: text.into(),
+        at_ms,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_waits_for_the_persons_reply_and_goes_on_with_it() {
+    let harness = harness(&[ASKING]).await;
+    let run = start(&harness, "asking", json!({})).await;
+    while harness.effects.sent().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let now = harness.workflows.clock().now_ms();
+    assert!(harness.workflows.replies().offer(&reply("yes please", now)));
+    ended(&harness.workflows, &run).await;
+    let texts: Vec<String> = harness
+        .effects
+        .sent()
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    assert_eq!(texts, ["Book it?", "Booked."]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_that_never_comes_ends_the_wait_at_its_timeout() {
+    let harness = harness(&[ASKING]).await;
+    let run = start(&harness, "asking", json!({})).await;
+    let (_, records) = ended(&harness.workflows, &run).await;
+    let texts: Vec<String> = harness
+        .effects
+        .sent()
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    assert_eq!(texts, ["Book it?", "Not booked."]);
+    let waited = records.iter().find_map(|record| match record {
+        Record::StepFinished { step, output, .. } if step == "answer" => Some(output.clone()),
+        _ => None,
+    });
+    assert_eq!(waited, Some(json!({"replied": false, "text": ""})));
 }

@@ -19,15 +19,8 @@ pub struct ArrivedMessage {
     /// The linked person, if any (`ada`).
     pub person: Option<String>,
     pub text: String,
-}
-
-impl ArrivedMessage {
-    fn is_from(&self, owner: &str) -> bool {
-        match owner.strip_prefix("person:") {
-            Some(person) => self.person.as_deref() == Some(person),
-            None => owner == format!("{}:{}", self.platform, self.sender_id),
-        }
-    }
+    /// When it arrived (unix ms).
+    pub at_ms: i64,
 }
 
 /// The run's `input.message` and `input.captures` for a match.
@@ -60,7 +53,7 @@ impl Workflows {
     pub async fn message_arrived(&self, message: &ArrivedMessage) -> Vec<String> {
         let mut started = Vec::new();
         for workflow in self.catalog().list() {
-            if !message.is_from(workflow.owner()) {
+            if !crate::replies::is_from(message, workflow.owner()) {
                 continue;
             }
             for (index, trigger) in workflow.triggers().iter().enumerate() {

@@ -10,6 +10,7 @@
 //! - [`engine`]: the interpreter of one run;
 //! - [`run`]: one run as an actor; [`runs`]: the actor that supervises them, and the
 //!   [`runs::Workflows`] handle;
+//! - [`replies`]: runs waiting for a person's reply;
 //! - [`catalog`]: the definitions a node knows;
 //! - [`events`]: runs started by a message that matches a pattern;
 //! - [`schedule`]: triggers, catch-up and missed firings; [`cron`]: cron patterns in a zone;
@@ -29,6 +30,7 @@ pub mod journal;
 pub mod local;
 pub mod metrics;
 pub mod plan;
+pub mod replies;
 pub mod run;
 pub mod runs;
 pub mod schedule;

@@ -21,6 +21,8 @@ pub const MAX_NESTING: usize = 8;
 const MAX_NAME_CHARS: usize = 64;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a `wait_reply` step waits when its `timeout` is not given.
+const DEFAULT_REPLY_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// The default catch-up window of a schedule.
 pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(3600);
 
@@ -103,6 +105,11 @@ pub enum StepKind {
     },
     Wait(Duration),
     Until(Template),
+    /// Wait for a message from `from`, for at most `within`.
+    WaitReply {
+        from: Template,
+        within: Duration,
+    },
     Condition {
         value: Template,
         test: Test,
@@ -147,7 +154,7 @@ pub enum Problem {
     #[error("`{0}` is used by another step")]
     DuplicateId(String),
     #[error(
-        "a step needs exactly one of model, tool, send, wait, until, if, branches, workflow (found {0})"
+        "a step needs exactly one of model, tool, send, wait, until, wait_reply, if, branches, workflow (found {0})"
     )]
     Kind(String),
     #[error("is not allowed on a {0} step")]
@@ -548,6 +555,18 @@ impl Checker {
             "until" => StepKind::Until(
                 self.template(&at("until"), step.until.as_deref().unwrap_or_default())?,
             ),
+            "wait_reply" => StepKind::WaitReply {
+                from: self.template(
+                    &at("wait_reply"),
+                    step.wait_reply.as_deref().unwrap_or_default(),
+                )?,
+                within: step
+                    .timeout
+                    .as_deref()
+                    .map(|text| parse_duration(&at("timeout"), text))
+                    .transpose()?
+                    .unwrap_or(DEFAULT_REPLY_WAIT),
+            },
             "if" => StepKind::Condition {
                 value: self.template(&at("if"), step.condition.as_deref().unwrap_or_default())?,
                 test: test(key, step)?,
@@ -595,6 +614,7 @@ fn kinds_present(step: &StepDefinition) -> Vec<&'static str> {
         ("send", step.send.is_some()),
         ("wait", step.wait.is_some()),
         ("until", step.until.is_some()),
+        ("wait_reply", step.wait_reply.is_some()),
         ("if", step.condition.is_some()),
         ("branches", !step.branches.is_empty()),
         ("workflow", step.workflow.is_some()),
@@ -659,6 +679,15 @@ fn policy(
         StepKind::Send { .. } => 5,
         _ => 0,
     };
+    // A reply's wait is the step's own `timeout` (its output says no reply came), never
+    // an attempt's limit.
+    if matches!(kind, StepKind::WaitReply { .. }) {
+        return Ok(StepPolicy {
+            retries: 0,
+            backoff: DEFAULT_BACKOFF,
+            timeout: None,
+        });
+    }
     let waits = matches!(
         kind,
         StepKind::Wait(_)

@@ -25,6 +25,7 @@ pub struct RunArgs {
     /// The journal so far, beginning with `Started`.
     pub records: Vec<Record>,
     pub effects: Arc<dyn Effects>,
+    pub replies: Arc<crate::replies::ReplyWaiters>,
     pub clock: Clock,
     pub limits: RunLimits,
 }
@@ -193,6 +194,7 @@ async fn drive(args: RunArgs, control: watch::Receiver<Control>) {
         journal,
         records,
         effects,
+        replies,
         clock,
         limits,
     } = args;
@@ -210,6 +212,7 @@ async fn drive(args: RunArgs, control: watch::Receiver<Control>) {
         journal: journal.clone(),
         replayed: Replayed::new(&records),
         effects,
+        replies,
         clock,
         control: control.clone(),
         limits,

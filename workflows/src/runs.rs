@@ -80,6 +80,8 @@ pub struct EngineParts {
     pub catalog: Arc<Catalog>,
     pub store: Arc<dyn WorkflowStore>,
     pub effects: Arc<dyn Effects>,
+    /// The runs waiting for replies (shared with the door that sees messages).
+    pub replies: Arc<crate::replies::ReplyWaiters>,
     pub clock: Clock,
     pub limits: RunLimits,
     pub journal_limit: usize,
@@ -251,6 +253,7 @@ impl RunsState {
             journal: journal.clone(),
             records,
             effects: Arc::clone(&self.parts.effects),
+            replies: Arc::clone(&self.parts.replies),
             clock: self.parts.clock,
             limits: self.parts.limits.clone(),
         };
@@ -333,6 +336,11 @@ impl Workflows {
 
     pub fn store(&self) -> &Arc<dyn WorkflowStore> {
         &self.parts.store
+    }
+
+    /// The runs waiting for replies.
+    pub fn replies(&self) -> &Arc<crate::replies::ReplyWaiters> {
+        &self.parts.replies
     }
 
     pub fn clock(&self) -> Clock {

@@ -98,6 +98,7 @@ async fn scheduled(
         catalog,
         store: store as Arc<dyn WorkflowStore>,
         effects: RecordingEffects::new(),
+        replies: Default::default(),
         clock,
         limits: RunLimits::default(),
         journal_limit: crate::journal::DEFAULT_JOURNAL_LIMIT,

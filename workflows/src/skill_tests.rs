@@ -17,6 +17,7 @@ async fn skill() -> (WorkflowsSkill, tempfile::TempDir) {
         catalog: Arc::new(Catalog::load(dir.path()).unwrap()),
         store: Arc::new(MemoryWorkflowStore::default()) as Arc<dyn WorkflowStore>,
         effects: RecordingEffects::new(),
+        replies: Default::default(),
         clock: Clock::system(),
         limits: RunLimits::default(),
         journal_limit: crate::journal::DEFAULT_JOURNAL_LIMIT,

@@ -232,6 +232,11 @@ impl InboundMessage {
         self.metadata.insert(REPLY_ROUTE_METADATA.to_owned(), route);
     }
 
+    /// Whether a workflow run sent it (its own model turn).
+    pub fn is_from_workflow(&self) -> bool {
+        self.metadata.contains_key(WORKFLOW_RUN_METADATA)
+    }
+
     /// The person the sender is linked to (`troupe.person`), if the door noted one.
     pub fn person(&self) -> Option<&str> {
         self.metadata
@@ -340,6 +345,9 @@ pub struct InboundDraft {
 pub const REPLACES_METADATA: &str = "troupe.replaces";
 /// Metadata key: the person the sender is linked to (set by the server only).
 pub const PERSON_METADATA: &str = "troupe.person";
+/// Metadata key: the message is a workflow run's own model turn, the run's id (set by the
+/// server only): it never starts or answers workflows itself.
+pub const WORKFLOW_RUN_METADATA: &str = "troupe.workflow_run";
 /// Metadata key: the text is what was heard in the message's voice note (set by the
 /// server only).
 pub const VOICE_NOTE_METADATA: &str = "troupe.voice_note";

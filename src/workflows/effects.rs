@@ -2,7 +2,7 @@
 //! idempotency key:
 //!
 //! - a **model turn** is a message from the workflow's owner in the run's own conversation
-//!   (`workflow:<run>`), whose id is the key: the session answers a repeated id from its
+//!   (conversation `<run>`), whose id is the key: the session answers a repeated id from its
 //!   history without a second model call;
 //! - a **tool call** runs through the skill directory with the key as its call id, which an
 //!   HTTP skill also receives as its `Idempotency-Key` header;
@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use troupe_actors::bridge::dispatch::Dispatcher;
 use troupe_actors::bridge::{Delivery, Destination};
 use troupe_actors::ingress::Ingress;
-use troupe_actors::message::{ContentType, InboundMessage, MessageParts, unix_now};
+use troupe_actors::message::{
+    ContentType, InboundMessage, MessageParts, WORKFLOW_RUN_METADATA, unix_now,
+};
 use troupe_actors::provider::ToolCall;
 use troupe_actors::skill::{
     SkillDirectory, SkillErrorCode, SkillSession, TOOL_NAME_SEPARATOR, exposed_tool_name,
@@ -31,7 +33,7 @@ use troupe_workflows::{Effects, StepErrorCode as Code};
 use crate::gateway::Clients;
 
 /// The platform of a run's own conversation (reserved: no client may claim it).
-pub(crate) const WORKFLOW_PLATFORM: &str = troupe_actors::ids::RESERVED_PLATFORMS[2];
+const WORKFLOW_PLATFORM: &str = troupe_actors::ids::RESERVED_PLATFORMS[2];
 
 /// What effects go through, known once the node has started its access paths.
 pub(crate) struct EffectParts {
@@ -88,21 +90,32 @@ fn turn_failed(error: &TurnError) -> StepError {
     StepError::new(code, format!("{}: {}", error.code.as_str(), error.message))
 }
 
-/// The owner as a message's sender: `person:ada` is sender `ada` linked to person `ada`;
-/// `telegram:42` is sender `telegram:42`.
+/// The owner as a message's sender, in the run's own conversation: `person:ada` is sender
+/// `ada` on the `workflow` platform, linked to person `ada`; `telegram:42` is sender `42`
+/// on `telegram`. Either way the turn is the owner's (their budget, tools and memory), and
+/// the message is marked as the run's, so it never reaches workflows itself.
 fn owner_message(request: &ModelRequest) -> Result<InboundMessage, StepError> {
     let person = request.owner.strip_prefix("person:");
+    let (platform, sender) = match (person, request.owner.split_once(':')) {
+        (Some(person), _) => (WORKFLOW_PLATFORM, person),
+        (None, Some((platform, sender))) => (platform, sender),
+        (None, None) => (WORKFLOW_PLATFORM, request.owner.as_str()),
+    };
+    let metadata = std::collections::BTreeMap::from([(
+        WORKFLOW_RUN_METADATA.to_owned(),
+        Value::String(request.conversation.clone()),
+    )]);
     let mut message = InboundMessage::new(MessageParts {
         id: request.key.as_str().to_owned(),
-        platform: WORKFLOW_PLATFORM.to_owned(),
-        sender_id: person.unwrap_or(&request.owner).to_owned(),
+        platform: platform.to_owned(),
+        sender_id: sender.to_owned(),
         conversation_id: request.conversation.clone(),
         content_type: ContentType::Text,
         payload: request.prompt.clone(),
         timestamp: unix_now(),
         reply_to: None,
         attachments: Vec::new(),
-        metadata: Default::default(),
+        metadata,
     })
     .map_err(|error| invalid(format!("the prompt cannot be sent: {error}")))?;
     if let Some(person) = person {

@@ -17,8 +17,6 @@ use troupe_actors::turn::{TurnError, TurnEvent, turn_channel};
 use troupe_workflows::Workflows;
 use troupe_workflows::events::ArrivedMessage;
 
-use super::effects::WORKFLOW_PLATFORM;
-
 /// What a person is told when their message answered a workflow's question.
 const ACKNOWLEDGEMENT: &str = "✓ Got it: your answer went to the workflow that asked.";
 
@@ -69,7 +67,7 @@ impl Ingress for WatchingIngress {
         let catalog = self.workflows.catalog();
         let (watching, awaiting) = (catalog.watches_messages(), catalog.awaits_replies());
         // A run's own model turns never reach workflows.
-        if (!watching && !awaiting) || message.platform() == WORKFLOW_PLATFORM {
+        if (!watching && !awaiting) || message.is_from_workflow() {
             return self.inner.submit(message);
         }
         let arrived = arrived(&message);

@@ -339,7 +339,8 @@ message = "(?i)^brief me about (?P<topic>\\w+)"
 platform = "api"
 [[steps]]
 id = "say"
-model = "topic: {{ input.captures.topic }}"
+# The run's own turn matches the pattern too: it must not start another run.
+model = "brief me about {{ input.captures.topic }} again"
 "#;
 
 async fn put_toml(node: &TroupeProcess, text: &str) {
@@ -458,14 +459,14 @@ async fn a_signed_webhook_and_the_owners_matching_message_start_runs() {
     let run = runs["runs"][0]["run"].as_str().unwrap().to_owned();
     assert_eq!(
         finished_output(&node, "asked", &run).await,
-        json!("topic: rust")
+        json!("brief me about rust again")
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, runs) = get(&node, "/api/v1/workflows/asked/runs").await;
     assert_eq!(
         runs["runs"].as_array().unwrap().len(),
         1,
-        "only the owner's message matches"
+        "only the owner's message matches, and a run's own turn starts nothing"
     );
 }
 

@@ -601,3 +601,22 @@ async fn a_reply_that_never_comes_ends_the_wait_at_its_timeout() {
     });
     assert_eq!(waited, Some(json!({"replied": false, "text": ""})));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_engine_stops_the_runs_the_failed_one_left_and_takes_them_up_once() {
+    let harness = harness(&[WAITING.replace("{{NAP}}", "10s").as_str()]).await;
+    let run = start(&harness, "waiting", json!({})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The engine's actor dies (ractor leaves its run actors running), and is started again
+    // as its supervisor would.
+    let failed = harness.workflows.spawn().await.unwrap();
+    let (summary, _) = ended(&harness.workflows, &run).await;
+    assert_eq!(summary.status, RunStatus::Finished);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        harness.effects.calls(),
+        vec![format!("{run}:after:1")],
+        "the tool after the wait runs once"
+    );
+    failed.stop(None);
+}

@@ -26,6 +26,9 @@ pub struct RunArgs {
     pub records: Vec<Record>,
     pub effects: Arc<dyn Effects>,
     pub replies: Arc<crate::replies::ReplyWaiters>,
+    /// Cancelled when the `Runs` actor that started the run is replaced: the run stops
+    /// where it is, journaling nothing, to be taken up by the new one.
+    pub stop: tokio_util::sync::CancellationToken,
     pub clock: Clock,
     pub limits: RunLimits,
 }
@@ -195,6 +198,7 @@ async fn drive(args: RunArgs, control: watch::Receiver<Control>) {
         records,
         effects,
         replies,
+        stop,
         clock,
         limits,
     } = args;
@@ -254,6 +258,10 @@ async fn drive(args: RunArgs, control: watch::Receiver<Control>) {
             format!("the run passed its deadline of {}", fixed.workflow.definition().deadline.as_deref().unwrap_or_default()),
         ))),
         _ = cancelled.wait_for(|now| *now == Control::Cancel) => None,
+        () = stop.cancelled() => {
+            tracing::info!(run = %run, "the run stops with the engine that ran it; it is taken up again");
+            return;
+        }
     };
     let name = fixed.workflow.name().to_owned();
     match outcome {

@@ -3,11 +3,12 @@
 //! unfinished. [`Workflows`] is the handle the API, the CLI and the scheduler use.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
 use troupe_actors::supervisor::ChildSpec;
 
 use crate::catalog::Catalog;
@@ -101,8 +102,18 @@ pub enum RunsMessage {
     ResumeUnfinished,
 }
 
+/// What the `Runs` actor starts with: the engine, and the token of its incarnation, which
+/// a restarted `Runs` cancels so that runs the failed one left behind stop before they are
+/// taken up again (ractor does not stop a failed actor's children).
+pub struct RunsArgs {
+    parts: EngineParts,
+    incarnation: Arc<Mutex<CancellationToken>>,
+}
+
 pub struct RunsState {
     parts: EngineParts,
+    /// Cancelled when this incarnation is replaced: its runs stop where they are.
+    incarnation: CancellationToken,
     active: HashMap<String, (ActorRef<RunMessage>, RunJournal)>,
 }
 
@@ -111,16 +122,26 @@ pub struct Runs;
 impl Actor for Runs {
     type Msg = RunsMessage;
     type State = RunsState;
-    type Arguments = EngineParts;
+    type Arguments = RunsArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        parts: EngineParts,
+        args: RunsArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let incarnation = CancellationToken::new();
+        let previous = std::mem::replace(
+            &mut *args
+                .incarnation
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            incarnation.clone(),
+        );
+        previous.cancel();
         myself.cast(RunsMessage::ResumeUnfinished)?;
         Ok(RunsState {
-            parts,
+            parts: args.parts,
+            incarnation,
             active: HashMap::new(),
         })
     }
@@ -254,6 +275,7 @@ impl RunsState {
             records,
             effects: Arc::clone(&self.parts.effects),
             replies: Arc::clone(&self.parts.replies),
+            stop: self.incarnation.child_token(),
             clock: self.parts.clock,
             limits: self.parts.limits.clone(),
         };
@@ -289,7 +311,10 @@ impl RunsState {
                     continue;
                 }
             };
-            let Some(replayed) = RunSummary::replayed(&records, &summary.run) else {
+            // A summary written behind its journal: the journal says how the run stands.
+            let Some(replayed) = RunSummary::replayed(&records, &summary.run)
+                .filter(|replayed| !replayed.status.is_over())
+            else {
                 continue;
             };
             let journal = RunJournal::new(
@@ -320,6 +345,7 @@ fn short_id() -> String {
 pub struct Workflows {
     parts: EngineParts,
     runs: Arc<RwLock<Option<ActorRef<RunsMessage>>>>,
+    incarnation: Arc<Mutex<CancellationToken>>,
 }
 
 impl Workflows {
@@ -327,6 +353,7 @@ impl Workflows {
         Self {
             parts,
             runs: Arc::default(),
+            incarnation: Arc::default(),
         }
     }
 
@@ -356,8 +383,7 @@ impl Workflows {
                 let workflows = workflows.clone();
                 Box::pin(async move {
                     let (runs, _) =
-                        Actor::spawn_linked(None, Runs, workflows.parts.clone(), supervisor)
-                            .await?;
+                        Actor::spawn_linked(None, Runs, workflows.args(), supervisor).await?;
                     *workflows
                         .runs
                         .write()
@@ -370,12 +396,19 @@ impl Workflows {
 
     /// Starts the `Runs` actor on its own (tests, and nodes without a supervisor).
     pub async fn spawn(&self) -> Result<ActorRef<RunsMessage>, ActorProcessingErr> {
-        let (runs, _) = Actor::spawn(None, Runs, self.parts.clone()).await?;
+        let (runs, _) = Actor::spawn(None, Runs, self.args()).await?;
         *self
             .runs
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(runs.clone());
         Ok(runs)
+    }
+
+    fn args(&self) -> RunsArgs {
+        RunsArgs {
+            parts: self.parts.clone(),
+            incarnation: Arc::clone(&self.incarnation),
+        }
     }
 
     fn actor(&self) -> Result<ActorRef<RunsMessage>, WorkflowError> {

@@ -35,10 +35,15 @@ impl WorkflowStore for MemoryWorkflowStore {
         record: Vec<u8>,
         summary: &RunSummary,
     ) -> Result<(), JournalError> {
+        // Keyed by (run, seq) like the real stores: a record at a seq that exists replaces it.
         let mut journals = lock(&self.journals);
         let journal = journals.entry(run.to_owned()).or_default();
-        assert_eq!(journal.len(), seq as usize, "records are appended in order");
-        journal.push(record);
+        let seq = seq as usize;
+        if seq < journal.len() {
+            journal[seq] = record;
+        } else {
+            journal.push(record);
+        }
         lock(&self.summaries).insert(run.to_owned(), summary.clone());
         Ok(())
     }

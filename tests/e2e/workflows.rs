@@ -531,3 +531,105 @@ async fn a_run_asks_on_telegram_and_goes_on_with_the_persons_reply() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.texts_to(42).len(), 3, "{:?}", fake.texts_to(42));
 }
+
+/// Due times of `workflow`'s scheduled runs, and of its first trigger's missed firings.
+async fn firings(node: &TroupeProcess, workflow: &str) -> (Vec<i64>, Vec<i64>) {
+    let (_, runs) = get(node, &format!("/api/v1/workflows/{workflow}/runs")).await;
+    let mut ran: Vec<i64> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["cause"]["due_ms"].as_i64().unwrap())
+        .collect();
+    ran.sort_unstable();
+    let (_, listed) = get(node, "/api/v1/workflows").await;
+    let missed = listed["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["name"] == workflow)
+        .map(|entry| {
+            entry["triggers"][0]["missed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|firing| firing["due_ms"].as_i64().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    (ran, missed)
+}
+
+/// Sleeps until unix ms `at`.
+async fn until(at: i64) {
+    let left = at - jiff::Timestamp::now().as_millisecond();
+    tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_across_downtime_catches_up_once_inside_its_window_and_records_a_miss_beyond_it()
+{
+    const EVERY: i64 = 6_000;
+    let mut node = TroupeProcess::start(
+        binary(),
+        "[[providers]]\nname = \"main\"\nkind = \"echo\"\n",
+    )
+    .await
+    .unwrap();
+    // Every 6 s; a firing missed by up to 4 s still runs.
+    put_toml(
+        &node,
+        "name = \"tick\"\nowner = \"person:ada\"\n[[triggers]]\nevery = \"6s\"\ncatch_up = \"4s\"\n[[steps]]\nid = \"a\"\ntool = \"time.now\"\n",
+    )
+    .await;
+    let runs_at_least = |count: usize| {
+        move |runs: &Value| {
+            runs["runs"]
+                .as_array()
+                .is_some_and(|runs| runs.len() >= count)
+        }
+    };
+    got_when(&node, "/api/v1/workflows/tick/runs", runs_at_least(1)).await;
+    let first = firings(&node, "tick").await.0[0];
+
+    // Down across the next firing, back 1 s after it (inside the window): it runs once.
+    until(first + 2_000).await;
+    node.terminate(Duration::from_secs(5)).await.unwrap();
+    until(first + EVERY + 1_000).await;
+    node.restart().await.unwrap();
+    got_when(&node, "/api/v1/workflows/tick/runs", runs_at_least(2)).await;
+    let (ran, missed) = firings(&node, "tick").await;
+    assert_eq!(
+        &ran[..2],
+        [first, first + EVERY],
+        "the missed firing ran once"
+    );
+    assert!(missed.is_empty(), "{missed:?}");
+
+    // Down across the next firing, back 5 s after it (beyond the window): recorded as missed.
+    let second = first + EVERY;
+    until(second + 2_000).await;
+    node.terminate(Duration::from_secs(5)).await.unwrap();
+    until(second + EVERY + 5_000).await;
+    node.restart().await.unwrap();
+    let listed = got_when(&node, "/api/v1/workflows", |listed| {
+        listed["workflows"][0]["triggers"][0]["missed"]
+            .as_array()
+            .is_some_and(|missed| !missed.is_empty())
+    })
+    .await;
+    let missed: Vec<i64> = listed["workflows"][0]["triggers"][0]["missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|firing| firing["due_ms"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        missed,
+        [second + EVERY],
+        "beyond the window: missed, not run"
+    );
+    let (ran, _) = firings(&node, "tick").await;
+    assert!(!ran.contains(&(second + EVERY)), "{ran:?}");
+    assert!(node.log().contains("a scheduled firing was missed"));
+}

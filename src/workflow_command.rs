@@ -17,7 +17,7 @@ pub(crate) async fn run(command: WorkflowCommand, node: &NodeArgs) -> anyhow::Re
     match command {
         WorkflowCommand::List => {
             let listed = request(node, Method::GET, "/api/v1/workflows", None).await?;
-            print!("{}", list_table(&listed));
+            emit(&list_table(&listed))?;
         }
         WorkflowCommand::Show { name } => {
             let shown = request(
@@ -29,8 +29,8 @@ pub(crate) async fn run(command: WorkflowCommand, node: &NodeArgs) -> anyhow::Re
             .await?;
             let definition: troupe_workflows::WorkflowDefinition =
                 serde_json::from_value(shown["workflow"].clone())?;
-            println!("{}", definition.to_toml()?);
-            print!("{}", runs_table(&shown["runs"]));
+            emit(&format!("{}\n", definition.to_toml()?))?;
+            emit(&runs_table(&shown["runs"]))?;
         }
         WorkflowCommand::Add { file } => {
             let text = std::fs::read_to_string(&file)
@@ -38,7 +38,7 @@ pub(crate) async fn run(command: WorkflowCommand, node: &NodeArgs) -> anyhow::Re
             let definition = troupe_workflows::WorkflowDefinition::from_toml(&text)?;
             let body = serde_json::to_value(&definition)?;
             request(node, Method::POST, "/api/v1/workflows", Some(body)).await?;
-            println!("workflow {} saved", definition.name);
+            emit(&format!("workflow {} saved\n", definition.name))?;
         }
         WorkflowCommand::Remove { name } => {
             request(
@@ -48,7 +48,7 @@ pub(crate) async fn run(command: WorkflowCommand, node: &NodeArgs) -> anyhow::Re
                 None,
             )
             .await?;
-            println!("workflow {name} removed");
+            emit(&format!("workflow {name} removed\n"))?;
         }
         WorkflowCommand::Run { name, input, wait } => {
             return start(node, &name, &input, wait).await;
@@ -61,17 +61,30 @@ pub(crate) async fn run(command: WorkflowCommand, node: &NodeArgs) -> anyhow::Re
                 None,
             )
             .await?;
-            print!("{}", runs_table(&runs["runs"]));
+            emit(&runs_table(&runs["runs"]))?;
         }
         WorkflowCommand::Logs { run } => {
             let shown = request(node, Method::GET, &run_path(&run), None).await?;
-            print!("{}", logs(&shown));
+            emit(&logs(&shown))?;
         }
         WorkflowCommand::Cancel { run } => control(node, &run, "cancel").await?,
         WorkflowCommand::Pause { run } => control(node, &run, "pause").await?,
         WorkflowCommand::Resume { run } => control(node, &run, "resume").await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) ends the output quietly.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `/api/v1/workflows/{workflow}/runs/{run}`.
@@ -88,7 +101,10 @@ async fn control(node: &NodeArgs, run: &str, action: &str) -> anyhow::Result<()>
         None,
     )
     .await?;
-    println!("{run}: {}", answer["run"]["status"].as_str().unwrap_or("?"));
+    emit(&format!(
+        "{run}: {}\n",
+        answer["run"]["status"].as_str().unwrap_or("?")
+    ))?;
     Ok(())
 }
 
@@ -124,7 +140,7 @@ async fn start(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    println!("{run}");
+    emit(&format!("{run}\n"))?;
     if !wait {
         return Ok(ExitCode::SUCCESS);
     }
@@ -132,7 +148,7 @@ async fn start(
         let shown = request(node, Method::GET, &run_path(&run), None).await?;
         let status = shown["run"]["status"].as_str().unwrap_or("running");
         if !matches!(status, "running" | "paused") {
-            print!("{}", logs(&shown));
+            emit(&logs(&shown))?;
             return Ok(if status == "finished" {
                 ExitCode::SUCCESS
             } else {
@@ -238,7 +254,7 @@ fn runs_table(runs: &Value) -> String {
 fn logs(shown: &Value) -> String {
     let run = &shown["run"];
     let mut out = format!(
-        "{} ({}), started {}\n",
+        "{} ({}), started {} UTC\n",
         run["run"].as_str().unwrap_or_default(),
         run["status"].as_str().unwrap_or_default(),
         time(run["started_ms"].as_i64())
@@ -266,10 +282,15 @@ fn logs(shown: &Value) -> String {
         .and_then(|journal| journal.last())
     {
         match end.get("type").and_then(Value::as_str) {
-            Some("finished") => out.push_str(&format!(
-                "output: {}\n",
-                end.get("output").unwrap_or(&Value::Null)
-            )),
+            Some("finished") => {
+                // Text as it is; anything else as JSON.
+                let output = match end.get("output") {
+                    Some(Value::String(text)) => text.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                out.push_str(&format!("output: {output}\n"));
+            }
             Some("failed") => out.push_str(&format!(
                 "failed: {}\n",
                 end.get("error")

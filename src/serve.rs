@@ -369,7 +369,7 @@ pub(crate) async fn serve(
             .context("serving the cluster's shards")?;
     }
     if let Some(workflows) = &workflows {
-        crate::workflows::run_schedules(workflows, cluster.as_ref(), &shutdown);
+        crate::workflows::run_schedules(&config, workflows, cluster.as_ref(), &shutdown);
     }
     let memory_watch = crate::memory::spawn_watch(crate::memory::SAMPLE_PERIOD);
     announce(&config, &source, &node, notice.as_deref(), process_start);

@@ -626,6 +626,7 @@ fn workflow_limits_out_of_range_name_their_key() {
     for (entry, key) in [
         ("journal_limit_bytes = 10", "workflows.journal_limit_bytes"),
         ("max_steps_per_run = 0", "workflows.max_steps_per_run"),
+        ("keep_runs_days = 0", "workflows.keep_runs_days"),
         ("test_hold = \"during:a\"", "workflows.test_hold"),
     ] {
         let config = TroupeConfig::parse(&format!("[workflows]\n{entry}\n")).unwrap();

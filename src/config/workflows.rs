@@ -20,6 +20,9 @@ pub(crate) struct WorkflowsConfig {
     /// run with `too_many_steps`.
     #[serde(default = "default_max_steps_per_run")]
     pub(crate) max_steps_per_run: u32,
+    /// Runs that ended this many days ago are deleted with their journals.
+    #[serde(default = "default_keep_runs_days")]
+    pub(crate) keep_runs_days: u32,
     /// For crash tests only: hold every run at this point (`before:<step>`,
     /// `after:<step>`, `finished:<step>`) so a test can kill the node there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,12 +41,17 @@ const fn default_max_steps_per_run() -> u32 {
     1000
 }
 
+const fn default_keep_runs_days() -> u32 {
+    30
+}
+
 impl Default for WorkflowsConfig {
     fn default() -> Self {
         Self {
             enabled: default_enabled(),
             journal_limit_bytes: default_journal_limit_bytes(),
             max_steps_per_run: default_max_steps_per_run(),
+            keep_runs_days: default_keep_runs_days(),
             test_hold: None,
         }
     }
@@ -60,6 +68,12 @@ impl WorkflowsConfig {
         if self.max_steps_per_run == 0 {
             return Err(invalid("workflows.max_steps_per_run", "must be at least 1"));
         }
+        if !(1..=3650).contains(&self.keep_runs_days) {
+            return Err(invalid(
+                "workflows.keep_runs_days",
+                "must be from 1 to 3650",
+            ));
+        }
         if let Some(hold) = &self.test_hold {
             let point = hold.split_once(':').map(|(point, _)| point);
             if !matches!(point, Some("before" | "after" | "finished")) {
@@ -70,6 +84,11 @@ impl WorkflowsConfig {
             }
         }
         Ok(())
+    }
+
+    /// How long an ended run is kept.
+    pub(crate) fn keep_runs(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.keep_runs_days) * 86_400)
     }
 
     pub(crate) fn limits(&self) -> RunLimits {

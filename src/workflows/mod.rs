@@ -55,12 +55,19 @@ impl Prepared {
 }
 
 /// Fires the schedules: on a single node until `shutdown`; in a cluster as the singleton
-/// `workflow-scheduler`, which moves to another node when its node dies.
+/// `workflow-scheduler`, which moves to another node when its node dies. Deletes, hourly,
+/// the runs that ended longer than `[workflows] keep_runs_days` ago.
 pub(crate) fn run_schedules(
+    config: &Config,
     workflows: &Workflows,
     cluster: Option<&troupe_cluster::ClusterNode>,
     shutdown: &CancellationToken,
 ) {
+    let pruning = workflows.clone();
+    tokio::spawn({
+        let (keep, stop) = (config.workflows.keep_runs(), shutdown.clone());
+        async move { pruning.prune_ended(keep, stop).await }
+    });
     match cluster {
         Some(cluster) => {
             let workflows = workflows.clone();

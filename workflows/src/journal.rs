@@ -202,6 +202,9 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// The schedule state of `key` (`<workflow>`).
     async fn schedule(&self, key: &str) -> Result<ScheduleState, JournalError>;
     async fn set_schedule(&self, key: &str, state: &ScheduleState) -> Result<(), JournalError>;
+    /// Deletes the journals and summaries of runs that ended before `before_ms`; answers
+    /// how many.
+    async fn prune(&self, before_ms: i64) -> Result<usize, JournalError>;
 }
 
 /// One run's journal, appended by that run only. Cheap to clone.

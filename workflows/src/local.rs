@@ -144,6 +144,35 @@ impl WorkflowStore for LocalWorkflowStore {
         .await
     }
 
+    async fn prune(&self, before_ms: i64) -> Result<usize, JournalError> {
+        self.blocking(false, 0, move |database| {
+            let transaction = database.begin_write().map_err(failed)?;
+            let pruned = {
+                let mut runs = transaction.open_table(RUNS).map_err(failed)?;
+                let mut ended = Vec::new();
+                for entry in runs.iter().map_err(failed)? {
+                    let (key, value) = entry.map_err(failed)?;
+                    let summary: RunSummary =
+                        serde_json::from_slice(value.value()).map_err(JournalError::Corrupt)?;
+                    if summary.status.is_over() && summary.updated_ms < before_ms {
+                        ended.push(key.value().to_owned());
+                    }
+                }
+                let mut journal = transaction.open_table(JOURNAL).map_err(failed)?;
+                for run in &ended {
+                    runs.remove(run.as_str()).map_err(failed)?;
+                    journal
+                        .retain_in((run.as_str(), 0)..=(run.as_str(), u32::MAX), |_, _| false)
+                        .map_err(failed)?;
+                }
+                ended.len()
+            };
+            transaction.commit().map_err(failed)?;
+            Ok(pruned)
+        })
+        .await
+    }
+
     async fn set_schedule(&self, key: &str, state: &ScheduleState) -> Result<(), JournalError> {
         let key = key.to_owned();
         let bytes = serde_json::to_vec(state).map_err(JournalError::Corrupt)?;
@@ -158,5 +187,75 @@ impl WorkflowStore for LocalWorkflowStore {
             transaction.commit().map_err(failed)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::journal::{Cause, RunJournal, RunStatus};
+
+    async fn run(store: &std::sync::Arc<LocalWorkflowStore>, id: &str, at: i64, ends: bool) {
+        let summary = RunSummary::starting(id, "w", Cause::Manual { by: "t".into() }, at);
+        let journal = RunJournal::new(
+            std::sync::Arc::clone(store) as std::sync::Arc<dyn WorkflowStore>,
+            summary,
+            crate::journal::DEFAULT_JOURNAL_LIMIT,
+        );
+        let started = Record::Started {
+            workflow: "w".into(),
+            input: serde_json::Map::new(),
+            cause: Cause::Manual { by: "t".into() },
+            definitions: Vec::new(),
+            at,
+        };
+        journal.append(&started).await.unwrap();
+        if ends {
+            let end = Record::Finished {
+                at,
+                output: json!(1),
+            };
+            journal.append(&end).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn records_and_summaries_survive_a_reopen_and_old_ended_runs_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(LocalWorkflowStore::open(dir.path()));
+        assert!(
+            store.summaries().await.unwrap().is_empty(),
+            "nothing, and no file yet"
+        );
+        assert!(!dir.path().join("workflows.redb").exists());
+        run(&store, "w.old", 1_000, true).await;
+        run(&store, "w.going", 1_000, false).await;
+        run(&store, "w.new", 9_000, true).await;
+        drop(store);
+
+        let store = LocalWorkflowStore::open(dir.path());
+        assert_eq!(store.records("w.old").await.unwrap().len(), 2);
+        assert_eq!(store.summaries().await.unwrap().len(), 3);
+        assert_eq!(store.prune(5_000).await.unwrap(), 1);
+        assert!(store.records("w.old").await.unwrap().is_empty());
+        let mut left: Vec<(String, RunStatus)> = store
+            .summaries()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|summary| (summary.run, summary.status))
+            .collect();
+        left.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            left,
+            [
+                ("w.going".into(), RunStatus::Running),
+                ("w.new".into(), RunStatus::Finished)
+            ],
+            "a run still going is kept however old"
+        );
+        assert_eq!(store.records("w.new").await.unwrap().len(), 2);
     }
 }

@@ -455,6 +455,27 @@ impl Workflows {
         Ok(summaries)
     }
 
+    /// Deletes, every hour until `stop`, the runs that ended more than `keep` ago.
+    pub async fn prune_ended(&self, keep: std::time::Duration, stop: CancellationToken) {
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2);
+        loop {
+            let before = self.parts.clock.now_ms() - keep_ms;
+            match self.parts.store.prune(before).await {
+                Ok(0) => {}
+                Ok(pruned) => {
+                    tracing::info!(pruned, "deleted the journals of runs that ended long ago")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not delete old workflow runs; tried again in an hour")
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            }
+        }
+    }
+
     /// A run's summary and its journal.
     pub async fn run(&self, run: &str) -> Result<(RunSummary, Vec<Record>), WorkflowError> {
         let records = self.parts.store.records(run).await?;

@@ -68,6 +68,21 @@ impl WorkflowStore for MemoryWorkflowStore {
         Ok(lock(&self.schedules).get(key).cloned().unwrap_or_default())
     }
 
+    async fn prune(&self, before_ms: i64) -> Result<usize, JournalError> {
+        let mut summaries = lock(&self.summaries);
+        let ended: Vec<String> = summaries
+            .values()
+            .filter(|summary| summary.status.is_over() && summary.updated_ms < before_ms)
+            .map(|summary| summary.run.clone())
+            .collect();
+        let mut journals = lock(&self.journals);
+        for run in &ended {
+            summaries.remove(run);
+            journals.remove(run);
+        }
+        Ok(ended.len())
+    }
+
     async fn set_schedule(&self, key: &str, state: &ScheduleState) -> Result<(), JournalError> {
         lock(&self.schedules).insert(key.to_owned(), state.clone());
         Ok(())

@@ -30,7 +30,8 @@ pub(crate) fn prepare(config: &Config) -> anyhow::Result<Option<Prepared>> {
     }
     let dir = config.storage.data_dir.join("workflows");
     let catalog = Catalog::load(&dir).with_context(|| format!("reading {}", dir.display()))?;
-    let local = LocalWorkflowStore::open(&config.storage.data_dir);
+    let local = LocalWorkflowStore::open(&config.storage.data_dir)
+        .context("starting the workflow store's writer")?;
     let disk = Some(local.storage().clone());
     Ok(Some(Prepared {
         catalog: Arc::new(catalog),

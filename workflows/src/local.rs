@@ -1,10 +1,12 @@
 //! The workflow store of a single node: `workflows.redb` in the data directory, opened on
-//! first use. Every append is one durable (fsync'd) transaction holding the record and the
-//! run's new summary together.
+//! first use. An append puts the record and the run's new summary in one durable (fsync'd)
+//! transaction; the appends of runs going on at once share their transactions (group
+//! commit, on the store's own writer thread).
 
 use std::path::Path;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use troupe_actors::group_commit::{GroupCommit, Write, WriteError};
 use troupe_actors::storage::Storage;
 
 use crate::journal::{JournalError, Record, RunSummary, ScheduleState, WorkflowStore};
@@ -15,11 +17,34 @@ const RUNS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("workflow_ru
 const SCHEDULES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("workflow_schedules_v1");
 /// redb's page cache: journals are read once, when a run resumes or is shown.
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// Most appends folded into one transaction.
+const MAX_APPENDS_PER_COMMIT: usize = 256;
+
+/// One journal record and the run's summary after it.
+struct Append {
+    run: String,
+    seq: u32,
+    record: Vec<u8>,
+    summary: Vec<u8>,
+}
+
+impl Write for Append {
+    type Output = ();
+
+    fn apply(&self, transaction: &WriteTransaction) -> Result<(), WriteError> {
+        let mut journal = transaction.open_table(JOURNAL)?;
+        journal.insert((self.run.as_str(), self.seq), self.record.as_slice())?;
+        let mut runs = transaction.open_table(RUNS)?;
+        runs.insert(self.run.as_str(), self.summary.as_slice())?;
+        Ok(())
+    }
+}
 
 /// `workflows.redb`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct LocalWorkflowStore {
     storage: Storage,
+    writer: GroupCommit<Append>,
 }
 
 fn prepare(transaction: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -33,16 +58,17 @@ fn failed(error: impl std::error::Error + Send + Sync + 'static) -> JournalError
 }
 
 impl LocalWorkflowStore {
-    /// The store in `data_dir` (the file is created with the first write).
-    pub fn open(data_dir: &Path) -> Self {
-        Self {
-            storage: Storage::lazy(
-                "workflows",
-                &data_dir.join("workflows.redb"),
-                CACHE_BYTES,
-                prepare,
-            ),
-        }
+    /// The store in `data_dir` (the file is created with the first write), with its
+    /// writer thread.
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let storage = Storage::lazy(
+            "workflows",
+            &data_dir.join("workflows.redb"),
+            CACHE_BYTES,
+            prepare,
+        );
+        let writer = GroupCommit::start("workflows", storage.clone(), MAX_APPENDS_PER_COMMIT)?;
+        Ok(Self { storage, writer })
     }
 
     /// The store's database, for health reports next to the other stores.
@@ -80,22 +106,13 @@ impl WorkflowStore for LocalWorkflowStore {
         record: Vec<u8>,
         summary: &RunSummary,
     ) -> Result<(), JournalError> {
-        let run = run.to_owned();
-        let summary = serde_json::to_vec(summary).map_err(JournalError::Corrupt)?;
-        self.blocking(true, (), move |database| {
-            let transaction = database.begin_write().map_err(failed)?;
-            {
-                let mut journal = transaction.open_table(JOURNAL).map_err(failed)?;
-                journal
-                    .insert((run.as_str(), seq), record.as_slice())
-                    .map_err(failed)?;
-                let mut runs = transaction.open_table(RUNS).map_err(failed)?;
-                runs.insert(run.as_str(), summary.as_slice())
-                    .map_err(failed)?;
-            }
-            transaction.commit().map_err(failed)
-        })
-        .await
+        let append = Append {
+            run: run.to_owned(),
+            seq,
+            record,
+            summary: serde_json::to_vec(summary).map_err(JournalError::Corrupt)?,
+        };
+        self.writer.submit(append).await.map_err(failed)
     }
 
     async fn records(&self, run: &str) -> Result<Vec<Record>, JournalError> {
@@ -224,7 +241,7 @@ mod tests {
     #[tokio::test]
     async fn records_and_summaries_survive_a_reopen_and_old_ended_runs_are_pruned() {
         let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(LocalWorkflowStore::open(dir.path()));
+        let store = std::sync::Arc::new(LocalWorkflowStore::open(dir.path()).unwrap());
         assert!(
             store.summaries().await.unwrap().is_empty(),
             "nothing, and no file yet"
@@ -235,7 +252,7 @@ mod tests {
         run(&store, "w.new", 9_000, true).await;
         drop(store);
 
-        let store = LocalWorkflowStore::open(dir.path());
+        let store = LocalWorkflowStore::open(dir.path()).unwrap();
         assert_eq!(store.records("w.old").await.unwrap().len(), 2);
         assert_eq!(store.summaries().await.unwrap().len(), 3);
         assert_eq!(store.prune(5_000).await.unwrap(), 1);

@@ -114,6 +114,38 @@ struct CanvasView {
     connections: f64,
 }
 
+/// The workflow engine, from its metrics (no store is read): `None` where workflows are off.
+#[derive(Debug, Serialize)]
+struct WorkflowsView {
+    active: f64,
+    started: f64,
+    finished: f64,
+    failed: f64,
+    cancelled: f64,
+    resumed: f64,
+    retried: f64,
+    missed: f64,
+    /// Runs started per second, lately.
+    started_per_sec: f64,
+}
+
+fn workflows(state: &AppState, now: &Readings, then: &Readings) -> Option<WorkflowsView> {
+    use troupe_workflows::metrics as names;
+    state.workflows.as_ref()?;
+    let ended = |status: &str| now.total(names::RUNS_ENDED, &[("status", status)]);
+    Some(WorkflowsView {
+        active: now.total(names::RUNS_ACTIVE, &[]),
+        started: now.total(names::RUNS_STARTED, &[]),
+        finished: ended("finished"),
+        failed: ended("failed"),
+        cancelled: ended("cancelled"),
+        resumed: now.total(names::RUNS_RESUMED, &[]),
+        retried: now.total(names::STEP_RETRIES, &[]),
+        missed: now.total(names::SCHEDULE_MISSED, &[]),
+        started_per_sec: rate(now, then, names::RUNS_STARTED, &[]),
+    })
+}
+
 /// Token use and cost: today (UTC) and the last seven days, by each grouping, and per day.
 #[derive(Debug, Serialize)]
 struct UsageView {
@@ -134,6 +166,7 @@ pub(super) struct Overview {
     skills: Vec<SkillStatus>,
     providers: Vec<ProviderView>,
     canvas: CanvasView,
+    workflows: Option<WorkflowsView>,
     models: Value,
     supervision: Vec<ChildView>,
     failed_turns: Vec<FailedTurn>,
@@ -299,6 +332,7 @@ pub(super) async fn build(state: &AppState, window: &mut Window) -> Option<Overv
             rooms_open: now.total(troupe_canvas::metrics::ROOMS_OPEN, &[]),
             connections: now.total(troupe_canvas::metrics::CONNECTIONS, &[]),
         },
+        workflows: workflows(state, now, then),
         models: state.models.status(),
         supervision,
         failed_turns: state.node.failed_turns(),

@@ -260,6 +260,22 @@ function drawTree(children) {
   $("tree").replaceChildren(root);
 }
 
+function drawWorkflows(workflows) {
+  const box = $("workflows");
+  if (!workflows) {
+    box.replaceChildren(element("p", "Workflows are off on this node.", "muted"));
+    return;
+  }
+  const figures = element("table");
+  table(figures, ["Running", "Finished", "Failed", "Cancelled", "Resumed", "Retries", "Missed firings"],
+    [[number(workflows.active), number(workflows.finished),
+      workflows.failed > 0 ? badge(number(workflows.failed), "bad") : number(workflows.failed),
+      number(workflows.cancelled), number(workflows.resumed), number(workflows.retried),
+      workflows.missed > 0 ? badge(number(workflows.missed), "bad") : number(workflows.missed)]], "");
+  box.replaceChildren(figures,
+    element("p", `${number(workflows.started)} runs started since the node started · ${number(workflows.started_per_sec, 2)}/s lately. Each run step by step: troupe workflow logs <run>, or GET /api/v1/workflows/{name}/runs/{run}.`, "muted"));
+}
+
 function drawCanvas(overview) {
   const box = $("canvas");
   box.replaceChildren(element("p", `${number(overview.canvas.rooms_open)} canvas rooms open, ${number(overview.canvas.connections)} connections`));
@@ -304,6 +320,7 @@ function draw(overview) {
   drawSkills(overview.skills);
   drawCluster(overview.cluster);
   drawTree(overview.supervision);
+  drawWorkflows(overview.workflows);
   drawCanvas(overview);
   drawFailed(overview.failed_turns, node.trace_url);
 }

@@ -22,7 +22,8 @@ use troupe_actors::message::{
 };
 use troupe_actors::provider::ToolCall;
 use troupe_actors::skill::{
-    SkillDirectory, SkillErrorCode, SkillSession, TOOL_NAME_SEPARATOR, exposed_tool_name,
+    SkillDirectory, SkillErrorCode, SkillSession, SkillState, TOOL_NAME_SEPARATOR,
+    exposed_tool_name,
 };
 use troupe_actors::turn::{ErrorCode, TurnError, TurnEvent};
 use troupe_workflows::effects::{
@@ -126,6 +127,22 @@ fn owner_message(request: &ModelRequest) -> Result<InboundMessage, StepError> {
     Ok(message)
 }
 
+/// Whether `skill` can take calls now. A run taken up at start waits for the node's skills
+/// to read their manifests; a skill that cannot be reached now fails the attempt in a way
+/// that is tried again, one that does not exist or is disabled fails the step.
+async fn ready(skills: &SkillDirectory, skill: &str) -> Result<(), StepError> {
+    skills.until_started().await;
+    match skills.state(skill) {
+        Some(SkillState::Available) => Ok(()),
+        Some(SkillState::Starting | SkillState::Unavailable) => Err(StepError::new(
+            Code::Failed,
+            format!("the skill `{skill}` cannot be reached now"),
+        )),
+        Some(SkillState::Disabled) => Err(invalid(format!("the skill `{skill}` is disabled"))),
+        None => Err(invalid(format!("there is no skill `{skill}`"))),
+    }
+}
+
 #[async_trait::async_trait]
 impl Effects for NodeEffects {
     async fn model(&self, request: ModelRequest) -> Result<Value, StepError> {
@@ -180,6 +197,7 @@ impl Effects for NodeEffects {
             reply_route: None,
         };
         let skills = &self.parts()?.skills;
+        ready(skills, skill).await?;
         let prepared = skills.prepare(&call, &session).map_err(|error| {
             invalid(format!(
                 "{} ({}): {}",

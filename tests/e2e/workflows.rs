@@ -45,7 +45,12 @@ impl ReportsSkill {
                     "/manifest",
                     axum::routing::get(move || {
                         let manifest = manifest.clone();
-                        async move { axum::Json(manifest) }
+                        // Slow to start, as a service may be: a run taken up when the node
+                        // starts must wait for it rather than fail.
+                        async move {
+                            tokio::time::sleep(Duration::from_millis(700)).await;
+                            axum::Json(manifest)
+                        }
                     }),
                 )
                 .route(
@@ -268,6 +273,7 @@ async fn bad_definitions_and_unknown_runs_get_clear_errors() {
 /// Kills the node at `point` of a run, restarts it without the hold, and checks the run
 /// finishes with every effect done once.
 async fn killed_at(point: &str) {
+    eprintln!("kill -9 at {point}");
     let fake = FakeTelegram::start(TOKEN).await;
     let (skill, skill_url) = ReportsSkill::start().await;
     let mut node = node(&config(&fake, &skill_url, Some(point))).await;

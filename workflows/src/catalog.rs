@@ -29,6 +29,8 @@ pub enum CatalogError {
     InUse { name: String, by: String },
     #[error("the workflows directory could not be written: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the workflow cannot be kept as TOML (TOML has no null): {0}")]
+    NotToml(#[source] toml::ser::Error),
 }
 
 /// A file that was not loaded, and why.
@@ -197,7 +199,7 @@ impl Catalog {
         let text = workflow
             .definition()
             .to_toml()
-            .map_err(|error| std::io::Error::other(error.to_string()))?;
+            .map_err(CatalogError::NotToml)?;
         let (path, temporary) = (
             self.dir.join(format!("{name}.toml")),
             self.dir.join(format!(".{name}.toml.new")),
@@ -294,4 +296,66 @@ fn check_references(all: &BTreeMap<String, Workflow>, name: &str) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(text: &str) -> WorkflowDefinition {
+        WorkflowDefinition::from_toml(text).unwrap()
+    }
+
+    const CHILD: &str =
+        "name = \"child\"\nowner = \"person:ada\"\n[[steps]]\nid = \"a\"\nwait = \"1s\"\n";
+    const PARENT: &str =
+        "name = \"parent\"\nowner = \"person:ada\"\n[[steps]]\nid = \"c\"\nworkflow = \"child\"\n";
+
+    #[tokio::test]
+    async fn definitions_are_kept_as_files_and_a_bad_file_is_listed_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::load(dir.path()).unwrap();
+        assert!(matches!(
+            catalog.put(definition(PARENT)).await,
+            Err(CatalogError::MissingSubWorkflow { .. })
+        ));
+        assert!(!catalog.put(definition(CHILD)).await.unwrap(), "new");
+        assert!(!catalog.put(definition(PARENT)).await.unwrap());
+        assert!(matches!(
+            catalog.remove("child").await,
+            Err(CatalogError::InUse { .. })
+        ));
+        std::fs::write(dir.path().join("broken.toml"), "name = \"broken\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("elsewhere.toml"),
+            CHILD.replace("\"child\"", "\"other\""),
+        )
+        .unwrap();
+
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let names: Vec<String> = catalog
+            .list()
+            .iter()
+            .map(|workflow| workflow.name().to_owned())
+            .collect();
+        assert_eq!(names, ["child", "parent"]);
+        let unloaded = catalog.unloaded();
+        assert_eq!(catalog.unloaded().len(), 2, "{unloaded:?}");
+        assert_eq!(catalog.closure("parent").unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_definition_toml_cannot_hold_is_refused_as_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let mut child = definition(CHILD);
+        child
+            .input
+            .insert("nothing".into(), serde_json::Value::Null);
+        assert!(matches!(
+            catalog.put(child).await,
+            Err(CatalogError::NotToml(_))
+        ));
+        assert!(catalog.list().is_empty());
+    }
 }

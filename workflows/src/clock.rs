@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// `duration` in milliseconds, saturating far beyond any time a workflow names.
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
 /// Unix milliseconds now, and sleeping until a wall-clock time.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {

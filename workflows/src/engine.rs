@@ -16,7 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, millis};
 use crate::effects::{
     Effects, IdempotencyKey, ModelRequest, OutgoingMessage, Recipient, StepError, StepErrorCode,
     ToolRequest,
@@ -233,7 +233,7 @@ impl RunContext {
                             .backoff
                             .saturating_mul(1 << (attempt - 1).min(16))
                             .min(MAX_BACKOFF);
-                        self.clock.now_ms() + i64::try_from(backoff.as_millis()).unwrap_or(0)
+                        self.clock.now_ms() + millis(backoff)
                     });
                     self.journal
                         .append(&Record::StepFailed {
@@ -259,12 +259,10 @@ impl RunContext {
     /// When a wait step's attempt ends (fixed when it begins, so a replay keeps it).
     fn due(&self, step: &Step, scope: &Scope) -> Result<Option<i64>, StepError> {
         Ok(match &step.kind {
-            StepKind::WaitReply { within, .. } => Some(
-                self.clock.now_ms() + i64::try_from(within.as_millis()).unwrap_or(i64::MAX / 2),
-            ),
-            StepKind::Wait(duration) => Some(
-                self.clock.now_ms() + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2),
-            ),
+            StepKind::Wait(duration)
+            | StepKind::WaitReply {
+                within: duration, ..
+            } => Some(self.clock.now_ms() + millis(*duration)),
             StepKind::Until(template) => {
                 let text = template.render_text(scope).map_err(template_failed)?;
                 let at: jiff::Timestamp = text.trim().parse().map_err(|error| {
@@ -345,7 +343,7 @@ impl RunContext {
             StepKind::WaitReply { from, within } => {
                 let who = from.render_text(scope).map_err(template_failed)?;
                 let due = due.unwrap_or_else(|| self.clock.now_ms());
-                let since = due - i64::try_from(within.as_millis()).unwrap_or(0);
+                let since = due - millis(*within);
                 Ok(
                     match self.replies.wait(&who, since, due, &self.clock).await {
                         Some(reply) => json!({"replied": true, "text": reply.text,

@@ -74,7 +74,7 @@ impl ReplyWaiters {
                 return true;
             }
         }
-        let oldest = message.at_ms - i64::try_from(KEPT_FOR.as_millis()).unwrap_or(0);
+        let oldest = message.at_ms - crate::clock::millis(KEPT_FOR);
         state.recent.retain(|kept| kept.at_ms >= oldest);
         if state.recent.len() == KEPT_MOST {
             state.recent.pop_front();

@@ -244,7 +244,7 @@ async fn drive(args: RunArgs, control: watch::Receiver<Control>) {
     let deadline = fixed
         .workflow
         .deadline()
-        .map(|limit| fixed.started_at + i64::try_from(limit.as_millis()).unwrap_or(i64::MAX / 2));
+        .map(|limit| fixed.started_at + crate::clock::millis(limit));
     let mut cancelled = control.clone();
     let outcome = tokio::select! {
         outcome = context.workflow(&fixed.workflow, scope, String::new(), 0) => Some(outcome),

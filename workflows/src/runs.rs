@@ -457,7 +457,7 @@ impl Workflows {
 
     /// Deletes, every hour until `stop`, the runs that ended more than `keep` ago.
     pub async fn prune_ended(&self, keep: std::time::Duration, stop: CancellationToken) {
-        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2);
+        let keep_ms = crate::clock::millis(keep);
         loop {
             let before = self.parts.clock.now_ms() - keep_ms;
             match self.parts.store.prune(before).await {

@@ -5,11 +5,12 @@
 //! firing still inside the trigger's `catch_up` window runs once; every other missed firing
 //! is recorded as missed (shown by `GET /api/v1/workflows` and logged).
 
-use std::time::Duration;
+use std::collections::HashMap;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::millis;
 use crate::journal::{Cause, MissedFiring, ScheduleState};
 use crate::metrics as names;
 use crate::plan::{Trigger, When, Workflow};
@@ -21,10 +22,6 @@ const MISSED_KEPT: usize = 100;
 const MOST_FIRINGS: usize = 10_000;
 /// The longest the scheduler sleeps without looking again.
 const LOOK_AGAIN_MS: i64 = 60_000;
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
-}
 
 /// The first firing of `trigger` after `after_ms`.
 pub fn next_due(trigger: &Trigger, after_ms: i64) -> Option<i64> {
@@ -143,8 +140,11 @@ pub async fn report(workflows: &Workflows, workflow: &Workflow) -> Vec<TriggerRe
 /// Fires the schedules of every workflow until `stop` is cancelled. In a cluster only the
 /// node holding the scheduler singleton runs it.
 pub async fn run_scheduler(workflows: Workflows, stop: CancellationToken) {
+    // The scheduler is the only writer of schedule states: each is read from the store
+    // once, then kept here as written.
+    let mut states = HashMap::new();
     loop {
-        let wake = tick(&workflows).await;
+        let wake = tick(&workflows, &mut states).await;
         let clock = workflows.clock();
         tokio::select! {
             () = stop.cancelled() => return,
@@ -155,13 +155,13 @@ pub async fn run_scheduler(workflows: Workflows, stop: CancellationToken) {
 }
 
 /// Handles every due firing; answers when to look again.
-async fn tick(workflows: &Workflows) -> i64 {
+async fn tick(workflows: &Workflows, states: &mut HashMap<String, ScheduleState>) -> i64 {
     let now = workflows.clock().now_ms();
     let mut wake = now + LOOK_AGAIN_MS;
     for workflow in workflows.catalog().list() {
         let timed = workflow.triggers().iter().enumerate();
         for (index, trigger) in timed.filter(|(_, trigger)| trigger.when.is_timed()) {
-            match handle_trigger(workflows, &workflow, index, trigger, now).await {
+            match handle_trigger(workflows, states, &workflow, index, trigger, now).await {
                 Ok(Some(next)) => wake = wake.min(next),
                 Ok(None) => {}
                 // Looked at again soon; the firing is not lost.
@@ -177,13 +177,17 @@ async fn tick(workflows: &Workflows) -> i64 {
 
 async fn handle_trigger(
     workflows: &Workflows,
+    states: &mut HashMap<String, ScheduleState>,
     workflow: &Workflow,
     index: usize,
     trigger: &Trigger,
     now: i64,
 ) -> Result<Option<i64>, crate::runs::WorkflowError> {
     let key = schedule_key(workflow.name(), index);
-    let mut state: ScheduleState = workflows.store().schedule(&key).await?;
+    let mut state = match states.get(&key) {
+        Some(kept) => kept.clone(),
+        None => workflows.store().schedule(&key).await?,
+    };
     let decision = decide(trigger, state.last_due_ms, now);
     if let Some(due) = decision.fire {
         workflows
@@ -221,6 +225,7 @@ async fn handle_trigger(
         state.last_due_ms = decision.last_due;
         workflows.store().set_schedule(&key, &state).await?;
     }
+    states.insert(key, state);
     Ok(decision.last_due.and_then(|last| next_due(trigger, last)))
 }
 

@@ -145,11 +145,19 @@ pub(crate) async fn serve(
     let workflow_effects = Arc::new(crate::workflows::effects::NodeEffects::new(
         config.assistant.turn_timeout(),
     ));
-    let workflows = crate::workflows::prepare(&config)?.map(|parts| {
-        let engine = parts.engine(&config, Arc::clone(&workflow_effects) as _);
-        (engine, parts.disk)
-    });
-    let (workflows, workflow_disk) = workflows.unzip();
+    let prepared_workflows = crate::workflows::prepare(&config, cluster.as_ref()).await?;
+    let workflows = prepared_workflows
+        .as_ref()
+        .map(|parts| parts.engine(&config, Arc::clone(&workflow_effects) as _));
+    if let Some((claims, node)) = prepared_workflows
+        .as_ref()
+        .and_then(|parts| parts.send_claims.clone())
+    {
+        workflow_effects.claim_sends(claims, &node);
+    }
+    let workflow_disk = prepared_workflows
+        .as_ref()
+        .and_then(|parts| parts.disk.clone());
     let builtin_context = BuiltinContext {
         store: Arc::clone(&store),
         reminders: Arc::clone(&reminders),
@@ -235,7 +243,7 @@ pub(crate) async fn serve(
         .chain(canvas_disk)
         .chain(memory_disk.flatten())
         .chain(usage.1)
-        .chain(workflow_disk.flatten())
+        .chain(workflow_disk)
         .collect();
     let usage = usage.0;
     let limits = settings.limits;
@@ -368,8 +376,8 @@ pub(crate) async fn serve(
             .await
             .context("serving the cluster's shards")?;
     }
-    if let Some(workflows) = &workflows {
-        crate::workflows::run_schedules(&config, workflows, cluster.as_ref(), &shutdown);
+    if let (Some(workflows), Some(prepared)) = (&workflows, &prepared_workflows) {
+        crate::workflows::run_schedules(&config, prepared, workflows, cluster.as_ref(), &shutdown);
     }
     let memory_watch = crate::memory::spawn_watch(crate::memory::SAMPLE_PERIOD);
     announce(&config, &source, &node, notice.as_deref(), process_start);

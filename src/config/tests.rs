@@ -627,7 +627,7 @@ fn workflow_limits_out_of_range_name_their_key() {
         ("journal_limit_bytes = 10", "workflows.journal_limit_bytes"),
         ("max_steps_per_run = 0", "workflows.max_steps_per_run"),
         ("keep_runs_days = 0", "workflows.keep_runs_days"),
-        ("test_hold = \"during:a\"", "workflows.test_hold"),
+        ("test_hold = [\"during:a\"]", "workflows.test_hold"),
     ] {
         let config = TroupeConfig::parse(&format!("[workflows]\n{entry}\n")).unwrap();
         let error = config.validate().unwrap_err().to_string();

@@ -23,10 +23,10 @@ pub(crate) struct WorkflowsConfig {
     /// Runs that ended this many days ago are deleted with their journals.
     #[serde(default = "default_keep_runs_days")]
     pub(crate) keep_runs_days: u32,
-    /// For crash tests only: hold every run at this point (`before:<step>`,
-    /// `after:<step>`, `finished:<step>`) so a test can kill the node there.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) test_hold: Option<String>,
+    /// For crash tests only: hold every run at each of these points (`before:<step>`,
+    /// `after:<step>`, `finished:<step>`), once, so a test can kill the node there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) test_hold: Vec<String>,
 }
 
 const fn default_enabled() -> bool {
@@ -52,7 +52,7 @@ impl Default for WorkflowsConfig {
             journal_limit_bytes: default_journal_limit_bytes(),
             max_steps_per_run: default_max_steps_per_run(),
             keep_runs_days: default_keep_runs_days(),
-            test_hold: None,
+            test_hold: Vec::new(),
         }
     }
 }
@@ -74,7 +74,7 @@ impl WorkflowsConfig {
                 "must be from 1 to 3650",
             ));
         }
-        if let Some(hold) = &self.test_hold {
+        for hold in &self.test_hold {
             let point = hold.split_once(':').map(|(point, _)| point);
             if !matches!(point, Some("before" | "after" | "finished")) {
                 return Err(invalid(
@@ -94,7 +94,7 @@ impl WorkflowsConfig {
     pub(crate) fn limits(&self) -> RunLimits {
         RunLimits {
             max_steps: self.max_steps_per_run,
-            hold: self.test_hold.clone().map(HoldPoint),
+            hold: self.test_hold.iter().cloned().map(HoldPoint).collect(),
         }
     }
 }

@@ -29,6 +29,7 @@ use troupe_actors::turn::{ErrorCode, TurnError, TurnEvent};
 use troupe_workflows::effects::{
     ModelRequest, OutgoingMessage, Recipient, StepError, StepErrorCode, ToolRequest,
 };
+use troupe_workflows::jetstream::SendClaims;
 use troupe_workflows::{Effects, StepErrorCode as Code};
 
 use crate::gateway::Clients;
@@ -49,6 +50,8 @@ pub(crate) struct EffectParts {
 pub(crate) struct NodeEffects {
     parts: OnceLock<EffectParts>,
     turn_timeout: Duration,
+    /// In a cluster: where send steps claim their keys, and this node's id.
+    claims: OnceLock<(SendClaims, String)>,
 }
 
 impl NodeEffects {
@@ -56,7 +59,26 @@ impl NodeEffects {
         Self {
             parts: OnceLock::new(),
             turn_timeout,
+            claims: OnceLock::new(),
         }
+    }
+
+    /// In a cluster, send steps claim their keys in `claims` first, so that a step replayed
+    /// on another node sends nothing twice.
+    pub(crate) fn claim_sends(&self, claims: SendClaims, node: &str) {
+        let _ = self.claims.set((claims, node.to_owned()));
+    }
+
+    /// Whether this send is the first with its key in the cluster (always, on one node:
+    /// the outbox itself sends a key once).
+    async fn first_send(&self, key: &str) -> Result<bool, StepError> {
+        let Some((claims, node)) = self.claims.get() else {
+            return Ok(true);
+        };
+        claims
+            .claim(key, node)
+            .await
+            .map_err(|error| StepError::new(Code::Failed, error.to_string()))
     }
 
     /// Gives it the node's parts (once; later calls change nothing).
@@ -233,12 +255,17 @@ impl Effects for NodeEffects {
                     text: message.text,
                     spoken: false,
                 };
+                let to = format!("{bridge}:{chat}");
+                if !self.first_send(message.key.as_str()).await? {
+                    tracing::info!(key = %message.key.as_str(), "a message another node sent already is not sent again");
+                    return Ok(json!({"to": to, "queued": true}));
+                }
                 self.parts()?
                     .dispatcher
                     .send_once(bridge, delivery)
                     .await
                     .map_err(|error| StepError::new(Code::Failed, error.to_string()))?;
-                Ok(json!({"to": format!("{bridge}:{chat}"), "queued": true}))
+                Ok(json!({"to": to, "queued": true}))
             }
             Recipient::Web { sender } => {
                 let frame = json!({"type": "notification", "id": message.key.as_str(),

@@ -1,6 +1,11 @@
 //! The node's workflow engine: the definitions in `<data_dir>/workflows/`, the journal
 //! store, the effects its steps have here ([`effects`]), and its scheduler (on one node its
 //! own task; in a cluster a singleton, so exactly one node fires each schedule).
+//!
+//! In a cluster the journals, summaries, schedule states and definitions are in JetStream,
+//! and runs are split into partitions, each a singleton (`workflow-runs-<p>`) whose node
+//! runs that partition's runs and takes them up when it moves there (see
+//! `troupe_workflows::placement`).
 
 pub(crate) mod effects;
 pub(crate) mod watch;
@@ -9,6 +14,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use troupe_workflows::jetstream::{JetStreamWorkflowStore, SendClaims, StreamSettings};
+use troupe_workflows::placement::{PARTITIONS, RunRouter};
+use troupe_workflows::routing::NatsRunRouter;
+use troupe_workflows::shared::JetStreamDefinitions;
 use troupe_workflows::{
     Catalog, Clock, Effects, EngineParts, LocalWorkflowStore, WorkflowStore, Workflows,
 };
@@ -21,22 +30,56 @@ pub(crate) struct Prepared {
     store: Arc<dyn WorkflowStore>,
     /// The local store's database, for health reports (none in a cluster).
     pub(crate) disk: Option<troupe_actors::storage::Storage>,
+    /// In a cluster: the shared definitions, and the router to other nodes' runs.
+    cluster: Option<(JetStreamDefinitions, Arc<NatsRunRouter>)>,
+    /// In a cluster: where send steps claim their keys, and this node's id.
+    pub(crate) send_claims: Option<(SendClaims, String)>,
 }
 
-/// Reads the definitions and opens the store; `None` when `[workflows] enabled = false`.
-pub(crate) fn prepare(config: &Config) -> anyhow::Result<Option<Prepared>> {
+/// Reads the definitions and opens the store (the cluster's, in a cluster); `None` when
+/// `[workflows] enabled = false`.
+pub(crate) async fn prepare(
+    config: &Config,
+    cluster: Option<&troupe_cluster::ClusterNode>,
+) -> anyhow::Result<Option<Prepared>> {
     if !config.workflows.enabled {
         return Ok(None);
     }
     let dir = config.storage.data_dir.join("workflows");
     let catalog = Catalog::load(&dir).with_context(|| format!("reading {}", dir.display()))?;
-    let local = LocalWorkflowStore::open(&config.storage.data_dir)
-        .context("starting the workflow store's writer")?;
-    let disk = Some(local.storage().clone());
+    let catalog = Arc::new(catalog);
+    let Some(cluster) = cluster else {
+        let local = LocalWorkflowStore::open(&config.storage.data_dir)
+            .context("starting the workflow store's writer")?;
+        return Ok(Some(Prepared {
+            catalog,
+            disk: Some(local.storage().clone()),
+            store: Arc::new(local),
+            cluster: None,
+            send_claims: None,
+        }));
+    };
+    let (replicas, storage) = cluster.stream_placement();
+    let settings = StreamSettings { replicas, storage };
+    let store = JetStreamWorkflowStore::open(cluster.client().clone(), settings)
+        .await
+        .context("preparing the workflow journals in the cluster")?;
+    let definitions = JetStreamDefinitions::open(cluster.client().clone(), settings)
+        .await
+        .context("preparing the workflow definitions in the cluster")?;
+    catalog.share(Arc::new(definitions.clone()));
+    let claims = SendClaims::open(cluster.client().clone(), settings)
+        .await
+        .context("preparing the workflow sends in the cluster")?;
     Ok(Some(Prepared {
-        catalog: Arc::new(catalog),
-        store: Arc::new(local),
-        disk,
+        catalog,
+        store: Arc::new(store),
+        disk: None,
+        cluster: Some((
+            definitions,
+            Arc::new(NatsRunRouter::new(cluster.client().clone())),
+        )),
+        send_claims: Some((claims, cluster.node_id().to_owned())),
     }))
 }
 
@@ -51,19 +94,47 @@ impl Prepared {
             clock: Clock::system(),
             limits: config.workflows.limits(),
             journal_limit: config.workflows.journal_limit_bytes,
+            router: self
+                .cluster
+                .as_ref()
+                .map(|(_, router)| Arc::clone(router) as Arc<dyn RunRouter>),
         })
     }
 }
 
 /// Fires the schedules: on a single node until `shutdown`; in a cluster as the singleton
-/// `workflow-scheduler`, which moves to another node when its node dies. Deletes, hourly,
-/// the runs that ended longer than `[workflows] keep_runs_days` ago.
+/// `workflow-scheduler`, which moves to another node when its node dies, next to the
+/// partition singletons that run the runs and the task that follows the shared
+/// definitions. Deletes, hourly, the runs that ended longer than `[workflows]
+/// keep_runs_days` ago.
 pub(crate) fn run_schedules(
     config: &Config,
+    prepared: &Prepared,
     workflows: &Workflows,
     cluster: Option<&troupe_cluster::ClusterNode>,
     shutdown: &CancellationToken,
 ) {
+    if let (Some(cluster), Some((definitions, _))) = (cluster, &prepared.cluster) {
+        tokio::spawn(
+            definitions
+                .clone()
+                .follow(Arc::clone(&prepared.catalog), shutdown.clone()),
+        );
+        for partition in 0..PARTITIONS {
+            let (workflows, client) = (workflows.clone(), cluster.client().clone());
+            cluster.run_singleton(
+                format!("workflow-runs-{partition}"),
+                Arc::new(move |token| {
+                    Box::pin(troupe_workflows::routing::hold_partition(
+                        workflows.clone(),
+                        client.clone(),
+                        partition,
+                        token,
+                    ))
+                }),
+            );
+        }
+    }
     let pruning = workflows.clone();
     tokio::spawn({
         let (keep, stop) = (config.workflows.keep_runs(), shutdown.clone());

@@ -22,6 +22,7 @@ mod partition;
 mod pictures;
 mod stop;
 mod usage;
+mod workflows;
 use inbox::assert_inbox_drains;
 
 const SHARDS: u64 = 64;

@@ -18,19 +18,19 @@ use troupe_testkit::{loopback_listener, serve};
 
 use crate::support::{binary, eventually, get, http};
 
-const TOKEN: &str = "123456:TEST-token";
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const TOKEN: &str = "123456:TEST-token";
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// An HTTP skill (`reports.fetch`) that does each idempotency key's work once, as a real
 /// idempotent service would, and counts both the requests and the work.
 #[derive(Clone, Default)]
-struct ReportsSkill {
-    requests: Arc<Mutex<Vec<String>>>,
+pub(crate) struct ReportsSkill {
+    pub(crate) requests: Arc<Mutex<Vec<String>>>,
     done: Arc<Mutex<HashMap<String, Value>>>,
 }
 
 impl ReportsSkill {
-    async fn start() -> (Self, String) {
+    pub(crate) async fn start() -> (Self, String) {
         let skill = Self::default();
         let (listener, address) = loopback_listener().await;
         let manifest = json!({"name": "reports", "tools": [{"name": "fetch",
@@ -83,7 +83,7 @@ impl ReportsSkill {
     }
 
     /// Keys whose work was done (each once, by construction), and all requests.
-    fn work(&self) -> (usize, usize) {
+    pub(crate) fn work(&self) -> (usize, usize) {
         (
             self.done.lock().unwrap().len(),
             self.requests.lock().unwrap().len(),
@@ -113,10 +113,14 @@ send = "{{ steps.summary.output }}"
 to = "tg:42"
 "#;
 
-fn config(fake: &FakeTelegram, skill_url: &str, hold: Option<&str>) -> String {
-    let hold = hold.map_or_else(String::new, |point| {
-        format!("[workflows]\ntest_hold = \"{point}\"\n")
-    });
+/// A node with the echo model, the Telegram double and the reports skill; runs are held
+/// at `holds` (see `workflows.test_hold`).
+pub(crate) fn config(fake: &FakeTelegram, skill_url: &str, holds: &[&str]) -> String {
+    let hold = if holds.is_empty() {
+        String::new()
+    } else {
+        format!("[workflows]\ntest_hold = {holds:?}\n")
+    };
     format!(
         "[[providers]]\nname = \"main\"\nkind = \"echo\"\n\n\
          [[bridges]]\nname = \"tg\"\nkind = \"telegram\"\ntoken_env = \"TG_TOKEN\"\napi_base = \"{}\"\npoll_timeout_secs = 1\n\n\
@@ -160,7 +164,7 @@ fn add_brief(node: &TroupeProcess) {
     );
 }
 
-async fn skill_ready(node: &TroupeProcess) {
+pub(crate) async fn skill_ready(node: &TroupeProcess) {
     eventually(WAIT, || async {
         let (_, skills) = get(node, "/api/v1/skills").await;
         skills["skills"]
@@ -181,7 +185,7 @@ async fn run_status(node: &TroupeProcess, run: &str) -> Value {
 async fn a_workflow_runs_from_the_cli_and_shows_its_journal_step_by_step() {
     let fake = FakeTelegram::start(TOKEN).await;
     let (skill, skill_url) = ReportsSkill::start().await;
-    let node = node(&config(&fake, &skill_url, None)).await;
+    let node = node(&config(&fake, &skill_url, &[])).await;
     skill_ready(&node).await;
     add_brief(&node);
 
@@ -238,7 +242,7 @@ async fn a_workflow_runs_from_the_cli_and_shows_its_journal_step_by_step() {
 async fn bad_definitions_and_unknown_runs_get_clear_errors() {
     let fake = FakeTelegram::start(TOKEN).await;
     let (_skill, skill_url) = ReportsSkill::start().await;
-    let node = node(&config(&fake, &skill_url, None)).await;
+    let node = node(&config(&fake, &skill_url, &[])).await;
     let refused = http()
         .post(format!("{}/api/v1/workflows", node.http_url()))
         .header("content-type", "application/toml")
@@ -276,7 +280,7 @@ async fn killed_at(point: &str) {
     eprintln!("kill -9 at {point}");
     let fake = FakeTelegram::start(TOKEN).await;
     let (skill, skill_url) = ReportsSkill::start().await;
-    let mut node = node(&config(&fake, &skill_url, Some(point))).await;
+    let mut node = node(&config(&fake, &skill_url, &[point])).await;
     skill_ready(&node).await;
     add_brief(&node);
     let ran = cli(&node, &["run", "brief"]);
@@ -287,7 +291,7 @@ async fn killed_at(point: &str) {
     })
     .await;
     node.kill_hard().unwrap();
-    node.rewrite_config(&config(&fake, &skill_url, None))
+    node.rewrite_config(&config(&fake, &skill_url, &[]))
         .unwrap();
     node.restart().await.unwrap();
     eventually(WAIT, || async {
@@ -351,7 +355,7 @@ id = "say"
 model = "brief me about {{ input.captures.topic }} again"
 "#;
 
-async fn put_toml(node: &TroupeProcess, text: &str) {
+pub(crate) async fn put_toml(node: &TroupeProcess, text: &str) {
     let response = http()
         .post(format!("{}/api/v1/workflows", node.http_url()))
         .header("content-type", "application/toml")
@@ -363,7 +367,11 @@ async fn put_toml(node: &TroupeProcess, text: &str) {
 }
 
 /// `GET path` until `check` holds of its body.
-async fn got_when(node: &TroupeProcess, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn got_when(
+    node: &TroupeProcess,
+    path: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let started = std::time::Instant::now();
     loop {
         let (_, body) = get(node, path).await;
@@ -502,7 +510,7 @@ else = [{ id = "skip", send = "Not booked.", to = "tg:42" }]
 async fn a_run_asks_on_telegram_and_goes_on_with_the_persons_reply() {
     let fake = FakeTelegram::start(TOKEN).await;
     let (_skill, skill_url) = ReportsSkill::start().await;
-    let config = config(&fake, &skill_url, None).replace(
+    let config = config(&fake, &skill_url, &[]).replace(
         "poll_timeout_secs = 1\n",
         "poll_timeout_secs = 1\nallow_from = [\"42\"]\n",
     );
@@ -541,7 +549,7 @@ async fn a_run_asks_on_telegram_and_goes_on_with_the_persons_reply() {
 }
 
 /// Due times of `workflow`'s scheduled runs, and of its first trigger's missed firings.
-async fn firings(node: &TroupeProcess, workflow: &str) -> (Vec<i64>, Vec<i64>) {
+pub(crate) async fn firings(node: &TroupeProcess, workflow: &str) -> (Vec<i64>, Vec<i64>) {
     let (_, runs) = get(node, &format!("/api/v1/workflows/{workflow}/runs")).await;
     let mut ran: Vec<i64> = runs["runs"]
         .as_array()

@@ -1,11 +1,15 @@
 //! The workflows a node knows: the TOML files in its `workflows/` directory, read at start,
 //! and those added or removed through the API (written back to that directory, so a
 //! restart finds them). The one owner of the definitions.
+//!
+//! In a cluster the definitions are shared ([`SharedDefinitions`]): a change made on one
+//! node is stored in the cluster first, and every node applies what the cluster holds
+//! ([`Catalog::apply_shared`], [`Catalog::apply_removed`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::Notify;
 
@@ -31,6 +35,17 @@ pub enum CatalogError {
     Io(#[from] std::io::Error),
     #[error("the workflow cannot be kept as TOML (TOML has no null): {0}")]
     NotToml(#[source] toml::ser::Error),
+    #[error("the cluster could not store the workflow: {0}")]
+    Shared(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Where a cluster keeps the definitions every node shares.
+#[async_trait::async_trait]
+pub trait SharedDefinitions: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores `name`'s definition (TOML) for every node.
+    async fn put(&self, name: &str, toml: &str) -> Result<(), CatalogError>;
+    /// Removes `name` for every node.
+    async fn remove(&self, name: &str) -> Result<(), CatalogError>;
 }
 
 /// A file that was not loaded, and why.
@@ -51,6 +66,7 @@ pub struct Catalog {
     /// Whether any workflow has a `wait_reply` step.
     awaits_replies: AtomicBool,
     changed: Notify,
+    shared: OnceLock<Arc<dyn SharedDefinitions>>,
 }
 
 /// Whether some step, at any depth, is a `wait_reply`.
@@ -139,6 +155,7 @@ impl Catalog {
             workflows: RwLock::new(compiled),
             unloaded: RwLock::new(unloaded),
             changed: Notify::new(),
+            shared: OnceLock::new(),
         })
     }
 
@@ -185,10 +202,31 @@ impl Catalog {
         self.changed.notified().await;
     }
 
+    /// From now on, changes are stored in the cluster before they are made here.
+    pub fn share(&self, shared: Arc<dyn SharedDefinitions>) {
+        if self.shared.set(shared).is_err() {
+            tracing::warn!("the workflow definitions were already shared");
+        }
+    }
+
     /// Validates `definition`, writes it to `<dir>/<name>.toml` and uses it from now on
     /// (runs already going on keep the definition they started with). Answers whether it
     /// replaced one.
     pub async fn put(&self, definition: WorkflowDefinition) -> Result<bool, CatalogError> {
+        self.put_as(definition, true).await
+    }
+
+    /// Applies a definition the cluster holds (TOML), without storing it there again.
+    pub async fn apply_shared(&self, toml: &str) -> Result<bool, CatalogError> {
+        self.put_as(WorkflowDefinition::from_toml(toml)?, false)
+            .await
+    }
+
+    async fn put_as(
+        &self,
+        definition: WorkflowDefinition,
+        share: bool,
+    ) -> Result<bool, CatalogError> {
         let workflow = Workflow::compile(definition)?;
         let name = workflow.name().to_owned();
         {
@@ -200,9 +238,18 @@ impl Catalog {
             .definition()
             .to_toml()
             .map_err(CatalogError::NotToml)?;
+        // Asked before the cluster stores it: this node may apply its own change from
+        // the cluster before this call goes on.
+        let existed = read(&self.workflows).contains_key(&name);
+        if share && let Some(shared) = self.shared.get() {
+            shared.put(&name, &text).await?;
+        }
         let (path, temporary) = (
             self.dir.join(format!("{name}.toml")),
-            self.dir.join(format!(".{name}.toml.new")),
+            self.dir.join(format!(
+                ".{name}.toml.{}.new",
+                uuid::Uuid::new_v4().simple()
+            )),
         );
         tokio::task::spawn_blocking(move || {
             std::fs::write(&temporary, text)?;
@@ -210,13 +257,22 @@ impl Catalog {
         })
         .await
         .map_err(std::io::Error::other)??;
-        let replaced = write(&self.workflows).insert(name, workflow).is_some();
+        write(&self.workflows).insert(name, workflow);
         self.changed_now();
-        Ok(replaced)
+        Ok(existed)
     }
 
     /// Removes a workflow and its file; answers whether it existed.
     pub async fn remove(&self, name: &str) -> Result<bool, CatalogError> {
+        self.remove_as(name, true).await
+    }
+
+    /// Applies a removal the cluster holds, without storing it there again.
+    pub async fn apply_removed(&self, name: &str) -> Result<bool, CatalogError> {
+        self.remove_as(name, false).await
+    }
+
+    async fn remove_as(&self, name: &str, share: bool) -> Result<bool, CatalogError> {
         if let Some(by) = read(&self.workflows)
             .values()
             .find(|workflow| workflow.sub_workflows().contains(&name))
@@ -226,9 +282,13 @@ impl Catalog {
                 by: by.name().to_owned(),
             });
         }
-        if write(&self.workflows).remove(name).is_none() {
+        if !read(&self.workflows).contains_key(name) {
             return Ok(false);
         }
+        if share && let Some(shared) = self.shared.get() {
+            shared.remove(name).await?;
+        }
+        write(&self.workflows).remove(name);
         let path = self.dir.join(format!("{name}.toml"));
         tokio::task::spawn_blocking(move || match std::fs::remove_file(path) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),

@@ -32,7 +32,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_SUB_DEPTH: usize = 8;
 
 /// What a run is told to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Control {
     Run,
     Pause,
@@ -41,7 +42,8 @@ pub enum Control {
 
 /// A point where a test may hold a run (`workflows.test_hold`): `before:<step>` (the
 /// attempt is journaled, its effect not run), `after:<step>` (the effect ran, its result is
-/// not journaled), `finished:<step>` (the result is journaled).
+/// not journaled), `finished:<step>` (the result is journaled). A run is held at a point
+/// once: taken up again (after its node died there), it goes on past it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HoldPoint(pub String);
 
@@ -50,14 +52,14 @@ pub struct HoldPoint(pub String);
 pub struct RunLimits {
     /// Most steps one run may enter (counting nested and replayed ones).
     pub max_steps: u32,
-    pub hold: Option<HoldPoint>,
+    pub hold: Vec<HoldPoint>,
 }
 
 impl Default for RunLimits {
     fn default() -> Self {
         Self {
             max_steps: 1000,
-            hold: None,
+            hold: Vec::new(),
         }
     }
 }
@@ -140,13 +142,17 @@ impl RunContext {
         let _ = control.wait_for(|now| *now != Control::Pause).await;
     }
 
-    async fn hold(&self, point: &str, path: &str) {
-        if let Some(HoldPoint(hold)) = &self.limits.hold
-            && hold
-                .strip_prefix(point)
+    /// Holds the run if a test asked for `point` of step `path`, unless the attempt there
+    /// began before the run was taken up (`taken_up`): it was held there already.
+    async fn hold(&self, point: &str, path: &str, taken_up: bool) {
+        if taken_up {
+            return;
+        }
+        if let Some(HoldPoint(hold)) = self.limits.hold.iter().find(|HoldPoint(hold)| {
+            hold.strip_prefix(point)
                 .and_then(|rest| rest.strip_prefix(':'))
                 == Some(path)
-        {
+        }) {
             tracing::warn!(run = %self.run, hold = %hold, "the run is held at its test hold point");
             std::future::pending::<()>().await;
         }
@@ -189,6 +195,7 @@ impl RunContext {
             attempt = 1;
         }
         loop {
+            let taken_up = resumed_due.is_some();
             self.checkpoint().await;
             let due = match resumed_due.take() {
                 Some(due) => due,
@@ -205,13 +212,13 @@ impl RunContext {
                     due
                 }
             };
-            self.hold("before", &path).await;
+            self.hold("before", &path, taken_up).await;
             let started = Instant::now();
             let outcome = self.attempt(step, scope, &path, attempt, due, depth).await;
             let label = kind_label(&step.kind);
             metrics::histogram!(names::STEP_SECONDS, "kind" => label, "outcome" => if outcome.is_ok() { "ok" } else { "error" })
                 .record(started.elapsed().as_secs_f64());
-            self.hold("after", &path).await;
+            self.hold("after", &path, taken_up).await;
             match outcome {
                 Ok(output) => {
                     self.journal
@@ -222,7 +229,7 @@ impl RunContext {
                             output: output.clone(),
                         })
                         .await?;
-                    self.hold("finished", &path).await;
+                    self.hold("finished", &path, false).await;
                     return Ok(output);
                 }
                 Err(error) => {

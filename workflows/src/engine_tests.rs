@@ -40,6 +40,7 @@ async fn harness_with(
         clock: Clock::starting_at(1_800_000_000_000),
         limits,
         journal_limit: crate::journal::DEFAULT_JOURNAL_LIMIT,
+        router: None,
     });
     workflows.spawn().await.unwrap();
     Harness {
@@ -200,14 +201,14 @@ async fn outputs_feed_later_steps_through_templates() {
 async fn a_run_taken_up_again_never_repeats_a_finished_step_and_reuses_the_open_attempts_key() {
     let store: Arc<MemoryWorkflowStore> = Arc::default();
     let held = RunLimits {
-        hold: Some(HoldPoint("after:b".into())),
+        hold: vec![HoldPoint("after:b".into())],
         ..RunLimits::default()
     };
     let first = harness_with(
         &[TWO_TOOLS],
         Arc::clone(&store),
         RecordingEffects::new(),
-        held,
+        held.clone(),
     )
     .await;
     let run = start(&first, "two", json!({"city": "Lyon"})).await;
@@ -224,13 +225,8 @@ async fn a_run_taken_up_again_never_repeats_a_finished_step_and_reuses_the_open_
     );
     drop(first);
 
-    let second = harness_with(
-        &[TWO_TOOLS],
-        store,
-        RecordingEffects::new(),
-        RunLimits::default(),
-    )
-    .await;
+    // Taken up with the same hold point, the run goes on past it: it was held there once.
+    let second = harness_with(&[TWO_TOOLS], store, RecordingEffects::new(), held).await;
     let (summary, records) = ended(&second.workflows, &run).await;
     assert_eq!(summary.status, RunStatus::Finished);
     assert_eq!(
@@ -497,7 +493,7 @@ async fn a_journal_over_its_limit_fails_the_run_with_a_clear_error() {
 async fn a_run_that_enters_too_many_steps_fails_with_a_clear_error() {
     let limits = RunLimits {
         max_steps: 2,
-        hold: None,
+        hold: Vec::new(),
     };
     let harness = harness_with(
         &[TWO_TOOLS],

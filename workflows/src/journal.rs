@@ -181,6 +181,10 @@ pub enum JournalError {
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("a journal record is unreadable: {0}")]
     Corrupt(#[source] serde_json::Error),
+    /// Another node wrote the run's journal since this one read it: the run has moved, and
+    /// this node must not write for it any more.
+    #[error("run `{0}` is written by another node now")]
+    Fenced(String),
 }
 
 /// Where journals, run summaries and schedule states are kept: the local store on one
@@ -197,6 +201,13 @@ pub trait WorkflowStore: Send + Sync + 'static {
     ) -> Result<(), JournalError>;
     /// A run's records in order (empty when it does not exist).
     async fn records(&self, run: &str) -> Result<Vec<Record>, JournalError>;
+    /// A run's records, read by the node that is about to write its journal: in a cluster,
+    /// from now on that node's appends are refused once any other node appends.
+    async fn take_up(&self, run: &str) -> Result<Vec<Record>, JournalError> {
+        self.records(run).await
+    }
+    /// This node stops writing `run`'s journal (it ended, or runs elsewhere now).
+    fn let_go(&self, _run: &str) {}
     /// Every run's summary.
     async fn summaries(&self) -> Result<Vec<RunSummary>, JournalError>;
     /// The schedule state of `key` (`<workflow>`).

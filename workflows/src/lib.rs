@@ -6,12 +6,14 @@
 //! - [`template`]: the `{{ steps.<id>.output }}` syntax that feeds outputs forward;
 //! - [`effects`]: what steps do to the world, with their idempotency keys;
 //! - [`journal`]: a run's records, its summary, and what a replay gives back;
-//! - [`local`]: the journal store of a single node (`workflows.redb`);
+//! - [`local`]: the journal store of a single node (`workflows.redb`); [`jetstream`]: the
+//!   store of a cluster;
+//! - [`placement`]: which node runs a run in a cluster; [`routing`]: reaching it over NATS;
 //! - [`engine`]: the interpreter of one run;
 //! - [`run`]: one run as an actor; [`runs`]: the actor that supervises them, and the
 //!   [`runs::Workflows`] handle;
 //! - [`replies`]: runs waiting for a person's reply;
-//! - [`catalog`]: the definitions a node knows;
+//! - [`catalog`]: the definitions a node knows; [`shared`]: those of a cluster;
 //! - [`events`]: runs started by a message that matches a pattern;
 //! - [`schedule`]: triggers, catch-up and missed firings; [`cron`]: cron patterns in a zone;
 //! - [`clock`]: wall-clock time that tests control.
@@ -26,14 +28,18 @@ pub mod definition;
 pub mod effects;
 pub mod engine;
 pub mod events;
+pub mod jetstream;
 pub mod journal;
 pub mod local;
 pub mod metrics;
+pub mod placement;
 pub mod plan;
 pub mod replies;
+pub mod routing;
 pub mod run;
 pub mod runs;
 pub mod schedule;
+pub mod shared;
 pub mod skill;
 pub mod template;
 pub mod testing;

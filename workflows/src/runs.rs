@@ -2,11 +2,12 @@
 //! routes pause, resume and cancel to it, and at start takes up every run its store holds
 //! unfinished. [`Workflows`] is the handle the API, the CLI and the scheduler use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use troupe_actors::supervisor::ChildSpec;
@@ -17,10 +18,11 @@ use crate::effects::{Effects, StepError};
 use crate::engine::{Control, RunLimits};
 use crate::journal::{Cause, JournalError, Record, RunJournal, RunSummary, WorkflowStore};
 use crate::metrics as names;
+use crate::placement::{RunRouter, partition_of};
 use crate::run::{RunActor, RunArgs, RunMessage};
 
 /// Client-visible reasons a workflow request failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowErrorCode {
     NotFound,
@@ -47,6 +49,12 @@ pub enum WorkflowError {
     Step(#[from] StepError),
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// The node that holds the run refused, for a reason this node has no kind for.
+    #[error("{message}")]
+    Remote {
+        code: WorkflowErrorCode,
+        message: String,
+    },
 }
 
 impl WorkflowError {
@@ -56,11 +64,14 @@ impl WorkflowError {
             Self::Ended(_) => WorkflowErrorCode::Conflict,
             Self::NotRunning => WorkflowErrorCode::Unavailable,
             Self::Journal(_) | Self::Step(_) => WorkflowErrorCode::Storage,
-            Self::Catalog(crate::catalog::CatalogError::Io(_)) => WorkflowErrorCode::Storage,
+            Self::Catalog(
+                crate::catalog::CatalogError::Io(_) | crate::catalog::CatalogError::Shared(_),
+            ) => WorkflowErrorCode::Storage,
             Self::Catalog(crate::catalog::CatalogError::InUse { .. }) => {
                 WorkflowErrorCode::Conflict
             }
             Self::Catalog(_) => WorkflowErrorCode::Invalid,
+            Self::Remote { code, .. } => *code,
         }
     }
 }
@@ -86,6 +97,9 @@ pub struct EngineParts {
     pub clock: Clock,
     pub limits: RunLimits,
     pub journal_limit: usize,
+    /// In a cluster, how runs held by other nodes are reached (`None`: this node holds
+    /// every run; see [`crate::placement`]).
+    pub router: Option<Arc<dyn RunRouter>>,
 }
 
 pub enum RunsMessage {
@@ -96,10 +110,26 @@ pub enum RunsMessage {
     Control {
         run: String,
         control: Control,
+        /// Whether a run held by another node is reached through the router (`false` for
+        /// the requests the router itself brings).
+        forward: bool,
         reply: RpcReplyPort<Result<RunSummary, WorkflowError>>,
     },
     /// Takes up the runs the store holds unfinished.
     ResumeUnfinished,
+    /// Holds a partition from now on: takes up its unfinished runs.
+    Hold {
+        partition: u32,
+        reply: RpcReplyPort<()>,
+    },
+    /// Lets a partition go: its runs stop where they are.
+    Release { partition: u32 },
+    /// A run of a partition held here was started (or ended un-journaled): take it up;
+    /// answers whether it runs here.
+    Wake {
+        run: String,
+        reply: Option<RpcReplyPort<Result<bool, WorkflowError>>>,
+    },
 }
 
 /// What the `Runs` actor starts with: the engine, and the token of its incarnation, which
@@ -108,14 +138,22 @@ pub enum RunsMessage {
 pub struct RunsArgs {
     parts: EngineParts,
     incarnation: Arc<Mutex<CancellationToken>>,
+    /// The partitions this node holds (kept across a restart of `Runs`).
+    held: Arc<Mutex<HashSet<u32>>>,
 }
 
 pub struct RunsState {
     parts: EngineParts,
     /// Cancelled when this incarnation is replaced: its runs stop where they are.
     incarnation: CancellationToken,
+    held: Arc<Mutex<HashSet<u32>>>,
+    /// One token per partition held, cancelled when the partition goes.
+    partitions: HashMap<u32, CancellationToken>,
     active: HashMap<String, (ActorRef<RunMessage>, RunJournal)>,
 }
+
+/// Pause before a run that stopped un-journaled is taken up again.
+const RETAKE_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Runs;
 
@@ -139,9 +177,15 @@ impl Actor for Runs {
         );
         previous.cancel();
         myself.cast(RunsMessage::ResumeUnfinished)?;
+        let partitions = lock(&args.held)
+            .iter()
+            .map(|partition| (*partition, incarnation.child_token()))
+            .collect();
         Ok(RunsState {
             parts: args.parts,
             incarnation,
+            held: args.held,
+            partitions,
             active: HashMap::new(),
         })
     }
@@ -159,31 +203,44 @@ impl Actor for Runs {
             RunsMessage::Control {
                 run,
                 control,
+                forward,
                 reply,
-            } => {
-                let outcome = match state.active.get(&run) {
-                    Some((actor, _)) => actor
-                        .call(|reply| RunMessage::Control { control, reply }, None)
-                        .await
-                        .map_err(|_| WorkflowError::Ended(run.clone()))
-                        .and_then(|answer| {
-                            answer
-                                .success_or(())
-                                .map_err(|()| WorkflowError::Ended(run.clone()))
-                        })
-                        .and_then(|summary| summary.map_err(WorkflowError::from)),
-                    None => state.ended_or_missing(&run).await,
-                };
-                let _ = reply.send(outcome);
+            } => state.control(&myself, run, control, forward, reply).await,
+            RunsMessage::ResumeUnfinished => state.resume_unfinished(&myself, None).await,
+            RunsMessage::Hold { partition, reply } => {
+                lock(&state.held).insert(partition);
+                let token = state.incarnation.child_token();
+                if let Some(previous) = state.partitions.insert(partition, token) {
+                    previous.cancel();
+                }
+                state.resume_unfinished(&myself, Some(partition)).await;
+                let _ = reply.send(());
             }
-            RunsMessage::ResumeUnfinished => state.resume_unfinished(&myself).await,
+            RunsMessage::Release { partition } => {
+                lock(&state.held).remove(&partition);
+                if let Some(token) = state.partitions.remove(&partition) {
+                    token.cancel();
+                }
+                for run in state.active.keys() {
+                    if partition_of(run) == partition {
+                        state.parts.store.let_go(run);
+                    }
+                }
+                tracing::info!(partition, "let a workflow partition go");
+            }
+            RunsMessage::Wake { run, reply } => {
+                let outcome = state.wake(&myself, &run).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
         }
         Ok(())
     }
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -192,14 +249,131 @@ impl Actor for Runs {
             | SupervisionEvent::ActorFailed(cell, _) => Some(cell.get_id()),
             _ => None,
         };
-        if let Some(id) = ended {
-            state.active.retain(|_, (actor, _)| actor.get_id() != id);
+        let Some(id) = ended else {
+            return Ok(());
+        };
+        let Some(run) = state
+            .active
+            .iter()
+            .find(|(_, (actor, _))| actor.get_id() == id)
+            .map(|(run, _)| run.clone())
+        else {
+            return Ok(());
+        };
+        if let Some((_, journal)) = state.active.remove(&run)
+            && !journal.summary().await.status.is_over()
+            && state.holds(&run)
+            && !state.incarnation.is_cancelled()
+        {
+            // It stopped before journaling its end (the store failed, or another node
+            // wrote its journal meanwhile): it is read again and goes on from the journal.
+            tracing::warn!(run = %run, "a run stopped un-journaled; it is taken up again");
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(RETAKE_PAUSE).await;
+                let _ = myself.cast(RunsMessage::Wake { run, reply: None });
+            });
         }
         Ok(())
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl RunsState {
+    /// Whether this node runs `run` (its partition is held here, or there is no cluster).
+    fn holds(&self, run: &str) -> bool {
+        self.parts.router.is_none() || self.partitions.contains_key(&partition_of(run))
+    }
+
+    /// The token a run of `run`'s partition stops on.
+    fn stop_token(&self, run: &str) -> CancellationToken {
+        match self.partitions.get(&partition_of(run)) {
+            Some(partition) => partition.child_token(),
+            None => self.incarnation.child_token(),
+        }
+    }
+
+    async fn control(
+        &mut self,
+        myself: &ActorRef<RunsMessage>,
+        run: String,
+        control: Control,
+        forward: bool,
+        reply: RpcReplyPort<Result<RunSummary, WorkflowError>>,
+    ) {
+        if !self.active.contains_key(&run)
+            && self.holds(&run)
+            && let Err(error) = self.wake(myself, &run).await
+        {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        let Some((actor, _)) = self.active.get(&run) else {
+            if self.holds(&run) {
+                let _ = reply.send(self.ended_or_missing(&run).await);
+                return;
+            }
+            match (&self.parts.router, forward) {
+                (Some(router), true) => {
+                    let router = Arc::clone(router);
+                    tokio::spawn(async move {
+                        let _ = reply.send(router.control(&run, control).await);
+                    });
+                }
+                // Asked by another node for a run this node no longer holds.
+                _ => {
+                    let _ = reply.send(Err(WorkflowError::NotRunning));
+                }
+            }
+            return;
+        };
+        let outcome = actor
+            .call(|reply| RunMessage::Control { control, reply }, None)
+            .await
+            .map_err(|_| WorkflowError::Ended(run.clone()))
+            .and_then(|answer| {
+                answer
+                    .success_or(())
+                    .map_err(|()| WorkflowError::Ended(run.clone()))
+            })
+            .and_then(|summary| summary.map_err(WorkflowError::from));
+        let _ = reply.send(outcome);
+    }
+
+    /// Takes up `run` if its partition is held here and it is not running yet.
+    async fn wake(
+        &mut self,
+        myself: &ActorRef<RunsMessage>,
+        run: &str,
+    ) -> Result<bool, WorkflowError> {
+        if !self.holds(run) {
+            return Ok(false);
+        }
+        if self.active.contains_key(run) {
+            return Ok(true);
+        }
+        let records = self.parts.store.take_up(run).await?;
+        let replayed = RunSummary::replayed(&records, run)
+            .ok_or_else(|| WorkflowError::NoRun(run.to_owned()))?;
+        if replayed.status.is_over() {
+            self.parts.store.let_go(run);
+            return Ok(true);
+        }
+        let journal = RunJournal::new(
+            Arc::clone(&self.parts.store),
+            replayed,
+            self.parts.journal_limit,
+        );
+        tracing::info!(run = %run, records = records.len(), "taking up a workflow run");
+        self.spawn(myself, run.to_owned(), journal, records).await?;
+        Ok(true)
+    }
+
     async fn ended_or_missing(&self, run: &str) -> Result<RunSummary, WorkflowError> {
         let records = self.parts.store.records(run).await?;
         match RunSummary::replayed(&records, run) {
@@ -220,8 +394,9 @@ impl RunsState {
         if let Some((_, journal)) = self.active.get(&run) {
             return Ok(journal.summary().await);
         }
-        let existing = self.parts.store.records(&run).await?;
+        let existing = self.parts.store.take_up(&run).await?;
         if let Some(summary) = RunSummary::replayed(&existing, &run) {
+            self.parts.store.let_go(&run);
             return Ok(summary);
         }
         let definitions = self
@@ -252,14 +427,27 @@ impl RunsState {
             },
             self.parts.journal_limit,
         );
-        journal.append(&started).await?;
+        if let Err(error) = journal.append(&started).await {
+            // Another node started the same run id (the same firing, the same delivery)
+            // first: that start stands.
+            let existing = self.parts.store.records(&run).await?;
+            self.parts.store.let_go(&run);
+            return RunSummary::replayed(&existing, &run).ok_or(WorkflowError::Step(error));
+        }
         let cause = request.cause.label();
         metrics::counter!(names::RUNS_STARTED, "workflow" => request.workflow.clone(), "cause" => cause)
             .increment(1);
         tracing::info!(run = %run, workflow = %request.workflow, cause, "workflow run started");
-        self.spawn(myself, run, journal.clone(), vec![started])
-            .await?;
-        Ok(journal.summary().await)
+        let summary = journal.summary().await;
+        if self.holds(&run) {
+            self.spawn(myself, run, journal, vec![started]).await?;
+        } else {
+            self.parts.store.let_go(&run);
+            if let Some(router) = &self.parts.router {
+                tokio::spawn(wake_holder(Arc::clone(router), run));
+            }
+        }
+        Ok(summary)
     }
 
     async fn spawn(
@@ -275,7 +463,7 @@ impl RunsState {
             records,
             effects: Arc::clone(&self.parts.effects),
             replies: Arc::clone(&self.parts.replies),
-            stop: self.incarnation.child_token(),
+            stop: self.stop_token(&run),
             clock: self.parts.clock,
             limits: self.parts.limits.clone(),
         };
@@ -289,7 +477,8 @@ impl RunsState {
         Ok(())
     }
 
-    async fn resume_unfinished(&mut self, myself: &ActorRef<RunsMessage>) {
+    /// Takes up the unfinished runs of `partition` (of every partition held, when `None`).
+    async fn resume_unfinished(&mut self, myself: &ActorRef<RunsMessage>, partition: Option<u32>) {
         let summaries = match self.parts.store.summaries().await {
             Ok(summaries) => summaries,
             Err(error) => {
@@ -297,14 +486,19 @@ impl RunsState {
                 return;
             }
         };
-        for summary in summaries
+        let mine: Vec<RunSummary> = summaries
             .into_iter()
-            .filter(|summary| !summary.status.is_over())
-        {
+            .filter(|summary| {
+                !summary.status.is_over()
+                    && self.holds(&summary.run)
+                    && partition.is_none_or(|partition| partition_of(&summary.run) == partition)
+            })
+            .collect();
+        for summary in mine {
             if self.active.contains_key(&summary.run) {
                 continue;
             }
-            let records = match self.parts.store.records(&summary.run).await {
+            let records = match self.parts.store.take_up(&summary.run).await {
                 Ok(records) => records,
                 Err(error) => {
                     tracing::error!(run = %summary.run, %error, "could not read a run's journal");
@@ -315,6 +509,7 @@ impl RunsState {
             let Some(replayed) = RunSummary::replayed(&records, &summary.run)
                 .filter(|replayed| !replayed.status.is_over())
             else {
+                self.parts.store.let_go(&summary.run);
                 continue;
             };
             let journal = RunJournal::new(
@@ -334,6 +529,20 @@ impl RunsState {
     }
 }
 
+/// Wakes the holder of a run started here; if no holder answers for a while, the next to
+/// hold the partition takes the run up when it reads the partition's unfinished runs.
+async fn wake_holder(router: Arc<dyn RunRouter>, run: String) {
+    let mut pause = Duration::from_millis(50);
+    for _ in 0..10 {
+        if let Ok(true) = router.wake(&run).await {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+    tracing::warn!(run = %run, "no node took up a started run yet; its partition's next holder will");
+}
+
 fn short_id() -> String {
     let mut id = uuid::Uuid::new_v4().simple().to_string();
     id.truncate(12);
@@ -346,6 +555,7 @@ pub struct Workflows {
     parts: EngineParts,
     runs: Arc<RwLock<Option<ActorRef<RunsMessage>>>>,
     incarnation: Arc<Mutex<CancellationToken>>,
+    held: Arc<Mutex<HashSet<u32>>>,
 }
 
 impl Workflows {
@@ -354,6 +564,7 @@ impl Workflows {
             parts,
             runs: Arc::default(),
             incarnation: Arc::default(),
+            held: Arc::default(),
         }
     }
 
@@ -408,6 +619,7 @@ impl Workflows {
         RunsArgs {
             parts: self.parts.clone(),
             incarnation: Arc::clone(&self.incarnation),
+            held: Arc::clone(&self.held),
         }
     }
 
@@ -421,30 +633,82 @@ impl Workflows {
 
     /// Starts a run; answers once its start is journaled.
     pub async fn start(&self, request: StartRun) -> Result<RunSummary, WorkflowError> {
-        self.actor()?
-            .call(|reply| RunsMessage::Start { request, reply }, None)
-            .await
-            .map_err(|_| WorkflowError::NotRunning)?
-            .success_or(())
-            .map_err(|()| WorkflowError::NotRunning)?
+        self.ask(|reply| RunsMessage::Start { request, reply })
+            .await?
     }
 
-    /// Pauses, resumes or cancels a run.
+    /// Pauses, resumes or cancels a run, on whichever node runs it.
     pub async fn control(&self, run: &str, control: Control) -> Result<RunSummary, WorkflowError> {
+        self.control_where(run, control, true).await
+    }
+
+    /// Pauses, resumes or cancels a run of a partition this node holds (what another node
+    /// asks through the router).
+    pub async fn control_here(
+        &self,
+        run: &str,
+        control: Control,
+    ) -> Result<RunSummary, WorkflowError> {
+        self.control_where(run, control, false).await
+    }
+
+    async fn control_where(
+        &self,
+        run: &str,
+        control: Control,
+        forward: bool,
+    ) -> Result<RunSummary, WorkflowError> {
         let run = run.to_owned();
+        self.ask(|reply| RunsMessage::Control {
+            run,
+            control,
+            forward,
+            reply,
+        })
+        .await?
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        message: impl FnOnce(RpcReplyPort<T>) -> RunsMessage,
+    ) -> Result<T, WorkflowError> {
         self.actor()?
-            .call(
-                |reply| RunsMessage::Control {
-                    run,
-                    control,
-                    reply,
-                },
-                None,
-            )
+            .call(message, None)
             .await
             .map_err(|_| WorkflowError::NotRunning)?
             .success_or(())
-            .map_err(|()| WorkflowError::NotRunning)?
+            .map_err(|()| WorkflowError::NotRunning)
+    }
+
+    /// Holds `partition` from now on: its runs run here (see [`crate::placement`]).
+    pub async fn hold(&self, partition: u32) -> Result<(), WorkflowError> {
+        self.ask(|reply| RunsMessage::Hold { partition, reply })
+            .await
+    }
+
+    /// Lets `partition` go: its runs stop where they are, for its next holder. Does not
+    /// wait (it is called from a drop).
+    pub fn release_now(&self, partition: u32) {
+        if let Ok(runs) = self.actor() {
+            let _ = runs.cast(RunsMessage::Release { partition });
+        }
+    }
+
+    /// Takes up `run`, started on another node, if its partition is held here.
+    pub async fn wake(&self, run: &str) -> Result<bool, WorkflowError> {
+        let run = run.to_owned();
+        self.ask(|reply| RunsMessage::Wake {
+            run,
+            reply: Some(reply),
+        })
+        .await?
+    }
+
+    /// The partitions held here, in order.
+    pub fn held(&self) -> Vec<u32> {
+        let mut held: Vec<u32> = lock(&self.held).iter().copied().collect();
+        held.sort_unstable();
+        held
     }
 
     /// Every run's summary, newest first (of `workflow` only, when given).

@@ -102,6 +102,7 @@ async fn scheduled(
         clock,
         limits: RunLimits::default(),
         journal_limit: crate::journal::DEFAULT_JOURNAL_LIMIT,
+        router: None,
     });
     workflows.spawn().await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();

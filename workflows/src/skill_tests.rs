@@ -21,6 +21,7 @@ async fn skill() -> (WorkflowsSkill, tempfile::TempDir) {
         clock: Clock::system(),
         limits: RunLimits::default(),
         journal_limit: crate::journal::DEFAULT_JOURNAL_LIMIT,
+        router: None,
     });
     workflows.spawn().await.unwrap();
     (WorkflowsSkill::new(workflows), dir)

@@ -196,10 +196,12 @@ struct RunRequest {
     input: Map<String, Value>,
 }
 
-/// `POST /api/v1/workflows/{id}/runs`.
+/// `POST /api/v1/workflows/{id}/runs`. With an `Idempotency-Key` header the run's id is
+/// made from the key, so a retried request answers the run the first one started.
 pub(crate) async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
     answer(
@@ -217,12 +219,19 @@ pub(crate) async fn start(
                     )
                 })?
             };
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .trim_matches('"');
+            let run = (!key.is_empty())
+                .then(|| troupe_workflows::journal::event_run_id(&name, "api", key));
             let summary = workflows
                 .start(StartRun {
                     workflow: name,
                     input: request.input,
                     cause: Cause::Manual { by: "api".into() },
-                    run: None,
+                    run,
                 })
                 .await
                 .map_err(|error| refusal(&error))?;

@@ -16,8 +16,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use troupe_workflows::jetstream::{JetStreamWorkflowStore, SendClaims, StreamSettings};
 use troupe_workflows::placement::{PARTITIONS, RunRouter};
+use troupe_workflows::replies::{ReplyWaiters, WaitBoard};
 use troupe_workflows::routing::NatsRunRouter;
 use troupe_workflows::shared::JetStreamDefinitions;
+use troupe_workflows::waits::JetStreamWaits;
 use troupe_workflows::{
     Catalog, Clock, Effects, EngineParts, LocalWorkflowStore, WorkflowStore, Workflows,
 };
@@ -34,6 +36,8 @@ pub(crate) struct Prepared {
     cluster: Option<(JetStreamDefinitions, Arc<NatsRunRouter>)>,
     /// In a cluster: where send steps claim their keys, and this node's id.
     pub(crate) send_claims: Option<(SendClaims, String)>,
+    /// In a cluster: who the runs wait for.
+    waits: Option<Arc<JetStreamWaits>>,
 }
 
 /// Reads the definitions and opens the store (the cluster's, in a cluster); `None` when
@@ -57,6 +61,7 @@ pub(crate) async fn prepare(
             store: Arc::new(local),
             cluster: None,
             send_claims: None,
+            waits: None,
         }));
     };
     let (replicas, storage) = cluster.stream_placement();
@@ -71,6 +76,9 @@ pub(crate) async fn prepare(
     let claims = SendClaims::open(cluster.client().clone(), settings)
         .await
         .context("preparing the workflow sends in the cluster")?;
+    let waits = JetStreamWaits::open(cluster.client().clone(), settings)
+        .await
+        .context("preparing the workflow wait board in the cluster")?;
     Ok(Some(Prepared {
         catalog,
         store: Arc::new(store),
@@ -80,17 +88,22 @@ pub(crate) async fn prepare(
             Arc::new(NatsRunRouter::new(cluster.client().clone())),
         )),
         send_claims: Some((claims, cluster.node_id().to_owned())),
+        waits: Some(Arc::new(waits)),
     }))
 }
 
 impl Prepared {
     /// The engine, with the effects its steps have on this node.
     pub(crate) fn engine(&self, config: &Config, effects: Arc<dyn Effects>) -> Workflows {
+        let replies = Arc::new(ReplyWaiters::default());
+        if let Some(waits) = &self.waits {
+            replies.share(Arc::clone(waits) as Arc<dyn WaitBoard>);
+        }
         Workflows::new(EngineParts {
             catalog: Arc::clone(&self.catalog),
             store: Arc::clone(&self.store),
             effects,
-            replies: Default::default(),
+            replies,
             clock: Clock::system(),
             limits: config.workflows.limits(),
             journal_limit: config.workflows.journal_limit_bytes,

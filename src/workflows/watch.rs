@@ -41,6 +41,12 @@ fn arrived(message: &InboundMessage) -> ArrivedMessage {
 /// The answer to a message a run took: accepted, and acknowledged.
 fn acknowledged(message: &InboundMessage) -> Submission {
     let (events, receiver) = turn_channel();
+    let _ = events.send(acknowledgement(message));
+    Submission::accepted(receiver)
+}
+
+/// The reply that tells the person their message went to the run that asked.
+fn acknowledgement(message: &InboundMessage) -> TurnEvent {
     let reply = OutboundReply {
         id: format!("ack-{}", message.id()),
         in_reply_to: message.id().to_owned(),
@@ -53,12 +59,54 @@ fn acknowledged(message: &InboundMessage) -> Submission {
         awaiting: None,
         stopped: false,
     };
-    let _ = events.send(TurnEvent::Reply {
+    TurnEvent::Reply {
         reply: Box::new(reply),
         model_latency: Duration::ZERO,
         usage: None,
-    });
-    Submission::accepted(receiver)
+    }
+}
+
+impl WatchingIngress {
+    /// A message a run on another node may be waiting for: offered to that node first; if
+    /// no run there takes it, it goes to its session as usual. (Such a message may reach
+    /// its session after one sent just after it: only while a run elsewhere waits for its
+    /// sender.)
+    fn offered_elsewhere(
+        &self,
+        run: String,
+        arrived: ArrivedMessage,
+        message: InboundMessage,
+    ) -> Submission {
+        let (events, receiver) = turn_channel();
+        let (workflows, inner) = (self.workflows.clone(), Arc::clone(&self.inner));
+        let accepted = async move {
+            match workflows.offer_to(&run, arrived).await {
+                Ok(true) => {
+                    let _ = events.send(acknowledgement(&message));
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(run = %run, %error, "could not offer a reply to the run's node; the message is answered as usual");
+                }
+            }
+            let submission = inner.submit(message)?;
+            submission.accepted.await?;
+            let mut answered = submission.events;
+            tokio::spawn(async move {
+                while let Some(event) = answered.recv().await {
+                    if events.send(event).is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(())
+        };
+        Submission {
+            accepted: Box::pin(accepted),
+            events: receiver,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -73,6 +121,9 @@ impl Ingress for WatchingIngress {
         let arrived = arrived(&message);
         if awaiting && self.workflows.replies().offer(&arrived) {
             return Ok(acknowledged(&message));
+        }
+        if awaiting && let Some(run) = self.workflows.replies().awaited_by(&arrived) {
+            return Ok(self.offered_elsewhere(run, arrived, message));
         }
         if watching {
             let workflows = self.workflows.clone();

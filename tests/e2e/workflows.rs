@@ -386,7 +386,7 @@ pub(crate) async fn got_when(
     }
 }
 
-async fn finished_output(node: &TroupeProcess, workflow: &str, run: &str) -> Value {
+pub(crate) async fn finished_output(node: &TroupeProcess, workflow: &str, run: &str) -> Value {
     let path = format!("/api/v1/workflows/{workflow}/runs/{run}");
     let shown = got_when(node, &path, |shown| shown["run"]["status"] == "finished").await;
     shown["journal"].as_array().unwrap().last().unwrap()["output"].clone()
@@ -486,7 +486,7 @@ async fn a_signed_webhook_and_the_owners_matching_message_start_runs() {
     );
 }
 
-const BOOKING: &str = r#"
+pub(crate) const BOOKING: &str = r#"
 name = "booking"
 owner = "telegram:42"
 [[steps]]

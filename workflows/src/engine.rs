@@ -352,7 +352,11 @@ impl RunContext {
                 let due = due.unwrap_or_else(|| self.clock.now_ms());
                 let since = due - millis(*within);
                 Ok(
-                    match self.replies.wait(&who, since, due, &self.clock).await {
+                    match self
+                        .replies
+                        .wait(&who, &self.run, since, due, &self.clock)
+                        .await
+                    {
                         Some(reply) => json!({"replied": true, "text": reply.text,
                         "platform": reply.platform, "sender_id": reply.sender_id, "at_ms": reply.at_ms}),
                         None => json!({"replied": false, "text": ""}),

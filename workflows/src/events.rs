@@ -10,7 +10,7 @@ use crate::plan::When;
 use crate::runs::{StartRun, Workflows};
 
 /// A message as the trigger sees it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ArrivedMessage {
     pub id: String,
     pub platform: String,

@@ -12,7 +12,8 @@
 //! - [`engine`]: the interpreter of one run;
 //! - [`run`]: one run as an actor; [`runs`]: the actor that supervises them, and the
 //!   [`runs::Workflows`] handle;
-//! - [`replies`]: runs waiting for a person's reply;
+//! - [`replies`]: runs waiting for a person's reply; [`waits`]: who they wait for, in a
+//!   cluster;
 //! - [`catalog`]: the definitions a node knows; [`shared`]: those of a cluster;
 //! - [`events`]: runs started by a message that matches a pattern;
 //! - [`schedule`]: triggers, catch-up and missed firings; [`cron`]: cron patterns in a zone;
@@ -44,6 +45,7 @@ pub mod skill;
 pub mod template;
 pub mod testing;
 pub mod view;
+pub mod waits;
 
 pub use catalog::Catalog;
 pub use clock::Clock;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::Control;
+use crate::events::ArrivedMessage;
 use crate::journal::RunSummary;
 use crate::runs::{WorkflowError, WorkflowErrorCode};
 
@@ -31,6 +32,9 @@ pub trait RunRouter: Send + Sync + 'static {
     async fn wake(&self, run: &str) -> Result<bool, WorkflowError>;
     /// Pauses, resumes or cancels `run` on the holder of its partition.
     async fn control(&self, run: &str, control: Control) -> Result<RunSummary, WorkflowError>;
+    /// Offers `message` to the runs waiting for replies on the holder of `run`'s
+    /// partition; answers whether one took it.
+    async fn offer(&self, run: &str, message: ArrivedMessage) -> Result<bool, WorkflowError>;
 }
 
 /// A request to a partition's holder.
@@ -39,6 +43,7 @@ pub trait RunRouter: Send + Sync + 'static {
 pub enum PartitionRequest {
     Wake { run: String },
     Control { run: String, control: Control },
+    Offer { message: ArrivedMessage },
 }
 
 /// A holder's answer.
@@ -47,6 +52,7 @@ pub enum PartitionRequest {
 pub enum PartitionReply {
     Woken { taken: bool },
     Controlled { summary: RunSummary },
+    Offered { taken: bool },
     Refused { error: RemoteError },
 }
 

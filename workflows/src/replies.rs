@@ -3,9 +3,13 @@
 //! Messages that nobody waited for are kept a short while, so a run that starts waiting
 //! just after the reply came (a run taken up again after a restart, whose reply was
 //! re-delivered from a bridge's journal first) still finds it.
+//!
+//! In a cluster the person's reply may enter another node than the one running the run: a
+//! [`WaitBoard`] tells every node who is awaited by which run, and the node the reply
+//! enters offers it to that run's node.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -31,9 +35,35 @@ struct State {
 }
 
 /// The runs waiting for replies, and the messages that came recently.
+/// Where a cluster keeps who is awaited by which run.
+pub trait WaitBoard: Send + Sync + 'static {
+    /// Run `run` waits for `who` from now on.
+    fn waiting(&self, who: &str, run: &str);
+    /// Run `run` waits for `who` no more.
+    fn done(&self, who: &str, run: &str);
+    /// A run, on any node, waiting for the sender of `message`.
+    fn awaited_by(&self, message: &ArrivedMessage) -> Option<String>;
+}
+
 #[derive(Default)]
 pub struct ReplyWaiters {
     state: Mutex<State>,
+    board: OnceLock<Arc<dyn WaitBoard>>,
+}
+
+/// Takes a run's wait off the board however the wait ends.
+struct OnBoard<'a> {
+    board: Option<&'a Arc<dyn WaitBoard>>,
+    who: &'a str,
+    run: &'a str,
+}
+
+impl Drop for OnBoard<'_> {
+    fn drop(&mut self) {
+        if let Some(board) = self.board {
+            board.done(self.who, self.run);
+        }
+    }
 }
 
 impl std::fmt::Debug for ReplyWaiters {
@@ -53,6 +83,16 @@ pub fn is_from(message: &ArrivedMessage, who: &str) -> bool {
 }
 
 impl ReplyWaiters {
+    /// From now on, waits are also put on `board` (in a cluster).
+    pub fn share(&self, board: Arc<dyn WaitBoard>) {
+        let _ = self.board.set(board);
+    }
+
+    /// In a cluster: a run waiting for the sender of `message`, on any node.
+    pub fn awaited_by(&self, message: &ArrivedMessage) -> Option<String> {
+        self.board.get()?.awaited_by(message)
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state
             .lock()
@@ -91,10 +131,12 @@ impl ReplyWaiters {
             .any(|waiter| !waiter.reply.is_closed() && is_from(message, &waiter.who))
     }
 
-    /// The first message from `who` since `since_ms`, or `None` at `due_ms`.
+    /// The first message from `who` since `since_ms`, or `None` at `due_ms`; `run` is
+    /// the run that waits (for the board).
     pub async fn wait(
         &self,
         who: &str,
+        run: &str,
         since_ms: i64,
         due_ms: i64,
         clock: &Clock,
@@ -116,6 +158,11 @@ impl ReplyWaiters {
             });
             receiver
         };
+        let board = self.board.get();
+        if let Some(board) = board {
+            board.waiting(who, run);
+        }
+        let _on_board = OnBoard { board, who, run };
         tokio::select! {
             reply = receiver => reply.ok(),
             () = clock.sleep_until(due_ms) => None,
@@ -145,7 +192,11 @@ mod tests {
         let clock = Clock::starting_at(1_000);
         let waiting = {
             let waiters = std::sync::Arc::clone(&waiters);
-            tokio::spawn(async move { waiters.wait("telegram:42", 1_000, 60_000, &clock).await })
+            tokio::spawn(async move {
+                waiters
+                    .wait("telegram:42", "r", 1_000, 60_000, &clock)
+                    .await
+            })
         };
         tokio::task::yield_now().await;
         assert!(!waiters.offer(&message("7", 2_000)), "someone else");
@@ -160,9 +211,76 @@ mod tests {
         let waiters = ReplyWaiters::default();
         let clock = Clock::starting_at(10_000);
         assert!(!waiters.offer(&message("42", 9_000)));
-        let found = waiters.wait("telegram:42", 8_000, 20_000, &clock).await;
+        let found = waiters
+            .wait("telegram:42", "r", 8_000, 20_000, &clock)
+            .await;
         assert_eq!(found.unwrap().id, "m9000");
-        let none = waiters.wait("telegram:42", 8_000, 20_000, &clock).await;
+        let none = waiters
+            .wait("telegram:42", "r", 8_000, 20_000, &clock)
+            .await;
         assert!(none.is_none(), "each message is taken once");
+    }
+
+    /// A board that keeps its waits in memory, as the cluster's copy does.
+    #[derive(Default)]
+    struct MemoryBoard {
+        waits: Mutex<Vec<(String, String)>>,
+    }
+
+    impl WaitBoard for MemoryBoard {
+        fn waiting(&self, who: &str, run: &str) {
+            self.waits.lock().unwrap().push((who.into(), run.into()));
+        }
+
+        fn done(&self, who: &str, run: &str) {
+            self.waits
+                .lock()
+                .unwrap()
+                .retain(|wait| wait != &(who.to_owned(), run.to_owned()));
+        }
+
+        fn awaited_by(&self, message: &ArrivedMessage) -> Option<String> {
+            let waits = self.waits.lock().unwrap();
+            waits
+                .iter()
+                .find(|(who, _)| is_from(message, who))
+                .map(|(_, run)| run.clone())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_is_on_the_board_while_it_lasts_however_it_ends() {
+        let board = Arc::new(MemoryBoard::default());
+        let waiters = Arc::new(ReplyWaiters::default());
+        waiters.share(Arc::clone(&board) as Arc<dyn WaitBoard>);
+        let clock = Clock::starting_at(1_000);
+        let timed_out = {
+            let waiters = Arc::clone(&waiters);
+            tokio::spawn(
+                async move { waiters.wait("telegram:42", "a", 1_000, 5_000, &clock).await },
+            )
+        };
+        let dropped = {
+            let waiters = Arc::clone(&waiters);
+            tokio::spawn(
+                async move { waiters.wait("telegram:7", "b", 1_000, 60_000, &clock).await },
+            )
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(
+            waiters.awaited_by(&message("42", 2_000)).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            waiters.awaited_by(&message("7", 2_000)).as_deref(),
+            Some("b")
+        );
+        assert_eq!(waiters.awaited_by(&message("8", 2_000)), None);
+        assert!(timed_out.await.unwrap().is_none());
+        assert_eq!(waiters.awaited_by(&message("42", 6_000)), None, "timed out");
+        // A run that stops (its partition moved) takes its wait off the board too.
+        dropped.abort();
+        let _ = dropped.await;
+        assert_eq!(waiters.awaited_by(&message("7", 6_000)), None, "stopped");
     }
 }

@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Control;
+use crate::events::ArrivedMessage;
 use crate::journal::RunSummary;
 use crate::placement::{PartitionReply, PartitionRequest, RunRouter, partition_of};
 use crate::runs::{WorkflowError, WorkflowErrorCode, Workflows};
@@ -67,7 +68,18 @@ impl RunRouter for NatsRunRouter {
         match self.request(run, &request).await? {
             PartitionReply::Woken { taken } => Ok(taken),
             PartitionReply::Refused { error } => Err(error.into()),
-            PartitionReply::Controlled { .. } => Err(WorkflowError::NotRunning),
+            _ => Err(WorkflowError::NotRunning),
+        }
+    }
+
+    async fn offer(&self, run: &str, message: ArrivedMessage) -> Result<bool, WorkflowError> {
+        match self
+            .request(run, &PartitionRequest::Offer { message })
+            .await?
+        {
+            PartitionReply::Offered { taken } => Ok(taken),
+            PartitionReply::Refused { error } => Err(error.into()),
+            _ => Err(WorkflowError::NotRunning),
         }
     }
 
@@ -79,7 +91,7 @@ impl RunRouter for NatsRunRouter {
         match self.request(run, &request).await? {
             PartitionReply::Controlled { summary } => Ok(summary),
             PartitionReply::Refused { error } => Err(error.into()),
-            PartitionReply::Woken { .. } => Err(WorkflowError::NotRunning),
+            _ => Err(WorkflowError::NotRunning),
         }
     }
 }
@@ -157,6 +169,9 @@ async fn answer(workflows: Workflows, client: async_nats::Client, message: async
                 },
             }
         }
+        Ok(PartitionRequest::Offer { message }) => PartitionReply::Offered {
+            taken: workflows.replies().offer(&message),
+        },
         Err(error) => {
             tracing::warn!(%error, "an unreadable workflow partition request");
             return;

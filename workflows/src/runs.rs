@@ -704,6 +704,19 @@ impl Workflows {
         .await?
     }
 
+    /// Offers `message` to `run`'s node (in a cluster); answers whether a run there took
+    /// it.
+    pub async fn offer_to(
+        &self,
+        run: &str,
+        message: crate::events::ArrivedMessage,
+    ) -> Result<bool, WorkflowError> {
+        match &self.parts.router {
+            Some(router) => router.offer(run, message).await,
+            None => Ok(self.parts.replies.offer(&message)),
+        }
+    }
+
     /// The partitions held here, in order.
     pub fn held(&self) -> Vec<u32> {
         let mut held: Vec<u32> = lock(&self.held).iter().copied().collect();

@@ -6,6 +6,8 @@
 //!   done once and its message delivered once.
 //! - A one-second schedule fires fifty times while the node that schedules is killed: no
 //!   firing runs twice or sends twice, and none is skipped silently.
+//! - A run waiting for a person's reply gets it when the reply enters another node (the one
+//!   polling Telegram), and the person is acknowledged, not answered.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +19,8 @@ use troupe_testkit::telegram::FakeTelegram;
 
 use crate::support::{binary, eventually, get, http};
 use crate::workflows::{
-    ReportsSkill, TOKEN, WAIT, config, firings, got_when, put_toml, skill_ready,
+    BOOKING, ReportsSkill, TOKEN, WAIT, config, finished_output, firings, got_when, put_toml,
+    skill_ready,
 };
 
 const MEMBERS: [&str; 3] = ["node-0", "node-1", "node-2"];
@@ -111,6 +114,42 @@ async fn next_hold(cluster: &ClusterSandbox, seen: &mut [usize]) -> usize {
     }
 }
 
+/// Starts a run of `workflow` through `node` with `Idempotency-Key: key`; answers its id.
+async fn start_once(node: &TroupeProcess, workflow: &str, key: &str) -> String {
+    let started = http()
+        .post(format!(
+            "{}/api/v1/workflows/{workflow}/runs",
+            node.http_url()
+        ))
+        .header("idempotency-key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let run: Value = started.json().await.unwrap();
+    let run = run["run"]["run"].as_str().unwrap().to_owned();
+    assert_eq!(
+        run,
+        troupe_workflows::journal::event_run_id(workflow, "api", key)
+    );
+    run
+}
+
+/// The live node singleton `name` runs on now, as the nodes' logs tell.
+fn holder(cluster: &ClusterSandbox, name: &str) -> Option<usize> {
+    let named = format!("name={name}");
+    let mut holders = cluster.nodes.iter().enumerate().filter(|(_, node)| {
+        node.pid().is_some()
+            && node
+                .log()
+                .lines()
+                .rfind(|line| line.ends_with(&named) || line.contains(&format!("{named} ")))
+                .is_some_and(|line| line.contains("singleton started on this node"))
+    });
+    let first = holders.next().map(|(index, _)| index);
+    first.filter(|_| holders.next().is_none())
+}
+
 fn alive(cluster: &ClusterSandbox) -> &TroupeProcess {
     cluster
         .nodes
@@ -152,18 +191,16 @@ async fn a_run_killed_at_every_step_boundary_finishes_on_another_node_with_each_
         let k = index + 1;
         let workflow = format!("brief-{k}");
         // Started through a node that may not hold the run: it is journaled there and
-        // taken up by the node that holds the run's partition.
-        let started = http()
-            .post(format!(
-                "{}/api/v1/workflows/{workflow}/runs",
-                cluster.nodes[index % 3].http_url()
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(started.status(), 202);
-        let run: Value = started.json().await.unwrap();
-        let run = run["run"]["run"].as_str().unwrap().to_owned();
+        // taken up by the node that holds the run's partition. Sent again through another
+        // node with the same key, it starts nothing and answers the same run.
+        let run = start_once(&cluster.nodes[index % 3], &workflow, &format!("kill-{k}")).await;
+        let again = start_once(
+            &cluster.nodes[(index + 1) % 3],
+            &workflow,
+            &format!("kill-{k}"),
+        )
+        .await;
+        assert_eq!(run, again);
         let mut killed = Vec::new();
         for point in pair {
             let holder = next_hold(&cluster, &mut seen).await;
@@ -332,4 +369,80 @@ async fn a_one_second_schedule_fires_once_per_firing_while_its_scheduling_node_i
             due += 1000;
         }
     }
+}
+
+/// Where the Telegram poller and every workflow partition run, once that holds still.
+async fn placement(cluster: &ClusterSandbox) -> (usize, Vec<usize>) {
+    let look = || {
+        let poller = holder(cluster, "bridge-tg")?;
+        let partitions: Option<Vec<usize>> = (0..troupe_workflows::placement::PARTITIONS)
+            .map(|partition| holder(cluster, &format!("workflow-runs-{partition}")))
+            .collect();
+        Some((poller, partitions?))
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let before = look();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(now) = look()
+            && before.as_ref() == Some(&now)
+        {
+            return now;
+        }
+        assert!(started.elapsed() < WAIT, "the singletons never settled");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_entering_another_node_reaches_the_run_that_waits_for_it() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let (_skill, skill_url) = ReportsSkill::start().await;
+    let config = config(&fake, &skill_url, &[]).replace(
+        "poll_timeout_secs = 1\n",
+        "poll_timeout_secs = 1\nallow_from = [\"42\"]\n",
+    );
+    let cluster = ClusterSandbox::start_with_env(
+        binary(),
+        MEMBERS.len(),
+        &config,
+        &[],
+        &[
+            ("TG_TOKEN", TOKEN),
+            ("SKILL_SECRET", "a-secret-shared-with-reports"),
+        ],
+    )
+    .await
+    .expect("the cluster starts");
+    settled(&cluster).await;
+    put_toml(&cluster.nodes[0], BOOKING).await;
+    let (poller, partitions) = placement(&cluster).await;
+    // A run whose partition another node than the poller's holds.
+    let key = (0..)
+        .map(|index| format!("booking-{index}"))
+        .find(|key| {
+            let run = troupe_workflows::journal::event_run_id("booking", "api", key);
+            partitions[troupe_workflows::placement::partition_of(&run) as usize] != poller
+        })
+        .unwrap();
+    let run = start_once(&cluster.nodes[poller], "booking", &key).await;
+    eprintln!("the poller is on node-{poller}; run {run} on another node");
+    fake.wait_for_sent(WAIT, |_| !fake.texts_to(42).is_empty())
+        .await;
+    fake.user_says(42, "yes, please");
+    let output = finished_output(&cluster.nodes[poller], "booking", &run).await;
+    assert_eq!(output["holds"], true, "{output}");
+    fake.wait_for_sent(WAIT, |_| fake.texts_to(42).len() >= 3)
+        .await;
+    let texts: Vec<String> = fake
+        .texts_to(42)
+        .iter()
+        .map(|text| troupe_testkit::telegram::markdown_v2::parse(text).unwrap())
+        .collect();
+    assert!(texts.contains(&"Booked for 8.".to_owned()), "{texts:?}");
+    assert!(
+        texts.iter().any(|text| text.starts_with("✓ Got it")),
+        "the reply is acknowledged, not answered by the assistant: {texts:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.texts_to(42).len(), 3, "{:?}", fake.texts_to(42));
 }

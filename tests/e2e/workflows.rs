@@ -525,10 +525,16 @@ async fn a_run_asks_on_telegram_and_goes_on_with_the_persons_reply() {
         .as_str()
         .unwrap()
         .to_owned();
+    answered_yes(&fake, &node, &run).await;
+}
+
+/// The booking run asked on Telegram: the person says yes, the run books, and what the
+/// person read is the question, the acknowledgement of their reply, and the booking.
+pub(crate) async fn answered_yes(fake: &FakeTelegram, node: &TroupeProcess, run: &str) {
     fake.wait_for_sent(WAIT, |_| !fake.texts_to(42).is_empty())
         .await;
     fake.user_says(42, "yes, please");
-    let output = finished_output(&node, "booking", &run).await;
+    let output = finished_output(node, "booking", run).await;
     assert_eq!(output["holds"], true, "{output}");
     fake.wait_for_sent(WAIT, |_| fake.texts_to(42).len() >= 3)
         .await;

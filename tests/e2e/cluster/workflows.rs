@@ -19,7 +19,7 @@ use troupe_testkit::telegram::FakeTelegram;
 
 use crate::support::{binary, eventually, get, http};
 use crate::workflows::{
-    BOOKING, ReportsSkill, TOKEN, WAIT, config, finished_output, firings, got_when, put_toml,
+    BOOKING, ReportsSkill, TOKEN, WAIT, answered_yes, config, firings, got_when, put_toml,
     skill_ready,
 };
 
@@ -426,23 +426,5 @@ async fn a_reply_entering_another_node_reaches_the_run_that_waits_for_it() {
         .unwrap();
     let run = start_once(&cluster.nodes[poller], "booking", &key).await;
     eprintln!("the poller is on node-{poller}; run {run} on another node");
-    fake.wait_for_sent(WAIT, |_| !fake.texts_to(42).is_empty())
-        .await;
-    fake.user_says(42, "yes, please");
-    let output = finished_output(&cluster.nodes[poller], "booking", &run).await;
-    assert_eq!(output["holds"], true, "{output}");
-    fake.wait_for_sent(WAIT, |_| fake.texts_to(42).len() >= 3)
-        .await;
-    let texts: Vec<String> = fake
-        .texts_to(42)
-        .iter()
-        .map(|text| troupe_testkit::telegram::markdown_v2::parse(text).unwrap())
-        .collect();
-    assert!(texts.contains(&"Booked for 8.".to_owned()), "{texts:?}");
-    assert!(
-        texts.iter().any(|text| text.starts_with("✓ Got it")),
-        "the reply is acknowledged, not answered by the assistant: {texts:?}"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fake.texts_to(42).len(), 3, "{:?}", fake.texts_to(42));
+    answered_yes(&fake, &cluster.nodes[poller], &run).await;
 }

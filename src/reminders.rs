@@ -54,7 +54,7 @@ impl ReminderSink for ReminderDelivery {
         if let Some(sender) = reminder.route["websocket"].as_str() {
             let frame = json!({"type": "notification", "id": reminder.id, "payload": text,
                 "timestamp": unix_now()});
-            return if self.clients.push(sender, &frame.to_string()) {
+            return if self.clients.deliver(sender, &frame.to_string()).await {
                 Ok(())
             } else {
                 Err(NotDelivered::NotConnected(sender.to_owned()))

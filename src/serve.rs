@@ -250,6 +250,9 @@ pub(crate) async fn serve(
     let webhook_body_bytes = config.server.max_webhook_bytes_in_flight;
     let dispatcher_slot = Arc::new(OnceLock::new());
     let clients = Clients::default();
+    if let Some(cluster) = &cluster {
+        clients.join_cluster(cluster.client().clone(), shutdown.clone());
+    }
     let access_clients = clients.clone();
     let dispatcher_out = Arc::clone(&dispatcher_slot);
     let access_workflows = workflows.clone();

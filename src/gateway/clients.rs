@@ -1,8 +1,16 @@
 //! The WebSocket connections of this node by sender id, so that something the assistant
-//! says unasked (a reminder) reaches the person's open web chats.
+//! says unasked (a reminder, a workflow's message) reaches the person's open web chats.
+//!
+//! In a cluster the person's page may be open on another node: [`Clients::deliver`] asks
+//! every node over NATS (`troupe.web.push.<sender as hex>`), and a node that has a
+//! connection of that sender pushes the frame and answers.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use axum::extract::ws::Message;
 use dashmap::DashMap;
@@ -19,7 +27,13 @@ pub(crate) struct Clients {
     next_id: Arc<AtomicU64>,
     /// Signalled when a connection arrives (what waited for its person may go now).
     arrivals: Arc<Notify>,
+    /// In a cluster: how other nodes' connections are reached.
+    cluster: Arc<OnceLock<async_nats::Client>>,
 }
+
+const PUSH_SUBJECTS: &str = "troupe.web.push";
+/// How long a push waits for another node to say it reached a page.
+const PUSH_WAIT: Duration = Duration::from_secs(1);
 
 impl Clients {
     /// Adds a connection; the id removes it again.
@@ -45,7 +59,65 @@ impl Clients {
         });
     }
 
-    /// Sends `text` to every open connection of `sender`; whether any took it.
+    /// Sends `text` to `sender`'s open connections on any node; whether any took it.
+    pub(crate) async fn deliver(&self, sender: &str, text: &str) -> bool {
+        if self.push(sender, text) {
+            return true;
+        }
+        let Some(client) = self.cluster.get() else {
+            return false;
+        };
+        let subject = format!("{PUSH_SUBJECTS}.{}", hex::encode(sender));
+        let asked = client.request(subject, text.to_owned().into());
+        matches!(tokio::time::timeout(PUSH_WAIT, asked).await, Ok(Ok(_)))
+    }
+
+    /// Joins the cluster: other nodes' pushes reach this node's connections, until `stop`.
+    pub(crate) fn join_cluster(&self, client: async_nats::Client, stop: CancellationToken) {
+        if self.cluster.set(client.clone()).is_err() {
+            return;
+        }
+        let clients = self.clone();
+        tokio::spawn(async move {
+            let mut asked = match client.subscribe(format!("{PUSH_SUBJECTS}.*")).await {
+                Ok(subscription) => subscription,
+                Err(error) => {
+                    tracing::error!(%error, "web chats on this node cannot get other nodes' notifications");
+                    return;
+                }
+            };
+            loop {
+                let request = tokio::select! {
+                    () = stop.cancelled() => return,
+                    request = asked.next() => request,
+                };
+                let Some(request) = request else { return };
+                clients.answer(&client, request).await;
+            }
+        });
+    }
+
+    async fn answer(&self, client: &async_nats::Client, request: async_nats::Message) {
+        let sender = request
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|encoded| hex::decode(encoded).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let (Some(sender), Some(reply_to)) = (sender, request.reply) else {
+            return;
+        };
+        let Ok(text) = std::str::from_utf8(&request.payload) else {
+            return;
+        };
+        if self.push(&sender, text)
+            && let Err(error) = client.publish(reply_to, bytes::Bytes::new()).await
+        {
+            tracing::debug!(%error, "could not tell another node its notification arrived");
+        }
+    }
+
+    /// Sends `text` to every open connection of `sender` on this node; whether any took it.
     pub(crate) fn push(&self, sender: &str, text: &str) -> bool {
         let Some(connections) = self.by_sender.get(sender) else {
             return false;

@@ -270,7 +270,12 @@ impl Effects for NodeEffects {
             Recipient::Web { sender } => {
                 let frame = json!({"type": "notification", "id": message.key.as_str(),
                     "payload": message.text, "timestamp": unix_now()});
-                if self.parts()?.clients.push(sender, &frame.to_string()) {
+                if self
+                    .parts()?
+                    .clients
+                    .deliver(sender, &frame.to_string())
+                    .await
+                {
                     Ok(json!({"to": format!("web:{sender}"), "delivered": true}))
                 } else {
                     Err(StepError::new(

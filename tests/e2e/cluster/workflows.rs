@@ -428,3 +428,65 @@ async fn a_reply_entering_another_node_reaches_the_run_that_waits_for_it() {
     eprintln!("the poller is on node-{poller}; run {run} on another node");
     answered_yes(&fake, &cluster.nodes[poller], &run).await;
 }
+
+const NOTIFY: &str = r#"
+name = "notify"
+owner = "person:ada"
+
+[[steps]]
+id = "tell"
+send = "Your report is ready"
+to = "web:ada"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflows_message_reaches_a_web_chat_open_on_another_node() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let (_skill, skill_url) = ReportsSkill::start().await;
+    let cluster = start_cluster(&fake, &skill_url, &[]).await;
+    settled(&cluster).await;
+    put_toml(&cluster.nodes[1], NOTIFY).await;
+    let (_, partitions) = placement(&cluster).await;
+    // Ada's page is open on node-0; her run is held by another node.
+    let key = (0..)
+        .map(|index| format!("notify-{index}"))
+        .find(|key| {
+            let run = troupe_workflows::journal::event_run_id("notify", "api", key);
+            partitions[troupe_workflows::placement::partition_of(&run) as usize] != 0
+        })
+        .unwrap();
+    let mut socket = crate::support::connect(&cluster.nodes[0], &[]).await;
+    crate::support::send(
+        &mut socket,
+        serde_json::json!({"type": "hello", "sender_id": "ada"}),
+    )
+    .await;
+    // Answered, the page is surely registered.
+    crate::support::send(
+        &mut socket,
+        serde_json::json!({"type": "message", "id": "m1", "payload": "hi"}),
+    )
+    .await;
+    crate::support::frames_until_final(&mut socket, "m1").await;
+    let run = start_once(&cluster.nodes[1], "notify", &key).await;
+    let notification = tokio::time::timeout(WAIT, async {
+        loop {
+            let frame = crate::support::next_frame(&mut socket)
+                .await
+                .expect("the page stays open");
+            if frame["type"] == "notification" {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("the notification arrives");
+    assert_eq!(notification["payload"], "Your report is ready");
+    assert_eq!(notification["id"], format!("{run}:tell:1"));
+    let path = format!("/api/v1/workflows/notify/runs/{run}");
+    let shown = got_when(&cluster.nodes[2], &path, |shown| {
+        shown["run"]["status"] == "finished"
+    })
+    .await;
+    assert_eq!(shown["journal"].as_array().unwrap().len(), 4, "{shown}");
+}

@@ -8,6 +8,9 @@ start   starts a run that waits 2 s, then calls a tool, and prints its id, for t
         kill the node at once and start it again after the wait's end; `recovered RUN MS`
         then prints how long after MS (unix ms, when the node was started again) the run
         journaled its next step.
+chain   starts a run of 100 waits of 100 ms and prints its id; `moved RUN MS` then prints how
+        long after MS (unix ms, when the run's node was killed) another node journaled the
+        run's next record, and waits for the run to finish.
 
 Standard library only (the node's own API)."""
 
@@ -96,6 +99,32 @@ def recovered(run, spawned_ms):
         time.sleep(0.01)
 
 
+def chain():
+    lines = ['name = "chain"', 'owner = "person:bench"']
+    for index in range(100):
+        lines += ["[[steps]]", f'id = "w{index}"', 'wait = "100ms"']
+    put("\n".join(lines) + "\n")
+    print(call("POST", "/api/v1/workflows/chain/runs", {})["run"]["run"])
+
+
+def moved(run, killed_ms):
+    while True:
+        try:
+            shown = run_of("chain", run)
+        except OSError:
+            time.sleep(0.01)
+            continue
+        later = [record["at"] for record in shown["journal"] if record["at"] >= killed_ms]
+        if later:
+            print(f"another node journaled the run's next record {later[0] - killed_ms} ms "
+                  "after its node was killed")
+            break
+        time.sleep(0.01)
+    while run_of("chain", run)["run"]["status"] == "running":
+        time.sleep(0.1)
+    print(f"the run ended: {run_of('chain', run)['run']['status']}")
+
+
 if __name__ == "__main__":
     section = sys.argv[2]
     if section == "steps":
@@ -106,3 +135,7 @@ if __name__ == "__main__":
         start_waiting()
     elif section == "recovered":
         recovered(sys.argv[3], int(sys.argv[4]))
+    elif section == "chain":
+        chain()
+    elif section == "moved":
+        moved(sys.argv[3], int(sys.argv[4]))

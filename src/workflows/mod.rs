@@ -115,11 +115,11 @@ impl Prepared {
     }
 }
 
-/// Fires the schedules: on a single node until `shutdown`; in a cluster as the singleton
+/// Fires the schedules and deletes, hourly, the runs that ended longer than `[workflows]
+/// keep_runs_days` ago: on a single node until `shutdown`; in a cluster as the singleton
 /// `workflow-scheduler`, which moves to another node when its node dies, next to the
 /// partition singletons that run the runs and the task that follows the shared
-/// definitions. Deletes, hourly, the runs that ended longer than `[workflows]
-/// keep_runs_days` ago.
+/// definitions.
 pub(crate) fn run_schedules(
     config: &Config,
     prepared: &Prepared,
@@ -148,25 +148,28 @@ pub(crate) fn run_schedules(
             );
         }
     }
-    let pruning = workflows.clone();
-    tokio::spawn({
-        let (keep, stop) = (config.workflows.keep_runs(), shutdown.clone());
-        async move { pruning.prune_ended(keep, stop).await }
-    });
+    let keep = config.workflows.keep_runs();
     match cluster {
+        // One node prunes the cluster's journals: the one that schedules.
         Some(cluster) => {
             let workflows = workflows.clone();
             cluster.run_singleton(
                 "workflow-scheduler",
                 Arc::new(move |token| {
-                    Box::pin(troupe_workflows::schedule::run_scheduler(
-                        workflows.clone(),
-                        token,
-                    ))
+                    let workflows = workflows.clone();
+                    Box::pin(async move {
+                        tokio::join!(
+                            workflows.prune_ended(keep, token.clone()),
+                            troupe_workflows::schedule::run_scheduler(workflows.clone(), token),
+                        );
+                    })
                 }),
             );
         }
         None => {
+            let pruning = workflows.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move { pruning.prune_ended(keep, stop).await });
             tokio::spawn(troupe_workflows::schedule::run_scheduler(
                 workflows.clone(),
                 shutdown.clone(),

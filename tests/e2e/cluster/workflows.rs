@@ -306,6 +306,12 @@ async fn a_one_second_schedule_fires_once_per_firing_while_its_scheduling_node_i
     let doomed = scheduler(&cluster).unwrap();
     eprintln!("the scheduler runs on node-{doomed}; kill -9");
     cluster.nodes[doomed].kill_hard().unwrap();
+    // Another node takes the scheduler over.
+    eventually(WAIT, || async { scheduler(&cluster).is_some() }).await;
+    eprintln!(
+        "the scheduler moved to node-{}",
+        scheduler(&cluster).unwrap()
+    );
     let survivor = (doomed + 1) % 3;
     eventually(Duration::from_secs(90), || async {
         finished_runs(&cluster.nodes[survivor]).await >= 50

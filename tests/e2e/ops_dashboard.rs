@@ -1,8 +1,8 @@
 //! The operator's dashboard (`/ops`) in a real browser (`python/browser_ops.py`): it opens
 //! under its own CSP once the token is given, its numbers move while `troupe bench` sends
-//! load, tokens and cost show per person and model, a failed turn is listed, the
-//! supervision tree is drawn, and a bridge whose platform dies shows as down within a few
-//! seconds. axe-core passes on it, and screenshots are taken in both themes and sizes.
+//! load, tokens and cost show per person and model, a failed turn and a workflow run going
+//! on are listed, the supervision tree is drawn, and a bridge whose platform dies shows as
+//! down within a few seconds. axe-core passes on it, and screenshots are taken in both themes and sizes.
 //! The stream behind it is the owner's alone.
 
 use std::process::Stdio;
@@ -95,6 +95,29 @@ async fn the_dashboard_is_live_under_load_and_shows_a_dead_bridge_as_down() {
 
     let anonymous = crate::support::get(&node, "/api/v1/ops/stream").await;
     assert_eq!(anonymous.0, 401);
+    // A run going on (a long wait): the Workflows card lists it.
+    let client = crate::support::http();
+    let added = client
+        .post(format!("{}/api/v1/workflows", node.http_url()))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/toml")
+        .body(
+            "name = \"nightly\"\nowner = \"person:ada\"\n[[steps]]\nid = \"nap\"\nwait = \"10m\"\n",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let started: Value = client
+        .post(format!("{}/api/v1/workflows/nightly/runs", node.http_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = started["run"]["run"].as_str().unwrap().to_owned();
 
     let seen = drive_browser(&node, move || drop(telegram)).await;
 
@@ -136,6 +159,11 @@ async fn the_dashboard_is_live_under_load_and_shows_a_dead_bridge_as_down() {
         most("messages") >= seen["before"].as_f64().unwrap() + 800.0,
         "messages in moved: {}",
         load["messages"]
+    );
+    let workflows = seen["workflows"].as_str().unwrap();
+    assert!(
+        workflows.contains(&run) && workflows.contains("nightly"),
+        "{workflows}"
     );
     let providers = seen["providers"].as_str().unwrap();
     assert!(providers.contains("fake-model"), "{providers}");

@@ -124,6 +124,10 @@ pub enum RunsMessage {
     },
     /// Lets a partition go: its runs stop where they are.
     Release { partition: u32 },
+    /// The summaries of the runs going on here, newest first.
+    Running {
+        reply: RpcReplyPort<Vec<RunSummary>>,
+    },
     /// A run of a partition held here was started (or ended un-journaled): take it up;
     /// answers whether it runs here.
     Wake {
@@ -227,6 +231,14 @@ impl Actor for Runs {
                     }
                 }
                 tracing::info!(partition, "let a workflow partition go");
+            }
+            RunsMessage::Running { reply } => {
+                let mut running = Vec::with_capacity(state.active.len());
+                for (_, journal) in state.active.values() {
+                    running.push(journal.summary().await);
+                }
+                running.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(a.run.cmp(&b.run)));
+                let _ = reply.send(running);
             }
             RunsMessage::Wake { run, reply } => {
                 let outcome = state.wake(&myself, &run).await;
@@ -715,6 +727,11 @@ impl Workflows {
             Some(router) => router.offer(run, message).await,
             None => Ok(self.parts.replies.offer(&message)),
         }
+    }
+
+    /// The runs going on on this node, newest first (from memory: no store is read).
+    pub async fn running(&self) -> Result<Vec<RunSummary>, WorkflowError> {
+        self.ask(|reply| RunsMessage::Running { reply }).await
     }
 
     /// The partitions held here, in order.

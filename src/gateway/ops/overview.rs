@@ -114,9 +114,15 @@ struct CanvasView {
     connections: f64,
 }
 
-/// The workflow engine, from its metrics (no store is read): `None` where workflows are off.
+/// Most runs going on listed on the dashboard.
+const RUNS_LISTED: usize = 20;
+
+/// The workflow engine, from its metrics and the runs going on here (no store is read):
+/// `None` where workflows are off.
 #[derive(Debug, Serialize)]
 struct WorkflowsView {
+    /// The newest runs going on on this node.
+    running: Vec<troupe_workflows::RunSummary>,
     active: f64,
     started: f64,
     finished: f64,
@@ -129,11 +135,18 @@ struct WorkflowsView {
     started_per_sec: f64,
 }
 
-fn workflows(state: &AppState, now: &Readings, then: &Readings) -> Option<WorkflowsView> {
+async fn workflows(state: &AppState, now: &Readings, then: &Readings) -> Option<WorkflowsView> {
     use troupe_workflows::metrics as names;
-    state.workflows.as_ref()?;
+    let mut running = state
+        .workflows
+        .as_ref()?
+        .running()
+        .await
+        .unwrap_or_default();
+    running.truncate(RUNS_LISTED);
     let ended = |status: &str| now.total(names::RUNS_ENDED, &[("status", status)]);
     Some(WorkflowsView {
+        running,
         active: now.total(names::RUNS_ACTIVE, &[]),
         started: now.total(names::RUNS_STARTED, &[]),
         finished: ended("finished"),
@@ -332,7 +345,7 @@ pub(super) async fn build(state: &AppState, window: &mut Window) -> Option<Overv
             rooms_open: now.total(troupe_canvas::metrics::ROOMS_OPEN, &[]),
             connections: now.total(troupe_canvas::metrics::CONNECTIONS, &[]),
         },
-        workflows: workflows(state, now, then),
+        workflows: workflows(state, now, then).await,
         models: state.models.status(),
         supervision,
         failed_turns: state.node.failed_turns(),

@@ -91,6 +91,8 @@ def main() -> None:
         seen["usage_week"] = page.inner_text("#usage")
         seen["failed"] = page.inner_text("#failed")
         seen["tree"] = page.inner_text("#tree")
+        page.wait_for_selector("#workflows table[data-runs]", timeout=WAIT)
+        seen["workflows"] = page.inner_text("#workflows")
         seen["bridge_before"] = bridge_state(page, "tg")
         pictures(page, artefacts, "ops-under-load")
 

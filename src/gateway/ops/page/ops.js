@@ -272,8 +272,18 @@ function drawWorkflows(workflows) {
       workflows.failed > 0 ? badge(number(workflows.failed), "bad") : number(workflows.failed),
       number(workflows.cancelled), number(workflows.resumed), number(workflows.retried),
       workflows.missed > 0 ? badge(number(workflows.missed), "bad") : number(workflows.missed)]], "");
-  box.replaceChildren(figures,
-    element("p", `${number(workflows.started)} runs started since the node started · ${number(workflows.started_per_sec, 2)}/s lately. Each run step by step: troupe workflow logs <run>, or GET /api/v1/workflows/{name}/runs/{run}.`, "muted"));
+  const parts = [figures];
+  if (workflows.running.length > 0) {
+    const running = element("table");
+    table(running, ["Run going on here", "Workflow", "Status", "Steps done", "Started"],
+      workflows.running.map((run) => [run.run, run.workflow,
+        run.status === "paused" ? badge("paused", "neutral") : run.status,
+        number(run.steps_finished), new Date(run.started_ms).toLocaleString()]), "");
+    running.dataset.runs = "";
+    parts.push(running);
+  }
+  box.replaceChildren(...parts,
+    element("p", `${number(workflows.started)} ${workflows.started === 1 ? "run" : "runs"} started since the node started · ${number(workflows.started_per_sec, 2)}/s lately. Each run step by step: troupe workflow logs <run>, or GET /api/v1/workflows/{name}/runs/{run}.`, "muted"));
 }
 
 function drawCanvas(overview) {

@@ -151,7 +151,7 @@ pub(crate) async fn serve(
         .map(|parts| parts.engine(&config, Arc::clone(&workflow_effects) as _));
     if let Some((claims, node)) = prepared_workflows
         .as_ref()
-        .and_then(|parts| parts.send_claims.clone())
+        .and_then(crate::workflows::Prepared::send_claims)
     {
         workflow_effects.claim_sends(claims, &node);
     }

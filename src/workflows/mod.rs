@@ -32,12 +32,20 @@ pub(crate) struct Prepared {
     store: Arc<dyn WorkflowStore>,
     /// The local store's database, for health reports (none in a cluster).
     pub(crate) disk: Option<troupe_actors::storage::Storage>,
-    /// In a cluster: the shared definitions, and the router to other nodes' runs.
-    cluster: Option<(JetStreamDefinitions, Arc<NatsRunRouter>)>,
-    /// In a cluster: where send steps claim their keys, and this node's id.
-    pub(crate) send_claims: Option<(SendClaims, String)>,
-    /// In a cluster: who the runs wait for.
-    waits: Option<Arc<JetStreamWaits>>,
+    cluster: Option<ClusterParts>,
+}
+
+/// What a cluster adds to the engine.
+struct ClusterParts {
+    /// The definitions every node shares.
+    definitions: JetStreamDefinitions,
+    /// How runs held by other nodes are reached.
+    router: Arc<NatsRunRouter>,
+    /// Where send steps claim their keys.
+    claims: SendClaims,
+    /// Who the runs wait for.
+    waits: Arc<JetStreamWaits>,
+    node: String,
 }
 
 /// Reads the definitions and opens the store (the cluster's, in a cluster); `None` when
@@ -60,8 +68,6 @@ pub(crate) async fn prepare(
             disk: Some(local.storage().clone()),
             store: Arc::new(local),
             cluster: None,
-            send_claims: None,
-            waits: None,
         }));
     };
     let (replicas, storage) = cluster.stream_placement();
@@ -83,21 +89,29 @@ pub(crate) async fn prepare(
         catalog,
         store: Arc::new(store),
         disk: None,
-        cluster: Some((
+        cluster: Some(ClusterParts {
             definitions,
-            Arc::new(NatsRunRouter::new(cluster.client().clone())),
-        )),
-        send_claims: Some((claims, cluster.node_id().to_owned())),
-        waits: Some(Arc::new(waits)),
+            router: Arc::new(NatsRunRouter::new(cluster.client().clone())),
+            claims,
+            waits: Arc::new(waits),
+            node: cluster.node_id().to_owned(),
+        }),
     }))
 }
 
 impl Prepared {
+    /// In a cluster: where send steps claim their keys, and this node's id.
+    pub(crate) fn send_claims(&self) -> Option<(SendClaims, String)> {
+        self.cluster
+            .as_ref()
+            .map(|parts| (parts.claims.clone(), parts.node.clone()))
+    }
+
     /// The engine, with the effects its steps have on this node.
     pub(crate) fn engine(&self, config: &Config, effects: Arc<dyn Effects>) -> Workflows {
         let replies = Arc::new(ReplyWaiters::default());
-        if let Some(waits) = &self.waits {
-            replies.share(Arc::clone(waits) as Arc<dyn WaitBoard>);
+        if let Some(parts) = &self.cluster {
+            replies.share(Arc::clone(&parts.waits) as Arc<dyn WaitBoard>);
         }
         Workflows::new(EngineParts {
             catalog: Arc::clone(&self.catalog),
@@ -110,7 +124,7 @@ impl Prepared {
             router: self
                 .cluster
                 .as_ref()
-                .map(|(_, router)| Arc::clone(router) as Arc<dyn RunRouter>),
+                .map(|parts| Arc::clone(&parts.router) as Arc<dyn RunRouter>),
         })
     }
 }
@@ -127,9 +141,10 @@ pub(crate) fn run_schedules(
     cluster: Option<&troupe_cluster::ClusterNode>,
     shutdown: &CancellationToken,
 ) {
-    if let (Some(cluster), Some((definitions, _))) = (cluster, &prepared.cluster) {
+    if let (Some(cluster), Some(parts)) = (cluster, &prepared.cluster) {
         tokio::spawn(
-            definitions
+            parts
+                .definitions
                 .clone()
                 .follow(Arc::clone(&prepared.catalog), shutdown.clone()),
         );

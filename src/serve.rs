@@ -359,10 +359,9 @@ pub(crate) async fn serve(
         .await
         .context("resuming the bridges' journal")?;
     // A web chat that connects may be the one a waiting reminder is for.
-    let (arrivals, woken) = (clients.clone(), Arc::clone(&reminders));
+    let (mut arrived, woken) = (clients.arrivals(), Arc::clone(&reminders));
     tokio::spawn(async move {
-        loop {
-            arrivals.arrival().await;
+        while arrived.changed().await.is_ok() {
             woken.wake();
         }
     });

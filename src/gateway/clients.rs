@@ -14,21 +14,32 @@ use tokio_util::sync::CancellationToken;
 
 use axum::extract::ws::Message;
 use dashmap::DashMap;
-use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 
 /// One sender's open connections, each with its id.
 type Connections = Vec<(u64, UnboundedSender<Message>)>;
 
 /// Cheap to clone; shared by the access layer and the reminder delivery.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Clients {
     by_sender: Arc<DashMap<String, Connections>>,
     next_id: Arc<AtomicU64>,
-    /// Signalled when a connection arrives (what waited for its person may go now).
-    arrivals: Arc<Notify>,
+    /// Counts the connections that arrived (what waited for its person may go now).
+    arrivals: Arc<watch::Sender<u64>>,
     /// In a cluster: how other nodes' connections are reached.
     cluster: Arc<OnceLock<async_nats::Client>>,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self {
+            by_sender: Arc::default(),
+            next_id: Arc::default(),
+            arrivals: Arc::new(watch::channel(0).0),
+            cluster: Arc::default(),
+        }
+    }
 }
 
 const PUSH_SUBJECTS: &str = "troupe.web.push";
@@ -43,13 +54,13 @@ impl Clients {
             .entry(sender.to_owned())
             .or_default()
             .push((id, outgoing));
-        self.arrivals.notify_one();
+        self.arrivals.send_modify(|arrived| *arrived += 1);
         id
     }
 
-    /// Waits until a connection registers.
-    pub(crate) async fn arrival(&self) {
-        self.arrivals.notified().await;
+    /// Changes each time a connection registers from now on.
+    pub(crate) fn arrivals(&self) -> watch::Receiver<u64> {
+        self.arrivals.subscribe()
     }
 
     pub(crate) fn unregister(&self, sender: &str, id: u64) {
@@ -150,5 +161,17 @@ mod tests {
             !clients.push("ada", "gone"),
             "a closed connection takes nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn every_waiter_sees_a_connection_arrive_even_one_that_was_busy() {
+        let clients = Clients::default();
+        let (mut reminders, mut workflow) = (clients.arrivals(), clients.arrivals());
+        let (outgoing, _queue) = tokio::sync::mpsc::unbounded_channel();
+        // Neither waits yet when the page arrives: both still see it.
+        clients.register("ada", outgoing);
+        reminders.changed().await.unwrap();
+        workflow.changed().await.unwrap();
+        assert!(!workflow.has_changed().unwrap(), "seen once");
     }
 }

@@ -8,7 +8,7 @@
 //!   HTTP skill also receives as its `Idempotency-Key` header;
 //! - a **message** to a bridge chat goes into the bridges' outbox under the key as its
 //!   reply id (the outbox sends one reply id once); to the web chat it is pushed to the
-//!   person's open pages.
+//!   person's open pages, on any node, waiting for one to open if none is.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -36,6 +36,10 @@ use crate::gateway::Clients;
 
 /// The platform of a run's own conversation (reserved: no client may claim it).
 const WORKFLOW_PLATFORM: &str = troupe_actors::ids::RESERVED_PLATFORMS[2];
+
+/// How often a message to a web chat with no page open looks again on every node (a page
+/// opening on this node is noticed at once).
+const LOOK_FOR_PAGES_AGAIN: Duration = Duration::from_secs(5);
 
 /// What effects go through, known once the node has started its access paths.
 pub(crate) struct EffectParts {
@@ -269,20 +273,20 @@ impl Effects for NodeEffects {
             }
             Recipient::Web { sender } => {
                 let frame = json!({"type": "notification", "id": message.key.as_str(),
-                    "payload": message.text, "timestamp": unix_now()});
-                if self
-                    .parts()?
-                    .clients
-                    .deliver(sender, &frame.to_string())
-                    .await
-                {
-                    Ok(json!({"to": format!("web:{sender}"), "delivered": true}))
-                } else {
-                    Err(StepError::new(
-                        Code::Failed,
-                        format!("{sender} has no web chat open"),
-                    ))
+                    "payload": message.text, "timestamp": unix_now()})
+                .to_string();
+                let clients = &self.parts()?.clients;
+                let mut arrived = clients.arrivals();
+                // With no page of the person open, it waits for one (up to the step's
+                // timeout): one opening here, or, looked for again now and then, on
+                // another node.
+                while !clients.deliver(sender, &frame).await {
+                    tokio::select! {
+                        _ = arrived.changed() => {}
+                        () = tokio::time::sleep(LOOK_FOR_PAGES_AGAIN) => {}
+                    }
                 }
+                Ok(json!({"to": format!("web:{sender}"), "delivered": true}))
             }
         }
     }

@@ -655,3 +655,59 @@ async fn a_schedule_across_downtime_catches_up_once_inside_its_window_and_record
     assert!(!ran.contains(&(second + EVERY)), "{ran:?}");
     assert!(node.log().contains("a scheduled firing was missed"));
 }
+
+const TELL_WEB: &str = r#"
+name = "tell-web"
+owner = "person:ada"
+
+[[steps]]
+id = "tell"
+send = "The report is ready"
+to = "web:ada"
+timeout = "1h"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_to_a_web_chat_waits_for_the_persons_page_to_open() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let (_skill, skill_url) = ReportsSkill::start().await;
+    let node = node(&config(&fake, &skill_url, &[])).await;
+    put_toml(&node, TELL_WEB).await;
+    let started = http()
+        .post(format!(
+            "{}/api/v1/workflows/tell-web/runs",
+            node.http_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let run = started.json::<Value>().await.unwrap()["run"]["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // No page of Ada's is open: the step waits, it does not fail.
+    let path = format!("/api/v1/workflows/tell-web/runs/{run}");
+    got_when(&node, &path, |shown| {
+        shown["journal"].as_array().is_some_and(|journal| {
+            journal
+                .iter()
+                .any(|record| record["type"] == "step_started")
+        })
+    })
+    .await;
+    let mut socket = crate::support::connect(&node, &[]).await;
+    crate::support::send(&mut socket, json!({"type": "hello", "sender_id": "ada"})).await;
+    let notification = crate::support::next_frame(&mut socket)
+        .await
+        .expect("a notification frame");
+    assert_eq!(notification["type"], "notification", "{notification}");
+    assert_eq!(notification["payload"], "The report is ready");
+    let shown = got_when(&node, &path, |shown| shown["run"]["status"] == "finished").await;
+    let failures = shown["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["type"] == "step_failed")
+        .count();
+    assert_eq!(failures, 0, "it waited rather than failed: {shown}");
+}

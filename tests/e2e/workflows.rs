@@ -516,16 +516,25 @@ async fn a_run_asks_on_telegram_and_goes_on_with_the_persons_reply() {
     );
     let node = node(&config).await;
     put_toml(&node, BOOKING).await;
+    let run = start_run(&node, "booking").await;
+    answered_yes(&fake, &node, &run).await;
+}
+
+/// Starts a run of `workflow` through the API; answers its id.
+async fn start_run(node: &TroupeProcess, workflow: &str) -> String {
     let started = http()
-        .post(format!("{}/api/v1/workflows/booking/runs", node.http_url()))
+        .post(format!(
+            "{}/api/v1/workflows/{workflow}/runs",
+            node.http_url()
+        ))
         .send()
         .await
         .unwrap();
-    let run = started.json::<Value>().await.unwrap()["run"]["run"]
+    assert_eq!(started.status(), 202);
+    started.json::<Value>().await.unwrap()["run"]["run"]
         .as_str()
         .unwrap()
-        .to_owned();
-    answered_yes(&fake, &node, &run).await;
+        .to_owned()
 }
 
 /// The booking run asked on Telegram: the person says yes, the run books, and what the
@@ -673,18 +682,7 @@ async fn a_message_to_a_web_chat_waits_for_the_persons_page_to_open() {
     let (_skill, skill_url) = ReportsSkill::start().await;
     let node = node(&config(&fake, &skill_url, &[])).await;
     put_toml(&node, TELL_WEB).await;
-    let started = http()
-        .post(format!(
-            "{}/api/v1/workflows/tell-web/runs",
-            node.http_url()
-        ))
-        .send()
-        .await
-        .unwrap();
-    let run = started.json::<Value>().await.unwrap()["run"]["run"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let run = start_run(&node, "tell-web").await;
     // No page of Ada's is open: the step waits, it does not fail.
     let path = format!("/api/v1/workflows/tell-web/runs/{run}");
     got_when(&node, &path, |shown| {

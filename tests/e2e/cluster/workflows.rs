@@ -496,3 +496,89 @@ async fn a_workflows_message_reaches_a_web_chat_open_on_another_node() {
     .await;
     assert_eq!(shown["journal"].as_array().unwrap().len(), 4, "{shown}");
 }
+
+const NAPPER: &str = r#"
+name = "napper"
+owner = "person:ada"
+
+[[steps]]
+id = "nap"
+wait = "10m"
+"#;
+
+/// `POST …/runs/{run}/{action}` through `node`; answers the run's status after it.
+async fn controlled(node: &TroupeProcess, run: &str, action: &str) -> String {
+    let answer = http()
+        .post(format!(
+            "{}/api/v1/workflows/napper/runs/{run}/{action}",
+            node.http_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{action}");
+    let body: Value = answer.json().await.unwrap();
+    body["run"]["status"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_paused_resumed_and_cancelled_through_nodes_that_do_not_hold_it() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let (_skill, skill_url) = ReportsSkill::start().await;
+    let cluster = start_cluster(&fake, &skill_url, &[]).await;
+    settled(&cluster).await;
+    put_toml(&cluster.nodes[2], NAPPER).await;
+    let (_, partitions) = placement(&cluster).await;
+    let key = (0..)
+        .map(|index| format!("napper-{index}"))
+        .find(|key| {
+            let run = troupe_workflows::journal::event_run_id("napper", "api", key);
+            partitions[troupe_workflows::placement::partition_of(&run) as usize] != 0
+        })
+        .unwrap();
+    let holder = partitions[troupe_workflows::placement::partition_of(
+        &troupe_workflows::journal::event_run_id("napper", "api", &key),
+    ) as usize];
+    let other = (1..3).find(|index| *index != holder).unwrap_or(0);
+    let run = start_once(&cluster.nodes[0], "napper", &key).await;
+    let path = format!("/api/v1/workflows/napper/runs/{run}");
+    got_when(&cluster.nodes[0], &path, |shown| {
+        shown["journal"].as_array().is_some_and(|journal| {
+            journal
+                .iter()
+                .any(|record| record["type"] == "step_started")
+        })
+    })
+    .await;
+    assert_eq!(controlled(&cluster.nodes[0], &run, "pause").await, "paused");
+    assert_eq!(
+        controlled(&cluster.nodes[other], &run, "resume").await,
+        "running"
+    );
+    assert_eq!(
+        controlled(&cluster.nodes[0], &run, "cancel").await,
+        "cancelled"
+    );
+    let shown = got_when(&cluster.nodes[holder], &path, |shown| {
+        shown["run"]["status"] == "cancelled"
+    })
+    .await;
+    let kinds: Vec<&str> = shown["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["started", "step_started", "paused", "resumed", "cancelled"],
+        "{shown}"
+    );
+    // An ended run answers as ended through any node.
+    let again = http()
+        .post(format!("{}{path}/cancel", cluster.nodes[other].http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+}

@@ -399,6 +399,19 @@ async fn placement(cluster: &ClusterSandbox) -> (usize, Vec<usize>) {
     }
 }
 
+/// An `Idempotency-Key` whose run of `workflow` a node other than `avoid` holds, with
+/// that node.
+fn held_elsewhere(partitions: &[usize], workflow: &str, avoid: usize) -> (String, usize) {
+    (0..)
+        .map(|index| format!("{workflow}-{index}"))
+        .find_map(|key| {
+            let run = troupe_workflows::journal::event_run_id(workflow, "api", &key);
+            let holder = partitions[troupe_workflows::placement::partition_of(&run) as usize];
+            (holder != avoid).then_some((key, holder))
+        })
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_entering_another_node_reaches_the_run_that_waits_for_it() {
     let fake = FakeTelegram::start(TOKEN).await;
@@ -423,13 +436,7 @@ async fn a_reply_entering_another_node_reaches_the_run_that_waits_for_it() {
     put_toml(&cluster.nodes[0], BOOKING).await;
     let (poller, partitions) = placement(&cluster).await;
     // A run whose partition another node than the poller's holds.
-    let key = (0..)
-        .map(|index| format!("booking-{index}"))
-        .find(|key| {
-            let run = troupe_workflows::journal::event_run_id("booking", "api", key);
-            partitions[troupe_workflows::placement::partition_of(&run) as usize] != poller
-        })
-        .unwrap();
+    let (key, _) = held_elsewhere(&partitions, "booking", poller);
     let run = start_once(&cluster.nodes[poller], "booking", &key).await;
     eprintln!("the poller is on node-{poller}; run {run} on another node");
     answered_yes(&fake, &cluster.nodes[poller], &run).await;
@@ -454,13 +461,7 @@ async fn a_workflows_message_reaches_a_web_chat_open_on_another_node() {
     put_toml(&cluster.nodes[1], NOTIFY).await;
     let (_, partitions) = placement(&cluster).await;
     // Ada's page is open on node-0; her run is held by another node.
-    let key = (0..)
-        .map(|index| format!("notify-{index}"))
-        .find(|key| {
-            let run = troupe_workflows::journal::event_run_id("notify", "api", key);
-            partitions[troupe_workflows::placement::partition_of(&run) as usize] != 0
-        })
-        .unwrap();
+    let (key, _) = held_elsewhere(&partitions, "notify", 0);
     let mut socket = crate::support::connect(&cluster.nodes[0], &[]).await;
     crate::support::send(
         &mut socket,
@@ -529,16 +530,7 @@ async fn a_run_is_paused_resumed_and_cancelled_through_nodes_that_do_not_hold_it
     settled(&cluster).await;
     put_toml(&cluster.nodes[2], NAPPER).await;
     let (_, partitions) = placement(&cluster).await;
-    let key = (0..)
-        .map(|index| format!("napper-{index}"))
-        .find(|key| {
-            let run = troupe_workflows::journal::event_run_id("napper", "api", key);
-            partitions[troupe_workflows::placement::partition_of(&run) as usize] != 0
-        })
-        .unwrap();
-    let holder = partitions[troupe_workflows::placement::partition_of(
-        &troupe_workflows::journal::event_run_id("napper", "api", &key),
-    ) as usize];
+    let (key, holder) = held_elsewhere(&partitions, "napper", 0);
     let other = (1..3).find(|index| *index != holder).unwrap_or(0);
     let run = start_once(&cluster.nodes[0], "napper", &key).await;
     let path = format!("/api/v1/workflows/napper/runs/{run}");

@@ -22,7 +22,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
 use async_nats::jetstream::{self, Context, kv};
 use dashmap::DashMap;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 
 use crate::journal::{JournalError, Record, RunSummary, ScheduleState, WorkflowStore};
 
@@ -35,8 +35,6 @@ pub const RUNS_BUCKET: &str = "troupe_workflow_runs";
 pub const SCHEDULES_BUCKET: &str = "troupe_workflow_schedules";
 /// A bucket's `max_age` that keeps values until they are deleted.
 pub(crate) const FOR_EVER: std::time::Duration = std::time::Duration::ZERO;
-/// Summaries read at once when every run is listed.
-const LIST_CONCURRENCY: usize = 16;
 /// The longest a journal's read waits for the stream.
 const READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -159,15 +157,6 @@ impl JetStreamWorkflowStore {
             .map_err(failed)??;
         Ok((records, last))
     }
-
-    async fn summary_of(&self, key: String) -> Result<Option<RunSummary>, JournalError> {
-        let Some(value) = self.runs.get(&key).await.map_err(failed)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&value)
-            .map(Some)
-            .map_err(JournalError::Corrupt)
-    }
 }
 
 #[async_trait::async_trait]
@@ -229,20 +218,40 @@ impl WorkflowStore for JetStreamWorkflowStore {
     }
 
     async fn summaries(&self) -> Result<Vec<RunSummary>, JournalError> {
-        let keys: Vec<String> = self
+        // One pass over the bucket's last value per key, not a read per key: every node
+        // lists the summaries each time a partition comes to it.
+        // Fresh (the bucket's `status` is what it was when opened): a watch of an empty
+        // bucket would wait for a first value.
+        if self
             .runs
-            .keys()
+            .stream
+            .get_info()
             .await
             .map_err(failed)?
-            .try_collect()
+            .state
+            .messages
+            == 0
+        {
+            return Ok(Vec::new());
+        }
+        let mut entries = self.runs.watch_with_history(">").await.map_err(failed)?;
+        let mut summaries = Vec::new();
+        let read = async {
+            while let Some(entry) = entries.try_next().await.map_err(failed)? {
+                if entry.operation == kv::Operation::Put {
+                    summaries
+                        .push(serde_json::from_slice(&entry.value).map_err(JournalError::Corrupt)?);
+                }
+                if entry.delta == 0 {
+                    break;
+                }
+            }
+            Ok::<_, JournalError>(())
+        };
+        tokio::time::timeout(READ_LIMIT, read)
             .await
-            .map_err(failed)?;
-        let found: Vec<Option<RunSummary>> = futures_util::stream::iter(keys)
-            .map(|key| self.summary_of(key))
-            .buffer_unordered(LIST_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+            .map_err(failed)??;
+        Ok(summaries)
     }
 
     async fn schedule(&self, key: &str) -> Result<ScheduleState, JournalError> {
